@@ -1,0 +1,145 @@
+//! Wiring shared by the commands: the configuration, the store, the engine and the deliverer
+//! built from it, and logging.
+
+use super::LogFormatArg;
+use crate::config::{read_secret, Config, LogFormat, Resolved, TransportKind};
+use crate::delivery::{Deliverer, Mailer, RetryPolicy, Unsubscriber};
+use crate::diagnostic::Diagnostic;
+use crate::engine::{Engine, EngineSettings};
+use crate::scenario::{check_all, CheckReport};
+use crate::store::Store;
+use anyhow::{Context, Result};
+use std::path::Path;
+
+pub struct App {
+    pub config: Config,
+    pub resolved: Resolved,
+}
+
+impl App {
+    /// Loads the configuration: an explicit path must exist; ./rebuy.yaml is optional.
+    pub fn load(path: Option<&Path>) -> Result<Self, Vec<Diagnostic>> {
+        let config = match path {
+            Some(p) => Config::load(p, true)?,
+            None => Config::load(Path::new("rebuy.yaml"), false)?,
+        };
+        let resolved = config.resolve()?;
+        Ok(Self { config, resolved })
+    }
+
+    pub fn from_config(config: Config) -> Result<Self, Vec<Diagnostic>> {
+        let resolved = config.resolve()?;
+        Ok(Self { config, resolved })
+    }
+
+    pub async fn store(&self) -> Result<Store> {
+        Store::open(&self.config.database)
+            .await
+            .with_context(|| format!("cannot open the database '{}'", self.config.database))
+    }
+
+    pub fn check(&self) -> CheckReport {
+        check_all(
+            &self.config.scenarios_dir,
+            &self.config.templates_dir,
+            &self.config.shop,
+        )
+    }
+
+    /// The unsubscribe signer. Its secret comes from the environment or a file; without
+    /// either, a random one is generated once and kept in the database.
+    pub async fn unsubscriber(&self, store: &Store) -> Result<Unsubscriber> {
+        let u = &self.config.unsubscribe;
+        let secret = match read_secret(&u.secret_env, u.secret_file.as_deref())? {
+            Some(s) => s,
+            None => {
+                let fresh = format!(
+                    "{:032x}{:032x}",
+                    rand::random::<u128>(),
+                    rand::random::<u128>()
+                );
+                store
+                    .setting_or_insert("unsubscribe_secret", &fresh)
+                    .await?
+            }
+        };
+        Ok(Unsubscriber::new(&u.base_url, secret.as_bytes()))
+    }
+
+    /// The engine with a valid scenario set, or the list of problems.
+    pub async fn engine(&self, store: &Store) -> Result<Result<Engine, Vec<Diagnostic>>> {
+        let report = self.check();
+        if !report.diagnostics.is_empty() {
+            return Ok(Err(report.diagnostics));
+        }
+        let settings = EngineSettings {
+            shop: self.config.shop.clone(),
+            default_timezone: self.resolved.default_timezone,
+            trigger_lookback: self.resolved.trigger_lookback,
+            unsubscribe: self.unsubscriber(store).await?,
+        };
+        Ok(Ok(Engine::new(
+            store.clone(),
+            report.scenarios,
+            report.renderer,
+            settings,
+        )))
+    }
+
+    pub fn deliverer(&self, store: &Store) -> Result<Deliverer> {
+        let d = &self.config.delivery;
+        let mailer = match d.transport {
+            TransportKind::File => Mailer::file(d.file_dir.clone()),
+            TransportKind::Smtp => {
+                let password = read_secret(&d.smtp.password_env, d.smtp.password_file.as_deref())?;
+                Mailer::smtp(&d.smtp, password)?
+            }
+        };
+        let from = self
+            .config
+            .shop
+            .get("from")
+            .map(String::as_str)
+            .unwrap_or_default();
+        let from = from
+            .parse()
+            .with_context(|| format!("shop.from '{from}' is not a mailbox"))?;
+        let policy = RetryPolicy {
+            max_attempts: d.max_attempts,
+            base: self.resolved.retry_base,
+            max: self.resolved.retry_max,
+        };
+        Ok(Deliverer::new(
+            store.clone(),
+            mailer,
+            from,
+            policy,
+            d.batch_size,
+            d.smtp.pool_size,
+        ))
+    }
+}
+
+/// Sets up `tracing`: text or JSON, to stderr. `quiet` commands log warnings only unless asked.
+pub fn init_logging(arg: Option<LogFormatArg>, level: &str, configured: LogFormat, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let level = if quiet && level == "info" {
+        "warn"
+    } else {
+        level
+    };
+    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match arg {
+        Some(LogFormatArg::Json) => true,
+        Some(LogFormatArg::Text) => false,
+        None => configured == LogFormat::Json,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

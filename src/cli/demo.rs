@@ -1,0 +1,77 @@
+//! `rebuy demo`.
+
+use super::exit;
+use super::output::OutputFormat;
+use crate::demo::{prepare, simulate, DemoReport};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// The folder to run in: it gets rebuy-demo.db, outbox/ and, if missing, scenarios/ and templates/.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// How many customers to generate.
+    #[arg(long, default_value_t = 3000)]
+    pub customers: usize,
+    /// How many days to simulate.
+    #[arg(long, default_value_t = 90)]
+    pub days: i64,
+    /// Seed of the generator; the same seed gives the same shop.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Format of the status table.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
+    std::fs::create_dir_all(&args.dir)?;
+    let (_app, store, mut daemon, shop, clock) =
+        prepare(&args.dir, args.customers, args.days, args.seed).await?;
+    eprintln!(
+        "generated {} customers and {} orders; simulating {} days from {}",
+        shop.customers.len(),
+        shop.orders.len(),
+        args.days,
+        clock_start(&clock)
+    );
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(args.days as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("day {pos}/{len} [{bar:30}] {elapsed}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let started = std::time::Instant::now();
+    let mails = simulate(&mut daemon, &store, &shop, &clock, args.days, |d| {
+        bar.set_position(d as u64)
+    })
+    .await?;
+    bar.finish_and_clear();
+    super::status::print_status(&store, args.format).await?;
+    let report = DemoReport {
+        customers: shop.customers.len(),
+        orders: shop.orders.len(),
+        mails_written: mails,
+        days: args.days,
+    };
+    eprintln!(
+        "{} mails written to {} as .eml in {:.1}s; database: {}",
+        report.mails_written,
+        args.dir.join("outbox").display(),
+        started.elapsed().as_secs_f64(),
+        args.dir.join("rebuy-demo.db").display()
+    );
+    store.close().await;
+    Ok(exit::OK)
+}
+
+fn clock_start(clock: &crate::clock::ManualClock) -> String {
+    use crate::clock::Clock;
+    clock.now().to_rfc3339()
+}

@@ -1,0 +1,79 @@
+//! `rebuy import customers|orders FILE`.
+
+use super::{exit, App};
+use crate::clock::{Clock, SystemClock};
+use crate::import::{import_customers, import_orders, Format, ImportOptions, ImportReport};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ImportCommand {
+    /// Customers: id, email, name, timezone, locale; other columns become attributes.
+    Customers(ImportArgs),
+    /// Orders: order_id, customer_id, placed_at, currency, total, and per row one item
+    /// (sku, name, category, quantity, unit_price); amounts in minor units.
+    Orders(ImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The file to import (.csv, .jsonl).
+    pub file: PathBuf,
+    /// The file's format, when its extension does not tell.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Do not show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
+    let store = app.store().await?;
+    let (args, is_orders) = match &cmd {
+        ImportCommand::Customers(a) => (a, false),
+        ImportCommand::Orders(a) => (a, true),
+    };
+    let opts = ImportOptions {
+        format: args.format,
+        default_timezone: app.resolved.default_timezone,
+        progress: !args.no_progress && std::io::stderr().is_terminal(),
+    };
+    let report = if is_orders {
+        import_orders(&store, &args.file, &opts).await?
+    } else {
+        import_customers(&store, &args.file, &opts, SystemClock.now()).await?
+    };
+    print_report(&report, args.json)?;
+    store.close().await;
+    Ok(if report.rejected.is_empty() {
+        exit::OK
+    } else {
+        exit::INVALID
+    })
+}
+
+pub fn print_report(report: &ImportReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    for e in &report.rejected {
+        eprintln!("{}:{}: {}", report.file, e.line, e.message);
+    }
+    println!(
+        "{}: {} record(s): {} inserted, {} updated, {} unchanged, {} rejected",
+        report.file,
+        report.records,
+        report.inserted,
+        report.updated,
+        report.unchanged,
+        report.rejected.len()
+    );
+    if !report.rejected.is_empty() {
+        eprintln!("fix the rejected rows and import the file again; rows already imported are not changed twice");
+    }
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The command line: argument parsing (clap), logging setup, and the mapping of outcomes to
+//! exit codes. Each command family lives in its own file; the work itself is in the library.
+
+mod app;
+mod check;
+mod demo;
+mod import;
+mod output;
+mod run;
+mod status;
+mod trigger;
+
+pub use app::App;
+pub use output::OutputFormat;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit codes: what a script can branch on.
+pub mod exit {
+    /// Everything worked.
+    pub const OK: u8 = 0;
+    /// The input has problems: `check` found some, an import rejected rows, `run` refused an
+    /// invalid scenario set, a customer or scenario was not found.
+    pub const INVALID: u8 = 1;
+    /// The command line itself is wrong (clap's usage errors).
+    pub const USAGE: u8 = 2;
+    /// Something failed at run time: the database, the file system, the mail server.
+    pub const FAILURE: u8 = 3;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rebuy",
+    version,
+    about = "An automation engine for repeat purchases: YAML scenarios, a daemon, and mail that is sent once."
+)]
+pub struct Cli {
+    /// Configuration file. Without it, ./rebuy.yaml is used if present, else built-in defaults.
+    #[arg(long, short, global = true, env = "REBUY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// Log filter, e.g. `info`, `debug`, `rebuy=debug` (RUST_LOG works too).
+    #[arg(long, global = true, default_value = "info", env = "RUST_LOG")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a sample shop and run the shipped scenarios over 90 simulated days; no server needed.
+    Demo(demo::DemoArgs),
+    /// Validate the config, every scenario and every template they use; send nothing.
+    Check(check::CheckArgs),
+    /// Run the daemon: tick on an interval, enroll, advance, send; stop cleanly on SIGINT/SIGTERM.
+    Run(run::RunArgs),
+    /// Import customers or orders from CSV or JSON Lines (upsert by the shop's ids).
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Start a manual scenario (a support follow-up) for one customer.
+    Trigger(trigger::TriggerArgs),
+    /// Print a step's rendered message for a customer without sending it.
+    Preview(trigger::PreviewArgs),
+    /// Per scenario: enrolled, active, completed, reached goal; messages queued, sent, failed.
+    Status(status::StatusArgs),
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(
+                if e.downcast_ref::<crate::store::StoreError>()
+                    .is_some_and(|s| matches!(s, crate::store::StoreError::NotFound(_)))
+                {
+                    exit::INVALID
+                } else {
+                    exit::FAILURE
+                },
+            )
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    if let Command::Demo(args) = &cli.command {
+        app::init_logging(
+            cli.log_format,
+            &cli.log_level,
+            crate::config::LogFormat::Text,
+            true,
+        );
+        return demo::run(args).await;
+    }
+    let app = match App::load(cli.config.as_deref()) {
+        Ok(app) => app,
+        Err(diags) => {
+            app::init_logging(
+                cli.log_format,
+                &cli.log_level,
+                crate::config::LogFormat::Text,
+                false,
+            );
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "the configuration has {} problem(s); nothing was done",
+                diags.len()
+            );
+            return Ok(exit::INVALID);
+        }
+    };
+    let quiet = !matches!(cli.command, Command::Run(_));
+    app::init_logging(cli.log_format, &cli.log_level, app.config.log_format, quiet);
+    match cli.command {
+        Command::Demo(_) => unreachable!("handled above"),
+        Command::Check(args) => check::run(&app, &args),
+        Command::Run(args) => run::run(&app, &args).await,
+        Command::Import(cmd) => import::run(&app, cmd).await,
+        Command::Trigger(args) => trigger::trigger(&app, &args).await,
+        Command::Preview(args) => trigger::preview(&app, &args).await,
+        Command::Status(args) => status::run(&app, &args).await,
+    }
+}

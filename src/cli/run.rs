@@ -1,0 +1,66 @@
+//! `rebuy run`: the daemon.
+
+use super::{exit, App};
+use crate::clock::SystemClock;
+use crate::daemon::{shutdown_signal, Daemon, Job};
+use crate::import::ImportOptions;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Run one cycle (jobs, tick, delivery) and exit: for cron-driven setups and checks.
+    #[arg(long)]
+    pub once: bool,
+}
+
+pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
+    let store = app.store().await?;
+    let engine = match app.engine(&store).await? {
+        Ok(e) => e,
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!("refusing to start: {} problem(s) in the scenarios or templates (see `rebuy check`)", diags.len());
+            return Ok(exit::INVALID);
+        }
+    };
+    let deliverer = app.deliverer(&store)?;
+    let jobs = app
+        .resolved
+        .jobs
+        .iter()
+        .map(|(c, s)| Job::new(c.clone(), s.clone()))
+        .collect();
+    let import = ImportOptions {
+        format: None,
+        default_timezone: app.resolved.default_timezone,
+        progress: false,
+    };
+    let mut daemon = Daemon {
+        engine,
+        deliverer,
+        jobs,
+        import,
+    };
+    if args.once {
+        let report = daemon.run_once(chrono::Utc::now()).await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(exit::OK);
+    }
+    let interval = app
+        .resolved
+        .tick_interval
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(60));
+    tracing::info!(
+        scenarios = daemon.engine.scenarios().len(),
+        interval_secs = interval.as_secs(),
+        "rebuy daemon started"
+    );
+    daemon
+        .run(Arc::new(SystemClock), interval, shutdown_signal())
+        .await;
+    store.close().await;
+    Ok(exit::OK)
+}

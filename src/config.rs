@@ -1,0 +1,410 @@
+//! Configuration: built-in defaults < the YAML file (`rebuy.yaml`, or `--config`) < `REBUY_*`
+//! environment variables. Secrets (SMTP password, unsubscribe secret) come only from the
+//! environment or from files; the YAML never has to hold them.
+
+use crate::diagnostic::Diagnostic;
+use crate::domain::{parse_duration, parse_timezone};
+use chrono::Duration;
+use chrono_tz::Tz;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration, as written (see `config.example.yaml` for every key).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// SQLite file path (`rebuy.db`) or URL (`sqlite://…`).
+    pub database: String,
+    pub scenarios_dir: PathBuf,
+    pub templates_dir: PathBuf,
+    /// Time zone for customers who have none.
+    pub default_timezone: Option<Spanned<String>>,
+    /// How often the daemon ticks.
+    pub tick_interval: Option<Spanned<String>>,
+    /// Orders older than this when first seen start no enrollment (a history import must not
+    /// mail every past customer).
+    pub trigger_lookback: Option<Spanned<String>>,
+    pub log_format: LogFormat,
+    /// Free settings for templates (`shop.name`, `shop.url`, …); `name` and `from` are required.
+    pub shop: BTreeMap<String, String>,
+    pub unsubscribe: UnsubscribeConfig,
+    pub delivery: DeliveryConfig,
+    /// Periodic jobs with 5-field cron schedules.
+    pub jobs: Vec<JobConfig>,
+    /// Where this configuration came from, for messages.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnsubscribeConfig {
+    /// The page that unsubscribes; the signed token is appended as `?c=<customer>&t=<token>`.
+    pub base_url: String,
+    /// Environment variable that holds the HMAC secret.
+    pub secret_env: String,
+    /// A file that holds the HMAC secret, if the environment variable is unset.
+    pub secret_file: Option<PathBuf>,
+}
+
+impl Default for UnsubscribeConfig {
+    fn default() -> Self {
+        Self {
+            base_url: "https://shop.example/unsubscribe".into(),
+            secret_env: "REBUY_UNSUBSCRIBE_SECRET".into(),
+            secret_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// `.eml` files in a folder: the embedded default, no server needed.
+    #[default]
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    pub transport: TransportKind,
+    /// Folder for the file transport.
+    pub file_dir: PathBuf,
+    pub smtp: SmtpConfig,
+    /// Attempts before a transiently failing message is marked failed.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt up to `retry_max`.
+    pub retry_base: Option<Spanned<String>>,
+    pub retry_max: Option<Spanned<String>>,
+    /// Messages claimed per delivery round.
+    pub batch_size: u32,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            transport: TransportKind::File,
+            file_dir: PathBuf::from("outbox"),
+            smtp: SmtpConfig::default(),
+            max_attempts: 8,
+            retry_base: None,
+            retry_max: None,
+            batch_size: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain text: only for a relay on loopback or a trusted network.
+    None,
+    /// Upgrade with STARTTLS (port 587); refuse to send if the server cannot.
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    /// Environment variable with the password.
+    pub password_env: String,
+    /// File with the password, if the environment variable is unset.
+    pub password_file: Option<PathBuf>,
+    /// Connections kept open to the relay.
+    pub pool_size: u32,
+    /// Seconds to wait for the server before giving up on an attempt.
+    pub timeout_secs: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            host: "localhost".into(),
+            port: 587,
+            tls: TlsMode::Starttls,
+            username: None,
+            password_env: "REBUY_SMTP_PASSWORD".into(),
+            password_file: None,
+            pool_size: 4,
+            timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    pub name: String,
+    /// Standard 5-field cron: minute hour day-of-month month day-of-week.
+    pub cron: Spanned<String>,
+    /// Import this customers file when the job runs.
+    pub import_customers: Option<PathBuf>,
+    /// Import this orders file when the job runs.
+    pub import_orders: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut shop = BTreeMap::new();
+        shop.insert("name".into(), "Example Shop".into());
+        shop.insert("from".into(), "Example Shop <hello@shop.example>".into());
+        shop.insert("url".into(), "https://shop.example".into());
+        Self {
+            database: "rebuy.db".into(),
+            scenarios_dir: "scenarios".into(),
+            templates_dir: "templates".into(),
+            default_timezone: None,
+            tick_interval: None,
+            trigger_lookback: None,
+            log_format: LogFormat::Text,
+            shop,
+            unsubscribe: UnsubscribeConfig::default(),
+            delivery: DeliveryConfig::default(),
+            jobs: Vec::new(),
+            source: None,
+        }
+    }
+}
+
+/// Settings derived from `Config` once it is valid.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub default_timezone: Tz,
+    pub tick_interval: Duration,
+    pub trigger_lookback: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub jobs: Vec<(JobConfig, cron::Schedule)>,
+}
+
+impl Config {
+    /// Reads `path`; a missing file is an error only when `required` (it was named explicitly).
+    pub fn load(path: &Path, required: bool) -> Result<Self, Vec<Diagnostic>> {
+        let shown = path.display().to_string();
+        let mut config = match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&shown, &text)?,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => {
+                return Err(vec![Diagnostic::new(
+                    &shown,
+                    1,
+                    1,
+                    format!("cannot read config: {e}"),
+                )])
+            }
+        };
+        config.source = Some(path.to_path_buf());
+        config.apply_env();
+        Ok(config)
+    }
+
+    pub fn parse(path: &str, text: &str) -> Result<Self, Vec<Diagnostic>> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_saphyr::from_str::<Config>(text).map_err(|e| {
+            let (line, col) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            let msg = e.to_string();
+            let msg = msg.lines().next().unwrap_or_default().to_string();
+            vec![Diagnostic::new(path, line, col, msg)
+                .with_hint("see config.example.yaml for every key")]
+        })
+    }
+
+    fn apply_env(&mut self) {
+        if let Ok(db) = std::env::var("REBUY_DATABASE") {
+            self.database = db;
+        }
+        if let Ok(dir) = std::env::var("REBUY_SCENARIOS_DIR") {
+            self.scenarios_dir = dir.into();
+        }
+        if let Ok(dir) = std::env::var("REBUY_TEMPLATES_DIR") {
+            self.templates_dir = dir.into();
+        }
+    }
+
+    fn path(&self) -> String {
+        self.source
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "config".into())
+    }
+
+    /// Checks every value that serde cannot: durations, zones, cron lines, required shop keys.
+    pub fn resolve(&self) -> Result<Resolved, Vec<Diagnostic>> {
+        let path = self.path();
+        let mut diags = Vec::new();
+        let mut duration = |v: &Option<Spanned<String>>, default: Duration| match v {
+            None => default,
+            Some(s) => parse_duration(&s.value).unwrap_or_else(|e| {
+                diags.push(Diagnostic::new(
+                    &path,
+                    s.referenced.line(),
+                    s.referenced.column(),
+                    e,
+                ));
+                default
+            }),
+        };
+        let tick_interval = duration(&self.tick_interval, Duration::seconds(60));
+        let trigger_lookback = duration(&self.trigger_lookback, Duration::days(3));
+        let retry_base = duration(&self.delivery.retry_base, Duration::minutes(1));
+        let retry_max = duration(&self.delivery.retry_max, Duration::hours(2));
+        let default_timezone = match &self.default_timezone {
+            None => chrono_tz::Asia::Tokyo,
+            Some(s) => parse_timezone(&s.value).unwrap_or_else(|e| {
+                diags.push(Diagnostic::new(
+                    &path,
+                    s.referenced.line(),
+                    s.referenced.column(),
+                    e,
+                ));
+                chrono_tz::UTC
+            }),
+        };
+        for key in ["name", "from"] {
+            if !self.shop.contains_key(key) {
+                diags.push(Diagnostic::new(
+                    &path,
+                    1,
+                    1,
+                    format!("shop.{key} is required"),
+                ));
+            }
+        }
+        if let Some(from) = self.shop.get("from") {
+            if from.parse::<lettre::message::Mailbox>().is_err() {
+                diags.push(
+                    Diagnostic::new(&path, 1, 1, format!("shop.from '{from}' is not a mailbox"))
+                        .with_hint("write it as \"Shop Name <hello@shop.example>\""),
+                );
+            }
+        }
+        let mut jobs = Vec::new();
+        for job in &self.jobs {
+            match parse_cron(&job.cron.value) {
+                Ok(s) => jobs.push((job.clone(), s)),
+                Err(e) => diags.push(
+                    Diagnostic::new(&path, job.cron.referenced.line(), job.cron.referenced.column(), e)
+                        .with_hint("use the 5-field form: minute hour day-of-month month day-of-week, e.g. \"30 2 * * *\""),
+                ),
+            }
+        }
+        if diags.is_empty() {
+            Ok(Resolved {
+                default_timezone,
+                tick_interval,
+                trigger_lookback,
+                retry_base,
+                retry_max,
+                jobs,
+            })
+        } else {
+            Err(diags)
+        }
+    }
+}
+
+/// Parses a standard 5-field cron line (the form operators know); the `cron` crate wants a
+/// seconds field first, so one is added. 6- and 7-field lines are passed through.
+pub fn parse_cron(line: &str) -> Result<cron::Schedule, String> {
+    let fields = line.split_whitespace().count();
+    let full = match fields {
+        5 => format!("0 {line}"),
+        6 | 7 => line.to_string(),
+        n => return Err(format!("cron line '{line}' has {n} fields; expected 5")),
+    };
+    full.parse::<cron::Schedule>()
+        .map_err(|e| format!("bad cron line '{line}': {e}"))
+}
+
+/// Reads a secret from an environment variable, or else from a file (trailing newline cut).
+pub fn read_secret(env: &str, file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    if let Ok(v) = std::env::var(env) {
+        if !v.is_empty() {
+            return Ok(Some(v));
+        }
+    }
+    match file {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("cannot read secret file {}: {e}", f.display()))?;
+            Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()))
+        }
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let c = Config::parse("c.yaml", "").unwrap();
+        let r = c.resolve().unwrap();
+        assert_eq!(r.tick_interval, Duration::seconds(60));
+        assert_eq!(r.default_timezone, chrono_tz::Asia::Tokyo);
+        assert_eq!(c.delivery.transport, TransportKind::File);
+    }
+
+    #[test]
+    fn unknown_keys_are_located() {
+        let errs =
+            Config::parse("c.yaml", "database: x.db\ndelivery:\n  transprot: smtp\n").unwrap_err();
+        assert_eq!((errs[0].line, errs[0].col), (3, 3), "{}", errs[0]);
+        assert!(errs[0].message.contains("transprot"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let mut c = Config::parse("c.yaml", "tick_interval: 5x\ndefault_timezone: Asia/Tokio\njobs:\n  - name: n\n    cron: \"* * *\"\n").unwrap();
+        c.source = Some("c.yaml".into());
+        let errs = c.resolve().unwrap_err();
+        let all: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
+        assert!(
+            all[0].starts_with("c.yaml:1:16: bad duration '5x'"),
+            "{all:?}"
+        );
+        assert!(
+            all[1].starts_with("c.yaml:2:19: unknown time zone 'Asia/Tokio'"),
+            "{all:?}"
+        );
+        assert!(
+            all[2].starts_with("c.yaml:5:11: cron line '* * *' has 3 fields"),
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn five_field_cron_lines_are_accepted() {
+        let s = parse_cron("30 2 * * *").unwrap();
+        let next = s
+            .after(&chrono::DateTime::<chrono::Utc>::from_timestamp(0, 0).unwrap())
+            .next()
+            .unwrap();
+        assert_eq!(next.to_rfc3339(), "1970-01-01T02:30:00+00:00");
+    }
+}

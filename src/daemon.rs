@@ -1,0 +1,155 @@
+//! The daemon loop around the engine: on each cycle it runs the cron jobs that are due, ticks
+//! the engine and delivers what is ready. A failing cycle is logged and the next one runs; a
+//! shutdown signal is honoured between cycles, so nothing is left half-recorded.
+
+use crate::clock::Clock;
+use crate::config::JobConfig;
+use crate::delivery::{Deliverer, DeliveryReport};
+use crate::engine::{Engine, TickReport};
+use crate::import::{import_customers, import_orders, ImportOptions};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::{error, info, info_span, Instrument};
+
+/// A cron job and when it next runs.
+pub struct Job {
+    pub config: JobConfig,
+    pub schedule: cron::Schedule,
+    next: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    pub fn new(config: JobConfig, schedule: cron::Schedule) -> Self {
+        Self {
+            config,
+            schedule,
+            next: None,
+        }
+    }
+}
+
+pub struct Daemon {
+    pub engine: Engine,
+    pub deliverer: Deliverer,
+    pub jobs: Vec<Job>,
+    pub import: ImportOptions,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CycleReport {
+    pub jobs_run: u32,
+    pub tick: TickReport,
+    pub delivery: DeliveryReport,
+}
+
+impl Daemon {
+    /// One cycle at `now`: due jobs, a tick, a delivery round.
+    pub async fn run_once(&mut self, now: DateTime<Utc>) -> anyhow::Result<CycleReport> {
+        let mut report = CycleReport::default();
+        for i in 0..self.jobs.len() {
+            if self.job_due(i, now) {
+                report.jobs_run += 1;
+                if let Err(e) = self.run_job(i, now).await {
+                    error!(job = %self.jobs[i].config.name, error = %format!("{e:#}"), "job failed");
+                }
+            }
+        }
+        report.tick = self.engine.tick(now).await?;
+        report.delivery = self.deliverer.run_once(now).await?;
+        Ok(report)
+    }
+
+    /// Whether job `i` is due; the first call only schedules (jobs do not run at start-up).
+    fn job_due(&mut self, i: usize, now: DateTime<Utc>) -> bool {
+        let job = &mut self.jobs[i];
+        let due = job.next.is_some_and(|n| n <= now);
+        if due || job.next.is_none() {
+            job.next = job.schedule.after(&now).next();
+        }
+        due
+    }
+
+    async fn run_job(&self, i: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let job = &self.jobs[i].config;
+        let store = self.engine.store();
+        async {
+            if let Some(f) = &job.import_customers {
+                let r = import_customers(store, f, &self.import, now).await?;
+                info!(
+                    inserted = r.inserted,
+                    updated = r.updated,
+                    rejected = r.rejected.len(),
+                    "customers imported"
+                );
+            }
+            if let Some(f) = &job.import_orders {
+                let r = import_orders(store, f, &self.import).await?;
+                info!(
+                    inserted = r.inserted,
+                    updated = r.updated,
+                    rejected = r.rejected.len(),
+                    "orders imported"
+                );
+            }
+            Ok(())
+        }
+        .instrument(info_span!("job", name = %job.name))
+        .await
+    }
+
+    /// Cycles every `interval` until `shutdown` turns true. Errors are logged, never fatal.
+    pub async fn run(
+        mut self,
+        clock: Arc<dyn Clock>,
+        interval: std::time::Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let now = clock.now();
+            match self.run_once(now).await {
+                Ok(r) if r.delivery.claimed > 0 || r.tick.enrolled > 0 => info!(?r, "cycle"),
+                Ok(_) => {}
+                Err(e) => {
+                    error!(error = %format!("{e:#}"), "cycle failed; retrying on the next tick")
+                }
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                break;
+            }
+        }
+        info!("stopped cleanly");
+    }
+}
+
+/// A channel that turns true on SIGINT or SIGTERM.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => info!("SIGINT: finishing the current cycle, then stopping"),
+            _ = term => info!("SIGTERM: finishing the current cycle, then stopping"),
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}

@@ -1,0 +1,239 @@
+//! Value types that reject bad data at the edge: e-mail addresses, money in integer minor
+//! units with a currency, time zones, durations (`3d`, `12h`) and local times (`10:00`).
+
+use chrono::{Duration, NaiveTime};
+use chrono_tz::Tz;
+use std::str::FromStr;
+
+/// A syntactically valid e-mail address (lettre's RFC 5321 parser decides), lower-cased domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err("e-mail address is empty".into());
+        }
+        let addr = lettre::Address::from_str(trimmed)
+            .map_err(|e| format!("'{trimmed}' is not a valid e-mail address ({e})"))?;
+        Ok(Self(format!(
+            "{}@{}",
+            addr.user(),
+            addr.domain().to_lowercase()
+        )))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Shortens an address for logs at info level: `a***@example.com`.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((user, domain)) => {
+            let first: String = user.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".into(),
+    }
+}
+
+/// An ISO 4217 currency code, upper case, three letters.
+pub fn parse_currency(raw: &str) -> Result<String, String> {
+    let code = raw.trim().to_ascii_uppercase();
+    if code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()) {
+        Ok(code)
+    } else {
+        Err(format!(
+            "'{raw}' is not a currency code; use three letters such as JPY or USD"
+        ))
+    }
+}
+
+/// How many decimal places a currency's minor unit has (ISO 4217).
+pub fn minor_digits(currency: &str) -> u32 {
+    match currency {
+        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "PYG" | "UGX" | "XAF" | "XOF" => 0,
+        "BHD" | "KWD" | "OMR" | "JOD" | "TND" | "IQD" | "LYD" => 3,
+        _ => 2,
+    }
+}
+
+fn currency_symbol(currency: &str) -> Option<&'static str> {
+    Some(match currency {
+        "JPY" => "¥",
+        "USD" => "$",
+        "EUR" => "€",
+        "GBP" => "£",
+        "KRW" => "₩",
+        "CNY" => "CN¥",
+        "TWD" => "NT$",
+        "HKD" => "HK$",
+        "AUD" => "A$",
+        "CAD" => "CA$",
+        _ => return None,
+    })
+}
+
+/// Formats an amount in minor units for people: `¥3,980`, `$39.80`, `12.50 CHF`.
+pub fn format_money(minor: i64, currency: &str) -> String {
+    let digits = minor_digits(currency);
+    let scale = 10_i64.pow(digits);
+    let sign = if minor < 0 { "-" } else { "" };
+    let abs = minor.unsigned_abs();
+    let whole = group_thousands(abs / scale as u64);
+    let number = if digits == 0 {
+        whole
+    } else {
+        let frac = abs % scale as u64;
+        format!("{whole}.{frac:0width$}", width = digits as usize)
+    };
+    match currency_symbol(currency) {
+        Some(sym) => format!("{sign}{sym}{number}"),
+        None => format!("{sign}{number} {currency}"),
+    }
+}
+
+fn group_thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Parses an amount written in major units ("39.80", "3980") into minor units.
+pub fn parse_major_amount(raw: &str, currency: &str) -> Result<i64, String> {
+    let digits = minor_digits(currency) as usize;
+    let text = raw.trim().replace(',', "");
+    let (neg, text) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest.to_string()),
+        None => (false, text),
+    };
+    let (whole, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let bad = || format!("'{raw}' is not an amount in {currency}");
+    if whole.is_empty() || !whole.chars().all(|c| c.is_ascii_digit()) {
+        return Err(bad());
+    }
+    if frac.len() > digits || !frac.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "'{raw}' has more decimals than {currency} allows ({digits})"
+        ));
+    }
+    let padded = format!("{frac:0<digits$}");
+    let value: i64 = format!("{whole}{padded}").parse().map_err(|_| bad())?;
+    Ok(if neg { -value } else { value })
+}
+
+/// An IANA time zone name such as `Asia/Tokyo`.
+pub fn parse_timezone(raw: &str) -> Result<Tz, String> {
+    raw.trim().parse::<Tz>().map_err(|_| {
+        format!(
+            "unknown time zone '{raw}'; use an IANA name such as Asia/Tokyo or America/New_York"
+        )
+    })
+}
+
+/// Parses a duration such as `3d`, `12h`, `30m`, `2w` or `1d12h`.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let text = raw.trim();
+    let hint = "write a number and a unit, such as 3d, 12h, 30m, 2w or 1d12h";
+    if text.is_empty() {
+        return Err(format!("empty duration; {hint}"));
+    }
+    if text == "0" {
+        return Ok(Duration::zero());
+    }
+    let mut total = Duration::zero();
+    let mut number = String::new();
+    for ch in text.chars() {
+        if ch.is_ascii_digit() {
+            number.push(ch);
+            continue;
+        }
+        let n: i64 = number
+            .parse()
+            .map_err(|_| format!("bad duration '{raw}'; {hint}"))?;
+        number.clear();
+        total += match ch {
+            'w' => Duration::weeks(n),
+            'd' => Duration::days(n),
+            'h' => Duration::hours(n),
+            'm' => Duration::minutes(n),
+            's' => Duration::seconds(n),
+            _ => return Err(format!("bad duration '{raw}': unknown unit '{ch}'; {hint}")),
+        };
+    }
+    if !number.is_empty() {
+        return Err(format!(
+            "bad duration '{raw}': '{number}' has no unit; {hint}"
+        ));
+    }
+    Ok(total)
+}
+
+/// Parses a local time of day, `HH:MM` in 24-hour form.
+pub fn parse_local_time(raw: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(raw.trim(), "%H:%M").map_err(|_| {
+        format!("bad time '{raw}'; write a 24-hour time such as \"10:00\" or \"18:30\"")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yen_has_no_decimals_and_dollars_have_two() {
+        assert_eq!(format_money(3980, "JPY"), "¥3,980");
+        assert_eq!(format_money(1234567, "JPY"), "¥1,234,567");
+        assert_eq!(format_money(3980, "USD"), "$39.80");
+        assert_eq!(format_money(5, "USD"), "$0.05");
+        assert_eq!(format_money(-1250, "CHF"), "-12.50 CHF");
+    }
+
+    #[test]
+    fn major_amounts_parse_into_minor_units() {
+        assert_eq!(parse_major_amount("39.8", "USD"), Ok(3980));
+        assert_eq!(parse_major_amount("3980", "JPY"), Ok(3980));
+        assert_eq!(parse_major_amount("1,234.56", "USD"), Ok(123456));
+        assert!(parse_major_amount("39.80", "JPY").is_err());
+        assert!(parse_major_amount("abc", "USD").is_err());
+    }
+
+    #[test]
+    fn durations_accept_units_and_combinations() {
+        assert_eq!(parse_duration("3d"), Ok(Duration::days(3)));
+        assert_eq!(parse_duration("12h"), Ok(Duration::hours(12)));
+        assert_eq!(parse_duration("1d12h"), Ok(Duration::hours(36)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::days(14)));
+        assert_eq!(parse_duration("0"), Ok(Duration::zero()));
+        assert!(parse_duration("3").unwrap_err().contains("no unit"));
+        assert!(parse_duration("3x").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
+    fn local_times_are_24_hour() {
+        assert_eq!(parse_local_time("10:00").unwrap().to_string(), "10:00:00");
+        assert!(parse_local_time("25:00").is_err());
+        assert!(parse_local_time("10am").is_err());
+    }
+
+    #[test]
+    fn emails_are_validated_and_masked() {
+        assert_eq!(
+            Email::parse(" Aya@Example.COM ").unwrap().as_str(),
+            "Aya@example.com"
+        );
+        assert!(Email::parse("not an address").is_err());
+        assert!(Email::parse("a@b.c\r\nBcc: x@y.z").is_err());
+        assert_eq!(mask_email("aya@example.com"), "a***@example.com");
+    }
+}

@@ -1,0 +1,500 @@
+//! The engine: one `tick(now)` enrolls customers whose trigger fired, lets customers leave on
+//! their goal, advances enrollments whose next step is due (conditions, rendering) and puts the
+//! resulting messages in the outbox. Time is always given, never read.
+
+mod plan;
+mod schedule;
+
+pub use plan::{plan_orders, trigger_key, Judge, OrderPlan};
+pub use schedule::due_at;
+
+use crate::clock::{from_millis, to_millis};
+use crate::delivery::Unsubscriber;
+use crate::domain::parse_timezone;
+use crate::render::context_name as name_ref;
+use crate::render::{CustomerView, MessageContext, OrderView, Rendered, Renderer};
+use crate::scenario::{Scenario, Trigger};
+use crate::store::{
+    CustomerRow, DueEnrollment, NewEnrollment, NewOutbox, OrderRow, OutboxStatus, StepAdvance,
+    Store,
+};
+use anyhow::{anyhow, bail, Context as _, Result};
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use minijinja::Value;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use tracing::{info_span, warn, Instrument};
+
+/// Orders and enrollments handled per database round trip.
+const PAGE: i64 = 1000;
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TickReport {
+    pub orders_seen: u64,
+    pub enrolled: u64,
+    pub goals_reached: u64,
+    pub queued: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub completed: u64,
+}
+
+/// Settings the engine needs besides scenarios and the store.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub shop: BTreeMap<String, String>,
+    pub default_timezone: Tz,
+    pub trigger_lookback: Duration,
+    pub unsubscribe: Unsubscriber,
+}
+
+pub struct Engine {
+    store: Store,
+    scenarios: Vec<Scenario>,
+    renderer: Renderer,
+    settings: EngineSettings,
+    from_domain: String,
+}
+
+/// The outcome of `rebuy trigger`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ManualOutcome {
+    pub enrollment_id: i64,
+    pub created: bool,
+    pub first_step: String,
+    pub due_at: String,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        scenarios: Vec<Scenario>,
+        renderer: Renderer,
+        settings: EngineSettings,
+    ) -> Self {
+        let from_domain = settings
+            .shop
+            .get("from")
+            .and_then(|f| f.parse::<lettre::message::Mailbox>().ok())
+            .map(|m| m.email.domain().to_string())
+            .unwrap_or_else(|| "localhost".into());
+        Self {
+            store,
+            scenarios,
+            renderer,
+            settings,
+            from_domain,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn scenarios(&self) -> &[Scenario] {
+        &self.scenarios
+    }
+
+    pub fn renderer(&self) -> &Renderer {
+        &self.renderer
+    }
+
+    pub fn scenario(&self, id: &str) -> Result<&Scenario> {
+        self.scenarios.iter().find(|s| s.id == id).ok_or_else(|| {
+            let ids: Vec<&str> = self.scenarios.iter().map(|s| s.id.as_str()).collect();
+            anyhow!("no scenario '{id}'; scenarios: {}", ids.join(", "))
+        })
+    }
+
+    fn zone(&self, c: &CustomerRow) -> Tz {
+        c.timezone
+            .as_deref()
+            .and_then(|z| parse_timezone(z).ok())
+            .unwrap_or(self.settings.default_timezone)
+    }
+
+    /// One pass of the engine at `now`. Running it twice, or twice at once, changes nothing the
+    /// second time: unique keys and compare-and-set updates make every write idempotent.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport> {
+        let span = info_span!("tick", now = %now.to_rfc3339());
+        async {
+            let mut report = TickReport::default();
+            self.process_orders(now, &mut report).await?;
+            self.advance_due(now, &mut report).await?;
+            tracing::info!(?report, "tick done");
+            Ok(report)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn process_orders(&self, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
+        let now_ms = to_millis(now);
+        let lookback_start = to_millis(now - self.settings.trigger_lookback);
+        loop {
+            let orders = self.store.unprocessed_orders(now_ms, PAGE).await?;
+            if orders.is_empty() {
+                return Ok(());
+            }
+            let ids = distinct(orders.iter().map(|o| o.customer_id.clone()));
+            let customers = self.store.customers_by_ids(&ids).await?;
+            let existing = self.store.enrollments_for_customers(&ids).await?;
+            let mut judge = ContextJudge {
+                engine: self,
+                customers: &customers,
+                now,
+            };
+            let plan = plan_orders(
+                &self.scenarios,
+                &orders,
+                existing,
+                now_ms,
+                lookback_start,
+                &mut judge,
+            );
+            let order_ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
+            let created = self
+                .store
+                .apply_order_batch(&plan.enrollments, &plan.goals, &order_ids, now_ms)
+                .await?;
+            report.orders_seen += orders.len() as u64;
+            report.enrolled += created;
+            report.goals_reached += plan.goals.len() as u64
+                + plan
+                    .enrollments
+                    .iter()
+                    .filter(|e| e.goal_reached_at.is_some())
+                    .count() as u64;
+            if (orders.len() as i64) < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn advance_due(&self, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
+        let now_ms = to_millis(now);
+        loop {
+            let due = self.store.due_enrollments(now_ms, PAGE).await?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            let customers = self
+                .store
+                .customers_by_ids(&distinct(due.iter().map(|e| e.customer_id.clone())))
+                .await?;
+            let orders = self
+                .store
+                .orders_by_ids(&distinct(due.iter().filter_map(|e| e.order_id.clone())))
+                .await?;
+            let mut advances = Vec::with_capacity(due.len());
+            for e in &due {
+                let span = info_span!("step", enrollment_id = e.id, scenario = %e.scenario_id, step = e.next_step);
+                let _guard = span.enter();
+                let Some(s) = self.scenarios.iter().find(|s| s.id == e.scenario_id) else {
+                    warn!("scenario no longer exists; the enrollment is cancelled");
+                    self.store.cancel_enrollment(e.id, now_ms).await?;
+                    continue;
+                };
+                let Some(c) = customers.get(&e.customer_id) else {
+                    continue;
+                };
+                let order = e.order_id.as_ref().and_then(|id| orders.get(id));
+                advances.push(self.advance_one(s, e, c, order, now));
+            }
+            for a in &advances {
+                match a.outbox.as_ref().map(|o| o.status) {
+                    Some(OutboxStatus::Queued) => report.queued += 1,
+                    Some(OutboxStatus::Skipped) => report.skipped += 1,
+                    Some(OutboxStatus::Failed) => report.failed += 1,
+                    _ => {}
+                }
+                if a.state == "completed" {
+                    report.completed += 1;
+                }
+            }
+            let won = self.store.apply_steps(&advances, now_ms).await?;
+            if won == 0 || (due.len() as i64) < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Decides what the due step of one enrollment produces and where the enrollment goes next.
+    fn advance_one(
+        &self,
+        s: &Scenario,
+        e: &DueEnrollment,
+        c: &CustomerRow,
+        order: Option<&OrderRow>,
+        now: DateTime<Utc>,
+    ) -> StepAdvance {
+        let index = e.next_step as usize;
+        let next_step = e.next_step + 1;
+        let Some(step) = s.steps.get(index) else {
+            return StepAdvance {
+                enrollment_id: e.id,
+                expected_step: e.next_step,
+                next_step,
+                next_due_at: None,
+                state: "completed",
+                outbox: None,
+            };
+        };
+        let vars: serde_json::Value = serde_json::from_str(&e.vars).unwrap_or_default();
+        let ctx = self.context(s, Some(&step.id), c, order, vars, None, now);
+        let mut outbox = self.outbox_row(s, e, c);
+        let condition = match &step.condition {
+            Some(_) => self
+                .renderer
+                .condition(&s.id, &format!("step/{}", step.id), &ctx),
+            None => Ok(true),
+        };
+        match condition.and_then(|ok| {
+            if ok {
+                self.renderer
+                    .render_step(&s.id, &step.id, &step.send.template, &ctx)
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        }) {
+            Ok(Some(r)) => {
+                outbox.status = OutboxStatus::Queued;
+                outbox.subject = r.subject;
+                outbox.html = r.html;
+                outbox.body_text = r.text;
+            }
+            Ok(None) => outbox.status = OutboxStatus::Skipped,
+            Err(err) => {
+                warn!(error = %err, "step could not be rendered; the message is marked failed");
+                outbox.status = OutboxStatus::Failed;
+                outbox.last_error = Some(err.to_string());
+            }
+        }
+        outbox.step_index = e.next_step;
+        outbox.step_id = step.id.clone();
+        outbox.due_at = e.next_due_at;
+        let (state, next_due_at) = match s.steps.get(index + 1) {
+            Some(next) => (
+                "active",
+                Some(to_millis(due_at(
+                    from_millis(e.next_due_at),
+                    next.wait,
+                    next.at,
+                    self.zone(c),
+                ))),
+            ),
+            None => ("completed", None),
+        };
+        StepAdvance {
+            enrollment_id: e.id,
+            expected_step: e.next_step,
+            next_step,
+            next_due_at,
+            state,
+            outbox: Some(outbox),
+        }
+    }
+
+    fn outbox_row(&self, s: &Scenario, e: &DueEnrollment, c: &CustomerRow) -> NewOutbox {
+        NewOutbox {
+            enrollment_id: e.id,
+            step_index: 0,
+            step_id: String::new(),
+            scenario_id: s.id.clone(),
+            customer_id: c.id.clone(),
+            transactional: s.transactional,
+            status: OutboxStatus::Queued,
+            to_email: c.email.clone(),
+            to_name: c.name.clone(),
+            subject: String::new(),
+            html: String::new(),
+            body_text: String::new(),
+            unsubscribe_url: if s.transactional {
+                String::new()
+            } else {
+                self.settings.unsubscribe.url(&c.id)
+            },
+            message_id: format!(
+                "<{}.{}.{:016x}@{}>",
+                e.id,
+                e.next_step,
+                rand::random::<u64>(),
+                self.from_domain
+            ),
+            due_at: e.next_due_at,
+            last_error: None,
+        }
+    }
+
+    /// The context a template or condition sees.
+    #[allow(clippy::too_many_arguments)]
+    fn context(
+        &self,
+        s: &Scenario,
+        step: Option<&str>,
+        c: &CustomerRow,
+        order: Option<&OrderRow>,
+        vars: serde_json::Value,
+        orders_count: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Value {
+        let mut customer = CustomerView::new(c, self.zone(c), now);
+        if let Some(n) = orders_count {
+            customer.orders_count = n;
+        }
+        let step_name = step.map(|id| name_ref(id, id));
+        Value::from_serialize(MessageContext {
+            customer,
+            order: order.map(OrderView::new),
+            shop: &self.settings.shop,
+            vars,
+            scenario: name_ref(&s.id, &s.name),
+            step: step_name,
+            unsubscribe_url: self.settings.unsubscribe.url(&c.id),
+            now: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        })
+    }
+
+    /// Starts a manual scenario for one customer. With `key`, a repeated call finds the
+    /// enrollment the first one made and changes nothing.
+    pub async fn trigger_manual(
+        &self,
+        scenario_id: &str,
+        customer: &str,
+        vars: serde_json::Map<String, serde_json::Value>,
+        key: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<ManualOutcome> {
+        let s = self.scenario(scenario_id)?;
+        if s.trigger != Trigger::Manual {
+            bail!("scenario '{}' has trigger {}; only scenarios with `trigger: manual` can be started by hand", s.id, s.trigger.name());
+        }
+        let c = self.store.find_customer(customer).await?;
+        let order = self.store.latest_order(&c.id, to_millis(now)).await?;
+        let key = key
+            .map(|k| format!("key:{k}"))
+            .unwrap_or_else(|| format!("manual:{}:{:016x}", to_millis(now), rand::random::<u64>()));
+        let first = &s.steps[0];
+        let due = due_at(now, first.wait, first.at, self.zone(&c));
+        let at = to_millis(now);
+        let e = NewEnrollment {
+            scenario_id: s.id.clone(),
+            customer_id: c.id.clone(),
+            trigger_key: trigger_key(s, &key),
+            order_id: order.map(|o| o.id),
+            vars: serde_json::Value::Object(vars).to_string(),
+            state: "active".into(),
+            next_step: 0,
+            next_due_at: Some(to_millis(due)),
+            triggered_at: at,
+            enrolled_at: at,
+            goal_deadline: plan::goal_deadline(s, at),
+            goal_reached_at: None,
+            goal_order_id: None,
+            ended_at: None,
+        };
+        let (enrollment_id, created) = self.store.insert_enrollment(&e).await?;
+        Ok(ManualOutcome {
+            enrollment_id,
+            created,
+            first_step: first.id.clone(),
+            due_at: due.to_rfc3339(),
+        })
+    }
+
+    /// Renders a step for a customer without sending or recording anything. The triggering
+    /// order is the customer's latest; `vars` stand in for a manual trigger's variables.
+    pub async fn preview(
+        &self,
+        scenario_id: &str,
+        step_id: &str,
+        customer: &str,
+        vars: serde_json::Map<String, serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<Rendered> {
+        let s = self.scenario(scenario_id)?;
+        let step = s.steps.iter().find(|st| st.id == step_id).ok_or_else(|| {
+            let ids: Vec<&str> = s.steps.iter().map(|st| st.id.as_str()).collect();
+            anyhow!(
+                "scenario '{}' has no step '{step_id}'; steps: {}",
+                s.id,
+                ids.join(", ")
+            )
+        })?;
+        let c = self.store.find_customer(customer).await?;
+        let order = self.store.latest_order(&c.id, to_millis(now)).await?;
+        let ctx = self.context(
+            s,
+            Some(&step.id),
+            &c,
+            order.as_ref(),
+            serde_json::Value::Object(vars),
+            None,
+            now,
+        );
+        self.renderer
+            .render_step(&s.id, &step.id, &step.send.template, &ctx)
+            .with_context(|| format!("rendering step '{}' of '{}'", step.id, s.id))
+    }
+}
+
+/// Evaluates audience and goal conditions with the real context; an error counts as "no" and
+/// is logged.
+struct ContextJudge<'a> {
+    engine: &'a Engine,
+    customers: &'a HashMap<String, CustomerRow>,
+    now: DateTime<Utc>,
+}
+
+impl ContextJudge<'_> {
+    fn eval(&self, s: &Scenario, key: &str, order: &OrderRow) -> bool {
+        let Some(c) = self.customers.get(&order.customer_id) else {
+            return false;
+        };
+        let ctx = self.engine.context(
+            s,
+            None,
+            c,
+            Some(order),
+            serde_json::Value::Null,
+            Some(order.nth),
+            self.now,
+        );
+        self.engine.renderer.condition(&s.id, key, &ctx).unwrap_or_else(|e| {
+            warn!(scenario = %s.id, order = %order.id, error = %e, "condition failed; treated as false");
+            false
+        })
+    }
+}
+
+impl Judge for ContextJudge<'_> {
+    fn audience(&mut self, s: &Scenario, order: &OrderRow) -> bool {
+        s.audience.is_none() || self.eval(s, "audience", order)
+    }
+
+    fn goal(&mut self, s: &Scenario, order: &OrderRow) -> bool {
+        s.goal.as_ref().and_then(|g| g.condition.as_ref()).is_none() || self.eval(s, "goal", order)
+    }
+
+    fn first_due(&mut self, s: &Scenario, order: &OrderRow) -> i64 {
+        let zone = self
+            .customers
+            .get(&order.customer_id)
+            .map(|c| self.engine.zone(c))
+            .unwrap_or(self.engine.settings.default_timezone);
+        let first = &s.steps[0];
+        to_millis(due_at(
+            from_millis(order.placed_at),
+            first.wait,
+            first.at,
+            zone,
+        ))
+    }
+}
+
+fn distinct(ids: impl Iterator<Item = String>) -> Vec<String> {
+    let set: HashSet<String> = ids.collect();
+    set.into_iter().collect()
+}

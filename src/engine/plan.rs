@@ -1,0 +1,334 @@
+//! The trigger and goal state machine for new orders, as a pure function: given the orders
+//! seen in one batch (oldest first), the customers' existing enrollments and a way to evaluate
+//! conditions, it decides which enrollments start and which reach their goal.
+
+use crate::scenario::{Reentry, Scenario};
+use crate::store::{EnrollmentLite, GoalHit, NewEnrollment, OrderRow};
+
+/// Evaluates the parts of a scenario that need the message context.
+pub trait Judge {
+    /// Whether the order's customer is in the scenario's audience (true without an audience).
+    fn audience(&mut self, s: &Scenario, order: &OrderRow) -> bool;
+    /// Whether the order satisfies the scenario's goal condition (true without one).
+    fn goal(&mut self, s: &Scenario, order: &OrderRow) -> bool;
+    /// When the first step of a new enrollment triggered by `order` is due (unix ms).
+    fn first_due(&mut self, s: &Scenario, order: &OrderRow) -> i64;
+}
+
+#[derive(Debug, Default, PartialEq)]
+pub struct OrderPlan {
+    pub enrollments: Vec<NewEnrollment>,
+    pub goals: Vec<GoalHit>,
+}
+
+/// One enrollment as the planner tracks it: stored (`id`) or planned in this batch (`new`).
+struct Tracked {
+    id: Option<i64>,
+    new: Option<usize>,
+    scenario_id: String,
+    customer_id: String,
+    order_id: Option<String>,
+    state: String,
+    triggered_at: i64,
+    goal_deadline: Option<i64>,
+    goal_reached: bool,
+}
+
+/// Plans what a batch of new orders does. `lookback_start`: orders placed before it reach
+/// goals but start nothing (a history import must not mail every past customer).
+pub fn plan_orders(
+    scenarios: &[Scenario],
+    orders: &[OrderRow],
+    existing: Vec<EnrollmentLite>,
+    now: i64,
+    lookback_start: i64,
+    judge: &mut impl Judge,
+) -> OrderPlan {
+    let mut tracked: Vec<Tracked> = existing.into_iter().map(from_stored).collect();
+    let mut plan = OrderPlan::default();
+    for order in orders {
+        reach_goals(scenarios, order, &mut tracked, &mut plan, now, judge);
+        if order.placed_at < lookback_start {
+            continue;
+        }
+        for s in scenarios
+            .iter()
+            .filter(|s| s.enabled && s.trigger.fires_on_order(order.nth))
+        {
+            if !may_enter(s, &order.customer_id, order.placed_at, &tracked)
+                || !judge.audience(s, order)
+            {
+                continue;
+            }
+            let e = new_enrollment(s, order, now, judge.first_due(s, order));
+            tracked.push(Tracked {
+                id: None,
+                new: Some(plan.enrollments.len()),
+                scenario_id: s.id.clone(),
+                customer_id: order.customer_id.clone(),
+                order_id: Some(order.id.clone()),
+                state: "active".into(),
+                triggered_at: order.placed_at,
+                goal_deadline: e.goal_deadline,
+                goal_reached: false,
+            });
+            plan.enrollments.push(e);
+        }
+    }
+    plan
+}
+
+fn from_stored(e: EnrollmentLite) -> Tracked {
+    Tracked {
+        id: Some(e.id),
+        new: None,
+        scenario_id: e.scenario_id,
+        customer_id: e.customer_id,
+        order_id: e.order_id,
+        state: e.state,
+        triggered_at: e.triggered_at,
+        goal_deadline: e.goal_deadline,
+        goal_reached: e.goal_reached_at.is_some(),
+    }
+}
+
+/// Whether a customer may start a new pass through `s` with a trigger at `at`.
+fn may_enter(s: &Scenario, customer: &str, at: i64, tracked: &[Tracked]) -> bool {
+    let mut previous = tracked
+        .iter()
+        .filter(|t| t.scenario_id == s.id && t.customer_id == customer);
+    match &s.reentry {
+        Reentry::Always => true,
+        Reentry::Never => previous.next().is_none(),
+        Reentry::After(d) => previous.all(|t| t.triggered_at + d.num_milliseconds() <= at),
+    }
+}
+
+/// The trigger key that makes the unique constraint enforce the re-entry rule.
+pub fn trigger_key(s: &Scenario, order_or_key: &str) -> String {
+    match s.reentry {
+        Reentry::Never => "once".into(),
+        _ => order_or_key.to_string(),
+    }
+}
+
+fn new_enrollment(s: &Scenario, order: &OrderRow, now: i64, first_due: i64) -> NewEnrollment {
+    NewEnrollment {
+        scenario_id: s.id.clone(),
+        customer_id: order.customer_id.clone(),
+        trigger_key: trigger_key(s, &order.id),
+        order_id: Some(order.id.clone()),
+        vars: "{}".into(),
+        state: "active".into(),
+        next_step: 0,
+        next_due_at: Some(first_due),
+        triggered_at: order.placed_at,
+        enrolled_at: now,
+        goal_deadline: goal_deadline(s, order.placed_at),
+        goal_reached_at: None,
+        goal_order_id: None,
+        ended_at: None,
+    }
+}
+
+/// The end of the goal window for a trigger at `triggered_at`, if the goal has one.
+pub fn goal_deadline(s: &Scenario, triggered_at: i64) -> Option<i64> {
+    s.goal
+        .as_ref()?
+        .within
+        .map(|w| triggered_at + w.num_milliseconds())
+}
+
+fn reach_goals(
+    scenarios: &[Scenario],
+    order: &OrderRow,
+    tracked: &mut [Tracked],
+    plan: &mut OrderPlan,
+    now: i64,
+    judge: &mut impl Judge,
+) {
+    for t in tracked
+        .iter_mut()
+        .filter(|t| t.customer_id == order.customer_id && !t.goal_reached)
+    {
+        let Some(s) = scenarios.iter().find(|s| s.id == t.scenario_id) else {
+            continue;
+        };
+        let in_window = order.placed_at >= t.triggered_at
+            && t.goal_deadline.is_none_or(|d| order.placed_at <= d);
+        let counts = matches!(t.state.as_str(), "active" | "completed")
+            && s.goal.is_some()
+            && t.order_id.as_deref() != Some(order.id.as_str())
+            && in_window;
+        if !counts || !judge.goal(s, order) {
+            continue;
+        }
+        t.goal_reached = true;
+        match (t.id, t.new) {
+            (Some(id), _) => plan.goals.push(GoalHit {
+                enrollment_id: id,
+                order_id: order.id.clone(),
+                placed_at: order.placed_at,
+            }),
+            (None, Some(i)) => {
+                let e = &mut plan.enrollments[i];
+                e.goal_reached_at = Some(order.placed_at);
+                e.goal_order_id = Some(order.id.clone());
+                if e.state == "active" {
+                    e.state = "goal".into();
+                    e.next_due_at = None;
+                    e.ended_at = Some(now);
+                }
+            }
+            (None, None) => {}
+        }
+        if t.state == "active" {
+            t.state = "goal".into();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::parse_scenario;
+
+    struct Yes;
+    impl Judge for Yes {
+        fn audience(&mut self, _: &Scenario, o: &OrderRow) -> bool {
+            o.total >= 1000
+        }
+        fn goal(&mut self, _: &Scenario, _: &OrderRow) -> bool {
+            true
+        }
+        fn first_due(&mut self, _: &Scenario, o: &OrderRow) -> i64 {
+            o.placed_at + 100
+        }
+    }
+
+    fn scenario(extra: &str) -> Scenario {
+        let text = format!("id: s\ntrigger: first_order\n{extra}\nsteps:\n  - id: a\n    send: {{ template: t, subject: x }}\n");
+        parse_scenario("s.yaml", &text).unwrap()
+    }
+
+    fn order(id: &str, customer: &str, at: i64, nth: i64, total: i64) -> OrderRow {
+        OrderRow {
+            id: id.into(),
+            customer_id: customer.into(),
+            placed_at: at,
+            total,
+            currency: "JPY".into(),
+            items: "[]".into(),
+            nth,
+        }
+    }
+
+    #[test]
+    fn a_first_order_in_the_audience_enrolls_and_others_do_not() {
+        let s = [scenario("")];
+        let orders = [
+            order("o1", "c1", 1000, 1, 5000),
+            order("o2", "c2", 1000, 1, 500),
+            order("o3", "c3", 1000, 2, 5000),
+        ];
+        let plan = plan_orders(&s, &orders, vec![], 2000, 0, &mut Yes);
+        assert_eq!(plan.enrollments.len(), 1);
+        let e = &plan.enrollments[0];
+        assert_eq!(
+            (
+                e.customer_id.as_str(),
+                e.trigger_key.as_str(),
+                e.next_due_at
+            ),
+            ("c1", "once", Some(1100))
+        );
+    }
+
+    #[test]
+    fn a_repeat_order_in_the_same_batch_reaches_the_goal() {
+        let s = [scenario("goal: { event: order_placed, within: 30d }")];
+        let orders = [
+            order("o1", "c1", 1000, 1, 5000),
+            order("o2", "c1", 5000, 2, 100),
+        ];
+        let plan = plan_orders(&s, &orders, vec![], 9000, 0, &mut Yes);
+        let e = &plan.enrollments[0];
+        assert_eq!(
+            (e.state.as_str(), e.goal_order_id.as_deref(), e.next_due_at),
+            ("goal", Some("o2"), None)
+        );
+    }
+
+    #[test]
+    fn an_order_after_the_goal_window_does_not_count() {
+        let s = [scenario("goal: { event: order_placed, within: 1d }")];
+        let day = 86_400_000;
+        let orders = [
+            order("o1", "c1", 0, 1, 5000),
+            order("o2", "c1", 2 * day, 2, 100),
+        ];
+        let plan = plan_orders(&s, &orders, vec![], 3 * day, 0, &mut Yes);
+        assert_eq!(plan.enrollments[0].state, "active");
+    }
+
+    #[test]
+    fn a_stored_enrollment_reaches_its_goal_once() {
+        let s = [scenario("goal: { event: order_placed }")];
+        let stored = EnrollmentLite {
+            id: 7,
+            scenario_id: "s".into(),
+            customer_id: "c1".into(),
+            order_id: Some("o1".into()),
+            state: "active".into(),
+            triggered_at: 0,
+            goal_deadline: None,
+            goal_reached_at: None,
+        };
+        let orders = [order("o2", "c1", 10, 2, 100), order("o3", "c1", 20, 3, 100)];
+        let plan = plan_orders(&s, &orders, vec![stored], 30, 0, &mut Yes);
+        assert_eq!(
+            plan.goals,
+            vec![GoalHit {
+                enrollment_id: 7,
+                order_id: "o2".into(),
+                placed_at: 10
+            }]
+        );
+    }
+
+    #[test]
+    fn reentry_never_and_after_a_duration() {
+        let never = scenario("");
+        let mut again = scenario("reentry: 10d");
+        again.trigger = crate::scenario::Trigger::OrderPlaced;
+        let day = 86_400_000;
+        let orders = [
+            order("o1", "c1", 0, 1, 5000),
+            order("o2", "c1", 5 * day, 2, 5000),
+            order("o3", "c1", 11 * day, 3, 5000),
+        ];
+        let plan = plan_orders(&[again], &orders, vec![], 12 * day, 0, &mut Yes);
+        let keys: Vec<&str> = plan
+            .enrollments
+            .iter()
+            .map(|e| e.trigger_key.as_str())
+            .collect();
+        assert_eq!(keys, ["o1", "o3"]);
+        let plan = plan_orders(&[never], &orders, vec![], 12 * day, 0, &mut Yes);
+        assert_eq!(plan.enrollments.len(), 1);
+    }
+
+    #[test]
+    fn orders_older_than_the_lookback_start_nothing() {
+        let s = [scenario("")];
+        let plan = plan_orders(
+            &s,
+            &[order("o1", "c1", 10, 1, 5000)],
+            vec![],
+            100,
+            50,
+            &mut Yes,
+        );
+        assert!(plan.enrollments.is_empty());
+    }
+}

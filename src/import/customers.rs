@@ -1,0 +1,81 @@
+//! Customer records: id, email, name, time zone, locale; every other column (CSV) or key
+//! (JSON Lines, or its `attributes` object) becomes a free attribute.
+
+use super::{progress_bar, text, ChunkReader, ImportOptions, ImportReport, Record};
+use crate::clock::to_millis;
+use crate::domain::{parse_timezone, Email};
+use crate::store::{NewCustomer, Store};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use std::path::Path;
+
+const KNOWN: &[&str] = &[
+    "id",
+    "customer_id",
+    "email",
+    "name",
+    "timezone",
+    "locale",
+    "attributes",
+];
+
+/// Validates one record into a customer, or says what is wrong with it.
+pub fn parse_customer(r: &Record) -> Result<NewCustomer, String> {
+    let f = &r.fields;
+    let id = text(f, "id")
+        .or_else(|| text(f, "customer_id"))
+        .ok_or("missing 'id'")?;
+    let email = Email::parse(&text(f, "email").ok_or("missing 'email'")?)?;
+    let timezone = match text(f, "timezone") {
+        Some(z) => Some(parse_timezone(&z)?.name().to_string()),
+        None => None,
+    };
+    let mut attributes = serde_json::Map::new();
+    if let Some(obj) = f.get("attributes") {
+        match obj {
+            serde_json::Value::Object(m) => attributes.extend(m.clone()),
+            _ => return Err("'attributes' must be an object".into()),
+        }
+    }
+    for (k, v) in f.iter().filter(|(k, _)| !KNOWN.contains(&k.as_str())) {
+        attributes.insert(k.clone(), v.clone());
+    }
+    Ok(NewCustomer {
+        id,
+        email: email.as_str().to_string(),
+        name: text(f, "name").unwrap_or_default(),
+        timezone,
+        locale: text(f, "locale"),
+        attributes: serde_json::Value::Object(attributes).to_string(),
+    })
+}
+
+pub(super) async fn run(
+    store: &Store,
+    path: &Path,
+    opts: &ImportOptions,
+    now: DateTime<Utc>,
+) -> Result<ImportReport> {
+    let format = match opts.format {
+        Some(f) => f,
+        None => super::Format::detect(path)?,
+    };
+    let mut reader = ChunkReader::open(path, format, progress_bar(path, opts.progress)?)?;
+    let mut report = ImportReport {
+        file: path.display().to_string(),
+        ..Default::default()
+    };
+    while let Some(chunk) = reader.next_chunk()? {
+        let mut good = Vec::with_capacity(chunk.len());
+        for r in &chunk {
+            match parse_customer(r) {
+                Ok(c) => good.push(c),
+                Err(e) => report.reject(r.line, e),
+            }
+        }
+        let counts = store.upsert_customers(&good, to_millis(now)).await?;
+        report.add(good.len(), counts);
+    }
+    report.finish(reader.unreadable);
+    Ok(report)
+}

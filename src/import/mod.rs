@@ -1,0 +1,270 @@
+//! `rebuy import customers|orders FILE`: CSV or JSON Lines in, upserts by the shop's ids out.
+//! A bad row is reported with its line and reason and the good rows are still imported;
+//! importing the same file twice changes nothing.
+
+mod customers;
+mod orders;
+
+pub use customers::parse_customer;
+pub use orders::{parse_order_row, OrderLine};
+
+use crate::store::Store;
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Rows parsed before they are written in one go.
+const CHUNK: usize = 5000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Jsonl,
+}
+
+impl Format {
+    /// The format named by a file's extension.
+    pub fn detect(path: &Path) -> Result<Self> {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            Some("csv") => Ok(Format::Csv),
+            Some("jsonl" | "ndjson" | "json") => Ok(Format::Jsonl),
+            _ => bail!("cannot tell the format of {} from its extension; pass --format csv or --format jsonl", path.display()),
+        }
+    }
+}
+
+/// A rejected row: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    pub line: u64,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    pub file: String,
+    /// Records read (customers, or orders, not CSV lines).
+    pub records: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub rejected: Vec<RowError>,
+}
+
+impl ImportReport {
+    fn add(&mut self, written: usize, (inserted, updated): (u64, u64)) {
+        self.records += written as u64;
+        self.inserted += inserted;
+        self.updated += updated;
+        self.unchanged += (written as u64).saturating_sub(inserted + updated);
+    }
+
+    fn finish(&mut self, unreadable: Vec<RowError>) {
+        self.records += unreadable.len() as u64;
+        self.rejected.extend(unreadable);
+        self.rejected.sort_by_key(|e| e.line);
+    }
+
+    fn reject(&mut self, line: u64, message: impl Into<String>) {
+        self.records += 1;
+        self.rejected.push(RowError {
+            line,
+            message: message.into(),
+        });
+    }
+}
+
+/// Options shared by both imports.
+pub struct ImportOptions {
+    pub format: Option<Format>,
+    pub default_timezone: Tz,
+    pub progress: bool,
+}
+
+pub async fn import_customers(
+    store: &Store,
+    path: &Path,
+    opts: &ImportOptions,
+    now: DateTime<Utc>,
+) -> Result<ImportReport> {
+    customers::run(store, path, opts, now).await
+}
+
+pub async fn import_orders(
+    store: &Store,
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<ImportReport> {
+    orders::run(store, path, opts).await
+}
+
+fn progress_bar(path: &Path, show: bool) -> Result<ProgressBar> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if !show {
+        return Ok(ProgressBar::hidden());
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({per_sec}, {eta} left)",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(format!("importing {}", path.display()));
+    Ok(bar)
+}
+
+/// One input record: its line, and its fields by column name.
+pub struct Record {
+    pub line: u64,
+    pub fields: BTreeMap<String, serde_json::Value>,
+}
+
+/// Reads records from CSV or JSON Lines a chunk at a time. A line that cannot be read at
+/// all becomes a `RowError` in `unreadable`.
+pub struct ChunkReader {
+    source: Source,
+    bar: ProgressBar,
+    pub unreadable: Vec<RowError>,
+}
+
+enum Source {
+    Csv(csv::Reader<std::fs::File>, Vec<String>),
+    Jsonl(std::io::Lines<std::io::BufReader<std::fs::File>>, u64, u64),
+}
+
+impl ChunkReader {
+    pub fn open(path: &Path, format: Format, bar: ProgressBar) -> Result<Self> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let source = match format {
+            Format::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .trim(csv::Trim::All)
+                    .from_reader(file);
+                let headers = reader
+                    .headers()
+                    .context("cannot read the CSV header line")?
+                    .iter()
+                    .map(|h| h.to_ascii_lowercase())
+                    .collect();
+                Source::Csv(reader, headers)
+            }
+            Format::Jsonl => {
+                use std::io::BufRead;
+                Source::Jsonl(std::io::BufReader::new(file).lines(), 0, 0)
+            }
+        };
+        Ok(Self {
+            source,
+            bar,
+            unreadable: Vec::new(),
+        })
+    }
+
+    /// The next chunk of records, or `None` at the end of the file.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<Record>>> {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        match &mut self.source {
+            Source::Csv(reader, headers) => {
+                let mut record = csv::StringRecord::new();
+                while chunk.len() < CHUNK {
+                    match reader.read_record(&mut record) {
+                        Ok(false) => break,
+                        Ok(true) => {
+                            let line = record.position().map(|p| p.line()).unwrap_or(0);
+                            let fields = headers
+                                .iter()
+                                .zip(record.iter())
+                                .filter(|(_, v)| !v.is_empty())
+                                .map(|(h, v)| (h.clone(), serde_json::Value::String(v.to_string())))
+                                .collect();
+                            chunk.push(Record { line, fields });
+                        }
+                        Err(e) => {
+                            let line = e.position().map(|p| p.line()).unwrap_or(0);
+                            self.unreadable.push(RowError {
+                                line,
+                                message: format!("unreadable CSV row: {}", csv_reason(&e)),
+                            });
+                        }
+                    }
+                }
+                self.bar.set_position(reader.position().byte());
+            }
+            Source::Jsonl(lines, line_no, bytes) => {
+                while chunk.len() < CHUNK {
+                    let Some(line) = lines.next() else { break };
+                    *line_no += 1;
+                    let text = line.with_context(|| format!("cannot read line {line_no}"))?;
+                    *bytes += text.len() as u64 + 1;
+                    if text.trim().is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&text) {
+                        Ok(fields) => chunk.push(Record {
+                            line: *line_no,
+                            fields,
+                        }),
+                        Err(e) => self.unreadable.push(RowError {
+                            line: *line_no,
+                            message: format!("not a JSON object: {e}"),
+                        }),
+                    }
+                }
+                self.bar.set_position(*bytes);
+            }
+        }
+        if chunk.is_empty() {
+            self.bar.finish_and_clear();
+            return Ok(None);
+        }
+        Ok(Some(chunk))
+    }
+}
+
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("{len} fields where the header has {expected_len}"),
+        _ => e.to_string(),
+    }
+}
+
+/// A field as text: strings as they are, numbers written out.
+pub fn text(fields: &BTreeMap<String, serde_json::Value>, key: &str) -> Option<String> {
+    match fields.get(key)? {
+        serde_json::Value::String(s) if s.trim().is_empty() => None,
+        serde_json::Value::String(s) => Some(s.trim().to_string()),
+        serde_json::Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// Parses an instant: RFC 3339 (`2026-11-01T10:15:00+09:00`), or a local `YYYY-MM-DD HH:MM[:SS]`
+/// or `YYYY-MM-DD` in the shop's default time zone.
+pub fn parse_instant(raw: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let local = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
+        .or_else(|| {
+            NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        });
+    match local.map(|l| zone.from_local_datetime(&l).earliest()) {
+        Some(Some(t)) => Ok(t.with_timezone(&Utc)),
+        _ => Err(format!("'{raw}' is not a date; use RFC 3339 such as 2026-11-01T10:15:00+09:00, or 2026-11-01 10:15")),
+    }
+}

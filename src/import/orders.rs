@@ -1,0 +1,232 @@
+//! Order records. CSV has one row per line item, the order's fields repeated on each row and
+//! its rows adjacent (as shop exports write them); JSON Lines has one order per line with an
+//! `items` array. Amounts are integers in minor units (¥3,980 is 3980, $39.80 is 3980).
+
+use super::{parse_instant, progress_bar, text, ChunkReader, ImportOptions, ImportReport, Record};
+use crate::clock::to_millis;
+use crate::domain::parse_currency;
+use crate::render::ItemView;
+use crate::store::{NewOrder, Store};
+use anyhow::Result;
+use chrono_tz::Tz;
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+
+/// One input row of an order (CSV: one line item; JSON Lines: the whole order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderLine {
+    pub line: u64,
+    pub order_id: String,
+    pub customer_id: String,
+    pub placed_at: i64,
+    pub currency: String,
+    pub total: Option<i64>,
+    pub items: Vec<ItemView>,
+}
+
+fn minor(raw: &str, field: &str) -> Result<i64, String> {
+    raw.trim().parse::<i64>().map_err(|_| {
+        format!("'{field}' must be an integer in minor units (¥3,980 is 3980, $39.80 is 3980), found '{raw}'")
+    })
+}
+
+fn item_from(v: &serde_json::Value, prefix: &str) -> Result<ItemView, String> {
+    let get = |k: &str| -> Option<String> {
+        match v.get(k)? {
+            serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let sku = get("sku").ok_or_else(|| format!("{prefix}missing 'sku'"))?;
+    let quantity = match get("quantity") {
+        Some(q) => q.parse::<i64>().ok().filter(|q| *q > 0).ok_or_else(|| {
+            format!("{prefix}'quantity' must be a whole number of 1 or more, found '{q}'")
+        })?,
+        None => 1,
+    };
+    let unit_price = minor(
+        &get("unit_price").ok_or_else(|| format!("{prefix}missing 'unit_price'"))?,
+        "unit_price",
+    )?;
+    Ok(ItemView {
+        name: get("name")
+            .or_else(|| get("item_name"))
+            .unwrap_or_else(|| sku.clone()),
+        sku,
+        category: get("category").unwrap_or_default(),
+        quantity,
+        unit_price,
+    })
+}
+
+/// Validates one record into an order line, or says what is wrong with it.
+pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, String> {
+    let f = &r.fields;
+    let order_id = text(f, "order_id")
+        .or_else(|| text(f, "id"))
+        .ok_or("missing 'order_id'")?;
+    let customer_id = text(f, "customer_id").ok_or("missing 'customer_id'")?;
+    let placed_at = to_millis(parse_instant(
+        &text(f, "placed_at").ok_or("missing 'placed_at'")?,
+        zone,
+    )?);
+    let currency = parse_currency(&text(f, "currency").ok_or("missing 'currency'")?)?;
+    let total = text(f, "total").map(|t| minor(&t, "total")).transpose()?;
+    let items = match f.get("items") {
+        Some(serde_json::Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| item_from(v, &format!("items[{i}]: ")))
+            .collect::<Result<Vec<_>, _>>()?,
+        Some(_) => return Err("'items' must be a list".into()),
+        None if f.contains_key("sku") => {
+            vec![item_from(&serde_json::to_value(f).unwrap_or_default(), "")?]
+        }
+        None => Vec::new(),
+    };
+    if total.is_some_and(|t| t < 0) {
+        return Err("'total' must not be negative".into());
+    }
+    Ok(OrderLine {
+        line: r.line,
+        order_id,
+        customer_id,
+        placed_at,
+        currency,
+        total,
+        items,
+    })
+}
+
+/// Adjacent rows of one order, being collected.
+struct Group {
+    first: OrderLine,
+    items: Vec<ItemView>,
+    total: Option<i64>,
+    error: Option<(u64, String)>,
+}
+
+impl Group {
+    fn start(l: OrderLine) -> Self {
+        Self {
+            items: l.items.clone(),
+            total: l.total,
+            first: l,
+            error: None,
+        }
+    }
+
+    fn push(&mut self, l: OrderLine) {
+        let f = &self.first;
+        if self.error.is_none()
+            && (l.customer_id != f.customer_id
+                || l.placed_at != f.placed_at
+                || l.currency != f.currency)
+        {
+            self.error = Some((l.line, format!("order '{}' has rows with different customer, date or currency (first row on line {})", f.order_id, f.line)));
+        }
+        self.total = self.total.or(l.total);
+        self.items.extend(l.items);
+    }
+
+    fn finish(self) -> Result<NewOrder, (u64, String)> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let sum: i64 = self.items.iter().map(|i| i.quantity * i.unit_price).sum();
+        let f = self.first;
+        Ok(NewOrder {
+            total: self.total.unwrap_or(sum),
+            items: serde_json::to_string(&self.items).unwrap_or_else(|_| "[]".into()),
+            id: f.order_id,
+            customer_id: f.customer_id,
+            placed_at: f.placed_at,
+            currency: f.currency,
+        })
+    }
+}
+
+pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
+    let format = match opts.format {
+        Some(f) => f,
+        None => super::Format::detect(path)?,
+    };
+    let mut reader = ChunkReader::open(path, format, progress_bar(path, opts.progress)?)?;
+    let mut report = ImportReport {
+        file: path.display().to_string(),
+        ..Default::default()
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut touched: BTreeSet<String> = BTreeSet::new();
+    let mut pending: Option<Group> = None;
+    while let Some(chunk) = reader.next_chunk()? {
+        let mut done = Vec::new();
+        for r in &chunk {
+            let l = match parse_order_row(r, opts.default_timezone) {
+                Ok(l) => l,
+                Err(e) => {
+                    report.reject(r.line, e);
+                    continue;
+                }
+            };
+            match &mut pending {
+                Some(g) if g.first.order_id == l.order_id => g.push(l),
+                _ => {
+                    if !seen.insert(l.order_id.clone()) {
+                        report.reject(l.line, format!("order '{}' appears again after other orders; its rows must be adjacent", l.order_id));
+                        continue;
+                    }
+                    done.extend(pending.replace(Group::start(l)));
+                }
+            }
+        }
+        write(store, done, &mut report, &mut touched).await?;
+    }
+    write(
+        store,
+        pending.into_iter().collect(),
+        &mut report,
+        &mut touched,
+    )
+    .await?;
+    let touched: Vec<String> = touched.into_iter().collect();
+    store.refresh_order_aggregates(&touched).await?;
+    report.finish(reader.unreadable);
+    Ok(report)
+}
+
+async fn write(
+    store: &Store,
+    groups: Vec<Group>,
+    report: &mut ImportReport,
+    touched: &mut BTreeSet<String>,
+) -> Result<()> {
+    let lines: Vec<u64> = groups.iter().map(|g| g.first.line).collect();
+    let mut orders = Vec::with_capacity(groups.len());
+    for (g, line) in groups.into_iter().zip(lines) {
+        match g.finish() {
+            Ok(o) => orders.push((line, o)),
+            Err((line, e)) => report.reject(line, e),
+        }
+    }
+    let ids: Vec<String> = orders
+        .iter()
+        .map(|(_, o)| o.customer_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let known = store.existing_customer_ids(&ids).await?;
+    let mut good = Vec::with_capacity(orders.len());
+    for (line, o) in orders {
+        if known.contains(&o.customer_id) {
+            touched.insert(o.customer_id.clone());
+            good.push(o);
+        } else {
+            report.reject(line, format!("order '{}': unknown customer '{}'; import the customer first with `rebuy import customers`", o.id, o.customer_id));
+        }
+    }
+    let counts = store.upsert_orders(&good).await?;
+    report.add(good.len(), counts);
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! rebuy: an automation engine for repeat purchases. This file only declares modules.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod delivery;
+pub mod demo;
+pub mod diagnostic;
+pub mod domain;
+pub mod engine;
+pub mod import;
+pub mod render;
+pub mod scenario;
+pub mod store;
+pub mod yaml;

@@ -1,0 +1,184 @@
+//! Rendering: the minijinja environment (templates from `templates/`, strict undefined
+//! variables, HTML auto-escaping for `.html` templates), the context a message sees, and
+//! conditions, which are minijinja expressions over the same context.
+
+mod context;
+mod filters;
+
+pub use context::{
+    context_name, CustomerView, ItemView, MessageContext, NameRef, OrderView, CONTEXT_ROOTS,
+    CUSTOMER_FIELDS, ORDER_FIELDS,
+};
+
+use crate::scenario::{Expr, Scenario};
+use minijinja::{Environment, UndefinedBehavior, Value};
+use std::path::{Path, PathBuf};
+
+/// A subject, an HTML part and a plain-text part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct RenderError(pub String);
+
+/// The template environment with every scenario's subjects and conditions compiled in.
+pub struct Renderer {
+    env: Environment<'static>,
+    templates_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("templates_dir", &self.templates_dir)
+            .finish()
+    }
+}
+
+/// Template names a step uses: `<template>.html` and `<template>.txt`.
+pub fn part_names(template: &str) -> [String; 2] {
+    [format!("{template}.html"), format!("{template}.txt")]
+}
+
+fn subject_name(scenario: &str, step: &str) -> String {
+    format!("@subject/{scenario}/{step}")
+}
+
+fn condition_name(scenario: &str, key: &str) -> String {
+    format!("@if/{scenario}/{key}")
+}
+
+impl Renderer {
+    pub fn new(templates_dir: &Path) -> Self {
+        let mut env = Environment::new();
+        env.set_loader(minijinja::path_loader(templates_dir));
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        filters::register(&mut env);
+        Self {
+            env,
+            templates_dir: templates_dir.to_path_buf(),
+        }
+    }
+
+    pub fn env(&self) -> &Environment<'static> {
+        &self.env
+    }
+
+    pub fn templates_dir(&self) -> &Path {
+        &self.templates_dir
+    }
+
+    /// Compiles a scenario's subjects and conditions into the environment, so that rendering
+    /// and evaluating never parse again. A condition becomes `{% if … %}1{% endif %}`, which lets
+    /// the environment cache it like any template.
+    pub fn add_scenario(&mut self, s: &Scenario) -> Result<(), minijinja::Error> {
+        for step in &s.steps {
+            self.env.add_template_owned(
+                subject_name(&s.id, &step.id),
+                step.send.subject.source.clone(),
+            )?;
+            if let Some(c) = &step.condition {
+                self.add_condition(&s.id, &format!("step/{}", step.id), c)?;
+            }
+        }
+        if let Some(a) = &s.audience {
+            self.add_condition(&s.id, "audience", a)?;
+        }
+        if let Some(c) = s.goal.as_ref().and_then(|g| g.condition.as_ref()) {
+            self.add_condition(&s.id, "goal", c)?;
+        }
+        Ok(())
+    }
+
+    fn add_condition(
+        &mut self,
+        scenario: &str,
+        key: &str,
+        expr: &Expr,
+    ) -> Result<(), minijinja::Error> {
+        let source = format!("{{% if {} %}}1{{% endif %}}", expr.source);
+        self.env
+            .add_template_owned(condition_name(scenario, key), source)
+    }
+
+    /// Evaluates a compiled condition (`audience`, `goal` or `step/<id>`) against a context.
+    pub fn condition(&self, scenario: &str, key: &str, ctx: &Value) -> Result<bool, RenderError> {
+        let name = condition_name(scenario, key);
+        let t = self
+            .env
+            .get_template(&name)
+            .map_err(|e| RenderError(format!("condition {key} of scenario {scenario}: {e}")))?;
+        let out = t.render(ctx).map_err(|e| {
+            RenderError(format!(
+                "condition {key} of scenario {scenario}: {}",
+                describe(&e)
+            ))
+        })?;
+        Ok(out == "1")
+    }
+
+    /// Renders one step of a scenario for a context.
+    pub fn render_step(
+        &self,
+        scenario: &str,
+        step: &str,
+        template: &str,
+        ctx: &Value,
+    ) -> Result<Rendered, RenderError> {
+        let subject = self.render_named(&subject_name(scenario, step), ctx)?;
+        let [html_name, text_name] = part_names(template);
+        Ok(Rendered {
+            subject: one_line(&subject),
+            html: self.render_named(&html_name, ctx)?,
+            text: self.render_named(&text_name, ctx)?,
+        })
+    }
+
+    fn render_named(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
+        let t = self
+            .env
+            .get_template(name)
+            .map_err(|e| RenderError(describe(&e)))?;
+        t.render(ctx).map_err(|e| RenderError(describe(&e)))
+    }
+}
+
+/// A subject is a header: line breaks and other control characters become spaces, so that no
+/// customer data can inject a header.
+pub fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A minijinja error as `name:line: detail`.
+pub fn describe(e: &minijinja::Error) -> String {
+    let place = match (e.name(), e.line()) {
+        (Some(n), Some(l)) if !n.starts_with('@') => format!("{n}:{l}: "),
+        _ => String::new(),
+    };
+    let detail = e
+        .detail()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
+    format!("{place}{detail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_cannot_carry_line_breaks() {
+        assert_eq!(one_line("Hello\r\nBcc: x@y.z"), "Hello Bcc: x@y.z");
+        assert_eq!(one_line("  そろそろ\t化粧水が  "), "そろそろ 化粧水が");
+    }
+}

@@ -1,0 +1,320 @@
+//! `rebuy check`: loads every scenario file and cross-checks it against the templates it uses
+//! and the context they will see. All problems are collected, each with its location.
+
+use super::{parse_scenario, Expr, Scenario, Trigger};
+use crate::diagnostic::{did_you_mean, Diagnostic};
+use crate::render::{part_names, Renderer, CONTEXT_ROOTS, CUSTOMER_FIELDS, ORDER_FIELDS};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// The outcome of loading a scenario folder: the valid scenarios, a renderer with all of them
+/// compiled in, and every problem found.
+pub struct CheckReport {
+    pub scenarios: Vec<Scenario>,
+    pub renderer: Renderer,
+    pub diagnostics: Vec<Diagnostic>,
+    pub files: usize,
+}
+
+/// The `*.yaml`/`*.yml` files of a folder, sorted.
+pub fn scenario_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads and checks every scenario in `scenarios_dir` against `templates_dir`.
+pub fn check_all(
+    scenarios_dir: &Path,
+    templates_dir: &Path,
+    shop: &BTreeMap<String, String>,
+) -> CheckReport {
+    let mut diagnostics = Vec::new();
+    let mut scenarios = Vec::new();
+    let files = match scenario_files(scenarios_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            diagnostics.push(
+                Diagnostic::new(
+                    &scenarios_dir.display().to_string(),
+                    1,
+                    1,
+                    format!("cannot read the scenario folder: {e}"),
+                )
+                .with_hint("set scenarios_dir in the config, or create the folder"),
+            );
+            Vec::new()
+        }
+    };
+    for file in &files {
+        let path = file.display().to_string();
+        match std::fs::read_to_string(file) {
+            Ok(text) => match parse_scenario(&path, &text) {
+                Ok(s) => scenarios.push(s),
+                Err(d) => diagnostics.extend(d),
+            },
+            Err(e) => diagnostics.push(Diagnostic::new(&path, 1, 1, format!("cannot read: {e}"))),
+        }
+    }
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for s in &scenarios {
+        if let Some(first) = seen.insert(s.id.clone(), s.path.clone()) {
+            diagnostics.push(Diagnostic::new(
+                &s.path,
+                1,
+                1,
+                format!("scenario id '{}' is also used by {first}", s.id),
+            ));
+        }
+    }
+    let mut renderer = Renderer::new(templates_dir);
+    let mut checked_templates = HashSet::new();
+    for s in &scenarios {
+        check_scenario(
+            s,
+            &mut renderer,
+            shop,
+            &mut checked_templates,
+            &mut diagnostics,
+        );
+    }
+    CheckReport {
+        scenarios,
+        renderer,
+        diagnostics,
+        files: files.len(),
+    }
+}
+
+fn check_scenario(
+    s: &Scenario,
+    renderer: &mut Renderer,
+    shop: &BTreeMap<String, String>,
+    checked: &mut HashSet<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut exprs: Vec<(&str, &Expr)> = Vec::new();
+    if let Some(a) = &s.audience {
+        exprs.push(("audience", a));
+    }
+    if let Some(c) = s.goal.as_ref().and_then(|g| g.condition.as_ref()) {
+        exprs.push(("goal condition", c));
+    }
+    for step in &s.steps {
+        if let Some(c) = &step.condition {
+            exprs.push(("step condition", c));
+        }
+    }
+    for (what, e) in exprs {
+        match renderer.env().compile_expression(&e.source) {
+            Ok(compiled) => {
+                let used = compiled.undeclared_variables(true);
+                for (var, msg, hint) in unknown_variables(&used, s, shop) {
+                    let d = Diagnostic::new(&s.path, e.line, e.col, format!("{what} uses {msg}"));
+                    diags.push(add_hint(d, hint.or(Some(format!("in '{var}'")))));
+                }
+            }
+            Err(err) => diags.push(Diagnostic::new(
+                &s.path,
+                e.line,
+                e.col,
+                format!("{what}: {}", crate::render::describe(&err)),
+            )),
+        }
+    }
+    for step in &s.steps {
+        check_subject(s, &step.id, &step.send.subject, renderer, shop, diags);
+        check_template(
+            s,
+            &step.send.template,
+            (step.send.template_line, step.send.template_col),
+            renderer,
+            shop,
+            checked,
+            diags,
+        );
+    }
+    if diags.iter().all(|d| d.path != s.path) {
+        if let Err(e) = renderer.add_scenario(s) {
+            diags.push(Diagnostic::new(&s.path, 1, 1, crate::render::describe(&e)));
+        }
+    }
+}
+
+fn check_subject(
+    s: &Scenario,
+    step: &str,
+    subject: &Expr,
+    renderer: &Renderer,
+    shop: &BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    match renderer.env().template_from_str(&subject.source) {
+        Ok(t) => {
+            for (var, msg, hint) in unknown_variables(&t.undeclared_variables(true), s, shop) {
+                let d = Diagnostic::new(
+                    &s.path,
+                    subject.line,
+                    subject.col,
+                    format!("subject of step '{step}' uses {msg}"),
+                );
+                diags.push(add_hint(d, hint.or(Some(format!("in '{var}'")))));
+            }
+        }
+        Err(e) => diags.push(Diagnostic::new(
+            &s.path,
+            subject.line,
+            subject.col,
+            format!("subject of step '{step}': {}", crate::render::describe(&e)),
+        )),
+    }
+}
+
+fn check_template(
+    s: &Scenario,
+    template: &str,
+    at: (u64, u64),
+    renderer: &Renderer,
+    shop: &BTreeMap<String, String>,
+    checked: &mut HashSet<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let dir = renderer.templates_dir();
+    for name in part_names(template) {
+        let file = dir.join(&name);
+        let shown = file.display().to_string();
+        let Ok(source) = std::fs::read_to_string(&file) else {
+            let d = Diagnostic::new(
+                &s.path,
+                at.0,
+                at.1,
+                format!("unknown template '{template}': {shown} does not exist"),
+            );
+            diags.push(add_hint(d, template_hint(dir, template)));
+            continue;
+        };
+        // A template shared by several scenarios is checked for syntax once, but its variables
+        // are checked against each scenario's context.
+        match renderer.env().get_template(&name) {
+            Ok(t) => {
+                for (var, msg, hint) in unknown_variables(&t.undeclared_variables(true), s, shop) {
+                    let (line, col) = find(&source, &var);
+                    let d =
+                        Diagnostic::new(&shown, line, col, format!("{msg} (scenario '{}')", s.id));
+                    diags.push(add_hint(d, hint));
+                }
+            }
+            Err(e) if checked.insert(name.clone()) => {
+                let (line, col) = error_position(&source, &e);
+                diags.push(Diagnostic::new(
+                    &shown,
+                    line,
+                    col,
+                    format!(
+                        "template syntax error: {}",
+                        e.detail().unwrap_or("invalid syntax")
+                    ),
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn add_hint(d: Diagnostic, hint: Option<String>) -> Diagnostic {
+    match hint {
+        Some(h) => d.with_hint(h),
+        None => d,
+    }
+}
+
+fn template_hint(dir: &Path, template: &str) -> Option<String> {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.path().file_stem()?.to_str().map(str::to_string))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    match did_you_mean(template, &refs) {
+        Some(m) => Some(format!("did you mean '{m}'?")),
+        None => Some(format!(
+            "a step's template '{template}' needs {template}.html and {template}.txt in {}",
+            dir.display()
+        )),
+    }
+}
+
+/// Line and column (1-based) of a minijinja error in its source.
+fn error_position(source: &str, e: &minijinja::Error) -> (u64, u64) {
+    if let Some(range) = e.range() {
+        return line_col(source, range.start);
+    }
+    (e.line().unwrap_or(1) as u64, 1)
+}
+
+fn line_col(source: &str, offset: usize) -> (u64, u64) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() as u64 + 1;
+    let col = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0) as u64
+        + 1;
+    (line, col)
+}
+
+/// Where a variable path first appears in a template, or 1:1.
+fn find(source: &str, var: &str) -> (u64, u64) {
+    source
+        .find(var)
+        .map(|o| line_col(source, o))
+        .unwrap_or((1, 1))
+}
+
+/// Variables used that the scenario's context does not have: (variable, message, hint).
+fn unknown_variables(
+    used: &HashSet<String>,
+    s: &Scenario,
+    shop: &BTreeMap<String, String>,
+) -> Vec<(String, String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut used: Vec<&String> = used.iter().collect();
+    used.sort();
+    let shop_keys: Vec<&str> = shop.keys().map(String::as_str).collect();
+    for var in used {
+        let mut parts = var.split('.');
+        let root = parts.next().unwrap_or_default();
+        let field = parts.next();
+        let unknown = |what: &str, name: &str, known: &[&str]| {
+            let hint = did_you_mean(name, known).map(|m| format!("did you mean '{m}'?"));
+            (var.clone(), format!("undefined variable '{what}'"), hint)
+        };
+        if !CONTEXT_ROOTS.contains(&root) {
+            out.push(unknown(var, root, CONTEXT_ROOTS));
+            continue;
+        }
+        match (root, field) {
+            ("vars", _) if s.trigger != Trigger::Manual => out.push((
+                var.clone(),
+                format!("'{var}', but only manual scenarios have vars"),
+                Some("pass values with `rebuy trigger … --var key=value` in a scenario with `trigger: manual`".into()),
+            )),
+            ("customer", Some(f)) if !CUSTOMER_FIELDS.contains(&f) => {
+                let (v, m, h) = unknown(var, f, CUSTOMER_FIELDS);
+                out.push((v, m, h.or(Some(format!("free attributes are under customer.attributes.{f}")))));
+            }
+            ("order", Some(f)) if !ORDER_FIELDS.contains(&f) => out.push(unknown(var, f, ORDER_FIELDS)),
+            ("shop", Some(f)) if !shop.contains_key(f) => {
+                let (v, m, h) = unknown(var, f, &shop_keys);
+                out.push((v, m, h.or(Some(format!("add '{f}' under shop: in the config")))));
+            }
+            _ => {}
+        }
+    }
+    out
+}

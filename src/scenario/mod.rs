@@ -1,0 +1,110 @@
+//! Scenarios as validated data: what triggers an enrollment, who is in the audience, when a
+//! customer may enter again, the goal on which they leave, and the ordered steps that send.
+//! `parse` turns located YAML into these types; `check` cross-checks them against templates.
+
+mod check;
+mod parse;
+
+pub use check::{check_all, scenario_files, CheckReport};
+pub use parse::parse_scenario;
+
+use chrono::{Duration, NaiveTime};
+
+/// An expression (minijinja syntax) with the place it was written, for located errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    pub source: String,
+    pub line: u64,
+    pub col: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    /// Every order.
+    OrderPlaced,
+    /// A customer's first order.
+    FirstOrder,
+    /// A customer's N-th order (1-based).
+    NthOrder(u32),
+    /// Started by a person: `rebuy trigger`.
+    Manual,
+}
+
+impl Trigger {
+    pub fn name(&self) -> String {
+        match self {
+            Trigger::OrderPlaced => "order_placed".into(),
+            Trigger::FirstOrder => "first_order".into(),
+            Trigger::NthOrder(n) => format!("nth_order: {n}"),
+            Trigger::Manual => "manual".into(),
+        }
+    }
+
+    /// Whether an order that is its customer's `nth` fires this trigger.
+    pub fn fires_on_order(&self, nth: i64) -> bool {
+        match self {
+            Trigger::OrderPlaced => true,
+            Trigger::FirstOrder => nth == 1,
+            Trigger::NthOrder(n) => nth == i64::from(*n),
+            Trigger::Manual => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reentry {
+    /// A customer enters this scenario at most once.
+    Never,
+    /// Every trigger starts a new enrollment.
+    Always,
+    /// A new enrollment may start this long after the previous one started.
+    After(Duration),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    /// How long after the trigger the goal counts; `None` for as long as the enrollment lasts.
+    pub within: Option<Duration>,
+    /// An optional condition on the goal order (`order.total >= 3000`).
+    pub condition: Option<Expr>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Send {
+    /// Template base name: `templates/<name>.html` and `templates/<name>.txt`.
+    pub template: String,
+    pub template_line: u64,
+    pub template_col: u64,
+    /// The subject, itself a template.
+    pub subject: Expr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub id: String,
+    pub wait: Duration,
+    pub at: Option<NaiveTime>,
+    pub condition: Option<Expr>,
+    pub send: Send,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    pub id: String,
+    pub name: String,
+    /// The file the scenario came from, for messages.
+    pub path: String,
+    pub enabled: bool,
+    pub trigger: Trigger,
+    pub audience: Option<Expr>,
+    pub reentry: Reentry,
+    pub goal: Option<Goal>,
+    pub transactional: bool,
+    pub steps: Vec<Step>,
+}
+
+impl Scenario {
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+}

@@ -1,0 +1,414 @@
+//! Located YAML -> `Scenario`. Every problem in a file is collected as a `Diagnostic`; a file
+//! with problems yields no scenario.
+
+use super::{Expr, Goal, Reentry, Scenario, Send, Step, Trigger};
+use crate::diagnostic::Diagnostic;
+use crate::domain::{parse_duration, parse_local_time};
+use crate::yaml::{expect_str, MapReader, Node, Value};
+use chrono::Duration;
+
+const SCENARIO_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "enabled",
+    "trigger",
+    "audience",
+    "reentry",
+    "goal",
+    "transactional",
+    "steps",
+];
+const STEP_KEYS: &[&str] = &["id", "wait", "at", "if", "send"];
+const SEND_KEYS: &[&str] = &["template", "subject"];
+const GOAL_KEYS: &[&str] = &["event", "within", "if"];
+const TRIGGERS: &[&str] = &["order_placed", "first_order", "nth_order", "manual"];
+
+/// Parses one scenario file's text. `Err` holds every problem found.
+pub fn parse_scenario(path: &str, text: &str) -> Result<Scenario, Vec<Diagnostic>> {
+    let doc = crate::yaml::parse(path, text).map_err(|d| vec![d])?;
+    let mut diags = Vec::new();
+    let scenario = read_scenario(path, &doc, &mut diags);
+    match scenario {
+        Some(s) if diags.is_empty() => Ok(s),
+        _ => Err(diags),
+    }
+}
+
+fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<Scenario> {
+    let mut m = MapReader::new(path, doc, "a scenario", diags)?;
+    let id = m
+        .require("id", doc, diags)
+        .and_then(|n| read_id(path, n, "id", diags));
+    let name = match m.get("name") {
+        Some(n) => expect_str(path, n, "name", diags).map(str::to_string),
+        None => id.clone(),
+    };
+    let enabled = m
+        .get("enabled")
+        .map(|n| read_bool(path, n, "enabled", diags))
+        .unwrap_or(true);
+    let transactional = m
+        .get("transactional")
+        .map(|n| read_bool(path, n, "transactional", diags))
+        .unwrap_or(false);
+    let trigger = m
+        .require("trigger", doc, diags)
+        .and_then(|n| read_trigger(path, n, diags));
+    let audience = m
+        .get("audience")
+        .and_then(|n| read_expr(path, n, "audience", diags));
+    let reentry = match m.get("reentry") {
+        Some(n) => read_reentry(path, n, diags),
+        None if trigger == Some(Trigger::Manual) => Some(Reentry::Always),
+        None => Some(Reentry::Never),
+    };
+    let goal = m.get("goal").and_then(|n| read_goal(path, n, diags));
+    let steps = m
+        .require("steps", doc, diags)
+        .and_then(|n| read_steps(path, n, diags));
+    m.finish(SCENARIO_KEYS, diags);
+    Some(Scenario {
+        id: id?,
+        name: name?,
+        path: path.to_string(),
+        enabled,
+        trigger: trigger?,
+        audience,
+        reentry: reentry?,
+        goal,
+        transactional,
+        steps: steps?,
+    })
+}
+
+fn read_id(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
+    let text = n.scalar_text();
+    let ok = text.as_deref().is_some_and(|t| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    });
+    if !ok {
+        diags.push(
+            n.diag(path, format!("'{key}' must be a non-empty identifier"))
+                .with_hint("use letters, digits, '-' and '_', e.g. first-purchase"),
+        );
+        return None;
+    }
+    text
+}
+
+fn read_bool(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> bool {
+    match n.value {
+        Value::Bool(b) => b,
+        _ => {
+            diags.push(n.diag(
+                path,
+                format!("'{key}' must be true or false, found {}", n.type_name()),
+            ));
+            false
+        }
+    }
+}
+
+fn read_expr(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<Expr> {
+    let source = expect_str(path, n, key, diags)?;
+    Some(Expr {
+        source: source.to_string(),
+        line: n.line,
+        col: n.col,
+    })
+}
+
+fn read_duration(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
+    let Some(text) = n.scalar_text() else {
+        diags.push(n.diag(
+            path,
+            format!(
+                "'{key}' must be a duration such as 3d, found {}",
+                n.type_name()
+            ),
+        ));
+        return None;
+    };
+    match parse_duration(&text) {
+        Ok(d) if d >= Duration::zero() => Some(d),
+        Ok(_) => None,
+        Err(e) => {
+            diags.push(n.diag(path, e));
+            None
+        }
+    }
+}
+
+fn read_trigger(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Trigger> {
+    let unknown = |name: &str, n: &Node, diags: &mut Vec<Diagnostic>| {
+        let mut d = n.diag(path, format!("unknown trigger '{name}'"));
+        d = match crate::diagnostic::did_you_mean(name, TRIGGERS) {
+            Some(s) => d.with_hint(format!("did you mean '{s}'?")),
+            None => d.with_hint(format!("triggers: {}", TRIGGERS.join(", "))),
+        };
+        diags.push(d);
+    };
+    match &n.value {
+        Value::Str(s) => match s.as_str() {
+            "order_placed" => Some(Trigger::OrderPlaced),
+            "first_order" => Some(Trigger::FirstOrder),
+            "manual" => Some(Trigger::Manual),
+            "nth_order" => {
+                diags.push(
+                    n.diag(path, "'nth_order' needs a number")
+                        .with_hint("write `trigger: { nth_order: 2 }`"),
+                );
+                None
+            }
+            other => {
+                unknown(other, n, diags);
+                None
+            }
+        },
+        Value::Map(entries) if entries.len() == 1 => {
+            let (k, v) = &entries[0];
+            match k.as_str() {
+                Some("nth_order") => match v.value {
+                    Value::Int(i) if i >= 1 && i <= i64::from(u32::MAX) => {
+                        Some(Trigger::NthOrder(i as u32))
+                    }
+                    _ => {
+                        diags.push(v.diag(path, "'nth_order' must be a whole number of 1 or more"));
+                        None
+                    }
+                },
+                Some(name @ ("order_placed" | "first_order" | "manual")) => {
+                    diags.push(
+                        k.diag(path, format!("'{name}' takes no value"))
+                            .with_hint(format!("write `trigger: {name}`")),
+                    );
+                    None
+                }
+                other => {
+                    unknown(other.unwrap_or("?"), k, diags);
+                    None
+                }
+            }
+        }
+        _ => {
+            diags.push(
+                n.diag(
+                    path,
+                    format!("'trigger' must be a trigger name, found {}", n.type_name()),
+                )
+                .with_hint(format!("triggers: {}", TRIGGERS.join(", "))),
+            );
+            None
+        }
+    }
+}
+
+fn read_reentry(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Reentry> {
+    match n.as_str() {
+        Some("never") => Some(Reentry::Never),
+        Some("always") => Some(Reentry::Always),
+        _ => {
+            let d = read_duration(path, n, "reentry", diags);
+            if let Some(last) = diags.last_mut().filter(|_| d.is_none()) {
+                last.hint = Some("reentry is 'never', 'always' or a duration such as 90d".into());
+            }
+            d.map(Reentry::After)
+        }
+    }
+}
+
+fn read_goal(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Goal> {
+    let mut m = MapReader::new(path, n, "'goal'", diags)?;
+    if let Some(event) = m.require("event", n, diags) {
+        if event.as_str() != Some("order_placed") {
+            diags.push(event.diag(path, "the only goal event is 'order_placed'"));
+        }
+    }
+    let within = m
+        .get("within")
+        .and_then(|w| read_duration(path, w, "within", diags));
+    let condition = m.get("if").and_then(|c| read_expr(path, c, "if", diags));
+    m.finish(GOAL_KEYS, diags);
+    Some(Goal { within, condition })
+}
+
+fn read_steps(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Vec<Step>> {
+    let Value::Seq(items) = &n.value else {
+        diags.push(n.diag(
+            path,
+            format!("'steps' must be a list, found {}", n.type_name()),
+        ));
+        return None;
+    };
+    if items.is_empty() {
+        diags.push(n.diag(path, "a scenario needs at least one step"));
+        return None;
+    }
+    let before = diags.len();
+    let steps: Vec<Option<Step>> = items.iter().map(|s| read_step(path, s, diags)).collect();
+    let mut seen = std::collections::HashSet::new();
+    for (item, step) in items.iter().zip(&steps) {
+        if let Some(step) = step {
+            if !seen.insert(step.id.clone()) {
+                diags.push(item.diag(
+                    path,
+                    format!("step id '{}' is used twice in this scenario", step.id),
+                ));
+            }
+        }
+    }
+    if diags.len() > before {
+        return None;
+    }
+    steps.into_iter().collect()
+}
+
+fn read_step(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> {
+    let mut m = MapReader::new(path, n, "a step", diags)?;
+    let id = m
+        .require("id", n, diags)
+        .and_then(|i| read_id(path, i, "id", diags));
+    let wait = match m.get("wait") {
+        Some(w) => read_duration(path, w, "wait", diags),
+        None => Some(Duration::zero()),
+    };
+    let at = match m.get("at") {
+        Some(a) => match a.scalar_text().map(|t| parse_local_time(&t)) {
+            Some(Ok(t)) => Some(Some(t)),
+            Some(Err(e)) => {
+                diags.push(a.diag(path, e));
+                None
+            }
+            None => {
+                diags.push(a.diag(path, "'at' must be a time such as \"10:00\""));
+                None
+            }
+        },
+        None => Some(None),
+    };
+    let condition = m.get("if").and_then(|c| read_expr(path, c, "if", diags));
+    let send = m
+        .require("send", n, diags)
+        .and_then(|s| read_send(path, s, diags));
+    m.finish(STEP_KEYS, diags);
+    Some(Step {
+        id: id?,
+        wait: wait?,
+        at: at?,
+        condition,
+        send: send?,
+    })
+}
+
+fn read_send(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Send> {
+    let mut m = MapReader::new(path, n, "'send'", diags)?;
+    let template = m.require("template", n, diags);
+    let template_name = template.and_then(|t| read_id(path, t, "template", diags));
+    let subject = m
+        .require("subject", n, diags)
+        .and_then(|s| read_expr(path, s, "subject", diags));
+    m.finish(SEND_KEYS, diags);
+    let template = template?;
+    Some(Send {
+        template: template_name?,
+        template_line: template.line,
+        template_col: template.col,
+        subject: subject?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+id: first-purchase
+name: 初回購入フォロー
+trigger: first_order
+audience: "order.total >= 1000"
+reentry: never
+goal: { event: order_placed, within: 60d }
+steps:
+  - id: thanks
+    wait: 1d
+    at: "10:00"
+    send: { template: thanks, subject: "{{ customer.name }}様、ご購入ありがとうございました" }
+  - id: replenish
+    wait: 23d
+    if: "customer.orders_count == 1"
+    send: { template: replenish, subject: "そろそろ" }
+"#;
+
+    #[test]
+    fn a_good_scenario_parses_into_its_parts() {
+        let s = parse_scenario("s.yaml", GOOD).unwrap();
+        assert_eq!(s.id, "first-purchase");
+        assert_eq!(s.trigger, Trigger::FirstOrder);
+        assert_eq!(s.reentry, Reentry::Never);
+        assert_eq!(s.goal.unwrap().within, Some(Duration::days(60)));
+        assert_eq!(s.steps.len(), 2);
+        assert_eq!(s.steps[0].at.unwrap().to_string(), "10:00:00");
+        assert_eq!(s.steps[1].wait, Duration::days(23));
+        assert_eq!(s.steps[1].condition.as_ref().unwrap().line, 15);
+    }
+
+    #[test]
+    fn every_problem_in_a_file_is_reported_with_its_place() {
+        let bad = "id: x\ntrigger: frist_order\nsteps:\n  - id: a\n    wiat: 3d\n    send: { template: t, subject: s }\n  - id: b\n    wait: 3x\n    at: \"25:00\"\n    send: { template: t }\n";
+        let diags = parse_scenario("bad.yaml", bad).unwrap_err();
+        let text: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        let all = text.join("\n");
+        assert!(
+            all.contains(
+                "bad.yaml:2:10: unknown trigger 'frist_order'\n  hint: did you mean 'first_order'?"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("bad.yaml:5:5: unknown key 'wiat'\n  hint: did you mean 'wait'?"),
+            "{all}"
+        );
+        assert!(all.contains("bad.yaml:8:11: bad duration '3x'"), "{all}");
+        assert!(all.contains("bad.yaml:9:9: bad time '25:00'"), "{all}");
+        assert!(
+            all.contains("bad.yaml:10:11: missing required key 'subject'"),
+            "{all}"
+        );
+        assert_eq!(diags.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn wrong_types_are_named() {
+        let diags = parse_scenario(
+            "t.yaml",
+            "id: x\ntrigger: manual\ntransactional: yes please\nsteps: 3\n",
+        )
+        .unwrap_err();
+        let all: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
+        assert!(
+            all[0].contains("t.yaml:3:16: 'transactional' must be true or false, found a string"),
+            "{all:?}"
+        );
+        assert!(
+            all[1].contains("t.yaml:4:8: 'steps' must be a list, found a number"),
+            "{all:?}"
+        );
+    }
+
+    #[test]
+    fn manual_scenarios_allow_reentry_by_default() {
+        let s = parse_scenario("m.yaml", "id: m\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: t, subject: s }\n").unwrap();
+        assert_eq!(s.reentry, Reentry::Always);
+        assert!(s.transactional);
+        assert_eq!(s.steps[0].wait, Duration::zero());
+    }
+
+    #[test]
+    fn nth_order_takes_a_number() {
+        let s = parse_scenario("n.yaml", "id: n\ntrigger: { nth_order: 2 }\nsteps:\n  - id: a\n    send: { template: t, subject: s }\n").unwrap();
+        assert_eq!(s.trigger, Trigger::NthOrder(2));
+        assert!(s.trigger.fires_on_order(2) && !s.trigger.fires_on_order(1));
+    }
+}

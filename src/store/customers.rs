@@ -1,0 +1,183 @@
+//! Customers: upserts by the shop's id, lookups by id or e-mail, and the order aggregates.
+
+use super::{push_in_list, Db, Result, Store, StoreError};
+use serde::Serialize;
+use sqlx::{FromRow, QueryBuilder};
+use std::collections::{HashMap, HashSet};
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct CustomerRow {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub timezone: Option<String>,
+    pub locale: Option<String>,
+    pub attributes: String,
+    pub orders_count: i64,
+    pub total_spent: i64,
+    pub currency: Option<String>,
+    pub first_order_at: Option<i64>,
+    pub last_order_at: Option<i64>,
+}
+
+/// A customer as imported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCustomer {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub timezone: Option<String>,
+    pub locale: Option<String>,
+    /// Free attributes as a JSON object.
+    pub attributes: String,
+}
+
+const COLUMNS: &str = "id, email, name, timezone, locale, attributes, orders_count, total_spent, \
+                       currency, first_order_at, last_order_at";
+
+impl Store {
+    /// Inserts or updates customers by id. Returns (inserted, updated); rows whose values are
+    /// unchanged are not written at all, so importing a file twice changes nothing.
+    pub async fn upsert_customers(&self, rows: &[NewCustomer], now: i64) -> Result<(u64, u64)> {
+        let mut tx = self.pool.begin().await?;
+        let (mut inserted, mut updated) = (0, 0);
+        for chunk in rows.chunks(super::BATCH) {
+            let ids: Vec<String> = chunk.iter().map(|c| c.id.clone()).collect();
+            let existing = existing_ids(&mut tx, "customers", &ids).await?;
+            let mut qb = QueryBuilder::<Db>::new(
+                "INSERT INTO customers (id, email, name, timezone, locale, attributes, created_at, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, c| {
+                b.push_bind(&c.id)
+                    .push_bind(&c.email)
+                    .push_bind(&c.name)
+                    .push_bind(&c.timezone)
+                    .push_bind(&c.locale)
+                    .push_bind(&c.attributes)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            // Only rows whose values differ are rewritten: re-imports leave no trace.
+            qb.push(
+                " ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, \
+                 timezone = excluded.timezone, locale = excluded.locale, \
+                 attributes = excluded.attributes, updated_at = excluded.updated_at \
+                 WHERE customers.email IS DISTINCT FROM excluded.email \
+                 OR customers.name IS DISTINCT FROM excluded.name \
+                 OR customers.timezone IS DISTINCT FROM excluded.timezone \
+                 OR customers.locale IS DISTINCT FROM excluded.locale \
+                 OR customers.attributes IS DISTINCT FROM excluded.attributes",
+            );
+            let affected = qb.build().execute(&mut *tx).await?.rows_affected();
+            let new = chunk.iter().filter(|c| !existing.contains(&c.id)).count() as u64;
+            inserted += new;
+            updated += affected.saturating_sub(new);
+        }
+        tx.commit().await?;
+        Ok((inserted, updated))
+    }
+
+    /// The ids among `ids` that exist as customers.
+    pub async fn existing_customer_ids(&self, ids: &[String]) -> Result<HashSet<String>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut found = HashSet::new();
+        for chunk in ids.chunks(super::BATCH) {
+            found.extend(existing_ids(&mut conn, "customers", chunk).await?);
+        }
+        Ok(found)
+    }
+
+    /// Customers by id, for a batch of orders or enrollments.
+    pub async fn customers_by_ids(&self, ids: &[String]) -> Result<HashMap<String, CustomerRow>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(super::BATCH) {
+            let mut qb =
+                QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM customers WHERE id IN "));
+            push_in_list(&mut qb, chunk);
+            let rows: Vec<CustomerRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+            out.extend(rows.into_iter().map(|c| (c.id.clone(), c)));
+        }
+        Ok(out)
+    }
+
+    /// A customer by the shop's id or, failing that, by e-mail address.
+    pub async fn find_customer(&self, id_or_email: &str) -> Result<CustomerRow> {
+        let by_id: Option<CustomerRow> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
+                .bind(id_or_email)
+                .fetch_optional(&self.pool)
+                .await?;
+        if let Some(c) = by_id {
+            return Ok(c);
+        }
+        let by_email: Vec<CustomerRow> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM customers WHERE lower(email) = lower($1) ORDER BY id LIMIT 2"
+        ))
+        .bind(id_or_email)
+        .fetch_all(&self.pool)
+        .await?;
+        match by_email.len() {
+            1 => Ok(by_email.into_iter().next().expect("one row")),
+            0 => Err(StoreError::NotFound(format!(
+                "no customer with id or e-mail '{id_or_email}'"
+            ))),
+            _ => Err(StoreError::NotFound(format!(
+                "several customers share the e-mail '{id_or_email}'; use the customer id"
+            ))),
+        }
+    }
+
+    /// Recomputes order aggregates (count, total, first/last order, currency) and each order's
+    /// position `nth` for the given customers. Called after orders change.
+    pub async fn refresh_order_aggregates(&self, customer_ids: &[String]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in customer_ids.chunks(super::BATCH) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "UPDATE customers SET \
+                 orders_count = (SELECT COUNT(*) FROM orders o WHERE o.customer_id = customers.id), \
+                 total_spent = (SELECT COALESCE(SUM(o.total), 0) FROM orders o WHERE o.customer_id = customers.id), \
+                 first_order_at = (SELECT MIN(o.placed_at) FROM orders o WHERE o.customer_id = customers.id), \
+                 last_order_at = (SELECT MAX(o.placed_at) FROM orders o WHERE o.customer_id = customers.id), \
+                 currency = (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
+                             ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) \
+                 WHERE id IN ",
+            );
+            push_in_list(&mut qb, chunk);
+            qb.build().execute(&mut *tx).await?;
+            // Position by time, ties broken by id; a customer has few orders, so the
+            // correlated count over the (customer_id, placed_at) index is cheap.
+            let mut qb = QueryBuilder::<Db>::new(
+                "UPDATE orders SET nth = (SELECT COUNT(*) FROM orders o2 \
+                 WHERE o2.customer_id = orders.customer_id \
+                 AND (o2.placed_at < orders.placed_at OR (o2.placed_at = orders.placed_at AND o2.id <= orders.id))) \
+                 WHERE customer_id IN ",
+            );
+            push_in_list(&mut qb, chunk);
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn count_customers(&self) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM customers")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+}
+
+/// The ids among `ids` that exist in `table` (a constant name, never user input).
+pub(super) async fn existing_ids(
+    conn: &mut sqlx::SqliteConnection,
+    table: &'static str,
+    ids: &[String],
+) -> Result<HashSet<String>> {
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut qb = QueryBuilder::<Db>::new(format!("SELECT id FROM {table} WHERE id IN "));
+    push_in_list(&mut qb, ids);
+    let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}

@@ -1,0 +1,265 @@
+//! Enrollments: created by triggers, advanced step by step, ended by completion or goal.
+//! Every write that could race with an overlapping tick is guarded by a unique key or a
+//! compare-and-set on `next_step`, so a tick that runs twice changes nothing the second time.
+
+use super::outbox::{insert_outbox, NewOutbox};
+use super::{push_in_list, Db, Result, Store};
+use sqlx::{FromRow, QueryBuilder};
+
+/// What the trigger planner needs to know of a customer's existing enrollments.
+#[derive(Debug, Clone, FromRow, PartialEq)]
+pub struct EnrollmentLite {
+    pub id: i64,
+    pub scenario_id: String,
+    pub customer_id: String,
+    pub order_id: Option<String>,
+    pub state: String,
+    pub triggered_at: i64,
+    pub goal_deadline: Option<i64>,
+    pub goal_reached_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEnrollment {
+    pub scenario_id: String,
+    pub customer_id: String,
+    pub trigger_key: String,
+    pub order_id: Option<String>,
+    pub vars: String,
+    pub state: String,
+    pub next_step: i64,
+    pub next_due_at: Option<i64>,
+    pub triggered_at: i64,
+    pub enrolled_at: i64,
+    pub goal_deadline: Option<i64>,
+    pub goal_reached_at: Option<i64>,
+    pub goal_order_id: Option<String>,
+    pub ended_at: Option<i64>,
+}
+
+/// An existing enrollment that reached its goal with an order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalHit {
+    pub enrollment_id: i64,
+    pub order_id: String,
+    pub placed_at: i64,
+}
+
+/// An active enrollment whose next step is due.
+#[derive(Debug, Clone, FromRow)]
+pub struct DueEnrollment {
+    pub id: i64,
+    pub scenario_id: String,
+    pub customer_id: String,
+    pub order_id: Option<String>,
+    pub vars: String,
+    pub next_step: i64,
+    pub next_due_at: i64,
+    pub triggered_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
+pub struct EnrollmentRow {
+    pub id: i64,
+    pub scenario_id: String,
+    pub customer_id: String,
+    pub trigger_key: String,
+    pub state: String,
+    pub next_step: i64,
+    pub next_due_at: Option<i64>,
+    pub triggered_at: i64,
+    pub goal_reached_at: Option<i64>,
+}
+
+/// Moves an enrollment past `expected_step`, recording what the step produced.
+#[derive(Debug, Clone)]
+pub struct StepAdvance {
+    pub enrollment_id: i64,
+    pub expected_step: i64,
+    pub next_step: i64,
+    pub next_due_at: Option<i64>,
+    pub state: &'static str,
+    pub outbox: Option<NewOutbox>,
+}
+
+impl Store {
+    /// All enrollments of the given customers.
+    pub async fn enrollments_for_customers(&self, ids: &[String]) -> Result<Vec<EnrollmentLite>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(super::BATCH) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "SELECT id, scenario_id, customer_id, order_id, state, triggered_at, goal_deadline, \
+                 goal_reached_at FROM enrollments WHERE customer_id IN ",
+            );
+            push_in_list(&mut qb, chunk);
+            out.extend(
+                qb.build_query_as::<EnrollmentLite>()
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Records what a batch of new orders did, in one transaction: new enrollments (a
+    /// duplicate trigger is ignored by the unique key), goals reached, orders marked seen.
+    pub async fn apply_order_batch(
+        &self,
+        new: &[NewEnrollment],
+        goals: &[GoalHit],
+        order_ids: &[String],
+        now: i64,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut created = 0;
+        for chunk in new.chunks(super::BATCH / 2) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
+                 next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
+                 goal_order_id, ended_at) ",
+            );
+            qb.push_values(chunk, |mut b, e| {
+                push_enrollment(&mut b, e);
+            });
+            qb.push(" ON CONFLICT (scenario_id, customer_id, trigger_key) DO NOTHING");
+            created += qb.build().execute(&mut *tx).await?.rows_affected();
+        }
+        for g in goals {
+            sqlx::query(
+                "UPDATE enrollments SET goal_reached_at = $1, goal_order_id = $2, \
+                 state = CASE WHEN state = 'active' THEN 'goal' ELSE state END, \
+                 ended_at = CASE WHEN state = 'active' THEN $3 ELSE ended_at END, \
+                 next_due_at = CASE WHEN state = 'active' THEN NULL ELSE next_due_at END \
+                 WHERE id = $4 AND goal_reached_at IS NULL",
+            )
+            .bind(g.placed_at)
+            .bind(&g.order_id)
+            .bind(now)
+            .bind(g.enrollment_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for chunk in order_ids.chunks(super::BATCH) {
+            let mut qb = QueryBuilder::<Db>::new("UPDATE orders SET processed_at = ");
+            qb.push_bind(now);
+            qb.push(" WHERE processed_at IS NULL AND id IN ");
+            push_in_list(&mut qb, chunk);
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    /// Inserts one enrollment (a manual trigger). Returns its id and whether it is new; a
+    /// repeated `--key` finds the existing one.
+    pub async fn insert_enrollment(&self, e: &NewEnrollment) -> Result<(i64, bool)> {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
+             next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
+             goal_order_id, ended_at) ",
+        );
+        qb.push_values(std::iter::once(e), |mut b, e| push_enrollment(&mut b, e));
+        qb.push(" ON CONFLICT (scenario_id, customer_id, trigger_key) DO NOTHING RETURNING id");
+        let created: Option<(i64,)> = qb.build_query_as().fetch_optional(&self.pool).await?;
+        if let Some((id,)) = created {
+            return Ok((id, true));
+        }
+        let (id,): (i64,) = sqlx::query_as(
+            "SELECT id FROM enrollments WHERE scenario_id = $1 AND customer_id = $2 AND trigger_key = $3",
+        )
+        .bind(&e.scenario_id)
+        .bind(&e.customer_id)
+        .bind(&e.trigger_key)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((id, false))
+    }
+
+    /// Active enrollments whose next step is due by `now`, oldest first.
+    pub async fn due_enrollments(&self, now: i64, limit: i64) -> Result<Vec<DueEnrollment>> {
+        Ok(sqlx::query_as(
+            "SELECT id, scenario_id, customer_id, order_id, vars, next_step, next_due_at, triggered_at \
+             FROM enrollments WHERE state = 'active' AND next_due_at <= $1 \
+             ORDER BY next_due_at, id LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Applies step results in one transaction. Each advance is a compare-and-set on
+    /// `next_step`; only when it wins is the step's outbox row written, and the outbox's
+    /// unique (enrollment, step) key backs that up. Returns how many advances won.
+    pub async fn apply_steps(&self, advances: &[StepAdvance], now: i64) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut won = 0;
+        for a in advances {
+            let ended = if a.state == "active" { None } else { Some(now) };
+            let done = sqlx::query(
+                "UPDATE enrollments SET next_step = $1, next_due_at = $2, state = $3, ended_at = $4 \
+                 WHERE id = $5 AND next_step = $6 AND state = 'active'",
+            )
+            .bind(a.next_step)
+            .bind(a.next_due_at)
+            .bind(a.state)
+            .bind(ended)
+            .bind(a.enrollment_id)
+            .bind(a.expected_step)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if done == 1 {
+                won += 1;
+                if let Some(o) = &a.outbox {
+                    insert_outbox(&mut tx, o, now).await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(won)
+    }
+
+    /// Marks an active enrollment whose scenario no longer exists as cancelled.
+    pub async fn cancel_enrollment(&self, id: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE enrollments SET state = 'cancelled', ended_at = $1, next_due_at = NULL \
+             WHERE id = $2 AND state = 'active'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn enrollment(&self, id: i64) -> Result<Option<EnrollmentRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, scenario_id, customer_id, trigger_key, state, next_step, next_due_at, \
+             triggered_at, goal_reached_at FROM enrollments WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+}
+
+fn push_enrollment<'a>(
+    b: &mut sqlx::query_builder::Separated<'_, 'a, Db, &'static str>,
+    e: &'a NewEnrollment,
+) {
+    b.push_bind(&e.scenario_id)
+        .push_bind(&e.customer_id)
+        .push_bind(&e.trigger_key)
+        .push_bind(&e.order_id)
+        .push_bind(&e.vars)
+        .push_bind(&e.state)
+        .push_bind(e.next_step)
+        .push_bind(e.next_due_at)
+        .push_bind(e.triggered_at)
+        .push_bind(e.enrolled_at)
+        .push_bind(e.goal_deadline)
+        .push_bind(e.goal_reached_at)
+        .push_bind(&e.goal_order_id)
+        .push_bind(e.ended_at);
+}

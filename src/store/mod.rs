@@ -1,0 +1,111 @@
+//! The database: opening it, migrations, and every SQL statement rebuy runs. Nothing outside
+//! this module writes SQL. Statements use `$n` placeholders, `ON CONFLICT` and `RETURNING` and
+//! no SQLite-only functions, so that the same text serves PostgreSQL.
+
+mod customers;
+mod enrollments;
+mod orders;
+mod outbox;
+mod status;
+
+pub use customers::{CustomerRow, NewCustomer};
+pub use enrollments::{
+    DueEnrollment, EnrollmentLite, EnrollmentRow, GoalHit, NewEnrollment, StepAdvance,
+};
+pub use orders::{NewOrder, OrderRow};
+pub use outbox::{NewOutbox, OutboxRow, OutboxStatus};
+pub use status::ScenarioStatus;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The backend in use; PostgreSQL joins it in the scale-out issue.
+pub type Db = Sqlite;
+
+/// Rows per multi-row statement: well under SQLite's 32,766 bound values.
+pub const BATCH: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("cannot apply the database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A handle on the database; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `target` (a path or `sqlite://` URL)
+    /// in WAL mode with a busy timeout, and applies the migrations in `migrations/`.
+    pub async fn open(target: &str) -> Result<Self> {
+        let url = if target.starts_with("sqlite:") {
+            target.to_string()
+        } else {
+            format!("sqlite://{target}")
+        };
+        let options = SqliteConnectOptions::from_str(&url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        let v: Option<(String,)> = sqlx::query_as("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.map(|(v,)| v))
+    }
+
+    /// Stores `value` under `key` unless a value is there already; returns the stored value.
+    pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(self
+            .setting(key)
+            .await?
+            .unwrap_or_else(|| value.to_string()))
+    }
+}
+
+/// Appends `(…, …)` with one bound value per id: for `WHERE x IN` lists.
+pub(crate) fn push_in_list<'a>(qb: &mut QueryBuilder<'a, Db>, ids: &'a [String]) {
+    qb.push("(");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(id.as_str());
+    }
+    sep.push_unseparated(")");
+}

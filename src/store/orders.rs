@@ -1,0 +1,129 @@
+//! Orders: upserts by the shop's id, the engine's scan of orders it has not looked at yet, and
+//! lookups for rendering.
+
+use super::customers::existing_ids;
+use super::{Db, Result, Store};
+use serde::Serialize;
+use sqlx::{FromRow, QueryBuilder};
+
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq)]
+pub struct OrderRow {
+    pub id: String,
+    pub customer_id: String,
+    pub placed_at: i64,
+    pub total: i64,
+    pub currency: String,
+    /// Line items as a JSON array.
+    pub items: String,
+    /// 1-based position among the customer's orders by time.
+    pub nth: i64,
+}
+
+/// An order as imported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOrder {
+    pub id: String,
+    pub customer_id: String,
+    pub placed_at: i64,
+    pub total: i64,
+    pub currency: String,
+    pub items: String,
+}
+
+const COLUMNS: &str = "id, customer_id, placed_at, total, currency, items, nth";
+
+impl Store {
+    /// Inserts or updates orders by id; returns (inserted, updated). Unchanged rows are not
+    /// written. The caller refreshes the customers' aggregates afterwards.
+    pub async fn upsert_orders(&self, rows: &[NewOrder]) -> Result<(u64, u64)> {
+        let mut tx = self.pool.begin().await?;
+        let (mut inserted, mut updated) = (0, 0);
+        for chunk in rows.chunks(super::BATCH) {
+            let ids: Vec<String> = chunk.iter().map(|o| o.id.clone()).collect();
+            let existing = existing_ids(&mut tx, "orders", &ids).await?;
+            let mut qb = QueryBuilder::<Db>::new(
+                "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) ",
+            );
+            qb.push_values(chunk, |mut b, o| {
+                b.push_bind(&o.id)
+                    .push_bind(&o.customer_id)
+                    .push_bind(o.placed_at)
+                    .push_bind(o.total)
+                    .push_bind(&o.currency)
+                    .push_bind(&o.items);
+            });
+            qb.push(
+                " ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, \
+                 placed_at = excluded.placed_at, total = excluded.total, \
+                 currency = excluded.currency, items = excluded.items \
+                 WHERE orders.customer_id IS DISTINCT FROM excluded.customer_id \
+                 OR orders.placed_at IS DISTINCT FROM excluded.placed_at \
+                 OR orders.total IS DISTINCT FROM excluded.total \
+                 OR orders.currency IS DISTINCT FROM excluded.currency \
+                 OR orders.items IS DISTINCT FROM excluded.items",
+            );
+            let affected = qb.build().execute(&mut *tx).await?.rows_affected();
+            let new = chunk.iter().filter(|o| !existing.contains(&o.id)).count() as u64;
+            inserted += new;
+            updated += affected.saturating_sub(new);
+        }
+        tx.commit().await?;
+        Ok((inserted, updated))
+    }
+
+    /// Orders placed by `now` that the engine has not looked at yet, oldest first.
+    pub async fn unprocessed_orders(&self, now: i64, limit: i64) -> Result<Vec<OrderRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM orders WHERE processed_at IS NULL AND placed_at <= $1 \
+             ORDER BY placed_at, id LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn order(&self, id: &str) -> Result<Option<OrderRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The customer's most recent order placed by `now`.
+    pub async fn latest_order(&self, customer_id: &str, now: i64) -> Result<Option<OrderRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM orders WHERE customer_id = $1 AND placed_at <= $2 \
+             ORDER BY placed_at DESC, id DESC LIMIT 1"
+        ))
+        .bind(customer_id)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Orders by id, for a batch of enrollments.
+    pub async fn orders_by_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, OrderRow>> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in ids.chunks(super::BATCH) {
+            let mut qb =
+                QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM orders WHERE id IN "));
+            super::push_in_list(&mut qb, chunk);
+            let rows: Vec<OrderRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+            out.extend(rows.into_iter().map(|o| (o.id.clone(), o)));
+        }
+        Ok(out)
+    }
+
+    pub async fn count_orders(&self) -> Result<i64> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n)
+    }
+}

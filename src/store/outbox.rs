@@ -1,0 +1,235 @@
+//! The outbox: one row per (enrollment, step) with its state. Delivery claims queued rows with
+//! a lease, sends outside any transaction, and records each outcome in its own statement that
+//! only applies while the lease is still the claimer's.
+
+use super::{Result, Store};
+use serde::Serialize;
+use sqlx::FromRow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutboxStatus {
+    Queued,
+    Sending,
+    Sent,
+    Failed,
+    Skipped,
+    Unknown,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Queued => "queued",
+            OutboxStatus::Sending => "sending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Failed => "failed",
+            OutboxStatus::Skipped => "skipped",
+            OutboxStatus::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewOutbox {
+    pub enrollment_id: i64,
+    pub step_index: i64,
+    pub step_id: String,
+    pub scenario_id: String,
+    pub customer_id: String,
+    pub transactional: bool,
+    pub status: OutboxStatus,
+    pub to_email: String,
+    pub to_name: String,
+    pub subject: String,
+    pub html: String,
+    pub body_text: String,
+    pub unsubscribe_url: String,
+    pub message_id: String,
+    pub due_at: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, FromRow, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub enrollment_id: i64,
+    pub step_index: i64,
+    pub step_id: String,
+    pub scenario_id: String,
+    pub customer_id: String,
+    pub transactional: i64,
+    pub status: String,
+    pub to_email: String,
+    pub to_name: String,
+    pub subject: String,
+    pub html: String,
+    pub body_text: String,
+    pub unsubscribe_url: String,
+    pub message_id: String,
+    pub due_at: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub sent_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, enrollment_id, step_index, step_id, scenario_id, customer_id, transactional, \
+                       status, to_email, to_name, subject, html, body_text, unsubscribe_url, message_id, \
+                       due_at, attempts, last_error, sent_at";
+
+pub(super) async fn insert_outbox(
+    tx: &mut sqlx::SqliteConnection,
+    o: &NewOutbox,
+    now: i64,
+) -> Result<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO outbox (enrollment_id, step_index, step_id, scenario_id, customer_id, \
+         transactional, status, to_email, to_name, subject, html, body_text, unsubscribe_url, \
+         message_id, due_at, created_at, updated_at, next_attempt_at, last_error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $16, $17) \
+         ON CONFLICT (enrollment_id, step_index) DO NOTHING",
+    )
+    .bind(o.enrollment_id)
+    .bind(o.step_index)
+    .bind(&o.step_id)
+    .bind(&o.scenario_id)
+    .bind(&o.customer_id)
+    .bind(i64::from(o.transactional))
+    .bind(o.status.as_str())
+    .bind(&o.to_email)
+    .bind(&o.to_name)
+    .bind(&o.subject)
+    .bind(&o.html)
+    .bind(&o.body_text)
+    .bind(&o.unsubscribe_url)
+    .bind(&o.message_id)
+    .bind(o.due_at)
+    .bind(now)
+    .bind(&o.last_error)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected())
+}
+
+impl Store {
+    /// Claims up to `limit` queued messages that are ready by `now`, leasing them to `owner`
+    /// until `lease_until` and counting the attempt. The claim is one compare-and-set
+    /// statement, so two deliverers never claim the same row.
+    pub async fn claim_ready(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>> {
+        Ok(sqlx::query_as(&format!(
+            "UPDATE outbox SET status = 'sending', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1, updated_at = $3 \
+             WHERE status = 'queued' AND id IN (SELECT id FROM outbox WHERE status = 'queued' \
+             AND next_attempt_at <= $3 ORDER BY next_attempt_at, id LIMIT $4) \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(owner)
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records a successful send; applies only while `owner` holds the lease.
+    pub async fn mark_sent(&self, id: i64, owner: &str, now: i64) -> Result<bool> {
+        self.finish(id, owner, "sent", None, now, Some(now)).await
+    }
+
+    /// Records a permanent failure.
+    pub async fn mark_failed(&self, id: i64, owner: &str, error: &str, now: i64) -> Result<bool> {
+        self.finish(id, owner, "failed", Some(error), now, None)
+            .await
+    }
+
+    async fn finish(
+        &self,
+        id: i64,
+        owner: &str,
+        status: &str,
+        error: Option<&str>,
+        now: i64,
+        sent_at: Option<i64>,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE outbox SET status = $1, last_error = COALESCE($2, last_error), sent_at = $3, \
+             updated_at = $4, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $5 AND status = 'sending' AND lease_owner = $6",
+        )
+        .bind(status)
+        .bind(error)
+        .bind(sent_at)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Puts a transiently failed message back in the queue for `next_attempt_at`.
+    pub async fn mark_retry(
+        &self,
+        id: i64,
+        owner: &str,
+        error: &str,
+        next_attempt_at: i64,
+        now: i64,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE outbox SET status = 'queued', last_error = $1, next_attempt_at = $2, \
+             updated_at = $3, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $4 AND status = 'sending' AND lease_owner = $5",
+        )
+        .bind(error)
+        .bind(next_attempt_at)
+        .bind(now)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// Messages still `sending` after their lease ran out belong to a process that died
+    /// mid-send: the server may or may not have accepted them, so they become `unknown`,
+    /// visible in `rebuy status`, and are never re-sent silently.
+    pub async fn expire_leases(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE outbox SET status = 'unknown', updated_at = $1, \
+             last_error = 'the sender stopped before recording the outcome; the message may or may not have been delivered' \
+             WHERE status = 'sending' AND lease_until < $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Every outbox row, oldest first (tests and tools).
+    pub async fn outbox_rows(&self) -> Result<Vec<OutboxRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM outbox ORDER BY id"))
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// A customer's messages, newest first: answers "why did I get this e-mail?".
+    pub async fn outbox_for_customer(&self, customer_id: &str) -> Result<Vec<OutboxRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE customer_id = $1 ORDER BY id DESC"
+        ))
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -1,0 +1,61 @@
+//! Per-scenario counts for `rebuy status`.
+
+use super::{Result, Store};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScenarioStatus {
+    pub scenario: String,
+    pub enrolled: i64,
+    pub active: i64,
+    pub completed: i64,
+    pub reached_goal: i64,
+    pub queued: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    pub unknown: i64,
+}
+
+impl Store {
+    /// Counts per scenario id, for every scenario that has any enrollment.
+    pub async fn scenario_status(&self) -> Result<BTreeMap<String, ScenarioStatus>> {
+        let mut out: BTreeMap<String, ScenarioStatus> = BTreeMap::new();
+        let enrollments: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT scenario_id, COUNT(*), \
+             SUM(CASE WHEN state = 'active' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN state = 'completed' THEN 1 ELSE 0 END), \
+             SUM(CASE WHEN goal_reached_at IS NOT NULL THEN 1 ELSE 0 END) \
+             FROM enrollments GROUP BY scenario_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (id, enrolled, active, completed, goal) in enrollments {
+            let s = out.entry(id.clone()).or_default();
+            s.scenario = id;
+            s.enrolled = enrolled;
+            s.active = active;
+            s.completed = completed;
+            s.reached_goal = goal;
+        }
+        let messages: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT scenario_id, status, COUNT(*) FROM outbox GROUP BY scenario_id, status",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (id, status, n) in messages {
+            let s = out.entry(id.clone()).or_default();
+            s.scenario = id;
+            match status.as_str() {
+                "queued" | "sending" => s.queued += n,
+                "sent" => s.sent += n,
+                "failed" => s.failed += n,
+                "skipped" => s.skipped += n,
+                "unknown" => s.unknown += n,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
