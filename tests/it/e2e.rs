@@ -1,0 +1,268 @@
+//! End to end: scenario -> enrollment -> rendered mail -> a real SMTP server on loopback.
+
+use crate::helpers::*;
+use rebuy::delivery::Unsubscriber;
+
+const FIRST: &str = r#"
+id: first-purchase
+name: 初回購入フォロー
+trigger: first_order
+steps:
+  - id: thanks
+    send: { template: thanks, subject: "{{ customer.name }}様、ご購入ありがとうございました" }
+"#;
+
+const SUPPORT: &str = r#"
+id: support
+trigger: manual
+transactional: true
+steps:
+  - id: apology
+    send: { template: apology, subject: "{{ vars.case_id }}: our apologies" }
+"#;
+
+const THANKS_HTML: &str = "<p>{{ customer.name }}様</p><p>{{ customer.attributes.nickname | default(\"\") }}</p><p>合計 {{ order.total | money }}</p><a href=\"{{ unsubscribe_url }}\">配信停止</a>";
+const THANKS_TXT: &str = "{{ customer.name }}様\n{{ customer.attributes.nickname | default(\"\") }}\n合計 {{ order.total | money }}\n{{ order.placed_at | date('%Y年%m月%d日') }}\n";
+
+fn shop(smtp: &SmtpServer) -> TestShop {
+    TestShop::new(
+        &[("first.yaml", FIRST), ("support.yaml", SUPPORT)],
+        &[
+            ("thanks.html", THANKS_HTML),
+            ("thanks.txt", THANKS_TXT),
+            (
+                "apology.html",
+                "<p>Sorry, {{ customer.name }} ({{ vars.case_id }})</p>",
+            ),
+            (
+                "apology.txt",
+                "Sorry, {{ customer.name }} ({{ vars.case_id }})",
+            ),
+        ],
+        Some(smtp),
+    )
+}
+
+#[tokio::test]
+async fn a_first_order_thank_you_arrives_as_multipart_with_a_japanese_subject_and_unsubscribe_headers(
+) {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    let nickname = r#"{"nickname":"<script>alert(1)</script>"}"#;
+    store
+        .upsert_customers(
+            &[customer(
+                "C1",
+                "hanako@example.jp",
+                "山田 花子",
+                "Asia/Tokyo",
+                nickname,
+            )],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 3980)]).await;
+    let mut daemon = shop.daemon(&store).await;
+
+    let report = daemon.run_once(utc("2026-11-01T02:00:00Z")).await.unwrap();
+    assert_eq!(
+        (
+            report.tick.enrolled,
+            report.tick.queued,
+            report.delivery.sent
+        ),
+        (1, 1, 1)
+    );
+
+    let got = smtp.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].to, vec!["hanako@example.jp".to_string()]);
+    assert_eq!(got[0].from, "hello@hadamaru.example");
+    let m = got[0].parsed();
+    assert_eq!(
+        m.subject(),
+        Some("山田 花子様、ご購入ありがとうございました")
+    );
+    assert!(m
+        .header_raw("Content-Type")
+        .unwrap()
+        .contains("multipart/alternative"));
+    assert_eq!((m.text_body_count(), m.html_body_count()), (1, 1));
+    let text = m.body_text(0).unwrap();
+    let html = m.body_html(0).unwrap();
+    assert!(
+        text.contains("合計 ¥3,980") && text.contains("2026年11月01日"),
+        "{text}"
+    );
+    assert!(
+        text.contains("<script>alert(1)</script>"),
+        "plain text is not escaped: {text}"
+    );
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;") && !html.contains("<script>"),
+        "{html}"
+    );
+
+    let secret = store.setting("unsubscribe_secret").await.unwrap().unwrap();
+    let signer = Unsubscriber::new("https://shop.example/unsubscribe", secret.as_bytes());
+    let expected = format!("<{}>", signer.url("C1"));
+    assert_eq!(
+        m.header_raw("List-Unsubscribe").map(str::trim),
+        Some(expected.as_str())
+    );
+    assert_eq!(
+        m.header_raw("List-Unsubscribe-Post").map(str::trim),
+        Some("List-Unsubscribe=One-Click")
+    );
+
+    let rows = store.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "sent");
+    assert_eq!(format!("<{}>", m.message_id().unwrap()), rows[0].message_id);
+    assert_eq!(
+        m.header_raw("Date")
+            .map(|d| chrono::DateTime::parse_from_rfc2822(d.trim())
+                .unwrap()
+                .to_utc()),
+        Some(utc("2026-11-01T02:00:00Z"))
+    );
+}
+
+#[tokio::test]
+async fn a_support_follow_up_started_twice_with_one_key_is_sent_once_without_unsubscribe_headers() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[customer(
+                "C9",
+                "ken@example.com",
+                "Ken",
+                "America/New_York",
+                "{}",
+            )],
+            0,
+        )
+        .await
+        .unwrap();
+    let mut daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-10T12:00:00Z");
+    let mut vars = serde_json::Map::new();
+    vars.insert("case_id".into(), "CASE-42".into());
+    let first = daemon
+        .engine
+        .trigger_manual(
+            "support",
+            "ken@example.com",
+            vars.clone(),
+            Some("CASE-42"),
+            now,
+        )
+        .await
+        .unwrap();
+    let second = daemon
+        .engine
+        .trigger_manual("support", "C9", vars, Some("CASE-42"), now)
+        .await
+        .unwrap();
+    assert!(first.created && !second.created);
+    assert_eq!(first.enrollment_id, second.enrollment_id);
+
+    daemon.run_once(now).await.unwrap();
+    daemon.run_once(now).await.unwrap();
+    let got = smtp.received();
+    assert_eq!(got.len(), 1);
+    let m = got[0].parsed();
+    assert_eq!(m.subject(), Some("CASE-42: our apologies"));
+    assert!(
+        m.header_raw("List-Unsubscribe").is_none(),
+        "transactional mail has no unsubscribe header"
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_rejection_fails_that_message_and_the_others_still_go() {
+    let smtp = SmtpServer::start();
+    smtp.reject_recipient("bounce@");
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[
+                customer("C1", "bounce@example.jp", "A", "Asia/Tokyo", "{}"),
+                customer("C2", "fine@example.jp", "B", "Asia/Tokyo", "{}"),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(
+        &store,
+        &[
+            order("O1", "C1", "2026-11-01T01:00:00Z", 1000),
+            order("O2", "C2", "2026-11-01T01:00:00Z", 1000),
+        ],
+    )
+    .await;
+    let mut daemon = shop.daemon(&store).await;
+    let r = daemon.run_once(utc("2026-11-01T02:00:00Z")).await.unwrap();
+    assert_eq!((r.delivery.sent, r.delivery.failed), (1, 1));
+    let rows = store.outbox_rows().await.unwrap();
+    let bounced = rows.iter().find(|r| r.customer_id == "C1").unwrap();
+    assert_eq!(bounced.status, "failed");
+    assert!(
+        bounced.last_error.as_deref().unwrap().contains("550"),
+        "{:?}",
+        bounced.last_error
+    );
+    assert_eq!(smtp.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_gets_the_message_later_with_backoff() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let smtp = SmtpServer::start();
+    let mut shop = shop(&smtp);
+    shop.config.delivery.smtp.port = port; // nothing listens here yet
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[customer("C1", "a@example.jp", "A", "Asia/Tokyo", "{}")],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
+    let mut daemon = shop.daemon(&store).await;
+    let t0 = utc("2026-11-01T02:00:00Z");
+    let r = daemon.run_once(t0).await.unwrap();
+    assert_eq!((r.delivery.sent, r.delivery.retried), (0, 1));
+    let row = &store.outbox_rows().await.unwrap()[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("queued", 1));
+    assert!(row.last_error.is_some());
+
+    // Not retried before the backoff has passed, then sent once the server is back.
+    let r = daemon
+        .run_once(t0 + chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(r.delivery.claimed, 0);
+    let back = SmtpServer::start();
+    shop.config.delivery.smtp.port = back.port;
+    let mut daemon = shop.daemon(&store).await;
+    let r = daemon
+        .run_once(t0 + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(r.delivery.sent, 1);
+    assert_eq!(back.received().len(), 1);
+    let row = &store.outbox_rows().await.unwrap()[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("sent", 2));
+}

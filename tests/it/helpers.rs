@@ -1,0 +1,251 @@
+//! Test helpers: a real SMTP server on loopback (mailin-embedded, a maintained SMTP server
+//! crate), a shop in a temporary folder, and the app built on them.
+
+use chrono::{DateTime, Utc};
+use mailin_embedded::{response, Handler, Response, Server, SslConfig};
+use rebuy::cli::App;
+use rebuy::config::{Config, TlsMode, TransportKind};
+use rebuy::daemon::Daemon;
+use rebuy::import::ImportOptions;
+use rebuy::store::{NewCustomer, NewOrder, Store};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// One message as the SMTP server received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    pub data: Vec<u8>,
+}
+
+impl Received {
+    pub fn parsed(&self) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default()
+            .parse(&self.data)
+            .expect("a parsable message")
+    }
+}
+
+#[derive(Clone)]
+struct Collect {
+    inbox: Arc<Mutex<Vec<Received>>>,
+    reject: Arc<Mutex<Vec<String>>>,
+    current: Option<Received>,
+}
+
+impl Handler for Collect {
+    fn rcpt(&mut self, to: &str) -> Response {
+        if self
+            .reject
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| to.contains(r.as_str()))
+        {
+            response::NO_MAILBOX
+        } else {
+            response::OK
+        }
+    }
+
+    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.current = Some(Received {
+            from: from.to_string(),
+            to: to.to_vec(),
+            data: Vec::new(),
+        });
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if let Some(c) = &mut self.current {
+            c.data.extend_from_slice(buf);
+        }
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        if let Some(c) = self.current.take() {
+            self.inbox.lock().unwrap().push(c);
+        }
+        response::OK
+    }
+}
+
+/// A real SMTP server on 127.0.0.1 and an ephemeral port, in a background thread.
+pub struct SmtpServer {
+    pub port: u16,
+    inbox: Arc<Mutex<Vec<Received>>>,
+    reject: Arc<Mutex<Vec<String>>>,
+}
+
+impl SmtpServer {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().unwrap().port();
+        let inbox = Arc::new(Mutex::new(Vec::new()));
+        let reject = Arc::new(Mutex::new(Vec::new()));
+        let handler = Collect {
+            inbox: inbox.clone(),
+            reject: reject.clone(),
+            current: None,
+        };
+        std::thread::spawn(move || {
+            let mut server = Server::new(handler);
+            server
+                .with_name("sink.test")
+                .with_ssl(SslConfig::None)
+                .expect("no TLS")
+                .with_num_threads(8)
+                .with_tcp_listener(listener);
+            let _ = server.serve();
+        });
+        Self {
+            port,
+            inbox,
+            reject,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inbox.lock().unwrap().clone()
+    }
+
+    /// Answers `550` to RCPT for addresses containing `needle`.
+    pub fn reject_recipient(&self, needle: &str) {
+        self.reject.lock().unwrap().push(needle.to_string());
+    }
+}
+
+/// A shop in a temporary folder: config, scenarios, templates and a database file.
+pub struct TestShop {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+}
+
+impl TestShop {
+    /// A shop with the given scenario files and templates, sending to `smtp` if given, else to
+    /// `.eml` files.
+    pub fn new(
+        scenarios: &[(&str, &str)],
+        templates: &[(&str, &str)],
+        smtp: Option<&SmtpServer>,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        write_all(&dir.path().join("scenarios"), scenarios);
+        write_all(&dir.path().join("templates"), templates);
+        let mut config = Config {
+            database: dir.path().join("rebuy.db").display().to_string(),
+            scenarios_dir: dir.path().join("scenarios"),
+            templates_dir: dir.path().join("templates"),
+            ..Config::default()
+        };
+        config
+            .shop
+            .insert("name".into(), "はだまる Skincare".into());
+        config
+            .shop
+            .insert("from".into(), "はだまる <hello@hadamaru.example>".into());
+        config.delivery.file_dir = dir.path().join("outbox");
+        config.delivery.retry_base = None;
+        if let Some(s) = smtp {
+            config.delivery.transport = TransportKind::Smtp;
+            config.delivery.smtp.host = "127.0.0.1".into();
+            config.delivery.smtp.port = s.port;
+            config.delivery.smtp.tls = TlsMode::None;
+            config.delivery.smtp.pool_size = 2;
+            config.delivery.smtp.timeout_secs = 5;
+        }
+        Self { dir, config }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn app(&self) -> App {
+        let mut app = App::from_config(self.config.clone())
+            .unwrap_or_else(|d| panic!("bad test config: {d:?}"));
+        app.resolved.trigger_lookback = chrono::Duration::days(365);
+        app
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::open(&self.config.database).await.unwrap()
+    }
+
+    /// The daemon (engine + deliverer) of this shop, on `store`.
+    pub async fn daemon(&self, store: &Store) -> Daemon {
+        let app = self.app();
+        let engine = match app.engine(store).await.unwrap() {
+            Ok(e) => e,
+            Err(d) => panic!(
+                "invalid test scenarios: {}",
+                d.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        };
+        let deliverer = app.deliverer(store).unwrap();
+        let import = ImportOptions {
+            format: None,
+            default_timezone: app.resolved.default_timezone,
+            progress: false,
+        };
+        Daemon {
+            engine,
+            deliverer,
+            jobs: Vec::new(),
+            import,
+        }
+    }
+}
+
+fn write_all(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+pub fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+pub fn customer(id: &str, email: &str, name: &str, zone: &str, attributes: &str) -> NewCustomer {
+    NewCustomer {
+        id: id.into(),
+        email: email.into(),
+        name: name.into(),
+        timezone: Some(zone.into()),
+        locale: None,
+        attributes: attributes.into(),
+    }
+}
+
+pub fn order(id: &str, customer: &str, at: &str, total: i64) -> NewOrder {
+    NewOrder {
+        id: id.into(),
+        customer_id: customer.into(),
+        placed_at: utc(at).timestamp_millis(),
+        total,
+        currency: "JPY".into(),
+        items: format!(
+            r#"[{{"sku":"LO-01","name":"しっとり化粧水","category":"lotion","quantity":1,"unit_price":{total}}}]"#
+        ),
+    }
+}
+
+/// Inserts orders and refreshes their customers' aggregates, as an import does.
+pub async fn add_orders(store: &Store, orders: &[NewOrder]) {
+    store.upsert_orders(orders).await.unwrap();
+    let ids: Vec<String> = orders.iter().map(|o| o.customer_id.clone()).collect();
+    store.refresh_order_aggregates(&ids).await.unwrap();
+}

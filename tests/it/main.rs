@@ -1,0 +1,9 @@
+//! Integration tests: the engine against a real SMTP server on loopback and a real SQLite
+//! file, and the `rebuy` binary itself.
+
+mod bad_input;
+mod cli;
+mod e2e;
+mod helpers;
+mod import;
+mod time_travel;
