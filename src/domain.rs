@@ -152,6 +152,9 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     }
     let mut total = Duration::zero();
     let mut number = String::new();
+    if text.contains(char::is_whitespace) {
+        return Err(format!("bad duration '{raw}': no spaces; {hint}"));
+    }
     for ch in text.chars() {
         if ch.is_ascii_digit() {
             number.push(ch);

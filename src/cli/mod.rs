@@ -102,15 +102,11 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(
-                if e.downcast_ref::<crate::store::StoreError>()
-                    .is_some_and(|s| matches!(s, crate::store::StoreError::NotFound(_)))
-                {
-                    exit::INVALID
-                } else {
-                    exit::FAILURE
-                },
-            )
+            ExitCode::from(if is_input_error(&e) {
+                exit::INVALID
+            } else {
+                exit::FAILURE
+            })
         }
     }
 }
@@ -155,4 +151,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Preview(args) => trigger::preview(&app, &args).await,
         Command::Status(args) => status::run(&app, &args).await,
     }
+}
+
+/// Whether an error is about what the user asked for (exit 1) rather than a failure (exit 3).
+fn is_input_error(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<crate::engine::InputError>().is_some()
+            || matches!(
+                c.downcast_ref::<crate::store::StoreError>(),
+                Some(crate::store::StoreError::NotFound(_))
+            )
+    })
 }

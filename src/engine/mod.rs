@@ -18,7 +18,7 @@ use crate::store::{
     CustomerRow, DueEnrollment, NewEnrollment, NewOutbox, OrderRow, OutboxStatus, StepAdvance,
     Store,
 };
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use minijinja::Value;
@@ -27,6 +27,12 @@ use tracing::{info_span, warn, Instrument};
 
 /// Orders and enrollments handled per database round trip.
 const PAGE: i64 = 1000;
+
+/// A request the engine cannot act on because of what was asked (an unknown scenario or
+/// step, a scenario that cannot be started by hand): the caller's input is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InputError(pub String);
 
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -103,7 +109,7 @@ impl Engine {
     pub fn scenario(&self, id: &str) -> Result<&Scenario> {
         self.scenarios.iter().find(|s| s.id == id).ok_or_else(|| {
             let ids: Vec<&str> = self.scenarios.iter().map(|s| s.id.as_str()).collect();
-            anyhow!("no scenario '{id}'; scenarios: {}", ids.join(", "))
+            InputError(format!("no scenario '{id}'; scenarios: {}", ids.join(", "))).into()
         })
     }
 
@@ -369,7 +375,12 @@ impl Engine {
     ) -> Result<ManualOutcome> {
         let s = self.scenario(scenario_id)?;
         if s.trigger != Trigger::Manual {
-            bail!("scenario '{}' has trigger {}; only scenarios with `trigger: manual` can be started by hand", s.id, s.trigger.name());
+            return Err(InputError(format!(
+                "scenario '{}' has trigger {}; only scenarios with `trigger: manual` can be started by hand",
+                s.id,
+                s.trigger.name()
+            ))
+            .into());
         }
         let c = self.store.find_customer(customer).await?;
         let order = self.store.latest_order(&c.id, to_millis(now)).await?;
@@ -417,11 +428,11 @@ impl Engine {
         let s = self.scenario(scenario_id)?;
         let step = s.steps.iter().find(|st| st.id == step_id).ok_or_else(|| {
             let ids: Vec<&str> = s.steps.iter().map(|st| st.id.as_str()).collect();
-            anyhow!(
+            anyhow::Error::from(InputError(format!(
                 "scenario '{}' has no step '{step_id}'; steps: {}",
                 s.id,
                 ids.join(", ")
-            )
+            )))
         })?;
         let c = self.store.find_customer(customer).await?;
         let order = self.store.latest_order(&c.id, to_millis(now)).await?;

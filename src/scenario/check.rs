@@ -183,17 +183,32 @@ fn check_template(
     diags: &mut Vec<Diagnostic>,
 ) {
     let dir = renderer.templates_dir();
-    for name in part_names(template) {
+    let names = part_names(template);
+    let missing: Vec<&String> = names.iter().filter(|n| !dir.join(n).is_file()).collect();
+    if !missing.is_empty() {
+        let what = if missing.len() == 2 {
+            format!(
+                "unknown template '{template}': neither {} nor {} exists in {}",
+                names[0],
+                names[1],
+                dir.display()
+            )
+        } else {
+            format!(
+                "template '{template}' has no {} in {}",
+                missing[0],
+                dir.display()
+            )
+        };
+        diags.push(add_hint(
+            Diagnostic::new(&s.path, at.0, at.1, what),
+            template_hint(dir, template),
+        ));
+    }
+    for name in names {
         let file = dir.join(&name);
         let shown = file.display().to_string();
         let Ok(source) = std::fs::read_to_string(&file) else {
-            let d = Diagnostic::new(
-                &s.path,
-                at.0,
-                at.1,
-                format!("unknown template '{template}': {shown} does not exist"),
-            );
-            diags.push(add_hint(d, template_hint(dir, template)));
             continue;
         };
         // A template shared by several scenarios is checked for syntax once, but its variables

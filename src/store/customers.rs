@@ -57,16 +57,20 @@ impl Store {
                     .push_bind(now)
                     .push_bind(now);
             });
-            // Only rows whose values differ are rewritten: re-imports leave no trace.
+            // An empty cell never erases a stored value (name, zone, locale, attributes), and
+            // only rows whose values differ are rewritten: re-imports leave no trace.
             qb.push(
-                " ON CONFLICT (id) DO UPDATE SET email = excluded.email, name = excluded.name, \
-                 timezone = excluded.timezone, locale = excluded.locale, \
-                 attributes = excluded.attributes, updated_at = excluded.updated_at \
+                " ON CONFLICT (id) DO UPDATE SET email = excluded.email, \
+                 name = CASE WHEN excluded.name = '' THEN customers.name ELSE excluded.name END, \
+                 timezone = COALESCE(excluded.timezone, customers.timezone), \
+                 locale = COALESCE(excluded.locale, customers.locale), \
+                 attributes = CASE WHEN excluded.attributes = '{}' THEN customers.attributes ELSE excluded.attributes END, \
+                 updated_at = excluded.updated_at \
                  WHERE customers.email IS DISTINCT FROM excluded.email \
-                 OR customers.name IS DISTINCT FROM excluded.name \
-                 OR customers.timezone IS DISTINCT FROM excluded.timezone \
-                 OR customers.locale IS DISTINCT FROM excluded.locale \
-                 OR customers.attributes IS DISTINCT FROM excluded.attributes",
+                 OR (excluded.name <> '' AND customers.name IS DISTINCT FROM excluded.name) \
+                 OR (excluded.timezone IS NOT NULL AND customers.timezone IS DISTINCT FROM excluded.timezone) \
+                 OR (excluded.locale IS NOT NULL AND customers.locale IS DISTINCT FROM excluded.locale) \
+                 OR (excluded.attributes <> '{}' AND customers.attributes IS DISTINCT FROM excluded.attributes)",
             );
             let affected = qb.build().execute(&mut *tx).await?.rows_affected();
             let new = chunk.iter().filter(|c| !existing.contains(&c.id)).count() as u64;

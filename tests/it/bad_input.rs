@@ -1,1 +1,176 @@
-//! placeholder
+//! Bad input gets a located, actionable message, loses nothing already stored, and does not
+//! stop a running daemon.
+
+use crate::helpers::*;
+use rebuy::config::JobConfig;
+use rebuy::daemon::Job;
+use rebuy::scenario::check_all;
+
+const GOOD: &str = "id: good\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: ok, subject: \"hi {{ customer.name }}\" }\n";
+
+fn diagnostics(scenarios: &[(&str, &str)], templates: &[(&str, &str)]) -> (TestShop, Vec<String>) {
+    let shop = TestShop::new(scenarios, templates, None);
+    let report = check_all(
+        &shop.config.scenarios_dir,
+        &shop.config.templates_dir,
+        &shop.config.shop,
+    );
+    let root = format!("{}/", shop.path().display());
+    let lines = report
+        .diagnostics
+        .iter()
+        .map(|d| d.to_string().replace(&root, ""))
+        .collect();
+    (shop, lines)
+}
+
+#[test]
+fn every_kind_of_scenario_and_template_problem_is_reported_with_its_place() {
+    let (_shop, lines) = diagnostics(
+        &[
+            ("good.yaml", GOOD),
+            ("malformed.yaml", "id: m\nsteps: [\n  - id: a\n"),
+            ("typo.yaml", "id: typo\ntrigger: first_order\nsteps:\n  - id: a\n    wiat: 3d\n    send: { template: ok, subject: s }\n"),
+            ("duration.yaml", "id: duration\ntrigger: first_order\nsteps:\n  - id: a\n    wait: 3 days\n    send: { template: ok, subject: s }\n"),
+            ("missing.yaml", "id: missing\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: thanx, subject: s }\n"),
+            ("syntax.yaml", "id: syntax\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: broken, subject: s }\n"),
+            ("undefined.yaml", "id: undefined\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: typo_var, subject: \"{{ custmer.name }}\" }\n"),
+        ],
+        &[
+            ("ok.html", "<p>{{ customer.name }}</p>"),
+            ("ok.txt", "{{ customer.name }}"),
+            ("thanks.html", "x"),
+            ("thanks.txt", "x"),
+            ("broken.html", "<p>\n{% if customer.name %}\n"),
+            ("broken.txt", "fine"),
+            ("typo_var.html", "<p>\n  Dear {{ customer.nmae }}</p>"),
+            ("typo_var.txt", "{{ order.totl }}"),
+        ],
+    );
+    let all = lines.join("\n");
+    let expect = [
+        "scenarios/malformed.yaml:3:",
+        "scenarios/typo.yaml:5:5: unknown key 'wiat'\n  hint: did you mean 'wait'?",
+        "scenarios/duration.yaml:5:11: bad duration '3 days': no spaces",
+        "scenarios/missing.yaml:5:23: unknown template 'thanx': neither thanx.html nor thanx.txt exists in",
+        "hint: did you mean 'thanks'?",
+        "templates/broken.html:2:21: template syntax error: unexpected end of input",
+        "templates/typo_var.html:2:11: undefined variable 'customer.nmae' (scenario 'undefined')\n  hint: did you mean 'name'?",
+        "templates/typo_var.txt:1:4: undefined variable 'order.totl' (scenario 'undefined')\n  hint: did you mean 'total'?",
+        "scenarios/undefined.yaml:5:42: subject of step 'a' uses undefined variable 'custmer.name'\n  hint: did you mean 'customer'?",
+    ];
+    for e in expect {
+        assert!(all.contains(e), "missing:\n{e}\n--- in ---\n{all}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("scenarios/malformed.yaml:3:") && l.contains("invalid YAML")),
+        "{all}"
+    );
+    assert!(
+        !all.contains("good.yaml"),
+        "a valid scenario has no problems: {all}"
+    );
+    assert_eq!(lines.len(), 8, "{all}");
+}
+
+#[test]
+fn vars_outside_a_manual_scenario_and_unknown_shop_settings_are_caught() {
+    let (_shop, lines) = diagnostics(
+        &[("v.yaml", "id: v\ntrigger: order_placed\naudience: \"customer.orders_cnt > 1\"\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ vars.x }} {{ shop.phone }}\" }\n")],
+        &[("t.html", "x"), ("t.txt", "x")],
+    );
+    let all = lines.join("\n");
+    assert!(all.contains("scenarios/v.yaml:3:11: audience uses undefined variable 'customer.orders_cnt'\n  hint: did you mean 'orders_count'?"), "{all}");
+    assert!(all.contains("only manual scenarios have vars"), "{all}");
+    assert!(
+        all.contains(
+            "undefined variable 'shop.phone'\n  hint: add 'phone' under shop: in the config"
+        ),
+        "{all}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_import_and_a_broken_render_do_not_stop_the_daemon_or_lose_anything() {
+    let smtp = SmtpServer::start();
+    let scenario = "id: s\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: t, subject: \"hi {{ customer.name }}\" }\n";
+    // The template needs an attribute that one customer lacks: that message fails, visibly.
+    let shop = TestShop::new(
+        &[("s.yaml", scenario)],
+        &[
+            ("t.html", "{{ customer.attributes.plan }}"),
+            ("t.txt", "{{ customer.attributes.plan }}"),
+        ],
+        Some(&smtp),
+    );
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[
+                customer(
+                    "C1",
+                    "a@example.jp",
+                    "A",
+                    "Asia/Tokyo",
+                    r#"{"plan":"gold"}"#,
+                ),
+                customer("C2", "b@example.jp", "B", "Asia/Tokyo", "{}"),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    let orders = shop.file("orders.csv");
+    std::fs::write(
+        &orders,
+        "order_id,customer_id,placed_at,currency,total\nO1,C1,2026-11-01T01:00:00Z,JPY,1000\nO2,GHOST,2026-11-01T01:00:00Z,JPY,1000\nO3,C2,not a date,JPY,1000\nO4,C2,2026-11-01T01:05:00Z,JPY,1000\n",
+    )
+    .unwrap();
+    let mut daemon = shop.daemon(&store).await;
+    let job = JobConfig {
+        name: "nightly".into(),
+        cron: serde_saphyr::from_str("cron: \"* * * * *\"")
+            .map(|w: Wrapper| w.cron)
+            .unwrap(),
+        import_customers: None,
+        import_orders: Some(orders),
+    };
+    let schedule = rebuy::config::parse_cron("* * * * *").unwrap();
+    daemon.jobs.push(Job::new(job, schedule));
+
+    let t0 = utc("2026-11-01T02:00:00Z");
+    daemon.run_once(t0).await.unwrap();
+    let r = daemon
+        .run_once(t0 + chrono::Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(r.jobs_run, 1);
+    assert_eq!((r.tick.enrolled, r.tick.queued, r.tick.failed), (2, 1, 1));
+    assert_eq!(r.delivery.sent, 1);
+    let rows = store.outbox_rows().await.unwrap();
+    let failed = rows.iter().find(|r| r.customer_id == "C2").unwrap();
+    assert_eq!(failed.status, "failed");
+    assert!(
+        failed.last_error.as_deref().unwrap().contains("t.html:1"),
+        "{:?}",
+        failed.last_error
+    );
+    assert_eq!(smtp.received().len(), 1);
+    // The daemon keeps going.
+    let r = daemon
+        .run_once(t0 + chrono::Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.jobs_run, 1,
+        "the job runs again, rejecting the same rows, changing nothing"
+    );
+    assert_eq!((r.tick.enrolled, r.delivery.sent), (0, 0));
+}
+
+#[derive(serde::Deserialize)]
+struct Wrapper {
+    cron: serde_saphyr::Spanned<String>,
+}

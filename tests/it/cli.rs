@@ -1,1 +1,255 @@
-//! placeholder
+//! The `rebuy` binary: exit codes, located messages, `--help`, and the commands support staff
+//! and operators use, run in a temporary folder with the built-in defaults.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn rebuy(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env("REBUY_UNSUBSCRIBE_SECRET", "test-secret")
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A folder with the shipped samples (written by the demo module) and the test fixtures.
+fn folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    rebuy::demo::write_samples(dir.path()).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for f in ["customers.csv", "orders.csv", "bad_customers.csv"] {
+        std::fs::copy(fixtures.join(f), dir.path().join(f)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        &["--help"][..],
+        &["demo", "--help"],
+        &["check", "--help"],
+        &["run", "--help"],
+        &["import", "--help"],
+        &["import", "customers", "--help"],
+        &["import", "orders", "--help"],
+        &["trigger", "--help"],
+        &["preview", "--help"],
+        &["status", "--help"],
+    ] {
+        let o = rebuy(dir.path(), cmd);
+        let (out, _) = text(&o);
+        assert!(o.status.success(), "{cmd:?}");
+        assert!(
+            out.contains("Usage:") && out.contains("--config"),
+            "{cmd:?}: {out}"
+        );
+    }
+    let o = rebuy(dir.path(), &["trigger"]);
+    assert_eq!(o.status.code(), Some(2), "a usage error exits 2");
+}
+
+#[test]
+fn check_passes_on_the_shipped_scenarios_and_fails_with_located_problems() {
+    let dir = folder();
+    let o = rebuy(dir.path(), &["check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    assert!(err.contains("ok: 3 scenario(s)"), "{err}");
+
+    std::fs::write(dir.path().join("scenarios/broken.yaml"), "id: broken\ntrigger: first_order\nsteps:\n  - id: a\n    wiat: 3d\n    send: { template: thanks, subject: s }\n").unwrap();
+    let o = rebuy(dir.path(), &["check"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out.contains("scenarios/broken.yaml:5:5: unknown key 'wiat'\n  hint: did you mean 'wait'?"),
+        "{out}"
+    );
+    assert!(err.contains("1 problem(s) found"), "{err}");
+
+    let o = rebuy(dir.path(), &["run", "--once"]);
+    let (_, err) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "run refuses an invalid scenario set"
+    );
+    assert!(
+        err.contains("refusing to start") && err.contains("unknown key 'wiat'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_config_is_located_and_nothing_runs() {
+    let dir = folder();
+    std::fs::write(
+        dir.path().join("rebuy.yaml"),
+        "database: x.db\ntick_interval: 5 minutes\n",
+    )
+    .unwrap();
+    let o = rebuy(dir.path(), &["status"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err.contains("rebuy.yaml:2:16: bad duration '5 minutes'"),
+        "{err}"
+    );
+    assert!(!dir.path().join("x.db").exists());
+}
+
+#[test]
+fn import_trigger_preview_and_status_work_from_the_command_line() {
+    let dir = folder();
+    let o = rebuy(dir.path(), &["import", "customers", "customers.csv"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o)
+        .0
+        .contains("3 record(s): 3 inserted, 0 updated, 0 unchanged, 0 rejected"));
+    let o = rebuy(dir.path(), &["import", "orders", "orders.csv"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+
+    let o = rebuy(dir.path(), &["import", "customers", "bad_customers.csv"]);
+    let (_, err) = text(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "rejected rows make the exit status non-zero"
+    );
+    assert!(
+        err.contains("bad_customers.csv:3: 'not-an-address' is not a valid e-mail address"),
+        "{err}"
+    );
+
+    let args = [
+        "trigger",
+        "support-follow-up",
+        "--customer",
+        "ken@example.com",
+        "--var",
+        "case_id=CASE-7",
+        "--key",
+        "CASE-7",
+    ];
+    let first = rebuy(dir.path(), &args);
+    assert!(
+        text(&first).0.contains("started 'support-follow-up'"),
+        "{:?}",
+        text(&first)
+    );
+    let again = rebuy(dir.path(), &args);
+    assert!(
+        text(&again).0.contains("already started with key 'CASE-7'"),
+        "{:?}",
+        text(&again)
+    );
+
+    let o = rebuy(
+        dir.path(),
+        &[
+            "preview",
+            "support-follow-up",
+            "apology",
+            "--customer",
+            "C2",
+            "--var",
+            "case_id=CASE-7",
+            "--part",
+            "subject",
+        ],
+    );
+    assert_eq!(text(&o).0.trim(), "CASE-7: our apologies", "{:?}", text(&o));
+    let o = rebuy(
+        dir.path(),
+        &[
+            "preview",
+            "first-purchase",
+            "thanks",
+            "--customer",
+            "hanako@example.jp",
+            "--part",
+            "text",
+        ],
+    );
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("山田 花子様") && out.contains("合計: ¥3,980"),
+        "{out}"
+    );
+
+    let o = rebuy(dir.path(), &["run", "--once"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = rebuy(dir.path(), &["status", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    let support = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["scenario"] == "support-follow-up")
+        .unwrap();
+    assert_eq!(
+        (support["enrolled"].as_i64(), support["sent"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let emls = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .count();
+    assert_eq!(emls, 1, "one .eml in ./outbox");
+    let o = rebuy(dir.path(), &["status", "--format", "csv"]);
+    assert!(text(&o).0.starts_with(
+        "scenario,enrolled,active,completed,reached goal,queued,sent,failed,skipped,unknown\n"
+    ));
+
+    let o = rebuy(
+        dir.path(),
+        &["trigger", "first-purchase", "--customer", "C1"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o)
+        .1
+        .contains("only scenarios with `trigger: manual` can be started by hand"));
+    let o = rebuy(
+        dir.path(),
+        &[
+            "trigger",
+            "support-follow-up",
+            "--customer",
+            "nobody@example.jp",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "an unknown customer is a problem with the input"
+    );
+    assert!(text(&o)
+        .1
+        .contains("no customer with id or e-mail 'nobody@example.jp'"));
+}
+
+#[test]
+fn the_demo_writes_mail_and_prints_the_status_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = rebuy(dir.path(), &["demo", "--customers", "150", "--days", "20"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.contains("first-purchase") && out.contains("enrolled"),
+        "{out}"
+    );
+    let emls = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .count();
+    assert!(emls > 20, "{emls} mails");
+    assert!(err.contains(&format!("{emls} mails written")), "{err}");
+}

@@ -1,1 +1,231 @@
-//! placeholder
+//! Imports: CSV and JSON Lines, upserts by the shop's ids, bad rows reported by line.
+
+use crate::helpers::*;
+use rebuy::import::{import_customers, import_orders, ImportOptions, ImportReport};
+use std::path::PathBuf;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn opts() -> ImportOptions {
+    ImportOptions {
+        format: None,
+        default_timezone: chrono_tz::Asia::Tokyo,
+        progress: false,
+    }
+}
+
+fn counts(r: &ImportReport) -> (u64, u64, u64, u64, usize) {
+    (
+        r.records,
+        r.inserted,
+        r.updated,
+        r.unchanged,
+        r.rejected.len(),
+    )
+}
+
+async fn shop_with(kind: &str) -> (TestShop, rebuy::store::Store) {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    let now = utc("2026-11-01T00:00:00Z");
+    let c = import_customers(&store, &fixture(&format!("customers.{kind}")), &opts(), now)
+        .await
+        .unwrap();
+    assert_eq!(counts(&c), (3, 3, 0, 0, 0), "{c:?}");
+    let o = import_orders(&store, &fixture(&format!("orders.{kind}")), &opts())
+        .await
+        .unwrap();
+    assert_eq!(counts(&o), (3, 3, 0, 0, 0), "{o:?}");
+    (shop, store)
+}
+
+#[tokio::test]
+async fn csv_and_json_lines_give_the_same_shop() {
+    let (_a, csv) = shop_with("csv").await;
+    let (_b, jsonl) = shop_with("jsonl").await;
+    for id in ["O1", "O2", "O3"] {
+        assert_eq!(
+            csv.order(id).await.unwrap(),
+            jsonl.order(id).await.unwrap(),
+            "order {id}"
+        );
+    }
+    for id in ["C1", "C2", "C3"] {
+        let (a, b) = (
+            csv.find_customer(id).await.unwrap(),
+            jsonl.find_customer(id).await.unwrap(),
+        );
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            serde_json::to_value(&b).unwrap(),
+            "customer {id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn orders_group_their_item_rows_and_customers_get_their_aggregates() {
+    let (_shop, store) = shop_with("csv").await;
+    let o1 = store.order("O1").await.unwrap().unwrap();
+    assert_eq!(
+        o1.total,
+        3980 + 2 * 2980,
+        "total computed from the items when the column is empty"
+    );
+    let items: Vec<serde_json::Value> = serde_json::from_str(&o1.items).unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["category"], "cleansing");
+    assert_eq!(o1.placed_at, utc("2026-10-01T01:15:00Z").timestamp_millis());
+    let o2 = store.order("O2").await.unwrap().unwrap();
+    assert_eq!(
+        o2.placed_at,
+        utc("2026-10-02T00:00:00Z").timestamp_millis(),
+        "a local time is in the default zone (Tokyo)"
+    );
+    assert_eq!(
+        (o1.nth, store.order("O3").await.unwrap().unwrap().nth),
+        (1, 2)
+    );
+
+    let c1 = store.find_customer("C1").await.unwrap();
+    assert_eq!(
+        (c1.orders_count, c1.total_spent, c1.currency.as_deref()),
+        (2, 3980 + 5960 + 3980, Some("JPY"))
+    );
+    let attrs: serde_json::Value = serde_json::from_str(&c1.attributes).unwrap();
+    assert_eq!(
+        attrs,
+        serde_json::json!({"source": "web", "skin_type": "dry"})
+    );
+    assert_eq!(
+        store
+            .find_customer("aya@example.jp")
+            .await
+            .unwrap()
+            .timezone,
+        None
+    );
+}
+
+#[tokio::test]
+async fn importing_the_same_files_twice_changes_nothing() {
+    let (_shop, store) = shop_with("csv").await;
+    let before = store.find_customer("C1").await.unwrap();
+    let later = utc("2026-11-02T00:00:00Z");
+    let c = import_customers(&store, &fixture("customers.csv"), &opts(), later)
+        .await
+        .unwrap();
+    assert_eq!(counts(&c), (3, 0, 0, 3, 0));
+    let o = import_orders(&store, &fixture("orders.csv"), &opts())
+        .await
+        .unwrap();
+    assert_eq!(counts(&o), (3, 0, 0, 3, 0));
+    assert_eq!(
+        serde_json::to_value(store.find_customer("C1").await.unwrap()).unwrap(),
+        serde_json::to_value(before).unwrap()
+    );
+    assert_eq!(store.count_orders().await.unwrap(), 3);
+}
+
+#[tokio::test]
+async fn bad_rows_are_reported_by_line_and_the_good_ones_still_land() {
+    let (_shop, store) = shop_with("csv").await;
+    let c = import_customers(
+        &store,
+        &fixture("bad_customers.csv"),
+        &opts(),
+        utc("2026-11-02T00:00:00Z"),
+    )
+    .await
+    .unwrap();
+    let lines: Vec<(u64, &str)> = c
+        .rejected
+        .iter()
+        .map(|e| (e.line, e.message.as_str()))
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0].0, 3);
+    assert!(
+        lines[0]
+            .1
+            .contains("'not-an-address' is not a valid e-mail address"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].0 == 4 && lines[1].1.contains("unknown time zone 'Asia/Tokio'"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].0 == 5 && lines[2].1.contains("missing 'id'"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[3].0 == 6 && lines[3].1.contains("5 fields where the header has 4"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        (c.inserted, c.unchanged),
+        (1, 1),
+        "C8 inserted, C1 unchanged"
+    );
+    assert_eq!(
+        store.find_customer("C8").await.unwrap().timezone.as_deref(),
+        Some("Europe/London")
+    );
+
+    let o = import_orders(&store, &fixture("bad_orders.csv"), &opts())
+        .await
+        .unwrap();
+    let lines: Vec<(u64, &str)> = o
+        .rejected
+        .iter()
+        .map(|e| (e.line, e.message.as_str()))
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(
+        lines[0].0 == 3 && lines[0].1.contains("unknown customer 'NOBODY'"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].0 == 4 && lines[1].1.contains("'yesterday' is not a date"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].0 == 5 && lines[2].1.contains("integer in minor units"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[3].0 == 6 && lines[3].1.contains("'quantity'"),
+        "{lines:?}"
+    );
+    assert_eq!(o.inserted, 2, "O10 and O15 land");
+    assert_eq!(store.count_orders().await.unwrap(), 5);
+    assert_eq!(store.find_customer("C1").await.unwrap().orders_count, 3);
+}
+
+#[tokio::test]
+async fn a_changed_row_is_updated_and_a_bad_one_does_not_harm_what_is_stored() {
+    let (shop, store) = shop_with("csv").await;
+    let file = shop.file("update.csv");
+    std::fs::write(
+        &file,
+        "id,email,name\nC1,hanako@new.example.jp,山田 花子\nC2,broken,Ken Smith\n",
+    )
+    .unwrap();
+    let r = import_customers(&store, &file, &opts(), utc("2026-11-03T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!((r.updated, r.rejected.len()), (1, 1));
+    assert_eq!(
+        store.find_customer("C1").await.unwrap().email,
+        "hanako@new.example.jp"
+    );
+    assert_eq!(
+        store.find_customer("C2").await.unwrap().email,
+        "ken@example.com"
+    );
+}

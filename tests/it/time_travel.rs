@@ -83,7 +83,7 @@ async fn three_steps_arrive_at_local_times_skip_on_condition_stop_on_goal_and_ne
         ],
     )
     .await;
-    let mut daemon = shop.daemon(&store).await;
+    let daemon = shop.daemon(&store).await;
 
     let mut now = utc("2026-11-02T03:30:00Z");
     let end = utc("2026-11-12T00:00:00Z");
