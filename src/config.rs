@@ -408,3 +408,16 @@ mod tests {
         assert_eq!(next.to_rfc3339(), "1970-01-01T02:30:00+00:00");
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../config.example.yaml");
+        let c = Config::parse("config.example.yaml", text).unwrap();
+        c.resolve().unwrap();
+        assert_eq!(c.shop["address"], "東京都渋谷区神南1-2-3");
+    }
+}

@@ -12,20 +12,30 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tracing::{error, info, info_span, Instrument};
 
-/// A cron job and when it next runs.
+/// A cron job and when it next runs. Its schedule is read in the shop's time zone, so
+/// "30 2 * * *" means 02:30 where the shop is.
 pub struct Job {
     pub config: JobConfig,
     pub schedule: cron::Schedule,
+    zone: chrono_tz::Tz,
     next: Option<DateTime<Utc>>,
 }
 
 impl Job {
-    pub fn new(config: JobConfig, schedule: cron::Schedule) -> Self {
+    pub fn new(config: JobConfig, schedule: cron::Schedule, zone: chrono_tz::Tz) -> Self {
         Self {
             config,
             schedule,
+            zone,
             next: None,
         }
+    }
+
+    fn next_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.schedule
+            .after(&now.with_timezone(&self.zone))
+            .next()
+            .map(|t| t.with_timezone(&Utc))
     }
 }
 
@@ -65,7 +75,7 @@ impl Daemon {
         let job = &mut self.jobs[i];
         let due = job.next.is_some_and(|n| n <= now);
         if due || job.next.is_none() {
-            job.next = job.schedule.after(&now).next();
+            job.next = job.next_after(now);
         }
         due
     }
@@ -152,4 +162,34 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
         let _ = tx.send(true);
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cron_line_is_read_in_the_shops_time_zone() {
+        let config = JobConfig {
+            name: "n".into(),
+            cron: serde_saphyr::from_str::<JobConfig>("name: n\ncron: \"30 2 * * *\"\n")
+                .unwrap()
+                .cron,
+            import_customers: None,
+            import_orders: None,
+        };
+        let job = Job::new(
+            config,
+            crate::config::parse_cron("30 2 * * *").unwrap(),
+            chrono_tz::Asia::Tokyo,
+        );
+        let now = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
+        // 02:30 in Tokyo is 17:30 UTC the day before.
+        assert_eq!(
+            job.next_after(now).unwrap().to_rfc3339(),
+            "2026-11-01T17:30:00+00:00"
+        );
+    }
 }

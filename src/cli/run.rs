@@ -30,7 +30,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         .resolved
         .jobs
         .iter()
-        .map(|(c, s)| Job::new(c.clone(), s.clone()))
+        .map(|(c, s)| Job::new(c.clone(), s.clone(), app.resolved.default_timezone))
         .collect();
     let import = ImportOptions {
         format: None,

@@ -138,7 +138,9 @@ async fn a_bad_import_and_a_broken_render_do_not_stop_the_daemon_or_lose_anythin
         import_orders: Some(orders),
     };
     let schedule = rebuy::config::parse_cron("* * * * *").unwrap();
-    daemon.jobs.push(Job::new(job, schedule));
+    daemon
+        .jobs
+        .push(Job::new(job, schedule, chrono_tz::Asia::Tokyo));
 
     let t0 = utc("2026-11-01T02:00:00Z");
     daemon.run_once(t0).await.unwrap();

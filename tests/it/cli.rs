@@ -253,3 +253,43 @@ fn the_demo_writes_mail_and_prints_the_status_table() {
     assert!(emls > 20, "{emls} mails");
     assert!(err.contains(&format!("{emls} mails written")), "{err}");
 }
+
+#[test]
+fn the_daemon_stops_cleanly_on_sigterm_and_logs_json_when_asked() {
+    let dir = folder();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        .args(["run", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first cycle's log line, then ask it to stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !dir.path().join("rebuy.db").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["fields"]["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"rebuy daemon started"), "{messages:?}");
+    assert!(
+        messages.iter().any(|m| m.starts_with("SIGTERM")),
+        "{messages:?}"
+    );
+    assert_eq!(messages.last(), Some(&"stopped cleanly"), "{messages:?}");
+}
