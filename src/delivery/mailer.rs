@@ -63,17 +63,11 @@ impl Mailer {
     pub async fn send(&self, outbox_id: i64, message: &Message) -> Result<(), SendError> {
         match self {
             Mailer::File(dir) => {
-                let tmp = dir.join(format!(".{outbox_id}.eml.tmp"));
-                let path = dir.join(format!("{outbox_id}.eml"));
-                let io = |e: std::io::Error| {
-                    SendError::Transient(format!("cannot write {}: {e}", path.display()))
-                };
-                tokio::fs::create_dir_all(dir).await.map_err(io)?;
-                tokio::fs::write(&tmp, message.formatted())
+                let dir = dir.clone();
+                let bytes = message.formatted();
+                tokio::task::spawn_blocking(move || write_eml(&dir, outbox_id, &bytes))
                     .await
-                    .map_err(io)?;
-                tokio::fs::rename(&tmp, &path).await.map_err(io)?;
-                Ok(())
+                    .map_err(|e| SendError::Transient(format!("file writer stopped: {e}")))?
             }
             Mailer::Smtp(t) => t.send(message.clone()).await.map(|_| ()).map_err(|e| {
                 if e.is_permanent() {
@@ -84,4 +78,20 @@ impl Mailer {
             }),
         }
     }
+}
+
+/// Writes `<id>.eml` through a temporary file and a rename: complete or absent.
+fn write_eml(dir: &std::path::Path, id: i64, bytes: &[u8]) -> Result<(), SendError> {
+    let path = dir.join(format!("{id}.eml"));
+    let io =
+        |e: std::io::Error| SendError::Transient(format!("cannot write {}: {e}", path.display()));
+    let tmp = dir.join(format!(".{id}.eml.tmp"));
+    if let Err(e) = std::fs::write(&tmp, bytes) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(io(e));
+        }
+        std::fs::create_dir_all(dir).map_err(io)?;
+        std::fs::write(&tmp, bytes).map_err(io)?;
+    }
+    std::fs::rename(&tmp, &path).map_err(io)
 }

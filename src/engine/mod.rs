@@ -15,8 +15,8 @@ use crate::render::context_name as name_ref;
 use crate::render::{CustomerView, MessageContext, OrderView, Rendered, Renderer};
 use crate::scenario::{Scenario, Trigger};
 use crate::store::{
-    CustomerRow, DueEnrollment, NewEnrollment, NewOutbox, OrderRow, OutboxStatus, StepAdvance,
-    Store,
+    CustomerRow, DueEnrollment, NewEnrollment, NewOutbox, OrderEvent, OrderRow, OutboxStatus,
+    StepAdvance, Store,
 };
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Duration, Utc};
@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use tracing::{info_span, warn, Instrument};
 
 /// Orders and enrollments handled per database round trip.
-const PAGE: i64 = 1000;
+const PAGE: i64 = 5000;
 
 /// A request the engine cannot act on because of what was asked (an unknown scenario or
 /// step, a scenario that cannot be started by hand): the caller's input is wrong.
@@ -114,9 +114,11 @@ impl Engine {
     }
 
     fn zone(&self, c: &CustomerRow) -> Tz {
-        c.timezone
-            .as_deref()
-            .and_then(|z| parse_timezone(z).ok())
+        self.zone_named(c.timezone.as_deref())
+    }
+
+    fn zone_named(&self, name: Option<&str>) -> Tz {
+        name.and_then(|z| parse_timezone(z).ok())
             .unwrap_or(self.settings.default_timezone)
     }
 
@@ -144,11 +146,22 @@ impl Engine {
                 return Ok(());
             }
             let ids = distinct(orders.iter().map(|o| o.customer_id.clone()));
-            let customers = self.store.customers_by_ids(&ids).await?;
             let existing = self.store.enrollments_for_customers(&ids).await?;
+            // Customers and full orders (with items) are loaded only when some condition
+            // needs the message context.
+            let (customers, full) = if self.needs_context() {
+                let order_ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
+                (
+                    self.store.customers_by_ids(&ids).await?,
+                    self.store.orders_by_ids(&order_ids).await?,
+                )
+            } else {
+                Default::default()
+            };
             let mut judge = ContextJudge {
                 engine: self,
                 customers: &customers,
+                orders: &full,
                 now,
             };
             let plan = plan_orders(
@@ -176,6 +189,13 @@ impl Engine {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether any audience or goal condition needs customers and orders in full.
+    fn needs_context(&self) -> bool {
+        self.scenarios
+            .iter()
+            .any(|s| s.audience.is_some() || s.goal.as_ref().is_some_and(|g| g.condition.is_some()))
     }
 
     async fn advance_due(&self, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
@@ -220,7 +240,7 @@ impl Engine {
                 }
             }
             let won = self.store.apply_steps(&advances, now_ms).await?;
-            if won == 0 || (due.len() as i64) < PAGE {
+            if won == 0 {
                 return Ok(());
             }
         }
@@ -456,12 +476,16 @@ impl Engine {
 struct ContextJudge<'a> {
     engine: &'a Engine,
     customers: &'a HashMap<String, CustomerRow>,
+    orders: &'a HashMap<String, OrderRow>,
     now: DateTime<Utc>,
 }
 
 impl ContextJudge<'_> {
-    fn eval(&self, s: &Scenario, key: &str, order: &OrderRow) -> bool {
-        let Some(c) = self.customers.get(&order.customer_id) else {
+    fn eval(&self, s: &Scenario, key: &str, event: &OrderEvent) -> bool {
+        let (Some(c), Some(order)) = (
+            self.customers.get(&event.customer_id),
+            self.orders.get(&event.id),
+        ) else {
             return false;
         };
         let ctx = self.engine.context(
@@ -481,20 +505,16 @@ impl ContextJudge<'_> {
 }
 
 impl Judge for ContextJudge<'_> {
-    fn audience(&mut self, s: &Scenario, order: &OrderRow) -> bool {
+    fn audience(&mut self, s: &Scenario, order: &OrderEvent) -> bool {
         s.audience.is_none() || self.eval(s, "audience", order)
     }
 
-    fn goal(&mut self, s: &Scenario, order: &OrderRow) -> bool {
+    fn goal(&mut self, s: &Scenario, order: &OrderEvent) -> bool {
         s.goal.as_ref().and_then(|g| g.condition.as_ref()).is_none() || self.eval(s, "goal", order)
     }
 
-    fn first_due(&mut self, s: &Scenario, order: &OrderRow) -> i64 {
-        let zone = self
-            .customers
-            .get(&order.customer_id)
-            .map(|c| self.engine.zone(c))
-            .unwrap_or(self.engine.settings.default_timezone);
+    fn first_due(&mut self, s: &Scenario, order: &OrderEvent) -> i64 {
+        let zone = self.engine.zone_named(order.timezone.as_deref());
         let first = &s.steps[0];
         to_millis(due_at(
             from_millis(order.placed_at),

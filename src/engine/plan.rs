@@ -3,16 +3,17 @@
 //! conditions, it decides which enrollments start and which reach their goal.
 
 use crate::scenario::{Reentry, Scenario};
-use crate::store::{EnrollmentLite, GoalHit, NewEnrollment, OrderRow};
+use crate::store::{EnrollmentLite, GoalHit, NewEnrollment, OrderEvent};
+use std::collections::HashMap;
 
 /// Evaluates the parts of a scenario that need the message context.
 pub trait Judge {
     /// Whether the order's customer is in the scenario's audience (true without an audience).
-    fn audience(&mut self, s: &Scenario, order: &OrderRow) -> bool;
+    fn audience(&mut self, s: &Scenario, order: &OrderEvent) -> bool;
     /// Whether the order satisfies the scenario's goal condition (true without one).
-    fn goal(&mut self, s: &Scenario, order: &OrderRow) -> bool;
+    fn goal(&mut self, s: &Scenario, order: &OrderEvent) -> bool;
     /// When the first step of a new enrollment triggered by `order` is due (unix ms).
-    fn first_due(&mut self, s: &Scenario, order: &OrderRow) -> i64;
+    fn first_due(&mut self, s: &Scenario, order: &OrderEvent) -> i64;
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -26,7 +27,6 @@ struct Tracked {
     id: Option<i64>,
     new: Option<usize>,
     scenario_id: String,
-    customer_id: String,
     order_id: Option<String>,
     state: String,
     triggered_at: i64,
@@ -38,16 +38,24 @@ struct Tracked {
 /// goals but start nothing (a history import must not mail every past customer).
 pub fn plan_orders(
     scenarios: &[Scenario],
-    orders: &[OrderRow],
+    orders: &[OrderEvent],
     existing: Vec<EnrollmentLite>,
     now: i64,
     lookback_start: i64,
     judge: &mut impl Judge,
 ) -> OrderPlan {
-    let mut tracked: Vec<Tracked> = existing.into_iter().map(from_stored).collect();
+    // Each customer's enrollments, stored and planned: lookups stay O(1) per order.
+    let mut tracked: HashMap<String, Vec<Tracked>> = HashMap::new();
+    for e in existing {
+        tracked
+            .entry(e.customer_id.clone())
+            .or_default()
+            .push(from_stored(e));
+    }
     let mut plan = OrderPlan::default();
     for order in orders {
-        reach_goals(scenarios, order, &mut tracked, &mut plan, now, judge);
+        let mine = tracked.entry(order.customer_id.clone()).or_default();
+        reach_goals(scenarios, order, mine, &mut plan, now, judge);
         if order.placed_at < lookback_start {
             continue;
         }
@@ -55,17 +63,14 @@ pub fn plan_orders(
             .iter()
             .filter(|s| s.enabled && s.trigger.fires_on_order(order.nth))
         {
-            if !may_enter(s, &order.customer_id, order.placed_at, &tracked)
-                || !judge.audience(s, order)
-            {
+            if !may_enter(s, order.placed_at, mine) || !judge.audience(s, order) {
                 continue;
             }
             let e = new_enrollment(s, order, now, judge.first_due(s, order));
-            tracked.push(Tracked {
+            mine.push(Tracked {
                 id: None,
                 new: Some(plan.enrollments.len()),
                 scenario_id: s.id.clone(),
-                customer_id: order.customer_id.clone(),
                 order_id: Some(order.id.clone()),
                 state: "active".into(),
                 triggered_at: order.placed_at,
@@ -83,7 +88,6 @@ fn from_stored(e: EnrollmentLite) -> Tracked {
         id: Some(e.id),
         new: None,
         scenario_id: e.scenario_id,
-        customer_id: e.customer_id,
         order_id: e.order_id,
         state: e.state,
         triggered_at: e.triggered_at,
@@ -93,10 +97,8 @@ fn from_stored(e: EnrollmentLite) -> Tracked {
 }
 
 /// Whether a customer may start a new pass through `s` with a trigger at `at`.
-fn may_enter(s: &Scenario, customer: &str, at: i64, tracked: &[Tracked]) -> bool {
-    let mut previous = tracked
-        .iter()
-        .filter(|t| t.scenario_id == s.id && t.customer_id == customer);
+fn may_enter(s: &Scenario, at: i64, mine: &[Tracked]) -> bool {
+    let mut previous = mine.iter().filter(|t| t.scenario_id == s.id);
     match &s.reentry {
         Reentry::Always => true,
         Reentry::Never => previous.next().is_none(),
@@ -112,7 +114,7 @@ pub fn trigger_key(s: &Scenario, order_or_key: &str) -> String {
     }
 }
 
-fn new_enrollment(s: &Scenario, order: &OrderRow, now: i64, first_due: i64) -> NewEnrollment {
+fn new_enrollment(s: &Scenario, order: &OrderEvent, now: i64, first_due: i64) -> NewEnrollment {
     NewEnrollment {
         scenario_id: s.id.clone(),
         customer_id: order.customer_id.clone(),
@@ -141,16 +143,13 @@ pub fn goal_deadline(s: &Scenario, triggered_at: i64) -> Option<i64> {
 
 fn reach_goals(
     scenarios: &[Scenario],
-    order: &OrderRow,
-    tracked: &mut [Tracked],
+    order: &OrderEvent,
+    mine: &mut [Tracked],
     plan: &mut OrderPlan,
     now: i64,
     judge: &mut impl Judge,
 ) {
-    for t in tracked
-        .iter_mut()
-        .filter(|t| t.customer_id == order.customer_id && !t.goal_reached)
-    {
+    for t in mine.iter_mut().filter(|t| !t.goal_reached) {
         let Some(s) = scenarios.iter().find(|s| s.id == t.scenario_id) else {
             continue;
         };
@@ -195,13 +194,13 @@ mod tests {
 
     struct Yes;
     impl Judge for Yes {
-        fn audience(&mut self, _: &Scenario, o: &OrderRow) -> bool {
-            o.total >= 1000
+        fn audience(&mut self, _: &Scenario, o: &OrderEvent) -> bool {
+            o.timezone.as_deref() == Some("big")
         }
-        fn goal(&mut self, _: &Scenario, _: &OrderRow) -> bool {
+        fn goal(&mut self, _: &Scenario, _: &OrderEvent) -> bool {
             true
         }
-        fn first_due(&mut self, _: &Scenario, o: &OrderRow) -> i64 {
+        fn first_due(&mut self, _: &Scenario, o: &OrderEvent) -> i64 {
             o.placed_at + 100
         }
     }
@@ -211,15 +210,14 @@ mod tests {
         parse_scenario("s.yaml", &text).unwrap()
     }
 
-    fn order(id: &str, customer: &str, at: i64, nth: i64, total: i64) -> OrderRow {
-        OrderRow {
+    fn order(id: &str, customer: &str, at: i64, nth: i64, total: i64) -> OrderEvent {
+        // The test judge reads the audience off the zone field: "big" orders are in it.
+        OrderEvent {
             id: id.into(),
             customer_id: customer.into(),
             placed_at: at,
-            total,
-            currency: "JPY".into(),
-            items: "[]".into(),
             nth,
+            timezone: Some(if total >= 1000 { "big" } else { "small" }.into()),
         }
     }
 

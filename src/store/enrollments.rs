@@ -86,17 +86,35 @@ impl Store {
     /// All enrollments of the given customers.
     pub async fn enrollments_for_customers(&self, ids: &[String]) -> Result<Vec<EnrollmentLite>> {
         let mut out = Vec::new();
-        for chunk in ids.chunks(super::BATCH) {
+        for chunk in ids.chunks(5000) {
+            // One JSON row per chunk, for the same reason as `unprocessed_orders`.
             let mut qb = QueryBuilder::<Db>::new(
-                "SELECT id, scenario_id, customer_id, order_id, state, triggered_at, goal_deadline, \
-                 goal_reached_at FROM enrollments WHERE customer_id IN ",
+                "SELECT COALESCE(json_group_array(json_array(id, scenario_id, customer_id, order_id, state, \
+                 triggered_at, goal_deadline, goal_reached_at)), '[]') FROM enrollments WHERE customer_id IN ",
             );
             push_in_list(&mut qb, chunk);
-            out.extend(
-                qb.build_query_as::<EnrollmentLite>()
-                    .fetch_all(&self.pool)
-                    .await?,
+            let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;
+            type Row = (
+                i64,
+                String,
+                String,
+                Option<String>,
+                String,
+                i64,
+                Option<i64>,
+                Option<i64>,
             );
+            let rows: Vec<Row> = super::from_json(&json)?;
+            out.extend(rows.into_iter().map(|r| EnrollmentLite {
+                id: r.0,
+                scenario_id: r.1,
+                customer_id: r.2,
+                order_id: r.3,
+                state: r.4,
+                triggered_at: r.5,
+                goal_deadline: r.6,
+                goal_reached_at: r.7,
+            }));
         }
         Ok(out)
     }
@@ -112,7 +130,7 @@ impl Store {
     ) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let mut created = 0;
-        for chunk in new.chunks(super::BATCH / 2) {
+        for chunk in new.chunks(1000) {
             let mut qb = QueryBuilder::<Db>::new(
                 "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
                  next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
@@ -124,22 +142,28 @@ impl Store {
             qb.push(" ON CONFLICT (scenario_id, customer_id, trigger_key) DO NOTHING");
             created += qb.build().execute(&mut *tx).await?.rows_affected();
         }
-        for g in goals {
-            sqlx::query(
-                "UPDATE enrollments SET goal_reached_at = $1, goal_order_id = $2, \
-                 state = CASE WHEN state = 'active' THEN 'goal' ELSE state END, \
-                 ended_at = CASE WHEN state = 'active' THEN $3 ELSE ended_at END, \
-                 next_due_at = CASE WHEN state = 'active' THEN NULL ELSE next_due_at END \
-                 WHERE id = $4 AND goal_reached_at IS NULL",
-            )
-            .bind(g.placed_at)
-            .bind(&g.order_id)
-            .bind(now)
-            .bind(g.enrollment_id)
-            .execute(&mut *tx)
-            .await?;
+        for chunk in goals.chunks(1000) {
+            // One statement per chunk; `goal_reached_at IS NULL` keeps a goal from being
+            // reached twice.
+            let mut qb = QueryBuilder::<Db>::new(
+                "UPDATE enrollments SET goal_reached_at = v.column2, goal_order_id = v.column3, \
+                 state = CASE WHEN enrollments.state = 'active' THEN 'goal' ELSE enrollments.state END, \
+                 next_due_at = CASE WHEN enrollments.state = 'active' THEN NULL ELSE enrollments.next_due_at END, \
+                 ended_at = CASE WHEN enrollments.state = 'active' THEN ",
+            );
+            qb.push_bind(now);
+            qb.push(" ELSE enrollments.ended_at END FROM (");
+            qb.push_values(chunk, |mut b, g| {
+                b.push_bind(g.enrollment_id)
+                    .push_bind(g.placed_at)
+                    .push_bind(&g.order_id);
+            });
+            qb.push(
+                ") AS v WHERE enrollments.id = v.column1 AND enrollments.goal_reached_at IS NULL",
+            );
+            qb.build().execute(&mut *tx).await?;
         }
-        for chunk in order_ids.chunks(super::BATCH) {
+        for chunk in order_ids.chunks(10_000) {
             let mut qb = QueryBuilder::<Db>::new("UPDATE orders SET processed_at = ");
             qb.push_bind(now);
             qb.push(" WHERE processed_at IS NULL AND id IN ");
@@ -194,27 +218,36 @@ impl Store {
     pub async fn apply_steps(&self, advances: &[StepAdvance], now: i64) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let mut won = 0;
-        for a in advances {
-            let ended = if a.state == "active" { None } else { Some(now) };
-            let done = sqlx::query(
-                "UPDATE enrollments SET next_step = $1, next_due_at = $2, state = $3, ended_at = $4 \
-                 WHERE id = $5 AND next_step = $6 AND state = 'active'",
-            )
-            .bind(a.next_step)
-            .bind(a.next_due_at)
-            .bind(a.state)
-            .bind(ended)
-            .bind(a.enrollment_id)
-            .bind(a.expected_step)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if done == 1 {
-                won += 1;
-                if let Some(o) = &a.outbox {
-                    insert_outbox(&mut tx, o, now).await?;
-                }
-            }
+        for chunk in advances.chunks(200) {
+            // One compare-and-set statement for the chunk (UPDATE … FROM VALUES runs on SQLite
+            // and PostgreSQL alike, both name the columns column1…); RETURNING names the winners.
+            let mut qb = QueryBuilder::<Db>::new(
+                "UPDATE enrollments SET next_step = v.column3, next_due_at = v.column4, \
+                 state = v.column5, ended_at = v.column6 FROM (",
+            );
+            qb.push_values(chunk, |mut b, a| {
+                let ended = if a.state == "active" { None } else { Some(now) };
+                b.push_bind(a.enrollment_id)
+                    .push_bind(a.expected_step)
+                    .push_bind(a.next_step)
+                    .push_bind(a.next_due_at)
+                    .push_bind(a.state)
+                    .push_bind(ended);
+            });
+            qb.push(
+                ") AS v WHERE enrollments.id = v.column1 AND enrollments.next_step = v.column2 \
+                 AND enrollments.state = 'active' RETURNING enrollments.id",
+            );
+            let winners: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let winners: std::collections::HashSet<i64> =
+                winners.into_iter().map(|(id,)| id).collect();
+            won += winners.len() as u64;
+            let rows: Vec<&NewOutbox> = chunk
+                .iter()
+                .filter(|a| winners.contains(&a.enrollment_id))
+                .filter_map(|a| a.outbox.as_ref())
+                .collect();
+            insert_outbox(&mut tx, &rows, now).await?;
         }
         tx.commit().await?;
         Ok(won)

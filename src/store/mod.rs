@@ -12,7 +12,7 @@ pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{
     DueEnrollment, EnrollmentLite, EnrollmentRow, GoalHit, NewEnrollment, StepAdvance,
 };
-pub use orders::{NewOrder, OrderRow};
+pub use orders::{NewOrder, OrderEvent, OrderRow};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus};
 pub use status::ScenarioStatus;
 
@@ -33,6 +33,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("unexpected data from the database: {0}")]
+    Decode(String),
     #[error("cannot apply the database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -59,7 +61,11 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // A 64 MiB page cache and in-memory temporaries: the tick and imports touch
+            // indexes at random.
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -108,4 +114,9 @@ pub(crate) fn push_in_list<'a>(qb: &mut QueryBuilder<'a, Db>, ids: &'a [String])
         sep.push_bind(id.as_str());
     }
     sep.push_unseparated(")");
+}
+
+/// Decodes a page that a query returned as one JSON array (see `unprocessed_orders`).
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
+    serde_json::from_str(json).map_err(|e| StoreError::Decode(e.to_string()))
 }

@@ -2,9 +2,10 @@
 //! a lease, sends outside any transaction, and records each outcome in its own statement that
 //! only applies while the lease is still the claimer's.
 
-use super::{Result, Store};
+use super::{Db, Result, Store};
 use serde::Serialize;
 use sqlx::FromRow;
+use sqlx::QueryBuilder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,38 +78,43 @@ const COLUMNS: &str = "id, enrollment_id, step_index, step_id, scenario_id, cust
                        status, to_email, to_name, subject, html, body_text, unsubscribe_url, message_id, \
                        due_at, attempts, last_error, sent_at";
 
+/// Inserts outbox rows; a row for an (enrollment, step) that exists already is ignored.
 pub(super) async fn insert_outbox(
     tx: &mut sqlx::SqliteConnection,
-    o: &NewOutbox,
+    rows: &[&NewOutbox],
     now: i64,
 ) -> Result<u64> {
-    Ok(sqlx::query(
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut qb = QueryBuilder::<Db>::new(
         "INSERT INTO outbox (enrollment_id, step_index, step_id, scenario_id, customer_id, \
          transactional, status, to_email, to_name, subject, html, body_text, unsubscribe_url, \
-         message_id, due_at, created_at, updated_at, next_attempt_at, last_error) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $16, $17) \
-         ON CONFLICT (enrollment_id, step_index) DO NOTHING",
-    )
-    .bind(o.enrollment_id)
-    .bind(o.step_index)
-    .bind(&o.step_id)
-    .bind(&o.scenario_id)
-    .bind(&o.customer_id)
-    .bind(i64::from(o.transactional))
-    .bind(o.status.as_str())
-    .bind(&o.to_email)
-    .bind(&o.to_name)
-    .bind(&o.subject)
-    .bind(&o.html)
-    .bind(&o.body_text)
-    .bind(&o.unsubscribe_url)
-    .bind(&o.message_id)
-    .bind(o.due_at)
-    .bind(now)
-    .bind(&o.last_error)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected())
+         message_id, due_at, created_at, updated_at, next_attempt_at, last_error) ",
+    );
+    qb.push_values(rows, |mut b, o| {
+        b.push_bind(o.enrollment_id)
+            .push_bind(o.step_index)
+            .push_bind(&o.step_id)
+            .push_bind(&o.scenario_id)
+            .push_bind(&o.customer_id)
+            .push_bind(i64::from(o.transactional))
+            .push_bind(o.status.as_str())
+            .push_bind(&o.to_email)
+            .push_bind(&o.to_name)
+            .push_bind(&o.subject)
+            .push_bind(&o.html)
+            .push_bind(&o.body_text)
+            .push_bind(&o.unsubscribe_url)
+            .push_bind(&o.message_id)
+            .push_bind(o.due_at)
+            .push_bind(now)
+            .push_bind(now)
+            .push_bind(now)
+            .push_bind(&o.last_error);
+    });
+    qb.push(" ON CONFLICT (enrollment_id, step_index) DO NOTHING");
+    Ok(qb.build().execute(&mut *tx).await?.rows_affected())
 }
 
 impl Store {
