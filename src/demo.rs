@@ -279,11 +279,8 @@ async fn feed(store: &Store, orders: &[NewOrder]) -> Result<()> {
     if orders.is_empty() {
         return Ok(());
     }
-    store.upsert_orders(orders).await?;
-    let mut ids: Vec<String> = orders.iter().map(|o| o.customer_id.clone()).collect();
-    ids.sort();
-    ids.dedup();
-    store.refresh_order_aggregates(&ids).await?;
+    let outcome = store.upsert_orders(orders).await?;
+    store.refresh_order_aggregates(&outcome.touched).await?;
     Ok(())
 }
 

@@ -220,13 +220,13 @@ async fn write(
     let mut good = Vec::with_capacity(orders.len());
     for (line, o) in orders {
         if known.contains(&o.customer_id) {
-            touched.insert(o.customer_id.clone());
             good.push(o);
         } else {
             report.reject(line, format!("order '{}': unknown customer '{}'; import the customer first with `rebuy import customers`", o.id, o.customer_id));
         }
     }
-    let counts = store.upsert_orders(&good).await?;
-    report.add(good.len(), counts);
+    let outcome = store.upsert_orders(&good).await?;
+    report.add(good.len(), (outcome.inserted, outcome.updated));
+    touched.extend(outcome.touched);
     Ok(())
 }

@@ -136,27 +136,34 @@ impl Store {
     pub async fn refresh_order_aggregates(&self, customer_ids: &[String]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in customer_ids.chunks(super::BATCH) {
+            // One grouped pass over the chunk's orders (UPDATE … FROM runs on SQLite and
+            // PostgreSQL alike) instead of a correlated subquery per column and customer.
             let mut qb = QueryBuilder::<Db>::new(
-                "UPDATE customers SET \
-                 orders_count = (SELECT COUNT(*) FROM orders o WHERE o.customer_id = customers.id), \
-                 total_spent = (SELECT COALESCE(SUM(o.total), 0) FROM orders o WHERE o.customer_id = customers.id), \
-                 first_order_at = (SELECT MIN(o.placed_at) FROM orders o WHERE o.customer_id = customers.id), \
-                 last_order_at = (SELECT MAX(o.placed_at) FROM orders o WHERE o.customer_id = customers.id), \
-                 currency = (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
-                             ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) \
-                 WHERE id IN ",
+                "UPDATE customers SET orders_count = a.n, total_spent = a.spent, \
+                 first_order_at = a.first_at, last_order_at = a.last_at FROM \
+                 (SELECT customer_id, COUNT(*) AS n, SUM(total) AS spent, MIN(placed_at) AS first_at, \
+                 MAX(placed_at) AS last_at FROM orders WHERE customer_id IN ",
             );
             push_in_list(&mut qb, chunk);
+            qb.push(" GROUP BY customer_id) AS a WHERE customers.id = a.customer_id");
             qb.build().execute(&mut *tx).await?;
-            // Position by time, ties broken by id; a customer has few orders, so the
-            // correlated count over the (customer_id, placed_at) index is cheap.
+            // The currency of each customer's latest order, and every order's position `nth`
+            // (a window function; only rows whose position changed are rewritten).
             let mut qb = QueryBuilder::<Db>::new(
-                "UPDATE orders SET nth = (SELECT COUNT(*) FROM orders o2 \
-                 WHERE o2.customer_id = orders.customer_id \
-                 AND (o2.placed_at < orders.placed_at OR (o2.placed_at = orders.placed_at AND o2.id <= orders.id))) \
-                 WHERE customer_id IN ",
+                "UPDATE customers SET currency = r.currency FROM \
+                 (SELECT customer_id, currency, ROW_NUMBER() OVER (PARTITION BY customer_id \
+                 ORDER BY placed_at DESC, id DESC) AS k FROM orders WHERE customer_id IN ",
             );
             push_in_list(&mut qb, chunk);
+            qb.push(") AS r WHERE customers.id = r.customer_id AND r.k = 1");
+            qb.build().execute(&mut *tx).await?;
+            let mut qb = QueryBuilder::<Db>::new(
+                "UPDATE orders SET nth = r.n FROM \
+                 (SELECT id, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY placed_at, id) AS n \
+                 FROM orders WHERE customer_id IN ",
+            );
+            push_in_list(&mut qb, chunk);
+            qb.push(") AS r WHERE orders.id = r.id AND orders.nth <> r.n");
             qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
@@ -180,8 +187,12 @@ pub(super) async fn existing_ids(
     if ids.is_empty() {
         return Ok(HashSet::new());
     }
-    let mut qb = QueryBuilder::<Db>::new(format!("SELECT id FROM {table} WHERE id IN "));
+    // One JSON row instead of one row per id: see `Store::unprocessed_orders`.
+    let mut qb = QueryBuilder::<Db>::new(format!(
+        "SELECT COALESCE(json_group_array(id), '[]') FROM {table} WHERE id IN "
+    ));
     push_in_list(&mut qb, ids);
-    let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *conn).await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+    let (json,): (String,) = qb.build_query_as().fetch_one(&mut *conn).await?;
+    let found: Vec<String> = super::from_json(&json)?;
+    Ok(found.into_iter().collect())
 }

@@ -12,7 +12,7 @@ pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{
     DueEnrollment, EnrollmentLite, EnrollmentRow, GoalHit, NewEnrollment, StepAdvance,
 };
-pub use orders::{NewOrder, OrderEvent, OrderRow};
+pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus};
 pub use status::ScenarioStatus;
 

@@ -1,10 +1,10 @@
 //! Orders: upserts by the shop's id, the engine's scan of orders it has not looked at yet, and
 //! lookups for rendering.
 
-use super::customers::existing_ids;
 use super::{Db, Result, Store};
 use serde::Serialize;
 use sqlx::{FromRow, QueryBuilder};
+use std::collections::HashMap;
 
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq)]
 pub struct OrderRow {
@@ -29,6 +29,15 @@ pub struct OrderEvent {
     pub timezone: Option<String>,
 }
 
+/// What an order upsert did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpsertOutcome {
+    pub inserted: u64,
+    pub updated: u64,
+    /// Customers whose orders changed: their aggregates need a refresh.
+    pub touched: Vec<String>,
+}
+
 /// An order as imported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewOrder {
@@ -43,18 +52,57 @@ pub struct NewOrder {
 const COLUMNS: &str = "id, customer_id, placed_at, total, currency, items, nth";
 
 impl Store {
-    /// Inserts or updates orders by id; returns (inserted, updated). Unchanged rows are not
-    /// written. The caller refreshes the customers' aggregates afterwards.
-    pub async fn upsert_orders(&self, rows: &[NewOrder]) -> Result<(u64, u64)> {
+    /// Inserts or updates orders by id. Existing rows are read first and compared, so only
+    /// new and changed orders are written, and the outcome names exactly the customers whose
+    /// aggregates need a refresh (for a moved order, both the old and the new customer).
+    pub async fn upsert_orders(&self, rows: &[NewOrder]) -> Result<UpsertOutcome> {
         let mut tx = self.pool.begin().await?;
-        let (mut inserted, mut updated) = (0, 0);
+        let mut out = UpsertOutcome::default();
         for chunk in rows.chunks(super::BATCH) {
             let ids: Vec<String> = chunk.iter().map(|o| o.id.clone()).collect();
-            let existing = existing_ids(&mut tx, "orders", &ids).await?;
+            let mut qb = QueryBuilder::<Db>::new(
+                "SELECT COALESCE(json_group_array(json_array(id, customer_id, placed_at, total, currency, items)), '[]') \
+                 FROM orders WHERE id IN ",
+            );
+            super::push_in_list(&mut qb, &ids);
+            let (json,): (String,) = qb.build_query_as().fetch_one(&mut *tx).await?;
+            let stored: Vec<(String, String, i64, i64, String, String)> = super::from_json(&json)?;
+            let stored: HashMap<String, NewOrder> = stored
+                .into_iter()
+                .map(|(id, customer_id, placed_at, total, currency, items)| {
+                    (
+                        id.clone(),
+                        NewOrder {
+                            id,
+                            customer_id,
+                            placed_at,
+                            total,
+                            currency,
+                            items,
+                        },
+                    )
+                })
+                .collect();
+            let mut write = Vec::with_capacity(chunk.len());
+            for o in chunk {
+                match stored.get(&o.id) {
+                    None => out.inserted += 1,
+                    Some(old) if old == o => continue,
+                    Some(old) => {
+                        out.updated += 1;
+                        out.touched.push(old.customer_id.clone());
+                    }
+                }
+                out.touched.push(o.customer_id.clone());
+                write.push(o);
+            }
+            if write.is_empty() {
+                continue;
+            }
             let mut qb = QueryBuilder::<Db>::new(
                 "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) ",
             );
-            qb.push_values(chunk, |mut b, o| {
+            qb.push_values(write, |mut b, o| {
                 b.push_bind(&o.id)
                     .push_bind(&o.customer_id)
                     .push_bind(o.placed_at)
@@ -65,20 +113,14 @@ impl Store {
             qb.push(
                 " ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, \
                  placed_at = excluded.placed_at, total = excluded.total, \
-                 currency = excluded.currency, items = excluded.items \
-                 WHERE orders.customer_id IS DISTINCT FROM excluded.customer_id \
-                 OR orders.placed_at IS DISTINCT FROM excluded.placed_at \
-                 OR orders.total IS DISTINCT FROM excluded.total \
-                 OR orders.currency IS DISTINCT FROM excluded.currency \
-                 OR orders.items IS DISTINCT FROM excluded.items",
+                 currency = excluded.currency, items = excluded.items",
             );
-            let affected = qb.build().execute(&mut *tx).await?.rows_affected();
-            let new = chunk.iter().filter(|o| !existing.contains(&o.id)).count() as u64;
-            inserted += new;
-            updated += affected.saturating_sub(new);
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok((inserted, updated))
+        out.touched.sort();
+        out.touched.dedup();
+        Ok(out)
     }
 
     /// Orders placed by `now` that the engine has not looked at yet, oldest first. Shaped for

@@ -257,7 +257,7 @@ fn the_demo_writes_mail_and_prints_the_status_table() {
 #[test]
 fn the_daemon_stops_cleanly_on_sigterm_and_logs_json_when_asked() {
     let dir = folder();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
         .args(["run", "--log-format", "json"])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")

@@ -245,7 +245,9 @@ pub fn order(id: &str, customer: &str, at: &str, total: i64) -> NewOrder {
 
 /// Inserts orders and refreshes their customers' aggregates, as an import does.
 pub async fn add_orders(store: &Store, orders: &[NewOrder]) {
-    store.upsert_orders(orders).await.unwrap();
-    let ids: Vec<String> = orders.iter().map(|o| o.customer_id.clone()).collect();
-    store.refresh_order_aggregates(&ids).await.unwrap();
+    let outcome = store.upsert_orders(orders).await.unwrap();
+    store
+        .refresh_order_aggregates(&outcome.touched)
+        .await
+        .unwrap();
 }
