@@ -21,8 +21,8 @@ CREATE TABLE customers (
 );
 CREATE INDEX customers_email ON customers (email);
 
--- Orders, keyed by the shop's own id. `nth` is the order's 1-based position among its
--- customer's orders by time, so first_order / nth_order triggers need no aggregate.
+-- Orders, keyed by the shop's own id. An order's position among its customer's orders (for
+-- first_order / nth_order) is counted when the engine first sees it, over orders_customer.
 -- `processed_at` is set once the engine has looked at the order for triggers and goals.
 CREATE TABLE orders (
     id TEXT PRIMARY KEY,
@@ -31,7 +31,6 @@ CREATE TABLE orders (
     total BIGINT NOT NULL,
     currency TEXT NOT NULL,
     items TEXT NOT NULL DEFAULT '[]',
-    nth BIGINT NOT NULL DEFAULT 0,
     processed_at BIGINT
 );
 -- Covers the per-customer aggregates (count, sum, first/last, latest currency, position), so

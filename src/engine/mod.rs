@@ -494,7 +494,7 @@ impl ContextJudge<'_> {
             c,
             Some(order),
             serde_json::Value::Null,
-            Some(order.nth),
+            Some(event.nth),
             self.now,
         );
         self.engine.renderer.condition(&s.id, key, &ctx).unwrap_or_else(|e| {

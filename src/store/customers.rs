@@ -131,39 +131,24 @@ impl Store {
         }
     }
 
-    /// Recomputes order aggregates (count, total, first/last order, currency) and each order's
-    /// position `nth` for the given customers. Called after orders change.
+    /// Recomputes order aggregates (count, total, first/last order, currency) for the given
+    /// customers. Called after their orders change.
     pub async fn refresh_order_aggregates(&self, customer_ids: &[String]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for chunk in customer_ids.chunks(super::BATCH) {
             // One grouped pass over the chunk's orders (UPDATE … FROM runs on SQLite and
-            // PostgreSQL alike) instead of a correlated subquery per column and customer.
+            // PostgreSQL alike), index-only over orders_customer; the latest order's currency
+            // is one index seek per customer.
             let mut qb = QueryBuilder::<Db>::new(
                 "UPDATE customers SET orders_count = a.n, total_spent = a.spent, \
-                 first_order_at = a.first_at, last_order_at = a.last_at FROM \
+                 first_order_at = a.first_at, last_order_at = a.last_at, \
+                 currency = (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
+                 ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) FROM \
                  (SELECT customer_id, COUNT(*) AS n, SUM(total) AS spent, MIN(placed_at) AS first_at, \
                  MAX(placed_at) AS last_at FROM orders WHERE customer_id IN ",
             );
             push_in_list(&mut qb, chunk);
             qb.push(" GROUP BY customer_id) AS a WHERE customers.id = a.customer_id");
-            qb.build().execute(&mut *tx).await?;
-            // The currency of each customer's latest order, and every order's position `nth`
-            // (a window function; only rows whose position changed are rewritten).
-            let mut qb = QueryBuilder::<Db>::new(
-                "UPDATE customers SET currency = r.currency FROM \
-                 (SELECT customer_id, currency, ROW_NUMBER() OVER (PARTITION BY customer_id \
-                 ORDER BY placed_at DESC, id DESC) AS k FROM orders WHERE customer_id IN ",
-            );
-            push_in_list(&mut qb, chunk);
-            qb.push(") AS r WHERE customers.id = r.customer_id AND r.k = 1");
-            qb.build().execute(&mut *tx).await?;
-            let mut qb = QueryBuilder::<Db>::new(
-                "UPDATE orders SET nth = r.n FROM \
-                 (SELECT id, ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY placed_at, id) AS n \
-                 FROM orders WHERE customer_id IN ",
-            );
-            push_in_list(&mut qb, chunk);
-            qb.push(") AS r WHERE orders.id = r.id AND orders.nth <> r.n");
             qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;

@@ -62,9 +62,9 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            // A 64 MiB page cache and in-memory temporaries: the tick and imports touch
+            // A 256 MiB page cache (a ceiling, not an allocation) and in-memory temporaries: the tick and imports touch
             // indexes at random.
-            .pragma("cache_size", "-65536")
+            .pragma("cache_size", "-262144")
             .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -15,8 +15,6 @@ pub struct OrderRow {
     pub currency: String,
     /// Line items as a JSON array.
     pub items: String,
-    /// 1-based position among the customer's orders by time.
-    pub nth: i64,
 }
 
 /// What the tick's scan needs of a new order: no items, and the customer's zone joined in.
@@ -49,7 +47,7 @@ pub struct NewOrder {
     pub items: String,
 }
 
-const COLUMNS: &str = "id, customer_id, placed_at, total, currency, items, nth";
+const COLUMNS: &str = "id, customer_id, placed_at, total, currency, items";
 
 impl Store {
     /// Inserts or updates orders by id. Existing rows are read first and compared, so only
@@ -131,7 +129,9 @@ impl Store {
         // worker thread one at a time, which costs more than the query itself at this volume.
         let (json,): (String,) = sqlx::query_as(
             "SELECT COALESCE(json_group_array(json_array(id, customer_id, placed_at, nth, timezone)), '[]') FROM \
-             (SELECT o.id, o.customer_id, o.placed_at, o.nth, c.timezone FROM orders o \
+             (SELECT o.id, o.customer_id, o.placed_at, c.timezone, \
+             (SELECT COUNT(*) FROM orders o2 WHERE o2.customer_id = o.customer_id AND (o2.placed_at < o.placed_at \
+             OR (o2.placed_at = o.placed_at AND o2.id <= o.id))) AS nth FROM orders o \
              JOIN customers c ON c.id = o.customer_id \
              WHERE o.processed_at IS NULL AND o.placed_at <= $1 ORDER BY o.placed_at, o.id LIMIT $2)",
         )

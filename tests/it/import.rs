@@ -86,9 +86,16 @@ async fn orders_group_their_item_rows_and_customers_get_their_aggregates() {
         utc("2026-10-02T00:00:00Z").timestamp_millis(),
         "a local time is in the default zone (Tokyo)"
     );
+
+    let seen = store
+        .unprocessed_orders(utc("2026-11-01T00:00:00Z").timestamp_millis(), 10)
+        .await
+        .unwrap();
+    let nth: Vec<(&str, i64)> = seen.iter().map(|o| (o.id.as_str(), o.nth)).collect();
     assert_eq!(
-        (o1.nth, store.order("O3").await.unwrap().unwrap().nth),
-        (1, 2)
+        nth,
+        [("O1", 1), ("O2", 1), ("O3", 2)],
+        "each order's position among its customer's orders"
     );
 
     let c1 = store.find_customer("C1").await.unwrap();

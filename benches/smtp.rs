@@ -1,0 +1,91 @@
+//! SMTP throughput into a real sink on loopback (Postfix's `smtp-sink`, started by
+//! `scripts/bench-smtp.sh`): messages queued by the engine, then delivered by the deliverer
+//! with lettre's pooled transport. Run with `cargo bench --bench smtp -- PORT MESSAGES POOL`.
+
+use chrono::{Duration, TimeZone, Utc};
+use rebuy::cli::App;
+use rebuy::config::{Config, TlsMode, TransportKind};
+use rebuy::store::{NewCustomer, NewOrder};
+use std::time::Instant;
+
+const SCENARIO: &str = "id: s\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ customer.name }}様、ご購入ありがとうございました\" }\n";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let port = *args.first().unwrap_or(&2525) as u16;
+    let n = *args.get(1).unwrap_or(&2000) as usize;
+    let pool = *args.get(2).unwrap_or(&1) as u32;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(port, n, pool))
+}
+
+async fn run(port: u16, n: usize, pool: u32) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("scenarios"))?;
+    std::fs::create_dir_all(p.join("templates"))?;
+    std::fs::write(p.join("scenarios/s.yaml"), SCENARIO)?;
+    std::fs::write(
+        p.join("templates/t.html"),
+        "<p>{{ customer.name }}様</p><p>{{ order.total | money }}</p>",
+    )?;
+    std::fs::write(
+        p.join("templates/t.txt"),
+        "{{ customer.name }}様\n{{ order.total | money }}\n",
+    )?;
+    let mut config = Config {
+        database: p.join("b.db").display().to_string(),
+        scenarios_dir: p.join("scenarios"),
+        templates_dir: p.join("templates"),
+        ..Config::default()
+    };
+    config.delivery.transport = TransportKind::Smtp;
+    config.delivery.smtp.host = "127.0.0.1".into();
+    config.delivery.smtp.port = port;
+    config.delivery.smtp.tls = TlsMode::None;
+    config.delivery.smtp.pool_size = pool;
+    config.delivery.batch_size = 1000;
+    let app = App::from_config(config).map_err(|d| anyhow::anyhow!("{}", d[0]))?;
+    let store = app.store().await?;
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    let customers: Vec<NewCustomer> = (0..n)
+        .map(|i| NewCustomer {
+            id: format!("C{i}"),
+            email: format!("c{i}@example.jp"),
+            name: format!("顧客 {i}"),
+            timezone: None,
+            locale: None,
+            attributes: "{}".into(),
+        })
+        .collect();
+    store.upsert_customers(&customers, 0).await?;
+    let orders: Vec<NewOrder> = (0..n)
+        .map(|i| NewOrder {
+            id: format!("O{i}"),
+            customer_id: format!("C{i}"),
+            placed_at: start.timestamp_millis(),
+            total: 3980,
+            currency: "JPY".into(),
+            items: "[]".into(),
+        })
+        .collect();
+    let outcome = store.upsert_orders(&orders).await?;
+    store.refresh_order_aggregates(&outcome.touched).await?;
+    let engine = app
+        .engine(&store)
+        .await?
+        .map_err(|d| anyhow::anyhow!("{}", d[0]))?;
+    let now = start + Duration::hours(1);
+    let r = engine.tick(now).await?;
+    let deliverer = app.deliverer(&store)?;
+    let t = Instant::now();
+    let d = deliverer.run_once(now).await?;
+    let secs = t.elapsed().as_secs_f64();
+    println!("smtp: {} queued, {} sent, {} retried, {} failed in {secs:.2} s with a pool of {pool} = {:.0} messages/s", r.queued, d.sent, d.retried, d.failed, d.sent as f64 / secs);
+    Ok(())
+}
