@@ -13,6 +13,10 @@ use rebuy::render::{context_name, CustomerView, MessageContext, OrderView};
 use std::io::Write;
 use std::time::Instant;
 
+/// The same allocator as the `rebuy` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SCENARIO: &str = r#"
 id: bench
 trigger: first_order

@@ -8,6 +8,10 @@ use rebuy::config::{Config, TlsMode, TransportKind};
 use rebuy::store::{NewCustomer, NewOrder};
 use std::time::Instant;
 
+/// The same allocator as the `rebuy` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SCENARIO: &str = "id: s\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ customer.name }}様、ご購入ありがとうございました\" }\n";
 
 fn main() -> anyhow::Result<()> {
