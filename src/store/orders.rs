@@ -121,17 +121,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Orders placed by `now` that the engine has not looked at yet, oldest first. Shaped for
-    /// speed: the partial index (placed_at, id) covers WHERE and ORDER BY, and the heavy
-    /// columns (items) are left out.
+    /// Orders placed by `now` that the engine has not looked at yet, oldest first, each with
+    /// its position among its customer's orders (`nth`). Shaped for speed: the partial index
+    /// (placed_at, id) covers WHERE and ORDER BY, the row-value comparison lets `nth` be one
+    /// range count over orders_customer, and the heavy columns (items) are left out.
     pub async fn unprocessed_orders(&self, now: i64, limit: i64) -> Result<Vec<OrderEvent>> {
         // The page comes back as one JSON row: sqlx's SQLite driver hands rows over from its
         // worker thread one at a time, which costs more than the query itself at this volume.
         let (json,): (String,) = sqlx::query_as(
             "SELECT COALESCE(json_group_array(json_array(id, customer_id, placed_at, nth, timezone)), '[]') FROM \
              (SELECT o.id, o.customer_id, o.placed_at, c.timezone, \
-             (SELECT COUNT(*) FROM orders o2 WHERE o2.customer_id = o.customer_id AND (o2.placed_at < o.placed_at \
-             OR (o2.placed_at = o.placed_at AND o2.id <= o.id))) AS nth FROM orders o \
+             (SELECT COUNT(*) FROM orders o2 WHERE o2.customer_id = o.customer_id \
+             AND (o2.placed_at, o2.id) <= (o.placed_at, o.id)) AS nth FROM orders o \
              JOIN customers c ON c.id = o.customer_id \
              WHERE o.processed_at IS NULL AND o.placed_at <= $1 ORDER BY o.placed_at, o.id LIMIT $2)",
         )
