@@ -1,7 +1,7 @@
 //! Customer records: id, email, name, time zone, locale; every other column (CSV) or key
 //! (JSON Lines, or its `attributes` object) becomes a free attribute.
 
-use super::{progress_bar, text, ChunkReader, ImportOptions, ImportReport, Record};
+use super::{text, ImportOptions, ImportReport, Record};
 use crate::clock::to_millis;
 use crate::domain::{parse_timezone, Email};
 use crate::store::{NewCustomer, Store};
@@ -56,15 +56,7 @@ pub(super) async fn run(
     opts: &ImportOptions,
     now: DateTime<Utc>,
 ) -> Result<ImportReport> {
-    let format = match opts.format {
-        Some(f) => f,
-        None => super::Format::detect(path)?,
-    };
-    let mut reader = ChunkReader::open(path, format, progress_bar(path, opts.progress)?)?;
-    let mut report = ImportReport {
-        file: path.display().to_string(),
-        ..Default::default()
-    };
+    let (mut reader, mut report) = super::open(path, opts)?;
     while let Some(chunk) = reader.next_chunk()? {
         let mut good = Vec::with_capacity(chunk.len());
         for r in &chunk {

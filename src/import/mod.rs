@@ -104,6 +104,21 @@ pub async fn import_orders(
     orders::run(store, path, opts).await
 }
 
+/// Opens a file for import: its format (from `--format` or the extension), a reader with a
+/// progress bar, and an empty report.
+fn open(path: &Path, opts: &ImportOptions) -> Result<(ChunkReader, ImportReport)> {
+    let format = match opts.format {
+        Some(f) => f,
+        None => Format::detect(path)?,
+    };
+    let reader = ChunkReader::open(path, format, progress_bar(path, opts.progress)?)?;
+    let report = ImportReport {
+        file: path.display().to_string(),
+        ..Default::default()
+    };
+    Ok((reader, report))
+}
+
 fn progress_bar(path: &Path, show: bool) -> Result<ProgressBar> {
     let len = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?

@@ -2,7 +2,7 @@
 //! its rows adjacent (as shop exports write them); JSON Lines has one order per line with an
 //! `items` array. Amounts are integers in minor units (¥3,980 is 3980, $39.80 is 3980).
 
-use super::{parse_instant, progress_bar, text, ChunkReader, ImportOptions, ImportReport, Record};
+use super::{parse_instant, text, ImportOptions, ImportReport, Record};
 use crate::clock::to_millis;
 use crate::domain::parse_currency;
 use crate::render::ItemView;
@@ -148,15 +148,7 @@ impl Group {
 }
 
 pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
-    let format = match opts.format {
-        Some(f) => f,
-        None => super::Format::detect(path)?,
-    };
-    let mut reader = ChunkReader::open(path, format, progress_bar(path, opts.progress)?)?;
-    let mut report = ImportReport {
-        file: path.display().to_string(),
-        ..Default::default()
-    };
+    let (mut reader, mut report) = super::open(path, opts)?;
     let mut seen: HashSet<String> = HashSet::new();
     let mut touched: BTreeSet<String> = BTreeSet::new();
     let mut pending: Option<Group> = None;
