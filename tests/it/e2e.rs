@@ -266,3 +266,84 @@ async fn a_server_that_is_down_gets_the_message_later_with_backoff() {
     let row = &store.outbox_rows().await.unwrap()[0];
     assert_eq!((row.status.as_str(), row.attempts), ("sent", 2));
 }
+
+#[tokio::test]
+async fn a_451_reply_is_retried_with_backoff_and_sent_once_the_server_accepts() {
+    let smtp = SmtpServer::start();
+    smtp.defer_recipient("busy@");
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[customer("C1", "busy@example.jp", "A", "Asia/Tokyo", "{}")],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
+    let mut daemon = shop.daemon(&store).await;
+    let t0 = utc("2026-11-01T02:00:00Z");
+    let r = daemon.run_once(t0).await.unwrap();
+    assert_eq!(
+        (r.delivery.sent, r.delivery.retried, r.delivery.failed),
+        (0, 1, 0)
+    );
+    let row = &store.outbox_rows().await.unwrap()[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("queued", 1));
+    assert!(
+        row.last_error.as_deref().unwrap().contains("451"),
+        "{:?}",
+        row.last_error
+    );
+
+    // Still deferred at the second attempt (after the 1-minute backoff), then accepted.
+    let r = daemon
+        .run_once(t0 + chrono::Duration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(r.delivery.retried, 1);
+    smtp.clear_rules();
+    let r = daemon
+        .run_once(t0 + chrono::Duration::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!(r.delivery.sent, 1);
+    let row = &store.outbox_rows().await.unwrap()[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("sent", 3));
+    assert_eq!(smtp.received().len(), 1);
+}
+
+#[tokio::test]
+async fn transient_failures_give_up_after_the_configured_attempts() {
+    let smtp = SmtpServer::start();
+    smtp.defer_recipient("busy@");
+    let mut shop = shop(&smtp);
+    shop.config.delivery.max_attempts = 2;
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[customer("C1", "busy@example.jp", "A", "Asia/Tokyo", "{}")],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
+    let mut daemon = shop.daemon(&store).await;
+    let t0 = utc("2026-11-01T02:00:00Z");
+    daemon.run_once(t0).await.unwrap();
+    let r = daemon
+        .run_once(t0 + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(r.delivery.failed, 1);
+    let row = &store.outbox_rows().await.unwrap()[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("failed", 2));
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("gave up after 2 attempts"),
+        "{:?}",
+        row.last_error
+    );
+}

@@ -31,22 +31,20 @@ impl Received {
 #[derive(Clone)]
 struct Collect {
     inbox: Arc<Mutex<Vec<Received>>>,
-    reject: Arc<Mutex<Vec<String>>>,
+    reject: Arc<Mutex<Vec<(String, u16)>>>,
     current: Option<Received>,
 }
 
 impl Handler for Collect {
     fn rcpt(&mut self, to: &str) -> Response {
-        if self
-            .reject
-            .lock()
-            .unwrap()
+        let rules = self.reject.lock().unwrap();
+        match rules
             .iter()
-            .any(|r| to.contains(r.as_str()))
+            .find(|(needle, _)| to.contains(needle.as_str()))
         {
-            response::NO_MAILBOX
-        } else {
-            response::OK
+            Some((_, 550)) => response::NO_MAILBOX,
+            Some((_, code)) => Response::custom(*code, "4.7.1 try again later".into()),
+            None => response::OK,
         }
     }
 
@@ -78,7 +76,7 @@ impl Handler for Collect {
 pub struct SmtpServer {
     pub port: u16,
     inbox: Arc<Mutex<Vec<Received>>>,
-    reject: Arc<Mutex<Vec<String>>>,
+    reject: Arc<Mutex<Vec<(String, u16)>>>,
 }
 
 impl SmtpServer {
@@ -115,7 +113,17 @@ impl SmtpServer {
 
     /// Answers `550` to RCPT for addresses containing `needle`.
     pub fn reject_recipient(&self, needle: &str) {
-        self.reject.lock().unwrap().push(needle.to_string());
+        self.reject.lock().unwrap().push((needle.to_string(), 550));
+    }
+
+    /// Answers `451` (try again later) to RCPT for addresses containing `needle`.
+    pub fn defer_recipient(&self, needle: &str) {
+        self.reject.lock().unwrap().push((needle.to_string(), 451));
+    }
+
+    /// Accepts everyone again.
+    pub fn clear_rules(&self) {
+        self.reject.lock().unwrap().clear();
     }
 }
 
