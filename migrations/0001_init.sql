@@ -21,24 +21,23 @@ CREATE TABLE customers (
 );
 CREATE INDEX customers_email ON customers (email);
 
--- Orders, keyed by the shop's own id. An order's position among its customer's orders (for
+-- Orders, keyed by the shop's own id. `seq` is the order of arrival: the engine reads new
+-- orders after a cursor (settings.order_cursor) instead of marking each one, so an order is
+-- written once. SQLite assigns INTEGER PRIMARY KEY values as max + 1 and has one writer at a
+-- time, so seq order is commit order. An order's position among its customer's orders (for
 -- first_order / nth_order) is counted when the engine first sees it, over orders_customer.
--- `processed_at` is set once the engine has looked at the order for triggers and goals.
 CREATE TABLE orders (
-    id TEXT PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     customer_id TEXT NOT NULL REFERENCES customers (id),
     placed_at BIGINT NOT NULL,
     total BIGINT NOT NULL,
     currency TEXT NOT NULL,
-    items TEXT NOT NULL DEFAULT '[]',
-    processed_at BIGINT
+    items TEXT NOT NULL DEFAULT '[]'
 );
 -- Covers the per-customer aggregates (count, sum, first/last, latest currency, position), so
 -- refreshing them never reads the table.
 CREATE INDEX orders_customer ON orders (customer_id, placed_at, id, total, currency);
--- Partial index: the tick only ever scans orders it has not looked at yet, in (placed_at, id)
--- order; the index covers the whole ORDER BY so a page needs no sort.
-CREATE INDEX orders_unprocessed ON orders (placed_at, id) WHERE processed_at IS NULL;
 
 -- One row per customer per pass through a scenario. The unique key is what makes a
 -- trigger that is seen twice (two ticks, a re-import, a double click) enroll once:
@@ -102,3 +101,5 @@ CREATE TABLE settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- The last order seq the engine has looked at for triggers and goals.
+INSERT INTO settings (key, value) VALUES ('order_cursor', '0');

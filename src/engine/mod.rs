@@ -140,11 +140,14 @@ impl Engine {
     async fn process_orders(&self, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
         let now_ms = to_millis(now);
         let lookback_start = to_millis(now - self.settings.trigger_lookback);
+        let mut cursor = self.store.order_cursor().await?;
         loop {
-            let orders = self.store.unprocessed_orders(now_ms, PAGE).await?;
-            if orders.is_empty() {
+            let mut orders = self.store.orders_after(cursor, PAGE).await?;
+            let Some(last) = orders.iter().map(|o| o.seq).max() else {
                 return Ok(());
-            }
+            };
+            // A page is planned in time order; pages follow the order of arrival.
+            orders.sort_by(|a, b| (a.placed_at, &a.id).cmp(&(b.placed_at, &b.id)));
             let ids = distinct(orders.iter().map(|o| o.customer_id.clone()));
             let existing = self.store.enrollments_for_customers(&ids).await?;
             // Customers and full orders (with items) are loaded only when some condition
@@ -172,21 +175,24 @@ impl Engine {
                 lookback_start,
                 &mut judge,
             );
-            let order_ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
-            let created = self
+            match self
                 .store
-                .apply_order_batch(&plan.enrollments, &plan.goals, &order_ids, now_ms)
-                .await?;
-            report.orders_seen += orders.len() as u64;
-            report.enrolled += created;
-            report.goals_reached += plan.goals.len() as u64
-                + plan
-                    .enrollments
-                    .iter()
-                    .filter(|e| e.goal_reached_at.is_some())
-                    .count() as u64;
-            if (orders.len() as i64) < PAGE {
-                return Ok(());
+                .apply_order_batch(&plan.enrollments, &plan.goals, (cursor, last), now_ms)
+                .await?
+            {
+                Some(created) => {
+                    report.orders_seen += orders.len() as u64;
+                    report.enrolled += created;
+                    report.goals_reached += plan.goals.len() as u64
+                        + plan
+                            .enrollments
+                            .iter()
+                            .filter(|e| e.goal_reached_at.is_some())
+                            .count() as u64;
+                    cursor = last;
+                }
+                // An overlapping tick took this page; carry on from where it got to.
+                None => cursor = self.store.order_cursor().await?,
             }
         }
     }

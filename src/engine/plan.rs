@@ -213,6 +213,7 @@ mod tests {
     fn order(id: &str, customer: &str, at: i64, nth: i64, total: i64) -> OrderEvent {
         // The test judge reads the audience off the zone field: "big" orders are in it.
         OrderEvent {
+            seq: 0,
             id: id.into(),
             customer_id: customer.into(),
             placed_at: at,

@@ -172,7 +172,7 @@ pub(super) async fn existing_ids(
     if ids.is_empty() {
         return Ok(HashSet::new());
     }
-    // One JSON row instead of one row per id: see `Store::unprocessed_orders`.
+    // One JSON row instead of one row per id: see `Store::orders_after`.
     let mut qb = QueryBuilder::<Db>::new(format!(
         "SELECT COALESCE(json_group_array(id), '[]') FROM {table} WHERE id IN "
     ));

@@ -87,7 +87,7 @@ impl Store {
     pub async fn enrollments_for_customers(&self, ids: &[String]) -> Result<Vec<EnrollmentLite>> {
         let mut out = Vec::new();
         for chunk in ids.chunks(5000) {
-            // One JSON row per chunk, for the same reason as `unprocessed_orders`.
+            // One JSON row per chunk, for the same reason as `orders_after`.
             let mut qb = QueryBuilder::<Db>::new(
                 "SELECT COALESCE(json_group_array(json_array(id, scenario_id, customer_id, order_id, state, \
                  triggered_at, goal_deadline, goal_reached_at)), '[]') FROM enrollments WHERE customer_id IN ",
@@ -119,15 +119,17 @@ impl Store {
         Ok(out)
     }
 
-    /// Records what a batch of new orders did, in one transaction: new enrollments (a
-    /// duplicate trigger is ignored by the unique key), goals reached, orders marked seen.
+    /// Records what a page of new orders did, in one transaction: new enrollments (a
+    /// duplicate trigger is ignored by the unique key), goals reached, and the order cursor
+    /// moved from `cursor.0` to `cursor.1`. Returns how many enrollments were created, or
+    /// `None` if another tick had already moved the cursor (nothing is written then).
     pub async fn apply_order_batch(
         &self,
         new: &[NewEnrollment],
         goals: &[GoalHit],
-        order_ids: &[String],
+        cursor: (i64, i64),
         now: i64,
-    ) -> Result<u64> {
+    ) -> Result<Option<u64>> {
         let mut tx = self.pool.begin().await?;
         let mut created = 0;
         for chunk in new.chunks(1000) {
@@ -163,15 +165,21 @@ impl Store {
             );
             qb.build().execute(&mut *tx).await?;
         }
-        for chunk in order_ids.chunks(10_000) {
-            let mut qb = QueryBuilder::<Db>::new("UPDATE orders SET processed_at = ");
-            qb.push_bind(now);
-            qb.push(" WHERE processed_at IS NULL AND id IN ");
-            push_in_list(&mut qb, chunk);
-            qb.build().execute(&mut *tx).await?;
+        // Moving the cursor is a compare-and-set: if an overlapping tick handled this page
+        // first, everything above is rolled back and the page counts as done.
+        let moved =
+            sqlx::query("UPDATE settings SET value = $1 WHERE key = 'order_cursor' AND value = $2")
+                .bind(cursor.1.to_string())
+                .bind(cursor.0.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if moved == 0 {
+            tx.rollback().await?;
+            return Ok(None);
         }
         tx.commit().await?;
-        Ok(created)
+        Ok(Some(created))
     }
 
     /// Inserts one enrollment (a manual trigger). Returns its id and whether it is new; a

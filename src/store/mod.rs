@@ -116,7 +116,7 @@ pub(crate) fn push_in_list<'a>(qb: &mut QueryBuilder<'a, Db>, ids: &'a [String])
     sep.push_unseparated(")");
 }
 
-/// Decodes a page that a query returned as one JSON array (see `unprocessed_orders`).
+/// Decodes a page that a query returned as one JSON array (see `Store::orders_after`).
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| StoreError::Decode(e.to_string()))
 }

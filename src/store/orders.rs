@@ -20,6 +20,8 @@ pub struct OrderRow {
 /// What the tick's scan needs of a new order: no items, and the customer's zone joined in.
 #[derive(Debug, Clone, FromRow, PartialEq)]
 pub struct OrderEvent {
+    /// Order of arrival.
+    pub seq: i64,
     pub id: String,
     pub customer_id: String,
     pub placed_at: i64,
@@ -121,36 +123,48 @@ impl Store {
         Ok(out)
     }
 
-    /// Orders placed by `now` that the engine has not looked at yet, oldest first, each with
-    /// its position among its customer's orders (`nth`). Shaped for speed: the partial index
-    /// (placed_at, id) covers WHERE and ORDER BY, the row-value comparison lets `nth` be one
-    /// range count over orders_customer, and the heavy columns (items) are left out.
-    pub async fn unprocessed_orders(&self, now: i64, limit: i64) -> Result<Vec<OrderEvent>> {
-        // The page comes back as one JSON row: sqlx's SQLite driver hands rows over from its
-        // worker thread one at a time, which costs more than the query itself at this volume.
+    /// Orders that arrived after `cursor`, in order of arrival, each with its position among
+    /// its customer's orders (`nth`). Shaped for speed: a rowid range, a row-value comparison
+    /// that makes `nth` one range count over orders_customer, no heavy columns (items), and
+    /// the page returned as one JSON row (sqlx's SQLite driver hands rows over from its worker
+    /// thread one at a time, which costs more than the query itself at this volume).
+    pub async fn orders_after(&self, cursor: i64, limit: i64) -> Result<Vec<OrderEvent>> {
         let (json,): (String,) = sqlx::query_as(
-            "SELECT COALESCE(json_group_array(json_array(id, customer_id, placed_at, nth, timezone)), '[]') FROM \
-             (SELECT o.id, o.customer_id, o.placed_at, c.timezone, \
+            "SELECT COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, nth, timezone)), '[]') FROM \
+             (SELECT o.seq, o.id, o.customer_id, o.placed_at, c.timezone, \
              (SELECT COUNT(*) FROM orders o2 WHERE o2.customer_id = o.customer_id \
              AND (o2.placed_at, o2.id) <= (o.placed_at, o.id)) AS nth FROM orders o \
              JOIN customers c ON c.id = o.customer_id \
-             WHERE o.processed_at IS NULL AND o.placed_at <= $1 ORDER BY o.placed_at, o.id LIMIT $2)",
+             WHERE o.seq > $1 ORDER BY o.seq LIMIT $2)",
         )
-        .bind(now)
+        .bind(cursor)
         .bind(limit)
         .fetch_one(&self.pool)
         .await?;
-        let rows: Vec<(String, String, i64, i64, Option<String>)> = super::from_json(&json)?;
+        type Row = (i64, String, String, i64, i64, Option<String>);
+        let rows: Vec<Row> = super::from_json(&json)?;
         Ok(rows
             .into_iter()
-            .map(|(id, customer_id, placed_at, nth, timezone)| OrderEvent {
-                id,
-                customer_id,
-                placed_at,
-                nth,
-                timezone,
-            })
+            .map(
+                |(seq, id, customer_id, placed_at, nth, timezone)| OrderEvent {
+                    seq,
+                    id,
+                    customer_id,
+                    placed_at,
+                    nth,
+                    timezone,
+                },
+            )
             .collect())
+    }
+
+    /// The last order seq the engine has looked at.
+    pub async fn order_cursor(&self) -> Result<i64> {
+        Ok(self
+            .setting("order_cursor")
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
     }
 
     pub async fn order(&self, id: &str) -> Result<Option<OrderRow>> {
