@@ -147,18 +147,53 @@ impl Group {
     }
 }
 
+/// What the reading thread hands over: a chunk of parsed rows, or the end with the lines that
+/// could not be read at all.
+enum Parsed {
+    Chunk(Vec<Result<OrderLine, (u64, String)>>),
+    End(Vec<super::RowError>),
+}
+
 pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
     let (mut reader, mut report) = super::open(path, opts)?;
+    // Reading and parsing run on a thread of their own while the previous chunk is written:
+    // the import uses both cores.
+    let zone = opts.default_timezone;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Parsed>>(1);
+    tokio::task::spawn_blocking(move || loop {
+        let message = match reader.next_chunk() {
+            Ok(Some(chunk)) => Ok(Parsed::Chunk(
+                chunk
+                    .iter()
+                    .map(|r| parse_order_row(r, zone).map_err(|e| (r.line, e)))
+                    .collect(),
+            )),
+            Ok(None) => Ok(Parsed::End(std::mem::take(&mut reader.unreadable))),
+            Err(e) => Err(e),
+        };
+        let last = !matches!(message, Ok(Parsed::Chunk(_)));
+        if tx.blocking_send(message).is_err() || last {
+            return;
+        }
+    });
     let mut seen: HashSet<String> = HashSet::new();
     let mut touched: BTreeSet<String> = BTreeSet::new();
     let mut pending: Option<Group> = None;
-    while let Some(chunk) = reader.next_chunk()? {
+    let mut unreadable = Vec::new();
+    while let Some(message) = rx.recv().await {
+        let lines = match message? {
+            Parsed::Chunk(lines) => lines,
+            Parsed::End(u) => {
+                unreadable = u;
+                break;
+            }
+        };
         let mut done = Vec::new();
-        for r in &chunk {
-            let l = match parse_order_row(r, opts.default_timezone) {
+        for line in lines {
+            let l = match line {
                 Ok(l) => l,
-                Err(e) => {
-                    report.reject(r.line, e);
+                Err((at, e)) => {
+                    report.reject(at, e);
                     continue;
                 }
             };
@@ -184,7 +219,7 @@ pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Res
     .await?;
     let touched: Vec<String> = touched.into_iter().collect();
     store.refresh_order_aggregates(&touched).await?;
-    report.finish(reader.unreadable);
+    report.finish(unreadable);
     Ok(report)
 }
 
