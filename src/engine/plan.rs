@@ -318,6 +318,21 @@ mod tests {
     }
 
     #[test]
+    fn a_disabled_scenario_enrolls_nobody() {
+        let mut s = scenario("");
+        s.enabled = false;
+        let plan = plan_orders(
+            &[s],
+            &[order("o1", "c1", 10, 1, 5000)],
+            vec![],
+            100,
+            0,
+            &mut Yes,
+        );
+        assert!(plan.enrollments.is_empty());
+    }
+
+    #[test]
     fn orders_older_than_the_lookback_start_nothing() {
         let s = [scenario("")];
         let plan = plan_orders(

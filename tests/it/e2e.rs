@@ -347,3 +347,59 @@ async fn transient_failures_give_up_after_the_configured_attempts() {
         row.last_error
     );
 }
+
+#[tokio::test]
+async fn a_message_whose_sender_died_mid_send_becomes_unknown_and_is_not_sent_again() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[customer("C1", "a@example.jp", "A", "Asia/Tokyo", "{}")],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
+    let mut daemon = shop.daemon(&store).await;
+    let t0 = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(t0).await.unwrap();
+    // A deliverer claims the message and dies before recording the outcome.
+    let ms = t0.timestamp_millis();
+    let claimed = store
+        .claim_ready("dead-worker", ms, ms + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    // While the lease runs, nobody touches it; once it has expired, it is flagged, not re-sent.
+    let r = daemon
+        .run_once(t0 + chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!((r.delivery.claimed, r.delivery.unknown), (0, 0));
+    let r = daemon
+        .run_once(t0 + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!((r.delivery.claimed, r.delivery.unknown), (0, 1));
+    let row = &store.outbox_rows().await.unwrap()[0];
+    assert_eq!(row.status, "unknown");
+    assert!(row
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("may or may not have been delivered"));
+    daemon
+        .run_once(t0 + chrono::Duration::hours(5))
+        .await
+        .unwrap();
+    assert!(
+        smtp.received().is_empty(),
+        "an unknown message is never re-sent silently"
+    );
+    assert_eq!(
+        store.scenario_status().await.unwrap()["first-purchase"].unknown,
+        1
+    );
+}
