@@ -54,6 +54,13 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     .await?;
     bar.finish_and_clear();
     super::status::print_status(&store, args.format).await?;
+    if args.format == OutputFormat::Table {
+        use crate::clock::Clock;
+        println!(
+            "{}",
+            super::status::flow_line(&store.flow_status().await?, clock.now())
+        );
+    }
     let report = DemoReport {
         customers: shop.customers.len(),
         orders: shop.orders.len(),

@@ -2,7 +2,9 @@
 
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
-use crate::store::{ScenarioStatus, Store};
+use crate::clock::{from_millis, Clock, SystemClock};
+use crate::store::{FlowStatus, ScenarioStatus, Store};
+use chrono::{DateTime, Utc};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -27,6 +29,12 @@ pub const HEADERS: &[&str] = &[
 pub async fn run(app: &App, args: &StatusArgs) -> anyhow::Result<u8> {
     let store = app.store().await?;
     print_status(&store, args.format).await?;
+    if args.format == OutputFormat::Table {
+        println!(
+            "{}",
+            flow_line(&store.flow_status().await?, SystemClock.now())
+        );
+    }
     store.close().await;
     Ok(exit::OK)
 }
@@ -51,4 +59,58 @@ pub async fn print_status(store: &Store, format: OutputFormat) -> anyhow::Result
         })
         .collect();
     print_rows(format, HEADERS, &rows, &serde_json::to_value(&status)?)
+}
+
+/// One line for people: is mail flowing?
+pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>) -> String {
+    let ago = |ms: i64| {
+        let mins = (now - from_millis(ms)).num_minutes();
+        match mins {
+            m if m < 1 => "just now".to_string(),
+            m if m < 120 => format!("{m} min ago"),
+            m if m < 48 * 60 => format!("{} h ago", m / 60),
+            m => format!("{} days ago", m / (24 * 60)),
+        }
+    };
+    let sent = f
+        .last_sent_at
+        .map(|t| format!("last sent {}", ago(t)))
+        .unwrap_or_else(|| "nothing sent yet".into());
+    let waiting = match f.oldest_queued_at {
+        Some(t) => format!("{} waiting, the oldest due {}", f.queued, ago(t)),
+        None => "nothing waiting".into(),
+    };
+    let doubt = if f.unknown > 0 {
+        format!(
+            "; {} unknown (the sender stopped mid-send: check before re-sending)",
+            f.unknown
+        )
+    } else {
+        String::new()
+    };
+    format!("mail: {sent}; {waiting}{doubt}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flow_line_says_whether_mail_is_flowing() {
+        let now = from_millis(10 * 3_600_000);
+        let f = FlowStatus {
+            last_sent_at: Some(now.timestamp_millis() - 5 * 60_000),
+            oldest_queued_at: Some(now.timestamp_millis() - 3 * 3_600_000),
+            queued: 12,
+            unknown: 1,
+        };
+        assert_eq!(
+            flow_line(&f, now),
+            "mail: last sent 5 min ago; 12 waiting, the oldest due 3 h ago; 1 unknown (the sender stopped mid-send: check before re-sending)"
+        );
+        assert_eq!(
+            flow_line(&FlowStatus::default(), now),
+            "mail: nothing sent yet; nothing waiting"
+        );
+    }
 }

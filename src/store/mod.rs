@@ -14,7 +14,7 @@ pub use enrollments::{
 };
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus};
-pub use status::ScenarioStatus;
+pub use status::{FlowStatus, ScenarioStatus};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};

@@ -59,3 +59,37 @@ impl Store {
         Ok(out)
     }
 }
+
+/// Whether mail is flowing: the last send, the oldest message still waiting, and how many
+/// messages are in doubt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FlowStatus {
+    pub last_sent_at: Option<i64>,
+    pub oldest_queued_at: Option<i64>,
+    pub queued: i64,
+    pub unknown: i64,
+}
+
+impl Store {
+    pub async fn flow_status(&self) -> Result<FlowStatus> {
+        let (last_sent_at,): (Option<i64>,) =
+            sqlx::query_as("SELECT MAX(sent_at) FROM outbox WHERE status = 'sent'")
+                .fetch_one(&self.pool)
+                .await?;
+        let (oldest_queued_at, queued): (Option<i64>, i64) = sqlx::query_as(
+            "SELECT MIN(due_at), COUNT(*) FROM outbox WHERE status IN ('queued', 'sending')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let (unknown,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE status = 'unknown'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(FlowStatus {
+            last_sent_at,
+            oldest_queued_at,
+            queued,
+            unknown,
+        })
+    }
+}

@@ -205,6 +205,14 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
         .unwrap()
         .count();
     assert_eq!(emls, 1, "one .eml in ./outbox");
+    let o = rebuy(dir.path(), &["status"]);
+    assert!(
+        text(&o)
+            .0
+            .contains("mail: last sent just now; nothing waiting"),
+        "{:?}",
+        text(&o)
+    );
     let o = rebuy(dir.path(), &["status", "--format", "csv"]);
     assert!(text(&o).0.starts_with(
         "scenario,enrolled,active,completed,reached goal,queued,sent,failed,skipped,unknown\n"
