@@ -142,7 +142,10 @@ impl Engine {
         let lookback_start = to_millis(now - self.settings.trigger_lookback);
         let mut cursor = self.store.order_cursor().await?;
         loop {
-            let mut orders = self.store.orders_after(cursor, PAGE).await?;
+            let mut orders = self
+                .store
+                .orders_after(cursor, PAGE, self.nth_cap())
+                .await?;
             let Some(last) = orders.iter().map(|o| o.seq).max() else {
                 return Ok(());
             };
@@ -195,6 +198,24 @@ impl Engine {
                 None => cursor = self.store.order_cursor().await?,
             }
         }
+    }
+
+    /// How far an order's position needs counting: up to the largest `nth_order` in use, or
+    /// exactly when a condition may read `customer.orders_count`.
+    fn nth_cap(&self) -> Option<i64> {
+        if self.needs_context() {
+            return None;
+        }
+        let cap = self
+            .scenarios
+            .iter()
+            .filter(|s| s.enabled)
+            .map(|s| match s.trigger {
+                Trigger::FirstOrder => 1,
+                Trigger::NthOrder(n) => i64::from(n),
+                Trigger::OrderPlaced | Trigger::Manual => 0,
+            });
+        Some(cap.max().unwrap_or(0))
     }
 
     /// Whether any audience or goal condition needs customers and orders in full.

@@ -128,17 +128,26 @@ impl Store {
     /// that makes `nth` one range count over orders_customer, no heavy columns (items), and
     /// the page returned as one JSON row (sqlx's SQLite driver hands rows over from its worker
     /// thread one at a time, which costs more than the query itself at this volume).
-    pub async fn orders_after(&self, cursor: i64, limit: i64) -> Result<Vec<OrderEvent>> {
+    ///
+    /// `nth_cap` stops counting there: when the engine only needs to know whether an order is
+    /// a customer's first (or N-th), counting further is wasted; `None` counts exactly.
+    pub async fn orders_after(
+        &self,
+        cursor: i64,
+        limit: i64,
+        nth_cap: Option<i64>,
+    ) -> Result<Vec<OrderEvent>> {
         let (json,): (String,) = sqlx::query_as(
             "SELECT COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, nth, timezone)), '[]') FROM \
              (SELECT o.seq, o.id, o.customer_id, o.placed_at, c.timezone, \
-             (SELECT COUNT(*) FROM orders o2 WHERE o2.customer_id = o.customer_id \
-             AND (o2.placed_at, o2.id) <= (o.placed_at, o.id)) AS nth FROM orders o \
+             (SELECT COUNT(*) FROM (SELECT 1 FROM orders o2 WHERE o2.customer_id = o.customer_id \
+             AND (o2.placed_at, o2.id) <= (o.placed_at, o.id) LIMIT $3) AS earlier) AS nth FROM orders o \
              JOIN customers c ON c.id = o.customer_id \
              WHERE o.seq > $1 ORDER BY o.seq LIMIT $2)",
         )
         .bind(cursor)
         .bind(limit)
+        .bind(nth_cap.map(|c| c + 1).unwrap_or(i64::MAX))
         .fetch_one(&self.pool)
         .await?;
         type Row = (i64, String, String, i64, i64, Option<String>);

@@ -87,7 +87,14 @@ async fn orders_group_their_item_rows_and_customers_get_their_aggregates() {
         "a local time is in the default zone (Tokyo)"
     );
 
-    let seen = store.orders_after(0, 10).await.unwrap();
+    let capped = store.orders_after(0, 10, Some(1)).await.unwrap();
+    let first: Vec<bool> = capped.iter().map(|o| o.nth == 1).collect();
+    assert_eq!(
+        first,
+        [true, true, false],
+        "a capped count still tells a first order from a later one"
+    );
+    let seen = store.orders_after(0, 10, None).await.unwrap();
     let nth: Vec<(&str, i64)> = seen.iter().map(|o| (o.id.as_str(), o.nth)).collect();
     assert_eq!(
         nth,
