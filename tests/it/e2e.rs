@@ -24,6 +24,18 @@ steps:
 const THANKS_HTML: &str = "<p>{{ customer.name }}様</p><p>{{ customer.attributes.nickname | default(\"\") }}</p><p>合計 {{ order.total | money }}</p><a href=\"{{ unsubscribe_url }}\">配信停止</a>";
 const THANKS_TXT: &str = "{{ customer.name }}様\n{{ customer.attributes.nickname | default(\"\") }}\n合計 {{ order.total | money }}\n{{ order.placed_at | date('%Y年%m月%d日') }}\n";
 
+/// A shop with one customer `C1` at `email` who placed order `O1` at 01:00Z on Nov 1.
+async fn one_order(shop: &TestShop, email: &str) -> (rebuy::store::Store, rebuy::daemon::Daemon) {
+    let store = shop.store().await;
+    store
+        .upsert_customers(&[customer("C1", email, "A", "Asia/Tokyo", "{}")], 0)
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
+    let daemon = shop.daemon(&store).await;
+    (store, daemon)
+}
+
 fn shop(smtp: &SmtpServer) -> TestShop {
     TestShop::new(
         &[("first.yaml", FIRST), ("support.yaml", SUPPORT)],
@@ -231,16 +243,7 @@ async fn a_server_that_is_down_gets_the_message_later_with_backoff() {
     let smtp = SmtpServer::start();
     let mut shop = shop(&smtp);
     shop.config.delivery.smtp.port = port; // nothing listens here yet
-    let store = shop.store().await;
-    store
-        .upsert_customers(
-            &[customer("C1", "a@example.jp", "A", "Asia/Tokyo", "{}")],
-            0,
-        )
-        .await
-        .unwrap();
-    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
-    let mut daemon = shop.daemon(&store).await;
+    let (store, mut daemon) = one_order(&shop, "a@example.jp").await;
     let t0 = utc("2026-11-01T02:00:00Z");
     let r = daemon.run_once(t0).await.unwrap();
     assert_eq!((r.delivery.sent, r.delivery.retried), (0, 1));
@@ -272,16 +275,7 @@ async fn a_451_reply_is_retried_with_backoff_and_sent_once_the_server_accepts() 
     let smtp = SmtpServer::start();
     smtp.defer_recipient("busy@");
     let shop = shop(&smtp);
-    let store = shop.store().await;
-    store
-        .upsert_customers(
-            &[customer("C1", "busy@example.jp", "A", "Asia/Tokyo", "{}")],
-            0,
-        )
-        .await
-        .unwrap();
-    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
-    let mut daemon = shop.daemon(&store).await;
+    let (store, mut daemon) = one_order(&shop, "busy@example.jp").await;
     let t0 = utc("2026-11-01T02:00:00Z");
     let r = daemon.run_once(t0).await.unwrap();
     assert_eq!(
@@ -319,16 +313,7 @@ async fn transient_failures_give_up_after_the_configured_attempts() {
     smtp.defer_recipient("busy@");
     let mut shop = shop(&smtp);
     shop.config.delivery.max_attempts = 2;
-    let store = shop.store().await;
-    store
-        .upsert_customers(
-            &[customer("C1", "busy@example.jp", "A", "Asia/Tokyo", "{}")],
-            0,
-        )
-        .await
-        .unwrap();
-    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
-    let mut daemon = shop.daemon(&store).await;
+    let (store, mut daemon) = one_order(&shop, "busy@example.jp").await;
     let t0 = utc("2026-11-01T02:00:00Z");
     daemon.run_once(t0).await.unwrap();
     let r = daemon
@@ -352,16 +337,7 @@ async fn transient_failures_give_up_after_the_configured_attempts() {
 async fn a_message_whose_sender_died_mid_send_becomes_unknown_and_is_not_sent_again() {
     let smtp = SmtpServer::start();
     let shop = shop(&smtp);
-    let store = shop.store().await;
-    store
-        .upsert_customers(
-            &[customer("C1", "a@example.jp", "A", "Asia/Tokyo", "{}")],
-            0,
-        )
-        .await
-        .unwrap();
-    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
-    let mut daemon = shop.daemon(&store).await;
+    let (store, mut daemon) = one_order(&shop, "a@example.jp").await;
     let t0 = utc("2026-11-01T02:00:00Z");
     daemon.engine.tick(t0).await.unwrap();
     // A deliverer claims the message and dies before recording the outcome.
