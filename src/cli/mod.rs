@@ -34,7 +34,10 @@ pub mod exit {
 #[command(
     name = "rebuy",
     version,
-    about = "An automation engine for repeat purchases: YAML scenarios, a daemon, and mail that is sent once."
+    about = "An automation engine for repeat purchases: YAML scenarios, a daemon, and mail that is sent once.",
+    after_help = "Exit codes: 0 it worked; 1 the input has problems (check found some, rows were rejected, \
+                  an unknown customer/scenario/step, run refused invalid scenarios); 2 usage error; \
+                  3 a failure at run time (database, files, mail server)."
 )]
 pub struct Cli {
     /// Configuration file. Without it, ./rebuy.yaml is used if present, else built-in defaults.

@@ -55,6 +55,11 @@ fn every_command_has_help() {
             "{cmd:?}: {out}"
         );
     }
+    let (help, _) = text(&rebuy(dir.path(), &["--help"]));
+    assert!(
+        help.contains("Exit codes: 0 it worked; 1 the input has problems"),
+        "{help}"
+    );
     let o = rebuy(dir.path(), &["trigger"]);
     assert_eq!(o.status.code(), Some(2), "a usage error exits 2");
 }
