@@ -154,13 +154,6 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-
-    pub async fn count_customers(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM customers")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n)
-    }
 }
 
 /// The ids among `ids` that exist in `table` (a constant name, never user input).

@@ -58,19 +58,6 @@ pub struct DueEnrollment {
     pub triggered_at: i64,
 }
 
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
-pub struct EnrollmentRow {
-    pub id: i64,
-    pub scenario_id: String,
-    pub customer_id: String,
-    pub trigger_key: String,
-    pub state: String,
-    pub next_step: i64,
-    pub next_due_at: Option<i64>,
-    pub triggered_at: i64,
-    pub goal_reached_at: Option<i64>,
-}
-
 /// Moves an enrollment past `expected_step`, recording what the step produced.
 #[derive(Debug, Clone)]
 pub struct StepAdvance {
@@ -272,16 +259,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-
-    pub async fn enrollment(&self, id: i64) -> Result<Option<EnrollmentRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, scenario_id, customer_id, trigger_key, state, next_step, next_due_at, \
-             triggered_at, goal_reached_at FROM enrollments WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
     }
 }
 

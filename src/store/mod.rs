@@ -9,9 +9,7 @@ mod outbox;
 mod status;
 
 pub use customers::{CustomerRow, NewCustomer};
-pub use enrollments::{
-    DueEnrollment, EnrollmentLite, EnrollmentRow, GoalHit, NewEnrollment, StepAdvance,
-};
+pub use enrollments::{DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, StepAdvance};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus};
 pub use status::{FlowStatus, ScenarioStatus};
@@ -72,10 +70,6 @@ impl Store {
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool })
-    }
-
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
     }
 
     pub async fn close(&self) {

@@ -228,14 +228,4 @@ impl Store {
                 .await?,
         )
     }
-
-    /// A customer's messages, newest first: answers "why did I get this e-mail?".
-    pub async fn outbox_for_customer(&self, customer_id: &str) -> Result<Vec<OutboxRow>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM outbox WHERE customer_id = $1 ORDER BY id DESC"
-        ))
-        .bind(customer_id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
 }
