@@ -25,8 +25,19 @@ use minijinja::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tracing::{info_span, warn, Instrument};
 
-/// Orders and enrollments handled per database round trip.
-const PAGE: i64 = 5000;
+/// Orders and enrollments handled per database round trip and transaction. Larger pages
+/// mean fewer, cheaper commits (SQLite rewrites every page a transaction touched).
+const PAGE: i64 = 50000;
+
+/// How the tick reads new orders. `Auto` (the default) picks by how much of the history is
+/// new; the others exist so that tests and benchmarks can pin one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OrderScan {
+    #[default]
+    Auto,
+    ByArrival,
+    ByCustomer,
+}
 
 /// A request the engine cannot act on because of what was asked (an unknown scenario or
 /// step, a scenario that cannot be started by hand): the caller's input is wrong.
@@ -61,6 +72,7 @@ pub struct Engine {
     renderer: Renderer,
     settings: EngineSettings,
     from_domain: String,
+    order_scan: OrderScan,
 }
 
 /// The outcome of `rebuy trigger`.
@@ -91,7 +103,14 @@ impl Engine {
             renderer,
             settings,
             from_domain,
+            order_scan: OrderScan::Auto,
         }
+    }
+
+    /// Pins how new orders are read (see [`OrderScan`]).
+    pub fn with_order_scan(mut self, scan: OrderScan) -> Self {
+        self.order_scan = scan;
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -137,67 +156,148 @@ impl Engine {
         .await
     }
 
+    /// Reads the orders that arrived since the last tick, enrolls and lets customers reach
+    /// their goals. Small batches are read in order of arrival; when most of the history is
+    /// new (a first start, a bulk import) it is read customer by customer instead, which
+    /// turns a random index lookup per order into one sequential pass.
     async fn process_orders(&self, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
-        let now_ms = to_millis(now);
-        let lookback_start = to_millis(now - self.settings.trigger_lookback);
-        let mut cursor = self.store.order_cursor().await?;
+        let cursor = self.store.order_cursor().await?;
+        let last = self.store.max_order_seq().await?;
+        if last <= cursor {
+            return Ok(());
+        }
+        let by_customer = match self.order_scan {
+            OrderScan::Auto => (last - cursor) * 4 >= last,
+            OrderScan::ByArrival => false,
+            OrderScan::ByCustomer => true,
+        };
+        if by_customer {
+            self.orders_by_customer((cursor, last), now, report).await
+        } else {
+            self.orders_by_arrival(cursor, now, report).await
+        }
+    }
+
+    /// Pages of orders in order of arrival; each page moves the cursor in its own
+    /// transaction.
+    async fn orders_by_arrival(
+        &self,
+        mut cursor: i64,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<()> {
         loop {
-            let mut orders = self
+            let orders = self
                 .store
                 .orders_after(cursor, PAGE, self.nth_cap())
                 .await?;
             let Some(last) = orders.iter().map(|o| o.seq).max() else {
                 return Ok(());
             };
-            // A page is planned in time order; pages follow the order of arrival.
-            orders.sort_by(|a, b| (a.placed_at, &a.id).cmp(&(b.placed_at, &b.id)));
             let ids = distinct(orders.iter().map(|o| o.customer_id.clone()));
             let existing = self.store.enrollments_for_customers(&ids).await?;
-            // Customers and full orders (with items) are loaded only when some condition
-            // needs the message context.
-            let (customers, full) = if self.needs_context() {
-                let order_ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
-                (
-                    self.store.customers_by_ids(&ids).await?,
-                    self.store.orders_by_ids(&order_ids).await?,
-                )
-            } else {
-                Default::default()
-            };
-            let mut judge = ContextJudge {
-                engine: self,
-                customers: &customers,
-                orders: &full,
-                now,
-            };
-            let plan = plan_orders(
-                &self.scenarios,
-                &orders,
-                existing,
-                now_ms,
-                lookback_start,
-                &mut judge,
-            );
-            match self
-                .store
-                .apply_order_batch(&plan.enrollments, &plan.goals, (cursor, last), now_ms)
+            if self
+                .plan_and_apply(orders, existing, Some((cursor, last)), now, report)
                 .await?
             {
-                Some(created) => {
-                    report.orders_seen += orders.len() as u64;
-                    report.enrolled += created;
-                    report.goals_reached += plan.goals.len() as u64
-                        + plan
-                            .enrollments
-                            .iter()
-                            .filter(|e| e.goal_reached_at.is_some())
-                            .count() as u64;
-                    cursor = last;
-                }
+                cursor = last;
+            } else {
                 // An overlapping tick took this page; carry on from where it got to.
-                None => cursor = self.store.order_cursor().await?,
+                cursor = self.store.order_cursor().await?;
             }
         }
+    }
+
+    /// Pages of customers, each with all its orders in `seqs`; the cursor moves once at the
+    /// end. A pass cut short (a crash) is simply done again: unique keys and compare-and-set
+    /// goals make every write idempotent.
+    async fn orders_by_customer(
+        &self,
+        seqs: (i64, i64),
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let mut after = String::new();
+        loop {
+            let upto = self.store.customer_page_end(&after, PAGE).await?;
+            let orders = self
+                .store
+                .new_orders_of_customers(&after, upto.as_deref(), seqs)
+                .await?;
+            if !orders.is_empty() {
+                let existing = self
+                    .store
+                    .enrollments_in_customer_range(&after, upto.as_deref())
+                    .await?;
+                self.plan_and_apply(orders, existing, None, now, report)
+                    .await?;
+            }
+            match upto {
+                Some(upto) => after = upto,
+                None => break,
+            }
+        }
+        self.store.move_order_cursor(seqs.0, seqs.1).await?;
+        Ok(())
+    }
+
+    /// Plans a page of new orders against the customers' enrollments and writes the result
+    /// (moving the cursor if given). Returns false if an overlapping tick moved the cursor
+    /// first, in which case nothing was written.
+    async fn plan_and_apply(
+        &self,
+        mut orders: Vec<OrderEvent>,
+        existing: Vec<crate::store::EnrollmentLite>,
+        cursor: Option<(i64, i64)>,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<bool> {
+        let now_ms = to_millis(now);
+        let lookback_start = to_millis(now - self.settings.trigger_lookback);
+        // A page is planned in time order.
+        orders.sort_by(|a, b| (a.placed_at, &a.id).cmp(&(b.placed_at, &b.id)));
+        // Customers and full orders (with items) are loaded only when some condition needs
+        // the message context.
+        let (customers, full) = if self.needs_context() {
+            let ids = distinct(orders.iter().map(|o| o.customer_id.clone()));
+            let order_ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
+            (
+                self.store.customers_by_ids(&ids).await?,
+                self.store.orders_by_ids(&order_ids).await?,
+            )
+        } else {
+            Default::default()
+        };
+        let mut judge = ContextJudge {
+            engine: self,
+            customers: &customers,
+            orders: &full,
+            now,
+        };
+        let plan = plan_orders(
+            &self.scenarios,
+            &orders,
+            existing,
+            now_ms,
+            lookback_start,
+            &mut judge,
+        );
+        let Some(created) = self
+            .store
+            .apply_order_batch(&plan.enrollments, &plan.goals, cursor, now_ms)
+            .await?
+        else {
+            return Ok(false);
+        };
+        report.orders_seen += orders.len() as u64;
+        report.enrolled += created;
+        report.goals_reached += plan.goals.len() as u64
+            + plan
+                .enrollments
+                .iter()
+                .filter(|e| e.goal_reached_at.is_some())
+                .count() as u64;
+        Ok(true)
     }
 
     /// How far an order's position needs counting: up to the largest `nth_order` in use, or

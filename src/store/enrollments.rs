@@ -75,46 +75,51 @@ impl Store {
         let mut out = Vec::new();
         for chunk in ids.chunks(5000) {
             // One JSON row per chunk, for the same reason as `orders_after`.
-            let mut qb = QueryBuilder::<Db>::new(
-                "SELECT COALESCE(json_group_array(json_array(id, scenario_id, customer_id, order_id, state, \
-                 triggered_at, goal_deadline, goal_reached_at)), '[]') FROM enrollments WHERE customer_id IN ",
-            );
+            let mut qb = QueryBuilder::<Db>::new(format!("{LITE_JSON} WHERE customer_id IN "));
             push_in_list(&mut qb, chunk);
             let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;
-            type Row = (
-                i64,
-                String,
-                String,
-                Option<String>,
-                String,
-                i64,
-                Option<i64>,
-                Option<i64>,
-            );
-            let rows: Vec<Row> = super::from_json(&json)?;
-            out.extend(rows.into_iter().map(|r| EnrollmentLite {
-                id: r.0,
-                scenario_id: r.1,
-                customer_id: r.2,
-                order_id: r.3,
-                state: r.4,
-                triggered_at: r.5,
-                goal_deadline: r.6,
-                goal_reached_at: r.7,
-            }));
+            out.extend(lite_rows(&json)?);
         }
         Ok(out)
     }
 
+    /// All enrollments of the customers in the id range (`after`, `upto`]: the companion of
+    /// `new_orders_of_customers`, a range scan instead of a lookup per customer.
+    pub async fn enrollments_in_customer_range(
+        &self,
+        after: &str,
+        upto: Option<&str>,
+    ) -> Result<Vec<EnrollmentLite>> {
+        let json: (String,) = match upto {
+            Some(upto) => {
+                sqlx::query_as(&format!(
+                    "{LITE_JSON} WHERE customer_id > $1 AND customer_id <= $2"
+                ))
+                .bind(after)
+                .bind(upto)
+                .fetch_one(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(&format!("{LITE_JSON} WHERE customer_id > $1"))
+                    .bind(after)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+        };
+        lite_rows(&json.0)
+    }
+
     /// Records what a page of new orders did, in one transaction: new enrollments (a
-    /// duplicate trigger is ignored by the unique key), goals reached, and the order cursor
-    /// moved from `cursor.0` to `cursor.1`. Returns how many enrollments were created, or
-    /// `None` if another tick had already moved the cursor (nothing is written then).
+    /// duplicate trigger is ignored by the unique key), goals reached, and, if given, the
+    /// order cursor moved from `cursor.0` to `cursor.1`. Returns how many enrollments were
+    /// created, or `None` if another tick had already moved the cursor (nothing is written
+    /// then).
     pub async fn apply_order_batch(
         &self,
         new: &[NewEnrollment],
         goals: &[GoalHit],
-        cursor: (i64, i64),
+        cursor: Option<(i64, i64)>,
         now: i64,
     ) -> Result<Option<u64>> {
         let mut tx = self.pool.begin().await?;
@@ -154,19 +159,23 @@ impl Store {
         }
         // Moving the cursor is a compare-and-set: if an overlapping tick handled this page
         // first, everything above is rolled back and the page counts as done.
-        let moved =
-            sqlx::query("UPDATE settings SET value = $1 WHERE key = 'order_cursor' AND value = $2")
-                .bind(cursor.1.to_string())
-                .bind(cursor.0.to_string())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        if moved == 0 {
-            tx.rollback().await?;
-            return Ok(None);
+        if let Some((from, to)) = cursor {
+            if !move_cursor(&mut tx, from, to).await? {
+                tx.rollback().await?;
+                return Ok(None);
+            }
         }
         tx.commit().await?;
         Ok(Some(created))
+    }
+
+    /// Moves the order cursor from `from` to `to` unless another tick moved it first; says
+    /// whether it moved.
+    pub async fn move_order_cursor(&self, from: i64, to: i64) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let moved = move_cursor(&mut tx, from, to).await?;
+        tx.commit().await?;
+        Ok(moved)
     }
 
     /// Inserts one enrollment (a manual trigger). Returns its id and whether it is new; a
@@ -280,4 +289,47 @@ fn push_enrollment<'a>(
         .push_bind(e.goal_reached_at)
         .push_bind(&e.goal_order_id)
         .push_bind(e.ended_at);
+}
+
+/// Selects enrollments as one JSON row (see `orders_after` for why); add a WHERE clause.
+const LITE_JSON: &str =
+    "SELECT COALESCE(json_group_array(json_array(id, scenario_id, customer_id, order_id, state, \
+     triggered_at, goal_deadline, goal_reached_at)), '[]') FROM enrollments";
+
+fn lite_rows(json: &str) -> Result<Vec<EnrollmentLite>> {
+    type Row = (
+        i64,
+        String,
+        String,
+        Option<String>,
+        String,
+        i64,
+        Option<i64>,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = super::from_json(json)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| EnrollmentLite {
+            id: r.0,
+            scenario_id: r.1,
+            customer_id: r.2,
+            order_id: r.3,
+            state: r.4,
+            triggered_at: r.5,
+            goal_deadline: r.6,
+            goal_reached_at: r.7,
+        })
+        .collect())
+}
+
+async fn move_cursor(tx: &mut sqlx::Transaction<'_, Db>, from: i64, to: i64) -> Result<bool> {
+    let moved =
+        sqlx::query("UPDATE settings SET value = $1 WHERE key = 'order_cursor' AND value = $2")
+            .bind(to.to_string())
+            .bind(from.to_string())
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+    Ok(moved == 1)
 }

@@ -150,21 +150,58 @@ impl Store {
         .bind(nth_cap.map(|c| c + 1).unwrap_or(i64::MAX))
         .fetch_one(&self.pool)
         .await?;
-        type Row = (i64, String, String, i64, i64, Option<String>);
-        let rows: Vec<Row> = super::from_json(&json)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(seq, id, customer_id, placed_at, nth, timezone)| OrderEvent {
-                    seq,
-                    id,
-                    customer_id,
-                    placed_at,
-                    nth,
-                    timezone,
-                },
-            )
-            .collect())
+        order_events(&json)
+    }
+
+    /// The highest order seq, 0 when there are no orders.
+    pub async fn max_order_seq(&self) -> Result<i64> {
+        let (n,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM orders")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// The customer id that ends a page of about `page` orders after customer `after`, or
+    /// `None` when the rest fits in one page.
+    pub async fn customer_page_end(&self, after: &str, page: i64) -> Result<Option<String>> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT customer_id FROM orders WHERE customer_id > $1 ORDER BY customer_id LIMIT 1 OFFSET $2",
+        )
+        .bind(after)
+        .bind(page - 1)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(id,)| id))
+    }
+
+    /// The orders with a seq in `seqs` (exclusive, inclusive] of the customers in the id range
+    /// (`after`, `upto`], each with its exact position among its customer's orders. One pass
+    /// over orders_customer in customer order: when most orders are new (a first start on a
+    /// full history), this avoids a random index lookup per order.
+    pub async fn new_orders_of_customers(
+        &self,
+        after: &str,
+        upto: Option<&str>,
+        seqs: (i64, i64),
+    ) -> Result<Vec<OrderEvent>> {
+        let upto_clause = if upto.is_some() {
+            " AND customer_id <= $4"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT COALESCE(json_group_array(json_array(w.seq, w.id, w.customer_id, w.placed_at, w.nth, c.timezone)), '[]') \
+             FROM (SELECT seq, id, customer_id, placed_at, \
+             ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY placed_at, id) AS nth \
+             FROM orders WHERE customer_id > $1{upto_clause}) AS w \
+             JOIN customers c ON c.id = w.customer_id WHERE w.seq > $2 AND w.seq <= $3"
+        );
+        let mut q = sqlx::query_as(&sql).bind(after).bind(seqs.0).bind(seqs.1);
+        if let Some(upto) = upto {
+            q = q.bind(upto);
+        }
+        let (json,): (String,) = q.fetch_one(&self.pool).await?;
+        order_events(&json)
     }
 
     /// The last order seq the engine has looked at.
@@ -219,4 +256,23 @@ impl Store {
             .await?;
         Ok(n)
     }
+}
+
+/// Decodes the JSON page of `orders_after` and `new_orders_of_customers`.
+fn order_events(json: &str) -> Result<Vec<OrderEvent>> {
+    type Row = (i64, String, String, i64, i64, Option<String>);
+    let rows: Vec<Row> = super::from_json(json)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(seq, id, customer_id, placed_at, nth, timezone)| OrderEvent {
+                seq,
+                id,
+                customer_id,
+                placed_at,
+                nth,
+                timezone,
+            },
+        )
+        .collect())
 }

@@ -6,4 +6,5 @@ mod cli;
 mod e2e;
 mod helpers;
 mod import;
+mod scan;
 mod time_travel;
