@@ -20,7 +20,7 @@ use std::path::Path;
 /// Records parsed before they are written in one transaction. Large on purpose: SQLite writes
 /// every index page a transaction touches to the WAL once per commit, and orders land on random
 /// pages of the per-customer index, so fewer, larger commits are several times faster.
-const CHUNK: usize = 50_000;
+const CHUNK: usize = 125_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

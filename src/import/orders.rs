@@ -130,126 +130,169 @@ impl Group {
         self.items.extend(l.items);
     }
 
-    fn finish(self) -> Result<NewOrder, (u64, String)> {
+    fn finish(self) -> Result<(u64, NewOrder), (u64, String)> {
         if let Some(e) = self.error {
             return Err(e);
         }
+        let line = self.first.line;
         let sum: i64 = self.items.iter().map(|i| i.quantity * i.unit_price).sum();
         let f = self.first;
-        Ok(NewOrder {
-            total: self.total.unwrap_or(sum),
-            items: serde_json::to_string(&self.items).unwrap_or_else(|_| "[]".into()),
-            id: f.order_id,
-            customer_id: f.customer_id,
-            placed_at: f.placed_at,
-            currency: f.currency,
-        })
+        Ok((
+            line,
+            NewOrder {
+                total: self.total.unwrap_or(sum),
+                items: serde_json::to_string(&self.items).unwrap_or_else(|_| "[]".into()),
+                id: f.order_id,
+                customer_id: f.customer_id,
+                placed_at: f.placed_at,
+                currency: f.currency,
+            },
+        ))
     }
 }
 
-/// What the reading thread hands over: a chunk of parsed rows, or the end with the lines that
-/// could not be read at all.
+/// What the reading thread hands over: a chunk of whole orders (each with its first line) and
+/// rejected lines, or the end with the lines that could not be read at all.
 enum Parsed {
-    Chunk(Vec<Result<OrderLine, (u64, String)>>),
+    Chunk(Orders),
     End(Vec<super::RowError>),
+}
+
+/// Groups adjacent rows into orders as they are read; runs on the reading thread.
+#[derive(Default)]
+struct Grouper {
+    seen: HashSet<String>,
+    pending: Option<Group>,
+}
+
+impl Grouper {
+    /// Adds a chunk of parsed rows; returns the orders it completed and the rejected rows.
+    fn add(&mut self, lines: impl IntoIterator<Item = Result<OrderLine, (u64, String)>>) -> Orders {
+        let mut out = Vec::new();
+        for line in lines {
+            let l = match line {
+                Ok(l) => l,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+            match &mut self.pending {
+                Some(g) if g.first.order_id == l.order_id => g.push(l),
+                _ => {
+                    if !self.seen.insert(l.order_id.clone()) {
+                        out.push(Err((l.line, format!("order '{}' appears again after other orders; its rows must be adjacent", l.order_id))));
+                        continue;
+                    }
+                    if let Some(done) = self.pending.replace(Group::start(l)) {
+                        out.push(done.finish());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The last order, at the end of the file.
+    fn finish(&mut self) -> Orders {
+        self.pending.take().map(Group::finish).into_iter().collect()
+    }
 }
 
 pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
     let (mut reader, mut report) = super::open(path, opts)?;
-    // Reading and parsing run on a thread of their own while the previous chunk is written:
-    // the import uses both cores.
+    // Reading, parsing and grouping run on a thread of their own while the previous chunk is
+    // written: the import uses both cores.
+    // Checking that the customers exist is a read on a connection of its own, done on that
+    // thread too.
     let zone = opts.default_timezone;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Parsed>>(1);
-    tokio::task::spawn_blocking(move || loop {
-        let message = match reader.next_chunk() {
-            Ok(Some(chunk)) => Ok(Parsed::Chunk(
-                chunk
-                    .iter()
-                    .map(|r| parse_order_row(r, zone).map_err(|e| (r.line, e)))
-                    .collect(),
-            )),
-            Ok(None) => Ok(Parsed::End(std::mem::take(&mut reader.unreadable))),
-            Err(e) => Err(e),
-        };
-        let last = !matches!(message, Ok(Parsed::Chunk(_)));
-        if tx.blocking_send(message).is_err() || last {
-            return;
+    let (lookup, runtime) = (store.clone(), tokio::runtime::Handle::current());
+    let mut confirmed = HashSet::new();
+    let mut known =
+        move |orders| runtime.block_on(known_customers(&lookup, &mut confirmed, orders));
+    tokio::task::spawn_blocking(move || {
+        let mut grouper = Grouper::default();
+        loop {
+            let message = match reader.next_chunk() {
+                Ok(Some(chunk)) => known(
+                    grouper.add(
+                        chunk
+                            .iter()
+                            .map(|r| parse_order_row(r, zone).map_err(|e| (r.line, e))),
+                    ),
+                )
+                .map(Parsed::Chunk),
+                Ok(None) => {
+                    let last = known(grouper.finish()).map(Parsed::Chunk);
+                    if tx.blocking_send(last).is_err() {
+                        return;
+                    }
+                    Ok(Parsed::End(std::mem::take(&mut reader.unreadable)))
+                }
+                Err(e) => Err(e),
+            };
+            let last = !matches!(message, Ok(Parsed::Chunk(_)));
+            if tx.blocking_send(message).is_err() || last {
+                return;
+            }
         }
     });
-    let mut seen: HashSet<String> = HashSet::new();
     let mut touched: BTreeSet<String> = BTreeSet::new();
-    let mut pending: Option<Group> = None;
     let mut unreadable = Vec::new();
     while let Some(message) = rx.recv().await {
-        let lines = match message? {
-            Parsed::Chunk(lines) => lines,
+        match message? {
+            Parsed::Chunk(orders) => write(store, orders, &mut report, &mut touched).await?,
             Parsed::End(u) => {
                 unreadable = u;
                 break;
             }
-        };
-        let mut done = Vec::new();
-        for line in lines {
-            let l = match line {
-                Ok(l) => l,
-                Err((at, e)) => {
-                    report.reject(at, e);
-                    continue;
-                }
-            };
-            match &mut pending {
-                Some(g) if g.first.order_id == l.order_id => g.push(l),
-                _ => {
-                    if !seen.insert(l.order_id.clone()) {
-                        report.reject(l.line, format!("order '{}' appears again after other orders; its rows must be adjacent", l.order_id));
-                        continue;
-                    }
-                    done.extend(pending.replace(Group::start(l)));
-                }
-            }
         }
-        write(store, done, &mut report, &mut touched).await?;
     }
-    write(
-        store,
-        pending.into_iter().collect(),
-        &mut report,
-        &mut touched,
-    )
-    .await?;
     let touched: Vec<String> = touched.into_iter().collect();
     store.refresh_order_aggregates(&touched).await?;
     report.finish(unreadable);
     Ok(report)
 }
 
-async fn write(
+type Orders = Vec<Result<(u64, NewOrder), (u64, String)>>;
+
+/// Rejects the orders of customers that are not in the store. `confirmed` remembers the
+/// customers found in earlier chunks (customers are never deleted), so each is looked up once.
+async fn known_customers(
     store: &Store,
-    groups: Vec<Group>,
-    report: &mut ImportReport,
-    touched: &mut BTreeSet<String>,
-) -> Result<()> {
-    let lines: Vec<u64> = groups.iter().map(|g| g.first.line).collect();
-    let mut orders = Vec::with_capacity(groups.len());
-    for (g, line) in groups.into_iter().zip(lines) {
-        match g.finish() {
-            Ok(o) => orders.push((line, o)),
-            Err((line, e)) => report.reject(line, e),
-        }
-    }
+    confirmed: &mut HashSet<String>,
+    orders: Orders,
+) -> Result<Orders> {
     let ids: Vec<String> = orders
         .iter()
-        .map(|(_, o)| o.customer_id.clone())
+        .filter_map(|o| o.as_ref().ok().map(|(_, o)| &o.customer_id))
+        .filter(|id| !confirmed.contains(*id))
+        .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    let known = store.existing_customer_ids(&ids).await?;
-    let mut good = Vec::with_capacity(orders.len());
-    for (line, o) in orders {
-        if known.contains(&o.customer_id) {
-            good.push(o);
-        } else {
-            report.reject(line, format!("order '{}': unknown customer '{}'; import the customer first with `rebuy import customers`", o.id, o.customer_id));
+    confirmed.extend(store.existing_customer_ids(&ids).await?);
+    Ok(orders
+        .into_iter()
+        .map(|o| match o {
+            Ok((line, o)) if !confirmed.contains(&o.customer_id) => Err((line, format!("order '{}': unknown customer '{}'; import the customer first with `rebuy import customers`", o.id, o.customer_id))),
+            other => other,
+        })
+        .collect())
+}
+
+async fn write(
+    store: &Store,
+    parsed: Orders,
+    report: &mut ImportReport,
+    touched: &mut BTreeSet<String>,
+) -> Result<()> {
+    let mut good = Vec::with_capacity(parsed.len());
+    for p in parsed {
+        match p {
+            Ok((_, o)) => good.push(o),
+            Err((line, e)) => report.reject(line, e),
         }
     }
     let outcome = store.upsert_orders(&good).await?;

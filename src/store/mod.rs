@@ -72,6 +72,14 @@ impl Store {
         Ok(Self { pool })
     }
 
+    /// A transaction that takes the write lock at once (SQLite's `BEGIN IMMEDIATE`), for
+    /// writes that read first: a deferred transaction that read before another writer
+    /// committed could not upgrade to a writer. The one backend-specific statement; with
+    /// PostgreSQL a plain `BEGIN` does.
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Db>> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

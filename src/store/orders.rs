@@ -52,64 +52,50 @@ pub struct NewOrder {
 const COLUMNS: &str = "id, customer_id, placed_at, total, currency, items";
 
 impl Store {
-    /// Inserts or updates orders by id. Existing rows are read first and compared, so only
-    /// new and changed orders are written, and the outcome names exactly the customers whose
-    /// aggregates need a refresh (for a moved order, both the old and the new customer).
+    /// Inserts or updates orders by id; of two rows with the same id the later wins. New
+    /// orders are inserted with `ON CONFLICT DO NOTHING`; only when a statement meets
+    /// existing ids are those read back and compared, so an import of new orders reads
+    /// nothing, only changed orders are rewritten, and the outcome names exactly the customers
+    /// whose aggregates need a refresh (for a moved order, both the old and the new customer).
     pub async fn upsert_orders(&self, rows: &[NewOrder]) -> Result<UpsertOutcome> {
-        let mut tx = self.pool.begin().await?;
+        let rows = last_of_each_id(rows);
+        let mut tx = self.write_tx().await?;
+        // Rows at or below this seq were there before this call.
+        let (before,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM orders")
+            .fetch_one(&mut *tx)
+            .await?;
+        let before = before.unwrap_or(0);
         let mut out = UpsertOutcome::default();
         for chunk in rows.chunks(super::BATCH) {
-            let ids: Vec<String> = chunk.iter().map(|o| o.id.clone()).collect();
-            let mut qb = QueryBuilder::<Db>::new(
-                "SELECT COALESCE(json_group_array(json_array(id, customer_id, placed_at, total, currency, items)), '[]') \
-                 FROM orders WHERE id IN ",
-            );
-            super::push_in_list(&mut qb, &ids);
-            let (json,): (String,) = qb.build_query_as().fetch_one(&mut *tx).await?;
-            let stored: Vec<(String, String, i64, i64, String, String)> = super::from_json(&json)?;
-            let stored: HashMap<String, NewOrder> = stored
-                .into_iter()
-                .map(|(id, customer_id, placed_at, total, currency, items)| {
-                    (
-                        id.clone(),
-                        NewOrder {
-                            id,
-                            customer_id,
-                            placed_at,
-                            total,
-                            currency,
-                            items,
-                        },
-                    )
-                })
-                .collect();
-            let mut write = Vec::with_capacity(chunk.len());
+            let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO orders ({COLUMNS}) "));
+            push_orders(&mut qb, chunk);
+            qb.push(" ON CONFLICT (id) DO NOTHING");
+            let inserted = qb.build().execute(&mut *tx).await?.rows_affected();
+            out.inserted += inserted;
+            if inserted == chunk.len() as u64 {
+                out.touched
+                    .extend(chunk.iter().map(|o| o.customer_id.clone()));
+                continue;
+            }
+            let stored = stored_orders(&mut tx, chunk, before).await?;
+            let mut changed = Vec::new();
             for o in chunk {
                 match stored.get(&o.id) {
-                    None => out.inserted += 1,
-                    Some(old) if old == o => continue,
+                    None => {}
+                    Some(old) if old == *o => continue,
                     Some(old) => {
                         out.updated += 1;
                         out.touched.push(old.customer_id.clone());
+                        changed.push(*o);
                     }
                 }
                 out.touched.push(o.customer_id.clone());
-                write.push(o);
             }
-            if write.is_empty() {
+            if changed.is_empty() {
                 continue;
             }
-            let mut qb = QueryBuilder::<Db>::new(
-                "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) ",
-            );
-            qb.push_values(write, |mut b, o| {
-                b.push_bind(&o.id)
-                    .push_bind(&o.customer_id)
-                    .push_bind(o.placed_at)
-                    .push_bind(o.total)
-                    .push_bind(&o.currency)
-                    .push_bind(&o.items);
-            });
+            let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO orders ({COLUMNS}) "));
+            push_orders(&mut qb, &changed);
             qb.push(
                 " ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, \
                  placed_at = excluded.placed_at, total = excluded.total, \
@@ -274,5 +260,69 @@ fn order_events(json: &str) -> Result<Vec<OrderEvent>> {
                 timezone,
             },
         )
+        .collect())
+}
+
+/// The rows to write: the last row of each id, in input order.
+fn last_of_each_id(rows: &[NewOrder]) -> Vec<&NewOrder> {
+    let last: HashMap<&str, usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.id.as_str(), i))
+        .collect();
+    rows.iter()
+        .enumerate()
+        .filter(|(i, o)| last[o.id.as_str()] == *i)
+        .map(|(_, o)| o)
+        .collect()
+}
+
+fn push_orders<'a>(qb: &mut QueryBuilder<'a, Db>, orders: &[&'a NewOrder]) {
+    qb.push_values(orders, |mut b, o| {
+        b.push_bind(&o.id)
+            .push_bind(&o.customer_id)
+            .push_bind(o.placed_at)
+            .push_bind(o.total)
+            .push_bind(&o.currency)
+            .push_bind(&o.items);
+    });
+}
+
+/// The orders among `chunk` that were stored before this upsert began (seq <= `before`).
+async fn stored_orders(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    chunk: &[&NewOrder],
+    before: i64,
+) -> Result<HashMap<String, NewOrder>> {
+    let mut qb = QueryBuilder::<Db>::new(
+        "SELECT COALESCE(json_group_array(json_array(id, customer_id, placed_at, total, currency, items)), '[]') \
+         FROM orders WHERE seq <= ",
+    );
+    qb.push_bind(before);
+    qb.push(" AND id IN ");
+    let ids: Vec<&str> = chunk.iter().map(|o| o.id.as_str()).collect();
+    qb.push("(");
+    let mut sep = qb.separated(", ");
+    for id in ids {
+        sep.push_bind(id);
+    }
+    sep.push_unseparated(")");
+    let (json,): (String,) = qb.build_query_as().fetch_one(&mut **tx).await?;
+    let stored: Vec<(String, String, i64, i64, String, String)> = super::from_json(&json)?;
+    Ok(stored
+        .into_iter()
+        .map(|(id, customer_id, placed_at, total, currency, items)| {
+            (
+                id.clone(),
+                NewOrder {
+                    id,
+                    customer_id,
+                    placed_at,
+                    total,
+                    currency,
+                    items,
+                },
+            )
+        })
         .collect())
 }

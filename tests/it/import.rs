@@ -240,3 +240,43 @@ async fn a_changed_row_is_updated_and_a_bad_one_does_not_harm_what_is_stored() {
         "ken@example.com"
     );
 }
+
+#[tokio::test]
+async fn an_order_moved_to_another_customer_updates_both_and_new_ones_land_beside_it() {
+    let (shop, store) = shop_with("csv").await;
+    let file = shop.file("more-orders.csv");
+    // O1 unchanged, O3 moves from C1 to C3 with a new total, O4 is new for C2.
+    std::fs::write(
+        &file,
+        "order_id,customer_id,placed_at,currency,total,sku,name,category,quantity,unit_price\n\
+         O1,C1,2026-10-01T10:15:00+09:00,JPY,,LO-01,しっとり化粧水,lotion,1,3980\n\
+         O1,C1,2026-10-01T10:15:00+09:00,JPY,,CL-01,ミルククレンジング,cleansing,2,2980\n\
+         O3,C3,2026-10-20T21:00:00+09:00,JPY,5000,LO-01,しっとり化粧水,lotion,1,5000\n\
+         O4,C2,2026-10-25 12:00,USD,1200,SU-01,UV milk,sunscreen,1,1200\n",
+    )
+    .unwrap();
+    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    assert_eq!(counts(&r), (3, 1, 1, 1, 0), "{r:?}");
+    let c1 = store.find_customer("C1").await.unwrap();
+    assert_eq!((c1.orders_count, c1.total_spent), (1, 3980 + 2 * 2980));
+    let c3 = store.find_customer("C3").await.unwrap();
+    assert_eq!((c3.orders_count, c3.total_spent), (1, 5000));
+    let c2 = store.find_customer("C2").await.unwrap();
+    assert_eq!((c2.orders_count, c2.total_spent), (2, 4500 + 1200));
+    assert_eq!(store.count_orders().await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn of_two_rows_with_one_order_id_in_one_write_the_later_wins() {
+    let (_shop, store) = shop_with("csv").await;
+    let first = order("O9", "C3", "2026-10-05T00:00:00Z", 1000);
+    let later = order("O9", "C3", "2026-10-05T00:00:00Z", 2000);
+    let outcome = store.upsert_orders(&[first, later]).await.unwrap();
+    assert_eq!((outcome.inserted, outcome.updated), (1, 0));
+    store
+        .refresh_order_aggregates(&outcome.touched)
+        .await
+        .unwrap();
+    assert_eq!(store.order("O9").await.unwrap().unwrap().total, 2000);
+    assert_eq!(store.find_customer("C3").await.unwrap().total_spent, 2000);
+}
