@@ -115,7 +115,6 @@ impl App {
             from,
             policy,
             d.batch_size,
-            d.smtp.pool_size,
         ))
     }
 }

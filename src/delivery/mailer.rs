@@ -1,11 +1,9 @@
 //! Where messages go: `.eml` files in a folder (the embedded default, no server needed) or an
-//! SMTP relay through lettre's async pooled transport. Errors say whether retrying can help.
+//! SMTP relay through rebuy's pool of lettre connections. Errors say whether retrying can help.
 
-use crate::config::{SmtpConfig, TlsMode};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use super::smtp::SmtpPool;
+use crate::config::SmtpConfig;
+use lettre::Message;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -16,11 +14,15 @@ pub enum SendError {
     /// Not worth retrying: a 5xx reply, a message the server refuses.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The server may have accepted the message: the connection failed after its data was
+    /// sent. Retrying could send it twice.
+    #[error("unknown: {0}")]
+    Unknown(String),
 }
 
 pub enum Mailer {
     File(PathBuf),
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpPool),
 }
 
 impl Mailer {
@@ -29,32 +31,14 @@ impl Mailer {
     }
 
     pub fn smtp(cfg: &SmtpConfig, password: Option<String>) -> anyhow::Result<Self> {
-        let tls = match cfg.tls {
-            TlsMode::None => Tls::None,
-            TlsMode::Starttls => Tls::Required(TlsParameters::new(cfg.host.clone())?),
-            TlsMode::Tls => Tls::Wrapper(TlsParameters::new(cfg.host.clone())?),
-        };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.host)
-            .port(cfg.port)
-            .tls(tls)
-            .timeout(Some(std::time::Duration::from_secs(cfg.timeout_secs)))
-            .pool_config(PoolConfig::new().max_size(cfg.pool_size.max(1)));
-        if let Some(user) = &cfg.username {
-            let password = password.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "smtp.username is set but no password was found in ${} or smtp.password_file",
-                    cfg.password_env
-                )
-            })?;
-            builder = builder.credentials(Credentials::new(user.clone(), password));
-        }
-        Ok(Mailer::Smtp(builder.build()))
+        Ok(Mailer::Smtp(SmtpPool::new(cfg, password)?))
     }
 
-    pub fn concurrency(&self, configured: u32) -> usize {
+    /// Messages sent at once: one for files, the pool's size for SMTP.
+    pub fn concurrency(&self) -> usize {
         match self {
             Mailer::File(_) => 1,
-            Mailer::Smtp(_) => configured.max(1) as usize,
+            Mailer::Smtp(pool) => pool.size(),
         }
     }
 
@@ -69,13 +53,7 @@ impl Mailer {
                     .await
                     .map_err(|e| SendError::Transient(format!("file writer stopped: {e}")))?
             }
-            Mailer::Smtp(t) => t.send(message.clone()).await.map(|_| ()).map_err(|e| {
-                if e.is_permanent() {
-                    SendError::Permanent(e.to_string())
-                } else {
-                    SendError::Transient(e.to_string())
-                }
-            }),
+            Mailer::Smtp(pool) => pool.send(message.envelope(), &message.formatted()).await,
         }
     }
 }

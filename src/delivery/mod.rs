@@ -1,10 +1,12 @@
 //! Delivery: claims queued outbox rows with a lease, sends each outside any transaction and
 //! records its outcome in a short statement of its own: sent, retried later with backoff
-//! (transient failure), or failed (permanent failure, or attempts used up).
+//! (transient failure), failed (permanent failure, or attempts used up), or unknown (the
+//! connection failed after the data was sent).
 
 mod mailer;
 pub mod message;
 mod retry;
+mod smtp;
 mod unsubscribe;
 
 pub use mailer::{Mailer, SendError};
@@ -13,10 +15,10 @@ pub use unsubscribe::Unsubscriber;
 
 use crate::clock::to_millis;
 use crate::domain::mask_email;
-use crate::store::{OutboxRow, Store};
+use crate::store::{OutboxRow, OutboxStatus, Recorded, Store};
 use chrono::{DateTime, Duration, Utc};
-use futures::stream::{self, StreamExt};
 use lettre::message::Mailbox;
+use std::sync::Arc;
 use tracing::{info, info_span, warn, Instrument};
 
 /// What one delivery round did.
@@ -31,25 +33,25 @@ pub struct DeliveryReport {
 
 pub struct Deliverer {
     store: Store,
-    mailer: Mailer,
-    from: Mailbox,
-    policy: RetryPolicy,
+    sender: Arc<Sender>,
     owner: String,
     lease: Duration,
     batch: u32,
     concurrency: usize,
 }
 
-enum Kind {
-    Sent,
-    Retried,
-    Failed,
+/// What a send needs, shared by the tasks that send in parallel.
+struct Sender {
+    mailer: Mailer,
+    from: Mailbox,
+    policy: RetryPolicy,
 }
 
 enum Outcome {
     Sent,
     Retry(String, Duration),
     Failed(String),
+    Unknown(String),
 }
 
 impl Deliverer {
@@ -59,14 +61,15 @@ impl Deliverer {
         from: Mailbox,
         policy: RetryPolicy,
         batch: u32,
-        concurrency: u32,
     ) -> Self {
-        let concurrency = mailer.concurrency(concurrency);
+        let concurrency = mailer.concurrency();
         Self {
             store,
-            mailer,
-            from,
-            policy,
+            sender: Arc::new(Sender {
+                mailer,
+                from,
+                policy,
+            }),
             owner: format!("{}-{}", std::process::id(), rand::random::<u32>()),
             lease: Duration::minutes(10),
             batch: batch.max(1),
@@ -95,27 +98,61 @@ impl Deliverer {
                 return Ok(report);
             }
             report.claimed += rows.len() as u64;
-            // Each outcome is recorded as soon as its send returns, so that a crash leaves
-            // as few messages as possible in `sending`.
-            let recorded: Vec<anyhow::Result<Kind>> = stream::iter(rows)
-                .map(|row| async move {
-                    let span = info_span!("message", message_id = row.id, scenario = %row.scenario_id, step = %row.step_id);
-                    let outcome = self.send_one(&row, now).instrument(span).await;
-                    self.record(row.id, outcome, now).await
-                })
-                .buffer_unordered(self.concurrency)
-                .collect()
-                .await;
-            for kind in recorded {
-                match kind? {
-                    Kind::Sent => report.sent += 1,
-                    Kind::Retried => report.retried += 1,
-                    Kind::Failed => report.failed += 1,
+            // Sends run `concurrency` at a time; their outcomes go to one recorder that writes
+            // whatever has arrived in one short transaction, as soon as it arrives (group
+            // commit: no waiting, and no lock contention between concurrent writers).
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            // Each send is a task of its own, so that building messages and talking SMTP use
+            // every core.
+            let limit = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
+            let sends = async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                for row in rows {
+                    let permit = limit.clone().acquire_owned().await.expect("never closed");
+                    let (sender, tx) = (self.sender.clone(), tx.clone());
+                    tasks.spawn(async move {
+                        let span = info_span!("message", message_id = row.id, scenario = %row.scenario_id, step = %row.step_id);
+                        let outcome = sender.send_one(&row, now).instrument(span).await;
+                        // The recorder outlives every send; a closed channel means it failed,
+                        // and its error is reported below.
+                        let _ = tx.send(recorded(row.id, outcome, now));
+                        drop(permit);
+                    });
+                }
+                drop(tx);
+                while tasks.join_next().await.is_some() {}
+            };
+            let (_, recorded) = tokio::join!(sends, self.record(rx, now));
+            for r in recorded? {
+                match r {
+                    OutboxStatus::Sent => report.sent += 1,
+                    OutboxStatus::Queued => report.retried += 1,
+                    OutboxStatus::Unknown => report.unknown += 1,
+                    _ => report.failed += 1,
                 }
             }
         }
     }
 
+    /// Writes outcomes as they arrive, each batch in one transaction; returns their statuses.
+    async fn record(
+        &self,
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<Recorded>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<OutboxStatus>> {
+        let mut statuses = Vec::new();
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 1000).await > 0 {
+            self.store
+                .record_outcomes(&self.owner, to_millis(now), &batch)
+                .await?;
+            statuses.extend(batch.drain(..).map(|r| r.status));
+        }
+        Ok(statuses)
+    }
+}
+
+impl Sender {
     async fn send_one(&self, row: &OutboxRow, now: DateTime<Utc>) -> Outcome {
         let message = match message::build(row, &self.from, now) {
             Ok(m) => m,
@@ -129,6 +166,10 @@ impl Deliverer {
             Err(SendError::Permanent(e)) => {
                 warn!(error = %e, "permanent failure");
                 Outcome::Failed(e)
+            }
+            Err(SendError::Unknown(e)) => {
+                warn!(error = %e, "outcome unknown; flagged, not retried (`rebuy outbox retry` re-sends it)");
+                Outcome::Unknown(e)
             }
             Err(SendError::Transient(e)) => {
                 match self.policy.next_delay(row.attempts as u32, rand::random()) {
@@ -144,24 +185,13 @@ impl Deliverer {
             }
         }
     }
+}
 
-    async fn record(&self, id: i64, outcome: Outcome, now: DateTime<Utc>) -> anyhow::Result<Kind> {
-        let at = to_millis(now);
-        Ok(match outcome {
-            Outcome::Sent => {
-                self.store.mark_sent(id, &self.owner, at).await?;
-                Kind::Sent
-            }
-            Outcome::Retry(e, delay) => {
-                self.store
-                    .mark_retry(id, &self.owner, &e, to_millis(now + delay), at)
-                    .await?;
-                Kind::Retried
-            }
-            Outcome::Failed(e) => {
-                self.store.mark_failed(id, &self.owner, &e, at).await?;
-                Kind::Failed
-            }
-        })
+fn recorded(id: i64, outcome: Outcome, now: DateTime<Utc>) -> Recorded {
+    match outcome {
+        Outcome::Sent => Recorded::sent(id, to_millis(now)),
+        Outcome::Retry(e, delay) => Recorded::retry(id, e, to_millis(now + delay)),
+        Outcome::Failed(e) => Recorded::failed(id, e),
+        Outcome::Unknown(e) => Recorded::unknown(id, e),
     }
 }

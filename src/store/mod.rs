@@ -11,7 +11,7 @@ mod status;
 pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, StepAdvance};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
-pub use outbox::{NewOutbox, OutboxRow, OutboxStatus};
+pub use outbox::{NewOutbox, OutboxRow, OutboxStatus, Recorded};
 pub use status::{FlowStatus, ScenarioStatus};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

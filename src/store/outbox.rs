@@ -1,6 +1,6 @@
 //! The outbox: one row per (enrollment, step) with its state. Delivery claims queued rows with
-//! a lease, sends outside any transaction, and records each outcome in its own statement that
-//! only applies while the lease is still the claimer's.
+//! a lease, sends outside any transaction, and records outcomes in short transactions of
+//! their own whose updates only apply while the lease is still the claimer's.
 
 use super::{Db, Result, Store};
 use serde::Serialize;
@@ -27,6 +27,59 @@ impl OutboxStatus {
             OutboxStatus::Failed => "failed",
             OutboxStatus::Skipped => "skipped",
             OutboxStatus::Unknown => "unknown",
+        }
+    }
+}
+
+/// The recorded outcome of one send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub id: i64,
+    pub status: OutboxStatus,
+    pub error: Option<String>,
+    pub sent_at: Option<i64>,
+    /// For a message put back in the queue: when to try again.
+    pub next_attempt_at: Option<i64>,
+}
+
+impl Recorded {
+    pub fn sent(id: i64, at: i64) -> Self {
+        Self {
+            id,
+            status: OutboxStatus::Sent,
+            error: None,
+            sent_at: Some(at),
+            next_attempt_at: None,
+        }
+    }
+
+    pub fn retry(id: i64, error: String, next_attempt_at: i64) -> Self {
+        Self {
+            id,
+            status: OutboxStatus::Queued,
+            error: Some(error),
+            sent_at: None,
+            next_attempt_at: Some(next_attempt_at),
+        }
+    }
+
+    pub fn failed(id: i64, error: String) -> Self {
+        Self {
+            id,
+            status: OutboxStatus::Failed,
+            error: Some(error),
+            sent_at: None,
+            next_attempt_at: None,
+        }
+    }
+
+    pub fn unknown(id: i64, error: String) -> Self {
+        Self {
+            id,
+            status: OutboxStatus::Unknown,
+            error: Some(error),
+            sent_at: None,
+            next_attempt_at: None,
         }
     }
 }
@@ -143,66 +196,37 @@ impl Store {
         .await?)
     }
 
-    /// Records a successful send; applies only while `owner` holds the lease.
-    pub async fn mark_sent(&self, id: i64, owner: &str, now: i64) -> Result<bool> {
-        self.finish(id, owner, "sent", None, now, Some(now)).await
-    }
-
-    /// Records a permanent failure.
-    pub async fn mark_failed(&self, id: i64, owner: &str, error: &str, now: i64) -> Result<bool> {
-        self.finish(id, owner, "failed", Some(error), now, None)
-            .await
-    }
-
-    async fn finish(
+    /// Records the outcomes of sends in one short transaction (one statement). Each applies
+    /// only while `owner` still holds the message's lease; returns how many applied.
+    pub async fn record_outcomes(
         &self,
-        id: i64,
         owner: &str,
-        status: &str,
-        error: Option<&str>,
         now: i64,
-        sent_at: Option<i64>,
-    ) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE outbox SET status = $1, last_error = COALESCE($2, last_error), sent_at = $3, \
-             updated_at = $4, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $5 AND status = 'sending' AND lease_owner = $6",
-        )
-        .bind(status)
-        .bind(error)
-        .bind(sent_at)
-        .bind(now)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
-    }
-
-    /// Puts a transiently failed message back in the queue for `next_attempt_at`.
-    pub async fn mark_retry(
-        &self,
-        id: i64,
-        owner: &str,
-        error: &str,
-        next_attempt_at: i64,
-        now: i64,
-    ) -> Result<bool> {
-        let n = sqlx::query(
-            "UPDATE outbox SET status = 'queued', last_error = $1, next_attempt_at = $2, \
-             updated_at = $3, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $4 AND status = 'sending' AND lease_owner = $5",
-        )
-        .bind(error)
-        .bind(next_attempt_at)
-        .bind(now)
-        .bind(id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n == 1)
+        outcomes: &[Recorded],
+    ) -> Result<u64> {
+        let mut applied = 0;
+        let mut tx = self.pool.begin().await?;
+        for chunk in outcomes.chunks(super::BATCH) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "UPDATE outbox SET status = v.column2, last_error = COALESCE(v.column3, outbox.last_error), \
+                 sent_at = v.column4, next_attempt_at = COALESCE(v.column5, outbox.next_attempt_at), \
+                 lease_owner = NULL, lease_until = NULL, updated_at = ",
+            );
+            qb.push_bind(now);
+            qb.push(" FROM (");
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.status.as_str())
+                    .push_bind(r.error.as_deref())
+                    .push_bind(r.sent_at)
+                    .push_bind(r.next_attempt_at);
+            });
+            qb.push(") AS v WHERE outbox.id = v.column1 AND outbox.status = 'sending' AND outbox.lease_owner = ");
+            qb.push_bind(owner);
+            applied += qb.build().execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(applied)
     }
 
     /// Messages still `sending` after their lease ran out belong to a process that died

@@ -4,6 +4,8 @@
 mod bad_input;
 mod cli;
 mod e2e;
+mod fault_server;
+mod faults;
 mod helpers;
 mod import;
 mod scan;

@@ -1,0 +1,201 @@
+//! A fault-injecting SMTP server for tests: it speaks the protocol on loopback (greeting,
+//! EHLO, MAIL, RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT) and answers from a script.
+//! For each recipient, every transaction takes the next fault of its list (none: accept):
+//! a reply code at RCPT, DATA or the end of the data, a dropped connection there, or a
+//! delay before answering. Messages it accepted are recorded.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Rcpt,
+    Data,
+    EndOfData,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer with this code instead of accepting.
+    Reply(Stage, u16),
+    /// Close the connection instead of answering.
+    Drop(Stage),
+    /// Wait this long, then answer normally.
+    Delay(Stage, Duration),
+}
+
+#[derive(Default)]
+struct State {
+    script: HashMap<String, VecDeque<Fault>>,
+    accepted: Vec<(String, String)>,
+    transactions: HashMap<String, u32>,
+}
+
+pub struct FaultServer {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultServer {
+    /// Starts listening on a free loopback port.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener)
+    }
+
+    /// Starts listening on `port` (for a server that comes up late).
+    pub async fn start_on(port: u16) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        Self::serve(listener)
+    }
+
+    fn serve(listener: TcpListener) -> Self {
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(session(socket, shared.clone()));
+            }
+        });
+        Self { port, state, task }
+    }
+
+    /// Faults for the transactions to `recipient`, in order.
+    pub fn script(&self, recipient: &str, faults: &[Fault]) {
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .insert(recipient.to_string(), faults.iter().copied().collect());
+    }
+
+    /// Recipients of the messages accepted, in order.
+    pub fn accepted(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        s.accepted.iter().map(|(to, _)| to.clone()).collect()
+    }
+
+    /// How many transactions reached RCPT for `recipient`.
+    pub fn transactions(&self, recipient: &str) -> u32 {
+        let s = self.state.lock().unwrap();
+        s.transactions.get(recipient).copied().unwrap_or(0)
+    }
+
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What the script says for this stage of the current transaction.
+enum Act {
+    Go,
+    Reply(u16),
+    Drop,
+}
+
+async fn act(fault: Option<Fault>, stage: Stage) -> Act {
+    match fault {
+        Some(Fault::Reply(s, code)) if s == stage => Act::Reply(code),
+        Some(Fault::Drop(s)) if s == stage => Act::Drop,
+        Some(Fault::Delay(s, d)) if s == stage => {
+            tokio::time::sleep(d).await;
+            Act::Go
+        }
+        _ => Act::Go,
+    }
+}
+
+async fn session(socket: TcpStream, state: Arc<Mutex<State>>) {
+    let (read, mut write) = socket.into_split();
+    let mut lines = BufReader::new(read);
+    macro_rules! say {
+        ($($t:tt)*) => {
+            if write.write_all(format!($($t)*).as_bytes()).await.is_err() { return; }
+        };
+    }
+    say!("220 fault.test ESMTP\r\n");
+    let mut rcpt: Option<String> = None;
+    let mut fault: Option<Fault> = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let upper = line.trim_end().to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            say!("250-fault.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+        } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+            say!("250 ok\r\n");
+        } else if upper.starts_with("MAIL") || upper.starts_with("RSET") {
+            rcpt = None;
+            fault = None;
+            say!("250 ok\r\n");
+        } else if upper.starts_with("RCPT") {
+            let to = line
+                .split(['<', '>'])
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            {
+                let mut s = state.lock().unwrap();
+                *s.transactions.entry(to.clone()).or_default() += 1;
+                fault = s.script.get_mut(&to).and_then(|q| q.pop_front());
+            }
+            rcpt = Some(to);
+            match act(fault, Stage::Rcpt).await {
+                Act::Go => say!("250 ok\r\n"),
+                Act::Reply(code) => say!("{code} scripted reply at RCPT\r\n"),
+                Act::Drop => return,
+            }
+        } else if upper == "DATA" {
+            match act(fault, Stage::Data).await {
+                Act::Go => say!("354 go ahead\r\n"),
+                Act::Reply(code) => {
+                    say!("{code} scripted reply at DATA\r\n");
+                    continue;
+                }
+                Act::Drop => return,
+            }
+            let mut body = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                body.push_str(line.strip_prefix('.').unwrap_or(&line));
+            }
+            match act(fault, Stage::EndOfData).await {
+                Act::Go => {
+                    let to = rcpt.clone().unwrap_or_default();
+                    state.lock().unwrap().accepted.push((to, body));
+                    say!("250 queued\r\n");
+                }
+                Act::Reply(code) => say!("{code} scripted reply at end of data\r\n"),
+                Act::Drop => {
+                    // The message arrived in full; only the answer is lost. A real server
+                    // may well have queued it: record it as accepted.
+                    let to = rcpt.clone().unwrap_or_default();
+                    state.lock().unwrap().accepted.push((to, body));
+                    return;
+                }
+            }
+        } else if upper.starts_with("QUIT") {
+            say!("221 bye\r\n");
+            return;
+        } else {
+            say!("500 unknown command\r\n");
+        }
+    }
+}

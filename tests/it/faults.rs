@@ -1,0 +1,223 @@
+//! SMTP faults, against the fault-injecting server: every fault ends in the right state after
+//! the right number of attempts, the server accepts each message at most once, and delivery
+//! keeps going through a server that is down at start or cannot do TLS.
+
+use crate::fault_server::{Fault, FaultServer, Stage};
+use crate::helpers::*;
+use chrono::Duration;
+use rebuy::config::{TlsMode, TransportKind};
+use rebuy::store::{OutboxRow, Store};
+use std::collections::HashMap;
+use std::time::Duration as Wait;
+
+const ONE_STEP: &str = r#"
+id: thanks
+trigger: first_order
+steps:
+  - id: thanks
+    wait: 1h
+    send: { template: t, subject: "ありがとうございました" }
+"#;
+
+fn shop(port: u16, tls: TlsMode) -> TestShop {
+    let mut shop = TestShop::new(
+        &[("thanks.yaml", ONE_STEP)],
+        &[
+            ("t.html", "<p>{{ customer.name }}</p>"),
+            ("t.txt", "{{ customer.name }}"),
+        ],
+        None,
+    );
+    let d = &mut shop.config.delivery;
+    d.transport = TransportKind::Smtp;
+    d.smtp.host = "127.0.0.1".into();
+    d.smtp.port = port;
+    d.smtp.tls = tls;
+    d.smtp.pool_size = 3;
+    d.smtp.timeout_secs = 1;
+    d.max_attempts = 3;
+    shop
+}
+
+/// Customers `local@example.jp`, each with a first order at 01:00Z on Nov 1.
+async fn customers(store: &Store, locals: &[&str]) {
+    let list: Vec<_> = locals
+        .iter()
+        .map(|l| customer(l, &format!("{l}@example.jp"), l, "Asia/Tokyo", "{}"))
+        .collect();
+    store.upsert_customers(&list, 0).await.unwrap();
+    let orders: Vec<_> = locals
+        .iter()
+        .map(|l| order(&format!("O-{l}"), l, "2026-11-01T01:00:00Z", 1000))
+        .collect();
+    add_orders(store, &orders).await;
+}
+
+async fn by_recipient(store: &Store) -> HashMap<String, OutboxRow> {
+    store
+        .outbox_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.to_email.split('@').next().unwrap().to_string(), r))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_fault_ends_in_its_state_after_the_right_attempts_and_nothing_arrives_twice() {
+    let server = FaultServer::start().await;
+    let t = |s, c| Fault::Reply(s, c);
+    let script: &[(&str, Vec<Fault>)] = &[
+        ("t451", vec![t(Stage::Rcpt, 451), t(Stage::Rcpt, 451)]),
+        ("t421", vec![t(Stage::Rcpt, 421)]),
+        ("t450", vec![t(Stage::Data, 450)]),
+        ("t452", vec![t(Stage::EndOfData, 452)]),
+        ("p550", vec![t(Stage::Rcpt, 550)]),
+        ("p553", vec![t(Stage::Rcpt, 553)]),
+        ("dropdata", vec![Fault::Drop(Stage::Data)]),
+        ("droprcpt", vec![Fault::Drop(Stage::Rcpt)]),
+        ("lost", vec![Fault::Drop(Stage::EndOfData)]),
+        (
+            "slowend",
+            vec![Fault::Delay(Stage::EndOfData, Wait::from_secs(3))],
+        ),
+        (
+            "slowrcpt",
+            vec![Fault::Delay(Stage::Rcpt, Wait::from_secs(3))],
+        ),
+        ("gaveup", vec![t(Stage::Rcpt, 451); 5]),
+        ("fine", vec![]),
+    ];
+    for (local, faults) in script {
+        server.script(&format!("{local}@example.jp"), faults);
+    }
+    let shop = shop(server.port, TlsMode::None);
+    let store = shop.store().await;
+    let locals: Vec<&str> = script.iter().map(|(l, _)| *l).collect();
+    customers(&store, &locals).await;
+    let daemon = shop.daemon(&store).await;
+    let mut now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    // Five delivery rounds a day apart: every retry is due by the next one.
+    for _ in 0..5 {
+        daemon.deliverer.run_once(now).await.unwrap();
+        now += Duration::days(1);
+    }
+
+    let rows = by_recipient(&store).await;
+    let expect: &[(&str, &str, i64)] = &[
+        ("t451", "sent", 3),
+        ("t421", "sent", 2),
+        ("t450", "sent", 2),
+        ("t452", "sent", 2),
+        ("p550", "failed", 1),
+        ("p553", "failed", 1),
+        ("dropdata", "sent", 2),
+        ("droprcpt", "sent", 2),
+        ("lost", "unknown", 1),
+        ("slowend", "unknown", 1),
+        ("slowrcpt", "sent", 2),
+        ("gaveup", "failed", 3),
+        ("fine", "sent", 1),
+    ];
+    for (local, status, attempts) in expect {
+        let r = &rows[*local];
+        assert_eq!(
+            (r.status.as_str(), r.attempts),
+            (*status, *attempts),
+            "{local}: {:?}",
+            r.last_error
+        );
+    }
+    assert!(rows["p550"].last_error.as_deref().unwrap().contains("550"));
+    assert!(rows["gaveup"]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("gave up after 3 attempts"));
+    assert!(rows["lost"]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("after the message was sent"));
+
+    // What the server accepted: every sent message once, the unknown ones once (their data
+    // arrived), nothing for the failed ones, nothing twice.
+    let accepted = server.accepted();
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for to in &accepted {
+        *counts
+            .entry(to.split('@').next().unwrap().to_string())
+            .or_default() += 1;
+    }
+    for (local, status, _) in expect {
+        let want = match *status {
+            "sent" | "unknown" => 1,
+            _ => 0,
+        };
+        assert_eq!(counts.get(*local).copied().unwrap_or(0), want, "{local}");
+    }
+    assert_eq!(
+        server.transactions("lost@example.jp"),
+        1,
+        "unknown is never retried"
+    );
+}
+
+#[tokio::test]
+async fn a_server_down_at_start_delays_mail_and_nothing_is_lost() {
+    // A free port with nobody listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let shop = shop(port, TlsMode::None);
+    let store = shop.store().await;
+    customers(&store, &["early"]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!((r.sent, r.retried), (0, 1));
+    let row = &by_recipient(&store).await["early"];
+    assert_eq!(row.status, "queued");
+    assert!(row
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("cannot connect"));
+
+    let server = FaultServer::start_on(port).await;
+    let r = daemon
+        .deliverer
+        .run_once(now + Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(r.sent, 1);
+    assert_eq!(server.accepted(), ["early@example.jp"]);
+}
+
+#[tokio::test]
+async fn a_server_without_starttls_fails_the_tls_requirement_clearly_and_sends_nothing_in_clear() {
+    let server = FaultServer::start().await;
+    let shop = shop(server.port, TlsMode::Starttls);
+    let store = shop.store().await;
+    customers(&store, &["secure"]).await;
+    let daemon = shop.daemon(&store).await;
+    let mut now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    for _ in 0..4 {
+        daemon.deliverer.run_once(now).await.unwrap();
+        now += Duration::days(1);
+    }
+    let row = &by_recipient(&store).await["secure"];
+    assert_eq!((row.status.as_str(), row.attempts), ("failed", 3));
+    assert!(
+        row.last_error.as_deref().unwrap().contains("STARTTLS"),
+        "{:?}",
+        row.last_error
+    );
+    assert!(server.accepted().is_empty());
+    assert_eq!(server.transactions("secure@example.jp"), 0);
+}
