@@ -8,6 +8,7 @@ mod import;
 mod output;
 mod run;
 mod status;
+mod suppress;
 mod trigger;
 
 pub use app::App;
@@ -76,6 +77,9 @@ pub enum Command {
     Preview(trigger::PreviewArgs),
     /// Per scenario: enrolled, active, completed, reached goal; messages queued, sent, failed.
     Status(status::StatusArgs),
+    /// The suppression list: addresses that get no mail (or no marketing mail).
+    #[command(subcommand)]
+    Suppress(suppress::SuppressCommand),
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -153,6 +157,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Trigger(args) => trigger::trigger(&app, &args).await,
         Command::Preview(args) => trigger::preview(&app, &args).await,
         Command::Status(args) => status::run(&app, &args).await,
+        Command::Suppress(cmd) => suppress::run(&app, cmd).await,
     }
 }
 

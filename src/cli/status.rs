@@ -23,6 +23,7 @@ pub const HEADERS: &[&str] = &[
     "sent",
     "failed",
     "skipped",
+    "suppressed",
     "unknown",
 ];
 
@@ -54,6 +55,7 @@ pub async fn print_status(store: &Store, format: OutputFormat) -> anyhow::Result
                 s.sent.to_string(),
                 s.failed.to_string(),
                 s.skipped.to_string(),
+                s.suppressed.to_string(),
                 s.unknown.to_string(),
             ]
         })

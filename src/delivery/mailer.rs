@@ -14,6 +14,10 @@ pub enum SendError {
     /// Not worth retrying: a 5xx reply, a message the server refuses.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// A permanent refusal of the recipient's address (a hard bounce, e.g. 550 at RCPT): the
+    /// address goes on the suppression list.
+    #[error("permanent failure for the address: {0}")]
+    Bounced(String),
     /// The server may have accepted the message: the connection failed after its data was
     /// sent. Retrying could send it twice.
     #[error("unknown: {0}")]

@@ -15,7 +15,7 @@ pub use unsubscribe::Unsubscriber;
 
 use crate::clock::to_millis;
 use crate::domain::mask_email;
-use crate::store::{OutboxRow, OutboxStatus, Recorded, Store};
+use crate::store::{OutboxRow, OutboxStatus, Recorded, Store, SuppressionKind};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
 use std::sync::Arc;
@@ -29,6 +29,7 @@ pub struct DeliveryReport {
     pub retried: u64,
     pub failed: u64,
     pub unknown: u64,
+    pub suppressed: u64,
 }
 
 pub struct Deliverer {
@@ -42,6 +43,7 @@ pub struct Deliverer {
 
 /// What a send needs, shared by the tasks that send in parallel.
 struct Sender {
+    store: Store,
     mailer: Mailer,
     from: Mailbox,
     policy: RetryPolicy,
@@ -64,8 +66,9 @@ impl Deliverer {
     ) -> Self {
         let concurrency = mailer.concurrency();
         Self {
-            store,
+            store: store.clone(),
             sender: Arc::new(Sender {
+                store,
                 mailer,
                 from,
                 policy,
@@ -98,6 +101,10 @@ impl Deliverer {
                 return Ok(report);
             }
             report.claimed += rows.len() as u64;
+            // Suppression is checked again here, at send time: an address may have been
+            // suppressed after its message was queued.
+            let emails: Vec<String> = rows.iter().map(|r| r.to_email.clone()).collect();
+            let suppressed = self.store.suppressed(&emails).await?;
             // Sends run `concurrency` at a time; their outcomes go to one recorder that writes
             // whatever has arrived in one short transaction, as soon as it arrives (group
             // commit: no waiting, and no lock contention between concurrent writers).
@@ -108,6 +115,13 @@ impl Deliverer {
             let sends = async move {
                 let mut tasks = tokio::task::JoinSet::new();
                 for row in rows {
+                    let kind = suppressed.get(&row.to_email.trim().to_lowercase());
+                    if let Some(kind) = kind.filter(|k| k.stops(row.transactional != 0)) {
+                        let why =
+                            format!("not sent: the address is suppressed ({})", kind.as_str());
+                        let _ = tx.send(Recorded::suppressed(row.id, why));
+                        continue;
+                    }
                     let permit = limit.clone().acquire_owned().await.expect("never closed");
                     let (sender, tx) = (self.sender.clone(), tx.clone());
                     tasks.spawn(async move {
@@ -128,6 +142,7 @@ impl Deliverer {
                     OutboxStatus::Sent => report.sent += 1,
                     OutboxStatus::Queued => report.retried += 1,
                     OutboxStatus::Unknown => report.unknown += 1,
+                    OutboxStatus::Suppressed => report.suppressed += 1,
                     _ => report.failed += 1,
                 }
             }
@@ -165,6 +180,23 @@ impl Sender {
             }
             Err(SendError::Permanent(e)) => {
                 warn!(error = %e, "permanent failure");
+                Outcome::Failed(e)
+            }
+            Err(SendError::Bounced(e)) => {
+                warn!(error = %e, "the address was refused permanently; it is suppressed");
+                let suppressed = self
+                    .store
+                    .suppress(
+                        &row.to_email,
+                        SuppressionKind::Bounce,
+                        &e,
+                        Some(&row.customer_id),
+                        to_millis(now),
+                    )
+                    .await;
+                if let Err(err) = suppressed {
+                    warn!(error = %err, "could not add the address to the suppression list");
+                }
                 Outcome::Failed(e)
             }
             Err(SendError::Unknown(e)) => {

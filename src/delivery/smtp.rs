@@ -57,8 +57,10 @@ impl From<lettre::transport::smtp::Error> for Fail {
 /// Where in the SMTP transaction a step failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
-    /// Connecting, greeting, TLS, AUTH, MAIL, RCPT or DATA: nothing can have been accepted.
+    /// Connecting, greeting, TLS, AUTH, MAIL or DATA: nothing can have been accepted.
     Before,
+    /// RCPT: a permanent refusal here is about the recipient's address (a hard bounce).
+    Recipient,
     /// After the message data was written: the server may have accepted it.
     After,
 }
@@ -149,7 +151,7 @@ impl SmtpPool {
         for to in envelope.to() {
             self.step(conn.command(Rcpt::new(to.clone(), vec![])))
                 .await
-                .map_err(before)?;
+                .map_err(|e| (Stage::Recipient, e))?;
         }
         self.step(conn.command(Data)).await.map_err(before)?;
         self.step(conn.message(bytes))
@@ -255,8 +257,12 @@ impl SmtpPool {
 /// What a failure means for the message.
 fn classify(stage: Stage, e: &Fail) -> SendError {
     match (e, stage) {
+        (Fail::Reply { permanent: true, text }, Stage::Recipient) => {
+            SendError::Bounced(text.clone())
+        }
         (Fail::Reply { permanent: true, text }, _) => SendError::Permanent(text.clone()),
-        (Fail::Reply { text, .. }, _) | (Fail::Network(text), Stage::Before) => {
+        (Fail::Reply { text, .. }, _)
+        | (Fail::Network(text), Stage::Before | Stage::Recipient) => {
             SendError::Transient(text.clone())
         }
         (Fail::Network(text), Stage::After) => SendError::Unknown(format!(

@@ -16,7 +16,7 @@ use crate::render::{CustomerView, MessageContext, OrderView, Rendered, Renderer}
 use crate::scenario::{Scenario, Trigger};
 use crate::store::{
     CustomerRow, DueEnrollment, NewEnrollment, NewOutbox, OrderEvent, OrderRow, OutboxStatus,
-    StepAdvance, Store,
+    StepAdvance, Store, SuppressionKind,
 };
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Duration, Utc};
@@ -53,6 +53,7 @@ pub struct TickReport {
     pub goals_reached: u64,
     pub queued: u64,
     pub skipped: u64,
+    pub suppressed: u64,
     pub failed: u64,
     pub completed: u64,
 }
@@ -340,6 +341,8 @@ impl Engine {
                 .store
                 .orders_by_ids(&distinct(due.iter().filter_map(|e| e.order_id.clone())))
                 .await?;
+            let emails: Vec<String> = customers.values().map(|c| c.email.clone()).collect();
+            let suppressed = self.store.suppressed(&emails).await?;
             let mut advances = Vec::with_capacity(due.len());
             for e in &due {
                 let span = info_span!("step", enrollment_id = e.id, scenario = %e.scenario_id, step = e.next_step);
@@ -353,12 +356,17 @@ impl Engine {
                     continue;
                 };
                 let order = e.order_id.as_ref().and_then(|id| orders.get(id));
-                advances.push(self.advance_one(s, e, c, order, now));
+                let blocked = suppressed
+                    .get(&c.email.trim().to_lowercase())
+                    .copied()
+                    .filter(|k| k.stops(s.transactional));
+                advances.push(self.advance_one(s, e, c, order, blocked, now));
             }
             for a in &advances {
                 match a.outbox.as_ref().map(|o| o.status) {
                     Some(OutboxStatus::Queued) => report.queued += 1,
                     Some(OutboxStatus::Skipped) => report.skipped += 1,
+                    Some(OutboxStatus::Suppressed) => report.suppressed += 1,
                     Some(OutboxStatus::Failed) => report.failed += 1,
                     _ => {}
                 }
@@ -380,6 +388,7 @@ impl Engine {
         e: &DueEnrollment,
         c: &CustomerRow,
         order: Option<&OrderRow>,
+        suppressed: Option<SuppressionKind>,
         now: DateTime<Utc>,
     ) -> StepAdvance {
         let index = e.next_step as usize;
@@ -398,6 +407,7 @@ impl Engine {
         let ctx = self.context(s, Some(&step.id), c, order, vars, None, now);
         let mut outbox = self.outbox_row(s, e, c);
         let condition = match &step.condition {
+            _ if suppressed.is_some() => Ok(false),
             Some(_) => self
                 .renderer
                 .condition(&s.id, &format!("step/{}", step.id), &ctx),
@@ -418,7 +428,16 @@ impl Engine {
                 outbox.html = r.html;
                 outbox.body_text = r.text;
             }
-            Ok(None) => outbox.status = OutboxStatus::Skipped,
+            Ok(None) => match suppressed {
+                Some(kind) => {
+                    outbox.status = OutboxStatus::Suppressed;
+                    outbox.last_error = Some(format!(
+                        "not queued: the address is suppressed ({})",
+                        kind.as_str()
+                    ));
+                }
+                None => outbox.status = OutboxStatus::Skipped,
+            },
             Err(err) => {
                 warn!(error = %err, "step could not be rendered; the message is marked failed");
                 outbox.status = OutboxStatus::Failed;

@@ -7,12 +7,14 @@ mod enrollments;
 mod orders;
 mod outbox;
 mod status;
+mod suppressions;
 
 pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, StepAdvance};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus, Recorded};
 pub use status::{FlowStatus, ScenarioStatus};
+pub use suppressions::{Suppression, SuppressionKind};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};

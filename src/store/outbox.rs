@@ -16,6 +16,8 @@ pub enum OutboxStatus {
     Failed,
     Skipped,
     Unknown,
+    /// Not sent: the address is on the suppression list.
+    Suppressed,
 }
 
 impl OutboxStatus {
@@ -27,6 +29,7 @@ impl OutboxStatus {
             OutboxStatus::Failed => "failed",
             OutboxStatus::Skipped => "skipped",
             OutboxStatus::Unknown => "unknown",
+            OutboxStatus::Suppressed => "suppressed",
         }
     }
 }
@@ -68,6 +71,16 @@ impl Recorded {
             id,
             status: OutboxStatus::Failed,
             error: Some(error),
+            sent_at: None,
+            next_attempt_at: None,
+        }
+    }
+
+    pub fn suppressed(id: i64, why: String) -> Self {
+        Self {
+            id,
+            status: OutboxStatus::Suppressed,
+            error: Some(why),
             sent_at: None,
             next_attempt_at: None,
         }

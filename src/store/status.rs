@@ -15,6 +15,7 @@ pub struct ScenarioStatus {
     pub sent: i64,
     pub failed: i64,
     pub skipped: i64,
+    pub suppressed: i64,
     pub unknown: i64,
 }
 
@@ -52,6 +53,7 @@ impl Store {
                 "sent" => s.sent += n,
                 "failed" => s.failed += n,
                 "skipped" => s.skipped += n,
+                "suppressed" => s.suppressed += n,
                 "unknown" => s.unknown += n,
                 _ => {}
             }

@@ -46,6 +46,11 @@ fn every_command_has_help() {
         &["trigger", "--help"],
         &["preview", "--help"],
         &["status", "--help"],
+        &["suppress", "--help"],
+        &["suppress", "add", "--help"],
+        &["suppress", "remove", "--help"],
+        &["suppress", "list", "--help"],
+        &["suppress", "import", "--help"],
     ] {
         let o = rebuy(dir.path(), cmd);
         let (out, _) = text(&o);
@@ -220,7 +225,7 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
     );
     let o = rebuy(dir.path(), &["status", "--format", "csv"]);
     assert!(text(&o).0.starts_with(
-        "scenario,enrolled,active,completed,reached goal,queued,sent,failed,skipped,unknown\n"
+        "scenario,enrolled,active,completed,reached goal,queued,sent,failed,skipped,suppressed,unknown\n"
     ));
 
     let o = rebuy(
@@ -305,4 +310,76 @@ fn the_daemon_stops_cleanly_on_sigterm_and_logs_json_when_asked() {
         "{messages:?}"
     );
     assert_eq!(messages.last(), Some(&"stopped cleanly"), "{messages:?}");
+}
+
+#[test]
+fn the_suppression_list_is_managed_from_the_command_line() {
+    let dir = folder();
+    let o = rebuy(
+        dir.path(),
+        &[
+            "suppress",
+            "add",
+            "Hanako@Example.jp",
+            "--reason",
+            "asked by phone",
+        ],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(
+        text(&o).0.contains("suppressed hanako@example.jp (manual)"),
+        "{:?}",
+        text(&o)
+    );
+    let o = rebuy(dir.path(), &["suppress", "add", "not an address"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("not a valid e-mail address"),
+        "{:?}",
+        text(&o)
+    );
+
+    std::fs::write(
+        dir.path().join("list.csv"),
+        "email,kind,reason\nken@example.com,bounce,550 no such user\nbroken,manual,\naya@example.jp,sometimes,\n",
+    )
+    .unwrap();
+    let o = rebuy(dir.path(), &["suppress", "import", "list.csv"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    let (out, err) = text(&o);
+    assert!(
+        out.contains("1 addresses suppressed, 2 lines rejected"),
+        "{out}"
+    );
+    assert!(
+        err.contains("list.csv:3: 'broken' is not a valid e-mail address"),
+        "{err}"
+    );
+    assert!(
+        err.contains("list.csv:4: unknown kind 'sometimes'"),
+        "{err}"
+    );
+
+    let o = rebuy(dir.path(), &["suppress", "list", "--format", "csv"]);
+    let (out, _) = text(&o);
+    assert!(
+        out.starts_with("email,kind,reason,customer,since\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("hanako@example.jp,manual,asked by phone,"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ken@example.com,bounce,550 no such user,"),
+        "{out}"
+    );
+
+    let o = rebuy(dir.path(), &["suppress", "remove", "ken@example.com"]);
+    assert!(o.status.success());
+    let o = rebuy(dir.path(), &["suppress", "remove", "ken@example.com"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = rebuy(dir.path(), &["suppress", "list", "--format", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
 }

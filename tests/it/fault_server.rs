@@ -85,7 +85,6 @@ impl FaultServer {
         let s = self.state.lock().unwrap();
         s.transactions.get(recipient).copied().unwrap_or(0)
     }
-
 }
 
 impl Drop for FaultServer {

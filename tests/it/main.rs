@@ -9,4 +9,5 @@ mod faults;
 mod helpers;
 mod import;
 mod scan;
+mod suppression;
 mod time_travel;

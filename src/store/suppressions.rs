@@ -1,0 +1,115 @@
+//! The suppression list: who must not get mail, why, and since when.
+
+use super::{push_in_list, Db, Result, Store};
+use serde::Serialize;
+use sqlx::{FromRow, QueryBuilder};
+use std::collections::HashMap;
+
+/// Why an address is suppressed, which decides what it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SuppressionKind {
+    /// The customer unsubscribed: no more marketing mail; transactional mail still goes.
+    Unsubscribe,
+    /// A permanent failure for the address: nothing can be delivered there.
+    Bounce,
+    /// Added by staff: no mail at all.
+    Manual,
+}
+
+impl SuppressionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SuppressionKind::Unsubscribe => "unsubscribe",
+            SuppressionKind::Bounce => "bounce",
+            SuppressionKind::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unsubscribe" => Some(SuppressionKind::Unsubscribe),
+            "bounce" => Some(SuppressionKind::Bounce),
+            "manual" => Some(SuppressionKind::Manual),
+            _ => None,
+        }
+    }
+
+    /// Whether this suppression stops a message (`transactional` or marketing).
+    pub fn stops(self, transactional: bool) -> bool {
+        !(transactional && self == SuppressionKind::Unsubscribe)
+    }
+}
+
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct Suppression {
+    pub email: String,
+    pub kind: String,
+    pub reason: String,
+    pub customer_id: Option<String>,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Adds (or, for an address already listed, replaces) a suppression. A bounce or manual
+    /// entry is never weakened to an unsubscribe. Returns whether the list changed.
+    pub async fn suppress(
+        &self,
+        email: &str,
+        kind: SuppressionKind,
+        reason: &str,
+        customer_id: Option<&str>,
+        now: i64,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "INSERT INTO suppressions (email, kind, reason, customer_id, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (email) DO UPDATE SET kind = excluded.kind, reason = excluded.reason, \
+             customer_id = COALESCE(excluded.customer_id, suppressions.customer_id), created_at = excluded.created_at \
+             WHERE suppressions.kind = 'unsubscribe' AND excluded.kind <> 'unsubscribe'",
+        )
+        .bind(email.trim().to_lowercase())
+        .bind(kind.as_str())
+        .bind(reason)
+        .bind(customer_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    /// Removes an address from the list; returns whether it was there.
+    pub async fn unsuppress(&self, email: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM suppressions WHERE email = $1")
+            .bind(email.trim().to_lowercase())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    pub async fn suppressions(&self) -> Result<Vec<Suppression>> {
+        Ok(sqlx::query_as(
+            "SELECT email, kind, reason, customer_id, created_at FROM suppressions ORDER BY created_at, email",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The suppressions among `emails` (any case), by lower-cased address.
+    pub async fn suppressed(&self, emails: &[String]) -> Result<HashMap<String, SuppressionKind>> {
+        let lower: Vec<String> = emails.iter().map(|e| e.trim().to_lowercase()).collect();
+        let mut out = HashMap::new();
+        for chunk in lower.chunks(super::BATCH) {
+            let mut qb =
+                QueryBuilder::<Db>::new("SELECT email, kind FROM suppressions WHERE email IN ");
+            push_in_list(&mut qb, chunk);
+            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.pool).await?;
+            out.extend(
+                rows.into_iter()
+                    .filter_map(|(e, k)| SuppressionKind::parse(&k).map(|k| (e, k))),
+            );
+        }
+        Ok(out)
+    }
+}

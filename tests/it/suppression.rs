@@ -1,0 +1,204 @@
+//! The suppression list, against the real SMTP server: checked again at send time, an
+//! unsubscribe stops marketing but not transactional mail, a hard bounce stops everything.
+
+use crate::helpers::*;
+use rebuy::store::SuppressionKind;
+
+const FIRST: &str = r#"
+id: first
+trigger: first_order
+steps:
+  - id: thanks
+    send: { template: t, subject: "thanks" }
+"#;
+
+const SUPPORT: &str = r#"
+id: support
+trigger: manual
+transactional: true
+steps:
+  - id: note
+    send: { template: t, subject: "about your order" }
+"#;
+
+fn shop(smtp: &SmtpServer) -> TestShop {
+    TestShop::new(
+        &[("first.yaml", FIRST), ("support.yaml", SUPPORT)],
+        &[
+            ("t.html", "<p>{{ customer.name }}</p>"),
+            ("t.txt", "{{ customer.name }}"),
+        ],
+        Some(smtp),
+    )
+}
+
+fn recipients(smtp: &SmtpServer) -> Vec<String> {
+    smtp.received().iter().flat_map(|r| r.to.clone()).collect()
+}
+
+#[tokio::test]
+async fn an_address_suppressed_after_its_message_was_queued_gets_nothing() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[
+                customer("C1", "Gone@Example.jp", "A", "Asia/Tokyo", "{}"),
+                customer("C2", "stay@example.jp", "B", "Asia/Tokyo", "{}"),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(
+        &store,
+        &[
+            order("O1", "C1", "2026-11-01T01:00:00Z", 1000),
+            order("O2", "C2", "2026-11-01T01:00:00Z", 1000),
+        ],
+    )
+    .await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    let tick = daemon.engine.tick(now).await.unwrap();
+    assert_eq!(tick.queued, 2);
+    // Unsubscribed between queueing and sending (any case of the address).
+    store
+        .suppress(
+            "gone@example.jp",
+            SuppressionKind::Unsubscribe,
+            "link",
+            Some("C1"),
+            0,
+        )
+        .await
+        .unwrap();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!((r.sent, r.suppressed), (1, 1));
+    assert_eq!(recipients(&smtp), ["stay@example.jp"]);
+    let rows = store.outbox_rows().await.unwrap();
+    let gone = rows.iter().find(|r| r.customer_id == "C1").unwrap();
+    assert_eq!(gone.status, "suppressed");
+    assert!(gone.last_error.as_deref().unwrap().contains("unsubscribe"));
+}
+
+#[tokio::test]
+async fn an_unsubscribe_stops_marketing_but_not_transactional_mail_and_a_bounce_stops_both() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[
+                customer("U", "unsub@example.jp", "U", "Asia/Tokyo", "{}"),
+                customer("B", "bounced@example.jp", "B", "Asia/Tokyo", "{}"),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    store
+        .suppress(
+            "unsub@example.jp",
+            SuppressionKind::Unsubscribe,
+            "",
+            Some("U"),
+            0,
+        )
+        .await
+        .unwrap();
+    store
+        .suppress(
+            "bounced@example.jp",
+            SuppressionKind::Bounce,
+            "550",
+            Some("B"),
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(
+        &store,
+        &[
+            order("O1", "U", "2026-11-01T01:00:00Z", 1000),
+            order("O2", "B", "2026-11-01T01:00:00Z", 1000),
+        ],
+    )
+    .await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    for c in ["U", "B"] {
+        daemon
+            .engine
+            .trigger_manual("support", c, Default::default(), None, now)
+            .await
+            .unwrap();
+    }
+    let tick = daemon.engine.tick(now).await.unwrap();
+    // Checked at enqueue: the two marketing messages and the bounced transactional one.
+    assert_eq!((tick.queued, tick.suppressed), (1, 3), "{tick:?}");
+    daemon.deliverer.run_once(now).await.unwrap();
+    let got: Vec<(String, String)> = smtp
+        .received()
+        .iter()
+        .map(|r| (r.to[0].clone(), r.parsed().subject().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        got,
+        [("unsub@example.jp".into(), "about your order".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_hard_bounce_puts_the_address_on_the_list_with_its_reason() {
+    let smtp = SmtpServer::start();
+    smtp.reject_recipient("nobody@");
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[customer("N", "nobody@example.jp", "N", "Asia/Tokyo", "{}")],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "N", "2026-11-01T01:00:00Z", 1000)]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!(r.failed, 1);
+    let list = store.suppressions().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(
+        (
+            list[0].email.as_str(),
+            list[0].kind.as_str(),
+            list[0].customer_id.as_deref()
+        ),
+        ("nobody@example.jp", "bounce", Some("N"))
+    );
+    assert!(list[0].reason.contains("550"), "{}", list[0].reason);
+
+    // Later mail, transactional too, is not even queued.
+    daemon
+        .engine
+        .trigger_manual("support", "N", Default::default(), None, now)
+        .await
+        .unwrap();
+    let tick = daemon.engine.tick(now).await.unwrap();
+    assert_eq!((tick.queued, tick.suppressed), (0, 1));
+    // An unsubscribe does not weaken a bounce.
+    assert!(!store
+        .suppress(
+            "nobody@example.jp",
+            SuppressionKind::Unsubscribe,
+            "",
+            None,
+            0
+        )
+        .await
+        .unwrap());
+    assert_eq!(store.suppressions().await.unwrap()[0].kind, "bounce");
+}
