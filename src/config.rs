@@ -55,6 +55,9 @@ pub struct UnsubscribeConfig {
     pub secret_env: String,
     /// A file that holds the HMAC secret, if the environment variable is unset.
     pub secret_file: Option<PathBuf>,
+    /// Where `rebuy run` serves the unsubscribe page and the one-click POST (e.g.
+    /// `127.0.0.1:8025`, behind the shop's reverse proxy at `base_url`); unset: not served.
+    pub listen: Option<String>,
 }
 
 impl Default for UnsubscribeConfig {
@@ -63,6 +66,7 @@ impl Default for UnsubscribeConfig {
             base_url: "https://shop.example/unsubscribe".into(),
             secret_env: "REBUY_UNSUBSCRIBE_SECRET".into(),
             secret_file: None,
+            listen: None,
         }
     }
 }

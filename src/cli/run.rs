@@ -53,6 +53,30 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         .tick_interval
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(60));
+    let http = match &app.config.unsubscribe.listen {
+        Some(addr) => {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("error: cannot listen on {addr} (unsubscribe.listen): {e}; pick a free address or port");
+                    return Ok(exit::FAILURE);
+                }
+            };
+            let router = crate::http::router(
+                store.clone(),
+                app.unsubscriber(&store).await?,
+                app.config
+                    .shop
+                    .get("name")
+                    .map(String::as_str)
+                    .unwrap_or_default(),
+                Arc::new(SystemClock),
+            );
+            tracing::info!(%addr, path = %app.unsubscriber(&store).await?.path(), "serving the unsubscribe page");
+            Some(tokio::spawn(crate::http::serve(listener, router)))
+        }
+        None => None,
+    };
     tracing::info!(
         scenarios = daemon.engine.scenarios().len(),
         interval_secs = interval.as_secs(),
@@ -61,6 +85,9 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
     daemon
         .run(Arc::new(SystemClock), interval, shutdown_signal())
         .await;
+    if let Some(server) = http {
+        server.abort();
+    }
     store.close().await;
     Ok(exit::OK)
 }

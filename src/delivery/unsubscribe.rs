@@ -60,6 +60,18 @@ impl Unsubscriber {
     }
 }
 
+impl Unsubscriber {
+    /// The path of `base_url`, where the daemon serves the page (`/` if it has none).
+    pub fn path(&self) -> String {
+        let rest = self
+            .base_url
+            .split_once("://")
+            .map_or(self.base_url.as_str(), |(_, r)| r);
+        let path = rest.find('/').map_or("/", |i| &rest[i..]);
+        path.split(['?', '#']).next().unwrap_or("/").to_string()
+    }
+}
+
 /// Percent-encodes everything but unreserved characters (RFC 3986).
 fn encode(s: &str) -> String {
     s.bytes()
@@ -75,6 +87,17 @@ fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_served_path_is_the_base_urls() {
+        let path = |u: &str| Unsubscriber::new(u, b"s").path();
+        assert_eq!(
+            path("https://shop.example/mail/unsubscribe?x=1"),
+            "/mail/unsubscribe"
+        );
+        assert_eq!(path("https://shop.example"), "/");
+        assert_eq!(path("http://127.0.0.1:8025/u"), "/u");
+    }
 
     #[test]
     fn tokens_verify_and_forgeries_do_not() {

@@ -11,3 +11,4 @@ mod import;
 mod scan;
 mod suppression;
 mod time_travel;
+mod unsubscribe;
