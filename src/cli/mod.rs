@@ -5,6 +5,7 @@ mod app;
 mod check;
 mod demo;
 mod import;
+mod outbox;
 mod output;
 mod run;
 mod status;
@@ -80,6 +81,9 @@ pub enum Command {
     /// The suppression list: addresses that get no mail (or no marketing mail).
     #[command(subcommand)]
     Suppress(suppress::SuppressCommand),
+    /// Messages by state; re-send failed or unknown ones, or cancel queued ones, by hand.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCommand),
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -158,6 +162,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Preview(args) => trigger::preview(&app, &args).await,
         Command::Status(args) => status::run(&app, &args).await,
         Command::Suppress(cmd) => suppress::run(&app, cmd).await,
+        Command::Outbox(cmd) => outbox::run(&app, cmd).await,
     }
 }
 

@@ -18,6 +18,8 @@ pub enum OutboxStatus {
     Unknown,
     /// Not sent: the address is on the suppression list.
     Suppressed,
+    /// Not sent: cancelled by hand (`rebuy outbox cancel`).
+    Cancelled,
 }
 
 impl OutboxStatus {
@@ -30,6 +32,7 @@ impl OutboxStatus {
             OutboxStatus::Skipped => "skipped",
             OutboxStatus::Unknown => "unknown",
             OutboxStatus::Suppressed => "suppressed",
+            OutboxStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -264,5 +267,73 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+
+    /// Messages for `rebuy outbox list`, newest first, optionally of one status and scenario.
+    pub async fn outbox_list(
+        &self,
+        status: Option<&str>,
+        scenario: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>> {
+        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM outbox WHERE 1 = 1"));
+        if let Some(st) = status {
+            // `queued` includes the messages being sent right now.
+            if st == "queued" {
+                qb.push(" AND status IN ('queued', 'sending')");
+            } else {
+                qb.push(" AND status = ").push_bind(st);
+            }
+        }
+        if let Some(sc) = scenario {
+            qb.push(" AND scenario_id = ").push_bind(sc);
+        }
+        qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    /// Puts failed or unknown messages back in the queue for `now`, with their attempts reset:
+    /// a deliberate re-send. `ids` empty with `all_failed`: every failed message. Returns
+    /// the ids re-queued.
+    pub async fn requeue(&self, ids: &[i64], all_failed: bool, now: i64) -> Result<Vec<i64>> {
+        let mut qb = QueryBuilder::<Db>::new(
+            "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = ",
+        );
+        qb.push_bind(now).push(", updated_at = ").push_bind(now);
+        if all_failed {
+            qb.push(" WHERE status = 'failed'");
+        } else {
+            qb.push(" WHERE status IN ('failed', 'unknown') AND id IN (");
+            let mut sep = qb.separated(", ");
+            for id in ids {
+                sep.push_bind(*id);
+            }
+            sep.push_unseparated(")");
+        }
+        qb.push(" RETURNING id");
+        let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Cancels queued messages (not ones being sent): one by id, or all of a scenario.
+    /// Returns the ids cancelled.
+    pub async fn cancel(
+        &self,
+        id: Option<i64>,
+        scenario: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<i64>> {
+        let mut qb =
+            QueryBuilder::<Db>::new("UPDATE outbox SET status = 'cancelled', updated_at = ");
+        qb.push_bind(now).push(" WHERE status = 'queued'");
+        if let Some(id) = id {
+            qb.push(" AND id = ").push_bind(id);
+        }
+        if let Some(sc) = scenario {
+            qb.push(" AND scenario_id = ").push_bind(sc);
+        }
+        qb.push(" RETURNING id");
+        let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&self.pool).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 }

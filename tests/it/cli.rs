@@ -51,6 +51,10 @@ fn every_command_has_help() {
         &["suppress", "remove", "--help"],
         &["suppress", "list", "--help"],
         &["suppress", "import", "--help"],
+        &["outbox", "--help"],
+        &["outbox", "list", "--help"],
+        &["outbox", "retry", "--help"],
+        &["outbox", "cancel", "--help"],
     ] {
         let o = rebuy(dir.path(), cmd);
         let (out, _) = text(&o);
@@ -382,4 +386,114 @@ fn the_suppression_list_is_managed_from_the_command_line() {
     let o = rebuy(dir.path(), &["suppress", "list", "--format", "json"]);
     let list: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn failed_messages_are_listed_retried_and_queued_ones_cancelled_from_the_command_line() {
+    let dir = folder();
+    // A relay nobody listens on, and one attempt: a send fails for good at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("rebuy.yaml"),
+        format!(
+            "delivery:\n  transport: smtp\n  max_attempts: 1\n  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 1 }}\n"
+        ),
+    )
+    .unwrap();
+    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
+        .status
+        .success());
+    for (c, key) in [("C1", "K1"), ("C2", "K2")] {
+        let o = rebuy(
+            dir.path(),
+            &[
+                "trigger",
+                "support-follow-up",
+                "--customer",
+                c,
+                "--var",
+                "case_id=X",
+                "--key",
+                key,
+            ],
+        );
+        assert!(o.status.success(), "{:?}", text(&o));
+    }
+    let o = rebuy(dir.path(), &["run", "--once"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+
+    let o = rebuy(
+        dir.path(),
+        &["outbox", "list", "--status", "failed", "--format", "json"],
+    );
+    let failed: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    let failed = failed.as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed[0]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot connect"));
+    let first = failed[1]["id"].as_i64().unwrap().to_string();
+
+    let o = rebuy(dir.path(), &["outbox", "retry", &first]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o)
+        .0
+        .contains(&format!("re-queued 1 message(s): {first}")));
+    let o = rebuy(dir.path(), &["outbox", "retry", &first]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a queued message is not retried again"
+    );
+    let o = rebuy(dir.path(), &["outbox", "retry", "--all-failed"]);
+    assert!(
+        text(&o).0.contains("re-queued 1 message(s)"),
+        "{:?}",
+        text(&o)
+    );
+
+    let o = rebuy(
+        dir.path(),
+        &["outbox", "list", "--status", "queued", "--format", "csv"],
+    );
+    let (out, _) = text(&o);
+    assert!(
+        out.starts_with("id,scenario,step,to,status,attempts,due,last error\n"),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+
+    let o = rebuy(
+        dir.path(),
+        &["outbox", "cancel", "--scenario", "support-follow-up"],
+    );
+    assert!(
+        text(&o).0.contains("cancelled 2 queued message(s)"),
+        "{:?}",
+        text(&o)
+    );
+    let o = rebuy(dir.path(), &["outbox", "cancel", &first]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("is not queued"));
+    let o = rebuy(
+        dir.path(),
+        &[
+            "outbox",
+            "list",
+            "--status",
+            "cancelled",
+            "--format",
+            "json",
+        ],
+    );
+    let cancelled: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(cancelled.as_array().unwrap().len(), 2);
+    // Nothing is sent for a cancelled message.
+    let o = rebuy(dir.path(), &["run", "--once"]);
+    assert!(text(&o).0.contains("\"claimed\": 0"), "{:?}", text(&o));
 }

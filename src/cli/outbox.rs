@@ -1,0 +1,141 @@
+//! `rebuy outbox list|retry|cancel`: look at messages and act on them by hand.
+
+use super::output::{print_rows, OutputFormat};
+use super::{exit, App};
+use crate::clock::{from_millis, to_millis, Clock, SystemClock};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFilter {
+    Queued,
+    Sent,
+    Failed,
+    Unknown,
+    Skipped,
+    Suppressed,
+    Cancelled,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum OutboxCommand {
+    /// Messages, newest first: id, scenario, step, recipient, status, attempts, last error.
+    List {
+        /// Only messages in this state (`queued` includes those being sent).
+        #[arg(long, value_enum)]
+        status: Option<StatusFilter>,
+        /// Only messages of this scenario.
+        #[arg(long)]
+        scenario: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Send failed or unknown messages again, deliberately (attempts start over). An
+    /// `unknown` message may already have been delivered once: check before re-sending it.
+    Retry {
+        /// Outbox ids (see `rebuy outbox list`).
+        #[arg(required_unless_present = "all_failed")]
+        ids: Vec<i64>,
+        /// Every failed message (not the unknown ones: those need a look each).
+        #[arg(long, conflicts_with = "ids")]
+        all_failed: bool,
+    },
+    /// Cancel queued messages so they are never sent: one by id, or all of a scenario.
+    Cancel {
+        #[arg(required_unless_present = "scenario")]
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        scenario: Option<String>,
+    },
+}
+
+pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
+    let store = app.store().await?;
+    let now = to_millis(SystemClock.now());
+    let code = match cmd {
+        OutboxCommand::List {
+            status,
+            scenario,
+            limit,
+            format,
+        } => {
+            let status = status.map(|s| format!("{s:?}").to_lowercase());
+            let rows = store
+                .outbox_list(status.as_deref(), scenario.as_deref(), limit)
+                .await?;
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.id.to_string(),
+                        r.scenario_id.clone(),
+                        r.step_id.clone(),
+                        r.to_email.clone(),
+                        r.status.clone(),
+                        r.attempts.to_string(),
+                        from_millis(r.due_at).to_rfc3339(),
+                        r.last_error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let json: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.id, "scenario": r.scenario_id, "step": r.step_id,
+                        "customer": r.customer_id, "to": r.to_email, "status": r.status,
+                        "attempts": r.attempts, "due_at": from_millis(r.due_at).to_rfc3339(),
+                        "last_error": r.last_error,
+                    })
+                })
+                .collect();
+            let headers = [
+                "id",
+                "scenario",
+                "step",
+                "to",
+                "status",
+                "attempts",
+                "due",
+                "last error",
+            ];
+            print_rows(format, &headers, &table, &serde_json::Value::Array(json))?;
+            exit::OK
+        }
+        OutboxCommand::Retry { ids, all_failed } => {
+            let done = store.requeue(&ids, all_failed, now).await?;
+            println!("re-queued {} message(s){}", done.len(), list(&done));
+            let missed: Vec<i64> = ids.iter().copied().filter(|i| !done.contains(i)).collect();
+            if missed.is_empty() {
+                exit::OK
+            } else {
+                eprintln!(
+                    "error: not re-queued (no such message, or not failed/unknown):{}",
+                    list(&missed)
+                );
+                exit::INVALID
+            }
+        }
+        OutboxCommand::Cancel { id, scenario } => {
+            let done = store.cancel(id, scenario.as_deref(), now).await?;
+            println!("cancelled {} queued message(s){}", done.len(), list(&done));
+            if id.is_some() && done.is_empty() {
+                eprintln!("error: message {} is not queued (already sent, failed or being sent, or no such id)", id.unwrap_or_default());
+                exit::INVALID
+            } else {
+                exit::OK
+            }
+        }
+    };
+    store.close().await;
+    Ok(code)
+}
+
+fn list(ids: &[i64]) -> String {
+    if ids.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = ids.iter().take(20).map(i64::to_string).collect();
+    let more = if ids.len() > 20 { ", …" } else { "" };
+    format!(": {}{more}", shown.join(", "))
+}
