@@ -94,6 +94,9 @@ pub struct DeliveryConfig {
     pub retry_max: Option<Spanned<String>>,
     /// Messages claimed per delivery round.
     pub batch_size: u32,
+    /// How long a claimed message belongs to its sender; a message still `sending` after
+    /// that (its sender died) becomes `unknown`. Longer than any one SMTP conversation.
+    pub lease_secs: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -106,6 +109,7 @@ impl Default for DeliveryConfig {
             retry_base: None,
             retry_max: None,
             batch_size: 500,
+            lease_secs: 600,
         }
     }
 }

@@ -115,6 +115,7 @@ impl App {
             from,
             policy,
             d.batch_size,
+            chrono::Duration::seconds(d.lease_secs.max(1) as i64),
         ))
     }
 }

@@ -63,6 +63,7 @@ impl Deliverer {
         from: Mailbox,
         policy: RetryPolicy,
         batch: u32,
+        lease: Duration,
     ) -> Self {
         let concurrency = mailer.concurrency();
         Self {
@@ -74,7 +75,7 @@ impl Deliverer {
                 policy,
             }),
             owner: format!("{}-{}", std::process::id(), rand::random::<u32>()),
-            lease: Duration::minutes(10),
+            lease,
             batch: batch.max(1),
             concurrency,
         }

@@ -1,0 +1,232 @@
+//! The kill loop: the `rebuy` daemon is killed with SIGKILL at random moments while it sends
+//! MESSAGES mails to a real SMTP server on loopback, and restarted each time; then every
+//! message is accounted for from what the server received and what the database recorded.
+//!
+//! `cargo build --release && cargo run --release --example kill_loop -- MESSAGES KILLS`
+//! (`scripts/kill-loop.sh` does both). Exits non-zero on any duplicate or unaccounted message.
+
+use mailin_embedded::{response, Handler, Response, Server, SslConfig};
+use rand::Rng;
+use rebuy::store::Store;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const LEASE_SECS: u64 = 3;
+
+/// The sink: counts every accepted message by its Message-ID.
+#[derive(Clone, Default)]
+struct Sink {
+    received: Arc<Mutex<HashMap<String, u32>>>,
+    data: Vec<u8>,
+}
+
+impl Handler for Sink {
+    fn data_start(&mut self, _: &str, _: &str, _: bool, _: &[String]) -> Response {
+        self.data.clear();
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        // A relay that takes a few milliseconds per message, so that the run spans the kills.
+        std::thread::sleep(Duration::from_millis(4));
+        let text = String::from_utf8_lossy(&self.data);
+        let id = text
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("message-id")
+                    .then(|| value.trim().to_string())
+            })
+            .unwrap_or_default();
+        *self.received.lock().unwrap().entry(id).or_default() += 1;
+        response::OK
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let messages = *args.first().unwrap_or(&10_000);
+    let kills = *args.get(1).unwrap_or(&50);
+    let bin = PathBuf::from(std::env::var("REBUY_BIN").unwrap_or("target/release/rebuy".into()));
+    anyhow::ensure!(
+        bin.exists(),
+        "{} not found: run `cargo build --release` first",
+        bin.display()
+    );
+    let bin = bin.canonicalize()?;
+
+    let sink = Sink::default();
+    let received = sink.received.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut server = Server::new(sink);
+        server
+            .with_name("sink.test")
+            .with_ssl(SslConfig::None)
+            .expect("no TLS")
+            .with_num_threads(8)
+            .with_tcp_listener(listener);
+        let _ = server.serve();
+    });
+
+    let dir = tempfile::tempdir()?;
+    setup(dir.path(), port, messages)?;
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let ok = Command::new(&bin)
+            .args(args)
+            .current_dir(dir.path())
+            .env("REBUY_UNSUBSCRIBE_SECRET", "kill-loop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "rebuy {args:?} failed");
+        Ok(())
+    };
+    run(&["import", "customers", "customers.csv", "--no-progress"])?;
+    run(&["import", "orders", "orders.csv", "--no-progress"])?;
+
+    println!("kill loop: {messages} messages, {kills} SIGKILLs, sink on 127.0.0.1:{port}");
+    let started = Instant::now();
+    let mut rng = rand::rng();
+    for k in 1..=kills {
+        let mut child: Child = Command::new(&bin)
+            .arg("run")
+            .current_dir(dir.path())
+            .env("REBUY_UNSUBSCRIBE_SECRET", "kill-loop")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(rng.random_range(150..1200)));
+        child.kill()?; // SIGKILL
+        child.wait()?;
+        if k % 10 == 0 {
+            let got: u32 = received.lock().unwrap().values().sum();
+            println!("  {k} kills, {got} messages received so far");
+        }
+    }
+    // Let the leases of the last victim run out, then finish the run without kills.
+    std::thread::sleep(Duration::from_secs(LEASE_SECS + 1));
+    for _ in 0..20 {
+        run(&["run", "--once"])?;
+        let left = tokio::runtime::Runtime::new()?.block_on(pending(dir.path()))?;
+        if left == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let verdict = tokio::runtime::Runtime::new()?.block_on(account(
+        dir.path(),
+        &received.lock().unwrap(),
+        messages,
+    ))?;
+    println!("  took {:.0} s", started.elapsed().as_secs_f64());
+    anyhow::ensure!(verdict, "duplicates or unaccounted messages (see above)");
+    Ok(())
+}
+
+/// A shop of `n` customers, each with a first order an hour ago, a one-step scenario, and the
+/// daemon's config: SMTP to the sink, a short lease, a one-second tick, and small claimed
+/// batches (a crash can leave at most one batch `unknown`).
+fn setup(dir: &Path, port: u16, n: usize) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir.join("scenarios"))?;
+    std::fs::create_dir_all(dir.join("templates"))?;
+    std::fs::write(
+        dir.join("scenarios/thanks.yaml"),
+        "id: thanks\ntrigger: first_order\nsteps:\n  - id: thanks\n    send: { template: t, subject: \"ありがとうございました\" }\n",
+    )?;
+    std::fs::write(dir.join("templates/t.html"), "<p>{{ customer.name }}様</p>")?;
+    std::fs::write(dir.join("templates/t.txt"), "{{ customer.name }}様")?;
+    std::fs::write(
+        dir.join("rebuy.yaml"),
+        format!(
+            "tick_interval: 1s\ndelivery:\n  transport: smtp\n  lease_secs: {LEASE_SECS}\n  batch_size: 40\n  \
+             smtp: {{ host: 127.0.0.1, port: {port}, tls: none, pool_size: 2, timeout_secs: 5 }}\n"
+        ),
+    )?;
+    let at = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let mut customers = String::from("id,email,name\n");
+    let mut orders = String::from("order_id,customer_id,placed_at,currency,total\n");
+    for i in 0..n {
+        customers.push_str(&format!("C{i},c{i}@example.jp,顧客{i}\n"));
+        orders.push_str(&format!("O{i},C{i},{at},JPY,3980\n"));
+    }
+    std::fs::write(dir.join("customers.csv"), customers)?;
+    std::fs::write(dir.join("orders.csv"), orders)?;
+    Ok(())
+}
+
+async fn pending(dir: &Path) -> anyhow::Result<usize> {
+    let store = Store::open(&dir.join("rebuy.db").display().to_string()).await?;
+    let rows = store.outbox_rows().await?;
+    store.close().await;
+    Ok(rows
+        .iter()
+        .filter(|r| r.status == "queued" || r.status == "sending")
+        .count())
+}
+
+/// Compares the database with the sink. True when there is no duplicate and no message
+/// unaccounted for.
+async fn account(
+    dir: &Path,
+    received: &HashMap<String, u32>,
+    messages: usize,
+) -> anyhow::Result<bool> {
+    let store = Store::open(&dir.join("rebuy.db").display().to_string()).await?;
+    let rows = store.outbox_rows().await?;
+    store.close().await;
+    let mut by_status: HashMap<&str, usize> = HashMap::new();
+    let (mut unaccounted, mut sent_not_received) = (0, 0);
+    let mut unknown_received = 0;
+    for r in &rows {
+        *by_status.entry(r.status.as_str()).or_default() += 1;
+        let got = received.get(&r.message_id).copied().unwrap_or(0);
+        match r.status.as_str() {
+            "sent" if got == 0 => sent_not_received += 1,
+            "unknown" if got > 0 => unknown_received += 1,
+            "failed" if got > 0 => unaccounted += 1,
+            "sent" | "unknown" | "failed" => {}
+            _ => unaccounted += 1,
+        }
+    }
+    let known: std::collections::HashSet<&str> =
+        rows.iter().map(|r| r.message_id.as_str()).collect();
+    let duplicates: u32 = received.values().map(|n| n.saturating_sub(1)).sum();
+    let strays = received
+        .keys()
+        .filter(|id| !known.contains(id.as_str()))
+        .count();
+    let total: u32 = received.values().sum();
+    println!(
+        "  outbox rows: {} (expected {messages}); by status: {by_status:?}",
+        rows.len()
+    );
+    println!(
+        "  received by the server: {total} ({} distinct)",
+        received.len()
+    );
+    println!("  duplicates: {duplicates}");
+    println!(
+        "  unaccounted: {} (rows neither sent, failed nor unknown: {unaccounted}; sent but never received: {sent_not_received}; received but not in the outbox: {strays})",
+        unaccounted + sent_not_received + strays
+    );
+    println!("  unknown and in fact received: {unknown_received} (flagged, not re-sent)");
+    Ok(duplicates == 0
+        && unaccounted == 0
+        && sent_not_received == 0
+        && strays == 0
+        && rows.len() == messages)
+}
