@@ -97,6 +97,10 @@ pub struct DeliveryConfig {
     /// How long a claimed message belongs to its sender; a message still `sending` after
     /// that (its sender died) becomes `unknown`. Longer than any one SMTP conversation.
     pub lease_secs: u64,
+    /// At most this many messages per second over all connections; unset: no limit.
+    pub rate_per_second: Option<u32>,
+    /// After a throttling reply (421, 454), the rest of the queue waits this many seconds.
+    pub throttle_pause_secs: u64,
 }
 
 impl Default for DeliveryConfig {
@@ -110,6 +114,8 @@ impl Default for DeliveryConfig {
             retry_max: None,
             batch_size: 500,
             lease_secs: 600,
+            rate_per_second: None,
+            throttle_pause_secs: 60,
         }
     }
 }

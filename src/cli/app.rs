@@ -3,7 +3,7 @@
 
 use super::LogFormatArg;
 use crate::config::{read_secret, Config, LogFormat, Resolved, TransportKind};
-use crate::delivery::{Deliverer, Mailer, RetryPolicy, Unsubscriber};
+use crate::delivery::{Deliverer, Mailer, Pacing, RetryPolicy, Unsubscriber};
 use crate::diagnostic::Diagnostic;
 use crate::engine::{Engine, EngineSettings};
 use crate::scenario::{check_all, CheckReport};
@@ -116,6 +116,10 @@ impl App {
             policy,
             d.batch_size,
             chrono::Duration::seconds(d.lease_secs.max(1) as i64),
+            Pacing {
+                rate_per_second: d.rate_per_second,
+                throttle_pause: chrono::Duration::seconds(d.throttle_pause_secs as i64),
+            },
         ))
     }
 }

@@ -14,6 +14,9 @@ pub enum SendError {
     /// Not worth retrying: a 5xx reply, a message the server refuses.
     #[error("permanent: {0}")]
     Permanent(String),
+    /// The server asks to slow down (421, 454): retried later, and sending pauses.
+    #[error("throttled: {0}")]
+    Throttled(String),
     /// A permanent refusal of the recipient's address (a hard bounce, e.g. 550 at RCPT): the
     /// address goes on the suppression list.
     #[error("permanent failure for the address: {0}")]

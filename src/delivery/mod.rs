@@ -18,6 +18,7 @@ use crate::domain::mask_email;
 use crate::store::{OutboxRow, OutboxStatus, Recorded, Store, SuppressionKind};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -47,6 +48,28 @@ struct Sender {
     mailer: Mailer,
     from: Mailbox,
     policy: RetryPolicy,
+    /// The global send rate (`delivery.rate_per_second`), if any.
+    limiter: Option<governor::DefaultDirectRateLimiter>,
+    /// Set when the server asked to slow down (421, 454) during the current round.
+    throttled: std::sync::atomic::AtomicBool,
+    /// How long the rest of the queue waits after such a reply.
+    pause: Duration,
+}
+
+/// Pacing: a global rate, and the pause after a throttling reply.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacing {
+    pub rate_per_second: Option<u32>,
+    pub throttle_pause: Duration,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Self {
+            rate_per_second: None,
+            throttle_pause: Duration::seconds(60),
+        }
+    }
 }
 
 enum Outcome {
@@ -64,7 +87,16 @@ impl Deliverer {
         policy: RetryPolicy,
         batch: u32,
         lease: Duration,
+        pacing: Pacing,
     ) -> Self {
+        let limiter = pacing
+            .rate_per_second
+            .and_then(std::num::NonZeroU32::new)
+            .map(|r| {
+                // Evenly spaced, no bursts: providers count per second.
+                let quota = governor::Quota::per_second(r).allow_burst(std::num::NonZeroU32::MIN);
+                governor::RateLimiter::direct(quota)
+            });
         let concurrency = mailer.concurrency();
         Self {
             store: store.clone(),
@@ -73,6 +105,9 @@ impl Deliverer {
                 mailer,
                 from,
                 policy,
+                limiter,
+                throttled: std::sync::atomic::AtomicBool::new(false),
+                pause: pacing.throttle_pause,
             }),
             owner: format!("{}-{}", std::process::id(), rand::random::<u32>()),
             lease,
@@ -102,6 +137,7 @@ impl Deliverer {
                 return Ok(report);
             }
             report.claimed += rows.len() as u64;
+            self.sender.throttled.store(false, Ordering::SeqCst);
             // Suppression is checked again here, at send time: an address may have been
             // suppressed after its message was queued.
             let emails: Vec<String> = rows.iter().map(|r| r.to_email.clone()).collect();
@@ -126,6 +162,15 @@ impl Deliverer {
                     let permit = limit.clone().acquire_owned().await.expect("never closed");
                     let (sender, tx) = (self.sender.clone(), tx.clone());
                     tasks.spawn(async move {
+                        if let Some(limiter) = &sender.limiter {
+                            limiter.until_ready().await;
+                        }
+                        if sender.throttled.load(Ordering::SeqCst) {
+                            let at = to_millis(now + sender.pause);
+                            let why = "deferred: the server asked to slow down".to_string();
+                            let _ = tx.send(Recorded::deferred(row.id, why, at));
+                            return;
+                        }
                         let span = info_span!("message", message_id = row.id, scenario = %row.scenario_id, step = %row.step_id);
                         let outcome = sender.send_one(&row, now).instrument(span).await;
                         // The recorder outlives every send; a closed channel means it failed,
@@ -146,6 +191,10 @@ impl Deliverer {
                     OutboxStatus::Suppressed => report.suppressed += 1,
                     _ => report.failed += 1,
                 }
+            }
+            if self.sender.throttled.load(Ordering::SeqCst) {
+                // The server asked to slow down: the rest waits for the next round.
+                return Ok(report);
             }
         }
     }
@@ -182,6 +231,16 @@ impl Sender {
             Err(SendError::Permanent(e)) => {
                 warn!(error = %e, "permanent failure");
                 Outcome::Failed(e)
+            }
+            Err(SendError::Throttled(e)) => {
+                warn!(error = %e, pause_secs = self.pause.num_seconds(), "the server asks to slow down; sending pauses");
+                self.throttled.store(true, Ordering::SeqCst);
+                let delay = self.pause.max(
+                    self.policy
+                        .next_delay(row.attempts as u32, rand::random())
+                        .unwrap_or(self.pause),
+                );
+                Outcome::Retry(e, delay)
             }
             Err(SendError::Bounced(e)) => {
                 warn!(error = %e, "the address was refused permanently; it is suppressed");

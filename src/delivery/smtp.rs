@@ -37,7 +37,11 @@ pub struct SmtpPool {
 /// failure (including a timeout).
 #[derive(Debug)]
 enum Fail {
-    Reply { permanent: bool, text: String },
+    Reply {
+        permanent: bool,
+        code: String,
+        text: String,
+    },
     Network(String),
 }
 
@@ -46,6 +50,7 @@ impl From<lettre::transport::smtp::Error> for Fail {
         if e.is_permanent() || e.is_transient() {
             Fail::Reply {
                 permanent: e.is_permanent(),
+                code: e.status().map(|c| c.to_string()).unwrap_or_default(),
                 text: e.to_string(),
             }
         } else {
@@ -257,10 +262,25 @@ impl SmtpPool {
 /// What a failure means for the message.
 fn classify(stage: Stage, e: &Fail) -> SendError {
     match (e, stage) {
-        (Fail::Reply { permanent: true, text }, Stage::Recipient) => {
-            SendError::Bounced(text.clone())
+        (
+            Fail::Reply {
+                permanent: true,
+                text,
+                ..
+            },
+            Stage::Recipient,
+        ) => SendError::Bounced(text.clone()),
+        (
+            Fail::Reply {
+                permanent: true,
+                text,
+                ..
+            },
+            _,
+        ) => SendError::Permanent(text.clone()),
+        (Fail::Reply { code, text, .. }, _) if code == "421" || code == "454" => {
+            SendError::Throttled(text.clone())
         }
-        (Fail::Reply { permanent: true, text }, _) => SendError::Permanent(text.clone()),
         (Fail::Reply { text, .. }, _)
         | (Fail::Network(text), Stage::Before | Stage::Recipient) => {
             SendError::Transient(text.clone())

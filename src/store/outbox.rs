@@ -46,6 +46,8 @@ pub struct Recorded {
     pub sent_at: Option<i64>,
     /// For a message put back in the queue: when to try again.
     pub next_attempt_at: Option<i64>,
+    /// The claim counted an attempt that never happened (a deferred message): take it back.
+    pub uncount: bool,
 }
 
 impl Recorded {
@@ -56,6 +58,7 @@ impl Recorded {
             error: None,
             sent_at: Some(at),
             next_attempt_at: None,
+            uncount: false,
         }
     }
 
@@ -66,6 +69,7 @@ impl Recorded {
             error: Some(error),
             sent_at: None,
             next_attempt_at: Some(next_attempt_at),
+            uncount: false,
         }
     }
 
@@ -76,6 +80,7 @@ impl Recorded {
             error: Some(error),
             sent_at: None,
             next_attempt_at: None,
+            uncount: false,
         }
     }
 
@@ -86,6 +91,19 @@ impl Recorded {
             error: Some(why),
             sent_at: None,
             next_attempt_at: None,
+            uncount: false,
+        }
+    }
+
+    /// Put back unsent for `at`: the server asked to slow down before its turn came.
+    pub fn deferred(id: i64, why: String, at: i64) -> Self {
+        Self {
+            id,
+            status: OutboxStatus::Queued,
+            error: Some(why),
+            sent_at: None,
+            next_attempt_at: Some(at),
+            uncount: true,
         }
     }
 
@@ -96,6 +114,7 @@ impl Recorded {
             error: Some(error),
             sent_at: None,
             next_attempt_at: None,
+            uncount: false,
         }
     }
 }
@@ -226,7 +245,7 @@ impl Store {
             let mut qb = QueryBuilder::<Db>::new(
                 "UPDATE outbox SET status = v.column2, last_error = COALESCE(v.column3, outbox.last_error), \
                  sent_at = v.column4, next_attempt_at = COALESCE(v.column5, outbox.next_attempt_at), \
-                 lease_owner = NULL, lease_until = NULL, updated_at = ",
+                 attempts = outbox.attempts - v.column6, lease_owner = NULL, lease_until = NULL, updated_at = ",
             );
             qb.push_bind(now);
             qb.push(" FROM (");
@@ -235,7 +254,8 @@ impl Store {
                     .push_bind(r.status.as_str())
                     .push_bind(r.error.as_deref())
                     .push_bind(r.sent_at)
-                    .push_bind(r.next_attempt_at);
+                    .push_bind(r.next_attempt_at)
+                    .push_bind(i64::from(r.uncount));
             });
             qb.push(") AS v WHERE outbox.id = v.column1 AND outbox.status = 'sending' AND outbox.lease_owner = ");
             qb.push_bind(owner);

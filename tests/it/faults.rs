@@ -221,3 +221,62 @@ async fn a_server_without_starttls_fails_the_tls_requirement_clearly_and_sends_n
     assert!(server.accepted().is_empty());
     assert_eq!(server.transactions("secure@example.jp"), 0);
 }
+
+#[tokio::test]
+async fn a_throttling_reply_pauses_the_queue_and_drops_nothing() {
+    let server = FaultServer::start().await;
+    server.script("a0@example.jp", &[Fault::Reply(Stage::Rcpt, 421)]);
+    let mut shop = shop(server.port, TlsMode::None);
+    shop.config.delivery.smtp.pool_size = 1;
+    shop.config.delivery.throttle_pause_secs = 600;
+    let store = shop.store().await;
+    let locals = ["a0", "b", "c", "d", "e"];
+    customers(&store, &locals).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    // The throttled message is retried later; the four behind it wait, unsent and with no
+    // attempt counted; nothing was dropped.
+    assert_eq!((r.sent, r.retried, r.failed), (0, 5, 0), "{r:?}");
+    let rows = by_recipient(&store).await;
+    assert_eq!((rows["a0"].status.as_str(), rows["a0"].attempts), ("queued", 1));
+    for l in &locals[1..] {
+        let row = &rows[*l];
+        assert_eq!((row.status.as_str(), row.attempts), ("queued", 0), "{l}");
+        assert!(row.last_error.as_deref().unwrap().contains("slow down"));
+    }
+    // Within the pause nothing is tried again.
+    let r = daemon
+        .deliverer
+        .run_once(now + Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!(r.claimed, 0);
+    let r = daemon
+        .deliverer
+        .run_once(now + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(r.sent, 5);
+    assert_eq!(server.accepted().len(), 5);
+}
+
+#[tokio::test]
+async fn the_global_send_rate_is_respected() {
+    let server = FaultServer::start().await;
+    let mut shop = shop(server.port, TlsMode::None);
+    shop.config.delivery.rate_per_second = Some(20);
+    let store = shop.store().await;
+    let locals: Vec<String> = (0..11).map(|i| format!("r{i}")).collect();
+    let locals: Vec<&str> = locals.iter().map(String::as_str).collect();
+    customers(&store, &locals).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let started = std::time::Instant::now();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!(r.sent, 11);
+    // 11 sends at 20/s, evenly spaced: at least 10 intervals of 50 ms.
+    assert!(started.elapsed() >= Wait::from_millis(480), "{:?}", started.elapsed());
+}
