@@ -31,6 +31,8 @@ pub struct Config {
     pub shop: BTreeMap<String, String>,
     pub unsubscribe: UnsubscribeConfig,
     pub delivery: DeliveryConfig,
+    /// Limits on marketing mail (not transactional), enforced at send time.
+    pub marketing: MarketingConfig,
     /// Periodic jobs with 5-field cron schedules.
     pub jobs: Vec<JobConfig>,
     /// Where this configuration came from, for messages.
@@ -120,6 +122,30 @@ impl Default for DeliveryConfig {
     }
 }
 
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MarketingConfig {
+    /// At most `max` marketing messages per customer in any window of `per`, over all
+    /// scenarios.
+    pub cap: Option<CapConfig>,
+    /// No marketing mail between `from` and `to` in the customer's time zone.
+    pub quiet_hours: Option<QuietHoursConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapConfig {
+    pub max: u32,
+    pub per: Spanned<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuietHoursConfig {
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+}
+
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum TlsMode {
@@ -193,6 +219,7 @@ impl Default for Config {
             shop,
             unsubscribe: UnsubscribeConfig::default(),
             delivery: DeliveryConfig::default(),
+            marketing: MarketingConfig::default(),
             jobs: Vec::new(),
             source: None,
         }
@@ -208,6 +235,7 @@ pub struct Resolved {
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub jobs: Vec<(JobConfig, cron::Schedule)>,
+    pub limits: crate::delivery::Limits,
 }
 
 impl Config {
@@ -286,6 +314,11 @@ impl Config {
         let trigger_lookback = duration(&self.trigger_lookback, Duration::days(3));
         let retry_base = duration(&self.delivery.retry_base, Duration::minutes(1));
         let retry_max = duration(&self.delivery.retry_max, Duration::hours(2));
+        let cap = self
+            .marketing
+            .cap
+            .as_ref()
+            .map(|c| (c.max, duration(&Some(c.per.clone()), Duration::days(7))));
         let default_timezone = match &self.default_timezone {
             None => chrono_tz::Asia::Tokyo,
             Some(s) => parse_timezone(&s.value).unwrap_or_else(|e| {
@@ -316,6 +349,30 @@ impl Config {
                 );
             }
         }
+        if let Some(c) = self.marketing.cap.as_ref().filter(|c| c.max == 0) {
+            diags.push(Diagnostic::new(
+                &path,
+                c.per.referenced.line(),
+                c.per.referenced.column(),
+                "marketing.cap.max must be 1 or more (to stop marketing mail, disable the scenarios)",
+            ));
+        }
+        let mut time = |v: &Spanned<String>| {
+            crate::domain::parse_local_time(&v.value).unwrap_or_else(|e| {
+                diags.push(Diagnostic::new(
+                    &path,
+                    v.referenced.line(),
+                    v.referenced.column(),
+                    e,
+                ));
+                chrono::NaiveTime::MIN
+            })
+        };
+        let quiet = self
+            .marketing
+            .quiet_hours
+            .as_ref()
+            .map(|q| (time(&q.from), time(&q.to)));
         let mut jobs = Vec::new();
         for job in &self.jobs {
             match parse_cron(&job.cron.value) {
@@ -334,6 +391,7 @@ impl Config {
                 retry_base,
                 retry_max,
                 jobs,
+                limits: crate::delivery::Limits { cap, quiet },
             })
         } else {
             Err(diags)

@@ -120,7 +120,8 @@ impl App {
                 rate_per_second: d.rate_per_second,
                 throttle_pause: chrono::Duration::seconds(d.throttle_pause_secs as i64),
             },
-        ))
+        )
+        .with_limits(self.resolved.limits.clone(), self.resolved.default_timezone))
     }
 }
 

@@ -3,12 +3,14 @@
 //! (transient failure), failed (permanent failure, or attempts used up), or unknown (the
 //! connection failed after the data was sent).
 
+mod limits;
 mod mailer;
 pub mod message;
 mod retry;
 mod smtp;
 mod unsubscribe;
 
+pub use limits::{cap_free_at, quiet_until, Limits};
 pub use mailer::{Mailer, SendError};
 pub use retry::RetryPolicy;
 pub use unsubscribe::Unsubscriber;
@@ -31,6 +33,8 @@ pub struct DeliveryReport {
     pub failed: u64,
     pub unknown: u64,
     pub suppressed: u64,
+    /// Marketing messages skipped by the frequency cap (`when_capped: skip`).
+    pub skipped: u64,
 }
 
 pub struct Deliverer {
@@ -40,6 +44,8 @@ pub struct Deliverer {
     lease: Duration,
     batch: u32,
     concurrency: usize,
+    limits: Limits,
+    default_zone: chrono_tz::Tz,
 }
 
 /// What a send needs, shared by the tasks that send in parallel.
@@ -113,7 +119,85 @@ impl Deliverer {
             lease,
             batch: batch.max(1),
             concurrency,
+            limits: Limits::default(),
+            default_zone: chrono_tz::Asia::Tokyo,
         }
+    }
+
+    /// Marketing limits (frequency cap, quiet hours) and the zone of customers without one.
+    pub fn with_limits(mut self, limits: Limits, default_zone: chrono_tz::Tz) -> Self {
+        self.limits = limits;
+        self.default_zone = default_zone;
+        self
+    }
+
+    /// Applies the marketing limits to a claimed batch: the rows that may go now, and the
+    /// recorded outcomes of those that must wait or are skipped.
+    async fn hold_back(
+        &self,
+        rows: Vec<OutboxRow>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<(Vec<OutboxRow>, Vec<Recorded>)> {
+        if self.limits.cap.is_none() && self.limits.quiet.is_none() {
+            return Ok((rows, Vec::new()));
+        }
+        let ids: Vec<String> = rows
+            .iter()
+            .filter(|r| r.transactional == 0)
+            .map(|r| r.customer_id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let customers = self.store.customers_by_ids(&ids).await?;
+        let now_ms = to_millis(now);
+        let mut recent = match self.limits.cap {
+            Some((_, per)) => {
+                self.store
+                    .recent_marketing_sends(&ids, now_ms - per.num_milliseconds())
+                    .await?
+            }
+            None => Default::default(),
+        };
+        let (mut go, mut held) = (Vec::with_capacity(rows.len()), Vec::new());
+        for row in rows {
+            if row.transactional != 0 {
+                go.push(row);
+                continue;
+            }
+            let zone = customers
+                .get(&row.customer_id)
+                .and_then(|c| c.timezone.as_deref())
+                .and_then(|z| crate::domain::parse_timezone(z).ok())
+                .unwrap_or(self.default_zone);
+            if let Some((from, to)) = self.limits.quiet {
+                if let Some(until) = quiet_until(now, zone, from, to) {
+                    let why = format!(
+                        "quiet hours in the customer's zone ({zone}) until {}",
+                        until.with_timezone(&zone).format("%Y-%m-%d %H:%M")
+                    );
+                    held.push(Recorded::deferred(row.id, why, to_millis(until)));
+                    continue;
+                }
+            }
+            if let Some((max, per)) = self.limits.cap {
+                let sent = recent.entry(row.customer_id.clone()).or_default();
+                if let Some(free) = cap_free_at(sent, now_ms, max, per) {
+                    let cap = format!(
+                        "frequency cap: {max} marketing messages per {} days",
+                        per.num_days()
+                    );
+                    held.push(if row.skip_when_capped != 0 {
+                        Recorded::skipped(row.id, format!("skipped by the {cap}"))
+                    } else {
+                        Recorded::deferred(row.id, format!("waiting for the {cap}"), free)
+                    });
+                    continue;
+                }
+                sent.push(now_ms);
+            }
+            go.push(row);
+        }
+        Ok((go, held))
     }
 
     /// Sends everything that is ready by `now`, one claimed batch after another.
@@ -142,6 +226,7 @@ impl Deliverer {
             // suppressed after its message was queued.
             let emails: Vec<String> = rows.iter().map(|r| r.to_email.clone()).collect();
             let suppressed = self.store.suppressed(&emails).await?;
+            let (rows, held) = self.hold_back(rows, now).await?;
             // Sends run `concurrency` at a time; their outcomes go to one recorder that writes
             // whatever has arrived in one short transaction, as soon as it arrives (group
             // commit: no waiting, and no lock contention between concurrent writers).
@@ -150,6 +235,9 @@ impl Deliverer {
             // every core.
             let limit = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
             let sends = async move {
+                for h in held {
+                    let _ = tx.send(h);
+                }
                 let mut tasks = tokio::task::JoinSet::new();
                 for row in rows {
                     let kind = suppressed.get(&row.to_email.trim().to_lowercase());
@@ -189,6 +277,7 @@ impl Deliverer {
                     OutboxStatus::Queued => report.retried += 1,
                     OutboxStatus::Unknown => report.unknown += 1,
                     OutboxStatus::Suppressed => report.suppressed += 1,
+                    OutboxStatus::Skipped => report.skipped += 1,
                     _ => report.failed += 1,
                 }
             }

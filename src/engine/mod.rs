@@ -477,6 +477,7 @@ impl Engine {
             scenario_id: s.id.clone(),
             customer_id: c.id.clone(),
             transactional: s.transactional,
+            skip_when_capped: s.skip_when_capped,
             status: OutboxStatus::Queued,
             to_email: c.email.clone(),
             to_name: c.name.clone(),

@@ -100,6 +100,9 @@ pub struct Scenario {
     pub reentry: Reentry,
     pub goal: Option<Goal>,
     pub transactional: bool,
+    /// What a step does when the marketing frequency cap is reached: wait for a free slot
+    /// (`when_capped: wait`, the default) or skip the message (`skip`).
+    pub skip_when_capped: bool,
     pub steps: Vec<Step>,
 }
 

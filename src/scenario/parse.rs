@@ -16,6 +16,7 @@ const SCENARIO_KEYS: &[&str] = &[
     "reentry",
     "goal",
     "transactional",
+    "when_capped",
     "steps",
 ];
 const STEP_KEYS: &[&str] = &["id", "wait", "at", "if", "send"];
@@ -51,6 +52,21 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
         .get("transactional")
         .map(|n| read_bool(path, n, "transactional", diags))
         .unwrap_or(false);
+    let skip_when_capped = match m.get("when_capped") {
+        None => false,
+        Some(n) => match expect_str(path, n, "when_capped", diags) {
+            Some("wait") => false,
+            Some("skip") => true,
+            Some(other) => {
+                diags.push(n.diag(
+                    path,
+                    format!("'when_capped' must be wait or skip, found '{other}'"),
+                ));
+                false
+            }
+            None => false,
+        },
+    };
     let trigger = m
         .require("trigger", doc, diags)
         .and_then(|n| read_trigger(path, n, diags));
@@ -77,6 +93,7 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
         reentry: reentry?,
         goal,
         transactional,
+        skip_when_capped,
         steps: steps?,
     })
 }
@@ -399,6 +416,14 @@ steps:
 
     #[test]
     fn manual_scenarios_allow_reentry_by_default() {
+        let bad = parse_scenario("c.yaml", "id: c\ntrigger: first_order\nwhen_capped: later\nsteps:\n  - id: a\n    send: { template: t, subject: s }\n").unwrap_err();
+        assert!(
+            bad[0]
+                .to_string()
+                .contains("c.yaml:3:14: 'when_capped' must be wait or skip, found 'later'"),
+            "{}",
+            bad[0]
+        );
         let s = parse_scenario("m.yaml", "id: m\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: t, subject: s }\n").unwrap();
         assert_eq!(s.reentry, Reentry::Always);
         assert!(s.transactional);

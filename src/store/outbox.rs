@@ -95,6 +95,18 @@ impl Recorded {
         }
     }
 
+    /// Not sent, on purpose (e.g. the frequency cap with `when_capped: skip`).
+    pub fn skipped(id: i64, why: String) -> Self {
+        Self {
+            id,
+            status: OutboxStatus::Skipped,
+            error: Some(why),
+            sent_at: None,
+            next_attempt_at: None,
+            uncount: true,
+        }
+    }
+
     /// Put back unsent for `at`: the server asked to slow down before its turn came.
     pub fn deferred(id: i64, why: String, at: i64) -> Self {
         Self {
@@ -127,6 +139,8 @@ pub struct NewOutbox {
     pub scenario_id: String,
     pub customer_id: String,
     pub transactional: bool,
+    /// The scenario's `when_capped: skip`.
+    pub skip_when_capped: bool,
     pub status: OutboxStatus,
     pub to_email: String,
     pub to_name: String,
@@ -148,6 +162,7 @@ pub struct OutboxRow {
     pub scenario_id: String,
     pub customer_id: String,
     pub transactional: i64,
+    pub skip_when_capped: i64,
     pub status: String,
     pub to_email: String,
     pub to_name: String,
@@ -162,7 +177,7 @@ pub struct OutboxRow {
     pub sent_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, enrollment_id, step_index, step_id, scenario_id, customer_id, transactional, \
+const COLUMNS: &str = "id, enrollment_id, step_index, step_id, scenario_id, customer_id, transactional, skip_when_capped, \
                        status, to_email, to_name, subject, html, body_text, unsubscribe_url, message_id, \
                        due_at, attempts, last_error, sent_at";
 
@@ -178,7 +193,7 @@ pub(super) async fn insert_outbox(
     let mut qb = QueryBuilder::<Db>::new(
         "INSERT INTO outbox (enrollment_id, step_index, step_id, scenario_id, customer_id, \
          transactional, status, to_email, to_name, subject, html, body_text, unsubscribe_url, \
-         message_id, due_at, created_at, updated_at, next_attempt_at, last_error) ",
+         message_id, due_at, created_at, updated_at, next_attempt_at, last_error, skip_when_capped) ",
     );
     qb.push_values(rows, |mut b, o| {
         b.push_bind(o.enrollment_id)
@@ -199,13 +214,35 @@ pub(super) async fn insert_outbox(
             .push_bind(now)
             .push_bind(now)
             .push_bind(now)
-            .push_bind(&o.last_error);
+            .push_bind(&o.last_error)
+            .push_bind(i64::from(o.skip_when_capped));
     });
     qb.push(" ON CONFLICT (enrollment_id, step_index) DO NOTHING");
     Ok(qb.build().execute(&mut *tx).await?.rows_affected())
 }
 
 impl Store {
+    /// The times of the marketing messages sent to each of `customers` after `since`.
+    pub async fn recent_marketing_sends(
+        &self,
+        customers: &[String],
+        since: i64,
+    ) -> Result<std::collections::HashMap<String, Vec<i64>>> {
+        let mut out: std::collections::HashMap<String, Vec<i64>> = Default::default();
+        for chunk in customers.chunks(super::BATCH) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "SELECT customer_id, sent_at FROM outbox WHERE status = 'sent' AND transactional = 0 AND sent_at > ",
+            );
+            qb.push_bind(since).push(" AND customer_id IN ");
+            super::push_in_list(&mut qb, chunk);
+            let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&self.pool).await?;
+            for (c, at) in rows {
+                out.entry(c).or_default().push(at);
+            }
+        }
+        Ok(out)
+    }
+
     /// Claims up to `limit` queued messages that are ready by `now`, leasing them to `owner`
     /// until `lease_until` and counting the attempt. The claim is one compare-and-set
     /// statement, so two deliverers never claim the same row.

@@ -240,7 +240,10 @@ async fn a_throttling_reply_pauses_the_queue_and_drops_nothing() {
     // attempt counted; nothing was dropped.
     assert_eq!((r.sent, r.retried, r.failed), (0, 5, 0), "{r:?}");
     let rows = by_recipient(&store).await;
-    assert_eq!((rows["a0"].status.as_str(), rows["a0"].attempts), ("queued", 1));
+    assert_eq!(
+        (rows["a0"].status.as_str(), rows["a0"].attempts),
+        ("queued", 1)
+    );
     for l in &locals[1..] {
         let row = &rows[*l];
         assert_eq!((row.status.as_str(), row.attempts), ("queued", 0), "{l}");
@@ -278,5 +281,9 @@ async fn the_global_send_rate_is_respected() {
     let r = daemon.deliverer.run_once(now).await.unwrap();
     assert_eq!(r.sent, 11);
     // 11 sends at 20/s, evenly spaced: at least 10 intervals of 50 ms.
-    assert!(started.elapsed() >= Wait::from_millis(480), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Wait::from_millis(480),
+        "{:?}",
+        started.elapsed()
+    );
 }

@@ -8,6 +8,7 @@ mod fault_server;
 mod faults;
 mod helpers;
 mod import;
+mod limits;
 mod scan;
 mod suppression;
 mod time_travel;

@@ -1,0 +1,133 @@
+//! Marketing limits checked at send time: quiet hours in the customer's zone, and a frequency
+//! cap over all marketing scenarios. Pure: given times in, decisions out.
+
+use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// The marketing limits from config; both optional.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    /// At most `.0` marketing messages per customer in any window of `.1`.
+    pub cap: Option<(u32, Duration)>,
+    /// No marketing mail from `.0` to `.1`, local time (the window may span midnight).
+    pub quiet: Option<(NaiveTime, NaiveTime)>,
+}
+
+/// If `now` falls in the quiet hours `from`–`to` in `zone`, the first instant after them.
+pub fn quiet_until(
+    now: DateTime<Utc>,
+    zone: Tz,
+    from: NaiveTime,
+    to: NaiveTime,
+) -> Option<DateTime<Utc>> {
+    let local = now.with_timezone(&zone);
+    let t = local.time();
+    let inside = if from <= to {
+        t >= from && t < to
+    } else {
+        t >= from || t < to
+    };
+    if !inside || from == to {
+        return None;
+    }
+    // The end is today if it is still ahead, else tomorrow.
+    let day = if t < to {
+        local.date_naive()
+    } else {
+        local.date_naive() + Duration::days(1)
+    };
+    let end = day.and_time(to);
+    // A DST gap at `to`: take the first valid instant after it.
+    let resolved = zone.from_local_datetime(&end).earliest().or_else(|| {
+        zone.from_local_datetime(&(end + Duration::hours(1)))
+            .earliest()
+    })?;
+    Some(resolved.with_timezone(&Utc))
+}
+
+/// With `sent` the times (ms) of the customer's marketing sends, whether one more at `now`
+/// would break a cap of `max` per `per`; if so, when the next slot frees up.
+pub fn cap_free_at(sent: &[i64], now: i64, max: u32, per: Duration) -> Option<i64> {
+    let window = per.num_milliseconds();
+    let mut inside: Vec<i64> = sent
+        .iter()
+        .copied()
+        .filter(|t| *t > now - window && *t <= now)
+        .collect();
+    if (inside.len() as u32) < max {
+        return None;
+    }
+    inside.sort_unstable();
+    // Dropping below `max` needs the oldest (len - max + 1) sends to leave the window.
+    let k = inside.len() - max as usize;
+    Some(inside[k] + window + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(h: u32, m: u32) -> NaiveTime {
+        NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn quiet_hours_over_midnight_end_in_the_customers_morning() {
+        let tokyo = chrono_tz::Asia::Tokyo;
+        // 23:30 in Tokyo: quiet until 08:00 the next morning (23:00Z).
+        assert_eq!(
+            quiet_until(utc("2026-11-01T14:30:00Z"), tokyo, t(21, 0), t(8, 0)),
+            Some(utc("2026-11-01T23:00:00Z"))
+        );
+        // 06:00 in Tokyo: quiet until 08:00 the same day.
+        assert_eq!(
+            quiet_until(utc("2026-11-01T21:00:00Z"), tokyo, t(21, 0), t(8, 0)),
+            Some(utc("2026-11-01T23:00:00Z"))
+        );
+        // 12:00 in Tokyo: not quiet. Exactly 08:00: not quiet; exactly 21:00: quiet.
+        assert_eq!(
+            quiet_until(utc("2026-11-01T03:00:00Z"), tokyo, t(21, 0), t(8, 0)),
+            None
+        );
+        assert_eq!(
+            quiet_until(utc("2026-11-01T23:00:00Z"), tokyo, t(21, 0), t(8, 0)),
+            None
+        );
+        assert!(quiet_until(utc("2026-11-01T12:00:00Z"), tokyo, t(21, 0), t(8, 0)).is_some());
+        // The same instant is daytime in New York (09:30 EST) and quiet in Tokyo.
+        let ny = chrono_tz::America::New_York;
+        assert_eq!(
+            quiet_until(utc("2026-11-02T14:30:00Z"), ny, t(21, 0), t(8, 0)),
+            None
+        );
+        // A window within one day.
+        assert_eq!(
+            quiet_until(utc("2026-11-01T04:30:00Z"), tokyo, t(12, 0), t(14, 0)),
+            Some(utc("2026-11-01T05:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn the_cap_frees_a_slot_when_the_oldest_send_leaves_the_window() {
+        let day = Duration::days(1).num_milliseconds();
+        let week = Duration::days(7);
+        assert_eq!(cap_free_at(&[], 10 * day, 2, week), None);
+        assert_eq!(cap_free_at(&[9 * day], 10 * day, 2, week), None);
+        // Two sends on days 5 and 9: full until day 5's send is a week old.
+        assert_eq!(
+            cap_free_at(&[9 * day, 5 * day], 10 * day, 2, week),
+            Some(12 * day + 1)
+        );
+        // Sends older than the window do not count.
+        assert_eq!(cap_free_at(&[2 * day, 9 * day], 10 * day, 2, week), None);
+        // Over the cap (three sends): the two oldest must leave.
+        assert_eq!(
+            cap_free_at(&[4 * day, 5 * day, 9 * day], 10 * day, 2, week),
+            Some(12 * day + 1)
+        );
+    }
+}
