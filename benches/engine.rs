@@ -180,14 +180,17 @@ fn generate(
 ) -> anyhow::Result<()> {
     let mut rng = StdRng::seed_from_u64(7);
     let mut c = std::io::BufWriter::new(std::fs::File::create(dir.join("customers.csv"))?);
-    writeln!(c, "id,email,name,timezone,locale,source")?;
+    writeln!(c, "id,email,name,timezone,locale,source,marketing_consent")?;
     for i in 1..=customers {
         let zone = if i % 10 == 0 {
             "America/New_York"
         } else {
             "Asia/Tokyo"
         };
-        writeln!(c, "C{i:07},customer{i}@example.jp,顧客 {i},{zone},ja,web")?;
+        writeln!(
+            c,
+            "C{i:07},customer{i}@example.jp,顧客 {i},{zone},ja,web,true"
+        )?;
     }
     c.flush()?;
     let mut rows: Vec<(i64, usize)> = Vec::with_capacity(orders);

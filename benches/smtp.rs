@@ -65,6 +65,8 @@ async fn run(port: u16, n: usize, pool: u32) -> anyhow::Result<()> {
             timezone: None,
             locale: None,
             attributes: "{}".into(),
+            marketing_consent: Some(true),
+            consent_at: None,
         })
         .collect();
     store.upsert_customers(&customers, 0).await?;

@@ -157,10 +157,10 @@ fn setup(dir: &Path, port: u16, n: usize) -> anyhow::Result<()> {
         ),
     )?;
     let at = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
-    let mut customers = String::from("id,email,name\n");
+    let mut customers = String::from("id,email,name,marketing_consent\n");
     let mut orders = String::from("order_id,customer_id,placed_at,currency,total\n");
     for i in 0..n {
-        customers.push_str(&format!("C{i},c{i}@example.jp,顧客{i}\n"));
+        customers.push_str(&format!("C{i},c{i}@example.jp,顧客{i},yes\n"));
         orders.push_str(&format!("O{i},C{i},{at},JPY,3980\n"));
     }
     std::fs::write(dir.join("customers.csv"), customers)?;

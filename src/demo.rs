@@ -171,6 +171,9 @@ pub fn generate_shop(n: usize, start: DateTime<Utc>, days: i64, seed: u64) -> Sh
                     "amazon"
                 }
             ),
+            // Nine in ten agreed to marketing mail when they signed up.
+            marketing_consent: Some(rng.random_bool(0.9)),
+            consent_at: Some(to_millis(start - Duration::days(90))),
         });
         let mut at = start + Duration::minutes(rng.random_range(-60 * 1440..85 * 1440));
         let repeater = rng.random_bool(0.55);

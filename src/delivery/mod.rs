@@ -131,14 +131,15 @@ impl Deliverer {
         self
     }
 
-    /// Applies the marketing limits to a claimed batch: the rows that may go now, and the
+    /// Applies marketing consent (again, at send time) and the marketing limits to a
+    /// claimed batch: the rows that may go now, and the
     /// recorded outcomes of those that must wait or are skipped.
     async fn hold_back(
         &self,
         rows: Vec<OutboxRow>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<(Vec<OutboxRow>, Vec<Recorded>)> {
-        if self.limits.cap.is_none() && self.limits.quiet.is_none() {
+        if rows.iter().all(|r| r.transactional != 0) {
             return Ok((rows, Vec::new()));
         }
         let ids: Vec<String> = rows
@@ -164,8 +165,13 @@ impl Deliverer {
                 go.push(row);
                 continue;
             }
-            let zone = customers
-                .get(&row.customer_id)
+            let customer = customers.get(&row.customer_id);
+            if !customer.is_some_and(|c| c.consents()) {
+                let why = "not sent: no marketing consent (withdrawn after it was queued)";
+                held.push(Recorded::skipped(row.id, why.to_string()));
+                continue;
+            }
+            let zone = customer
                 .and_then(|c| c.timezone.as_deref())
                 .and_then(|z| crate::domain::parse_timezone(z).ok())
                 .unwrap_or(self.default_zone);

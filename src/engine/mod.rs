@@ -16,7 +16,7 @@ use crate::render::{CustomerView, MessageContext, OrderView, Rendered, Renderer}
 use crate::scenario::{Scenario, Trigger};
 use crate::store::{
     CustomerRow, DueEnrollment, NewEnrollment, NewOutbox, OrderEvent, OrderRow, OutboxStatus,
-    StepAdvance, Store, SuppressionKind,
+    StepAdvance, Store,
 };
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Duration, Utc};
@@ -359,7 +359,21 @@ impl Engine {
                 let blocked = suppressed
                     .get(&c.email.trim().to_lowercase())
                     .copied()
-                    .filter(|k| k.stops(s.transactional));
+                    .filter(|k| k.stops(s.transactional))
+                    .map(|k| {
+                        (
+                            OutboxStatus::Suppressed,
+                            format!("not queued: the address is suppressed ({})", k.as_str()),
+                        )
+                    })
+                    .or_else(|| {
+                        (!s.transactional && !c.consents()).then(|| {
+                            (
+                                OutboxStatus::Skipped,
+                                "not queued: no marketing consent".to_string(),
+                            )
+                        })
+                    });
                 advances.push(self.advance_one(s, e, c, order, blocked, now));
             }
             for a in &advances {
@@ -388,7 +402,7 @@ impl Engine {
         e: &DueEnrollment,
         c: &CustomerRow,
         order: Option<&OrderRow>,
-        suppressed: Option<SuppressionKind>,
+        blocked: Option<(OutboxStatus, String)>,
         now: DateTime<Utc>,
     ) -> StepAdvance {
         let index = e.next_step as usize;
@@ -407,7 +421,7 @@ impl Engine {
         let ctx = self.context(s, Some(&step.id), c, order, vars, None, now);
         let mut outbox = self.outbox_row(s, e, c);
         let condition = match &step.condition {
-            _ if suppressed.is_some() => Ok(false),
+            _ if blocked.is_some() => Ok(false),
             Some(_) => self
                 .renderer
                 .condition(&s.id, &format!("step/{}", step.id), &ctx),
@@ -428,13 +442,10 @@ impl Engine {
                 outbox.html = r.html;
                 outbox.body_text = r.text;
             }
-            Ok(None) => match suppressed {
-                Some(kind) => {
-                    outbox.status = OutboxStatus::Suppressed;
-                    outbox.last_error = Some(format!(
-                        "not queued: the address is suppressed ({})",
-                        kind.as_str()
-                    ));
+            Ok(None) => match blocked {
+                Some((status, why)) => {
+                    outbox.status = status;
+                    outbox.last_error = Some(why);
                 }
                 None => outbox.status = OutboxStatus::Skipped,
             },

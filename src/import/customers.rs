@@ -17,7 +17,20 @@ const KNOWN: &[&str] = &[
     "timezone",
     "locale",
     "attributes",
+    "marketing_consent",
+    "consent_at",
 ];
+
+/// A yes/no cell: true, false, 1, 0, yes, no, y, n (any case).
+fn consent(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" => Ok(true),
+        "false" | "0" | "no" | "n" => Ok(false),
+        _ => Err(format!(
+            "'marketing_consent' must be true or false (or 1/0, yes/no), found '{raw}'"
+        )),
+    }
+}
 
 /// Validates one record into a customer, or says what is wrong with it.
 pub fn parse_customer(r: &Record) -> Result<NewCustomer, String> {
@@ -40,8 +53,21 @@ pub fn parse_customer(r: &Record) -> Result<NewCustomer, String> {
     for (k, v) in f.iter().filter(|(k, _)| !KNOWN.contains(&k.as_str())) {
         attributes.insert(k.clone(), v.clone());
     }
+    let marketing_consent = match f.get("marketing_consent") {
+        Some(serde_json::Value::Bool(b)) => Some(*b),
+        Some(_) => text(f, "marketing_consent")
+            .map(|v| consent(&v))
+            .transpose()?,
+        None => None,
+    };
+    let consent_at = text(f, "consent_at")
+        .map(|v| super::parse_instant(&v, chrono_tz::UTC).map(to_millis))
+        .transpose()
+        .map_err(|e| format!("'consent_at': {e}"))?;
     Ok(NewCustomer {
         id,
+        marketing_consent,
+        consent_at,
         email: email.as_str().to_string(),
         name: text(f, "name").unwrap_or_default(),
         timezone,

@@ -18,6 +18,16 @@ pub struct CustomerRow {
     pub currency: Option<String>,
     pub first_order_at: Option<i64>,
     pub last_order_at: Option<i64>,
+    /// 1 consented to marketing mail, 0 refused, NULL never stated.
+    pub marketing_consent: Option<i64>,
+    pub consent_at: Option<i64>,
+}
+
+impl CustomerRow {
+    /// Whether marketing mail may go to this customer.
+    pub fn consents(&self) -> bool {
+        self.marketing_consent == Some(1)
+    }
 }
 
 /// A customer as imported.
@@ -30,10 +40,14 @@ pub struct NewCustomer {
     pub locale: Option<String>,
     /// Free attributes as a JSON object.
     pub attributes: String,
+    /// Marketing consent as imported; `None` leaves the stored value.
+    pub marketing_consent: Option<bool>,
+    /// When consent was given or refused (unix ms); `None` leaves the stored value.
+    pub consent_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, email, name, timezone, locale, attributes, orders_count, total_spent, \
-                       currency, first_order_at, last_order_at";
+                       currency, first_order_at, last_order_at, marketing_consent, consent_at";
 
 impl Store {
     /// Inserts or updates customers by id. Returns (inserted, updated); rows whose values are
@@ -45,7 +59,7 @@ impl Store {
             let ids: Vec<String> = chunk.iter().map(|c| c.id.clone()).collect();
             let existing = existing_ids(&mut tx, "customers", &ids).await?;
             let mut qb = QueryBuilder::<Db>::new(
-                "INSERT INTO customers (id, email, name, timezone, locale, attributes, created_at, updated_at) ",
+                "INSERT INTO customers (id, email, name, timezone, locale, attributes, marketing_consent, consent_at, created_at, updated_at) ",
             );
             qb.push_values(chunk, |mut b, c| {
                 b.push_bind(&c.id)
@@ -54,6 +68,8 @@ impl Store {
                     .push_bind(&c.timezone)
                     .push_bind(&c.locale)
                     .push_bind(&c.attributes)
+                    .push_bind(c.marketing_consent.map(i64::from))
+                    .push_bind(c.consent_at)
                     .push_bind(now)
                     .push_bind(now);
             });
@@ -65,12 +81,16 @@ impl Store {
                  timezone = COALESCE(excluded.timezone, customers.timezone), \
                  locale = COALESCE(excluded.locale, customers.locale), \
                  attributes = CASE WHEN excluded.attributes = '{}' THEN customers.attributes ELSE excluded.attributes END, \
+                 marketing_consent = COALESCE(excluded.marketing_consent, customers.marketing_consent), \
+                 consent_at = COALESCE(excluded.consent_at, customers.consent_at), \
                  updated_at = excluded.updated_at \
                  WHERE customers.email IS DISTINCT FROM excluded.email \
                  OR (excluded.name <> '' AND customers.name IS DISTINCT FROM excluded.name) \
                  OR (excluded.timezone IS NOT NULL AND customers.timezone IS DISTINCT FROM excluded.timezone) \
                  OR (excluded.locale IS NOT NULL AND customers.locale IS DISTINCT FROM excluded.locale) \
-                 OR (excluded.attributes <> '{}' AND customers.attributes IS DISTINCT FROM excluded.attributes)",
+                 OR (excluded.attributes <> '{}' AND customers.attributes IS DISTINCT FROM excluded.attributes) \
+                 OR (excluded.marketing_consent IS NOT NULL AND customers.marketing_consent IS DISTINCT FROM excluded.marketing_consent) \
+                 OR (excluded.consent_at IS NOT NULL AND customers.consent_at IS DISTINCT FROM excluded.consent_at)",
             );
             let affected = qb.build().execute(&mut *tx).await?.rows_affected();
             let new = chunk.iter().filter(|c| !existing.contains(&c.id)).count() as u64;

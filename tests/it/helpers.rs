@@ -235,6 +235,8 @@ pub fn customer(id: &str, email: &str, name: &str, zone: &str, attributes: &str)
         timezone: Some(zone.into()),
         locale: None,
         attributes: attributes.into(),
+        marketing_consent: Some(true),
+        consent_at: None,
     }
 }
 

@@ -280,3 +280,51 @@ async fn of_two_rows_with_one_order_id_in_one_write_the_later_wins() {
     assert_eq!(store.order("O9").await.unwrap().unwrap().total, 2000);
     assert_eq!(store.find_customer("C3").await.unwrap().total_spent, 2000);
 }
+
+#[tokio::test]
+async fn marketing_consent_is_imported_kept_when_absent_and_a_bad_value_is_located() {
+    for kind in ["csv", "jsonl"] {
+        let (shop, store) = shop_with(kind).await;
+        let c1 = store.find_customer("C1").await.unwrap();
+        assert_eq!(
+            (c1.marketing_consent, c1.consent_at),
+            (
+                Some(1),
+                Some(utc("2026-09-01T01:00:00Z").timestamp_millis())
+            ),
+            "{kind}"
+        );
+        assert_eq!(
+            store.find_customer("C2").await.unwrap().marketing_consent,
+            Some(0)
+        );
+        assert_eq!(
+            store.find_customer("C3").await.unwrap().marketing_consent,
+            None
+        );
+
+        // A later file without the column changes nothing; withdrawing is one cell.
+        let file = shop.file("later.csv");
+        std::fs::write(
+            &file,
+            "id,email,marketing_consent\nC1,hanako@example.jp,\nC3,aya@example.jp,no\nC2,ken@example.com,maybe\n",
+        )
+        .unwrap();
+        let r = import_customers(&store, &file, &opts(), utc("2026-11-05T00:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!((r.updated, r.rejected.len()), (1, 1), "{r:?}");
+        assert_eq!(r.rejected[0].line, 4);
+        assert!(r.rejected[0]
+            .message
+            .contains("'marketing_consent' must be true or false"));
+        assert_eq!(
+            store.find_customer("C1").await.unwrap().marketing_consent,
+            Some(1)
+        );
+        assert_eq!(
+            store.find_customer("C3").await.unwrap().marketing_consent,
+            Some(0)
+        );
+    }
+}

@@ -202,3 +202,68 @@ async fn a_hard_bounce_puts_the_address_on_the_list_with_its_reason() {
         .unwrap());
     assert_eq!(store.suppressions().await.unwrap()[0].kind, "bounce");
 }
+
+#[tokio::test]
+async fn marketing_goes_only_to_customers_who_consented_and_a_withdrawal_stops_queued_mail() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    let mut never = customer("N", "never@example.jp", "N", "Asia/Tokyo", "{}");
+    never.marketing_consent = None;
+    let mut refused = customer("R", "refused@example.jp", "R", "Asia/Tokyo", "{}");
+    refused.marketing_consent = Some(false);
+    let yes = customer("Y", "yes@example.jp", "Y", "Asia/Tokyo", "{}");
+    let later = customer("L", "later@example.jp", "L", "Asia/Tokyo", "{}");
+    store
+        .upsert_customers(&[never, refused, yes, later.clone()], 0)
+        .await
+        .unwrap();
+    let orders: Vec<_> = ["N", "R", "Y", "L"]
+        .iter()
+        .map(|c| order(&format!("O{c}"), c, "2026-11-01T01:00:00Z", 1000))
+        .collect();
+    add_orders(&store, &orders).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    for c in ["N", "R"] {
+        daemon
+            .engine
+            .trigger_manual("support", c, Default::default(), None, now)
+            .await
+            .unwrap();
+    }
+    let tick = daemon.engine.tick(now).await.unwrap();
+    // Marketing for Y and L; the two without consent skipped; their support notes queued.
+    assert_eq!((tick.queued, tick.skipped), (4, 2), "{tick:?}");
+    // L withdraws consent after the message was queued.
+    let mut withdrawn = later;
+    withdrawn.marketing_consent = Some(false);
+    store.upsert_customers(&[withdrawn], 1).await.unwrap();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!((r.sent, r.skipped), (3, 1), "{r:?}");
+    let mut got: Vec<(String, String)> = smtp
+        .received()
+        .iter()
+        .map(|m| (m.to[0].clone(), m.parsed().subject().unwrap().to_string()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "never@example.jp".to_string(),
+                "about your order".to_string()
+            ),
+            ("refused@example.jp".into(), "about your order".into()),
+            ("yes@example.jp".into(), "thanks".into()),
+        ]
+    );
+    let rows = store.outbox_rows().await.unwrap();
+    let l = rows.iter().find(|r| r.customer_id == "L").unwrap();
+    assert_eq!(l.status, "skipped");
+    assert!(l
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("no marketing consent"));
+}
