@@ -208,6 +208,12 @@ impl Default for Config {
         shop.insert("name".into(), "Example Shop".into());
         shop.insert("from".into(), "Example Shop <hello@shop.example>".into());
         shop.insert("url".into(), "https://shop.example".into());
+        // Every marketing mail must show the sender's postal address and a contact address.
+        shop.insert(
+            "address".into(),
+            "1-2-3 Example-cho, Shibuya-ku, Tokyo".into(),
+        );
+        shop.insert("contact".into(), "support@shop.example".into());
         Self {
             database: "rebuy.db".into(),
             scenarios_dir: "scenarios".into(),

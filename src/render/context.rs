@@ -150,3 +150,42 @@ pub fn context_name(id: &str, name: &str) -> NameRef {
         name: name.to_string(),
     }
 }
+
+/// A context with a made-up customer and order, for checking what templates render.
+pub fn sample_context(shop: &BTreeMap<String, String>, unsubscribe_url: &str) -> minijinja::Value {
+    // A fixed instant: what a check sees does not depend on when it runs.
+    let now = from_millis(1_767_225_600_000); // 2026-01-01T00:00:00Z
+    let customer = CustomerRow {
+        id: "SAMPLE".into(),
+        email: "sample@example.jp".into(),
+        name: "山田 花子".into(),
+        timezone: Some("Asia/Tokyo".into()),
+        locale: Some("ja".into()),
+        attributes: "{}".into(),
+        orders_count: 1,
+        total_spent: 3980,
+        currency: Some("JPY".into()),
+        first_order_at: Some(crate::clock::to_millis(now)),
+        last_order_at: Some(crate::clock::to_millis(now)),
+        marketing_consent: Some(1),
+        consent_at: None,
+    };
+    let order = OrderRow {
+        id: "SAMPLE-1".into(),
+        customer_id: "SAMPLE".into(),
+        placed_at: crate::clock::to_millis(now),
+        total: 3980,
+        currency: "JPY".into(),
+        items: r#"[{"sku":"SKU-1","name":"しっとり化粧水","category":"lotion","quantity":1,"unit_price":3980}]"#.into(),
+    };
+    minijinja::Value::from_serialize(MessageContext {
+        customer: CustomerView::new(&customer, chrono_tz::Asia::Tokyo, now),
+        order: Some(OrderView::new(&order)),
+        shop,
+        vars: serde_json::json!({}),
+        scenario: context_name("sample", "sample"),
+        step: Some(context_name("sample", "sample")),
+        unsubscribe_url: unsubscribe_url.to_string(),
+        now: now.to_rfc3339(),
+    })
+}

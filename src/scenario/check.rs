@@ -96,6 +96,7 @@ fn check_scenario(
     checked: &mut HashSet<String>,
     diags: &mut Vec<Diagnostic>,
 ) {
+    let before = diags.len();
     let mut exprs: Vec<(&str, &Expr)> = Vec::new();
     if let Some(a) = &s.audience {
         exprs.push(("audience", a));
@@ -136,6 +137,10 @@ fn check_scenario(
             checked,
             diags,
         );
+    }
+    // The legal footer is checked on templates that are otherwise sound.
+    if !s.transactional && diags.len() == before {
+        check_footer(s, renderer, shop, diags);
     }
     if diags.iter().all(|d| d.path != s.path) {
         if let Err(e) = renderer.add_scenario(s) {
@@ -235,6 +240,74 @@ fn check_template(
                 ));
             }
             Err(_) => {}
+        }
+    }
+}
+
+/// What every marketing mail must show (Japan's Act on Specified Electronic Mail): the
+/// sender's name, postal address and contact address, from the config's `shop`.
+const SENDER_KEYS: &[(&str, &str)] = &[
+    ("name", "the sender's name"),
+    ("address", "the sender's postal address"),
+    ("contact", "a contact address"),
+];
+
+/// The unsubscribe link `check` renders into a sample message to see that it is shown.
+const SAMPLE_UNSUBSCRIBE: &str = "https://rebuy.check/unsubscribe-sample";
+
+/// Renders each step's HTML and text of a marketing scenario for a sample customer and checks
+/// that the sender's identity and the unsubscribe link are in both.
+fn check_footer(
+    s: &Scenario,
+    renderer: &Renderer,
+    shop: &BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut required: Vec<(&str, String)> = Vec::new();
+    for (key, what) in SENDER_KEYS {
+        match shop.get(*key).filter(|v| !v.trim().is_empty()) {
+            Some(v) => required.push((what, v.clone())),
+            None => diags.push(
+                Diagnostic::new(&s.path, 1, 1, format!("marketing scenario '{}' needs shop.{key} in the config: {what} must be in every marketing mail", s.id))
+                    .with_hint("set it under `shop:` in rebuy.yaml, or mark the scenario `transactional: true` if it is not marketing"),
+            ),
+        }
+    }
+    required.push((
+        "the unsubscribe link ({{ unsubscribe_url }})",
+        SAMPLE_UNSUBSCRIBE.into(),
+    ));
+    let ctx = crate::render::sample_context(shop, SAMPLE_UNSUBSCRIBE);
+    for step in &s.steps {
+        for (part, escape) in part_names(&step.send.template)
+            .into_iter()
+            .zip([true, false])
+        {
+            let Ok(out) = renderer
+                .env()
+                .get_template(&part)
+                .and_then(|t| t.render(&ctx))
+            else {
+                continue; // rendering problems are reported by check_template
+            };
+            for (what, value) in &required {
+                let shown = if escape {
+                    minijinja::HtmlEscape(value).to_string()
+                } else {
+                    value.clone()
+                };
+                if !out.contains(&shown) && !out.contains(value.as_str()) {
+                    diags.push(
+                        Diagnostic::new(
+                            &s.path,
+                            step.send.template_line,
+                            step.send.template_col,
+                            format!("marketing mail must show {what}, but {part} (step '{}') does not", step.id),
+                        )
+                        .with_hint("include the shop footer, e.g. {% include \"_footer.html\" %} / {% include \"_footer.txt\" %}"),
+                    );
+                }
+            }
         }
     }
 }

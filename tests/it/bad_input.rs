@@ -33,18 +33,18 @@ fn every_kind_of_scenario_and_template_problem_is_reported_with_its_place() {
             ("typo.yaml", "id: typo\ntrigger: first_order\nsteps:\n  - id: a\n    wiat: 3d\n    send: { template: ok, subject: s }\n"),
             ("duration.yaml", "id: duration\ntrigger: first_order\nsteps:\n  - id: a\n    wait: 3 days\n    send: { template: ok, subject: s }\n"),
             ("missing.yaml", "id: missing\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: thanx, subject: s }\n"),
-            ("syntax.yaml", "id: syntax\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: broken, subject: s }\n"),
-            ("undefined.yaml", "id: undefined\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: typo_var, subject: \"{{ custmer.name }}\" }\n"),
+            ("syntax.yaml", "id: syntax\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: nofooter_broken, subject: s }\n"),
+            ("undefined.yaml", "id: undefined\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: nofooter_typo_var, subject: \"{{ custmer.name }}\" }\n"),
         ],
         &[
             ("ok.html", "<p>{{ customer.name }}</p>"),
             ("ok.txt", "{{ customer.name }}"),
             ("thanks.html", "x"),
             ("thanks.txt", "x"),
-            ("broken.html", "<p>\n{% if customer.name %}\n"),
-            ("broken.txt", "fine"),
-            ("typo_var.html", "<p>\n  Dear {{ customer.nmae }}</p>"),
-            ("typo_var.txt", "{{ order.totl }}"),
+            ("nofooter_broken.html", "<p>\n{% if customer.name %}\n"),
+            ("nofooter_broken.txt", "fine"),
+            ("nofooter_typo_var.html", "<p>\n  Dear {{ customer.nmae }}</p>"),
+            ("nofooter_typo_var.txt", "{{ order.totl }}"),
         ],
     );
     let all = lines.join("\n");
@@ -54,10 +54,10 @@ fn every_kind_of_scenario_and_template_problem_is_reported_with_its_place() {
         "scenarios/duration.yaml:5:11: bad duration '3 days': no spaces",
         "scenarios/missing.yaml:5:23: unknown template 'thanx': neither thanx.html nor thanx.txt exists in",
         "hint: did you mean 'thanks'?",
-        "templates/broken.html:2:21: template syntax error: unexpected end of input",
-        "templates/typo_var.html:2:11: undefined variable 'customer.nmae' (scenario 'undefined')\n  hint: did you mean 'name'?",
-        "templates/typo_var.txt:1:4: undefined variable 'order.totl' (scenario 'undefined')\n  hint: did you mean 'total'?",
-        "scenarios/undefined.yaml:5:42: subject of step 'a' uses undefined variable 'custmer.name'\n  hint: did you mean 'customer'?",
+        "templates/nofooter_broken.html:2:21: template syntax error: unexpected end of input",
+        "templates/nofooter_typo_var.html:2:11: undefined variable 'customer.nmae' (scenario 'undefined')\n  hint: did you mean 'name'?",
+        "templates/nofooter_typo_var.txt:1:4: undefined variable 'order.totl' (scenario 'undefined')\n  hint: did you mean 'total'?",
+        "scenarios/undefined.yaml:5:51: subject of step 'a' uses undefined variable 'custmer.name'\n  hint: did you mean 'customer'?",
     ];
     for e in expect {
         assert!(all.contains(e), "missing:\n{e}\n--- in ---\n{all}");
@@ -175,4 +175,68 @@ async fn a_bad_import_and_a_broken_render_do_not_stop_the_daemon_or_lose_anythin
 #[derive(serde::Deserialize)]
 struct Wrapper {
     cron: serde_saphyr::Spanned<String>,
+}
+
+#[test]
+fn check_refuses_a_marketing_scenario_whose_mail_lacks_the_sender_footer() {
+    let (shop, lines) = diagnostics(
+        &[
+            ("ad.yaml", "id: ad\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: nofooter_plain, subject: s }\n"),
+            ("half.yaml", "id: half\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: nofooter_half, subject: s }\n"),
+            ("receipt.yaml", "id: receipt\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: nofooter_plain, subject: s }\n"),
+            ("good.yaml", GOOD),
+        ],
+        &[
+            ("nofooter_plain.html", "<p>{{ customer.name }}</p>"),
+            ("nofooter_plain.txt", "{{ customer.name }}"),
+            // The HTML has it all; the text part forgets the unsubscribe link.
+            ("nofooter_half.html", "<p>{{ shop.name }} {{ shop.address }} {{ shop.contact }} <a href=\"{{ unsubscribe_url }}\">stop</a></p>"),
+            ("nofooter_half.txt", "{{ shop.name }} {{ shop.address }} {{ shop.contact }}"),
+            ("ok.html", "<p>{{ customer.name }}</p>"),
+            ("ok.txt", "{{ customer.name }}"),
+        ],
+    );
+    let all = lines.join("\n");
+    for what in [
+        "the sender's name",
+        "the sender's postal address",
+        "a contact address",
+        "the unsubscribe link",
+    ] {
+        for part in ["nofooter_plain.html", "nofooter_plain.txt"] {
+            assert!(
+                all.contains(&format!(
+                    "scenarios/ad.yaml:5:23: marketing mail must show {what}"
+                )) && all.contains(part),
+                "{what} / {part}:\n{all}"
+            );
+        }
+    }
+    assert!(all.contains("scenarios/half.yaml:5:23: marketing mail must show the unsubscribe link ({{ unsubscribe_url }}), but nofooter_half.txt (step 'a') does not"), "{all}");
+    assert!(
+        !all.contains("half.yaml:5:23: marketing mail must show the sender's name"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("receipt.yaml"),
+        "transactional mail needs no footer: {all}"
+    );
+    assert!(!all.contains("good.yaml"), "{all}");
+    assert_eq!(lines.len(), 9, "{all}");
+
+    // Without a postal address in the config, every marketing scenario is refused.
+    let mut shop_cfg = shop.config.shop.clone();
+    shop_cfg.remove("address");
+    let report = check_all(
+        &shop.config.scenarios_dir,
+        &shop.config.templates_dir,
+        &shop_cfg,
+    );
+    assert!(
+        report.diagnostics.iter().any(|d| d
+            .to_string()
+            .contains("marketing scenario 'good' needs shop.address in the config")),
+        "{:?}",
+        report.diagnostics
+    );
 }

@@ -143,7 +143,7 @@ impl TestShop {
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         write_all(&dir.path().join("scenarios"), scenarios);
-        write_all(&dir.path().join("templates"), templates);
+        write_all(&dir.path().join("templates"), &with_footer(templates));
         let mut config = Config {
             database: dir.path().join("rebuy.db").display().to_string(),
             scenarios_dir: dir.path().join("scenarios"),
@@ -156,6 +156,12 @@ impl TestShop {
         config
             .shop
             .insert("from".into(), "はだまる <hello@hadamaru.example>".into());
+        config
+            .shop
+            .insert("address".into(), "東京都渋谷区神南1-2-3".into());
+        config
+            .shop
+            .insert("contact".into(), "support@hadamaru.example".into());
         config.delivery.file_dir = dir.path().join("outbox");
         config.delivery.retry_base = None;
         if let Some(s) = smtp {
@@ -216,10 +222,31 @@ impl TestShop {
     }
 }
 
-fn write_all(dir: &Path, files: &[(&str, &str)]) {
+/// The templates with the legal footer every marketing mail must carry (sender, address,
+/// contact, unsubscribe link) appended, as a shop's templates would include it; templates
+/// whose name starts with `nofooter` are left as they are (for tests of `rebuy check`).
+fn with_footer(templates: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = templates
+        .iter()
+        .map(|(name, text)| {
+            let footer = match name.rsplit('.').next() {
+                _ if name.starts_with('_') || name.starts_with("nofooter") => "",
+                Some("html") => "\n{% include \"_legal.html\" %}",
+                _ => "\n{% include \"_legal.txt\" %}",
+            };
+            (name.to_string(), format!("{text}{footer}"))
+        })
+        .collect();
+    let legal = "{{ shop.name }} / {{ shop.address }} / {{ shop.contact }} / {{ unsubscribe_url }}";
+    out.push(("_legal.html".into(), format!("<p>{legal}</p>")));
+    out.push(("_legal.txt".into(), legal.into()));
+    out
+}
+
+fn write_all<S: AsRef<str>>(dir: &Path, files: &[(S, S)]) {
     std::fs::create_dir_all(dir).unwrap();
     for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
+        std::fs::write(dir.join(name.as_ref()), text.as_ref()).unwrap();
     }
 }
 
