@@ -103,6 +103,30 @@ pub struct DeliveryConfig {
     pub rate_per_second: Option<u32>,
     /// After a throttling reply (421, 454), the rest of the queue waits this many seconds.
     pub throttle_pause_secs: u64,
+    /// DKIM signing of every message, when set.
+    pub dkim: Option<DkimSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSettings {
+    /// The selector published in DNS (`<selector>._domainkey.<domain>`).
+    pub selector: String,
+    /// The signing domain (`d=`), normally the domain of `shop.from`.
+    pub domain: String,
+    /// The private key: PKCS#1 PEM for `rsa`, base64 of the 32-byte seed for `ed25519`.
+    /// Read from this file only, never from the YAML.
+    pub key_file: PathBuf,
+    #[serde(default)]
+    pub algorithm: DkimAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DkimAlgorithm {
+    #[default]
+    Rsa,
+    Ed25519,
 }
 
 impl Default for DeliveryConfig {
@@ -118,6 +142,7 @@ impl Default for DeliveryConfig {
             lease_secs: 600,
             rate_per_second: None,
             throttle_pause_secs: 60,
+            dkim: None,
         }
     }
 }

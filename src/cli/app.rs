@@ -109,7 +109,7 @@ impl App {
             base: self.resolved.retry_base,
             max: self.resolved.retry_max,
         };
-        Ok(Deliverer::new(
+        let deliverer = Deliverer::new(
             store.clone(),
             mailer,
             from,
@@ -121,8 +121,49 @@ impl App {
                 throttle_pause: chrono::Duration::seconds(d.throttle_pause_secs as i64),
             },
         )
-        .with_limits(self.resolved.limits.clone(), self.resolved.default_timezone))
+        .with_limits(self.resolved.limits.clone(), self.resolved.default_timezone);
+        Ok(match &d.dkim {
+            Some(k) => deliverer.with_dkim(dkim_config(k)?),
+            None => deliverer,
+        })
     }
+}
+
+/// The DKIM signer from config; the key is read from its file.
+fn dkim_config(k: &crate::config::DkimSettings) -> Result<lettre::message::dkim::DkimConfig> {
+    use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+    use lettre::message::header::HeaderName;
+    let text = std::fs::read_to_string(&k.key_file).with_context(|| {
+        format!(
+            "cannot read the DKIM key file {} (delivery.dkim.key_file)",
+            k.key_file.display()
+        )
+    })?;
+    let algorithm = match k.algorithm {
+        crate::config::DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
+        crate::config::DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
+    };
+    let key = DkimSigningKey::new(text.trim(), algorithm).map_err(|e| {
+        anyhow::anyhow!(
+            "the DKIM key in {} is not a valid {:?} key ({e}): rsa wants a PKCS#1 PEM (BEGIN RSA PRIVATE KEY), ed25519 the base64 of its 32-byte seed",
+            k.key_file.display(),
+            k.algorithm
+        )
+    })?;
+    let headers = ["From", "To", "Subject", "Date", "Message-ID"]
+        .into_iter()
+        .map(HeaderName::new_from_ascii_str)
+        .collect();
+    Ok(DkimConfig::new(
+        k.selector.clone(),
+        k.domain.clone(),
+        key,
+        headers,
+        lettre::message::dkim::DkimCanonicalization {
+            header: lettre::message::dkim::DkimCanonicalizationType::Relaxed,
+            body: lettre::message::dkim::DkimCanonicalizationType::Relaxed,
+        },
+    ))
 }
 
 /// Sets up `tracing`: text or JSON, to stderr. `quiet` commands log warnings only unless asked.

@@ -60,6 +60,8 @@ struct Sender {
     throttled: std::sync::atomic::AtomicBool,
     /// How long the rest of the queue waits after such a reply.
     pause: Duration,
+    /// DKIM signing, when configured.
+    dkim: Option<lettre::message::dkim::DkimConfig>,
 }
 
 /// Pacing: a global rate, and the pause after a throttling reply.
@@ -114,6 +116,7 @@ impl Deliverer {
                 limiter,
                 throttled: std::sync::atomic::AtomicBool::new(false),
                 pause: pacing.throttle_pause,
+                dkim: None,
             }),
             owner: format!("{}-{}", std::process::id(), rand::random::<u32>()),
             lease,
@@ -122,6 +125,14 @@ impl Deliverer {
             limits: Limits::default(),
             default_zone: chrono_tz::Asia::Tokyo,
         }
+    }
+
+    /// Signs every message with DKIM. Call before the first delivery.
+    pub fn with_dkim(mut self, dkim: lettre::message::dkim::DkimConfig) -> Self {
+        Arc::get_mut(&mut self.sender)
+            .expect("with_dkim is called before any delivery")
+            .dkim = Some(dkim);
+        self
     }
 
     /// Marketing limits (frequency cap, quiet hours) and the zone of customers without one.
@@ -314,10 +325,13 @@ impl Deliverer {
 
 impl Sender {
     async fn send_one(&self, row: &OutboxRow, now: DateTime<Utc>) -> Outcome {
-        let message = match message::build(row, &self.from, now) {
+        let mut message = match message::build(row, &self.from, now) {
             Ok(m) => m,
             Err(e) => return Outcome::Failed(e.to_string()),
         };
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
         match self.mailer.send(row.id, &message).await {
             Ok(()) => {
                 info!(to = %mask_email(&row.to_email), "sent");

@@ -379,3 +379,51 @@ async fn a_message_whose_sender_died_mid_send_becomes_unknown_and_is_not_sent_ag
         1
     );
 }
+
+#[tokio::test]
+async fn messages_are_dkim_signed_when_a_key_is_configured_and_a_bad_key_is_named() {
+    let smtp = SmtpServer::start();
+    let mut shop = shop(&smtp);
+    // An Ed25519 seed (32 bytes, base64), in a file as the config wants it.
+    let key = shop.file("dkim.key");
+    std::fs::write(&key, "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=\n").unwrap();
+    shop.config.delivery.dkim = Some(rebuy::config::DkimSettings {
+        selector: "rebuy".into(),
+        domain: "hadamaru.example".into(),
+        key_file: key.clone(),
+        algorithm: rebuy::config::DkimAlgorithm::Ed25519,
+    });
+    let (store, daemon) = one_order(&shop, "hanako@example.jp").await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    assert_eq!(daemon.deliverer.run_once(now).await.unwrap().sent, 1);
+    let got = smtp.received();
+    let m = got[0].parsed();
+    let sig = m
+        .header_raw("DKIM-Signature")
+        .expect("a DKIM-Signature header");
+    let sig: String = sig.split_whitespace().collect();
+    for part in [
+        "v=1",
+        "a=ed25519-sha256",
+        "d=hadamaru.example",
+        "s=rebuy",
+        "bh=",
+        "b=",
+    ] {
+        assert!(sig.contains(part), "{part} in {sig}");
+    }
+    assert!(sig.to_ascii_lowercase().contains("message-id"), "{sig}");
+
+    // A key that is not one is refused before anything is sent, naming the file.
+    std::fs::write(&key, "not a key").unwrap();
+    let err = shop
+        .app()
+        .deliverer(&store)
+        .err()
+        .expect("a bad key is refused");
+    assert!(
+        err.to_string().contains("dkim.key") && err.to_string().contains("not a valid"),
+        "{err}"
+    );
+}
