@@ -427,3 +427,54 @@ async fn messages_are_dkim_signed_when_a_key_is_configured_and_a_bad_key_is_name
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn crlf_in_names_and_subjects_cannot_inject_headers_or_recipients() {
+    let smtp = SmtpServer::start();
+    let shop = TestShop::new(
+        &[(
+            "first.yaml",
+            "id: first\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ customer.attributes.topic }}\" }\n",
+        )],
+        &[("t.html", "<p>{{ customer.name }}</p>"), ("t.txt", "{{ customer.name }}")],
+        Some(&smtp),
+    );
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[customer(
+                "C1",
+                "hanako@example.jp",
+                "Hanako\r\nBcc: thief@evil.example",
+                "Asia/Tokyo",
+                r#"{"topic":"Hello\r\nBcc: thief@evil.example\r\nX-Injected: yes"}"#,
+            )],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    assert_eq!(daemon.deliverer.run_once(now).await.unwrap().sent, 1);
+    let got = smtp.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].to,
+        ["hanako@example.jp"],
+        "the envelope has one recipient"
+    );
+    let m = got[0].parsed();
+    assert!(m.header_raw("Bcc").is_none());
+    assert!(m.header_raw("X-Injected").is_none());
+    let raw = String::from_utf8_lossy(&got[0].data);
+    let headers = raw.split("\r\n\r\n").next().unwrap();
+    assert!(
+        !headers
+            .lines()
+            .any(|l| l.starts_with("Bcc:") || l.starts_with("X-Injected:")),
+        "{headers}"
+    );
+    assert!(m.subject().unwrap().contains("Hello"), "{:?}", m.subject());
+}
