@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
+export REBUY_BIN="${CARGO_TARGET_DIR:-target}/release/rebuy"
 cargo run --release --quiet --example kill_loop -- "${1:-10000}" "${2:-50}"
