@@ -287,3 +287,28 @@ async fn the_global_send_rate_is_respected() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_failed_tls_handshake_is_retried_then_failed_and_nothing_goes_in_clear() {
+    // The fault server speaks plain SMTP; implicit TLS (port 465 style) cannot handshake.
+    let server = FaultServer::start().await;
+    let shop = shop(server.port, TlsMode::Tls);
+    let store = shop.store().await;
+    customers(&store, &["wrapped"]).await;
+    let daemon = shop.daemon(&store).await;
+    let mut now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    for _ in 0..4 {
+        daemon.deliverer.run_once(now).await.unwrap();
+        now += Duration::days(1);
+    }
+    let row = &by_recipient(&store).await["wrapped"];
+    assert_eq!(
+        (row.status.as_str(), row.attempts),
+        ("failed", 3),
+        "{:?}",
+        row.last_error
+    );
+    assert!(server.accepted().is_empty());
+    assert_eq!(server.transactions("wrapped@example.jp"), 0);
+}
