@@ -34,8 +34,8 @@ steps:
     send: { template: t, subject: "そろそろ{{ order.items[0].name }}が切れる頃ではありませんか" }
 "#;
 
-const HTML: &str = "<p>{{ customer.name }}様</p><table>{% for i in order.items %}<tr><td>{{ i.name }}</td><td>{{ (i.unit_price * i.quantity) | money }}</td></tr>{% endfor %}</table><p>合計 {{ order.total | money }}（{{ order.placed_at | date('%Y年%m月%d日') }}）</p><a href=\"{{ unsubscribe_url }}\">配信停止</a>";
-const TXT: &str = "{{ customer.name }}様\n{% for i in order.items %}- {{ i.name }} {{ (i.unit_price * i.quantity) | money }}\n{% endfor %}合計 {{ order.total | money }}\n{{ unsubscribe_url }}\n";
+const HTML: &str = "<p>{{ customer.name }}様</p><table>{% for i in order.items %}<tr><td>{{ i.name }}</td><td>{{ (i.unit_price * i.quantity) | money }}</td></tr>{% endfor %}</table><p>合計 {{ order.total | money }}（{{ order.placed_at | date('%Y年%m月%d日') }}）</p><p>{{ shop.name }} / {{ shop.address }} / {{ shop.contact }}</p><a href=\"{{ unsubscribe_url }}\">配信停止</a>";
+const TXT: &str = "{{ customer.name }}様\n{% for i in order.items %}- {{ i.name }} {{ (i.unit_price * i.quantity) | money }}\n{% endfor %}合計 {{ order.total | money }}\n{{ shop.name }} / {{ shop.address }} / {{ shop.contact }}\n{{ unsubscribe_url }}\n";
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<usize> = std::env::args()

@@ -36,11 +36,11 @@ async fn run(port: u16, n: usize, pool: u32) -> anyhow::Result<()> {
     std::fs::write(p.join("scenarios/s.yaml"), SCENARIO)?;
     std::fs::write(
         p.join("templates/t.html"),
-        "<p>{{ customer.name }}様</p><p>{{ order.total | money }}</p>",
+        "<p>{{ customer.name }}様</p><p>{{ order.total | money }}</p><p>{{ shop.name }} / {{ shop.address }} / {{ shop.contact }} / <a href=\"{{ unsubscribe_url }}\">配信停止</a></p>",
     )?;
     std::fs::write(
         p.join("templates/t.txt"),
-        "{{ customer.name }}様\n{{ order.total | money }}\n",
+        "{{ customer.name }}様\n{{ order.total | money }}\n{{ shop.name }} / {{ shop.address }} / {{ shop.contact }} / {{ unsubscribe_url }}\n",
     )?;
     let mut config = Config {
         database: p.join("b.db").display().to_string(),
