@@ -24,6 +24,7 @@ pub const HEADERS: &[&str] = &[
     "failed",
     "skipped",
     "suppressed",
+    "cancelled",
     "unknown",
 ];
 
@@ -56,6 +57,7 @@ pub async fn print_status(store: &Store, format: OutputFormat) -> anyhow::Result
                 s.failed.to_string(),
                 s.skipped.to_string(),
                 s.suppressed.to_string(),
+                s.cancelled.to_string(),
                 s.unknown.to_string(),
             ]
         })

@@ -16,6 +16,7 @@ pub struct ScenarioStatus {
     pub failed: i64,
     pub skipped: i64,
     pub suppressed: i64,
+    pub cancelled: i64,
     pub unknown: i64,
 }
 
@@ -54,6 +55,7 @@ impl Store {
                 "failed" => s.failed += n,
                 "skipped" => s.skipped += n,
                 "suppressed" => s.suppressed += n,
+                "cancelled" => s.cancelled += n,
                 "unknown" => s.unknown += n,
                 _ => {}
             }

@@ -229,7 +229,7 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
     );
     let o = rebuy(dir.path(), &["status", "--format", "csv"]);
     assert!(text(&o).0.starts_with(
-        "scenario,enrolled,active,completed,reached goal,queued,sent,failed,skipped,suppressed,unknown\n"
+        "scenario,enrolled,active,completed,reached goal,queued,sent,failed,skipped,suppressed,cancelled,unknown\n"
     ));
 
     let o = rebuy(
@@ -493,6 +493,9 @@ fn failed_messages_are_listed_retried_and_queued_ones_cancelled_from_the_command
     );
     let cancelled: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
     assert_eq!(cancelled.as_array().unwrap().len(), 2);
+    let o = rebuy(dir.path(), &["status", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(status[0]["cancelled"], 2, "{status}");
     // Nothing is sent for a cancelled message.
     let o = rebuy(dir.path(), &["run", "--once"]);
     assert!(text(&o).0.contains("\"claimed\": 0"), "{:?}", text(&o));
