@@ -1,8 +1,29 @@
-//! Marketing limits checked at send time: quiet hours in the customer's zone, and a frequency
-//! cap over all marketing scenarios. Pure: given times in, decisions out.
+//! What may be sent, and when: the suppression list and marketing consent (checked when a step
+//! is queued and again at send time), quiet hours in the customer's zone, and a frequency cap
+//! over all marketing scenarios. Pure: facts in, decisions out.
 
+use crate::store::{OutboxStatus, SuppressionKind};
 use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
+
+/// Whether a message must not go at all, and why: a suppression that applies to it, else, for
+/// marketing mail, a customer without consent. The engine and the deliverer both ask this.
+pub fn withheld(
+    suppression: Option<SuppressionKind>,
+    transactional: bool,
+    consents: bool,
+) -> Option<(OutboxStatus, String)> {
+    match suppression.filter(|k| k.stops(transactional)) {
+        Some(k) => Some((
+            OutboxStatus::Suppressed,
+            format!("the address is suppressed ({})", k.as_str()),
+        )),
+        None if !transactional && !consents => {
+            Some((OutboxStatus::Skipped, "no marketing consent".to_string()))
+        }
+        None => None,
+    }
+}
 
 /// The marketing limits from config; both optional.
 #[derive(Debug, Clone, Default)]
@@ -108,6 +129,32 @@ mod tests {
         assert_eq!(
             quiet_until(utc("2026-11-01T04:30:00Z"), tokyo, t(12, 0), t(14, 0)),
             Some(utc("2026-11-01T05:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn suppression_and_consent_withhold_what_they_should() {
+        use SuppressionKind::*;
+        let status = |s, t, c| withheld(s, t, c).map(|(st, _)| st);
+        assert_eq!(status(None, false, true), None);
+        assert_eq!(status(None, false, false), Some(OutboxStatus::Skipped));
+        assert_eq!(
+            status(None, true, false),
+            None,
+            "transactional needs no consent"
+        );
+        assert_eq!(
+            status(Some(Unsubscribe), false, true),
+            Some(OutboxStatus::Suppressed)
+        );
+        assert_eq!(status(Some(Unsubscribe), true, true), None);
+        assert_eq!(
+            status(Some(Bounce), true, true),
+            Some(OutboxStatus::Suppressed)
+        );
+        assert_eq!(
+            status(Some(Manual), true, false),
+            Some(OutboxStatus::Suppressed)
         );
     }
 

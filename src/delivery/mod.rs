@@ -10,7 +10,7 @@ mod retry;
 mod smtp;
 mod unsubscribe;
 
-pub use limits::{cap_free_at, quiet_until, Limits};
+pub use limits::{cap_free_at, quiet_until, withheld, Limits};
 pub use mailer::{Mailer, SendError};
 pub use retry::RetryPolicy;
 pub use unsubscribe::Unsubscriber;
@@ -33,7 +33,8 @@ pub struct DeliveryReport {
     pub failed: u64,
     pub unknown: u64,
     pub suppressed: u64,
-    /// Marketing messages skipped by the frequency cap (`when_capped: skip`).
+    /// Marketing messages not sent: no consent (any more), or the frequency cap with
+    /// `when_capped: skip`.
     pub skipped: u64,
 }
 
@@ -142,17 +143,16 @@ impl Deliverer {
         self
     }
 
-    /// Applies marketing consent (again, at send time) and the marketing limits to a
-    /// claimed batch: the rows that may go now, and the
-    /// recorded outcomes of those that must wait or are skipped.
+    /// Checks a claimed batch again at send time: suppression and consent may have changed
+    /// since the messages were queued, and the marketing limits apply now. Returns the rows
+    /// that may go now, and the recorded outcomes of those that must wait or do not go.
     async fn hold_back(
         &self,
         rows: Vec<OutboxRow>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<(Vec<OutboxRow>, Vec<Recorded>)> {
-        if rows.iter().all(|r| r.transactional != 0) {
-            return Ok((rows, Vec::new()));
-        }
+        let emails: Vec<String> = rows.iter().map(|r| r.to_email.clone()).collect();
+        let suppressed = self.store.suppressed(&emails).await?;
         let ids: Vec<String> = rows
             .iter()
             .filter(|r| r.transactional == 0)
@@ -160,7 +160,11 @@ impl Deliverer {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let customers = self.store.customers_by_ids(&ids).await?;
+        let customers = if ids.is_empty() {
+            Default::default()
+        } else {
+            self.store.customers_by_ids(&ids).await?
+        };
         let now_ms = to_millis(now);
         let mut recent = match self.limits.cap {
             Some((_, per)) => {
@@ -172,14 +176,20 @@ impl Deliverer {
         };
         let (mut go, mut held) = (Vec::with_capacity(rows.len()), Vec::new());
         for row in rows {
-            if row.transactional != 0 {
-                go.push(row);
+            let transactional = row.transactional != 0;
+            let customer = customers.get(&row.customer_id);
+            let suppression = suppressed.get(&row.to_email.trim().to_lowercase()).copied();
+            let consents = customer.is_some_and(|c| c.consents());
+            if let Some((status, why)) = withheld(suppression, transactional, consents) {
+                let why = format!("not sent: {why}");
+                held.push(match status {
+                    OutboxStatus::Suppressed => Recorded::suppressed(row.id, why),
+                    _ => Recorded::skipped(row.id, why),
+                });
                 continue;
             }
-            let customer = customers.get(&row.customer_id);
-            if !customer.is_some_and(|c| c.consents()) {
-                let why = "not sent: no marketing consent (withdrawn after it was queued)";
-                held.push(Recorded::skipped(row.id, why.to_string()));
+            if transactional {
+                go.push(row);
                 continue;
             }
             let zone = customer
@@ -239,10 +249,6 @@ impl Deliverer {
             }
             report.claimed += rows.len() as u64;
             self.sender.throttled.store(false, Ordering::SeqCst);
-            // Suppression is checked again here, at send time: an address may have been
-            // suppressed after its message was queued.
-            let emails: Vec<String> = rows.iter().map(|r| r.to_email.clone()).collect();
-            let suppressed = self.store.suppressed(&emails).await?;
             let (rows, held) = self.hold_back(rows, now).await?;
             // Sends run `concurrency` at a time; their outcomes go to one recorder that writes
             // whatever has arrived in one short transaction, as soon as it arrives (group
@@ -257,13 +263,6 @@ impl Deliverer {
                 }
                 let mut tasks = tokio::task::JoinSet::new();
                 for row in rows {
-                    let kind = suppressed.get(&row.to_email.trim().to_lowercase());
-                    if let Some(kind) = kind.filter(|k| k.stops(row.transactional != 0)) {
-                        let why =
-                            format!("not sent: the address is suppressed ({})", kind.as_str());
-                        let _ = tx.send(Recorded::suppressed(row.id, why));
-                        continue;
-                    }
                     let permit = limit.clone().acquire_owned().await.expect("never closed");
                     let (sender, tx) = (self.sender.clone(), tx.clone());
                     tasks.spawn(async move {

@@ -9,7 +9,7 @@ pub use plan::{plan_orders, trigger_key, Judge, OrderPlan};
 pub use schedule::due_at;
 
 use crate::clock::{from_millis, to_millis};
-use crate::delivery::Unsubscriber;
+use crate::delivery::{withheld, Unsubscriber};
 use crate::domain::parse_timezone;
 use crate::render::context_name as name_ref;
 use crate::render::{CustomerView, MessageContext, OrderView, Rendered, Renderer};
@@ -356,24 +356,9 @@ impl Engine {
                     continue;
                 };
                 let order = e.order_id.as_ref().and_then(|id| orders.get(id));
-                let blocked = suppressed
-                    .get(&c.email.trim().to_lowercase())
-                    .copied()
-                    .filter(|k| k.stops(s.transactional))
-                    .map(|k| {
-                        (
-                            OutboxStatus::Suppressed,
-                            format!("not queued: the address is suppressed ({})", k.as_str()),
-                        )
-                    })
-                    .or_else(|| {
-                        (!s.transactional && !c.consents()).then(|| {
-                            (
-                                OutboxStatus::Skipped,
-                                "not queued: no marketing consent".to_string(),
-                            )
-                        })
-                    });
+                let suppression = suppressed.get(&c.email.trim().to_lowercase()).copied();
+                let blocked = withheld(suppression, s.transactional, c.consents())
+                    .map(|(status, why)| (status, format!("not queued: {why}")));
                 advances.push(self.advance_one(s, e, c, order, blocked, now));
             }
             for a in &advances {
