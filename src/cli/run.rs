@@ -62,9 +62,11 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
                     return Ok(exit::FAILURE);
                 }
             };
+            let unsubscriber = app.unsubscriber(&store).await?;
+            tracing::info!(%addr, path = %unsubscriber.path(), "serving the unsubscribe page");
             let router = crate::http::router(
                 store.clone(),
-                app.unsubscriber(&store).await?,
+                unsubscriber,
                 app.config
                     .shop
                     .get("name")
@@ -72,7 +74,6 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
                     .unwrap_or_default(),
                 Arc::new(SystemClock),
             );
-            tracing::info!(%addr, path = %app.unsubscriber(&store).await?.path(), "serving the unsubscribe page");
             Some(tokio::spawn(crate::http::serve(listener, router)))
         }
         None => None,

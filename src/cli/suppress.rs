@@ -102,45 +102,46 @@ async fn import(
     default_kind: SuppressionKind,
     now: i64,
 ) -> anyhow::Result<u8> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let mut lines = text.lines().enumerate().peekable();
-    let header: Option<Vec<String>> = lines
-        .peek()
-        .filter(|(_, l)| {
-            l.to_ascii_lowercase()
-                .split(',')
-                .any(|c| c.trim() == "email")
-        })
-        .map(|(_, l)| {
-            l.split(',')
-                .map(|c| c.trim().to_ascii_lowercase())
-                .collect()
-        });
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_path(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let mut records = reader.records().peekable();
+    // A first row naming an `email` column is a header; without one, the first field of each
+    // row is the address.
+    let header: Option<Vec<String>> = match records.peek() {
+        Some(Ok(r)) if r.iter().any(|c| c.eq_ignore_ascii_case("email")) => {
+            Some(r.iter().map(str::to_ascii_lowercase).collect())
+        }
+        _ => None,
+    };
     if header.is_some() {
-        lines.next();
+        records.next();
     }
-    let column = |row: &[&str], name: &str| -> Option<String> {
-        let i = header.as_ref()?.iter().position(|h| h == name)?;
-        row.get(i)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
+    let column = |row: &csv::StringRecord, name: &str| -> Option<String> {
+        let i = match &header {
+            Some(h) => h.iter().position(|c| c == name)?,
+            None if name == "email" => 0,
+            None => return None,
+        };
+        row.get(i).filter(|v| !v.is_empty()).map(str::to_string)
     };
     let (mut added, mut bad) = (0, 0);
-    for (i, line) in lines {
-        if line.trim().is_empty() {
+    for record in records {
+        let row = record.with_context(|| format!("cannot read {}", file.display()))?;
+        let line = row.position().map_or(0, |p| p.line());
+        let Some(raw) = column(&row, "email") else {
             continue;
-        }
-        let row: Vec<&str> = line.split(',').collect();
-        let raw = column(&row, "email").unwrap_or_else(|| line.trim().to_string());
+        };
         let kind = match column(&row, "kind") {
             Some(k) => match SuppressionKind::parse(&k) {
                 Some(k) => k,
                 None => {
                     eprintln!(
-                        "{}:{}: unknown kind '{k}' (unsubscribe, bounce or manual)",
-                        file.display(),
-                        i + 1
+                        "{}:{line}: unknown kind '{k}' (unsubscribe, bounce or manual)",
+                        file.display()
                     );
                     bad += 1;
                     continue;
@@ -151,7 +152,7 @@ async fn import(
         let email = match Email::parse(&raw) {
             Ok(e) => e,
             Err(e) => {
-                eprintln!("{}:{}: {e}", file.display(), i + 1);
+                eprintln!("{}:{line}: {e}", file.display());
                 bad += 1;
                 continue;
             }
