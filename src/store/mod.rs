@@ -112,11 +112,14 @@ impl Store {
 }
 
 /// Appends `(…, …)` with one bound value per id: for `WHERE x IN` lists.
-pub(crate) fn push_in_list<'a>(qb: &mut QueryBuilder<'a, Db>, ids: &'a [String]) {
+pub(crate) fn push_in_list<'a, S: AsRef<str> + 'a>(
+    qb: &mut QueryBuilder<'a, Db>,
+    ids: impl IntoIterator<Item = &'a S>,
+) {
     qb.push("(");
     let mut sep = qb.separated(", ");
     for id in ids {
-        sep.push_bind(id.as_str());
+        sep.push_bind(id.as_ref());
     }
     sep.push_unseparated(")");
 }

@@ -300,13 +300,7 @@ async fn stored_orders(
     );
     qb.push_bind(before);
     qb.push(" AND id IN ");
-    let ids: Vec<&str> = chunk.iter().map(|o| o.id.as_str()).collect();
-    qb.push("(");
-    let mut sep = qb.separated(", ");
-    for id in ids {
-        sep.push_bind(id);
-    }
-    sep.push_unseparated(")");
+    super::push_in_list(&mut qb, chunk.iter().map(|o| &o.id));
     let (json,): (String,) = qb.build_query_as().fetch_one(&mut **tx).await?;
     let stored: Vec<(String, String, i64, i64, String, String)> = super::from_json(&json)?;
     Ok(stored

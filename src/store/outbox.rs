@@ -51,82 +51,60 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    pub fn sent(id: i64, at: i64) -> Self {
+    /// A final outcome with a reason (no further attempt planned).
+    fn ended(id: i64, status: OutboxStatus, why: String) -> Self {
         Self {
             id,
-            status: OutboxStatus::Sent,
-            error: None,
-            sent_at: Some(at),
+            status,
+            error: Some(why),
+            sent_at: None,
             next_attempt_at: None,
             uncount: false,
+        }
+    }
+
+    pub fn sent(id: i64, at: i64) -> Self {
+        Self {
+            error: None,
+            sent_at: Some(at),
+            ..Self::ended(id, OutboxStatus::Sent, String::new())
         }
     }
 
     pub fn retry(id: i64, error: String, next_attempt_at: i64) -> Self {
         Self {
-            id,
-            status: OutboxStatus::Queued,
-            error: Some(error),
-            sent_at: None,
             next_attempt_at: Some(next_attempt_at),
-            uncount: false,
+            ..Self::ended(id, OutboxStatus::Queued, error)
         }
     }
 
     pub fn failed(id: i64, error: String) -> Self {
-        Self {
-            id,
-            status: OutboxStatus::Failed,
-            error: Some(error),
-            sent_at: None,
-            next_attempt_at: None,
-            uncount: false,
-        }
+        Self::ended(id, OutboxStatus::Failed, error)
     }
 
     pub fn suppressed(id: i64, why: String) -> Self {
-        Self {
-            id,
-            status: OutboxStatus::Suppressed,
-            error: Some(why),
-            sent_at: None,
-            next_attempt_at: None,
-            uncount: false,
-        }
-    }
-
-    /// Not sent, on purpose (e.g. the frequency cap with `when_capped: skip`).
-    pub fn skipped(id: i64, why: String) -> Self {
-        Self {
-            id,
-            status: OutboxStatus::Skipped,
-            error: Some(why),
-            sent_at: None,
-            next_attempt_at: None,
-            uncount: true,
-        }
-    }
-
-    /// Put back unsent for `at`: the server asked to slow down before its turn came.
-    pub fn deferred(id: i64, why: String, at: i64) -> Self {
-        Self {
-            id,
-            status: OutboxStatus::Queued,
-            error: Some(why),
-            sent_at: None,
-            next_attempt_at: Some(at),
-            uncount: true,
-        }
+        Self::ended(id, OutboxStatus::Suppressed, why)
     }
 
     pub fn unknown(id: i64, error: String) -> Self {
+        Self::ended(id, OutboxStatus::Unknown, error)
+    }
+
+    /// Not sent, on purpose (no consent, or the frequency cap with `when_capped: skip`).
+    pub fn skipped(id: i64, why: String) -> Self {
         Self {
-            id,
-            status: OutboxStatus::Unknown,
-            error: Some(error),
-            sent_at: None,
-            next_attempt_at: None,
-            uncount: false,
+            uncount: true,
+            ..Self::ended(id, OutboxStatus::Skipped, why)
+        }
+    }
+
+    /// Put back unsent for `at` without counting an attempt: quiet hours, the frequency
+    /// cap, or a server that asked to slow down before this message's turn came.
+    pub fn deferred(id: i64, why: String, at: i64) -> Self {
+        Self {
+            next_attempt_at: Some(at),
+            uncount: true,
+            ..Self::ended(id, OutboxStatus::Queued, why)
         }
     }
 }
