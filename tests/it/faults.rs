@@ -312,3 +312,69 @@ async fn a_failed_tls_handshake_is_retried_then_failed_and_nothing_goes_in_clear
     assert!(server.accepted().is_empty());
     assert_eq!(server.transactions("wrapped@example.jp"), 0);
 }
+
+#[tokio::test]
+async fn a_deliberate_retry_resends_a_failed_or_unknown_message_in_its_own_row() {
+    let server = FaultServer::start().await;
+    server.script("lost@example.jp", &[Fault::Drop(Stage::EndOfData)]);
+    server.script("refused@example.jp", &[Fault::Reply(Stage::Data, 554)]);
+    let shop = shop(server.port, TlsMode::None);
+    let store = shop.store().await;
+    customers(&store, &["lost", "refused"]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    daemon.deliverer.run_once(now).await.unwrap();
+    let before = by_recipient(&store).await;
+    assert_eq!(before["lost"].status, "unknown");
+    assert_eq!(before["refused"].status, "failed");
+
+    // `--all-failed` takes the failed one only; an unknown one needs its id.
+    let later = now + Duration::hours(1);
+    let ms = later.timestamp_millis();
+    assert_eq!(
+        store.requeue(&[], true, ms).await.unwrap(),
+        [before["refused"].id]
+    );
+    assert_eq!(by_recipient(&store).await["lost"].status, "unknown");
+    assert_eq!(
+        store
+            .requeue(&[before["lost"].id], false, ms)
+            .await
+            .unwrap(),
+        [before["lost"].id]
+    );
+    let requeued = by_recipient(&store).await;
+    for l in ["lost", "refused"] {
+        assert_eq!(
+            (requeued[l].status.as_str(), requeued[l].attempts),
+            ("queued", 0),
+            "{l}"
+        );
+    }
+
+    daemon.deliverer.run_once(later).await.unwrap();
+    let after = by_recipient(&store).await;
+    assert_eq!(store.outbox_rows().await.unwrap().len(), 2, "no new rows");
+    for l in ["lost", "refused"] {
+        assert_eq!(after[l].status, "sent", "{l}");
+        assert_eq!(
+            after[l].message_id, before[l].message_id,
+            "{l} keeps its Message-ID"
+        );
+    }
+    // The unknown one had in fact arrived: a deliberate re-send delivers it a second time,
+    // which is why rebuy never does that by itself.
+    let accepted = server.accepted();
+    assert_eq!(
+        accepted.iter().filter(|a| a.starts_with("lost@")).count(),
+        2
+    );
+    assert_eq!(
+        accepted
+            .iter()
+            .filter(|a| a.starts_with("refused@"))
+            .count(),
+        1
+    );
+}
