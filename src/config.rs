@@ -198,6 +198,9 @@ pub struct SmtpConfig {
     pub pool_size: u32,
     /// Seconds to wait for the server before giving up on an attempt.
     pub timeout_secs: u64,
+    /// PEM file with CA certificates to trust besides the public ones (a relay with a
+    /// private CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for SmtpConfig {
@@ -211,6 +214,7 @@ impl Default for SmtpConfig {
             password_file: None,
             pool_size: 4,
             timeout_secs: 30,
+            ca_file: None,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Where messages go: `.eml` files in a folder (the embedded default, no server needed) or an
-//! SMTP relay through rebuy's pool of lettre connections. Errors say whether retrying can help.
+//! SMTP relay through rebuy's pool of SMTP sessions. Errors say whether retrying can help.
 
 use super::smtp::SmtpPool;
 use crate::config::SmtpConfig;

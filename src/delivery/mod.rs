@@ -7,6 +7,7 @@ mod limits;
 mod mailer;
 pub mod message;
 mod retry;
+mod session;
 mod smtp;
 mod unsubscribe;
 

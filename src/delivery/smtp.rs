@@ -1,19 +1,17 @@
-//! rebuy's SMTP client: a small pool of lettre `AsyncSmtpConnection`s on TCP sockets with
-//! `TCP_NODELAY` (lettre 0.11.23's own pool never sets it, so every message waited ~40 ms for a
-//! delayed ACK), and a transaction driven step by step so that a failure is classified by
-//! where it happened: a reply refusing the message is transient (4xx) or permanent (5xx); a
-//! network failure before the end of the data means nothing was accepted (transient); a
-//! network failure or timeout after the data was sent means the server may have accepted it,
-//! and the outcome is `Unknown`, never retried silently.
+//! rebuy's SMTP client pool: a few sessions of rebuy's own (`session`) on TCP sockets with
+//! `TCP_NODELAY` (lettre 0.11.23's pool never sets it, so every message waited ~40 ms for a
+//! delayed ACK), pipelined when the server offers it, and each failure classified by where it
+//! happened: a reply refusing the message is transient (4xx) or permanent (5xx); a network
+//! failure before the end of the data means nothing was accepted (transient); a network
+//! failure or timeout after the data was sent means the server may have accepted it, and the
+//! outcome is `Unknown`, never retried silently.
 
 use super::mailer::SendError;
+use super::session::{tls_config, Dial, Fail, Session, Stage};
 use crate::config::{SmtpConfig, TlsMode};
 use lettre::address::Envelope;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
-use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
@@ -25,55 +23,19 @@ pub struct SmtpPool {
     host: String,
     port: u16,
     tls: TlsMode,
-    credentials: Option<Credentials>,
+    tls_config: Arc<rustls::ClientConfig>,
+    credentials: Option<(String, String)>,
     timeout: Duration,
-    hello: ClientId,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    hello: String,
+    idle: Mutex<Vec<(Session, Instant)>>,
     permits: Semaphore,
     size: usize,
-}
-
-/// A failed protocol step: the server's reply refusing it, or a network, TLS or protocol
-/// failure (including a timeout).
-#[derive(Debug)]
-enum Fail {
-    Reply {
-        permanent: bool,
-        code: String,
-        text: String,
-    },
-    Network(String),
-}
-
-impl From<lettre::transport::smtp::Error> for Fail {
-    fn from(e: lettre::transport::smtp::Error) -> Self {
-        if e.is_permanent() || e.is_transient() {
-            Fail::Reply {
-                permanent: e.is_permanent(),
-                code: e.status().map(|c| c.to_string()).unwrap_or_default(),
-                text: e.to_string(),
-            }
-        } else {
-            Fail::Network(e.to_string())
-        }
-    }
-}
-
-/// Where in the SMTP transaction a step failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// Connecting, greeting, TLS, AUTH, MAIL or DATA: nothing can have been accepted.
-    Before,
-    /// RCPT: a permanent refusal here is about the recipient's address (a hard bounce).
-    Recipient,
-    /// After the message data was written: the server may have accepted it.
-    After,
 }
 
 impl SmtpPool {
     pub fn new(cfg: &SmtpConfig, password: Option<String>) -> anyhow::Result<Self> {
         let credentials = match &cfg.username {
-            Some(user) => Some(Credentials::new(
+            Some(user) => Some((
                 user.clone(),
                 password.ok_or_else(|| {
                     anyhow::anyhow!(
@@ -85,13 +47,19 @@ impl SmtpPool {
             None => None,
         };
         let size = cfg.pool_size.max(1) as usize;
+        let hello = hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty() && h.is_ascii())
+            .unwrap_or_else(|| "localhost".into());
         Ok(Self {
             host: cfg.host.clone(),
             port: cfg.port,
             tls: cfg.tls,
+            tls_config: tls_config(cfg.ca_file.as_deref())?,
             credentials,
             timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
-            hello: ClientId::default(),
+            hello,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(size),
             size,
@@ -118,13 +86,8 @@ impl SmtpPool {
             }
             Err((stage, e)) => {
                 // A refusal leaves the connection usable after RSET; anything else drops it.
-                if matches!(e, Fail::Reply { .. })
-                    && !conn.has_broken()
-                    && self.step(conn.command(Rset)).await.is_ok()
-                {
+                if matches!(e, Fail::Reply { .. }) && self.step(conn.reset()).await.is_ok() {
                     self.checkin(conn);
-                } else {
-                    conn.abort().await;
                 }
                 Err(classify(stage, &e))
             }
@@ -133,47 +96,24 @@ impl SmtpPool {
 
     async fn transaction(
         &self,
-        conn: &mut AsyncSmtpConnection,
+        conn: &mut Session,
         envelope: &Envelope,
         bytes: &[u8],
     ) -> Result<(), (Stage, Fail)> {
-        let before = |e| (Stage::Before, e);
-        let mut params = Vec::new();
-        let non_ascii = envelope
-            .to()
-            .iter()
-            .chain(envelope.from())
-            .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
-        if non_ascii && conn.server_info().supports_feature(Extension::SmtpUtfEight) {
-            params.push(MailParameter::SmtpUtfEight);
+        match tokio::time::timeout(self.timeout, conn.envelope(envelope, !bytes.is_ascii())).await {
+            Ok(r) => r?,
+            Err(_) => return Err((Stage::Before, self.timed_out())),
         }
-        if !bytes.is_ascii() && conn.server_info().supports_feature(Extension::EightBitMime) {
-            params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
-        }
-        self.step(conn.command(Mail::new(envelope.from().cloned(), params)))
+        self.step(conn.data(bytes))
             .await
-            .map_err(before)?;
-        for to in envelope.to() {
-            self.step(conn.command(Rcpt::new(to.clone(), vec![])))
-                .await
-                .map_err(|e| (Stage::Recipient, e))?;
-        }
-        self.step(conn.command(Data)).await.map_err(before)?;
-        self.step(conn.message(bytes))
-            .await
-            .map_err(|e| (Stage::After, e))?;
-        Ok(())
+            .map_err(|e| (Stage::After, e))
     }
 
     /// One protocol step under the configured timeout.
-    async fn step<T>(
-        &self,
-        f: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
-    ) -> Result<T, Fail> {
-        match tokio::time::timeout(self.timeout, f).await {
-            Ok(r) => r.map_err(Fail::from),
-            Err(_) => Err(self.timed_out()),
-        }
+    async fn step<T>(&self, f: impl Future<Output = Result<T, Fail>>) -> Result<T, Fail> {
+        tokio::time::timeout(self.timeout, f)
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out()))
     }
 
     fn timed_out(&self) -> Fail {
@@ -184,84 +124,53 @@ impl SmtpPool {
     }
 
     /// An idle connection (checked with NOOP if it waited long), or a new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn checkout(&self) -> Result<Session, SendError> {
         loop {
             let idle = self.idle.lock().expect("pool lock").pop();
             let Some((mut conn, since)) = idle else { break };
-            if since.elapsed() < STALE_AFTER || self.step_ok(conn.test_connected()).await {
+            if since.elapsed() < STALE_AFTER
+                || tokio::time::timeout(self.timeout, conn.alive())
+                    .await
+                    .unwrap_or(false)
+            {
                 return Ok(conn);
             }
-            conn.abort().await;
         }
-        self.connect()
+        self.step(Session::open(&self.dial()))
             .await
-            .map_err(|e| classify(Stage::Before, &e))
+            .map_err(|e| classify(Stage::Connect, &e))
     }
 
-    async fn step_ok(&self, f: impl std::future::Future<Output = bool>) -> bool {
-        tokio::time::timeout(self.timeout, f).await.unwrap_or(false)
+    fn dial(&self) -> Dial<'_> {
+        Dial {
+            host: &self.host,
+            port: self.port,
+            hello: &self.hello,
+            tls: (self.tls != TlsMode::None).then_some(&self.tls_config),
+            starttls: self.tls == TlsMode::Starttls,
+            credentials: self
+                .credentials
+                .as_ref()
+                .map(|(u, p)| (u.as_str(), p.as_str())),
+        }
     }
 
-    fn checkin(&self, conn: AsyncSmtpConnection) {
+    fn checkin(&self, conn: Session) {
         self.idle
             .lock()
             .expect("pool lock")
             .push((conn, Instant::now()));
-    }
-
-    async fn connect(&self) -> Result<AsyncSmtpConnection, Fail> {
-        let mut conn = match self.tls {
-            // TLS from the first byte is set up inside lettre, which gives no access to the
-            // socket: these connections keep the delayed-ACK wait (port 465 only).
-            TlsMode::Tls => {
-                let params = TlsParameters::new(self.host.clone())?;
-                self.step(AsyncSmtpConnection::connect_tokio1(
-                    (self.host.as_str(), self.port),
-                    Some(self.timeout),
-                    &self.hello,
-                    Some(params),
-                    None,
-                ))
-                .await?
-            }
-            TlsMode::None | TlsMode::Starttls => {
-                let stream = tokio::time::timeout(
-                    self.timeout,
-                    tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
-                )
-                .await
-                .map_err(|_| self.timed_out())?
-                .map_err(|e| {
-                    Fail::Network(format!(
-                        "cannot connect to {}:{}: {e}",
-                        self.host, self.port
-                    ))
-                })?;
-                stream
-                    .set_nodelay(true)
-                    .map_err(|e| Fail::Network(e.to_string()))?;
-                self.step(AsyncSmtpConnection::connect_with_transport(
-                    Box::new(stream),
-                    &self.hello,
-                ))
-                .await?
-            }
-        };
-        if self.tls == TlsMode::Starttls {
-            let params = TlsParameters::new(self.host.clone())?;
-            self.step(conn.starttls(params, &self.hello)).await?;
-        }
-        if let Some(credentials) = &self.credentials {
-            self.step(conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials))
-                .await?;
-        }
-        Ok(conn)
     }
 }
 
 /// What a failure means for the message.
 fn classify(stage: Stage, e: &Fail) -> SendError {
     match (e, stage) {
+        // A refused session (a wrong password, a policy) is about the settings, not the
+        // message: it waits and is retried like any transient failure.
+        (Fail::Reply { text, .. }, Stage::Connect) => SendError::Transient(format!(
+            "the SMTP server refused the session (check the smtp settings): {text}"
+        )),
         (
             Fail::Reply {
                 permanent: true,
@@ -282,7 +191,7 @@ fn classify(stage: Stage, e: &Fail) -> SendError {
             SendError::Throttled(text.clone())
         }
         (Fail::Reply { text, .. }, _)
-        | (Fail::Network(text), Stage::Before | Stage::Recipient) => {
+        | (Fail::Network(text), Stage::Connect | Stage::Before | Stage::Recipient) => {
             SendError::Transient(text.clone())
         }
         (Fail::Network(text), Stage::After) => SendError::Unknown(format!(

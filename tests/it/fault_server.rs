@@ -2,7 +2,8 @@
 //! EHLO, MAIL, RCPT, DATA with dot-unstuffing, RSET, NOOP, QUIT) and answers from a script.
 //! For each recipient, every transaction takes the next fault of its list (none: accept):
 //! a reply code at RCPT, DATA or the end of the data, a dropped connection there, or a
-//! delay before answering. Messages it accepted are recorded.
+//! delay before answering. Messages it accepted are recorded. It offers PIPELINING (RFC 2920)
+//! when started with `pipelining()`, and then reads commands as they come, in groups.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -32,6 +33,8 @@ struct State {
     script: HashMap<String, VecDeque<Fault>>,
     accepted: Vec<(String, String)>,
     transactions: HashMap<String, u32>,
+    /// MAIL commands that arrived with more commands behind them in the same read.
+    grouped: u32,
 }
 
 pub struct FaultServer {
@@ -44,22 +47,28 @@ impl FaultServer {
     /// Starts listening on a free loopback port.
     pub async fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener)
+        Self::serve(listener, false)
+    }
+
+    /// Like `start`, offering PIPELINING in its EHLO reply.
+    pub async fn pipelining() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve(listener, true)
     }
 
     /// Starts listening on `port` (for a server that comes up late).
     pub async fn start_on(port: u16) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        Self::serve(listener)
+        Self::serve(listener, false)
     }
 
-    fn serve(listener: TcpListener) -> Self {
+    fn serve(listener: TcpListener, pipelining: bool) -> Self {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(session(socket, shared.clone()));
+                tokio::spawn(session(socket, shared.clone(), pipelining));
             }
         });
         Self { port, state, task }
@@ -78,6 +87,11 @@ impl FaultServer {
     pub fn accepted(&self) -> Vec<String> {
         let s = self.state.lock().unwrap();
         s.accepted.iter().map(|(to, _)| to.clone()).collect()
+    }
+
+    /// How many transactions the client sent as one group (MAIL with RCPT and DATA behind it).
+    pub fn grouped(&self) -> u32 {
+        self.state.lock().unwrap().grouped
     }
 
     /// How many transactions reached RCPT for `recipient`.
@@ -112,7 +126,7 @@ async fn act(fault: Option<Fault>, stage: Stage) -> Act {
     }
 }
 
-async fn session(socket: TcpStream, state: Arc<Mutex<State>>) {
+async fn session(socket: TcpStream, state: Arc<Mutex<State>>, pipelining: bool) {
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
     macro_rules! say {
@@ -121,6 +135,12 @@ async fn session(socket: TcpStream, state: Arc<Mutex<State>>) {
         };
     }
     say!("220 fault.test ESMTP\r\n");
+    let ehlo = if pipelining {
+        "250-fault.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+    } else {
+        "250-fault.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
+    };
+    // The recipient accepted in this transaction, if any.
     let mut rcpt: Option<String> = None;
     let mut fault: Option<Fault> = None;
     let mut line = String::new();
@@ -131,8 +151,13 @@ async fn session(socket: TcpStream, state: Arc<Mutex<State>>) {
         }
         let upper = line.trim_end().to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            say!("250-fault.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n");
+            say!("{ehlo}");
         } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+            say!("250 ok\r\n");
+        } else if upper.starts_with("MAIL") && !lines.buffer().is_empty() {
+            state.lock().unwrap().grouped += 1;
+            rcpt = None;
+            fault = None;
             say!("250 ok\r\n");
         } else if upper.starts_with("MAIL") || upper.starts_with("RSET") {
             rcpt = None;
@@ -149,12 +174,17 @@ async fn session(socket: TcpStream, state: Arc<Mutex<State>>) {
                 *s.transactions.entry(to.clone()).or_default() += 1;
                 fault = s.script.get_mut(&to).and_then(|q| q.pop_front());
             }
-            rcpt = Some(to);
             match act(fault, Stage::Rcpt).await {
-                Act::Go => say!("250 ok\r\n"),
+                Act::Go => {
+                    rcpt = Some(to);
+                    say!("250 ok\r\n")
+                }
                 Act::Reply(code) => say!("{code} scripted reply at RCPT\r\n"),
                 Act::Drop => return,
             }
+        } else if upper == "DATA" && rcpt.is_none() {
+            // As a real server does: no accepted recipient, no data.
+            say!("554 no valid recipients\r\n");
         } else if upper == "DATA" {
             match act(fault, Stage::Data).await {
                 Act::Go => say!("354 go ahead\r\n"),
@@ -175,20 +205,16 @@ async fn session(socket: TcpStream, state: Arc<Mutex<State>>) {
                 }
                 body.push_str(line.strip_prefix('.').unwrap_or(&line));
             }
+            // The message arrived in full: unless the script refuses it, the server has it,
+            // even if its answer is delayed or lost (a real server may well have queued it).
+            let to = rcpt.clone().unwrap_or_default();
+            if !matches!(fault, Some(Fault::Reply(Stage::EndOfData, _))) {
+                state.lock().unwrap().accepted.push((to, body));
+            }
             match act(fault, Stage::EndOfData).await {
-                Act::Go => {
-                    let to = rcpt.clone().unwrap_or_default();
-                    state.lock().unwrap().accepted.push((to, body));
-                    say!("250 queued\r\n");
-                }
+                Act::Go => say!("250 queued\r\n"),
                 Act::Reply(code) => say!("{code} scripted reply at end of data\r\n"),
-                Act::Drop => {
-                    // The message arrived in full; only the answer is lost. A real server
-                    // may well have queued it: record it as accepted.
-                    let to = rcpt.clone().unwrap_or_default();
-                    state.lock().unwrap().accepted.push((to, body));
-                    return;
-                }
+                Act::Drop => return,
             }
         } else if upper.starts_with("QUIT") {
             say!("221 bye\r\n");

@@ -66,6 +66,21 @@ async fn by_recipient(store: &Store) -> HashMap<String, OutboxRow> {
 #[tokio::test]
 async fn each_fault_ends_in_its_state_after_the_right_attempts_and_nothing_arrives_twice() {
     let server = FaultServer::start().await;
+    fault_matrix(&server).await;
+    assert_eq!(server.grouped(), 0, "no PIPELINING offered, none used");
+}
+
+#[tokio::test]
+async fn each_fault_ends_the_same_way_when_the_server_pipelines() {
+    let server = FaultServer::pipelining().await;
+    fault_matrix(&server).await;
+    assert!(
+        server.grouped() >= 13,
+        "MAIL, RCPT and DATA go in one write"
+    );
+}
+
+async fn fault_matrix(server: &FaultServer) {
     let t = |s, c| Fault::Reply(s, c);
     let script: &[(&str, Vec<Fault>)] = &[
         ("t451", vec![t(Stage::Rcpt, 451), t(Stage::Rcpt, 451)]),

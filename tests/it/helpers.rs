@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 /// One message as the SMTP server received it.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Who authenticated the session that sent it (AUTH PLAIN), if anyone did.
+    pub user: Option<String>,
     pub from: String,
     pub to: Vec<String>,
     pub data: Vec<u8>,
@@ -33,9 +35,22 @@ struct Collect {
     inbox: Arc<Mutex<Vec<Received>>>,
     reject: Arc<Mutex<Vec<(String, u16)>>>,
     current: Option<Received>,
+    /// The one login accepted, when the server asks for AUTH.
+    login: Option<(String, String)>,
+    user: Option<String>,
 }
 
 impl Handler for Collect {
+    fn auth_plain(&mut self, _authz: &str, user: &str, password: &str) -> Response {
+        match &self.login {
+            Some((u, p)) if u == user && p == password => {
+                self.user = Some(user.to_string());
+                response::AUTH_OK
+            }
+            _ => response::INVALID_CREDENTIALS,
+        }
+    }
+
     fn rcpt(&mut self, to: &str) -> Response {
         let rules = self.reject.lock().unwrap();
         match rules
@@ -50,6 +65,7 @@ impl Handler for Collect {
 
     fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
         self.current = Some(Received {
+            user: self.user.clone(),
             from: from.to_string(),
             to: to.to_vec(),
             data: Vec::new(),
@@ -81,23 +97,49 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start() -> Self {
+        Self::serve(SslConfig::None, None)
+    }
+
+    /// A server that offers STARTTLS with a self-signed certificate for `localhost` (written
+    /// to `dir`, whose `cert.pem` a client must trust) and accepts mail only after AUTH PLAIN
+    /// as `user`/`password`, which it allows only over TLS.
+    pub fn start_secure(dir: &Path, user: &str, password: &str) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, key.cert.pem()).unwrap();
+        std::fs::write(&key_path, key.key_pair.serialize_pem()).unwrap();
+        let ssl = SslConfig::SelfSigned {
+            cert_path: cert_path.display().to_string(),
+            key_path: key_path.display().to_string(),
+        };
+        Self::serve(ssl, Some((user.to_string(), password.to_string())))
+    }
+
+    fn serve(ssl: SslConfig, login: Option<(String, String)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().unwrap().port();
         let inbox = Arc::new(Mutex::new(Vec::new()));
         let reject = Arc::new(Mutex::new(Vec::new()));
+        let auth = login.is_some();
         let handler = Collect {
             inbox: inbox.clone(),
             reject: reject.clone(),
             current: None,
+            login,
+            user: None,
         };
         std::thread::spawn(move || {
             let mut server = Server::new(handler);
             server
                 .with_name("sink.test")
-                .with_ssl(SslConfig::None)
-                .expect("no TLS")
+                .with_ssl(ssl)
+                .expect("TLS settings")
                 .with_num_threads(8)
                 .with_tcp_listener(listener);
+            if auth {
+                server.with_auth(mailin_embedded::AuthMechanism::Plain);
+            }
             let _ = server.serve();
         });
         Self {

@@ -12,4 +12,5 @@ mod limits;
 mod scan;
 mod suppression;
 mod time_travel;
+mod tls;
 mod unsubscribe;
