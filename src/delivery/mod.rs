@@ -21,6 +21,7 @@ use crate::domain::mask_email;
 use crate::store::{OutboxRow, OutboxStatus, Recorded, Store, SuppressionKind};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::{info, info_span, warn, Instrument};
@@ -39,6 +40,12 @@ pub struct DeliveryReport {
     pub skipped: u64,
 }
 
+/// The recorder commits at most this many outcomes at once...
+const RECORD_BATCH: usize = 1000;
+/// ...and waits this long after the first for others to arrive. A crash in that window leaves
+/// those messages `unknown` (their lease runs out), as any crash between send and record does.
+const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 pub struct Deliverer {
     store: Store,
     sender: Arc<Sender>,
@@ -48,6 +55,9 @@ pub struct Deliverer {
     concurrency: usize,
     limits: Limits,
     default_zone: chrono_tz::Tz,
+    /// Claiming and recording take turns: both write, and SQLite answers a second writer by
+    /// making it sleep and retry, which stalls sending far longer than waiting here.
+    writing: tokio::sync::Mutex<()>,
 }
 
 /// What a send needs, shared by the tasks that send in parallel.
@@ -126,6 +136,7 @@ impl Deliverer {
             concurrency,
             limits: Limits::default(),
             default_zone: chrono_tz::Asia::Tokyo,
+            writing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -147,10 +158,15 @@ impl Deliverer {
     /// Checks a claimed batch again at send time: suppression and consent may have changed
     /// since the messages were queued, and the marketing limits apply now. Returns the rows
     /// that may go now, and the recorded outcomes of those that must wait or do not go.
+    ///
+    /// `granted` holds the marketing messages this round let go so far, by customer (id,
+    /// time): their outcomes may not be recorded yet when the next batch is checked, and the
+    /// frequency cap must count them all the same.
     async fn hold_back(
         &self,
         rows: Vec<OutboxRow>,
         now: DateTime<Utc>,
+        granted: &mut HashMap<String, Vec<(i64, i64)>>,
     ) -> anyhow::Result<(Vec<OutboxRow>, Vec<Recorded>)> {
         let emails: Vec<String> = rows.iter().map(|r| r.to_email.clone()).collect();
         let suppressed = self.store.suppressed(&emails).await?;
@@ -208,8 +224,11 @@ impl Deliverer {
                 }
             }
             if let Some((max, per)) = self.limits.cap {
-                let sent = recent.entry(row.customer_id.clone()).or_default();
-                if let Some(free) = cap_free_at(sent, now_ms, max, per) {
+                let mine = granted.entry(row.customer_id.clone()).or_default();
+                let mut sent = recent.remove(&row.customer_id).unwrap_or_default();
+                sent.retain(|(id, _)| !mine.iter().any(|(m, _)| m == id));
+                let times: Vec<i64> = sent.iter().chain(mine.iter()).map(|(_, at)| *at).collect();
+                if let Some(free) = cap_free_at(&times, now_ms, max, per) {
                     let cap = format!(
                         "frequency cap: {max} marketing messages per {} days",
                         per.num_days()
@@ -221,88 +240,95 @@ impl Deliverer {
                     });
                     continue;
                 }
-                sent.push(now_ms);
+                mine.extend(sent);
+                mine.push((row.id, now_ms));
             }
             go.push(row);
         }
         Ok((go, held))
     }
 
-    /// Sends everything that is ready by `now`, one claimed batch after another.
+    /// Sends everything that is ready by `now`. One loop claims and checks batch after batch
+    /// while the sends of the one before are still under way; sends run `concurrency` at a
+    /// time, each a task of its own (building messages and talking SMTP use every core); their
+    /// outcomes go to one recorder that writes whatever has arrived in one short transaction
+    /// (group commit: no waiting, and no lock contention between concurrent writers).
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<DeliveryReport> {
-        let mut report = DeliveryReport {
-            unknown: self.store.expire_leases(to_millis(now)).await?,
-            ..Default::default()
-        };
-        loop {
-            let lease_until = to_millis(now + self.lease);
-            let rows = self
-                .store
-                .claim_ready(
-                    &self.owner,
-                    to_millis(now),
-                    lease_until,
-                    i64::from(self.batch),
-                )
-                .await?;
-            if rows.is_empty() {
-                return Ok(report);
-            }
-            report.claimed += rows.len() as u64;
-            self.sender.throttled.store(false, Ordering::SeqCst);
-            let (rows, held) = self.hold_back(rows, now).await?;
-            // Sends run `concurrency` at a time; their outcomes go to one recorder that writes
-            // whatever has arrived in one short transaction, as soon as it arrives (group
-            // commit: no waiting, and no lock contention between concurrent writers).
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            // Each send is a task of its own, so that building messages and talking SMTP use
-            // every core.
-            let limit = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
-            let sends = async move {
-                for h in held {
-                    let _ = tx.send(h);
+        let unknown = self.store.expire_leases(to_millis(now)).await?;
+        self.sender.throttled.store(false, Ordering::SeqCst);
+        let (outcomes, recorder) = tokio::sync::mpsc::unbounded_channel();
+        // One batch waits while another is sent: claiming never stalls the sends.
+        let (batches, mut ready) = tokio::sync::mpsc::channel::<Vec<OutboxRow>>(1);
+        let claim = {
+            let outcomes = outcomes.clone();
+            async move {
+                let mut claimed = 0;
+                let mut granted = HashMap::new();
+                // After a throttling reply the rest waits for the next round.
+                while !self.sender.throttled.load(Ordering::SeqCst) {
+                    let writing = self.writing.lock().await;
+                    let rows = self
+                        .store
+                        .claim_ready(
+                            &self.owner,
+                            to_millis(now),
+                            to_millis(now + self.lease),
+                            i64::from(self.batch),
+                        )
+                        .await?;
+                    drop(writing);
+                    if rows.is_empty() {
+                        break;
+                    }
+                    claimed += rows.len() as u64;
+                    let (rows, held) = self.hold_back(rows, now, &mut granted).await?;
+                    for h in held {
+                        let _ = outcomes.send(h);
+                    }
+                    if batches.send(rows).await.is_err() {
+                        break;
+                    }
                 }
-                let mut tasks = tokio::task::JoinSet::new();
+                anyhow::Ok(claimed)
+            }
+        };
+        let send = async move {
+            let limit = Arc::new(tokio::sync::Semaphore::new(self.concurrency));
+            let mut tasks = tokio::task::JoinSet::new();
+            while let Some(rows) = ready.recv().await {
                 for row in rows {
                     let permit = limit.clone().acquire_owned().await.expect("never closed");
-                    let (sender, tx) = (self.sender.clone(), tx.clone());
+                    let (sender, tx) = (self.sender.clone(), outcomes.clone());
                     tasks.spawn(async move {
-                        if let Some(limiter) = &sender.limiter {
-                            limiter.until_ready().await;
-                        }
-                        if sender.throttled.load(Ordering::SeqCst) {
-                            let at = to_millis(now + sender.pause);
-                            let why = "deferred: the server asked to slow down".to_string();
-                            let _ = tx.send(Recorded::deferred(row.id, why, at));
-                            return;
-                        }
-                        let span = info_span!("message", message_id = row.id, scenario = %row.scenario_id, step = %row.step_id);
-                        let outcome = sender.send_one(&row, now).instrument(span).await;
-                        // The recorder outlives every send; a closed channel means it failed,
-                        // and its error is reported below.
-                        let _ = tx.send(recorded(row.id, outcome, now));
+                        let outcome = sender.send_paced(&row, now).await;
+                        // The recorder outlives every send; a closed channel means it
+                        // failed, and its error is reported below.
+                        let _ = tx.send(outcome);
                         drop(permit);
                     });
-                }
-                drop(tx);
-                while tasks.join_next().await.is_some() {}
-            };
-            let (_, recorded) = tokio::join!(sends, self.record(rx, now));
-            for r in recorded? {
-                match r {
-                    OutboxStatus::Sent => report.sent += 1,
-                    OutboxStatus::Queued => report.retried += 1,
-                    OutboxStatus::Unknown => report.unknown += 1,
-                    OutboxStatus::Suppressed => report.suppressed += 1,
-                    OutboxStatus::Skipped => report.skipped += 1,
-                    _ => report.failed += 1,
+                    while tasks.try_join_next().is_some() {}
                 }
             }
-            if self.sender.throttled.load(Ordering::SeqCst) {
-                // The server asked to slow down: the rest waits for the next round.
-                return Ok(report);
+            drop(outcomes);
+            while tasks.join_next().await.is_some() {}
+        };
+        let (claimed, (), recorded) = tokio::join!(claim, send, self.record(recorder, now));
+        let mut report = DeliveryReport {
+            unknown,
+            claimed: claimed?,
+            ..Default::default()
+        };
+        for r in recorded? {
+            match r {
+                OutboxStatus::Sent => report.sent += 1,
+                OutboxStatus::Queued => report.retried += 1,
+                OutboxStatus::Unknown => report.unknown += 1,
+                OutboxStatus::Suppressed => report.suppressed += 1,
+                OutboxStatus::Skipped => report.skipped += 1,
+                _ => report.failed += 1,
             }
         }
+        Ok(report)
     }
 
     /// Writes outcomes as they arrive, each batch in one transaction; returns their statuses.
@@ -313,7 +339,16 @@ impl Deliverer {
     ) -> anyhow::Result<Vec<OutboxStatus>> {
         let mut statuses = Vec::new();
         let mut batch = Vec::new();
-        while rx.recv_many(&mut batch, 1000).await > 0 {
+        while rx.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            // Let more outcomes arrive: one commit for many saves more than the wait costs.
+            tokio::time::sleep(RECORD_LINGER).await;
+            while batch.len() < RECORD_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let _writing = self.writing.lock().await;
             self.store
                 .record_outcomes(&self.owner, to_millis(now), &batch)
                 .await?;
@@ -324,6 +359,21 @@ impl Deliverer {
 }
 
 impl Sender {
+    /// Sends one message at the global rate, unless the server asked to slow down, and says
+    /// what to record.
+    async fn send_paced(&self, row: &OutboxRow, now: DateTime<Utc>) -> Recorded {
+        if let Some(limiter) = &self.limiter {
+            limiter.until_ready().await;
+        }
+        if self.throttled.load(Ordering::SeqCst) {
+            let at = to_millis(now + self.pause);
+            let why = "deferred: the server asked to slow down".to_string();
+            return Recorded::deferred(row.id, why, at);
+        }
+        let span = info_span!("message", message_id = row.id, scenario = %row.scenario_id, step = %row.step_id);
+        recorded(row.id, self.send_one(row, now).instrument(span).await, now)
+    }
+
     async fn send_one(&self, row: &OutboxRow, now: DateTime<Utc>) -> Outcome {
         let mut message = match message::build(row, &self.from, now) {
             Ok(m) => m,

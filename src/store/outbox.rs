@@ -200,22 +200,22 @@ pub(super) async fn insert_outbox(
 }
 
 impl Store {
-    /// The times of the marketing messages sent to each of `customers` after `since`.
+    /// The marketing messages (id, sent time) sent to each of `customers` after `since`.
     pub async fn recent_marketing_sends(
         &self,
         customers: &[String],
         since: i64,
-    ) -> Result<std::collections::HashMap<String, Vec<i64>>> {
-        let mut out: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    ) -> Result<std::collections::HashMap<String, Vec<(i64, i64)>>> {
+        let mut out: std::collections::HashMap<String, Vec<(i64, i64)>> = Default::default();
         for chunk in customers.chunks(super::BATCH) {
             let mut qb = QueryBuilder::<Db>::new(
-                "SELECT customer_id, sent_at FROM outbox WHERE status = 'sent' AND transactional = 0 AND sent_at > ",
+                "SELECT customer_id, id, sent_at FROM outbox WHERE status = 'sent' AND transactional = 0 AND sent_at > ",
             );
             qb.push_bind(since).push(" AND customer_id IN ");
             super::push_in_list(&mut qb, chunk);
-            let rows: Vec<(String, i64)> = qb.build_query_as().fetch_all(&self.pool).await?;
-            for (c, at) in rows {
-                out.entry(c).or_default().push(at);
+            let rows: Vec<(String, i64, i64)> = qb.build_query_as().fetch_all(&self.pool).await?;
+            for (c, id, at) in rows {
+                out.entry(c).or_default().push((id, at));
             }
         }
         Ok(out)

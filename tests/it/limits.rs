@@ -176,3 +176,58 @@ async fn quiet_hours_and_the_frequency_cap_hold_across_scenarios_and_zones() {
     assert_eq!(ny[1].1, utc("2026-11-02T13:00:00Z"));
     assert!(ny[2].1 >= ny[0].1 + Duration::days(7), "{ny:?}");
 }
+
+#[tokio::test]
+async fn the_cap_holds_when_batches_are_checked_before_the_last_ones_outcomes_are_written() {
+    // Five marketing scenarios for one customer, one message per claimed batch: the next
+    // batch is claimed and checked while the one before is still being sent and recorded.
+    let smtp = SmtpServer::start();
+    let scenarios: Vec<(String, String)> = (1..=5)
+        .map(|i| {
+            (
+                format!("s{i}.yaml"),
+                format!("id: s{i}\ntrigger: first_order\nsteps:\n  - {{ id: a, send: {{ template: t, subject: \"M {i}\" }} }}\n"),
+            )
+        })
+        .collect();
+    let scenarios: Vec<(&str, &str)> = scenarios
+        .iter()
+        .map(|(n, y)| (n.as_str(), y.as_str()))
+        .collect();
+    let mut shop = TestShop::new(
+        &scenarios,
+        &[
+            ("t.html", "<p>{{ step.id }}</p>"),
+            ("t.txt", "{{ step.id }}"),
+        ],
+        Some(&smtp),
+    );
+    shop.config.delivery.batch_size = 1;
+    shop.config.marketing.cap = Some(CapConfig {
+        max: 2,
+        per: spanned("7d"),
+    });
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[customer("TK", "tk@example.jp", "T", "Asia/Tokyo", "{}")],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "TK", "2026-11-02T03:00:00Z", 1000)]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-02T03:00:00Z");
+    assert_eq!(daemon.engine.tick(now).await.unwrap().queued, 5);
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!((r.claimed, r.sent), (5, 2), "{r:?}");
+    assert_eq!(smtp.received().len(), 2);
+    let waiting = store
+        .outbox_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status == "queued")
+        .count();
+    assert_eq!(waiting, 3);
+}
