@@ -1,6 +1,6 @@
 //! SMTP throughput into a real sink on loopback (Postfix's `smtp-sink`, started by
 //! `scripts/bench-smtp.sh`): messages queued by the engine, then delivered by the deliverer
-//! over rebuy's pool of no-delay lettre connections; the send phase is timed. Run with `cargo bench --bench smtp -- PORT MESSAGES POOL`.
+//! over rebuy's own pool of pipelined SMTP sessions; the send phase is timed. Run with `cargo bench --bench smtp -- PORT MESSAGES POOL`.
 
 use chrono::{Duration, TimeZone, Utc};
 use rebuy::cli::App;

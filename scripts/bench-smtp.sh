@@ -23,5 +23,5 @@ start=$(date +%s.%N)
 smtp-source -d -s "$conns" -m "$messages" -l 2000 127.0.0.1:$port >/dev/null
 end=$(date +%s.%N)
 echo "smtp-source: $(echo "$messages / ($end - $start)" | bc -l | xargs printf '%.0f') messages/s"
-echo "== rebuy (outbox claim, MIME build, SMTP over rebuy's no-delay pool of $conns lettre connections, outcomes recorded)"
+echo "== rebuy (outbox claim, checks, MIME build, SMTP over $conns of rebuy's own pipelined connections, outcomes recorded)"
 cargo bench --quiet --bench smtp -- $port "$messages" "$conns"

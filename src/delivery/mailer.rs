@@ -25,6 +25,11 @@ pub enum SendError {
     /// sent. Retrying could send it twice.
     #[error("unknown: {0}")]
     Unknown(String),
+    /// Not tried at all: sending is paused after a throttling reply (`paused`), or the
+    /// connection failed because of the message before it on the same connection. Nothing
+    /// went out; no attempt counts.
+    #[error("not tried: {why}")]
+    NotTried { why: String, paused: bool },
 }
 
 pub enum Mailer {
@@ -41,11 +46,18 @@ impl Mailer {
         Ok(Mailer::Smtp(SmtpPool::new(cfg, password)?))
     }
 
-    /// Messages sent at once: one for files, the pool's size for SMTP.
+    /// Messages handed over at once: one for files, two per connection for SMTP.
     pub fn concurrency(&self) -> usize {
         match self {
             Mailer::File(_) => 1,
-            Mailer::Smtp(pool) => pool.size(),
+            Mailer::Smtp(pool) => pool.concurrency(),
+        }
+    }
+
+    /// Ends a pause that a throttling reply started (at the start of a delivery round).
+    pub fn resume(&self) {
+        if let Mailer::Smtp(pool) = self {
+            pool.resume();
         }
     }
 
@@ -60,7 +72,7 @@ impl Mailer {
                     .await
                     .map_err(|e| SendError::Transient(format!("file writer stopped: {e}")))?
             }
-            Mailer::Smtp(pool) => pool.send(message.envelope(), &message.formatted()).await,
+            Mailer::Smtp(pool) => pool.send(message.envelope(), message.formatted()).await,
         }
     }
 }

@@ -40,6 +40,11 @@ pub struct DeliveryReport {
     pub skipped: u64,
 }
 
+/// Claimed messages are marked `sending` this many per message in flight at a time (16 per
+/// SMTP connection), just ahead of their sends: a crash leaves at most two such slices and the
+/// sends in flight `unknown`; the rest of a claimed batch goes back to the queue. Smaller
+/// slices mean more writes, which cost throughput.
+const SLICE_PER_SEND: usize = 8;
 /// The recorder commits at most this many outcomes at once...
 const RECORD_BATCH: usize = 1000;
 /// ...and waits this long after the first for others to arrive. A crash in that window leaves
@@ -95,6 +100,8 @@ impl Default for Pacing {
 enum Outcome {
     Sent,
     Retry(String, Duration),
+    /// Not tried: back to the queue after this long, no attempt counted.
+    Deferred(String, Duration),
     Failed(String),
     Unknown(String),
 }
@@ -256,9 +263,30 @@ impl Deliverer {
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<DeliveryReport> {
         let unknown = self.store.expire_leases(to_millis(now)).await?;
         self.sender.throttled.store(false, Ordering::SeqCst);
+        self.sender.mailer.resume();
         let (outcomes, recorder) = tokio::sync::mpsc::unbounded_channel();
-        // One batch waits while another is sent: claiming never stalls the sends.
-        let (batches, mut ready) = tokio::sync::mpsc::channel::<Vec<OutboxRow>>(1);
+        // One batch waits while another is sent: claiming never stalls the sends. Batches are
+        // marked `sending` a few messages at a time just ahead of the sends, so a crash leaves
+        // only those `unknown`; the rest of a claimed batch goes back to the queue.
+        let (batches, mut claimed_rx) = tokio::sync::mpsc::channel::<Vec<OutboxRow>>(1);
+        let (slices, mut ready) = tokio::sync::mpsc::channel::<Vec<OutboxRow>>(1);
+        let slice = self.concurrency * SLICE_PER_SEND;
+        let mark = async move {
+            while let Some(rows) = claimed_rx.recv().await {
+                let mut rows = rows.into_iter();
+                loop {
+                    let next: Vec<OutboxRow> = rows.by_ref().take(slice).collect();
+                    if next.is_empty() {
+                        break;
+                    }
+                    let Ok(slot) = slices.reserve().await else {
+                        return Ok(());
+                    };
+                    slot.send(self.start_sending(next, now).await?);
+                }
+            }
+            anyhow::Ok(())
+        };
         let claim = {
             let outcomes = outcomes.clone();
             async move {
@@ -266,6 +294,10 @@ impl Deliverer {
                 let mut granted = HashMap::new();
                 // After a throttling reply the rest waits for the next round.
                 while !self.sender.throttled.load(Ordering::SeqCst) {
+                    // Claim only when there is room for the batch: at most one waits.
+                    let Ok(slot) = batches.reserve().await else {
+                        break;
+                    };
                     let writing = self.writing.lock().await;
                     let rows = self
                         .store
@@ -285,9 +317,7 @@ impl Deliverer {
                     for h in held {
                         let _ = outcomes.send(h);
                     }
-                    if batches.send(rows).await.is_err() {
-                        break;
-                    }
+                    slot.send(rows);
                 }
                 anyhow::Ok(claimed)
             }
@@ -312,7 +342,9 @@ impl Deliverer {
             drop(outcomes);
             while tasks.join_next().await.is_some() {}
         };
-        let (claimed, (), recorded) = tokio::join!(claim, send, self.record(recorder, now));
+        let (claimed, marked, (), recorded) =
+            tokio::join!(claim, mark, send, self.record(recorder, now));
+        marked?;
         let mut report = DeliveryReport {
             unknown,
             claimed: claimed?,
@@ -329,6 +361,30 @@ impl Deliverer {
             }
         }
         Ok(report)
+    }
+
+    /// Marks checked messages `sending` just before their sends begin (until then a crash puts
+    /// them back in the queue), and keeps only the rows that are now `sending` under this lease.
+    async fn start_sending(
+        &self,
+        rows: Vec<OutboxRow>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<OutboxRow>> {
+        if rows.is_empty() {
+            return Ok(rows);
+        }
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let started = {
+            let _writing = self.writing.lock().await;
+            self.store
+                .start_sending(&self.owner, to_millis(now), &ids)
+                .await?
+        };
+        let started: std::collections::HashSet<i64> = started.into_iter().collect();
+        Ok(rows
+            .into_iter()
+            .filter(|r| started.contains(&r.id))
+            .collect())
     }
 
     /// Writes outcomes as they arrive, each batch in one transaction; returns their statuses.
@@ -418,6 +474,14 @@ impl Sender {
                 }
                 Outcome::Failed(e)
             }
+            Err(SendError::NotTried { why, paused }) => {
+                if paused {
+                    self.throttled.store(true, Ordering::SeqCst);
+                    Outcome::Deferred(format!("deferred: {why}"), self.pause)
+                } else {
+                    Outcome::Deferred(format!("not tried: {why}"), Duration::zero())
+                }
+            }
             Err(SendError::Unknown(e)) => {
                 warn!(error = %e, "outcome unknown; flagged, not retried (`rebuy outbox retry` re-sends it)");
                 Outcome::Unknown(e)
@@ -442,6 +506,7 @@ fn recorded(id: i64, outcome: Outcome, now: DateTime<Utc>) -> Recorded {
     match outcome {
         Outcome::Sent => Recorded::sent(id, to_millis(now)),
         Outcome::Retry(e, delay) => Recorded::retry(id, e, to_millis(now + delay)),
+        Outcome::Deferred(e, delay) => Recorded::deferred(id, e, to_millis(now + delay)),
         Outcome::Failed(e) => Recorded::failed(id, e),
         Outcome::Unknown(e) => Recorded::unknown(id, e),
     }

@@ -1,7 +1,8 @@
 //! One SMTP session on a socket rebuy owns (RFC 5321): the greeting, EHLO, STARTTLS or TLS
 //! from the first byte, AUTH, and mail transactions. When the server offers PIPELINING
-//! (RFC 2920), MAIL, RCPT and DATA go out in one write and the message in a second, so a
-//! message costs two round trips instead of four. Every failure says at which stage it
+//! (RFC 2920), MAIL, RCPT and DATA go out in one write, and can follow the previous message's
+//! data in the same write (`queue_*`, then `flush`), so a steady stream of messages costs one
+//! round trip each instead of four. Every failure says at which stage it
 //! happened, because that decides whether the server may have accepted the message.
 
 use base64::Engine as _;
@@ -48,6 +49,13 @@ impl Fail {
             permanent: r.is(5),
             code: r.code.to_string(),
             text: format!("{} {}", r.code, r.text),
+        }
+    }
+
+    /// What went wrong, in words.
+    pub fn text(&self) -> &str {
+        match self {
+            Fail::Reply { text, .. } | Fail::Network(text) => text,
         }
     }
 
@@ -203,6 +211,11 @@ impl Session {
         })
     }
 
+    /// Whether the server takes commands in groups (RFC 2920).
+    pub fn pipelining(&self) -> bool {
+        self.ext.pipelining
+    }
+
     /// MAIL, RCPT and DATA: in one write when the server pipelines, else one by one. Every
     /// reply is read, so the session stays in step whatever the server answered.
     pub async fn envelope(
@@ -210,7 +223,26 @@ impl Session {
         envelope: &Envelope,
         eight_bit: bool,
     ) -> Result<(), (Stage, Fail)> {
-        let before = |e| (Stage::Before, e);
+        let commands = self.commands(envelope, eight_bit);
+        if !self.ext.pipelining {
+            for (stage, command) in &commands {
+                self.command(command)
+                    .await
+                    .map_err(|e| (Stage::Before, e))?;
+                let want = if command == "DATA" { 3 } else { 2 };
+                self.expect(want).await.map_err(|e| (*stage, e))?;
+            }
+            return Ok(());
+        }
+        let sent = self
+            .queue_envelope(envelope, eight_bit)
+            .await
+            .map_err(|e| (Stage::Before, e))?;
+        self.flush().await.map_err(|e| (Stage::Before, e))?;
+        self.envelope_replies(&sent).await
+    }
+
+    fn commands(&self, envelope: &Envelope, eight_bit: bool) -> Vec<(Stage, String)> {
         let mut params = String::new();
         let non_ascii = envelope
             .to()
@@ -229,24 +261,33 @@ impl Session {
             commands.push((Stage::Recipient, format!("RCPT TO:<{to}>")));
         }
         commands.push((Stage::Before, "DATA".to_string()));
-        if !self.ext.pipelining {
-            for (stage, command) in &commands {
-                self.command(command).await.map_err(before)?;
-                let want = if command == "DATA" { 3 } else { 2 };
-                self.expect(want).await.map_err(|e| (*stage, e))?;
-            }
-            return Ok(());
-        }
+        commands
+    }
+
+    /// Puts MAIL, RCPT and DATA in the write buffer (pipelining servers only); they go out
+    /// with the next `flush`, behind whatever is already buffered.
+    pub async fn queue_envelope(
+        &mut self,
+        envelope: &Envelope,
+        eight_bit: bool,
+    ) -> Result<Vec<Stage>, Fail> {
+        let commands = self.commands(envelope, eight_bit);
         for (_, command) in &commands {
-            self.write_line(command).await.map_err(before)?;
+            self.write_line(command).await?;
         }
-        self.io.flush().await.map_err(|e| before(Fail::io(e)))?;
+        Ok(commands.into_iter().map(|(stage, _)| stage).collect())
+    }
+
+    /// Reads the replies to a queued envelope: Ok when the server is ready for the data.
+    pub async fn envelope_replies(&mut self, stages: &[Stage]) -> Result<(), (Stage, Fail)> {
+        let before = |e| (Stage::Before, e);
         let mut first_refusal: Option<(Stage, Fail)> = None;
         let mut data_open = false;
-        for (stage, command) in &commands {
+        for (i, stage) in stages.iter().enumerate() {
             let reply = self.read_reply().await.map_err(before)?;
-            let want = if command == "DATA" { 3 } else { 2 };
-            if command == "DATA" {
+            let data = i + 1 == stages.len();
+            let want = if data { 3 } else { 2 };
+            if data {
                 data_open = reply.is(3);
             }
             if !reply.is(want) && first_refusal.is_none() {
@@ -260,7 +301,7 @@ impl Session {
                     // The server opened DATA although it refused the sender or recipient
                     // (RFC 2920 says it must not): end it with no message, then give up.
                     self.write_line(".").await.map_err(before)?;
-                    self.io.flush().await.map_err(|e| before(Fail::io(e)))?;
+                    self.flush().await.map_err(before)?;
                     self.read_reply().await.map_err(before)?;
                 }
                 Err(refusal)
@@ -270,10 +311,25 @@ impl Session {
 
     /// The message, dot-stuffed, then the final dot; the server's answer is its acceptance.
     pub async fn data(&mut self, message: &[u8]) -> Result<(), Fail> {
+        self.queue_data(message).await?;
+        self.flush().await?;
+        self.final_reply().await
+    }
+
+    /// Puts the message, dot-stuffed, and the final dot in the write buffer.
+    pub async fn queue_data(&mut self, message: &[u8]) -> Result<(), Fail> {
         let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
         stuff(message, &mut out);
-        self.io.write_all(&out).await.map_err(Fail::io)?;
-        self.io.flush().await.map_err(Fail::io)?;
+        self.io.write_all(&out).await.map_err(Fail::io)
+    }
+
+    /// Sends everything buffered.
+    pub async fn flush(&mut self) -> Result<(), Fail> {
+        self.io.flush().await.map_err(Fail::io)
+    }
+
+    /// The server's answer to a message's data: its acceptance, or its refusal.
+    pub async fn final_reply(&mut self) -> Result<(), Fail> {
         self.expect(2).await.map(drop)
     }
 

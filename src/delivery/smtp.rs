@@ -1,6 +1,9 @@
-//! rebuy's SMTP client pool: a few sessions of rebuy's own (`session`) on TCP sockets with
-//! `TCP_NODELAY` (lettre 0.11.23's pool never sets it, so every message waited ~40 ms for a
-//! delayed ACK), pipelined when the server offers it, and each failure classified by where it
+//! rebuy's SMTP client pool: `pool_size` connection workers, each owning one session of
+//! rebuy's own (`session`) on a TCP socket with `TCP_NODELAY` (lettre 0.11.23's pool never
+//! sets it, so every message waited ~40 ms for a delayed ACK) and taking messages from one
+//! queue. When the server offers PIPELINING, a worker writes a message's data together with
+//! the next message's MAIL, RCPT and DATA, and reads the first one's answer with the second
+//! one's replies: one round trip per message. Each failure is classified by where it
 //! happened: a reply refusing the message is transient (4xx) or permanent (5xx); a network
 //! failure before the end of the data means nothing was accepted (transient); a network
 //! failure or timeout after the data was sent means the server may have accepted it, and the
@@ -11,15 +14,25 @@ use super::session::{tls_config, Dial, Fail, Session, Stage};
 use crate::config::{SmtpConfig, TlsMode};
 use lettre::address::Envelope;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 /// An idle connection older than this is checked with NOOP before it is used again: the
 /// server may have closed it, and a message must not be half-sent into a closed socket.
 const STALE_AFTER: Duration = Duration::from_secs(5);
 
 pub struct SmtpPool {
+    dialer: Arc<Dialer>,
+    jobs: flume::Sender<Job>,
+    queue: flume::Receiver<Job>,
+    workers: OnceLock<()>,
+    size: usize,
+}
+
+/// How to open a session, and how long to wait for each answer.
+struct Dialer {
     host: String,
     port: u16,
     tls: TlsMode,
@@ -27,10 +40,20 @@ pub struct SmtpPool {
     credentials: Option<(String, String)>,
     timeout: Duration,
     hello: String,
-    idle: Mutex<Vec<(Session, Instant)>>,
-    permits: Semaphore,
-    size: usize,
+    /// Set when the server asked to slow down (421, 454): queued messages are handed back
+    /// untried until the next round.
+    paused: AtomicBool,
 }
+
+/// One message for a worker, and where its outcome goes.
+struct Job {
+    envelope: Envelope,
+    bytes: Vec<u8>,
+    done: oneshot::Sender<Result<(), SendError>>,
+}
+
+/// A message whose data is written (perhaps still buffered) and whose answer is not read yet.
+type Pending = oneshot::Sender<Result<(), SendError>>;
 
 impl SmtpPool {
     pub fn new(cfg: &SmtpConfig, password: Option<String>) -> anyhow::Result<Self> {
@@ -46,67 +69,266 @@ impl SmtpPool {
             )),
             None => None,
         };
-        let size = cfg.pool_size.max(1) as usize;
         let hello = hostname::get()
             .ok()
             .and_then(|h| h.into_string().ok())
             .filter(|h| !h.is_empty() && h.is_ascii())
             .unwrap_or_else(|| "localhost".into());
+        let (jobs, queue) = flume::unbounded();
         Ok(Self {
-            host: cfg.host.clone(),
-            port: cfg.port,
-            tls: cfg.tls,
-            tls_config: tls_config(cfg.ca_file.as_deref())?,
-            credentials,
-            timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
-            hello,
-            idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(size),
-            size,
+            dialer: Arc::new(Dialer {
+                host: cfg.host.clone(),
+                port: cfg.port,
+                tls: cfg.tls,
+                tls_config: tls_config(cfg.ca_file.as_deref())?,
+                credentials,
+                timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
+                hello,
+                paused: AtomicBool::new(false),
+            }),
+            jobs,
+            queue,
+            workers: OnceLock::new(),
+            size: cfg.pool_size.max(1) as usize,
         })
     }
 
-    /// Connections open at most at once; the deliverer sends this many messages in parallel.
-    pub fn size(&self) -> usize {
-        self.size
+    /// Messages to hand over at once: two per connection, so that a worker always has the
+    /// next message to write behind the current one's data.
+    pub fn concurrency(&self) -> usize {
+        self.size * 2
     }
 
-    /// Sends one message over a pooled connection.
-    pub async fn send(&self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| SendError::Transient("the SMTP pool is closed".into()))?;
-        let mut conn = self.checkout().await?;
-        match self.transaction(&mut conn, envelope, bytes).await {
-            Ok(()) => {
-                self.checkin(conn);
-                Ok(())
+    /// Ends a pause that a throttling reply started.
+    pub fn resume(&self) {
+        self.dialer.paused.store(false, Ordering::SeqCst);
+    }
+
+    /// Sends one message over one of the pool's connections.
+    pub async fn send(&self, envelope: &Envelope, bytes: Vec<u8>) -> Result<(), SendError> {
+        self.workers.get_or_init(|| {
+            for _ in 0..self.size {
+                tokio::spawn(work(self.dialer.clone(), self.queue.clone()));
             }
-            Err((stage, e)) => {
-                // A refusal leaves the connection usable after RSET; anything else drops it.
-                if matches!(e, Fail::Reply { .. }) && self.step(conn.reset()).await.is_ok() {
-                    self.checkin(conn);
+        });
+        let (done, outcome) = oneshot::channel();
+        let job = Job {
+            envelope: envelope.clone(),
+            bytes,
+            done,
+        };
+        if self.jobs.send(job).is_err() {
+            return Err(SendError::Transient("the SMTP pool is closed".into()));
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Err(SendError::Unknown(
+                "the SMTP connection worker stopped while it had the message".into(),
+            ))
+        })
+    }
+}
+
+/// A connection worker: takes messages from the queue until the pool is dropped.
+async fn work(dialer: Arc<Dialer>, queue: flume::Receiver<Job>) {
+    let mut conn: Option<(Session, Instant)> = None;
+    let mut pending: Option<Pending> = None;
+    loop {
+        let job = match pending {
+            // Something to write behind the pending data, if it is there (or arrives while
+            // other tasks get a turn: the next message is usually being built right now).
+            Some(_) => match queue.try_recv() {
+                Ok(job) => Some(job),
+                Err(_) => {
+                    tokio::task::yield_now().await;
+                    queue.try_recv().ok()
                 }
-                Err(classify(stage, &e))
+            },
+            None => match queue.recv_async().await {
+                Ok(job) => Some(job),
+                Err(_) => break,
+            },
+        };
+        match job {
+            Some(job) => dialer.transact(&mut conn, &mut pending, job).await,
+            // Nothing to pipeline with: hear the pending message's answer now.
+            None => dialer.finish(&mut conn, &mut pending).await,
+        }
+    }
+    dialer.finish(&mut conn, &mut pending).await;
+}
+
+impl Dialer {
+    /// Hands a message its outcome; a throttling reply pauses the pool.
+    fn tell(&self, done: Pending, outcome: Result<(), SendError>) {
+        if matches!(outcome, Err(SendError::Throttled(_))) {
+            self.paused.store(true, Ordering::SeqCst);
+        }
+        let _ = done.send(outcome);
+    }
+
+    /// Sends the pending message's data (if still buffered) and reads its answer.
+    async fn finish(&self, conn: &mut Option<(Session, Instant)>, pending: &mut Option<Pending>) {
+        let Some(done) = pending.take() else { return };
+        let Some((session, _)) = conn.as_mut() else {
+            let gone = "the connection was gone before the server confirmed the message";
+            return self.tell(done, Err(SendError::Unknown(gone.into())));
+        };
+        let answer = self
+            .step(async {
+                session.flush().await?;
+                session.final_reply().await
+            })
+            .await;
+        if matches!(answer, Err(Fail::Network(_))) {
+            *conn = None;
+        }
+        self.tell(done, answer.map_err(|e| classify(Stage::After, &e)));
+    }
+
+    /// Sends one message: its envelope behind the pending message's data (one write), the
+    /// pending message's answer, this one's replies, and this one's data, which stays
+    /// buffered until the next message or `finish`.
+    async fn transact(
+        &self,
+        conn: &mut Option<(Session, Instant)>,
+        pending: &mut Option<Pending>,
+        job: Job,
+    ) {
+        if pending.is_none() {
+            if let Err(e) = self.ready(conn).await {
+                let _ = job.done.send(Err(e));
+                return;
+            }
+        }
+        let Some((session, last_used)) = conn.as_mut() else {
+            let _ = job
+                .done
+                .send(Err(SendError::Transient("no connection".into())));
+            return;
+        };
+        let eight_bit = !job.bytes.is_ascii();
+        if !session.pipelining() {
+            let outcome = self.one_by_one(session, &job).await;
+            *last_used = Instant::now();
+            if let Err((keep, _)) = &outcome {
+                if !keep {
+                    *conn = None;
+                }
+            }
+            return self.tell(job.done, outcome.map_err(|(_, e)| e));
+        }
+        let stages = match self
+            .step(async {
+                let stages = session.queue_envelope(&job.envelope, eight_bit).await?;
+                session.flush().await?;
+                Ok(stages)
+            })
+            .await
+        {
+            Ok(stages) => stages,
+            Err(e) => return self.lost(conn, pending, job, e),
+        };
+        if let Some(done) = pending.take() {
+            match self.step(session.final_reply()).await {
+                Ok(()) => self.tell(done, Ok(())),
+                Err(e @ Fail::Reply { .. }) => self.tell(done, Err(classify(Stage::After, &e))),
+                Err(e) => {
+                    *pending = Some(done);
+                    return self.lost(conn, pending, job, e);
+                }
+            }
+        }
+        match tokio::time::timeout(self.timeout, session.envelope_replies(&stages)).await {
+            Err(_) => return self.lost(conn, pending, job, self.timed_out()),
+            Ok(Err((stage, e))) => {
+                // A refusal leaves the connection usable after RSET; anything else drops it.
+                if !matches!(e, Fail::Reply { .. }) || self.step(session.reset()).await.is_err() {
+                    *conn = None;
+                }
+                return self.tell(job.done, Err(classify(stage, &e)));
+            }
+            Ok(Ok(())) => {}
+        }
+        if let Err(e) = self.step(session.queue_data(&job.bytes)).await {
+            *conn = None;
+            return self.tell(job.done, Err(classify(Stage::After, &e)));
+        }
+        *last_used = Instant::now();
+        *pending = Some(job.done);
+    }
+
+    /// The connection failed before `job`'s data was written: `job` was not tried (nothing of
+    /// it was accepted) and goes back to the queue; the pending message's data had been sent,
+    /// so its outcome is unknown.
+    fn lost(
+        &self,
+        conn: &mut Option<(Session, Instant)>,
+        pending: &mut Option<Pending>,
+        job: Job,
+        e: Fail,
+    ) {
+        *conn = None;
+        match pending.take() {
+            Some(done) => {
+                self.tell(done, Err(classify(Stage::After, &e)));
+                let why = format!(
+                    "the connection failed while the message before it was being confirmed: {}",
+                    e.text()
+                );
+                self.tell(job.done, Err(SendError::NotTried { why, paused: false }));
+            }
+            None => self.tell(job.done, Err(classify(Stage::Before, &e))),
+        }
+    }
+
+    /// A whole transaction, one command at a time (a server without PIPELINING). On error,
+    /// whether the connection can be kept.
+    async fn one_by_one(&self, session: &mut Session, job: &Job) -> Result<(), (bool, SendError)> {
+        let eight_bit = !job.bytes.is_ascii();
+        let result =
+            match tokio::time::timeout(self.timeout, session.envelope(&job.envelope, eight_bit))
+                .await
+            {
+                Ok(Ok(())) => self
+                    .step(session.data(&job.bytes))
+                    .await
+                    .map_err(|e| (Stage::After, e)),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err((Stage::Before, self.timed_out())),
+            };
+        match result {
+            Ok(()) => Ok(()),
+            Err((stage, e)) => {
+                let keep = match (&e, stage) {
+                    // After the data a refusal ends the transaction by itself.
+                    (Fail::Reply { .. }, Stage::After) => true,
+                    (Fail::Reply { .. }, _) => self.step(session.reset()).await.is_ok(),
+                    _ => false,
+                };
+                Err((keep, classify(stage, &e)))
             }
         }
     }
 
-    async fn transaction(
-        &self,
-        conn: &mut Session,
-        envelope: &Envelope,
-        bytes: &[u8],
-    ) -> Result<(), (Stage, Fail)> {
-        match tokio::time::timeout(self.timeout, conn.envelope(envelope, !bytes.is_ascii())).await {
-            Ok(r) => r?,
-            Err(_) => return Err((Stage::Before, self.timed_out())),
+    /// Makes sure there is a live connection: the one there (checked with NOOP if it waited
+    /// long), or a new one.
+    async fn ready(&self, conn: &mut Option<(Session, Instant)>) -> Result<(), SendError> {
+        if let Some((session, last_used)) = conn.as_mut() {
+            if last_used.elapsed() < STALE_AFTER
+                || tokio::time::timeout(self.timeout, session.alive())
+                    .await
+                    .unwrap_or(false)
+            {
+                return Ok(());
+            }
         }
-        self.step(conn.data(bytes))
+        *conn = None;
+        let session = self
+            .step(Session::open(&self.dial()))
             .await
-            .map_err(|e| (Stage::After, e))
+            .map_err(|e| classify(Stage::Connect, &e))?;
+        *conn = Some((session, Instant::now()));
+        Ok(())
     }
 
     /// One protocol step under the configured timeout.
@@ -123,24 +345,6 @@ impl SmtpPool {
         ))
     }
 
-    /// An idle connection (checked with NOOP if it waited long), or a new one.
-    async fn checkout(&self) -> Result<Session, SendError> {
-        loop {
-            let idle = self.idle.lock().expect("pool lock").pop();
-            let Some((mut conn, since)) = idle else { break };
-            if since.elapsed() < STALE_AFTER
-                || tokio::time::timeout(self.timeout, conn.alive())
-                    .await
-                    .unwrap_or(false)
-            {
-                return Ok(conn);
-            }
-        }
-        self.step(Session::open(&self.dial()))
-            .await
-            .map_err(|e| classify(Stage::Connect, &e))
-    }
-
     fn dial(&self) -> Dial<'_> {
         Dial {
             host: &self.host,
@@ -153,13 +357,6 @@ impl SmtpPool {
                 .as_ref()
                 .map(|(u, p)| (u.as_str(), p.as_str())),
         }
-    }
-
-    fn checkin(&self, conn: Session) {
-        self.idle
-            .lock()
-            .expect("pool lock")
-            .push((conn, Instant::now()));
     }
 }
 

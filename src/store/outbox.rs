@@ -11,6 +11,10 @@ use sqlx::QueryBuilder;
 #[serde(rename_all = "lowercase")]
 pub enum OutboxStatus {
     Queued,
+    /// Claimed by a sender (with a lease) and waiting its turn: nothing can have gone out, so
+    /// an expired claim goes back to the queue.
+    Claimed,
+    /// Being sent: a sender that dies now leaves it `unknown`.
     Sending,
     Sent,
     Failed,
@@ -26,6 +30,7 @@ impl OutboxStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             OutboxStatus::Queued => "queued",
+            OutboxStatus::Claimed => "claimed",
             OutboxStatus::Sending => "sending",
             OutboxStatus::Sent => "sent",
             OutboxStatus::Failed => "failed",
@@ -232,7 +237,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<OutboxRow>> {
         Ok(sqlx::query_as(&format!(
-            "UPDATE outbox SET status = 'sending', lease_owner = $1, lease_until = $2, \
+            "UPDATE outbox SET status = 'claimed', lease_owner = $1, lease_until = $2, \
              attempts = attempts + 1, updated_at = $3 \
              WHERE status = 'queued' AND id IN (SELECT id FROM outbox WHERE status = 'queued' \
              AND next_attempt_at <= $3 ORDER BY next_attempt_at, id LIMIT $4) \
@@ -272,7 +277,7 @@ impl Store {
                     .push_bind(r.next_attempt_at)
                     .push_bind(i64::from(r.uncount));
             });
-            qb.push(") AS v WHERE outbox.id = v.column1 AND outbox.status = 'sending' AND outbox.lease_owner = ");
+            qb.push(") AS v WHERE outbox.id = v.column1 AND outbox.status IN ('claimed', 'sending') AND outbox.lease_owner = ");
             qb.push_bind(owner);
             applied += qb.build().execute(&mut *tx).await?.rows_affected();
         }
@@ -284,6 +289,14 @@ impl Store {
     /// mid-send: the server may or may not have accepted them, so they become `unknown`,
     /// visible in `rebuy status`, and are never re-sent silently.
     pub async fn expire_leases(&self, now: i64) -> Result<u64> {
+        // A claim that was never sent goes back to the queue, its attempt not counted.
+        sqlx::query(
+            "UPDATE outbox SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, \
+             lease_until = NULL, updated_at = $1 WHERE status = 'claimed' AND lease_until < $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(sqlx::query(
             "UPDATE outbox SET status = 'unknown', updated_at = $1, \
              last_error = 'the sender stopped before recording the outcome; the message may or may not have been delivered' \
@@ -293,6 +306,28 @@ impl Store {
         .execute(&self.pool)
         .await?
         .rows_affected())
+    }
+
+    /// Moves claimed messages to `sending` just before their sends begin, and returns the ids
+    /// that are now `sending` under `owner`'s lease: only those may be sent.
+    pub async fn start_sending(&self, owner: &str, now: i64, ids: &[i64]) -> Result<Vec<i64>> {
+        let mut started = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(super::BATCH) {
+            let mut qb =
+                QueryBuilder::<Db>::new("UPDATE outbox SET status = 'sending', updated_at = ");
+            qb.push_bind(now)
+                .push(" WHERE status = 'claimed' AND lease_owner = ")
+                .push_bind(owner)
+                .push(" AND id IN (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            qb.push(") RETURNING id");
+            let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&self.pool).await?;
+            started.extend(rows.into_iter().map(|(id,)| id));
+        }
+        Ok(started)
     }
 
     /// Every outbox row, oldest first (tests and tools).
@@ -313,9 +348,9 @@ impl Store {
     ) -> Result<Vec<OutboxRow>> {
         let mut qb = QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM outbox WHERE 1 = 1"));
         if let Some(st) = status {
-            // `queued` includes the messages being sent right now.
+            // `queued` includes the messages claimed or being sent right now.
             if st == "queued" {
-                qb.push(" AND status IN ('queued', 'sending')");
+                qb.push(" AND status IN ('queued', 'claimed', 'sending')");
             } else {
                 qb.push(" AND status = ").push_bind(st);
             }

@@ -50,7 +50,7 @@ impl Store {
             let s = out.entry(id.clone()).or_default();
             s.scenario = id;
             match status.as_str() {
-                "queued" | "sending" => s.queued += n,
+                "queued" | "claimed" | "sending" => s.queued += n,
                 "sent" => s.sent += n,
                 "failed" => s.failed += n,
                 "skipped" => s.skipped += n,
@@ -81,7 +81,7 @@ impl Store {
                 .fetch_one(&self.pool)
                 .await?;
         let (oldest_queued_at, queued): (Option<i64>, i64) = sqlx::query_as(
-            "SELECT MIN(due_at), COUNT(*) FROM outbox WHERE status IN ('queued', 'sending')",
+            "SELECT MIN(due_at), COUNT(*) FROM outbox WHERE status IN ('queued', 'claimed', 'sending')",
         )
         .fetch_one(&self.pool)
         .await?;

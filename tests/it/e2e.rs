@@ -334,19 +334,60 @@ async fn transient_failures_give_up_after_the_configured_attempts() {
 }
 
 #[tokio::test]
-async fn a_message_whose_sender_died_mid_send_becomes_unknown_and_is_not_sent_again() {
+async fn a_message_claimed_by_a_sender_that_died_before_sending_it_goes_back_to_the_queue() {
     let smtp = SmtpServer::start();
     let shop = shop(&smtp);
     let (store, mut daemon) = one_order(&shop, "a@example.jp").await;
     let t0 = utc("2026-11-01T02:00:00Z");
     daemon.engine.tick(t0).await.unwrap();
-    // A deliverer claims the message and dies before recording the outcome.
+    // Claimed (and checked) while another batch was sending; the sender died before its turn.
     let ms = t0.timestamp_millis();
     let claimed = store
         .claim_ready("dead-worker", ms, ms + 60_000, 10)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
+    // Nobody else may start it while the claim is alive.
+    assert!(store
+        .start_sending("someone-else", ms, &[claimed[0].id])
+        .await
+        .unwrap()
+        .is_empty());
+    let r = daemon
+        .run_once(t0 + chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!((r.delivery.claimed, r.delivery.sent), (0, 0));
+    // Once the claim has expired, nothing can have gone out: it is sent, once, as a first attempt.
+    let r = daemon
+        .run_once(t0 + chrono::Duration::minutes(5))
+        .await
+        .unwrap();
+    assert_eq!((r.delivery.sent, r.delivery.unknown), (1, 0));
+    let row = &store.outbox_rows().await.unwrap()[0];
+    assert_eq!((row.status.as_str(), row.attempts), ("sent", 1));
+    assert_eq!(smtp.received().len(), 1);
+}
+
+#[tokio::test]
+async fn a_message_whose_sender_died_mid_send_becomes_unknown_and_is_not_sent_again() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let (store, mut daemon) = one_order(&shop, "a@example.jp").await;
+    let t0 = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(t0).await.unwrap();
+    // A deliverer claims the message, starts sending it and dies before recording the outcome.
+    let ms = t0.timestamp_millis();
+    let claimed = store
+        .claim_ready("dead-worker", ms, ms + 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let started = store
+        .start_sending("dead-worker", ms, &[claimed[0].id])
+        .await
+        .unwrap();
+    assert_eq!(started, [claimed[0].id]);
 
     // While the lease runs, nobody touches it; once it has expired, it is flagged, not re-sent.
     let r = daemon

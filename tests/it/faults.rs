@@ -115,7 +115,16 @@ async fn fault_matrix(server: &FaultServer) {
     daemon.engine.tick(now).await.unwrap();
     // Five delivery rounds a day apart: every retry is due by the next one.
     for _ in 0..5 {
-        daemon.deliverer.run_once(now).await.unwrap();
+        let r = daemon.deliverer.run_once(now).await.unwrap();
+        if std::env::var("DEBUG_FAULTS").is_ok() {
+            eprintln!("{r:?}");
+            for row in store.outbox_rows().await.unwrap() {
+                eprintln!(
+                    "  {} {} {} {:?}",
+                    row.to_email, row.status, row.attempts, row.last_error
+                );
+            }
+        }
         now += Duration::days(1);
     }
 
@@ -251,19 +260,29 @@ async fn a_throttling_reply_pauses_the_queue_and_drops_nothing() {
     let now = utc("2026-11-01T03:00:00Z");
     daemon.engine.tick(now).await.unwrap();
     let r = daemon.deliverer.run_once(now).await.unwrap();
-    // The throttled message is retried later; the four behind it wait, unsent and with no
-    // attempt counted; nothing was dropped.
-    assert_eq!((r.sent, r.retried, r.failed), (0, 5, 0), "{r:?}");
+    // The throttled message is retried later; the messages behind it wait, unsent and with no
+    // attempt counted; nothing was dropped. With one connection two messages are handed over
+    // at once, in no set order: at most one other may have gone out before the 421.
+    assert!(
+        r.sent <= 1 && r.sent + r.retried == 5 && r.failed == 0,
+        "{r:?}"
+    );
     let rows = by_recipient(&store).await;
     assert_eq!(
         (rows["a0"].status.as_str(), rows["a0"].attempts),
         ("queued", 1)
     );
-    for l in &locals[1..] {
+    let waiting: Vec<_> = locals[1..]
+        .iter()
+        .filter(|l| rows[**l].status == "queued")
+        .collect();
+    assert_eq!(waiting.len() as u64, 4 - r.sent);
+    for l in waiting {
         let row = &rows[*l];
-        assert_eq!((row.status.as_str(), row.attempts), ("queued", 0), "{l}");
+        assert_eq!(row.attempts, 0, "{l}");
         assert!(row.last_error.as_deref().unwrap().contains("slow down"));
     }
+    assert_eq!(server.accepted().len() as u64, r.sent);
     // Within the pause nothing is tried again.
     let r = daemon
         .deliverer
@@ -276,7 +295,10 @@ async fn a_throttling_reply_pauses_the_queue_and_drops_nothing() {
         .run_once(now + Duration::hours(1))
         .await
         .unwrap();
-    assert_eq!(r.sent, 5);
+    assert_eq!(
+        r.sent + rows.values().filter(|r| r.status == "sent").count() as u64,
+        5
+    );
     assert_eq!(server.accepted().len(), 5);
 }
 
@@ -392,4 +414,48 @@ async fn a_deliberate_retry_resends_a_failed_or_unknown_message_in_its_own_row()
             .count(),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_answer_makes_only_its_own_message_unknown_when_the_next_one_was_pipelined_behind_it(
+) {
+    // One pipelining connection, two messages handed over together: the second one's MAIL,
+    // RCPT and DATA go out behind the first one's data. The first one's answer never comes:
+    // it is `unknown` (its data went out); the second was never sent and says so.
+    use rebuy::delivery::{Mailer, SendError};
+    let server = FaultServer::pipelining().await;
+    server.script(
+        "slow@example.jp",
+        &[Fault::Delay(Stage::EndOfData, Wait::from_secs(3))],
+    );
+    let mut cfg = rebuy::config::SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: server.port,
+        tls: TlsMode::None,
+        pool_size: 1,
+        timeout_secs: 1,
+        ..Default::default()
+    };
+    cfg.username = None;
+    let mailer = Mailer::smtp(&cfg, None).unwrap();
+    let message = |to: &str| {
+        lettre::Message::builder()
+            .from("shop@example.jp".parse().unwrap())
+            .to(to.parse().unwrap())
+            .subject("hello")
+            .body("hello".to_string())
+            .unwrap()
+    };
+    let (slow, next) = (message("slow@example.jp"), message("next@example.jp"));
+    let (a, b) = tokio::join!(mailer.send(1, &slow), mailer.send(2, &next));
+    assert!(matches!(a, Err(SendError::Unknown(_))), "{a:?}");
+    // Only a message written behind another one's data can be "not tried".
+    assert!(
+        matches!(b, Err(SendError::NotTried { paused: false, .. })),
+        "{b:?}"
+    );
+    assert_eq!(server.accepted(), ["slow@example.jp"]);
+    // The connection is replaced and the next message goes through.
+    mailer.send(3, &next).await.unwrap();
+    assert_eq!(server.accepted(), ["slow@example.jp", "next@example.jp"]);
 }

@@ -116,6 +116,44 @@ impl SmtpServer {
         Self::serve(ssl, Some((user.to_string(), password.to_string())))
     }
 
+    /// A plain server behind a TLS front on `tls_port` (port 465 style: TLS from the first
+    /// byte), as stunnel or a load balancer would put it; the certificate is for `localhost`
+    /// and written to `dir/cert.pem`.
+    pub async fn start_behind_tls(dir: &Path) -> (Self, u16) {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(dir.join("cert.pem"), key.cert.pem()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![key.cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.key_pair.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let server = Self::start();
+        let plain = server.port;
+        let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls_port = front.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = front.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(socket).await else {
+                        return;
+                    };
+                    let mut back = tokio::net::TcpStream::connect(("127.0.0.1", plain))
+                        .await
+                        .unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut back).await;
+                });
+            }
+        });
+        (server, tls_port)
+    }
+
     fn serve(ssl: SslConfig, login: Option<(String, String)>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().unwrap().port();

@@ -1,6 +1,7 @@
 //! TLS and AUTH against a real SMTP server (mailin-embedded with a self-signed certificate):
 //! STARTTLS with a trusted private CA and AUTH PLAIN delivers; an untrusted certificate or a
-//! wrong password sends nothing and keeps the message queued for a retry.
+//! wrong password sends nothing and keeps the message queued for a retry; TLS from the first
+//! byte (port 465 style) delivers through a TLS front.
 
 use crate::helpers::*;
 use rebuy::config::TlsMode;
@@ -113,4 +114,23 @@ async fn a_wrong_password_keeps_the_mail_queued_with_the_servers_answer() {
             "{error}"
         );
     }
+}
+
+#[tokio::test]
+async fn tls_from_the_first_byte_delivers_through_a_tls_front() {
+    let certs = tempfile::tempdir().unwrap();
+    let (server, tls_port) = SmtpServer::start_behind_tls(certs.path()).await;
+    let mut shop = shop(&server, "unused", Some(&certs.path().join("cert.pem")));
+    let smtp = &mut shop.config.delivery.smtp;
+    smtp.port = tls_port;
+    smtp.tls = TlsMode::Tls;
+    smtp.username = None;
+    let store = shop.store().await;
+    two_customers(&store).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!((r.sent, r.retried, r.failed), (2, 0, 0), "{r:?}");
+    assert_eq!(server.received().len(), 2);
 }
