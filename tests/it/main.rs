@@ -2,6 +2,7 @@
 //! file, and the `rebuy` binary itself.
 
 mod bad_input;
+mod cdnow;
 mod cli;
 mod e2e;
 mod fault_server;

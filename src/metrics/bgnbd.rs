@@ -1,0 +1,167 @@
+//! The BG/NBD model (Fader, Hardie and Lee 2005): purchases at a Poisson rate while alive,
+//! dropping out after any purchase with some probability; rates vary by gamma(r, alpha),
+//! dropout probabilities by beta(a, b). Fitted by maximum likelihood over (frequency, recency,
+//! T) in days, no penalty, as the reference library does.
+
+use super::optimize::maximize;
+use super::special::{ln_gamma, ln_hyp2f1};
+use super::Summary;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Below these a fit says more about noise than about the shop.
+pub const MIN_CUSTOMERS: usize = 30;
+pub const MIN_REPEAT_CUSTOMERS: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BgNbd {
+    pub r: f64,
+    pub alpha: f64,
+    pub a: f64,
+    pub b: f64,
+    /// The log-likelihood of the data at these parameters.
+    pub log_likelihood: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FitError {
+    #[error("too little history to fit the {model} model: {why}")]
+    TooLittleHistory { model: &'static str, why: String },
+    #[error(
+        "the {model} model could not be fitted: the likelihood has no finite maximum from the data"
+    )]
+    NoMaximum { model: &'static str },
+}
+
+impl BgNbd {
+    /// Fits the model to customers' summaries.
+    pub fn fit(customers: &[Summary]) -> Result<BgNbd, FitError> {
+        let repeaters = customers.iter().filter(|s| s.frequency > 0.0).count();
+        if customers.len() < MIN_CUSTOMERS || repeaters < MIN_REPEAT_CUSTOMERS {
+            return Err(FitError::TooLittleHistory {
+                model: "BG/NBD",
+                why: format!(
+                    "{} customers of whom {repeaters} bought again; it needs at least {MIN_CUSTOMERS} customers and {MIN_REPEAT_CUSTOMERS} who bought again",
+                    customers.len()
+                ),
+            });
+        }
+        // Customers with the same (frequency, recency, T) contribute the same term.
+        let mut groups: HashMap<(i64, i64, i64), f64> = HashMap::new();
+        for s in customers {
+            *groups
+                .entry((s.frequency as i64, s.recency as i64, s.t as i64))
+                .or_default() += 1.0;
+        }
+        let data: Vec<(f64, f64, f64, f64)> = groups
+            .into_iter()
+            .map(|((x, tx, t), n)| (x as f64, tx as f64, t as f64, n))
+            .collect();
+        let mean_t = customers.iter().map(|s| s.t).sum::<f64>() / customers.len() as f64;
+        let ll = |p: &[f64]| log_likelihood(p[0], p[1], p[2], p[3], &data);
+        let (p, log_likelihood) = maximize(ll, &[1.0, mean_t.max(1.0), 1.0, 1.0])
+            .ok_or(FitError::NoMaximum { model: "BG/NBD" })?;
+        Ok(BgNbd {
+            r: p[0],
+            alpha: p[1],
+            a: p[2],
+            b: p[3],
+            log_likelihood,
+        })
+    }
+
+    /// The probability that the customer is still buying (1 without a repeat purchase).
+    pub fn p_alive(&self, s: &Summary) -> f64 {
+        if s.frequency == 0.0 {
+            return 1.0;
+        }
+        let (x, tx, t) = (s.frequency, s.recency, s.t);
+        let log_div = (self.r + x) * ((self.alpha + t) / (self.alpha + tx)).ln()
+            + (self.a / (self.b + x - 1.0)).ln();
+        1.0 / (1.0 + log_div.exp())
+    }
+
+    /// Expected purchases in the next `days` days, given the customer's history (eq. 10).
+    pub fn expected_purchases(&self, days: f64, s: &Summary) -> f64 {
+        if days <= 0.0 {
+            return 0.0;
+        }
+        let (r, alpha, a, b) = (self.r, self.alpha, self.a, self.b);
+        let (x, tx, t) = (s.frequency, s.recency, s.t);
+        let z = days / (alpha + t + days);
+        let ln_hyp = ln_hyp2f1(r + x, b + x, a + b + x - 1.0, z);
+        let first = (a + b + x - 1.0) / (a - 1.0);
+        let second = 1.0 - (ln_hyp + (r + x) * ((alpha + t) / (alpha + t + days)).ln()).exp();
+        let denominator = if x > 0.0 {
+            1.0 + (a / (b + x - 1.0)) * ((alpha + t) / (alpha + tx)).powf(r + x)
+        } else {
+            1.0
+        };
+        first * second / denominator
+    }
+
+    /// The day, counted from the end of observation, by which the customer is expected to
+    /// have made one more purchase (the expectation reaches 1); None if not within `horizon`.
+    pub fn days_to_next_purchase(&self, s: &Summary, horizon: f64) -> Option<f64> {
+        if self.expected_purchases(horizon, s) < 1.0 {
+            return None;
+        }
+        let (mut lo, mut hi) = (0.0, horizon);
+        for _ in 0..60 {
+            let mid = (lo + hi) / 2.0;
+            if self.expected_purchases(mid, s) < 1.0 {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(hi)
+    }
+}
+
+/// The log-likelihood of grouped data `(x, tx, T, count)`.
+fn log_likelihood(r: f64, alpha: f64, a: f64, b: f64, data: &[(f64, f64, f64, f64)]) -> f64 {
+    let shared = -ln_gamma(r) + r * alpha.ln() + ln_gamma(a + b) - ln_gamma(b);
+    data.iter()
+        .map(|&(x, tx, t, n)| {
+            let a1 = ln_gamma(r + x) + shared;
+            let a2 = ln_gamma(b + x) - ln_gamma(a + b + x);
+            let a3 = -(r + x) * (alpha + t).ln();
+            let total = if x > 0.0 {
+                let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + tx).ln();
+                log_add_exp(a3, a4)
+            } else {
+                a3
+            };
+            n * (a1 + a2 + total)
+        })
+        .sum()
+}
+
+fn log_add_exp(u: f64, v: f64) -> f64 {
+    let m = u.max(v);
+    m + ((u - m).exp() + (v - m).exp()).ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_little_history_is_refused_with_the_numbers() {
+        let one = Summary::of(
+            &[super::super::Purchase {
+                day: 0,
+                amount: 1.0,
+            }],
+            10,
+        )
+        .unwrap();
+        let err = BgNbd::fit(&vec![one; 5]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("5 customers of whom 0 bought again"),
+            "{err}"
+        );
+    }
+}
