@@ -12,6 +12,7 @@ pub mod engine;
 pub mod http;
 pub mod import;
 pub mod metrics;
+pub mod refresh;
 pub mod render;
 pub mod scenario;
 pub mod store;

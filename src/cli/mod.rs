@@ -5,6 +5,7 @@ mod app;
 mod check;
 mod demo;
 mod import;
+mod metrics;
 mod outbox;
 mod output;
 mod run;
@@ -84,6 +85,11 @@ pub enum Command {
     /// Messages by state; re-send failed or unknown ones, or cancel queued ones, by hand.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    /// Recompute every customer's metrics, RFM scores and predictions (with a progress bar).
+    Refresh(metrics::RefreshArgs),
+    /// Customer metrics for spreadsheets and BI tools.
+    #[command(subcommand)]
+    Metrics(metrics::MetricsCommand),
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -163,6 +169,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(args) => status::run(&app, &args).await,
         Command::Suppress(cmd) => suppress::run(&app, cmd).await,
         Command::Outbox(cmd) => outbox::run(&app, cmd).await,
+        Command::Refresh(args) => metrics::refresh_command(&app, &args).await,
+        Command::Metrics(cmd) => metrics::run(&app, cmd).await,
     }
 }
 

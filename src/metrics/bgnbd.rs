@@ -59,7 +59,7 @@ impl BgNbd {
             .collect();
         let mean_t = customers.iter().map(|s| s.t).sum::<f64>() / customers.len() as f64;
         let ll = |p: &[f64]| log_likelihood(p[0], p[1], p[2], p[3], &data);
-        let (p, log_likelihood) = maximize(ll, &[1.0, mean_t.max(1.0), 1.0, 1.0])
+        let (p, log_likelihood) = maximize(ll, customers.len(), &[1.0, mean_t.max(1.0), 1.0, 1.0])
             .ok_or(FitError::NoMaximum { model: "BG/NBD" })?;
         Ok(BgNbd {
             r: p[0],

@@ -35,7 +35,7 @@ impl GammaGamma {
         }
         let mean = data.iter().map(|(_, m)| m).sum::<f64>() / data.len() as f64;
         let ll = |p: &[f64]| log_likelihood(p[0], p[1], p[2], &data);
-        let (p, _) = maximize(ll, &[1.0, 1.0, mean]).ok_or(FitError::NoMaximum {
+        let (p, _) = maximize(ll, data.len(), &[1.0, 1.0, mean]).ok_or(FitError::NoMaximum {
             model: "Gamma-Gamma",
         })?;
         Ok(GammaGamma {

@@ -13,7 +13,7 @@ mod summary;
 
 pub use bgnbd::{BgNbd, FitError};
 pub use gamma_gamma::GammaGamma;
-pub use rfm::{quintiles, Direction};
+pub use rfm::{quintiles, segment, Direction, SEGMENTS};
 pub use summary::{repeat_within, Purchase, Summary};
 
 /// The 12-month customer lifetime value as the reference computes it: for months i = 1..12

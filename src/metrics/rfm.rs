@@ -39,6 +39,55 @@ pub fn quintiles(values: &[f64], direction: Direction) -> Vec<u8> {
     scores
 }
 
+/// The usual RFM segments, by R and F score and, for customers with one order, by R alone
+/// (one-order customers all tie on F, so their F score is whatever the tie lands on, and
+/// "new" must not depend on that). M refines within them and is left to custom segments.
+///
+/// One order: R5 new, R4 promising, R3 need attention, R2 hibernating, R1 lost. More orders:
+///
+/// | R \\ F | 1–3 | 4 | 5 |
+/// |---|---|---|---|
+/// | 5 | potential loyalists | champions | champions |
+/// | 4 | potential loyalists | loyal | loyal |
+/// | 3 | need attention | loyal | loyal |
+/// | 2 | hibernating (F1–2), at risk (F3) | at risk | can't lose |
+/// | 1 | lost (F1–2), at risk (F3) | at risk | can't lose |
+pub fn segment(r: u8, f: u8, orders: u32) -> &'static str {
+    if orders <= 1 {
+        return match r {
+            5 => "new",
+            4 => "promising",
+            3 => "need attention",
+            2 => "hibernating",
+            _ => "lost",
+        };
+    }
+    match (r, f) {
+        (5, 4..) => "champions",
+        (3 | 4, 4..) => "loyal",
+        (4 | 5, _) => "potential loyalists",
+        (3, _) => "need attention",
+        (_, 5..) => "can't lose",
+        (_, 3 | 4) => "at risk",
+        (2, _) => "hibernating",
+        _ => "lost",
+    }
+}
+
+/// The segments `segment` names, best first.
+pub const SEGMENTS: [&str; 10] = [
+    "champions",
+    "loyal",
+    "potential loyalists",
+    "new",
+    "promising",
+    "need attention",
+    "at risk",
+    "can't lose",
+    "hibernating",
+    "lost",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +103,30 @@ mod tests {
             quintiles(&v, Direction::LowerIsBetter),
             [5, 5, 4, 4, 3, 3, 2, 2, 1, 1]
         );
+    }
+
+    #[test]
+    fn every_cell_has_one_of_the_ten_segments_and_each_segment_has_one() {
+        let mut seen = std::collections::BTreeSet::new();
+        for orders in [1, 2] {
+            for r in 1..=5 {
+                for f in 1..=5 {
+                    let s = segment(r, f, orders);
+                    assert!(SEGMENTS.contains(&s), "{r}{f}: {s}");
+                    seen.insert(s);
+                }
+            }
+        }
+        assert_eq!(seen.len(), SEGMENTS.len());
+        assert_eq!(segment(5, 5, 9), "champions");
+        assert_eq!(segment(4, 5, 9), "loyal");
+        assert_eq!(segment(5, 2, 2), "potential loyalists");
+        assert_eq!(segment(1, 5, 9), "can't lose");
+        assert_eq!(segment(2, 4, 3), "at risk");
+        assert_eq!(segment(1, 2, 2), "lost");
+        // A recent first order is "new" whatever F score the tie among one-order customers got.
+        assert_eq!(segment(5, 2, 1), "new");
+        assert_eq!(segment(4, 3, 1), "promising");
     }
 
     #[test]

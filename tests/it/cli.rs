@@ -55,6 +55,9 @@ fn every_command_has_help() {
         &["outbox", "list", "--help"],
         &["outbox", "retry", "--help"],
         &["outbox", "cancel", "--help"],
+        &["refresh", "--help"],
+        &["metrics", "--help"],
+        &["metrics", "export", "--help"],
     ] {
         let o = rebuy(dir.path(), cmd);
         let (out, _) = text(&o);
@@ -499,4 +502,71 @@ fn failed_messages_are_listed_retried_and_queued_ones_cancelled_from_the_command
     // Nothing is sent for a cancelled message.
     let o = rebuy(dir.path(), &["run", "--once"]);
     assert!(text(&o).0.contains("\"claimed\": 0"), "{:?}", text(&o));
+}
+
+#[test]
+fn refresh_and_metrics_export_give_one_row_per_customer_in_csv_and_json() {
+    let dir = folder();
+    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
+        .status
+        .success());
+    assert!(rebuy(dir.path(), &["import", "orders", "orders.csv"])
+        .status
+        .success());
+    let o = rebuy(
+        dir.path(),
+        &["refresh", "--as-of", "2026-11-01", "--format", "json"],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["as_of"], "2026-11-01");
+    // Three customers: too little history for the models, and the report says so.
+    assert!(report["bgnbd"].is_null());
+    assert!(report["bgnbd_error"]
+        .as_str()
+        .unwrap()
+        .contains("too little history"));
+
+    let o = rebuy(dir.path(), &["metrics", "export"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let mut lines = out.lines();
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("customer_id,as_of,orders,first_order,last_order,days_since_last"));
+    let c1: Vec<&str> = lines
+        .find(|l| l.starts_with("C1,"))
+        .unwrap()
+        .split(',')
+        .collect();
+    // C1: two orders (Oct 1 and Oct 20, Tokyo), 3980 + 2980×2 and 3980.
+    assert_eq!(
+        &c1[..5],
+        ["C1", "2026-11-01", "2", "2026-10-01", "2026-10-20"]
+    );
+
+    let o = rebuy(
+        dir.path(),
+        &[
+            "metrics",
+            "export",
+            "--format",
+            "json",
+            "--as-of",
+            "2026-10-10",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert!(rows.iter().all(|r| r["as_of"] == "2026-10-10"));
+    let c1 = rows.iter().find(|r| r["customer_id"] == "C1").unwrap();
+    assert_eq!(c1["orders"], 1, "the October 20 order is after the date");
+
+    let o = rebuy(dir.path(), &["refresh", "--as-of", "2026-13-01"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("is not a date like"), "{err}");
 }

@@ -10,6 +10,7 @@ mod faults;
 mod helpers;
 mod import;
 mod limits;
+mod refresh;
 mod scan;
 mod suppression;
 mod time_travel;

@@ -1,0 +1,203 @@
+//! `rebuy refresh` (recompute every customer's metrics, with a progress bar) and
+//! `rebuy metrics export` (one row per customer, streamed as CSV or JSON).
+
+use super::output::{print_rows, OutputFormat};
+use super::{exit, App};
+use crate::clock::{Clock, SystemClock};
+use crate::refresh::{refresh, RefreshReport};
+use crate::store::{Store, METRICS_COLUMNS};
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Write};
+
+#[derive(Debug, clap::Args)]
+pub struct RefreshArgs {
+    /// Compute as of the end of this day (YYYY-MM-DD, the shop's time zone); default today.
+    #[arg(long, value_parser = parse_date)]
+    pub as_of: Option<NaiveDate>,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Do not show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum MetricsCommand {
+    /// One row per customer with every metric, RFM scores, segment and predictions.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Refresh as of the end of this day first (YYYY-MM-DD); without it the stored metrics
+    /// are exported (refreshed as of today if there are none).
+    #[arg(long, value_parser = parse_date)]
+    pub as_of: Option<NaiveDate>,
+    /// csv (default) or json (an array of objects).
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: ExportFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("`{s}` is not a date like 2026-11-24: {e}"))
+}
+
+fn today(app: &App) -> NaiveDate {
+    SystemClock
+        .now()
+        .with_timezone(&app.resolved.default_timezone)
+        .date_naive()
+}
+
+async fn run_refresh(
+    app: &App,
+    store: &Store,
+    as_of: NaiveDate,
+    show: bool,
+) -> anyhow::Result<RefreshReport> {
+    let total = store.count_orders().await?;
+    let bar = if show && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total.max(0) as u64);
+        bar.set_style(ProgressStyle::with_template(
+            "{msg} {wide_bar} {pos}/{len} orders ({eta})",
+        )?);
+        bar.set_message("reading orders");
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let now = SystemClock.now().timestamp_millis();
+    let report = refresh(store, as_of, app.resolved.default_timezone, now, &|n| {
+        bar.set_position(n)
+    })
+    .await;
+    bar.finish_and_clear();
+    report
+}
+
+pub async fn refresh_command(app: &App, args: &RefreshArgs) -> anyhow::Result<u8> {
+    let store = app.store().await?;
+    let as_of = args.as_of.unwrap_or_else(|| today(app));
+    let report = run_refresh(app, &store, as_of, !args.no_progress).await?;
+    store.close().await;
+    print_report(&report, args.format)?;
+    Ok(exit::OK)
+}
+
+fn print_report(r: &RefreshReport, format: OutputFormat) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = r
+        .segments
+        .iter()
+        .map(|(s, n)| vec![s.to_string(), n.to_string()])
+        .collect();
+    let fit = |name: &str, e: &Option<String>| match e {
+        Some(why) => format!("{name}: not fitted ({why})"),
+        None => format!("{name}: fitted"),
+    };
+    let bg_err = r.bgnbd.as_ref().err().map(|e| e.to_string());
+    let gg_err = r.gamma_gamma.as_ref().err().map(|e| e.to_string());
+    let json = serde_json::json!({
+        "as_of": r.as_of.to_string(),
+        "customers": r.customers,
+        "orders": r.orders,
+        "segments": r.segments.iter().map(|(s, n)| serde_json::json!({"segment": s, "customers": n})).collect::<Vec<_>>(),
+        "bgnbd": r.bgnbd.as_ref().ok(),
+        "bgnbd_error": bg_err,
+        "gamma_gamma": r.gamma_gamma.as_ref().ok(),
+        "gamma_gamma_error": gg_err,
+    });
+    if format == OutputFormat::Table {
+        println!(
+            "metrics as of {}: {} customers, {} orders",
+            r.as_of, r.customers, r.orders
+        );
+    }
+    print_rows(format, &["rfm segment", "customers"], &rows, &json)?;
+    if format == OutputFormat::Table {
+        println!("{}", fit("BG/NBD", &bg_err));
+        println!("{}", fit("Gamma-Gamma", &gg_err));
+        if bg_err.is_some() || gg_err.is_some() {
+            println!("predictions (p_alive, expected purchases, CLV, next order) stay empty until the models can be fitted");
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(app: &App, cmd: MetricsCommand) -> anyhow::Result<u8> {
+    let MetricsCommand::Export(args) = cmd;
+    let store = app.store().await?;
+    let stored = store.model_fits().await?;
+    let has_rows = store.metrics_rows().try_next().await?.is_some();
+    if args.as_of.is_some() || (!has_rows && stored.is_empty()) {
+        let as_of = args.as_of.unwrap_or_else(|| today(app));
+        run_refresh(app, &store, as_of, true).await?;
+    }
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let written = async {
+        export(&store, args.format, &mut out).await?;
+        out.flush()?;
+        anyhow::Ok(())
+    }
+    .await;
+    store.close().await;
+    match written {
+        // The reader stopped early (`| head`): not an error.
+        Err(e) if is_broken_pipe(&e) => Ok(exit::OK),
+        Err(e) => Err(e),
+        Ok(()) => Ok(exit::OK),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<csv::Error>().is_some_and(|c| {
+                matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+            })
+    })
+}
+
+/// Streams the stored metrics to `out`: CSV with a header, or a JSON array of objects.
+pub async fn export(
+    store: &Store,
+    format: ExportFormat,
+    out: &mut impl Write,
+) -> anyhow::Result<u64> {
+    let mut rows = store.metrics_rows();
+    let mut n = 0u64;
+    match format {
+        ExportFormat::Csv => {
+            let mut w = csv::WriterBuilder::new()
+                .has_headers(false)
+                .from_writer(out);
+            w.write_record(METRICS_COLUMNS)?;
+            while let Some(row) = rows.try_next().await? {
+                w.serialize(&row)?;
+                n += 1;
+            }
+            w.flush()?;
+        }
+        ExportFormat::Json => {
+            out.write_all(b"[")?;
+            while let Some(row) = rows.try_next().await? {
+                out.write_all(if n == 0 { b"\n" } else { b",\n" })?;
+                serde_json::to_writer(&mut *out, &row)?;
+                n += 1;
+            }
+            out.write_all(b"\n]\n")?;
+        }
+    }
+    Ok(n)
+}

@@ -1,0 +1,156 @@
+//! Stored customer metrics and model fits: the orders the refresh reads (one pass, customer by
+//! customer), the rows it writes (replaced in one transaction), and the rows `metrics export`
+//! streams out.
+
+use super::{Db, Result, Store};
+use futures::Stream;
+use serde::Serialize;
+use sqlx::QueryBuilder;
+
+/// One customer's metrics as of a day.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct MetricsRow {
+    pub customer_id: String,
+    pub as_of: String,
+    pub orders: i64,
+    pub first_order: String,
+    pub last_order: String,
+    pub days_since_last: i64,
+    pub tenure_days: i64,
+    pub total_spent: i64,
+    pub average_order_value: f64,
+    pub frequency: i64,
+    pub recency: i64,
+    pub t: i64,
+    pub monetary: f64,
+    pub r_score: i64,
+    pub f_score: i64,
+    pub m_score: i64,
+    pub rfm_segment: String,
+    pub p_alive: Option<f64>,
+    pub expected_purchases_30d: Option<f64>,
+    pub expected_purchases_90d: Option<f64>,
+    pub predicted_clv: Option<f64>,
+    pub expected_next_order: Option<String>,
+}
+
+/// The columns of `MetricsRow`, in order (the export's header).
+pub const METRICS_COLUMNS: &[&str] = &[
+    "customer_id",
+    "as_of",
+    "orders",
+    "first_order",
+    "last_order",
+    "days_since_last",
+    "tenure_days",
+    "total_spent",
+    "average_order_value",
+    "frequency",
+    "recency",
+    "t",
+    "monetary",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_segment",
+    "p_alive",
+    "expected_purchases_30d",
+    "expected_purchases_90d",
+    "predicted_clv",
+    "expected_next_order",
+];
+
+const SELECT_METRICS: &str = "SELECT customer_id, as_of, orders, first_order, last_order, days_since_last, tenure_days, total_spent, average_order_value, frequency, recency, t, monetary, r_score, f_score, m_score, rfm_segment, p_alive, expected_purchases_30d, expected_purchases_90d, predicted_clv, expected_next_order FROM customer_metrics ORDER BY customer_id";
+
+impl Store {
+    /// Every order's customer, time and amount, customer by customer (the covering index
+    /// `orders_customer`, no table reads).
+    pub fn orders_by_customer(
+        &self,
+    ) -> impl Stream<Item = std::result::Result<(String, i64, i64), sqlx::Error>> + '_ {
+        sqlx::query_as(
+            "SELECT customer_id, placed_at, total FROM orders ORDER BY customer_id, placed_at",
+        )
+        .fetch(&self.pool)
+    }
+
+    /// Replaces every stored metrics row with `rows`, and the model fits with `fits`
+    /// (model, params JSON, customers), in one transaction.
+    pub async fn replace_metrics(
+        &self,
+        rows: &[MetricsRow],
+        fits: &[(&str, String, i64)],
+        as_of: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM customer_metrics")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM model_fits")
+            .execute(&mut *tx)
+            .await?;
+        // 22 columns: 40 rows stay under SQLite's 999 bound parameters.
+        for chunk in rows.chunks(40) {
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "INSERT INTO customer_metrics ({}) ",
+                METRICS_COLUMNS.join(", ")
+            ));
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.customer_id)
+                    .push_bind(&r.as_of)
+                    .push_bind(r.orders)
+                    .push_bind(&r.first_order)
+                    .push_bind(&r.last_order)
+                    .push_bind(r.days_since_last)
+                    .push_bind(r.tenure_days)
+                    .push_bind(r.total_spent)
+                    .push_bind(r.average_order_value)
+                    .push_bind(r.frequency)
+                    .push_bind(r.recency)
+                    .push_bind(r.t)
+                    .push_bind(r.monetary)
+                    .push_bind(r.r_score)
+                    .push_bind(r.f_score)
+                    .push_bind(r.m_score)
+                    .push_bind(&r.rfm_segment)
+                    .push_bind(r.p_alive)
+                    .push_bind(r.expected_purchases_30d)
+                    .push_bind(r.expected_purchases_90d)
+                    .push_bind(r.predicted_clv)
+                    .push_bind(&r.expected_next_order);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        for (model, params, customers) in fits {
+            sqlx::query(
+                "INSERT INTO model_fits (model, params, customers, as_of, fitted_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(model)
+            .bind(params)
+            .bind(customers)
+            .bind(as_of)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored metrics, customer by customer, as a stream (for exports of any size).
+    pub fn metrics_rows(
+        &self,
+    ) -> impl Stream<Item = std::result::Result<MetricsRow, sqlx::Error>> + '_ {
+        sqlx::query_as(SELECT_METRICS).fetch(&self.pool)
+    }
+
+    /// The stored model fits: (model, params JSON, customers, as of).
+    pub async fn model_fits(&self) -> Result<Vec<(String, String, i64, String)>> {
+        Ok(
+            sqlx::query_as("SELECT model, params, customers, as_of FROM model_fits ORDER BY model")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}

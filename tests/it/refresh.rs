@@ -1,0 +1,176 @@
+//! The stored metrics refresh over a real database: the CDNOW sample imported as a shop
+//! (orders at noon, Tokyo time, amounts in cents) gives the reference's summary and RFM scores
+//! for every customer, stores the model fits, and exports one streamed row per customer; a shop
+//! with too little history is refreshed without predictions and says why.
+
+use crate::helpers::*;
+use chrono::NaiveDate;
+use futures::TryStreamExt;
+use rebuy::refresh::refresh;
+use rebuy::store::{MetricsRow, NewOrder, Store};
+use std::collections::BTreeMap;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cdnow/");
+
+fn csv_rows(file: &str) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(format!("{DIR}{file}")).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+async fn cdnow_shop(store: &Store) {
+    let orders = csv_rows("cdnow_sample_orders.csv");
+    let mut ids: Vec<String> = orders.iter().map(|r| r["customer_id"].clone()).collect();
+    ids.sort();
+    ids.dedup();
+    let customers: Vec<_> = ids
+        .iter()
+        .map(|id| customer(id, &format!("c{id}@example.com"), id, "Asia/Tokyo", "{}"))
+        .collect();
+    store.upsert_customers(&customers, 0).await.unwrap();
+    let orders: Vec<NewOrder> = orders
+        .iter()
+        .map(|r| {
+            // Noon in Tokyo is 03:00 UTC the same day.
+            let mut o = order(
+                &r["order_id"],
+                &r["customer_id"],
+                &format!("{}T03:00:00Z", r["ordered_at"]),
+                0,
+            );
+            o.total = (r["amount"].parse::<f64>().unwrap() * 100.0).round() as i64;
+            o.currency = "USD".into();
+            o
+        })
+        .collect();
+    add_orders(store, &orders).await;
+}
+
+async fn stored(store: &Store) -> BTreeMap<String, MetricsRow> {
+    store
+        .metrics_rows()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.customer_id.clone(), r))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_refresh_of_the_cdnow_shop_stores_the_reference_metrics_for_every_customer() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    cdnow_shop(&store).await;
+    let as_of = NaiveDate::from_ymd_opt(1998, 6, 30).unwrap();
+    let report = refresh(&store, as_of, chrono_tz::Asia::Tokyo, 0, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!((report.customers, report.orders), (2357, 6919));
+    let bg = report.bgnbd.as_ref().unwrap();
+    assert!((bg.r - 0.25356104359918297).abs() < 1e-4 * 0.2536, "{bg:?}");
+    let rows = stored(&store).await;
+    assert_eq!(rows.len(), 2357);
+    for want in csv_rows("cdnow_sample_summary_oracle.csv") {
+        let got = &rows[&want["customer_id"]];
+        let f = |k: &str| want[k].parse::<f64>().unwrap();
+        assert_eq!(
+            (got.frequency as f64, got.recency as f64, got.t as f64),
+            (f("frequency"), f("recency"), f("T")),
+            "customer {}",
+            got.customer_id
+        );
+        // Cents here, dollars in the reference.
+        assert!((got.monetary - f("monetary_value") * 100.0).abs() < 1e-7);
+        assert!(got.p_alive.is_some() && got.predicted_clv.is_some());
+    }
+    for want in csv_rows("cdnow_sample_rfm_oracle.csv") {
+        let got = &rows[&want["customer_id"]];
+        let score = |k: &str| want[k].parse::<i64>().unwrap();
+        assert_eq!(
+            (got.r_score, got.f_score, got.m_score),
+            (score("R"), score("F"), score("M")),
+            "customer {}",
+            got.customer_id
+        );
+        assert_eq!(got.days_since_last, score("recency_days"));
+        assert_eq!(got.orders, score("orders"));
+        assert_eq!(
+            got.rfm_segment,
+            rebuy::metrics::segment(got.r_score as u8, got.f_score as u8, got.orders as u32)
+        );
+    }
+    let fits = store.model_fits().await.unwrap();
+    let names: Vec<&str> = fits.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(names, ["bgnbd", "gamma_gamma"]);
+    assert_eq!(
+        fits[1].2, 1139,
+        "Gamma-Gamma on the customers with a paid repeat purchase"
+    );
+    assert_eq!(report.segments.iter().map(|(_, n)| n).sum::<usize>(), 2357);
+
+    // A second refresh a year later replaces every row.
+    let later = NaiveDate::from_ymd_opt(1999, 6, 30).unwrap();
+    refresh(&store, later, chrono_tz::Asia::Tokyo, 0, &|_| {})
+        .await
+        .unwrap();
+    let rows = stored(&store).await;
+    assert_eq!(rows.len(), 2357);
+    assert!(rows.values().all(|r| r.as_of == "1999-06-30"));
+    assert_eq!(rows["1"].days_since_last, 200 + 365);
+}
+
+#[tokio::test]
+async fn too_little_history_refreshes_without_predictions_and_says_why() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[
+                customer("A", "a@example.jp", "A", "Asia/Tokyo", "{}"),
+                customer("B", "b@example.jp", "B", "Asia/Tokyo", "{}"),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(
+        &store,
+        &[
+            order("O1", "A", "2026-11-01T03:00:00Z", 1000),
+            order("O2", "A", "2026-11-10T03:00:00Z", 3000),
+            order("O3", "B", "2026-11-05T03:00:00Z", 2000),
+        ],
+    )
+    .await;
+    let as_of = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let report = refresh(&store, as_of, chrono_tz::Asia::Tokyo, 0, &|_| {})
+        .await
+        .unwrap();
+    let why = report.bgnbd.unwrap_err().to_string();
+    assert!(why.contains("2 customers of whom 1 bought again"), "{why}");
+    let rows = stored(&store).await;
+    let a = &rows["A"];
+    assert_eq!(
+        (a.orders, a.total_spent, a.frequency, a.recency, a.t),
+        (2, 4000, 1, 9, 19)
+    );
+    assert_eq!(
+        (a.first_order.as_str(), a.last_order.as_str()),
+        ("2026-11-01", "2026-11-10")
+    );
+    assert_eq!(a.average_order_value, 2000.0);
+    assert_eq!(a.p_alive, None);
+    assert_eq!(a.predicted_clv, None);
+    assert!(store.model_fits().await.unwrap().is_empty());
+}
