@@ -229,6 +229,14 @@ pub struct JobConfig {
     pub import_customers: Option<PathBuf>,
     /// Import this orders file when the job runs.
     pub import_orders: Option<PathBuf>,
+    /// Refresh every customer's metrics, RFM scores and predictions at the end of the job
+    /// (after its imports). On by default; a job with nothing else is a scheduled refresh.
+    #[serde(default = "yes")]
+    pub refresh_metrics: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Config {

@@ -1,4 +1,5 @@
-//! The daemon loop around the engine: on each cycle it runs the cron jobs that are due, ticks
+//! The daemon loop around the engine: on each cycle it runs the cron jobs that are due (imports,
+//! then a metrics refresh), ticks
 //! the engine and delivers what is ready. A failing cycle is logged and the next one runs; a
 //! shutdown signal is honoured between cycles, so nothing is left half-recorded.
 
@@ -7,6 +8,7 @@ use crate::config::JobConfig;
 use crate::delivery::{Deliverer, DeliveryReport};
 use crate::engine::{Engine, TickReport};
 use crate::import::{import_customers, import_orders, ImportOptions};
+use crate::refresh::refresh;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -102,6 +104,17 @@ impl Daemon {
                     "orders imported"
                 );
             }
+            if job.refresh_metrics {
+                let zone = self.jobs[i].zone;
+                let as_of = now.with_timezone(&zone).date_naive();
+                let r = refresh(store, as_of, zone, now.timestamp_millis(), &|_| {}).await?;
+                info!(
+                    customers = r.customers,
+                    bgnbd = r.bgnbd.is_ok(),
+                    gamma_gamma = r.gamma_gamma.is_ok(),
+                    "metrics refreshed"
+                );
+            }
             Ok(())
         }
         .instrument(info_span!("job", name = %job.name))
@@ -177,6 +190,7 @@ mod tests {
                 .cron,
             import_customers: None,
             import_orders: None,
+            refresh_metrics: false,
         };
         let job = Job::new(
             config,

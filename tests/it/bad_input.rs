@@ -136,6 +136,7 @@ async fn a_bad_import_and_a_broken_render_do_not_stop_the_daemon_or_lose_anythin
             .unwrap(),
         import_customers: None,
         import_orders: Some(orders),
+        refresh_metrics: true,
     };
     let schedule = rebuy::config::parse_cron("* * * * *").unwrap();
     daemon
@@ -160,6 +161,13 @@ async fn a_bad_import_and_a_broken_render_do_not_stop_the_daemon_or_lose_anythin
         failed.last_error
     );
     assert_eq!(smtp.received().len(), 1);
+    // The job refreshed the metrics after its import: the two customers with a good order.
+    let metrics: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(store.metrics_rows())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = metrics.iter().map(|m| m.customer_id.as_str()).collect();
+    assert_eq!(ids, ["C1", "C2"]);
+    assert!(metrics.iter().all(|m| m.as_of == "2026-11-01"));
     // The daemon keeps going.
     let r = daemon
         .run_once(t0 + chrono::Duration::minutes(2))
