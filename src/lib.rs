@@ -14,6 +14,7 @@ pub mod import;
 pub mod metrics;
 pub mod refresh;
 pub mod render;
+pub mod reports;
 pub mod scenario;
 pub mod store;
 pub mod yaml;

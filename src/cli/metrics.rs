@@ -47,19 +47,19 @@ pub enum ExportFormat {
     Json,
 }
 
-fn parse_date(s: &str) -> Result<NaiveDate, String> {
+pub(super) fn parse_date(s: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|e| format!("`{s}` is not a date like 2026-11-24: {e}"))
 }
 
-fn today(app: &App) -> NaiveDate {
+pub(super) fn today(app: &App) -> NaiveDate {
     SystemClock
         .now()
         .with_timezone(&app.resolved.default_timezone)
         .date_naive()
 }
 
-async fn run_refresh(
+pub(super) async fn run_refresh(
     app: &App,
     store: &Store,
     as_of: NaiveDate,

@@ -8,6 +8,7 @@ mod import;
 mod metrics;
 mod outbox;
 mod output;
+mod report;
 mod run;
 mod status;
 mod suppress;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Customer metrics for spreadsheets and BI tools.
     #[command(subcommand)]
     Metrics(metrics::MetricsCommand),
+    /// Reports: RFM segments and cells, monthly cohorts.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -171,6 +175,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Outbox(cmd) => outbox::run(&app, cmd).await,
         Command::Refresh(args) => metrics::refresh_command(&app, &args).await,
         Command::Metrics(cmd) => metrics::run(&app, cmd).await,
+        Command::Report(cmd) => report::run(&app, cmd).await,
     }
 }
 

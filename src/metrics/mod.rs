@@ -5,6 +5,7 @@
 //! functions and keeps their results.
 
 mod bgnbd;
+mod cohorts;
 mod gamma_gamma;
 mod optimize;
 mod rfm;
@@ -12,6 +13,7 @@ mod special;
 mod summary;
 
 pub use bgnbd::{BgNbd, FitError};
+pub use cohorts::{cohorts, Cohort, WINDOWS};
 pub use gamma_gamma::GammaGamma;
 pub use rfm::{quintiles, segment, Direction, SEGMENTS};
 pub use summary::{repeat_within, Purchase, Summary};

@@ -154,3 +154,43 @@ impl Store {
         )
     }
 }
+
+/// Customers, revenue and orders of one group of the RFM report.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct RfmGroup {
+    /// The segment name, or the cell as "R5 F4".
+    pub group: String,
+    pub customers: i64,
+    pub revenue: i64,
+    pub orders: i64,
+}
+
+impl Store {
+    /// The stored metrics by RFM segment and by R×F cell.
+    pub async fn rfm_groups(&self) -> Result<(Vec<RfmGroup>, Vec<RfmGroup>)> {
+        let segments = sqlx::query_as(
+            "SELECT rfm_segment AS \"group\", COUNT(*) AS customers, SUM(total_spent) AS revenue, \
+             SUM(orders) AS orders FROM customer_metrics GROUP BY rfm_segment",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let cells = sqlx::query_as(
+            "SELECT 'R' || r_score || ' F' || f_score AS \"group\", COUNT(*) AS customers, \
+             SUM(total_spent) AS revenue, SUM(orders) AS orders FROM customer_metrics \
+             GROUP BY r_score, f_score ORDER BY r_score DESC, f_score DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((segments, cells))
+    }
+
+    /// The day the stored metrics are as of, if any are stored.
+    pub async fn metrics_as_of(&self) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_as::<_, (String,)>("SELECT as_of FROM customer_metrics LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|(d,)| d),
+        )
+    }
+}

@@ -12,7 +12,7 @@ mod suppressions;
 
 pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, StepAdvance};
-pub use metrics::{MetricsRow, METRICS_COLUMNS};
+pub use metrics::{MetricsRow, RfmGroup, METRICS_COLUMNS};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus, Recorded};
 pub use status::{FlowStatus, ScenarioStatus};

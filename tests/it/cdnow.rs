@@ -135,6 +135,26 @@ fn repeat_rates_match_the_reference() {
             "{days} days: {share} vs {expected}"
         );
     }
+    // The cohort report adds up to the same shares over all cohorts.
+    let cohorts = metrics::cohorts(
+        orders.values().map(|o| o.iter().map(|p| p.day).collect()),
+        end(),
+    );
+    assert_eq!(cohorts.iter().map(|c| c.customers).sum::<u64>(), 2357);
+    assert_eq!(
+        cohorts.iter().map(|c| c.month.as_str()).collect::<Vec<_>>(),
+        ["1997-01", "1997-02", "1997-03"]
+    );
+    for (k, days) in metrics::WINDOWS.iter().enumerate() {
+        let back: u64 = cohorts.iter().map(|c| c.repeat_within[k]).sum();
+        let expected = want[format!("repeat_within_{days}d")].as_f64().unwrap();
+        assert!((back as f64 / n - expected).abs() < 5e-7, "{days} days");
+        assert!(
+            cohorts.iter().all(|c| c.complete[k]),
+            "all windows have run out by mid-1998"
+        );
+    }
+    assert!(cohorts.iter().all(|c| c.active[0] == c.customers));
     let two_plus = orders.values().filter(|o| o.len() >= 2).count() as f64 / n;
     assert!((two_plus - want["share_2plus_orders"].as_f64().unwrap()).abs() < 5e-7);
 }

@@ -58,6 +58,9 @@ fn every_command_has_help() {
         &["refresh", "--help"],
         &["metrics", "--help"],
         &["metrics", "export", "--help"],
+        &["report", "--help"],
+        &["report", "rfm", "--help"],
+        &["report", "cohorts", "--help"],
     ] {
         let o = rebuy(dir.path(), cmd);
         let (out, _) = text(&o);
@@ -569,4 +572,82 @@ fn refresh_and_metrics_export_give_one_row_per_customer_in_csv_and_json() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(2));
     assert!(err.contains("is not a date like"), "{err}");
+}
+
+#[test]
+fn the_rfm_and_cohort_reports_come_as_tables_csv_and_json() {
+    let dir = folder();
+    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
+        .status
+        .success());
+    assert!(rebuy(dir.path(), &["import", "orders", "orders.csv"])
+        .status
+        .success());
+    let o = rebuy(
+        dir.path(),
+        &["report", "rfm", "--as-of", "2026-11-01", "--format", "json"],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let groups = r["groups"].as_array().unwrap();
+    // All ten segments, best first, the empty ones too; every customer in one.
+    assert_eq!(groups.len(), 10);
+    assert_eq!(groups[0]["group"], "champions");
+    let customers: i64 = groups
+        .iter()
+        .map(|g| g["customers"].as_i64().unwrap())
+        .sum();
+    assert_eq!(customers, 2, "C3 has no order");
+    let o = rebuy(
+        dir.path(),
+        &["report", "rfm", "--view", "cells", "--format", "csv"],
+    );
+    let (out, _) = text(&o);
+    assert!(
+        out.starts_with("group,customers,revenue,orders,average order value\nR"),
+        "{out}"
+    );
+
+    let o = rebuy(
+        dir.path(),
+        &[
+            "report",
+            "cohorts",
+            "--as-of",
+            "2026-11-30",
+            "--format",
+            "json",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let october = &r["cohorts"][0];
+    assert_eq!(october["month"], "2026-10");
+    assert_eq!(october["customers"], 2);
+    // C1 came back on October 20, 19 days after October 1.
+    assert_eq!(october["repeat_within"][0], 1);
+    assert_eq!(october["active"], serde_json::json!([2, 0]));
+    let o = rebuy(dir.path(), &["report", "cohorts", "--as-of", "2026-11-30"]);
+    let (out, _) = text(&o);
+    assert!(out.contains("2026-10") && out.contains("50.0%"), "{out}");
+    let o = rebuy(
+        dir.path(),
+        &[
+            "report",
+            "cohorts",
+            "--view",
+            "retention",
+            "--format",
+            "csv",
+            "--as-of",
+            "2026-11-30",
+        ],
+    );
+    let (out, _) = text(&o);
+    assert!(
+        out.starts_with("cohort,customers,M0,M1\n2026-10,2,100.0%,0.0%"),
+        "{out}"
+    );
 }

@@ -1,0 +1,119 @@
+//! Monthly first-order cohorts: how many of each month's new customers ordered again within
+//! 30, 60, 90, 180 and 365 days, and what share of them ordered in each later month.
+
+use chrono::{Datelike, Duration, NaiveDate};
+use serde::Serialize;
+
+/// The repeat windows of the report, in days.
+pub const WINDOWS: [i64; 5] = [30, 60, 90, 180, 365];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cohort {
+    /// The month of the customers' first order, `YYYY-MM`.
+    pub month: String,
+    pub customers: u64,
+    /// Per window of `WINDOWS`: customers with an order on a later day within it.
+    pub repeat_within: [u64; 5],
+    /// Per window: whether it has run out for every customer of the cohort by the end day
+    /// (if not, the count can still grow).
+    pub complete: [bool; 5],
+    /// For month 0, 1, 2 … after the cohort month (up to the end day's month): customers of
+    /// the cohort who ordered in that month. Month 0 is everyone.
+    pub active: Vec<u64>,
+}
+
+fn epoch() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
+}
+
+fn month_index(day: i64) -> i64 {
+    let d = epoch() + Duration::days(day);
+    i64::from(d.year()) * 12 + i64::from(d.month0())
+}
+
+fn month_name(index: i64) -> String {
+    format!(
+        "{:04}-{:02}",
+        index.div_euclid(12),
+        index.rem_euclid(12) + 1
+    )
+}
+
+/// The last day of the month `index` (days since 1970-01-01).
+fn month_end(index: i64) -> i64 {
+    let next = index + 1;
+    let first = NaiveDate::from_ymd_opt(
+        next.div_euclid(12) as i32,
+        next.rem_euclid(12) as u32 + 1,
+        1,
+    )
+    .expect("a valid month");
+    (first - epoch()).num_days() - 1
+}
+
+/// Builds the cohorts from each customer's order days (any order), counting orders up to the
+/// end of day `end`. Cohorts come out oldest first.
+pub fn cohorts(customers: impl IntoIterator<Item = Vec<i64>>, end: i64) -> Vec<Cohort> {
+    let last_month = month_index(end);
+    let mut by_month: std::collections::BTreeMap<i64, Cohort> = Default::default();
+    for mut days in customers {
+        days.retain(|d| *d <= end);
+        let Some(&first) = days.iter().min() else {
+            continue;
+        };
+        let m0 = month_index(first);
+        let width = (last_month - m0 + 1).max(1) as usize;
+        let cohort = by_month.entry(m0).or_insert_with(|| Cohort {
+            month: month_name(m0),
+            customers: 0,
+            repeat_within: [0; 5],
+            complete: WINDOWS.map(|w| month_end(m0) + w <= end),
+            active: vec![0; width],
+        });
+        cohort.customers += 1;
+        for (k, w) in WINDOWS.iter().enumerate() {
+            if days.iter().any(|d| *d > first && *d - first <= *w) {
+                cohort.repeat_within[k] += 1;
+            }
+        }
+        let mut months: Vec<usize> = days
+            .iter()
+            .map(|d| (month_index(*d) - m0) as usize)
+            .collect();
+        months.sort_unstable();
+        months.dedup();
+        for k in months {
+            cohort.active[k] += 1;
+        }
+    }
+    by_month.into_values().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> i64 {
+        (NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap() - epoch()).num_days()
+    }
+
+    #[test]
+    fn customers_fall_into_their_first_month_and_come_back_in_later_ones() {
+        let customers = vec![
+            vec![day("2026-01-05"), day("2026-01-20"), day("2026-03-02")],
+            vec![day("2026-01-31")],
+            vec![day("2026-02-10"), day("2026-02-10"), day("2026-08-01")],
+        ];
+        let c = cohorts(customers, day("2026-03-31"));
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].month.as_str(), c[0].customers), ("2026-01", 2));
+        // The first customer came back after 15 days; the second never did.
+        assert_eq!(c[0].repeat_within, [1, 1, 1, 1, 1]);
+        assert_eq!(c[0].active, [2, 0, 1]);
+        // January's 30-day window ran out by March 2, its 60-day one by April 1: not yet.
+        assert_eq!(c[0].complete, [true, false, false, false, false]);
+        // February: a second order the same day is no repeat; August is after the end.
+        assert_eq!(c[1].repeat_within, [0; 5]);
+        assert_eq!(c[1].active, [1, 0]);
+    }
+}
