@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 pub const CLV_MONTHS: u32 = 12;
 pub const CLV_MONTHLY_DISCOUNT: f64 = 0.01;
 /// How far ahead the expected next order is looked for.
-pub const NEXT_ORDER_HORIZON_DAYS: f64 = 365.0;
+pub const NEXT_ORDER_HORIZON_DAYS: u32 = 365;
 
 #[derive(Debug)]
 pub struct RefreshReport {
@@ -24,6 +24,18 @@ pub struct RefreshReport {
     pub gamma_gamma: Result<GammaGamma, FitError>,
     /// Customers per RFM segment, in `metrics::SEGMENTS` order.
     pub segments: Vec<(&'static str, usize)>,
+    /// Seconds spent per phase: reading the orders, each fit, RFM scoring, predicting and
+    /// writing the rows.
+    pub timings: Timings,
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct Timings {
+    pub read_secs: f64,
+    pub bgnbd_fit_secs: f64,
+    pub gamma_gamma_fit_secs: f64,
+    pub score_secs: f64,
+    pub write_secs: f64,
 }
 
 fn epoch() -> NaiveDate {
@@ -52,21 +64,25 @@ async fn summaries(
     end: i64,
     zone: Tz,
     progress: &(dyn Fn(u64) + Sync),
-) -> anyhow::Result<(Vec<(String, Summary)>, u64)> {
-    let mut out = Vec::new();
+) -> anyhow::Result<(Vec<String>, Vec<Summary>, u64)> {
+    let (mut ids, mut out) = (Vec::new(), Vec::new());
     let mut current: Option<String> = None;
     let mut purchases: Vec<Purchase> = Vec::new();
     let mut read = 0u64;
     let mut rows = store.orders_by_customer();
-    let flush = |id: Option<String>, p: &mut Vec<Purchase>, out: &mut Vec<(String, Summary)>| {
+    let flush = |id: Option<String>,
+                 p: &mut Vec<Purchase>,
+                 ids: &mut Vec<String>,
+                 out: &mut Vec<Summary>| {
         if let (Some(id), Some(s)) = (id, Summary::of(p, end)) {
-            out.push((id, s));
+            ids.push(id);
+            out.push(s);
         }
         p.clear();
     };
     while let Some((customer, placed_at, total)) = rows.try_next().await? {
         if current.as_deref() != Some(customer.as_str()) {
-            flush(current.take(), &mut purchases, &mut out);
+            flush(current.take(), &mut purchases, &mut ids, &mut out);
             current = Some(customer);
         }
         purchases.push(Purchase {
@@ -78,12 +94,13 @@ async fn summaries(
             progress(read);
         }
     }
-    flush(current, &mut purchases, &mut out);
+    flush(current, &mut purchases, &mut ids, &mut out);
     progress(read);
-    Ok((out, read))
+    Ok((ids, out, read))
 }
 
-/// Refreshes every customer's metrics as of the end of `as_of` and stores them.
+/// Refreshes every customer's metrics as of the end of `as_of` and stores them, through a
+/// lean handle on the database (small page caches: every page is read or written once).
 pub async fn refresh(
     store: &Store,
     as_of: NaiveDate,
@@ -91,60 +108,80 @@ pub async fn refresh(
     now_ms: i64,
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<RefreshReport> {
+    let lean = store.lean().await?;
+    let report = refresh_with(&lean, as_of, zone, now_ms, progress).await;
+    lean.close().await;
+    report
+}
+
+async fn refresh_with(
+    store: &Store,
+    as_of: NaiveDate,
+    zone: Tz,
+    now_ms: i64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<RefreshReport> {
     let end = (as_of - epoch()).num_days();
-    let (customers, orders) = summaries(store, end, zone, progress).await?;
-    let all: Vec<Summary> = customers.iter().map(|(_, s)| *s).collect();
+    let mut timings = Timings::default();
+    let clock = std::time::Instant::now();
+    let (ids, all, orders) = summaries(store, end, zone, progress).await?;
+    timings.read_secs = clock.elapsed().as_secs_f64();
     let recency: Vec<f64> = all.iter().map(Summary::days_since_last).collect();
     let count: Vec<f64> = all.iter().map(|s| f64::from(s.orders)).collect();
     let money: Vec<f64> = all.iter().map(|s| s.total).collect();
     let r = quintiles(&recency, Direction::LowerIsBetter);
     let f = quintiles(&count, Direction::HigherIsBetter);
     let m = quintiles(&money, Direction::HigherIsBetter);
+    let clock = std::time::Instant::now();
     let bgnbd = BgNbd::fit(&all);
+    timings.bgnbd_fit_secs = clock.elapsed().as_secs_f64();
+    let clock = std::time::Instant::now();
     let gamma_gamma = GammaGamma::fit(&all);
+    timings.gamma_gamma_fit_secs = clock.elapsed().as_secs_f64();
+    let clock = std::time::Instant::now();
     let as_of_text = as_of.format("%Y-%m-%d").to_string();
     let mut counts = vec![0usize; metrics::SEGMENTS.len()];
-    let rows: Vec<MetricsRow> = customers
+    for (i, s) in all.iter().enumerate() {
+        let segment = metrics::segment(r[i], f[i], s.orders);
+        if let Some(k) = metrics::SEGMENTS.iter().position(|x| *x == segment) {
+            counts[k] += 1;
+        }
+    }
+    let model = bgnbd.as_ref().ok();
+    let spend = gamma_gamma.as_ref().ok();
+    // Built a few at a time while they are written: never all in memory.
+    let rows = ids
         .iter()
+        .zip(&all)
         .enumerate()
-        .map(|(i, (id, s))| {
-            let segment = metrics::segment(r[i], f[i], s.orders);
-            if let Some(k) = metrics::SEGMENTS.iter().position(|x| *x == segment) {
-                counts[k] += 1;
-            }
-            let model = bgnbd.as_ref().ok();
-            let clv = match (model, gamma_gamma.as_ref().ok()) {
-                (Some(b), Some(g)) => Some(metrics::clv(b, g, s, CLV_MONTHS, CLV_MONTHLY_DISCOUNT)),
-                _ => None,
-            };
-            MetricsRow {
-                customer_id: id.clone(),
-                as_of: as_of_text.clone(),
-                orders: i64::from(s.orders),
-                first_order: date_of(s.first_day),
-                last_order: date_of(s.last_day),
-                days_since_last: s.days_since_last() as i64,
-                tenure_days: s.t as i64,
-                total_spent: s.total as i64,
-                average_order_value: s.average_order_value(),
-                frequency: s.frequency as i64,
-                recency: s.recency as i64,
-                t: s.t as i64,
-                monetary: s.monetary,
-                r_score: i64::from(r[i]),
-                f_score: i64::from(f[i]),
-                m_score: i64::from(m[i]),
-                rfm_segment: segment.to_string(),
-                p_alive: model.map(|b| b.p_alive(s)),
-                expected_purchases_30d: model.map(|b| b.expected_purchases(30.0, s)),
-                expected_purchases_90d: model.map(|b| b.expected_purchases(90.0, s)),
-                predicted_clv: clv,
-                expected_next_order: model
-                    .and_then(|b| b.days_to_next_purchase(s, NEXT_ORDER_HORIZON_DAYS))
-                    .map(|d| date_of(end + d.ceil() as i64)),
-            }
-        })
-        .collect();
+        .map(|(i, (id, s))| MetricsRow {
+            customer_id: id.clone(),
+            as_of: as_of_text.clone(),
+            orders: i64::from(s.orders),
+            first_order: date_of(s.first_day),
+            last_order: date_of(s.last_day),
+            days_since_last: s.days_since_last() as i64,
+            tenure_days: s.t as i64,
+            total_spent: s.total as i64,
+            average_order_value: s.average_order_value(),
+            frequency: s.frequency as i64,
+            recency: s.recency as i64,
+            t: s.t as i64,
+            monetary: s.monetary,
+            r_score: i64::from(r[i]),
+            f_score: i64::from(f[i]),
+            m_score: i64::from(m[i]),
+            rfm_segment: metrics::segment(r[i], f[i], s.orders).to_string(),
+            p_alive: model.map(|b| b.p_alive(s)),
+            expected_purchases_30d: model.map(|b| b.expected_purchases(30.0, s)),
+            expected_purchases_90d: model.map(|b| b.expected_purchases(90.0, s)),
+            predicted_clv: model
+                .zip(spend)
+                .map(|(b, g)| metrics::clv(b, g, s, CLV_MONTHS, CLV_MONTHLY_DISCOUNT)),
+            expected_next_order: model
+                .and_then(|b| b.days_to_next_purchase(s, NEXT_ORDER_HORIZON_DAYS))
+                .map(|d| date_of(end + i64::from(d))),
+        });
     let mut fits = Vec::new();
     if let Ok(b) = &bgnbd {
         fits.push(("bgnbd", serde_json::to_string(b)?, all.len() as i64));
@@ -152,15 +189,20 @@ pub async fn refresh(
     if let Ok(g) = &gamma_gamma {
         fits.push(("gamma_gamma", serde_json::to_string(g)?, g.customers as i64));
     }
+    timings.score_secs = clock.elapsed().as_secs_f64();
+    let clock = std::time::Instant::now();
     store
-        .replace_metrics(&rows, &fits, &as_of_text, now_ms)
+        .replace_metrics(rows, &fits, &as_of_text, now_ms)
         .await?;
+    // Predicting and writing happen together.
+    timings.write_secs = clock.elapsed().as_secs_f64();
     Ok(RefreshReport {
         as_of,
-        customers: rows.len(),
+        customers: all.len(),
         orders,
         bgnbd,
         gamma_gamma,
         segments: metrics::SEGMENTS.iter().copied().zip(counts).collect(),
+        timings,
     })
 }

@@ -65,7 +65,7 @@ pub(super) async fn run_refresh(
     as_of: NaiveDate,
     show: bool,
 ) -> anyhow::Result<RefreshReport> {
-    let total = store.count_orders().await?;
+    let total = store.order_count_estimate().await?;
     let bar = if show && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total.max(0) as u64);
         bar.set_style(ProgressStyle::with_template(
@@ -115,6 +115,7 @@ fn print_report(r: &RefreshReport, format: OutputFormat) -> anyhow::Result<()> {
         "bgnbd_error": bg_err,
         "gamma_gamma": r.gamma_gamma.as_ref().ok(),
         "gamma_gamma_error": gg_err,
+        "timings": r.timings,
     });
     if format == OutputFormat::Table {
         println!(

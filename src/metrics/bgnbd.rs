@@ -46,19 +46,9 @@ impl BgNbd {
                 ),
             });
         }
-        // Customers with the same (frequency, recency, T) contribute the same term.
-        let mut groups: HashMap<(i64, i64, i64), f64> = HashMap::new();
-        for s in customers {
-            *groups
-                .entry((s.frequency as i64, s.recency as i64, s.t as i64))
-                .or_default() += 1.0;
-        }
-        let data: Vec<(f64, f64, f64, f64)> = groups
-            .into_iter()
-            .map(|((x, tx, t), n)| (x as f64, tx as f64, t as f64, n))
-            .collect();
+        let data = Grouped::new(customers);
         let mean_t = customers.iter().map(|s| s.t).sum::<f64>() / customers.len() as f64;
-        let ll = |p: &[f64]| log_likelihood(p[0], p[1], p[2], p[3], &data);
+        let ll = |p: &[f64]| data.log_likelihood(p[0], p[1], p[2], p[3]);
         let (p, log_likelihood) = maximize(ll, customers.len(), &[1.0, mean_t.max(1.0), 1.0, 1.0])
             .ok_or(FitError::NoMaximum { model: "BG/NBD" })?;
         Ok(BgNbd {
@@ -101,15 +91,17 @@ impl BgNbd {
     }
 
     /// The day, counted from the end of observation, by which the customer is expected to
-    /// have made one more purchase (the expectation reaches 1); None if not within `horizon`.
-    pub fn days_to_next_purchase(&self, s: &Summary, horizon: f64) -> Option<f64> {
-        if self.expected_purchases(horizon, s) < 1.0 {
+    /// have made one more purchase (the expectation reaches 1); None if not within
+    /// `horizon` days.
+    pub fn days_to_next_purchase(&self, s: &Summary, horizon: u32) -> Option<u32> {
+        if self.expected_purchases(f64::from(horizon), s) < 1.0 {
             return None;
         }
-        let (mut lo, mut hi) = (0.0, horizon);
-        for _ in 0..60 {
-            let mid = (lo + hi) / 2.0;
-            if self.expected_purchases(mid, s) < 1.0 {
+        // The smallest whole day with an expectation of at least 1.
+        let (mut lo, mut hi) = (0u32, horizon);
+        while hi - lo > 1 {
+            let mid = (lo + hi) / 2;
+            if self.expected_purchases(f64::from(mid), s) < 1.0 {
                 lo = mid;
             } else {
                 hi = mid;
@@ -119,28 +111,87 @@ impl BgNbd {
     }
 }
 
-/// The log-likelihood of grouped data `(x, tx, T, count)`.
-fn log_likelihood(r: f64, alpha: f64, a: f64, b: f64, data: &[(f64, f64, f64, f64)]) -> f64 {
-    let shared = -ln_gamma(r) + r * alpha.ln() + ln_gamma(a + b) - ln_gamma(b);
-    data.iter()
-        .map(|&(x, tx, t, n)| {
-            let a1 = ln_gamma(r + x) + shared;
-            let a2 = ln_gamma(b + x) - ln_gamma(a + b + x);
-            let a3 = -(r + x) * (alpha + t).ln();
-            let total = if x > 0.0 {
-                let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + tx).ln();
-                log_add_exp(a3, a4)
-            } else {
-                a3
-            };
-            n * (a1 + a2 + total)
-        })
-        .sum()
+/// The data of a fit, grouped: customers with the same (frequency, recency, T) are one term
+/// with a weight, and each distinct frequency, recency and T is one entry of a table, so that
+/// one evaluation of the likelihood computes a log-gamma per distinct frequency and a
+/// logarithm per distinct day count, not per customer.
+struct Grouped {
+    xs: Vec<f64>,
+    txs: Vec<f64>,
+    ts: Vec<f64>,
+    /// (index in xs, index in txs, index in ts, customers)
+    groups: Vec<(u32, u32, u32, f64)>,
+}
+
+impl Grouped {
+    fn new(customers: &[Summary]) -> Self {
+        fn index(map: &mut HashMap<i64, u32>, list: &mut Vec<f64>, v: f64) -> u32 {
+            *map.entry(v as i64).or_insert_with(|| {
+                list.push(v);
+                (list.len() - 1) as u32
+            })
+        }
+        let (mut xs, mut txs, mut ts) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut xm, mut txm, mut tm) = (HashMap::new(), HashMap::new(), HashMap::new());
+        let mut counts: HashMap<(u32, u32, u32), f64> = HashMap::new();
+        for s in customers {
+            let key = (
+                index(&mut xm, &mut xs, s.frequency),
+                index(&mut txm, &mut txs, s.recency),
+                index(&mut tm, &mut ts, s.t),
+            );
+            *counts.entry(key).or_default() += 1.0;
+        }
+        let mut groups: Vec<_> = counts
+            .into_iter()
+            .map(|((x, tx, t), n)| (x, tx, t, n))
+            .collect();
+        groups.sort_by_key(|g| (g.0, g.1, g.2));
+        Grouped {
+            xs,
+            txs,
+            ts,
+            groups,
+        }
+    }
+
+    fn log_likelihood(&self, r: f64, alpha: f64, a: f64, b: f64) -> f64 {
+        let shared = -ln_gamma(r) + r * alpha.ln() + ln_gamma(a + b) - ln_gamma(b);
+        // Per distinct frequency: the terms that depend on it alone.
+        let per_x: Vec<(f64, f64, f64)> = self
+            .xs
+            .iter()
+            .map(|&x| {
+                let a12 = ln_gamma(r + x) + shared + ln_gamma(b + x) - ln_gamma(a + b + x);
+                let a4 = if x > 0.0 {
+                    a.ln() - (b + x - 1.0).ln()
+                } else {
+                    f64::NEG_INFINITY
+                };
+                (a12, a4, r + x)
+            })
+            .collect();
+        let ln_t: Vec<f64> = self.ts.iter().map(|t| (alpha + t).ln()).collect();
+        let ln_tx: Vec<f64> = self.txs.iter().map(|tx| (alpha + tx).ln()).collect();
+        self.groups
+            .iter()
+            .map(|&(x, tx, t, n)| {
+                let (a12, a4, rx) = per_x[x as usize];
+                let a3 = -rx * ln_t[t as usize];
+                let total = if a4.is_finite() {
+                    log_add_exp(a3, a4 - rx * ln_tx[tx as usize])
+                } else {
+                    a3
+                };
+                n * (a12 + total)
+            })
+            .sum()
+    }
 }
 
 fn log_add_exp(u: f64, v: f64) -> f64 {
-    let m = u.max(v);
-    m + ((u - m).exp() + (v - m).exp()).ln()
+    let (hi, lo) = if u > v { (u, v) } else { (v, u) };
+    hi + (lo - hi).exp().ln_1p()
 }
 
 #[cfg(test)]

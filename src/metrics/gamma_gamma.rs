@@ -34,7 +34,8 @@ impl GammaGamma {
             });
         }
         let mean = data.iter().map(|(_, m)| m).sum::<f64>() / data.len() as f64;
-        let ll = |p: &[f64]| log_likelihood(p[0], p[1], p[2], &data);
+        let prepared = Prepared::new(&data);
+        let ll = |p: &[f64]| prepared.log_likelihood(p[0], p[1], p[2]);
         let (p, _) = maximize(ll, data.len(), &[1.0, 1.0, mean]).ok_or(FitError::NoMaximum {
             model: "Gamma-Gamma",
         })?;
@@ -55,12 +56,44 @@ impl GammaGamma {
     }
 }
 
-fn log_likelihood(p: f64, q: f64, v: f64, data: &[(f64, f64)]) -> f64 {
-    let shared = -ln_gamma(q) + q * v.ln();
-    data.iter()
-        .map(|&(x, m)| {
-            ln_gamma(p * x + q) - ln_gamma(p * x) + shared + (p * x - 1.0) * m.ln() + p * x * x.ln()
-                - (p * x + q) * (x * m + v).ln()
-        })
-        .sum()
+/// The data of a fit with what does not depend on the parameters computed once: the distinct
+/// frequencies (a log-gamma each per evaluation) and each customer's ln m.
+struct Prepared {
+    xs: Vec<f64>,
+    /// (index in xs, m, ln m)
+    customers: Vec<(usize, f64, f64)>,
+}
+
+impl Prepared {
+    fn new(data: &[(f64, f64)]) -> Self {
+        let mut xs: Vec<f64> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        let customers = data
+            .iter()
+            .map(|&(x, m)| {
+                let i = *index.entry(x as i64).or_insert_with(|| {
+                    xs.push(x);
+                    xs.len() - 1
+                });
+                (i, m, m.ln())
+            })
+            .collect();
+        Prepared { xs, customers }
+    }
+
+    fn log_likelihood(&self, p: f64, q: f64, v: f64) -> f64 {
+        let shared = -ln_gamma(q) + q * v.ln();
+        let per_x: Vec<f64> = self
+            .xs
+            .iter()
+            .map(|&x| ln_gamma(p * x + q) - ln_gamma(p * x) + shared + p * x * x.ln())
+            .collect();
+        self.customers
+            .iter()
+            .map(|&(i, m, ln_m)| {
+                let x = self.xs[i];
+                per_x[i] + (p * x - 1.0) * ln_m - (p * x + q) * (x * m + v).ln()
+            })
+            .sum()
+    }
 }

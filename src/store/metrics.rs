@@ -74,15 +74,17 @@ impl Store {
         .fetch(&self.pool)
     }
 
-    /// Replaces every stored metrics row with `rows`, and the model fits with `fits`
-    /// (model, params JSON, customers), in one transaction.
+    /// Replaces every stored metrics row with `rows` (consumed a few at a time, so they need
+    /// never all be in memory), and the model fits with `fits` (model, params JSON,
+    /// customers), in one transaction.
     pub async fn replace_metrics(
         &self,
-        rows: &[MetricsRow],
+        rows: impl Iterator<Item = MetricsRow>,
         fits: &[(&str, String, i64)],
         as_of: &str,
         now: i64,
     ) -> Result<()> {
+        let mut rows = rows.peekable();
         let mut tx = self.write_tx().await?;
         sqlx::query("DELETE FROM customer_metrics")
             .execute(&mut *tx)
@@ -91,12 +93,13 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         // 22 columns: 40 rows stay under SQLite's 999 bound parameters.
-        for chunk in rows.chunks(40) {
+        while rows.peek().is_some() {
+            let chunk: Vec<MetricsRow> = rows.by_ref().take(40).collect();
             let mut qb = QueryBuilder::<Db>::new(format!(
                 "INSERT INTO customer_metrics ({}) ",
                 METRICS_COLUMNS.join(", ")
             ));
-            qb.push_values(chunk, |mut b, r| {
+            qb.push_values(&chunk, |mut b, r| {
                 b.push_bind(&r.customer_id)
                     .push_bind(&r.as_of)
                     .push_bind(r.orders)

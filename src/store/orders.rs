@@ -236,6 +236,15 @@ impl Store {
         Ok(out)
     }
 
+    /// About how many orders there are, at once (the highest arrival number; orders are never
+    /// deleted): the length of a progress bar.
+    pub async fn order_count_estimate(&self) -> Result<i64> {
+        let (n,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM orders")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0))
+    }
+
     pub async fn count_orders(&self) -> Result<i64> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM orders")
             .fetch_one(&self.pool)
