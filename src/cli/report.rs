@@ -4,8 +4,9 @@
 use super::metrics::{parse_date, run_refresh, today};
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
+use crate::metrics::GroupLtv;
 use crate::metrics::{Cohort, SEGMENTS, WINDOWS};
-use crate::reports::cohort_report;
+use crate::reports::{cohort_report, ltv_report};
 use crate::store::RfmGroup;
 use chrono::NaiveDate;
 
@@ -15,6 +16,28 @@ pub enum ReportCommand {
     Rfm(RfmArgs),
     /// Monthly first-order cohorts: who ordered again within 30–365 days; month-by-month retention.
     Cohorts(CohortArgs),
+    /// LTV per RFM segment and per monthly cohort: AOV × purchases per year × retention years,
+    /// and the revenue per customer observed in their first 3, 6 and 12 months.
+    Ltv(LtvArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LtvArgs {
+    /// As of the end of this day (YYYY-MM-DD); the metrics are refreshed as of it first.
+    /// Without it: today, with the stored segments (refreshed first if there are none).
+    #[arg(long, value_parser = parse_date)]
+    pub as_of: Option<NaiveDate>,
+    /// `segments` (default) or `cohorts` for csv and json; the table shows both.
+    #[arg(long, value_enum, default_value = "segments")]
+    pub view: LtvView,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LtvView {
+    Segments,
+    Cohorts,
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +82,7 @@ pub async fn run(app: &App, cmd: ReportCommand) -> anyhow::Result<u8> {
     match cmd {
         ReportCommand::Rfm(args) => rfm(app, &args).await,
         ReportCommand::Cohorts(args) => cohorts(app, &args).await,
+        ReportCommand::Ltv(args) => ltv(app, &args).await,
     }
 }
 
@@ -210,4 +234,71 @@ fn retention_table(cohorts: &[Cohort]) -> (Vec<String>, Vec<Vec<String>>) {
         })
         .collect();
     (headers, rows)
+}
+
+async fn ltv(app: &App, args: &LtvArgs) -> anyhow::Result<u8> {
+    let store = app.store().await?;
+    let as_of = args.as_of.unwrap_or_else(|| today(app));
+    if args.as_of.is_some() || store.metrics_as_of().await?.is_none() {
+        run_refresh(app, &store, as_of, args.format == OutputFormat::Table).await?;
+    }
+    let lean = store.lean().await?;
+    let (segments, cohorts) = ltv_report(&lean, as_of, app.resolved.default_timezone).await?;
+    lean.close().await;
+    store.close().await;
+    let headers = [
+        "group",
+        "customers",
+        "AOV",
+        "purchases/year",
+        "retention",
+        "retention years",
+        "LTV (formula)",
+        "revenue 3 months",
+        "revenue 6 months",
+        "revenue 12 months",
+    ];
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("—".to_string(), |v| format!("{v:.digits$}"));
+    let rows = |groups: &[GroupLtv]| -> Vec<Vec<String>> {
+        groups
+            .iter()
+            .map(|g| {
+                let mut row = vec![
+                    g.group.clone(),
+                    g.customers.to_string(),
+                    format!("{:.0}", g.average_order_value),
+                    opt(g.purchases_per_year, 2),
+                    g.annual_retention
+                        .map_or("—".into(), |r| format!("{:.1}%", r * 100.0)),
+                    opt(g.retention_years, 2),
+                    opt(g.ltv, 0),
+                ];
+                for k in 0..3 {
+                    row.push(match g.revenue_within[k] {
+                        Some(v) => format!("{v:.0} (n={})", g.observed_customers[k]),
+                        None => "—".into(),
+                    });
+                }
+                row
+            })
+            .collect()
+    };
+    let json =
+        |groups: &[GroupLtv]| serde_json::json!({ "as_of": as_of.to_string(), "groups": groups });
+    if args.format == OutputFormat::Table {
+        println!(
+            "LTV by RFM segment, as of {as_of} (money in minor units; — = not enough history)"
+        );
+        print_rows(args.format, &headers, &rows(&segments), &json(&segments))?;
+        println!("LTV by monthly first-order cohort");
+        print_rows(args.format, &headers, &rows(&cohorts), &json(&cohorts))?;
+    } else {
+        let chosen = match args.view {
+            LtvView::Segments => &segments,
+            LtvView::Cohorts => &cohorts,
+        };
+        print_rows(args.format, &headers, &rows(chosen), &json(chosen))?;
+    }
+    Ok(exit::OK)
 }

@@ -31,6 +31,11 @@ fn month_index(day: i64) -> i64 {
     i64::from(d.year()) * 12 + i64::from(d.month0())
 }
 
+/// The month (`YYYY-MM`) of a day number.
+pub fn month_of(day: i64) -> String {
+    month_name(month_index(day))
+}
+
 fn month_name(index: i64) -> String {
     format!(
         "{:04}-{:02}",

@@ -7,14 +7,16 @@
 mod bgnbd;
 mod cohorts;
 mod gamma_gamma;
+mod ltv;
 mod optimize;
 mod rfm;
 mod special;
 mod summary;
 
 pub use bgnbd::{BgNbd, FitError};
-pub use cohorts::{cohorts, Cohort, WINDOWS};
+pub use cohorts::{cohorts, month_of, Cohort, WINDOWS};
 pub use gamma_gamma::GammaGamma;
+pub use ltv::{group_ltv, CustomerValue, GroupLtv, LTV_WINDOWS};
 pub use rfm::{quintiles, segment, Direction, SEGMENTS};
 pub use summary::{repeat_within, Purchase, Summary};
 

@@ -61,6 +61,7 @@ fn every_command_has_help() {
         &["report", "--help"],
         &["report", "rfm", "--help"],
         &["report", "cohorts", "--help"],
+        &["report", "ltv", "--help"],
     ] {
         let o = rebuy(dir.path(), cmd);
         let (out, _) = text(&o);
@@ -650,4 +651,33 @@ fn the_rfm_and_cohort_reports_come_as_tables_csv_and_json() {
         out.starts_with("cohort,customers,M0,M1\n2026-10,2,100.0%,0.0%"),
         "{out}"
     );
+
+    let o = rebuy(
+        dir.path(),
+        &[
+            "report",
+            "ltv",
+            "--as-of",
+            "2026-11-30",
+            "--view",
+            "cohorts",
+            "--format",
+            "json",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let october = &r["groups"][0];
+    assert_eq!(
+        (october["group"].as_str(), october["customers"].as_u64()),
+        (Some("2026-10"), Some(2))
+    );
+    // C1 (3980 + 2×2980, then 3980) and C2 (4500): 18420 over 3 orders; nobody a year old yet.
+    assert_eq!(october["revenue"], 18420.0);
+    assert_eq!(october["average_order_value"], 6140.0);
+    assert!(october["ltv"].is_null() && october["annual_retention"].is_null());
+    // Two months of history: no 3-month window has run out yet, so no observed value.
+    assert!(october["revenue_within"][0].is_null());
+    assert_eq!(october["observed_customers"], serde_json::json!([0, 0, 0]));
 }

@@ -174,3 +174,72 @@ async fn too_little_history_refreshes_without_predictions_and_says_why() {
     assert_eq!(a.predicted_clv, None);
     assert!(store.model_fits().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_ltv_report_of_the_cdnow_shop_adds_up_to_what_the_orders_say() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    cdnow_shop(&store).await;
+    let as_of = NaiveDate::from_ymd_opt(1998, 6, 30).unwrap();
+    refresh(&store, as_of, chrono_tz::Asia::Tokyo, 0, &|_| {})
+        .await
+        .unwrap();
+    let (segments, cohorts) = rebuy::reports::ltv_report(&store, as_of, chrono_tz::Asia::Tokyo)
+        .await
+        .unwrap();
+
+    // The same figures straight from the CSV, per first-order month.
+    let day = |s: &str| {
+        (NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+            - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+        .num_days()
+    };
+    let end = day("1998-06-30");
+    let mut by_customer: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    for r in csv_rows("cdnow_sample_orders.csv") {
+        let cents = (r["amount"].parse::<f64>().unwrap() * 100.0).round() as i64;
+        by_customer
+            .entry(r["customer_id"].clone())
+            .or_default()
+            .push((day(&r["ordered_at"]), cents));
+    }
+    let mut expect: BTreeMap<String, (u64, i64, u64, i64, u64)> = BTreeMap::new();
+    for orders in by_customer.values() {
+        let first = orders.iter().map(|o| o.0).min().unwrap();
+        let last = orders.iter().map(|o| o.0).max().unwrap();
+        let month = (NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(first))
+            .format("%Y-%m")
+            .to_string();
+        let e = expect.entry(month).or_default();
+        e.0 += 1;
+        e.1 += orders.iter().map(|o| o.1).sum::<i64>();
+        e.2 += orders.len() as u64;
+        e.3 += orders
+            .iter()
+            .filter(|o| o.0 - first < 90)
+            .map(|o| o.1)
+            .sum::<i64>();
+        e.4 += u64::from(end - last < 365);
+    }
+    assert_eq!(cohorts.len(), 3);
+    for c in &cohorts {
+        let (n, revenue, orders, first_90, active) = expect[&c.group];
+        assert_eq!(
+            (c.customers, c.revenue as i64, c.orders),
+            (n, revenue, orders),
+            "{}",
+            c.group
+        );
+        // Everyone first ordered in 1997: every window has run out, for everyone.
+        assert_eq!(c.observed_customers, [n, n, n]);
+        assert!((c.revenue_within[0].unwrap() - first_90 as f64 / n as f64).abs() < 1e-6);
+        assert!((c.annual_retention.unwrap() - active as f64 / n as f64).abs() < 1e-12);
+        assert!(c.ltv.unwrap() > 0.0);
+    }
+    // The segments cover every customer once.
+    assert_eq!(segments.iter().map(|s| s.customers).sum::<u64>(), 2357);
+    assert_eq!(
+        segments.iter().map(|s| s.revenue).sum::<f64>() as i64,
+        cohorts.iter().map(|c| c.revenue).sum::<f64>() as i64
+    );
+}
