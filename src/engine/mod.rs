@@ -523,6 +523,7 @@ impl Engine {
             step: step_name,
             unsubscribe_url: self.settings.unsubscribe.url(&c.id),
             now: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            metrics: crate::render::metrics_view(c.metrics.as_ref()),
         })
     }
 

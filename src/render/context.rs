@@ -19,6 +19,7 @@ pub const CONTEXT_ROOTS: &[&str] = &[
     "step",
     "unsubscribe_url",
     "now",
+    "metrics",
 ];
 pub const CUSTOMER_FIELDS: &[&str] = &[
     "id",
@@ -86,6 +87,87 @@ pub struct NameRef {
     pub name: String,
 }
 
+/// The fields under `metrics`: the customer's stored metrics (docs/metrics.md), all empty
+/// (none) before the first refresh.
+pub const METRICS_FIELDS: &[&str] = &[
+    "as_of",
+    "orders",
+    "first_order",
+    "last_order",
+    "days_since_last",
+    "tenure_days",
+    "total_spent",
+    "average_order_value",
+    "frequency",
+    "recency",
+    "t",
+    "monetary",
+    "r_score",
+    "f_score",
+    "m_score",
+    "rfm_segment",
+    "p_alive",
+    "expected_purchases_30d",
+    "expected_purchases_90d",
+    "predicted_clv",
+    "expected_next_order",
+];
+
+/// The `metrics` object of a context: the stored row, or every field none. A minijinja object
+/// read field by field when a template asks, so that a message whose templates never mention
+/// `metrics` pays nothing for it.
+pub fn metrics_view(row: Option<&crate::store::MetricsRow>) -> minijinja::Value {
+    minijinja::Value::from_object(MetricsObject(row.cloned()))
+}
+
+#[derive(Debug)]
+struct MetricsObject(Option<crate::store::MetricsRow>);
+
+impl minijinja::value::Object for MetricsObject {
+    fn get_value(self: &std::sync::Arc<Self>, key: &minijinja::Value) -> Option<minijinja::Value> {
+        use minijinja::Value;
+        let name = key.as_str()?;
+        if !METRICS_FIELDS.contains(&name) {
+            return None;
+        }
+        let Some(r) = &self.0 else {
+            return Some(Value::from(()));
+        };
+        let opt_f = |v: Option<f64>| v.map_or(Value::from(()), Value::from);
+        Some(match name {
+            "as_of" => Value::from(r.as_of.as_str()),
+            "orders" => Value::from(r.orders),
+            "first_order" => Value::from(r.first_order.as_str()),
+            "last_order" => Value::from(r.last_order.as_str()),
+            "days_since_last" => Value::from(r.days_since_last),
+            "tenure_days" => Value::from(r.tenure_days),
+            "total_spent" => Value::from(r.total_spent),
+            "average_order_value" => Value::from(r.average_order_value),
+            "frequency" => Value::from(r.frequency),
+            "recency" => Value::from(r.recency),
+            "t" => Value::from(r.t),
+            "monetary" => Value::from(r.monetary),
+            "r_score" => Value::from(r.r_score),
+            "f_score" => Value::from(r.f_score),
+            "m_score" => Value::from(r.m_score),
+            "rfm_segment" => Value::from(r.rfm_segment.as_str()),
+            "p_alive" => opt_f(r.p_alive),
+            "expected_purchases_30d" => opt_f(r.expected_purchases_30d),
+            "expected_purchases_90d" => opt_f(r.expected_purchases_90d),
+            "predicted_clv" => opt_f(r.predicted_clv),
+            "expected_next_order" => r
+                .expected_next_order
+                .as_deref()
+                .map_or(Value::from(()), Value::from),
+            _ => return None,
+        })
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Str(METRICS_FIELDS)
+    }
+}
+
 /// The whole context of one message or condition.
 #[derive(Debug, Clone, Serialize)]
 pub struct MessageContext<'a> {
@@ -99,6 +181,8 @@ pub struct MessageContext<'a> {
     pub step: Option<NameRef>,
     pub unsubscribe_url: String,
     pub now: String,
+    /// The customer's stored metrics, RFM scores, segment and predictions.
+    pub metrics: minijinja::Value,
 }
 
 fn iso(ms: i64) -> String {
@@ -169,6 +253,7 @@ pub fn sample_context(shop: &BTreeMap<String, String>, unsubscribe_url: &str) ->
         last_order_at: Some(crate::clock::to_millis(now)),
         marketing_consent: Some(1),
         consent_at: None,
+        metrics: None,
     };
     let order = OrderRow {
         id: "SAMPLE-1".into(),
@@ -187,5 +272,34 @@ pub fn sample_context(shop: &BTreeMap<String, String>, unsubscribe_url: &str) ->
         step: Some(context_name("sample", "sample")),
         unsubscribe_url: unsubscribe_url.to_string(),
         now: now.to_rfc3339(),
+        metrics: metrics_view(Some(&sample_metrics())),
     })
+}
+
+/// Made-up metrics for the sample customer.
+fn sample_metrics() -> crate::store::MetricsRow {
+    crate::store::MetricsRow {
+        customer_id: "SAMPLE".into(),
+        as_of: "2026-01-01".into(),
+        orders: 3,
+        first_order: "2025-06-01".into(),
+        last_order: "2025-12-01".into(),
+        days_since_last: 31,
+        tenure_days: 214,
+        total_spent: 11940,
+        average_order_value: 3980.0,
+        frequency: 2,
+        recency: 183,
+        t: 214,
+        monetary: 3980.0,
+        r_score: 4,
+        f_score: 4,
+        m_score: 3,
+        rfm_segment: "loyal".into(),
+        p_alive: Some(0.82),
+        expected_purchases_30d: Some(0.31),
+        expected_purchases_90d: Some(0.88),
+        predicted_clv: Some(14_200.0),
+        expected_next_order: Some("2026-02-10".into()),
+    }
 }

@@ -6,8 +6,8 @@ mod context;
 mod filters;
 
 pub use context::{
-    context_name, sample_context, CustomerView, ItemView, MessageContext, NameRef, OrderView,
-    CONTEXT_ROOTS, CUSTOMER_FIELDS, ORDER_FIELDS,
+    context_name, metrics_view, sample_context, CustomerView, ItemView, MessageContext, NameRef,
+    OrderView, CONTEXT_ROOTS, CUSTOMER_FIELDS, METRICS_FIELDS, ORDER_FIELDS,
 };
 
 use crate::scenario::{Expr, Scenario};

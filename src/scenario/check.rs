@@ -3,7 +3,9 @@
 
 use super::{parse_scenario, Expr, Scenario, Trigger};
 use crate::diagnostic::{did_you_mean, Diagnostic};
-use crate::render::{part_names, Renderer, CONTEXT_ROOTS, CUSTOMER_FIELDS, ORDER_FIELDS};
+use crate::render::{
+    part_names, Renderer, CONTEXT_ROOTS, CUSTOMER_FIELDS, METRICS_FIELDS, ORDER_FIELDS,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -397,6 +399,9 @@ fn unknown_variables(
                 out.push((v, m, h.or(Some(format!("free attributes are under customer.attributes.{f}")))));
             }
             ("order", Some(f)) if !ORDER_FIELDS.contains(&f) => out.push(unknown(var, f, ORDER_FIELDS)),
+            ("metrics", Some(f)) if !METRICS_FIELDS.contains(&f) => {
+                out.push(unknown(var, f, METRICS_FIELDS))
+            }
             ("shop", Some(f)) if !shop.contains_key(f) => {
                 let (v, m, h) = unknown(var, f, &shop_keys);
                 out.push((v, m, h.or(Some(format!("add '{f}' under shop: in the config")))));

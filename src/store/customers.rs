@@ -21,6 +21,11 @@ pub struct CustomerRow {
     /// 1 consented to marketing mail, 0 refused, NULL never stated.
     pub marketing_consent: Option<i64>,
     pub consent_at: Option<i64>,
+    /// The customer's stored metrics (`rebuy refresh`), loaded with them for templates and
+    /// conditions; None before the first refresh or without an order.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub metrics: Option<super::MetricsRow>,
 }
 
 impl CustomerRow {
@@ -121,11 +126,24 @@ impl Store {
             let rows: Vec<CustomerRow> = qb.build_query_as().fetch_all(&self.pool).await?;
             out.extend(rows.into_iter().map(|c| (c.id.clone(), c)));
         }
+        let mut metrics = self.metrics_by_ids(ids).await?;
+        for (id, c) in out.iter_mut() {
+            c.metrics = metrics.remove(id);
+        }
         Ok(out)
     }
 
     /// A customer by the shop's id or, failing that, by e-mail address.
     pub async fn find_customer(&self, id_or_email: &str) -> Result<CustomerRow> {
+        let mut c = self.find_customer_row(id_or_email).await?;
+        c.metrics = self
+            .metrics_by_ids(std::slice::from_ref(&c.id))
+            .await?
+            .remove(&c.id);
+        Ok(c)
+    }
+
+    async fn find_customer_row(&self, id_or_email: &str) -> Result<CustomerRow> {
         let by_id: Option<CustomerRow> =
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
                 .bind(id_or_email)

@@ -187,6 +187,31 @@ impl Store {
         Ok((segments, cells))
     }
 
+    /// The stored metrics of these customers, by id.
+    pub async fn metrics_by_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, MetricsRow>> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        // Before the first refresh there is nothing to look up (the tick asks on every page).
+        let any: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM customer_metrics LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        if any.is_none() {
+            return Ok(out);
+        }
+        for chunk in ids.chunks(super::BATCH) {
+            let mut qb = QueryBuilder::<Db>::new(format!(
+                "SELECT {} FROM customer_metrics WHERE customer_id IN ",
+                METRICS_COLUMNS.join(", ")
+            ));
+            super::push_in_list(&mut qb, chunk);
+            let rows: Vec<MetricsRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+            out.extend(rows.into_iter().map(|r| (r.customer_id.clone(), r)));
+        }
+        Ok(out)
+    }
+
     /// The day the stored metrics are as of, if any are stored.
     pub async fn metrics_as_of(&self) -> Result<Option<String>> {
         Ok(

@@ -44,7 +44,7 @@ fn every_kind_of_scenario_and_template_problem_is_reported_with_its_place() {
             ("nofooter_broken.html", "<p>\n{% if customer.name %}\n"),
             ("nofooter_broken.txt", "fine"),
             ("nofooter_typo_var.html", "<p>\n  Dear {{ customer.nmae }}</p>"),
-            ("nofooter_typo_var.txt", "{{ order.totl }}"),
+            ("nofooter_typo_var.txt", "{{ order.totl }} {{ metrics.rfm_segmnt }}"),
         ],
     );
     let all = lines.join("\n");
@@ -57,6 +57,7 @@ fn every_kind_of_scenario_and_template_problem_is_reported_with_its_place() {
         "templates/nofooter_broken.html:2:21: template syntax error: unexpected end of input",
         "templates/nofooter_typo_var.html:2:11: undefined variable 'customer.nmae' (scenario 'undefined')\n  hint: did you mean 'name'?",
         "templates/nofooter_typo_var.txt:1:4: undefined variable 'order.totl' (scenario 'undefined')\n  hint: did you mean 'total'?",
+        "templates/nofooter_typo_var.txt:1:21: undefined variable 'metrics.rfm_segmnt' (scenario 'undefined')\n  hint: did you mean 'rfm_segment'?",
         "scenarios/undefined.yaml:5:51: subject of step 'a' uses undefined variable 'custmer.name'\n  hint: did you mean 'customer'?",
     ];
     for e in expect {
@@ -72,7 +73,7 @@ fn every_kind_of_scenario_and_template_problem_is_reported_with_its_place() {
         !all.contains("good.yaml"),
         "a valid scenario has no problems: {all}"
     );
-    assert_eq!(lines.len(), 8, "{all}");
+    assert_eq!(lines.len(), 9, "{all}");
 }
 
 #[test]

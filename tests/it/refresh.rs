@@ -243,3 +243,55 @@ async fn the_ltv_report_of_the_cdnow_shop_adds_up_to_what_the_orders_say() {
         cohorts.iter().map(|c| c.revenue).sum::<f64>() as i64
     );
 }
+
+#[tokio::test]
+async fn templates_see_the_customers_metrics_once_they_are_refreshed() {
+    const SCENARIO: &str = "id: s\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ metrics.rfm_segment }}\" }\n";
+    let shop = TestShop::new(
+        &[("s.yaml", SCENARIO)],
+        &[
+            ("t.html", "<p>{{ metrics.rfm_segment }} R{{ metrics.r_score }} {{ metrics.orders }}</p>"),
+            ("t.txt", "{% if metrics.p_alive is none %}no prediction{% endif %} next: {{ metrics.expected_next_order }}"),
+        ],
+        None,
+    );
+    let store = shop.store().await;
+    store
+        .upsert_customers(&[customer("A", "a@example.jp", "A", "Asia/Tokyo", "{}")], 0)
+        .await
+        .unwrap();
+    add_orders(
+        &store,
+        &[
+            order("O1", "A", "2026-11-01T03:00:00Z", 1000),
+            order("O2", "A", "2026-11-10T03:00:00Z", 3000),
+        ],
+    )
+    .await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-20T03:00:00Z");
+    // Before any refresh every metric is empty, and templates still render.
+    let before = daemon
+        .engine
+        .preview("s", "a", "A", Default::default(), now)
+        .await
+        .unwrap();
+    assert!(before.text.contains("no prediction"), "{}", before.text);
+    refresh(
+        &store,
+        NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
+        chrono_tz::Asia::Tokyo,
+        0,
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let after = daemon
+        .engine
+        .preview("s", "a", "A", Default::default(), now)
+        .await
+        .unwrap();
+    // One customer: R and F tie at the top; two orders, recent: champions.
+    assert_eq!(after.subject, "champions");
+    assert!(after.html.contains("champions R5 2"), "{}", after.html);
+}
