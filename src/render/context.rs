@@ -3,7 +3,7 @@
 //! the unsubscribe URL and `now`. The field lists here are what `rebuy check` accepts.
 
 use crate::clock::from_millis;
-use crate::store::{CustomerRow, OrderRow};
+use crate::store::{CustomerRow, OrderRow, METRICS_COLUMNS};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -87,31 +87,9 @@ pub struct NameRef {
     pub name: String,
 }
 
-/// The fields under `metrics`: the customer's stored metrics (docs/metrics.md), all empty
-/// (none) before the first refresh.
-pub const METRICS_FIELDS: &[&str] = &[
-    "as_of",
-    "orders",
-    "first_order",
-    "last_order",
-    "days_since_last",
-    "tenure_days",
-    "total_spent",
-    "average_order_value",
-    "frequency",
-    "recency",
-    "t",
-    "monetary",
-    "r_score",
-    "f_score",
-    "m_score",
-    "rfm_segment",
-    "p_alive",
-    "expected_purchases_30d",
-    "expected_purchases_90d",
-    "predicted_clv",
-    "expected_next_order",
-];
+/// The fields under `metrics`: the stored metrics columns (docs/metrics.md) but the
+/// customer's id; all none before the first refresh.
+pub const METRICS_FIELDS: &[&str] = METRICS_COLUMNS.split_at(1).1;
 
 /// The `metrics` object of a context: the stored row, or every field none. A minijinja object
 /// read field by field when a template asks, so that a message whose templates never mention

@@ -60,7 +60,13 @@ pub const METRICS_COLUMNS: &[&str] = &[
     "expected_next_order",
 ];
 
-const SELECT_METRICS: &str = "SELECT customer_id, as_of, orders, first_order, last_order, days_since_last, tenure_days, total_spent, average_order_value, frequency, recency, t, monetary, r_score, f_score, m_score, rfm_segment, p_alive, expected_purchases_30d, expected_purchases_90d, predicted_clv, expected_next_order FROM customer_metrics ORDER BY customer_id";
+/// Every stored row, by customer (built once from `METRICS_COLUMNS`).
+static SELECT_METRICS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {} FROM customer_metrics ORDER BY customer_id",
+        METRICS_COLUMNS.join(", ")
+    )
+});
 
 impl Store {
     /// Every order's customer, time and amount, customer by customer (the covering index
@@ -145,7 +151,7 @@ impl Store {
     pub fn metrics_rows(
         &self,
     ) -> impl Stream<Item = std::result::Result<MetricsRow, sqlx::Error>> + '_ {
-        sqlx::query_as(SELECT_METRICS).fetch(&self.pool)
+        sqlx::query_as(SELECT_METRICS.as_str()).fetch(&self.pool)
     }
 
     /// The stored model fits: (model, params JSON, customers, as of).
