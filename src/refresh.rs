@@ -5,7 +5,7 @@
 
 use crate::metrics::{self, quintiles, BgNbd, Direction, FitError, GammaGamma, Purchase, Summary};
 use crate::store::{MetricsRow, Store};
-use chrono::{DateTime, Duration, NaiveDate};
+use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
 use futures::TryStreamExt;
 
@@ -38,52 +38,38 @@ pub struct Timings {
     pub write_secs: f64,
 }
 
-fn epoch() -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
-}
-
 /// The calendar day (days since 1970-01-01) of an instant in `zone`.
 pub fn day_of(ms: i64, zone: Tz) -> i64 {
-    let local = DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .with_timezone(&zone)
-        .date_naive();
-    (local - epoch()).num_days()
+    metrics::day_number(
+        DateTime::from_timestamp_millis(ms)
+            .unwrap_or_default()
+            .with_timezone(&zone)
+            .date_naive(),
+    )
 }
 
 fn date_of(day: i64) -> String {
-    (epoch() + Duration::days(day))
-        .format("%Y-%m-%d")
-        .to_string()
+    metrics::date_of_day(day).format("%Y-%m-%d").to_string()
 }
 
-/// Reads the orders customer by customer and returns each customer's summary as of the end of
-/// `end` (a day number). `progress` gets the number of orders read so far.
-async fn summaries(
+/// Reads every order once, customer by customer (days in `zone`), and hands each customer's
+/// orders to `each`. `progress` gets the number of orders read so far; returns that number.
+pub async fn each_customer(
     store: &Store,
-    end: i64,
     zone: Tz,
     progress: &(dyn Fn(u64) + Sync),
-) -> anyhow::Result<(Vec<String>, Vec<Summary>, u64)> {
-    let (mut ids, mut out) = (Vec::new(), Vec::new());
+    mut each: impl FnMut(String, &[Purchase]),
+) -> anyhow::Result<u64> {
     let mut current: Option<String> = None;
     let mut purchases: Vec<Purchase> = Vec::new();
     let mut read = 0u64;
     let mut rows = store.orders_by_customer();
-    let flush = |id: Option<String>,
-                 p: &mut Vec<Purchase>,
-                 ids: &mut Vec<String>,
-                 out: &mut Vec<Summary>| {
-        if let (Some(id), Some(s)) = (id, Summary::of(p, end)) {
-            ids.push(id);
-            out.push(s);
-        }
-        p.clear();
-    };
     while let Some((customer, placed_at, total)) = rows.try_next().await? {
         if current.as_deref() != Some(customer.as_str()) {
-            flush(current.take(), &mut purchases, &mut ids, &mut out);
-            current = Some(customer);
+            if let Some(id) = current.replace(customer) {
+                each(id, &purchases);
+            }
+            purchases.clear();
         }
         purchases.push(Purchase {
             day: day_of(placed_at, zone),
@@ -94,8 +80,28 @@ async fn summaries(
             progress(read);
         }
     }
-    flush(current, &mut purchases, &mut ids, &mut out);
+    if let Some(id) = current {
+        each(id, &purchases);
+    }
     progress(read);
+    Ok(read)
+}
+
+/// Each customer's summary as of the end of day `end`, and the orders read.
+async fn summaries(
+    store: &Store,
+    end: i64,
+    zone: Tz,
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<(Vec<String>, Vec<Summary>, u64)> {
+    let (mut ids, mut out) = (Vec::new(), Vec::new());
+    let read = each_customer(store, zone, progress, |id, orders| {
+        if let Some(s) = Summary::of(orders, end) {
+            ids.push(id);
+            out.push(s);
+        }
+    })
+    .await?;
     Ok((ids, out, read))
 }
 
@@ -121,7 +127,7 @@ async fn refresh_with(
     now_ms: i64,
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<RefreshReport> {
-    let end = (as_of - epoch()).num_days();
+    let end = metrics::day_number(as_of);
     let mut timings = Timings::default();
     let clock = std::time::Instant::now();
     let (ids, all, orders) = summaries(store, end, zone, progress).await?;

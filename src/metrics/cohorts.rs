@@ -1,7 +1,8 @@
 //! Monthly first-order cohorts: how many of each month's new customers ordered again within
 //! 30, 60, 90, 180 and 365 days, and what share of them ordered in each later month.
 
-use chrono::{Datelike, Duration, NaiveDate};
+use super::{date_of_day, day_number};
+use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
 /// The repeat windows of the report, in days.
@@ -22,12 +23,8 @@ pub struct Cohort {
     pub active: Vec<u64>,
 }
 
-fn epoch() -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
-}
-
 fn month_index(day: i64) -> i64 {
-    let d = epoch() + Duration::days(day);
+    let d = date_of_day(day);
     i64::from(d.year()) * 12 + i64::from(d.month0())
 }
 
@@ -53,7 +50,7 @@ fn month_end(index: i64) -> i64 {
         1,
     )
     .expect("a valid month");
-    (first - epoch()).num_days() - 1
+    day_number(first) - 1
 }
 
 /// Builds the cohorts from each customer's order days (any order), counting orders up to the
@@ -99,7 +96,7 @@ mod tests {
     use super::*;
 
     fn day(s: &str) -> i64 {
-        (NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap() - epoch()).num_days()
+        day_number(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap())
     }
 
     #[test]

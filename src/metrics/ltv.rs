@@ -4,6 +4,7 @@
 //! retention are measured on the group's customers who first ordered at least a year ago, so a
 //! young group has no formula value rather than a made-up one.
 
+use super::Purchase;
 use serde::Serialize;
 
 /// The windows of observed revenue, in days from the first order day (3, 6, 12 months).
@@ -24,6 +25,25 @@ pub struct CustomerValue {
     pub revenue_within: [f64; 3],
     /// Orders within 365 days of the first order day.
     pub orders_first_year: u32,
+}
+
+impl CustomerValue {
+    /// From a customer's orders, counting those up to the end of day `end`; None if there
+    /// are none by then.
+    pub fn of(orders: &[Purchase], end: i64) -> Option<CustomerValue> {
+        let seen: Vec<&Purchase> = orders.iter().filter(|o| o.day <= end).collect();
+        let first = seen.iter().map(|o| o.day).min()?;
+        let last = seen.iter().map(|o| o.day).max()?;
+        let within = |days: i64| seen.iter().filter(move |o| o.day - first < days);
+        Some(CustomerValue {
+            orders: seen.len() as u32,
+            revenue: seen.iter().map(|o| o.amount).sum(),
+            tenure_days: end - first,
+            days_since_last: end - last,
+            revenue_within: LTV_WINDOWS.map(|w| within(w).map(|o| o.amount).sum()),
+            orders_first_year: within(365).count() as u32,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

@@ -20,6 +20,16 @@ pub use ltv::{group_ltv, CustomerValue, GroupLtv, LTV_WINDOWS};
 pub use rfm::{quintiles, segment, Direction, SEGMENTS};
 pub use summary::{repeat_within, Purchase, Summary};
 
+/// The day number (days since 1970-01-01) of a calendar date: how every metric counts days.
+pub fn day_number(date: chrono::NaiveDate) -> i64 {
+    (date - chrono::NaiveDate::default()).num_days()
+}
+
+/// The calendar date of a day number.
+pub fn date_of_day(day: i64) -> chrono::NaiveDate {
+    chrono::NaiveDate::default() + chrono::Duration::days(day)
+}
+
 /// The 12-month customer lifetime value as the reference computes it: for months i = 1..12
 /// (30 days each), expected average order value × the expected purchases in that month,
 /// discounted by `(1 + monthly_discount)^i`.
