@@ -3,37 +3,14 @@
 //! rates exactly; model parameters within 1e-4 relative (and the log-likelihood); per-customer
 //! predictions within 1e-6 relative plus 1e-12 absolute.
 
-use chrono::NaiveDate;
+use crate::helpers::{cdnow_json, cdnow_rows, day};
 use rebuy::metrics::{
     self, quintiles, repeat_within, BgNbd, Direction, GammaGamma, Purchase, Summary,
 };
 use std::collections::BTreeMap;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cdnow/");
-
-fn day(s: &str) -> i64 {
-    let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
-    (d - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days()
-}
-
 fn end() -> i64 {
     day("1998-06-30")
-}
-
-fn rows(file: &str) -> Vec<BTreeMap<String, String>> {
-    let mut reader = csv::Reader::from_path(format!("{DIR}{file}")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            headers
-                .iter()
-                .zip(r.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
 }
 
 fn num(row: &BTreeMap<String, String>, key: &str) -> f64 {
@@ -43,7 +20,7 @@ fn num(row: &BTreeMap<String, String>, key: &str) -> f64 {
 /// Orders by customer id, in id order.
 fn orders() -> BTreeMap<u32, Vec<Purchase>> {
     let mut out: BTreeMap<u32, Vec<Purchase>> = BTreeMap::new();
-    for r in rows("cdnow_sample_orders.csv") {
+    for r in cdnow_rows("cdnow_sample_orders.csv") {
         out.entry(r["customer_id"].parse().unwrap())
             .or_default()
             .push(Purchase {
@@ -68,7 +45,7 @@ fn close(got: f64, want: f64, rel: f64, abs: f64) -> bool {
 #[test]
 fn the_summary_matches_the_reference_for_every_customer() {
     let ours = summaries();
-    let oracle = rows("cdnow_sample_summary_oracle.csv");
+    let oracle = cdnow_rows("cdnow_sample_summary_oracle.csv");
     assert_eq!(ours.len(), oracle.len());
     for r in &oracle {
         let s = &ours[&r["customer_id"].parse::<u32>().unwrap()];
@@ -102,7 +79,7 @@ fn rfm_scores_and_raw_values_match_the_reference() {
     let r = quintiles(&recency, Direction::LowerIsBetter);
     let f = quintiles(&count, Direction::HigherIsBetter);
     let m = quintiles(&money, Direction::HigherIsBetter);
-    let oracle = rows("cdnow_sample_rfm_oracle.csv");
+    let oracle = cdnow_rows("cdnow_sample_rfm_oracle.csv");
     assert_eq!(oracle.len(), ids.len());
     for (k, row) in oracle.iter().enumerate() {
         assert_eq!(row["customer_id"].parse::<u32>().unwrap(), ids[k]);
@@ -121,10 +98,7 @@ fn rfm_scores_and_raw_values_match_the_reference() {
 #[test]
 fn repeat_rates_match_the_reference() {
     let orders = orders();
-    let want: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{DIR}cdnow_sample_repeat_metrics.json")).unwrap(),
-    )
-    .unwrap();
+    let want: serde_json::Value = cdnow_json("cdnow_sample_repeat_metrics.json");
     let n = orders.len() as f64;
     for days in [30, 60, 90, 180, 365] {
         let share = orders.values().filter(|o| repeat_within(o, days)).count() as f64 / n;
@@ -160,10 +134,7 @@ fn repeat_rates_match_the_reference() {
 }
 
 fn params() -> serde_json::Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(format!("{DIR}cdnow_sample_model_params.json")).unwrap(),
-    )
-    .unwrap()
+    cdnow_json("cdnow_sample_model_params.json")
 }
 
 #[test]
@@ -210,7 +181,7 @@ fn the_models_and_every_prediction_match_the_reference() {
         b: w["b"].as_f64().unwrap(),
         log_likelihood: 0.0,
     };
-    for row in rows("cdnow_sample_bgnbd_oracle.csv") {
+    for row in cdnow_rows("cdnow_sample_bgnbd_oracle.csv") {
         let s = &ours[&row["customer_id"].parse::<u32>().unwrap()];
         for (got, key) in [
             (reference.p_alive(s), "p_alive"),
@@ -239,7 +210,7 @@ fn the_models_and_every_prediction_match_the_reference() {
         customers: 0,
     };
     let mut total = 0.0;
-    for row in rows("cdnow_sample_clv_oracle.csv") {
+    for row in cdnow_rows("cdnow_sample_clv_oracle.csv") {
         let s = &ours[&row["customer_id"].parse::<u32>().unwrap()];
         let value = spend.expected_average_value(s.frequency, s.monetary);
         let clv = metrics::clv(&reference, &spend, s, 12, 0.01);

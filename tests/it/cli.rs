@@ -32,6 +32,16 @@ fn folder() -> tempfile::TempDir {
     dir
 }
 
+/// `folder()` with the fixture customers and orders imported.
+fn imported_folder() -> tempfile::TempDir {
+    let dir = folder();
+    for (what, file) in [("customers", "customers.csv"), ("orders", "orders.csv")] {
+        let o = rebuy(dir.path(), &["import", what, file]);
+        assert!(o.status.success(), "{:?}", text(&o));
+    }
+    dir
+}
+
 #[test]
 fn every_command_has_help() {
     let dir = tempfile::tempdir().unwrap();
@@ -510,13 +520,7 @@ fn failed_messages_are_listed_retried_and_queued_ones_cancelled_from_the_command
 
 #[test]
 fn refresh_and_metrics_export_give_one_row_per_customer_in_csv_and_json() {
-    let dir = folder();
-    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
-        .status
-        .success());
-    assert!(rebuy(dir.path(), &["import", "orders", "orders.csv"])
-        .status
-        .success());
+    let dir = imported_folder();
     let o = rebuy(
         dir.path(),
         &["refresh", "--as-of", "2026-11-01", "--format", "json"],
@@ -577,13 +581,7 @@ fn refresh_and_metrics_export_give_one_row_per_customer_in_csv_and_json() {
 
 #[test]
 fn the_rfm_and_cohort_reports_come_as_tables_csv_and_json() {
-    let dir = folder();
-    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
-        .status
-        .success());
-    assert!(rebuy(dir.path(), &["import", "orders", "orders.csv"])
-        .status
-        .success());
+    let dir = imported_folder();
     let o = rebuy(
         dir.path(),
         &["report", "rfm", "--as-of", "2026-11-01", "--format", "json"],

@@ -368,3 +368,37 @@ pub async fn add_orders(store: &Store, orders: &[NewOrder]) {
         .await
         .unwrap();
 }
+
+/// The rows of a CSV file of the CDNOW reference (`tests/fixtures/cdnow/`), by column name.
+pub fn cdnow_rows(file: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cdnow")
+        .join(file);
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            headers
+                .iter()
+                .zip(r.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// A JSON file of the CDNOW reference.
+pub fn cdnow_json(file: &str) -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/cdnow")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date.
+pub fn day(date: &str) -> i64 {
+    let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
+    (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days()
+}

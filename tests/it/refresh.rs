@@ -10,26 +10,8 @@ use rebuy::refresh::refresh;
 use rebuy::store::{MetricsRow, NewOrder, Store};
 use std::collections::BTreeMap;
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cdnow/");
-
-fn csv_rows(file: &str) -> Vec<BTreeMap<String, String>> {
-    let mut reader = csv::Reader::from_path(format!("{DIR}{file}")).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    reader
-        .records()
-        .map(|r| {
-            let r = r.unwrap();
-            headers
-                .iter()
-                .zip(r.iter())
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
 async fn cdnow_shop(store: &Store) {
-    let orders = csv_rows("cdnow_sample_orders.csv");
+    let orders = cdnow_rows("cdnow_sample_orders.csv");
     let mut ids: Vec<String> = orders.iter().map(|r| r["customer_id"].clone()).collect();
     ids.sort();
     ids.dedup();
@@ -81,7 +63,7 @@ async fn a_refresh_of_the_cdnow_shop_stores_the_reference_metrics_for_every_cust
     assert!((bg.r - 0.25356104359918297).abs() < 1e-4 * 0.2536, "{bg:?}");
     let rows = stored(&store).await;
     assert_eq!(rows.len(), 2357);
-    for want in csv_rows("cdnow_sample_summary_oracle.csv") {
+    for want in cdnow_rows("cdnow_sample_summary_oracle.csv") {
         let got = &rows[&want["customer_id"]];
         let f = |k: &str| want[k].parse::<f64>().unwrap();
         assert_eq!(
@@ -94,7 +76,7 @@ async fn a_refresh_of_the_cdnow_shop_stores_the_reference_metrics_for_every_cust
         assert!((got.monetary - f("monetary_value") * 100.0).abs() < 1e-7);
         assert!(got.p_alive.is_some() && got.predicted_clv.is_some());
     }
-    for want in csv_rows("cdnow_sample_rfm_oracle.csv") {
+    for want in cdnow_rows("cdnow_sample_rfm_oracle.csv") {
         let got = &rows[&want["customer_id"]];
         let score = |k: &str| want[k].parse::<i64>().unwrap();
         assert_eq!(
@@ -189,14 +171,9 @@ async fn the_ltv_report_of_the_cdnow_shop_adds_up_to_what_the_orders_say() {
         .unwrap();
 
     // The same figures straight from the CSV, per first-order month.
-    let day = |s: &str| {
-        (NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-            - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
-        .num_days()
-    };
     let end = day("1998-06-30");
     let mut by_customer: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
-    for r in csv_rows("cdnow_sample_orders.csv") {
+    for r in cdnow_rows("cdnow_sample_orders.csv") {
         let cents = (r["amount"].parse::<f64>().unwrap() * 100.0).round() as i64;
         by_customer
             .entry(r["customer_id"].clone())

@@ -5,6 +5,7 @@
 
 use crate::helpers::*;
 use rebuy::config::TlsMode;
+use rebuy::delivery::DeliveryReport;
 use rebuy::store::Store;
 
 const ONE_STEP: &str = r#"
@@ -38,6 +39,17 @@ fn shop(server: &SmtpServer, password: &str, trust: Option<&std::path::Path>) ->
     shop
 }
 
+/// Two customers with a first order, one tick and one delivery round: what the round did.
+async fn deliver_to_two_customers(shop: &TestShop) -> (Store, DeliveryReport) {
+    let store = shop.store().await;
+    two_customers(&store).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    (store, r)
+}
+
 async fn two_customers(store: &Store) {
     let list = [
         customer("c1", "aoi@example.jp", "青井", "Asia/Tokyo", "{}"),
@@ -59,12 +71,7 @@ async fn starttls_with_a_trusted_private_ca_and_auth_delivers_every_message() {
     let certs = tempfile::tempdir().unwrap();
     let server = SmtpServer::start_secure(certs.path(), "shop", "s3cret");
     let shop = shop(&server, "s3cret", Some(&certs.path().join("cert.pem")));
-    let store = shop.store().await;
-    two_customers(&store).await;
-    let daemon = shop.daemon(&store).await;
-    let now = utc("2026-11-01T03:00:00Z");
-    daemon.engine.tick(now).await.unwrap();
-    let r = daemon.deliverer.run_once(now).await.unwrap();
+    let (_, r) = deliver_to_two_customers(&shop).await;
     assert_eq!((r.sent, r.retried, r.failed), (2, 0, 0));
     let received = server.received();
     assert_eq!(received.len(), 2);
@@ -77,12 +84,7 @@ async fn a_certificate_nobody_vouches_for_is_refused_and_nothing_goes_out() {
     let certs = tempfile::tempdir().unwrap();
     let server = SmtpServer::start_secure(certs.path(), "shop", "s3cret");
     let shop = shop(&server, "s3cret", None);
-    let store = shop.store().await;
-    two_customers(&store).await;
-    let daemon = shop.daemon(&store).await;
-    let now = utc("2026-11-01T03:00:00Z");
-    daemon.engine.tick(now).await.unwrap();
-    let r = daemon.deliverer.run_once(now).await.unwrap();
+    let (store, r) = deliver_to_two_customers(&shop).await;
     assert_eq!((r.sent, r.retried), (0, 2));
     assert!(server.received().is_empty());
     for row in store.outbox_rows().await.unwrap() {
@@ -98,12 +100,7 @@ async fn a_wrong_password_keeps_the_mail_queued_with_the_servers_answer() {
     let certs = tempfile::tempdir().unwrap();
     let server = SmtpServer::start_secure(certs.path(), "shop", "s3cret");
     let shop = shop(&server, "wrong", Some(&certs.path().join("cert.pem")));
-    let store = shop.store().await;
-    two_customers(&store).await;
-    let daemon = shop.daemon(&store).await;
-    let now = utc("2026-11-01T03:00:00Z");
-    daemon.engine.tick(now).await.unwrap();
-    let r = daemon.deliverer.run_once(now).await.unwrap();
+    let (store, r) = deliver_to_two_customers(&shop).await;
     assert_eq!((r.sent, r.retried, r.failed), (0, 2, 0));
     assert!(server.received().is_empty());
     for row in store.outbox_rows().await.unwrap() {
@@ -125,12 +122,7 @@ async fn tls_from_the_first_byte_delivers_through_a_tls_front() {
     smtp.port = tls_port;
     smtp.tls = TlsMode::Tls;
     smtp.username = None;
-    let store = shop.store().await;
-    two_customers(&store).await;
-    let daemon = shop.daemon(&store).await;
-    let now = utc("2026-11-01T03:00:00Z");
-    daemon.engine.tick(now).await.unwrap();
-    let r = daemon.deliverer.run_once(now).await.unwrap();
+    let (_, r) = deliver_to_two_customers(&shop).await;
     assert_eq!((r.sent, r.retried, r.failed), (2, 0, 0), "{r:?}");
     assert_eq!(server.received().len(), 2);
 }
