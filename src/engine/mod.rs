@@ -263,7 +263,7 @@ impl Engine {
             let ids = distinct(orders.iter().map(|o| o.customer_id.clone()));
             let order_ids: Vec<String> = orders.iter().map(|o| o.id.clone()).collect();
             (
-                self.store.customers_by_ids(&ids).await?,
+                self.store.customers_with_metrics(&ids).await?,
                 self.store.orders_by_ids(&order_ids).await?,
             )
         } else {
@@ -335,7 +335,7 @@ impl Engine {
             }
             let customers = self
                 .store
-                .customers_by_ids(&distinct(due.iter().map(|e| e.customer_id.clone())))
+                .customers_with_metrics(&distinct(due.iter().map(|e| e.customer_id.clone())))
                 .await?;
             let orders = self
                 .store
@@ -598,7 +598,7 @@ impl Engine {
                 ids.join(", ")
             )))
         })?;
-        let c = self.store.find_customer(customer).await?;
+        let c = self.store.find_customer_with_metrics(customer).await?;
         let order = self.store.latest_order(&c.id, to_millis(now)).await?;
         let ctx = self.context(
             s,

@@ -21,8 +21,9 @@ pub struct CustomerRow {
     /// 1 consented to marketing mail, 0 refused, NULL never stated.
     pub marketing_consent: Option<i64>,
     pub consent_at: Option<i64>,
-    /// The customer's stored metrics (`rebuy refresh`), loaded with them for templates and
-    /// conditions; None before the first refresh or without an order.
+    /// The customer's stored metrics (`rebuy refresh`), loaded by `customers_with_metrics`
+    /// and `find_customer_with_metrics` for templates and conditions; None otherwise, before
+    /// the first refresh, or without an order.
     #[sqlx(skip)]
     #[serde(skip)]
     pub metrics: Option<super::MetricsRow>,
@@ -126,6 +127,16 @@ impl Store {
             let rows: Vec<CustomerRow> = qb.build_query_as().fetch_all(&self.pool).await?;
             out.extend(rows.into_iter().map(|c| (c.id.clone(), c)));
         }
+        Ok(out)
+    }
+
+    /// The customers by id with their stored metrics attached (`CustomerRow::metrics`), for
+    /// templates and conditions; plain `customers_by_ids` for everything else.
+    pub async fn customers_with_metrics(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, CustomerRow>> {
+        let mut out = self.customers_by_ids(ids).await?;
         let mut metrics = self.metrics_by_ids(ids).await?;
         for (id, c) in out.iter_mut() {
             c.metrics = metrics.remove(id);
@@ -167,6 +178,16 @@ impl Store {
                 "several customers share the e-mail '{id_or_email}'; use the customer id"
             ))),
         }
+    }
+
+    /// `find_customer` with the stored metrics attached.
+    pub async fn find_customer_with_metrics(&self, id_or_email: &str) -> Result<CustomerRow> {
+        let mut c = self.find_customer(id_or_email).await?;
+        c.metrics = self
+            .metrics_by_ids(std::slice::from_ref(&c.id))
+            .await?
+            .remove(&c.id);
+        Ok(c)
     }
 
     /// Recomputes order aggregates (count, total, first/last order, currency) for the given

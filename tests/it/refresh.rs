@@ -271,4 +271,9 @@ async fn templates_see_the_customers_metrics_once_they_are_refreshed() {
     // One customer: R and F tie at the top; two orders, recent: champions.
     assert_eq!(after.subject, "champions");
     assert!(after.html.contains("champions R5 2"), "{}", after.html);
+    // The tick renders with them too.
+    daemon.engine.tick(now).await.unwrap();
+    let queued = store.outbox_rows().await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].subject, "champions");
 }
