@@ -164,7 +164,10 @@ fn percent(n: u64, of: u64) -> String {
 async fn cohorts(app: &App, args: &CohortArgs) -> anyhow::Result<u8> {
     let store = app.store().await?;
     let as_of = args.as_of.unwrap_or_else(|| today(app));
-    let cohorts = cohort_report(&store, as_of, app.resolved.default_timezone).await?;
+    // One pass over every order: the lean handle, as the refresh and the LTV report use.
+    let lean = store.lean().await?;
+    let cohorts = cohort_report(&lean, as_of, app.resolved.default_timezone).await?;
+    lean.close().await;
     store.close().await;
     let json = serde_json::json!({ "as_of": as_of.to_string(), "windows_days": WINDOWS, "cohorts": cohorts });
     let (repeat_headers, repeat_rows) = repeat_table(&cohorts, args.format == OutputFormat::Table);
