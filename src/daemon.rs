@@ -107,7 +107,15 @@ impl Daemon {
             if job.refresh_metrics {
                 let zone = self.jobs[i].zone;
                 let as_of = now.with_timezone(&zone).date_naive();
-                let r = refresh(store, as_of, zone, now.timestamp_millis(), &|_| {}).await?;
+                let r = refresh(
+                    store,
+                    as_of,
+                    zone,
+                    now.timestamp_millis(),
+                    self.engine.segments(),
+                    &|_| {},
+                )
+                .await?;
                 info!(
                     customers = r.customers,
                     bgnbd = r.bgnbd.is_ok(),

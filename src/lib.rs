@@ -16,5 +16,6 @@ pub mod refresh;
 pub mod render;
 pub mod reports;
 pub mod scenario;
+pub mod segment;
 pub mod store;
 pub mod yaml;

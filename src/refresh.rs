@@ -1,10 +1,12 @@
 //! The metrics refresh: reads every order once, customer by customer, computes each customer's
 //! summary and RFM scores and, when the history is long enough, fits the BG/NBD and Gamma-Gamma
-//! models and predicts from them; then replaces the stored metrics in one transaction. The
-//! day boundaries are those of the shop's default time zone.
+//! models and predicts from them; then replaces the stored metrics in one transaction, and
+//! re-evaluates every named segment over the new metrics (one query each). The day boundaries
+//! are those of the shop's default time zone.
 
 use crate::metrics::{self, quintiles, BgNbd, Direction, FitError, GammaGamma, Purchase, Summary};
-use crate::store::{MetricsRow, Store};
+use crate::segment::{compile, Segment, Window};
+use crate::store::{MembershipChange, MetricsRow, Store};
 use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
 use futures::TryStreamExt;
@@ -24,8 +26,10 @@ pub struct RefreshReport {
     pub gamma_gamma: Result<GammaGamma, FitError>,
     /// Customers per RFM segment, in `metrics::SEGMENTS` order.
     pub segments: Vec<(&'static str, usize)>,
+    /// What each named segment's evaluation changed, in definition order.
+    pub named_segments: Vec<(String, MembershipChange)>,
     /// Seconds spent per phase: reading the orders, each fit, RFM scoring, predicting and
-    /// writing the rows.
+    /// writing the rows, evaluating the segments.
     pub timings: Timings,
 }
 
@@ -36,6 +40,7 @@ pub struct Timings {
     pub gamma_gamma_fit_secs: f64,
     pub score_secs: f64,
     pub write_secs: f64,
+    pub segments_secs: f64,
 }
 
 /// The calendar day (days since 1970-01-01) of an instant in `zone`.
@@ -112,12 +117,40 @@ pub async fn refresh(
     as_of: NaiveDate,
     zone: Tz,
     now_ms: i64,
+    segments: &[Segment],
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<RefreshReport> {
     let lean = store.lean().await?;
     let report = refresh_with(&lean, as_of, zone, now_ms, progress).await;
     lean.close().await;
-    report
+    let mut report = report?;
+    let clock = std::time::Instant::now();
+    report.named_segments = evaluate_segments(store, segments, as_of, zone, now_ms).await?;
+    report.timings.segments_secs = clock.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Evaluates every named segment as of the end of `as_of` and stores the membership and its
+/// changes (each segment in its own transaction).
+pub async fn evaluate_segments(
+    store: &Store,
+    segments: &[Segment],
+    as_of: NaiveDate,
+    zone: Tz,
+    now_ms: i64,
+) -> anyhow::Result<Vec<(String, MembershipChange)>> {
+    let window = Window::new(as_of, zone);
+    let as_of_text = as_of.format("%Y-%m-%d").to_string();
+    let mut out = Vec::with_capacity(segments.len());
+    for s in segments {
+        let sql = compile(&s.condition, &window);
+        let change = store
+            .evaluate_segment(&s.name, &sql, &as_of_text, now_ms)
+            .await
+            .map_err(|e| anyhow::anyhow!("evaluating segment '{}' ({}): {e}", s.name, s.path))?;
+        out.push((s.name.clone(), change));
+    }
+    Ok(out)
 }
 
 async fn refresh_with(
@@ -209,6 +242,7 @@ async fn refresh_with(
         bgnbd,
         gamma_gamma,
         segments: metrics::SEGMENTS.iter().copied().zip(counts).collect(),
+        named_segments: Vec::new(),
         timings,
     })
 }

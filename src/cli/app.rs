@@ -83,7 +83,8 @@ impl App {
             report.scenarios,
             report.renderer,
             settings,
-        )))
+        )
+        .with_segments(report.segments)))
     }
 
     pub fn deliverer(&self, store: &Store) -> Result<Deliverer> {

@@ -20,8 +20,9 @@ pub fn run(app: &App, args: &CheckArgs) -> anyhow::Result<u8> {
     }
     if report.diagnostics.is_empty() {
         eprintln!(
-            "ok: {} scenario(s) in {} file(s), and their templates, are valid",
+            "ok: {} scenario(s) and {} segment(s) in {} file(s), and their templates, are valid",
             report.scenarios.len(),
+            report.segments.len(),
             report.files
         );
         Ok(exit::OK)

@@ -77,7 +77,18 @@ pub(super) async fn run_refresh(
         ProgressBar::hidden()
     };
     let now = SystemClock.now().timestamp_millis();
-    let report = refresh(store, as_of, app.resolved.default_timezone, now, &|n| {
+    let check = app.check();
+    if !check.diagnostics.is_empty() {
+        for d in &check.diagnostics {
+            eprintln!("warning: {d}");
+        }
+        eprintln!(
+            "warning: {} problem(s) in the scenario folder; segments with problems are not evaluated (see `rebuy check`)",
+            check.diagnostics.len()
+        );
+    }
+    let zone = app.resolved.default_timezone;
+    let report = refresh(store, as_of, zone, now, &check.segments, &|n| {
         bar.set_position(n)
     })
     .await;

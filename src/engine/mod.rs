@@ -5,7 +5,7 @@
 mod plan;
 mod schedule;
 
-pub use plan::{plan_orders, trigger_key, Judge, OrderPlan};
+pub use plan::{plan_orders, plan_segment_events, trigger_key, Judge, OrderPlan};
 pub use schedule::due_at;
 
 use crate::clock::{from_millis, to_millis};
@@ -14,6 +14,7 @@ use crate::domain::parse_timezone;
 use crate::render::context_name as name_ref;
 use crate::render::{CustomerView, MessageContext, OrderView, Rendered, Renderer};
 use crate::scenario::{Scenario, Trigger};
+use crate::segment::Segment;
 use crate::store::{
     CustomerRow, DueEnrollment, NewEnrollment, NewOutbox, OrderEvent, OrderRow, OutboxStatus,
     StepAdvance, Store,
@@ -74,6 +75,7 @@ pub struct Engine {
     settings: EngineSettings,
     from_domain: String,
     order_scan: OrderScan,
+    segments: Vec<Segment>,
 }
 
 /// The outcome of `rebuy trigger`.
@@ -105,7 +107,18 @@ impl Engine {
             settings,
             from_domain,
             order_scan: OrderScan::Auto,
+            segments: Vec::new(),
         }
+    }
+
+    /// The named segments the refresh evaluates (scenarios refer to them by name).
+    pub fn with_segments(mut self, segments: Vec<Segment>) -> Self {
+        self.segments = segments;
+        self
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
     }
 
     /// Pins how new orders are read (see [`OrderScan`]).
@@ -149,6 +162,7 @@ impl Engine {
         async {
             let mut report = TickReport::default();
             self.process_orders(now, &mut report).await?;
+            self.process_segment_events(now, &mut report).await?;
             self.advance_due(now, &mut report).await?;
             tracing::info!(?report, "tick done");
             Ok(report)
@@ -301,6 +315,81 @@ impl Engine {
         Ok(true)
     }
 
+    /// Reads the segment membership changes written since the last tick (by refreshes) and
+    /// starts the `segment_entered` / `segment_exited` enrollments they fire. Each page
+    /// moves the segment cursor in the transaction that records its enrollments.
+    async fn process_segment_events(
+        &self,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let now_ms = to_millis(now);
+        let lookback_start = to_millis(now - self.settings.trigger_lookback);
+        let mut cursor = self.store.segment_cursor().await?;
+        loop {
+            let events = self.store.segment_events_after(cursor, PAGE).await?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                return Ok(());
+            };
+            let fired: Vec<&Scenario> = self
+                .scenarios
+                .iter()
+                .filter(|s| s.enabled && s.trigger.segment().is_some())
+                .collect();
+            let ids = distinct(events.iter().map(|e| e.customer_id.clone()));
+            let (existing, customers) = if fired.is_empty() {
+                Default::default()
+            } else {
+                (
+                    self.store.enrollments_for_customers(&ids).await?,
+                    self.store.customers_with_metrics(&ids).await?,
+                )
+            };
+            let new = plan_segment_events(
+                &self.scenarios,
+                &events,
+                existing,
+                now_ms,
+                lookback_start,
+                |s, e| self.admit(s, customers.get(&e.customer_id)?, e.at, now),
+            );
+            match self.store.apply_segment_batch(&new, cursor, last).await? {
+                Some(created) => {
+                    report.enrolled += created;
+                    cursor = last;
+                }
+                None => cursor = self.store.segment_cursor().await?,
+            }
+        }
+    }
+
+    /// Whether customer `c` is in `s`'s audience (segment and condition) for a trigger at
+    /// `at` that has no order, and if so when the first step is due.
+    fn admit(&self, s: &Scenario, c: &CustomerRow, at: i64, now: DateTime<Utc>) -> Option<i64> {
+        if let Some(r) = &s.audience_segment {
+            if !c.segments.contains(&r.name) {
+                return None;
+            }
+        }
+        if s.audience.is_some() {
+            let ctx = self.context(s, None, c, None, serde_json::Value::Null, None, now);
+            let ok = self.renderer.condition(&s.id, "audience", &ctx).unwrap_or_else(|e| {
+                warn!(scenario = %s.id, customer = %c.id, error = %e, "condition failed; treated as false");
+                false
+            });
+            if !ok {
+                return None;
+            }
+        }
+        let first = &s.steps[0];
+        Some(to_millis(due_at(
+            from_millis(at),
+            first.wait,
+            first.at,
+            self.zone(c),
+        )))
+    }
+
     /// How far an order's position needs counting: up to the largest `nth_order` in use, or
     /// exactly when a condition may read `customer.orders_count`.
     fn nth_cap(&self) -> Option<i64> {
@@ -314,16 +403,18 @@ impl Engine {
             .map(|s| match s.trigger {
                 Trigger::FirstOrder => 1,
                 Trigger::NthOrder(n) => i64::from(n),
-                Trigger::OrderPlaced | Trigger::Manual => 0,
+                _ => 0,
             });
         Some(cap.max().unwrap_or(0))
     }
 
     /// Whether any audience or goal condition needs customers and orders in full.
     fn needs_context(&self) -> bool {
-        self.scenarios
-            .iter()
-            .any(|s| s.audience.is_some() || s.goal.as_ref().is_some_and(|g| g.condition.is_some()))
+        self.scenarios.iter().any(|s| {
+            s.audience.is_some()
+                || s.audience_segment.is_some()
+                || s.goal.as_ref().is_some_and(|g| g.condition.is_some())
+        })
     }
 
     async fn advance_due(&self, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
@@ -650,7 +741,12 @@ impl ContextJudge<'_> {
 
 impl Judge for ContextJudge<'_> {
     fn audience(&mut self, s: &Scenario, order: &OrderEvent) -> bool {
-        s.audience.is_none() || self.eval(s, "audience", order)
+        let in_segment = s.audience_segment.as_ref().is_none_or(|r| {
+            self.customers
+                .get(&order.customer_id)
+                .is_some_and(|c| c.segments.contains(&r.name))
+        });
+        in_segment && (s.audience.is_none() || self.eval(s, "audience", order))
     }
 
     fn goal(&mut self, s: &Scenario, order: &OrderEvent) -> bool {

@@ -3,7 +3,7 @@
 //! conditions, it decides which enrollments start and which reach their goal.
 
 use crate::scenario::{Reentry, Scenario};
-use crate::store::{EnrollmentLite, GoalHit, NewEnrollment, OrderEvent};
+use crate::store::{EnrollmentLite, GoalHit, NewEnrollment, OrderEvent, SegmentEvent};
 use std::collections::HashMap;
 
 /// Evaluates the parts of a scenario that need the message context.
@@ -81,6 +81,72 @@ pub fn plan_orders(
         }
     }
     plan
+}
+
+/// Plans which enrollments a page of segment membership changes (oldest first) starts.
+/// `admit` says whether the customer is in the scenario's audience and, if so, when the
+/// first step is due. Events before `lookback_start` start nothing.
+pub fn plan_segment_events(
+    scenarios: &[Scenario],
+    events: &[SegmentEvent],
+    existing: Vec<EnrollmentLite>,
+    now: i64,
+    lookback_start: i64,
+    mut admit: impl FnMut(&Scenario, &SegmentEvent) -> Option<i64>,
+) -> Vec<NewEnrollment> {
+    let mut tracked: HashMap<String, Vec<Tracked>> = HashMap::new();
+    for e in existing {
+        tracked
+            .entry(e.customer_id.clone())
+            .or_default()
+            .push(from_stored(e));
+    }
+    let mut out = Vec::new();
+    for event in events.iter().filter(|e| e.at >= lookback_start) {
+        let mine = tracked.entry(event.customer_id.clone()).or_default();
+        let fired = scenarios.iter().filter(|s| {
+            s.enabled
+                && s.trigger
+                    .segment()
+                    .is_some_and(|(r, entered)| r.name == event.segment && entered == event.entered)
+        });
+        for s in fired {
+            if !may_enter(s, event.at, mine) {
+                continue;
+            }
+            let Some(first_due) = admit(s, event) else {
+                continue;
+            };
+            let e = NewEnrollment {
+                scenario_id: s.id.clone(),
+                customer_id: event.customer_id.clone(),
+                trigger_key: trigger_key(s, &format!("segment:{}", event.seq)),
+                order_id: None,
+                vars: "{}".into(),
+                state: "active".into(),
+                next_step: 0,
+                next_due_at: Some(first_due),
+                triggered_at: event.at,
+                enrolled_at: now,
+                goal_deadline: goal_deadline(s, event.at),
+                goal_reached_at: None,
+                goal_order_id: None,
+                ended_at: None,
+            };
+            mine.push(Tracked {
+                id: None,
+                new: None,
+                scenario_id: s.id.clone(),
+                order_id: None,
+                state: "active".into(),
+                triggered_at: event.at,
+                goal_deadline: e.goal_deadline,
+                goal_reached: false,
+            });
+            out.push(e);
+        }
+    }
+    out
 }
 
 fn from_stored(e: EnrollmentLite) -> Tracked {
@@ -344,5 +410,104 @@ mod tests {
             &mut Yes,
         );
         assert!(plan.enrollments.is_empty());
+    }
+
+    fn segment_scenario(trigger: &str, reentry: &str) -> Scenario {
+        let text = format!("id: w\ntrigger: {{ {trigger}: at-risk }}\nreentry: {reentry}\nsteps:\n  - id: a\n    send: {{ template: t, subject: x }}\n");
+        parse_scenario("w.yaml", &text).unwrap()
+    }
+
+    fn event(seq: i64, customer: &str, segment: &str, entered: bool, at: i64) -> SegmentEvent {
+        SegmentEvent {
+            seq,
+            segment: segment.into(),
+            customer_id: customer.into(),
+            entered,
+            at,
+        }
+    }
+
+    const DAY: i64 = 86_400_000;
+
+    fn planned(s: &Scenario, events: &[SegmentEvent]) -> Vec<(String, String)> {
+        plan_segment_events(std::slice::from_ref(s), events, vec![], 0, 0, |_, e| {
+            Some(e.at + 1)
+        })
+        .into_iter()
+        .map(|e| (e.customer_id, e.trigger_key))
+        .collect()
+    }
+
+    #[test]
+    fn segment_entered_fires_on_entering_that_segment_only() {
+        let s = segment_scenario("segment_entered", "always");
+        let events = [
+            event(1, "A", "at-risk", true, DAY),
+            event(2, "B", "at-risk", false, DAY),
+            event(3, "C", "lost", true, DAY),
+        ];
+        assert_eq!(planned(&s, &events), vec![("A".into(), "segment:1".into())]);
+        let s = segment_scenario("segment_exited", "always");
+        assert_eq!(planned(&s, &events), vec![("B".into(), "segment:2".into())]);
+    }
+
+    #[test]
+    fn re_entering_a_segment_fires_again_only_if_reentry_allows() {
+        let back_after = |days: i64| {
+            [
+                event(1, "A", "at-risk", true, DAY),
+                event(2, "A", "at-risk", false, 2 * DAY),
+                event(3, "A", "at-risk", true, (1 + days) * DAY),
+            ]
+        };
+        assert_eq!(
+            planned(
+                &segment_scenario("segment_entered", "never"),
+                &back_after(40)
+            )
+            .len(),
+            1
+        );
+        assert_eq!(
+            planned(
+                &segment_scenario("segment_entered", "always"),
+                &back_after(5)
+            )
+            .len(),
+            2
+        );
+        assert_eq!(
+            planned(&segment_scenario("segment_entered", "30d"), &back_after(10)).len(),
+            1
+        );
+        assert_eq!(
+            planned(&segment_scenario("segment_entered", "30d"), &back_after(40)).len(),
+            2
+        );
+    }
+
+    #[test]
+    fn segment_events_respect_the_audience_and_the_lookback() {
+        let s = segment_scenario("segment_entered", "always");
+        let events = [
+            event(1, "A", "at-risk", true, DAY),
+            event(2, "B", "at-risk", true, 5 * DAY),
+        ];
+        let only_b =
+            plan_segment_events(std::slice::from_ref(&s), &events, vec![], 0, 0, |_, e| {
+                (e.customer_id == "B").then_some(e.at)
+            });
+        assert_eq!(only_b.len(), 1);
+        assert_eq!(only_b[0].next_due_at, Some(5 * DAY));
+        let recent = plan_segment_events(
+            std::slice::from_ref(&s),
+            &events,
+            vec![],
+            0,
+            3 * DAY,
+            |_, e| Some(e.at),
+        );
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].customer_id, "B");
     }
 }

@@ -34,6 +34,7 @@ pub const CUSTOMER_FIELDS: &[&str] = &[
     "first_order_at",
     "last_order_at",
     "days_since_last_order",
+    "segments",
 ];
 pub const ORDER_FIELDS: &[&str] = &[
     "id",
@@ -59,6 +60,8 @@ pub struct CustomerView {
     pub first_order_at: Option<String>,
     pub last_order_at: Option<String>,
     pub days_since_last_order: Option<i64>,
+    /// The named segments the customer is in (as of their last evaluation), sorted.
+    pub segments: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -187,6 +190,7 @@ impl CustomerView {
             days_since_last_order: c
                 .last_order_at
                 .map(|t| (now - from_millis(t)).num_days().max(0)),
+            segments: c.segments.clone(),
         }
     }
 }
@@ -232,6 +236,7 @@ pub fn sample_context(shop: &BTreeMap<String, String>, unsubscribe_url: &str) ->
         marketing_consent: Some(1),
         consent_at: None,
         metrics: None,
+        segments: Vec::new(),
     };
     let order = OrderRow {
         id: "SAMPLE-1".into(),

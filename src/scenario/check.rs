@@ -1,11 +1,12 @@
 //! `rebuy check`: loads every scenario file and cross-checks it against the templates it uses
 //! and the context they will see. All problems are collected, each with its location.
 
-use super::{parse_scenario, Expr, Scenario, Trigger};
+use super::{parse_scenario, Expr, Scenario, SegmentRef, Trigger};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::render::{
     part_names, Renderer, CONTEXT_ROOTS, CUSTOMER_FIELDS, METRICS_FIELDS, ORDER_FIELDS,
 };
+use crate::segment::{check_reference, is_segment_file, parse_segments, Segment};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 /// compiled in, and every problem found.
 pub struct CheckReport {
     pub scenarios: Vec<Scenario>,
+    /// The named segments of the segment files in the same folder.
+    pub segments: Vec<Segment>,
     pub renderer: Renderer,
     pub diagnostics: Vec<Diagnostic>,
     pub files: usize,
@@ -36,6 +39,7 @@ pub fn check_all(
 ) -> CheckReport {
     let mut diagnostics = Vec::new();
     let mut scenarios = Vec::new();
+    let mut segments: Vec<Segment> = Vec::new();
     let files = match scenario_files(scenarios_dir) {
         Ok(f) => f,
         Err(e) => {
@@ -54,9 +58,26 @@ pub fn check_all(
     for file in &files {
         let path = file.display().to_string();
         match std::fs::read_to_string(file) {
-            Ok(text) => match parse_scenario(&path, &text) {
-                Ok(s) => scenarios.push(s),
-                Err(d) => diagnostics.extend(d),
+            Ok(text) => match crate::yaml::parse(&path, &text) {
+                Ok(doc) if is_segment_file(&doc) => {
+                    let (found, diags) = parse_segments(&path, &text, &doc);
+                    for s in found {
+                        match segments.iter().find(|o| o.name == s.name) {
+                            Some(first) => diagnostics.push(Diagnostic::new(
+                                &path,
+                                s.line,
+                                1,
+                                format!("segment '{}' is also defined in {}", s.name, first.path),
+                            )),
+                            None => segments.push(s),
+                        }
+                    }
+                    diagnostics.extend(diags);
+                }
+                _ => match parse_scenario(&path, &text) {
+                    Ok(s) => scenarios.push(s),
+                    Err(d) => diagnostics.extend(d),
+                },
             },
             Err(e) => diagnostics.push(Diagnostic::new(&path, 1, 1, format!("cannot read: {e}"))),
         }
@@ -72,6 +93,9 @@ pub fn check_all(
             ));
         }
     }
+    for s in &scenarios {
+        check_segment_refs(s, &segments, &mut diagnostics);
+    }
     let mut renderer = Renderer::new(templates_dir);
     let mut checked_templates = HashSet::new();
     for s in &scenarios {
@@ -85,9 +109,24 @@ pub fn check_all(
     }
     CheckReport {
         scenarios,
+        segments,
         renderer,
         diagnostics,
         files: files.len(),
+    }
+}
+
+/// Every segment a scenario names (trigger, audience) must be defined.
+fn check_segment_refs(s: &Scenario, segments: &[Segment], diags: &mut Vec<Diagnostic>) {
+    let refs: Vec<&SegmentRef> = s
+        .trigger
+        .segment()
+        .map(|(r, _)| r)
+        .into_iter()
+        .chain(s.audience_segment.as_ref())
+        .collect();
+    for r in refs {
+        diags.extend(check_reference(&r.name, segments, &s.path, r.line, r.col));
     }
 }
 

@@ -28,6 +28,18 @@ pub enum Trigger {
     NthOrder(u32),
     /// Started by a person: `rebuy trigger`.
     Manual,
+    /// A customer joined the named segment (a change found by a segment evaluation).
+    SegmentEntered(SegmentRef),
+    /// A customer left the named segment.
+    SegmentExited(SegmentRef),
+}
+
+/// A segment named in a scenario, with where it was written (for `rebuy check`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRef {
+    pub name: String,
+    pub line: u64,
+    pub col: u64,
 }
 
 impl Trigger {
@@ -37,6 +49,17 @@ impl Trigger {
             Trigger::FirstOrder => "first_order".into(),
             Trigger::NthOrder(n) => format!("nth_order: {n}"),
             Trigger::Manual => "manual".into(),
+            Trigger::SegmentEntered(r) => format!("segment_entered: {}", r.name),
+            Trigger::SegmentExited(r) => format!("segment_exited: {}", r.name),
+        }
+    }
+
+    /// The segment whose change fires this trigger, and whether it fires on entering.
+    pub fn segment(&self) -> Option<(&SegmentRef, bool)> {
+        match self {
+            Trigger::SegmentEntered(r) => Some((r, true)),
+            Trigger::SegmentExited(r) => Some((r, false)),
+            _ => None,
         }
     }
 
@@ -46,7 +69,7 @@ impl Trigger {
             Trigger::OrderPlaced => true,
             Trigger::FirstOrder => nth == 1,
             Trigger::NthOrder(n) => nth == i64::from(*n),
-            Trigger::Manual => false,
+            Trigger::Manual | Trigger::SegmentEntered(_) | Trigger::SegmentExited(_) => false,
         }
     }
 }
@@ -96,7 +119,11 @@ pub struct Scenario {
     pub path: String,
     pub enabled: bool,
     pub trigger: Trigger,
+    /// A condition the customer must meet when the trigger fires.
     pub audience: Option<Expr>,
+    /// A segment the customer must be a member of when the trigger fires
+    /// (`audience: { segment: NAME }`).
+    pub audience_segment: Option<SegmentRef>,
     pub reentry: Reentry,
     pub goal: Option<Goal>,
     pub transactional: bool,

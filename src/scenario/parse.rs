@@ -1,7 +1,7 @@
 //! Located YAML -> `Scenario`. Every problem in a file is collected as a `Diagnostic`; a file
 //! with problems yields no scenario.
 
-use super::{Expr, Goal, Reentry, Scenario, Send, Step, Trigger};
+use super::{Expr, Goal, Reentry, Scenario, SegmentRef, Send, Step, Trigger};
 use crate::diagnostic::Diagnostic;
 use crate::domain::{parse_duration, parse_local_time};
 use crate::yaml::{expect_str, MapReader, Node, Value};
@@ -22,7 +22,15 @@ const SCENARIO_KEYS: &[&str] = &[
 const STEP_KEYS: &[&str] = &["id", "wait", "at", "if", "send"];
 const SEND_KEYS: &[&str] = &["template", "subject"];
 const GOAL_KEYS: &[&str] = &["event", "within", "if"];
-const TRIGGERS: &[&str] = &["order_placed", "first_order", "nth_order", "manual"];
+const AUDIENCE_KEYS: &[&str] = &["segment", "if"];
+const TRIGGERS: &[&str] = &[
+    "order_placed",
+    "first_order",
+    "nth_order",
+    "manual",
+    "segment_entered",
+    "segment_exited",
+];
 
 /// Parses one scenario file's text. `Err` holds every problem found.
 pub fn parse_scenario(path: &str, text: &str) -> Result<Scenario, Vec<Diagnostic>> {
@@ -70,9 +78,10 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
     let trigger = m
         .require("trigger", doc, diags)
         .and_then(|n| read_trigger(path, n, diags));
-    let audience = m
+    let (audience, audience_segment) = m
         .get("audience")
-        .and_then(|n| read_expr(path, n, "audience", diags));
+        .map(|n| read_audience(path, n, diags))
+        .unwrap_or_default();
     let reentry = match m.get("reentry") {
         Some(n) => read_reentry(path, n, diags),
         None if trigger == Some(Trigger::Manual) => Some(Reentry::Always),
@@ -90,6 +99,7 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
         enabled,
         trigger: trigger?,
         audience,
+        audience_segment,
         reentry: reentry?,
         goal,
         transactional,
@@ -179,6 +189,13 @@ fn read_trigger(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Tri
                 );
                 None
             }
+            name @ ("segment_entered" | "segment_exited") => {
+                diags.push(
+                    n.diag(path, format!("'{name}' needs a segment name"))
+                        .with_hint(format!("write `trigger: {{ {name}: at-risk }}`")),
+                );
+                None
+            }
             other => {
                 unknown(other, n, diags);
                 None
@@ -196,6 +213,12 @@ fn read_trigger(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Tri
                         None
                     }
                 },
+                Some("segment_entered") => {
+                    read_segment_ref(path, v, "segment_entered", diags).map(Trigger::SegmentEntered)
+                }
+                Some("segment_exited") => {
+                    read_segment_ref(path, v, "segment_exited", diags).map(Trigger::SegmentExited)
+                }
                 Some(name @ ("order_placed" | "first_order" | "manual")) => {
                     diags.push(
                         k.diag(path, format!("'{name}' takes no value"))
@@ -220,6 +243,46 @@ fn read_trigger(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Tri
             None
         }
     }
+}
+
+/// `audience: "condition"` or `audience: { segment: NAME, if: "condition" }`.
+fn read_audience(
+    path: &str,
+    n: &Node,
+    diags: &mut Vec<Diagnostic>,
+) -> (Option<Expr>, Option<SegmentRef>) {
+    if let Value::Map(_) = n.value {
+        let Some(mut m) = MapReader::new(path, n, "'audience'", diags) else {
+            return (None, None);
+        };
+        let segment = m
+            .get("segment")
+            .and_then(|s| read_segment_ref(path, s, "segment", diags));
+        let condition = m.get("if").and_then(|c| read_expr(path, c, "if", diags));
+        m.finish(AUDIENCE_KEYS, diags);
+        if segment.is_none() && condition.is_none() {
+            diags.push(
+                n.diag(path, "'audience' needs a segment or an if condition")
+                    .with_hint("write `audience: { segment: at-risk }`"),
+            );
+        }
+        return (condition, segment);
+    }
+    (read_expr(path, n, "audience", diags), None)
+}
+
+fn read_segment_ref(
+    path: &str,
+    n: &Node,
+    key: &str,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<SegmentRef> {
+    let name = read_id(path, n, key, diags)?;
+    Some(SegmentRef {
+        name,
+        line: n.line,
+        col: n.col,
+    })
 }
 
 fn read_reentry(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Reentry> {

@@ -27,6 +27,10 @@ pub struct CustomerRow {
     #[sqlx(skip)]
     #[serde(skip)]
     pub metrics: Option<super::MetricsRow>,
+    /// The named segments the customer is in, loaded with the metrics.
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub segments: Vec<String>,
 }
 
 impl CustomerRow {
@@ -137,21 +141,13 @@ impl Store {
         ids: &[String],
     ) -> Result<HashMap<String, CustomerRow>> {
         let mut out = self.customers_by_ids(ids).await?;
-        let mut metrics = self.metrics_by_ids(ids).await?;
-        for (id, c) in out.iter_mut() {
-            c.metrics = metrics.remove(id);
-        }
+        self.attach_metrics(&mut out).await?;
         Ok(out)
     }
 
     /// A customer by the shop's id or, failing that, by e-mail address.
     pub async fn find_customer(&self, id_or_email: &str) -> Result<CustomerRow> {
-        let mut c = self.find_customer_row(id_or_email).await?;
-        c.metrics = self
-            .metrics_by_ids(std::slice::from_ref(&c.id))
-            .await?
-            .remove(&c.id);
-        Ok(c)
+        self.find_customer_row(id_or_email).await
     }
 
     async fn find_customer_row(&self, id_or_email: &str) -> Result<CustomerRow> {
@@ -180,14 +176,25 @@ impl Store {
         }
     }
 
-    /// `find_customer` with the stored metrics attached.
+    /// `find_customer` with the stored metrics and segment names attached.
     pub async fn find_customer_with_metrics(&self, id_or_email: &str) -> Result<CustomerRow> {
-        let mut c = self.find_customer(id_or_email).await?;
-        c.metrics = self
-            .metrics_by_ids(std::slice::from_ref(&c.id))
-            .await?
-            .remove(&c.id);
-        Ok(c)
+        let c = self.find_customer_row(id_or_email).await?;
+        let id = c.id.clone();
+        let mut one = HashMap::from([(id.clone(), c)]);
+        self.attach_metrics(&mut one).await?;
+        Ok(one.remove(&id).expect("the customer just found"))
+    }
+
+    /// Fills in each customer's metrics and segment names.
+    async fn attach_metrics(&self, customers: &mut HashMap<String, CustomerRow>) -> Result<()> {
+        let ids: Vec<String> = customers.keys().cloned().collect();
+        let mut metrics = self.metrics_by_ids(&ids).await?;
+        let mut segments = self.segments_of(&ids).await?;
+        for (id, c) in customers.iter_mut() {
+            c.metrics = metrics.remove(id);
+            c.segments = segments.remove(id).unwrap_or_default();
+        }
+        Ok(())
     }
 
     /// Recomputes order aggregates (count, total, first/last order, currency) for the given

@@ -123,19 +123,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<u64>> {
         let mut tx = self.pool.begin().await?;
-        let mut created = 0;
-        for chunk in new.chunks(1000) {
-            let mut qb = QueryBuilder::<Db>::new(
-                "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
-                 next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
-                 goal_order_id, ended_at) ",
-            );
-            qb.push_values(chunk, |mut b, e| {
-                push_enrollment(&mut b, e);
-            });
-            qb.push(" ON CONFLICT (scenario_id, customer_id, trigger_key) DO NOTHING");
-            created += qb.build().execute(&mut *tx).await?.rows_affected();
-        }
+        let created = insert_enrollments(&mut tx, new).await?;
         for chunk in goals.chunks(1000) {
             // One statement per chunk; `goal_reached_at IS NULL` keeps a goal from being
             // reached twice.
@@ -324,12 +312,45 @@ fn lite_rows(json: &str) -> Result<Vec<EnrollmentLite>> {
 }
 
 async fn move_cursor(tx: &mut sqlx::Transaction<'_, Db>, from: i64, to: i64) -> Result<bool> {
-    let moved =
-        sqlx::query("UPDATE settings SET value = $1 WHERE key = 'order_cursor' AND value = $2")
-            .bind(to.to_string())
-            .bind(from.to_string())
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
+    move_named_cursor(tx, "order_cursor", from, to).await
+}
+
+/// Moves the cursor kept in `settings` under `key` from `from` to `to` (compare-and-set);
+/// says whether it moved.
+pub(super) async fn move_named_cursor(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    key: &str,
+    from: i64,
+    to: i64,
+) -> Result<bool> {
+    let moved = sqlx::query("UPDATE settings SET value = $1 WHERE key = $2 AND value = $3")
+        .bind(to.to_string())
+        .bind(key)
+        .bind(from.to_string())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
     Ok(moved == 1)
+}
+
+/// Inserts enrollments, ignoring a duplicate trigger (the unique key); returns how many were
+/// created.
+pub(super) async fn insert_enrollments(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    new: &[NewEnrollment],
+) -> Result<u64> {
+    let mut created = 0;
+    for chunk in new.chunks(1000) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
+             next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
+             goal_order_id, ended_at) ",
+        );
+        qb.push_values(chunk, |mut b, e| {
+            push_enrollment(&mut b, e);
+        });
+        qb.push(" ON CONFLICT (scenario_id, customer_id, trigger_key) DO NOTHING");
+        created += qb.build().execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(created)
 }

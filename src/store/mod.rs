@@ -7,6 +7,7 @@ mod enrollments;
 mod metrics;
 mod orders;
 mod outbox;
+mod segments;
 mod status;
 mod suppressions;
 
@@ -15,6 +16,7 @@ pub use enrollments::{DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, Ste
 pub use metrics::{MetricsRow, RfmGroup, METRICS_COLUMNS};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus, Recorded};
+pub use segments::{MembershipChange, SegmentEvent};
 pub use status::{FlowStatus, ScenarioStatus};
 pub use suppressions::{Suppression, SuppressionKind};
 

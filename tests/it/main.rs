@@ -12,6 +12,7 @@ mod import;
 mod limits;
 mod refresh;
 mod scan;
+mod segments;
 mod suppression;
 mod time_travel;
 mod tls;

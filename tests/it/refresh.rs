@@ -55,7 +55,7 @@ async fn a_refresh_of_the_cdnow_shop_stores_the_reference_metrics_for_every_cust
     let store = shop.store().await;
     cdnow_shop(&store).await;
     let as_of = NaiveDate::from_ymd_opt(1998, 6, 30).unwrap();
-    let report = refresh(&store, as_of, chrono_tz::Asia::Tokyo, 0, &|_| {})
+    let report = refresh(&store, as_of, chrono_tz::Asia::Tokyo, 0, &[], &|_| {})
         .await
         .unwrap();
     assert_eq!((report.customers, report.orders), (2357, 6919));
@@ -103,7 +103,7 @@ async fn a_refresh_of_the_cdnow_shop_stores_the_reference_metrics_for_every_cust
 
     // A second refresh a year later replaces every row.
     let later = NaiveDate::from_ymd_opt(1999, 6, 30).unwrap();
-    refresh(&store, later, chrono_tz::Asia::Tokyo, 0, &|_| {})
+    refresh(&store, later, chrono_tz::Asia::Tokyo, 0, &[], &|_| {})
         .await
         .unwrap();
     let rows = stored(&store).await;
@@ -136,7 +136,7 @@ async fn too_little_history_refreshes_without_predictions_and_says_why() {
     )
     .await;
     let as_of = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
-    let report = refresh(&store, as_of, chrono_tz::Asia::Tokyo, 0, &|_| {})
+    let report = refresh(&store, as_of, chrono_tz::Asia::Tokyo, 0, &[], &|_| {})
         .await
         .unwrap();
     let why = report.bgnbd.unwrap_err().to_string();
@@ -163,7 +163,7 @@ async fn the_ltv_report_of_the_cdnow_shop_adds_up_to_what_the_orders_say() {
     let store = shop.store().await;
     cdnow_shop(&store).await;
     let as_of = NaiveDate::from_ymd_opt(1998, 6, 30).unwrap();
-    refresh(&store, as_of, chrono_tz::Asia::Tokyo, 0, &|_| {})
+    refresh(&store, as_of, chrono_tz::Asia::Tokyo, 0, &[], &|_| {})
         .await
         .unwrap();
     let (segments, cohorts) = rebuy::reports::ltv_report(&store, as_of, chrono_tz::Asia::Tokyo)
@@ -259,6 +259,7 @@ async fn templates_see_the_customers_metrics_once_they_are_refreshed() {
         NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(),
         chrono_tz::Asia::Tokyo,
         0,
+        &[],
         &|_| {},
     )
     .await

@@ -1,0 +1,227 @@
+//! Segment membership: evaluating a compiled segment condition over every customer in one
+//! statement, keeping the members and writing each change of membership as an event, all in
+//! one transaction; and reading those events for the tick.
+
+use super::enrollments::{insert_enrollments, move_named_cursor};
+use super::{Db, NewEnrollment, Result, Store};
+use crate::segment::{Bind, SqlCondition};
+use std::collections::HashMap;
+
+/// What one evaluation of a segment changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MembershipChange {
+    pub members: u64,
+    pub entered: u64,
+    pub exited: u64,
+    /// The first evaluation of a segment: members are recorded, no events are written.
+    pub baseline: bool,
+}
+
+/// A change of membership, as the tick reads it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SegmentEvent {
+    pub seq: i64,
+    pub segment: String,
+    pub customer_id: String,
+    pub entered: bool,
+    pub at: i64,
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, Db, sqlx::sqlite::SqliteArguments<'q>>,
+    binds: &'q [Bind],
+) -> sqlx::query::Query<'q, Db, sqlx::sqlite::SqliteArguments<'q>> {
+    for b in binds {
+        q = match b {
+            Bind::Int(i) => q.bind(*i),
+            Bind::Float(f) => q.bind(*f),
+            Bind::Text(s) => q.bind(s.as_str()),
+        };
+    }
+    q
+}
+
+impl Store {
+    /// The ids of the customers matching `cond`, sorted (one query; for tests and tools).
+    pub async fn segment_query(&self, cond: &SqlCondition) -> Result<Vec<String>> {
+        let sql = format!(
+            "SELECT c.id FROM customers c LEFT JOIN customer_metrics m ON m.customer_id = c.id \
+             WHERE {} ORDER BY c.id",
+            cond.sql
+        );
+        let rows: Vec<(String,)> = {
+            let q = bind_all(sqlx::query(&sql), &cond.binds);
+            use sqlx::Row;
+            q.fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(|r| (r.get::<String, _>(0),))
+                .collect()
+        };
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Evaluates segment `name` (`cond`) over every customer and stores the result in one
+    /// transaction: the members, an `entered` event per customer who was not a member, an
+    /// `exited` event per member who no longer is. The first evaluation of a segment only
+    /// records its members (a new segment must not fire for everyone already in it).
+    pub async fn evaluate_segment(
+        &self,
+        name: &str,
+        cond: &SqlCondition,
+        as_of: &str,
+        now: i64,
+    ) -> Result<MembershipChange> {
+        let mut tx = self.write_tx().await?;
+        let known: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM segment_evaluations WHERE segment = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let baseline = known.is_none();
+        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS segment_now (customer_id TEXT PRIMARY KEY)")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM segment_now")
+            .execute(&mut *tx)
+            .await?;
+        // The condition's placeholders are $1..$n; it is the only bound text here.
+        let fill = format!(
+            "INSERT INTO segment_now (customer_id) SELECT c.id FROM customers c \
+             LEFT JOIN customer_metrics m ON m.customer_id = c.id WHERE {}",
+            cond.sql
+        );
+        let members = bind_all(sqlx::query(&fill), &cond.binds)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let (mut entered, mut exited) = (0, 0);
+        if !baseline {
+            entered = sqlx::query(
+                "INSERT INTO segment_events (segment, customer_id, kind, at) \
+                 SELECT $1, n.customer_id, 'entered', $2 FROM segment_now n WHERE NOT EXISTS \
+                 (SELECT 1 FROM segment_members s WHERE s.segment = $1 AND s.customer_id = n.customer_id) \
+                 ORDER BY n.customer_id",
+            )
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            exited = sqlx::query(
+                "INSERT INTO segment_events (segment, customer_id, kind, at) \
+                 SELECT $1, s.customer_id, 'exited', $2 FROM segment_members s WHERE s.segment = $1 \
+                 AND NOT EXISTS (SELECT 1 FROM segment_now n WHERE n.customer_id = s.customer_id) \
+                 ORDER BY s.customer_id",
+            )
+            .bind(name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        sqlx::query(
+            "DELETE FROM segment_members WHERE segment = $1 AND NOT EXISTS \
+             (SELECT 1 FROM segment_now n WHERE n.customer_id = segment_members.customer_id)",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO segment_members (segment, customer_id, since) \
+             SELECT $1, customer_id, $2 FROM segment_now WHERE true \
+             ON CONFLICT (segment, customer_id) DO NOTHING",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO segment_evaluations (segment, as_of, evaluated_at, members) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (segment) DO UPDATE SET \
+             as_of = excluded.as_of, evaluated_at = excluded.evaluated_at, members = excluded.members",
+        )
+        .bind(name)
+        .bind(as_of)
+        .bind(now)
+        .bind(members as i64)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM segment_now")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(MembershipChange {
+            members,
+            entered,
+            exited,
+            baseline,
+        })
+    }
+
+    /// The members of a segment, sorted.
+    pub async fn segment_members(&self, name: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT customer_id FROM segment_members WHERE segment = $1 ORDER BY customer_id",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// Each of `ids`' segments, by customer (names sorted).
+    pub async fn segments_of(&self, ids: &[String]) -> Result<HashMap<String, Vec<String>>> {
+        let mut out: HashMap<String, Vec<String>> = HashMap::new();
+        for chunk in ids.chunks(super::BATCH) {
+            let mut qb = sqlx::QueryBuilder::<Db>::new(
+                "SELECT customer_id, segment FROM segment_members WHERE customer_id IN ",
+            );
+            super::push_in_list(&mut qb, chunk);
+            qb.push(" ORDER BY customer_id, segment");
+            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.pool).await?;
+            for (c, s) in rows {
+                out.entry(c).or_default().push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn segment_cursor(&self) -> Result<i64> {
+        Ok(self
+            .setting("segment_cursor")
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Up to `limit` membership changes after `cursor`, oldest first.
+    pub async fn segment_events_after(&self, cursor: i64, limit: i64) -> Result<Vec<SegmentEvent>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, segment, customer_id, kind = 'entered' AS entered, at FROM segment_events \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(cursor)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records the enrollments a page of segment events started and moves the segment cursor
+    /// from `from` to `to`, in one transaction. `None` if an overlapping tick moved it first.
+    pub async fn apply_segment_batch(
+        &self,
+        new: &[NewEnrollment],
+        from: i64,
+        to: i64,
+    ) -> Result<Option<u64>> {
+        let mut tx = self.pool.begin().await?;
+        let created = insert_enrollments(&mut tx, new).await?;
+        if !move_named_cursor(&mut tx, "segment_cursor", from, to).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        tx.commit().await?;
+        Ok(Some(created))
+    }
+}
