@@ -30,6 +30,22 @@ pub const SAMPLES: &[(&str, &str)] = &[
         include_str!("../scenarios/support-follow-up.yaml"),
     ),
     (
+        "scenarios/segments.yaml",
+        include_str!("../scenarios/segments.yaml"),
+    ),
+    (
+        "scenarios/win-back.yaml",
+        include_str!("../scenarios/win-back.yaml"),
+    ),
+    (
+        "templates/winback.html",
+        include_str!("../templates/winback.html"),
+    ),
+    (
+        "templates/winback.txt",
+        include_str!("../templates/winback.txt"),
+    ),
+    (
         "templates/_footer.html",
         include_str!("../templates/_footer.html"),
     ),
@@ -351,7 +367,13 @@ pub async fn prepare(
         )
     })?;
     let deliverer = app.deliverer(&store)?;
-    let jobs: Vec<Job> = Vec::new();
+    // A refresh every night at 03:00, as a shop would schedule it: metrics, RFM and the
+    // named segments, whose changes start the win-back scenario.
+    let nightly = "name: nightly-refresh\ncron: \"0 3 * * *\"\nrefresh_metrics: true\n";
+    let config: crate::config::JobConfig = serde_saphyr::from_str(nightly)?;
+    let schedule = crate::config::parse_cron(config.cron.value.as_str())
+        .map_err(|e| anyhow::anyhow!("demo cron: {e}"))?;
+    let jobs = vec![Job::new(config, schedule, app.resolved.default_timezone)];
     let import = ImportOptions {
         format: None,
         default_timezone: app.resolved.default_timezone,

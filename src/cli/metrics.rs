@@ -5,9 +5,9 @@ use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
 use crate::clock::{Clock, SystemClock};
 use crate::refresh::{refresh, RefreshReport};
-use crate::store::{Store, METRICS_COLUMNS};
+use crate::store::{MetricsRow, Store, METRICS_COLUMNS};
 use chrono::NaiveDate;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{IsTerminal, Write};
 
@@ -126,6 +126,10 @@ fn print_report(r: &RefreshReport, format: OutputFormat) -> anyhow::Result<()> {
         "bgnbd_error": bg_err,
         "gamma_gamma": r.gamma_gamma.as_ref().ok(),
         "gamma_gamma_error": gg_err,
+        "named_segments": r.named_segments.iter().map(|(name, c)| serde_json::json!({
+            "segment": name, "members": c.members, "entered": c.entered, "exited": c.exited,
+            "baseline": c.baseline,
+        })).collect::<Vec<_>>(),
         "timings": r.timings,
     });
     if format == OutputFormat::Table {
@@ -135,6 +139,31 @@ fn print_report(r: &RefreshReport, format: OutputFormat) -> anyhow::Result<()> {
         );
     }
     print_rows(format, &["rfm segment", "customers"], &rows, &json)?;
+    if format == OutputFormat::Table && !r.named_segments.is_empty() {
+        let rows: Vec<Vec<String>> = r
+            .named_segments
+            .iter()
+            .map(|(name, c)| {
+                let note = if c.baseline {
+                    " (first evaluation)"
+                } else {
+                    ""
+                };
+                vec![
+                    format!("{name}{note}"),
+                    c.members.to_string(),
+                    c.entered.to_string(),
+                    c.exited.to_string(),
+                ]
+            })
+            .collect();
+        print_rows(
+            format,
+            &["segment", "members", "entered", "exited"],
+            &rows,
+            &serde_json::Value::Null,
+        )?;
+    }
     if format == OutputFormat::Table {
         println!("{}", fit("BG/NBD", &bg_err));
         println!("{}", fit("Gamma-Gamma", &gg_err));
@@ -181,35 +210,81 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Streams the stored metrics to `out`: CSV with a header, or a JSON array of objects.
+/// Streams the stored metrics to `out`, each row with the customer's segment names: CSV with
+/// a header (names joined by `;`), or a JSON array of objects (names as a list).
 pub async fn export(
     store: &Store,
     format: ExportFormat,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
-    let mut rows = store.metrics_rows();
+    let mut rows = WithSegments::new(store).await?;
     let mut n = 0u64;
     match format {
         ExportFormat::Csv => {
             let mut w = csv::WriterBuilder::new()
                 .has_headers(false)
                 .from_writer(out);
-            w.write_record(METRICS_COLUMNS)?;
-            while let Some(row) = rows.try_next().await? {
-                w.serialize(&row)?;
+            let mut header: Vec<&str> = METRICS_COLUMNS.to_vec();
+            header.push("segments");
+            w.write_record(header)?;
+            while let Some((row, segments)) = rows.next().await? {
+                w.serialize((&row, segments.join(";")))?;
                 n += 1;
             }
             w.flush()?;
         }
         ExportFormat::Json => {
             out.write_all(b"[")?;
-            while let Some(row) = rows.try_next().await? {
+            while let Some((row, segments)) = rows.next().await? {
                 out.write_all(if n == 0 { b"\n" } else { b",\n" })?;
-                serde_json::to_writer(&mut *out, &row)?;
+                let mut value = serde_json::to_value(&row)?;
+                value["segments"] = serde_json::json!(segments);
+                serde_json::to_writer(&mut *out, &value)?;
                 n += 1;
             }
             out.write_all(b"\n]\n")?;
         }
     }
     Ok(n)
+}
+
+type Rows<'a, T> = futures::stream::BoxStream<'a, Result<T, sqlx::Error>>;
+
+/// The metrics rows merged with the memberships: two streams in customer order, so that
+/// neither is ever held in memory.
+struct WithSegments<'a> {
+    rows: Rows<'a, MetricsRow>,
+    members: Rows<'a, (String, String)>,
+    pending: Option<(String, String)>,
+}
+
+impl<'a> WithSegments<'a> {
+    async fn new(store: &'a Store) -> anyhow::Result<Self> {
+        let mut members = store.memberships().boxed();
+        let pending = members.try_next().await?;
+        Ok(Self {
+            rows: store.metrics_rows().boxed(),
+            members,
+            pending,
+        })
+    }
+
+    async fn next(&mut self) -> anyhow::Result<Option<(MetricsRow, Vec<String>)>> {
+        let Some(row) = self.rows.try_next().await? else {
+            return Ok(None);
+        };
+        let mut segments = Vec::new();
+        // Memberships of customers without metrics (no orders) are passed over.
+        while let Some((customer, segment)) = self.pending.take() {
+            if customer > row.customer_id {
+                self.pending = Some((customer, segment));
+                break;
+            }
+            if customer == row.customer_id {
+                segments.push(segment);
+            }
+            self.pending = self.members.try_next().await?;
+        }
+        Ok(Some((row, segments)))
+    }
 }

@@ -187,6 +187,16 @@ impl Store {
         Ok(out)
     }
 
+    /// Every membership, by customer then segment (to merge with `metrics_rows`).
+    pub fn memberships(
+        &self,
+    ) -> impl futures::Stream<Item = std::result::Result<(String, String), sqlx::Error>> + '_ {
+        sqlx::query_as(
+            "SELECT customer_id, segment FROM segment_members ORDER BY customer_id, segment",
+        )
+        .fetch(&self.pool)
+    }
+
     pub async fn segment_cursor(&self) -> Result<i64> {
         Ok(self
             .setting("segment_cursor")

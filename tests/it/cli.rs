@@ -96,7 +96,7 @@ fn check_passes_on_the_shipped_scenarios_and_fails_with_located_problems() {
     let o = rebuy(dir.path(), &["check"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
-    assert!(err.contains("ok: 3 scenario(s)"), "{err}");
+    assert!(err.contains("ok: 4 scenario(s) and 13 segment(s)"), "{err}");
 
     std::fs::write(dir.path().join("scenarios/broken.yaml"), "id: broken\ntrigger: first_order\nsteps:\n  - id: a\n    wiat: 3d\n    send: { template: thanks, subject: s }\n").unwrap();
     let o = rebuy(dir.path(), &["check"]);
@@ -535,15 +535,29 @@ fn refresh_and_metrics_export_give_one_row_per_customer_in_csv_and_json() {
         .as_str()
         .unwrap()
         .contains("too little history"));
+    // The shipped segments are evaluated; the first evaluation is a baseline.
+    let named = report["named_segments"].as_array().unwrap();
+    assert_eq!(named.len(), 13);
+    assert!(named.iter().all(|s| s["baseline"] == true));
+    let members: u64 = named[..10]
+        .iter()
+        .map(|s| s["members"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        members, 2,
+        "two customers with orders, one RFM segment each"
+    );
 
     let o = rebuy(dir.path(), &["metrics", "export"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     let mut lines = out.lines();
-    assert!(lines
-        .next()
-        .unwrap()
-        .starts_with("customer_id,as_of,orders,first_order,last_order,days_since_last"));
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("customer_id,as_of,orders,first_order,last_order,days_since_last"));
+    assert!(
+        header.ends_with(",expected_next_order,segments"),
+        "{header}"
+    );
     let c1: Vec<&str> = lines
         .find(|l| l.starts_with("C1,"))
         .unwrap()
@@ -572,6 +586,24 @@ fn refresh_and_metrics_export_give_one_row_per_customer_in_csv_and_json() {
     assert!(rows.iter().all(|r| r["as_of"] == "2026-10-10"));
     let c1 = rows.iter().find(|r| r["customer_id"] == "C1").unwrap();
     assert_eq!(c1["orders"], 1, "the October 20 order is after the date");
+    // Each row carries its own customer's segments: exactly one RFM segment each.
+    for r in &rows {
+        let names: Vec<&str> = r["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let rfm = names
+            .iter()
+            .filter(|n| {
+                rebuy::metrics::SEGMENTS
+                    .iter()
+                    .any(|s| s.replace(' ', "-").replace("can't", "cant") == **n)
+            })
+            .count();
+        assert_eq!(rfm, 1, "{r}");
+    }
 
     let o = rebuy(dir.path(), &["refresh", "--as-of", "2026-13-01"]);
     let (_, err) = text(&o);

@@ -10,7 +10,7 @@ use rebuy::refresh::refresh;
 use rebuy::store::{MetricsRow, NewOrder, Store};
 use std::collections::BTreeMap;
 
-async fn cdnow_shop(store: &Store) {
+pub async fn cdnow_shop(store: &Store) {
     let orders = cdnow_rows("cdnow_sample_orders.csv");
     let mut ids: Vec<String> = orders.iter().map(|r| r["customer_id"].clone()).collect();
     ids.sort();

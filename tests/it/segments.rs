@@ -548,3 +548,45 @@ fn bad_segment_files_and_references_get_located_errors() {
     let names: Vec<&str> = report.segments.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, vec!["ok"]);
 }
+
+#[tokio::test]
+async fn the_shipped_rfm_segments_select_exactly_the_customers_of_each_rfm_segment() {
+    const SHIPPED: &str = include_str!("../../scenarios/segments.yaml");
+    let doc = rebuy::yaml::parse("segments.yaml", SHIPPED).unwrap();
+    let (segments, diags) = rebuy::segment::parse_segments("segments.yaml", SHIPPED, &doc);
+    assert!(diags.is_empty(), "{diags:?}");
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    crate::refresh::cdnow_shop(&store).await;
+    let as_of = NaiveDate::from_ymd_opt(1998, 6, 30).unwrap();
+    let report = refresh(&store, as_of, ZONE, 0, &segments, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.named_segments.len(), segments.len());
+    let mut by_rfm: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, m) in all_metrics(&store).await {
+        by_rfm.entry(m).or_default().push(id);
+    }
+    let mut covered = 0;
+    for name in rebuy::metrics::SEGMENTS {
+        let shipped = match name {
+            "can't lose" => "cant-lose".to_string(),
+            other => other.replace(' ', "-"),
+        };
+        let members = store.segment_members(&shipped).await.unwrap();
+        let expected = by_rfm.get(name).cloned().unwrap_or_default();
+        assert_eq!(members, expected, "{name}");
+        covered += members.len();
+    }
+    assert_eq!(covered, 2357, "every CDNOW customer is in one RFM segment");
+}
+
+async fn all_metrics(store: &Store) -> Vec<(String, String)> {
+    use futures::TryStreamExt;
+    store
+        .metrics_rows()
+        .map_ok(|r| (r.customer_id, r.rfm_segment))
+        .try_collect()
+        .await
+        .unwrap()
+}
