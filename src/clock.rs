@@ -55,6 +55,17 @@ pub fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// The first instant of calendar day `day` in `zone` (unix ms); on a day that starts in a DST
+/// gap, the earliest instant that exists.
+pub fn start_of_day(day: chrono::NaiveDate, zone: chrono_tz::Tz) -> i64 {
+    use chrono::TimeZone;
+    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    zone.from_local_datetime(&midnight)
+        .earliest()
+        .map(|t| t.timestamp_millis())
+        .unwrap_or_else(|| midnight.and_utc().timestamp_millis())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,8 @@ pub struct RefreshReport {
     pub gamma_gamma: Result<GammaGamma, FitError>,
     /// Customers per RFM segment, in `metrics::SEGMENTS` order.
     pub segments: Vec<(&'static str, usize)>,
+    /// SKUs with a typical repeat-purchase interval (for the `replenish` trigger).
+    pub sku_intervals: usize,
     /// What each named segment's evaluation changed, in definition order.
     pub named_segments: Vec<(String, MembershipChange)>,
     /// Seconds spent per phase: reading the orders, each fit, RFM scoring, predicting and
@@ -40,6 +42,7 @@ pub struct Timings {
     pub gamma_gamma_fit_secs: f64,
     pub score_secs: f64,
     pub write_secs: f64,
+    pub intervals_secs: f64,
     pub segments_secs: f64,
 }
 
@@ -122,12 +125,61 @@ pub async fn refresh(
 ) -> anyhow::Result<RefreshReport> {
     let lean = store.lean().await?;
     let report = refresh_with(&lean, as_of, zone, now_ms, progress).await;
+    let mut report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            lean.close().await;
+            return Err(e);
+        }
+    };
+    let clock = std::time::Instant::now();
+    let intervals = sku_intervals(&lean, metrics::day_number(as_of), zone).await;
     lean.close().await;
-    let mut report = report?;
+    let intervals = intervals?;
+    store
+        .replace_sku_intervals(&intervals, &as_of.format("%Y-%m-%d").to_string())
+        .await?;
+    report.sku_intervals = intervals.len();
+    report.timings.intervals_secs = clock.elapsed().as_secs_f64();
     let clock = std::time::Instant::now();
     report.named_segments = evaluate_segments(store, segments, as_of, zone, now_ms).await?;
     report.timings.segments_secs = clock.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The typical repeat-purchase interval of every SKU bought twice by enough customers, from
+/// the orders up to the end of day `end`.
+async fn sku_intervals(
+    store: &Store,
+    end: i64,
+    zone: Tz,
+) -> anyhow::Result<Vec<metrics::SkuInterval>> {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[serde(default)]
+        sku: String,
+    }
+    let mut intervals = metrics::RepeatIntervals::default();
+    let mut current: Option<String> = None;
+    let mut orders: Vec<(i64, Vec<String>)> = Vec::new();
+    let mut rows = store.orders_with_items();
+    while let Some((customer, placed_at, items)) = rows.try_next().await? {
+        if current.as_deref() != Some(customer.as_str()) {
+            intervals.add_customer(&orders);
+            orders.clear();
+            current = Some(customer);
+        }
+        let day = day_of(placed_at, zone);
+        if day > end {
+            continue;
+        }
+        // An order whose items cannot be read counts as one without items.
+        let items: Vec<Item> = serde_json::from_str(&items).unwrap_or_default();
+        let skus = items.into_iter().map(|i| i.sku).filter(|s| !s.is_empty());
+        orders.push((day, skus.collect()));
+    }
+    intervals.add_customer(&orders);
+    Ok(intervals.typical(metrics::MIN_PAIRS))
 }
 
 /// Evaluates every named segment as of the end of `as_of` and stores the membership and its
@@ -242,6 +294,7 @@ async fn refresh_with(
         bgnbd,
         gamma_gamma,
         segments: metrics::SEGMENTS.iter().copied().zip(counts).collect(),
+        sku_intervals: 0,
         named_segments: Vec::new(),
         timings,
     })

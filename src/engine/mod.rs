@@ -5,7 +5,7 @@
 mod plan;
 mod schedule;
 
-pub use plan::{plan_orders, plan_segment_events, trigger_key, Judge, OrderPlan};
+pub use plan::{plan_fired, plan_orders, segment_triggers, trigger_key, Fired, Judge, OrderPlan};
 pub use schedule::due_at;
 
 use crate::clock::{from_millis, to_millis};
@@ -163,6 +163,7 @@ impl Engine {
             let mut report = TickReport::default();
             self.process_orders(now, &mut report).await?;
             self.process_segment_events(now, &mut report).await?;
+            self.process_predictions(now, &mut report).await?;
             self.advance_due(now, &mut report).await?;
             tracing::info!(?report, "tick done");
             Ok(report)
@@ -283,10 +284,16 @@ impl Engine {
         } else {
             Default::default()
         };
+        let intervals = if self.uses_replenish() {
+            self.store.sku_intervals().await?
+        } else {
+            HashMap::new()
+        };
         let mut judge = ContextJudge {
             engine: self,
             customers: &customers,
             orders: &full,
+            intervals: &intervals,
             now,
         };
         let plan = plan_orders(
@@ -345,15 +352,12 @@ impl Engine {
                     self.store.customers_with_metrics(&ids).await?,
                 )
             };
-            let new = plan_segment_events(
-                &self.scenarios,
-                &events,
-                existing,
-                now_ms,
-                lookback_start,
-                |s, e| self.admit(s, customers.get(&e.customer_id)?, e.at, now),
-            );
-            match self.store.apply_segment_batch(&new, cursor, last).await? {
+            let triggers = segment_triggers(&self.scenarios, &events);
+            let new = plan_fired(&triggers, existing, now_ms, lookback_start, |f| {
+                self.admit(f.scenario, customers.get(&f.customer_id)?, f.at, now)
+            });
+            let moved = Some(("segment_cursor", cursor, last));
+            match self.store.apply_fired(&new, moved).await? {
                 Some(created) => {
                     report.enrolled += created;
                     cursor = last;
@@ -361,6 +365,76 @@ impl Engine {
                 None => cursor = self.store.segment_cursor().await?,
             }
         }
+    }
+
+    /// Starts `expected_next_order` enrollments: once per shop-local day and per metrics
+    /// refresh, finds the customers whose predicted next order, shifted by each scenario's
+    /// offset, falls between the trigger lookback and now. The predicted date is the key: a
+    /// prediction fires once; a new date (after a refresh) may fire again if `reentry` allows.
+    async fn process_predictions(&self, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
+        let offsets: Vec<(&Scenario, Duration)> = self
+            .scenarios
+            .iter()
+            .filter(|s| s.enabled)
+            .filter_map(|s| match s.trigger {
+                Trigger::ExpectedNextOrder(d) => Some((s, d)),
+                _ => None,
+            })
+            .collect();
+        let Some(as_of) = self.store.metrics_as_of().await? else {
+            return Ok(());
+        };
+        let zone = self.settings.default_timezone;
+        let marker = format!("{}|{as_of}", now.with_timezone(&zone).date_naive());
+        if offsets.is_empty()
+            || self.store.setting("next_order_scan").await?.as_deref() == Some(marker.as_str())
+        {
+            return Ok(());
+        }
+        let lookback_start = now - self.settings.trigger_lookback;
+        let date = |t: DateTime<Utc>| t.with_timezone(&zone).date_naive();
+        let from = offsets.iter().map(|(_, d)| date(lookback_start - *d)).min();
+        let to = offsets.iter().map(|(_, d)| date(now - *d)).max();
+        let (Some(from), Some(to)) = (from, to) else {
+            return Ok(());
+        };
+        let rows = self
+            .store
+            .expected_orders_between(&from.to_string(), &to.to_string())
+            .await?;
+        let mut fired = Vec::new();
+        for (customer_id, day) in &rows {
+            let Ok(day) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
+                continue;
+            };
+            for (s, offset) in &offsets {
+                let at = from_millis(crate::clock::start_of_day(day, zone)) + *offset;
+                if at >= lookback_start && at <= now {
+                    fired.push(Fired {
+                        scenario: s,
+                        customer_id: customer_id.clone(),
+                        at: to_millis(at),
+                        key: format!("next:{day}"),
+                    });
+                }
+            }
+        }
+        fired.sort_by_key(|f| f.at);
+        let ids = distinct(fired.iter().map(|f| f.customer_id.clone()));
+        let existing = self.store.enrollments_for_customers(&ids).await?;
+        let customers = self.store.customers_with_metrics(&ids).await?;
+        let new = plan_fired(
+            &fired,
+            existing,
+            to_millis(now),
+            to_millis(lookback_start),
+            |f| self.admit(f.scenario, customers.get(&f.customer_id)?, f.at, now),
+        );
+        if let Some(created) = self.store.apply_fired(&new, None).await? {
+            report.enrolled += created;
+        }
+        self.store.set_setting("next_order_scan", &marker).await?;
+        Ok(())
     }
 
     /// Whether customer `c` is in `s`'s audience (segment and condition) for a trigger at
@@ -408,13 +482,21 @@ impl Engine {
         Some(cap.max().unwrap_or(0))
     }
 
-    /// Whether any audience or goal condition needs customers and orders in full.
+    fn uses_replenish(&self) -> bool {
+        self.scenarios
+            .iter()
+            .any(|s| s.enabled && matches!(s.trigger, Trigger::Replenish(_)))
+    }
+
+    /// Whether any audience or goal condition (or a `replenish` trigger, which reads the
+    /// items) needs customers and orders in full.
     fn needs_context(&self) -> bool {
-        self.scenarios.iter().any(|s| {
-            s.audience.is_some()
-                || s.audience_segment.is_some()
-                || s.goal.as_ref().is_some_and(|g| g.condition.is_some())
-        })
+        self.uses_replenish()
+            || self.scenarios.iter().any(|s| {
+                s.audience.is_some()
+                    || s.audience_segment.is_some()
+                    || s.goal.as_ref().is_some_and(|g| g.condition.is_some())
+            })
     }
 
     async fn advance_due(&self, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
@@ -712,10 +794,23 @@ struct ContextJudge<'a> {
     engine: &'a Engine,
     customers: &'a HashMap<String, CustomerRow>,
     orders: &'a HashMap<String, OrderRow>,
+    /// SKU → typical days between repeat purchases (for `replenish`).
+    intervals: &'a HashMap<String, i64>,
     now: DateTime<Utc>,
 }
 
 impl ContextJudge<'_> {
+    /// For a `replenish` trigger: the order's item that runs out first, and after how many
+    /// days (its SKU's typical repeat interval); None if no item has one.
+    fn runs_out_first(&self, order: &OrderEvent) -> Option<(String, i64)> {
+        let full = self.orders.get(&order.id)?;
+        let items: Vec<crate::render::ItemView> = serde_json::from_str(&full.items).ok()?;
+        items
+            .into_iter()
+            .filter_map(|i| self.intervals.get(&i.sku).map(|d| (i.sku, *d)))
+            .min_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)))
+    }
+
     fn eval(&self, s: &Scenario, key: &str, event: &OrderEvent) -> bool {
         let (Some(c), Some(order)) = (
             self.customers.get(&event.customer_id),
@@ -741,6 +836,9 @@ impl ContextJudge<'_> {
 
 impl Judge for ContextJudge<'_> {
     fn audience(&mut self, s: &Scenario, order: &OrderEvent) -> bool {
+        if matches!(s.trigger, Trigger::Replenish(_)) && self.runs_out_first(order).is_none() {
+            return false;
+        }
         let in_segment = s.audience_segment.as_ref().is_none_or(|r| {
             self.customers
                 .get(&order.customer_id)
@@ -756,12 +854,22 @@ impl Judge for ContextJudge<'_> {
     fn first_due(&mut self, s: &Scenario, order: &OrderEvent) -> i64 {
         let zone = self.engine.zone_named(order.timezone.as_deref());
         let first = &s.steps[0];
-        to_millis(due_at(
-            from_millis(order.placed_at),
-            first.wait,
-            first.at,
-            zone,
-        ))
+        let mut from = from_millis(order.placed_at);
+        if let Trigger::Replenish(offset) = s.trigger {
+            if let Some((_, days)) = self.runs_out_first(order) {
+                from = from + Duration::days(days) + offset;
+            }
+        }
+        to_millis(due_at(from, first.wait, first.at, zone))
+    }
+
+    fn vars(&mut self, s: &Scenario, order: &OrderEvent) -> String {
+        match (&s.trigger, self.runs_out_first(order)) {
+            (Trigger::Replenish(_), Some((sku, days))) => {
+                serde_json::json!({ "sku": sku, "interval_days": days }).to_string()
+            }
+            _ => "{}".into(),
+        }
     }
 }
 

@@ -14,6 +14,10 @@ pub trait Judge {
     fn goal(&mut self, s: &Scenario, order: &OrderEvent) -> bool;
     /// When the first step of a new enrollment triggered by `order` is due (unix ms).
     fn first_due(&mut self, s: &Scenario, order: &OrderEvent) -> i64;
+    /// The variables a new enrollment starts with (JSON); none by default.
+    fn vars(&mut self, _s: &Scenario, _order: &OrderEvent) -> String {
+        "{}".into()
+    }
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -66,7 +70,8 @@ pub fn plan_orders(
             if !may_enter(s, order.placed_at, mine) || !judge.audience(s, order) {
                 continue;
             }
-            let e = new_enrollment(s, order, now, judge.first_due(s, order));
+            let mut e = new_enrollment(s, order, now, judge.first_due(s, order));
+            e.vars = judge.vars(s, order);
             mine.push(Tracked {
                 id: None,
                 new: Some(plan.enrollments.len()),
@@ -83,16 +88,25 @@ pub fn plan_orders(
     plan
 }
 
-/// Plans which enrollments a page of segment membership changes (oldest first) starts.
-/// `admit` says whether the customer is in the scenario's audience and, if so, when the
-/// first step is due. Events before `lookback_start` start nothing.
-pub fn plan_segment_events(
-    scenarios: &[Scenario],
-    events: &[SegmentEvent],
+/// A trigger that fired without an order (a segment change, a predicted next order): which
+/// scenario, for whom, when, and the key that makes it fire once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fired<'a> {
+    pub scenario: &'a Scenario,
+    pub customer_id: String,
+    pub at: i64,
+    pub key: String,
+}
+
+/// Plans which enrollments a list of fired triggers (oldest first) starts. `admit` says
+/// whether the customer is in the scenario's audience and, if so, when the first step is
+/// due. Triggers before `lookback_start` start nothing.
+pub fn plan_fired(
+    fired: &[Fired],
     existing: Vec<EnrollmentLite>,
     now: i64,
     lookback_start: i64,
-    mut admit: impl FnMut(&Scenario, &SegmentEvent) -> Option<i64>,
+    mut admit: impl FnMut(&Fired) -> Option<i64>,
 ) -> Vec<NewEnrollment> {
     let mut tracked: HashMap<String, Vec<Tracked>> = HashMap::new();
     for e in existing {
@@ -102,48 +116,62 @@ pub fn plan_segment_events(
             .push(from_stored(e));
     }
     let mut out = Vec::new();
-    for event in events.iter().filter(|e| e.at >= lookback_start) {
-        let mine = tracked.entry(event.customer_id.clone()).or_default();
-        let fired = scenarios.iter().filter(|s| {
-            s.enabled
-                && s.trigger
-                    .segment()
-                    .is_some_and(|(r, entered)| r.name == event.segment && entered == event.entered)
+    for f in fired.iter().filter(|f| f.at >= lookback_start) {
+        let s = f.scenario;
+        let mine = tracked.entry(f.customer_id.clone()).or_default();
+        if !s.enabled || !may_enter(s, f.at, mine) {
+            continue;
+        }
+        let Some(first_due) = admit(f) else {
+            continue;
+        };
+        let e = NewEnrollment {
+            scenario_id: s.id.clone(),
+            customer_id: f.customer_id.clone(),
+            trigger_key: trigger_key(s, &f.key),
+            order_id: None,
+            vars: "{}".into(),
+            state: "active".into(),
+            next_step: 0,
+            next_due_at: Some(first_due),
+            triggered_at: f.at,
+            enrolled_at: now,
+            goal_deadline: goal_deadline(s, f.at),
+            goal_reached_at: None,
+            goal_order_id: None,
+            ended_at: None,
+        };
+        mine.push(Tracked {
+            id: None,
+            new: None,
+            scenario_id: s.id.clone(),
+            order_id: None,
+            state: "active".into(),
+            triggered_at: f.at,
+            goal_deadline: e.goal_deadline,
+            goal_reached: false,
         });
-        for s in fired {
-            if !may_enter(s, event.at, mine) {
-                continue;
-            }
-            let Some(first_due) = admit(s, event) else {
-                continue;
-            };
-            let e = NewEnrollment {
-                scenario_id: s.id.clone(),
-                customer_id: event.customer_id.clone(),
-                trigger_key: trigger_key(s, &format!("segment:{}", event.seq)),
-                order_id: None,
-                vars: "{}".into(),
-                state: "active".into(),
-                next_step: 0,
-                next_due_at: Some(first_due),
-                triggered_at: event.at,
-                enrolled_at: now,
-                goal_deadline: goal_deadline(s, event.at),
-                goal_reached_at: None,
-                goal_order_id: None,
-                ended_at: None,
-            };
-            mine.push(Tracked {
-                id: None,
-                new: None,
-                scenario_id: s.id.clone(),
-                order_id: None,
-                state: "active".into(),
-                triggered_at: event.at,
-                goal_deadline: e.goal_deadline,
-                goal_reached: false,
+        out.push(e);
+    }
+    out
+}
+
+/// The triggers a page of segment membership changes fires: `segment_entered` /
+/// `segment_exited` scenarios of that segment, keyed by the event.
+pub fn segment_triggers<'a>(scenarios: &'a [Scenario], events: &[SegmentEvent]) -> Vec<Fired<'a>> {
+    let mut out = Vec::new();
+    for e in events {
+        for s in scenarios.iter().filter(|s| {
+            s.trigger
+                .segment()
+                .is_some_and(|(r, entered)| r.name == e.segment && entered == e.entered)
+        }) {
+            out.push(Fired {
+                scenario: s,
+                customer_id: e.customer_id.clone(),
+                at: e.at,
+                key: format!("segment:{}", e.seq),
             });
-            out.push(e);
         }
     }
     out
@@ -410,6 +438,20 @@ mod tests {
             &mut Yes,
         );
         assert!(plan.enrollments.is_empty());
+    }
+
+    fn plan_segment_events(
+        scenarios: &[Scenario],
+        events: &[SegmentEvent],
+        existing: Vec<EnrollmentLite>,
+        now: i64,
+        lookback_start: i64,
+        mut admit: impl FnMut(&Scenario, &Fired) -> Option<i64>,
+    ) -> Vec<NewEnrollment> {
+        let fired = segment_triggers(scenarios, events);
+        plan_fired(&fired, existing, now, lookback_start, |f| {
+            admit(f.scenario, f)
+        })
     }
 
     fn segment_scenario(trigger: &str, reentry: &str) -> Scenario {

@@ -9,6 +9,7 @@ mod cohorts;
 mod gamma_gamma;
 mod ltv;
 mod optimize;
+mod replenishment;
 mod rfm;
 mod special;
 mod summary;
@@ -17,6 +18,7 @@ pub use bgnbd::{BgNbd, FitError};
 pub use cohorts::{cohorts, month_of, Cohort, WINDOWS};
 pub use gamma_gamma::GammaGamma;
 pub use ltv::{group_ltv, CustomerValue, GroupLtv, LTV_WINDOWS};
+pub use replenishment::{RepeatIntervals, SkuInterval, MIN_PAIRS};
 pub use rfm::{quintiles, segment, Direction, SEGMENTS};
 pub use summary::{repeat_within, Purchase, Summary};
 

@@ -428,10 +428,17 @@ fn unknown_variables(
             continue;
         }
         match (root, field) {
+            ("vars", Some("sku" | "interval_days") | None)
+                if matches!(s.trigger, Trigger::Replenish(_)) => {}
             ("vars", _) if s.trigger != Trigger::Manual => out.push((
                 var.clone(),
-                format!("'{var}', but only manual scenarios have vars"),
+                format!("'{var}', but only manual scenarios have vars (and replenish ones vars.sku, vars.interval_days)"),
                 Some("pass values with `rebuy trigger … --var key=value` in a scenario with `trigger: manual`".into()),
+            )),
+            ("order", _) if !s.trigger.has_order() => out.push((
+                var.clone(),
+                format!("'{var}', but a {} scenario has no triggering order", s.trigger.name()),
+                Some("use customer.* and metrics.* here (customer.last_order_at, metrics.last_order)".into()),
             )),
             ("customer", Some(f)) if !CUSTOMER_FIELDS.contains(&f) => {
                 let (v, m, h) = unknown(var, f, CUSTOMER_FIELDS);

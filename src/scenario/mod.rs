@@ -32,6 +32,12 @@ pub enum Trigger {
     SegmentEntered(SegmentRef),
     /// A customer left the named segment.
     SegmentExited(SegmentRef),
+    /// The customer's predicted next order (`expected_next_order`, from the BG/NBD model)
+    /// shifted by this much: `-3d` fires three days before it.
+    ExpectedNextOrder(Duration),
+    /// An order, timed from when its items typically run out: the shop's median interval
+    /// between repeat purchases of the same SKU, shifted by this much (`-3d`).
+    Replenish(Duration),
 }
 
 /// A segment named in a scenario, with where it was written (for `rebuy check`).
@@ -51,7 +57,17 @@ impl Trigger {
             Trigger::Manual => "manual".into(),
             Trigger::SegmentEntered(r) => format!("segment_entered: {}", r.name),
             Trigger::SegmentExited(r) => format!("segment_exited: {}", r.name),
+            Trigger::ExpectedNextOrder(d) => format!("expected_next_order: {}", signed(*d)),
+            Trigger::Replenish(d) => format!("replenish: {}", signed(*d)),
         }
+    }
+
+    /// Whether an enrollment it starts has a triggering order (`order` in templates).
+    pub fn has_order(&self) -> bool {
+        !matches!(
+            self,
+            Trigger::SegmentEntered(_) | Trigger::SegmentExited(_) | Trigger::ExpectedNextOrder(_)
+        )
     }
 
     /// The segment whose change fires this trigger, and whether it fires on entering.
@@ -68,9 +84,24 @@ impl Trigger {
         match self {
             Trigger::OrderPlaced => true,
             Trigger::FirstOrder => nth == 1,
+            Trigger::Replenish(_) => true,
             Trigger::NthOrder(n) => nth == i64::from(*n),
-            Trigger::Manual | Trigger::SegmentEntered(_) | Trigger::SegmentExited(_) => false,
+            Trigger::Manual
+            | Trigger::SegmentEntered(_)
+            | Trigger::SegmentExited(_)
+            | Trigger::ExpectedNextOrder(_) => false,
         }
+    }
+}
+
+/// A signed duration as written: `-3d`, `2d`.
+fn signed(d: Duration) -> String {
+    let sign = if d < Duration::zero() { "-" } else { "" };
+    let abs = d.abs();
+    if abs.num_seconds() % 86_400 == 0 {
+        format!("{sign}{}d", abs.num_days())
+    } else {
+        format!("{sign}{}h", abs.num_hours())
     }
 }
 

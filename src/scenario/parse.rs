@@ -30,6 +30,8 @@ const TRIGGERS: &[&str] = &[
     "manual",
     "segment_entered",
     "segment_exited",
+    "expected_next_order",
+    "replenish",
 ];
 
 /// Parses one scenario file's text. `Err` holds every problem found.
@@ -178,29 +180,37 @@ fn read_trigger(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Tri
         diags.push(d);
     };
     match &n.value {
-        Value::Str(s) => match s.as_str() {
-            "order_placed" => Some(Trigger::OrderPlaced),
-            "first_order" => Some(Trigger::FirstOrder),
-            "manual" => Some(Trigger::Manual),
-            "nth_order" => {
-                diags.push(
-                    n.diag(path, "'nth_order' needs a number")
-                        .with_hint("write `trigger: { nth_order: 2 }`"),
-                );
-                None
+        Value::Str(s) => {
+            match s.as_str() {
+                "order_placed" => Some(Trigger::OrderPlaced),
+                "first_order" => Some(Trigger::FirstOrder),
+                "manual" => Some(Trigger::Manual),
+                "nth_order" => {
+                    diags.push(
+                        n.diag(path, "'nth_order' needs a number")
+                            .with_hint("write `trigger: { nth_order: 2 }`"),
+                    );
+                    None
+                }
+                name @ ("expected_next_order" | "replenish") => {
+                    diags.push(n.diag(path, format!("'{name}' needs an offset")).with_hint(
+                        format!("write `trigger: {{ {name}: -3d }}` (three days before)"),
+                    ));
+                    None
+                }
+                name @ ("segment_entered" | "segment_exited") => {
+                    diags.push(
+                        n.diag(path, format!("'{name}' needs a segment name"))
+                            .with_hint(format!("write `trigger: {{ {name}: at-risk }}`")),
+                    );
+                    None
+                }
+                other => {
+                    unknown(other, n, diags);
+                    None
+                }
             }
-            name @ ("segment_entered" | "segment_exited") => {
-                diags.push(
-                    n.diag(path, format!("'{name}' needs a segment name"))
-                        .with_hint(format!("write `trigger: {{ {name}: at-risk }}`")),
-                );
-                None
-            }
-            other => {
-                unknown(other, n, diags);
-                None
-            }
-        },
+        }
         Value::Map(entries) if entries.len() == 1 => {
             let (k, v) = &entries[0];
             match k.as_str() {
@@ -218,6 +228,11 @@ fn read_trigger(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Tri
                 }
                 Some("segment_exited") => {
                     read_segment_ref(path, v, "segment_exited", diags).map(Trigger::SegmentExited)
+                }
+                Some("expected_next_order") => read_offset(path, v, "expected_next_order", diags)
+                    .map(Trigger::ExpectedNextOrder),
+                Some("replenish") => {
+                    read_offset(path, v, "replenish", diags).map(Trigger::Replenish)
                 }
                 Some(name @ ("order_placed" | "first_order" | "manual")) => {
                     diags.push(
@@ -283,6 +298,35 @@ fn read_segment_ref(
         line: n.line,
         col: n.col,
     })
+}
+
+/// A signed duration: `-3d` (before), `2d` or `+2d` (after), `0d`.
+fn read_offset(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
+    let hint = format!("write `{key}: -3d` for three days before, `0d` for the day itself");
+    let Some(text) = n.scalar_text() else {
+        diags.push(
+            n.diag(
+                path,
+                format!(
+                    "'{key}' must be an offset such as -3d, found {}",
+                    n.type_name()
+                ),
+            )
+            .with_hint(hint),
+        );
+        return None;
+    };
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(&text)),
+    };
+    match parse_duration(rest) {
+        Ok(d) => Some(d * sign),
+        Err(e) => {
+            diags.push(n.diag(path, e).with_hint(hint));
+            None
+        }
+    }
 }
 
 fn read_reentry(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Reentry> {

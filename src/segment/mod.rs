@@ -41,7 +41,7 @@ pub struct Window {
 impl Window {
     pub fn new(as_of: NaiveDate, zone: Tz) -> Self {
         Self {
-            end_ms: start_of(as_of + chrono::Duration::days(1), zone),
+            end_ms: crate::clock::start_of_day(as_of + chrono::Duration::days(1), zone),
             as_of,
             zone,
         }
@@ -49,17 +49,8 @@ impl Window {
 
     /// The start of the `days`-day window ending with the as-of date.
     pub fn since_ms(&self, days: i64) -> i64 {
-        start_of(self.as_of - chrono::Duration::days(days - 1), self.zone)
+        crate::clock::start_of_day(self.as_of - chrono::Duration::days(days - 1), self.zone)
     }
-}
-
-fn start_of(day: NaiveDate, zone: Tz) -> i64 {
-    use chrono::TimeZone;
-    let midnight = day.and_hms_opt(0, 0, 0).unwrap_or_default();
-    zone.from_local_datetime(&midnight)
-        .earliest()
-        .map(|t| t.timestamp_millis())
-        .unwrap_or_else(|| midnight.and_utc().timestamp_millis())
 }
 
 const FILE_KEYS: &[&str] = &["segments"];

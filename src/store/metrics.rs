@@ -228,3 +228,67 @@ impl Store {
         )
     }
 }
+
+impl Store {
+    /// Every order's customer, time and line items, customer by customer (for the SKU
+    /// intervals; the items are read from the table, not the index).
+    pub fn orders_with_items(
+        &self,
+    ) -> impl Stream<Item = std::result::Result<(String, i64, String), sqlx::Error>> + '_ {
+        sqlx::query_as(
+            "SELECT customer_id, placed_at, items FROM orders ORDER BY customer_id, placed_at",
+        )
+        .fetch(&self.pool)
+    }
+
+    /// Replaces the stored SKU intervals.
+    pub async fn replace_sku_intervals(
+        &self,
+        rows: &[crate::metrics::SkuInterval],
+        as_of: &str,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query("DELETE FROM sku_intervals")
+            .execute(&mut *tx)
+            .await?;
+        for chunk in rows.chunks(super::BATCH) {
+            let mut qb = sqlx::QueryBuilder::<super::Db>::new(
+                "INSERT INTO sku_intervals (sku, median_days, pairs, as_of) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.sku)
+                    .push_bind(r.median_days)
+                    .push_bind(r.pairs as i64)
+                    .push_bind(as_of);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The stored SKU intervals: SKU → median days.
+    pub async fn sku_intervals(&self) -> Result<std::collections::HashMap<String, i64>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as("SELECT sku, median_days FROM sku_intervals")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Customers whose predicted next order falls on a date in `from..=to` (`YYYY-MM-DD`).
+    pub async fn expected_orders_between(
+        &self,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT customer_id, expected_next_order FROM customer_metrics \
+             WHERE expected_next_order >= $1 AND expected_next_order <= $2 \
+             ORDER BY expected_next_order, customer_id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -115,6 +115,19 @@ impl Store {
         Ok(v.map(|(v,)| v))
     }
 
+    /// Stores `value` under `key`, replacing any value.
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Stores `value` under `key` unless a value is there already; returns the stored value.
     pub async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String> {
         sqlx::query(

@@ -217,19 +217,21 @@ impl Store {
         .await?)
     }
 
-    /// Records the enrollments a page of segment events started and moves the segment cursor
-    /// from `from` to `to`, in one transaction. `None` if an overlapping tick moved it first.
-    pub async fn apply_segment_batch(
+    /// Records the enrollments triggers without an order started and, if given, moves the
+    /// cursor kept under `cursor.0` from `cursor.1` to `cursor.2`, in one transaction. `None`
+    /// if an overlapping tick moved it first (nothing is written then).
+    pub async fn apply_fired(
         &self,
         new: &[NewEnrollment],
-        from: i64,
-        to: i64,
+        cursor: Option<(&str, i64, i64)>,
     ) -> Result<Option<u64>> {
         let mut tx = self.pool.begin().await?;
         let created = insert_enrollments(&mut tx, new).await?;
-        if !move_named_cursor(&mut tx, "segment_cursor", from, to).await? {
-            tx.rollback().await?;
-            return Ok(None);
+        if let Some((key, from, to)) = cursor {
+            if !move_named_cursor(&mut tx, key, from, to).await? {
+                tx.rollback().await?;
+                return Ok(None);
+            }
         }
         tx.commit().await?;
         Ok(Some(created))

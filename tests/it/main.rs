@@ -10,6 +10,7 @@ mod faults;
 mod helpers;
 mod import;
 mod limits;
+mod predicted;
 mod refresh;
 mod scan;
 mod segments;
