@@ -8,7 +8,7 @@ use crate::config::JobConfig;
 use crate::delivery::{Deliverer, DeliveryReport};
 use crate::engine::{Engine, TickReport};
 use crate::import::{import_customers, import_orders, ImportOptions};
-use crate::refresh::refresh;
+use crate::refresh::{refresh, refresh_changed};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -107,6 +107,21 @@ impl Daemon {
             if job.refresh_metrics {
                 let zone = self.jobs[i].zone;
                 let as_of = now.with_timezone(&zone).date_naive();
+                let segments = self.engine.segments();
+                let imported = job.import_customers.is_some() || job.import_orders.is_some();
+                // After an import only the customers it touched are recomputed; a job
+                // without imports (the nightly one) moves everyone to the new day.
+                if imported {
+                    let now_ms = now.timestamp_millis();
+                    if let Some(r) = refresh_changed(store, as_of, zone, now_ms, segments).await? {
+                        info!(
+                            customers = r.customers,
+                            secs = r.secs,
+                            "metrics of changed customers refreshed"
+                        );
+                        return Ok(());
+                    }
+                }
                 let r = refresh(
                     store,
                     as_of,

@@ -4,7 +4,7 @@
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
 use crate::clock::{Clock, SystemClock};
-use crate::refresh::{refresh, RefreshReport};
+use crate::refresh::{refresh, refresh_changed, ChangedReport, RefreshReport};
 use crate::store::{MetricsRow, Store, METRICS_COLUMNS};
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
@@ -22,6 +22,10 @@ pub struct RefreshArgs {
     /// Do not show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Recompute only the customers whose orders changed since the last refresh (scored
+    /// against the last full refresh's RFM cuts and models); a full refresh if there is none.
+    #[arg(long)]
+    pub changed: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -99,10 +103,49 @@ pub(super) async fn run_refresh(
 pub async fn refresh_command(app: &App, args: &RefreshArgs) -> anyhow::Result<u8> {
     let store = app.store().await?;
     let as_of = args.as_of.unwrap_or_else(|| today(app));
+    if args.changed {
+        let check = app.check();
+        let now = SystemClock.now().timestamp_millis();
+        let zone = app.resolved.default_timezone;
+        if let Some(r) = refresh_changed(&store, as_of, zone, now, &check.segments).await? {
+            store.close().await;
+            print_changed(&r, args.format)?;
+            return Ok(exit::OK);
+        }
+        eprintln!("no full refresh is stored yet: running one");
+    }
     let report = run_refresh(app, &store, as_of, !args.no_progress).await?;
     store.close().await;
     print_report(&report, args.format)?;
     Ok(exit::OK)
+}
+
+fn print_changed(r: &ChangedReport, format: OutputFormat) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = r
+        .named_segments
+        .iter()
+        .map(|(name, c)| {
+            vec![
+                name.clone(),
+                c.members.to_string(),
+                c.entered.to_string(),
+                c.exited.to_string(),
+            ]
+        })
+        .collect();
+    if format == OutputFormat::Table {
+        println!(
+            "{} changed customer(s) recomputed ({} without an order any more) in {:.2}s",
+            r.customers, r.removed, r.secs
+        );
+    }
+    let json = serde_json::to_value(r)?;
+    print_rows(
+        format,
+        &["segment", "members", "entered", "exited"],
+        &rows,
+        &json,
+    )
 }
 
 fn print_report(r: &RefreshReport, format: OutputFormat) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 pub const MIN_CUSTOMERS: usize = 30;
 pub const MIN_REPEAT_CUSTOMERS: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct BgNbd {
     pub r: f64,
     pub alpha: f64,

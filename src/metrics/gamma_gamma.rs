@@ -8,7 +8,7 @@ use super::special::ln_gamma;
 use super::Summary;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct GammaGamma {
     pub p: f64,
     pub q: f64,

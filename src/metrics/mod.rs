@@ -19,7 +19,7 @@ pub use cohorts::{cohorts, month_of, Cohort, WINDOWS};
 pub use gamma_gamma::GammaGamma;
 pub use ltv::{group_ltv, CustomerValue, GroupLtv, LTV_WINDOWS};
 pub use replenishment::{RepeatIntervals, SkuInterval, MIN_PAIRS};
-pub use rfm::{quintiles, segment, Direction, SEGMENTS};
+pub use rfm::{quintiles, segment, Cuts, Direction, SEGMENTS};
 pub use summary::{repeat_within, Purchase, Summary};
 
 /// The day number (days since 1970-01-01) of a calendar date: how every metric counts days.

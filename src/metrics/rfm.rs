@@ -39,6 +39,41 @@ pub fn quintiles(values: &[f64], direction: Direction) -> Vec<u8> {
     scores
 }
 
+/// Where the scores of one full scoring begin: for each score 1 to 5, the smallest key (the
+/// value, negated when lower is better) that got it. A value scored later against these cuts
+/// (an incremental refresh) gets the score its value would have shared with the stored ones.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Cuts {
+    pub higher_is_better: bool,
+    pub starts: [Option<f64>; 5],
+}
+
+impl Cuts {
+    /// The cuts of `scores` (from [`quintiles`] over `values`).
+    pub fn of(values: &[f64], scores: &[u8], direction: Direction) -> Self {
+        let higher = direction == Direction::HigherIsBetter;
+        let mut starts = [None; 5];
+        for (v, s) in values.iter().zip(scores) {
+            let key = if higher { *v } else { -*v };
+            let slot: &mut Option<f64> = &mut starts[usize::from(s - 1)];
+            *slot = Some(slot.map_or(key, |m: f64| m.min(key)));
+        }
+        Self {
+            higher_is_better: higher,
+            starts,
+        }
+    }
+
+    /// The score of `value`: the highest score whose first key it reaches (1 below all).
+    pub fn score(&self, value: f64) -> u8 {
+        let key = if self.higher_is_better { value } else { -value };
+        (1..=5u8)
+            .rev()
+            .find(|k| self.starts[usize::from(k - 1)].is_some_and(|start| key >= start))
+            .unwrap_or(1)
+    }
+}
+
 /// The usual RFM segments, by R and F score and, for customers with one order, by R alone
 /// (one-order customers all tie on F, so their F score is whatever the tie lands on, and
 /// "new" must not depend on that). M refines within them and is left to custom segments.
@@ -91,6 +126,31 @@ pub const SEGMENTS: [&str; 10] = [
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cuts_give_every_scored_value_its_own_score_and_order_new_values_between_them() {
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % 40
+        };
+        for direction in [Direction::HigherIsBetter, Direction::LowerIsBetter] {
+            let values: Vec<f64> = (0..500).map(|_| next() as f64).collect();
+            let scores = quintiles(&values, direction);
+            let cuts = Cuts::of(&values, &scores, direction);
+            for (v, s) in values.iter().zip(&scores) {
+                assert_eq!(cuts.score(*v), *s, "{v} {direction:?}");
+            }
+            // Beyond the ends: the best and the worst score.
+            let (best, worst) = match direction {
+                Direction::HigherIsBetter => (1000.0, -1.0),
+                Direction::LowerIsBetter => (-1.0, 1000.0),
+            };
+            assert_eq!((cuts.score(best), cuts.score(worst)), (5, 1));
+        }
+    }
 
     #[test]
     fn ten_distinct_values_fill_each_quintile_twice() {

@@ -216,6 +216,13 @@ impl Store {
             push_in_list(&mut qb, chunk);
             qb.push(" GROUP BY customer_id) AS a WHERE customers.id = a.customer_id");
             qb.build().execute(&mut *tx).await?;
+            // Their metrics are out of date until the next refresh (incremental or full).
+            let mut qb = QueryBuilder::<Db>::new("INSERT INTO metrics_dirty (customer_id) ");
+            qb.push_values(chunk, |mut b, id| {
+                b.push_bind(id);
+            });
+            qb.push(" ON CONFLICT (customer_id) DO UPDATE SET gen = metrics_dirty.gen + 1");
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -106,28 +106,7 @@ impl Store {
                 METRICS_COLUMNS.join(", ")
             ));
             qb.push_values(&chunk, |mut b, r| {
-                b.push_bind(&r.customer_id)
-                    .push_bind(&r.as_of)
-                    .push_bind(r.orders)
-                    .push_bind(&r.first_order)
-                    .push_bind(&r.last_order)
-                    .push_bind(r.days_since_last)
-                    .push_bind(r.tenure_days)
-                    .push_bind(r.total_spent)
-                    .push_bind(r.average_order_value)
-                    .push_bind(r.frequency)
-                    .push_bind(r.recency)
-                    .push_bind(r.t)
-                    .push_bind(r.monetary)
-                    .push_bind(r.r_score)
-                    .push_bind(r.f_score)
-                    .push_bind(r.m_score)
-                    .push_bind(&r.rfm_segment)
-                    .push_bind(r.p_alive)
-                    .push_bind(r.expected_purchases_30d)
-                    .push_bind(r.expected_purchases_90d)
-                    .push_bind(r.predicted_clv)
-                    .push_bind(&r.expected_next_order);
+                push_metrics_row(&mut b, r);
             });
             qb.build().execute(&mut *tx).await?;
         }
@@ -291,4 +270,127 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+impl Store {
+    /// Up to `limit` customers whose orders changed since their metrics were computed, with
+    /// the generation of their mark.
+    pub async fn dirty_customers(&self, limit: i64) -> Result<Vec<(String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT customer_id, gen FROM metrics_dirty ORDER BY customer_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Clears the marks of `handled` (customer, generation); a mark renewed since stays.
+    pub async fn clear_dirty(&self, handled: &[(String, i64)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in handled.chunks(super::BATCH) {
+            let mut qb = sqlx::QueryBuilder::<super::Db>::new(
+                "DELETE FROM metrics_dirty WHERE (customer_id, gen) IN (VALUES ",
+            );
+            let mut sep = qb.separated(", ");
+            for (id, gen) in chunk {
+                sep.push("(");
+                sep.push_bind_unseparated(id);
+                sep.push_unseparated(", ");
+                sep.push_bind_unseparated(*gen);
+                sep.push_unseparated(")");
+            }
+            qb.push(")");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Clears every mark (a full refresh is about to read everything).
+    pub async fn clear_all_dirty(&self) -> Result<()> {
+        sqlx::query("DELETE FROM metrics_dirty")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The orders (customer, time, amount) of `ids`, customer by customer.
+    pub async fn orders_of_customers(&self, ids: &[String]) -> Result<Vec<(String, i64, i64)>> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(super::BATCH) {
+            let mut qb = sqlx::QueryBuilder::<super::Db>::new(
+                "SELECT customer_id, placed_at, total FROM orders WHERE customer_id IN ",
+            );
+            super::push_in_list(&mut qb, chunk);
+            qb.push(" ORDER BY customer_id, placed_at");
+            out.extend(
+                qb.build_query_as::<(String, i64, i64)>()
+                    .fetch_all(&self.pool)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Writes `rows` over the stored rows of the same customers and deletes the rows of
+    /// `gone` (customers left without an order by the as-of date), in one transaction.
+    pub async fn upsert_metrics(&self, rows: &[MetricsRow], gone: &[String]) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        for chunk in gone.chunks(super::BATCH) {
+            let mut qb = sqlx::QueryBuilder::<super::Db>::new(
+                "DELETE FROM customer_metrics WHERE customer_id IN ",
+            );
+            super::push_in_list(&mut qb, chunk);
+            qb.build().execute(&mut *tx).await?;
+        }
+        let updates: Vec<String> = METRICS_COLUMNS[1..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        for chunk in rows.chunks(40) {
+            let mut qb = sqlx::QueryBuilder::<super::Db>::new(format!(
+                "INSERT INTO customer_metrics ({}) ",
+                METRICS_COLUMNS.join(", ")
+            ));
+            qb.push_values(chunk, |mut b, r| {
+                push_metrics_row(&mut b, r);
+            });
+            qb.push(format!(
+                " ON CONFLICT (customer_id) DO UPDATE SET {}",
+                updates.join(", ")
+            ));
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// One row's values, in `METRICS_COLUMNS` order (22 binds: 40 rows stay under SQLite's 999).
+fn push_metrics_row<'a>(
+    b: &mut sqlx::query_builder::Separated<'_, 'a, Db, &'static str>,
+    r: &'a MetricsRow,
+) {
+    b.push_bind(&r.customer_id)
+        .push_bind(&r.as_of)
+        .push_bind(r.orders)
+        .push_bind(&r.first_order)
+        .push_bind(&r.last_order)
+        .push_bind(r.days_since_last)
+        .push_bind(r.tenure_days)
+        .push_bind(r.total_spent)
+        .push_bind(r.average_order_value)
+        .push_bind(r.frequency)
+        .push_bind(r.recency)
+        .push_bind(r.t)
+        .push_bind(r.monetary)
+        .push_bind(r.r_score)
+        .push_bind(r.f_score)
+        .push_bind(r.m_score)
+        .push_bind(&r.rfm_segment)
+        .push_bind(r.p_alive)
+        .push_bind(r.expected_purchases_30d)
+        .push_bind(r.expected_purchases_90d)
+        .push_bind(r.predicted_clv)
+        .push_bind(&r.expected_next_order);
 }

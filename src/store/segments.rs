@@ -65,10 +65,15 @@ impl Store {
     /// transaction: the members, an `entered` event per customer who was not a member, an
     /// `exited` event per member who no longer is. The first evaluation of a segment only
     /// records its members (a new segment must not fire for everyone already in it).
+    ///
+    /// With `scope`, only those customers are looked at (an incremental refresh: the
+    /// customers whose orders changed); everyone else's membership stays as it was. A
+    /// segment never evaluated before is evaluated in full whatever the scope.
     pub async fn evaluate_segment(
         &self,
         name: &str,
         cond: &SqlCondition,
+        scope: Option<&[String]>,
         as_of: &str,
         now: i64,
     ) -> Result<MembershipChange> {
@@ -79,22 +84,45 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         let baseline = known.is_none();
-        sqlx::query("CREATE TEMP TABLE IF NOT EXISTS segment_now (customer_id TEXT PRIMARY KEY)")
+        let scope = scope.filter(|_| !baseline);
+        for table in ["segment_now", "segment_scope"] {
+            sqlx::query(&format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {table} (customer_id TEXT PRIMARY KEY)"
+            ))
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM segment_now")
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(&format!("DELETE FROM {table}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(ids) = scope {
+            for chunk in ids.chunks(super::BATCH) {
+                let mut qb =
+                    sqlx::QueryBuilder::<Db>::new("INSERT INTO segment_scope (customer_id) ");
+                qb.push_values(chunk, |mut b, id| {
+                    b.push_bind(id);
+                });
+                qb.push(" ON CONFLICT (customer_id) DO NOTHING");
+                qb.build().execute(&mut *tx).await?;
+            }
+        }
+        // Within the scope: the customers looked at, and the members among them.
+        let (scoped, members_scoped) = match scope {
+            Some(_) => (
+                " AND c.id IN (SELECT customer_id FROM segment_scope)",
+                " AND s.customer_id IN (SELECT customer_id FROM segment_scope)",
+            ),
+            None => ("", ""),
+        };
         // The condition's placeholders are $1..$n; it is the only bound text here.
         let fill = format!(
             "INSERT INTO segment_now (customer_id) SELECT c.id FROM customers c \
-             LEFT JOIN customer_metrics m ON m.customer_id = c.id WHERE {}",
+             LEFT JOIN customer_metrics m ON m.customer_id = c.id WHERE ({}){scoped}",
             cond.sql
         );
-        let members = bind_all(sqlx::query(&fill), &cond.binds)
+        bind_all(sqlx::query(&fill), &cond.binds)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .await?;
         let (mut entered, mut exited) = (0, 0);
         if !baseline {
             entered = sqlx::query(
@@ -108,22 +136,23 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-            exited = sqlx::query(
+            exited = sqlx::query(&format!(
                 "INSERT INTO segment_events (segment, customer_id, kind, at) \
                  SELECT $1, s.customer_id, 'exited', $2 FROM segment_members s WHERE s.segment = $1 \
-                 AND NOT EXISTS (SELECT 1 FROM segment_now n WHERE n.customer_id = s.customer_id) \
+                 AND NOT EXISTS (SELECT 1 FROM segment_now n WHERE n.customer_id = s.customer_id){members_scoped} \
                  ORDER BY s.customer_id",
-            )
+            ))
             .bind(name)
             .bind(now)
             .execute(&mut *tx)
             .await?
             .rows_affected();
         }
-        sqlx::query(
+        let delete_scoped = members_scoped.replace("s.customer_id", "segment_members.customer_id");
+        sqlx::query(&format!(
             "DELETE FROM segment_members WHERE segment = $1 AND NOT EXISTS \
-             (SELECT 1 FROM segment_now n WHERE n.customer_id = segment_members.customer_id)",
-        )
+             (SELECT 1 FROM segment_now n WHERE n.customer_id = segment_members.customer_id){delete_scoped}",
+        ))
         .bind(name)
         .execute(&mut *tx)
         .await?;
@@ -136,6 +165,12 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        let (members,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM segment_members WHERE segment = $1")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+        let members = members as u64;
         sqlx::query(
             "INSERT INTO segment_evaluations (segment, as_of, evaluated_at, members) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (segment) DO UPDATE SET \

@@ -94,7 +94,7 @@ async fn a_refresh_of_the_cdnow_shop_stores_the_reference_metrics_for_every_cust
     }
     let fits = store.model_fits().await.unwrap();
     let names: Vec<&str> = fits.iter().map(|f| f.0.as_str()).collect();
-    assert_eq!(names, ["bgnbd", "gamma_gamma"]);
+    assert_eq!(names, ["bgnbd", "gamma_gamma", "rfm_cuts"]);
     assert_eq!(
         fits[1].2, 1139,
         "Gamma-Gamma on the customers with a paid repeat purchase"
@@ -154,7 +154,9 @@ async fn too_little_history_refreshes_without_predictions_and_says_why() {
     assert_eq!(a.average_order_value, 2000.0);
     assert_eq!(a.p_alive, None);
     assert_eq!(a.predicted_clv, None);
-    assert!(store.model_fits().await.unwrap().is_empty());
+    let fits = store.model_fits().await.unwrap();
+    let names: Vec<&str> = fits.iter().map(|f| f.0.as_str()).collect();
+    assert_eq!(names, ["rfm_cuts"], "no model, only the RFM cuts");
 }
 
 #[tokio::test]
@@ -277,4 +279,123 @@ async fn templates_see_the_customers_metrics_once_they_are_refreshed() {
     let queued = store.outbox_rows().await.unwrap();
     assert_eq!(queued.len(), 1);
     assert_eq!(queued[0].subject, "champions");
+}
+
+#[tokio::test]
+async fn an_incremental_refresh_recomputes_only_the_customers_whose_orders_changed() {
+    use rebuy::metrics::{BgNbd, Purchase, Summary};
+    use rebuy::refresh::refresh_changed;
+    let segments_yaml = "segments:\n  - name: this-week\n    where: ordered_within(7d)\n";
+    let doc = rebuy::yaml::parse("s.yaml", segments_yaml).unwrap();
+    let (segments, _) = rebuy::segment::parse_segments("s.yaml", segments_yaml, &doc);
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    let as_of = NaiveDate::from_ymd_opt(1998, 6, 30).unwrap();
+    let zone = chrono_tz::Asia::Tokyo;
+    // Before any full refresh there is nothing to score against.
+    assert!(refresh_changed(&store, as_of, zone, 0, &segments)
+        .await
+        .unwrap()
+        .is_none());
+    cdnow_shop(&store).await;
+    refresh(&store, as_of, zone, 0, &segments, &|_| {})
+        .await
+        .unwrap();
+    let before = stored(&store).await;
+    let in_week = store.segment_members("this-week").await.unwrap();
+    assert!(!in_week.is_empty());
+    // Three known customers and a new one order on the last day.
+    store
+        .upsert_customers(
+            &[customer(
+                "NEW",
+                "new@example.com",
+                "NEW",
+                "Asia/Tokyo",
+                "{}",
+            )],
+            0,
+        )
+        .await
+        .unwrap();
+    let changed = ["1", "2", "10", "NEW"];
+    let new_orders: Vec<NewOrder> = changed
+        .iter()
+        .map(|c| {
+            let mut o = order(&format!("late-{c}"), c, "1998-06-30T03:00:00Z", 2500);
+            o.currency = "USD".into();
+            o
+        })
+        .collect();
+    add_orders(&store, &new_orders).await;
+    let r = refresh_changed(&store, as_of, zone, 1, &segments)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.customers, r.removed), (4, 0));
+    let after = stored(&store).await;
+    assert_eq!(after.len(), before.len() + 1);
+    for (id, row) in &before {
+        if !changed.contains(&id.as_str()) {
+            assert_eq!(after[id], *row, "{id} is untouched");
+        }
+    }
+    // The changed rows: their summary from all their orders, R = 5 (they bought on the
+    // as-of day), predictions from the stored model.
+    let fits = store.model_fits().await.unwrap();
+    let params = &fits.iter().find(|f| f.0 == "bgnbd").unwrap().1;
+    let model: BgNbd = serde_json::from_str(params).unwrap();
+    let end = day("1998-06-30");
+    for id in changed {
+        let row = &after[id];
+        let mut purchases: Vec<Purchase> = cdnow_rows("cdnow_sample_orders.csv")
+            .iter()
+            .filter(|o| o["customer_id"] == id)
+            .map(|o| Purchase {
+                day: day(&o["ordered_at"]),
+                amount: (o["amount"].parse::<f64>().unwrap() * 100.0).round(),
+            })
+            .collect();
+        purchases.push(Purchase {
+            day: end,
+            amount: 2500.0,
+        });
+        let s = Summary::of(&purchases, end).unwrap();
+        assert_eq!(
+            (row.orders, row.frequency, row.recency, row.t),
+            (
+                i64::from(s.orders),
+                s.frequency as i64,
+                s.recency as i64,
+                s.t as i64
+            ),
+            "{id}"
+        );
+        assert_eq!(row.r_score, 5, "{id}");
+        assert_eq!(row.last_order, "1998-06-30");
+        assert!(
+            (row.p_alive.unwrap() - model.p_alive(&s)).abs() < 1e-12,
+            "{id}"
+        );
+    }
+    // Only they can have entered the segment; everyone else's membership is as it was.
+    let members = store.segment_members("this-week").await.unwrap();
+    let mut expected = in_week.clone();
+    let entering: Vec<String> = changed
+        .iter()
+        .map(|c| c.to_string())
+        .filter(|c| !in_week.contains(c))
+        .collect();
+    expected.extend(entering.iter().cloned());
+    expected.sort();
+    assert_eq!(members, expected);
+    assert!(!entering.is_empty());
+    assert_eq!(r.named_segments[0].1.entered as usize, entering.len());
+    assert_eq!(r.named_segments[0].1.exited, 0);
+    // Nothing is left to do.
+    let again = refresh_changed(&store, as_of, zone, 2, &segments)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.customers, 0);
 }

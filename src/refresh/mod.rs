@@ -4,7 +4,13 @@
 //! re-evaluates every named segment over the new metrics (one query each). The day boundaries
 //! are those of the shop's default time zone.
 
-use crate::metrics::{self, quintiles, BgNbd, Direction, FitError, GammaGamma, Purchase, Summary};
+mod changed;
+
+pub use changed::{refresh_changed, ChangedReport};
+
+use crate::metrics::{
+    self, quintiles, BgNbd, Cuts, Direction, FitError, GammaGamma, Purchase, Summary,
+};
 use crate::segment::{compile, Segment, Window};
 use crate::store::{MembershipChange, MetricsRow, Store};
 use chrono::{DateTime, NaiveDate};
@@ -95,6 +101,47 @@ pub async fn each_customer(
     Ok(read)
 }
 
+/// One customer's stored row: their summary as of the end of day `end`, their (R, F, M)
+/// scores, and the models' predictions if fitted.
+fn metrics_row(
+    id: &str,
+    s: &Summary,
+    (r, f, m): (u8, u8, u8),
+    model: Option<&BgNbd>,
+    spend: Option<&GammaGamma>,
+    as_of: &str,
+    end: i64,
+) -> MetricsRow {
+    MetricsRow {
+        customer_id: id.to_string(),
+        as_of: as_of.to_string(),
+        orders: i64::from(s.orders),
+        first_order: date_of(s.first_day),
+        last_order: date_of(s.last_day),
+        days_since_last: s.days_since_last() as i64,
+        tenure_days: s.t as i64,
+        total_spent: s.total as i64,
+        average_order_value: s.average_order_value(),
+        frequency: s.frequency as i64,
+        recency: s.recency as i64,
+        t: s.t as i64,
+        monetary: s.monetary,
+        r_score: i64::from(r),
+        f_score: i64::from(f),
+        m_score: i64::from(m),
+        rfm_segment: metrics::segment(r, f, s.orders).to_string(),
+        p_alive: model.map(|b| b.p_alive(s)),
+        expected_purchases_30d: model.map(|b| b.expected_purchases(30.0, s)),
+        expected_purchases_90d: model.map(|b| b.expected_purchases(90.0, s)),
+        predicted_clv: model
+            .zip(spend)
+            .map(|(b, g)| metrics::clv(b, g, s, CLV_MONTHS, CLV_MONTHLY_DISCOUNT)),
+        expected_next_order: model
+            .and_then(|b| b.days_to_next_purchase(s, NEXT_ORDER_HORIZON_DAYS))
+            .map(|d| date_of(end + i64::from(d))),
+    }
+}
+
 /// Each customer's summary as of the end of day `end`, and the orders read.
 async fn summaries(
     store: &Store,
@@ -123,6 +170,8 @@ pub async fn refresh(
     segments: &[Segment],
     progress: &(dyn Fn(u64) + Sync),
 ) -> anyhow::Result<RefreshReport> {
+    // Everything is read below: marks made from here on are for the next incremental pass.
+    store.clear_all_dirty().await?;
     let lean = store.lean().await?;
     let report = refresh_with(&lean, as_of, zone, now_ms, progress).await;
     let mut report = match report {
@@ -142,7 +191,7 @@ pub async fn refresh(
     report.sku_intervals = intervals.len();
     report.timings.intervals_secs = clock.elapsed().as_secs_f64();
     let clock = std::time::Instant::now();
-    report.named_segments = evaluate_segments(store, segments, as_of, zone, now_ms).await?;
+    report.named_segments = evaluate_segments(store, segments, None, as_of, zone, now_ms).await?;
     report.timings.segments_secs = clock.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -182,11 +231,13 @@ async fn sku_intervals(
     Ok(intervals.typical(metrics::MIN_PAIRS))
 }
 
-/// Evaluates every named segment as of the end of `as_of` and stores the membership and its
-/// changes (each segment in its own transaction).
+/// Evaluates every named segment as of the end of `as_of` (for the customers in `scope`, or
+/// everyone) and stores the membership and its changes (each segment in its own
+/// transaction).
 pub async fn evaluate_segments(
     store: &Store,
     segments: &[Segment],
+    scope: Option<&[String]>,
     as_of: NaiveDate,
     zone: Tz,
     now_ms: i64,
@@ -197,7 +248,7 @@ pub async fn evaluate_segments(
     for s in segments {
         let sql = compile(&s.condition, &window);
         let change = store
-            .evaluate_segment(&s.name, &sql, &as_of_text, now_ms)
+            .evaluate_segment(&s.name, &sql, scope, &as_of_text, now_ms)
             .await
             .map_err(|e| anyhow::anyhow!("evaluating segment '{}' ({}): {e}", s.name, s.path))?;
         out.push((s.name.clone(), change));
@@ -241,39 +292,16 @@ async fn refresh_with(
     let model = bgnbd.as_ref().ok();
     let spend = gamma_gamma.as_ref().ok();
     // Built a few at a time while they are written: never all in memory.
-    let rows = ids
-        .iter()
-        .zip(&all)
-        .enumerate()
-        .map(|(i, (id, s))| MetricsRow {
-            customer_id: id.clone(),
-            as_of: as_of_text.clone(),
-            orders: i64::from(s.orders),
-            first_order: date_of(s.first_day),
-            last_order: date_of(s.last_day),
-            days_since_last: s.days_since_last() as i64,
-            tenure_days: s.t as i64,
-            total_spent: s.total as i64,
-            average_order_value: s.average_order_value(),
-            frequency: s.frequency as i64,
-            recency: s.recency as i64,
-            t: s.t as i64,
-            monetary: s.monetary,
-            r_score: i64::from(r[i]),
-            f_score: i64::from(f[i]),
-            m_score: i64::from(m[i]),
-            rfm_segment: metrics::segment(r[i], f[i], s.orders).to_string(),
-            p_alive: model.map(|b| b.p_alive(s)),
-            expected_purchases_30d: model.map(|b| b.expected_purchases(30.0, s)),
-            expected_purchases_90d: model.map(|b| b.expected_purchases(90.0, s)),
-            predicted_clv: model
-                .zip(spend)
-                .map(|(b, g)| metrics::clv(b, g, s, CLV_MONTHS, CLV_MONTHLY_DISCOUNT)),
-            expected_next_order: model
-                .and_then(|b| b.days_to_next_purchase(s, NEXT_ORDER_HORIZON_DAYS))
-                .map(|d| date_of(end + i64::from(d))),
-        });
-    let mut fits = Vec::new();
+    let rows = ids.iter().zip(&all).enumerate().map(|(i, (id, s))| {
+        let scores = (r[i], f[i], m[i]);
+        metrics_row(id, s, scores, model, spend, &as_of_text, end)
+    });
+    let cuts = [
+        Cuts::of(&recency, &r, Direction::LowerIsBetter),
+        Cuts::of(&count, &f, Direction::HigherIsBetter),
+        Cuts::of(&money, &m, Direction::HigherIsBetter),
+    ];
+    let mut fits = vec![("rfm_cuts", serde_json::to_string(&cuts)?, all.len() as i64)];
     if let Ok(b) = &bgnbd {
         fits.push(("bgnbd", serde_json::to_string(b)?, all.len() as i64));
     }
