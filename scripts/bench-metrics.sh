@@ -13,14 +13,29 @@ cargo build --release --quiet
 cargo run --release --quiet --example gen_bgnbd -- "$dir" "$n" 7
 db="$dir/rebuy.db"
 rm -f "$db" "$db"-*
-printf 'database: %s\n' "$db" > "$dir/rebuy.yaml"
+mkdir -p "$dir/scenarios"
+cp scenarios/segments.yaml "$dir/scenarios/"   # the 13 shipped segments, evaluated by every refresh
+printf 'database: %s\nscenarios_dir: %s\n' "$db" "$dir/scenarios" > "$dir/rebuy.yaml"
 rebuy="target/release/rebuy --config $dir/rebuy.yaml"
 echo "== import (not part of the targets)"
 /usr/bin/time -f "customers: %e s, %M KB peak" $rebuy import customers "$dir/customers.csv" --no-progress > /dev/null
 /usr/bin/time -f "orders: %e s, %M KB peak" $rebuy import orders "$dir/orders.csv" --no-progress > /dev/null
-echo "== rebuy refresh (full: read, summaries, RFM, both fits, predictions, write)"
+echo "== rebuy refresh (full: read, summaries, RFM, both fits, predictions, write, SKU intervals, 13 segments)"
 /usr/bin/time -f "refresh: %e s wall, %M KB peak" $rebuy refresh --as-of "$end" --no-progress --format json > "$dir/refresh.json"
 python3 -c "import json; d=json.load(open('$dir/refresh.json')); print(json.dumps({k: d[k] for k in ('customers','orders','timings','bgnbd','gamma_gamma')}, indent=2))"
+echo "== 10,000 new orders on the last day, imported, then the incremental refresh"
+python3 - "$dir" "$n" <<'PY'
+import random, sys
+d, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(11)
+with open(f"{d}/new_orders.csv", "w") as f:
+    f.write("order_id,customer_id,placed_at,currency,total\n")
+    for i in range(10000):
+        f.write(f"N{i},C{rng.randrange(n):07d},2025-12-31T12:00:00+09:00,JPY,{rng.randrange(500, 20000)}\n")
+PY
+$rebuy import orders "$dir/new_orders.csv" --no-progress > /dev/null
+/usr/bin/time -f "incremental refresh: %e s wall, %M KB peak" $rebuy refresh --changed --as-of "$end" --format json > "$dir/changed.json"
+python3 -c "import json; d=json.load(open('$dir/changed.json')); print({k: d[k] for k in ('customers','removed','secs')})"
 echo "== reference: lifetimes in a virtualenv"
 if [ ! -x "$dir/venv/bin/python" ]; then
   python3 -m venv "$dir/venv"

@@ -8,7 +8,7 @@ use crate::config::JobConfig;
 use crate::delivery::{Deliverer, DeliveryReport};
 use crate::engine::{Engine, TickReport};
 use crate::import::{import_customers, import_orders, ImportOptions};
-use crate::refresh::{refresh, refresh_changed};
+use crate::refresh::{refresh, refresh_changed, refresh_sku_intervals};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -137,6 +137,10 @@ impl Daemon {
                     gamma_gamma = r.gamma_gamma.is_ok(),
                     "metrics refreshed"
                 );
+                if self.engine.uses_replenish() {
+                    let skus = refresh_sku_intervals(store, as_of, zone).await?;
+                    info!(skus, "repeat intervals refreshed");
+                }
             }
             Ok(())
         }

@@ -4,7 +4,9 @@
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
 use crate::clock::{Clock, SystemClock};
-use crate::refresh::{refresh, refresh_changed, ChangedReport, RefreshReport};
+use crate::refresh::{
+    refresh, refresh_changed, refresh_sku_intervals, ChangedReport, RefreshReport,
+};
 use crate::store::{MetricsRow, Store, METRICS_COLUMNS};
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
@@ -97,7 +99,15 @@ pub(super) async fn run_refresh(
     })
     .await;
     bar.finish_and_clear();
-    report
+    let mut report = report?;
+    let replenish = check
+        .scenarios
+        .iter()
+        .any(|s| s.enabled && matches!(s.trigger, crate::scenario::Trigger::Replenish(_)));
+    if replenish {
+        report.sku_intervals = Some(refresh_sku_intervals(store, as_of, zone).await?);
+    }
+    Ok(report)
 }
 
 pub async fn refresh_command(app: &App, args: &RefreshArgs) -> anyhow::Result<u8> {
@@ -173,6 +183,7 @@ fn print_report(r: &RefreshReport, format: OutputFormat) -> anyhow::Result<()> {
             "segment": name, "members": c.members, "entered": c.entered, "exited": c.exited,
             "baseline": c.baseline,
         })).collect::<Vec<_>>(),
+        "sku_intervals": r.sku_intervals,
         "timings": r.timings,
     });
     if format == OutputFormat::Table {

@@ -482,7 +482,8 @@ impl Engine {
         Some(cap.max().unwrap_or(0))
     }
 
-    fn uses_replenish(&self) -> bool {
+    /// Whether an enabled scenario has a `replenish` trigger (which needs the SKU intervals).
+    pub fn uses_replenish(&self) -> bool {
         self.scenarios
             .iter()
             .any(|s| s.enabled && matches!(s.trigger, Trigger::Replenish(_)))

@@ -32,8 +32,9 @@ pub struct RefreshReport {
     pub gamma_gamma: Result<GammaGamma, FitError>,
     /// Customers per RFM segment, in `metrics::SEGMENTS` order.
     pub segments: Vec<(&'static str, usize)>,
-    /// SKUs with a typical repeat-purchase interval (for the `replenish` trigger).
-    pub sku_intervals: usize,
+    /// SKUs with a typical repeat-purchase interval, when they were refreshed too (only
+    /// where a scenario uses `replenish`: see [`refresh_sku_intervals`]).
+    pub sku_intervals: Option<usize>,
     /// What each named segment's evaluation changed, in definition order.
     pub named_segments: Vec<(String, MembershipChange)>,
     /// Seconds spent per phase: reading the orders, each fit, RFM scoring, predicting and
@@ -48,7 +49,6 @@ pub struct Timings {
     pub gamma_gamma_fit_secs: f64,
     pub score_secs: f64,
     pub write_secs: f64,
-    pub intervals_secs: f64,
     pub segments_secs: f64,
 }
 
@@ -173,27 +173,35 @@ pub async fn refresh(
     // Everything is read below: marks made from here on are for the next incremental pass.
     store.clear_all_dirty().await?;
     let lean = store.lean().await?;
-    let report = refresh_with(&lean, as_of, zone, now_ms, progress).await;
-    let mut report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            lean.close().await;
-            return Err(e);
-        }
-    };
-    let clock = std::time::Instant::now();
+    let report = async {
+        let mut report = refresh_with(&lean, as_of, zone, now_ms, progress).await?;
+        let clock = std::time::Instant::now();
+        report.named_segments =
+            evaluate_segments(&lean, segments, None, as_of, zone, now_ms).await?;
+        report.timings.segments_secs = clock.elapsed().as_secs_f64();
+        anyhow::Ok(report)
+    }
+    .await;
+    lean.close().await;
+    report
+}
+
+/// Recomputes and stores every SKU's typical repeat-purchase interval as of the end of
+/// `as_of` (for the `replenish` trigger): a second pass over the orders that reads their
+/// line items, so it runs only where a scenario uses it. Returns how many SKUs have one.
+pub async fn refresh_sku_intervals(
+    store: &Store,
+    as_of: NaiveDate,
+    zone: Tz,
+) -> anyhow::Result<usize> {
+    let lean = store.lean().await?;
     let intervals = sku_intervals(&lean, metrics::day_number(as_of), zone).await;
     lean.close().await;
     let intervals = intervals?;
     store
         .replace_sku_intervals(&intervals, &as_of.format("%Y-%m-%d").to_string())
         .await?;
-    report.sku_intervals = intervals.len();
-    report.timings.intervals_secs = clock.elapsed().as_secs_f64();
-    let clock = std::time::Instant::now();
-    report.named_segments = evaluate_segments(store, segments, None, as_of, zone, now_ms).await?;
-    report.timings.segments_secs = clock.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(intervals.len())
 }
 
 /// The typical repeat-purchase interval of every SKU bought twice by enough customers, from
@@ -244,15 +252,24 @@ pub async fn evaluate_segments(
 ) -> anyhow::Result<Vec<(String, MembershipChange)>> {
     let window = Window::new(as_of, zone);
     let as_of_text = as_of.format("%Y-%m-%d").to_string();
-    let mut out = Vec::with_capacity(segments.len());
-    for s in segments {
-        let sql = compile(&s.condition, &window);
-        let change = store
-            .evaluate_segment(&s.name, &sql, scope, &as_of_text, now_ms)
-            .await
-            .map_err(|e| anyhow::anyhow!("evaluating segment '{}' ({}): {e}", s.name, s.path))?;
-        out.push((s.name.clone(), change));
-    }
+    let compiled: Vec<_> = segments
+        .iter()
+        .map(|s| compile(&s.condition, &window))
+        .collect();
+    let items: Vec<(&str, &crate::segment::SqlCondition)> = segments
+        .iter()
+        .zip(&compiled)
+        .map(|(s, c)| (s.name.as_str(), c))
+        .collect();
+    let changes = store
+        .evaluate_segments(&items, scope, &as_of_text, now_ms)
+        .await
+        .map_err(|e| anyhow::anyhow!("evaluating the segments: {e}"))?;
+    let out: Vec<(String, MembershipChange)> = segments
+        .iter()
+        .map(|s| s.name.clone())
+        .zip(changes)
+        .collect();
     Ok(out)
 }
 
@@ -322,7 +339,7 @@ async fn refresh_with(
         bgnbd,
         gamma_gamma,
         segments: metrics::SEGMENTS.iter().copied().zip(counts).collect(),
-        sku_intervals: 0,
+        sku_intervals: None,
         named_segments: Vec::new(),
         timings,
     })

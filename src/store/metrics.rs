@@ -347,7 +347,8 @@ impl Store {
             .iter()
             .map(|c| format!("{c} = excluded.{c}"))
             .collect();
-        for chunk in rows.chunks(40) {
+        // 22 binds a row: 400 rows stay well under SQLite's 32,766 bound values.
+        for chunk in rows.chunks(400) {
             let mut qb = sqlx::QueryBuilder::<super::Db>::new(format!(
                 "INSERT INTO customer_metrics ({}) ",
                 METRICS_COLUMNS.join(", ")

@@ -81,11 +81,16 @@ impl Store {
         Ok(Self { pool, options })
     }
 
-    /// A second handle on the same database with a 16 MiB page cache per connection and two
-    /// connections, for passes that read or write everything once (the metrics refresh): a
-    /// big cache only holds pages they will not read again. Close it when done.
+    /// A second handle on the same database with a 16 MiB page cache per connection, two
+    /// connections and temporary tables on disk, for passes that read or write everything
+    /// once (the metrics refresh, segment evaluation): a big cache only holds pages they will
+    /// not read again. Close it when done.
     pub async fn lean(&self) -> Result<Self> {
-        let options = self.options.clone().pragma("cache_size", "-16384");
+        let options = self
+            .options
+            .clone()
+            .pragma("cache_size", "-16384")
+            .pragma("temp_store", "file");
         // Its statements read a million rows on purpose: no "slow statement" warnings.
         let options = sqlx::ConnectOptions::disable_statement_logging(options);
         let pool = SqlitePoolOptions::new()

@@ -61,137 +61,39 @@ impl Store {
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 
-    /// Evaluates segment `name` (`cond`) over every customer and stores the result in one
-    /// transaction: the members, an `entered` event per customer who was not a member, an
-    /// `exited` event per member who no longer is. The first evaluation of a segment only
-    /// records its members (a new segment must not fire for everyone already in it).
+    /// Evaluates segments (name, compiled condition) and stores the results: for each, the
+    /// members, an `entered` event per customer who was not a member, an `exited` event per
+    /// member who no longer is. The first evaluation of a segment only records its members (a
+    /// new segment must not fire for everyone already in it).
     ///
-    /// With `scope`, only those customers are looked at (an incremental refresh: the
-    /// customers whose orders changed); everyone else's membership stays as it was. A
-    /// segment never evaluated before is evaluated in full whatever the scope.
-    pub async fn evaluate_segment(
+    /// Without `scope` every customer is looked at, one transaction per segment. With
+    /// `scope` (an incremental refresh: the customers whose orders changed) only those are,
+    /// all segments in one transaction; everyone else's membership stays as it was, except
+    /// that a segment never evaluated before is evaluated in full.
+    pub async fn evaluate_segments(
         &self,
-        name: &str,
-        cond: &SqlCondition,
+        segments: &[(&str, &SqlCondition)],
         scope: Option<&[String]>,
         as_of: &str,
         now: i64,
-    ) -> Result<MembershipChange> {
-        let mut tx = self.write_tx().await?;
-        let known: Option<(i64,)> =
-            sqlx::query_as("SELECT 1 FROM segment_evaluations WHERE segment = $1")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let baseline = known.is_none();
-        let scope = scope.filter(|_| !baseline);
-        for table in ["segment_now", "segment_scope"] {
-            sqlx::query(&format!(
-                "CREATE TEMP TABLE IF NOT EXISTS {table} (customer_id TEXT PRIMARY KEY)"
-            ))
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(&format!("DELETE FROM {table}"))
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(ids) = scope {
-            for chunk in ids.chunks(super::BATCH) {
-                let mut qb =
-                    sqlx::QueryBuilder::<Db>::new("INSERT INTO segment_scope (customer_id) ");
-                qb.push_values(chunk, |mut b, id| {
-                    b.push_bind(id);
-                });
-                qb.push(" ON CONFLICT (customer_id) DO NOTHING");
-                qb.build().execute(&mut *tx).await?;
+    ) -> Result<Vec<MembershipChange>> {
+        let mut out = Vec::with_capacity(segments.len());
+        let Some(ids) = scope else {
+            for (name, cond) in segments {
+                let mut tx = self.write_tx().await?;
+                prepare_temp(&mut tx, None).await?;
+                out.push(evaluate_in(&mut tx, name, cond, false, as_of, now).await?);
+                tx.commit().await?;
             }
-        }
-        // Within the scope: the customers looked at, and the members among them.
-        let (scoped, members_scoped) = match scope {
-            Some(_) => (
-                " AND c.id IN (SELECT customer_id FROM segment_scope)",
-                " AND s.customer_id IN (SELECT customer_id FROM segment_scope)",
-            ),
-            None => ("", ""),
+            return Ok(out);
         };
-        // The condition's placeholders are $1..$n; it is the only bound text here.
-        let fill = format!(
-            "INSERT INTO segment_now (customer_id) SELECT c.id FROM customers c \
-             LEFT JOIN customer_metrics m ON m.customer_id = c.id WHERE ({}){scoped}",
-            cond.sql
-        );
-        bind_all(sqlx::query(&fill), &cond.binds)
-            .execute(&mut *tx)
-            .await?;
-        let (mut entered, mut exited) = (0, 0);
-        if !baseline {
-            entered = sqlx::query(
-                "INSERT INTO segment_events (segment, customer_id, kind, at) \
-                 SELECT $1, n.customer_id, 'entered', $2 FROM segment_now n WHERE NOT EXISTS \
-                 (SELECT 1 FROM segment_members s WHERE s.segment = $1 AND s.customer_id = n.customer_id) \
-                 ORDER BY n.customer_id",
-            )
-            .bind(name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            exited = sqlx::query(&format!(
-                "INSERT INTO segment_events (segment, customer_id, kind, at) \
-                 SELECT $1, s.customer_id, 'exited', $2 FROM segment_members s WHERE s.segment = $1 \
-                 AND NOT EXISTS (SELECT 1 FROM segment_now n WHERE n.customer_id = s.customer_id){members_scoped} \
-                 ORDER BY s.customer_id",
-            ))
-            .bind(name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let mut tx = self.write_tx().await?;
+        prepare_temp(&mut tx, Some(ids)).await?;
+        for (name, cond) in segments {
+            out.push(evaluate_in(&mut tx, name, cond, true, as_of, now).await?);
         }
-        let delete_scoped = members_scoped.replace("s.customer_id", "segment_members.customer_id");
-        sqlx::query(&format!(
-            "DELETE FROM segment_members WHERE segment = $1 AND NOT EXISTS \
-             (SELECT 1 FROM segment_now n WHERE n.customer_id = segment_members.customer_id){delete_scoped}",
-        ))
-        .bind(name)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO segment_members (segment, customer_id, since) \
-             SELECT $1, customer_id, $2 FROM segment_now WHERE true \
-             ON CONFLICT (segment, customer_id) DO NOTHING",
-        )
-        .bind(name)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let (members,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM segment_members WHERE segment = $1")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await?;
-        let members = members as u64;
-        sqlx::query(
-            "INSERT INTO segment_evaluations (segment, as_of, evaluated_at, members) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (segment) DO UPDATE SET \
-             as_of = excluded.as_of, evaluated_at = excluded.evaluated_at, members = excluded.members",
-        )
-        .bind(name)
-        .bind(as_of)
-        .bind(now)
-        .bind(members as i64)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM segment_now")
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
-        Ok(MembershipChange {
-            members,
-            entered,
-            exited,
-            baseline,
-        })
+        Ok(out)
     }
 
     /// The members of a segment, sorted.
@@ -271,4 +173,164 @@ impl Store {
         tx.commit().await?;
         Ok(Some(created))
     }
+}
+
+/// Empties the temporary tables of this connection (`segment_now`: who matches now;
+/// `segment_scope`: whom to look at) and fills the scope.
+async fn prepare_temp(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    scope: Option<&[String]>,
+) -> Result<()> {
+    for table in ["segment_now", "segment_scope"] {
+        sqlx::query(&format!(
+            "CREATE TEMP TABLE IF NOT EXISTS {table} (customer_id TEXT PRIMARY KEY)"
+        ))
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(&format!("DELETE FROM {table}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    let Some(scope) = scope else {
+        return Ok(());
+    };
+    for chunk in scope.chunks(super::BATCH) {
+        let mut qb = sqlx::QueryBuilder::<Db>::new("INSERT INTO segment_scope (customer_id) ");
+        qb.push_values(chunk, |mut b, id| {
+            b.push_bind(id);
+        });
+        qb.push(" ON CONFLICT (customer_id) DO NOTHING");
+        qb.build().execute(&mut **tx).await?;
+    }
+    // The scope's customers and metrics copied once, so that each segment's condition reads
+    // a few thousand local rows instead of as many lookups in the million-row tables. The
+    // scope is the outer loop of the copy: SQLite keeps a CROSS JOIN's left table outside
+    // (it has no statistics on a temporary table to choose well by itself).
+    for (copy, table, key) in [
+        ("scope_customers", "customers", "id"),
+        ("scope_metrics", "customer_metrics", "customer_id"),
+    ] {
+        for statement in [
+            format!("CREATE TEMP TABLE IF NOT EXISTS {copy} AS SELECT * FROM {table} WHERE 1 = 0"),
+            format!("CREATE INDEX IF NOT EXISTS temp.{copy}_key ON {copy} ({key})"),
+            format!("DELETE FROM {copy}"),
+            format!(
+                "INSERT INTO {copy} SELECT t.* FROM segment_scope sc CROSS JOIN {table} t \
+                 WHERE t.{key} = sc.customer_id"
+            ),
+        ] {
+            sqlx::query(&statement).execute(&mut **tx).await?;
+        }
+    }
+    Ok(())
+}
+
+/// One segment's evaluation inside `tx` (see `Store::evaluate_segments`). Scoped statements
+/// are driven from `segment_scope`, so that they cost the scope's size, not the shop's.
+async fn evaluate_in(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    name: &str,
+    cond: &SqlCondition,
+    scoped: bool,
+    as_of: &str,
+    now: i64,
+) -> Result<MembershipChange> {
+    let known: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM segment_evaluations WHERE segment = $1")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let baseline = known.is_none();
+    let scoped = scoped && !baseline;
+    sqlx::query("DELETE FROM segment_now")
+        .execute(&mut **tx)
+        .await?;
+    // Scoped, the condition reads the copies of the scope's rows (`prepare_temp`).
+    let (customers, metrics) = if scoped {
+        ("scope_customers", "scope_metrics")
+    } else {
+        ("customers", "customer_metrics")
+    };
+    // The condition's placeholders are $1..$n; it is the only bound text here.
+    let fill = format!(
+        "INSERT INTO segment_now (customer_id) SELECT c.id FROM {customers} c \
+         LEFT JOIN {metrics} m ON m.customer_id = c.id WHERE {}",
+        cond.sql
+    );
+    bind_all(sqlx::query(&fill), &cond.binds)
+        .execute(&mut **tx)
+        .await?;
+    let (mut entered, mut exited) = (0, 0);
+    let members_looked_at = if scoped {
+        "segment_scope sc CROSS JOIN segment_members s ON s.segment = $1 AND s.customer_id = sc.customer_id"
+    } else {
+        "segment_members s"
+    };
+    if !baseline {
+        entered = sqlx::query(
+            "INSERT INTO segment_events (segment, customer_id, kind, at) \
+             SELECT $1, n.customer_id, 'entered', $2 FROM segment_now n WHERE NOT EXISTS \
+             (SELECT 1 FROM segment_members s WHERE s.segment = $1 AND s.customer_id = n.customer_id) \
+             ORDER BY n.customer_id",
+        )
+        .bind(name)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        exited = sqlx::query(&format!(
+            "INSERT INTO segment_events (segment, customer_id, kind, at) \
+             SELECT $1, s.customer_id, 'exited', $2 FROM {members_looked_at} WHERE s.segment = $1 \
+             AND NOT EXISTS (SELECT 1 FROM segment_now n WHERE n.customer_id = s.customer_id) \
+             ORDER BY s.customer_id",
+        ))
+        .bind(name)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    let only_scope = if scoped {
+        " AND customer_id IN (SELECT customer_id FROM segment_scope)"
+    } else {
+        ""
+    };
+    sqlx::query(&format!(
+        "DELETE FROM segment_members WHERE segment = $1{only_scope} AND NOT EXISTS \
+         (SELECT 1 FROM segment_now n WHERE n.customer_id = segment_members.customer_id)",
+    ))
+    .bind(name)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO segment_members (segment, customer_id, since) \
+         SELECT $1, customer_id, $2 FROM segment_now WHERE true \
+         ON CONFLICT (segment, customer_id) DO NOTHING",
+    )
+    .bind(name)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let (members,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM segment_members WHERE segment = $1")
+            .bind(name)
+            .fetch_one(&mut **tx)
+            .await?;
+    sqlx::query(
+        "INSERT INTO segment_evaluations (segment, as_of, evaluated_at, members) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (segment) DO UPDATE SET \
+         as_of = excluded.as_of, evaluated_at = excluded.evaluated_at, members = excluded.members",
+    )
+    .bind(name)
+    .bind(as_of)
+    .bind(now)
+    .bind(members)
+    .execute(&mut **tx)
+    .await?;
+    Ok(MembershipChange {
+        members: members as u64,
+        entered,
+        exited,
+        baseline,
+    })
 }

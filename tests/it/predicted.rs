@@ -71,8 +71,11 @@ async fn replenish_is_timed_by_the_skus_typical_repeat_interval() {
         .await
         .unwrap();
     let as_of = NaiveDate::from_ymd_opt(2026, 2, 27).unwrap();
-    let report = refresh(&store, as_of, ZONE, 0, &[], &|_| {}).await.unwrap();
-    assert_eq!(report.sku_intervals, 1);
+    refresh(&store, as_of, ZONE, 0, &[], &|_| {}).await.unwrap();
+    let skus = rebuy::refresh::refresh_sku_intervals(&store, as_of, ZONE)
+        .await
+        .unwrap();
+    assert_eq!(skus, 1);
     assert_eq!(store.sku_intervals().await.unwrap().get("LO-01"), Some(&30));
     let before: usize = count_enrollments(&store, "refill").await;
     // Z buys LO-01 (runs out in 30 days) and SE-01 (no interval known) separately.

@@ -285,7 +285,7 @@ async fn templates_see_the_customers_metrics_once_they_are_refreshed() {
 async fn an_incremental_refresh_recomputes_only_the_customers_whose_orders_changed() {
     use rebuy::metrics::{BgNbd, Purchase, Summary};
     use rebuy::refresh::refresh_changed;
-    let segments_yaml = "segments:\n  - name: this-week\n    where: ordered_within(7d)\n";
+    let segments_yaml = "segments:\n  - name: this-week\n    where: ordered_within(7d)\n  - name: few-orders\n    where: orders <= 2\n";
     let doc = rebuy::yaml::parse("s.yaml", segments_yaml).unwrap();
     let (segments, _) = rebuy::segment::parse_segments("s.yaml", segments_yaml, &doc);
     let shop = TestShop::new(&[], &[], None);
@@ -392,6 +392,20 @@ async fn an_incremental_refresh_recomputes_only_the_customers_whose_orders_chang
     assert!(!entering.is_empty());
     assert_eq!(r.named_segments[0].1.entered as usize, entering.len());
     assert_eq!(r.named_segments[0].1.exited, 0);
+    // A changed customer whose new order takes them past two orders leaves `few-orders`;
+    // nobody else does.
+    let leaving: Vec<&str> = changed
+        .iter()
+        .copied()
+        .filter(|c| before.get(*c).is_some_and(|b| b.orders <= 2) && after[*c].orders > 2)
+        .collect();
+    assert!(!leaving.is_empty());
+    assert_eq!(r.named_segments[1].1.exited as usize, leaving.len());
+    let few = store.segment_members("few-orders").await.unwrap();
+    let expected_few = before.values().filter(|b| b.orders <= 2).count() - leaving.len()
+        + usize::from(after["NEW"].orders <= 2);
+    assert_eq!(few.len(), expected_few);
+    assert!(leaving.iter().all(|c| !few.contains(&c.to_string())));
     // Nothing is left to do.
     let again = refresh_changed(&store, as_of, zone, 2, &segments)
         .await
