@@ -413,3 +413,90 @@ async fn an_incremental_refresh_recomputes_only_the_customers_whose_orders_chang
         .unwrap();
     assert_eq!(again.customers, 0);
 }
+
+#[derive(serde::Deserialize)]
+struct CronLine {
+    cron: serde_saphyr::Spanned<String>,
+}
+
+fn job(name: &str, import_orders: Option<std::path::PathBuf>) -> rebuy::daemon::Job {
+    let config = rebuy::config::JobConfig {
+        name: name.into(),
+        cron: serde_saphyr::from_str::<CronLine>("cron: \"0 3 * * *\"")
+            .unwrap()
+            .cron,
+        import_customers: None,
+        import_orders,
+        refresh_metrics: true,
+    };
+    let schedule = rebuy::config::parse_cron("0 3 * * *").unwrap();
+    rebuy::daemon::Job::new(config, schedule, chrono_tz::Asia::Tokyo)
+}
+
+#[tokio::test]
+async fn the_daemon_refreshes_incrementally_after_an_import_and_in_full_on_a_plain_job() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[
+                customer("C1", "a@example.jp", "A", "Asia/Tokyo", "{}"),
+                customer("C2", "b@example.jp", "B", "Asia/Tokyo", "{}"),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    let orders = shop.file("orders.csv");
+    let header = "order_id,customer_id,placed_at,currency,total\n";
+    std::fs::write(
+        &orders,
+        format!(
+            "{header}O1,C1,2026-11-01T01:00:00Z,JPY,1000\nO2,C2,2026-11-01T01:00:00Z,JPY,1000\n"
+        ),
+    )
+    .unwrap();
+    let mut daemon = shop.daemon(&store).await;
+    daemon.jobs.push(job("import", Some(orders.clone())));
+    let as_of = |rows: &BTreeMap<String, MetricsRow>| {
+        rows.values()
+            .map(|r| (r.customer_id.clone(), r.as_of.clone(), r.orders))
+            .collect::<Vec<_>>()
+    };
+    // The first run schedules; 03:00 Tokyo on Nov 2 is 18:00 UTC on Nov 1.
+    daemon.run_once(utc("2026-11-01T12:00:00Z")).await.unwrap();
+    daemon.run_once(utc("2026-11-01T18:00:00Z")).await.unwrap();
+    // No full refresh stored yet: the first one is full.
+    assert_eq!(
+        as_of(&stored(&store).await),
+        [
+            ("C1".into(), "2026-11-02".into(), 1),
+            ("C2".into(), "2026-11-02".into(), 1)
+        ]
+    );
+    // A day later the file has one more order, for C1: only C1 is recomputed.
+    std::fs::write(
+        &orders,
+        format!("{header}O1,C1,2026-11-01T01:00:00Z,JPY,1000\nO2,C2,2026-11-01T01:00:00Z,JPY,1000\nO3,C1,2026-11-02T01:00:00Z,JPY,2000\n"),
+    )
+    .unwrap();
+    daemon.run_once(utc("2026-11-02T18:00:00Z")).await.unwrap();
+    assert_eq!(
+        as_of(&stored(&store).await),
+        [
+            ("C1".into(), "2026-11-03".into(), 2),
+            ("C2".into(), "2026-11-02".into(), 1)
+        ]
+    );
+    // A job without imports (the nightly refresh) moves everyone to the new day.
+    daemon.jobs = vec![job("nightly", None)];
+    daemon.run_once(utc("2026-11-03T12:00:00Z")).await.unwrap();
+    daemon.run_once(utc("2026-11-03T18:00:00Z")).await.unwrap();
+    assert_eq!(
+        as_of(&stored(&store).await),
+        [
+            ("C1".into(), "2026-11-04".into(), 2),
+            ("C2".into(), "2026-11-04".into(), 1)
+        ]
+    );
+}
