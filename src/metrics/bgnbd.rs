@@ -3,8 +3,8 @@
 //! dropout probabilities by beta(a, b). Fitted by maximum likelihood over (frequency, recency,
 //! T) in days, no penalty, as the reference library does.
 
-use super::optimize::maximize;
-use super::special::{ln_gamma, ln_hyp2f1};
+use super::optimize::{maximize, maximize_smooth, sum_in_parallel};
+use super::special::{digamma, ln_gamma, ln_hyp2f1};
 use super::Summary;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -48,8 +48,16 @@ impl BgNbd {
         }
         let data = Grouped::new(customers);
         let mean_t = customers.iter().map(|s| s.t).sum::<f64>() / customers.len() as f64;
+        let start = [1.0, mean_t.max(1.0), 1.0, 1.0];
+        // Quasi-Newton on the analytic gradient first (tens of evaluations); the simplex,
+        // which needs no gradient, if that does not converge.
+        let smooth = |p: &[f64]| {
+            let (v, g) = data.value_and_gradient(p[0], p[1], p[2], p[3]);
+            (v, g.to_vec())
+        };
         let ll = |p: &[f64]| data.log_likelihood(p[0], p[1], p[2], p[3]);
-        let (p, log_likelihood) = maximize(ll, customers.len(), &[1.0, mean_t.max(1.0), 1.0, 1.0])
+        let (p, log_likelihood) = maximize_smooth(smooth, customers.len(), &start)
+            .or_else(|| maximize(ll, customers.len(), &start))
             .ok_or(FitError::NoMaximum { model: "BG/NBD" })?;
         Ok(BgNbd {
             r: p[0],
@@ -189,6 +197,88 @@ impl Grouped {
     }
 }
 
+impl Grouped {
+    /// The log-likelihood and its gradient in (r, alpha, a, b), summed over the groups on
+    /// the machine's cores.
+    fn value_and_gradient(&self, r: f64, alpha: f64, a: f64, b: f64) -> (f64, [f64; 4]) {
+        let shared = -ln_gamma(r) + r * alpha.ln() + ln_gamma(a + b) - ln_gamma(b);
+        let (dg_r, dg_ab, dg_b) = (digamma(r), digamma(a + b), digamma(b));
+        // Per distinct frequency: the terms that depend on it alone, and their derivatives.
+        let per_x: Vec<PerX> = self
+            .xs
+            .iter()
+            .map(|&x| PerX {
+                a12: ln_gamma(r + x) + shared + ln_gamma(b + x) - ln_gamma(a + b + x),
+                d_a12: [
+                    digamma(r + x) - dg_r + alpha.ln(),
+                    r / alpha,
+                    dg_ab - digamma(a + b + x),
+                    dg_ab - dg_b + digamma(b + x) - digamma(a + b + x),
+                ],
+                a4: if x > 0.0 {
+                    Some(a.ln() - (b + x - 1.0).ln())
+                } else {
+                    None
+                },
+                inv_bx1: 1.0 / (b + x - 1.0),
+                rx: r + x,
+            })
+            .collect();
+        let ln_t: Vec<f64> = self.ts.iter().map(|t| (alpha + t).ln()).collect();
+        let inv_t: Vec<f64> = self.ts.iter().map(|t| 1.0 / (alpha + t)).collect();
+        let ln_tx: Vec<f64> = self.txs.iter().map(|tx| (alpha + tx).ln()).collect();
+        let inv_tx: Vec<f64> = self.txs.iter().map(|tx| 1.0 / (alpha + tx)).collect();
+        let part = |groups: &[(u32, u32, u32, f64)]| {
+            let mut value = 0.0;
+            let mut grad = [0.0; 4];
+            for &(x, tx, t, n) in groups {
+                let px = &per_x[x as usize];
+                let (t, tx) = (t as usize, tx as usize);
+                let u = -px.rx * ln_t[t];
+                let (l, d) = match px.a4 {
+                    Some(a4) => {
+                        let v = a4 - px.rx * ln_tx[tx];
+                        // ln(e^u + e^v) and the weight e^v / (e^u + e^v), one exp for both.
+                        let d = v - u;
+                        let e = (-d.abs()).exp();
+                        let (l, wv) = if d > 0.0 {
+                            (v + e.ln_1p(), 1.0 / (1.0 + e))
+                        } else {
+                            (u + e.ln_1p(), e / (1.0 + e))
+                        };
+                        let wu = 1.0 - wv;
+                        (
+                            l,
+                            [
+                                -(wu * ln_t[t] + wv * ln_tx[tx]),
+                                -px.rx * (wu * inv_t[t] + wv * inv_tx[tx]),
+                                wv / a,
+                                -wv * px.inv_bx1,
+                            ],
+                        )
+                    }
+                    None => (u, [-ln_t[t], -px.rx * inv_t[t], 0.0, 0.0]),
+                };
+                value += n * (px.a12 + l);
+                for k in 0..4 {
+                    grad[k] += n * (px.d_a12[k] + d[k]);
+                }
+            }
+            (value, grad)
+        };
+        sum_in_parallel(&self.groups, part)
+    }
+}
+
+/// The terms of a distinct frequency (see `Grouped::value_and_gradient`).
+struct PerX {
+    a12: f64,
+    d_a12: [f64; 4],
+    a4: Option<f64>,
+    inv_bx1: f64,
+    rx: f64,
+}
+
 fn log_add_exp(u: f64, v: f64) -> f64 {
     let (hi, lo) = if u > v { (u, v) } else { (v, u) };
     hi + (lo - hi).exp().ln_1p()
@@ -197,6 +287,39 @@ fn log_add_exp(u: f64, v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gradient_matches_finite_differences() {
+        let customers: Vec<Summary> = (0..200)
+            .map(|i| {
+                let orders: Vec<super::super::Purchase> = (0..(i % 5 + 1))
+                    .map(|k| super::super::Purchase {
+                        day: (k * (7 + i % 11)) as i64,
+                        amount: 10.0,
+                    })
+                    .collect();
+                Summary::of(&orders, 100 + (i % 37) as i64).unwrap()
+            })
+            .collect();
+        let data = Grouped::new(&customers);
+        let p = [0.8, 12.0, 0.7, 2.5];
+        let (v, g) = data.value_and_gradient(p[0], p[1], p[2], p[3]);
+        assert!((v - data.log_likelihood(p[0], p[1], p[2], p[3])).abs() < 1e-9 * v.abs());
+        for k in 0..4 {
+            let h = 1e-6 * p[k];
+            let (mut up, mut down) = (p, p);
+            up[k] += h;
+            down[k] -= h;
+            let numeric = (data.log_likelihood(up[0], up[1], up[2], up[3])
+                - data.log_likelihood(down[0], down[1], down[2], down[3]))
+                / (2.0 * h);
+            assert!(
+                (g[k] - numeric).abs() < 1e-5 * numeric.abs().max(1.0),
+                "{k}: {} vs {numeric}",
+                g[k]
+            );
+        }
+    }
 
     #[test]
     fn too_little_history_is_refused_with_the_numbers() {
