@@ -83,6 +83,8 @@ pub fn maximize(
 
 /// A point (log-parameters), the cost there and its gradient.
 type Evaluated = (Vec<f64>, f64, Vec<f64>);
+/// A point (log-parameters) and the cost there.
+type Found = (Vec<f64>, f64);
 
 /// The negated log-likelihood per observation with its gradient, both in the logarithms of
 /// the parameters. The last evaluation is kept: argmin asks for the cost and the gradient at
@@ -91,7 +93,16 @@ struct Smooth<F> {
     value_and_gradient: F,
     scale: f64,
     last: std::sync::Mutex<Option<Evaluated>>,
+    /// The first point found where the gradient vanishes (see `GRADIENT_TOLERANCE`); finding
+    /// one ends the run at once.
+    done: std::sync::Arc<std::sync::Mutex<Option<Found>>>,
 }
+
+/// The gradient per observation (in log-parameters) below which a fit has converged: what
+/// moves a parameter by about 1e-7 relative. Smaller gradients cannot be reached reliably:
+/// the likelihood's own rounding hides the decrease a step would make, and the line search
+/// then spends dozens of evaluations bisecting noise.
+const GRADIENT_TOLERANCE: f64 = 1e-7;
 
 impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Smooth<F> {
     fn eval(&self, log_params: &[f64]) -> (f64, Vec<f64>) {
@@ -117,6 +128,17 @@ impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Smooth<F> {
         *last = Some((log_params.to_vec(), out.0, out.1.clone()));
         out
     }
+
+    /// `eval`, or an error that stops the solver once the gradient has vanished.
+    fn checked(&self, log_params: &[f64]) -> Result<(f64, Vec<f64>), Error> {
+        let (cost, grad) = self.eval(log_params);
+        if cost.is_finite() && grad.iter().all(|g| g.abs() < GRADIENT_TOLERANCE) {
+            let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+            done.get_or_insert((log_params.to_vec(), cost));
+            return Err(Error::msg("converged"));
+        }
+        Ok((cost, grad))
+    }
 }
 
 impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> CostFunction for Smooth<F> {
@@ -124,7 +146,7 @@ impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> CostFunction for Smooth<F> {
     type Output = f64;
 
     fn cost(&self, p: &Self::Param) -> Result<f64, Error> {
-        Ok(self.eval(p).0)
+        self.checked(p).map(|(cost, _)| cost)
     }
 }
 
@@ -133,7 +155,7 @@ impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> argmin::core::Gradient for Smooth<F> {
     type Gradient = Vec<f64>;
 
     fn gradient(&self, p: &Self::Param) -> Result<Vec<f64>, Error> {
-        Ok(self.eval(p).1)
+        self.checked(p).map(|(_, grad)| grad)
     }
 }
 
@@ -148,35 +170,40 @@ pub fn maximize_smooth(
     use argmin::solver::linesearch::MoreThuenteLineSearch;
     use argmin::solver::quasinewton::LBFGS;
     let scale = observations.max(1) as f64;
+    let done = std::sync::Arc::new(std::sync::Mutex::new(None));
     let problem = || Smooth {
         value_and_gradient: &value_and_gradient,
         scale,
         last: std::sync::Mutex::new(None),
+        done: done.clone(),
+    };
+    let converged = |done: &std::sync::Mutex<Option<(Vec<f64>, f64)>>| {
+        let found = done.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        found.map(|(at, cost): (Vec<f64>, f64)| {
+            (at.iter().map(|l| l.exp()).collect(), -cost * scale)
+        })
     };
     let mut at: Vec<f64> = start.iter().map(|p| p.ln()).collect();
     // A line search that steps out of the model's domain (an infinite likelihood) ends a run
     // early; the next run starts from the best point so far with a fresh curvature estimate.
     for _ in 0..5 {
         let solver = LBFGS::new(MoreThuenteLineSearch::new(), 7)
-            .with_tolerance_grad(1e-7)
+            .with_tolerance_grad(GRADIENT_TOLERANCE)
             .ok()?
             .with_tolerance_cost(0.0)
             .ok()?;
         let result = Executor::new(problem(), solver)
             .configure(|s| s.param(at.clone()).max_iters(200))
-            .run()
-            .ok()?;
+            .run();
+        if let Some(found) = converged(&done) {
+            return Some(found);
+        }
+        let result = result.ok()?;
         let state = result.state();
         let best = state.get_best_param()?.clone();
-        let (cost, grad) = problem().eval(&best);
+        let (cost, _) = problem().eval(&best);
         if !cost.is_finite() {
             return None;
-        }
-        // Converged: the gradient per observation (in log-parameters) is below what moves a
-        // parameter by more than about 1e-7 relative; smaller gradients cannot be reached
-        // reliably, as the likelihood's own rounding hides the decrease a step would make.
-        if grad.iter().all(|g| g.abs() < 1e-7) {
-            return Some((best.iter().map(|l| l.exp()).collect(), -cost * scale));
         }
         if best == at {
             return None;
@@ -185,6 +212,7 @@ pub fn maximize_smooth(
     }
     None
 }
+
 /// `part` over halves (or more) of `items` on scoped threads, the results added up.
 pub fn sum_in_parallel<T: Sync, const N: usize>(
     items: &[T],
