@@ -7,7 +7,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::refresh::{
     refresh, refresh_changed, refresh_sku_intervals, ChangedReport, RefreshReport,
 };
-use crate::store::{MetricsRow, Store, METRICS_COLUMNS};
+use crate::store::{MembershipChange, MetricsRow, Store, METRICS_COLUMNS};
 use chrono::NaiveDate;
 use futures::{StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -131,31 +131,54 @@ pub async fn refresh_command(app: &App, args: &RefreshArgs) -> anyhow::Result<u8
 }
 
 fn print_changed(r: &ChangedReport, format: OutputFormat) -> anyhow::Result<()> {
-    let rows: Vec<Vec<String>> = r
-        .named_segments
-        .iter()
-        .map(|(name, c)| {
-            vec![
-                name.clone(),
-                c.members.to_string(),
-                c.entered.to_string(),
-                c.exited.to_string(),
-            ]
-        })
-        .collect();
     if format == OutputFormat::Table {
         println!(
             "{} changed customer(s) recomputed ({} without an order any more) in {:.2}s",
             r.customers, r.removed, r.secs
         );
     }
-    let json = serde_json::to_value(r)?;
+    let mut json = serde_json::to_value(r)?;
+    json["named_segments"] = segments_json(&r.named_segments);
     print_rows(
         format,
-        &["segment", "members", "entered", "exited"],
-        &rows,
+        &SEGMENT_HEADERS,
+        &segment_rows(&r.named_segments),
         &json,
     )
+}
+
+const SEGMENT_HEADERS: [&str; 4] = ["segment", "members", "entered", "exited"];
+
+/// One table row per named segment evaluated (a first evaluation says so).
+fn segment_rows(changes: &[(String, MembershipChange)]) -> Vec<Vec<String>> {
+    changes
+        .iter()
+        .map(|(name, c)| {
+            let note = if c.baseline {
+                " (first evaluation)"
+            } else {
+                ""
+            };
+            vec![
+                format!("{name}{note}"),
+                c.members.to_string(),
+                c.entered.to_string(),
+                c.exited.to_string(),
+            ]
+        })
+        .collect()
+}
+
+fn segments_json(changes: &[(String, MembershipChange)]) -> serde_json::Value {
+    changes
+        .iter()
+        .map(|(name, c)| {
+            serde_json::json!({
+                "segment": name, "members": c.members, "entered": c.entered,
+                "exited": c.exited, "baseline": c.baseline,
+            })
+        })
+        .collect()
 }
 
 fn print_report(r: &RefreshReport, format: OutputFormat) -> anyhow::Result<()> {
@@ -179,10 +202,7 @@ fn print_report(r: &RefreshReport, format: OutputFormat) -> anyhow::Result<()> {
         "bgnbd_error": bg_err,
         "gamma_gamma": r.gamma_gamma.as_ref().ok(),
         "gamma_gamma_error": gg_err,
-        "named_segments": r.named_segments.iter().map(|(name, c)| serde_json::json!({
-            "segment": name, "members": c.members, "entered": c.entered, "exited": c.exited,
-            "baseline": c.baseline,
-        })).collect::<Vec<_>>(),
+        "named_segments": segments_json(&r.named_segments),
         "sku_intervals": r.sku_intervals,
         "timings": r.timings,
     });
@@ -194,29 +214,8 @@ fn print_report(r: &RefreshReport, format: OutputFormat) -> anyhow::Result<()> {
     }
     print_rows(format, &["rfm segment", "customers"], &rows, &json)?;
     if format == OutputFormat::Table && !r.named_segments.is_empty() {
-        let rows: Vec<Vec<String>> = r
-            .named_segments
-            .iter()
-            .map(|(name, c)| {
-                let note = if c.baseline {
-                    " (first evaluation)"
-                } else {
-                    ""
-                };
-                vec![
-                    format!("{name}{note}"),
-                    c.members.to_string(),
-                    c.entered.to_string(),
-                    c.exited.to_string(),
-                ]
-            })
-            .collect();
-        print_rows(
-            format,
-            &["segment", "members", "entered", "exited"],
-            &rows,
-            &serde_json::Value::Null,
-        )?;
+        let rows = segment_rows(&r.named_segments);
+        print_rows(format, &SEGMENT_HEADERS, &rows, &serde_json::Value::Null)?;
     }
     if format == OutputFormat::Table {
         println!("{}", fit("BG/NBD", &bg_err));

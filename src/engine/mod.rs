@@ -381,14 +381,16 @@ impl Engine {
                 _ => None,
             })
             .collect();
+        // Without such a scenario the tick asks the database nothing here.
+        if offsets.is_empty() {
+            return Ok(());
+        }
         let Some(as_of) = self.store.metrics_as_of().await? else {
             return Ok(());
         };
         let zone = self.settings.default_timezone;
         let marker = format!("{}|{as_of}", now.with_timezone(&zone).date_naive());
-        if offsets.is_empty()
-            || self.store.setting("next_order_scan").await?.as_deref() == Some(marker.as_str())
-        {
+        if self.store.setting("next_order_scan").await?.as_deref() == Some(marker.as_str()) {
             return Ok(());
         }
         let lookback_start = now - self.settings.trigger_lookback;
@@ -440,18 +442,12 @@ impl Engine {
     /// Whether customer `c` is in `s`'s audience (segment and condition) for a trigger at
     /// `at` that has no order, and if so when the first step is due.
     fn admit(&self, s: &Scenario, c: &CustomerRow, at: i64, now: DateTime<Utc>) -> Option<i64> {
-        if let Some(r) = &s.audience_segment {
-            if !c.segments.contains(&r.name) {
-                return None;
-            }
+        if !s.in_audience_segment(&c.segments) {
+            return None;
         }
         if s.audience.is_some() {
             let ctx = self.context(s, None, c, None, serde_json::Value::Null, None, now);
-            let ok = self.renderer.condition(&s.id, "audience", &ctx).unwrap_or_else(|e| {
-                warn!(scenario = %s.id, customer = %c.id, error = %e, "condition failed; treated as false");
-                false
-            });
-            if !ok {
+            if !self.condition_holds(s, "audience", &ctx, &c.id) {
                 return None;
             }
         }
@@ -462,6 +458,17 @@ impl Engine {
             first.at,
             self.zone(c),
         )))
+    }
+
+    /// Evaluates one of `s`'s conditions; one that fails to evaluate counts as false and is
+    /// logged (with `about`: the order or customer it was evaluated for).
+    fn condition_holds(&self, s: &Scenario, key: &str, ctx: &Value, about: &str) -> bool {
+        self.renderer
+            .condition(&s.id, key, ctx)
+            .unwrap_or_else(|e| {
+                warn!(scenario = %s.id, about, error = %e, "condition failed; treated as false");
+                false
+            })
     }
 
     /// How far an order's position needs counting: up to the largest `nth_order` in use, or
@@ -828,10 +835,7 @@ impl ContextJudge<'_> {
             Some(event.nth),
             self.now,
         );
-        self.engine.renderer.condition(&s.id, key, &ctx).unwrap_or_else(|e| {
-            warn!(scenario = %s.id, order = %order.id, error = %e, "condition failed; treated as false");
-            false
-        })
+        self.engine.condition_holds(s, key, &ctx, &order.id)
     }
 }
 
@@ -840,11 +844,11 @@ impl Judge for ContextJudge<'_> {
         if matches!(s.trigger, Trigger::Replenish(_)) && self.runs_out_first(order).is_none() {
             return false;
         }
-        let in_segment = s.audience_segment.as_ref().is_none_or(|r| {
-            self.customers
+        let in_segment = s.audience_segment.is_none()
+            || self
+                .customers
                 .get(&order.customer_id)
-                .is_some_and(|c| c.segments.contains(&r.name))
-        });
+                .is_some_and(|c| s.in_audience_segment(&c.segments));
         in_segment && (s.audience.is_none() || self.eval(s, "audience", order))
     }
 

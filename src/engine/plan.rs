@@ -49,13 +49,7 @@ pub fn plan_orders(
     judge: &mut impl Judge,
 ) -> OrderPlan {
     // Each customer's enrollments, stored and planned: lookups stay O(1) per order.
-    let mut tracked: HashMap<String, Vec<Tracked>> = HashMap::new();
-    for e in existing {
-        tracked
-            .entry(e.customer_id.clone())
-            .or_default()
-            .push(from_stored(e));
-    }
+    let mut tracked = by_customer(existing);
     let mut plan = OrderPlan::default();
     for order in orders {
         let mine = tracked.entry(order.customer_id.clone()).or_default();
@@ -70,18 +64,18 @@ pub fn plan_orders(
             if !may_enter(s, order.placed_at, mine) || !judge.audience(s, order) {
                 continue;
             }
-            let mut e = new_enrollment(s, order, now, judge.first_due(s, order));
+            let first_due = judge.first_due(s, order);
+            let mut e = new_enrollment(
+                s,
+                &order.customer_id,
+                &order.id,
+                Some(&order.id),
+                order.placed_at,
+                now,
+                first_due,
+            );
             e.vars = judge.vars(s, order);
-            mine.push(Tracked {
-                id: None,
-                new: Some(plan.enrollments.len()),
-                scenario_id: s.id.clone(),
-                order_id: Some(order.id.clone()),
-                state: "active".into(),
-                triggered_at: order.placed_at,
-                goal_deadline: e.goal_deadline,
-                goal_reached: false,
-            });
+            mine.push(planned(&e, Some(plan.enrollments.len())));
             plan.enrollments.push(e);
         }
     }
@@ -108,13 +102,7 @@ pub fn plan_fired(
     lookback_start: i64,
     mut admit: impl FnMut(&Fired) -> Option<i64>,
 ) -> Vec<NewEnrollment> {
-    let mut tracked: HashMap<String, Vec<Tracked>> = HashMap::new();
-    for e in existing {
-        tracked
-            .entry(e.customer_id.clone())
-            .or_default()
-            .push(from_stored(e));
-    }
+    let mut tracked = by_customer(existing);
     let mut out = Vec::new();
     for f in fired.iter().filter(|f| f.at >= lookback_start) {
         let s = f.scenario;
@@ -125,32 +113,8 @@ pub fn plan_fired(
         let Some(first_due) = admit(f) else {
             continue;
         };
-        let e = NewEnrollment {
-            scenario_id: s.id.clone(),
-            customer_id: f.customer_id.clone(),
-            trigger_key: trigger_key(s, &f.key),
-            order_id: None,
-            vars: "{}".into(),
-            state: "active".into(),
-            next_step: 0,
-            next_due_at: Some(first_due),
-            triggered_at: f.at,
-            enrolled_at: now,
-            goal_deadline: goal_deadline(s, f.at),
-            goal_reached_at: None,
-            goal_order_id: None,
-            ended_at: None,
-        };
-        mine.push(Tracked {
-            id: None,
-            new: None,
-            scenario_id: s.id.clone(),
-            order_id: None,
-            state: "active".into(),
-            triggered_at: f.at,
-            goal_deadline: e.goal_deadline,
-            goal_reached: false,
-        });
+        let e = new_enrollment(s, &f.customer_id, &f.key, None, f.at, now, first_due);
+        mine.push(planned(&e, None));
         out.push(e);
     }
     out
@@ -208,22 +172,58 @@ pub fn trigger_key(s: &Scenario, order_or_key: &str) -> String {
     }
 }
 
-fn new_enrollment(s: &Scenario, order: &OrderEvent, now: i64, first_due: i64) -> NewEnrollment {
+/// Each customer's stored enrollments, as the planner tracks them.
+fn by_customer(existing: Vec<EnrollmentLite>) -> HashMap<String, Vec<Tracked>> {
+    let mut tracked: HashMap<String, Vec<Tracked>> = HashMap::new();
+    for e in existing {
+        tracked
+            .entry(e.customer_id.clone())
+            .or_default()
+            .push(from_stored(e));
+    }
+    tracked
+}
+
+/// A new enrollment in `s` for a trigger at `at` (`key`: the order id, or the event's key).
+fn new_enrollment(
+    s: &Scenario,
+    customer_id: &str,
+    key: &str,
+    order_id: Option<&str>,
+    at: i64,
+    now: i64,
+    first_due: i64,
+) -> NewEnrollment {
     NewEnrollment {
         scenario_id: s.id.clone(),
-        customer_id: order.customer_id.clone(),
-        trigger_key: trigger_key(s, &order.id),
-        order_id: Some(order.id.clone()),
+        customer_id: customer_id.to_string(),
+        trigger_key: trigger_key(s, key),
+        order_id: order_id.map(str::to_string),
         vars: "{}".into(),
         state: "active".into(),
         next_step: 0,
         next_due_at: Some(first_due),
-        triggered_at: order.placed_at,
+        triggered_at: at,
         enrolled_at: now,
-        goal_deadline: goal_deadline(s, order.placed_at),
+        goal_deadline: goal_deadline(s, at),
         goal_reached_at: None,
         goal_order_id: None,
         ended_at: None,
+    }
+}
+
+/// A planned enrollment as the planner tracks it; `new`: its index in the plan, if goals
+/// reached later in the same batch must update it.
+fn planned(e: &NewEnrollment, new: Option<usize>) -> Tracked {
+    Tracked {
+        id: None,
+        new,
+        scenario_id: e.scenario_id.clone(),
+        order_id: e.order_id.clone(),
+        state: e.state.clone(),
+        triggered_at: e.triggered_at,
+        goal_deadline: e.goal_deadline,
+        goal_reached: false,
     }
 }
 

@@ -165,6 +165,14 @@ pub struct Scenario {
 }
 
 impl Scenario {
+    /// Whether a customer in `segments` (their segment names) is in the audience's segment,
+    /// if it names one.
+    pub fn in_audience_segment(&self, segments: &[String]) -> bool {
+        self.audience_segment
+            .as_ref()
+            .is_none_or(|r| segments.contains(&r.name))
+    }
+
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)
     }

@@ -250,8 +250,7 @@ fn number(at: usize, word: &str) -> Result<Tok, LangError> {
     Err(LangError::new(at, format!("'{word}' is not a number")))
 }
 
-/// Parses and type-checks a condition. `segments` are the names a condition may not refer to
-/// yet (reserved for later); fields come from [`fields`].
+/// Parses and type-checks a condition against the fields of [`fields`].
 pub fn parse(text: &str) -> Result<Cond, LangError> {
     let toks = tokenize(text)?;
     let mut p = Parser { toks, pos: 0 };

@@ -168,7 +168,8 @@ fn locate(path: &str, text: &str, node: &Node, e: &LangError) -> Diagnostic {
     }
 }
 
-/// Checks that a segment name used by a scenario exists; the diagnostic points at `node_at`.
+/// Checks that a segment name used by a scenario exists; the diagnostic points at `path`,
+/// `line`, `col` (where the scenario names it).
 pub fn check_reference(
     name: &str,
     segments: &[Segment],

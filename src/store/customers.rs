@@ -147,10 +147,6 @@ impl Store {
 
     /// A customer by the shop's id or, failing that, by e-mail address.
     pub async fn find_customer(&self, id_or_email: &str) -> Result<CustomerRow> {
-        self.find_customer_row(id_or_email).await
-    }
-
-    async fn find_customer_row(&self, id_or_email: &str) -> Result<CustomerRow> {
         let by_id: Option<CustomerRow> =
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM customers WHERE id = $1"))
                 .bind(id_or_email)
@@ -178,7 +174,7 @@ impl Store {
 
     /// `find_customer` with the stored metrics and segment names attached.
     pub async fn find_customer_with_metrics(&self, id_or_email: &str) -> Result<CustomerRow> {
-        let c = self.find_customer_row(id_or_email).await?;
+        let c = self.find_customer(id_or_email).await?;
         let id = c.id.clone();
         let mut one = HashMap::from([(id.clone(), c)]);
         self.attach_metrics(&mut one).await?;

@@ -49,16 +49,10 @@ impl Store {
              WHERE {} ORDER BY c.id",
             cond.sql
         );
-        let rows: Vec<(String,)> = {
-            let q = bind_all(sqlx::query(&sql), &cond.binds);
-            use sqlx::Row;
-            q.fetch_all(&self.pool)
-                .await?
-                .into_iter()
-                .map(|r| (r.get::<String, _>(0),))
-                .collect()
-        };
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        let rows = bind_all(sqlx::query(&sql), &cond.binds)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(|r| sqlx::Row::get(r, 0)).collect())
     }
 
     /// Evaluates segments (name, compiled condition) and stores the results: for each, the
