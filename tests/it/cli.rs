@@ -711,3 +711,34 @@ fn the_rfm_and_cohort_reports_come_as_tables_csv_and_json() {
     assert!(october["revenue_within"][0].is_null());
     assert_eq!(october["observed_customers"], serde_json::json!([0, 0, 0]));
 }
+
+#[test]
+fn refresh_warns_of_a_broken_segment_and_evaluates_the_others() {
+    let dir = imported_folder();
+    std::fs::write(
+        dir.path().join("scenarios/broken-segments.yaml"),
+        "segments:\n  - name: bad\n    where: nope > 1\n",
+    )
+    .unwrap();
+    let o = rebuy(
+        dir.path(),
+        &["refresh", "--as-of", "2026-11-01", "--format", "json"],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "warning: scenarios/broken-segments.yaml:3:12: segment condition: unknown field 'nope'"
+        ),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = report["named_segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["segment"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 13, "the shipped ones, not the broken one");
+    assert!(!names.contains(&"bad"));
+}

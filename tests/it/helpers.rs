@@ -360,6 +360,15 @@ pub fn order(id: &str, customer: &str, at: &str, total: i64) -> NewOrder {
     }
 }
 
+/// Inserts plain customers (`ID@example.jp`, Tokyo, no attributes) with these ids.
+pub async fn add_customers(store: &Store, ids: &[&str]) {
+    let customers: Vec<NewCustomer> = ids
+        .iter()
+        .map(|id| customer(id, &format!("{id}@example.jp"), id, "Asia/Tokyo", "{}"))
+        .collect();
+    store.upsert_customers(&customers, 0).await.unwrap();
+}
+
 /// Inserts orders and refreshes their customers' aggregates, as an import does.
 pub async fn add_orders(store: &Store, orders: &[NewOrder]) {
     let outcome = store.upsert_orders(orders).await.unwrap();

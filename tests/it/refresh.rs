@@ -116,16 +116,7 @@ async fn a_refresh_of_the_cdnow_shop_stores_the_reference_metrics_for_every_cust
 async fn too_little_history_refreshes_without_predictions_and_says_why() {
     let shop = TestShop::new(&[], &[], None);
     let store = shop.store().await;
-    store
-        .upsert_customers(
-            &[
-                customer("A", "a@example.jp", "A", "Asia/Tokyo", "{}"),
-                customer("B", "b@example.jp", "B", "Asia/Tokyo", "{}"),
-            ],
-            0,
-        )
-        .await
-        .unwrap();
+    add_customers(&store, &["A", "B"]).await;
     add_orders(
         &store,
         &[
@@ -437,16 +428,7 @@ fn job(name: &str, import_orders: Option<std::path::PathBuf>) -> rebuy::daemon::
 async fn the_daemon_refreshes_incrementally_after_an_import_and_in_full_on_a_plain_job() {
     let shop = TestShop::new(&[], &[], None);
     let store = shop.store().await;
-    store
-        .upsert_customers(
-            &[
-                customer("C1", "a@example.jp", "A", "Asia/Tokyo", "{}"),
-                customer("C2", "b@example.jp", "B", "Asia/Tokyo", "{}"),
-            ],
-            0,
-        )
-        .await
-        .unwrap();
+    add_customers(&store, &["C1", "C2"]).await;
     let orders = shop.file("orders.csv");
     let header = "order_id,customer_id,placed_at,currency,total\n";
     std::fs::write(

@@ -330,6 +330,20 @@ async fn the_sql_form_selects_exactly_whom_the_rust_reference_selects_on_random_
 const SEGMENTS: &str = "segments:\n  - name: recent\n    where: ordered_within(30d)\n";
 const WELCOME_BACK: &str = "id: back\ntrigger: { segment_entered: recent }\nreentry: always\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ customer.segments | join(',') }}\" }\n";
 
+/// Evaluates the segments as of `day` at 15:00 UTC (midnight in Tokyo) and ticks then;
+/// returns what the evaluation changed.
+async fn evaluate_and_tick(
+    shop: &TestShop,
+    store: &Store,
+    daemon: &rebuy::daemon::Daemon,
+    day: &str,
+) -> (u64, u64) {
+    let now = format!("{day}T15:00:00Z");
+    let changed = evaluate(shop, store, day, &now).await;
+    daemon.engine.tick(utc(&now)).await.unwrap();
+    changed
+}
+
 async fn evaluate(shop: &TestShop, store: &Store, as_of: &str, now: &str) -> (u64, u64) {
     let report = shop.app().check();
     let changes = evaluate_segments(
@@ -353,16 +367,7 @@ async fn segment_entered_fires_once_per_entry_and_again_after_a_return() {
         None,
     );
     let store = shop.store().await;
-    store
-        .upsert_customers(
-            &[
-                customer("A", "a@example.jp", "A", "Asia/Tokyo", "{}"),
-                customer("B", "b@example.jp", "B", "Asia/Tokyo", "{}"),
-            ],
-            0,
-        )
-        .await
-        .unwrap();
+    add_customers(&store, &["A", "B"]).await;
     add_orders(&store, &[order("A1", "A", "2026-01-05T03:00:00Z", 1000)]).await;
     let daemon = shop.daemon(&store).await;
     let enrolled = || async {
@@ -377,37 +382,22 @@ async fn segment_entered_fires_once_per_entry_and_again_after_a_return() {
     };
     // The first evaluation is a baseline: A is a member, nothing fires.
     assert_eq!(
-        evaluate(&shop, &store, "2026-01-10", "2026-01-10T15:00:00Z").await,
+        evaluate_and_tick(&shop, &store, &daemon, "2026-01-10").await,
         (0, 0)
     );
-    daemon
-        .engine
-        .tick(utc("2026-01-10T15:00:00Z"))
-        .await
-        .unwrap();
     assert!(enrolled().await.is_empty());
     // B orders: B enters; one enrollment.
     add_orders(&store, &[order("B1", "B", "2026-01-11T03:00:00Z", 1000)]).await;
     assert_eq!(
-        evaluate(&shop, &store, "2026-01-11", "2026-01-11T15:00:00Z").await,
+        evaluate_and_tick(&shop, &store, &daemon, "2026-01-11").await,
         (1, 0)
     );
-    daemon
-        .engine
-        .tick(utc("2026-01-11T15:00:00Z"))
-        .await
-        .unwrap();
     assert_eq!(enrolled().await, vec!["B".to_string()]);
     // Unchanged membership, evaluated again and ticked again: nothing new.
     assert_eq!(
-        evaluate(&shop, &store, "2026-01-12", "2026-01-12T15:00:00Z").await,
+        evaluate_and_tick(&shop, &store, &daemon, "2026-01-12").await,
         (0, 0)
     );
-    daemon
-        .engine
-        .tick(utc("2026-01-12T15:00:00Z"))
-        .await
-        .unwrap();
     daemon
         .engine
         .tick(utc("2026-01-12T16:00:00Z"))
@@ -416,26 +406,16 @@ async fn segment_entered_fires_once_per_entry_and_again_after_a_return() {
     assert_eq!(enrolled().await, vec!["B".to_string()]);
     // A month on both have left (two exits, no enrollment)...
     assert_eq!(
-        evaluate(&shop, &store, "2026-02-20", "2026-02-20T15:00:00Z").await,
+        evaluate_and_tick(&shop, &store, &daemon, "2026-02-20").await,
         (0, 2)
     );
-    daemon
-        .engine
-        .tick(utc("2026-02-20T15:00:00Z"))
-        .await
-        .unwrap();
     assert_eq!(enrolled().await.len(), 1);
     // ...and A comes back: A enters and, with `reentry: always`, is enrolled.
     add_orders(&store, &[order("A2", "A", "2026-02-21T03:00:00Z", 1000)]).await;
     assert_eq!(
-        evaluate(&shop, &store, "2026-02-21", "2026-02-21T15:00:00Z").await,
+        evaluate_and_tick(&shop, &store, &daemon, "2026-02-21").await,
         (1, 0)
     );
-    daemon
-        .engine
-        .tick(utc("2026-02-21T15:00:00Z"))
-        .await
-        .unwrap();
     let mut who = enrolled().await;
     who.sort();
     assert_eq!(who, vec!["A".to_string(), "B".to_string()]);
@@ -590,4 +570,34 @@ async fn all_metrics(store: &Store) -> Vec<(String, String)> {
         .try_collect()
         .await
         .unwrap()
+}
+
+#[test]
+fn check_flags_the_order_in_a_scenario_that_has_no_triggering_order() {
+    let segments = "segments:\n  - name: lapsed\n    where: no_order_within(90d)\n";
+    let no_order = "id: s\ntrigger: { segment_entered: lapsed }\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ order.id }}\" }\n";
+    let refill = "id: r\ntrigger: { replenish: -3d }\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ vars.sku }} {{ order.id }}\" }\n";
+    let shop = TestShop::new(
+        &[
+            ("segments.yaml", segments),
+            ("s.yaml", no_order),
+            ("r.yaml", refill),
+        ],
+        &[("t.html", "<p>hi</p>"), ("t.txt", "hi")],
+        None,
+    );
+    let messages: Vec<String> = shop
+        .app()
+        .check()
+        .diagnostics
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    // The segment-triggered one has no order; the replenish one has its order and its vars.
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert!(
+        messages[0]
+            .contains("'order.id', but a segment_entered: lapsed scenario has no triggering order"),
+        "{messages:?}"
+    );
 }
