@@ -2,8 +2,13 @@
 # The kill loop: SIGKILL the rebuy daemon at random moments while it sends MESSAGES mails to a
 # real SMTP server on loopback, restart it each time, then account for every message.
 # Fails on any duplicate or unaccounted message. Usage: scripts/kill-loop.sh [MESSAGES] [KILLS]
+# KILL_LOOP_PROFILE=dev reuses the test build instead of building a release one (CI does, to
+# spare disk and time); the default is release, as BENCHMARKS.md measures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-export REBUY_BIN="${CARGO_TARGET_DIR:-target}/release/rebuy"
-cargo run --release --quiet --example kill_loop -- "${1:-10000}" "${2:-50}"
+profile="${KILL_LOOP_PROFILE:-release}"
+dir="$profile"
+[ "$profile" = dev ] && dir=debug
+cargo build --profile "$profile" --quiet --bin rebuy --example kill_loop
+export REBUY_BIN="${CARGO_TARGET_DIR:-target}/$dir/rebuy"
+"${CARGO_TARGET_DIR:-target}/$dir/examples/kill_loop" "${1:-10000}" "${2:-50}"
