@@ -36,6 +36,8 @@ PY
 $rebuy import orders "$dir/new_orders.csv" --no-progress > /dev/null
 /usr/bin/time -f "incremental refresh: %e s wall, %M KB peak" $rebuy refresh --changed --as-of "$end" --format json > "$dir/changed.json"
 python3 -c "import json; d=json.load(open('$dir/changed.json')); print({k: d[k] for k in ('customers','removed','secs')})"
+echo "== the summary like for like: the same transactions CSV in memory, rebuy's Summary::of"
+cargo run --release --quiet --example summary_from_csv -- "$dir/transactions.csv" "$end"
 echo "== reference: lifetimes in a virtualenv"
 if [ ! -x "$dir/venv/bin/python" ]; then
   python3 -m venv "$dir/venv"
