@@ -9,6 +9,7 @@ pub mod demo;
 pub mod diagnostic;
 pub mod domain;
 pub mod engine;
+pub mod experiment;
 pub mod http;
 pub mod import;
 pub mod metrics;
