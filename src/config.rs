@@ -35,6 +35,8 @@ pub struct Config {
     pub marketing: MarketingConfig,
     /// Periodic jobs with 5-field cron schedules.
     pub jobs: Vec<JobConfig>,
+    /// The shop-wide control group and attribution.
+    pub experiments: ExperimentsConfig,
     /// Where this configuration came from, for messages.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -157,6 +159,17 @@ pub struct MarketingConfig {
     pub quiet_hours: Option<QuietHoursConfig>,
 }
 
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExperimentsConfig {
+    /// A stable share of customers (`5%`) sent no marketing scenario at all (transactional
+    /// mail still goes), reported against everyone else.
+    pub control_group: Option<Spanned<String>>,
+    /// Last-touch attribution: an order this long after a sent message is credited to it
+    /// (default 7d).
+    pub attribution_window: Option<Spanned<String>>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CapConfig {
@@ -264,6 +277,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             marketing: MarketingConfig::default(),
             jobs: Vec::new(),
+            experiments: ExperimentsConfig::default(),
             source: None,
         }
     }
@@ -279,6 +293,9 @@ pub struct Resolved {
     pub retry_max: Duration,
     pub jobs: Vec<(JobConfig, cron::Schedule)>,
     pub limits: crate::delivery::Limits,
+    /// The shop-wide control group's share (0 without one).
+    pub control_group: f64,
+    pub attribution_window: Duration,
 }
 
 impl Config {
@@ -357,6 +374,7 @@ impl Config {
         let trigger_lookback = duration(&self.trigger_lookback, Duration::days(3));
         let retry_base = duration(&self.delivery.retry_base, Duration::minutes(1));
         let retry_max = duration(&self.delivery.retry_max, Duration::hours(2));
+        let attribution_window = duration(&self.experiments.attribution_window, Duration::days(7));
         let cap = self
             .marketing
             .cap
@@ -416,6 +434,18 @@ impl Config {
             .quiet_hours
             .as_ref()
             .map(|q| (time(&q.from), time(&q.to)));
+        let control_group = match &self.experiments.control_group {
+            None => 0.0,
+            Some(s) => crate::domain::parse_share(&s.value).unwrap_or_else(|e| {
+                diags.push(Diagnostic::new(
+                    &path,
+                    s.referenced.line(),
+                    s.referenced.column(),
+                    e,
+                ));
+                0.0
+            }),
+        };
         let mut jobs = Vec::new();
         for job in &self.jobs {
             match parse_cron(&job.cron.value) {
@@ -435,6 +465,8 @@ impl Config {
                 retry_max,
                 jobs,
                 limits: crate::delivery::Limits { cap, quiet },
+                control_group,
+                attribution_window,
             })
         } else {
             Err(diags)
@@ -510,6 +542,28 @@ mod tests {
         assert!(
             all[2].starts_with("c.yaml:5:11: cron line '* * *' has 3 fields"),
             "{all:?}"
+        );
+    }
+
+    #[test]
+    fn the_control_group_is_a_share_and_a_bad_one_is_located() {
+        let c = Config::parse(
+            "c.yaml",
+            "experiments:\n  control_group: 5%\n  attribution_window: 3d\n",
+        )
+        .unwrap();
+        let r = c.resolve().unwrap();
+        assert!((r.control_group - 0.05).abs() < 1e-12);
+        assert_eq!(r.attribution_window, Duration::days(3));
+        let mut c = Config::parse("c.yaml", "experiments:\n  control_group: 100%\n").unwrap();
+        c.source = Some("c.yaml".into());
+        let errs = c.resolve().unwrap_err();
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("c.yaml:2:18: bad share '100%'"),
+            "{}",
+            errs[0]
         );
     }
 

@@ -181,6 +181,20 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Parses a share written as a percentage, `10%` or `2.5%`, into 0..1. Shares of 0% or of
+/// 100% and more are refused: a holdout or control group of everyone measures nothing.
+pub fn parse_share(raw: &str) -> Result<f64, String> {
+    let hint = "write a percentage between 0% and 100%, such as 10% or 2.5%";
+    let number = raw
+        .trim()
+        .strip_suffix('%')
+        .ok_or_else(|| format!("bad share '{raw}': no '%'; {hint}"))?;
+    match number.trim().parse::<f64>() {
+        Ok(p) if p > 0.0 && p < 100.0 => Ok(p / 100.0),
+        _ => Err(format!("bad share '{raw}'; {hint}")),
+    }
+}
+
 /// Parses a local time of day, `HH:MM` in 24-hour form.
 pub fn parse_local_time(raw: &str) -> Result<NaiveTime, String> {
     NaiveTime::parse_from_str(raw.trim(), "%H:%M").map_err(|_| {

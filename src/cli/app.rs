@@ -77,6 +77,7 @@ impl App {
             default_timezone: self.resolved.default_timezone,
             trigger_lookback: self.resolved.trigger_lookback,
             unsubscribe: self.unsubscriber(store).await?,
+            control_group: self.resolved.control_group,
         };
         Ok(Ok(Engine::new(
             store.clone(),

@@ -4,6 +4,7 @@
 mod app;
 mod check;
 mod demo;
+pub mod experiments;
 mod import;
 mod metrics;
 mod outbox;

@@ -1,4 +1,4 @@
-//! `rebuy report rfm|cohorts`: terminal tables by default, `--format csv|json` for tools,
+//! `rebuy report rfm|cohorts|ltv` (and `scenarios`, in `experiments`): terminal tables by default, `--format csv|json` for tools,
 //! `--as-of DATE` on each.
 
 use super::metrics::{parse_date, run_refresh, today};
@@ -19,6 +19,9 @@ pub enum ReportCommand {
     /// LTV per RFM segment and per monthly cohort: AOV × purchases per year × retention years,
     /// and the revenue per customer observed in their first 3, 6 and 12 months.
     Ltv(LtvArgs),
+    /// Did each scenario raise the repeat rate? Treatment against its holdout (or the control
+    /// group): conversion rates, uplift with a 95% interval, p-value, revenue, step funnel.
+    Scenarios(super::experiments::ScenarioReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +86,7 @@ pub async fn run(app: &App, cmd: ReportCommand) -> anyhow::Result<u8> {
         ReportCommand::Rfm(args) => rfm(app, &args).await,
         ReportCommand::Cohorts(args) => cohorts(app, &args).await,
         ReportCommand::Ltv(args) => ltv(app, &args).await,
+        ReportCommand::Scenarios(args) => super::experiments::run(app, &args).await,
     }
 }
 

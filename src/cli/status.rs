@@ -26,6 +26,7 @@ pub const HEADERS: &[&str] = &[
     "suppressed",
     "cancelled",
     "unknown",
+    "held out",
 ];
 
 pub async fn run(app: &App, args: &StatusArgs) -> anyhow::Result<u8> {
@@ -59,6 +60,7 @@ pub async fn print_status(store: &Store, format: OutputFormat) -> anyhow::Result
                 s.suppressed.to_string(),
                 s.cancelled.to_string(),
                 s.unknown.to_string(),
+                s.held_out.to_string(),
             ]
         })
         .collect();

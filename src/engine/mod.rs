@@ -11,6 +11,7 @@ pub use schedule::due_at;
 use crate::clock::{from_millis, to_millis};
 use crate::delivery::{withheld, Unsubscriber};
 use crate::domain::parse_timezone;
+use crate::experiment::Arm;
 use crate::render::context_name as name_ref;
 use crate::render::{CustomerView, MessageContext, OrderView, Rendered, Renderer};
 use crate::scenario::{Scenario, Trigger};
@@ -66,6 +67,8 @@ pub struct EngineSettings {
     pub default_timezone: Tz,
     pub trigger_lookback: Duration,
     pub unsubscribe: Unsubscriber,
+    /// The shop-wide control group's share (0 without one).
+    pub control_group: f64,
 }
 
 pub struct Engine {
@@ -100,6 +103,17 @@ impl Engine {
             .and_then(|f| f.parse::<lettre::message::Mailbox>().ok())
             .map(|m| m.email.domain().to_string())
             .unwrap_or_else(|| "localhost".into());
+        let scenarios = scenarios
+            .into_iter()
+            .map(|mut s| {
+                s.control_group = if s.transactional {
+                    0.0
+                } else {
+                    settings.control_group
+                };
+                s
+            })
+            .collect();
         Self {
             store,
             scenarios,
@@ -586,8 +600,9 @@ impl Engine {
         let vars: serde_json::Value = serde_json::from_str(&e.vars).unwrap_or_default();
         let ctx = self.context(s, Some(&step.id), c, order, vars, None, now);
         let mut outbox = self.outbox_row(s, e, c);
+        let held_out = Arm::parse(&e.arm) != Arm::Treatment;
         let condition = match &step.condition {
-            _ if blocked.is_some() => Ok(false),
+            _ if blocked.is_some() || held_out => Ok(false),
             Some(_) => self
                 .renderer
                 .condition(&s.id, &format!("step/{}", step.id), &ctx),
@@ -607,6 +622,10 @@ impl Engine {
                 outbox.subject = r.subject;
                 outbox.html = r.html;
                 outbox.body_text = r.text;
+            }
+            Ok(None) if held_out => {
+                outbox.status = OutboxStatus::HeldOut;
+                outbox.last_error = Some(format!("not sent: {} arm of the experiment", e.arm));
             }
             Ok(None) => match blocked {
                 Some((status, why)) => {
@@ -750,6 +769,7 @@ impl Engine {
             goal_reached_at: None,
             goal_order_id: None,
             ended_at: None,
+            arm: s.arm_of(&c.id).as_str(),
         };
         let (enrollment_id, created) = self.store.insert_enrollment(&e).await?;
         Ok(ManualOutcome {

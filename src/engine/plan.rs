@@ -209,6 +209,7 @@ fn new_enrollment(
         goal_reached_at: None,
         goal_order_id: None,
         ended_at: None,
+        arm: s.arm_of(customer_id).as_str(),
     }
 }
 

@@ -103,7 +103,10 @@ mod tests {
         }
         // A fixed value (Python: sha256(b"holdout\0win-back\0C000001"), first 53 bits): a change
         // of the hash would move customers between arms of running experiments.
-        assert_eq!(unit(&["holdout", "win-back", "C000001"]), 0.248_494_487_002_653_86);
+        assert_eq!(
+            unit(&["holdout", "win-back", "C000001"]),
+            0.248_494_487_002_653_86
+        );
         assert_eq!(unit(&["a"]), unit(&["a"]));
         assert_ne!(unit(&["ab", "c"]), unit(&["a", "bc"]));
     }
@@ -112,11 +115,23 @@ mod tests {
     fn shares_are_within_sampling_error_of_the_configured_ones() {
         let n = 20_000.0;
         let all = customers(20_000);
-        let held = all.iter().filter(|c| arm("s", c, 0.1, 0.0, true) == Arm::Holdout).count();
+        let held = all
+            .iter()
+            .filter(|c| arm("s", c, 0.1, 0.0, true) == Arm::Holdout)
+            .count();
         // 0.1 ± 4 standard errors (sd = sqrt(n p q) = 42).
-        assert!((held as f64 - 0.1 * n).abs() < 4.0 * (n * 0.1 * 0.9f64).sqrt(), "{held}");
-        let control = all.iter().filter(|c| arm("s", c, 0.0, 0.05, true) == Arm::Control).count();
-        assert!((control as f64 - 0.05 * n).abs() < 4.0 * (n * 0.05 * 0.95f64).sqrt(), "{control}");
+        assert!(
+            (held as f64 - 0.1 * n).abs() < 4.0 * (n * 0.1 * 0.9f64).sqrt(),
+            "{held}"
+        );
+        let control = all
+            .iter()
+            .filter(|c| arm("s", c, 0.0, 0.05, true) == Arm::Control)
+            .count();
+        assert!(
+            (control as f64 - 0.05 * n).abs() < 4.0 * (n * 0.05 * 0.95f64).sqrt(),
+            "{control}"
+        );
         let weights = [50.0, 30.0, 20.0];
         let mut counts = [0usize; 3];
         for c in &all {
@@ -124,17 +139,31 @@ mod tests {
         }
         for (count, w) in counts.iter().zip(weights) {
             let p = w / 100.0;
-            assert!((*count as f64 - p * n).abs() < 4.0 * (n * p * (1.0 - p)).sqrt(), "{counts:?}");
+            assert!(
+                (*count as f64 - p * n).abs() < 4.0 * (n * p * (1.0 - p)).sqrt(),
+                "{counts:?}"
+            );
         }
     }
 
     #[test]
     fn transactional_scenarios_ignore_the_control_group_and_holdouts_differ_per_scenario() {
         let all = customers(2_000);
-        assert!(all.iter().all(|c| arm("receipt", c, 0.0, 0.5, false) == Arm::Treatment));
-        let a: Vec<bool> = all.iter().map(|c| arm("one", c, 0.5, 0.0, true) == Arm::Holdout).collect();
-        let b: Vec<bool> = all.iter().map(|c| arm("two", c, 0.5, 0.0, true) == Arm::Holdout).collect();
+        assert!(all
+            .iter()
+            .all(|c| arm("receipt", c, 0.0, 0.5, false) == Arm::Treatment));
+        let a: Vec<bool> = all
+            .iter()
+            .map(|c| arm("one", c, 0.5, 0.0, true) == Arm::Holdout)
+            .collect();
+        let b: Vec<bool> = all
+            .iter()
+            .map(|c| arm("two", c, 0.5, 0.0, true) == Arm::Holdout)
+            .collect();
         let same = a.iter().zip(&b).filter(|(x, y)| x == y).count();
-        assert!((800..1200).contains(&same), "holdouts of two scenarios are independent: {same}");
+        assert!(
+            (800..1200).contains(&same),
+            "holdouts of two scenarios are independent: {same}"
+        );
     }
 }

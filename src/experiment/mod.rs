@@ -3,7 +3,9 @@
 //! rate. Pure logic; the store records the assignments and the report reads them.
 
 pub mod assign;
+pub mod report;
 pub mod stats;
 
 pub use assign::{arm, in_control_group, variant, Arm};
+pub use report::{build as build_report, ScenarioResult, StepFunnel};
 pub use stats::{needed_sample, wilson, TwoProportions, Uplift};

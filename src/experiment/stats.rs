@@ -172,7 +172,10 @@ mod tests {
         ];
         for ((x1, n1, x2, n2), (lo, hi)) in cases {
             let (_, l, u) = TwoProportions { x1, n1, x2, n2 }.difference().unwrap();
-            assert!(close(l, lo, 5e-5) && close(u, hi, 5e-5), "{x1}/{n1} − {x2}/{n2}: {l} {u}");
+            assert!(
+                close(l, lo, 5e-5) && close(u, hi, 5e-5),
+                "{x1}/{n1} − {x2}/{n2}: {l} {u}"
+            );
         }
     }
 
@@ -180,18 +183,41 @@ mod tests {
     fn the_p_value_is_pearsons_chi_square_test() {
         // 56/70 against 48/80: Pearson's chi-square n(ad − bc)² / (row and column totals)
         // = 150 · (56·32 − 14·48)² / (70 · 80 · 104 · 46) = 7.0234 on 1 df, p = 0.008045.
-        let t = TwoProportions { x1: 56, n1: 70, x2: 48, n2: 80 };
+        let t = TwoProportions {
+            x1: 56,
+            n1: 70,
+            x2: 48,
+            n2: 80,
+        };
         let p = t.p_value().unwrap();
-        let chi2: f64 = 150.0 * (56.0f64 * 32.0 - 14.0 * 48.0).powi(2) / (70.0 * 80.0 * 104.0 * 46.0);
+        let chi2: f64 =
+            150.0 * (56.0f64 * 32.0 - 14.0 * 48.0).powi(2) / (70.0 * 80.0 * 104.0 * 46.0);
         assert!(close(chi2, 7.0234, 1e-4));
-        assert!(close(p, 2.0 * normal_cdf(-chi2.sqrt()), 1e-12) && close(p, 0.008045, 1e-6), "{p}");
+        assert!(
+            close(p, 2.0 * normal_cdf(-chi2.sqrt()), 1e-12) && close(p, 0.008045, 1e-6),
+            "{p}"
+        );
         // No difference at all: p = 1.
-        let same = TwoProportions { x1: 20, n1: 100, x2: 10, n2: 50 };
+        let same = TwoProportions {
+            x1: 20,
+            n1: 100,
+            x2: 10,
+            n2: 50,
+        };
         assert!(close(same.p_value().unwrap(), 1.0, 1e-12));
         // 18% of 2,000 against 24% of 2,000: pooled 0.21, z = −0.06 / 0.012881 = −4.6583,
         // p = 3.188e-6.
-        let big = TwoProportions { x1: 360, n1: 2000, x2: 480, n2: 2000 };
-        assert!(close(big.p_value().unwrap(), 3.188e-6, 0.001e-6), "{}", big.p_value().unwrap());
+        let big = TwoProportions {
+            x1: 360,
+            n1: 2000,
+            x2: 480,
+            n2: 2000,
+        };
+        assert!(
+            close(big.p_value().unwrap(), 3.188e-6, 0.001e-6),
+            "{}",
+            big.p_value().unwrap()
+        );
     }
 
     #[test]
@@ -208,11 +234,25 @@ mod tests {
     #[test]
     fn the_ratio_interval_is_the_log_method() {
         // 30/100 against 20/100: RR 1.5, se of ln RR sqrt(0.7/30 + 0.8/20) = 0.2517.
-        let (rr, l, u) = TwoProportions { x1: 30, n1: 100, x2: 20, n2: 100 }.ratio().unwrap();
+        let (rr, l, u) = TwoProportions {
+            x1: 30,
+            n1: 100,
+            x2: 20,
+            n2: 100,
+        }
+        .ratio()
+        .unwrap();
         assert!(close(rr, 1.5, 1e-12));
         assert!(close(l, 1.5 * (-Z95 * 0.251_661).exp(), 1e-4), "{l}");
         assert!(close(u, 1.5 * (Z95 * 0.251_661).exp(), 1e-4), "{u}");
-        assert!(TwoProportions { x1: 3, n1: 10, x2: 0, n2: 10 }.ratio().is_none());
+        assert!(TwoProportions {
+            x1: 3,
+            n1: 10,
+            x2: 0,
+            n2: 10
+        }
+        .ratio()
+        .is_none());
     }
 
     #[test]

@@ -161,6 +161,11 @@ pub struct Scenario {
     /// What a step does when the marketing frequency cap is reached: wait for a free slot
     /// (`when_capped: wait`, the default) or skip the message (`skip`).
     pub skip_when_capped: bool,
+    /// The share of enrollments held out (`holdout: 10%`): tracked, sent nothing.
+    pub holdout: f64,
+    /// The shop-wide control group's share, set from the configuration when the engine loads
+    /// a marketing scenario (0 for transactional ones).
+    pub control_group: f64,
     pub steps: Vec<Step>,
 }
 
@@ -171,6 +176,21 @@ impl Scenario {
         self.audience_segment
             .as_ref()
             .is_none_or(|r| segments.contains(&r.name))
+    }
+
+    /// The arm a customer enrolled by an automatic trigger gets (manual enrollments, asked
+    /// for by a person, are always treatment).
+    pub fn arm_of(&self, customer: &str) -> crate::experiment::Arm {
+        if self.trigger == Trigger::Manual {
+            return crate::experiment::Arm::Treatment;
+        }
+        crate::experiment::arm(
+            &self.id,
+            customer,
+            self.holdout,
+            self.control_group,
+            !self.transactional,
+        )
     }
 
     pub fn step_index(&self, id: &str) -> Option<usize> {

@@ -17,6 +17,7 @@ const SCENARIO_KEYS: &[&str] = &[
     "goal",
     "transactional",
     "when_capped",
+    "holdout",
     "steps",
 ];
 const STEP_KEYS: &[&str] = &["id", "wait", "at", "if", "send"];
@@ -77,6 +78,20 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
             None => false,
         },
     };
+    let holdout = match m.get("holdout") {
+        None => 0.0,
+        Some(n) => match n.scalar_text().map(|t| crate::domain::parse_share(&t)) {
+            Some(Ok(share)) => share,
+            Some(Err(e)) => {
+                diags.push(n.diag(path, format!("'holdout': {e}")));
+                0.0
+            }
+            None => {
+                diags.push(n.diag(path, "'holdout' must be a percentage such as 10%"));
+                0.0
+            }
+        },
+    };
     let trigger = m
         .require("trigger", doc, diags)
         .and_then(|n| read_trigger(path, n, diags));
@@ -84,6 +99,14 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
         .get("audience")
         .map(|n| read_audience(path, n, diags))
         .unwrap_or_default();
+    if holdout > 0.0 && trigger == Some(Trigger::Manual) {
+        if let Some(n) = m.get("holdout") {
+            diags.push(
+                n.diag(path, "'holdout' does not apply to a manual scenario: a person asked for each enrollment")
+                    .with_hint("remove it, or measure an automatic scenario instead"),
+            );
+        }
+    }
     let reentry = match m.get("reentry") {
         Some(n) => read_reentry(path, n, diags),
         None if trigger == Some(Trigger::Manual) => Some(Reentry::Always),
@@ -106,6 +129,8 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
         goal,
         transactional,
         skip_when_capped,
+        holdout,
+        control_group: 0.0,
         steps: steps?,
     })
 }
@@ -501,6 +526,39 @@ steps:
             "{all}"
         );
         assert_eq!(diags.len(), 5, "{all}");
+    }
+
+    #[test]
+    fn a_holdout_is_a_share_and_bad_ones_are_located() {
+        let s =
+            parse_scenario("s.yaml", &GOOD.replace("reentry: never", "holdout: 12.5%")).unwrap();
+        assert_eq!(s.holdout, 0.125);
+        assert_eq!(parse_scenario("s.yaml", GOOD).unwrap().holdout, 0.0);
+        let text = |yaml: &str| {
+            let d = parse_scenario("s.yaml", yaml).unwrap_err();
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let all = text(&GOOD.replace("reentry: never", "holdout: 10"));
+        assert!(
+            all.starts_with("s.yaml:6:10: 'holdout': bad share '10': no '%'"),
+            "{all}"
+        );
+        let all = text(&GOOD.replace("reentry: never", "holdout: 0%"));
+        assert!(
+            all.starts_with("s.yaml:6:10: 'holdout': bad share '0%'"),
+            "{all}"
+        );
+        let manual = GOOD
+            .replace("trigger: first_order", "trigger: manual")
+            .replace("reentry: never", "holdout: 10%");
+        let all = text(&manual);
+        assert!(
+            all.contains("s.yaml:6:10: 'holdout' does not apply to a manual scenario"),
+            "{all}"
+        );
     }
 
     #[test]

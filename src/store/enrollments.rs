@@ -35,6 +35,8 @@ pub struct NewEnrollment {
     pub goal_reached_at: Option<i64>,
     pub goal_order_id: Option<String>,
     pub ended_at: Option<i64>,
+    /// `treatment`, `holdout` or `control` (see `experiment::Arm`).
+    pub arm: &'static str,
 }
 
 /// An existing enrollment that reached its goal with an order.
@@ -56,6 +58,7 @@ pub struct DueEnrollment {
     pub next_step: i64,
     pub next_due_at: i64,
     pub triggered_at: i64,
+    pub arm: String,
 }
 
 /// Moves an enrollment past `expected_step`, recording what the step produced.
@@ -172,7 +175,7 @@ impl Store {
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
              next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
-             goal_order_id, ended_at) ",
+             goal_order_id, ended_at, arm) ",
         );
         qb.push_values(std::iter::once(e), |mut b, e| push_enrollment(&mut b, e));
         qb.push(" ON CONFLICT (scenario_id, customer_id, trigger_key) DO NOTHING RETURNING id");
@@ -194,7 +197,7 @@ impl Store {
     /// Active enrollments whose next step is due by `now`, oldest first.
     pub async fn due_enrollments(&self, now: i64, limit: i64) -> Result<Vec<DueEnrollment>> {
         Ok(sqlx::query_as(
-            "SELECT id, scenario_id, customer_id, order_id, vars, next_step, next_due_at, triggered_at \
+            "SELECT id, scenario_id, customer_id, order_id, vars, next_step, next_due_at, triggered_at, arm \
              FROM enrollments WHERE state = 'active' AND next_due_at <= $1 \
              ORDER BY next_due_at, id LIMIT $2",
         )
@@ -276,7 +279,8 @@ fn push_enrollment<'a>(
         .push_bind(e.goal_deadline)
         .push_bind(e.goal_reached_at)
         .push_bind(&e.goal_order_id)
-        .push_bind(e.ended_at);
+        .push_bind(e.ended_at)
+        .push_bind(e.arm);
 }
 
 /// Selects enrollments as one JSON row (see `orders_after` for why); add a WHERE clause.
@@ -344,7 +348,7 @@ pub(super) async fn insert_enrollments(
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
              next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
-             goal_order_id, ended_at) ",
+             goal_order_id, ended_at, arm) ",
         );
         qb.push_values(chunk, |mut b, e| {
             push_enrollment(&mut b, e);

@@ -24,6 +24,8 @@ pub enum OutboxStatus {
     Suppressed,
     /// Not sent: cancelled by hand (`rebuy outbox cancel`).
     Cancelled,
+    /// Not sent: the enrollment is in the scenario's holdout or the shop-wide control group.
+    HeldOut,
 }
 
 impl OutboxStatus {
@@ -38,6 +40,7 @@ impl OutboxStatus {
             OutboxStatus::Unknown => "unknown",
             OutboxStatus::Suppressed => "suppressed",
             OutboxStatus::Cancelled => "cancelled",
+            OutboxStatus::HeldOut => "held_out",
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct ScenarioStatus {
     pub suppressed: i64,
     pub cancelled: i64,
     pub unknown: i64,
+    /// Steps of held-out or control-group enrollments: recorded, never sent.
+    pub held_out: i64,
 }
 
 impl Store {
@@ -57,6 +59,7 @@ impl Store {
                 "suppressed" => s.suppressed += n,
                 "cancelled" => s.cancelled += n,
                 "unknown" => s.unknown += n,
+                "held_out" => s.held_out += n,
                 _ => {}
             }
         }

@@ -72,6 +72,7 @@ fn every_command_has_help() {
         &["report", "rfm", "--help"],
         &["report", "cohorts", "--help"],
         &["report", "ltv", "--help"],
+        &["report", "scenarios", "--help"],
     ] {
         let o = rebuy(dir.path(), cmd);
         let (out, _) = text(&o);
@@ -246,8 +247,33 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
     );
     let o = rebuy(dir.path(), &["status", "--format", "csv"]);
     assert!(text(&o).0.starts_with(
-        "scenario,enrolled,active,completed,reached goal,queued,sent,failed,skipped,suppressed,cancelled,unknown\n"
+        "scenario,enrolled,active,completed,reached goal,queued,sent,failed,skipped,suppressed,cancelled,unknown,held out\n"
     ));
+    // The scenario report: no holdout here, and it says how to get one.
+    let o = rebuy(dir.path(), &["report", "scenarios", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    let first = &report[0];
+    assert_eq!(first["scenario"], "support-follow-up", "{report}");
+    assert_eq!(
+        (first["treatment"].as_i64(), first["messages_sent"].as_i64()),
+        (Some(1), Some(1)),
+        "{report}"
+    );
+    assert!(
+        first["verdict"].as_str().unwrap().contains("holdout: 10%"),
+        "{report}"
+    );
+    let o = rebuy(
+        dir.path(),
+        &["report", "scenarios", "--view", "steps", "--format", "csv"],
+    );
+    assert!(
+        text(&o).0.starts_with(
+            "scenario,step,variant,queued,sent,failed,held out,converted after\nsupport-follow-up,apology,-,0,1,0,0,0\n"
+        ),
+        "{:?}",
+        text(&o)
+    );
 
     let o = rebuy(
         dir.path(),

@@ -5,6 +5,7 @@ mod bad_input;
 mod cdnow;
 mod cli;
 mod e2e;
+mod experiments;
 mod fault_server;
 mod faults;
 mod helpers;

@@ -1,0 +1,224 @@
+//! The scenario report as data: per scenario, enrollments per arm, the repeat (conversion) rate
+//! of treatment against its comparison group (the scenario's holdout, or the shop-wide control
+//! group when the scenario has no holdout), the uplift with its interval and test, revenue per
+//! enrolled customer and the incremental revenue, and each step's funnel. Built from counts the
+//! store has already grouped; no I/O.
+
+use super::stats::{TwoProportions, Uplift};
+use crate::store::{ArmCounts, StepCounts};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScenarioResult {
+    pub scenario: String,
+    pub enrolled: i64,
+    pub treatment: i64,
+    pub held_out: i64,
+    pub control: i64,
+    pub messages_sent: i64,
+    pub converted_treatment: i64,
+    pub converted_comparison: i64,
+    /// `holdout`, `control`, or None when the scenario has neither.
+    pub compared_with: Option<String>,
+    pub uplift: Option<Uplift>,
+    /// Conversion revenue per enrolled customer (minor units), treatment and comparison.
+    pub revenue_per_treated: f64,
+    pub revenue_per_comparison: Option<f64>,
+    /// (revenue per treated − revenue per comparison customer) × treated.
+    pub incremental_revenue: Option<f64>,
+    /// One sentence: what the numbers say.
+    pub verdict: String,
+    pub steps: Vec<StepFunnel>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepFunnel {
+    pub step: String,
+    pub variant: Option<String>,
+    pub queued: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub held_out: i64,
+    pub converted_after: i64,
+}
+
+/// Assembles the report from the grouped counts.
+pub fn build(arms: &[ArmCounts], steps: &[StepCounts]) -> Vec<ScenarioResult> {
+    let mut by_scenario: BTreeMap<&str, Vec<&ArmCounts>> = BTreeMap::new();
+    for a in arms {
+        by_scenario
+            .entry(a.scenario_id.as_str())
+            .or_default()
+            .push(a);
+    }
+    by_scenario
+        .into_iter()
+        .map(|(id, arms)| {
+            let mine: Vec<&StepCounts> = steps.iter().filter(|s| s.scenario_id == id).collect();
+            scenario_result(id, &arms, &mine)
+        })
+        .collect()
+}
+
+fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> ScenarioResult {
+    let arm = |name: &str| arms.iter().find(|a| a.arm == name).copied();
+    let zero = ArmCounts {
+        scenario_id: id.to_string(),
+        arm: String::new(),
+        enrolled: 0,
+        converted: 0,
+        revenue: 0,
+    };
+    let treatment = arm("treatment").unwrap_or(&zero);
+    let (compared_with, comparison) = match (arm("holdout"), arm("control")) {
+        (Some(h), _) => (Some("holdout"), Some(h)),
+        (None, Some(c)) => (Some("control"), Some(c)),
+        (None, None) => (None, None),
+    };
+    let uplift = comparison.and_then(|c| {
+        TwoProportions {
+            x1: treatment.converted as u64,
+            n1: treatment.enrolled as u64,
+            x2: c.converted as u64,
+            n2: c.enrolled as u64,
+        }
+        .uplift()
+    });
+    let per = |a: &ArmCounts| a.revenue as f64 / a.enrolled.max(1) as f64;
+    let revenue_per_comparison = comparison.filter(|c| c.enrolled > 0).map(per);
+    let incremental_revenue =
+        revenue_per_comparison.map(|r| (per(treatment) - r) * treatment.enrolled as f64);
+    ScenarioResult {
+        scenario: id.to_string(),
+        enrolled: arms.iter().map(|a| a.enrolled).sum(),
+        treatment: treatment.enrolled,
+        held_out: arm("holdout").map_or(0, |a| a.enrolled),
+        control: arm("control").map_or(0, |a| a.enrolled),
+        messages_sent: steps.iter().map(|s| s.sent).sum(),
+        converted_treatment: treatment.converted,
+        converted_comparison: comparison.map_or(0, |c| c.converted),
+        compared_with: compared_with.map(str::to_string),
+        verdict: verdict(compared_with, uplift.as_ref(), treatment.enrolled),
+        uplift,
+        revenue_per_treated: per(treatment),
+        revenue_per_comparison,
+        incremental_revenue,
+        steps: steps.iter().map(|s| funnel(s)).collect(),
+    }
+}
+
+fn funnel(s: &StepCounts) -> StepFunnel {
+    StepFunnel {
+        step: s.step_id.clone(),
+        variant: (!s.variant.is_empty()).then(|| s.variant.clone()),
+        queued: s.queued,
+        sent: s.sent,
+        failed: s.failed,
+        held_out: s.held_out,
+        converted_after: s.converted_after,
+    }
+}
+
+/// What the numbers say, in one sentence a marketer can act on.
+pub fn verdict(compared_with: Option<&str>, uplift: Option<&Uplift>, treated: i64) -> String {
+    let Some(group) = compared_with else {
+        return "no comparison group: set `holdout: 10%` on the scenario to measure its effect"
+            .into();
+    };
+    let Some(u) = uplift else {
+        return format!("nobody enrolled in treatment or {group} yet");
+    };
+    let points = |x: f64| format!("{:+.1} points", x * 100.0);
+    if u.significant {
+        let direction = if u.absolute > 0.0 {
+            "raised"
+        } else {
+            "lowered"
+        };
+        return format!(
+            "{direction} the repeat rate by {} (95% CI {} to {}, p = {})",
+            points(u.absolute),
+            points(u.absolute_low),
+            points(u.absolute_high),
+            p_text(u.p_value)
+        );
+    }
+    match (u.needed_treatment, u.needed_holdout) {
+        (Some(t), Some(h)) => format!(
+            "too small to tell (p = {}): detecting the observed {} at 80% power needs about \
+             {t} treated and {h} {group} enrollments ({treated} treated so far)",
+            p_text(u.p_value),
+            points(u.absolute)
+        ),
+        _ => format!("no difference from the {group} so far ({treated} treated)"),
+    }
+}
+
+fn p_text(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arm(arm: &str, enrolled: i64, converted: i64, revenue: i64) -> ArmCounts {
+        ArmCounts {
+            scenario_id: "s".into(),
+            arm: arm.into(),
+            enrolled,
+            converted,
+            revenue,
+        }
+    }
+
+    #[test]
+    fn treatment_is_compared_with_the_holdout_and_revenue_scales_to_the_treated() {
+        let r = &build(
+            &[
+                arm("treatment", 900, 216, 2_160_000),
+                arm("holdout", 100, 18, 144_000),
+            ],
+            &[],
+        )[0];
+        assert_eq!((r.enrolled, r.treatment, r.held_out), (1000, 900, 100));
+        assert_eq!(r.compared_with.as_deref(), Some("holdout"));
+        let u = r.uplift.unwrap();
+        assert!((u.absolute - 0.06).abs() < 1e-12);
+        assert!((r.revenue_per_treated - 2400.0).abs() < 1e-9);
+        assert_eq!(r.revenue_per_comparison, Some(1440.0));
+        assert!((r.incremental_revenue.unwrap() - 960.0 * 900.0).abs() < 1e-6);
+        assert!(r.verdict.starts_with("too small to tell"), "{}", r.verdict);
+    }
+
+    #[test]
+    fn without_a_holdout_the_control_group_is_the_comparison_and_without_either_it_says_so() {
+        let r = &build(&[arm("treatment", 10, 1, 0), arm("control", 10, 1, 0)], &[])[0];
+        assert_eq!(r.compared_with.as_deref(), Some("control"));
+        let r = &build(&[arm("treatment", 10, 1, 0)], &[])[0];
+        assert_eq!(r.uplift, None);
+        assert!(r.verdict.contains("holdout: 10%"));
+    }
+
+    #[test]
+    fn a_clear_effect_is_called_with_its_interval() {
+        let r = &build(
+            &[
+                arm("treatment", 9000, 2160, 0),
+                arm("holdout", 1000, 180, 0),
+            ],
+            &[],
+        )[0];
+        assert!(
+            r.verdict
+                .starts_with("raised the repeat rate by +6.0 points"),
+            "{}",
+            r.verdict
+        );
+    }
+}

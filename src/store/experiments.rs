@@ -1,0 +1,76 @@
+//! What the scenario report reads: enrollments and conversions per scenario and arm, and each
+//! step's funnel (messages per status, conversions after the message), in a few grouped
+//! queries so that a million enrollments are counted by the database, not in Rust.
+
+use super::{Result, Store};
+use sqlx::FromRow;
+
+/// Enrollments of one arm of one scenario, triggered in the report's period.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct ArmCounts {
+    pub scenario_id: String,
+    pub arm: String,
+    pub enrolled: i64,
+    /// Enrollments that reached their goal (the conversion).
+    pub converted: i64,
+    /// The converting orders' totals, in minor units.
+    pub revenue: i64,
+}
+
+/// One step (and variant) of one scenario: its messages per status, and how many of those
+/// enrollments converted after the message went out.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct StepCounts {
+    pub scenario_id: String,
+    pub step_index: i64,
+    pub step_id: String,
+    pub variant: String,
+    pub queued: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub held_out: i64,
+    pub other: i64,
+    pub converted_after: i64,
+}
+
+impl Store {
+    /// Enrollments, conversions and conversion revenue per scenario and arm, for enrollments
+    /// triggered at or after `since` (unix ms).
+    pub async fn arm_counts(&self, since: i64, scenario: Option<&str>) -> Result<Vec<ArmCounts>> {
+        Ok(sqlx::query_as(
+            "SELECT e.scenario_id, e.arm, COUNT(*) AS enrolled, \
+             COUNT(e.goal_reached_at) AS converted, \
+             COALESCE(SUM(CASE WHEN e.goal_reached_at IS NOT NULL THEN o.total END), 0) AS revenue \
+             FROM enrollments e LEFT JOIN orders o ON o.id = e.goal_order_id \
+             WHERE e.triggered_at >= $1 AND ($2 IS NULL OR e.scenario_id = $2) \
+             GROUP BY e.scenario_id, e.arm ORDER BY e.scenario_id, e.arm",
+        )
+        .bind(since)
+        .bind(scenario)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Each step's funnel (per variant) over enrollments triggered at or after `since`.
+    pub async fn step_counts(&self, since: i64, scenario: Option<&str>) -> Result<Vec<StepCounts>> {
+        Ok(sqlx::query_as(
+            "SELECT m.scenario_id, m.step_index, m.step_id, COALESCE(m.variant, '') AS variant, \
+             SUM(CASE WHEN m.status IN ('queued', 'claimed', 'sending') THEN 1 ELSE 0 END) AS queued, \
+             SUM(CASE WHEN m.status = 'sent' THEN 1 ELSE 0 END) AS sent, \
+             SUM(CASE WHEN m.status = 'failed' THEN 1 ELSE 0 END) AS failed, \
+             SUM(CASE WHEN m.status = 'held_out' THEN 1 ELSE 0 END) AS held_out, \
+             SUM(CASE WHEN m.status NOT IN ('queued', 'claimed', 'sending', 'sent', 'failed', 'held_out') \
+                 THEN 1 ELSE 0 END) AS other, \
+             SUM(CASE WHEN m.status = 'sent' AND e.goal_reached_at >= m.sent_at THEN 1 ELSE 0 END) \
+                 AS converted_after \
+             FROM outbox m JOIN enrollments e ON e.id = m.enrollment_id \
+             WHERE e.triggered_at >= $1 AND ($2 IS NULL OR m.scenario_id = $2) \
+             GROUP BY m.scenario_id, m.step_index, m.step_id, COALESCE(m.variant, '') \
+             ORDER BY m.scenario_id, m.step_index, variant",
+        )
+        .bind(since)
+        .bind(scenario)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
