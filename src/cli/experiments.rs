@@ -32,14 +32,20 @@ pub enum ScenarioView {
 }
 
 /// The report over enrollments triggered at or after `since` (unix ms).
+/// The report over enrollments triggered (and orders placed) at or after `since` (unix ms),
+/// with last-touch attribution over `attribution_window`.
 pub async fn scenario_report(
     store: &Store,
     since: i64,
     scenario: Option<&str>,
+    attribution_window: chrono::Duration,
 ) -> anyhow::Result<Vec<ScenarioResult>> {
     let arms = store.arm_counts(since, scenario).await?;
     let steps = store.step_counts(since, scenario).await?;
-    Ok(build_report(&arms, &steps))
+    let touches = store
+        .last_touch(since, attribution_window.num_milliseconds(), scenario)
+        .await?;
+    Ok(build_report(&arms, &steps, &touches))
 }
 
 pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
@@ -53,7 +59,8 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default(),
         )
     });
-    let report = scenario_report(&store, since, args.scenario.as_deref()).await?;
+    let window = app.resolved.attribution_window;
+    let report = scenario_report(&store, since, args.scenario.as_deref(), window).await?;
     store.close().await;
     if report.is_empty() {
         eprintln!(
@@ -113,6 +120,8 @@ fn scenario_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<Stri
         "revenue per treated",
         "revenue per compared",
         "incremental revenue",
+        "last-touch orders",
+        "last-touch revenue",
         "needed treated",
         "needed compared",
     ];
@@ -143,6 +152,8 @@ fn scenario_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<Stri
                     format!("{:.0}", r.revenue_per_treated),
                     opt(r.revenue_per_comparison.map(|x| format!("{x:.0}"))),
                     opt(r.incremental_revenue.map(|x| format!("{x:.0}"))),
+                    r.attributed_orders.to_string(),
+                    r.attributed_revenue.to_string(),
                     opt(u
                         .filter(|u| !u.significant)
                         .and_then(|u| u.needed_treatment)
@@ -167,6 +178,8 @@ fn step_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>
         "failed",
         "held out",
         "converted after",
+        "last-touch orders",
+        "last-touch revenue",
     ];
     let rows = report
         .iter()
@@ -181,6 +194,8 @@ fn step_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>
                     s.failed.to_string(),
                     s.held_out.to_string(),
                     s.converted_after.to_string(),
+                    s.attributed_orders.to_string(),
+                    s.attributed_revenue.to_string(),
                 ]
             })
         })

@@ -5,7 +5,7 @@
 //! store has already grouped; no I/O.
 
 use super::stats::{TwoProportions, Uplift};
-use crate::store::{ArmCounts, StepCounts};
+use crate::store::{ArmCounts, StepCounts, TouchCounts};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -27,6 +27,9 @@ pub struct ScenarioResult {
     pub revenue_per_comparison: Option<f64>,
     /// (revenue per treated − revenue per comparison customer) × treated.
     pub incremental_revenue: Option<f64>,
+    /// Orders credited to the scenario's messages by last touch, and their revenue.
+    pub attributed_orders: i64,
+    pub attributed_revenue: i64,
     /// One sentence: what the numbers say.
     pub verdict: String,
     pub steps: Vec<StepFunnel>,
@@ -41,10 +44,17 @@ pub struct StepFunnel {
     pub failed: i64,
     pub held_out: i64,
     pub converted_after: i64,
+    /// Orders credited to this step's messages by last touch, and their revenue.
+    pub attributed_orders: i64,
+    pub attributed_revenue: i64,
 }
 
 /// Assembles the report from the grouped counts.
-pub fn build(arms: &[ArmCounts], steps: &[StepCounts]) -> Vec<ScenarioResult> {
+pub fn build(
+    arms: &[ArmCounts],
+    steps: &[StepCounts],
+    touches: &[TouchCounts],
+) -> Vec<ScenarioResult> {
     let mut by_scenario: BTreeMap<&str, Vec<&ArmCounts>> = BTreeMap::new();
     for a in arms {
         by_scenario
@@ -56,7 +66,20 @@ pub fn build(arms: &[ArmCounts], steps: &[StepCounts]) -> Vec<ScenarioResult> {
         .into_iter()
         .map(|(id, arms)| {
             let mine: Vec<&StepCounts> = steps.iter().filter(|s| s.scenario_id == id).collect();
-            scenario_result(id, &arms, &mine)
+            let mut r = scenario_result(id, &arms, &mine);
+            for f in &mut r.steps {
+                let variant = f.variant.as_deref().unwrap_or("");
+                if let Some(t) = touches
+                    .iter()
+                    .find(|t| t.scenario_id == id && t.step_id == f.step && t.variant == variant)
+                {
+                    f.attributed_orders = t.orders;
+                    f.attributed_revenue = t.revenue;
+                }
+            }
+            r.attributed_orders = r.steps.iter().map(|s| s.attributed_orders).sum();
+            r.attributed_revenue = r.steps.iter().map(|s| s.attributed_revenue).sum();
+            r
         })
         .collect()
 }
@@ -104,6 +127,8 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
         revenue_per_treated: per(treatment),
         revenue_per_comparison,
         incremental_revenue,
+        attributed_orders: 0,
+        attributed_revenue: 0,
         steps: steps.iter().map(|s| funnel(s)).collect(),
     }
 }
@@ -117,6 +142,8 @@ fn funnel(s: &StepCounts) -> StepFunnel {
         failed: s.failed,
         held_out: s.held_out,
         converted_after: s.converted_after,
+        attributed_orders: 0,
+        attributed_revenue: 0,
     }
 }
 
@@ -185,6 +212,7 @@ mod tests {
                 arm("holdout", 100, 18, 144_000),
             ],
             &[],
+            &[],
         )[0];
         assert_eq!((r.enrolled, r.treatment, r.held_out), (1000, 900, 100));
         assert_eq!(r.compared_with.as_deref(), Some("holdout"));
@@ -198,9 +226,13 @@ mod tests {
 
     #[test]
     fn without_a_holdout_the_control_group_is_the_comparison_and_without_either_it_says_so() {
-        let r = &build(&[arm("treatment", 10, 1, 0), arm("control", 10, 1, 0)], &[])[0];
+        let r = &build(
+            &[arm("treatment", 10, 1, 0), arm("control", 10, 1, 0)],
+            &[],
+            &[],
+        )[0];
         assert_eq!(r.compared_with.as_deref(), Some("control"));
-        let r = &build(&[arm("treatment", 10, 1, 0)], &[])[0];
+        let r = &build(&[arm("treatment", 10, 1, 0)], &[], &[])[0];
         assert_eq!(r.uplift, None);
         assert!(r.verdict.contains("holdout: 10%"));
     }
@@ -212,6 +244,7 @@ mod tests {
                 arm("treatment", 9000, 2160, 0),
                 arm("holdout", 1000, 180, 0),
             ],
+            &[],
             &[],
         )[0];
         assert!(

@@ -1,5 +1,6 @@
 //! What the scenario report reads: enrollments and conversions per scenario and arm, and each
-//! step's funnel (messages per status, conversions after the message), in a few grouped
+//! step's funnel (messages per status, conversions after the message), last-touch attribution
+//! of orders to the messages before them, in a few grouped
 //! queries so that a million enrollments are counted by the database, not in Rust.
 
 use super::{Result, Store};
@@ -33,7 +34,44 @@ pub struct StepCounts {
     pub converted_after: i64,
 }
 
+/// Orders credited to one step (and variant) by last touch: the customer's latest sent message
+/// at most the attribution window before the order.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct TouchCounts {
+    pub scenario_id: String,
+    pub step_id: String,
+    pub variant: String,
+    pub orders: i64,
+    pub revenue: i64,
+}
+
 impl Store {
+    /// Last-touch attribution of the orders placed at or after `since`: each order goes to the
+    /// customer's latest message sent at most `window_ms` before it (over every scenario), if
+    /// any; counted per step and variant of `scenario` (or of all).
+    pub async fn last_touch(
+        &self,
+        since: i64,
+        window_ms: i64,
+        scenario: Option<&str>,
+    ) -> Result<Vec<TouchCounts>> {
+        Ok(sqlx::query_as(
+            "SELECT m.scenario_id, m.step_id, COALESCE(m.variant, '') AS variant, \
+             COUNT(*) AS orders, SUM(o.total) AS revenue \
+             FROM orders o JOIN outbox m ON m.id = ( \
+                 SELECT t.id FROM outbox t WHERE t.customer_id = o.customer_id \
+                 AND t.status = 'sent' AND t.sent_at <= o.placed_at AND t.sent_at >= o.placed_at - $2 \
+                 ORDER BY t.sent_at DESC, t.id DESC LIMIT 1) \
+             WHERE o.placed_at >= $1 AND ($3 IS NULL OR m.scenario_id = $3) \
+             GROUP BY m.scenario_id, m.step_id, COALESCE(m.variant, '')",
+        )
+        .bind(since)
+        .bind(window_ms)
+        .bind(scenario)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Enrollments, conversions and conversion revenue per scenario and arm, for enrollments
     /// triggered at or after `since` (unix ms).
     pub async fn arm_counts(&self, since: i64, scenario: Option<&str>) -> Result<Vec<ArmCounts>> {

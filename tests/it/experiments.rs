@@ -139,7 +139,9 @@ async fn held_out_customers_get_nothing_convert_like_the_others_and_keep_their_a
     // Everyone treated got the thank-you; only those who did not order again got the reminder.
     assert_eq!(received.len(), treated + (treated - reordered_treated));
 
-    let report = scenario_report(&store, i64::MIN, None).await.unwrap();
+    let report = scenario_report(&store, i64::MIN, None, Duration::days(7))
+        .await
+        .unwrap();
     let r = &report[0];
     assert_eq!(
         (r.treatment as usize, r.held_out as usize),
@@ -162,6 +164,23 @@ async fn held_out_customers_get_nothing_convert_like_the_others_and_keep_their_a
         (treated, expected_held.len())
     );
     assert_eq!(thank_you.converted_after as usize, reordered_treated);
+    // Last touch: each treated reorder (day 3) follows its thank-you (day 1) within 7 days;
+    // held-out customers' orders follow no message and are credited to nothing.
+    assert_eq!(
+        (
+            thank_you.attributed_orders as usize,
+            thank_you.attributed_revenue as usize
+        ),
+        (reordered_treated, 5000 * reordered_treated)
+    );
+    assert_eq!(r.attributed_orders as usize, reordered_treated);
+    let short = scenario_report(&store, i64::MIN, None, Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        short[0].attributed_orders, 0,
+        "day 3 is outside a 1-day window"
+    );
     let reminder = r.steps.iter().find(|s| s.step == "reminder").unwrap();
     assert_eq!(reminder.sent as usize, treated - reordered_treated);
     store.close().await;
@@ -214,7 +233,7 @@ async fn the_control_group_gets_transactional_mail_but_no_marketing() {
         assert_eq!(r.status, expected, "{} {}", r.scenario_id, r.customer_id);
     }
     assert_eq!(rows.len(), 400, "both scenarios enrolled everyone");
-    let report = scenario_report(&store, i64::MIN, Some("promo"))
+    let report = scenario_report(&store, i64::MIN, Some("promo"), Duration::days(7))
         .await
         .unwrap();
     assert_eq!(report.len(), 1);
@@ -256,7 +275,9 @@ async fn a_known_effect_is_measured_with_an_interval_that_contains_it() {
         .tick(utc("2026-11-12T04:00:00Z"))
         .await
         .unwrap();
-    let report = scenario_report(&store, i64::MIN, None).await.unwrap();
+    let report = scenario_report(&store, i64::MIN, None, Duration::days(7))
+        .await
+        .unwrap();
     let u = report[0].uplift.expect("both arms have customers");
     assert!(u.absolute_low < 0.06 && 0.06 < u.absolute_high, "{u:?}");
     assert!((u.absolute - 0.06).abs() < 0.03, "{u:?}");
