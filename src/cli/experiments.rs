@@ -5,7 +5,9 @@
 use super::metrics::parse_date;
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
+use crate::experiment::report::add_variants;
 use crate::experiment::{build_report, ScenarioResult};
+use crate::scenario::Scenario;
 use crate::store::Store;
 use chrono::NaiveDate;
 
@@ -17,8 +19,8 @@ pub struct ScenarioReportArgs {
     /// Only enrollments triggered on or after this day (YYYY-MM-DD, the shop's zone).
     #[arg(long, value_parser = parse_date)]
     pub since: Option<NaiveDate>,
-    /// `scenarios` (default) or `steps` (the funnel) for csv; the table shows both, json
-    /// everything.
+    /// `scenarios` (default), `steps` (the funnel) or `variants` for csv; the table shows all,
+    /// json everything.
     #[arg(long, value_enum, default_value = "scenarios")]
     pub view: ScenarioView,
     #[arg(long, value_enum, default_value = "table")]
@@ -29,13 +31,16 @@ pub struct ScenarioReportArgs {
 pub enum ScenarioView {
     Scenarios,
     Steps,
+    Variants,
 }
 
 /// The report over enrollments triggered at or after `since` (unix ms).
 /// The report over enrollments triggered (and orders placed) at or after `since` (unix ms),
-/// with last-touch attribution over `attribution_window`.
+/// with last-touch attribution over `attribution_window`; `scenarios` (the loaded ones) give
+/// the per-variant results of steps with variants.
 pub async fn scenario_report(
     store: &Store,
+    scenarios: &[Scenario],
     since: i64,
     scenario: Option<&str>,
     attribution_window: chrono::Duration,
@@ -45,7 +50,29 @@ pub async fn scenario_report(
     let touches = store
         .last_touch(since, attribution_window.num_milliseconds(), scenario)
         .await?;
-    Ok(build_report(&arms, &steps, &touches))
+    let mut report = build_report(&arms, &steps, &touches);
+    let decisions = store.variant_decisions().await?;
+    for r in &mut report {
+        let Some(s) = scenarios
+            .iter()
+            .find(|s| s.id == r.scenario && s.steps.iter().any(|st| !st.variants.is_empty()))
+        else {
+            continue;
+        };
+        let outcomes = store.treatment_outcomes(&s.id, since).await?;
+        let comparison = r
+            .compared_with
+            .as_ref()
+            .map(|_| {
+                (
+                    r.converted_comparison as u64,
+                    (r.enrolled - r.treatment) as u64,
+                )
+            })
+            .filter(|(_, n)| *n > 0);
+        add_variants(r, s, &outcomes, &decisions, comparison);
+    }
+    Ok(report)
 }
 
 pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
@@ -60,7 +87,11 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
         )
     });
     let window = app.resolved.attribution_window;
-    let report = scenario_report(&store, since, args.scenario.as_deref(), window).await?;
+    // The scenarios as they are now (for their variants); a scenario with problems is still
+    // reported, without them.
+    let scenarios = app.check().scenarios;
+    let report =
+        scenario_report(&store, &scenarios, since, args.scenario.as_deref(), window).await?;
     store.close().await;
     if report.is_empty() {
         eprintln!(
@@ -87,9 +118,21 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
                 "Per step: messages and the enrollments that converted after the message was sent"
             );
             print_rows(args.format, &fh, &fr, &json)?;
+            let (vh, vr) = variant_table(&report);
+            if !vr.is_empty() {
+                println!("Per variant (every treated enrollment assigned to it, against the same comparison group)");
+                print_rows(args.format, &vh, &vr, &json)?;
+            }
+            for d in report.iter().flat_map(|r| &r.decisions) {
+                println!("{} / {}: {}", d.scenario_id, d.step_id, d.detail);
+            }
         }
         (_, ScenarioView::Scenarios) => print_rows(args.format, &sh, &sr, &json)?,
         (_, ScenarioView::Steps) => print_rows(args.format, &fh, &fr, &json)?,
+        (_, ScenarioView::Variants) => {
+            let (vh, vr) = variant_table(&report);
+            print_rows(args.format, &vh, &vr, &json)?
+        }
     }
     Ok(exit::OK)
 }
@@ -196,6 +239,51 @@ fn step_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>
                     s.converted_after.to_string(),
                     s.attributed_orders.to_string(),
                     s.attributed_revenue.to_string(),
+                ]
+            })
+        })
+        .collect();
+    (headers, rows)
+}
+
+fn variant_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+    let headers = vec![
+        "scenario",
+        "step",
+        "variant",
+        "enrolled",
+        "converted",
+        "rate",
+        "uplift (points)",
+        "95% CI (points)",
+        "p-value",
+        "revenue per enrolled",
+        "winner",
+    ];
+    let rows = report
+        .iter()
+        .flat_map(|r| {
+            r.variants.iter().map(|v| {
+                let u = v.uplift.as_ref();
+                let opt = |x: Option<String>| x.unwrap_or_else(|| "-".into());
+                vec![
+                    r.scenario.clone(),
+                    v.step.clone(),
+                    v.variant.clone(),
+                    v.enrolled.to_string(),
+                    v.converted.to_string(),
+                    pct(v.rate),
+                    opt(u.map(|u| points(u.absolute))),
+                    opt(u.map(|u| {
+                        format!("{} to {}", points(u.absolute_low), points(u.absolute_high))
+                    })),
+                    opt(u.map(|u| format!("{:.4}", u.p_value))),
+                    format!("{:.0}", v.revenue_per_enrolled),
+                    if v.winner {
+                        "yes".into()
+                    } else {
+                        String::new()
+                    },
                 ]
             })
         })

@@ -14,7 +14,7 @@ use crate::domain::parse_timezone;
 use crate::experiment::Arm;
 use crate::render::context_name as name_ref;
 use crate::render::{CustomerView, MessageContext, OrderView, Rendered, Renderer};
-use crate::scenario::{Scenario, Trigger};
+use crate::scenario::{variant_key, Scenario, Step, Trigger, Variant};
 use crate::segment::Segment;
 use crate::store::{
     CustomerRow, DueEnrollment, NewEnrollment, NewOutbox, OrderEvent, OrderRow, OutboxStatus,
@@ -79,6 +79,8 @@ pub struct Engine {
     from_domain: String,
     order_scan: OrderScan,
     segments: Vec<Segment>,
+    /// Each (scenario, step)'s automatic winner and when it was decided, as of the last tick.
+    decisions: std::sync::RwLock<HashMap<(String, String), (String, i64)>>,
 }
 
 /// The outcome of `rebuy trigger`.
@@ -122,6 +124,7 @@ impl Engine {
             from_domain,
             order_scan: OrderScan::Auto,
             segments: Vec::new(),
+            decisions: Default::default(),
         }
     }
 
@@ -160,6 +163,103 @@ impl Engine {
         })
     }
 
+    fn has_variants(&self) -> bool {
+        self.scenarios
+            .iter()
+            .any(|s| s.steps.iter().any(|st| !st.variants.is_empty()))
+    }
+
+    /// Records the winner of each `auto_winner` step that has none yet and now has one; new
+    /// enrollments get it from the next tick on.
+    async fn decide_winners(&self, now: DateTime<Utc>) -> Result<()> {
+        for s in self.scenarios.iter().filter(|s| s.enabled) {
+            for step in &s.steps {
+                let Some(rule) = step.auto_winner else {
+                    continue;
+                };
+                let key = (s.id.clone(), step.id.clone());
+                if self
+                    .decisions
+                    .read()
+                    .expect("decisions lock")
+                    .contains_key(&key)
+                {
+                    continue;
+                }
+                let outcomes = self
+                    .store
+                    .variant_outcomes(&s.id, &step.id, to_millis(now))
+                    .await?;
+                let arms: Vec<crate::experiment::winner::Arm> = outcomes
+                    .iter()
+                    .filter(|o| step.variants.iter().any(|v| v.id == o.variant))
+                    .map(|o| crate::experiment::winner::Arm {
+                        variant: &o.variant,
+                        sent: o.sent as u64,
+                        converted: o.converted as u64,
+                    })
+                    .collect();
+                let picked = crate::experiment::pick_winner(
+                    &arms,
+                    step.variants.len(),
+                    rule.min_sample,
+                    rule.confidence,
+                );
+                let Some((winner, detail)) = picked else {
+                    continue;
+                };
+                let decision = crate::store::VariantDecision {
+                    scenario_id: s.id.clone(),
+                    step_id: step.id.clone(),
+                    winner: winner.clone(),
+                    decided_at: to_millis(now),
+                    detail: detail.clone(),
+                };
+                if self.store.record_variant_decision(&decision).await? {
+                    tracing::info!(scenario = %s.id, step = %step.id, %winner, %detail, "variant winner decided; new enrollments get it");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn load_decisions(&self) -> Result<()> {
+        if !self.has_variants() {
+            return Ok(());
+        }
+        let rows = self.store.variant_decisions().await?;
+        let mut d = self.decisions.write().expect("decisions lock");
+        d.clear();
+        for r in rows {
+            d.insert((r.scenario_id, r.step_id), (r.winner, r.decided_at));
+        }
+        Ok(())
+    }
+
+    /// The variant of `step` that `customer`, enrolled at `enrolled_at`, gets (None for a step
+    /// without variants).
+    fn variant_of<'a>(
+        &self,
+        s: &Scenario,
+        step: &'a Step,
+        customer: &str,
+        enrolled_at: i64,
+    ) -> Option<&'a Variant> {
+        if step.variants.is_empty() {
+            return None;
+        }
+        let d = self.decisions.read().expect("decisions lock");
+        let decision = d
+            .get(&(s.id.clone(), step.id.clone()))
+            .map(|(w, at)| (w.as_str(), *at));
+        step.variant_for(&s.id, customer, enrolled_at, decision)
+    }
+
+    /// The wait before `step` for `customer` (their variant's, if it has variants).
+    fn wait_of(&self, s: &Scenario, step: &Step, customer: &str, enrolled_at: i64) -> Duration {
+        step.wait_for(self.variant_of(s, step, customer, enrolled_at))
+    }
+
     fn zone(&self, c: &CustomerRow) -> Tz {
         self.zone_named(c.timezone.as_deref())
     }
@@ -175,10 +275,12 @@ impl Engine {
         let span = info_span!("tick", now = %now.to_rfc3339());
         async {
             let mut report = TickReport::default();
+            self.load_decisions().await?;
             self.process_orders(now, &mut report).await?;
             self.process_segment_events(now, &mut report).await?;
             self.process_predictions(now, &mut report).await?;
             self.advance_due(now, &mut report).await?;
+            self.decide_winners(now).await?;
             tracing::info!(?report, "tick done");
             Ok(report)
         }
@@ -468,7 +570,7 @@ impl Engine {
         let first = &s.steps[0];
         Some(to_millis(due_at(
             from_millis(at),
-            first.wait,
+            self.wait_of(s, first, &c.id, to_millis(now)),
             first.at,
             self.zone(c),
         )))
@@ -600,6 +702,12 @@ impl Engine {
         let vars: serde_json::Value = serde_json::from_str(&e.vars).unwrap_or_default();
         let ctx = self.context(s, Some(&step.id), c, order, vars, None, now);
         let mut outbox = self.outbox_row(s, e, c);
+        let variant = self.variant_of(s, step, &c.id, e.enrolled_at);
+        let (send_key, send) = match variant {
+            Some(v) => (variant_key(&step.id, &v.id), &v.send),
+            None => (step.id.clone(), &step.send),
+        };
+        outbox.variant = variant.map(|v| v.id.clone());
         let held_out = Arm::parse(&e.arm) != Arm::Treatment;
         let condition = match &step.condition {
             _ if blocked.is_some() || held_out => Ok(false),
@@ -611,7 +719,7 @@ impl Engine {
         match condition.and_then(|ok| {
             if ok {
                 self.renderer
-                    .render_step(&s.id, &step.id, &step.send.template, &ctx)
+                    .render_step(&s.id, &send_key, &send.template, &ctx)
                     .map(Some)
             } else {
                 Ok(None)
@@ -648,7 +756,7 @@ impl Engine {
                 "active",
                 Some(to_millis(due_at(
                     from_millis(e.next_due_at),
-                    next.wait,
+                    self.wait_of(s, next, &c.id, e.enrolled_at),
                     next.at,
                     self.zone(c),
                 ))),
@@ -694,6 +802,7 @@ impl Engine {
             ),
             due_at: e.next_due_at,
             last_error: None,
+            variant: None,
         }
     }
 
@@ -752,7 +861,12 @@ impl Engine {
             .map(|k| format!("key:{k}"))
             .unwrap_or_else(|| format!("manual:{}:{:016x}", to_millis(now), rand::random::<u64>()));
         let first = &s.steps[0];
-        let due = due_at(now, first.wait, first.at, self.zone(&c));
+        let due = due_at(
+            now,
+            self.wait_of(s, first, &c.id, to_millis(now)),
+            first.at,
+            self.zone(&c),
+        );
         let at = to_millis(now);
         let e = NewEnrollment {
             scenario_id: s.id.clone(),
@@ -885,7 +999,10 @@ impl Judge for ContextJudge<'_> {
                 from = from + Duration::days(days) + offset;
             }
         }
-        to_millis(due_at(from, first.wait, first.at, zone))
+        let wait = self
+            .engine
+            .wait_of(s, first, &order.customer_id, to_millis(self.now));
+        to_millis(due_at(from, wait, first.at, zone))
     }
 
     fn vars(&mut self, s: &Scenario, order: &OrderEvent) -> String {

@@ -5,7 +5,9 @@
 pub mod assign;
 pub mod report;
 pub mod stats;
+pub mod winner;
 
 pub use assign::{arm, in_control_group, variant, Arm};
 pub use report::{build as build_report, ScenarioResult, StepFunnel};
 pub use stats::{needed_sample, wilson, TwoProportions, Uplift};
+pub use winner::pick_winner;

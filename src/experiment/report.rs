@@ -5,7 +5,8 @@
 //! store has already grouped; no I/O.
 
 use super::stats::{TwoProportions, Uplift};
-use crate::store::{ArmCounts, StepCounts, TouchCounts};
+use crate::scenario::Scenario;
+use crate::store::{ArmCounts, EnrollmentOutcome, StepCounts, TouchCounts, VariantDecision};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -33,6 +34,26 @@ pub struct ScenarioResult {
     /// One sentence: what the numbers say.
     pub verdict: String,
     pub steps: Vec<StepFunnel>,
+    /// Per variant of each step that has variants, against the same comparison group.
+    pub variants: Vec<VariantResult>,
+    /// Steps whose winner was picked automatically.
+    pub decisions: Vec<VariantDecision>,
+}
+
+/// One variant of one step: the treatment enrollments assigned to it (whether or not they
+/// reached the step: intent to treat), their conversions, and the uplift over the comparison
+/// group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VariantResult {
+    pub step: String,
+    pub variant: String,
+    pub enrolled: i64,
+    pub converted: i64,
+    pub rate: f64,
+    pub revenue_per_enrolled: f64,
+    pub uplift: Option<Uplift>,
+    /// Whether it is the step's decided winner.
+    pub winner: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -129,7 +150,63 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
         incremental_revenue,
         attributed_orders: 0,
         attributed_revenue: 0,
+        variants: Vec::new(),
+        decisions: Vec::new(),
         steps: steps.iter().map(|s| funnel(s)).collect(),
+    }
+}
+
+/// Adds the per-variant results of `s` to its report row: each treatment enrollment is given
+/// the variant it was assigned (the hashed draw, or the winner for enrollments made after the
+/// decision), and each variant is compared with the row's comparison group.
+pub fn add_variants(
+    r: &mut ScenarioResult,
+    s: &Scenario,
+    outcomes: &[EnrollmentOutcome],
+    decisions: &[VariantDecision],
+    comparison: Option<(u64, u64)>,
+) {
+    for step in s.steps.iter().filter(|st| !st.variants.is_empty()) {
+        let decision = decisions
+            .iter()
+            .find(|d| d.scenario_id == s.id && d.step_id == step.id);
+        let mut counts: BTreeMap<&str, (i64, i64, i64)> = step
+            .variants
+            .iter()
+            .map(|v| (v.id.as_str(), (0, 0, 0)))
+            .collect();
+        for o in outcomes {
+            let d = decision.map(|d| (d.winner.as_str(), d.decided_at));
+            if let Some(v) = step.variant_for(&s.id, &o.customer_id, o.enrolled_at, d) {
+                let c = counts.entry(v.id.as_str()).or_default();
+                c.0 += 1;
+                c.1 += i64::from(o.converted);
+                c.2 += o.revenue;
+            }
+        }
+        for v in &step.variants {
+            let (enrolled, converted, revenue) = counts[v.id.as_str()];
+            let uplift = comparison.and_then(|(x2, n2)| {
+                TwoProportions {
+                    x1: converted as u64,
+                    n1: enrolled as u64,
+                    x2,
+                    n2,
+                }
+                .uplift()
+            });
+            r.variants.push(VariantResult {
+                step: step.id.clone(),
+                variant: v.id.clone(),
+                enrolled,
+                converted,
+                rate: converted as f64 / enrolled.max(1) as f64,
+                revenue_per_enrolled: revenue as f64 / enrolled.max(1) as f64,
+                uplift,
+                winner: decision.is_some_and(|d| d.winner == v.id),
+            });
+        }
+        r.decisions.extend(decision.cloned());
     }
 }
 

@@ -78,10 +78,10 @@ impl Renderer {
     /// the environment cache it like any template.
     pub fn add_scenario(&mut self, s: &Scenario) -> Result<(), minijinja::Error> {
         for step in &s.steps {
-            self.env.add_template_owned(
-                subject_name(&s.id, &step.id),
-                step.send.subject.source.clone(),
-            )?;
+            for (key, send) in step.sends() {
+                self.env
+                    .add_template_owned(subject_name(&s.id, &key), send.subject.source.clone())?;
+            }
             if let Some(c) = &step.condition {
                 self.add_condition(&s.id, &format!("step/{}", step.id), c)?;
             }
@@ -122,7 +122,8 @@ impl Renderer {
         Ok(out == "1")
     }
 
-    /// Renders one step of a scenario for a context.
+    /// Renders one step of a scenario for a context; `step` is the key of its send
+    /// (`Step::sends`: the step id, or `step#variant`).
     pub fn render_step(
         &self,
         scenario: &str,

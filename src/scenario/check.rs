@@ -168,16 +168,18 @@ fn check_scenario(
         }
     }
     for step in &s.steps {
-        check_subject(s, &step.id, &step.send.subject, renderer, shop, diags);
-        check_template(
-            s,
-            &step.send.template,
-            (step.send.template_line, step.send.template_col),
-            renderer,
-            shop,
-            checked,
-            diags,
-        );
+        for (key, send) in step.sends() {
+            check_subject(s, &key, &send.subject, renderer, shop, diags);
+            check_template(
+                s,
+                &send.template,
+                (send.template_line, send.template_col),
+                renderer,
+                shop,
+                checked,
+                diags,
+            );
+        }
     }
     // The legal footer is checked on templates that are otherwise sound.
     if !s.transactional && diags.len() == before {
@@ -319,11 +321,8 @@ fn check_footer(
         SAMPLE_UNSUBSCRIBE.into(),
     ));
     let ctx = crate::render::sample_context(shop, SAMPLE_UNSUBSCRIBE);
-    for step in &s.steps {
-        for (part, escape) in part_names(&step.send.template)
-            .into_iter()
-            .zip([true, false])
-        {
+    for (key, send) in s.steps.iter().flat_map(|step| step.sends()) {
+        for (part, escape) in part_names(&send.template).into_iter().zip([true, false]) {
             let Ok(out) = renderer
                 .env()
                 .get_template(&part)
@@ -341,9 +340,9 @@ fn check_footer(
                     diags.push(
                         Diagnostic::new(
                             &s.path,
-                            step.send.template_line,
-                            step.send.template_col,
-                            format!("marketing mail must show {what}, but {part} (step '{}') does not", step.id),
+                            send.template_line,
+                            send.template_col,
+                            format!("marketing mail must show {what}, but {part} (step '{key}') does not"),
                         )
                         .with_hint("include the shop footer, e.g. {% include \"_footer.html\" %} / {% include \"_footer.txt\" %}"),
                     );

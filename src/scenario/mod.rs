@@ -140,6 +140,68 @@ pub struct Step {
     pub at: Option<NaiveTime>,
     pub condition: Option<Expr>,
     pub send: Send,
+    /// Weighted A/B variants; empty for a plain step. Each has its own send and wait (the
+    /// step's, unless the variant sets them).
+    pub variants: Vec<Variant>,
+    /// Give new enrollments the winning variant once one has won.
+    pub auto_winner: Option<AutoWinner>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub id: String,
+    pub weight: f64,
+    pub wait: Duration,
+    pub send: Send,
+}
+
+/// When a step picks its winner: every variant has at least `min_sample` decided messages
+/// (whose goal window is over), and the best one beats each other one at `confidence`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoWinner {
+    pub min_sample: u64,
+    pub confidence: f64,
+}
+
+impl Step {
+    /// Every send of the step with the key its subject is compiled under: the step's own
+    /// (`step-id`), then each variant's (`step-id#variant-id`).
+    pub fn sends(&self) -> Vec<(String, &Send)> {
+        let mut out = vec![(self.id.clone(), &self.send)];
+        for v in &self.variants {
+            out.push((variant_key(&self.id, &v.id), &v.send));
+        }
+        out
+    }
+
+    /// The variant `customer` gets, if the step has variants: the decided winner for
+    /// enrollments made at or after the decision, else the hashed draw.
+    pub fn variant_for(
+        &self,
+        scenario: &str,
+        customer: &str,
+        enrolled_at: i64,
+        decision: Option<(&str, i64)>,
+    ) -> Option<&Variant> {
+        if let Some((winner, _)) = decision.filter(|d| enrolled_at >= d.1) {
+            if let Some(v) = self.variants.iter().find(|v| v.id == winner) {
+                return Some(v);
+            }
+        }
+        let weights: Vec<f64> = self.variants.iter().map(|v| v.weight).collect();
+        crate::experiment::variant(scenario, &self.id, customer, &weights)
+            .map(|i| &self.variants[i])
+    }
+
+    /// The wait before this step for `customer` (their variant's, if it sets one).
+    pub fn wait_for(&self, variant: Option<&Variant>) -> Duration {
+        variant.map_or(self.wait, |v| v.wait)
+    }
+}
+
+/// The key a variant's subject is compiled under.
+pub fn variant_key(step: &str, variant: &str) -> String {
+    format!("{step}#{variant}")
 }
 
 #[derive(Debug, Clone, PartialEq)]

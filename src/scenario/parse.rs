@@ -1,7 +1,7 @@
 //! Located YAML -> `Scenario`. Every problem in a file is collected as a `Diagnostic`; a file
 //! with problems yields no scenario.
 
-use super::{Expr, Goal, Reentry, Scenario, SegmentRef, Send, Step, Trigger};
+use super::{AutoWinner, Expr, Goal, Reentry, Scenario, SegmentRef, Send, Step, Trigger, Variant};
 use crate::diagnostic::Diagnostic;
 use crate::domain::{parse_duration, parse_local_time};
 use crate::yaml::{expect_str, MapReader, Node, Value};
@@ -20,7 +20,9 @@ const SCENARIO_KEYS: &[&str] = &[
     "holdout",
     "steps",
 ];
-const STEP_KEYS: &[&str] = &["id", "wait", "at", "if", "send"];
+const STEP_KEYS: &[&str] = &["id", "wait", "at", "if", "send", "variants", "auto_winner"];
+const VARIANT_KEYS: &[&str] = &["id", "weight", "wait", "template", "subject"];
+const AUTO_WINNER_KEYS: &[&str] = &["min_sample", "confidence"];
 const SEND_KEYS: &[&str] = &["template", "subject"];
 const GOAL_KEYS: &[&str] = &["event", "within", "if"];
 const AUDIENCE_KEYS: &[&str] = &["segment", "if"];
@@ -441,6 +443,18 @@ fn read_step(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> 
     let send = m
         .require("send", n, diags)
         .and_then(|s| read_send(path, s, diags));
+    let variants = match (m.get("variants"), &send, wait) {
+        (Some(v), Some(send), Some(wait)) => read_variants(path, v, send, wait, diags)?,
+        _ => Vec::new(),
+    };
+    let auto_winner = m
+        .get("auto_winner")
+        .and_then(|a| read_auto_winner(path, a, diags));
+    if auto_winner.is_some() && variants.is_empty() {
+        if let Some(a) = m.get("auto_winner") {
+            diags.push(a.diag(path, "'auto_winner' needs 'variants' on the same step"));
+        }
+    }
     m.finish(STEP_KEYS, diags);
     Some(Step {
         id: id?,
@@ -448,6 +462,113 @@ fn read_step(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> 
         at: at?,
         condition,
         send: send?,
+        variants,
+        auto_winner,
+    })
+}
+
+/// A step's `variants:` list; each variant inherits the step's template, subject and wait.
+fn read_variants(
+    path: &str,
+    n: &Node,
+    send: &Send,
+    wait: Duration,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<Vec<Variant>> {
+    let Value::Seq(items) = &n.value else {
+        diags.push(n.diag(
+            path,
+            format!("'variants' must be a list, found {}", n.type_name()),
+        ));
+        return None;
+    };
+    if items.len() < 2 {
+        diags.push(n.diag(path, "'variants' needs at least two variants to compare"));
+        return None;
+    }
+    let mut out = Vec::new();
+    for item in items {
+        let mut m = MapReader::new(path, item, "a variant", diags)?;
+        let id = m
+            .require("id", item, diags)
+            .and_then(|i| read_id(path, i, "id", diags));
+        let weight = m.require("weight", item, diags).and_then(|w| {
+            match w.scalar_text().map(|t| t.parse::<f64>()) {
+                Some(Ok(x)) if x > 0.0 && x.is_finite() => Some(x),
+                _ => {
+                    diags.push(w.diag(path, "'weight' must be a positive number, such as 50"));
+                    None
+                }
+            }
+        });
+        let wait = match m.get("wait") {
+            Some(w) => read_duration(path, w, "wait", diags),
+            None => Some(wait),
+        };
+        let mut vsend = send.clone();
+        if let Some(t) = m.get("template") {
+            vsend.template = read_id(path, t, "template", diags).unwrap_or_default();
+            (vsend.template_line, vsend.template_col) = (t.line, t.col);
+        }
+        if let Some(s) = m.get("subject") {
+            if let Some(e) = read_expr(path, s, "subject", diags) {
+                vsend.subject = e;
+            }
+        }
+        m.finish(VARIANT_KEYS, diags);
+        if let (Some(id), Some(weight), Some(wait)) = (id, weight, wait) {
+            if out.iter().any(|v: &Variant| v.id == id) {
+                diags.push(item.diag(
+                    path,
+                    format!("variant id '{id}' is used twice in this step"),
+                ));
+            }
+            out.push(Variant {
+                id,
+                weight,
+                wait,
+                send: vsend,
+            });
+        }
+    }
+    Some(out)
+}
+
+fn read_auto_winner(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<AutoWinner> {
+    let mut m = MapReader::new(path, n, "'auto_winner'", diags)?;
+    let min_sample = m.require("min_sample", n, diags).and_then(|s| {
+        match s.scalar_text().map(|t| t.parse::<u64>()) {
+            Some(Ok(x)) if x > 0 => Some(x),
+            _ => {
+                diags.push(s.diag(
+                    path,
+                    "'min_sample' must be a whole number of messages, such as 1000",
+                ));
+                None
+            }
+        }
+    });
+    let confidence = match m.get("confidence") {
+        None => Some(0.95),
+        Some(c) => match c.scalar_text().map(|t| crate::domain::parse_share(&t)) {
+            Some(Ok(x)) => Some(x),
+            Some(Err(e)) => {
+                diags.push(
+                    c.diag(path, format!("'confidence': {e}"))
+                        .with_hint("such as 95%"),
+                );
+                None
+            }
+            None => {
+                diags.push(c.diag(path, "'confidence' must be a percentage such as 95%"));
+                None
+            }
+        },
+    };
+    m.finish(AUTO_WINNER_KEYS, diags);
+    Some(AutoWinner {
+        min_sample: min_sample?,
+        confidence: confidence?,
     })
 }
 
@@ -557,6 +678,75 @@ steps:
         let all = text(&manual);
         assert!(
             all.contains("s.yaml:6:10: 'holdout' does not apply to a manual scenario"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn variants_inherit_the_step_and_bad_ones_are_located() {
+        let with = |variants: &str| {
+            GOOD.replace(
+                "    if: \"customer.orders_count == 1\"\n",
+                &format!("    if: \"customer.orders_count == 1\"\n{variants}"),
+            )
+        };
+        let ok = with("    variants:\n      - { id: a, weight: 3 }\n      - { id: b, weight: 1, wait: 20d, subject: \"B\" }\n    auto_winner: { min_sample: 500 }\n");
+        let s = parse_scenario("s.yaml", &ok).unwrap();
+        let step = &s.steps[1];
+        assert_eq!(step.variants.len(), 2);
+        assert_eq!(
+            (
+                step.variants[0].wait,
+                step.variants[0].send.template.as_str()
+            ),
+            (Duration::days(23), "replenish")
+        );
+        assert_eq!(
+            (
+                step.variants[1].wait,
+                step.variants[1].send.subject.source.as_str()
+            ),
+            (Duration::days(20), "B")
+        );
+        assert_eq!(
+            step.auto_winner,
+            Some(AutoWinner {
+                min_sample: 500,
+                confidence: 0.95
+            })
+        );
+        assert_eq!(
+            step.sends()
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .collect::<Vec<_>>(),
+            ["replenish", "replenish#a", "replenish#b"]
+        );
+        let text = |yaml: &str| {
+            let d = parse_scenario("s.yaml", yaml).unwrap_err();
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let all = text(&with("    variants:\n      - { id: a, weight: 1 }\n"));
+        assert!(
+            all.contains("s.yaml:17:7: 'variants' needs at least two variants"),
+            "{all}"
+        );
+        let all = text(&with("    variants:\n      - { id: a, weight: -1 }\n      - { id: b, wieght: 1 }\n    auto_winner: { min_sample: 10, confidence: 95 }\n"));
+        assert!(
+            all.contains("s.yaml:17:26: 'weight' must be a positive number"),
+            "{all}"
+        );
+        assert!(all.contains("s.yaml:18:18: unknown key 'wieght'"), "{all}");
+        assert!(
+            all.contains("s.yaml:19:48: 'confidence': bad share '95': no '%'"),
+            "{all}"
+        );
+        let all = text(&with("    auto_winner: { min_sample: 10 }\n"));
+        assert!(
+            all.contains("'auto_winner' needs 'variants' on the same step"),
             "{all}"
         );
     }

@@ -58,6 +58,7 @@ pub struct DueEnrollment {
     pub next_step: i64,
     pub next_due_at: i64,
     pub triggered_at: i64,
+    pub enrolled_at: i64,
     pub arm: String,
 }
 
@@ -197,7 +198,7 @@ impl Store {
     /// Active enrollments whose next step is due by `now`, oldest first.
     pub async fn due_enrollments(&self, now: i64, limit: i64) -> Result<Vec<DueEnrollment>> {
         Ok(sqlx::query_as(
-            "SELECT id, scenario_id, customer_id, order_id, vars, next_step, next_due_at, triggered_at, arm \
+            "SELECT id, scenario_id, customer_id, order_id, vars, next_step, next_due_at, triggered_at, enrolled_at, arm \
              FROM enrollments WHERE state = 'active' AND next_due_at <= $1 \
              ORDER BY next_due_at, id LIMIT $2",
         )

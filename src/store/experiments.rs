@@ -45,7 +45,102 @@ pub struct TouchCounts {
     pub revenue: i64,
 }
 
+/// A step's automatic winner.
+#[derive(Debug, Clone, PartialEq, FromRow, serde::Serialize)]
+pub struct VariantDecision {
+    pub scenario_id: String,
+    pub step_id: String,
+    pub winner: String,
+    pub decided_at: i64,
+    pub detail: String,
+}
+
+/// One variant's decided messages: sent, whose goal window is over, and how many of those
+/// enrollments converted after the message.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct VariantOutcome {
+    pub variant: String,
+    pub sent: i64,
+    pub converted: i64,
+}
+
+/// One treatment enrollment's outcome, for the per-variant (intent-to-treat) comparison.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct EnrollmentOutcome {
+    pub customer_id: String,
+    pub enrolled_at: i64,
+    pub converted: bool,
+    pub revenue: i64,
+}
+
 impl Store {
+    /// Every treatment enrollment of `scenario` triggered at or after `since`: who, when, and
+    /// whether (and for how much) it converted.
+    pub async fn treatment_outcomes(
+        &self,
+        scenario: &str,
+        since: i64,
+    ) -> Result<Vec<EnrollmentOutcome>> {
+        Ok(sqlx::query_as(
+            "SELECT e.customer_id, e.enrolled_at, e.goal_reached_at IS NOT NULL AS converted, \
+             COALESCE(CASE WHEN e.goal_reached_at IS NOT NULL THEN o.total END, 0) AS revenue \
+             FROM enrollments e LEFT JOIN orders o ON o.id = e.goal_order_id \
+             WHERE e.scenario_id = $1 AND e.arm = 'treatment' AND e.triggered_at >= $2",
+        )
+        .bind(scenario)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn variant_decisions(&self) -> Result<Vec<VariantDecision>> {
+        Ok(sqlx::query_as(
+            "SELECT scenario_id, step_id, winner, decided_at, detail FROM variant_decisions \
+             ORDER BY scenario_id, step_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records a step's winner unless one is recorded already; says whether this one was.
+    pub async fn record_variant_decision(&self, d: &VariantDecision) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO variant_decisions (scenario_id, step_id, winner, decided_at, detail) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (scenario_id, step_id) DO NOTHING",
+        )
+        .bind(&d.scenario_id)
+        .bind(&d.step_id)
+        .bind(&d.winner)
+        .bind(d.decided_at)
+        .bind(&d.detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Per variant of a step: treatment messages sent whose enrollment's goal window ended by
+    /// `now` (or that has none), and how many of those converted after the message.
+    pub async fn variant_outcomes(
+        &self,
+        scenario: &str,
+        step: &str,
+        now: i64,
+    ) -> Result<Vec<VariantOutcome>> {
+        Ok(sqlx::query_as(
+            "SELECT m.variant, COUNT(*) AS sent, \
+             SUM(CASE WHEN e.goal_reached_at >= m.sent_at THEN 1 ELSE 0 END) AS converted \
+             FROM outbox m JOIN enrollments e ON e.id = m.enrollment_id \
+             WHERE m.scenario_id = $1 AND m.step_id = $2 AND m.status = 'sent' \
+             AND m.variant IS NOT NULL AND (e.goal_deadline IS NULL OR e.goal_deadline <= $3) \
+             GROUP BY m.variant ORDER BY m.variant",
+        )
+        .bind(scenario)
+        .bind(step)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Last-touch attribution of the orders placed at or after `since`: each order goes to the
     /// customer's latest message sent at most `window_ms` before it (over every scenario), if
     /// any; counted per step and variant of `scenario` (or of all).

@@ -14,7 +14,9 @@ mod suppressions;
 
 pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, StepAdvance};
-pub use experiments::{ArmCounts, StepCounts, TouchCounts};
+pub use experiments::{
+    ArmCounts, EnrollmentOutcome, StepCounts, TouchCounts, VariantDecision, VariantOutcome,
+};
 pub use metrics::{MetricsRow, RfmGroup, METRICS_COLUMNS};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus, Recorded};

@@ -137,6 +137,8 @@ pub struct NewOutbox {
     pub message_id: String,
     pub due_at: i64,
     pub last_error: Option<String>,
+    /// The step's variant this message was given, if the step has variants.
+    pub variant: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -161,11 +163,12 @@ pub struct OutboxRow {
     pub attempts: i64,
     pub last_error: Option<String>,
     pub sent_at: Option<i64>,
+    pub variant: Option<String>,
 }
 
 const COLUMNS: &str = "id, enrollment_id, step_index, step_id, scenario_id, customer_id, transactional, skip_when_capped, \
                        status, to_email, to_name, subject, html, body_text, unsubscribe_url, message_id, \
-                       due_at, attempts, last_error, sent_at";
+                       due_at, attempts, last_error, sent_at, variant";
 
 /// Inserts outbox rows; a row for an (enrollment, step) that exists already is ignored.
 pub(super) async fn insert_outbox(
@@ -179,7 +182,7 @@ pub(super) async fn insert_outbox(
     let mut qb = QueryBuilder::<Db>::new(
         "INSERT INTO outbox (enrollment_id, step_index, step_id, scenario_id, customer_id, \
          transactional, status, to_email, to_name, subject, html, body_text, unsubscribe_url, \
-         message_id, due_at, created_at, updated_at, next_attempt_at, last_error, skip_when_capped) ",
+         message_id, due_at, created_at, updated_at, next_attempt_at, last_error, skip_when_capped, variant) ",
     );
     qb.push_values(rows, |mut b, o| {
         b.push_bind(o.enrollment_id)
@@ -201,7 +204,8 @@ pub(super) async fn insert_outbox(
             .push_bind(now)
             .push_bind(now)
             .push_bind(&o.last_error)
-            .push_bind(i64::from(o.skip_when_capped));
+            .push_bind(i64::from(o.skip_when_capped))
+            .push_bind(&o.variant);
     });
     qb.push(" ON CONFLICT (enrollment_id, step_index) DO NOTHING");
     Ok(qb.build().execute(&mut *tx).await?.rows_affected())

@@ -139,7 +139,7 @@ async fn held_out_customers_get_nothing_convert_like_the_others_and_keep_their_a
     // Everyone treated got the thank-you; only those who did not order again got the reminder.
     assert_eq!(received.len(), treated + (treated - reordered_treated));
 
-    let report = scenario_report(&store, i64::MIN, None, Duration::days(7))
+    let report = scenario_report(&store, &[], i64::MIN, None, Duration::days(7))
         .await
         .unwrap();
     let r = &report[0];
@@ -174,7 +174,7 @@ async fn held_out_customers_get_nothing_convert_like_the_others_and_keep_their_a
         (reordered_treated, 5000 * reordered_treated)
     );
     assert_eq!(r.attributed_orders as usize, reordered_treated);
-    let short = scenario_report(&store, i64::MIN, None, Duration::days(1))
+    let short = scenario_report(&store, &[], i64::MIN, None, Duration::days(1))
         .await
         .unwrap();
     assert_eq!(
@@ -233,7 +233,7 @@ async fn the_control_group_gets_transactional_mail_but_no_marketing() {
         assert_eq!(r.status, expected, "{} {}", r.scenario_id, r.customer_id);
     }
     assert_eq!(rows.len(), 400, "both scenarios enrolled everyone");
-    let report = scenario_report(&store, i64::MIN, Some("promo"), Duration::days(7))
+    let report = scenario_report(&store, &[], i64::MIN, Some("promo"), Duration::days(7))
         .await
         .unwrap();
     assert_eq!(report.len(), 1);
@@ -275,7 +275,7 @@ async fn a_known_effect_is_measured_with_an_interval_that_contains_it() {
         .tick(utc("2026-11-12T04:00:00Z"))
         .await
         .unwrap();
-    let report = scenario_report(&store, i64::MIN, None, Duration::days(7))
+    let report = scenario_report(&store, &[], i64::MIN, None, Duration::days(7))
         .await
         .unwrap();
     let u = report[0].uplift.expect("both arms have customers");
@@ -285,5 +285,183 @@ async fn a_known_effect_is_measured_with_an_interval_that_contains_it() {
         (u.rate_holdout - 0.18).abs() < 0.03 && (u.rate_treatment - 0.24).abs() < 0.03,
         "{u:?}"
     );
+    store.close().await;
+}
+
+const REMIND: &str = r#"
+id: remind
+trigger: first_order
+holdout: 20%
+goal: { event: order_placed, within: 3d }
+steps:
+  - id: nudge
+    wait: 1d
+    variants:
+      - { id: a, weight: 50 }
+      - { id: b, weight: 50, wait: 2d, template: t2, subject: "B {{ customer.id }}" }
+    auto_winner: { min_sample: 30, confidence: 95% }
+    send: { template: t, subject: "A {{ customer.id }}" }
+"#;
+
+#[tokio::test]
+async fn variants_are_drawn_by_weight_recorded_sent_as_written_and_the_winner_takes_new_enrollments(
+) {
+    let smtp = SmtpServer::start();
+    let shop = TestShop::new(
+        &[("remind.yaml", REMIND)],
+        &[
+            ("t.html", "a"),
+            ("t.txt", "a"),
+            ("t2.html", "b"),
+            ("t2.txt", "b"),
+        ],
+        Some(&smtp),
+    );
+    let store = shop.store().await;
+    let first = ids(200);
+    add_customers(
+        &store,
+        &first.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let orders: Vec<_> = first
+        .iter()
+        .map(|c| order(&format!("F-{c}"), c, "2026-11-02T03:00:00Z", 3000))
+        .collect();
+    add_orders(&store, &orders).await;
+    let daemon = shop.daemon(&store).await;
+    let mut now = utc("2026-11-02T04:00:00Z");
+    while now <= utc("2026-11-05T22:00:00Z") {
+        if now == utc("2026-11-04T10:00:00Z") {
+            // Everyone sent variant b orders again, inside the 3-day goal window; nobody else.
+            let b: Vec<_> = store
+                .outbox_rows()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.status == "sent" && r.variant.as_deref() == Some("b"))
+                .map(|r| {
+                    order(
+                        &format!("A-{}", r.customer_id),
+                        &r.customer_id,
+                        "2026-11-04T09:00:00Z",
+                        4000,
+                    )
+                })
+                .collect();
+            add_orders(&store, &b).await;
+        }
+        daemon.engine.tick(now).await.unwrap();
+        daemon.deliverer.run_once(now).await.unwrap();
+        now += Duration::hours(6);
+    }
+
+    // Recorded as drawn: the hash of scenario, step and customer with weights 50/50; variant
+    // b waits 2 days instead of 1 and is rendered from its own template and subject.
+    let rows = store.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 200);
+    for r in &rows {
+        let drawn = ["a", "b"]
+            [rebuy::experiment::variant("remind", "nudge", &r.customer_id, &[50.0, 50.0]).unwrap()];
+        assert_eq!(r.variant.as_deref(), Some(drawn), "{}", r.customer_id);
+        let due = if drawn == "a" {
+            "2026-11-03T03:00:00Z"
+        } else {
+            "2026-11-04T03:00:00Z"
+        };
+        assert_eq!(r.due_at, utc(due).timestamp_millis(), "{}", r.customer_id);
+    }
+    let b_share = rows
+        .iter()
+        .filter(|r| r.variant.as_deref() == Some("b"))
+        .count();
+    assert!(
+        (70..=130).contains(&b_share),
+        "50% of 200 within 4 sd: {b_share}"
+    );
+    for m in smtp.received() {
+        let m = m.parsed();
+        let subject = m.subject().unwrap().to_string();
+        let customer = subject.split_whitespace().nth(1).unwrap();
+        let row = rows.iter().find(|r| r.customer_id == customer).unwrap();
+        let expected = if row.variant.as_deref() == Some("a") {
+            "A"
+        } else {
+            "B"
+        };
+        assert!(
+            subject.starts_with(expected),
+            "{subject} for variant {:?}",
+            row.variant
+        );
+        assert!(
+            m.body_text(0)
+                .unwrap()
+                .starts_with(&expected.to_lowercase()),
+            "the variant's own template"
+        );
+    }
+
+    // The windows closed on Nov 5 at 03:00: b converted every time, a never: b won.
+    let decisions = store.variant_decisions().await.unwrap();
+    assert_eq!(decisions.len(), 1, "{decisions:?}");
+    assert_eq!(
+        (decisions[0].step_id.as_str(), decisions[0].winner.as_str()),
+        ("nudge", "b")
+    );
+    assert_eq!(
+        decisions[0].decided_at,
+        utc("2026-11-05T04:00:00Z").timestamp_millis()
+    );
+    assert!(
+        decisions[0].detail.starts_with("b won: a 0.0% of"),
+        "{}",
+        decisions[0].detail
+    );
+
+    // New enrollments from then on get the winner.
+    let later = (200..260).map(|i| format!("C{i:04}")).collect::<Vec<_>>();
+    add_customers(
+        &store,
+        &later.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .await;
+    let orders: Vec<_> = later
+        .iter()
+        .map(|c| order(&format!("F-{c}"), c, "2026-11-06T03:00:00Z", 3000))
+        .collect();
+    add_orders(&store, &orders).await;
+    daemon
+        .engine
+        .tick(utc("2026-11-08T04:00:00Z"))
+        .await
+        .unwrap();
+    let rows = store.outbox_rows().await.unwrap();
+    let late: Vec<_> = rows
+        .iter()
+        .filter(|r| later.contains(&r.customer_id))
+        .collect();
+    assert_eq!(late.len(), 60);
+    assert!(
+        late.iter().all(|r| r.variant.as_deref() == Some("b")),
+        "{late:?}"
+    );
+
+    // The report, per variant: every treated enrollment counted once, the winner marked.
+    let scenarios = shop.app().check().scenarios;
+    let report = scenario_report(&store, &scenarios, i64::MIN, None, Duration::days(7))
+        .await
+        .unwrap();
+    let r = &report[0];
+    let per: BTreeMap<&str, i64> = r
+        .variants
+        .iter()
+        .map(|v| (v.variant.as_str(), v.enrolled))
+        .collect();
+    assert_eq!(per.values().sum::<i64>(), r.treatment);
+    assert!(r.variants.iter().any(|v| v.variant == "b" && v.winner));
+    let a = r.variants.iter().find(|v| v.variant == "a").unwrap();
+    assert_eq!((a.converted, a.rate), (0, 0.0));
+    assert_eq!(r.decisions.len(), 1);
     store.close().await;
 }
