@@ -28,7 +28,7 @@ pub struct DemoArgs {
 
 pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     std::fs::create_dir_all(&args.dir)?;
-    let (_app, store, mut daemon, shop, clock) =
+    let (app, store, mut daemon, shop, clock) =
         prepare(&args.dir, args.customers, args.days, args.seed).await?;
     eprintln!(
         "generated {} customers and {} orders; simulating {} days from {}",
@@ -61,6 +61,19 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
             super::status::flow_line(&store.flow_status().await?, clock.now())
         );
     }
+    // Did the scenarios work? Against their 10% holdouts (the generated customers do not read
+    // mail, so expect "too small to tell" here).
+    let scenarios = daemon.engine.scenarios().to_vec();
+    let window = app.resolved.attribution_window;
+    let results =
+        super::experiments::scenario_report(&store, &scenarios, i64::MIN, None, window).await?;
+    if args.format == OutputFormat::Table {
+        for r in &results {
+            println!("{}: {}", r.scenario, r.verdict);
+        }
+    }
+    let html = args.dir.join("report.html");
+    super::experiments::write_html(&app, &store, &results, i64::MIN, None, "", &html).await?;
     let report = DemoReport {
         customers: shop.customers.len(),
         orders: shop.orders.len(),

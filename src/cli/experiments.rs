@@ -9,6 +9,7 @@ use crate::experiment::report::add_variants;
 use crate::experiment::{build_report, ScenarioResult};
 use crate::scenario::Scenario;
 use crate::store::Store;
+use anyhow::Context as _;
 use chrono::NaiveDate;
 
 #[derive(Debug, clap::Args)]
@@ -25,6 +26,10 @@ pub struct ScenarioReportArgs {
     pub view: ScenarioView,
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+    /// Also write the report as one self-contained HTML file with charts (uplift with its
+    /// interval per scenario; cumulative conversion, treatment against comparison).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -75,6 +80,33 @@ pub async fn scenario_report(
     Ok(report)
 }
 
+/// Writes `report` as a self-contained HTML page with its charts to `path`.
+pub async fn write_html(
+    app: &App,
+    store: &Store,
+    report: &[ScenarioResult],
+    since: i64,
+    scenario: Option<&str>,
+    period: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    let curves = store.conversion_days(since, scenario).await?;
+    let shop = app
+        .config
+        .shop
+        .get("name")
+        .map(String::as_str)
+        .unwrap_or("rebuy");
+    let title = format!("{shop}: did the scenarios raise the repeat rate?{period}");
+    std::fs::write(
+        path,
+        crate::experiment::html::render(&title, report, &curves),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
 pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
     let store = app.store().await?;
     let since = args.since.map_or(i64::MIN, |d| {
@@ -92,6 +124,22 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
     let scenarios = app.check().scenarios;
     let report =
         scenario_report(&store, &scenarios, since, args.scenario.as_deref(), window).await?;
+    if let Some(path) = &args.html {
+        let period = args
+            .since
+            .map(|d| format!(" since {d}"))
+            .unwrap_or_default();
+        write_html(
+            app,
+            &store,
+            &report,
+            since,
+            args.scenario.as_deref(),
+            &period,
+            path,
+        )
+        .await?;
+    }
     store.close().await;
     if report.is_empty() {
         eprintln!(

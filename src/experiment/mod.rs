@@ -3,6 +3,7 @@
 //! rate. Pure logic; the store records the assignments and the report reads them.
 
 pub mod assign;
+pub mod html;
 pub mod report;
 pub mod stats;
 pub mod winner;

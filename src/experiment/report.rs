@@ -31,6 +31,9 @@ pub struct ScenarioResult {
     /// Orders credited to the scenario's messages by last touch, and their revenue.
     pub attributed_orders: i64,
     pub attributed_revenue: i64,
+    /// Whether the difference is both significant and backed by enough conversions
+    /// (`MIN_CELL` in every cell): what the verdict calls an effect.
+    pub conclusive: bool,
     /// One sentence: what the numbers say.
     pub verdict: String,
     pub steps: Vec<StepFunnel>,
@@ -129,6 +132,17 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
         }
         .uplift()
     });
+    let smallest_cell = comparison.map_or(0, |c| {
+        [
+            treatment.converted,
+            treatment.enrolled - treatment.converted,
+            c.converted,
+            c.enrolled - c.converted,
+        ]
+        .into_iter()
+        .min()
+        .unwrap_or(0)
+    });
     let per = |a: &ArmCounts| a.revenue as f64 / a.enrolled.max(1) as f64;
     let revenue_per_comparison = comparison.filter(|c| c.enrolled > 0).map(per);
     let incremental_revenue =
@@ -143,7 +157,13 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
         converted_treatment: treatment.converted,
         converted_comparison: comparison.map_or(0, |c| c.converted),
         compared_with: compared_with.map(str::to_string),
-        verdict: verdict(compared_with, uplift.as_ref(), treatment.enrolled),
+        conclusive: uplift.as_ref().is_some_and(|u| u.significant) && smallest_cell >= MIN_CELL,
+        verdict: verdict(
+            compared_with,
+            uplift.as_ref(),
+            smallest_cell,
+            treatment.enrolled,
+        ),
         uplift,
         revenue_per_treated: per(treatment),
         revenue_per_comparison,
@@ -225,7 +245,18 @@ fn funnel(s: &StepCounts) -> StepFunnel {
 }
 
 /// What the numbers say, in one sentence a marketer can act on.
-pub fn verdict(compared_with: Option<&str>, uplift: Option<&Uplift>, treated: i64) -> String {
+/// Fewer conversions (or non-conversions) than this in an arm and no test is trusted: the
+/// classic rule that a 2×2 table's cells need about 5 for the normal approximation.
+pub const MIN_CELL: i64 = 5;
+
+/// What the numbers say, in one sentence a marketer can act on. `smallest_cell`: the fewest
+/// conversions or non-conversions in either arm.
+pub fn verdict(
+    compared_with: Option<&str>,
+    uplift: Option<&Uplift>,
+    smallest_cell: i64,
+    treated: i64,
+) -> String {
     let Some(group) = compared_with else {
         return "no comparison group: set `holdout: 10%` on the scenario to measure its effect"
             .into();
@@ -234,6 +265,12 @@ pub fn verdict(compared_with: Option<&str>, uplift: Option<&Uplift>, treated: i6
         return format!("nobody enrolled in treatment or {group} yet");
     };
     let points = |x: f64| format!("{:+.1} points", x * 100.0);
+    if smallest_cell < MIN_CELL {
+        return format!(
+            "too few conversions to tell yet: an arm has fewer than {MIN_CELL} conversions or \
+             non-conversions ({treated} treated so far)"
+        );
+    }
     if u.significant {
         let direction = if u.absolute > 0.0 {
             "raised"
@@ -241,8 +278,8 @@ pub fn verdict(compared_with: Option<&str>, uplift: Option<&Uplift>, treated: i6
             "lowered"
         };
         return format!(
-            "{direction} the repeat rate by {} (95% CI {} to {}, p = {})",
-            points(u.absolute),
+            "{direction} the repeat rate by {:.1} points (95% CI {} to {}, p {})",
+            u.absolute.abs() * 100.0,
             points(u.absolute_low),
             points(u.absolute_high),
             p_text(u.p_value)
@@ -250,7 +287,7 @@ pub fn verdict(compared_with: Option<&str>, uplift: Option<&Uplift>, treated: i6
     }
     match (u.needed_treatment, u.needed_holdout) {
         (Some(t), Some(h)) => format!(
-            "too small to tell (p = {}): detecting the observed {} at 80% power needs about \
+            "too small to tell (p {}): detecting the observed {} at 80% power needs about \
              {t} treated and {h} {group} enrollments ({treated} treated so far)",
             p_text(u.p_value),
             points(u.absolute)
@@ -263,7 +300,7 @@ fn p_text(p: f64) -> String {
     if p < 0.001 {
         "< 0.001".into()
     } else {
-        format!("{p:.3}")
+        format!("= {p:.3}")
     }
 }
 
@@ -325,8 +362,25 @@ mod tests {
             &[],
         )[0];
         assert!(
+            r.verdict.starts_with(
+                "raised the repeat rate by 6.0 points (95% CI +3.4 points to +8.4 points, p < 0.001)"
+            ),
+            "{}",
             r.verdict
-                .starts_with("raised the repeat rate by +6.0 points"),
+        );
+    }
+    #[test]
+    fn one_conversion_is_not_called_an_effect() {
+        // 0 of 102 treated against 1 of 8 held out: the interval excludes zero, but a single
+        // conversion proves nothing.
+        let r = &build(
+            &[arm("treatment", 102, 0, 0), arm("holdout", 8, 1, 0)],
+            &[],
+            &[],
+        )[0];
+        assert!(r.uplift.unwrap().significant);
+        assert!(
+            r.verdict.starts_with("too few conversions to tell yet"),
             "{}",
             r.verdict
         );

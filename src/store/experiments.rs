@@ -74,6 +74,45 @@ pub struct EnrollmentOutcome {
 }
 
 impl Store {
+    /// Conversions per scenario, arm and whole day from trigger to goal, with each arm's
+    /// enrollments, for enrollments triggered at or after `since` (the conversion curves).
+    pub async fn conversion_days(
+        &self,
+        since: i64,
+        scenario: Option<&str>,
+    ) -> Result<Vec<crate::experiment::html::ConversionDays>> {
+        let rows: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT scenario_id, arm, (goal_reached_at - triggered_at) / 86400000 AS day, COUNT(*) \
+             FROM enrollments WHERE triggered_at >= $1 AND ($2 IS NULL OR scenario_id = $2) \
+             GROUP BY scenario_id, arm, (goal_reached_at - triggered_at) / 86400000 \
+             ORDER BY scenario_id, arm, day",
+        )
+        .bind(since)
+        .bind(scenario)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: Vec<crate::experiment::html::ConversionDays> = Vec::new();
+        for (scenario_id, arm, day, n) in rows {
+            let same = out
+                .last()
+                .is_some_and(|c| c.scenario == scenario_id && c.arm == arm);
+            if !same {
+                out.push(crate::experiment::html::ConversionDays {
+                    scenario: scenario_id,
+                    arm,
+                    enrolled: 0,
+                    days: Vec::new(),
+                });
+            }
+            let c = out.last_mut().expect("pushed above");
+            c.enrolled += n;
+            if let Some(d) = day {
+                c.days.push((d, n));
+            }
+        }
+        Ok(out)
+    }
+
     /// Every treatment enrollment of `scenario` triggered at or after `since`: who, when, and
     /// whether (and for how much) it converted.
     pub async fn treatment_outcomes(

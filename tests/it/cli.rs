@@ -263,6 +263,17 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
         first["verdict"].as_str().unwrap().contains("holdout: 10%"),
         "{report}"
     );
+    let html = dir.path().join("report.html");
+    let o = rebuy(
+        dir.path(),
+        &["report", "scenarios", "--html", html.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("support-follow-up") && page.contains("</html>"),
+        "{page}"
+    );
     let o = rebuy(
         dir.path(),
         &["report", "scenarios", "--view", "steps", "--format", "csv"],

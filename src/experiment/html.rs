@@ -1,0 +1,369 @@
+//! The scenario report as one self-contained HTML file: the table, and two charts drawn as
+//! inline SVG (no script, no font or style from the network): each scenario's uplift with its
+//! 95% interval, and each scenario's cumulative conversion curves, treatment against its
+//! comparison group, over the days since enrollment. Pure: data in, a string out.
+
+use super::report::ScenarioResult;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Conversions of one arm of one scenario by whole days from trigger to goal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversionDays {
+    pub scenario: String,
+    pub arm: String,
+    pub enrolled: i64,
+    /// (day, conversions that day), ascending.
+    pub days: Vec<(i64, i64)>,
+}
+
+const WIDTH: f64 = 760.0;
+const TREATMENT: &str = "#1f6feb";
+const COMPARISON: &str = "#d4731c";
+
+/// The whole page. `title` goes into the heading (e.g. the shop's name and the period).
+pub fn render(title: &str, report: &[ScenarioResult], curves: &[ConversionDays]) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222}}\
+         table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
+         td:first-child,th:first-child{{text-align:left}}.verdict{{margin:4px 0;font-size:14px}}\
+         h2{{margin-top:32px}}svg{{background:#fff}}</style></head><body><h1>{t}</h1>",
+        t = esc(title)
+    );
+    out.push_str(&summary_table(report));
+    out.push_str("<h2>Uplift in the repeat rate, with 95% intervals</h2>");
+    out.push_str(&uplift_chart(report));
+    out.push_str("<h2>Cumulative conversion since enrollment</h2>");
+    let by_scenario = group_curves(curves);
+    for r in report {
+        let Some(arms) = by_scenario.get(r.scenario.as_str()) else {
+            continue;
+        };
+        let comparison = r.compared_with.as_deref().unwrap_or("holdout");
+        out.push_str(&curve_chart(&r.scenario, arms, comparison));
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn summary_table(report: &[ScenarioResult]) -> String {
+    let mut t = String::from(
+        "<table><tr><th>scenario</th><th>enrolled</th><th>treated</th><th>held out</th>\
+         <th>control</th><th>sent</th><th>rate treated</th><th>rate compared</th>\
+         <th>uplift (points)</th><th>95% CI</th><th>p-value</th><th>incremental revenue</th></tr>",
+    );
+    for r in report {
+        let u = r.uplift.as_ref();
+        let cell = |v: Option<String>| v.unwrap_or_else(|| "–".into());
+        let _ = write!(
+            t,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&r.scenario),
+            r.enrolled,
+            r.treatment,
+            r.held_out,
+            r.control,
+            r.messages_sent,
+            cell(u.map(|u| format!("{:.1}%", u.rate_treatment * 100.0))),
+            cell(u.map(|u| format!("{:.1}%", u.rate_holdout * 100.0))),
+            cell(u.map(|u| format!("{:+.1}", u.absolute * 100.0))),
+            cell(u.map(|u| format!(
+                "{:+.1} to {:+.1}",
+                u.absolute_low * 100.0,
+                u.absolute_high * 100.0
+            ))),
+            cell(u.map(|u| format!("{:.4}", u.p_value))),
+            cell(r.incremental_revenue.map(|x| format!("{x:.0}"))),
+        );
+    }
+    t.push_str("</table>");
+    for r in report {
+        let _ = write!(
+            t,
+            "<p class=\"verdict\"><b>{}</b>: {}</p>",
+            esc(&r.scenario),
+            esc(&r.verdict)
+        );
+    }
+    t
+}
+
+/// One row per scenario with an uplift: a dot at the estimate, a bar over the interval, a
+/// dashed line at zero.
+fn uplift_chart(report: &[ScenarioResult]) -> String {
+    let rows: Vec<(&str, f64, f64, f64, bool)> = report
+        .iter()
+        .filter_map(|r| {
+            let u = r.uplift.as_ref()?;
+            Some((
+                r.scenario.as_str(),
+                u.absolute,
+                u.absolute_low,
+                u.absolute_high,
+                r.conclusive,
+            ))
+        })
+        .collect();
+    if rows.is_empty() {
+        return "<p>No scenario has a holdout or control group yet.</p>".into();
+    }
+    let (label_w, row_h, top) = (180.0, 34.0, 24.0);
+    let height = top + row_h * rows.len() as f64 + 30.0;
+    let lo = rows.iter().map(|r| r.2).fold(0.0f64, f64::min);
+    let hi = rows.iter().map(|r| r.3).fold(0.0f64, f64::max);
+    let pad = ((hi - lo) * 0.1).max(0.005);
+    let (lo, hi) = (lo - pad, hi + pad);
+    let x = |v: f64| label_w + (v - lo) / (hi - lo) * (WIDTH - label_w - 20.0);
+    let mut s = svg_open(
+        WIDTH,
+        height,
+        "Uplift per scenario with 95% confidence intervals",
+    );
+    let zero = x(0.0);
+    let _ = write!(
+        s,
+        "<line x1=\"{zero:.1}\" y1=\"{:.1}\" x2=\"{zero:.1}\" y2=\"{:.1}\" stroke=\"#888\" stroke-dasharray=\"4 3\"/>\
+         <text x=\"{zero:.1}\" y=\"14\" font-size=\"11\" text-anchor=\"middle\">0</text>",
+        top - 6.0,
+        height - 24.0
+    );
+    for (i, (name, est, low, high, significant)) in rows.iter().enumerate() {
+        let y = top + row_h * (i as f64 + 0.5);
+        // Blue where the report calls it an effect; grey where it is too early to tell.
+        let colour = if *significant { TREATMENT } else { "#777" };
+        let _ = write!(
+            s,
+            "<text x=\"8\" y=\"{:.1}\" font-size=\"13\">{}</text>\
+             <line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\
+             <circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"5\" fill=\"{colour}\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{:+.1} pts</text>",
+            y + 4.0,
+            esc(name),
+            x(*low),
+            x(*high),
+            x(*est),
+            x(*est),
+            y - 8.0,
+            est * 100.0
+        );
+    }
+    axis_ticks(&mut s, lo, hi, &x, height - 10.0);
+    s.push_str("</svg>");
+    s
+}
+
+fn axis_ticks(s: &mut String, lo: f64, hi: f64, x: &impl Fn(f64) -> f64, y: f64) {
+    let step = nice_step((hi - lo) * 100.0 / 6.0) / 100.0;
+    let mut v = (lo / step).ceil() * step;
+    while v <= hi {
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{y:.1}\" font-size=\"10\" text-anchor=\"middle\" fill=\"#555\">{:+.1}</text>",
+            x(v),
+            v * 100.0
+        );
+        v += step;
+    }
+}
+
+/// 1, 2 or 5 times a power of ten, at least `raw`.
+fn nice_step(raw: f64) -> f64 {
+    let raw = raw.max(1e-9);
+    let p = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * p)
+}
+
+fn group_curves(curves: &[ConversionDays]) -> BTreeMap<&str, Vec<&ConversionDays>> {
+    let mut m: BTreeMap<&str, Vec<&ConversionDays>> = BTreeMap::new();
+    for c in curves {
+        m.entry(c.scenario.as_str()).or_default().push(c);
+    }
+    m
+}
+
+/// Cumulative share converted by day, as (day, share) steps.
+pub fn cumulative(c: &ConversionDays) -> Vec<(i64, f64)> {
+    let mut total = 0;
+    let mut out = vec![(0, 0.0)];
+    for (day, n) in &c.days {
+        total += n;
+        out.push((*day, total as f64 / c.enrolled.max(1) as f64));
+    }
+    out
+}
+
+/// A curve's points, colour and arm name.
+type Series<'a> = (Vec<(i64, f64)>, &'a str, &'a str);
+
+fn curve_chart(scenario: &str, arms: &[&ConversionDays], comparison: &str) -> String {
+    let shown: Vec<(&ConversionDays, &str)> = arms
+        .iter()
+        .filter_map(|c| match c.arm.as_str() {
+            "treatment" => Some((*c, TREATMENT)),
+            a if a == comparison => Some((*c, COMPARISON)),
+            _ => None,
+        })
+        .collect();
+    if shown.is_empty() {
+        return String::new();
+    }
+    let series: Vec<Series> = shown
+        .iter()
+        .map(|(c, colour)| (cumulative(c), *colour, c.arm.as_str()))
+        .collect();
+    let max_day = series
+        .iter()
+        .flat_map(|(p, _, _)| p.iter().map(|q| q.0))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let max_share = series
+        .iter()
+        .flat_map(|(p, _, _)| p.iter().map(|q| q.1))
+        .fold(0.0f64, f64::max)
+        .max(0.01)
+        * 1.1;
+    let (left, top, w, h) = (50.0, 30.0, WIDTH - 70.0, 200.0);
+    let x = |d: f64| left + d / max_day * w;
+    let y = |v: f64| top + h - v / max_share * h;
+    let mut s = svg_open(
+        WIDTH,
+        top + h + 40.0,
+        &format!("Cumulative conversion of {scenario}"),
+    );
+    let _ = write!(
+        s,
+        "<text x=\"{left}\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{}</text>\
+         <line x1=\"{left}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\
+         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{:.1}\" stroke=\"#888\"/>\
+         <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">days since enrollment: {max_day:.0}</text>\
+         <text x=\"4\" y=\"{:.1}\" font-size=\"10\">{:.0}%</text><text x=\"4\" y=\"{:.1}\" font-size=\"10\">0%</text>",
+        esc(scenario),
+        top + h,
+        left + w,
+        top + h,
+        top + h,
+        left + w,
+        top + h + 28.0,
+        top + 4.0,
+        max_share * 100.0,
+        top + h,
+    );
+    for (i, (points, colour, arm)) in series.iter().enumerate() {
+        let mut path = String::new();
+        let mut last = 0.0;
+        for (j, (day, share)) in points.iter().enumerate() {
+            let (px, py) = (x(*day as f64), y(*share));
+            if j == 0 {
+                let _ = write!(path, "M{px:.1},{py:.1}");
+            } else {
+                let _ = write!(path, " H{px:.1} V{py:.1}");
+            }
+            last = *share;
+        }
+        let _ = write!(path, " H{:.1}", x(max_day));
+        let _ = write!(
+            s,
+            "<path d=\"{path}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>\
+             <rect x=\"{:.1}\" y=\"{:.1}\" width=\"12\" height=\"3\" fill=\"{colour}\"/>\
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\">{} {:.1}%</text>",
+            left + w - 170.0,
+            top + 8.0 + 16.0 * i as f64,
+            left + w - 154.0,
+            top + 13.0 + 16.0 * i as f64,
+            esc(arm),
+            last * 100.0
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn svg_open(w: f64, h: f64, label: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w:.0}\" height=\"{h:.0}\" \
+         viewBox=\"0 0 {w:.0} {h:.0}\" role=\"img\" aria-label=\"{}\">",
+        esc(label)
+    )
+}
+
+fn esc(s: &str) -> String {
+    minijinja::HtmlEscape(s).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::build_report;
+    use crate::store::ArmCounts;
+
+    fn arm(a: &str, enrolled: i64, converted: i64) -> ArmCounts {
+        ArmCounts {
+            scenario_id: "thanks<&>".into(),
+            arm: a.into(),
+            enrolled,
+            converted,
+            revenue: 0,
+        }
+    }
+
+    #[test]
+    fn the_page_is_self_contained_and_draws_both_charts() {
+        let report = build_report(
+            &[arm("treatment", 900, 216), arm("holdout", 100, 18)],
+            &[],
+            &[],
+        );
+        let curves = vec![
+            ConversionDays {
+                scenario: "thanks<&>".into(),
+                arm: "treatment".into(),
+                enrolled: 900,
+                days: vec![(3, 100), (10, 116)],
+            },
+            ConversionDays {
+                scenario: "thanks<&>".into(),
+                arm: "holdout".into(),
+                enrolled: 100,
+                days: vec![(5, 18)],
+            },
+        ];
+        let html = render("Shop", &report, &curves);
+        // Nothing to fetch: no script, no linked file, no URL in the styles.
+        for fetch in ["<script", "src=", "href=", "url(", "@import"] {
+            assert!(!html.contains(fetch), "{fetch}");
+        }
+        assert_eq!(
+            html.matches("<svg").count(),
+            2,
+            "uplift chart and one curve chart"
+        );
+        assert!(html.contains("thanks&lt;&amp;&gt;"), "names are escaped");
+        assert!(
+            html.contains("treatment 24.0%") && html.contains("holdout 18.0%"),
+            "final shares"
+        );
+        assert!(html.contains("+6.0 pts"));
+    }
+
+    #[test]
+    fn cumulative_shares_add_up_by_day() {
+        let c = ConversionDays {
+            scenario: "s".into(),
+            arm: "treatment".into(),
+            enrolled: 10,
+            days: vec![(1, 2), (4, 3)],
+        };
+        assert_eq!(cumulative(&c), vec![(0, 0.0), (1, 0.2), (4, 0.5)]);
+        assert_eq!(nice_step(1.3), 2.0);
+        assert_eq!(nice_step(0.04), 0.05);
+    }
+}
