@@ -18,5 +18,6 @@ pub mod render;
 pub mod reports;
 pub mod scenario;
 pub mod segment;
+pub mod simulate;
 pub mod store;
 pub mod yaml;

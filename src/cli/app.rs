@@ -68,9 +68,26 @@ impl App {
 
     /// The engine with a valid scenario set, or the list of problems.
     pub async fn engine(&self, store: &Store) -> Result<Result<Engine, Vec<Diagnostic>>> {
-        let report = self.check();
+        self.engine_only(store, None).await
+    }
+
+    /// The engine with only the scenario `only` (all when None); an unknown id is an error.
+    pub async fn engine_only(
+        &self,
+        store: &Store,
+        only: Option<&str>,
+    ) -> Result<Result<Engine, Vec<Diagnostic>>> {
+        let mut report = self.check();
         if !report.diagnostics.is_empty() {
             return Ok(Err(report.diagnostics));
+        }
+        if let Some(id) = only {
+            report.scenarios.retain(|s| s.id == id);
+            if report.scenarios.is_empty() {
+                anyhow::bail!(
+                    "no scenario has the id '{id}' (see `rebuy check` for the loaded ones)"
+                );
+            }
         }
         let settings = EngineSettings {
             shop: self.config.shop.clone(),

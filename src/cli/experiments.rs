@@ -153,35 +153,7 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         );
     }
-    let json = serde_json::to_value(&report)?;
-    let (sh, sr) = scenario_table(&report);
-    let (fh, fr) = step_table(&report);
-    match (args.format, args.view) {
-        (OutputFormat::Table, _) => {
-            print_rows(args.format, &sh, &sr, &json)?;
-            for r in &report {
-                println!("{}: {}", r.scenario, r.verdict);
-            }
-            println!(
-                "Per step: messages and the enrollments that converted after the message was sent"
-            );
-            print_rows(args.format, &fh, &fr, &json)?;
-            let (vh, vr) = variant_table(&report);
-            if !vr.is_empty() {
-                println!("Per variant (every treated enrollment assigned to it, against the same comparison group)");
-                print_rows(args.format, &vh, &vr, &json)?;
-            }
-            for d in report.iter().flat_map(|r| &r.decisions) {
-                println!("{} / {}: {}", d.scenario_id, d.step_id, d.detail);
-            }
-        }
-        (_, ScenarioView::Scenarios) => print_rows(args.format, &sh, &sr, &json)?,
-        (_, ScenarioView::Steps) => print_rows(args.format, &fh, &fr, &json)?,
-        (_, ScenarioView::Variants) => {
-            let (vh, vr) = variant_table(&report);
-            print_rows(args.format, &vh, &vr, &json)?
-        }
-    }
+    print_report_view(&report, args.format, args.view)?;
     Ok(exit::OK)
 }
 
@@ -337,4 +309,43 @@ fn variant_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<Strin
         })
         .collect();
     (headers, rows)
+}
+
+/// Prints the report: every table (and the verdicts) for `table`, everything for `json`.
+pub fn print_report(report: &[ScenarioResult], format: OutputFormat) -> anyhow::Result<()> {
+    print_report_view(report, format, ScenarioView::Scenarios)
+}
+
+fn print_report_view(
+    report: &[ScenarioResult],
+    format: OutputFormat,
+    view: ScenarioView,
+) -> anyhow::Result<()> {
+    let json = serde_json::to_value(report)?;
+    let (sh, sr) = scenario_table(report);
+    let (fh, fr) = step_table(report);
+    let (vh, vr) = variant_table(report);
+    match (format, view) {
+        (OutputFormat::Table, _) => {
+            print_rows(format, &sh, &sr, &json)?;
+            for r in report {
+                println!("{}: {}", r.scenario, r.verdict);
+            }
+            println!(
+                "Per step: messages and the enrollments that converted after the message was sent"
+            );
+            print_rows(format, &fh, &fr, &json)?;
+            if !vr.is_empty() {
+                println!("Per variant (every treated enrollment assigned to it, against the same comparison group)");
+                print_rows(format, &vh, &vr, &json)?;
+            }
+            for d in report.iter().flat_map(|r| &r.decisions) {
+                println!("{} / {}: {}", d.scenario_id, d.step_id, d.detail);
+            }
+        }
+        (_, ScenarioView::Scenarios) => print_rows(format, &sh, &sr, &json)?,
+        (_, ScenarioView::Steps) => print_rows(format, &fh, &fr, &json)?,
+        (_, ScenarioView::Variants) => print_rows(format, &vh, &vr, &json)?,
+    }
+    Ok(())
 }

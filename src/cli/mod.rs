@@ -11,6 +11,7 @@ mod outbox;
 mod output;
 mod report;
 mod run;
+mod simulate;
 mod status;
 mod suppress;
 mod trigger;
@@ -92,9 +93,12 @@ pub enum Command {
     /// Customer metrics for spreadsheets and BI tools.
     #[command(subcommand)]
     Metrics(metrics::MetricsCommand),
-    /// Reports: RFM segments and cells, monthly cohorts.
+    /// Reports: RFM segments and cells, monthly cohorts, LTV, and did each scenario work.
     #[command(subcommand)]
     Report(report::ReportCommand),
+    /// Back-test: replay the stored orders of a period through the scenarios with a virtual
+    /// clock in a separate database, send nothing, and report what they would have done.
+    Simulate(simulate::SimulateArgs),
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -177,6 +181,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Refresh(args) => metrics::refresh_command(&app, &args).await,
         Command::Metrics(cmd) => metrics::run(&app, cmd).await,
         Command::Report(cmd) => report::run(&app, cmd).await,
+        Command::Simulate(args) => simulate::run(&app, &args).await,
     }
 }
 

@@ -169,7 +169,7 @@ impl Store {
             "SELECT m.variant, COUNT(*) AS sent, \
              SUM(CASE WHEN e.goal_reached_at >= m.sent_at THEN 1 ELSE 0 END) AS converted \
              FROM outbox m JOIN enrollments e ON e.id = m.enrollment_id \
-             WHERE m.scenario_id = $1 AND m.step_id = $2 AND m.status = 'sent' \
+             WHERE m.scenario_id = $1 AND m.step_id = $2 AND m.status IN ('sent', 'simulated') \
              AND m.variant IS NOT NULL AND (e.goal_deadline IS NULL OR e.goal_deadline <= $3) \
              GROUP BY m.variant ORDER BY m.variant",
         )
@@ -189,21 +189,29 @@ impl Store {
         window_ms: i64,
         scenario: Option<&str>,
     ) -> Result<Vec<TouchCounts>> {
-        Ok(sqlx::query_as(
+        // The status is written into the text, not bound: the lookup must match the partial
+        // index on (customer_id, sent_at) of sent (or, in a back-test, simulated) messages.
+        let status = if self.is_simulation().await? {
+            "simulated"
+        } else {
+            "sent"
+        };
+        let sql = format!(
             "SELECT m.scenario_id, m.step_id, COALESCE(m.variant, '') AS variant, \
              COUNT(*) AS orders, SUM(o.total) AS revenue \
              FROM orders o JOIN outbox m ON m.id = ( \
                  SELECT t.id FROM outbox t WHERE t.customer_id = o.customer_id \
-                 AND t.status = 'sent' AND t.sent_at <= o.placed_at AND t.sent_at >= o.placed_at - $2 \
+                 AND t.status = '{status}' AND t.sent_at <= o.placed_at AND t.sent_at >= o.placed_at - $2 \
                  ORDER BY t.sent_at DESC, t.id DESC LIMIT 1) \
              WHERE o.placed_at >= $1 AND ($3 IS NULL OR m.scenario_id = $3) \
-             GROUP BY m.scenario_id, m.step_id, COALESCE(m.variant, '')",
-        )
-        .bind(since)
-        .bind(window_ms)
-        .bind(scenario)
-        .fetch_all(&self.pool)
-        .await?)
+             GROUP BY m.scenario_id, m.step_id, COALESCE(m.variant, '')"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(since)
+            .bind(window_ms)
+            .bind(scenario)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Enrollments, conversions and conversion revenue per scenario and arm, for enrollments
@@ -228,12 +236,12 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT m.scenario_id, m.step_index, m.step_id, COALESCE(m.variant, '') AS variant, \
              SUM(CASE WHEN m.status IN ('queued', 'claimed', 'sending') THEN 1 ELSE 0 END) AS queued, \
-             SUM(CASE WHEN m.status = 'sent' THEN 1 ELSE 0 END) AS sent, \
+             SUM(CASE WHEN m.status IN ('sent', 'simulated') THEN 1 ELSE 0 END) AS sent, \
              SUM(CASE WHEN m.status = 'failed' THEN 1 ELSE 0 END) AS failed, \
              SUM(CASE WHEN m.status = 'held_out' THEN 1 ELSE 0 END) AS held_out, \
-             SUM(CASE WHEN m.status NOT IN ('queued', 'claimed', 'sending', 'sent', 'failed', 'held_out') \
+             SUM(CASE WHEN m.status NOT IN ('queued', 'claimed', 'sending', 'sent', 'simulated', 'failed', 'held_out') \
                  THEN 1 ELSE 0 END) AS other, \
-             SUM(CASE WHEN m.status = 'sent' AND e.goal_reached_at >= m.sent_at THEN 1 ELSE 0 END) \
+             SUM(CASE WHEN m.status IN ('sent', 'simulated') AND e.goal_reached_at >= m.sent_at THEN 1 ELSE 0 END) \
                  AS converted_after \
              FROM outbox m JOIN enrollments e ON e.id = m.enrollment_id \
              WHERE e.triggered_at >= $1 AND ($2 IS NULL OR m.scenario_id = $2) \

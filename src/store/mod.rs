@@ -9,6 +9,7 @@ mod metrics;
 mod orders;
 mod outbox;
 mod segments;
+mod simulation;
 mod status;
 mod suppressions;
 
@@ -21,6 +22,7 @@ pub use metrics::{MetricsRow, RfmGroup, METRICS_COLUMNS};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus, Recorded};
 pub use segments::{MembershipChange, SegmentEvent};
+pub use simulation::SimulationSource;
 pub use status::{FlowStatus, ScenarioStatus};
 pub use suppressions::{Suppression, SuppressionKind};
 

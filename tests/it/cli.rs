@@ -73,6 +73,7 @@ fn every_command_has_help() {
         &["report", "cohorts", "--help"],
         &["report", "ltv", "--help"],
         &["report", "scenarios", "--help"],
+        &["simulate", "--help"],
     ] {
         let o = rebuy(dir.path(), cmd);
         let (out, _) = text(&o);
@@ -553,6 +554,57 @@ fn failed_messages_are_listed_retried_and_queued_ones_cancelled_from_the_command
     // Nothing is sent for a cancelled message.
     let o = rebuy(dir.path(), &["run", "--once"]);
     assert!(text(&o).0.contains("\"claimed\": 0"), "{:?}", text(&o));
+}
+
+#[test]
+fn simulate_back_tests_october_in_its_own_database_and_leaves_the_shop_alone() {
+    let dir = imported_folder();
+    let o = rebuy(
+        dir.path(),
+        &[
+            "simulate",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-10-31",
+            "--format",
+            "json",
+            "--no-progress",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let out: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(
+        out["run"]["ticks"],
+        31 * 24,
+        "hourly from Oct 1 00:00 to Oct 31 23:00 (JST)"
+    );
+    assert!(
+        out["run"]["source"]["period_orders"].as_i64().unwrap() >= 3,
+        "{out}"
+    );
+    assert_eq!(
+        out["run"]["refreshes"], 31,
+        "win-back needs the nightly segment refresh"
+    );
+    let sends = out["sends"].as_array().unwrap();
+    assert!(
+        sends
+            .iter()
+            .any(|s| s["scenario"] == "first-purchase" && s["messages"].as_i64() > Some(0)),
+        "{out}"
+    );
+    assert!(dir.path().join("rebuy.simulation.db").exists());
+    // The shop's own database got nothing.
+    let o = rebuy(dir.path(), &["status", "--format", "json"]);
+    assert_eq!(text(&o).0.trim(), "[]", "{:?}", text(&o));
+    // A period that ends before it starts is a usage error.
+    let o = rebuy(
+        dir.path(),
+        &["simulate", "--from", "2026-10-31", "--to", "2026-10-01"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("is before --from"), "{:?}", text(&o));
 }
 
 #[test]

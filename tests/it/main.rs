@@ -15,6 +15,7 @@ mod predicted;
 mod refresh;
 mod scan;
 mod segments;
+mod simulate;
 mod suppression;
 mod time_travel;
 mod tls;

@@ -1,0 +1,191 @@
+//! `rebuy simulate`: a back-test of the scenarios on the stored order history, with a virtual
+//! clock, in a database of its own; then what each scenario would have sent, and the scenario
+//! report on the simulated sends.
+
+use super::experiments::{print_report, scenario_report, write_html};
+use super::metrics::parse_date;
+use super::output::{print_rows, OutputFormat};
+use super::{exit, App};
+use crate::clock::{from_millis, to_millis};
+use crate::simulate::{prepare, simulate};
+use anyhow::Context as _;
+use chrono::{DateTime, NaiveDate, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// First day of the period (YYYY-MM-DD, the shop's zone).
+    #[arg(long, value_parser = parse_date)]
+    pub from: NaiveDate,
+    /// Last day of the period, included.
+    #[arg(long, value_parser = parse_date)]
+    pub to: NaiveDate,
+    /// Only this scenario.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// The simulation's database (made anew); default: beside the shop's, `<name>.simulation.db`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Virtual time between ticks, like the daemon's tick_interval (e.g. 1h, 15m).
+    #[arg(long, default_value = "1h")]
+    pub step: String,
+    /// Also write the scenario report of the simulated sends as HTML.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    /// Do not show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// The shop database's file, from `database:` (a path or a `sqlite://` URL).
+fn database_file(database: &str) -> String {
+    let path = database
+        .strip_prefix("sqlite://")
+        .or_else(|| database.strip_prefix("sqlite:"))
+        .unwrap_or(database);
+    path.split('?').next().unwrap_or(path).to_string()
+}
+
+fn local_midnight(d: NaiveDate, zone: chrono_tz::Tz) -> DateTime<Utc> {
+    d.and_hms_opt(0, 0, 0)
+        .and_then(|t| t.and_local_timezone(zone).earliest())
+        .map(|t| t.to_utc())
+        .unwrap_or_default()
+}
+
+pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
+    let zone = app.resolved.default_timezone;
+    if args.to < args.from {
+        eprintln!("error: --to {} is before --from {}", args.to, args.from);
+        return Ok(exit::USAGE);
+    }
+    let step = match crate::domain::parse_duration(&args.step) {
+        Ok(d) if d > chrono::Duration::zero() => d,
+        Ok(_) => {
+            eprintln!("error: --step must be longer than 0");
+            return Ok(exit::USAGE);
+        }
+        Err(e) => {
+            eprintln!("error: --step: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    let source = database_file(&app.config.database);
+    if !std::path::Path::new(&source).exists() {
+        eprintln!(
+            "error: the shop's database {source} does not exist: import customers and orders first"
+        );
+        return Ok(exit::USAGE);
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        let p = PathBuf::from(&source);
+        p.with_extension("simulation.db")
+    });
+    if out.canonicalize().ok() == PathBuf::from(&source).canonicalize().ok() {
+        eprintln!("error: --out must not be the shop's own database");
+        return Ok(exit::USAGE);
+    }
+    let from = local_midnight(args.from, zone);
+    let to = local_midnight(args.to.succ_opt().unwrap_or(args.to), zone)
+        - chrono::Duration::milliseconds(1);
+    let (store, copied) = prepare(&out, &source, from, to)
+        .await
+        .with_context(|| format!("cannot prepare the simulation database {}", out.display()))?;
+    let engine = match app.engine_only(&store, args.scenario.as_deref()).await? {
+        Ok(e) => e,
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "the scenarios have problems; fix them (see `rebuy check`) and simulate again"
+            );
+            return Ok(exit::INVALID);
+        }
+    };
+    let bar = if !args.no_progress && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(0);
+        bar.set_style(ProgressStyle::with_template(
+            "simulating {wide_bar} {pos}/{len} ticks ({eta})",
+        )?);
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let run = simulate(&engine, copied, from, to, step, zone, |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish_and_clear();
+    eprintln!(
+        "simulated {} to {} in {} ticks ({:.1}s): {} customers, {} orders before, {} during; {} enrollments, {} messages; database: {}",
+        args.from,
+        args.to,
+        run.ticks,
+        run.secs,
+        run.source.customers,
+        run.source.history_orders,
+        run.source.period_orders,
+        run.enrolled,
+        run.simulated,
+        out.display()
+    );
+    let sends = store.simulated_sends().await?;
+    let headers = ["scenario", "messages", "customers", "first", "last"];
+    let time = |ms: i64| {
+        from_millis(ms)
+            .with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M")
+            .to_string()
+    };
+    let rows: Vec<Vec<String>> = sends
+        .iter()
+        .map(|(s, n, c, first, last)| {
+            vec![
+                s.clone(),
+                n.to_string(),
+                c.to_string(),
+                time(*first),
+                time(*last),
+            ]
+        })
+        .collect();
+    let report = scenario_report(
+        &store,
+        engine.scenarios(),
+        to_millis(from),
+        None,
+        app.resolved.attribution_window,
+    )
+    .await?;
+    if let Some(path) = &args.html {
+        let period = format!(" (simulated {} to {})", args.from, args.to);
+        write_html(app, &store, &report, to_millis(from), None, &period, path).await?;
+    }
+    if args.format == OutputFormat::Json {
+        let json = serde_json::json!({
+            "run": run,
+            "sends": sends.iter().map(|(s, n, c, first, last)| serde_json::json!({
+                "scenario": s, "messages": n, "customers": c,
+                "first": from_millis(*first).to_rfc3339(), "last": from_millis(*last).to_rfc3339(),
+            })).collect::<Vec<_>>(),
+            "report": report,
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        if args.format == OutputFormat::Table {
+            println!("What each scenario would have sent");
+        }
+        print_rows(args.format, &headers, &rows, &serde_json::Value::Null)?;
+        if args.format == OutputFormat::Table {
+            print_report(&report, OutputFormat::Table)?;
+        }
+    }
+    store.close().await;
+    Ok(exit::OK)
+}

@@ -1,0 +1,167 @@
+//! Back-tests: the stored order history replayed through the scenarios with a virtual clock,
+//! in a database of its own. Orders before the period are history; the period's orders are
+//! released as they were placed, one tick at a time, through the same upsert the importer uses;
+//! the engine ticks as the daemon would; whatever it enqueues is marked `simulated` at its due
+//! time instead of being sent. Nothing is sent and the shop's database is only read.
+
+use crate::clock::to_millis;
+use crate::engine::Engine;
+use crate::refresh::{refresh, refresh_sku_intervals};
+use crate::store::{SimulationSource, Store};
+use anyhow::Result;
+use chrono::{DateTime, Duration, Timelike, Utc};
+use chrono_tz::Tz;
+use std::path::Path;
+
+/// What `simulate` did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimulationRun {
+    pub source: SimulationSource,
+    pub ticks: u64,
+    pub enrolled: u64,
+    pub simulated: u64,
+    /// Nightly metric and segment refreshes run (only when a scenario needs them).
+    pub refreshes: u64,
+    pub secs: f64,
+}
+
+/// The simulation's database at `path`, made anew (an old one is removed), with the shop's
+/// customers, history and period orders copied from the SQLite file `source`. Build the
+/// engine on it after this: it reads the shop's unsubscribe secret from it.
+pub async fn prepare(
+    path: &Path,
+    source: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<(Store, SimulationSource)> {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    let store = Store::open(&path.display().to_string()).await?;
+    let copied = store
+        .copy_for_simulation(source, to_millis(from), to_millis(to))
+        .await?;
+    Ok((store, copied))
+}
+
+/// Whether the engine's scenarios need metrics and segments refreshed every night: segment
+/// triggers and audiences, predicted next orders, `replenish`.
+pub fn needs_nightly_refresh(engine: &Engine) -> bool {
+    engine.uses_replenish()
+        || engine.scenarios().iter().any(|s| {
+            s.trigger.segment().is_some()
+                || s.audience_segment.is_some()
+                || matches!(s.trigger, crate::scenario::Trigger::ExpectedNextOrder(_))
+        })
+}
+
+/// Replays `[from, to]` on `engine`, whose store `prepare` made (`copied` is what it copied),
+/// ticking every `step`. `on_tick(done, total)` reports progress.
+pub async fn simulate(
+    engine: &Engine,
+    copied: SimulationSource,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    step: Duration,
+    zone: Tz,
+    mut on_tick: impl FnMut(u64, u64),
+) -> Result<SimulationRun> {
+    let started = std::time::Instant::now();
+    let store = engine.store();
+    let nightly = needs_nightly_refresh(engine);
+    let total = ((to - from).num_milliseconds() / step.num_milliseconds().max(1)).max(0) as u64;
+    let mut run = SimulationRun {
+        source: copied,
+        ticks: 0,
+        enrolled: 0,
+        simulated: 0,
+        refreshes: 0,
+        secs: 0.0,
+    };
+    let mut released = to_millis(from) - 1;
+    let mut now = from;
+    while now <= to {
+        release(store, released, to_millis(now)).await?;
+        released = to_millis(now);
+        if nightly && crosses_three_am(now, step, zone) {
+            nightly_refresh(engine, now, zone).await?;
+            run.refreshes += 1;
+        }
+        let tick = engine.tick(now).await?;
+        run.enrolled += tick.enrolled;
+        run.simulated += store.mark_simulated(to_millis(now)).await?;
+        run.ticks += 1;
+        on_tick(run.ticks.min(total), total);
+        now += step;
+    }
+    run.secs = started.elapsed().as_secs_f64();
+    Ok(run)
+}
+
+/// Releases the orders placed in (`after`, `upto`] as an import would write them.
+async fn release(store: &Store, after: i64, upto: i64) -> Result<()> {
+    let orders = store.pending_orders(after, upto).await?;
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let outcome = store.upsert_orders(&orders).await?;
+    store.refresh_order_aggregates(&outcome.touched).await?;
+    Ok(())
+}
+
+/// Whether the tick at `now` is the first at or after 03:00 local time of its day.
+fn crosses_three_am(now: DateTime<Utc>, step: Duration, zone: Tz) -> bool {
+    let local = now.with_timezone(&zone);
+    let prev = (now - step).with_timezone(&zone);
+    let three = |t: &DateTime<Tz>| t.hour() >= 3;
+    local.date_naive() != prev.date_naive() && three(&local)
+        || local.date_naive() == prev.date_naive() && three(&local) && !three(&prev)
+}
+
+/// The nightly job of a live shop: metrics, RFM, predictions, segments (and SKU intervals).
+async fn nightly_refresh(engine: &Engine, now: DateTime<Utc>, zone: Tz) -> Result<()> {
+    let store = engine.store();
+    let as_of = now.with_timezone(&zone).date_naive();
+    refresh(
+        store,
+        as_of,
+        zone,
+        to_millis(now),
+        engine.segments(),
+        &|_| {},
+    )
+    .await?;
+    if engine.uses_replenish() {
+        refresh_sku_intervals(store, as_of, zone).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nightly_refresh_runs_once_a_day_at_the_first_tick_from_three() {
+        let zone = chrono_tz::Asia::Tokyo;
+        let start: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap(); // 09:00 JST
+        let step = Duration::hours(1);
+        let hits: Vec<DateTime<Utc>> = (0..72)
+            .map(|h| start + Duration::hours(h))
+            .filter(|t| crosses_three_am(*t, step, zone))
+            .collect();
+        // 03:00 JST is 18:00 UTC the day before.
+        let expected: Vec<DateTime<Utc>> = [
+            "2026-01-01T18:00:00Z",
+            "2026-01-02T18:00:00Z",
+            "2026-01-03T18:00:00Z",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        assert_eq!(hits, expected);
+        // Daily ticks at midnight UTC (09:00 JST) refresh every day.
+        let daily = Duration::days(1);
+        assert!((1..5).all(|d| crosses_three_am(start + Duration::days(d), daily, zone)));
+    }
+}

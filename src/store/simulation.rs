@@ -1,0 +1,182 @@
+//! The back-test's own database: a copy of a shop's customers, its order history before the
+//! simulated period, and the period's orders set aside to be released hour by hour, read from
+//! the shop's database with SQLite's ATTACH (the simulation database is always a SQLite file,
+//! kept apart from the shop's). Also marks what the engine enqueued as `simulated`.
+
+use super::{NewOrder, Result, Store};
+use sqlx::Connection as _;
+
+/// What was copied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SimulationSource {
+    pub customers: i64,
+    pub history_orders: i64,
+    pub period_orders: i64,
+}
+
+impl Store {
+    /// Whether this database is a back-test's (its messages are `simulated`, never sent).
+    pub async fn is_simulation(&self) -> Result<bool> {
+        Ok(self.setting("simulation").await?.is_some())
+    }
+
+    /// Copies the customers of the SQLite file `source` (their order aggregates recomputed
+    /// from the copied orders, so nothing after `from` leaks in), its orders placed before
+    /// `from`, and sets its orders placed in [`from`, `to`] aside in `sim_pending` in the
+    /// order they were placed. The order cursor is moved past the history: it triggers nothing.
+    pub async fn copy_for_simulation(
+        &self,
+        source: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<SimulationSource> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("ATTACH DATABASE $1 AS src")
+            .bind(source)
+            .execute(&mut *conn)
+            .await?;
+        let copied = copy_rows(&mut conn, from, to).await;
+        sqlx::query("DETACH DATABASE src")
+            .execute(&mut *conn)
+            .await?;
+        let copied = copied?;
+        sqlx::query(
+            "UPDATE customers SET orders_count = a.n, total_spent = a.spent, \
+             first_order_at = a.first_at, last_order_at = a.last_at, \
+             currency = (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
+             ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) FROM \
+             (SELECT customer_id, COUNT(*) AS n, SUM(total) AS spent, MIN(placed_at) AS first_at, \
+             MAX(placed_at) AS last_at FROM orders GROUP BY customer_id) AS a \
+             WHERE customers.id = a.customer_id",
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "UPDATE settings SET value = (SELECT CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM orders) \
+             WHERE key = 'order_cursor'",
+        )
+        .execute(&mut *conn)
+        .await?;
+        Ok(copied)
+    }
+
+    /// The set-aside orders placed after `after` and at or before `upto`, oldest first.
+    pub async fn pending_orders(&self, after: i64, upto: i64) -> Result<Vec<NewOrder>> {
+        let rows: Vec<(String, String, i64, i64, String, String)> = sqlx::query_as(
+            "SELECT id, customer_id, placed_at, total, currency, items FROM sim_pending \
+             WHERE placed_at > $1 AND placed_at <= $2 ORDER BY placed_at, rowid",
+        )
+        .bind(after)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, customer_id, placed_at, total, currency, items)| NewOrder {
+                    id,
+                    customer_id,
+                    placed_at,
+                    total,
+                    currency,
+                    items,
+                },
+            )
+            .collect())
+    }
+
+    /// Marks every message the engine queued, due by `now`, as `simulated` (sent at its due
+    /// time): the back-test's stand-in for delivery. Returns how many.
+    pub async fn mark_simulated(&self, now: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "UPDATE outbox SET status = 'simulated', sent_at = due_at, updated_at = $1 \
+             WHERE status = 'queued' AND due_at <= $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// Per scenario: messages simulated, customers reached, first and last send time.
+    pub async fn simulated_sends(&self) -> Result<Vec<(String, i64, i64, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT scenario_id, COUNT(*), COUNT(DISTINCT customer_id), MIN(sent_at), MAX(sent_at) \
+             FROM outbox WHERE status = 'simulated' GROUP BY scenario_id ORDER BY scenario_id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+async fn copy_rows(
+    conn: &mut sqlx::SqliteConnection,
+    from: i64,
+    to: i64,
+) -> Result<SimulationSource> {
+    let mut tx = conn.begin().await?;
+    let customers = sqlx::query(
+        "INSERT INTO customers (id, email, name, timezone, locale, attributes, created_at, \
+         updated_at, marketing_consent, consent_at) \
+         SELECT id, email, name, timezone, locale, attributes, created_at, updated_at, \
+         marketing_consent, consent_at FROM src.customers",
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let history_orders = sqlx::query(
+        "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) \
+         SELECT id, customer_id, placed_at, total, currency, items FROM src.orders \
+         WHERE placed_at < $1 ORDER BY placed_at, seq",
+    )
+    .bind(from)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    // The shop's unsubscribe secret, so that simulated mail carries the links live mail would.
+    sqlx::query(
+        "INSERT INTO settings (key, value) SELECT key, value FROM src.settings \
+         WHERE key = 'unsubscribe_secret' ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "CREATE TABLE sim_pending (id TEXT NOT NULL, customer_id TEXT NOT NULL, \
+         placed_at BIGINT NOT NULL, total BIGINT NOT NULL, currency TEXT NOT NULL, items TEXT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let period_orders = sqlx::query(
+        "INSERT INTO sim_pending SELECT id, customer_id, placed_at, total, currency, items \
+         FROM src.orders WHERE placed_at >= $1 AND placed_at <= $2 ORDER BY placed_at, seq",
+    )
+    .bind(from)
+    .bind(to)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("CREATE INDEX sim_pending_placed ON sim_pending (placed_at)")
+        .execute(&mut *tx)
+        .await?;
+    // What `outbox_customer_sent` is to sent messages, for last-touch attribution.
+    sqlx::query(
+        "CREATE INDEX outbox_customer_simulated ON outbox (customer_id, sent_at) \
+         WHERE status = 'simulated'",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ('simulation', $1 || '..' || $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(from.to_string())
+    .bind(to.to_string())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(SimulationSource {
+        customers: customers as i64,
+        history_orders: history_orders as i64,
+        period_orders: period_orders as i64,
+    })
+}

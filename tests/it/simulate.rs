@@ -1,0 +1,219 @@
+//! Back-tests: `simulate` over a stored history enqueues exactly what a live daemon, fed the
+//! same orders as they arrived and ticking at the same times, would have enqueued; and the
+//! shop's own database is left as it was.
+
+use crate::helpers::*;
+use chrono::Duration;
+use rand::{Rng, SeedableRng};
+use rebuy::store::{NewOrder, Store};
+use std::collections::BTreeSet;
+
+const THANKS: &str = r#"
+id: thanks
+trigger: first_order
+holdout: 20%
+goal: { event: order_placed, within: 30d }
+steps:
+  - id: thank-you
+    wait: 1d
+    at: "10:00"
+    send: { template: t, subject: "thanks {{ customer.id }} {{ order.total }}" }
+  - id: reminder
+    wait: 10d
+    if: "customer.orders_count == 1"
+    send: { template: t, subject: "reminder {{ customer.id }}" }
+"#;
+
+const BIG: &str = r#"
+id: big-order
+trigger: order_placed
+audience: "order.total >= 5000"
+reentry: always
+steps:
+  - id: vip
+    wait: 2h
+    send: { template: t, subject: "vip {{ order.id }}" }
+"#;
+
+/// 80 customers; some with history well before the period, and orders at random hours over
+/// the 40 days of the period.
+fn shop_orders() -> Vec<NewOrder> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let start = utc("2026-03-01T00:00:00Z");
+    let mut orders = Vec::new();
+    for c in 0..80 {
+        let id = format!("C{c:03}");
+        if c % 4 == 0 {
+            let at = start - Duration::days(40 + rng.random_range(0..100));
+            orders.push(order(&format!("H-{id}"), &id, &at.to_rfc3339(), 3000));
+        }
+        for k in 0..rng.random_range(1..4) {
+            let at = start + Duration::minutes(rng.random_range(0..40 * 24 * 60));
+            let total = [1500, 3000, 6000][rng.random_range(0..3)];
+            orders.push(order(&format!("O-{id}-{k}"), &id, &at.to_rfc3339(), total));
+        }
+    }
+    orders.sort_by_key(|o| o.placed_at);
+    orders
+}
+
+type Row = (String, String, String, i64, String, String, String);
+
+async fn rows(store: &Store) -> BTreeSet<Row> {
+    store
+        .outbox_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            let status = if r.status == "simulated" {
+                "queued".to_string()
+            } else {
+                r.status
+            };
+            (
+                r.scenario_id,
+                r.customer_id,
+                r.step_id,
+                r.due_at,
+                r.subject,
+                r.html,
+                status,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() {
+    let templates = [
+        ("t.html", "<p>{{ step.id }} {{ customer.name }}</p>"),
+        ("t.txt", "{{ step.id }}"),
+    ];
+    let scenarios = [("thanks.yaml", THANKS), ("big.yaml", BIG)];
+    let orders = shop_orders();
+    let ids: Vec<String> = (0..80).map(|c| format!("C{c:03}")).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let from = utc("2026-03-01T00:00:00Z");
+    let to = utc("2026-04-20T00:00:00Z");
+    let step = Duration::hours(1);
+
+    // Live: rebuy installed on Mar 1 with the history imported, then the orders arrive as they
+    // are placed and the daemon ticks every hour.
+    let live = TestShop::new(&scenarios, &templates, None);
+    let live_store = live.store().await;
+    add_customers(&live_store, &id_refs).await;
+    let (history, period): (Vec<NewOrder>, Vec<NewOrder>) = orders
+        .iter()
+        .cloned()
+        .partition(|o| o.placed_at < from.timestamp_millis());
+    add_orders(&live_store, &history).await;
+    let mut app = live.app();
+    app.resolved.trigger_lookback = Duration::days(3);
+    let engine = app.engine(&live_store).await.unwrap().unwrap();
+    let mut now = from;
+    let mut next = 0;
+    while now <= to {
+        let upto = period.partition_point(|o| o.placed_at <= now.timestamp_millis());
+        if upto > next {
+            add_orders(&live_store, &period[next..upto]).await;
+            next = upto;
+        }
+        engine.tick(now).await.unwrap();
+        now += step;
+    }
+    let live_rows = rows(&live_store).await;
+
+    // The back-test: every order already stored in the shop's database.
+    let shop = TestShop::new(&scenarios, &templates, None);
+    let store = shop.store().await;
+    add_customers(&store, &id_refs).await;
+    add_orders(&store, &orders).await;
+    // The same unsubscribe secret as the live shop, so the rendered footers match too.
+    let secret = live_store.setting("unsubscribe_secret").await.unwrap();
+    if let Some(s) = secret {
+        store.set_setting("unsubscribe_secret", &s).await.unwrap();
+    }
+    let before = store.outbox_rows().await.unwrap().len();
+    let sim_path = shop.file("sim.db");
+    let (sim, copied) = rebuy::simulate::prepare(&sim_path, &shop.config.database, from, to)
+        .await
+        .unwrap();
+    let mut app = shop.app();
+    app.resolved.trigger_lookback = Duration::days(3);
+    let sim_engine = app.engine(&sim).await.unwrap().unwrap();
+    let mut ticks = Vec::new();
+    let run = rebuy::simulate::simulate(
+        &sim_engine,
+        copied,
+        from,
+        to,
+        step,
+        chrono_tz::Asia::Tokyo,
+        |done, total| ticks.push((done, total)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(run.source.customers, 80);
+    assert_eq!(run.source.history_orders as usize, history.len());
+    assert_eq!(run.source.period_orders as usize, period.len());
+    assert_eq!(
+        ticks.last().map(|t| t.0),
+        Some(run.ticks.min(ticks.last().unwrap().1))
+    );
+
+    let sim_rows = rows(&sim).await;
+    assert!(live_rows.len() > 60, "a real workload: {}", live_rows.len());
+    let only_sim: Vec<_> = sim_rows
+        .difference(&live_rows)
+        .map(|r| (&r.0, &r.1, &r.2, r.3, &r.4, &r.6))
+        .collect();
+    let only_live: Vec<_> = live_rows
+        .difference(&sim_rows)
+        .map(|r| (&r.0, &r.1, &r.2, r.3, &r.4, &r.6))
+        .collect();
+    assert!(
+        only_sim.is_empty() && only_live.is_empty(),
+        "the back-test enqueued what the live run did: only simulated {only_sim:?}; only live {only_live:?}"
+    );
+    // Held-out steps are recorded, nothing simulated is left queued, nothing was sent.
+    let statuses: BTreeSet<String> = sim
+        .outbox_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert!(
+        statuses.contains("simulated") && statuses.contains("held_out"),
+        "{statuses:?}"
+    );
+    assert!(
+        !statuses.contains("queued") && !statuses.contains("sent"),
+        "{statuses:?}"
+    );
+    // The shop's database is untouched.
+    assert_eq!(store.outbox_rows().await.unwrap().len(), before);
+    assert!(!store.is_simulation().await.unwrap() && sim.is_simulation().await.unwrap());
+
+    // The report reads the simulated sends like real ones.
+    let report = rebuy::cli::experiments::scenario_report(
+        &sim,
+        sim_engine.scenarios(),
+        from.timestamp_millis(),
+        None,
+        Duration::days(7),
+    )
+    .await
+    .unwrap();
+    let thanks = report.iter().find(|r| r.scenario == "thanks").unwrap();
+    let simulated_thanks = sim_rows
+        .iter()
+        .filter(|r| r.0 == "thanks" && r.6 == "queued")
+        .count() as i64;
+    assert_eq!(thanks.messages_sent, simulated_thanks);
+    assert!(thanks.held_out > 0);
+    sim.close().await;
+    store.close().await;
+    live_store.close().await;
+}
