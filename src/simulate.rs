@@ -23,6 +23,11 @@ pub struct SimulationRun {
     /// Nightly metric and segment refreshes run (only when a scenario needs them).
     pub refreshes: u64,
     pub secs: f64,
+    /// Where the time went: releasing orders, refreshes, ticks, marking.
+    pub release_secs: f64,
+    pub refresh_secs: f64,
+    pub tick_secs: f64,
+    pub mark_secs: f64,
 }
 
 /// The simulation's database at `path`, made anew (an old one is removed), with the shop's
@@ -77,19 +82,31 @@ pub async fn simulate(
         simulated: 0,
         refreshes: 0,
         secs: 0.0,
+        release_secs: 0.0,
+        refresh_secs: 0.0,
+        tick_secs: 0.0,
+        mark_secs: 0.0,
     };
     let mut released = to_millis(from) - 1;
     let mut now = from;
     while now <= to {
+        let t = std::time::Instant::now();
         release(store, released, to_millis(now)).await?;
         released = to_millis(now);
+        run.release_secs += t.elapsed().as_secs_f64();
         if nightly && crosses_three_am(now, step, zone) {
+            let t = std::time::Instant::now();
             nightly_refresh(engine, now, zone).await?;
             run.refreshes += 1;
+            run.refresh_secs += t.elapsed().as_secs_f64();
         }
+        let t = std::time::Instant::now();
         let tick = engine.tick(now).await?;
         run.enrolled += tick.enrolled;
+        run.tick_secs += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
         run.simulated += store.mark_simulated(to_millis(now)).await?;
+        run.mark_secs += t.elapsed().as_secs_f64();
         run.ticks += 1;
         on_tick(run.ticks.min(total), total);
         now += step;
