@@ -105,7 +105,47 @@ pub fn build(
             r.attributed_revenue = r.steps.iter().map(|s| s.attributed_revenue).sum();
             r
         })
+        .chain(control_group_row(arms))
         .collect()
+}
+
+/// The name of the shop-wide control group's row.
+pub const CONTROL_ROW: &str = "(control group: all marketing scenarios)";
+
+/// The shop-wide control group against everyone else: the enrollments of every scenario that
+/// has control-group enrollments, treatment against control, pooled. None without a control
+/// group.
+fn control_group_row(arms: &[ArmCounts]) -> Option<ScenarioResult> {
+    let with_control: Vec<&str> = arms
+        .iter()
+        .filter(|a| a.arm == "control")
+        .map(|a| a.scenario_id.as_str())
+        .collect();
+    if with_control.is_empty() {
+        return None;
+    }
+    let pooled = |arm: &str| {
+        let mine = arms
+            .iter()
+            .filter(|a| a.arm == arm && with_control.contains(&a.scenario_id.as_str()));
+        mine.fold(
+            ArmCounts {
+                scenario_id: CONTROL_ROW.into(),
+                arm: arm.into(),
+                enrolled: 0,
+                converted: 0,
+                revenue: 0,
+            },
+            |mut acc, a| {
+                acc.enrolled += a.enrolled;
+                acc.converted += a.converted;
+                acc.revenue += a.revenue;
+                acc
+            },
+        )
+    };
+    let (treatment, control) = (pooled("treatment"), pooled("control"));
+    Some(scenario_result(CONTROL_ROW, &[&treatment, &control], &[]))
 }
 
 fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> ScenarioResult {
@@ -349,6 +389,31 @@ mod tests {
         let r = &build(&[arm("treatment", 10, 1, 0)], &[], &[])[0];
         assert_eq!(r.uplift, None);
         assert!(r.verdict.contains("holdout: 10%"));
+    }
+
+    #[test]
+    fn the_control_group_is_also_reported_against_everyone_else_over_all_scenarios() {
+        let mut arms = vec![arm("treatment", 900, 200, 0), arm("control", 50, 5, 0)];
+        let mut other = vec![arm("treatment", 100, 30, 0), arm("control", 10, 2, 0)];
+        for a in &mut other {
+            a.scenario_id = "other".into();
+        }
+        arms.extend(other);
+        let report = build(&arms, &[], &[]);
+        let all = report.iter().find(|r| r.scenario == CONTROL_ROW).unwrap();
+        assert_eq!(
+            (
+                all.treatment,
+                all.control,
+                all.converted_treatment,
+                all.converted_comparison
+            ),
+            (1000, 60, 230, 7)
+        );
+        assert_eq!(all.compared_with.as_deref(), Some("control"));
+        assert!(build(&[arm("treatment", 9, 1, 0)], &[], &[])
+            .iter()
+            .all(|r| r.scenario != CONTROL_ROW));
     }
 
     #[test]
