@@ -42,7 +42,7 @@ pub async fn prepare(
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let store = Store::open(&path.display().to_string()).await?;
+    let store = Store::open_scratch(&path.display().to_string()).await?;
     let copied = store
         .copy_for_simulation(source, to_millis(from), to_millis(to))
         .await?;

@@ -87,6 +87,19 @@ impl Store {
         Ok(Self { pool, options })
     }
 
+    /// Opens a scratch database (a back-test's): as `open`, but nothing is synced to disk; a
+    /// crash loses it, and it is made anew on the next run anyway.
+    pub async fn open_scratch(target: &str) -> Result<Self> {
+        let store = Self::open(target).await?;
+        let options = store.options.clone().synchronous(SqliteSynchronous::Off);
+        store.pool.close().await;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await?;
+        Ok(Self { pool, options })
+    }
+
     /// A second handle on the same database with a 16 MiB page cache per connection, two
     /// connections and temporary tables on disk, for passes that read or write everything
     /// once (the metrics refresh, segment evaluation): a big cache only holds pages they will
