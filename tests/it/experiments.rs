@@ -236,7 +236,11 @@ async fn the_control_group_gets_transactional_mail_but_no_marketing() {
     let report = scenario_report(&store, &[], i64::MIN, Some("promo"), Duration::days(7))
         .await
         .unwrap();
-    assert_eq!(report.len(), 2, "the scenario and the shop-wide control-group row");
+    assert_eq!(
+        report.len(),
+        2,
+        "the scenario and the shop-wide control-group row"
+    );
     assert_eq!(report[0].control as usize, control.len());
     assert_eq!(report[0].compared_with.as_deref(), Some("control"));
     assert_eq!(report[1].scenario, rebuy::experiment::report::CONTROL_ROW);
