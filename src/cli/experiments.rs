@@ -57,6 +57,16 @@ pub async fn scenario_report(
         .await?;
     let mut report = build_report(&arms, &steps, &touches);
     let decisions = store.variant_decisions().await?;
+    for r in report.iter_mut().filter(|r| r.compared_with.is_none()) {
+        let manual = scenarios
+            .iter()
+            .any(|s| s.id == r.scenario && s.trigger == crate::scenario::Trigger::Manual);
+        if manual {
+            r.verdict = "a manual scenario: every enrollment was asked for by a person, so none \
+                         is held out and there is nothing to compare with"
+                .into();
+        }
+    }
     for r in &mut report {
         let Some(s) = scenarios
             .iter()
