@@ -87,11 +87,15 @@ impl Store {
         Ok(Self { pool, options })
     }
 
-    /// Opens a scratch database (a back-test's): as `open`, but nothing is synced to disk; a
-    /// crash loses it, and it is made anew on the next run anyway.
+    /// Opens a scratch database (a back-test's): as `open`, but nothing is synced to disk (a
+    /// crash loses it, and it is made anew on the next run anyway) and long statements are not
+    /// logged.
     pub async fn open_scratch(target: &str) -> Result<Self> {
         let store = Self::open(target).await?;
         let options = store.options.clone().synchronous(SqliteSynchronous::Off);
+        // Copying a shop reads and writes millions of rows on purpose: no "slow statement"
+        // warnings.
+        let options = sqlx::ConnectOptions::disable_statement_logging(options);
         store.pool.close().await;
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
