@@ -120,13 +120,7 @@ pub async fn write_html(
 pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
     let store = app.store().await?;
     let since = args.since.map_or(i64::MIN, |d| {
-        let zone = app.resolved.default_timezone;
-        crate::clock::to_millis(
-            d.and_hms_opt(0, 0, 0)
-                .and_then(|t| t.and_local_timezone(zone).earliest())
-                .map(|t| t.to_utc())
-                .unwrap_or_default(),
-        )
+        crate::clock::start_of_day(d, app.resolved.default_timezone)
     });
     let window = app.resolved.attribution_window;
     // The scenarios as they are now (for their variants); a scenario with problems is still

@@ -6,7 +6,7 @@ use super::experiments::{print_report, scenario_report, write_html};
 use super::metrics::parse_date;
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
-use crate::clock::{from_millis, to_millis};
+use crate::clock::{from_millis, start_of_day, to_millis};
 use crate::simulate::{prepare, simulate};
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -51,10 +51,7 @@ fn database_file(database: &str) -> String {
 }
 
 fn local_midnight(d: NaiveDate, zone: chrono_tz::Tz) -> DateTime<Utc> {
-    d.and_hms_opt(0, 0, 0)
-        .and_then(|t| t.and_local_timezone(zone).earliest())
-        .map(|t| t.to_utc())
-        .unwrap_or_default()
+    from_millis(start_of_day(d, zone))
 }
 
 pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {

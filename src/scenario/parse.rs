@@ -80,20 +80,10 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
             None => false,
         },
     };
-    let holdout = match m.get("holdout") {
-        None => 0.0,
-        Some(n) => match n.scalar_text().map(|t| crate::domain::parse_share(&t)) {
-            Some(Ok(share)) => share,
-            Some(Err(e)) => {
-                diags.push(n.diag(path, format!("'holdout': {e}")));
-                0.0
-            }
-            None => {
-                diags.push(n.diag(path, "'holdout' must be a percentage such as 10%"));
-                0.0
-            }
-        },
-    };
+    let holdout = m
+        .get("holdout")
+        .and_then(|n| read_share(path, n, "holdout", diags))
+        .unwrap_or(0.0);
     let trigger = m
         .require("trigger", doc, diags)
         .and_then(|n| read_trigger(path, n, diags));
@@ -152,6 +142,21 @@ fn read_id(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Opti
         return None;
     }
     text
+}
+
+/// A percentage (`10%`) as a share in 0..1; a located problem otherwise.
+fn read_share(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<f64> {
+    match n.scalar_text().map(|t| crate::domain::parse_share(&t)) {
+        Some(Ok(share)) => Some(share),
+        Some(Err(e)) => {
+            diags.push(n.diag(path, format!("'{key}': {e}")));
+            None
+        }
+        None => {
+            diags.push(n.diag(path, format!("'{key}' must be a percentage such as 10%")));
+            None
+        }
+    }
 }
 
 fn read_bool(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> bool {
@@ -550,20 +555,7 @@ fn read_auto_winner(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option
     });
     let confidence = match m.get("confidence") {
         None => Some(0.95),
-        Some(c) => match c.scalar_text().map(|t| crate::domain::parse_share(&t)) {
-            Some(Ok(x)) => Some(x),
-            Some(Err(e)) => {
-                diags.push(
-                    c.diag(path, format!("'confidence': {e}"))
-                        .with_hint("such as 95%"),
-                );
-                None
-            }
-            None => {
-                diags.push(c.diag(path, "'confidence' must be a percentage such as 95%"));
-                None
-            }
-        },
+        Some(c) => read_share(path, c, "confidence", diags),
     };
     m.finish(AUTO_WINNER_KEYS, diags);
     Some(AutoWinner {
@@ -649,25 +641,27 @@ steps:
         assert_eq!(diags.len(), 5, "{all}");
     }
 
+    /// Every problem `parse_scenario` finds in `yaml`, one per line.
+    fn errors(yaml: &str) -> String {
+        let d = parse_scenario("s.yaml", yaml).unwrap_err();
+        d.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     #[test]
     fn a_holdout_is_a_share_and_bad_ones_are_located() {
         let s =
             parse_scenario("s.yaml", &GOOD.replace("reentry: never", "holdout: 12.5%")).unwrap();
         assert_eq!(s.holdout, 0.125);
         assert_eq!(parse_scenario("s.yaml", GOOD).unwrap().holdout, 0.0);
-        let text = |yaml: &str| {
-            let d = parse_scenario("s.yaml", yaml).unwrap_err();
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let all = text(&GOOD.replace("reentry: never", "holdout: 10"));
+        let all = errors(&GOOD.replace("reentry: never", "holdout: 10"));
         assert!(
             all.starts_with("s.yaml:6:10: 'holdout': bad share '10': no '%'"),
             "{all}"
         );
-        let all = text(&GOOD.replace("reentry: never", "holdout: 0%"));
+        let all = errors(&GOOD.replace("reentry: never", "holdout: 0%"));
         assert!(
             all.starts_with("s.yaml:6:10: 'holdout': bad share '0%'"),
             "{all}"
@@ -675,7 +669,7 @@ steps:
         let manual = GOOD
             .replace("trigger: first_order", "trigger: manual")
             .replace("reentry: never", "holdout: 10%");
-        let all = text(&manual);
+        let all = errors(&manual);
         assert!(
             all.contains("s.yaml:6:10: 'holdout' does not apply to a manual scenario"),
             "{all}"
@@ -722,19 +716,12 @@ steps:
                 .collect::<Vec<_>>(),
             ["replenish", "replenish#a", "replenish#b"]
         );
-        let text = |yaml: &str| {
-            let d = parse_scenario("s.yaml", yaml).unwrap_err();
-            d.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        };
-        let all = text(&with("    variants:\n      - { id: a, weight: 1 }\n"));
+        let all = errors(&with("    variants:\n      - { id: a, weight: 1 }\n"));
         assert!(
             all.contains("s.yaml:17:7: 'variants' needs at least two variants"),
             "{all}"
         );
-        let all = text(&with("    variants:\n      - { id: a, weight: -1 }\n      - { id: b, wieght: 1 }\n    auto_winner: { min_sample: 10, confidence: 95 }\n"));
+        let all = errors(&with("    variants:\n      - { id: a, weight: -1 }\n      - { id: b, wieght: 1 }\n    auto_winner: { min_sample: 10, confidence: 95 }\n"));
         assert!(
             all.contains("s.yaml:17:26: 'weight' must be a positive number"),
             "{all}"
@@ -744,7 +731,7 @@ steps:
             all.contains("s.yaml:19:48: 'confidence': bad share '95': no '%'"),
             "{all}"
         );
-        let all = text(&with("    auto_winner: { min_sample: 10 }\n"));
+        let all = errors(&with("    auto_winner: { min_sample: 10 }\n"));
         assert!(
             all.contains("'auto_winner' needs 'variants' on the same step"),
             "{all}"

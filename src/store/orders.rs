@@ -39,7 +39,7 @@ pub struct UpsertOutcome {
 }
 
 /// An order as imported.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct NewOrder {
     pub id: String,
     pub customer_id: String,

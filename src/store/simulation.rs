@@ -62,27 +62,14 @@ impl Store {
 
     /// The set-aside orders placed after `after` and at or before `upto`, oldest first.
     pub async fn pending_orders(&self, after: i64, upto: i64) -> Result<Vec<NewOrder>> {
-        let rows: Vec<(String, String, i64, i64, String, String)> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT id, customer_id, placed_at, total, currency, items FROM sim_pending \
              WHERE placed_at > $1 AND placed_at <= $2 ORDER BY placed_at, rowid",
         )
         .bind(after)
         .bind(upto)
         .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(id, customer_id, placed_at, total, currency, items)| NewOrder {
-                    id,
-                    customer_id,
-                    placed_at,
-                    total,
-                    currency,
-                    items,
-                },
-            )
-            .collect())
+        .await?)
     }
 
     /// Marks every message the engine queued, due by `now`, as `simulated` (sent at its due
