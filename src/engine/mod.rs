@@ -81,6 +81,9 @@ pub struct Engine {
     segments: Vec<Segment>,
     /// Each (scenario, step)'s automatic winner and when it was decided, as of the last tick.
     decisions: std::sync::RwLock<HashMap<(String, String), (String, i64)>>,
+    /// When the undecided `auto_winner` steps were last looked at: at most once an hour, so
+    /// that their grouped query over the outbox stays off most ticks.
+    winners_checked_at: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 /// The outcome of `rebuy trigger`.
@@ -125,6 +128,7 @@ impl Engine {
             order_scan: OrderScan::Auto,
             segments: Vec::new(),
             decisions: Default::default(),
+            winners_checked_at: Default::default(),
         }
     }
 
@@ -172,6 +176,13 @@ impl Engine {
     /// Records the winner of each `auto_winner` step that has none yet and now has one; new
     /// enrollments get it from the next tick on.
     async fn decide_winners(&self, now: DateTime<Utc>) -> Result<()> {
+        {
+            let mut last = self.winners_checked_at.lock().expect("winner check lock");
+            if last.is_some_and(|t| now - t < Duration::hours(1) && now >= t) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
         for s in self.scenarios.iter().filter(|s| s.enabled) {
             for step in &s.steps {
                 let Some(rule) = step.auto_winner else {
