@@ -333,6 +333,13 @@ fn the_demo_writes_mail_and_prints_the_status_table() {
         .count();
     assert!(emls > 20, "{emls} mails");
     assert!(err.contains(&format!("{emls} mails written")), "{err}");
+    // As the README says: a verdict per scenario against its holdout, and report.html.
+    assert!(out.contains("first-purchase: "), "{out}");
+    let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        page.contains("first-purchase") && page.contains("<svg"),
+        "{page}"
+    );
 }
 
 #[test]
