@@ -2,13 +2,18 @@
 //! `summary_data_from_transaction_data`: the same transactions CSV is read into memory first
 //! (untimed, as `pd.read_csv` is untimed in scripts/lifetimes_reference.py), then the timed part
 //! does what the Python function does: parse the dates, group the rows by customer, and compute
-//! frequency, recency, T and monetary value, with rebuy's own `Summary::of`. Prints one JSON
-//! object with the time and a checksum of the summaries.
+//! frequency, recency, T and monetary value, with rebuy's own `Summary::of`. Then both fits on
+//! those summaries, as the reference times its fitters. Prints one JSON object with the times,
+//! the fitted parameters and a checksum of the summaries.
 //!
 //! cargo run --release --example summary_from_csv -- TRANSACTIONS.csv END_DATE
 
 use chrono::{Datelike, NaiveDate};
-use rebuy::metrics::{Purchase, Summary};
+
+/// The binary's allocator, so the comparison measures what `rebuy` would do.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use rebuy::metrics::{BgNbd, GammaGamma, Purchase, Summary};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
@@ -32,34 +37,22 @@ fn main() -> anyhow::Result<()> {
 
     let t = Instant::now();
     let end_day = i64::from(end.num_days_from_ce());
-    // Each customer id gets a dense index (one hash lookup per row), the rows are bucketed by
-    // that index (a counting sort), and each bucket is summarised.
-    let mut index: HashMap<&str, u32, BuildHasherDefault<Fnv>> =
-        HashMap::with_capacity_and_hasher(rows.len() / 4, Default::default());
-    let mut keyed: Vec<(u32, Purchase)> = Vec::with_capacity(rows.len());
-    // Exports usually list a customer's rows together: a row of the same customer as the row
-    // before reuses its index without a lookup (any order still gives the same result).
-    let mut last: Option<(&str, u32)> = None;
-    for (customer, date, amount) in &rows {
-        let i = match last {
-            Some((c, i)) if c == customer => i,
-            _ => {
-                let next = index.len() as u32;
-                *index.entry(customer.as_str()).or_insert(next)
-            }
-        };
-        last = Some((customer.as_str(), i));
-        let day = i64::from(parse_day(date)?.num_days_from_ce());
-        keyed.push((
-            i,
-            Purchase {
-                day,
-                amount: *amount,
-            },
-        ));
-    }
-    let mut starts = vec![0usize; index.len() + 1];
-    for (i, _) in &keyed {
+    // Two cores, as rebuy's refresh uses them: one parses the dates while the other gives each
+    // customer id a dense index (one hash lookup per row); the rows are then bucketed by that
+    // index (a counting sort) and the buckets summarised in halves.
+    let (days, index) = std::thread::scope(|scope| {
+        let days = scope.spawn(|| {
+            rows.iter()
+                .map(|(_, date, _)| parse_day(date))
+                .collect::<anyhow::Result<Vec<i64>>>()
+        });
+        let index = customer_index(&rows);
+        (days.join().expect("the date parser panicked"), index)
+    });
+    let days = days?;
+    let customers = index.iter().max().map_or(0, |i| *i as usize + 1);
+    let mut starts = vec![0usize; customers + 1];
+    for i in &index {
         starts[*i as usize + 1] += 1;
     }
     for i in 1..starts.len() {
@@ -71,17 +64,39 @@ fn main() -> anyhow::Result<()> {
             day: 0,
             amount: 0.0
         };
-        keyed.len()
+        rows.len()
     ];
-    for (i, p) in &keyed {
-        grouped[fill[*i as usize]] = *p;
-        fill[*i as usize] += 1;
+    for ((i, day), (_, _, amount)) in index.iter().zip(&days).zip(&rows) {
+        let slot = &mut fill[*i as usize];
+        grouped[*slot] = Purchase {
+            day: *day,
+            amount: *amount,
+        };
+        *slot += 1;
     }
-    let summaries: Vec<Summary> = starts
-        .windows(2)
-        .filter_map(|w| Summary::of(&grouped[w[0]..w[1]], end_day))
-        .collect();
+    let summarise = |bounds: &[usize], grouped: &[Purchase]| -> Vec<Summary> {
+        bounds
+            .windows(2)
+            .filter_map(|w| Summary::of(&grouped[w[0]..w[1]], end_day))
+            .collect()
+    };
+    let half = customers / 2;
+    let summaries: Vec<Summary> = std::thread::scope(|scope| {
+        let second = scope.spawn(|| summarise(&starts[half..], &grouped));
+        let mut first = summarise(&starts[..=half], &grouped);
+        first.extend(second.join().expect("a summariser panicked"));
+        first
+    });
     let summary_secs = t.elapsed().as_secs_f64();
+
+    // The fits, timed as the reference times `BetaGeoFitter.fit` and `GammaGammaFitter.fit`:
+    // on the summaries already in memory.
+    let t = Instant::now();
+    let bgnbd = BgNbd::fit(&summaries)?;
+    let bgnbd_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let gamma_gamma = GammaGamma::fit(&summaries)?;
+    let gamma_gamma_secs = t.elapsed().as_secs_f64();
 
     let frequency: f64 = summaries.iter().map(|s| s.frequency).sum();
     let monetary: f64 = summaries.iter().map(|s| s.monetary).sum();
@@ -90,6 +105,10 @@ fn main() -> anyhow::Result<()> {
         serde_json::json!({
             "read_csv_secs": read_secs,
             "summary_secs": summary_secs,
+            "bgnbd_fit_secs": bgnbd_secs,
+            "bgnbd": bgnbd,
+            "gamma_gamma_fit_secs": gamma_gamma_secs,
+            "gamma_gamma": gamma_gamma,
             "customers": summaries.len(),
             "sum_frequency": frequency,
             "sum_monetary": monetary,
@@ -98,22 +117,71 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `YYYY-MM-DD`, as the reference is given it.
-fn parse_day(s: &str) -> anyhow::Result<NaiveDate> {
+/// Each row's customer as a dense index, in order of first appearance.
+fn customer_index(rows: &[(String, String, f64)]) -> Vec<u32> {
+    let mut index: HashMap<&str, u32, BuildHasherDefault<Fnv>> =
+        HashMap::with_capacity_and_hasher(rows.len() / 4, Default::default());
+    // Exports usually list a customer's rows together: a row of the same customer as the row
+    // before reuses its index without a lookup (any order still gives the same result).
+    let mut last: Option<(&str, u32)> = None;
+    rows.iter()
+        .map(|(customer, _, _)| {
+            let i = match last {
+                Some((c, i)) if c == customer => i,
+                _ => {
+                    let next = index.len() as u32;
+                    *index.entry(customer.as_str()).or_insert(next)
+                }
+            };
+            last = Some((customer.as_str(), i));
+            i
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD`, as the reference is given it, as a day number (days from the common era).
+fn parse_day(s: &str) -> anyhow::Result<i64> {
+    match parse_ymd(s) {
+        Some((y, m, d)) if is_date(y, m, d) => Ok(days_from_civil(y, m, d)),
+        _ => anyhow::bail!("not a YYYY-MM-DD date: {s:?}"),
+    }
+}
+
+fn parse_ymd(s: &str) -> Option<(i64, u32, u32)> {
     let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
-        b.get(r)?.iter().try_fold(0u32, |n, c| {
+        b[r].iter().try_fold(0u32, |n, c| {
             c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
         })
     };
-    if b.len() == 10 && b[4] == b'-' && b[7] == b'-' {
-        if let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) {
-            if let Some(date) = NaiveDate::from_ymd_opt(y as i32, m, d) {
-                return Ok(date);
-            }
-        }
-    }
-    anyhow::bail!("not a YYYY-MM-DD date: {s:?}")
+    Some((i64::from(num(0..4)?), num(5..7)?, num(8..10)?))
+}
+
+fn is_date(y: i64, m: u32, d: u32) -> bool {
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let len = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=len).contains(&d)
+}
+
+/// Days from 0001-01-01 (day 1), chrono's `num_days_from_ce`, by Howard Hinnant's
+/// `days_from_civil`.
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468 + 719_163
 }
 
 /// FNV-1a: short keys, no adversary; std's SipHash costs more than the rest of the grouping.
@@ -134,5 +202,41 @@ impl Hasher for Fnv {
             h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
         }
         self.0 = h;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn day_numbers_agree_with_chrono_for_every_day_of_three_centuries() {
+        let mut day = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap();
+        while day.year() < 2200 {
+            let text = day.format("%Y-%m-%d").to_string();
+            assert_eq!(
+                parse_day(&text).unwrap(),
+                i64::from(day.num_days_from_ce()),
+                "{text}"
+            );
+            day = day.succ_opt().unwrap();
+        }
+    }
+
+    #[test]
+    fn impossible_dates_are_refused() {
+        for bad in [
+            "2025-02-29",
+            "2024-02-30",
+            "2025-13-01",
+            "2025-00-10",
+            "2025-04-31",
+            "2025-1-01",
+            "2025/01/01",
+            "20250101xx",
+        ] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
+        assert!(parse_day("2024-02-29").is_ok());
     }
 }

@@ -34,36 +34,52 @@ pub struct Summary {
 
 impl Summary {
     /// The summary as of the end of day `end`; orders after it are left out. None when the
-    /// customer had not ordered by then.
+    /// customer had not ordered by then. Orders may come in any order; in day order (as the
+    /// store reads them) nothing is copied.
     pub fn of(orders: &[Purchase], end: i64) -> Option<Summary> {
-        let mut seen: Vec<Purchase> = orders.iter().copied().filter(|o| o.day <= end).collect();
-        if seen.is_empty() {
-            return None;
+        if orders.windows(2).all(|w| w[0].day <= w[1].day) {
+            return Summary::of_sorted(orders, end);
         }
-        seen.sort_by_key(|o| o.day);
-        let mut days: Vec<(i64, f64)> = Vec::new();
-        for o in &seen {
-            match days.last_mut() {
-                Some((day, sum)) if *day == o.day => *sum += o.amount,
-                _ => days.push((o.day, o.amount)),
+        let mut sorted = orders.to_vec();
+        sorted.sort_by_key(|o| o.day);
+        Summary::of_sorted(&sorted, end)
+    }
+
+    /// [`Summary::of`] for orders already in day order: one pass, no allocation.
+    pub fn of_sorted(orders: &[Purchase], end: i64) -> Option<Summary> {
+        let seen = &orders[..orders.partition_point(|o| o.day <= end)];
+        let first = seen.first()?;
+        // Day sums are added up day by day, as the reference library does: the same rounding.
+        let (mut repeat_days, mut repeat_sum, mut total) = (0u32, 0.0, 0.0);
+        let (mut last_day, mut day_sum) = (first.day, 0.0);
+        for o in seen {
+            total += o.amount;
+            if o.day != last_day {
+                if last_day != first.day {
+                    repeat_sum += day_sum;
+                }
+                repeat_days += 1;
+                (last_day, day_sum) = (o.day, 0.0);
             }
+            day_sum += o.amount;
         }
-        let (first_day, last_day) = (days[0].0, days[days.len() - 1].0);
-        let repeats = &days[1..];
-        let monetary = if repeats.is_empty() {
+        if last_day != first.day {
+            repeat_sum += day_sum;
+        }
+        let monetary = if repeat_days == 0 {
             0.0
         } else {
-            repeats.iter().map(|(_, v)| v).sum::<f64>() / repeats.len() as f64
+            repeat_sum / f64::from(repeat_days)
         };
         Some(Summary {
-            frequency: repeats.len() as f64,
-            recency: (last_day - first_day) as f64,
-            t: (end - first_day) as f64,
+            frequency: f64::from(repeat_days),
+            recency: (last_day - first.day) as f64,
+            t: (end - first.day) as f64,
             monetary,
             orders: seen.len() as u32,
-            first_day,
+            first_day: first.day,
             last_day,
-            total: seen.iter().map(|o| o.amount).sum(),
+            total,
         })
     }
 
@@ -107,6 +123,32 @@ mod tests {
         assert_eq!(s.monetary, 5.0); // (4 + 6) / 2
         assert_eq!((s.orders, s.total), (5, 22.0));
         assert_eq!(s.days_since_last(), 10.0);
+    }
+
+    #[test]
+    fn orders_in_any_order_give_the_same_summary() {
+        let sorted = [
+            p(10, 5.0),
+            p(10, 7.0),
+            p(15, 3.0),
+            p(15, 1.0),
+            p(20, 6.0),
+            p(40, 9.0),
+        ];
+        let shuffled = [
+            p(15, 3.0),
+            p(40, 9.0),
+            p(10, 7.0),
+            p(20, 6.0),
+            p(10, 5.0),
+            p(15, 1.0),
+        ];
+        assert_eq!(Summary::of(&shuffled, 30), Summary::of(&sorted, 30));
+        assert_eq!(
+            Summary::of(&sorted, 30).unwrap().orders,
+            5,
+            "day 40 is after the end"
+        );
     }
 
     #[test]
