@@ -893,6 +893,7 @@ impl Engine {
             goal_deadline: plan::goal_deadline(s, at),
             goal_reached_at: None,
             goal_order_id: None,
+            goal_revenue: None,
             ended_at: None,
             arm: s.arm_of(&c.id).as_str(),
         };

@@ -208,6 +208,7 @@ fn new_enrollment(
         goal_deadline: goal_deadline(s, at),
         goal_reached_at: None,
         goal_order_id: None,
+        goal_revenue: None,
         ended_at: None,
         arm: s.arm_of(customer_id).as_str(),
     }
@@ -263,11 +264,13 @@ fn reach_goals(
                 enrollment_id: id,
                 order_id: order.id.clone(),
                 placed_at: order.placed_at,
+                revenue: order.total,
             }),
             (None, Some(i)) => {
                 let e = &mut plan.enrollments[i];
                 e.goal_reached_at = Some(order.placed_at);
                 e.goal_order_id = Some(order.id.clone());
+                e.goal_revenue = Some(order.total);
                 if e.state == "active" {
                     e.state = "goal".into();
                     e.next_due_at = None;
@@ -312,6 +315,7 @@ mod tests {
             id: id.into(),
             customer_id: customer.into(),
             placed_at: at,
+            total,
             nth,
             timezone: Some(if total >= 1000 { "big" } else { "small" }.into()),
         }
@@ -385,7 +389,8 @@ mod tests {
             vec![GoalHit {
                 enrollment_id: 7,
                 order_id: "o2".into(),
-                placed_at: 10
+                placed_at: 10,
+                revenue: 100
             }]
         );
     }

@@ -34,6 +34,8 @@ pub struct NewEnrollment {
     pub goal_deadline: Option<i64>,
     pub goal_reached_at: Option<i64>,
     pub goal_order_id: Option<String>,
+    /// The converting order's total, in minor units.
+    pub goal_revenue: Option<i64>,
     pub ended_at: Option<i64>,
     /// `treatment`, `holdout` or `control` (see `experiment::Arm`).
     pub arm: &'static str,
@@ -45,6 +47,8 @@ pub struct GoalHit {
     pub enrollment_id: i64,
     pub order_id: String,
     pub placed_at: i64,
+    /// The order's total, in minor units.
+    pub revenue: i64,
 }
 
 /// An active enrollment whose next step is due.
@@ -133,6 +137,7 @@ impl Store {
             // reached twice.
             let mut qb = QueryBuilder::<Db>::new(
                 "UPDATE enrollments SET goal_reached_at = v.column2, goal_order_id = v.column3, \
+                 goal_revenue = v.column4, \
                  state = CASE WHEN enrollments.state = 'active' THEN 'goal' ELSE enrollments.state END, \
                  next_due_at = CASE WHEN enrollments.state = 'active' THEN NULL ELSE enrollments.next_due_at END, \
                  ended_at = CASE WHEN enrollments.state = 'active' THEN ",
@@ -142,7 +147,8 @@ impl Store {
             qb.push_values(chunk, |mut b, g| {
                 b.push_bind(g.enrollment_id)
                     .push_bind(g.placed_at)
-                    .push_bind(&g.order_id);
+                    .push_bind(&g.order_id)
+                    .push_bind(g.revenue);
             });
             qb.push(
                 ") AS v WHERE enrollments.id = v.column1 AND enrollments.goal_reached_at IS NULL",
@@ -176,7 +182,7 @@ impl Store {
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
              next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
-             goal_order_id, ended_at, arm) ",
+             goal_order_id, goal_revenue, ended_at, arm) ",
         );
         qb.push_values(std::iter::once(e), |mut b, e| push_enrollment(&mut b, e));
         qb.push(" ON CONFLICT (scenario_id, customer_id, trigger_key) DO NOTHING RETURNING id");
@@ -280,6 +286,7 @@ fn push_enrollment<'a>(
         .push_bind(e.goal_deadline)
         .push_bind(e.goal_reached_at)
         .push_bind(&e.goal_order_id)
+        .push_bind(e.goal_revenue)
         .push_bind(e.ended_at)
         .push_bind(e.arm);
 }
@@ -349,7 +356,7 @@ pub(super) async fn insert_enrollments(
         let mut qb = QueryBuilder::<Db>::new(
             "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
              next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
-             goal_order_id, ended_at, arm) ",
+             goal_order_id, goal_revenue, ended_at, arm) ",
         );
         qb.push_values(chunk, |mut b, e| {
             push_enrollment(&mut b, e);

@@ -122,9 +122,8 @@ impl Store {
     ) -> Result<Vec<EnrollmentOutcome>> {
         Ok(sqlx::query_as(
             "SELECT e.customer_id, e.enrolled_at, e.goal_reached_at IS NOT NULL AS converted, \
-             COALESCE(CASE WHEN e.goal_reached_at IS NOT NULL THEN o.total END, 0) AS revenue \
-             FROM enrollments e LEFT JOIN orders o ON o.id = e.goal_order_id \
-             WHERE e.scenario_id = $1 AND e.arm = 'treatment' AND e.triggered_at >= $2",
+             COALESCE(CASE WHEN e.goal_reached_at IS NOT NULL THEN e.goal_revenue END, 0) AS revenue \
+             FROM enrollments e WHERE e.scenario_id = $1 AND e.arm = 'treatment' AND e.triggered_at >= $2",
         )
         .bind(scenario)
         .bind(since)
@@ -191,6 +190,8 @@ impl Store {
     ) -> Result<Vec<TouchCounts>> {
         // The status is written into the text, not bound: the lookup must match the partial
         // index on (customer_id, sent_at) of sent (or, in a back-test, simulated) messages.
+        // Orders placed before the first message cannot be credited to one and are not looked
+        // up (a shop's history before it started sending: most of its orders).
         let status = if self.is_simulation().await? {
             "simulated"
         } else {
@@ -204,7 +205,8 @@ impl Store {
                  AND t.status = '{status}' AND t.sent_at <= o.placed_at AND t.sent_at >= o.placed_at - $2 \
                  ORDER BY t.sent_at DESC, t.id DESC LIMIT 1) \
              WHERE o.placed_at >= $1 AND ($3 IS NULL OR m.scenario_id = $3) \
-             GROUP BY m.scenario_id, m.step_id, COALESCE(m.variant, '')"
+             AND o.placed_at >= (SELECT MIN(f.sent_at) FROM outbox f WHERE f.status = '{status}') \
+             GROUP BY m.scenario_id, m.step_id, m.variant"
         );
         Ok(sqlx::query_as(&sql)
             .bind(since)
@@ -220,9 +222,8 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT e.scenario_id, e.arm, COUNT(*) AS enrolled, \
              COUNT(e.goal_reached_at) AS converted, \
-             COALESCE(SUM(CASE WHEN e.goal_reached_at IS NOT NULL THEN o.total END), 0) AS revenue \
-             FROM enrollments e LEFT JOIN orders o ON o.id = e.goal_order_id \
-             WHERE e.triggered_at >= $1 AND ($2 IS NULL OR e.scenario_id = $2) \
+             COALESCE(SUM(CASE WHEN e.goal_reached_at IS NOT NULL THEN e.goal_revenue END), 0) AS revenue \
+             FROM enrollments e WHERE e.triggered_at >= $1 AND ($2 IS NULL OR e.scenario_id = $2) \
              GROUP BY e.scenario_id, e.arm ORDER BY e.scenario_id, e.arm",
         )
         .bind(since)
@@ -232,6 +233,8 @@ impl Store {
     }
 
     /// Each step's funnel (per variant) over enrollments triggered at or after `since`.
+    /// Grouped by the raw columns, in the order of the `outbox_funnel` index, so that the
+    /// scan needs no sort (NULL variants form one group; only the output says '').
     pub async fn step_counts(&self, since: i64, scenario: Option<&str>) -> Result<Vec<StepCounts>> {
         Ok(sqlx::query_as(
             "SELECT m.scenario_id, m.step_index, m.step_id, COALESCE(m.variant, '') AS variant, \
@@ -245,7 +248,7 @@ impl Store {
                  AS converted_after \
              FROM outbox m JOIN enrollments e ON e.id = m.enrollment_id \
              WHERE e.triggered_at >= $1 AND ($2 IS NULL OR m.scenario_id = $2) \
-             GROUP BY m.scenario_id, m.step_index, m.step_id, COALESCE(m.variant, '') \
+             GROUP BY m.scenario_id, m.step_index, m.step_id, m.variant \
              ORDER BY m.scenario_id, m.step_index, variant",
         )
         .bind(since)

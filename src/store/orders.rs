@@ -25,6 +25,8 @@ pub struct OrderEvent {
     pub id: String,
     pub customer_id: String,
     pub placed_at: i64,
+    /// In minor units.
+    pub total: i64,
     pub nth: i64,
     pub timezone: Option<String>,
 }
@@ -79,6 +81,7 @@ impl Store {
             }
             let stored = stored_orders(&mut tx, chunk, before).await?;
             let mut changed = Vec::new();
+            let mut owners = Vec::new();
             for o in chunk {
                 match stored.get(&o.id) {
                     None => {}
@@ -86,6 +89,7 @@ impl Store {
                     Some(old) => {
                         out.updated += 1;
                         out.touched.push(old.customer_id.clone());
+                        owners.push(old.customer_id.clone());
                         changed.push(*o);
                     }
                 }
@@ -102,6 +106,7 @@ impl Store {
                  currency = excluded.currency, items = excluded.items",
             );
             qb.build().execute(&mut *tx).await?;
+            rewrite_goal_revenue(&mut tx, &changed, &owners).await?;
         }
         tx.commit().await?;
         out.touched.sort();
@@ -124,8 +129,8 @@ impl Store {
         nth_cap: Option<i64>,
     ) -> Result<Vec<OrderEvent>> {
         let (json,): (String,) = sqlx::query_as(
-            "SELECT COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, nth, timezone)), '[]') FROM \
-             (SELECT o.seq, o.id, o.customer_id, o.placed_at, c.timezone, \
+            "SELECT COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, total, nth, timezone)), '[]') FROM \
+             (SELECT o.seq, o.id, o.customer_id, o.placed_at, o.total, c.timezone, \
              (SELECT COUNT(*) FROM (SELECT 1 FROM orders o2 WHERE o2.customer_id = o.customer_id \
              AND (o2.placed_at, o2.id) <= (o.placed_at, o.id) LIMIT $3) AS earlier) AS nth FROM orders o \
              JOIN customers c ON c.id = o.customer_id \
@@ -176,8 +181,8 @@ impl Store {
             ""
         };
         let sql = format!(
-            "SELECT COALESCE(json_group_array(json_array(w.seq, w.id, w.customer_id, w.placed_at, w.nth, c.timezone)), '[]') \
-             FROM (SELECT seq, id, customer_id, placed_at, \
+            "SELECT COALESCE(json_group_array(json_array(w.seq, w.id, w.customer_id, w.placed_at, w.total, w.nth, c.timezone)), '[]') \
+             FROM (SELECT seq, id, customer_id, placed_at, total, \
              ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY placed_at, id) AS nth \
              FROM orders WHERE customer_id > $1{upto_clause}) AS w \
              JOIN customers c ON c.id = w.customer_id WHERE w.seq > $2 AND w.seq <= $3"
@@ -253,18 +258,46 @@ impl Store {
     }
 }
 
+/// An enrollment keeps its converting order's total (the scenario report adds them up): when
+/// an import changes orders, their enrollments (found by the orders' previous customers) take
+/// the new totals.
+async fn rewrite_goal_revenue(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    changed: &[&NewOrder],
+    owners: &[String],
+) -> Result<()> {
+    let mut qb = QueryBuilder::<Db>::new(
+        "UPDATE enrollments SET goal_revenue = \
+         (SELECT o.total FROM orders o WHERE o.id = enrollments.goal_order_id) \
+         WHERE customer_id IN (",
+    );
+    let mut list = qb.separated(", ");
+    for c in owners {
+        list.push_bind(c.clone());
+    }
+    qb.push(") AND goal_order_id IN (");
+    let mut list = qb.separated(", ");
+    for o in changed {
+        list.push_bind(o.id.clone());
+    }
+    qb.push(")");
+    qb.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
 /// Decodes the JSON page of `orders_after` and `new_orders_of_customers`.
 fn order_events(json: &str) -> Result<Vec<OrderEvent>> {
-    type Row = (i64, String, String, i64, i64, Option<String>);
+    type Row = (i64, String, String, i64, i64, i64, Option<String>);
     let rows: Vec<Row> = super::from_json(json)?;
     Ok(rows
         .into_iter()
         .map(
-            |(seq, id, customer_id, placed_at, nth, timezone)| OrderEvent {
+            |(seq, id, customer_id, placed_at, total, nth, timezone)| OrderEvent {
                 seq,
                 id,
                 customer_id,
                 placed_at,
+                total,
                 nth,
                 timezone,
             },

@@ -183,6 +183,21 @@ async fn held_out_customers_get_nothing_convert_like_the_others_and_keep_their_a
     );
     let reminder = r.steps.iter().find(|s| s.step == "reminder").unwrap();
     assert_eq!(reminder.sent as usize, treated - reordered_treated);
+
+    // A corrected import of the converting orders (a partial refund) changes the revenue the
+    // report credits to the conversions.
+    let corrected: Vec<_> = again
+        .iter()
+        .map(|c| order(&format!("A-{c}"), c, "2026-11-05T03:00:00Z", 4200))
+        .collect();
+    add_orders(&store, &corrected).await;
+    let report = scenario_report(&store, &[], i64::MIN, None, Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!(
+        report[0].revenue_per_treated,
+        4200.0 * reordered_treated as f64 / treated as f64
+    );
     store.close().await;
 }
 
