@@ -51,6 +51,26 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// The connection options of the SQLite database at `target` (a path or `sqlite://` URL):
+/// created if missing, WAL, a busy timeout, foreign keys.
+fn options(target: &str) -> Result<SqliteConnectOptions> {
+    let url = if target.starts_with("sqlite:") {
+        target.to_string()
+    } else {
+        format!("sqlite://{target}")
+    };
+    Ok(SqliteConnectOptions::from_str(&url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        // A 256 MiB page cache (a ceiling, not an allocation) and in-memory temporaries: the
+        // tick and imports touch indexes at random.
+        .pragma("cache_size", "-262144")
+        .pragma("temp_store", "memory"))
+}
+
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -63,44 +83,30 @@ impl Store {
     /// Opens (creating if needed) the SQLite database at `target` (a path or `sqlite://` URL)
     /// in WAL mode with a busy timeout, and applies the migrations in `migrations/`.
     pub async fn open(target: &str) -> Result<Self> {
+        Self::connect(options(target)?, 4).await
+    }
+
+    /// Opens a scratch database (a back-test's), which only this process uses: one
+    /// connection, whose page cache is never invalidated by another; a rollback journal kept
+    /// in memory instead of a write-ahead log (each page is written once, with no
+    /// checkpoints); nothing synced to disk (a crash loses it, and it is made anew on the next
+    /// run anyway); long statements not logged.
+    pub async fn open_scratch(target: &str) -> Result<Self> {
+        let options = options(target)?
+            .synchronous(SqliteSynchronous::Off)
+            .journal_mode(SqliteJournalMode::Memory);
+        // Copying a shop reads and writes millions of rows on purpose: no "slow statement"
+        // warnings.
+        Self::connect(sqlx::ConnectOptions::disable_statement_logging(options), 1).await
+    }
+
+    async fn connect(options: SqliteConnectOptions, connections: u32) -> Result<Self> {
         configure_sqlite();
-        let url = if target.starts_with("sqlite:") {
-            target.to_string()
-        } else {
-            format!("sqlite://{target}")
-        };
-        let options = SqliteConnectOptions::from_str(&url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            // A 256 MiB page cache (a ceiling, not an allocation) and in-memory temporaries: the tick and imports touch
-            // indexes at random.
-            .pragma("cache_size", "-262144")
-            .pragma("temp_store", "memory");
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(connections)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool, options })
-    }
-
-    /// Opens a scratch database (a back-test's): as `open`, but nothing is synced to disk (a
-    /// crash loses it, and it is made anew on the next run anyway) and long statements are not
-    /// logged.
-    pub async fn open_scratch(target: &str) -> Result<Self> {
-        let store = Self::open(target).await?;
-        let options = store.options.clone().synchronous(SqliteSynchronous::Off);
-        // Copying a shop reads and writes millions of rows on purpose: no "slow statement"
-        // warnings.
-        let options = sqlx::ConnectOptions::disable_statement_logging(options);
-        store.pool.close().await;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone())
-            .await?;
         Ok(Self { pool, options })
     }
 
