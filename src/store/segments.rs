@@ -230,7 +230,7 @@ async fn evaluate_in(
     now: i64,
 ) -> Result<MembershipChange> {
     let known: Option<(i64,)> =
-        sqlx::query_as("SELECT 1 FROM segment_evaluations WHERE segment = $1")
+        sqlx::query_as("SELECT members FROM segment_evaluations WHERE segment = $1")
             .bind(name)
             .fetch_optional(&mut **tx)
             .await?;
@@ -305,11 +305,19 @@ async fn evaluate_in(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    let (members,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM segment_members WHERE segment = $1")
-            .bind(name)
-            .fetch_one(&mut **tx)
-            .await?;
+    // Scoped, only the scope's memberships changed: the count follows from the last one
+    // instead of counting a segment of perhaps a million members again.
+    let members = match known {
+        Some((before,)) if scoped => before + entered as i64 - exited as i64,
+        _ => {
+            let (n,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM segment_members WHERE segment = $1")
+                    .bind(name)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            n
+        }
+    };
     sqlx::query(
         "INSERT INTO segment_evaluations (segment, as_of, evaluated_at, members) \
          VALUES ($1, $2, $3, $4) ON CONFLICT (segment) DO UPDATE SET \

@@ -397,6 +397,10 @@ async fn an_incremental_refresh_recomputes_only_the_customers_whose_orders_chang
         + usize::from(after["NEW"].orders <= 2);
     assert_eq!(few.len(), expected_few);
     assert!(leaving.iter().all(|c| !few.contains(&c.to_string())));
+    // The member counts it reports (kept from the last count, not counted again) are the
+    // stored memberships.
+    assert_eq!(r.named_segments[0].1.members as usize, members.len());
+    assert_eq!(r.named_segments[1].1.members as usize, few.len());
     // Nothing is left to do.
     let again = refresh_changed(&store, as_of, zone, 2, &segments)
         .await
