@@ -129,6 +129,37 @@ async fn recompute(
             amount: total as f64,
         });
     }
+    // The predictions (a hypergeometric series per customer and day searched) on every core.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8);
+    let chunk = ids.len().div_ceil(threads).max(1);
+    let parts: Vec<(Vec<MetricsRow>, Vec<String>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ids
+            .chunks(chunk)
+            .map(|ids| scope.spawn(|| score(ids, &by_customer, basis, end, as_of)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a scoring thread panicked"))
+            .collect()
+    });
+    let (mut rows, mut gone) = (Vec::new(), Vec::new());
+    for (r, g) in parts {
+        rows.extend(r);
+        gone.extend(g);
+    }
+    Ok((rows, gone))
+}
+
+/// The rows of `ids` from their orders, and the ids without an order by day `end`.
+fn score(
+    ids: &[String],
+    by_customer: &HashMap<String, Vec<Purchase>>,
+    basis: &Basis,
+    end: i64,
+    as_of: &str,
+) -> (Vec<MetricsRow>, Vec<String>) {
     let [r, f, m] = &basis.cuts;
     let (mut rows, mut gone) = (Vec::new(), Vec::new());
     for id in ids {
@@ -154,7 +185,7 @@ async fn recompute(
             end,
         ));
     }
-    Ok((rows, gone))
+    (rows, gone)
 }
 
 fn add_changes(total: &mut Vec<(String, MembershipChange)>, page: Vec<(String, MembershipChange)>) {
