@@ -4,7 +4,8 @@
 //! does what the Python function does: parse the dates, group the rows by customer, and compute
 //! frequency, recency, T and monetary value, with rebuy's own `Summary::of`. Then both fits on
 //! those summaries, as the reference times its fitters. Prints one JSON object with the times,
-//! the fitted parameters and a checksum of the summaries.
+//! the fitted parameters and a checksum of the summaries. Each step runs `REPEAT` times
+//! (default 3); the figures are the medians, the single runs are listed beside them.
 //!
 //! cargo run --release --example summary_from_csv -- TRANSACTIONS.csv END_DATE
 
@@ -35,8 +36,134 @@ fn main() -> anyhow::Result<()> {
     }
     let read_secs = t.elapsed().as_secs_f64();
 
-    let t = Instant::now();
     let end_day = i64::from(end.num_days_from_ce());
+    let repeat: usize = std::env::var("REPEAT")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    // Each step `REPEAT` times (3 unless set), as scripts/lifetimes_reference.py times the
+    // reference: this machine varies by ±30% from run to run, and the median says more.
+    let mut summary_secs = Vec::new();
+    let mut summaries = Vec::new();
+    for _ in 0..repeat {
+        let t = Instant::now();
+        summaries = summarise_rows(&rows, end_day)?;
+        summary_secs.push(t.elapsed().as_secs_f64());
+    }
+    // The fits, timed as the reference times `BetaGeoFitter.fit` and `GammaGammaFitter.fit`:
+    // on the summaries already in memory.
+    let (mut bgnbd_secs, mut gamma_gamma_secs) = (Vec::new(), Vec::new());
+    let (mut bgnbd, mut gamma_gamma) = (None, None);
+    for _ in 0..repeat {
+        let t = Instant::now();
+        bgnbd = Some(BgNbd::fit(&summaries)?);
+        bgnbd_secs.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        gamma_gamma = Some(GammaGamma::fit(&summaries)?);
+        gamma_gamma_secs.push(t.elapsed().as_secs_f64());
+    }
+
+    let frequency: f64 = summaries.iter().map(|s| s.frequency).sum();
+    let monetary: f64 = summaries.iter().map(|s| s.monetary).sum();
+    println!(
+        "{}",
+        serde_json::json!({
+            "read_csv_secs": read_secs,
+            "summary_secs": median(&summary_secs),
+            "summary_runs": summary_secs,
+            "bgnbd_fit_secs": median(&bgnbd_secs),
+            "bgnbd_fit_runs": bgnbd_secs,
+            "bgnbd": bgnbd,
+            "gamma_gamma_fit_secs": median(&gamma_gamma_secs),
+            "gamma_gamma_fit_runs": gamma_gamma_secs,
+            "gamma_gamma": gamma_gamma,
+            "customers": summaries.len(),
+            "sum_frequency": frequency,
+            "sum_monetary": monetary,
+        })
+    );
+    Ok(())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The timed step: dates parsed, rows grouped by customer, each customer summarised. Exports
+/// list a customer's rows together, and then each run of rows is a customer, summarised as it
+/// is read, on both cores; a customer whose rows are not together sends it all the general
+/// way (`summarise_any_order`), with the same result.
+fn summarise_rows(rows: &[(String, String, f64)], end_day: i64) -> anyhow::Result<Vec<Summary>> {
+    // Halves that do not cut a customer's run.
+    let mut half = rows.len() / 2;
+    while half > 0 && half < rows.len() && rows[half].0 == rows[half - 1].0 {
+        half += 1;
+    }
+    let (first, second) = rows.split_at(half);
+    let (a, b) = std::thread::scope(|scope| {
+        let b = scope.spawn(|| summarise_runs(second, end_day));
+        (
+            summarise_runs(first, end_day),
+            b.join().expect("a summariser panicked"),
+        )
+    });
+    match (a?, b?) {
+        (Some((mut summaries, seen)), Some((more, other))) => {
+            let (small, large) = if seen.len() < other.len() {
+                (&seen, &other)
+            } else {
+                (&other, &seen)
+            };
+            if small.iter().any(|c| large.contains(c)) {
+                return summarise_any_order(rows, end_day);
+            }
+            summaries.extend(more);
+            Ok(summaries)
+        }
+        _ => summarise_any_order(rows, end_day),
+    }
+}
+
+type Seen<'a> = std::collections::HashSet<&'a str, BuildHasherDefault<Fnv>>;
+
+/// Each run of one customer's rows summarised, and the customers seen; None as soon as a
+/// customer comes back after another's rows.
+fn summarise_runs(
+    rows: &[(String, String, f64)],
+    end_day: i64,
+) -> anyhow::Result<Option<(Vec<Summary>, Seen<'_>)>> {
+    let mut seen = Seen::with_capacity_and_hasher(rows.len() / 4, Default::default());
+    let mut summaries = Vec::with_capacity(rows.len() / 4);
+    let mut run: Vec<Purchase> = Vec::new();
+    let mut start = 0;
+    while start < rows.len() {
+        let customer = rows[start].0.as_str();
+        if !seen.insert(customer) {
+            return Ok(None);
+        }
+        run.clear();
+        let mut end = start;
+        while end < rows.len() && rows[end].0 == customer {
+            run.push(Purchase {
+                day: parse_day(&rows[end].1)?,
+                amount: rows[end].2,
+            });
+            end += 1;
+        }
+        summaries.extend(Summary::of(&run, end_day));
+        start = end;
+    }
+    Ok(Some((summaries, seen)))
+}
+
+/// [`summarise_rows`] for rows in any order.
+fn summarise_any_order(
+    rows: &[(String, String, f64)],
+    end_day: i64,
+) -> anyhow::Result<Vec<Summary>> {
     // Two cores, as rebuy's refresh uses them: one parses the dates while the other gives each
     // customer id a dense index (one hash lookup per row); the rows are then bucketed by that
     // index (a counting sort) and the buckets summarised in halves.
@@ -46,7 +173,7 @@ fn main() -> anyhow::Result<()> {
                 .map(|(_, date, _)| parse_day(date))
                 .collect::<anyhow::Result<Vec<i64>>>()
         });
-        let index = customer_index(&rows);
+        let index = customer_index(rows);
         (days.join().expect("the date parser panicked"), index)
     });
     let days = days?;
@@ -66,7 +193,7 @@ fn main() -> anyhow::Result<()> {
         };
         rows.len()
     ];
-    for ((i, day), (_, _, amount)) in index.iter().zip(&days).zip(&rows) {
+    for ((i, day), (_, _, amount)) in index.iter().zip(&days).zip(rows) {
         let slot = &mut fill[*i as usize];
         grouped[*slot] = Purchase {
             day: *day,
@@ -81,40 +208,12 @@ fn main() -> anyhow::Result<()> {
             .collect()
     };
     let half = customers / 2;
-    let summaries: Vec<Summary> = std::thread::scope(|scope| {
+    Ok(std::thread::scope(|scope| {
         let second = scope.spawn(|| summarise(&starts[half..], &grouped));
         let mut first = summarise(&starts[..=half], &grouped);
         first.extend(second.join().expect("a summariser panicked"));
         first
-    });
-    let summary_secs = t.elapsed().as_secs_f64();
-
-    // The fits, timed as the reference times `BetaGeoFitter.fit` and `GammaGammaFitter.fit`:
-    // on the summaries already in memory.
-    let t = Instant::now();
-    let bgnbd = BgNbd::fit(&summaries)?;
-    let bgnbd_secs = t.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let gamma_gamma = GammaGamma::fit(&summaries)?;
-    let gamma_gamma_secs = t.elapsed().as_secs_f64();
-
-    let frequency: f64 = summaries.iter().map(|s| s.frequency).sum();
-    let monetary: f64 = summaries.iter().map(|s| s.monetary).sum();
-    println!(
-        "{}",
-        serde_json::json!({
-            "read_csv_secs": read_secs,
-            "summary_secs": summary_secs,
-            "bgnbd_fit_secs": bgnbd_secs,
-            "bgnbd": bgnbd,
-            "gamma_gamma_fit_secs": gamma_gamma_secs,
-            "gamma_gamma": gamma_gamma,
-            "customers": summaries.len(),
-            "sum_frequency": frequency,
-            "sum_monetary": monetary,
-        })
-    );
-    Ok(())
+    }))
 }
 
 /// Each row's customer as a dense index, in order of first appearance.
@@ -221,6 +320,54 @@ mod tests {
             );
             day = day.succ_opt().unwrap();
         }
+    }
+
+    fn rows(list: &[(&str, &str, f64)]) -> Vec<(String, String, f64)> {
+        list.iter()
+            .map(|(c, d, a)| (c.to_string(), d.to_string(), *a))
+            .collect()
+    }
+
+    #[test]
+    fn rows_together_or_apart_give_the_same_summaries() {
+        let end = parse_day("2025-12-31").unwrap();
+        let together = rows(&[
+            ("A", "2025-01-01", 10.0),
+            ("A", "2025-01-01", 5.0),
+            ("A", "2025-02-01", 7.0),
+            ("B", "2025-03-01", 1.0),
+            ("C", "2025-01-05", 3.0),
+            ("C", "2025-06-05", 4.0),
+            ("C", "2026-01-05", 9.0),
+            ("D", "2026-02-01", 2.0),
+        ]);
+        let fast = summarise_rows(&together, end).unwrap();
+        assert_eq!(fast, summarise_any_order(&together, end).unwrap());
+        assert_eq!(fast.len(), 3, "D ordered after the end");
+        assert_eq!(
+            (fast[0].frequency, fast[0].monetary, fast[0].total),
+            (1.0, 7.0, 22.0)
+        );
+        // A's rows apart, in both halves: the general way, the same summaries.
+        let mut apart = together.clone();
+        apart.swap(1, 6);
+        let mut general = summarise_rows(&apart, end).unwrap();
+        let key = |s: &Summary| (s.first_day, s.orders);
+        general.sort_by_key(key);
+        let mut expected = fast.clone();
+        expected.sort_by_key(key);
+        assert_eq!(general, expected);
+        // Together within each half, but A in both halves.
+        let split = rows(&[
+            ("A", "2025-01-01", 10.0),
+            ("A", "2025-02-01", 7.0),
+            ("B", "2025-03-01", 1.0),
+            ("B", "2025-03-02", 1.0),
+            ("A", "2025-04-01", 5.0),
+            ("C", "2025-01-05", 3.0),
+        ]);
+        let a = &summarise_rows(&split, end).unwrap()[0];
+        assert_eq!((a.frequency, a.orders, a.total), (2.0, 3, 22.0));
     }
 
     #[test]
