@@ -219,6 +219,23 @@ pub fn context_name(id: &str, name: &str) -> NameRef {
 
 /// A context with a made-up customer and order, for checking what templates render.
 pub fn sample_context(shop: &BTreeMap<String, String>, unsubscribe_url: &str) -> minijinja::Value {
+    let none = serde_json::json!({});
+    sample_context_with(shop, unsubscribe_url, SAMPLE_ITEMS, &none, none.clone())
+}
+
+/// The line items of the sample order: one lotion.
+pub const SAMPLE_ITEMS: &str = r#"[{"sku":"SKU-1","name":"しっとり化粧水","category":"lotion","quantity":1,"unit_price":3980}]"#;
+
+/// [`sample_context`] with the sample order's line items given as JSON (`"[]"`: an order
+/// imported without items, which a template must also render), the customer's attributes
+/// and the enrollment's `vars` (a manual trigger's `--var`s).
+pub fn sample_context_with(
+    shop: &BTreeMap<String, String>,
+    unsubscribe_url: &str,
+    items: &str,
+    attributes: &serde_json::Value,
+    vars: serde_json::Value,
+) -> minijinja::Value {
     // A fixed instant: what a check sees does not depend on when it runs.
     let now = from_millis(1_767_225_600_000); // 2026-01-01T00:00:00Z
     let customer = CustomerRow {
@@ -227,7 +244,7 @@ pub fn sample_context(shop: &BTreeMap<String, String>, unsubscribe_url: &str) ->
         name: "山田 花子".into(),
         timezone: Some("Asia/Tokyo".into()),
         locale: Some("ja".into()),
-        attributes: "{}".into(),
+        attributes: attributes.to_string(),
         orders_count: 1,
         total_spent: 3980,
         currency: Some("JPY".into()),
@@ -244,13 +261,13 @@ pub fn sample_context(shop: &BTreeMap<String, String>, unsubscribe_url: &str) ->
         placed_at: crate::clock::to_millis(now),
         total: 3980,
         currency: "JPY".into(),
-        items: r#"[{"sku":"SKU-1","name":"しっとり化粧水","category":"lotion","quantity":1,"unit_price":3980}]"#.into(),
+        items: items.into(),
     };
     minijinja::Value::from_serialize(MessageContext {
         customer: CustomerView::new(&customer, chrono_tz::Asia::Tokyo, now),
         order: Some(OrderView::new(&order)),
         shop,
-        vars: serde_json::json!({}),
+        vars,
         scenario: context_name("sample", "sample"),
         step: Some(context_name("sample", "sample")),
         unsubscribe_url: unsubscribe_url.to_string(),

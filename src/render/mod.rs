@@ -6,8 +6,9 @@ mod context;
 mod filters;
 
 pub use context::{
-    context_name, metrics_view, sample_context, CustomerView, ItemView, MessageContext, NameRef,
-    OrderView, CONTEXT_ROOTS, CUSTOMER_FIELDS, METRICS_FIELDS, ORDER_FIELDS,
+    context_name, metrics_view, sample_context, sample_context_with, CustomerView, ItemView,
+    MessageContext, NameRef, OrderView, CONTEXT_ROOTS, CUSTOMER_FIELDS, METRICS_FIELDS,
+    ORDER_FIELDS, SAMPLE_ITEMS,
 };
 
 use crate::scenario::{Expr, Scenario};

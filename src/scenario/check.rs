@@ -181,9 +181,12 @@ fn check_scenario(
             );
         }
     }
-    // The legal footer is checked on templates that are otherwise sound.
+    // The legal footer, then rendering, are checked on templates that are otherwise sound.
     if !s.transactional && diags.len() == before {
         check_footer(s, renderer, shop, diags);
+    }
+    if diags.len() == before {
+        check_renders(s, renderer, shop, checked, diags);
     }
     if diags.iter().all(|d| d.path != s.path) {
         if let Err(e) = renderer.add_scenario(s) {
@@ -297,6 +300,110 @@ const SENDER_KEYS: &[(&str, &str)] = &[
 
 /// The unsubscribe link `check` renders into a sample message to see that it is shown.
 const SAMPLE_UNSUBSCRIBE: &str = "https://rebuy.check/unsubscribe-sample";
+
+/// Renders each step's subject, HTML and text for a sample order with line items and for one
+/// imported without them (a CSV of orders has none), and reports what renders for the first
+/// but fails for the second, where: a template that indexes `order.items[0]` unguarded fails
+/// at send time for such orders. What fails for the sample too is not judged: made-up values
+/// (an attribute read as a number, say) could be the reason, and a false refusal would stop
+/// the daemon.
+fn check_renders(
+    s: &Scenario,
+    renderer: &Renderer,
+    shop: &BTreeMap<String, String>,
+    checked: &mut HashSet<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let hint = "guard what an order may lack, e.g. {% if order.items %}…{% else %}…{% endif %}";
+    let which = "an order without line items";
+    for (key, send) in s.steps.iter().flat_map(|step| step.sends()) {
+        // The `vars` and customer attributes the step reads are given sample values: a person
+        // passes the first with `rebuy trigger --var`, the shop's import the second, and
+        // `check` cannot know them.
+        let used = used_names(renderer, &send.subject.source, &part_names(&send.template));
+        let vars = sample_values(&used, "vars.");
+        let attributes = sample_values(&used, "customer.attributes.");
+        let sample = |items: &str| {
+            crate::render::sample_context_with(
+                shop,
+                SAMPLE_UNSUBSCRIBE,
+                items,
+                &attributes,
+                vars.clone(),
+            )
+        };
+        let (with, without) = (sample(crate::render::SAMPLE_ITEMS), sample("[]"));
+        let subject = renderer.env().template_from_str(&send.subject.source);
+        if let Ok(t) = subject {
+            if let (Ok(_), Err(e)) = (t.render(&with), t.render(&without)) {
+                diags.push(
+                    Diagnostic::new(
+                        &s.path,
+                        send.subject.line,
+                        send.subject.col,
+                        format!(
+                            "subject of step '{key}' fails to render for {which}: {}",
+                            crate::render::describe(&e)
+                        ),
+                    )
+                    .with_hint(hint),
+                );
+            }
+        }
+        for part in part_names(&send.template) {
+            let Ok(t) = renderer.env().get_template(&part) else {
+                continue; // reported by check_template
+            };
+            let (Ok(_), Err(e)) = (t.render(&with), t.render(&without)) else {
+                continue;
+            };
+            if !checked.insert(format!("render {part}")) {
+                continue; // a template shared by several steps is reported once
+            }
+            let file = renderer.templates_dir().join(&part);
+            let detail = e
+                .detail()
+                .map_or_else(|| e.kind().to_string(), str::to_string);
+            diags.push(
+                Diagnostic::new(
+                    &file.display().to_string(),
+                    e.line().unwrap_or(1) as u64,
+                    1,
+                    format!(
+                        "{part} (step '{key}' of scenario '{}') fails to render for {which}: {detail}",
+                        s.id
+                    ),
+                )
+                .with_hint(hint),
+            );
+        }
+    }
+}
+
+/// The variables (dotted paths) a subject and its templates read.
+fn used_names(renderer: &Renderer, subject: &str, parts: &[String]) -> HashSet<String> {
+    let mut used: HashSet<String> = renderer
+        .env()
+        .template_from_str(subject)
+        .map(|t| t.undeclared_variables(true))
+        .unwrap_or_default();
+    for part in parts {
+        if let Ok(t) = renderer.env().get_template(part) {
+            used.extend(t.undeclared_variables(true));
+        }
+    }
+    used
+}
+
+/// Each used name under `prefix` (e.g. `vars.`), with a sample value.
+fn sample_values(used: &HashSet<String>, prefix: &str) -> serde_json::Value {
+    let values: serde_json::Map<String, serde_json::Value> = used
+        .iter()
+        .filter_map(|v| v.strip_prefix(prefix))
+        .map(|name| (name.to_string(), format!("SAMPLE-{name}").into()))
+        .collect();
+    serde_json::Value::Object(values)
+}
 
 /// Renders each step's HTML and text of a marketing scenario for a sample customer and checks
 /// that the sender's identity and the unsubscribe link are in both.

@@ -249,3 +249,40 @@ fn check_refuses_a_marketing_scenario_whose_mail_lacks_the_sender_footer() {
         report.diagnostics
     );
 }
+
+#[test]
+fn check_renders_every_step_for_an_order_without_line_items_and_says_where_it_fails() {
+    let (_shop, lines) = diagnostics(
+        &[
+            ("items.yaml", "id: items\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: items, subject: \"{{ order.items[0].name }}\" }\n"),
+            ("guarded.yaml", "id: guarded\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: guarded, subject: \"{{ order.items[0].name if order.items else 'your order' }}\" }\n"),
+            // A manual trigger's `--var`s are unknown to `check`: they get sample values.
+            ("case.yaml", "id: case\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: case, subject: \"case {{ vars.case_id }}\" }\n"),
+            // Made-up sample values can fail where real ones would not: not judged.
+            ("numeric.yaml", "id: numeric\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: numeric, subject: s }\n"),
+        ],
+        &[
+            ("items.html", "<p>{{ customer.name }}</p>\n<p>{{ order.items[0].sku }}</p>"),
+            ("items.txt", "{{ order.items[0].sku }}"),
+            ("guarded.html", "{% if order.items %}{{ order.items[0].sku }}{% else %}-{% endif %}"),
+            ("guarded.txt", "{% if order.items %}{{ order.items[0].sku }}{% endif %}"),
+            ("case.html", "<p>{{ vars.case_id }}</p>"),
+            ("case.txt", "{{ vars.case_id }}"),
+            ("numeric.html", "<p>{{ customer.attributes.points + 1 }}</p>"),
+            ("numeric.txt", "{{ customer.attributes.points + 1 }}"),
+        ],
+    );
+    let all = lines.join("\n");
+    assert!(
+        all.contains("scenarios/items.yaml:6:")
+            && all.contains("subject of step 'a' fails to render for an order without line items"),
+        "{all}"
+    );
+    assert!(all.contains("templates/items.html:2:1: items.html (step 'a' of scenario 'items') fails to render for an order without line items: undefined value"), "{all}");
+    assert!(all.contains("templates/items.txt:1:1: items.txt (step 'a' of scenario 'items') fails to render for an order without line items"), "{all}");
+    assert!(
+        !all.contains("guarded") && !all.contains("case") && !all.contains("numeric"),
+        "{all}"
+    );
+    assert_eq!(lines.len(), 3, "{all}");
+}
