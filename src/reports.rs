@@ -1,6 +1,7 @@
 //! Reports over the stored orders: the cohort report (each customer's order days, read once,
-//! customer by customer, in the shop's zone) and the LTV report (the orders merged, customer by
-//! customer, with the stored metrics for each customer's RFM segment).
+//! customer by customer, in the shop's zone), the LTV report (the orders merged, customer by
+//! customer, with the stored metrics for each customer's RFM segment), and the scenario report
+//! (the store's grouped counts, handed to `experiment::build_report`).
 
 use crate::metrics::{cohorts, day_number, group_ltv, month_of, Cohort, CustomerValue, GroupLtv};
 use crate::refresh::each_customer;
@@ -58,4 +59,54 @@ pub async fn ltv_report(
     segments.sort_by_key(|g| crate::metrics::SEGMENTS.iter().position(|s| *s == g.group));
     let cohorts = by_cohort.iter().map(|(m, v)| group_ltv(m, v)).collect();
     Ok((segments, cohorts))
+}
+
+/// The report over enrollments triggered (and orders placed) at or after `since` (unix ms),
+/// with last-touch attribution over `attribution_window`; `scenarios` (the loaded ones) give
+/// the per-variant results of steps with variants.
+pub async fn scenario_report(
+    store: &Store,
+    scenarios: &[crate::scenario::Scenario],
+    since: i64,
+    scenario: Option<&str>,
+    attribution_window: chrono::Duration,
+) -> anyhow::Result<Vec<crate::experiment::ScenarioResult>> {
+    let arms = store.arm_counts(since, scenario).await?;
+    let steps = store.step_counts(since, scenario).await?;
+    let touches = store
+        .last_touch(since, attribution_window.num_milliseconds(), scenario)
+        .await?;
+    let mut report = crate::experiment::build_report(&arms, &steps, &touches);
+    let decisions = store.variant_decisions().await?;
+    for r in report.iter_mut().filter(|r| r.compared_with.is_none()) {
+        let manual = scenarios
+            .iter()
+            .any(|s| s.id == r.scenario && s.trigger == crate::scenario::Trigger::Manual);
+        if manual {
+            r.verdict = "a manual scenario: every enrollment was asked for by a person, so none \
+                         is held out and there is nothing to compare with"
+                .into();
+        }
+    }
+    for r in &mut report {
+        let Some(s) = scenarios
+            .iter()
+            .find(|s| s.id == r.scenario && s.steps.iter().any(|st| !st.variants.is_empty()))
+        else {
+            continue;
+        };
+        let outcomes = store.treatment_outcomes(&s.id, since).await?;
+        let comparison = r
+            .compared_with
+            .as_ref()
+            .map(|_| {
+                (
+                    r.converted_comparison as u64,
+                    (r.enrolled - r.treatment) as u64,
+                )
+            })
+            .filter(|(_, n)| *n > 0);
+        crate::experiment::report::add_variants(r, s, &outcomes, &decisions, comparison);
+    }
+    Ok(report)
 }

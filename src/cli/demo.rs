@@ -66,7 +66,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     let scenarios = daemon.engine.scenarios().to_vec();
     let window = app.resolved.attribution_window;
     let results =
-        super::experiments::scenario_report(&store, &scenarios, i64::MIN, None, window).await?;
+        crate::reports::scenario_report(&store, &scenarios, i64::MIN, None, window).await?;
     if args.format == OutputFormat::Table {
         for r in &results {
             println!("{}: {}", r.scenario, r.verdict);

@@ -5,9 +5,8 @@
 use super::metrics::parse_date;
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
-use crate::experiment::report::add_variants;
-use crate::experiment::{build_report, ScenarioResult};
-use crate::scenario::Scenario;
+use crate::experiment::ScenarioResult;
+use crate::reports::scenario_report;
 use crate::store::Store;
 use anyhow::Context as _;
 use chrono::NaiveDate;
@@ -37,57 +36,6 @@ pub enum ScenarioView {
     Scenarios,
     Steps,
     Variants,
-}
-
-/// The report over enrollments triggered at or after `since` (unix ms).
-/// The report over enrollments triggered (and orders placed) at or after `since` (unix ms),
-/// with last-touch attribution over `attribution_window`; `scenarios` (the loaded ones) give
-/// the per-variant results of steps with variants.
-pub async fn scenario_report(
-    store: &Store,
-    scenarios: &[Scenario],
-    since: i64,
-    scenario: Option<&str>,
-    attribution_window: chrono::Duration,
-) -> anyhow::Result<Vec<ScenarioResult>> {
-    let arms = store.arm_counts(since, scenario).await?;
-    let steps = store.step_counts(since, scenario).await?;
-    let touches = store
-        .last_touch(since, attribution_window.num_milliseconds(), scenario)
-        .await?;
-    let mut report = build_report(&arms, &steps, &touches);
-    let decisions = store.variant_decisions().await?;
-    for r in report.iter_mut().filter(|r| r.compared_with.is_none()) {
-        let manual = scenarios
-            .iter()
-            .any(|s| s.id == r.scenario && s.trigger == crate::scenario::Trigger::Manual);
-        if manual {
-            r.verdict = "a manual scenario: every enrollment was asked for by a person, so none \
-                         is held out and there is nothing to compare with"
-                .into();
-        }
-    }
-    for r in &mut report {
-        let Some(s) = scenarios
-            .iter()
-            .find(|s| s.id == r.scenario && s.steps.iter().any(|st| !st.variants.is_empty()))
-        else {
-            continue;
-        };
-        let outcomes = store.treatment_outcomes(&s.id, since).await?;
-        let comparison = r
-            .compared_with
-            .as_ref()
-            .map(|_| {
-                (
-                    r.converted_comparison as u64,
-                    (r.enrolled - r.treatment) as u64,
-                )
-            })
-            .filter(|(_, n)| *n > 0);
-        add_variants(r, s, &outcomes, &decisions, comparison);
-    }
-    Ok(report)
 }
 
 /// Writes `report` as a self-contained HTML page with its charts to `path`.

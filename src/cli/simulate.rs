@@ -2,11 +2,12 @@
 //! clock, in a database of its own; then what each scenario would have sent, and the scenario
 //! report on the simulated sends.
 
-use super::experiments::{print_report, scenario_report, write_html};
+use super::experiments::{print_report, write_html};
 use super::metrics::parse_date;
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
 use crate::clock::{from_millis, start_of_day, to_millis};
+use crate::reports::scenario_report;
 use crate::simulate::{prepare, simulate};
 use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};

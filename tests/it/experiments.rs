@@ -5,8 +5,8 @@
 use crate::helpers::*;
 use chrono::Duration;
 use rand::{Rng, SeedableRng};
-use rebuy::cli::experiments::scenario_report;
 use rebuy::experiment::{arm, Arm};
+use rebuy::reports::scenario_report;
 use std::collections::{BTreeMap, BTreeSet};
 
 const THANKS: &str = r#"

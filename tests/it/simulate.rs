@@ -197,7 +197,7 @@ async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() 
     assert!(!store.is_simulation().await.unwrap() && sim.is_simulation().await.unwrap());
 
     // The report reads the simulated sends like real ones.
-    let report = rebuy::cli::experiments::scenario_report(
+    let report = rebuy::reports::scenario_report(
         &sim,
         sim_engine.scenarios(),
         from.timestamp_millis(),
