@@ -122,11 +122,15 @@ impl Compiler<'_> {
                 self.sql.push_str(")) IS TRUE");
             }
             Cond::Bought { by, value, within } => {
-                // One range of the covering index of the orders' line items per customer.
-                self.sql
-                    .push_str("EXISTS (SELECT 1 FROM order_lines o WHERE o.customer_id = c.id");
+                // One index range per customer (orders_customer), then its orders' items.
+                self.sql.push_str(
+                    "EXISTS (SELECT 1 FROM orders o, json_each(o.items) j WHERE o.customer_id = c.id",
+                );
                 self.placed_within(*within);
-                self.sql.push_str(&format!(" AND o.{} = ", by.json_key()));
+                self.sql.push_str(&format!(
+                    " AND json_extract(j.value, '$.{}') = ",
+                    by.json_key()
+                ));
                 self.bind(Bind::Text(value.clone()));
                 self.sql.push(')');
             }

@@ -77,32 +77,27 @@ impl Store {
             if inserted == chunk.len() as u64 {
                 out.touched
                     .extend(chunk.iter().map(|o| o.customer_id.clone()));
-                insert_lines(&mut tx, chunk).await?;
                 continue;
             }
             let stored = stored_orders(&mut tx, chunk, before).await?;
             let mut changed = Vec::new();
             let mut owners = Vec::new();
-            let mut new = Vec::new();
             for o in chunk {
                 match stored.get(&o.id) {
-                    None => new.push(*o),
+                    None => {}
                     Some(old) if old == *o => continue,
                     Some(old) => {
                         out.updated += 1;
                         out.touched.push(old.customer_id.clone());
                         owners.push(old.customer_id.clone());
                         changed.push(*o);
-                        delete_lines(&mut tx, old).await?;
                     }
                 }
                 out.touched.push(o.customer_id.clone());
             }
-            insert_lines(&mut tx, &new).await?;
             if changed.is_empty() {
                 continue;
             }
-            insert_lines(&mut tx, &changed).await?;
             let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO orders ({COLUMNS}) "));
             push_orders(&mut qb, &changed);
             qb.push(
@@ -261,59 +256,6 @@ impl Store {
             .await?;
         Ok(n)
     }
-}
-
-/// One line item's SKU and category, when they are text (as `bought()` compares them).
-#[derive(serde::Deserialize)]
-struct Line {
-    #[serde(default)]
-    sku: serde_json::Value,
-    #[serde(default)]
-    category: serde_json::Value,
-}
-
-/// Writes the `order_lines` of `orders` (see migration 0012). Items that are not a JSON array
-/// of objects give no lines, as `json_each` gave none before.
-async fn insert_lines(tx: &mut sqlx::Transaction<'static, Db>, orders: &[&NewOrder]) -> Result<()> {
-    let mut lines: Vec<(&NewOrder, Option<String>, Option<String>)> = Vec::new();
-    for o in orders.iter().filter(|o| o.items != "[]") {
-        let Ok(items) = serde_json::from_str::<Vec<serde_json::Value>>(&o.items) else {
-            continue;
-        };
-        for item in items {
-            if let Ok(line) = serde_json::from_value::<Line>(item) {
-                let text = |v: serde_json::Value| v.as_str().map(str::to_string);
-                lines.push((o, text(line.sku), text(line.category)));
-            }
-        }
-    }
-    for chunk in lines.chunks(super::BATCH) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO order_lines (order_id, customer_id, placed_at, sku, category) ",
-        );
-        qb.push_values(chunk, |mut b, (o, sku, category)| {
-            b.push_bind(o.id.clone())
-                .push_bind(o.customer_id.clone())
-                .push_bind(o.placed_at)
-                .push_bind(sku.clone())
-                .push_bind(category.clone());
-        });
-        qb.build().execute(&mut **tx).await?;
-    }
-    Ok(())
-}
-
-/// Removes the `order_lines` of the stored version of an order that an import changes.
-async fn delete_lines(tx: &mut sqlx::Transaction<'static, Db>, old: &NewOrder) -> Result<()> {
-    sqlx::query(
-        "DELETE FROM order_lines WHERE customer_id = $1 AND placed_at = $2 AND order_id = $3",
-    )
-    .bind(&old.customer_id)
-    .bind(old.placed_at)
-    .bind(&old.id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// An enrollment keeps its converting order's total (the scenario report adds them up): when

@@ -130,16 +130,6 @@ async fn copy_rows(
     )
     .execute(&mut *tx)
     .await?;
-    // Their line items, as migration 0012 derives them (the shop's file may predate it).
-    sqlx::query(
-        "INSERT INTO order_lines (order_id, customer_id, placed_at, sku, category) \
-         SELECT o.id, o.customer_id, o.placed_at, \
-         CASE WHEN json_type(j.value, '$.sku') = 'text' THEN json_extract(j.value, '$.sku') END, \
-         CASE WHEN json_type(j.value, '$.category') = 'text' THEN json_extract(j.value, '$.category') END \
-         FROM orders o, json_each(o.items) j WHERE o.items <> '[]' AND json_valid(o.items)",
-    )
-    .execute(&mut *tx)
-    .await?;
     // The shop's unsubscribe secret, so that simulated mail carries the links live mail would.
     sqlx::query(
         "INSERT INTO settings (key, value) SELECT key, value FROM src.settings \
