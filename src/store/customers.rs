@@ -201,16 +201,10 @@ impl Store {
             // One grouped pass over the chunk's orders (UPDATE … FROM runs on SQLite and
             // PostgreSQL alike), index-only over orders_customer; the latest order's currency
             // is one index seek per customer.
-            let mut qb = QueryBuilder::<Db>::new(
-                "UPDATE customers SET orders_count = a.n, total_spent = a.spent, \
-                 first_order_at = a.first_at, last_order_at = a.last_at, \
-                 currency = (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
-                 ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) FROM \
-                 (SELECT customer_id, COUNT(*) AS n, SUM(total) AS spent, MIN(placed_at) AS first_at, \
-                 MAX(placed_at) AS last_at FROM orders WHERE customer_id IN ",
-            );
+            let mut qb =
+                QueryBuilder::<Db>::new(format!("{AGGREGATES_FROM_ORDERS} WHERE customer_id IN "));
             push_in_list(&mut qb, chunk);
-            qb.push(" GROUP BY customer_id) AS a WHERE customers.id = a.customer_id");
+            qb.push(AGGREGATES_END);
             qb.build().execute(&mut *tx).await?;
             // Their metrics are out of date until the next refresh (incremental or full).
             let mut qb = QueryBuilder::<Db>::new("INSERT INTO metrics_dirty (customer_id) ");
@@ -224,6 +218,19 @@ impl Store {
         Ok(())
     }
 }
+
+/// Sets customers' order aggregates from their orders: one grouped pass over orders_customer
+/// (UPDATE … FROM runs on SQLite and PostgreSQL alike). Put a WHERE on the orders between the
+/// two halves, or nothing for every customer.
+pub(super) const AGGREGATES_FROM_ORDERS: &str =
+    "UPDATE customers SET orders_count = a.n, total_spent = a.spent, \
+     first_order_at = a.first_at, last_order_at = a.last_at, \
+     currency = (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
+     ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) FROM \
+     (SELECT customer_id, COUNT(*) AS n, SUM(total) AS spent, MIN(placed_at) AS first_at, \
+     MAX(placed_at) AS last_at FROM orders";
+pub(super) const AGGREGATES_END: &str =
+    " GROUP BY customer_id) AS a WHERE customers.id = a.customer_id";
 
 /// The ids among `ids` that exist in `table` (a constant name, never user input).
 pub(super) async fn existing_ids(

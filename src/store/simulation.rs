@@ -40,15 +40,11 @@ impl Store {
             .execute(&mut *conn)
             .await?;
         let copied = copied?;
-        sqlx::query(
-            "UPDATE customers SET orders_count = a.n, total_spent = a.spent, \
-             first_order_at = a.first_at, last_order_at = a.last_at, \
-             currency = (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
-             ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) FROM \
-             (SELECT customer_id, COUNT(*) AS n, SUM(total) AS spent, MIN(placed_at) AS first_at, \
-             MAX(placed_at) AS last_at FROM orders GROUP BY customer_id) AS a \
-             WHERE customers.id = a.customer_id",
-        )
+        sqlx::query(&format!(
+            "{}{}",
+            super::customers::AGGREGATES_FROM_ORDERS,
+            super::customers::AGGREGATES_END
+        ))
         .execute(&mut *conn)
         .await?;
         sqlx::query(
