@@ -5,7 +5,7 @@
 use super::metrics::parse_date;
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
-use crate::experiment::ScenarioResult;
+use crate::experiment::{ScenarioResult, Uplift};
 use crate::reports::scenario_report;
 use crate::store::Store;
 use anyhow::Context as _;
@@ -122,6 +122,16 @@ fn points(x: f64) -> String {
     format!("{:+.1}", x * 100.0)
 }
 
+/// A cell's text, or `-` when there is nothing to show.
+fn dash(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "-".into())
+}
+
+/// An uplift's 95% interval in points.
+fn interval(u: &Uplift) -> String {
+    format!("{} to {}", points(u.absolute_low), points(u.absolute_high))
+}
+
 fn scenario_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let headers = vec![
         "scenario",
@@ -145,46 +155,45 @@ fn scenario_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<Stri
         "needed treated",
         "needed compared",
     ];
-    let rows =
-        report
-            .iter()
-            .map(|r| {
-                let u = r.uplift.as_ref();
-                let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-                vec![
-                    r.scenario.clone(),
-                    r.enrolled.to_string(),
-                    r.treatment.to_string(),
-                    r.held_out.to_string(),
-                    r.control.to_string(),
-                    r.messages_sent.to_string(),
-                    opt(r.compared_with.clone()),
-                    opt(u.map(|u| pct(u.rate_treatment))),
-                    opt(u.map(|u| pct(u.rate_holdout))),
-                    opt(u.map(|u| points(u.absolute))),
-                    opt(u.map(|u| {
-                        format!("{} to {}", points(u.absolute_low), points(u.absolute_high))
-                    })),
-                    opt(u
-                        .and_then(|u| u.relative)
-                        .map(|x| format!("{:+.1}%", x * 100.0))),
-                    opt(u.map(|u| format!("{:.4}", u.p_value))),
-                    format!("{:.0}", r.revenue_per_treated),
-                    opt(r.revenue_per_comparison.map(|x| format!("{x:.0}"))),
-                    opt(r.incremental_revenue.map(|x| format!("{x:.0}"))),
-                    r.attributed_orders.to_string(),
-                    r.attributed_revenue.to_string(),
-                    opt(u
-                        .filter(|u| !u.significant)
+    let rows = report
+        .iter()
+        .map(|r| {
+            let u = r.uplift.as_ref();
+            vec![
+                r.scenario.clone(),
+                r.enrolled.to_string(),
+                r.treatment.to_string(),
+                r.held_out.to_string(),
+                r.control.to_string(),
+                r.messages_sent.to_string(),
+                dash(r.compared_with.clone()),
+                dash(u.map(|u| pct(u.rate_treatment))),
+                dash(u.map(|u| pct(u.rate_holdout))),
+                dash(u.map(|u| points(u.absolute))),
+                dash(u.map(interval)),
+                dash(
+                    u.and_then(|u| u.relative)
+                        .map(|x| format!("{:+.1}%", x * 100.0)),
+                ),
+                dash(u.map(|u| format!("{:.4}", u.p_value))),
+                format!("{:.0}", r.revenue_per_treated),
+                dash(r.revenue_per_comparison.map(|x| format!("{x:.0}"))),
+                dash(r.incremental_revenue.map(|x| format!("{x:.0}"))),
+                r.attributed_orders.to_string(),
+                r.attributed_revenue.to_string(),
+                dash(
+                    u.filter(|u| !u.significant)
                         .and_then(|u| u.needed_treatment)
-                        .map(|n| n.to_string())),
-                    opt(u
-                        .filter(|u| !u.significant)
+                        .map(|n| n.to_string()),
+                ),
+                dash(
+                    u.filter(|u| !u.significant)
                         .and_then(|u| u.needed_holdout)
-                        .map(|n| n.to_string())),
-                ]
-            })
-            .collect();
+                        .map(|n| n.to_string()),
+                ),
+            ]
+        })
+        .collect();
     (headers, rows)
 }
 
@@ -208,7 +217,7 @@ fn step_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>
                 vec![
                     r.scenario.clone(),
                     s.step.clone(),
-                    s.variant.clone().unwrap_or_else(|| "-".into()),
+                    dash(s.variant.clone()),
                     s.queued.to_string(),
                     s.sent.to_string(),
                     s.failed.to_string(),
@@ -242,7 +251,6 @@ fn variant_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<Strin
         .flat_map(|r| {
             r.variants.iter().map(|v| {
                 let u = v.uplift.as_ref();
-                let opt = |x: Option<String>| x.unwrap_or_else(|| "-".into());
                 vec![
                     r.scenario.clone(),
                     v.step.clone(),
@@ -250,11 +258,9 @@ fn variant_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<Strin
                     v.enrolled.to_string(),
                     v.converted.to_string(),
                     pct(v.rate),
-                    opt(u.map(|u| points(u.absolute))),
-                    opt(u.map(|u| {
-                        format!("{} to {}", points(u.absolute_low), points(u.absolute_high))
-                    })),
-                    opt(u.map(|u| format!("{:.4}", u.p_value))),
+                    dash(u.map(|u| points(u.absolute))),
+                    dash(u.map(interval)),
+                    dash(u.map(|u| format!("{:.4}", u.p_value))),
                     format!("{:.0}", v.revenue_per_enrolled),
                     if v.winner {
                         "yes".into()

@@ -235,9 +235,9 @@ pub fn add_variants(
             .iter()
             .map(|v| (v.id.as_str(), (0, 0, 0)))
             .collect();
+        let winner = decision.map(|d| (d.winner.as_str(), d.decided_at));
         for o in outcomes {
-            let d = decision.map(|d| (d.winner.as_str(), d.decided_at));
-            if let Some(v) = step.variant_for(&s.id, &o.customer_id, o.enrolled_at, d) {
+            if let Some(v) = step.variant_for(&s.id, &o.customer_id, o.enrolled_at, winner) {
                 let c = counts.entry(v.id.as_str()).or_default();
                 c.0 += 1;
                 c.1 += i64::from(o.converted);
@@ -284,7 +284,6 @@ fn funnel(s: &StepCounts) -> StepFunnel {
     }
 }
 
-/// What the numbers say, in one sentence a marketer can act on.
 /// Fewer conversions (or non-conversions) than this in an arm and no test is trusted: the
 /// classic rule that a 2×2 table's cells need about 5 for the normal approximation.
 pub const MIN_CELL: i64 = 5;

@@ -321,19 +321,30 @@ fn log_add_exp(u: f64, v: f64) -> f64 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_gradient_matches_finite_differences() {
-        let customers: Vec<Summary> = (0..200)
+    /// `n` customers; customer `i` orders `orders(i)` times, every `gap(i)` days from day 0,
+    /// observed to day `end(i)`.
+    fn shop(
+        n: usize,
+        orders: impl Fn(usize) -> usize,
+        gap: impl Fn(usize) -> usize,
+        end: impl Fn(usize) -> usize,
+    ) -> Vec<Summary> {
+        (0..n)
             .map(|i| {
-                let orders: Vec<super::super::Purchase> = (0..(i % 5 + 1))
+                let bought: Vec<super::super::Purchase> = (0..orders(i))
                     .map(|k| super::super::Purchase {
-                        day: (k * (7 + i % 11)) as i64,
+                        day: (k * gap(i)) as i64,
                         amount: 10.0,
                     })
                     .collect();
-                Summary::of(&orders, 100 + (i % 37) as i64).unwrap()
+                Summary::of(&bought, end(i) as i64).unwrap()
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_gradient_matches_finite_differences() {
+        let customers = shop(200, |i| i % 5 + 1, |i| 7 + i % 11, |i| 100 + i % 37);
         let data = Grouped::new(&customers).unwrap();
         let p = [0.8, 12.0, 0.7, 2.5];
         let (v, g) = data.value_and_gradient(p[0], p[1], p[2], p[3]);
@@ -356,17 +367,7 @@ mod tests {
 
     #[test]
     fn grouping_counts_every_customer_once() {
-        let customers: Vec<Summary> = (0..500)
-            .map(|i| {
-                let orders: Vec<super::super::Purchase> = (0..(i % 4 + 1))
-                    .map(|k| super::super::Purchase {
-                        day: (k * (3 + i % 5)) as i64,
-                        amount: 1.0,
-                    })
-                    .collect();
-                Summary::of(&orders, 40 + (i % 3) as i64).unwrap()
-            })
-            .collect();
+        let customers = shop(500, |i| i % 4 + 1, |i| 3 + i % 5, |i| 40 + i % 3);
         let p = [0.8, 12.0, 0.7, 2.5];
         let grouped = Grouped::new(&customers).unwrap();
         assert!(
