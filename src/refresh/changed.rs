@@ -4,10 +4,10 @@
 //! for just those customers. Everyone else's rows, scores and memberships stay as the last
 //! full refresh left them; the nightly full refresh moves everyone to the new day.
 
-use super::{day_of, evaluate_segments, metrics_row};
+use super::{compile_all, day_of, metrics_row, named};
 use crate::metrics::{self, BgNbd, Cuts, GammaGamma, Purchase, Summary};
 use crate::segment::Segment;
-use crate::store::{MembershipChange, MetricsRow, Store};
+use crate::store::{ChangedPage, MembershipChange, MetricsRow, Store};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use std::collections::HashMap;
@@ -25,10 +25,11 @@ pub struct ChangedReport {
     pub named_segments: Vec<(String, MembershipChange)>,
     pub secs: f64,
     /// Seconds spent recomputing (reading orders, scoring, predicting), writing the rows,
-    /// and evaluating the segments.
+    /// evaluating the segments, and committing (each page is one transaction).
     pub recompute_secs: f64,
     pub write_secs: f64,
     pub segments_secs: f64,
+    pub commit_secs: f64,
 }
 
 /// What the last full refresh stored: the RFM cuts and the fitted models.
@@ -90,6 +91,8 @@ async fn changed_with(
     let end = metrics::day_number(as_of);
     let as_of_text = as_of.format("%Y-%m-%d").to_string();
     let mut report = ChangedReport::default();
+    let compiled = compile_all(segments, as_of, zone);
+    let items = named(segments, &compiled);
     loop {
         let dirty = store.dirty_customers(PAGE).await?;
         if dirty.is_empty() {
@@ -99,14 +102,25 @@ async fn changed_with(
         let phase = std::time::Instant::now();
         let (rows, gone) = recompute(store, &ids, basis, zone, end, &as_of_text).await?;
         report.recompute_secs += phase.elapsed().as_secs_f64();
-        let phase = std::time::Instant::now();
-        store.upsert_metrics(&rows, &gone).await?;
-        report.write_secs += phase.elapsed().as_secs_f64();
-        let phase = std::time::Instant::now();
-        let changes = evaluate_segments(store, segments, Some(&ids), as_of, zone, now_ms).await?;
-        report.segments_secs += phase.elapsed().as_secs_f64();
-        add_changes(&mut report.named_segments, changes);
-        store.clear_dirty(&dirty).await?;
+        let outcome = store
+            .apply_changed_page(&ChangedPage {
+                rows: &rows,
+                gone: &gone,
+                segments: &items,
+                handled: &dirty,
+                as_of: &as_of_text,
+                now: now_ms,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("writing the changed customers: {e}"))?;
+        report.write_secs += outcome.write_secs;
+        report.segments_secs += outcome.segments_secs;
+        report.commit_secs += outcome.commit_secs;
+        let names = segments.iter().map(|s| s.name.clone());
+        add_changes(
+            &mut report.named_segments,
+            names.zip(outcome.changes).collect(),
+        );
         report.customers += ids.len();
         report.removed += gone.len();
     }

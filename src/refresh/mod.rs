@@ -11,7 +11,7 @@ pub use changed::{refresh_changed, ChangedReport};
 use crate::metrics::{
     self, quintiles, BgNbd, Cuts, Direction, FitError, GammaGamma, Purchase, Summary,
 };
-use crate::segment::{compile, Segment, Window};
+use crate::segment::{compile, Segment, SqlCondition, Window};
 use crate::store::{MembershipChange, MetricsRow, Store};
 use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
@@ -239,6 +239,27 @@ async fn sku_intervals(
     Ok(intervals.typical(metrics::MIN_PAIRS))
 }
 
+/// Every segment's condition compiled for the window ending with `as_of`, in order.
+fn compile_all(segments: &[Segment], as_of: NaiveDate, zone: Tz) -> Vec<SqlCondition> {
+    let window = Window::new(as_of, zone);
+    segments
+        .iter()
+        .map(|s| compile(&s.condition, &window))
+        .collect()
+}
+
+/// (name, compiled condition) pairs, as the store takes them.
+fn named<'a>(
+    segments: &'a [Segment],
+    compiled: &'a [SqlCondition],
+) -> Vec<(&'a str, &'a SqlCondition)> {
+    segments
+        .iter()
+        .zip(compiled)
+        .map(|(s, c)| (s.name.as_str(), c))
+        .collect()
+}
+
 /// Evaluates every named segment as of the end of `as_of` (for the customers in `scope`, or
 /// everyone) and stores the membership and its changes (each segment in its own
 /// transaction).
@@ -250,17 +271,9 @@ pub async fn evaluate_segments(
     zone: Tz,
     now_ms: i64,
 ) -> anyhow::Result<Vec<(String, MembershipChange)>> {
-    let window = Window::new(as_of, zone);
     let as_of_text = as_of.format("%Y-%m-%d").to_string();
-    let compiled: Vec<_> = segments
-        .iter()
-        .map(|s| compile(&s.condition, &window))
-        .collect();
-    let items: Vec<(&str, &crate::segment::SqlCondition)> = segments
-        .iter()
-        .zip(&compiled)
-        .map(|(s, c)| (s.name.as_str(), c))
-        .collect();
+    let compiled = compile_all(segments, as_of, zone);
+    let items = named(segments, &compiled);
     let changes = store
         .evaluate_segments(&items, scope, &as_of_text, now_ms)
         .await

@@ -122,9 +122,11 @@ impl Compiler<'_> {
                 self.sql.push_str(")) IS TRUE");
             }
             Cond::Bought { by, value, within } => {
-                // One index range per customer (orders_customer), then its orders' items.
+                // One range per customer (orders_customer, which holds `has_items`: an order
+                // without items is skipped without reading its row), then the items.
                 self.sql.push_str(
-                    "EXISTS (SELECT 1 FROM orders o, json_each(o.items) j WHERE o.customer_id = c.id",
+                    "EXISTS (SELECT 1 FROM orders o, json_each(o.items) j WHERE o.customer_id = c.id \
+                     AND o.has_items = 1",
                 );
                 self.placed_within(*within);
                 self.sql.push_str(&format!(

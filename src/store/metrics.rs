@@ -284,28 +284,6 @@ impl Store {
         .await?)
     }
 
-    /// Clears the marks of `handled` (customer, generation); a mark renewed since stays.
-    pub async fn clear_dirty(&self, handled: &[(String, i64)]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for chunk in handled.chunks(super::BATCH) {
-            let mut qb = sqlx::QueryBuilder::<super::Db>::new(
-                "DELETE FROM metrics_dirty WHERE (customer_id, gen) IN (VALUES ",
-            );
-            let mut sep = qb.separated(", ");
-            for (id, gen) in chunk {
-                sep.push("(");
-                sep.push_bind_unseparated(id);
-                sep.push_unseparated(", ");
-                sep.push_bind_unseparated(*gen);
-                sep.push_unseparated(")");
-            }
-            qb.push(")");
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Clears every mark (a full refresh is about to read everything).
     pub async fn clear_all_dirty(&self) -> Result<()> {
         sqlx::query("DELETE FROM metrics_dirty")
@@ -331,40 +309,111 @@ impl Store {
         }
         Ok(out)
     }
-
-    /// Writes `rows` over the stored rows of the same customers and deletes the rows of
-    /// `gone` (customers left without an order by the as-of date), in one transaction.
-    pub async fn upsert_metrics(&self, rows: &[MetricsRow], gone: &[String]) -> Result<()> {
+    /// One page of the incremental refresh, in one transaction (one commit, one WAL
+    /// checkpoint): the page's metric rows written over the stored ones, the rows of
+    /// customers left without an order deleted, the named segments re-evaluated for the page's
+    /// customers (see `evaluate_segments`), and the page's dirty marks cleared (a mark renewed
+    /// since stays).
+    pub async fn apply_changed_page(&self, page: &ChangedPage<'_>) -> Result<ChangedOutcome> {
         let mut tx = self.write_tx().await?;
-        for chunk in gone.chunks(super::BATCH) {
-            let mut qb = sqlx::QueryBuilder::<super::Db>::new(
-                "DELETE FROM customer_metrics WHERE customer_id IN ",
-            );
-            super::push_in_list(&mut qb, chunk);
-            qb.build().execute(&mut *tx).await?;
-        }
-        let updates: Vec<String> = METRICS_COLUMNS[1..]
-            .iter()
-            .map(|c| format!("{c} = excluded.{c}"))
-            .collect();
-        // 22 binds a row: 400 rows stay well under SQLite's 32,766 bound values.
-        for chunk in rows.chunks(400) {
-            let mut qb = sqlx::QueryBuilder::<super::Db>::new(format!(
-                "INSERT INTO customer_metrics ({}) ",
-                METRICS_COLUMNS.join(", ")
-            ));
-            qb.push_values(chunk, |mut b, r| {
-                push_metrics_row(&mut b, r);
-            });
-            qb.push(format!(
-                " ON CONFLICT (customer_id) DO UPDATE SET {}",
-                updates.join(", ")
-            ));
-            qb.build().execute(&mut *tx).await?;
-        }
+        let clock = std::time::Instant::now();
+        write_metrics(&mut tx, page.rows, page.gone).await?;
+        let write_secs = clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
+        let ids: Vec<String> = page.handled.iter().map(|(id, _)| id.clone()).collect();
+        let changes =
+            super::segments::evaluate_scoped(&mut tx, page.segments, &ids, page.as_of, page.now)
+                .await?;
+        let segments_secs = clock.elapsed().as_secs_f64();
+        let clock = std::time::Instant::now();
+        delete_dirty(&mut tx, page.handled).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(ChangedOutcome {
+            changes,
+            write_secs,
+            segments_secs,
+            commit_secs: clock.elapsed().as_secs_f64(),
+        })
     }
+}
+
+/// One page of the incremental refresh (see `Store::apply_changed_page`).
+pub struct ChangedPage<'a> {
+    pub rows: &'a [MetricsRow],
+    pub gone: &'a [String],
+    /// The named segments (name, compiled condition), in definition order.
+    pub segments: &'a [(&'a str, &'a crate::segment::SqlCondition)],
+    /// The page's (customer, dirty generation) marks: its customers are the segments' scope.
+    pub handled: &'a [(String, i64)],
+    pub as_of: &'a str,
+    pub now: i64,
+}
+
+/// What writing a page did: each segment's change, and the seconds spent writing the rows,
+/// evaluating the segments, and clearing the marks and committing.
+#[derive(Debug, Clone)]
+pub struct ChangedOutcome {
+    pub changes: Vec<super::MembershipChange>,
+    pub write_secs: f64,
+    pub segments_secs: f64,
+    pub commit_secs: f64,
+}
+
+/// Writes `rows` over the stored rows of the same customers and deletes the rows of `gone`.
+async fn write_metrics(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    rows: &[MetricsRow],
+    gone: &[String],
+) -> Result<()> {
+    for chunk in gone.chunks(super::BATCH) {
+        let mut qb =
+            sqlx::QueryBuilder::<Db>::new("DELETE FROM customer_metrics WHERE customer_id IN ");
+        super::push_in_list(&mut qb, chunk);
+        qb.build().execute(&mut **tx).await?;
+    }
+    let updates: Vec<String> = METRICS_COLUMNS[1..]
+        .iter()
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    // 22 binds a row: 400 rows stay well under SQLite's 32,766 bound values.
+    for chunk in rows.chunks(400) {
+        let mut qb = sqlx::QueryBuilder::<Db>::new(format!(
+            "INSERT INTO customer_metrics ({}) ",
+            METRICS_COLUMNS.join(", ")
+        ));
+        qb.push_values(chunk, |mut b, r| {
+            push_metrics_row(&mut b, r);
+        });
+        qb.push(format!(
+            " ON CONFLICT (customer_id) DO UPDATE SET {}",
+            updates.join(", ")
+        ));
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Clears the marks of `handled` (customer, generation); a mark renewed since stays.
+async fn delete_dirty(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    handled: &[(String, i64)],
+) -> Result<()> {
+    for chunk in handled.chunks(super::BATCH) {
+        let mut qb = sqlx::QueryBuilder::<Db>::new(
+            "DELETE FROM metrics_dirty WHERE (customer_id, gen) IN (VALUES ",
+        );
+        let mut sep = qb.separated(", ");
+        for (id, gen) in chunk {
+            sep.push("(");
+            sep.push_bind_unseparated(id);
+            sep.push_unseparated(", ");
+            sep.push_bind_unseparated(*gen);
+            sep.push_unseparated(")");
+        }
+        qb.push(")");
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// One row's values, in `METRICS_COLUMNS` order (22 binds: 40 rows stay under SQLite's 999).

@@ -18,7 +18,7 @@ pub use enrollments::{DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, Ste
 pub use experiments::{
     ArmCounts, EnrollmentOutcome, StepCounts, TouchCounts, VariantDecision, VariantOutcome,
 };
-pub use metrics::{MetricsRow, RfmGroup, METRICS_COLUMNS};
+pub use metrics::{ChangedOutcome, ChangedPage, MetricsRow, RfmGroup, METRICS_COLUMNS};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus, Recorded};
 pub use segments::{MembershipChange, SegmentEvent};

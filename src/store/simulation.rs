@@ -122,7 +122,7 @@ async fn copy_rows(
     .await?
     .rows_affected();
     sqlx::query(
-        "CREATE INDEX orders_customer ON orders (customer_id, placed_at, id, total, currency)",
+        "CREATE INDEX orders_customer ON orders (customer_id, placed_at, id, total, currency, has_items)",
     )
     .execute(&mut *tx)
     .await?;
