@@ -1,11 +1,13 @@
 //! Back-tests: the stored order history replayed through the scenarios with a virtual clock,
 //! in a database of its own. Orders before the period are history; the period's orders are
-//! released as they were placed, one tick at a time, through the same upsert the importer uses;
-//! the engine ticks as the daemon would; whatever it enqueues is marked `simulated` at its due
-//! time instead of being sent. Nothing is sent and the shop's database is only read.
+//! released as they were placed, one tick at a time. Replayed in memory (`engine::Replay`) when
+//! the scenarios allow it, or else written through the same upsert the importer uses and
+//! ticked by the engine as the daemon would; either way, whatever it enqueues is marked
+//! `simulated` at its due time instead of being sent. Nothing is sent and the shop's database
+//! is only read.
 
 use crate::clock::to_millis;
-use crate::engine::Engine;
+use crate::engine::{Engine, Replay};
 use crate::refresh::{refresh, refresh_sku_intervals};
 use crate::store::{SimulationSource, Store};
 use anyhow::Result;
@@ -17,13 +19,16 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SimulationRun {
     pub source: SimulationSource,
+    /// Replayed in memory (`engine::Replay`) rather than ticked over the database.
+    pub replayed: bool,
     pub ticks: u64,
     pub enrolled: u64,
     pub simulated: u64,
     /// Nightly metric and segment refreshes run (only when a scenario needs them).
     pub refreshes: u64,
     pub secs: f64,
-    /// Where the time went: releasing orders, refreshes, ticks, marking.
+    /// Where the time went: releasing orders (replayed: loading them), refreshes, ticks,
+    /// marking (replayed: writing the messages, enrollments and orders).
     pub release_secs: f64,
     pub refresh_secs: f64,
     pub tick_secs: f64,
@@ -60,6 +65,15 @@ pub fn needs_nightly_refresh(engine: &Engine) -> bool {
         })
 }
 
+/// How the period is replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// In memory when the scenarios allow it (`Engine::replayable`), ticking otherwise.
+    Auto,
+    /// Always the engine's own `tick` over the simulation database, hour by hour.
+    Ticks,
+}
+
 /// Replays `[from, to]` on `engine`, whose store `prepare` made (`copied` is what it copied),
 /// ticking every `step`. `on_tick(done, total)` reports progress.
 pub async fn simulate(
@@ -69,14 +83,26 @@ pub async fn simulate(
     to: DateTime<Utc>,
     step: Duration,
     zone: Tz,
-    mut on_tick: impl FnMut(u64, u64),
+    on_tick: impl FnMut(u64, u64),
+) -> Result<SimulationRun> {
+    simulate_with(Mode::Auto, engine, copied, (from, to), step, zone, on_tick).await
+}
+
+/// `simulate`, in the given mode.
+pub async fn simulate_with(
+    mode: Mode,
+    engine: &Engine,
+    copied: SimulationSource,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    step: Duration,
+    zone: Tz,
+    on_tick: impl FnMut(u64, u64),
 ) -> Result<SimulationRun> {
     let started = std::time::Instant::now();
-    let store = engine.store();
-    let nightly = needs_nightly_refresh(engine);
     let total = ((to - from).num_milliseconds() / step.num_milliseconds().max(1)).max(0) as u64;
     let mut run = SimulationRun {
         source: copied,
+        replayed: mode == Mode::Auto && engine.replayable(),
         ticks: 0,
         enrolled: 0,
         simulated: 0,
@@ -87,6 +113,60 @@ pub async fn simulate(
         tick_secs: 0.0,
         mark_secs: 0.0,
     };
+    if run.replayed {
+        replay(engine, &mut run, (from, to), step, total, on_tick).await?;
+    } else {
+        ticks(engine, &mut run, (from, to), step, zone, total, on_tick).await?;
+    }
+    run.secs = started.elapsed().as_secs_f64();
+    Ok(run)
+}
+
+/// The period in memory (`engine::Replay`): the times are loading (`release_secs`), ticking
+/// (`tick_secs`) and writing (`mark_secs`).
+async fn replay(
+    engine: &Engine,
+    run: &mut SimulationRun,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    step: Duration,
+    total: u64,
+    mut on_tick: impl FnMut(u64, u64),
+) -> Result<()> {
+    let store = engine.store();
+    let t = std::time::Instant::now();
+    let mut state = Replay::load(store).await?;
+    run.release_secs = t.elapsed().as_secs_f64();
+    let mut now = from;
+    while now <= to {
+        let t = std::time::Instant::now();
+        run.enrolled += engine.replay_tick(&mut state, now).await?.enrolled;
+        run.tick_secs += t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        state.flush(store, false).await?;
+        run.mark_secs += t.elapsed().as_secs_f64();
+        run.ticks += 1;
+        on_tick(run.ticks.min(total), total);
+        now += step;
+    }
+    let t = std::time::Instant::now();
+    run.simulated = state.simulated;
+    state.finish(store).await?;
+    run.mark_secs += t.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// The period ticked by the engine over the simulation database, as a live daemon would.
+async fn ticks(
+    engine: &Engine,
+    run: &mut SimulationRun,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    step: Duration,
+    zone: Tz,
+    total: u64,
+    mut on_tick: impl FnMut(u64, u64),
+) -> Result<()> {
+    let store = engine.store();
+    let nightly = needs_nightly_refresh(engine);
     let mut released = to_millis(from) - 1;
     let mut now = from;
     while now <= to {
@@ -111,8 +191,7 @@ pub async fn simulate(
         on_tick(run.ticks.min(total), total);
         now += step;
     }
-    run.secs = started.elapsed().as_secs_f64();
-    Ok(run)
+    Ok(())
 }
 
 /// Releases the orders placed in (`after`, `upto`] as an import would write them.

@@ -3,9 +3,11 @@
 //! resulting messages in the outbox. Time is always given, never read.
 
 mod plan;
+mod replay;
 mod schedule;
 
 pub use plan::{plan_fired, plan_orders, segment_triggers, trigger_key, Fired, Judge, OrderPlan};
+pub use replay::Replay;
 pub use schedule::due_at;
 
 use crate::clock::{from_millis, to_millis};
@@ -843,7 +845,7 @@ impl Engine {
             step: step_name,
             unsubscribe_url: self.settings.unsubscribe.url(&c.id),
             now: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            metrics: crate::render::metrics_view(c.metrics.as_ref()),
+            metrics: crate::render::metrics_view(c.metrics.as_deref()),
         })
     }
 

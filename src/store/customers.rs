@@ -26,7 +26,7 @@ pub struct CustomerRow {
     /// the first refresh, or without an order.
     #[sqlx(skip)]
     #[serde(skip)]
-    pub metrics: Option<super::MetricsRow>,
+    pub metrics: Option<Box<super::MetricsRow>>,
     /// The named segments the customer is in, loaded with the metrics.
     #[sqlx(skip)]
     #[serde(skip)]
@@ -111,6 +111,59 @@ impl Store {
         Ok((inserted, updated))
     }
 
+    /// Every customer, sorted by id (a back-test's replay keeps them in memory). Read in
+    /// pages of one JSON row each (see `orders_after` for why).
+    pub async fn all_customers(&self) -> Result<Vec<CustomerRow>> {
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            i64,
+            i64,
+            Option<String>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let mut out = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (json,): (String,) = sqlx::query_as(&format!(
+                "SELECT COALESCE(json_group_array(json_array({COLUMNS})), '[]') FROM \
+                 (SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT 50000)"
+            ))
+            .bind(&after)
+            .fetch_one(&self.pool)
+            .await?;
+            let rows: Vec<Row> = super::from_json(&json)?;
+            let Some(last) = rows.last() else {
+                return Ok(out);
+            };
+            after = last.0.clone();
+            out.extend(rows.into_iter().map(|r| CustomerRow {
+                id: r.0,
+                email: r.1,
+                name: r.2,
+                timezone: r.3,
+                locale: r.4,
+                attributes: r.5,
+                orders_count: r.6,
+                total_spent: r.7,
+                currency: r.8,
+                first_order_at: r.9,
+                last_order_at: r.10,
+                marketing_consent: r.11,
+                consent_at: r.12,
+                metrics: None,
+                segments: Vec::new(),
+            }));
+        }
+    }
+
     /// The ids among `ids` that exist as customers.
     pub async fn existing_customer_ids(&self, ids: &[String]) -> Result<HashSet<String>> {
         let mut conn = self.pool.acquire().await?;
@@ -187,7 +240,7 @@ impl Store {
         let mut metrics = self.metrics_by_ids(&ids).await?;
         let mut segments = self.segments_of(&ids).await?;
         for (id, c) in customers.iter_mut() {
-            c.metrics = metrics.remove(id);
+            c.metrics = metrics.remove(id).map(Box::new);
             c.segments = segments.remove(id).unwrap_or_default();
         }
         Ok(())

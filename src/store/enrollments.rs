@@ -179,11 +179,7 @@ impl Store {
     /// Inserts one enrollment (a manual trigger). Returns its id and whether it is new; a
     /// repeated `--key` finds the existing one.
     pub async fn insert_enrollment(&self, e: &NewEnrollment) -> Result<(i64, bool)> {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
-             next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
-             goal_order_id, goal_revenue, ended_at, arm) ",
-        );
+        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO enrollments ({COLUMNS}) "));
         qb.push_values(std::iter::once(e), |mut b, e| push_enrollment(&mut b, e));
         qb.push(" ON CONFLICT (scenario_id, customer_id, trigger_key) DO NOTHING RETURNING id");
         let created: Option<(i64,)> = qb.build_query_as().fetch_optional(&self.pool).await?;
@@ -269,6 +265,11 @@ impl Store {
     }
 }
 
+/// The columns of a new enrollment, in `push_enrollment`'s order.
+const COLUMNS: &str = "scenario_id, customer_id, trigger_key, order_id, vars, state, next_step, \
+     next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, goal_order_id, \
+     goal_revenue, ended_at, arm";
+
 fn push_enrollment<'a>(
     b: &mut sqlx::query_builder::Separated<'_, 'a, Db, &'static str>,
     e: &'a NewEnrollment,
@@ -353,11 +354,7 @@ pub(super) async fn insert_enrollments(
 ) -> Result<u64> {
     let mut created = 0;
     for chunk in new.chunks(1000) {
-        let mut qb = QueryBuilder::<Db>::new(
-            "INSERT INTO enrollments (scenario_id, customer_id, trigger_key, order_id, vars, state, \
-             next_step, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, \
-             goal_order_id, goal_revenue, ended_at, arm) ",
-        );
+        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO enrollments ({COLUMNS}) "));
         qb.push_values(chunk, |mut b, e| {
             push_enrollment(&mut b, e);
         });
@@ -365,4 +362,20 @@ pub(super) async fn insert_enrollments(
         created += qb.build().execute(&mut **tx).await?.rows_affected();
     }
     Ok(created)
+}
+
+/// Inserts enrollments with the ids a back-test's replay gave them.
+pub(super) async fn insert_enrollments_with_ids(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    rows: &[(i64, NewEnrollment)],
+) -> Result<()> {
+    for chunk in rows.chunks(1000) {
+        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO enrollments (id, {COLUMNS}) "));
+        qb.push_values(chunk, |mut b, (id, e)| {
+            b.push_bind(*id);
+            push_enrollment(&mut b, e);
+        });
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }

@@ -90,11 +90,14 @@ impl Store {
     /// connection, whose page cache is never invalidated by another; a rollback journal kept
     /// in memory instead of a write-ahead log (each page is written once, with no
     /// checkpoints); nothing synced to disk (a crash loses it, and it is made anew on the next
-    /// run anyway); long statements not logged.
+    /// run anyway); no foreign-key checks (a replay writes its messages before the enrollments
+    /// they belong to, which it writes at the end in their final state); long statements not
+    /// logged.
     pub async fn open_scratch(target: &str) -> Result<Self> {
         let options = options(target)?
             .synchronous(SqliteSynchronous::Off)
-            .journal_mode(SqliteJournalMode::Memory);
+            .journal_mode(SqliteJournalMode::Memory)
+            .foreign_keys(false);
         // Copying a shop reads and writes millions of rows on purpose: no "slow statement"
         // warnings.
         Self::connect(sqlx::ConnectOptions::disable_statement_logging(options), 1).await

@@ -176,22 +176,39 @@ pub(super) async fn insert_outbox(
     rows: &[&NewOutbox],
     now: i64,
 ) -> Result<u64> {
+    insert_outbox_as(tx, rows, now, false).await
+}
+
+/// `insert_outbox`; with `simulated`, queued rows are written as a back-test's stand-in for
+/// delivery: `simulated`, sent at their due time (what `Store::mark_simulated` does later).
+pub(super) async fn insert_outbox_as(
+    tx: &mut sqlx::SqliteConnection,
+    rows: &[&NewOutbox],
+    now: i64,
+    simulated: bool,
+) -> Result<u64> {
     if rows.is_empty() {
         return Ok(0);
     }
     let mut qb = QueryBuilder::<Db>::new(
         "INSERT INTO outbox (enrollment_id, step_index, step_id, scenario_id, customer_id, \
          transactional, status, to_email, to_name, subject, html, body_text, unsubscribe_url, \
-         message_id, due_at, created_at, updated_at, next_attempt_at, last_error, skip_when_capped, variant) ",
+         message_id, due_at, created_at, updated_at, next_attempt_at, last_error, skip_when_capped, \
+         variant, sent_at) ",
     );
     qb.push_values(rows, |mut b, o| {
+        let stand_in = simulated && o.status == OutboxStatus::Queued;
         b.push_bind(o.enrollment_id)
             .push_bind(o.step_index)
             .push_bind(&o.step_id)
             .push_bind(&o.scenario_id)
             .push_bind(&o.customer_id)
             .push_bind(i64::from(o.transactional))
-            .push_bind(o.status.as_str())
+            .push_bind(if stand_in {
+                "simulated"
+            } else {
+                o.status.as_str()
+            })
             .push_bind(&o.to_email)
             .push_bind(&o.to_name)
             .push_bind(&o.subject)
@@ -205,7 +222,8 @@ pub(super) async fn insert_outbox(
             .push_bind(now)
             .push_bind(&o.last_error)
             .push_bind(i64::from(o.skip_when_capped))
-            .push_bind(&o.variant);
+            .push_bind(&o.variant)
+            .push_bind(stand_in.then_some(o.due_at));
     });
     qb.push(" ON CONFLICT (enrollment_id, step_index) DO NOTHING");
     Ok(qb.build().execute(&mut *tx).await?.rows_affected())

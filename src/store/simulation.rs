@@ -1,9 +1,12 @@
 //! The back-test's own database: a copy of a shop's customers, its order history before the
 //! simulated period, and the period's orders set aside to be released hour by hour, read from
 //! the shop's database with SQLite's ATTACH (the simulation database is always a SQLite file,
-//! kept apart from the shop's). Also marks what the engine enqueued as `simulated`.
+//! kept apart from the shop's). Also marks what the engine enqueued as `simulated`, and writes
+//! what a replay (`engine::replay`) kept in memory.
 
-use super::{NewOrder, Result, Store};
+use super::enrollments::insert_enrollments_with_ids;
+use super::outbox::insert_outbox_as;
+use super::{NewEnrollment, NewOrder, NewOutbox, OrderRow, Result, Store};
 use sqlx::Connection as _;
 
 /// What was copied.
@@ -81,6 +84,66 @@ impl Store {
         .rows_affected())
     }
 
+    /// Every set-aside order of the period, in full, in the order they were placed (a
+    /// replay keeps them in memory).
+    pub async fn pending_all(&self) -> Result<Vec<OrderRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, customer_id, placed_at, total, currency, items FROM sim_pending \
+             ORDER BY placed_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Writes the messages a replay made, each group with the virtual time of the tick that
+    /// made it; queued ones are written as simulated, sent at their due time.
+    pub async fn write_replayed_messages(&self, ticks: &[(i64, Vec<NewOutbox>)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (now, rows) in ticks {
+            for chunk in rows.chunks(500) {
+                let refs: Vec<&NewOutbox> = chunk.iter().collect();
+                insert_outbox_as(&mut tx, &refs, *now, true).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Ends a replay: its enrollments (with the ids it gave them, in their final state), the
+    /// period's orders in the orders table, every customer's order aggregates over them, and
+    /// the order cursor past them: the database a ticked back-test would have left.
+    pub async fn finish_replay(&self, enrollments: &[(i64, NewEnrollment)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        // Bulk writes: the secondary indexes are built once afterwards instead of row by row.
+        let saved = drop_indexes(&mut tx, "enrollments").await?;
+        insert_enrollments_with_ids(&mut tx, enrollments).await?;
+        create_indexes(&mut tx, &saved).await?;
+        let saved = drop_indexes(&mut tx, "orders").await?;
+        sqlx::query(
+            "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) \
+             SELECT id, customer_id, placed_at, total, currency, items FROM sim_pending \
+             ORDER BY placed_at, id",
+        )
+        .execute(&mut *tx)
+        .await?;
+        create_indexes(&mut tx, &saved).await?;
+        sqlx::query(&format!(
+            "{}{}",
+            super::customers::AGGREGATES_FROM_ORDERS,
+            super::customers::AGGREGATES_END
+        ))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE settings SET value = (SELECT CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM orders) \
+             WHERE key = 'order_cursor'",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Per scenario: messages simulated, customers reached, first and last send time.
     pub async fn simulated_sends(&self) -> Result<Vec<(String, i64, i64, i64, i64)>> {
         Ok(sqlx::query_as(
@@ -109,9 +172,7 @@ async fn copy_rows(
     .rows_affected();
     // The history in the shop's own order (it is all behind the cursor), with the per-customer
     // index built once afterwards instead of row by row.
-    sqlx::query("DROP INDEX orders_customer")
-        .execute(&mut *tx)
-        .await?;
+    let saved = drop_indexes(&mut tx, "orders").await?;
     let history_orders = sqlx::query(
         "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) \
          SELECT id, customer_id, placed_at, total, currency, items FROM src.orders \
@@ -121,11 +182,7 @@ async fn copy_rows(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query(
-        "CREATE INDEX orders_customer ON orders (customer_id, placed_at, id, total, currency, has_items)",
-    )
-    .execute(&mut *tx)
-    .await?;
+    create_indexes(&mut tx, &saved).await?;
     // The shop's unsubscribe secret, so that simulated mail carries the links live mail would.
     sqlx::query(
         "INSERT INTO settings (key, value) SELECT key, value FROM src.settings \
@@ -172,4 +229,35 @@ async fn copy_rows(
         history_orders: history_orders as i64,
         period_orders: period_orders as i64,
     })
+}
+
+/// Drops the secondary indexes of `table` (not those of its constraints) and returns their
+/// definitions, for `create_indexes` after a bulk write.
+async fn drop_indexes(
+    tx: &mut sqlx::Transaction<'_, super::Db>,
+    table: &str,
+) -> Result<Vec<(String, String)>> {
+    let saved: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = $1 \
+         AND sql IS NOT NULL ORDER BY name",
+    )
+    .bind(table)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (name, _) in &saved {
+        sqlx::query(&format!("DROP INDEX {name}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(saved)
+}
+
+async fn create_indexes(
+    tx: &mut sqlx::Transaction<'_, super::Db>,
+    saved: &[(String, String)],
+) -> Result<()> {
+    for (_, sql) in saved {
+        sqlx::query(sql).execute(&mut **tx).await?;
+    }
+    Ok(())
 }

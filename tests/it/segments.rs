@@ -96,7 +96,7 @@ async fn members_both_ways(
             let mine = fact_orders(orders, &c.id);
             let facts = Facts {
                 customer: c,
-                metrics: c.metrics.as_ref(),
+                metrics: c.metrics.as_deref(),
                 orders: &mine,
             };
             matches(&cond, &facts, &window)

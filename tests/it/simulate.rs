@@ -5,6 +5,7 @@
 use crate::helpers::*;
 use chrono::Duration;
 use rand::{Rng, SeedableRng};
+use rebuy::simulate::Mode;
 use rebuy::store::{NewOrder, Store};
 use std::collections::BTreeSet;
 
@@ -84,6 +85,28 @@ async fn rows(store: &Store) -> BTreeSet<Row> {
         .collect()
 }
 
+/// Every enrollment but its id, which depends on the order of writes.
+async fn enrollments(store: &Store) -> BTreeSet<String> {
+    store
+        .enrollments_in_customer_range("", None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            format!(
+                "{} {} {:?} {} {} {:?} {:?}",
+                e.scenario_id,
+                e.customer_id,
+                e.order_id,
+                e.state,
+                e.triggered_at,
+                e.goal_deadline,
+                e.goal_reached_at
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() {
     let templates = [
@@ -135,85 +158,93 @@ async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() 
         store.set_setting("unsubscribe_secret", &s).await.unwrap();
     }
     let before = store.outbox_rows().await.unwrap().len();
-    let sim_path = shop.file("sim.db");
-    let (sim, copied) = rebuy::simulate::prepare(&sim_path, &shop.config.database, from, to)
+    let live_enrollments = enrollments(&live_store).await;
+    for mode in [Mode::Auto, Mode::Ticks] {
+        let sim_path = shop.file(&format!("sim-{mode:?}.db"));
+        let (sim, copied) = rebuy::simulate::prepare(&sim_path, &shop.config.database, from, to)
+            .await
+            .unwrap();
+        let mut app = shop.app();
+        app.resolved.trigger_lookback = Duration::days(3);
+        let sim_engine = app.engine(&sim).await.unwrap().unwrap();
+        let mut ticks = Vec::new();
+        let run = rebuy::simulate::simulate_with(
+            mode,
+            &sim_engine,
+            copied,
+            (from, to),
+            step,
+            chrono_tz::Asia::Tokyo,
+            |done, total| ticks.push((done, total)),
+        )
         .await
         .unwrap();
-    let mut app = shop.app();
-    app.resolved.trigger_lookback = Duration::days(3);
-    let sim_engine = app.engine(&sim).await.unwrap().unwrap();
-    let mut ticks = Vec::new();
-    let run = rebuy::simulate::simulate(
-        &sim_engine,
-        copied,
-        from,
-        to,
-        step,
-        chrono_tz::Asia::Tokyo,
-        |done, total| ticks.push((done, total)),
-    )
-    .await
-    .unwrap();
-    assert_eq!(run.source.customers, 80);
-    assert_eq!(run.source.history_orders as usize, history.len());
-    assert_eq!(run.source.period_orders as usize, period.len());
-    assert_eq!(
-        ticks.last().map(|t| t.0),
-        Some(run.ticks.min(ticks.last().unwrap().1))
-    );
+        // These scenarios need nothing only the database has: by default they are replayed in
+        // memory; `Ticks` runs the engine's own tick over the simulation database.
+        assert_eq!(run.replayed, mode == Mode::Auto);
+        assert_eq!(run.source.customers, 80);
+        assert_eq!(run.source.history_orders as usize, history.len());
+        assert_eq!(run.source.period_orders as usize, period.len());
+        assert_eq!(
+            ticks.last().map(|t| t.0),
+            Some(run.ticks.min(ticks.last().unwrap().1))
+        );
 
-    let sim_rows = rows(&sim).await;
-    assert!(live_rows.len() > 60, "a real workload: {}", live_rows.len());
-    let only_sim: Vec<_> = sim_rows
-        .difference(&live_rows)
-        .map(|r| (&r.0, &r.1, &r.2, r.3, &r.4, &r.6))
-        .collect();
-    let only_live: Vec<_> = live_rows
-        .difference(&sim_rows)
-        .map(|r| (&r.0, &r.1, &r.2, r.3, &r.4, &r.6))
-        .collect();
-    assert!(
-        only_sim.is_empty() && only_live.is_empty(),
-        "the back-test enqueued what the live run did: only simulated {only_sim:?}; only live {only_live:?}"
-    );
-    // Held-out steps are recorded, nothing simulated is left queued, nothing was sent.
-    let statuses: BTreeSet<String> = sim
-        .outbox_rows()
+        let sim_rows = rows(&sim).await;
+        assert!(live_rows.len() > 60, "a real workload: {}", live_rows.len());
+        let only_sim: Vec<_> = sim_rows
+            .difference(&live_rows)
+            .map(|r| (&r.0, &r.1, &r.2, r.3, &r.4, &r.6))
+            .collect();
+        let only_live: Vec<_> = live_rows
+            .difference(&sim_rows)
+            .map(|r| (&r.0, &r.1, &r.2, r.3, &r.4, &r.6))
+            .collect();
+        assert!(
+            only_sim.is_empty() && only_live.is_empty(),
+            "{mode:?}: the back-test enqueued what the live run did: only simulated {only_sim:?}; only live {only_live:?}"
+        );
+        // And left the enrollments a live run left: arms, goals, states.
+        assert_eq!(enrollments(&sim).await, live_enrollments, "{mode:?}");
+        // Held-out steps are recorded, nothing simulated is left queued, nothing was sent.
+        let statuses: BTreeSet<String> = sim
+            .outbox_rows()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.status)
+            .collect();
+        assert!(
+            statuses.contains("simulated") && statuses.contains("held_out"),
+            "{statuses:?}"
+        );
+        assert!(
+            !statuses.contains("queued") && !statuses.contains("sent"),
+            "{statuses:?}"
+        );
+        // The shop's database is untouched.
+        assert_eq!(store.outbox_rows().await.unwrap().len(), before);
+        assert!(!store.is_simulation().await.unwrap() && sim.is_simulation().await.unwrap());
+
+        // The report reads the simulated sends like real ones.
+        let report = rebuy::reports::scenario_report(
+            &sim,
+            sim_engine.scenarios(),
+            from.timestamp_millis(),
+            None,
+            Duration::days(7),
+        )
         .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.status)
-        .collect();
-    assert!(
-        statuses.contains("simulated") && statuses.contains("held_out"),
-        "{statuses:?}"
-    );
-    assert!(
-        !statuses.contains("queued") && !statuses.contains("sent"),
-        "{statuses:?}"
-    );
-    // The shop's database is untouched.
-    assert_eq!(store.outbox_rows().await.unwrap().len(), before);
-    assert!(!store.is_simulation().await.unwrap() && sim.is_simulation().await.unwrap());
-
-    // The report reads the simulated sends like real ones.
-    let report = rebuy::reports::scenario_report(
-        &sim,
-        sim_engine.scenarios(),
-        from.timestamp_millis(),
-        None,
-        Duration::days(7),
-    )
-    .await
-    .unwrap();
-    let thanks = report.iter().find(|r| r.scenario == "thanks").unwrap();
-    let simulated_thanks = sim_rows
-        .iter()
-        .filter(|r| r.0 == "thanks" && r.6 == "queued")
-        .count() as i64;
-    assert_eq!(thanks.messages_sent, simulated_thanks);
-    assert!(thanks.held_out > 0);
-    sim.close().await;
+        .unwrap();
+        let thanks = report.iter().find(|r| r.scenario == "thanks").unwrap();
+        let simulated_thanks = sim_rows
+            .iter()
+            .filter(|r| r.0 == "thanks" && r.6 == "queued")
+            .count() as i64;
+        assert_eq!(thanks.messages_sent, simulated_thanks);
+        assert!(thanks.held_out > 0);
+        sim.close().await;
+    }
     store.close().await;
     live_store.close().await;
 }

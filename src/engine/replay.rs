@@ -1,0 +1,471 @@
+//! A back-test's fast path: the tick replayed with the engine's state in memory. The same
+//! trigger and goal planner (`plan_orders`) and the same step logic (`advance_one`, rendering
+//! included) as `tick`, fed from memory instead of the database: the customers and the
+//! period's orders are loaded once, enrollments live in maps, messages are written in large
+//! batches and enrollments once at the end. `rebuy simulate` uses it when no enabled scenario
+//! needs what only the database has (see [`Engine::replayable`]); `tests/it/simulate.rs` holds
+//! it equal to a live run.
+
+use super::{distinct, plan_orders, ContextJudge, Engine, TickReport, PAGE};
+use crate::clock::to_millis;
+use crate::delivery::withheld;
+use crate::scenario::Trigger;
+use crate::store::{
+    CustomerRow, DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, NewOutbox, OrderEvent,
+    OrderRow, OutboxStatus, StepAdvance, Store,
+};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Messages held before they are written.
+const FLUSH: usize = 20_000;
+
+/// The back-test's state between ticks.
+pub struct Replay {
+    customers: Vec<CustomerRow>,
+    customer_at: HashMap<String, u32>,
+    /// The period's orders by (time, id), released as the virtual clock passes them.
+    orders: Vec<OrderRow>,
+    order_at: HashMap<String, usize>,
+    released: usize,
+    /// Enrollments by id − 1.
+    enrollments: Vec<NewEnrollment>,
+    by_customer: HashMap<String, Vec<usize>>,
+    /// (scenario, customer, trigger key): the enrollments' unique key.
+    keys: HashSet<(String, String, String)>,
+    /// (next due time, id) of the active enrollments.
+    due: BTreeSet<(i64, i64)>,
+    /// Messages not yet written, with the virtual time of the tick that made them.
+    unwritten: Vec<(i64, Vec<NewOutbox>)>,
+    unwritten_rows: usize,
+    /// Messages that stand in for a delivery (queued ones).
+    pub simulated: u64,
+}
+
+impl Replay {
+    /// Loads the customers and the set-aside orders of the simulation database `store`.
+    pub async fn load(store: &Store) -> Result<Self> {
+        let customers = store.all_customers().await?;
+        let mut customer_at = HashMap::with_capacity(customers.len());
+        customer_at.extend(
+            customers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.id.clone(), i as u32)),
+        );
+        let orders = store.pending_all().await?;
+        let mut order_at = HashMap::with_capacity(orders.len());
+        order_at.extend(orders.iter().enumerate().map(|(i, o)| (o.id.clone(), i)));
+        Ok(Self {
+            customers,
+            customer_at,
+            orders,
+            order_at,
+            released: 0,
+            enrollments: Vec::new(),
+            by_customer: HashMap::new(),
+            keys: HashSet::new(),
+            due: BTreeSet::new(),
+            unwritten: Vec::new(),
+            unwritten_rows: 0,
+            simulated: 0,
+        })
+    }
+
+    fn customer(&self, id: &str) -> Option<&CustomerRow> {
+        Some(&self.customers[*self.customer_at.get(id)? as usize])
+    }
+
+    fn customer_mut(&mut self, id: &str) -> Option<&mut CustomerRow> {
+        Some(&mut self.customers[*self.customer_at.get(id)? as usize])
+    }
+
+    /// Writes the messages held so far if there are many of them.
+    pub async fn flush(&mut self, store: &Store, all: bool) -> Result<()> {
+        if self.unwritten_rows == 0 || (!all && self.unwritten_rows < FLUSH) {
+            return Ok(());
+        }
+        store.write_replayed_messages(&self.unwritten).await?;
+        self.unwritten.clear();
+        self.unwritten_rows = 0;
+        Ok(())
+    }
+
+    /// Writes everything left: messages, enrollments, the period's orders.
+    pub async fn finish(mut self, store: &Store) -> Result<()> {
+        self.flush(store, true).await?;
+        let rows: Vec<(i64, NewEnrollment)> = std::mem::take(&mut self.enrollments)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (i as i64 + 1, e))
+            .collect();
+        store.finish_replay(&rows).await?;
+        Ok(())
+    }
+
+    /// Releases the orders placed by `now` as an import would: each customer's aggregates
+    /// move, and each order becomes the event the tick reads, with its position among its
+    /// customer's orders (capped like `orders_after`).
+    fn release(&mut self, now: i64, nth_cap: Option<i64>) -> Vec<OrderEvent> {
+        let upto =
+            self.released + self.orders[self.released..].partition_point(|o| o.placed_at <= now);
+        let mut events = Vec::with_capacity(upto - self.released);
+        for i in self.released..upto {
+            let o = &self.orders[i];
+            let (customer_id, placed_at, total) = (o.customer_id.clone(), o.placed_at, o.total);
+            let (id, currency) = (o.id.clone(), o.currency.clone());
+            // An order of an unknown customer is not seen (the tick joins customers).
+            let Some(c) = self.customer_mut(&customer_id) else {
+                continue;
+            };
+            c.orders_count += 1;
+            c.total_spent += total;
+            c.first_order_at = Some(c.first_order_at.map_or(placed_at, |f| f.min(placed_at)));
+            c.last_order_at = Some(c.last_order_at.map_or(placed_at, |l| l.max(placed_at)));
+            // Orders come by (time, id): this one is the customer's latest.
+            c.currency = Some(currency);
+            events.push(OrderEvent {
+                seq: i as i64 + 1,
+                id,
+                customer_id,
+                placed_at,
+                total,
+                nth: nth_cap.map_or(c.orders_count, |cap| c.orders_count.min(cap + 1)),
+                timezone: c.timezone.clone(),
+            });
+        }
+        self.released = upto;
+        events
+    }
+
+    fn lites(&self, customers: &[String]) -> Vec<EnrollmentLite> {
+        customers
+            .iter()
+            .filter_map(|c| self.by_customer.get(c))
+            .flatten()
+            .map(|&i| {
+                let e = &self.enrollments[i];
+                EnrollmentLite {
+                    id: i as i64 + 1,
+                    scenario_id: e.scenario_id.clone(),
+                    customer_id: e.customer_id.clone(),
+                    order_id: e.order_id.clone(),
+                    state: e.state.clone(),
+                    triggered_at: e.triggered_at,
+                    goal_deadline: e.goal_deadline,
+                    goal_reached_at: e.goal_reached_at,
+                }
+            })
+            .collect()
+    }
+
+    /// New enrollments; a duplicate trigger is ignored, as the unique key does.
+    fn enroll(&mut self, new: Vec<NewEnrollment>) -> u64 {
+        let mut created = 0;
+        for e in new {
+            let key = (
+                e.scenario_id.clone(),
+                e.customer_id.clone(),
+                e.trigger_key.clone(),
+            );
+            if !self.keys.insert(key) {
+                continue;
+            }
+            let index = self.enrollments.len();
+            if e.state == "active" {
+                if let Some(at) = e.next_due_at {
+                    self.due.insert((at, index as i64 + 1));
+                }
+            }
+            self.by_customer
+                .entry(e.customer_id.clone())
+                .or_default()
+                .push(index);
+            self.enrollments.push(e);
+            created += 1;
+        }
+        created
+    }
+
+    /// Goals reached by existing enrollments (`apply_order_batch`'s update, row by row).
+    fn reach(&mut self, goals: &[GoalHit], now: i64) {
+        for g in goals {
+            let Some(e) = self.enrollments.get_mut(g.enrollment_id as usize - 1) else {
+                continue;
+            };
+            if e.goal_reached_at.is_some() {
+                continue;
+            }
+            e.goal_reached_at = Some(g.placed_at);
+            e.goal_order_id = Some(g.order_id.clone());
+            e.goal_revenue = Some(g.revenue);
+            if e.state == "active" {
+                if let Some(at) = e.next_due_at {
+                    self.due.remove(&(at, g.enrollment_id));
+                }
+                e.state = "goal".into();
+                e.next_due_at = None;
+                e.ended_at = Some(now);
+            }
+        }
+    }
+
+    fn due_enrollment(&self, id: i64) -> DueEnrollment {
+        let e = &self.enrollments[id as usize - 1];
+        DueEnrollment {
+            id,
+            scenario_id: e.scenario_id.clone(),
+            customer_id: e.customer_id.clone(),
+            order_id: e.order_id.clone(),
+            vars: e.vars.clone(),
+            next_step: e.next_step,
+            next_due_at: e.next_due_at.unwrap_or_default(),
+            triggered_at: e.triggered_at,
+            enrolled_at: e.enrolled_at,
+            arm: e.arm.to_string(),
+        }
+    }
+
+    /// Applies a step's result (`apply_steps`' compare-and-set); returns whether it won and
+    /// the step's message.
+    fn advance(&mut self, a: StepAdvance, now: i64) -> (bool, Option<NewOutbox>) {
+        let e = &mut self.enrollments[a.enrollment_id as usize - 1];
+        if e.next_step != a.expected_step || e.state != "active" {
+            return (false, None);
+        }
+        if let Some(at) = e.next_due_at {
+            self.due.remove(&(at, a.enrollment_id));
+        }
+        e.next_step = a.next_step;
+        e.next_due_at = a.next_due_at;
+        e.state = a.state.into();
+        e.ended_at = (a.state != "active").then_some(now);
+        if let (true, Some(at)) = (a.state == "active", a.next_due_at) {
+            self.due.insert((at, a.enrollment_id));
+        }
+        (true, a.outbox)
+    }
+
+    fn cancel(&mut self, id: i64, now: i64) {
+        let e = &mut self.enrollments[id as usize - 1];
+        if let Some(at) = e.next_due_at.take() {
+            self.due.remove(&(at, id));
+        }
+        e.state = "cancelled".into();
+        e.ended_at = Some(now);
+    }
+
+    fn hold(&mut self, now: i64, messages: Vec<NewOutbox>) {
+        if messages.is_empty() {
+            return;
+        }
+        self.simulated += messages
+            .iter()
+            .filter(|m| m.status == OutboxStatus::Queued)
+            .count() as u64;
+        self.unwritten_rows += messages.len();
+        self.unwritten.push((now, messages));
+    }
+}
+
+/// One due step's inputs: scenario, enrollment, customer, order, why it is withheld.
+type Step<'a> = (
+    &'a crate::scenario::Scenario,
+    &'a DueEnrollment,
+    &'a CustomerRow,
+    Option<&'a OrderRow>,
+    Option<(OutboxStatus, String)>,
+);
+
+impl Engine {
+    /// `advance_one` for each step, in order, on every core: rendering is most of a replay's
+    /// own time.
+    fn advance_all(&self, steps: Vec<Step>, now: DateTime<Utc>) -> Vec<StepAdvance> {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
+        if threads == 1 || steps.len() < 64 {
+            return steps
+                .into_iter()
+                .map(|(s, e, c, o, blocked)| self.advance_one(s, e, c, o, blocked, now))
+                .collect();
+        }
+        let chunk = steps.len().div_ceil(threads);
+        let mut parts: Vec<Vec<Step>> = Vec::new();
+        let mut steps = steps.into_iter().peekable();
+        while steps.peek().is_some() {
+            parts.push(steps.by_ref().take(chunk).collect());
+        }
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = parts
+                .into_iter()
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.into_iter()
+                            .map(|(s, e, c, o, blocked)| self.advance_one(s, e, c, o, blocked, now))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("a rendering thread panicked"))
+                .collect()
+        })
+    }
+
+    /// Whether a back-test can replay this engine in memory: no enabled scenario needs the
+    /// nightly refresh (segment triggers and audiences, predicted next orders, `replenish`) or
+    /// the database's running tallies (automatic variant winners).
+    pub fn replayable(&self) -> bool {
+        !self.uses_replenish()
+            && !self.scenarios.iter().filter(|s| s.enabled).any(|s| {
+                s.trigger.segment().is_some()
+                    || s.audience_segment.is_some()
+                    || matches!(s.trigger, Trigger::ExpectedNextOrder(_))
+                    || s.steps.iter().any(|st| st.auto_winner.is_some())
+            })
+    }
+
+    /// One tick at `now` over the replay's state: what `tick` does after the orders placed
+    /// by `now` were imported, with every queued message delivered at once as simulated.
+    pub async fn replay_tick(&self, r: &mut Replay, now: DateTime<Utc>) -> Result<TickReport> {
+        let mut report = TickReport::default();
+        let events = r.release(to_millis(now), self.nth_cap());
+        if !events.is_empty() {
+            self.replay_orders(r, events, now, &mut report);
+        }
+        self.replay_due(r, now, &mut report).await?;
+        Ok(report)
+    }
+
+    /// `plan_and_apply` over memory.
+    fn replay_orders(
+        &self,
+        r: &mut Replay,
+        events: Vec<OrderEvent>,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) {
+        let now_ms = to_millis(now);
+        let lookback_start = to_millis(now - self.settings.trigger_lookback);
+        let ids = distinct(events.iter().map(|o| o.customer_id.clone()));
+        let (customers, full): (HashMap<String, CustomerRow>, HashMap<String, OrderRow>) =
+            if self.needs_context() {
+                (
+                    ids.iter()
+                        .filter_map(|id| r.customer(id).map(|c| (id.clone(), c.clone())))
+                        .collect(),
+                    events
+                        .iter()
+                        .filter_map(|o| r.order_at.get(&o.id))
+                        .map(|&i| (r.orders[i].id.clone(), r.orders[i].clone()))
+                        .collect(),
+                )
+            } else {
+                Default::default()
+            };
+        let intervals = HashMap::new();
+        let mut judge = ContextJudge {
+            engine: self,
+            customers: &customers,
+            orders: &full,
+            intervals: &intervals,
+            now,
+        };
+        let existing = r.lites(&ids);
+        let plan = plan_orders(
+            &self.scenarios,
+            &events,
+            existing,
+            now_ms,
+            lookback_start,
+            &mut judge,
+        );
+        report.orders_seen += events.len() as u64;
+        report.goals_reached += plan.goals.len() as u64
+            + plan
+                .enrollments
+                .iter()
+                .filter(|e| e.goal_reached_at.is_some())
+                .count() as u64;
+        report.enrolled += r.enroll(plan.enrollments);
+        r.reach(&plan.goals, now_ms);
+    }
+
+    /// `advance_due` over memory.
+    async fn replay_due(
+        &self,
+        r: &mut Replay,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let now_ms = to_millis(now);
+        let mut messages = Vec::new();
+        loop {
+            let page: Vec<i64> = r
+                .due
+                .iter()
+                .take_while(|(at, _)| *at <= now_ms)
+                .take(PAGE as usize)
+                .map(|(_, id)| *id)
+                .collect();
+            if page.is_empty() {
+                break;
+            }
+            let due: Vec<DueEnrollment> = page.iter().map(|&id| r.due_enrollment(id)).collect();
+            let emails: Vec<String> = distinct(due.iter().map(|e| e.customer_id.clone()))
+                .iter()
+                .filter_map(|id| r.customer(id).map(|c| c.email.clone()))
+                .collect();
+            let suppressed = self.store.suppressed(&emails).await?;
+            let gone: Vec<i64> = due
+                .iter()
+                .filter(|e| !self.scenarios.iter().any(|s| s.id == e.scenario_id))
+                .map(|e| e.id)
+                .collect();
+            for id in gone {
+                r.cancel(id, now_ms);
+            }
+            let steps: Vec<Step> = due
+                .iter()
+                .filter_map(|e| {
+                    let s = self.scenarios.iter().find(|s| s.id == e.scenario_id)?;
+                    let c = r.customer(&e.customer_id)?;
+                    let order = e
+                        .order_id
+                        .as_ref()
+                        .and_then(|id| r.order_at.get(id))
+                        .map(|&i| &r.orders[i]);
+                    let suppression = suppressed.get(&c.email.trim().to_lowercase()).copied();
+                    let blocked = withheld(suppression, s.transactional, c.consents())
+                        .map(|(status, why)| (status, format!("not queued: {why}")));
+                    Some((s, e, c, order, blocked))
+                })
+                .collect();
+            let advances = self.advance_all(steps, now);
+            let mut won = 0;
+            for a in advances {
+                match a.outbox.as_ref().map(|o| o.status) {
+                    Some(OutboxStatus::Queued) => report.queued += 1,
+                    Some(OutboxStatus::Skipped) => report.skipped += 1,
+                    Some(OutboxStatus::Suppressed) => report.suppressed += 1,
+                    Some(OutboxStatus::Failed) => report.failed += 1,
+                    _ => {}
+                }
+                if a.state == "completed" {
+                    report.completed += 1;
+                }
+                let (applied, message) = r.advance(a, now_ms);
+                won += u64::from(applied);
+                messages.extend(message);
+            }
+            if won == 0 {
+                break;
+            }
+        }
+        r.hold(now_ms, messages);
+        Ok(())
+    }
+}
