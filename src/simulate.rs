@@ -21,6 +21,10 @@ pub struct SimulationRun {
     pub source: SimulationSource,
     /// Replayed in memory (`engine::Replay`) rather than ticked over the database.
     pub replayed: bool,
+    /// A replay's count of its simulated messages (see `Store::simulated_sends`, which the
+    /// ticked way reads instead).
+    #[serde(skip)]
+    pub sends: Option<crate::store::Sends>,
     pub ticks: u64,
     pub enrolled: u64,
     pub simulated: u64,
@@ -103,6 +107,7 @@ pub async fn simulate_with(
     let mut run = SimulationRun {
         source: copied,
         replayed: mode == Mode::Auto && engine.replayable(),
+        sends: None,
         ticks: 0,
         enrolled: 0,
         simulated: 0,
@@ -139,7 +144,7 @@ async fn replay(
     let mut now = from;
     while now <= to {
         let t = std::time::Instant::now();
-        run.enrolled += engine.replay_tick(&mut state, now).await?.enrolled;
+        run.enrolled += engine.replay_tick(&mut state, now).enrolled;
         run.tick_secs += t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
         state.flush(store, false).await?;
@@ -150,6 +155,7 @@ async fn replay(
     }
     let t = std::time::Instant::now();
     run.simulated = state.simulated;
+    run.sends = Some(state.sends());
     state.finish(store).await?;
     run.mark_secs += t.elapsed().as_secs_f64();
     Ok(())

@@ -133,7 +133,10 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
         run.simulated,
         out.display()
     );
-    let sends = store.simulated_sends().await?;
+    let sends = match run.sends.clone() {
+        Some(sends) => sends,
+        None => store.simulated_sends().await?,
+    };
     let headers = ["scenario", "messages", "customers", "first", "last"];
     let time = |ms: i64| {
         from_millis(ms)

@@ -12,11 +12,11 @@ use crate::delivery::withheld;
 use crate::scenario::Trigger;
 use crate::store::{
     CustomerRow, DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, NewOutbox, OrderEvent,
-    OrderRow, OutboxStatus, StepAdvance, Store,
+    OrderRow, OutboxStatus, StepAdvance, Store, SuppressionKind,
 };
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Messages held before they are written.
 const FLUSH: usize = 20_000;
@@ -32,19 +32,26 @@ pub struct Replay {
     /// Enrollments by id − 1.
     enrollments: Vec<NewEnrollment>,
     by_customer: HashMap<String, Vec<usize>>,
-    /// (scenario, customer, trigger key): the enrollments' unique key.
-    keys: HashSet<(String, String, String)>,
     /// (next due time, id) of the active enrollments.
     due: BTreeSet<(i64, i64)>,
+    /// Suppressed addresses (lower case).
+    suppressions: HashMap<String, SuppressionKind>,
     /// Messages not yet written, with the virtual time of the tick that made them.
     unwritten: Vec<(i64, Vec<NewOutbox>)>,
     unwritten_rows: usize,
+    /// The write under way: the database is written beside the ticks, which read nothing
+    /// from it.
+    writing: Option<tokio::task::JoinHandle<Result<()>>>,
     /// Messages that stand in for a delivery (queued ones).
     pub simulated: u64,
+    /// Per scenario: those messages, the customers they went to, the first and last send.
+    sends: BTreeMap<String, (i64, HashSet<u32>, i64, i64)>,
 }
 
 impl Replay {
-    /// Loads the customers and the set-aside orders of the simulation database `store`.
+    /// Loads the customers, the set-aside orders and the suppressions of the simulation
+    /// database `store`, then starts writing the period's orders into it (with the customers'
+    /// final aggregates), which the replay does not read.
     pub async fn load(store: &Store) -> Result<Self> {
         let customers = store.all_customers().await?;
         let mut customer_at = HashMap::with_capacity(customers.len());
@@ -55,6 +62,7 @@ impl Replay {
                 .map(|(i, c)| (c.id.clone(), i as u32)),
         );
         let orders = store.pending_all().await?;
+        let suppressions = store.all_suppressions().await?;
         let mut order_at = HashMap::with_capacity(orders.len());
         order_at.extend(orders.iter().enumerate().map(|(i, o)| (o.id.clone(), i)));
         Ok(Self {
@@ -65,11 +73,16 @@ impl Replay {
             released: 0,
             enrollments: Vec::new(),
             by_customer: HashMap::new(),
-            keys: HashSet::new(),
             due: BTreeSet::new(),
+            suppressions,
             unwritten: Vec::new(),
             unwritten_rows: 0,
+            writing: Some(write(
+                store,
+                |s| async move { s.release_all_pending().await },
+            )),
             simulated: 0,
+            sends: BTreeMap::new(),
         })
     }
 
@@ -81,26 +94,38 @@ impl Replay {
         Some(&mut self.customers[*self.customer_at.get(id)? as usize])
     }
 
-    /// Writes the messages held so far if there are many of them.
+    /// Starts writing the messages held so far if there are many of them (or `all`), once
+    /// the previous write is done.
     pub async fn flush(&mut self, store: &Store, all: bool) -> Result<()> {
         if self.unwritten_rows == 0 || (!all && self.unwritten_rows < FLUSH) {
             return Ok(());
         }
-        store.write_replayed_messages(&self.unwritten).await?;
-        self.unwritten.clear();
+        self.wait().await?;
+        let batch = std::mem::take(&mut self.unwritten);
         self.unwritten_rows = 0;
+        self.writing = Some(write(store, |s| async move {
+            s.write_replayed_messages(&batch).await
+        }));
         Ok(())
     }
 
-    /// Writes everything left: messages, enrollments, the period's orders.
+    async fn wait(&mut self) -> Result<()> {
+        match self.writing.take() {
+            Some(w) => w.await?,
+            None => Ok(()),
+        }
+    }
+
+    /// Writes everything left: messages, then the enrollments.
     pub async fn finish(mut self, store: &Store) -> Result<()> {
         self.flush(store, true).await?;
+        self.wait().await?;
         let rows: Vec<(i64, NewEnrollment)> = std::mem::take(&mut self.enrollments)
             .into_iter()
             .enumerate()
             .map(|(i, e)| (i as i64 + 1, e))
             .collect();
-        store.finish_replay(&rows).await?;
+        store.write_replayed_enrollments(&rows).await?;
         Ok(())
     }
 
@@ -164,12 +189,12 @@ impl Replay {
     fn enroll(&mut self, new: Vec<NewEnrollment>) -> u64 {
         let mut created = 0;
         for e in new {
-            let key = (
-                e.scenario_id.clone(),
-                e.customer_id.clone(),
-                e.trigger_key.clone(),
-            );
-            if !self.keys.insert(key) {
+            // The unique key (scenario, customer, trigger key), among the customer's own.
+            let mine = self.by_customer.get(&e.customer_id).into_iter().flatten();
+            let taken = mine
+                .map(|&i| &self.enrollments[i])
+                .any(|x| x.scenario_id == e.scenario_id && x.trigger_key == e.trigger_key);
+            if taken {
                 continue;
             }
             let index = self.enrollments.len();
@@ -256,17 +281,50 @@ impl Replay {
         e.ended_at = Some(now);
     }
 
+    /// Per scenario: messages simulated, customers reached, first and last send time (as
+    /// `Store::simulated_sends` reads them from the database).
+    pub fn sends(&self) -> crate::store::Sends {
+        self.sends
+            .iter()
+            .map(|(s, (n, customers, first, last))| {
+                (s.clone(), *n, customers.len() as i64, *first, *last)
+            })
+            .collect()
+    }
+
     fn hold(&mut self, now: i64, messages: Vec<NewOutbox>) {
         if messages.is_empty() {
             return;
         }
-        self.simulated += messages
-            .iter()
-            .filter(|m| m.status == OutboxStatus::Queued)
-            .count() as u64;
+        for m in messages.iter().filter(|m| m.status == OutboxStatus::Queued) {
+            self.simulated += 1;
+            let customer = self
+                .customer_at
+                .get(&m.customer_id)
+                .copied()
+                .unwrap_or(u32::MAX);
+            let entry = self
+                .sends
+                .entry(m.scenario_id.clone())
+                .or_insert_with(|| (0, HashSet::new(), m.due_at, m.due_at));
+            entry.0 += 1;
+            entry.1.insert(customer);
+            entry.2 = entry.2.min(m.due_at);
+            entry.3 = entry.3.max(m.due_at);
+        }
         self.unwritten_rows += messages.len();
         self.unwritten.push((now, messages));
     }
+}
+
+/// Runs `job` on a handle of `store` as a task of its own.
+fn write<F, Fut>(store: &Store, job: F) -> tokio::task::JoinHandle<Result<()>>
+where
+    F: FnOnce(Store) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = crate::store::Result<()>> + Send + 'static,
+{
+    let store = store.clone();
+    tokio::spawn(async move { Ok(job(store).await?) })
 }
 
 /// One due step's inputs: scenario, enrollment, customer, order, why it is withheld.
@@ -330,14 +388,14 @@ impl Engine {
 
     /// One tick at `now` over the replay's state: what `tick` does after the orders placed
     /// by `now` were imported, with every queued message delivered at once as simulated.
-    pub async fn replay_tick(&self, r: &mut Replay, now: DateTime<Utc>) -> Result<TickReport> {
+    pub fn replay_tick(&self, r: &mut Replay, now: DateTime<Utc>) -> TickReport {
         let mut report = TickReport::default();
         let events = r.release(to_millis(now), self.nth_cap());
         if !events.is_empty() {
             self.replay_orders(r, events, now, &mut report);
         }
-        self.replay_due(r, now, &mut report).await?;
-        Ok(report)
+        self.replay_due(r, now, &mut report);
+        report
     }
 
     /// `plan_and_apply` over memory.
@@ -395,12 +453,7 @@ impl Engine {
     }
 
     /// `advance_due` over memory.
-    async fn replay_due(
-        &self,
-        r: &mut Replay,
-        now: DateTime<Utc>,
-        report: &mut TickReport,
-    ) -> Result<()> {
+    fn replay_due(&self, r: &mut Replay, now: DateTime<Utc>, report: &mut TickReport) {
         let now_ms = to_millis(now);
         let mut messages = Vec::new();
         loop {
@@ -415,11 +468,6 @@ impl Engine {
                 break;
             }
             let due: Vec<DueEnrollment> = page.iter().map(|&id| r.due_enrollment(id)).collect();
-            let emails: Vec<String> = distinct(due.iter().map(|e| e.customer_id.clone()))
-                .iter()
-                .filter_map(|id| r.customer(id).map(|c| c.email.clone()))
-                .collect();
-            let suppressed = self.store.suppressed(&emails).await?;
             let gone: Vec<i64> = due
                 .iter()
                 .filter(|e| !self.scenarios.iter().any(|s| s.id == e.scenario_id))
@@ -438,7 +486,7 @@ impl Engine {
                         .as_ref()
                         .and_then(|id| r.order_at.get(id))
                         .map(|&i| &r.orders[i]);
-                    let suppression = suppressed.get(&c.email.trim().to_lowercase()).copied();
+                    let suppression = r.suppressions.get(&c.email.trim().to_lowercase()).copied();
                     let blocked = withheld(suppression, s.transactional, c.consents())
                         .map(|(status, why)| (status, format!("not queued: {why}")));
                     Some((s, e, c, order, blocked))
@@ -466,6 +514,5 @@ impl Engine {
             }
         }
         r.hold(now_ms, messages);
-        Ok(())
     }
 }

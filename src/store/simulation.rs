@@ -9,6 +9,9 @@ use super::outbox::insert_outbox_as;
 use super::{NewEnrollment, NewOrder, NewOutbox, OrderRow, Result, Store};
 use sqlx::Connection as _;
 
+/// Per scenario: messages simulated, customers reached, first and last send time (unix ms).
+pub type Sends = Vec<(String, i64, i64, i64, i64)>;
+
 /// What was copied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SimulationSource {
@@ -87,12 +90,35 @@ impl Store {
     /// Every set-aside order of the period, in full, in the order they were placed (a
     /// replay keeps them in memory).
     pub async fn pending_all(&self) -> Result<Vec<OrderRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, customer_id, placed_at, total, currency, items FROM sim_pending \
-             ORDER BY placed_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        type Row = (i64, String, String, i64, i64, String, String);
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            // Pages of one JSON row each (see `orders_after` for why).
+            let (json,): (String,) = sqlx::query_as(
+                "SELECT COALESCE(json_group_array(json_array(rowid, id, customer_id, placed_at, \
+                 total, currency, items)), '[]') FROM (SELECT rowid, * FROM sim_pending \
+                 WHERE rowid > $1 ORDER BY rowid LIMIT 100000)",
+            )
+            .bind(after)
+            .fetch_one(&self.pool)
+            .await?;
+            let rows: Vec<Row> = super::from_json(&json)?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.0;
+            out.extend(rows.into_iter().map(|r| OrderRow {
+                id: r.1,
+                customer_id: r.2,
+                placed_at: r.3,
+                total: r.4,
+                currency: r.5,
+                items: r.6,
+            }));
+        }
+        out.sort_by(|a, b| (a.placed_at, &a.id).cmp(&(b.placed_at, &b.id)));
+        Ok(out)
     }
 
     /// Writes the messages a replay made, each group with the virtual time of the tick that
@@ -109,15 +135,25 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a replay: its enrollments (with the ids it gave them, in their final state), the
-    /// period's orders in the orders table, every customer's order aggregates over them, and
-    /// the order cursor past them: the database a ticked back-test would have left.
-    pub async fn finish_replay(&self, enrollments: &[(i64, NewEnrollment)]) -> Result<()> {
+    /// Writes a replay's enrollments, with the ids it gave them, in their final state.
+    pub async fn write_replayed_enrollments(
+        &self,
+        enrollments: &[(i64, NewEnrollment)],
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        // Bulk writes: the secondary indexes are built once afterwards instead of row by row.
+        // A bulk write: the secondary indexes are built once afterwards, not row by row.
         let saved = drop_indexes(&mut tx, "enrollments").await?;
         insert_enrollments_with_ids(&mut tx, enrollments).await?;
         create_indexes(&mut tx, &saved).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes the period's orders into the orders table, every customer's order aggregates
+    /// over them, and the order cursor past them: what a ticked back-test leaves at its end.
+    /// A replay, which reads neither, does this while it runs.
+    pub async fn release_all_pending(&self) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
         let saved = drop_indexes(&mut tx, "orders").await?;
         sqlx::query(
             "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) \
@@ -144,8 +180,9 @@ impl Store {
         Ok(())
     }
 
-    /// Per scenario: messages simulated, customers reached, first and last send time.
-    pub async fn simulated_sends(&self) -> Result<Vec<(String, i64, i64, i64, i64)>> {
+    /// Per scenario: messages simulated, customers reached, first and last send time (what
+    /// a replay also counts as it goes).
+    pub async fn simulated_sends(&self) -> Result<Sends> {
         Ok(sqlx::query_as(
             "SELECT scenario_id, COUNT(*), COUNT(DISTINCT customer_id), MIN(sent_at), MAX(sent_at) \
              FROM outbox WHERE status = 'simulated' GROUP BY scenario_id ORDER BY scenario_id",
@@ -183,6 +220,13 @@ async fn copy_rows(
     .await?
     .rows_affected();
     create_indexes(&mut tx, &saved).await?;
+    // Today's suppression list: a back-test withholds what the shop would withhold now.
+    sqlx::query(
+        "INSERT INTO suppressions (email, kind, reason, customer_id, created_at) \
+         SELECT email, kind, reason, customer_id, created_at FROM src.suppressions",
+    )
+    .execute(&mut *tx)
+    .await?;
     // The shop's unsubscribe secret, so that simulated mail carries the links live mail would.
     sqlx::query(
         "INSERT INTO settings (key, value) SELECT key, value FROM src.settings \

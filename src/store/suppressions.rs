@@ -97,6 +97,17 @@ impl Store {
     }
 
     /// The suppressions among `emails` (any case), by lower-cased address.
+    /// Every suppression, by address (a back-test's replay keeps them in memory).
+    pub async fn all_suppressions(&self) -> Result<HashMap<String, SuppressionKind>> {
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT email, kind FROM suppressions")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(e, k)| SuppressionKind::parse(&k).map(|k| (e, k)))
+            .collect())
+    }
+
     pub async fn suppressed(&self, emails: &[String]) -> Result<HashMap<String, SuppressionKind>> {
         let lower: Vec<String> = emails.iter().map(|e| e.trim().to_lowercase()).collect();
         let mut out = HashMap::new();
