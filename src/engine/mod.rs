@@ -62,6 +62,34 @@ pub struct TickReport {
     pub completed: u64,
 }
 
+impl TickReport {
+    /// Counts a step's outcome: its message's status, and whether the enrollment completed.
+    fn count(&mut self, a: &StepAdvance) {
+        match a.outbox.as_ref().map(|o| o.status) {
+            Some(OutboxStatus::Queued) => self.queued += 1,
+            Some(OutboxStatus::Skipped) => self.skipped += 1,
+            Some(OutboxStatus::Suppressed) => self.suppressed += 1,
+            Some(OutboxStatus::Failed) => self.failed += 1,
+            _ => {}
+        }
+        if a.state == "completed" {
+            self.completed += 1;
+        }
+    }
+}
+
+/// Why a step of `s` for `c` is not queued (suppressed address, no marketing consent), from
+/// the suppressions of the addresses at hand (lower case).
+fn blocked(
+    suppressed: &HashMap<String, crate::store::SuppressionKind>,
+    s: &Scenario,
+    c: &CustomerRow,
+) -> Option<(OutboxStatus, String)> {
+    let suppression = suppressed.get(&c.email.trim().to_lowercase()).copied();
+    withheld(suppression, s.transactional, c.consents())
+        .map(|(status, why)| (status, format!("not queued: {why}")))
+}
+
 /// Settings the engine needs besides scenarios and the store.
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -666,22 +694,11 @@ impl Engine {
                     continue;
                 };
                 let order = e.order_id.as_ref().and_then(|id| orders.get(id));
-                let suppression = suppressed.get(&c.email.trim().to_lowercase()).copied();
-                let blocked = withheld(suppression, s.transactional, c.consents())
-                    .map(|(status, why)| (status, format!("not queued: {why}")));
+                let blocked = blocked(&suppressed, s, c);
                 advances.push(self.advance_one(s, e, c, order, blocked, now));
             }
             for a in &advances {
-                match a.outbox.as_ref().map(|o| o.status) {
-                    Some(OutboxStatus::Queued) => report.queued += 1,
-                    Some(OutboxStatus::Skipped) => report.skipped += 1,
-                    Some(OutboxStatus::Suppressed) => report.suppressed += 1,
-                    Some(OutboxStatus::Failed) => report.failed += 1,
-                    _ => {}
-                }
-                if a.state == "completed" {
-                    report.completed += 1;
-                }
+                report.count(a);
             }
             let won = self.store.apply_steps(&advances, now_ms).await?;
             if won == 0 {

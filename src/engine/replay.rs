@@ -6,9 +6,8 @@
 //! needs what only the database has (see [`Engine::replayable`]); `tests/it/simulate.rs` holds
 //! it equal to a live run.
 
-use super::{distinct, plan_orders, ContextJudge, Engine, TickReport, PAGE};
+use super::{blocked, distinct, plan_orders, ContextJudge, Engine, TickReport, PAGE};
 use crate::clock::to_millis;
-use crate::delivery::withheld;
 use crate::scenario::Trigger;
 use crate::store::{
     CustomerRow, DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, NewOutbox, OrderEvent,
@@ -486,25 +485,13 @@ impl Engine {
                         .as_ref()
                         .and_then(|id| r.order_at.get(id))
                         .map(|&i| &r.orders[i]);
-                    let suppression = r.suppressions.get(&c.email.trim().to_lowercase()).copied();
-                    let blocked = withheld(suppression, s.transactional, c.consents())
-                        .map(|(status, why)| (status, format!("not queued: {why}")));
-                    Some((s, e, c, order, blocked))
+                    Some((s, e, c, order, blocked(&r.suppressions, s, c)))
                 })
                 .collect();
             let advances = self.advance_all(steps, now);
             let mut won = 0;
             for a in advances {
-                match a.outbox.as_ref().map(|o| o.status) {
-                    Some(OutboxStatus::Queued) => report.queued += 1,
-                    Some(OutboxStatus::Skipped) => report.skipped += 1,
-                    Some(OutboxStatus::Suppressed) => report.suppressed += 1,
-                    Some(OutboxStatus::Failed) => report.failed += 1,
-                    _ => {}
-                }
-                if a.state == "completed" {
-                    report.completed += 1;
-                }
+                report.count(&a);
                 let (applied, message) = r.advance(a, now_ms);
                 won += u64::from(applied);
                 messages.extend(message);

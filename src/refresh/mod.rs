@@ -176,8 +176,7 @@ pub async fn refresh(
     let report = async {
         let mut report = refresh_with(&lean, as_of, zone, now_ms, progress).await?;
         let clock = std::time::Instant::now();
-        report.named_segments =
-            evaluate_segments(&lean, segments, None, as_of, zone, now_ms).await?;
+        report.named_segments = evaluate_segments(&lean, segments, as_of, zone, now_ms).await?;
         report.timings.segments_secs = clock.elapsed().as_secs_f64();
         anyhow::Ok(report)
     }
@@ -260,13 +259,11 @@ fn named<'a>(
         .collect()
 }
 
-/// Evaluates every named segment as of the end of `as_of` (for the customers in `scope`, or
-/// everyone) and stores the membership and its changes (each segment in its own
-/// transaction).
+/// Evaluates every named segment over every customer as of the end of `as_of` and stores the
+/// membership and its changes (each segment in its own transaction).
 pub async fn evaluate_segments(
     store: &Store,
     segments: &[Segment],
-    scope: Option<&[String]>,
     as_of: NaiveDate,
     zone: Tz,
     now_ms: i64,
@@ -275,7 +272,7 @@ pub async fn evaluate_segments(
     let compiled = compile_all(segments, as_of, zone);
     let items = named(segments, &compiled);
     let changes = store
-        .evaluate_segments(&items, scope, &as_of_text, now_ms)
+        .evaluate_segments(&items, &as_of_text, now_ms)
         .await
         .map_err(|e| anyhow::anyhow!("evaluating the segments: {e}"))?;
     let out: Vec<(String, MembershipChange)> = segments

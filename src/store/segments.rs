@@ -55,35 +55,25 @@ impl Store {
         Ok(rows.iter().map(|r| sqlx::Row::get(r, 0)).collect())
     }
 
-    /// Evaluates segments (name, compiled condition) and stores the results: for each, the
-    /// members, an `entered` event per customer who was not a member, an `exited` event per
-    /// member who no longer is. The first evaluation of a segment only records its members (a
-    /// new segment must not fire for everyone already in it).
-    ///
-    /// Without `scope` every customer is looked at, one transaction per segment. With
-    /// `scope` (an incremental refresh: the customers whose orders changed) only those are,
-    /// all segments in one transaction; everyone else's membership stays as it was, except
-    /// that a segment never evaluated before is evaluated in full.
+    /// Evaluates segments (name, compiled condition) over every customer and stores the
+    /// results, one transaction per segment: for each, the members, an `entered` event per
+    /// customer who was not a member, an `exited` event per member who no longer is. The first
+    /// evaluation of a segment only records its members (a new segment must not fire for
+    /// everyone already in it). The incremental refresh evaluates only the changed customers,
+    /// inside its own transaction (`evaluate_scoped`, from `Store::apply_changed_page`).
     pub async fn evaluate_segments(
         &self,
         segments: &[(&str, &SqlCondition)],
-        scope: Option<&[String]>,
         as_of: &str,
         now: i64,
     ) -> Result<Vec<MembershipChange>> {
-        let Some(ids) = scope else {
-            let mut out = Vec::with_capacity(segments.len());
-            for (name, cond) in segments {
-                let mut tx = self.write_tx().await?;
-                prepare_temp(&mut tx, None).await?;
-                out.push(evaluate_in(&mut tx, name, cond, false, as_of, now).await?);
-                tx.commit().await?;
-            }
-            return Ok(out);
-        };
-        let mut tx = self.write_tx().await?;
-        let out = evaluate_scoped(&mut tx, segments, ids, as_of, now).await?;
-        tx.commit().await?;
+        let mut out = Vec::with_capacity(segments.len());
+        for (name, cond) in segments {
+            let mut tx = self.write_tx().await?;
+            prepare_temp(&mut tx, None).await?;
+            out.push(evaluate_in(&mut tx, name, cond, false, as_of, now).await?);
+            tx.commit().await?;
+        }
         Ok(out)
     }
 
@@ -166,8 +156,9 @@ impl Store {
     }
 }
 
-/// Evaluates `segments` for the customers `ids` only, inside `tx` (see
-/// `Store::evaluate_segments`).
+/// Evaluates `segments` for the customers `ids` only, inside `tx`: everyone else's
+/// membership stays as it was, except that a segment never evaluated before is evaluated in
+/// full.
 pub(super) async fn evaluate_scoped(
     tx: &mut sqlx::Transaction<'static, Db>,
     segments: &[(&str, &SqlCondition)],

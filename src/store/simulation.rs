@@ -46,19 +46,7 @@ impl Store {
             .execute(&mut *conn)
             .await?;
         let copied = copied?;
-        sqlx::query(&format!(
-            "{}{}",
-            super::customers::AGGREGATES_FROM_ORDERS,
-            super::customers::AGGREGATES_END
-        ))
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "UPDATE settings SET value = (SELECT CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM orders) \
-             WHERE key = 'order_cursor'",
-        )
-        .execute(&mut *conn)
-        .await?;
+        settle_orders(&mut conn).await?;
         Ok(copied)
     }
 
@@ -163,19 +151,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         create_indexes(&mut tx, &saved).await?;
-        sqlx::query(&format!(
-            "{}{}",
-            super::customers::AGGREGATES_FROM_ORDERS,
-            super::customers::AGGREGATES_END
-        ))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE settings SET value = (SELECT CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM orders) \
-             WHERE key = 'order_cursor'",
-        )
-        .execute(&mut *tx)
-        .await?;
+        settle_orders(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -303,5 +279,24 @@ async fn create_indexes(
     for (_, sql) in saved {
         sqlx::query(sql).execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// Every customer's order aggregates over the stored orders, and the order cursor past them:
+/// whatever orders are stored trigger nothing more.
+async fn settle_orders(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    sqlx::query(&format!(
+        "{}{}",
+        super::customers::AGGREGATES_FROM_ORDERS,
+        super::customers::AGGREGATES_END
+    ))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE settings SET value = (SELECT CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM orders) \
+         WHERE key = 'order_cursor'",
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }

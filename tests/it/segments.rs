@@ -349,7 +349,6 @@ async fn evaluate(shop: &TestShop, store: &Store, as_of: &str, now: &str) -> (u6
     let changes = evaluate_segments(
         store,
         &report.segments,
-        None,
         NaiveDate::parse_from_str(as_of, "%Y-%m-%d").unwrap(),
         ZONE,
         utc(now).timestamp_millis(),
