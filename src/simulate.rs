@@ -31,31 +31,45 @@ pub struct SimulationRun {
     /// Nightly metric and segment refreshes run (only when a scenario needs them).
     pub refreshes: u64,
     pub secs: f64,
-    /// Where the time went: releasing orders (replayed: loading them), refreshes, ticks,
-    /// marking (replayed: writing the messages, enrollments and orders).
+    /// Where the time went: copying the shop's orders, releasing orders (replayed: loading
+    /// them), refreshes, ticks, marking (replayed: writing the messages, enrollments and
+    /// the customers' final aggregates).
+    pub copy_secs: f64,
     pub release_secs: f64,
     pub refresh_secs: f64,
     pub tick_secs: f64,
     pub mark_secs: f64,
 }
 
+/// The shop a back-test copies from: its SQLite file and how many customers were copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shop {
+    pub file: String,
+    pub customers: i64,
+}
+
 /// The simulation's database at `path`, made anew (an old one is removed), with the shop's
-/// customers, history and period orders copied from the SQLite file `source`. Build the
-/// engine on it after this: it reads the shop's unsubscribe secret from it.
+/// customers, suppression list and unsubscribe secret copied from the SQLite file `source`;
+/// `simulate` copies the orders, in the way its mode reads them. Build the engine on it after
+/// this: it reads the shop's unsubscribe secret from it.
 pub async fn prepare(
     path: &Path,
     source: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<(Store, SimulationSource)> {
+) -> Result<(Store, Shop)> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     let store = Store::open_scratch(&path.display().to_string()).await?;
-    let copied = store
-        .copy_for_simulation(source, to_millis(from), to_millis(to))
+    let customers = store
+        .copy_shop_for_simulation(source, to_millis(from), to_millis(to))
         .await?;
-    Ok((store, copied))
+    let shop = Shop {
+        file: source.to_string(),
+        customers,
+    };
+    Ok((store, shop))
 }
 
 /// Whether the engine's scenarios need metrics and segments refreshed every night: segment
@@ -78,25 +92,25 @@ pub enum Mode {
     Ticks,
 }
 
-/// Replays `[from, to]` on `engine`, whose store `prepare` made (`copied` is what it copied),
-/// ticking every `step`. `on_tick(done, total)` reports progress.
+/// Replays `[from, to]` on `engine`, whose store `prepare` made from `shop`, ticking every
+/// `step`. `on_tick(done, total)` reports progress.
 pub async fn simulate(
     engine: &Engine,
-    copied: SimulationSource,
+    shop: Shop,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     step: Duration,
     zone: Tz,
     on_tick: impl FnMut(u64, u64),
 ) -> Result<SimulationRun> {
-    simulate_with(Mode::Auto, engine, copied, (from, to), step, zone, on_tick).await
+    simulate_with(Mode::Auto, engine, shop, (from, to), step, zone, on_tick).await
 }
 
 /// `simulate`, in the given mode.
 pub async fn simulate_with(
     mode: Mode,
     engine: &Engine,
-    copied: SimulationSource,
+    shop: Shop,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     step: Duration,
     zone: Tz,
@@ -104,15 +118,33 @@ pub async fn simulate_with(
 ) -> Result<SimulationRun> {
     let started = std::time::Instant::now();
     let total = ((to - from).num_milliseconds() / step.num_milliseconds().max(1)).max(0) as u64;
+    let replayed = mode == Mode::Auto && engine.replayable();
+    let t = std::time::Instant::now();
+    let store = engine.store();
+    let (from_ms, to_ms) = (to_millis(from), to_millis(to));
+    let (history_orders, period_orders) = if replayed {
+        store
+            .copy_orders_for_replay(&shop.file, from_ms, to_ms)
+            .await?
+    } else {
+        store
+            .copy_orders_for_ticks(&shop.file, from_ms, to_ms)
+            .await?
+    };
     let mut run = SimulationRun {
-        source: copied,
-        replayed: mode == Mode::Auto && engine.replayable(),
+        source: SimulationSource {
+            customers: shop.customers,
+            history_orders,
+            period_orders,
+        },
+        replayed,
         sends: None,
         ticks: 0,
         enrolled: 0,
         simulated: 0,
         refreshes: 0,
         secs: 0.0,
+        copy_secs: t.elapsed().as_secs_f64(),
         release_secs: 0.0,
         refresh_secs: 0.0,
         tick_secs: 0.0,
@@ -139,7 +171,7 @@ async fn replay(
 ) -> Result<()> {
     let store = engine.store();
     let t = std::time::Instant::now();
-    let mut state = Replay::load(store).await?;
+    let mut state = Replay::load(store, to_millis(from)).await?;
     run.release_secs = t.elapsed().as_secs_f64();
     let mut now = from;
     while now <= to {

@@ -48,10 +48,10 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Loads the customers, the set-aside orders and the suppressions of the simulation
-    /// database `store`, then starts writing the period's orders into it (with the customers'
-    /// final aggregates), which the replay does not read.
-    pub async fn load(store: &Store) -> Result<Self> {
+    /// Loads the customers, the orders placed from `from` on and the suppressions of the
+    /// simulation database `store`, then starts setting the customers' final aggregates in
+    /// it, which the replay does not read.
+    pub async fn load(store: &Store, from: i64) -> Result<Self> {
         let customers = store.all_customers().await?;
         let mut customer_at = HashMap::with_capacity(customers.len());
         customer_at.extend(
@@ -60,7 +60,7 @@ impl Replay {
                 .enumerate()
                 .map(|(i, c)| (c.id.clone(), i as u32)),
         );
-        let orders = store.pending_all().await?;
+        let orders = store.orders_since(from).await?;
         let suppressions = store.all_suppressions().await?;
         let mut order_at = HashMap::with_capacity(orders.len());
         order_at.extend(orders.iter().enumerate().map(|(i, o)| (o.id.clone(), i)));
@@ -76,10 +76,7 @@ impl Replay {
             suppressions,
             unwritten: Vec::new(),
             unwritten_rows: 0,
-            writing: Some(write(
-                store,
-                |s| async move { s.release_all_pending().await },
-            )),
+            writing: Some(write(store, |s| async move { s.settle_all_orders().await })),
             simulated: 0,
             sends: BTreeMap::new(),
         })

@@ -285,6 +285,17 @@ pub(super) const AGGREGATES_FROM_ORDERS: &str =
 pub(super) const AGGREGATES_END: &str =
     " GROUP BY customer_id) AS a WHERE customers.id = a.customer_id";
 
+/// `AGGREGATES_FROM_ORDERS` over the orders placed before `$1` only, for every customer who
+/// has one (a back-test's history).
+pub(super) const AGGREGATES_BEFORE: &str =
+    "UPDATE customers SET orders_count = a.n, total_spent = a.spent, \
+     first_order_at = a.first_at, last_order_at = a.last_at, \
+     currency = (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
+     AND o.placed_at < $1 ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) FROM \
+     (SELECT customer_id, COUNT(*) AS n, SUM(total) AS spent, MIN(placed_at) AS first_at, \
+     MAX(placed_at) AS last_at FROM orders WHERE placed_at < $1 \
+     GROUP BY customer_id) AS a WHERE customers.id = a.customer_id";
+
 /// The ids among `ids` that exist in `table` (a constant name, never user input).
 pub(super) async fn existing_ids(
     conn: &mut sqlx::SqliteConnection,

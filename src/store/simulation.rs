@@ -26,28 +26,60 @@ impl Store {
         Ok(self.setting("simulation").await?.is_some())
     }
 
-    /// Copies the customers of the SQLite file `source` (their order aggregates recomputed
-    /// from the copied orders, so nothing after `from` leaks in), its orders placed before
-    /// `from`, and sets its orders placed in [`from`, `to`] aside in `sim_pending` in the
-    /// order they were placed. The order cursor is moved past the history: it triggers nothing.
-    pub async fn copy_for_simulation(
+    /// Copies from the SQLite file `source` the shop's customers (without order aggregates:
+    /// the order copy sets them), its suppression list and its unsubscribe secret, and marks
+    /// this database as the simulation of [`from`, `to`]. Returns how many customers.
+    pub async fn copy_shop_for_simulation(&self, source: &str, from: i64, to: i64) -> Result<i64> {
+        let mut conn = self.pool.acquire().await?;
+        attach(&mut conn, source).await?;
+        let copied = copy_shop(&mut conn, from, to).await;
+        detach(&mut conn).await?;
+        copied
+    }
+
+    /// Copies the orders of `source` placed before `from` (the history) and sets those placed
+    /// in [`from`, `to`] aside in `sim_pending`, in the order they were placed, for a ticked
+    /// back-test to release hour by hour. The customers' aggregates are the history's and the
+    /// order cursor is moved past it: it triggers nothing. Returns (history, period) orders.
+    pub async fn copy_orders_for_ticks(
         &self,
         source: &str,
         from: i64,
         to: i64,
-    ) -> Result<SimulationSource> {
+    ) -> Result<(i64, i64)> {
         let mut conn = self.pool.acquire().await?;
-        sqlx::query("ATTACH DATABASE $1 AS src")
-            .bind(source)
-            .execute(&mut *conn)
-            .await?;
-        let copied = copy_rows(&mut conn, from, to).await;
-        sqlx::query("DETACH DATABASE src")
-            .execute(&mut *conn)
-            .await?;
+        attach(&mut conn, source).await?;
+        let copied = copy_for_ticks(&mut conn, from, to).await;
+        detach(&mut conn).await?;
         let copied = copied?;
-        settle_orders(&mut conn).await?;
+        settle_orders(&mut conn, None).await?;
         Ok(copied)
+    }
+
+    /// Copies every order of `source` placed by `to` in one pass, for a replay, which keeps
+    /// the period's orders in memory and reads nothing from here while it runs: the customers'
+    /// aggregates are the history's (before `from`, as the replay starts from them) until
+    /// [`Store::settle_all_orders`]. Returns (history, period) orders.
+    pub async fn copy_orders_for_replay(
+        &self,
+        source: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<(i64, i64)> {
+        let mut conn = self.pool.acquire().await?;
+        attach(&mut conn, source).await?;
+        let copied = copy_all_orders(&mut conn, from, to).await;
+        detach(&mut conn).await?;
+        let copied = copied?;
+        settle_orders(&mut conn, Some(from)).await?;
+        Ok(copied)
+    }
+
+    /// Every customer's order aggregates over every stored order, and the order cursor past
+    /// them: what a replay leaves at its end.
+    pub async fn settle_all_orders(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        settle_orders(&mut conn, None).await
     }
 
     /// The set-aside orders placed after `after` and at or before `upto`, oldest first.
@@ -75,20 +107,21 @@ impl Store {
         .rows_affected())
     }
 
-    /// Every set-aside order of the period, in full, in the order they were placed (a
-    /// replay keeps them in memory).
-    pub async fn pending_all(&self) -> Result<Vec<OrderRow>> {
+    /// Every order placed at or after `from`, in full, by (time, id): the period's orders
+    /// that a replay keeps in memory.
+    pub async fn orders_since(&self, from: i64) -> Result<Vec<OrderRow>> {
         type Row = (i64, String, String, i64, i64, String, String);
         let mut out = Vec::new();
         let mut after = 0;
         loop {
-            // Pages of one JSON row each (see `orders_after` for why).
+            // Pages of one JSON row each (see `orders_after` for why), in storage order.
             let (json,): (String,) = sqlx::query_as(
-                "SELECT COALESCE(json_group_array(json_array(rowid, id, customer_id, placed_at, \
-                 total, currency, items)), '[]') FROM (SELECT rowid, * FROM sim_pending \
-                 WHERE rowid > $1 ORDER BY rowid LIMIT 100000)",
+                "SELECT COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, \
+                 total, currency, items)), '[]') FROM (SELECT * FROM orders \
+                 WHERE seq > $1 AND placed_at >= $2 ORDER BY seq LIMIT 100000)",
             )
             .bind(after)
+            .bind(from)
             .fetch_one(&self.pool)
             .await?;
             let rows: Vec<Row> = super::from_json(&json)?;
@@ -137,25 +170,6 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the period's orders into the orders table, every customer's order aggregates
-    /// over them, and the order cursor past them: what a ticked back-test leaves at its end.
-    /// A replay, which reads neither, does this while it runs.
-    pub async fn release_all_pending(&self) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let saved = drop_indexes(&mut tx, "orders").await?;
-        sqlx::query(
-            "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) \
-             SELECT id, customer_id, placed_at, total, currency, items FROM sim_pending \
-             ORDER BY placed_at, id",
-        )
-        .execute(&mut *tx)
-        .await?;
-        create_indexes(&mut tx, &saved).await?;
-        settle_orders(&mut tx).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// Per scenario: messages simulated, customers reached, first and last send time (what
     /// a replay also counts as it goes).
     pub async fn simulated_sends(&self) -> Result<Sends> {
@@ -168,11 +182,22 @@ impl Store {
     }
 }
 
-async fn copy_rows(
-    conn: &mut sqlx::SqliteConnection,
-    from: i64,
-    to: i64,
-) -> Result<SimulationSource> {
+async fn attach(conn: &mut sqlx::SqliteConnection, source: &str) -> Result<()> {
+    sqlx::query("ATTACH DATABASE $1 AS src")
+        .bind(source)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn detach(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    sqlx::query("DETACH DATABASE src")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn copy_shop(conn: &mut sqlx::SqliteConnection, from: i64, to: i64) -> Result<i64> {
     let mut tx = conn.begin().await?;
     let customers = sqlx::query(
         "INSERT INTO customers (id, email, name, timezone, locale, attributes, created_at, \
@@ -183,19 +208,6 @@ async fn copy_rows(
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    // The history in the shop's own order (it is all behind the cursor), with the per-customer
-    // index built once afterwards instead of row by row.
-    let saved = drop_indexes(&mut tx, "orders").await?;
-    let history_orders = sqlx::query(
-        "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) \
-         SELECT id, customer_id, placed_at, total, currency, items FROM src.orders \
-         WHERE placed_at < $1",
-    )
-    .bind(from)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    create_indexes(&mut tx, &saved).await?;
     // Today's suppression list: a back-test withholds what the shop would withhold now.
     sqlx::query(
         "INSERT INTO suppressions (email, kind, reason, customer_id, created_at) \
@@ -210,24 +222,6 @@ async fn copy_rows(
     )
     .execute(&mut *tx)
     .await?;
-    sqlx::query(
-        "CREATE TABLE sim_pending (id TEXT NOT NULL, customer_id TEXT NOT NULL, \
-         placed_at BIGINT NOT NULL, total BIGINT NOT NULL, currency TEXT NOT NULL, items TEXT NOT NULL)",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let period_orders = sqlx::query(
-        "INSERT INTO sim_pending SELECT id, customer_id, placed_at, total, currency, items \
-         FROM src.orders WHERE placed_at >= $1 AND placed_at <= $2 ORDER BY placed_at, seq",
-    )
-    .bind(from)
-    .bind(to)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    sqlx::query("CREATE INDEX sim_pending_placed ON sim_pending (placed_at)")
-        .execute(&mut *tx)
-        .await?;
     // What `outbox_customer_sent` is to sent messages, for last-touch attribution.
     sqlx::query(
         "CREATE INDEX outbox_customer_simulated ON outbox (customer_id, sent_at) \
@@ -244,11 +238,75 @@ async fn copy_rows(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(SimulationSource {
-        customers: customers as i64,
-        history_orders: history_orders as i64,
-        period_orders: period_orders as i64,
-    })
+    Ok(customers as i64)
+}
+
+async fn copy_for_ticks(
+    conn: &mut sqlx::SqliteConnection,
+    from: i64,
+    to: i64,
+) -> Result<(i64, i64)> {
+    let mut tx = conn.begin().await?;
+    // The history in the shop's own order (it is all behind the cursor), with the per-customer
+    // index built once afterwards instead of row by row.
+    let saved = drop_indexes(&mut tx, "orders").await?;
+    let history = sqlx::query(
+        "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) \
+         SELECT id, customer_id, placed_at, total, currency, items FROM src.orders \
+         WHERE placed_at < $1",
+    )
+    .bind(from)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    create_indexes(&mut tx, &saved).await?;
+    sqlx::query(
+        "CREATE TABLE sim_pending (id TEXT NOT NULL, customer_id TEXT NOT NULL, \
+         placed_at BIGINT NOT NULL, total BIGINT NOT NULL, currency TEXT NOT NULL, items TEXT NOT NULL)",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let period = sqlx::query(
+        "INSERT INTO sim_pending SELECT id, customer_id, placed_at, total, currency, items \
+         FROM src.orders WHERE placed_at >= $1 AND placed_at <= $2 ORDER BY placed_at, seq",
+    )
+    .bind(from)
+    .bind(to)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    sqlx::query("CREATE INDEX sim_pending_placed ON sim_pending (placed_at)")
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((history as i64, period as i64))
+}
+
+async fn copy_all_orders(
+    conn: &mut sqlx::SqliteConnection,
+    from: i64,
+    to: i64,
+) -> Result<(i64, i64)> {
+    let mut tx = conn.begin().await?;
+    // In the shop's own order, with the indexes built once afterwards.
+    let saved = drop_indexes(&mut tx, "orders").await?;
+    sqlx::query(
+        "INSERT INTO orders (id, customer_id, placed_at, total, currency, items) \
+         SELECT id, customer_id, placed_at, total, currency, items FROM src.orders \
+         WHERE placed_at <= $1",
+    )
+    .bind(to)
+    .execute(&mut *tx)
+    .await?;
+    create_indexes(&mut tx, &saved).await?;
+    let (history, period): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(placed_at < $1), 0), COALESCE(SUM(placed_at >= $1), 0) FROM orders",
+    )
+    .bind(from)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((history, period))
 }
 
 /// Drops the secondary indexes of `table` (not those of its constraints) and returns their
@@ -282,16 +340,14 @@ async fn create_indexes(
     Ok(())
 }
 
-/// Every customer's order aggregates over the stored orders, and the order cursor past them:
-/// whatever orders are stored trigger nothing more.
-async fn settle_orders(conn: &mut sqlx::SqliteConnection) -> Result<()> {
-    sqlx::query(&format!(
-        "{}{}",
-        super::customers::AGGREGATES_FROM_ORDERS,
-        super::customers::AGGREGATES_END
-    ))
-    .execute(&mut *conn)
-    .await?;
+/// Every customer's order aggregates over the stored orders placed before `before` (all of
+/// them if none), and the order cursor past every stored order: they trigger nothing more.
+async fn settle_orders(conn: &mut sqlx::SqliteConnection, before: Option<i64>) -> Result<()> {
+    let before = before.unwrap_or(i64::MAX);
+    sqlx::query(super::customers::AGGREGATES_BEFORE)
+        .bind(before)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
         "UPDATE settings SET value = (SELECT CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM orders) \
          WHERE key = 'order_cursor'",

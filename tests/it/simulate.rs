@@ -119,6 +119,22 @@ async fn enrollments(store: &Store) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every customer's order aggregates, and how many orders are stored.
+async fn aggregates(store: &Store) -> (Vec<String>, i64) {
+    let customers = store.all_customers().await.unwrap();
+    let rows = customers
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {} {:?} {:?} {:?}",
+                c.id, c.orders_count, c.total_spent, c.currency, c.first_order_at, c.last_order_at
+            )
+        })
+        .collect();
+    let orders = customers.iter().map(|c| c.orders_count).sum();
+    (rows, orders)
+}
+
 #[tokio::test]
 async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() {
     let templates = [
@@ -170,6 +186,9 @@ async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() 
     add_customers(&store, &id_refs).await;
     suppress_two(&store).await;
     add_orders(&store, &orders).await;
+    // An order after the period, which the back-test must not see.
+    let late = (to + Duration::days(5)).to_rfc3339();
+    add_orders(&store, &[order("LATE-C001", "C001", &late, 9900)]).await;
     // The same unsubscribe secret as the live shop, so the rendered footers match too.
     let secret = live_store.setting("unsubscribe_secret").await.unwrap();
     if let Some(s) = secret {
@@ -229,6 +248,12 @@ async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() 
         );
         // And left the enrollments a live run left: arms, goals, states.
         assert_eq!(enrollments(&sim).await, live_enrollments, "{mode:?}");
+        // And the orders and the customers' aggregates over them.
+        assert_eq!(
+            aggregates(&sim).await,
+            aggregates(&live_store).await,
+            "{mode:?}"
+        );
         // Held-out steps are recorded, nothing simulated is left queued, nothing was sent.
         let statuses: BTreeSet<String> = sim
             .outbox_rows()
