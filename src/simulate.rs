@@ -50,20 +50,22 @@ pub struct Shop {
 
 /// The simulation's database at `path`, made anew (an old one is removed), with the shop's
 /// customers, suppression list and unsubscribe secret copied from the SQLite file `source`;
-/// `simulate` copies the orders, in the way its mode reads them. Build the engine on it after
-/// this: it reads the shop's unsubscribe secret from it.
+/// `simulate` copies the orders, in the way its mode reads them. Simulated mail keeps its
+/// rendered body for a sample of customers (`store::BODY_SAMPLE`), or for all with
+/// `keep_bodies`. Build the engine on it after this: it reads the shop's unsubscribe secret
+/// from it.
 pub async fn prepare(
     path: &Path,
     source: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    keep_bodies: bool,
 ) -> Result<(Store, Shop)> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     let store = Store::open_scratch(&path.display().to_string()).await?;
     let customers = store
-        .copy_shop_for_simulation(source, to_millis(from), to_millis(to))
+        .copy_shop_for_simulation(source, (to_millis(from), to_millis(to)), keep_bodies)
         .await?;
     let shop = Shop {
         file: source.to_string(),
@@ -205,6 +207,7 @@ async fn ticks(
 ) -> Result<()> {
     let store = engine.store();
     let nightly = needs_nightly_refresh(engine);
+    let sampled = store.body_sample().await?.is_some();
     let mut released = to_millis(from) - 1;
     let mut now = from;
     while now <= to {
@@ -223,7 +226,7 @@ async fn ticks(
         run.enrolled += tick.enrolled;
         run.tick_secs += t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
-        run.simulated += store.mark_simulated(to_millis(now)).await?;
+        run.simulated += store.mark_simulated(to_millis(now), sampled).await?;
         run.mark_secs += t.elapsed().as_secs_f64();
         run.ticks += 1;
         on_tick(run.ticks.min(total), total);

@@ -32,6 +32,10 @@ pub struct SimulateArgs {
     /// Virtual time between ticks, like the daemon's tick_interval (e.g. 1h, 15m).
     #[arg(long, default_value = "1h")]
     pub step: String,
+    /// Keep the rendered body of every simulated message (by default only about a thousand
+    /// customers' mail keeps it: see docs/experiments.md).
+    #[arg(long)]
+    pub keep_bodies: bool,
     /// Also write the scenario report of the simulated sends as HTML.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -90,7 +94,7 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
     let from = local_midnight(args.from, zone);
     let to = local_midnight(args.to.succ_opt().unwrap_or(args.to), zone)
         - chrono::Duration::milliseconds(1);
-    let (store, copied) = prepare(&out, &source, from, to)
+    let (store, copied) = prepare(&out, &source, (from, to), args.keep_bodies)
         .await
         .with_context(|| format!("cannot prepare the simulation database {}", out.display()))?;
     let engine = match app.engine_only(&store, args.scenario.as_deref()).await? {

@@ -35,6 +35,8 @@ pub struct Replay {
     due: BTreeSet<(i64, i64)>,
     /// Suppressed addresses (lower case).
     suppressions: HashMap<String, SuppressionKind>,
+    /// The customers whose simulated mail keeps its body (`None`: all).
+    body_sample: Option<HashSet<String>>,
     /// Messages not yet written, with the virtual time of the tick that made them.
     unwritten: Vec<(i64, Vec<NewOutbox>)>,
     unwritten_rows: usize,
@@ -62,6 +64,7 @@ impl Replay {
         );
         let orders = store.orders_since(from).await?;
         let suppressions = store.all_suppressions().await?;
+        let body_sample = store.body_sample().await?;
         let mut order_at = HashMap::with_capacity(orders.len());
         order_at.extend(orders.iter().enumerate().map(|(i, o)| (o.id.clone(), i)));
         Ok(Self {
@@ -74,6 +77,7 @@ impl Replay {
             by_customer: HashMap::new(),
             due: BTreeSet::new(),
             suppressions,
+            body_sample,
             unwritten: Vec::new(),
             unwritten_rows: 0,
             writing: Some(write(store, |s| async move { s.settle_all_orders().await })),
@@ -288,11 +292,20 @@ impl Replay {
             .collect()
     }
 
-    fn hold(&mut self, now: i64, messages: Vec<NewOutbox>) {
+    fn hold(&mut self, now: i64, mut messages: Vec<NewOutbox>) {
         if messages.is_empty() {
             return;
         }
-        for m in messages.iter().filter(|m| m.status == OutboxStatus::Queued) {
+        for m in messages
+            .iter_mut()
+            .filter(|m| m.status == OutboxStatus::Queued)
+        {
+            if let Some(sample) = &self.body_sample {
+                if !sample.contains(&m.customer_id) {
+                    m.html = String::new();
+                    m.body_text = String::new();
+                }
+            }
             self.simulated += 1;
             let customer = self
                 .customer_at

@@ -22,7 +22,7 @@ pub use metrics::{ChangedOutcome, ChangedPage, MetricsRow, RfmGroup, METRICS_COL
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{NewOutbox, OutboxRow, OutboxStatus, Recorded};
 pub use segments::{MembershipChange, SegmentEvent};
-pub use simulation::{Sends, SimulationSource};
+pub use simulation::{Sends, SimulationSource, BODY_SAMPLE};
 pub use status::{FlowStatus, ScenarioStatus};
 pub use suppressions::{Suppression, SuppressionKind};
 

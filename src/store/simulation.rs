@@ -8,6 +8,14 @@ use super::enrollments::insert_enrollments_with_ids;
 use super::outbox::insert_outbox_as;
 use super::{NewEnrollment, NewOrder, NewOutbox, OrderRow, Result, Store};
 use sqlx::Connection as _;
+use std::collections::HashSet;
+
+/// About how many customers' simulated mail keeps its rendered body by default: every one of
+/// a shop this size or smaller; one in `customers / BODY_SAMPLE` of a bigger one, by their
+/// order in the shop's table, so that the same customers are kept every run. All of their
+/// messages keep it, so that their journeys read end to end; the others keep everything but
+/// the body (a year of a million-customer shop would otherwise store some 2 GB of HTML).
+pub const BODY_SAMPLE: i64 = 1000;
 
 /// Per scenario: messages simulated, customers reached, first and last send time (unix ms).
 pub type Sends = Vec<(String, i64, i64, i64, i64)>;
@@ -28,13 +36,43 @@ impl Store {
 
     /// Copies from the SQLite file `source` the shop's customers (without order aggregates:
     /// the order copy sets them), its suppression list and its unsubscribe secret, and marks
-    /// this database as the simulation of [`from`, `to`]. Returns how many customers.
-    pub async fn copy_shop_for_simulation(&self, source: &str, from: i64, to: i64) -> Result<i64> {
+    /// this database as the simulation of [`from`, `to`]. Unless `keep_bodies`, it also picks
+    /// the customers whose simulated mail keeps its rendered body (see [`BODY_SAMPLE`]).
+    /// Returns how many customers.
+    pub async fn copy_shop_for_simulation(
+        &self,
+        source: &str,
+        (from, to): (i64, i64),
+        keep_bodies: bool,
+    ) -> Result<i64> {
         let mut conn = self.pool.acquire().await?;
         attach(&mut conn, source).await?;
         let copied = copy_shop(&mut conn, from, to).await;
         detach(&mut conn).await?;
-        copied
+        let customers = copied?;
+        if !keep_bodies {
+            pick_body_sample(&mut conn, customers).await?;
+        }
+        Ok(customers)
+    }
+
+    /// The customers whose simulated mail keeps its rendered body, or `None` if every
+    /// message keeps it (`--keep-bodies`).
+    pub async fn body_sample(&self) -> Result<Option<HashSet<String>>> {
+        let (tables,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'sim_sample'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if tables == 0 {
+            return Ok(None);
+        }
+        let (json,): (String,) =
+            sqlx::query_as("SELECT COALESCE(json_group_array(customer_id), '[]') FROM sim_sample")
+                .fetch_one(&self.pool)
+                .await?;
+        let ids: Vec<String> = super::from_json(&json)?;
+        Ok(Some(ids.into_iter().collect()))
     }
 
     /// Copies the orders of `source` placed before `from` (the history) and sets those placed
@@ -95,12 +133,20 @@ impl Store {
     }
 
     /// Marks every message the engine queued, due by `now`, as `simulated` (sent at its due
-    /// time): the back-test's stand-in for delivery. Returns how many.
-    pub async fn mark_simulated(&self, now: i64) -> Result<u64> {
-        Ok(sqlx::query(
-            "UPDATE outbox SET status = 'simulated', sent_at = due_at, updated_at = $1 \
-             WHERE status = 'queued' AND due_at <= $1",
-        )
+    /// time): the back-test's stand-in for delivery. With a body sample (`sampled`), the
+    /// rendered bodies of the others are dropped. Returns how many.
+    pub async fn mark_simulated(&self, now: i64, sampled: bool) -> Result<u64> {
+        let bodies = if sampled {
+            ", html = CASE WHEN customer_id IN (SELECT customer_id FROM sim_sample) \
+             THEN html ELSE '' END, body_text = CASE WHEN customer_id IN \
+             (SELECT customer_id FROM sim_sample) THEN body_text ELSE '' END"
+        } else {
+            ""
+        };
+        Ok(sqlx::query(&format!(
+            "UPDATE outbox SET status = 'simulated', sent_at = due_at, updated_at = $1{bodies} \
+             WHERE status = 'queued' AND due_at <= $1"
+        ))
         .bind(now)
         .execute(&self.pool)
         .await?
@@ -239,6 +285,18 @@ async fn copy_shop(conn: &mut sqlx::SqliteConnection, from: i64, to: i64) -> Res
     .await?;
     tx.commit().await?;
     Ok(customers as i64)
+}
+
+/// Picks the customers whose simulated mail keeps its body: see [`BODY_SAMPLE`].
+async fn pick_body_sample(conn: &mut sqlx::SqliteConnection, customers: i64) -> Result<()> {
+    sqlx::query("CREATE TABLE sim_sample (customer_id TEXT PRIMARY KEY)")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("INSERT INTO sim_sample SELECT id FROM customers WHERE rowid % $1 = 0")
+        .bind((customers / BODY_SAMPLE).max(1))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 async fn copy_for_ticks(

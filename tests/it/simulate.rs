@@ -198,9 +198,11 @@ async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() 
     let live_enrollments = enrollments(&live_store).await;
     for mode in [Mode::Auto, Mode::Ticks] {
         let sim_path = shop.file(&format!("sim-{mode:?}.db"));
-        let (sim, copied) = rebuy::simulate::prepare(&sim_path, &shop.config.database, from, to)
-            .await
-            .unwrap();
+        // 80 customers: every body is kept (see `store::BODY_SAMPLE`) and compared.
+        let (sim, copied) =
+            rebuy::simulate::prepare(&sim_path, &shop.config.database, (from, to), false)
+                .await
+                .unwrap();
         let mut app = shop.app();
         app.resolved.trigger_lookback = Duration::days(3);
         let sim_engine = app.engine(&sim).await.unwrap().unwrap();
@@ -295,4 +297,93 @@ async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() 
     }
     store.close().await;
     live_store.close().await;
+}
+
+/// A shop of 2,500 customers, each with a first order in the period, through a thank-you
+/// scenario: simulated in both ways, with bodies kept for the sample or for everyone.
+async fn simulate_sample(shop: &TestShop, mode: Mode, keep_bodies: bool) -> (Store, Vec<Row>) {
+    let (from, to) = (utc("2026-03-01T00:00:00Z"), utc("2026-03-10T00:00:00Z"));
+    let path = shop.file(&format!("sim-{mode:?}-{keep_bodies}.db"));
+    let (sim, copied) =
+        rebuy::simulate::prepare(&path, &shop.config.database, (from, to), keep_bodies)
+            .await
+            .unwrap();
+    let engine = shop.app().engine(&sim).await.unwrap().unwrap();
+    let step = Duration::hours(1);
+    let zone = chrono_tz::Asia::Tokyo;
+    rebuy::simulate::simulate_with(mode, &engine, copied, (from, to), step, zone, |_, _| {})
+        .await
+        .unwrap();
+    let rows = rows(&sim).await.into_iter().collect();
+    (sim, rows)
+}
+
+#[tokio::test]
+async fn simulated_mail_keeps_its_body_for_a_sample_of_customers_unless_asked_for_all() {
+    let thanks = r#"
+id: thanks
+trigger: first_order
+steps:
+  - id: thank-you
+    wait: 1d
+    send: { template: t, subject: "thanks {{ customer.id }}" }
+"#;
+    let templates = [("t.html", "<p>{{ customer.name }}</p>"), ("t.txt", "hi")];
+    let shop = TestShop::new(&[("thanks.yaml", thanks)], &templates, None);
+    let store = shop.store().await;
+    let n = 2 * rebuy::store::BODY_SAMPLE as usize + 500;
+    let ids: Vec<String> = (0..n).map(|c| format!("C{c:05}")).collect();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    add_customers(&store, &id_refs).await;
+    let orders: Vec<NewOrder> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let at = utc("2026-03-01T01:00:00Z") + Duration::minutes(i as i64 % 5000);
+            order(&format!("O-{id}"), id, &at.to_rfc3339(), 3000)
+        })
+        .collect();
+    add_orders(&store, &orders).await;
+    // A secret of the shop's own, so that every copy renders the same unsubscribe links.
+    store
+        .set_setting("unsubscribe_secret", "0123456789abcdef")
+        .await
+        .unwrap();
+    store.close().await;
+
+    let (sim, replayed) = simulate_sample(&shop, Mode::Auto, false).await;
+    assert_eq!(replayed.len(), n, "one thank-you each");
+    let sample = sim
+        .body_sample()
+        .await
+        .unwrap()
+        .expect("a sample by default");
+    // One customer in two (2,500 / 1,000 rounds down to 2), by their order in the table.
+    assert_eq!(sample.len(), n / 2);
+    for r in &replayed {
+        assert_eq!(
+            r.4,
+            format!("thanks {}", r.1),
+            "every message keeps its subject"
+        );
+        assert_eq!(
+            r.5.is_empty(),
+            !sample.contains(&r.1),
+            "the body is kept exactly for the sample: {r:?}"
+        );
+    }
+    // The ticked way keeps the same bodies.
+    let (_, ticked) = simulate_sample(&shop, Mode::Ticks, false).await;
+    let differ = ticked.iter().zip(&replayed).filter(|(a, b)| a != b).count();
+    assert!(
+        ticked.len() == replayed.len() && differ == 0,
+        "{differ} rows differ"
+    );
+    // --keep-bodies keeps them all, both ways.
+    for mode in [Mode::Auto, Mode::Ticks] {
+        let (sim, all) = simulate_sample(&shop, mode, true).await;
+        assert!(sim.body_sample().await.unwrap().is_none());
+        assert_eq!(all.len(), n);
+        assert!(all.iter().all(|r| r.5.contains(&r.1)), "{mode:?}");
+    }
 }
