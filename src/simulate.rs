@@ -90,8 +90,22 @@ pub fn needs_nightly_refresh(engine: &Engine) -> bool {
 pub enum Mode {
     /// In memory when the scenarios allow it (`Engine::replayable`), ticking otherwise.
     Auto,
+    /// In memory when the scenarios allow it, writing whenever `batch` messages are held
+    /// (`Auto` writes every 20,000; tests write often, to see the writes beside the ticks).
+    Replay { batch: usize },
     /// Always the engine's own `tick` over the simulation database, hour by hour.
     Ticks,
+}
+
+impl Mode {
+    /// Messages a replay holds before it writes them, if this mode replays.
+    fn batch(self) -> Option<usize> {
+        match self {
+            Mode::Auto => Some(crate::engine::REPLAY_BATCH),
+            Mode::Replay { batch } => Some(batch.max(1)),
+            Mode::Ticks => None,
+        }
+    }
 }
 
 /// Replays `[from, to]` on `engine`, whose store `prepare` made from `shop`, ticking every
@@ -120,7 +134,8 @@ pub async fn simulate_with(
 ) -> Result<SimulationRun> {
     let started = std::time::Instant::now();
     let total = ((to - from).num_milliseconds() / step.num_milliseconds().max(1)).max(0) as u64;
-    let replayed = mode == Mode::Auto && engine.replayable();
+    let batch = mode.batch().filter(|_| engine.replayable());
+    let replayed = batch.is_some();
     let t = std::time::Instant::now();
     let store = engine.store();
     let (from_ms, to_ms) = (to_millis(from), to_millis(to));
@@ -152,8 +167,8 @@ pub async fn simulate_with(
         tick_secs: 0.0,
         mark_secs: 0.0,
     };
-    if run.replayed {
-        replay(engine, &mut run, (from, to), step, total, on_tick).await?;
+    if let Some(batch) = batch {
+        replay(engine, &mut run, (from, to), step, (total, batch), on_tick).await?;
     } else {
         ticks(engine, &mut run, (from, to), step, zone, total, on_tick).await?;
     }
@@ -168,12 +183,12 @@ async fn replay(
     run: &mut SimulationRun,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     step: Duration,
-    total: u64,
+    (total, batch): (u64, usize),
     mut on_tick: impl FnMut(u64, u64),
 ) -> Result<()> {
     let store = engine.store();
     let t = std::time::Instant::now();
-    let mut state = Replay::load(store, to_millis(from)).await?;
+    let mut state = Replay::load(engine, to_millis(from), batch).await?;
     run.release_secs = t.elapsed().as_secs_f64();
     let mut now = from;
     while now <= to {
@@ -181,7 +196,7 @@ async fn replay(
         run.enrolled += engine.replay_tick(&mut state, now).enrolled;
         run.tick_secs += t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
-        state.flush(store, false).await?;
+        state.flush(store, to_millis(now), false).await?;
         run.mark_secs += t.elapsed().as_secs_f64();
         run.ticks += 1;
         on_tick(run.ticks.min(total), total);
@@ -190,7 +205,7 @@ async fn replay(
     let t = std::time::Instant::now();
     run.simulated = state.simulated;
     run.sends = Some(state.sends());
-    state.finish(store).await?;
+    state.finish(store, to_millis(to)).await?;
     run.mark_secs += t.elapsed().as_secs_f64();
     Ok(())
 }

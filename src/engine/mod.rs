@@ -7,7 +7,7 @@ mod replay;
 mod schedule;
 
 pub use plan::{plan_fired, plan_orders, segment_triggers, trigger_key, Fired, Judge, OrderPlan};
-pub use replay::Replay;
+pub use replay::{Replay, REPLAY_BATCH};
 pub use schedule::due_at;
 
 use crate::clock::{from_millis, to_millis};

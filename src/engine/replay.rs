@@ -15,10 +15,11 @@ use crate::store::{
 };
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
-/// Messages held before they are written.
-const FLUSH: usize = 20_000;
+/// Messages a back-test's replay holds before it writes them.
+pub const REPLAY_BATCH: usize = 20_000;
 
 /// The back-test's state between ticks.
 pub struct Replay {
@@ -28,8 +29,16 @@ pub struct Replay {
     orders: Vec<OrderRow>,
     order_at: HashMap<String, usize>,
     released: usize,
-    /// Enrollments by id − 1.
+    /// Enrollments by id − 1, and whether each is written.
     enrollments: Vec<NewEnrollment>,
+    written: Vec<bool>,
+    /// Ended enrollments by the time after which nothing can change them any more (their goal
+    /// window's end), to be written then: most are written beside the ticks, not at the end.
+    settling: BinaryHeap<Reverse<(i64, usize)>>,
+    /// The scenarios with a goal (an enrollment of one that completed can still reach it).
+    with_goal: HashSet<String>,
+    /// The enrollments' secondary indexes, dropped while the replay writes them.
+    indexes: Vec<(String, String)>,
     by_customer: HashMap<String, Vec<usize>>,
     /// (next due time, id) of the active enrollments.
     due: BTreeSet<(i64, i64)>,
@@ -40,6 +49,8 @@ pub struct Replay {
     /// Messages not yet written, with the virtual time of the tick that made them.
     unwritten: Vec<(i64, Vec<NewOutbox>)>,
     unwritten_rows: usize,
+    /// Messages held before they are written.
+    batch: usize,
     /// The write under way: the database is written beside the ticks, which read nothing
     /// from it.
     writing: Option<tokio::task::JoinHandle<Result<()>>>,
@@ -51,9 +62,10 @@ pub struct Replay {
 
 impl Replay {
     /// Loads the customers, the orders placed from `from` on and the suppressions of the
-    /// simulation database `store`, then starts setting the customers' final aggregates in
+    /// simulation database of `engine`, then starts setting the customers' final aggregates in
     /// it, which the replay does not read.
-    pub async fn load(store: &Store, from: i64) -> Result<Self> {
+    pub async fn load(engine: &Engine, from: i64, batch: usize) -> Result<Self> {
+        let store = engine.store();
         let customers = store.all_customers().await?;
         let mut customer_at = HashMap::with_capacity(customers.len());
         customer_at.extend(
@@ -65,6 +77,13 @@ impl Replay {
         let orders = store.orders_since(from).await?;
         let suppressions = store.all_suppressions().await?;
         let body_sample = store.body_sample().await?;
+        let indexes = store.drop_enrollment_indexes().await?;
+        let with_goal = engine
+            .scenarios
+            .iter()
+            .filter(|s| s.goal.is_some())
+            .map(|s| s.id.clone())
+            .collect();
         let mut order_at = HashMap::with_capacity(orders.len());
         order_at.extend(orders.iter().enumerate().map(|(i, o)| (o.id.clone(), i)));
         Ok(Self {
@@ -74,12 +93,17 @@ impl Replay {
             order_at,
             released: 0,
             enrollments: Vec::new(),
+            written: Vec::new(),
+            settling: BinaryHeap::new(),
+            with_goal,
+            indexes,
             by_customer: HashMap::new(),
             due: BTreeSet::new(),
             suppressions,
             body_sample,
             unwritten: Vec::new(),
             unwritten_rows: 0,
+            batch,
             writing: Some(write(store, |s| async move { s.settle_all_orders().await })),
             simulated: 0,
             sends: BTreeMap::new(),
@@ -94,19 +118,55 @@ impl Replay {
         Some(&mut self.customers[*self.customer_at.get(id)? as usize])
     }
 
-    /// Starts writing the messages held so far if there are many of them (or `all`), once
-    /// the previous write is done.
-    pub async fn flush(&mut self, store: &Store, all: bool) -> Result<()> {
-        if self.unwritten_rows == 0 || (!all && self.unwritten_rows < FLUSH) {
+    /// Starts writing the messages held so far if there are many of them (or `all`), with
+    /// the enrollments that nothing can change after `now`, once the previous write is done.
+    pub async fn flush(&mut self, store: &Store, now: i64, all: bool) -> Result<()> {
+        if self.unwritten_rows == 0 || (!all && self.unwritten_rows < self.batch) {
             return Ok(());
         }
         self.wait().await?;
         let batch = std::mem::take(&mut self.unwritten);
         self.unwritten_rows = 0;
+        let settled = self.settled(now);
         self.writing = Some(write(store, |s| async move {
-            s.write_replayed_messages(&batch).await
+            s.write_replayed(&batch, &settled).await
         }));
         Ok(())
+    }
+
+    /// The enrollments not yet written that nothing can change after `now`, with their ids.
+    fn settled(&mut self, now: i64) -> Vec<(i64, NewEnrollment)> {
+        let mut out = Vec::new();
+        while let Some(&Reverse((at, i))) = self.settling.peek() {
+            if at >= now {
+                break;
+            }
+            self.settling.pop();
+            if !std::mem::replace(&mut self.written[i], true) {
+                out.push((i as i64 + 1, self.enrollments[i].clone()));
+            }
+        }
+        out
+    }
+
+    /// Queues enrollment `i`, which just ended at `now`, to be written once nothing can change
+    /// it: at once, or after its goal window if it completed without reaching a goal it has
+    /// (never before the end if that window has no end).
+    fn ended(&mut self, i: usize, now: i64) {
+        let e = &self.enrollments[i];
+        let at = match e.state.as_str() {
+            "active" => return,
+            "completed"
+                if e.goal_reached_at.is_none() && self.with_goal.contains(&e.scenario_id) =>
+            {
+                match e.goal_deadline {
+                    Some(deadline) => deadline,
+                    None => return,
+                }
+            }
+            _ => now,
+        };
+        self.settling.push(Reverse((at, i)));
     }
 
     async fn wait(&mut self) -> Result<()> {
@@ -116,16 +176,22 @@ impl Replay {
         }
     }
 
-    /// Writes everything left: messages, then the enrollments.
-    pub async fn finish(mut self, store: &Store) -> Result<()> {
-        self.flush(store, true).await?;
+    /// Writes everything left: messages, then the enrollments, and builds the enrollments'
+    /// indexes.
+    pub async fn finish(mut self, store: &Store, now: i64) -> Result<()> {
+        self.flush(store, now, true).await?;
         self.wait().await?;
+        let written = std::mem::take(&mut self.written);
         let rows: Vec<(i64, NewEnrollment)> = std::mem::take(&mut self.enrollments)
             .into_iter()
+            .zip(written)
             .enumerate()
-            .map(|(i, e)| (i as i64 + 1, e))
+            .filter(|(_, (_, written))| !written)
+            .map(|(i, (e, _))| (i as i64 + 1, e))
             .collect();
-        store.write_replayed_enrollments(&rows).await?;
+        store
+            .write_replayed_enrollments(&rows, &self.indexes)
+            .await?;
         Ok(())
     }
 
@@ -186,7 +252,7 @@ impl Replay {
     }
 
     /// New enrollments; a duplicate trigger is ignored, as the unique key does.
-    fn enroll(&mut self, new: Vec<NewEnrollment>) -> u64 {
+    fn enroll(&mut self, new: Vec<NewEnrollment>, now: i64) -> u64 {
         let mut created = 0;
         for e in new {
             // The unique key (scenario, customer, trigger key), among the customer's own.
@@ -208,6 +274,8 @@ impl Replay {
                 .or_default()
                 .push(index);
             self.enrollments.push(e);
+            self.written.push(false);
+            self.ended(index, now);
             created += 1;
         }
         created
@@ -233,6 +301,8 @@ impl Replay {
                 e.next_due_at = None;
                 e.ended_at = Some(now);
             }
+            // Ended now, or completed and now past changing.
+            self.ended(g.enrollment_id as usize - 1, now);
         }
     }
 
@@ -269,6 +339,7 @@ impl Replay {
         if let (true, Some(at)) = (a.state == "active", a.next_due_at) {
             self.due.insert((at, a.enrollment_id));
         }
+        self.ended(a.enrollment_id as usize - 1, now);
         (true, a.outbox)
     }
 
@@ -279,6 +350,7 @@ impl Replay {
         }
         e.state = "cancelled".into();
         e.ended_at = Some(now);
+        self.ended(id as usize - 1, now);
     }
 
     /// Per scenario: messages simulated, customers reached, first and last send time (as
@@ -457,7 +529,7 @@ impl Engine {
                 .iter()
                 .filter(|e| e.goal_reached_at.is_some())
                 .count() as u64;
-        report.enrolled += r.enroll(plan.enrollments);
+        report.enrolled += r.enroll(plan.enrollments, now_ms);
         r.reach(&plan.goals, now_ms);
     }
 

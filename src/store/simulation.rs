@@ -189,8 +189,13 @@ impl Store {
     }
 
     /// Writes the messages a replay made, each group with the virtual time of the tick that
-    /// made it; queued ones are written as simulated, sent at their due time.
-    pub async fn write_replayed_messages(&self, ticks: &[(i64, Vec<NewOutbox>)]) -> Result<()> {
+    /// made it (queued ones are written as simulated, sent at their due time), and
+    /// enrollments in their final state, with the ids the replay gave them.
+    pub async fn write_replayed(
+        &self,
+        ticks: &[(i64, Vec<NewOutbox>)],
+        enrollments: &[(i64, NewEnrollment)],
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         for (now, rows) in ticks {
             for chunk in rows.chunks(500) {
@@ -198,20 +203,30 @@ impl Store {
                 insert_outbox_as(&mut tx, &refs, *now, true).await?;
             }
         }
+        insert_enrollments_with_ids(&mut tx, enrollments).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Writes a replay's enrollments, with the ids it gave them, in their final state.
+    /// Drops the enrollments' secondary indexes for a replay's bulk writes and returns them,
+    /// for `write_replayed_enrollments` to build once at the end.
+    pub async fn drop_enrollment_indexes(&self) -> Result<Vec<(String, String)>> {
+        let mut tx = self.pool.begin().await?;
+        let saved = drop_indexes(&mut tx, "enrollments").await?;
+        tx.commit().await?;
+        Ok(saved)
+    }
+
+    /// Writes a replay's last enrollments, with the ids it gave them, in their final state,
+    /// and builds the `indexes` that `drop_enrollment_indexes` dropped.
     pub async fn write_replayed_enrollments(
         &self,
         enrollments: &[(i64, NewEnrollment)],
+        indexes: &[(String, String)],
     ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        // A bulk write: the secondary indexes are built once afterwards, not row by row.
-        let saved = drop_indexes(&mut tx, "enrollments").await?;
         insert_enrollments_with_ids(&mut tx, enrollments).await?;
-        create_indexes(&mut tx, &saved).await?;
+        create_indexes(&mut tx, indexes).await?;
         tx.commit().await?;
         Ok(())
     }
