@@ -31,9 +31,9 @@ pub struct SimulationRun {
     /// Nightly metric and segment refreshes run (only when a scenario needs them).
     pub refreshes: u64,
     pub secs: f64,
-    /// Where the time went: copying the shop's orders, releasing orders (replayed: loading
-    /// them), refreshes, ticks, marking (replayed: writing the messages, enrollments and
-    /// the customers' final aggregates).
+    /// Where the time went: copying the shop's orders (replayed: none, the copy is written
+    /// while the replay loads), releasing orders (replayed: loading the customers and orders),
+    /// refreshes, ticks, marking (replayed: waiting for the last writes).
     pub copy_secs: f64,
     pub release_secs: f64,
     pub refresh_secs: f64,
@@ -139,10 +139,9 @@ pub async fn simulate_with(
     let t = std::time::Instant::now();
     let store = engine.store();
     let (from_ms, to_ms) = (to_millis(from), to_millis(to));
+    // A replay copies them while it loads (see `Replay::load`).
     let (history_orders, period_orders) = if replayed {
-        store
-            .copy_orders_for_replay(&shop.file, from_ms, to_ms)
-            .await?
+        (0, 0)
     } else {
         store
             .copy_orders_for_ticks(&shop.file, from_ms, to_ms)
@@ -168,7 +167,16 @@ pub async fn simulate_with(
         mark_secs: 0.0,
     };
     if let Some(batch) = batch {
-        replay(engine, &mut run, (from, to), step, (total, batch), on_tick).await?;
+        replay(
+            engine,
+            &shop,
+            &mut run,
+            (from, to),
+            step,
+            (total, batch),
+            on_tick,
+        )
+        .await?;
     } else {
         ticks(engine, &mut run, (from, to), step, zone, total, on_tick).await?;
     }
@@ -180,6 +188,7 @@ pub async fn simulate_with(
 /// (`tick_secs`) and writing (`mark_secs`).
 async fn replay(
     engine: &Engine,
+    shop: &Shop,
     run: &mut SimulationRun,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     step: Duration,
@@ -188,7 +197,10 @@ async fn replay(
 ) -> Result<()> {
     let store = engine.store();
     let t = std::time::Instant::now();
-    let mut state = Replay::load(engine, to_millis(from), batch).await?;
+    let (mut state, (history, period)) =
+        Replay::load(engine, &shop.file, (to_millis(from), to_millis(to)), batch).await?;
+    run.source.history_orders = history;
+    run.source.period_orders = period;
     run.release_secs = t.elapsed().as_secs_f64();
     let mut now = from;
     while now <= to {
@@ -196,7 +208,7 @@ async fn replay(
         run.enrolled += engine.replay_tick(&mut state, now).enrolled;
         run.tick_secs += t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
-        state.flush(store, to_millis(now), false).await?;
+        state.flush(store, to_millis(now), false);
         run.mark_secs += t.elapsed().as_secs_f64();
         run.ticks += 1;
         on_tick(run.ticks.min(total), total);

@@ -51,8 +51,8 @@ pub struct Replay {
     unwritten_rows: usize,
     /// Messages held before they are written.
     batch: usize,
-    /// The write under way: the database is written beside the ticks, which read nothing
-    /// from it.
+    /// The last write queued, which runs after those before it: the database is written
+    /// beside the ticks, which read nothing from it.
     writing: Option<tokio::task::JoinHandle<Result<()>>>,
     /// Messages that stand in for a delivery (queued ones).
     pub simulated: u64,
@@ -61,12 +61,31 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// Loads the customers, the orders placed from `from` on and the suppressions of the
-    /// simulation database of `engine`, then starts setting the customers' final aggregates in
-    /// it, which the replay does not read.
-    pub async fn load(engine: &Engine, from: i64, batch: usize) -> Result<Self> {
+    /// Starts copying the orders of the shop's SQLite file `shop` placed by the end of the
+    /// period into the simulation database of `engine` (which the replay reads nothing from),
+    /// and meanwhile loads from the shop itself the customers as they were at the period's
+    /// start, the period's orders and the suppression list. Returns the state and how many
+    /// orders came before the period and in it.
+    pub async fn load(
+        engine: &Engine,
+        shop: &str,
+        (from, to): (i64, i64),
+        batch: usize,
+    ) -> Result<(Self, (i64, i64))> {
         let store = engine.store();
-        let customers = store.all_customers().await?;
+        let body_sample = store.body_sample().await?;
+        let indexes = store.drop_enrollment_indexes().await?;
+        let file = shop.to_string();
+        let copy = chain(None, store, move |s| async move {
+            s.copy_orders_for_replay(&file, from, to).await.map(|_| ())
+        });
+        let source = Store::open_read_only(shop).await?;
+        let customers = source.customers_as_of(from).await?;
+        let orders = source.orders_between(from, to).await?;
+        let suppressions = source.all_suppressions().await?;
+        source.close().await;
+        let history = customers.iter().map(|c| c.orders_count).sum();
+        let period = orders.len() as i64;
         let mut customer_at = HashMap::with_capacity(customers.len());
         customer_at.extend(
             customers
@@ -74,19 +93,15 @@ impl Replay {
                 .enumerate()
                 .map(|(i, c)| (c.id.clone(), i as u32)),
         );
-        let orders = store.orders_since(from).await?;
-        let suppressions = store.all_suppressions().await?;
-        let body_sample = store.body_sample().await?;
-        let indexes = store.drop_enrollment_indexes().await?;
+        let mut order_at = HashMap::with_capacity(orders.len());
+        order_at.extend(orders.iter().enumerate().map(|(i, o)| (o.id.clone(), i)));
         let with_goal = engine
             .scenarios
             .iter()
             .filter(|s| s.goal.is_some())
             .map(|s| s.id.clone())
             .collect();
-        let mut order_at = HashMap::with_capacity(orders.len());
-        order_at.extend(orders.iter().enumerate().map(|(i, o)| (o.id.clone(), i)));
-        Ok(Self {
+        let state = Self {
             customers,
             customer_at,
             orders,
@@ -104,10 +119,11 @@ impl Replay {
             unwritten: Vec::new(),
             unwritten_rows: 0,
             batch,
-            writing: Some(write(store, |s| async move { s.settle_all_orders().await })),
+            writing: Some(copy),
             simulated: 0,
             sends: BTreeMap::new(),
-        })
+        };
+        Ok((state, (history, period)))
     }
 
     fn customer(&self, id: &str) -> Option<&CustomerRow> {
@@ -118,20 +134,19 @@ impl Replay {
         Some(&mut self.customers[*self.customer_at.get(id)? as usize])
     }
 
-    /// Starts writing the messages held so far if there are many of them (or `all`), with
-    /// the enrollments that nothing can change after `now`, once the previous write is done.
-    pub async fn flush(&mut self, store: &Store, now: i64, all: bool) -> Result<()> {
+    /// Queues the messages held so far for writing if there are many of them (or `all`),
+    /// with the enrollments that nothing can change after `now`: they are written after the
+    /// writes queued before, while the ticks go on.
+    pub fn flush(&mut self, store: &Store, now: i64, all: bool) {
         if self.unwritten_rows == 0 || (!all && self.unwritten_rows < self.batch) {
-            return Ok(());
+            return;
         }
-        self.wait().await?;
         let batch = std::mem::take(&mut self.unwritten);
         self.unwritten_rows = 0;
         let settled = self.settled(now);
-        self.writing = Some(write(store, |s| async move {
+        self.writing = Some(chain(self.writing.take(), store, |s| async move {
             s.write_replayed(&batch, &settled).await
         }));
-        Ok(())
     }
 
     /// The enrollments not yet written that nothing can change after `now`, with their ids.
@@ -179,7 +194,7 @@ impl Replay {
     /// Writes everything left: messages, then the enrollments, and builds the enrollments'
     /// indexes.
     pub async fn finish(mut self, store: &Store, now: i64) -> Result<()> {
-        self.flush(store, now, true).await?;
+        self.flush(store, now, true);
         self.wait().await?;
         let written = std::mem::take(&mut self.written);
         let rows: Vec<(i64, NewEnrollment)> = std::mem::take(&mut self.enrollments)
@@ -398,14 +413,24 @@ impl Replay {
     }
 }
 
-/// Runs `job` on a handle of `store` as a task of its own.
-fn write<F, Fut>(store: &Store, job: F) -> tokio::task::JoinHandle<Result<()>>
+/// Runs `job` on a handle of `store` as a task of its own, once `after` is done (and not if
+/// it failed).
+fn chain<F, Fut>(
+    after: Option<tokio::task::JoinHandle<Result<()>>>,
+    store: &Store,
+    job: F,
+) -> tokio::task::JoinHandle<Result<()>>
 where
     F: FnOnce(Store) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = crate::store::Result<()>> + Send + 'static,
 {
     let store = store.clone();
-    tokio::spawn(async move { Ok(job(store).await?) })
+    tokio::spawn(async move {
+        if let Some(after) = after {
+            after.await??;
+        }
+        Ok(job(store).await?)
+    })
 }
 
 /// One due step's inputs: scenario, enrollment, customer, order, why it is withheld.

@@ -111,9 +111,38 @@ impl Store {
         Ok((inserted, updated))
     }
 
-    /// Every customer, sorted by id (a back-test's replay keeps them in memory). Read in
-    /// pages of one JSON row each (see `orders_after` for why).
+    /// Every customer, sorted by id. Read in pages of one JSON row each (see `orders_after`
+    /// for why).
     pub async fn all_customers(&self) -> Result<Vec<CustomerRow>> {
+        self.customer_pages(
+            &format!(
+                "SELECT COALESCE(json_group_array(json_array({COLUMNS})), '[]') FROM \
+                 (SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT 50000)"
+            ),
+            None,
+        )
+        .await
+    }
+
+    /// Every customer, sorted by id, with their order aggregates over the orders placed before
+    /// `before` only: a back-test's replay starts from them.
+    pub async fn customers_as_of(&self, before: i64) -> Result<Vec<CustomerRow>> {
+        // The orders of each customer of a page, read from the per-customer index.
+        let sql = "SELECT COALESCE(json_group_array(json_array(id, email, name, timezone, locale, \
+             attributes, json_extract(a, '$[0]'), json_extract(a, '$[1]'), cur, \
+             json_extract(a, '$[2]'), json_extract(a, '$[3]'), marketing_consent, consent_at)), '[]') \
+             FROM (SELECT c.*, (SELECT json_array(COUNT(*), COALESCE(SUM(o.total), 0), \
+             MIN(o.placed_at), MAX(o.placed_at)) FROM orders o \
+             WHERE o.customer_id = c.id AND o.placed_at < $2) AS a, \
+             (SELECT o.currency FROM orders o WHERE o.customer_id = c.id AND o.placed_at < $2 \
+             ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) AS cur \
+             FROM customers c WHERE c.id > $1 ORDER BY c.id LIMIT 50000)";
+        self.customer_pages(sql, Some(before)).await
+    }
+
+    /// The customers that `sql` returns a page of at a time, as one JSON array of rows in
+    /// `COLUMNS` order, given the last id so far (`$1`) and `arg` (`$2`).
+    async fn customer_pages(&self, sql: &str, arg: Option<i64>) -> Result<Vec<CustomerRow>> {
         type Row = (
             String,
             String,
@@ -132,13 +161,11 @@ impl Store {
         let mut out = Vec::new();
         let mut after = String::new();
         loop {
-            let (json,): (String,) = sqlx::query_as(&format!(
-                "SELECT COALESCE(json_group_array(json_array({COLUMNS})), '[]') FROM \
-                 (SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT 50000)"
-            ))
-            .bind(&after)
-            .fetch_one(&self.pool)
-            .await?;
+            let mut query = sqlx::query_as(sql).bind(&after);
+            if let Some(arg) = arg {
+                query = query.bind(arg);
+            }
+            let (json,): (String,) = query.fetch_one(&self.pool).await?;
             let rows: Vec<Row> = super::from_json(&json)?;
             let Some(last) = rows.last() else {
                 return Ok(out);
@@ -284,17 +311,6 @@ pub(super) const AGGREGATES_FROM_ORDERS: &str =
      MAX(placed_at) AS last_at FROM orders";
 pub(super) const AGGREGATES_END: &str =
     " GROUP BY customer_id) AS a WHERE customers.id = a.customer_id";
-
-/// `AGGREGATES_FROM_ORDERS` over the orders placed before `$1` only, for every customer who
-/// has one (a back-test's history).
-pub(super) const AGGREGATES_BEFORE: &str =
-    "UPDATE customers SET orders_count = a.n, total_spent = a.spent, \
-     first_order_at = a.first_at, last_order_at = a.last_at, \
-     currency = (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
-     AND o.placed_at < $1 ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) FROM \
-     (SELECT customer_id, COUNT(*) AS n, SUM(total) AS spent, MIN(placed_at) AS first_at, \
-     MAX(placed_at) AS last_at FROM orders WHERE placed_at < $1 \
-     GROUP BY customer_id) AS a WHERE customers.id = a.customer_id";
 
 /// The ids among `ids` that exist in `table` (a constant name, never user input).
 pub(super) async fn existing_ids(

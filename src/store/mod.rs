@@ -86,6 +86,19 @@ impl Store {
         Self::connect(options(target)?, 4).await
     }
 
+    /// Opens the SQLite database at `target` to read only, as it is (no migrations): a
+    /// back-test reads the shop's this way while it copies it.
+    pub async fn open_read_only(target: &str) -> Result<Self> {
+        let options = options(target)?.create_if_missing(false).read_only(true);
+        // It reads a million rows on purpose: no "slow statement" warnings.
+        let options = sqlx::ConnectOptions::disable_statement_logging(options);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.clone())
+            .await?;
+        Ok(Self { pool, options })
+    }
+
     /// Opens a scratch database (a back-test's), which only this process uses and which a
     /// failed run simply makes anew: one connection, whose page cache is never invalidated by
     /// another; no rollback journal and no write-ahead log (each page is written once; a

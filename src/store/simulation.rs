@@ -90,14 +90,14 @@ impl Store {
         let copied = copy_for_ticks(&mut conn, from, to).await;
         detach(&mut conn).await?;
         let copied = copied?;
-        settle_orders(&mut conn, None).await?;
+        settle_orders(&mut conn).await?;
         Ok(copied)
     }
 
-    /// Copies every order of `source` placed by `to` in one pass, for a replay, which keeps
-    /// the period's orders in memory and reads nothing from here while it runs: the customers'
-    /// aggregates are the history's (before `from`, as the replay starts from them) until
-    /// [`Store::settle_all_orders`]. Returns (history, period) orders.
+    /// Copies every order of `source` placed by `to` in one pass, and sets the customers'
+    /// aggregates over them: what a replay, which reads the shop's own database and keeps the
+    /// period's orders in memory, leaves here (it writes this while the replay runs). Returns
+    /// (history, period) orders.
     pub async fn copy_orders_for_replay(
         &self,
         source: &str,
@@ -109,15 +109,8 @@ impl Store {
         let copied = copy_all_orders(&mut conn, from, to).await;
         detach(&mut conn).await?;
         let copied = copied?;
-        settle_orders(&mut conn, Some(from)).await?;
+        settle_orders(&mut conn).await?;
         Ok(copied)
-    }
-
-    /// Every customer's order aggregates over every stored order, and the order cursor past
-    /// them: what a replay leaves at its end.
-    pub async fn settle_all_orders(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await?;
-        settle_orders(&mut conn, None).await
     }
 
     /// The set-aside orders placed after `after` and at or before `upto`, oldest first.
@@ -153,9 +146,9 @@ impl Store {
         .rows_affected())
     }
 
-    /// Every order placed at or after `from`, in full, by (time, id): the period's orders
-    /// that a replay keeps in memory.
-    pub async fn orders_since(&self, from: i64) -> Result<Vec<OrderRow>> {
+    /// Every order placed in [`from`, `to`], in full, by (time, id): the period's orders that
+    /// a replay keeps in memory.
+    pub async fn orders_between(&self, from: i64, to: i64) -> Result<Vec<OrderRow>> {
         type Row = (i64, String, String, i64, i64, String, String);
         let mut out = Vec::new();
         let mut after = 0;
@@ -164,10 +157,11 @@ impl Store {
             let (json,): (String,) = sqlx::query_as(
                 "SELECT COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, \
                  total, currency, items)), '[]') FROM (SELECT * FROM orders \
-                 WHERE seq > $1 AND placed_at >= $2 ORDER BY seq LIMIT 100000)",
+                 WHERE seq > $1 AND placed_at >= $2 AND placed_at <= $3 ORDER BY seq LIMIT 100000)",
             )
             .bind(after)
             .bind(from)
+            .bind(to)
             .fetch_one(&self.pool)
             .await?;
             let rows: Vec<Row> = super::from_json(&json)?;
@@ -413,14 +407,16 @@ async fn create_indexes(
     Ok(())
 }
 
-/// Every customer's order aggregates over the stored orders placed before `before` (all of
-/// them if none), and the order cursor past every stored order: they trigger nothing more.
-async fn settle_orders(conn: &mut sqlx::SqliteConnection, before: Option<i64>) -> Result<()> {
-    let before = before.unwrap_or(i64::MAX);
-    sqlx::query(super::customers::AGGREGATES_BEFORE)
-        .bind(before)
-        .execute(&mut *conn)
-        .await?;
+/// Every customer's order aggregates over the stored orders, and the order cursor past them:
+/// they trigger nothing more.
+async fn settle_orders(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    sqlx::query(&format!(
+        "{}{}",
+        super::customers::AGGREGATES_FROM_ORDERS,
+        super::customers::AGGREGATES_END
+    ))
+    .execute(&mut *conn)
+    .await?;
     sqlx::query(
         "UPDATE settings SET value = (SELECT CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM orders) \
          WHERE key = 'order_cursor'",
