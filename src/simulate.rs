@@ -208,7 +208,7 @@ async fn replay(
         run.enrolled += engine.replay_tick(&mut state, now).enrolled;
         run.tick_secs += t.elapsed().as_secs_f64();
         let t = std::time::Instant::now();
-        state.flush(store, to_millis(now), false);
+        state.flush(store, to_millis(now), false).await?;
         run.mark_secs += t.elapsed().as_secs_f64();
         run.ticks += 1;
         on_tick(run.ticks.min(total), total);

@@ -21,6 +21,9 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 /// Messages a back-test's replay holds before it writes them.
 pub const REPLAY_BATCH: usize = 20_000;
 
+/// Batches queued for writing at most: past that, the ticks wait for the writer (memory).
+const QUEUED: usize = 32;
+
 /// The back-test's state between ticks.
 pub struct Replay {
     customers: Vec<CustomerRow>,
@@ -54,6 +57,8 @@ pub struct Replay {
     /// The last write queued, which runs after those before it: the database is written
     /// beside the ticks, which read nothing from it.
     writing: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// One permit per batch that may be queued.
+    queue: std::sync::Arc<tokio::sync::Semaphore>,
     /// Messages that stand in for a delivery (queued ones).
     pub simulated: u64,
     /// Per scenario: those messages, the customers they went to, the first and last send.
@@ -120,6 +125,7 @@ impl Replay {
             unwritten_rows: 0,
             batch,
             writing: Some(copy),
+            queue: std::sync::Arc::new(tokio::sync::Semaphore::new(QUEUED)),
             simulated: 0,
             sends: BTreeMap::new(),
         };
@@ -136,17 +142,25 @@ impl Replay {
 
     /// Queues the messages held so far for writing if there are many of them (or `all`),
     /// with the enrollments that nothing can change after `now`: they are written after the
-    /// writes queued before, while the ticks go on.
-    pub fn flush(&mut self, store: &Store, now: i64, all: bool) {
-        if self.unwritten_rows == 0 || (!all && self.unwritten_rows < self.batch) {
-            return;
+    /// writes queued before, while the ticks go on (unless `QUEUED` batches already wait).
+    /// A write that failed is reported here, at once.
+    pub async fn flush(&mut self, store: &Store, now: i64, all: bool) -> Result<()> {
+        if self.writing.as_ref().is_some_and(|w| w.is_finished()) {
+            self.wait().await?;
         }
+        if self.unwritten_rows == 0 || (!all && self.unwritten_rows < self.batch) {
+            return Ok(());
+        }
+        let permit = self.queue.clone().acquire_owned().await?;
         let batch = std::mem::take(&mut self.unwritten);
         self.unwritten_rows = 0;
         let settled = self.settled(now);
         self.writing = Some(chain(self.writing.take(), store, |s| async move {
-            s.write_replayed(&batch, &settled).await
+            let written = s.write_replayed(&batch, &settled).await;
+            drop(permit);
+            written
         }));
+        Ok(())
     }
 
     /// The enrollments not yet written that nothing can change after `now`, with their ids.
@@ -194,7 +208,7 @@ impl Replay {
     /// Writes everything left: messages, then the enrollments, and builds the enrollments'
     /// indexes.
     pub async fn finish(mut self, store: &Store, now: i64) -> Result<()> {
-        self.flush(store, now, true);
+        self.flush(store, now, true).await?;
         self.wait().await?;
         let written = std::mem::take(&mut self.written);
         let rows: Vec<(i64, NewEnrollment)> = std::mem::take(&mut self.enrollments)
