@@ -54,12 +54,13 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// The connection options of the SQLite database at `target` (a path or `sqlite://` URL):
 /// created if missing, WAL, a busy timeout, foreign keys.
 fn options(target: &str) -> Result<SqliteConnectOptions> {
-    let url = if target.starts_with("sqlite:") {
-        target.to_string()
+    // A plain path is a file name as it is: read as a URL, `?`, `#` or `%` in it would not be.
+    let options = if target.starts_with("sqlite:") {
+        SqliteConnectOptions::from_str(target)?
     } else {
-        format!("sqlite://{target}")
+        SqliteConnectOptions::new().filename(target)
     };
-    Ok(SqliteConnectOptions::from_str(&url)?
+    Ok(options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)

@@ -389,3 +389,60 @@ steps:
         assert!(all.iter().all(|r| r.5.contains(&r.1)), "{mode:?}");
     }
 }
+
+#[tokio::test]
+async fn a_shop_whose_database_path_has_url_characters_is_opened_and_back_tested() {
+    let thanks = r#"
+id: thanks
+trigger: first_order
+steps:
+  - id: thank-you
+    wait: 1d
+    send: { template: t, subject: "thanks {{ customer.id }}" }
+"#;
+    let templates = [("t.html", "<p>{{ customer.name }}</p>"), ("t.txt", "hi")];
+    let mut shop = TestShop::new(&[("thanks.yaml", thanks)], &templates, None);
+    // A folder name a URL would cut short at `?` or `#`, or decode at `%`.
+    let dir = shop.path().join("shop #1?a=%41");
+    std::fs::create_dir_all(&dir).unwrap();
+    shop.config.database = dir.join("rebuy.db").display().to_string();
+    let store = shop.store().await;
+    add_customers(&store, &["C1", "C2"]).await;
+    let orders = [
+        order("H1", "C1", "2026-02-01T01:00:00Z", 3000),
+        order("O1", "C2", "2026-03-02T01:00:00Z", 3000),
+    ];
+    add_orders(&store, &orders).await;
+    store.close().await;
+    assert!(
+        dir.join("rebuy.db").exists(),
+        "the file is where the path says"
+    );
+
+    let (from, to) = (utc("2026-03-01T00:00:00Z"), utc("2026-03-10T00:00:00Z"));
+    let sim_path = dir.join("sim #2.db");
+    let (sim, copied) =
+        rebuy::simulate::prepare(&sim_path, &shop.config.database, (from, to), false)
+            .await
+            .unwrap();
+    let engine = shop.app().engine(&sim).await.unwrap().unwrap();
+    let run = rebuy::simulate::simulate(
+        &engine,
+        copied,
+        from,
+        to,
+        Duration::hours(1),
+        chrono_tz::Asia::Tokyo,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert!(run.replayed);
+    assert_eq!(
+        (run.source.history_orders, run.source.period_orders),
+        (1, 1)
+    );
+    let sent: Vec<Row> = rows(&sim).await.into_iter().collect();
+    assert_eq!(sent.len(), 1, "C2's first order is thanked: {sent:?}");
+    assert_eq!(sent[0].1, "C2");
+}
