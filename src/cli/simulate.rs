@@ -46,13 +46,16 @@ pub struct SimulateArgs {
     pub no_progress: bool,
 }
 
-/// The shop database's file, from `database:` (a path or a `sqlite://` URL).
+/// The shop database's file, from `database:` (a path, taken as it is, or a `sqlite://` URL,
+/// whose options are dropped).
 fn database_file(database: &str) -> String {
-    let path = database
+    match database
         .strip_prefix("sqlite://")
         .or_else(|| database.strip_prefix("sqlite:"))
-        .unwrap_or(database);
-    path.split('?').next().unwrap_or(path).to_string()
+    {
+        Some(url) => url.split('?').next().unwrap_or(url).to_string(),
+        None => database.to_string(),
+    }
 }
 
 fn local_midnight(d: NaiveDate, zone: chrono_tz::Tz) -> DateTime<Utc> {
@@ -193,4 +196,20 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
     }
     store.close().await;
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_file;
+
+    #[test]
+    fn the_shop_file_is_a_path_as_it_is_or_a_urls_path_without_its_options() {
+        assert_eq!(database_file("shop/rebuy.db"), "shop/rebuy.db");
+        assert_eq!(database_file("shop #1?a/rebuy.db"), "shop #1?a/rebuy.db");
+        assert_eq!(
+            database_file("sqlite://shop/rebuy.db?mode=rwc"),
+            "shop/rebuy.db"
+        );
+        assert_eq!(database_file("sqlite:rebuy.db"), "rebuy.db");
+    }
 }
