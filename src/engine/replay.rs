@@ -160,6 +160,8 @@ impl Replay {
             drop(permit);
             written
         }));
+        // Let the writer start, on a runtime of one thread too.
+        tokio::task::yield_now().await;
         Ok(())
     }
 
