@@ -731,7 +731,7 @@ impl Engine {
         };
         let vars: serde_json::Value = serde_json::from_str(&e.vars).unwrap_or_default();
         let ctx = self.context(s, Some(&step.id), c, order, vars, None, now);
-        let mut outbox = self.outbox_row(s, e, c);
+        let mut outbox = self.outbox_row(s, e, c, &ctx);
         let variant = self.variant_of(s, step, &c.id, e.enrolled_at);
         let (send_key, send) = match variant {
             Some(v) => (variant_key(&step.id, &v.id), &v.send),
@@ -803,7 +803,15 @@ impl Engine {
         }
     }
 
-    fn outbox_row(&self, s: &Scenario, e: &DueEnrollment, c: &CustomerRow) -> NewOutbox {
+    /// The message of a step before it is rendered; its unsubscribe link is the one `ctx`
+    /// (the step's template context) shows, signed once.
+    fn outbox_row(
+        &self,
+        s: &Scenario,
+        e: &DueEnrollment,
+        c: &CustomerRow,
+        ctx: &Value,
+    ) -> NewOutbox {
         NewOutbox {
             enrollment_id: e.id,
             step_index: 0,
@@ -821,7 +829,10 @@ impl Engine {
             unsubscribe_url: if s.transactional {
                 String::new()
             } else {
-                self.settings.unsubscribe.url(&c.id)
+                ctx.get_attr("unsubscribe_url")
+                    .ok()
+                    .and_then(|u| u.as_str().map(str::to_string))
+                    .unwrap_or_else(|| self.settings.unsubscribe.url(&c.id))
             },
             message_id: format!(
                 "<{}.{}.{:016x}@{}>",
