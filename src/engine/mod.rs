@@ -470,12 +470,7 @@ impl Engine {
         };
         report.orders_seen += orders.len() as u64;
         report.enrolled += created;
-        report.goals_reached += plan.goals.len() as u64
-            + plan
-                .enrollments
-                .iter()
-                .filter(|e| e.goal_reached_at.is_some())
-                .count() as u64;
+        report.goals_reached += plan.goals_reached();
         Ok(true)
     }
 

@@ -26,6 +26,17 @@ pub struct OrderPlan {
     pub goals: Vec<GoalHit>,
 }
 
+impl OrderPlan {
+    /// Goals the plan reaches: by stored enrollments, and by new ones at once.
+    pub fn goals_reached(&self) -> u64 {
+        let at_once = self
+            .enrollments
+            .iter()
+            .filter(|e| e.goal_reached_at.is_some());
+        (self.goals.len() + at_once.count()) as u64
+    }
+}
+
 /// One enrollment as the planner tracks it: stored (`id`) or planned in this batch (`new`).
 struct Tracked {
     id: Option<i64>,

@@ -564,12 +564,7 @@ impl Engine {
             &mut judge,
         );
         report.orders_seen += events.len() as u64;
-        report.goals_reached += plan.goals.len() as u64
-            + plan
-                .enrollments
-                .iter()
-                .filter(|e| e.goal_reached_at.is_some())
-                .count() as u64;
+        report.goals_reached += plan.goals_reached();
         report.enrolled += r.enroll(plan.enrollments, now_ms);
         r.reach(&plan.goals, now_ms);
     }

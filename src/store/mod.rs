@@ -91,13 +91,7 @@ impl Store {
     /// back-test reads the shop's this way while it copies it.
     pub async fn open_read_only(target: &str) -> Result<Self> {
         let options = options(target)?.create_if_missing(false).read_only(true);
-        // It reads a million rows on purpose: no "slow statement" warnings.
-        let options = sqlx::ConnectOptions::disable_statement_logging(options);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options.clone())
-            .await?;
-        Ok(Self { pool, options })
+        Self::bulk(options).await
     }
 
     /// Opens a scratch database (a back-test's), which only this process uses and which a
@@ -137,7 +131,12 @@ impl Store {
             .clone()
             .pragma("cache_size", "-16384")
             .pragma("temp_store", "file");
-        // Its statements read a million rows on purpose: no "slow statement" warnings.
+        Self::bulk(options).await
+    }
+
+    /// Two connections with `options`, without migrations, for statements that read or write
+    /// a million rows on purpose: no "slow statement" warnings.
+    async fn bulk(options: SqliteConnectOptions) -> Result<Self> {
         let options = sqlx::ConnectOptions::disable_statement_logging(options);
         let pool = SqlitePoolOptions::new()
             .max_connections(2)

@@ -85,13 +85,7 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<(i64, i64)> {
-        let mut conn = self.pool.acquire().await?;
-        attach(&mut conn, source).await?;
-        let copied = copy_for_ticks(&mut conn, from, to).await;
-        detach(&mut conn).await?;
-        let copied = copied?;
-        settle_orders(&mut conn).await?;
-        Ok(copied)
+        self.copy_orders(source, (from, to), false).await
     }
 
     /// Copies every order of `source` placed by `to` in one pass, and sets the customers'
@@ -104,9 +98,24 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<(i64, i64)> {
+        self.copy_orders(source, (from, to), true).await
+    }
+
+    /// The order copy of either way (`all`: the replay's), then the aggregates over what was
+    /// copied.
+    async fn copy_orders(
+        &self,
+        source: &str,
+        (from, to): (i64, i64),
+        all: bool,
+    ) -> Result<(i64, i64)> {
         let mut conn = self.pool.acquire().await?;
         attach(&mut conn, source).await?;
-        let copied = copy_all_orders(&mut conn, from, to).await;
+        let copied = if all {
+            copy_all_orders(&mut conn, from, to).await
+        } else {
+            copy_for_ticks(&mut conn, from, to).await
+        };
         detach(&mut conn).await?;
         let copied = copied?;
         settle_orders(&mut conn).await?;

@@ -301,6 +301,22 @@ async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() 
     live_store.close().await;
 }
 
+/// A thank-you a day after a customer's first order.
+const FIRST_THANKS: &str = r#"
+id: thanks
+trigger: first_order
+steps:
+  - id: thank-you
+    wait: 1d
+    send: { template: t, subject: "thanks {{ customer.id }}" }
+"#;
+
+/// A shop with the one scenario `yaml` (id `thanks`) and its template `t`.
+fn thanks_shop(yaml: &str) -> TestShop {
+    let templates = [("t.html", "<p>{{ customer.name }}</p>"), ("t.txt", "hi")];
+    TestShop::new(&[("thanks.yaml", yaml)], &templates, None)
+}
+
 /// A shop of 2,500 customers, each with a first order in the period, through a thank-you
 /// scenario: simulated in both ways, with bodies kept for the sample or for everyone.
 async fn simulate_sample(shop: &TestShop, mode: Mode, keep_bodies: bool) -> (Store, Vec<Row>) {
@@ -322,16 +338,7 @@ async fn simulate_sample(shop: &TestShop, mode: Mode, keep_bodies: bool) -> (Sto
 
 #[tokio::test]
 async fn simulated_mail_keeps_its_body_for_a_sample_of_customers_unless_asked_for_all() {
-    let thanks = r#"
-id: thanks
-trigger: first_order
-steps:
-  - id: thank-you
-    wait: 1d
-    send: { template: t, subject: "thanks {{ customer.id }}" }
-"#;
-    let templates = [("t.html", "<p>{{ customer.name }}</p>"), ("t.txt", "hi")];
-    let shop = TestShop::new(&[("thanks.yaml", thanks)], &templates, None);
+    let shop = thanks_shop(FIRST_THANKS);
     let store = shop.store().await;
     let n = 2 * rebuy::store::BODY_SAMPLE as usize + 500;
     let ids: Vec<String> = (0..n).map(|c| format!("C{c:05}")).collect();
@@ -392,16 +399,7 @@ steps:
 
 #[tokio::test]
 async fn a_shop_whose_database_path_has_url_characters_is_opened_and_back_tested() {
-    let thanks = r#"
-id: thanks
-trigger: first_order
-steps:
-  - id: thank-you
-    wait: 1d
-    send: { template: t, subject: "thanks {{ customer.id }}" }
-"#;
-    let templates = [("t.html", "<p>{{ customer.name }}</p>"), ("t.txt", "hi")];
-    let mut shop = TestShop::new(&[("thanks.yaml", thanks)], &templates, None);
+    let mut shop = thanks_shop(FIRST_THANKS);
     // A folder name a URL would cut short at `?` or `#`, or decode at `%`.
     let dir = shop.path().join("shop #1?a=%41");
     std::fs::create_dir_all(&dir).unwrap();
@@ -448,8 +446,8 @@ steps:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_whose_writes_fail_stops_early_with_the_error() {
-    let thanks = r#"
+async fn a_replay_whose_writes_fail_fails_with_the_error() {
+    let every_order = r#"
 id: thanks
 trigger: order_placed
 reentry: always
@@ -458,8 +456,7 @@ steps:
     wait: 1h
     send: { template: t, subject: "thanks {{ customer.id }}" }
 "#;
-    let templates = [("t.html", "<p>{{ customer.name }}</p>"), ("t.txt", "hi")];
-    let shop = TestShop::new(&[("thanks.yaml", thanks)], &templates, None);
+    let shop = thanks_shop(every_order);
     let store = shop.store().await;
     add_customers(&store, &["C1"]).await;
     let orders: Vec<NewOrder> = (0..30)
