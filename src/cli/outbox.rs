@@ -3,6 +3,7 @@
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
 use crate::clock::{from_millis, to_millis, Clock, SystemClock};
+use crate::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StatusFilter {
@@ -102,20 +103,7 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
             print_rows(format, &headers, &table, &serde_json::Value::Array(json))?;
             exit::OK
         }
-        OutboxCommand::Retry { ids, all_failed } => {
-            let done = store.requeue(&ids, all_failed, now).await?;
-            println!("re-queued {} message(s){}", done.len(), list(&done));
-            let missed: Vec<i64> = ids.iter().copied().filter(|i| !done.contains(i)).collect();
-            if missed.is_empty() {
-                exit::OK
-            } else {
-                eprintln!(
-                    "error: not re-queued (no such message, or not failed/unknown):{}",
-                    list(&missed)
-                );
-                exit::INVALID
-            }
-        }
+        OutboxCommand::Retry { ids, all_failed } => retry(app, &store, &ids, all_failed).await?,
         OutboxCommand::Cancel { id, scenario } => {
             let done = store.cancel(id, scenario.as_deref(), now).await?;
             println!("cancelled {} queued message(s){}", done.len(), list(&done));
@@ -129,6 +117,38 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
     };
     store.close().await;
     Ok(code)
+}
+
+/// Renders each message again and puts it back in the queue; one that still cannot be
+/// rendered stays as it is, with the reason recorded and printed.
+async fn retry(app: &App, store: &Store, ids: &[i64], all_failed: bool) -> anyhow::Result<u8> {
+    let engine = match app.engine(store).await? {
+        Ok(e) => e,
+        Err(diags) => return super::trigger::refuse(&diags),
+    };
+    let out = engine.retry(ids, all_failed, SystemClock.now()).await?;
+    for (id, why) in &out.refused {
+        eprintln!("error: message {id}: {why}");
+    }
+    let done = out.requeued;
+    let refused: Vec<i64> = out.refused.iter().map(|(id, _)| *id).collect();
+    println!("re-queued {} message(s){}", done.len(), list(&done));
+    let missed: Vec<i64> = ids
+        .iter()
+        .copied()
+        .filter(|i| !done.contains(i) && !refused.contains(i))
+        .collect();
+    if !missed.is_empty() {
+        eprintln!(
+            "error: not re-queued (no such message, or not failed/unknown):{}",
+            list(&missed)
+        );
+    }
+    Ok(if missed.is_empty() && refused.is_empty() {
+        exit::OK
+    } else {
+        exit::INVALID
+    })
 }
 
 fn list(ids: &[i64]) -> String {

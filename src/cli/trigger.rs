@@ -120,7 +120,7 @@ pub async fn preview(app: &App, args: &PreviewArgs) -> Result<u8> {
     Ok(exit::OK)
 }
 
-fn refuse(diags: &[crate::diagnostic::Diagnostic]) -> Result<u8> {
+pub(super) fn refuse(diags: &[crate::diagnostic::Diagnostic]) -> Result<u8> {
     for d in diags {
         eprintln!("{d}");
     }

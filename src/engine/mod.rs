@@ -4,10 +4,12 @@
 
 mod plan;
 mod replay;
+mod rerender;
 mod schedule;
 
 pub use plan::{plan_fired, plan_orders, segment_triggers, trigger_key, Fired, Judge, OrderPlan};
 pub use replay::{Replay, REPLAY_BATCH};
+pub use rerender::RetryOutcome;
 pub use schedule::due_at;
 
 use crate::clock::{from_millis, to_millis};

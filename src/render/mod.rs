@@ -146,7 +146,8 @@ impl Renderer {
             .env
             .get_template(name)
             .map_err(|e| RenderError(describe(&e)))?;
-        t.render(ctx).map_err(|e| RenderError(describe(&e)))
+        t.render(ctx)
+            .map_err(|e| RenderError(describe_in(&e, name, t.source())))
     }
 }
 
@@ -159,6 +160,27 @@ pub fn one_line(s: &str) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A render error as `where:line: detail: 'the expression'`, so that an undefined value
+/// names the variable; `name` is the template's (a step's subject is called that).
+fn describe_in(e: &minijinja::Error, name: &str, source: &str) -> String {
+    let base = describe(e);
+    let place = if let Some(rest) = name.strip_prefix("@subject/") {
+        let step = rest.split_once('/').map_or(rest, |(_, step)| step);
+        format!("subject of step '{step}': ")
+    } else {
+        String::new()
+    };
+    let expr = e
+        .range()
+        .and_then(|r| source.get(r))
+        .map(str::trim)
+        .filter(|x| !x.is_empty() && x.len() <= 120);
+    match expr {
+        Some(x) if !base.contains(x) => format!("{place}{base}: '{x}'"),
+        _ => format!("{place}{base}"),
+    }
 }
 
 /// A minijinja error as `name:line: detail`.
@@ -177,6 +199,23 @@ pub fn describe(e: &minijinja::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_render_error_names_the_undefined_variable_and_where_it_is() {
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        env.add_template("gift.txt", "Hello\n{{ vars.case_id }}!")
+            .unwrap();
+        let t = env.get_template("gift.txt").unwrap();
+        let e = t.render(minijinja::context! { vars => minijinja::context! {} });
+        let said = describe_in(&e.unwrap_err(), "gift.txt", t.source());
+        assert_eq!(said, "gift.txt:2: undefined value: 'vars.case_id'");
+        env.add_template("@subject/first/thanks", "{{ nick }}")
+            .unwrap();
+        let t = env.get_template("@subject/first/thanks").unwrap();
+        let said = describe_in(&t.render(()).unwrap_err(), t.name(), t.source());
+        assert_eq!(said, "subject of step 'thanks': undefined value: 'nick'");
+    }
 
     #[test]
     fn subjects_cannot_carry_line_breaks() {

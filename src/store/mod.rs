@@ -20,7 +20,7 @@ pub use experiments::{
 };
 pub use metrics::{ChangedOutcome, ChangedPage, MetricsRow, RfmGroup, METRICS_COLUMNS};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
-pub use outbox::{NewOutbox, OutboxRow, OutboxStatus, Recorded};
+pub use outbox::{Content, NewOutbox, OutboxRow, OutboxStatus, Recorded, RetryTarget};
 pub use segments::{MembershipChange, SegmentEvent};
 pub use simulation::{Sends, SimulationSource, BODY_SAMPLE};
 pub use status::{FlowStatus, ScenarioStatus};

@@ -166,6 +166,25 @@ pub struct OutboxRow {
     pub variant: Option<String>,
 }
 
+/// A failed or unknown message and what rendering it again takes.
+#[derive(Debug, Clone, FromRow)]
+pub struct RetryTarget {
+    pub id: i64,
+    pub scenario_id: String,
+    pub step_id: String,
+    pub variant: Option<String>,
+    pub customer_id: String,
+    pub order_id: Option<String>,
+    pub vars: String,
+}
+
+/// A message's rendered content.
+pub struct Content<'a> {
+    pub subject: &'a str,
+    pub html: &'a str,
+    pub text: &'a str,
+}
+
 const COLUMNS: &str = "id, enrollment_id, step_index, step_id, scenario_id, customer_id, transactional, skip_when_capped, \
                        status, to_email, to_name, subject, html, body_text, unsubscribe_url, message_id, \
                        due_at, attempts, last_error, sent_at, variant";
@@ -387,27 +406,59 @@ impl Store {
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    /// Puts failed or unknown messages back in the queue for `now`, with their attempts reset:
-    /// a deliberate re-send. `ids` empty with `all_failed`: every failed message. Returns
-    /// the ids re-queued.
-    pub async fn requeue(&self, ids: &[i64], all_failed: bool, now: i64) -> Result<Vec<i64>> {
+    /// The failed or unknown messages `rebuy outbox retry` would send again (`ids`, or every
+    /// failed one with `all_failed`), with what it takes to render each one again.
+    pub async fn retry_targets(&self, ids: &[i64], all_failed: bool) -> Result<Vec<RetryTarget>> {
         let mut qb = QueryBuilder::<Db>::new(
-            "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = ",
+            "SELECT o.id, o.scenario_id, o.step_id, o.variant, o.customer_id, e.order_id, e.vars \
+             FROM outbox o JOIN enrollments e ON e.id = o.enrollment_id",
         );
-        qb.push_bind(now).push(", updated_at = ").push_bind(now);
         if all_failed {
-            qb.push(" WHERE status = 'failed'");
+            qb.push(" WHERE o.status = 'failed'");
         } else {
-            qb.push(" WHERE status IN ('failed', 'unknown') AND id IN (");
+            qb.push(" WHERE o.status IN ('failed', 'unknown') AND o.id IN (");
             let mut sep = qb.separated(", ");
             for id in ids {
                 sep.push_bind(*id);
             }
             sep.push_unseparated(")");
         }
-        qb.push(" RETURNING id");
-        let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        qb.push(" ORDER BY o.id");
+        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+    }
+
+    /// Puts a failed or unknown message back in the queue for `now` with its content rendered
+    /// again and its attempts reset: a deliberate re-send. False if it is no longer failed or
+    /// unknown (someone else retried or cancelled it meanwhile).
+    pub async fn requeue_rendered(&self, id: i64, content: &Content<'_>, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = $1, updated_at = $1, \
+             subject = $2, html = $3, body_text = $4 \
+             WHERE id = $5 AND status IN ('failed', 'unknown')",
+        )
+        .bind(now)
+        .bind(content.subject)
+        .bind(content.html)
+        .bind(content.text)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records why a retry was refused (the message could not be rendered again); it keeps
+    /// its state.
+    pub async fn note_retry_refused(&self, id: i64, why: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE outbox SET last_error = $1, updated_at = $2 \
+             WHERE id = $3 AND status IN ('failed', 'unknown')",
+        )
+        .bind(why)
+        .bind(now)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// Cancels queued messages (not ones being sent): one by id, or all of a scenario.

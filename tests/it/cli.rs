@@ -842,3 +842,100 @@ fn refresh_warns_of_a_broken_segment_and_evaluates_the_others() {
     assert_eq!(names.len(), 13, "the shipped ones, not the broken one");
     assert!(!names.contains(&"bad"));
 }
+
+#[test]
+fn a_retried_message_is_rendered_again_and_is_never_sent_empty() {
+    let dir = folder();
+    // A support mail that needs a customer attribute the shop has not imported yet.
+    std::fs::write(
+        dir.path().join("scenarios/gift.yaml"),
+        "id: gift\nname: Gift wrap note\ntrigger: manual\ntransactional: true\nsteps:\n  - id: note\n    send: { template: gift, subject: \"A note for {{ customer.attributes.gift_name }}\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("templates/gift.txt"),
+        "Your gift for {{ customer.attributes.gift_name }} is wrapped.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("templates/gift.html"),
+        "<p>Your gift for {{ customer.attributes.gift_name }} is wrapped.</p>\n",
+    )
+    .unwrap();
+    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
+        .status
+        .success());
+    let o = rebuy(dir.path(), &["trigger", "gift", "--customer", "C1"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = rebuy(dir.path(), &["run", "--once"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let list = |status: &str| -> Vec<serde_json::Value> {
+        let o = rebuy(
+            dir.path(),
+            &["outbox", "list", "--status", status, "--format", "json"],
+        );
+        let v: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+        v.as_array().unwrap().clone()
+    };
+    let failed = list("failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("gift_name"),
+        "the reason names what is missing: {failed:?}"
+    );
+    let id = failed[0]["id"].as_i64().unwrap().to_string();
+    let eml = dir.path().join("outbox").join(format!("{id}.eml"));
+
+    // Still no attribute: the retry renders again, fails again, and says why.
+    let o = rebuy(dir.path(), &["outbox", "retry", &id]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("cannot render it again"),
+        "{:?}",
+        text(&o)
+    );
+    let o = rebuy(dir.path(), &["outbox", "retry", "--all-failed"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert!(
+        text(&o).0.contains("re-queued 0 message(s)"),
+        "{:?}",
+        text(&o)
+    );
+    let o = rebuy(dir.path(), &["run", "--once"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(!eml.exists(), "nothing was sent");
+    let failed = list("failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not re-queued: cannot render it again"),
+        "{failed:?}"
+    );
+
+    // With today's data it renders, and goes out whole.
+    std::fs::write(
+        dir.path().join("gift.csv"),
+        "id,email,gift_name\nC1,hanako@example.jp,お母さん\n",
+    )
+    .unwrap();
+    assert!(rebuy(dir.path(), &["import", "customers", "gift.csv"])
+        .status
+        .success());
+    let o = rebuy(dir.path(), &["outbox", "retry", &id]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = rebuy(dir.path(), &["run", "--once"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(list("sent").len(), 1);
+    let raw = std::fs::read(&eml).unwrap();
+    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(parsed.subject(), Some("A note for お母さん"));
+    assert!(parsed
+        .body_text(0)
+        .unwrap()
+        .contains("Your gift for お母さん"));
+}

@@ -368,17 +368,14 @@ async fn a_deliberate_retry_resends_a_failed_or_unknown_message_in_its_own_row()
 
     // `--all-failed` takes the failed one only; an unknown one needs its id.
     let later = now + Duration::hours(1);
-    let ms = later.timestamp_millis();
-    assert_eq!(
-        store.requeue(&[], true, ms).await.unwrap(),
-        [before["refused"].id]
-    );
+    let retry = |ids: Vec<i64>, all: bool| {
+        let engine = &daemon.engine;
+        async move { engine.retry(&ids, all, later).await.unwrap().requeued }
+    };
+    assert_eq!(retry(vec![], true).await, [before["refused"].id]);
     assert_eq!(by_recipient(&store).await["lost"].status, "unknown");
     assert_eq!(
-        store
-            .requeue(&[before["lost"].id], false, ms)
-            .await
-            .unwrap(),
+        retry(vec![before["lost"].id], false).await,
         [before["lost"].id]
     );
     let requeued = by_recipient(&store).await;
