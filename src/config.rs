@@ -40,6 +40,10 @@ pub struct Config {
     /// Where this configuration came from, for messages.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+    /// The line and column of every key of the file (`delivery.lease_secs`), for messages
+    /// about values that serde accepted but rebuy does not.
+    #[serde(skip)]
+    pub places: BTreeMap<String, (u64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
@@ -279,6 +283,7 @@ impl Default for Config {
             jobs: Vec::new(),
             experiments: ExperimentsConfig::default(),
             source: None,
+            places: BTreeMap::new(),
         }
     }
 }
@@ -323,7 +328,7 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_saphyr::from_str::<Config>(text).map_err(|e| {
+        let mut config = serde_saphyr::from_str::<Config>(text).map_err(|e| {
             let (line, col) = e
                 .location()
                 .map(|l| (l.line(), l.column()))
@@ -332,7 +337,84 @@ impl Config {
             let msg = msg.lines().next().unwrap_or_default().to_string();
             vec![Diagnostic::new(path, line, col, msg)
                 .with_hint("see config.example.yaml for every key")]
-        })
+        })?;
+        if let Ok(root) = crate::yaml::parse(path, text) {
+            record_places(&root, "", &mut config.places);
+        }
+        Ok(config)
+    }
+
+    /// Where `key` (dotted: `delivery.smtp.timeout_secs`) is written, or the file's start.
+    fn place(&self, key: &str) -> (u64, u64) {
+        self.places.get(key).copied().unwrap_or((1, 1))
+    }
+
+    /// Checks the numbers serde accepted against the range rebuy can work with.
+    fn check_ranges(&self, path: &str, diags: &mut Vec<Diagnostic>) {
+        let d = &self.delivery;
+        let day = 86_400;
+        let checks: [(&str, u64, u64, u64, &str); 7] = [
+            (
+                "delivery.lease_secs",
+                d.lease_secs,
+                1,
+                day,
+                "seconds; longer than any one SMTP conversation, at most a day",
+            ),
+            (
+                "delivery.throttle_pause_secs",
+                d.throttle_pause_secs,
+                0,
+                day,
+                "seconds, at most a day",
+            ),
+            (
+                "delivery.smtp.timeout_secs",
+                d.smtp.timeout_secs,
+                1,
+                3600,
+                "seconds, at most an hour",
+            ),
+            (
+                "delivery.smtp.pool_size",
+                d.smtp.pool_size.into(),
+                1,
+                256,
+                "connections",
+            ),
+            (
+                "delivery.batch_size",
+                d.batch_size.into(),
+                1,
+                100_000,
+                "messages",
+            ),
+            (
+                "delivery.max_attempts",
+                d.max_attempts.into(),
+                1,
+                100,
+                "attempts",
+            ),
+            (
+                "delivery.rate_per_second",
+                d.rate_per_second.map_or(1, u64::from),
+                1,
+                100_000,
+                "messages a second; leave it out for no limit",
+            ),
+        ];
+        for (key, value, lo, hi, unit) in checks {
+            if !(lo..=hi).contains(&value) {
+                let (line, col) = self.place(key);
+                diags.push(Diagnostic::new(
+                    path,
+                    line,
+                    col,
+                    format!("{key} is {value}; it must be between {lo} and {hi} ({unit})"),
+                ));
+            }
+        }
     }
 
     fn apply_env(&mut self) {
@@ -358,6 +440,7 @@ impl Config {
     pub fn resolve(&self) -> Result<Resolved, Vec<Diagnostic>> {
         let path = self.path();
         let mut diags = Vec::new();
+        self.check_ranges(&path, &mut diags);
         let mut duration = |v: &Option<Spanned<String>>, default: Duration| match v {
             None => default,
             Some(s) => parse_duration(&s.value).unwrap_or_else(|e| {
@@ -474,6 +557,23 @@ impl Config {
     }
 }
 
+/// Records the line and column of every mapping key under `prefix`, dotted.
+fn record_places(node: &crate::yaml::Node, prefix: &str, out: &mut BTreeMap<String, (u64, u64)>) {
+    let crate::yaml::Value::Map(entries) = &node.value else {
+        return;
+    };
+    for (k, v) in entries {
+        let Some(name) = k.as_str() else { continue };
+        let key = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}.{name}")
+        };
+        out.insert(key.clone(), (v.line, v.col));
+        record_places(v, &key, out);
+    }
+}
+
 /// Parses a standard 5-field cron line (the form operators know); the `cron` crate wants a
 /// seconds field first, so one is added. 6- and 7-field lines are passed through.
 pub fn parse_cron(line: &str) -> Result<cron::Schedule, String> {
@@ -507,6 +607,44 @@ pub fn read_secret(env: &str, file: Option<&Path>) -> anyhow::Result<Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_out_of_range_are_refused_with_their_place() {
+        let text = "delivery:\n  lease_secs: 99999999999999999\n  smtp:\n    timeout_secs: 0\n";
+        let c = Config::parse("c.yaml", text).unwrap();
+        let said: Vec<String> = c
+            .resolve()
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(
+            said[0].starts_with("config:2:15: delivery.lease_secs is 99999999999999999; it must be between 1 and 86400"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].starts_with("config:4:19: delivery.smtp.timeout_secs is 0"),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn durations_beyond_ten_years_are_refused_in_config() {
+        for key in ["tick_interval", "trigger_lookback"] {
+            let c = Config::parse("c.yaml", &format!("{key}: 106751991167301d\n")).unwrap();
+            let said = c.resolve().unwrap_err()[0].to_string();
+            assert!(said.starts_with("config:1:"), "{said}");
+            assert!(said.contains("longer than 3650d"), "{said}");
+        }
+        let c = Config::parse(
+            "c.yaml",
+            "marketing:\n  cap: { max: 2, per: 9223372036854775807s }\n",
+        )
+        .unwrap();
+        assert!(c.resolve().unwrap_err()[0]
+            .to_string()
+            .contains("longer than 3650d"));
+    }
 
     #[test]
     fn an_empty_file_gives_the_defaults() {

@@ -140,7 +140,12 @@ pub fn parse_timezone(raw: &str) -> Result<Tz, String> {
     })
 }
 
-/// Parses a duration such as `3d`, `12h`, `30m`, `2w` or `1d12h`.
+/// The longest duration rebuy accepts anywhere (a wait, a window, an interval): ten years.
+/// Longer ones are typing mistakes, and would overflow the calendar arithmetic.
+pub const MAX_DURATION_DAYS: i64 = 3650;
+
+/// Parses a duration such as `3d`, `12h`, `30m`, `2w` or `1d12h`, of at most
+/// `MAX_DURATION_DAYS`.
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let text = raw.trim();
     let hint = "write a number and a unit, such as 3d, 12h, 30m, 2w or 1d12h";
@@ -150,28 +155,38 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     if text == "0" {
         return Ok(Duration::zero());
     }
-    let mut total = Duration::zero();
-    let mut number = String::new();
     if text.contains(char::is_whitespace) {
         return Err(format!("bad duration '{raw}': no spaces; {hint}"));
     }
+    let too_long = || {
+        format!("bad duration '{raw}': longer than {MAX_DURATION_DAYS}d (ten years), the most rebuy accepts")
+    };
+    let max = Duration::days(MAX_DURATION_DAYS);
+    let mut total = Duration::zero();
+    let mut number = String::new();
     for ch in text.chars() {
         if ch.is_ascii_digit() {
             number.push(ch);
             continue;
         }
-        let n: i64 = number
-            .parse()
-            .map_err(|_| format!("bad duration '{raw}'; {hint}"))?;
+        if number.is_empty() {
+            return Err(format!("bad duration '{raw}'; {hint}"));
+        }
+        // Any number too big for u32 is far beyond ten years in every unit.
+        let n: i64 = number.parse::<u32>().map_err(|_| too_long())?.into();
         number.clear();
-        total += match ch {
-            'w' => Duration::weeks(n),
-            'd' => Duration::days(n),
-            'h' => Duration::hours(n),
-            'm' => Duration::minutes(n),
-            's' => Duration::seconds(n),
+        let part = match ch {
+            'w' => Duration::try_weeks(n),
+            'd' => Duration::try_days(n),
+            'h' => Duration::try_hours(n),
+            'm' => Duration::try_minutes(n),
+            's' => Duration::try_seconds(n),
             _ => return Err(format!("bad duration '{raw}': unknown unit '{ch}'; {hint}")),
         };
+        total = part
+            .and_then(|p| total.checked_add(&p))
+            .filter(|t| *t <= max)
+            .ok_or_else(too_long)?;
     }
     if !number.is_empty() {
         return Err(format!(
@@ -234,6 +249,19 @@ mod tests {
         assert!(parse_duration("3").unwrap_err().contains("no unit"));
         assert!(parse_duration("3x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("d").is_err());
+        assert_eq!(parse_duration("3650d"), Ok(Duration::days(3650)));
+        for long in [
+            "3651d",
+            "106751991167301d",
+            "9223372036854775807s",
+            "106751991166d106751991166d",
+            "100000000d",
+            "99999999999999999999999w",
+            "1825d1826d",
+        ] {
+            let e = parse_duration(long).unwrap_err();
+            assert!(e.contains("longer than 3650d"), "{long}: {e}");
+        }
     }
 
     #[test]
@@ -252,5 +280,26 @@ mod tests {
         assert!(Email::parse("not an address").is_err());
         assert!(Email::parse("a@b.c\r\nBcc: x@y.z").is_err());
         assert_eq!(mask_email("aya@example.com"), "a***@example.com");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_duration_in_range_or_a_clear_error(text in "\\PC{0,24}") {
+            match parse_duration(&text) {
+                Ok(d) => proptest::prop_assert!(d >= Duration::zero() && d <= Duration::days(MAX_DURATION_DAYS)),
+                Err(e) => proptest::prop_assert!(e.contains("duration"), "{}", e),
+            }
+        }
+
+        #[test]
+        fn a_number_and_unit_parse_exactly_when_they_fit(n in proptest::prop_oneof![0u64..10_000_000, proptest::num::u64::ANY], unit in 0usize..5) {
+            let (ch, secs) = [('w', 604_800u128), ('d', 86_400), ('h', 3600), ('m', 60), ('s', 1)][unit];
+            let fits = u128::from(n) * secs <= 3650 * 86_400;
+            let got = parse_duration(&format!("{n}{ch}"));
+            proptest::prop_assert_eq!(got.is_ok(), fits, "{:?}", got);
+            if fits {
+                proptest::prop_assert_eq!(got.unwrap().num_seconds() as u128, u128::from(n) * secs);
+            }
+        }
     }
 }

@@ -18,7 +18,16 @@ pub fn due_at(
     at: Option<NaiveTime>,
     zone: Tz,
 ) -> DateTime<Utc> {
-    let base = anchor + wait;
+    // Saturating, not panicking: `check` bounds every wait, but a tick must never die on
+    // one customer's arithmetic. Years past 9999 are as good as never.
+    let base = anchor
+        .checked_add_signed(wait)
+        .unwrap_or(if wait < Duration::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
+        .clamp(earliest(), latest());
     let Some(at) = at else { return base };
     let day = base.with_timezone(&zone).date_naive();
     let candidate = local_instant(zone, day, at);
@@ -27,6 +36,15 @@ pub fn due_at(
     } else {
         candidate
     }
+}
+
+/// The calendar's usable ends: local times in every zone exist a day either side of them.
+pub fn latest() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(9999, 12, 30, 0, 0, 0).unwrap()
+}
+
+pub fn earliest() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(1, 1, 2, 0, 0, 0).unwrap()
 }
 
 fn local_instant(zone: Tz, day: NaiveDate, at: NaiveTime) -> DateTime<Utc> {
@@ -52,6 +70,16 @@ mod tests {
 
     fn ten() -> Option<NaiveTime> {
         NaiveTime::from_hms_opt(10, 0, 0)
+    }
+
+    #[test]
+    fn a_wait_beyond_the_calendar_saturates_instead_of_panicking() {
+        let anchor = utc("2026-11-01T13:45:00Z");
+        let huge = Duration::MAX;
+        assert_eq!(due_at(anchor, huge, None, Tokyo), latest());
+        assert!(due_at(anchor, huge, ten(), Tokyo) >= latest());
+        assert_eq!(due_at(anchor, Duration::MIN, None, Tokyo), earliest());
+        assert!(due_at(anchor, Duration::MIN, ten(), New_York) >= earliest());
     }
 
     #[test]

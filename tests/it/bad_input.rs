@@ -77,6 +77,36 @@ fn every_kind_of_scenario_and_template_problem_is_reported_with_its_place() {
 }
 
 #[test]
+fn durations_too_long_for_the_calendar_are_located_errors_not_panics() {
+    let step = |key: &str, value: &str| {
+        format!("id: s\ntrigger: first_order\nsteps:\n  - id: a\n    {key}: {value}\n    send: {{ template: ok, subject: s }}\n")
+    };
+    let files = [
+        ("wait.yaml", step("wait", "100000000d")),
+        ("max.yaml", step("wait", "9223372036854775807s")),
+        ("sum.yaml", step("wait", "106751991166d106751991166d")),
+        ("goal.yaml", "id: g\ntrigger: first_order\ngoal: { within: 106751991167301d }\nsteps:\n  - id: a\n    send: { template: ok, subject: s }\n".to_string()),
+        ("reentry.yaml", "id: r\ntrigger: order_placed\nreentry: 106751991167301d\nsteps:\n  - id: a\n    send: { template: ok, subject: s }\n".to_string()),
+        ("predicted.yaml", "id: p\ntrigger: { expected_next_order: -106751991167301d }\nsteps:\n  - id: a\n    send: { template: ok, subject: s }\n".to_string()),
+    ];
+    let scenarios: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    let (_shop, lines) = diagnostics(
+        &scenarios,
+        &[("ok.html", "<p>{{ customer.name }}</p>"), ("ok.txt", "x")],
+    );
+    let all = lines.join("\n");
+    for (name, _) in &files {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("scenarios/{name}:"))
+                    && l.contains("longer than 3650d")),
+            "{name}: {all}"
+        );
+    }
+}
+
+#[test]
 fn vars_outside_a_manual_scenario_and_unknown_shop_settings_are_caught() {
     let (_shop, lines) = diagnostics(
         &[("v.yaml", "id: v\ntrigger: order_placed\naudience: \"customer.orders_cnt > 1\"\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ vars.x }} {{ shop.phone }}\" }\n")],
