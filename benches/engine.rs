@@ -66,6 +66,7 @@ async fn run(n_customers: usize, n_orders: usize) -> anyhow::Result<()> {
         database: p.join("bench.db").display().to_string(),
         scenarios_dir: p.join("scenarios"),
         templates_dir: p.join("templates"),
+        marketing: rebuy::config::MarketingConfig::off(),
         ..Config::default()
     };
     config.delivery.file_dir = p.join("outbox");

@@ -46,6 +46,7 @@ async fn run(port: u16, n: usize, pool: u32) -> anyhow::Result<()> {
         database: p.join("b.db").display().to_string(),
         scenarios_dir: p.join("scenarios"),
         templates_dir: p.join("templates"),
+        marketing: rebuy::config::MarketingConfig::off(),
         ..Config::default()
     };
     config.delivery.transport = TransportKind::Smtp;

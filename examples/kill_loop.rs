@@ -163,7 +163,8 @@ fn setup(dir: &Path, port: u16, n: usize) -> anyhow::Result<()> {
         dir.join("rebuy.yaml"),
         format!(
             "tick_interval: 1s\ndelivery:\n  transport: smtp\n  lease_secs: {LEASE_SECS}\n  batch_size: 40\n  \
-             smtp: {{ host: 127.0.0.1, port: {port}, tls: none, pool_size: 2, timeout_secs: 5 }}\n"
+             smtp: {{ host: 127.0.0.1, port: {port}, tls: none, pool_size: 2, timeout_secs: 5 }}\n\
+             marketing: {{ cap: null, quiet_hours: null }}\n"
         ),
     )?;
     let at = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();

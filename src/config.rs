@@ -153,7 +153,10 @@ impl Default for DeliveryConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+/// Both limits are on by default (at most 2 marketing mails a week, none between 21:00 and
+/// 08:00 local): a shop that forgets them must not mail its customers at night. `cap: null`
+/// or `quiet_hours: null` turns one off.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MarketingConfig {
     /// At most `max` marketing messages per customer in any window of `per`, over all
@@ -161,6 +164,37 @@ pub struct MarketingConfig {
     pub cap: Option<CapConfig>,
     /// No marketing mail between `from` and `to` in the customer's time zone.
     pub quiet_hours: Option<QuietHoursConfig>,
+}
+
+impl Default for MarketingConfig {
+    fn default() -> Self {
+        Self {
+            cap: Some(CapConfig {
+                max: 2,
+                per: unplaced("7d"),
+            }),
+            quiet_hours: Some(QuietHoursConfig {
+                from: unplaced("21:00"),
+                to: unplaced("08:00"),
+            }),
+        }
+    }
+}
+
+impl MarketingConfig {
+    /// No cap and no quiet hours (`cap: null`, `quiet_hours: null`).
+    pub fn off() -> Self {
+        Self {
+            cap: None,
+            quiet_hours: None,
+        }
+    }
+}
+
+/// A built-in value, written nowhere.
+fn unplaced(value: &str) -> Spanned<String> {
+    use serde_saphyr::Location;
+    Spanned::new(value.to_string(), Location::UNKNOWN, Location::UNKNOWN)
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -726,5 +760,71 @@ mod example_tests {
         let c = Config::parse("config.example.yaml", text).unwrap();
         c.resolve().unwrap();
         assert_eq!(c.shop["address"], "東京都渋谷区神南1-2-3");
+    }
+
+    /// Every value of a config that is not marked "example", spans left out.
+    fn effective(c: &Config) -> String {
+        let r = c.resolve().unwrap();
+        let d = &c.delivery;
+        let mut u = c.unsubscribe.clone();
+        u.base_url.clear();
+        format!(
+            "{:?}",
+            (
+                (
+                    &c.database,
+                    &c.scenarios_dir,
+                    &c.templates_dir,
+                    c.log_format,
+                    &c.jobs.len()
+                ),
+                (
+                    r.default_timezone,
+                    r.tick_interval,
+                    r.trigger_lookback,
+                    r.retry_base,
+                    r.retry_max
+                ),
+                (
+                    &r.limits,
+                    r.control_group,
+                    r.attribution_window,
+                    format!("{u:?}")
+                ),
+                (
+                    d.transport,
+                    &d.file_dir,
+                    d.max_attempts,
+                    d.batch_size,
+                    d.lease_secs
+                ),
+                (d.rate_per_second, d.throttle_pause_secs, d.dkim.is_some(),),
+                format!("{:?}", d.smtp),
+            ),
+        )
+    }
+
+    #[test]
+    fn the_example_config_is_exactly_the_built_in_defaults() {
+        let text = include_str!("../config.example.yaml");
+        let example = Config::parse("config.example.yaml", text).unwrap();
+        assert_eq!(effective(&example), effective(&Config::default()));
+        let limits = Config::default().resolve().unwrap().limits;
+        assert!(
+            limits.cap.is_some() && limits.quiet.is_some(),
+            "safe by default"
+        );
+    }
+
+    #[test]
+    fn null_turns_a_marketing_limit_off() {
+        let c = Config::parse("c.yaml", "marketing: { cap: null, quiet_hours: null }\n").unwrap();
+        let limits = c.resolve().unwrap().limits;
+        assert!(limits.cap.is_none() && limits.quiet.is_none());
+        let c = Config::parse("c.yaml", "marketing: { cap: null }\n").unwrap();
+        assert!(
+            c.resolve().unwrap().limits.quiet.is_some(),
+            "the other stays on"
+        );
     }
 }

@@ -243,6 +243,9 @@ impl TestShop {
             .shop
             .insert("contact".into(), "support@hadamaru.example".into());
         config.delivery.file_dir = dir.path().join("outbox");
+        // The built-in cap and quiet hours are on; a test must not depend on the hour it runs
+        // at, so the tests of those limits set them themselves.
+        config.marketing = rebuy::config::MarketingConfig::off();
         config.delivery.retry_base = None;
         if let Some(s) = smtp {
             config.delivery.transport = TransportKind::Smtp;
