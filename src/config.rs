@@ -26,6 +26,9 @@ pub struct Config {
     /// Orders older than this when first seen start no enrollment (a history import must not
     /// mail every past customer).
     pub trigger_lookback: Option<Spanned<String>>,
+    /// How late a step may still be sent when neither it nor its scenario sets `expires`;
+    /// later, it is recorded as `expired` instead (default 3d).
+    pub expires: Option<Spanned<String>>,
     pub log_format: LogFormat,
     /// Free settings for templates (`shop.name`, `shop.url`, …); `name` and `from` are required.
     pub shop: BTreeMap<String, String>,
@@ -309,6 +312,7 @@ impl Default for Config {
             default_timezone: None,
             tick_interval: None,
             trigger_lookback: None,
+            expires: None,
             log_format: LogFormat::Text,
             shop,
             unsubscribe: UnsubscribeConfig::default(),
@@ -328,6 +332,8 @@ pub struct Resolved {
     pub default_timezone: Tz,
     pub tick_interval: Duration,
     pub trigger_lookback: Duration,
+    /// The default lateness limit of a step (`expires`).
+    pub step_expiry: Duration,
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub jobs: Vec<(JobConfig, cron::Schedule)>,
@@ -489,6 +495,7 @@ impl Config {
         };
         let tick_interval = duration(&self.tick_interval, Duration::seconds(60));
         let trigger_lookback = duration(&self.trigger_lookback, Duration::days(3));
+        let step_expiry = duration(&self.expires, Duration::days(3));
         let retry_base = duration(&self.delivery.retry_base, Duration::minutes(1));
         let retry_max = duration(&self.delivery.retry_max, Duration::hours(2));
         let attribution_window = duration(&self.experiments.attribution_window, Duration::days(7));
@@ -497,6 +504,18 @@ impl Config {
             .cap
             .as_ref()
             .map(|c| (c.max, duration(&Some(c.per.clone()), Duration::days(7))));
+        if let Some(e) = self
+            .expires
+            .as_ref()
+            .filter(|_| step_expiry <= Duration::zero())
+        {
+            diags.push(Diagnostic::new(
+                &path,
+                e.referenced.line(),
+                e.referenced.column(),
+                "expires must be longer than 0 (how late a step may still be sent, such as 3d)",
+            ));
+        }
         let default_timezone = match &self.default_timezone {
             None => chrono_tz::Asia::Tokyo,
             Some(s) => parse_timezone(&s.value).unwrap_or_else(|e| {
@@ -578,6 +597,7 @@ impl Config {
                 default_timezone,
                 tick_interval,
                 trigger_lookback,
+                step_expiry,
                 retry_base,
                 retry_max,
                 jobs,
@@ -782,6 +802,7 @@ mod example_tests {
                     r.default_timezone,
                     r.tick_interval,
                     r.trigger_lookback,
+                    r.step_expiry,
                     r.retry_base,
                     r.retry_max
                 ),

@@ -196,6 +196,22 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// A duration as people read it, to the minute: `36d 4h`, `5h 30m`, `45m`, `0m`.
+pub fn format_duration(d: Duration) -> String {
+    let mins = d.num_minutes().max(0);
+    let (days, hours, minutes) = (mins / 1440, mins / 60 % 24, mins % 60);
+    let parts: Vec<String> = [(days, "d"), (hours, "h"), (minutes, "m")]
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    if parts.is_empty() {
+        "0m".into()
+    } else {
+        parts.join(" ")
+    }
+}
+
 /// Parses a share written as a percentage, `10%` or `2.5%`, into 0..1. Shares of 0% or of
 /// 100% and more are refused: a holdout or control group of everyone measures nothing.
 pub fn parse_share(raw: &str) -> Result<f64, String> {
@@ -237,6 +253,14 @@ mod tests {
         assert_eq!(parse_major_amount("1,234.56", "USD"), Ok(123456));
         assert!(parse_major_amount("39.80", "JPY").is_err());
         assert!(parse_major_amount("abc", "USD").is_err());
+    }
+
+    #[test]
+    fn durations_are_shown_to_the_minute() {
+        assert_eq!(format_duration(Duration::hours(36 * 24 + 4)), "36d 4h");
+        assert_eq!(format_duration(Duration::minutes(330)), "5h 30m");
+        assert_eq!(format_duration(Duration::seconds(59)), "0m");
+        assert_eq!(format_duration(Duration::days(3)), "3d");
     }
 
     #[test]

@@ -95,6 +95,7 @@ impl App {
             trigger_lookback: self.resolved.trigger_lookback,
             unsubscribe: self.unsubscriber(store).await?,
             control_group: self.resolved.control_group,
+            step_expiry: self.resolved.step_expiry,
         };
         Ok(Ok(Engine::new(
             store.clone(),

@@ -14,6 +14,7 @@ pub enum StatusFilter {
     Skipped,
     Suppressed,
     Cancelled,
+    Expired,
 }
 
 #[derive(Debug, clap::Subcommand)]

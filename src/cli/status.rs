@@ -26,6 +26,7 @@ pub const HEADERS: &[&str] = &[
     "suppressed",
     "cancelled",
     "unknown",
+    "expired",
     "held out",
 ];
 
@@ -60,6 +61,7 @@ pub async fn print_status(store: &Store, format: OutputFormat) -> anyhow::Result
                 s.suppressed.to_string(),
                 s.cancelled.to_string(),
                 s.unknown.to_string(),
+                s.expired.to_string(),
                 s.held_out.to_string(),
             ]
         })

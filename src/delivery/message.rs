@@ -89,6 +89,7 @@ mod tests {
             last_error: None,
             sent_at: None,
             variant: None,
+            expires_at: None,
         }
     }
 

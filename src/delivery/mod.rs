@@ -38,6 +38,8 @@ pub struct DeliveryReport {
     /// Marketing messages not sent: no consent (any more), or the frequency cap with
     /// `when_capped: skip`.
     pub skipped: u64,
+    /// Not sent: later than their lateness limit.
+    pub expired: u64,
 }
 
 /// Claimed messages are marked `sending` this many per message in flight at a time (16 per
@@ -212,6 +214,12 @@ impl Deliverer {
                 });
                 continue;
             }
+            if let Some(limit) = row.expires_at.filter(|x| now_ms > *x) {
+                let late = crate::domain::format_duration(Duration::milliseconds(now_ms - limit));
+                let why = format!("not sent: {late} past its lateness limit (expires)");
+                held.push(Recorded::expired(row.id, why));
+                continue;
+            }
             if transactional {
                 go.push(row);
                 continue;
@@ -357,6 +365,7 @@ impl Deliverer {
                 OutboxStatus::Unknown => report.unknown += 1,
                 OutboxStatus::Suppressed => report.suppressed += 1,
                 OutboxStatus::Skipped => report.skipped += 1,
+                OutboxStatus::Expired => report.expired += 1,
                 _ => report.failed += 1,
             }
         }

@@ -101,6 +101,8 @@ pub struct EngineSettings {
     pub unsubscribe: Unsubscriber,
     /// The shop-wide control group's share (0 without one).
     pub control_group: f64,
+    /// How late a step may still be sent when neither it nor its scenario says (`expires`).
+    pub step_expiry: Duration,
 }
 
 pub struct Engine {
@@ -110,6 +112,9 @@ pub struct Engine {
     settings: EngineSettings,
     from_domain: String,
     order_scan: OrderScan,
+    /// Whether steps later than their `expires` are recorded `expired` (off for back-tests,
+    /// where lateness is only the size of the virtual tick).
+    lateness: bool,
     segments: Vec<Segment>,
     /// Each (scenario, step)'s automatic winner and when it was decided, as of the last tick.
     decisions: std::sync::RwLock<HashMap<(String, String), (String, i64)>>,
@@ -158,6 +163,7 @@ impl Engine {
             settings,
             from_domain,
             order_scan: OrderScan::Auto,
+            lateness: true,
             segments: Vec::new(),
             decisions: Default::default(),
             winners_checked_at: Default::default(),
@@ -175,6 +181,13 @@ impl Engine {
     }
 
     /// Pins how new orders are read (see [`OrderScan`]).
+    /// An engine that sends every step however late its tick comes: for back-tests, which
+    /// replay a daemon that ran without a break, ticked at the simulation's step.
+    pub fn without_lateness(mut self) -> Self {
+        self.lateness = false;
+        self
+    }
+
     pub fn with_order_scan(mut self, scan: OrderScan) -> Self {
         self.order_scan = scan;
         self
@@ -735,9 +748,16 @@ impl Engine {
             None => (step.id.clone(), &step.send),
         };
         outbox.variant = variant.map(|v| v.id.clone());
+        let limit = s.expiry_of(step, self.settings.step_expiry);
+        outbox.expires_at = self
+            .lateness
+            .then(|| e.next_due_at.checked_add(limit.num_milliseconds()))
+            .flatten();
         let held_out = Arm::parse(&e.arm) != Arm::Treatment;
+        let late = to_millis(now).saturating_sub(e.next_due_at);
+        let expired = self.lateness && late > limit.num_milliseconds();
         let condition = match &step.condition {
-            _ if blocked.is_some() || held_out => Ok(false),
+            _ if blocked.is_some() || held_out || expired => Ok(false),
             Some(_) => self
                 .renderer
                 .condition(&s.id, &format!("step/{}", step.id), &ctx),
@@ -757,6 +777,14 @@ impl Engine {
                 outbox.subject = r.subject;
                 outbox.html = r.html;
                 outbox.body_text = r.text;
+            }
+            Ok(None) if expired && !held_out && blocked.is_none() => {
+                outbox.status = OutboxStatus::Expired;
+                outbox.last_error = Some(format!(
+                    "not sent: {} late, over the step's limit of {} (expires)",
+                    crate::domain::format_duration(Duration::milliseconds(late)),
+                    crate::domain::format_duration(limit)
+                ));
             }
             Ok(None) if held_out => {
                 outbox.status = OutboxStatus::HeldOut;
@@ -841,6 +869,7 @@ impl Engine {
             due_at: e.next_due_at,
             last_error: None,
             variant: None,
+            expires_at: None,
         }
     }
 

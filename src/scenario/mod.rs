@@ -138,6 +138,9 @@ pub struct Step {
     pub id: String,
     pub wait: Duration,
     pub at: Option<NaiveTime>,
+    /// How late this step may still be sent (`expires: 3d`); the scenario's, else the
+    /// config's, when unset.
+    pub expires: Option<Duration>,
     pub condition: Option<Expr>,
     pub send: Send,
     /// Weighted A/B variants; empty for a plain step. Each has its own send and wait (the
@@ -228,10 +231,17 @@ pub struct Scenario {
     /// The shop-wide control group's share, set from the configuration when the engine loads
     /// a marketing scenario (0 for transactional ones).
     pub control_group: f64,
+    /// The lateness limit of its steps that set none (`expires: 3d`); unset: the config's.
+    pub expires: Option<Duration>,
     pub steps: Vec<Step>,
 }
 
 impl Scenario {
+    /// How late `step` may still be sent: its own limit, else the scenario's, else `default`.
+    pub fn expiry_of(&self, step: &Step, default: Duration) -> Duration {
+        step.expires.or(self.expires).unwrap_or(default)
+    }
+
     /// Whether a customer in `segments` (their segment names) is in the audience's segment,
     /// if it names one.
     pub fn in_audience_segment(&self, segments: &[String]) -> bool {

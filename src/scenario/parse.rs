@@ -18,9 +18,19 @@ const SCENARIO_KEYS: &[&str] = &[
     "transactional",
     "when_capped",
     "holdout",
+    "expires",
     "steps",
 ];
-const STEP_KEYS: &[&str] = &["id", "wait", "at", "if", "send", "variants", "auto_winner"];
+const STEP_KEYS: &[&str] = &[
+    "id",
+    "wait",
+    "at",
+    "expires",
+    "if",
+    "send",
+    "variants",
+    "auto_winner",
+];
 const VARIANT_KEYS: &[&str] = &["id", "weight", "wait", "template", "subject"];
 const AUTO_WINNER_KEYS: &[&str] = &["min_sample", "confidence"];
 const SEND_KEYS: &[&str] = &["template", "subject"];
@@ -105,6 +115,7 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
         None => Some(Reentry::Never),
     };
     let goal = m.get("goal").and_then(|n| read_goal(path, n, diags));
+    let expires = m.get("expires").and_then(|n| read_expires(path, n, diags));
     let steps = m
         .require("steps", doc, diags)
         .and_then(|n| read_steps(path, n, diags));
@@ -123,8 +134,21 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
         skip_when_capped,
         holdout,
         control_group: 0.0,
+        expires,
         steps: steps?,
     })
+}
+
+/// A lateness limit: a positive duration.
+fn read_expires(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
+    let d = read_duration(path, n, "expires", diags)?;
+    if d <= Duration::zero() {
+        diags.push(n.diag(path, "'expires' must be longer than 0").with_hint(
+            "how late a step may still be sent, such as 3d; leave it out for the default",
+        ));
+        return None;
+    }
+    Some(d)
 }
 
 fn read_id(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
@@ -444,6 +468,7 @@ fn read_step(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> 
         },
         None => Some(None),
     };
+    let expires = m.get("expires").and_then(|e| read_expires(path, e, diags));
     let condition = m.get("if").and_then(|c| read_expr(path, c, "if", diags));
     let send = m
         .require("send", n, diags)
@@ -465,6 +490,7 @@ fn read_step(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Step> 
         id: id?,
         wait: wait?,
         at: at?,
+        expires,
         condition,
         send: send?,
         variants,

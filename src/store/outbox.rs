@@ -26,6 +26,8 @@ pub enum OutboxStatus {
     Cancelled,
     /// Not sent: the enrollment is in the scenario's holdout or the shop-wide control group.
     HeldOut,
+    /// Not sent: later than its step's lateness limit (`expires`).
+    Expired,
 }
 
 impl OutboxStatus {
@@ -41,6 +43,7 @@ impl OutboxStatus {
             OutboxStatus::Suppressed => "suppressed",
             OutboxStatus::Cancelled => "cancelled",
             OutboxStatus::HeldOut => "held_out",
+            OutboxStatus::Expired => "expired",
         }
     }
 }
@@ -88,6 +91,14 @@ impl Recorded {
 
     pub fn failed(id: i64, error: String) -> Self {
         Self::ended(id, OutboxStatus::Failed, error)
+    }
+
+    /// Not sent: too late (see `OutboxStatus::Expired`); no attempt is counted.
+    pub fn expired(id: i64, why: String) -> Self {
+        Self {
+            uncount: true,
+            ..Self::ended(id, OutboxStatus::Expired, why)
+        }
     }
 
     pub fn suppressed(id: i64, why: String) -> Self {
@@ -139,6 +150,8 @@ pub struct NewOutbox {
     pub last_error: Option<String>,
     /// The step's variant this message was given, if the step has variants.
     pub variant: Option<String>,
+    /// After this instant the message is not sent but recorded `expired`.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -164,6 +177,7 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub sent_at: Option<i64>,
     pub variant: Option<String>,
+    pub expires_at: Option<i64>,
 }
 
 /// A failed or unknown message and what rendering it again takes.
@@ -187,7 +201,7 @@ pub struct Content<'a> {
 
 const COLUMNS: &str = "id, enrollment_id, step_index, step_id, scenario_id, customer_id, transactional, skip_when_capped, \
                        status, to_email, to_name, subject, html, body_text, unsubscribe_url, message_id, \
-                       due_at, attempts, last_error, sent_at, variant";
+                       due_at, attempts, last_error, sent_at, variant, expires_at";
 
 /// Inserts outbox rows; a row for an (enrollment, step) that exists already is ignored.
 pub(super) async fn insert_outbox(
@@ -213,7 +227,7 @@ pub(super) async fn insert_outbox_as(
         "INSERT INTO outbox (enrollment_id, step_index, step_id, scenario_id, customer_id, \
          transactional, status, to_email, to_name, subject, html, body_text, unsubscribe_url, \
          message_id, due_at, created_at, updated_at, next_attempt_at, last_error, skip_when_capped, \
-         variant, sent_at) ",
+         variant, sent_at, expires_at) ",
     );
     qb.push_values(rows, |mut b, o| {
         let stand_in = simulated && o.status == OutboxStatus::Queued;
@@ -242,7 +256,8 @@ pub(super) async fn insert_outbox_as(
             .push_bind(&o.last_error)
             .push_bind(i64::from(o.skip_when_capped))
             .push_bind(&o.variant)
-            .push_bind(stand_in.then_some(o.due_at));
+            .push_bind(stand_in.then_some(o.due_at))
+            .push_bind(o.expires_at);
     });
     qb.push(" ON CONFLICT (enrollment_id, step_index) DO NOTHING");
     Ok(qb.build().execute(&mut *tx).await?.rows_affected())
@@ -416,7 +431,7 @@ impl Store {
         if all_failed {
             qb.push(" WHERE o.status = 'failed'");
         } else {
-            qb.push(" WHERE o.status IN ('failed', 'unknown') AND o.id IN (");
+            qb.push(" WHERE o.status IN ('failed', 'unknown', 'expired') AND o.id IN (");
             let mut sep = qb.separated(", ");
             for id in ids {
                 sep.push_bind(*id);
@@ -427,14 +442,14 @@ impl Store {
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 
-    /// Puts a failed or unknown message back in the queue for `now` with its content rendered
-    /// again and its attempts reset: a deliberate re-send. False if it is no longer failed or
+    /// Puts a failed, unknown or expired message back in the queue for `now` with its content
+    /// rendered again, its attempts reset and no lateness limit: a deliberate re-send. False if it is no longer failed or
     /// unknown (someone else retried or cancelled it meanwhile).
     pub async fn requeue_rendered(&self, id: i64, content: &Content<'_>, now: i64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = $1, updated_at = $1, \
-             subject = $2, html = $3, body_text = $4 \
-             WHERE id = $5 AND status IN ('failed', 'unknown')",
+             subject = $2, html = $3, body_text = $4, expires_at = NULL \
+             WHERE id = $5 AND status IN ('failed', 'unknown', 'expired')",
         )
         .bind(now)
         .bind(content.subject)
@@ -451,7 +466,7 @@ impl Store {
     pub async fn note_retry_refused(&self, id: i64, why: &str, now: i64) -> Result<()> {
         sqlx::query(
             "UPDATE outbox SET last_error = $1, updated_at = $2 \
-             WHERE id = $3 AND status IN ('failed', 'unknown')",
+             WHERE id = $3 AND status IN ('failed', 'unknown', 'expired')",
         )
         .bind(why)
         .bind(now)

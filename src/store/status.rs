@@ -18,6 +18,8 @@ pub struct ScenarioStatus {
     pub suppressed: i64,
     pub cancelled: i64,
     pub unknown: i64,
+    /// Not sent: later than their lateness limit (`expires`).
+    pub expired: i64,
     /// Steps of held-out or control-group enrollments: recorded, never sent.
     pub held_out: i64,
 }
@@ -61,6 +63,7 @@ impl Store {
                 "cancelled" => s.cancelled += n,
                 "unknown" => s.unknown += n,
                 "held_out" => s.held_out += n,
+                "expired" => s.expired += n,
                 _ => {}
             }
         }

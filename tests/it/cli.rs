@@ -248,7 +248,7 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
     );
     let o = rebuy(dir.path(), &["status", "--format", "csv"]);
     assert!(text(&o).0.starts_with(
-        "scenario,enrolled,active,completed,reached goal,queued,sent,failed,skipped,suppressed,cancelled,unknown,held out\n"
+        "scenario,enrolled,active,completed,reached goal,queued,sent,failed,skipped,suppressed,cancelled,unknown,expired,held out\n"
     ));
     // The scenario report: no holdout here, and it says how to get one.
     let o = rebuy(dir.path(), &["report", "scenarios", "--format", "json"]);

@@ -11,7 +11,7 @@ id: welcome
 trigger: first_order
 steps:
   - { id: a1, send: { template: t, subject: "M welcome 1" } }
-  - { id: a2, wait: 1h, send: { template: t, subject: "M welcome 2" } }
+  - { id: a2, wait: 1h, expires: 14d, send: { template: t, subject: "M welcome 2" } }
 "#;
 
 const EVERY: &str = r#"

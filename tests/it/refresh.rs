@@ -216,7 +216,8 @@ async fn the_ltv_report_of_the_cdnow_shop_adds_up_to_what_the_orders_say() {
 
 #[tokio::test]
 async fn templates_see_the_customers_metrics_once_they_are_refreshed() {
-    const SCENARIO: &str = "id: s\ntrigger: first_order\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ metrics.rfm_segment }}\" }\n";
+    // The tick comes 19 days after the first order: a lateness limit that allows it.
+    const SCENARIO: &str = "id: s\ntrigger: first_order\nexpires: 30d\nsteps:\n  - id: a\n    send: { template: t, subject: \"{{ metrics.rfm_segment }}\" }\n";
     let shop = TestShop::new(
         &[("s.yaml", SCENARIO)],
         &[

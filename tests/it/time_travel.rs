@@ -206,3 +206,130 @@ async fn a_tick_repeated_many_times_at_once_enrolls_and_queues_once() {
     let status = store.scenario_status().await.unwrap();
     assert_eq!((status["three"].enrolled, status["three"].queued), (50, 50));
 }
+
+const SERIES: &str = r#"
+id: series
+trigger: first_order
+steps:
+  - id: thanks
+    wait: 1d
+    send: { template: t, subject: "thanks" }
+  - id: howto
+    wait: 6d
+    send: { template: t, subject: "howto" }
+  - id: refill
+    wait: 23d
+    expires: 30d
+    send: { template: t, subject: "refill" }
+"#;
+
+#[tokio::test]
+async fn a_daemon_started_36_days_late_records_stale_steps_as_expired_and_sends_the_rest() {
+    let smtp = SmtpServer::start();
+    let shop = TestShop::new(
+        &[("series.yaml", SERIES)],
+        &[
+            ("t.html", "<p>{{ step.id }}</p>"),
+            ("t.txt", "{{ step.id }}"),
+        ],
+        Some(&smtp),
+    );
+    let store = shop.store().await;
+    add_customers(&store, &["LATE", "QUEUED"]).await;
+    add_orders(
+        &store,
+        &[
+            order("O1", "LATE", "2026-11-01T00:00:00Z", 1000),
+            order("O2", "QUEUED", "2026-11-01T00:00:00Z", 1000),
+        ],
+    )
+    .await;
+    let daemon = shop.daemon(&store).await;
+    let start = utc("2026-11-01T01:00:00Z");
+    daemon.engine.tick(start).await.unwrap();
+
+    // QUEUED's thanks is queued on time, but the relay is not reached for five days: the
+    // deliverer refuses it then (4 days past its 3-day limit).
+    let day1 = start + Duration::days(1);
+    daemon.engine.tick(day1).await.unwrap();
+    let mut rows = store.outbox_rows().await.unwrap();
+    rows.retain(|r| r.customer_id == "LATE");
+    store.cancel(Some(rows[0].id), None, 0).await.unwrap();
+    let report = daemon
+        .deliverer
+        .run_once(start + Duration::days(5))
+        .await
+        .unwrap();
+    assert_eq!((report.expired, report.sent), (1, 0), "{report:?}");
+
+    // The daemon is off until day 37: thanks (36 days late) and howto (30 days late) expire;
+    // the refill reminder (7 days late, limit 30d) still goes.
+    let late = start + Duration::days(37);
+    daemon.engine.tick(late).await.unwrap();
+    daemon.deliverer.run_once(late).await.unwrap();
+    let by_step: BTreeMap<(String, String), (String, Option<String>)> = store
+        .outbox_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| ((r.customer_id, r.step_id), (r.status, r.last_error)))
+        .collect();
+    let status = |c: &str, s: &str| by_step[&(c.to_string(), s.to_string())].clone();
+    assert_eq!(status("QUEUED", "thanks").0, "expired");
+    assert!(status("QUEUED", "thanks")
+        .1
+        .unwrap()
+        .contains("past its lateness limit"));
+    assert_eq!(
+        status("LATE", "thanks").0,
+        "cancelled",
+        "cancelled above, by hand"
+    );
+    assert_eq!(status("LATE", "howto").0, "expired");
+    assert!(
+        status("LATE", "howto")
+            .1
+            .unwrap()
+            .contains("30d 1h late, over the step's limit of 3d"),
+        "{:?}",
+        status("LATE", "howto")
+    );
+    assert_eq!(status("LATE", "refill").0, "sent");
+    assert_eq!(status("QUEUED", "howto").0, "expired");
+    assert_eq!(status("QUEUED", "refill").0, "sent");
+    let subjects: Vec<String> = smtp
+        .received()
+        .iter()
+        .map(|m| m.parsed().subject().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(subjects, ["refill", "refill"]);
+    let counts = store.scenario_status().await.unwrap();
+    assert_eq!(counts["series"].expired, 3);
+}
+
+#[tokio::test]
+async fn a_back_test_engine_sends_late_steps_because_its_lateness_is_only_the_tick_size() {
+    let shop = TestShop::new(
+        &[("series.yaml", SERIES)],
+        &[
+            ("t.html", "<p>{{ step.id }}</p>"),
+            ("t.txt", "{{ step.id }}"),
+        ],
+        None,
+    );
+    let store = shop.store().await;
+    add_customers(&store, &["A"]).await;
+    add_orders(&store, &[order("O1", "A", "2026-11-01T00:00:00Z", 1000)]).await;
+    let engine = shop.daemon(&store).await.engine.without_lateness();
+    let start = utc("2026-11-01T01:00:00Z");
+    engine.tick(start).await.unwrap();
+    engine.tick(start + Duration::days(37)).await.unwrap();
+    let statuses: Vec<String> = store
+        .outbox_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, ["queued", "queued", "queued"]);
+}
