@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
         let out = Command::new(&bin)
             .args(args)
             .current_dir(dir.path())
-            .env("REBUY_UNSUBSCRIBE_SECRET", "kill-loop")
+            .env("REBUY_UNSUBSCRIBE_SECRET", "kill-loop-secret-0123456789")
             .output()?;
         anyhow::ensure!(
             out.status.success(),
@@ -106,7 +106,7 @@ fn main() -> anyhow::Result<()> {
         let mut child: Child = Command::new(&bin)
             .arg("run")
             .current_dir(dir.path())
-            .env("REBUY_UNSUBSCRIBE_SECRET", "kill-loop")
+            .env("REBUY_UNSUBSCRIBE_SECRET", "kill-loop-secret-0123456789")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;

@@ -255,6 +255,9 @@ pub struct SmtpConfig {
     /// PEM file with CA certificates to trust besides the public ones (a relay with a
     /// private CA).
     pub ca_file: Option<PathBuf>,
+    /// Allow AUTH over a connection without TLS to a host that is not loopback (the password
+    /// then crosses the network in clear). Off: such a config is refused.
+    pub allow_plaintext_auth: bool,
 }
 
 impl Default for SmtpConfig {
@@ -269,6 +272,7 @@ impl Default for SmtpConfig {
             pool_size: 4,
             timeout_secs: 30,
             ca_file: None,
+            allow_plaintext_auth: false,
         }
     }
 }
@@ -389,6 +393,46 @@ impl Config {
         self.places.get(key).copied().unwrap_or((1, 1))
     }
 
+    /// Refuses settings that would give a secret away: a password sent in clear over the
+    /// network, an unsubscribe secret short enough to guess.
+    fn check_secrets(&self, path: &str, diags: &mut Vec<Diagnostic>) {
+        let smtp = &self.delivery.smtp;
+        let loopback = smtp.host == "localhost"
+            || smtp
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if smtp.tls == TlsMode::None
+            && smtp.username.is_some()
+            && !loopback
+            && !smtp.allow_plaintext_auth
+        {
+            let (line, col) = self.place("delivery.smtp.tls");
+            diags.push(
+                Diagnostic::new(
+                    path,
+                    line,
+                    col,
+                    format!("delivery.smtp.tls is none with a username: the password would cross the network to {} in clear", smtp.host),
+                )
+                .with_hint("use tls: starttls (port 587) or tls (port 465); or, on a network you trust, set allow_plaintext_auth: true"),
+            );
+        }
+        if let Some(file) = &self.unsubscribe.secret_file {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                if let Err(e) = check_secret(text.trim_end_matches(['\n', '\r'])) {
+                    let (line, col) = self.place("unsubscribe.secret_file");
+                    diags.push(Diagnostic::new(
+                        path,
+                        line,
+                        col,
+                        format!("{}: {e}", file.display()),
+                    ));
+                }
+            }
+        }
+    }
+
     /// Checks the numbers serde accepted against the range rebuy can work with.
     fn check_ranges(&self, path: &str, diags: &mut Vec<Diagnostic>) {
         let d = &self.delivery;
@@ -481,6 +525,7 @@ impl Config {
         let path = self.path();
         let mut diags = Vec::new();
         self.check_ranges(&path, &mut diags);
+        self.check_secrets(&path, &mut diags);
         let mut duration = |v: &Option<Spanned<String>>, default: Duration| match v {
             None => default,
             Some(s) => parse_duration(&s.value).unwrap_or_else(|e| {
@@ -641,6 +686,20 @@ pub fn parse_cron(line: &str) -> Result<cron::Schedule, String> {
         .map_err(|e| format!("bad cron line '{line}': {e}"))
 }
 
+/// The shortest unsubscribe secret accepted: shorter ones make every link forgeable by guessing.
+pub const MIN_SECRET_LEN: usize = 16;
+
+/// Whether a secret is long enough to sign unsubscribe links with.
+pub fn check_secret(secret: &str) -> Result<(), String> {
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(format!(
+            "the unsubscribe secret has {} characters; it needs at least {MIN_SECRET_LEN} (e.g. `openssl rand -hex 32`), or leave it unset for a generated one",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a secret from an environment variable, or else from a file (trailing newline cut).
 pub fn read_secret(env: &str, file: Option<&Path>) -> anyhow::Result<Option<String>> {
     if let Ok(v) = std::env::var(env) {
@@ -698,6 +757,38 @@ mod tests {
         assert!(c.resolve().unwrap_err()[0]
             .to_string()
             .contains("longer than 3650d"));
+    }
+
+    #[test]
+    fn a_password_in_clear_to_another_host_and_a_short_secret_are_refused() {
+        let c = Config::parse(
+            "c.yaml",
+            "delivery:\n  smtp: { host: relay.example, tls: none, username: shop }\n",
+        )
+        .unwrap();
+        let said = c.resolve().unwrap_err()[0].to_string();
+        assert!(said.contains("in clear"), "{said}");
+        for ok in [
+            "delivery:\n  smtp: { host: 127.0.0.1, tls: none, username: shop }\n",
+            "delivery:\n  smtp: { host: relay.example, tls: none, username: shop, allow_plaintext_auth: true }\n",
+            "delivery:\n  smtp: { host: relay.example, tls: starttls, username: shop }\n",
+        ] {
+            Config::parse("c.yaml", ok).unwrap().resolve().unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, "\n").unwrap();
+        let c = Config::parse(
+            "c.yaml",
+            &format!("unsubscribe: {{ secret_file: {} }}\n", file.display()),
+        )
+        .unwrap();
+        let said = c.resolve().unwrap_err()[0].to_string();
+        assert!(
+            said.contains("has 0 characters; it needs at least 16"),
+            "{said}"
+        );
+        assert!(check_secret("0123456789abcdef").is_ok());
     }
 
     #[test]

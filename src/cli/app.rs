@@ -51,7 +51,12 @@ impl App {
     pub async fn unsubscriber(&self, store: &Store) -> Result<Unsubscriber> {
         let u = &self.config.unsubscribe;
         let secret = match read_secret(&u.secret_env, u.secret_file.as_deref())? {
-            Some(s) => s,
+            Some(s) => {
+                crate::config::check_secret(&s).map_err(|e| {
+                    anyhow::anyhow!("{e} (from ${} or unsubscribe.secret_file)", u.secret_env)
+                })?;
+                s
+            }
             None => {
                 let fresh = format!(
                     "{:032x}{:032x}",

@@ -9,7 +9,7 @@ fn rebuy(dir: &Path, args: &[&str]) -> Output {
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
-        .env("REBUY_UNSUBSCRIBE_SECRET", "test-secret")
+        .env("REBUY_UNSUBSCRIBE_SECRET", "test-secret-for-the-cli-tests")
         .output()
         .expect("the binary runs")
 }
@@ -938,4 +938,24 @@ fn a_retried_message_is_rendered_again_and_is_never_sent_empty() {
         .body_text(0)
         .unwrap()
         .contains("Your gift for お母さん"));
+}
+
+#[test]
+fn a_short_unsubscribe_secret_is_refused_before_anything_is_signed() {
+    let dir = imported_folder();
+    let o = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        .args(["run", "--once"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env("REBUY_UNSUBSCRIBE_SECRET", "short")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "{:?}", text(&o));
+    assert!(
+        text(&o)
+            .1
+            .contains("has 5 characters; it needs at least 16"),
+        "{:?}",
+        text(&o)
+    );
 }
