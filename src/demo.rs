@@ -298,8 +298,7 @@ async fn feed(store: &Store, orders: &[NewOrder]) -> Result<()> {
     if orders.is_empty() {
         return Ok(());
     }
-    let outcome = store.upsert_orders(orders).await?;
-    store.refresh_order_aggregates(&outcome.touched).await?;
+    store.upsert_orders(orders).await?;
     Ok(())
 }
 

@@ -268,8 +268,7 @@ async fn release(store: &Store, after: i64, upto: i64) -> Result<()> {
     if orders.is_empty() {
         return Ok(());
     }
-    let outcome = store.upsert_orders(&orders).await?;
-    store.refresh_order_aggregates(&outcome.touched).await?;
+    store.upsert_orders(&orders).await?;
     Ok(())
 }
 

@@ -24,10 +24,41 @@ pub struct OrderLine {
     pub items: Vec<ItemView>,
 }
 
+/// The largest amount rebuy stores, in minor units: ¥1 trillion, $10 billion. Anything
+/// larger is a mistake in the export, and bounding every amount keeps every sum of them (an
+/// order's items, a customer's spend) far from overflowing.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// The largest quantity of one line item.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+
 fn minor(raw: &str, field: &str) -> Result<i64, String> {
-    raw.trim().parse::<i64>().map_err(|_| {
+    let n = raw.trim().parse::<i64>().map_err(|_| {
         format!("'{field}' must be an integer in minor units (¥3,980 is 3980, $39.80 is 3980), found '{raw}'")
-    })
+    })?;
+    if n.abs() > MAX_AMOUNT {
+        return Err(format!(
+            "'{field}' is {n}, beyond the {MAX_AMOUNT} (minor units) rebuy accepts; is a decimal point or a currency misplaced?"
+        ));
+    }
+    Ok(n)
+}
+
+/// The sum of an order's items, or why it cannot be stored.
+fn items_sum(items: &[ItemView]) -> Result<i64, String> {
+    items
+        .iter()
+        .try_fold(0i64, |sum, i| {
+            i.quantity
+                .checked_mul(i.unit_price)
+                .and_then(|line| sum.checked_add(line))
+        })
+        .filter(|s| s.abs() <= MAX_AMOUNT)
+        .ok_or_else(|| {
+            format!(
+                "the items add up to more than {MAX_AMOUNT} (minor units), the most rebuy accepts"
+            )
+        })
 }
 
 fn item_from(v: &serde_json::Value, prefix: &str) -> Result<ItemView, String> {
@@ -40,15 +71,20 @@ fn item_from(v: &serde_json::Value, prefix: &str) -> Result<ItemView, String> {
     };
     let sku = get("sku").ok_or_else(|| format!("{prefix}missing 'sku'"))?;
     let quantity = match get("quantity") {
-        Some(q) => q.parse::<i64>().ok().filter(|q| *q > 0).ok_or_else(|| {
-            format!("{prefix}'quantity' must be a whole number of 1 or more, found '{q}'")
-        })?,
+        Some(q) => q
+            .parse::<i64>()
+            .ok()
+            .filter(|q| (1..=MAX_QUANTITY).contains(q))
+            .ok_or_else(|| {
+                format!("{prefix}'quantity' must be a whole number from 1 to {MAX_QUANTITY}, found '{q}'")
+            })?,
         None => 1,
     };
     let unit_price = minor(
         &get("unit_price").ok_or_else(|| format!("{prefix}missing 'unit_price'"))?,
         "unit_price",
-    )?;
+    )
+    .map_err(|e| format!("{prefix}{e}"))?;
     Ok(ItemView {
         name: get("name")
             .or_else(|| get("item_name"))
@@ -88,6 +124,7 @@ pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, String> {
     if total.is_some_and(|t| t < 0) {
         return Err("'total' must not be negative".into());
     }
+    items_sum(&items)?;
     Ok(OrderLine {
         line: r.line,
         order_id,
@@ -135,7 +172,7 @@ impl Group {
             return Err(e);
         }
         let line = self.first.line;
-        let sum: i64 = self.items.iter().map(|i| i.quantity * i.unit_price).sum();
+        let sum = items_sum(&self.items).map_err(|e| (line, e))?;
         let f = self.first;
         Ok((
             line,
@@ -238,19 +275,17 @@ pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Res
             }
         }
     });
-    let mut touched: BTreeSet<String> = BTreeSet::new();
     let mut unreadable = Vec::new();
     while let Some(message) = rx.recv().await {
         match message? {
-            Parsed::Chunk(orders) => write(store, orders, &mut report, &mut touched).await?,
+            Parsed::Chunk(orders) => write(store, orders, &mut report).await?,
             Parsed::End(u) => {
                 unreadable = u;
                 break;
             }
         }
     }
-    let touched: Vec<String> = touched.into_iter().collect();
-    store.refresh_order_aggregates(&touched).await?;
+    // Each chunk's orders were committed with their customers' aggregates (`upsert_orders`).
     report.finish(unreadable);
     Ok(report)
 }
@@ -282,12 +317,7 @@ async fn known_customers(
         .collect())
 }
 
-async fn write(
-    store: &Store,
-    parsed: Orders,
-    report: &mut ImportReport,
-    touched: &mut BTreeSet<String>,
-) -> Result<()> {
+async fn write(store: &Store, parsed: Orders, report: &mut ImportReport) -> Result<()> {
     let mut good = Vec::with_capacity(parsed.len());
     for p in parsed {
         match p {
@@ -297,6 +327,5 @@ async fn write(
     }
     let outcome = store.upsert_orders(&good).await?;
     report.add(good.len(), (outcome.inserted, outcome.updated));
-    touched.extend(outcome.touched);
     Ok(())
 }

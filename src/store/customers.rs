@@ -277,26 +277,36 @@ impl Store {
     /// customers. Called after their orders change.
     pub async fn refresh_order_aggregates(&self, customer_ids: &[String]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for chunk in customer_ids.chunks(super::BATCH) {
-            // One grouped pass over the chunk's orders (UPDATE … FROM runs on SQLite and
-            // PostgreSQL alike), index-only over orders_customer; the latest order's currency
-            // is one index seek per customer.
-            let mut qb =
-                QueryBuilder::<Db>::new(format!("{AGGREGATES_FROM_ORDERS} WHERE customer_id IN "));
-            push_in_list(&mut qb, chunk);
-            qb.push(AGGREGATES_END);
-            qb.build().execute(&mut *tx).await?;
-            // Their metrics are out of date until the next refresh (incremental or full).
-            let mut qb = QueryBuilder::<Db>::new("INSERT INTO metrics_dirty (customer_id) ");
-            qb.push_values(chunk, |mut b, id| {
-                b.push_bind(id);
-            });
-            qb.push(" ON CONFLICT (customer_id) DO UPDATE SET gen = metrics_dirty.gen + 1");
-            qb.build().execute(&mut *tx).await?;
-        }
+        set_order_aggregates(&mut tx, customer_ids).await?;
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Recomputes the order aggregates of `customer_ids` inside the caller's transaction, so that
+/// orders and the aggregates they change commit together, and marks their metrics dirty.
+pub(super) async fn set_order_aggregates(
+    tx: &mut sqlx::SqliteConnection,
+    customer_ids: &[String],
+) -> Result<()> {
+    for chunk in customer_ids.chunks(super::BATCH) {
+        // One grouped pass over the chunk's orders (UPDATE … FROM runs on SQLite and
+        // PostgreSQL alike), index-only over orders_customer; the latest order's currency
+        // is one index seek per customer.
+        let mut qb =
+            QueryBuilder::<Db>::new(format!("{AGGREGATES_FROM_ORDERS} WHERE customer_id IN "));
+        push_in_list(&mut qb, chunk);
+        qb.push(AGGREGATES_END);
+        qb.build().execute(&mut *tx).await?;
+        // Their metrics are out of date until the next refresh (incremental or full).
+        let mut qb = QueryBuilder::<Db>::new("INSERT INTO metrics_dirty (customer_id) ");
+        qb.push_values(chunk, |mut b, id| {
+            b.push_bind(id);
+        });
+        qb.push(" ON CONFLICT (customer_id) DO UPDATE SET gen = metrics_dirty.gen + 1");
+        qb.build().execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 /// Sets customers' order aggregates from their orders: one grouped pass over orders_customer

@@ -58,7 +58,8 @@ impl Store {
     /// orders are inserted with `ON CONFLICT DO NOTHING`; only when a statement meets
     /// existing ids are those read back and compared, so an import of new orders reads
     /// nothing, only changed orders are rewritten, and the outcome names exactly the customers
-    /// whose aggregates need a refresh (for a moved order, both the old and the new customer).
+    /// whose aggregates changed (for a moved order, both the old and the new customer). Their
+    /// aggregates are recomputed in the same transaction.
     pub async fn upsert_orders(&self, rows: &[NewOrder]) -> Result<UpsertOutcome> {
         let rows = last_of_each_id(rows);
         let mut tx = self.write_tx().await?;
@@ -108,9 +109,11 @@ impl Store {
             qb.build().execute(&mut *tx).await?;
             rewrite_goal_revenue(&mut tx, &changed, &owners).await?;
         }
-        tx.commit().await?;
         out.touched.sort();
         out.touched.dedup();
+        // In the same transaction: orders never commit without the aggregates they change.
+        super::customers::set_order_aggregates(&mut tx, &out.touched).await?;
+        tx.commit().await?;
         Ok(out)
     }
 

@@ -10,9 +10,11 @@ use rebuy::store::{OutboxRow, Store};
 use std::collections::HashMap;
 use std::time::Duration as Wait;
 
+// Delivery rounds here come a day apart, so the lateness limit is set well beyond them.
 const ONE_STEP: &str = r#"
 id: thanks
 trigger: first_order
+expires: 30d
 steps:
   - id: thanks
     wait: 1h

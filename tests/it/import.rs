@@ -328,3 +328,91 @@ async fn marketing_consent_is_imported_kept_when_absent_and_a_bad_value_is_locat
         );
     }
 }
+
+#[tokio::test]
+async fn amounts_beyond_the_bound_are_refused_by_line_and_never_wrap() {
+    let (shop, store) = shop_with("csv").await;
+    let file = shop.file("big.csv");
+    std::fs::write(
+        &file,
+        "order_id,customer_id,placed_at,currency,total,sku,quantity,unit_price\n\
+         B1,C1,2026-11-02,JPY,,S1,9223372036854775807,2\n\
+         B2,C1,2026-11-02,JPY,9223372036854775807,S1,1,100\n\
+         B3,C1,2026-11-02,JPY,,S1,1000000,1000000000000\n\
+         B4,C1,2026-11-02,JPY,,S1,2,3980\n",
+    )
+    .unwrap();
+    let before = store.find_customer("C1").await.unwrap();
+    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    let lines: Vec<(u64, String)> = r
+        .rejected
+        .iter()
+        .map(|e| (e.line, e.message.clone()))
+        .collect();
+    assert_eq!(
+        lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+        [2, 3, 4],
+        "{lines:?}"
+    );
+    assert!(
+        lines[0]
+            .1
+            .contains("'quantity' must be a whole number from 1 to 1000000"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1]
+            .1
+            .contains("'total' is 9223372036854775807, beyond"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].1.contains("the items add up to more than"),
+        "{lines:?}"
+    );
+    let after = store.find_customer("C1").await.unwrap();
+    assert_eq!(after.total_spent, before.total_spent + 7960);
+    assert_eq!(after.orders_count, before.orders_count + 1);
+}
+
+#[tokio::test]
+async fn orders_and_the_aggregates_they_change_commit_together() {
+    let (shop, store) = shop_with("csv").await;
+    let pool = sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", shop.config.database))
+        .await
+        .unwrap();
+    // The aggregates' write fails (as an overflow did): the orders must not stay behind.
+    sqlx::query(
+        "CREATE TRIGGER no_aggregates BEFORE UPDATE OF total_spent ON customers \
+         BEGIN SELECT RAISE(ABORT, 'aggregates refused'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let file = shop.file("more.csv");
+    std::fs::write(
+        &file,
+        "order_id,customer_id,placed_at,currency,total\nN1,C1,2026-11-03,JPY,5000\n",
+    )
+    .unwrap();
+    let before = store.find_customer("C1").await.unwrap();
+    assert!(import_orders(&store, &file, &opts()).await.is_err());
+    assert!(
+        store.order("N1").await.unwrap().is_none(),
+        "no order without its aggregates"
+    );
+    let unchanged = store.find_customer("C1").await.unwrap();
+    assert_eq!(
+        (unchanged.total_spent, unchanged.orders_count),
+        (before.total_spent, before.orders_count)
+    );
+
+    sqlx::query("DROP TRIGGER no_aggregates")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    assert_eq!(counts(&r), (1, 1, 0, 0, 0));
+    let after = store.find_customer("C1").await.unwrap();
+    assert_eq!(after.total_spent, before.total_spent + 5000);
+}
