@@ -364,6 +364,9 @@ impl Config {
             }
         };
         config.source = Some(path.to_path_buf());
+        if let Some(base) = path.parent().filter(|b| !b.as_os_str().is_empty()) {
+            config.anchor_paths(base);
+        }
         config.apply_env();
         Ok(config)
     }
@@ -497,6 +500,42 @@ impl Config {
                     col,
                     format!("{key} is {value}; it must be between {lo} and {hi} ({unit})"),
                 ));
+            }
+        }
+    }
+
+    /// Makes every relative path of the file (and the defaults it left) relative to `base`,
+    /// the config file's folder, not to wherever the command was started. Environment
+    /// overrides, given at a shell, stay relative to the working directory.
+    fn anchor_paths(&mut self, base: &Path) {
+        let at = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if !self.database.starts_with("sqlite:") && Path::new(&self.database).is_relative() {
+            self.database = base.join(&self.database).display().to_string();
+        }
+        at(&mut self.scenarios_dir);
+        at(&mut self.templates_dir);
+        at(&mut self.delivery.file_dir);
+        let optional = [
+            &mut self.unsubscribe.secret_file,
+            &mut self.delivery.smtp.password_file,
+            &mut self.delivery.smtp.ca_file,
+        ];
+        for p in optional.into_iter().flatten() {
+            at(p);
+        }
+        if let Some(d) = &mut self.delivery.dkim {
+            at(&mut d.key_file);
+        }
+        for j in &mut self.jobs {
+            for p in [&mut j.import_customers, &mut j.import_orders]
+                .into_iter()
+                .flatten()
+            {
+                at(p);
             }
         }
     }

@@ -351,7 +351,7 @@ pub async fn prepare(
     // Orders are fed in hour by hour, so only the history before the start is older than
     // this: it must not enroll anyone.
     app.resolved.trigger_lookback = Duration::hours(2);
-    let store = app.store().await?;
+    let store = app.store_or_create().await?;
     let start = demo_start();
     let shop = generate_shop(customers, start, days, seed);
     store

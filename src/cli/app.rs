@@ -32,7 +32,15 @@ impl App {
         Ok(Self { config, resolved })
     }
 
+    /// The database, which must exist: only `import`, `run` and `init` create one.
     pub async fn store(&self) -> Result<Store> {
+        Store::open_existing(&self.config.database)
+            .await
+            .with_context(|| format!("cannot open the database '{}'", self.config.database))
+    }
+
+    /// The database, created if it does not exist yet (`import`, `run`, `init`).
+    pub async fn store_or_create(&self) -> Result<Store> {
         Store::open(&self.config.database)
             .await
             .with_context(|| format!("cannot open the database '{}'", self.config.database))

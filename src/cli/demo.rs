@@ -88,7 +88,27 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         args.dir.join("rebuy-demo.db").display()
     );
     store.close().await;
+    if args.format == OutputFormat::Table {
+        eprintln!("{}", next_steps(&args.dir));
+    }
     Ok(exit::OK)
+}
+
+/// What to try after the demo, with commands that point at the demo's own database.
+fn next_steps(dir: &std::path::Path) -> String {
+    let db = dir.join("rebuy-demo.db");
+    let env = format!("REBUY_DATABASE={}", db.display());
+    let run = format!("{env} cargo run --release --");
+    format!(
+        "\nnext, in this folder (or with target/release/rebuy instead of cargo run):\n\
+         \x20 {run} status                        # this table again, from the demo's database\n\
+         \x20 {run} outbox list --limit 10        # the last messages, with their state\n\
+         \x20 {run} report scenarios              # did each scenario raise the repeat rate?\n\
+         \x20 {run} report rfm                    # customers by RFM segment\n\
+         \x20 open {}                            # the same report with charts\n\
+         \x20 {run} check                         # validate scenarios/ and templates/ after you edit them",
+        dir.join("report.html").display()
+    )
 }
 
 fn clock_start(clock: &crate::clock::ManualClock) -> String {

@@ -31,7 +31,7 @@ pub struct ImportArgs {
 }
 
 pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
-    let store = app.store().await?;
+    let store = app.store_or_create().await?;
     let (args, is_orders) = match &cmd {
         ImportCommand::Customers(a) => (a, false),
         ImportCommand::Orders(a) => (a, true),

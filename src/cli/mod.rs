@@ -71,6 +71,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Validate the config, every scenario and every template they use; send nothing.
     Check(check::CheckArgs),
+    /// Create the database the config names (`import` and `run` also create it on first use).
+    Init,
     /// Run the daemon: tick on an interval, enroll, advance, send; stop cleanly on SIGINT/SIGTERM.
     Run(run::RunArgs),
     /// Import customers or orders from CSV or JSON Lines (upsert by the shop's ids).
@@ -171,6 +173,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Demo(_) => unreachable!("handled above"),
         Command::Check(args) => check::run(&app, &args),
+        Command::Init => {
+            let existed = std::path::Path::new(&app.config.database).exists();
+            app.store_or_create().await?.close().await;
+            let verb = if existed {
+                "is ready (it existed)"
+            } else {
+                "was created"
+            };
+            println!("the database {} {verb}", app.config.database);
+            Ok(exit::OK)
+        }
         Command::Run(args) => run::run(&app, &args).await,
         Command::Import(cmd) => import::run(&app, cmd).await,
         Command::Trigger(args) => trigger::trigger(&app, &args).await,
@@ -191,7 +204,7 @@ fn is_input_error(e: &anyhow::Error) -> bool {
         c.downcast_ref::<crate::engine::InputError>().is_some()
             || matches!(
                 c.downcast_ref::<crate::store::StoreError>(),
-                Some(crate::store::StoreError::NotFound(_))
+                Some(crate::store::StoreError::NotFound(_) | crate::store::StoreError::Missing(_))
             )
     })
 }

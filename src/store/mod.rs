@@ -47,6 +47,10 @@ pub enum StoreError {
     Decode(String),
     #[error("cannot apply the database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Only `import`, `run` and `init` create a database; every other command refuses a
+    /// missing one rather than quietly working on a new, empty file.
+    #[error("no database at {0}; check `database:` in the config (paths are relative to the config file) or create it with `rebuy init`")]
+    Missing(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -85,6 +89,17 @@ impl Store {
     /// in WAL mode with a busy timeout, and applies the migrations in `migrations/`.
     pub async fn open(target: &str) -> Result<Self> {
         Self::connect(options(target)?, 4).await
+    }
+
+    /// Opens the database at `target`, which must exist already (see `StoreError::Missing`).
+    pub async fn open_existing(target: &str) -> Result<Self> {
+        let options = options(target)?;
+        let file = options.get_filename();
+        let in_memory = file.as_os_str().is_empty() || file.to_string_lossy().starts_with(':');
+        if !in_memory && !file.exists() {
+            return Err(StoreError::Missing(file.display().to_string()));
+        }
+        Self::connect(options.create_if_missing(false), 4).await
     }
 
     /// Opens the SQLite database at `target` to read only, as it is (no migrations): a

@@ -340,6 +340,20 @@ fn the_demo_writes_mail_and_prints_the_status_table() {
         page.contains("first-purchase") && page.contains("<svg"),
         "{page}"
     );
+    // It says what to try next, and the command it gives reads the demo's database.
+    assert!(
+        err.contains("REBUY_DATABASE=./rebuy-demo.db cargo run --release -- status"),
+        "{err}"
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        .args(["status", "--format", "json"])
+        .current_dir(dir.path())
+        .env("REBUY_DATABASE", "./rebuy-demo.db")
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert!(status[0]["enrolled"].as_i64().unwrap() > 0, "{status}");
+    assert!(!dir.path().join("rebuy.db").exists(), "no stray database");
 }
 
 #[test]
@@ -385,6 +399,10 @@ fn the_daemon_stops_cleanly_on_sigterm_and_logs_json_when_asked() {
 #[test]
 fn the_suppression_list_is_managed_from_the_command_line() {
     let dir = folder();
+    // A suppression never goes into a database that `suppress` made up by itself.
+    let o = rebuy(dir.path(), &["suppress", "add", "x@example.jp"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert!(rebuy(dir.path(), &["init"]).status.success());
     let o = rebuy(
         dir.path(),
         &[
@@ -958,4 +976,48 @@ fn a_short_unsubscribe_secret_is_refused_before_anything_is_signed() {
         "{:?}",
         text(&o)
     );
+}
+
+#[test]
+fn paths_in_a_config_follow_the_config_file_and_no_command_but_import_run_or_init_creates_a_database(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let shop = dir.path().join("shop");
+    rebuy::demo::write_samples(&shop).unwrap();
+    std::fs::write(shop.join("rebuy.yaml"), "database: shop.db\n").unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    std::fs::copy(fixtures.join("customers.csv"), shop.join("customers.csv")).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--config", "shop/rebuy.yaml"];
+        all.extend_from_slice(args);
+        rebuy(dir.path(), &all)
+    };
+
+    for args in [&["status"][..], &["outbox", "list"], &["report", "rfm"]] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {:?}", text(&o));
+        assert!(text(&o).1.contains("no database at"), "{:?}", text(&o));
+    }
+    assert!(!shop.join("shop.db").exists(), "nothing created");
+    assert!(!dir.path().join("shop.db").exists() && !dir.path().join("rebuy.db").exists());
+
+    // `check` reads scenarios from shop/scenarios, not ./scenarios (which does not exist).
+    let o = run(&["check"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = run(&["import", "customers", "shop/customers.csv"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(shop.join("shop.db").exists());
+    assert!(!dir.path().join("shop.db").exists());
+    let o = run(&["status", "--format", "json"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+
+    let other = tempfile::tempdir().unwrap();
+    let o = rebuy(other.path(), &["init"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(
+        text(&o).0.contains("rebuy.db was created"),
+        "{:?}",
+        text(&o)
+    );
+    assert!(other.path().join("rebuy.db").exists());
 }
