@@ -4,6 +4,7 @@
 mod app;
 mod check;
 mod demo;
+mod enrollment;
 pub mod experiments;
 mod import;
 mod metrics;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Messages by state; re-send failed or unknown ones, or cancel queued ones, by hand.
     #[command(subcommand)]
     Outbox(outbox::OutboxCommand),
+    /// Stop a customer's follow-up: end an enrollment by hand, with a reason.
+    #[command(subcommand)]
+    Enrollment(enrollment::EnrollmentCommand),
     /// Recompute every customer's metrics, RFM scores and predictions (with a progress bar).
     Refresh(metrics::RefreshArgs),
     /// Customer metrics for spreadsheets and BI tools.
@@ -191,6 +195,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(args) => status::run(&app, &args).await,
         Command::Suppress(cmd) => suppress::run(&app, cmd).await,
         Command::Outbox(cmd) => outbox::run(&app, cmd).await,
+        Command::Enrollment(cmd) => enrollment::run(&app, cmd).await,
         Command::Refresh(args) => metrics::refresh_command(&app, &args).await,
         Command::Metrics(cmd) => metrics::run(&app, cmd).await,
         Command::Report(cmd) => report::run(&app, cmd).await,

@@ -3,7 +3,7 @@
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
 use crate::clock::{from_millis, to_millis, Clock, SystemClock};
-use crate::store::Store;
+use crate::store::{EndWhich, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum StatusFilter {
@@ -43,11 +43,19 @@ pub enum OutboxCommand {
         all_failed: bool,
     },
     /// Cancel queued messages so they are never sent: one by id, or all of a scenario.
+    /// Their enrollments go on (the next step still goes out) unless `--end-enrollment`, or
+    /// you answer yes when asked on a terminal.
     Cancel {
         #[arg(required_unless_present = "scenario")]
         id: Option<i64>,
         #[arg(long, conflicts_with = "id")]
         scenario: Option<String>,
+        /// Also end the enrollments of the cancelled messages, so no further step goes out.
+        #[arg(long)]
+        end_enrollment: bool,
+        /// Never ask; keep the enrollments running unless --end-enrollment.
+        #[arg(long)]
+        no_input: bool,
     },
 }
 
@@ -84,7 +92,7 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
                 .iter()
                 .map(|r| {
                     serde_json::json!({
-                        "id": r.id, "scenario": r.scenario_id, "step": r.step_id,
+                        "id": r.id, "enrollment": r.enrollment_id, "scenario": r.scenario_id, "step": r.step_id,
                         "customer": r.customer_id, "to": r.to_email, "status": r.status,
                         "attempts": r.attempts, "due_at": from_millis(r.due_at).to_rfc3339(),
                         "last_error": r.last_error,
@@ -105,9 +113,29 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
             exit::OK
         }
         OutboxCommand::Retry { ids, all_failed } => retry(app, &store, &ids, all_failed).await?,
-        OutboxCommand::Cancel { id, scenario } => {
+        OutboxCommand::Cancel {
+            id,
+            scenario,
+            end_enrollment,
+            no_input,
+        } => {
             let done = store.cancel(id, scenario.as_deref(), now).await?;
-            println!("cancelled {} queued message(s){}", done.len(), list(&done));
+            let ids: Vec<i64> = done.iter().map(|(m, _)| *m).collect();
+            println!("cancelled {} queued message(s){}", ids.len(), list(&ids));
+            let mut enrollments: Vec<i64> = done.iter().map(|(_, e)| *e).collect();
+            enrollments.sort_unstable();
+            enrollments.dedup();
+            if !enrollments.is_empty()
+                && (end_enrollment || (!no_input && ask_end(enrollments.len())?))
+            {
+                let which = EndWhich::Ids(&enrollments);
+                let ended = store
+                    .end_enrollments(&which, "its message was cancelled by hand", now)
+                    .await?;
+                println!("ended {} enrollment(s){}", ended.len(), list(&ended));
+            } else if !enrollments.is_empty() {
+                eprintln!("note: their {} enrollment(s) go on, and their next steps will still be sent; `--end-enrollment` (or `rebuy enrollment end`) stops them", enrollments.len());
+            }
             if id.is_some() && done.is_empty() {
                 eprintln!("error: message {} is not queued (already sent, failed or being sent, or no such id)", id.unwrap_or_default());
                 exit::INVALID
@@ -118,6 +146,19 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
     };
     store.close().await;
     Ok(code)
+}
+
+/// On a terminal, asks whether the cancelled messages' enrollments should end too.
+fn ask_end(n: usize) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("also end their {n} enrollment(s), so that no further step goes out? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
 /// Renders each message again and puts it back in the queue; one that still cannot be

@@ -66,6 +66,17 @@ pub struct DueEnrollment {
     pub arm: String,
 }
 
+/// Which enrollments `Store::end_enrollments` ends.
+#[derive(Debug, Clone, Copy)]
+pub enum EndWhich<'a> {
+    Ids(&'a [i64]),
+    /// The customer's active enrollments in the scenario (customer id, scenario id).
+    Customer {
+        customer: &'a str,
+        scenario: &'a str,
+    },
+}
+
 /// Moves an enrollment past `expected_step`, recording what the step produced.
 #[derive(Debug, Clone)]
 pub struct StepAdvance {
@@ -249,6 +260,60 @@ impl Store {
         }
         tx.commit().await?;
         Ok(won)
+    }
+
+    /// Ends active enrollments by hand (`id`, or a customer's in a scenario) with a reason:
+    /// no further step is scheduled, and their queued messages are cancelled in the same
+    /// transaction (one already being sent finishes). Returns the ids ended.
+    pub async fn end_enrollments(
+        &self,
+        which: &EndWhich<'_>,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<i64>> {
+        let mut tx = self.write_tx().await?;
+        let mut qb = QueryBuilder::<Db>::new(
+            "UPDATE enrollments SET state = 'cancelled', next_due_at = NULL, ended_at = ",
+        );
+        qb.push_bind(now)
+            .push(", end_reason = ")
+            .push_bind(reason)
+            .push(" WHERE state = 'active' AND ");
+        match which {
+            EndWhich::Ids(ids) => {
+                qb.push("id IN (");
+                let mut sep = qb.separated(", ");
+                for id in *ids {
+                    sep.push_bind(*id);
+                }
+                sep.push_unseparated(")");
+            }
+            EndWhich::Customer { customer, scenario } => {
+                qb.push("customer_id = ")
+                    .push_bind(*customer)
+                    .push(" AND scenario_id = ")
+                    .push_bind(*scenario);
+            }
+        }
+        qb.push(" RETURNING id");
+        let ended: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+        let ended: Vec<i64> = ended.into_iter().map(|(id,)| id).collect();
+        if !ended.is_empty() {
+            let mut qb =
+                QueryBuilder::<Db>::new("UPDATE outbox SET status = 'cancelled', last_error = ");
+            qb.push_bind(format!("cancelled: enrollment ended ({reason})"))
+                .push(", updated_at = ")
+                .push_bind(now)
+                .push(" WHERE status = 'queued' AND enrollment_id IN (");
+            let mut sep = qb.separated(", ");
+            for id in &ended {
+                sep.push_bind(*id);
+            }
+            sep.push_unseparated(")");
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(ended)
     }
 
     /// Marks an active enrollment whose scenario no longer exists as cancelled.

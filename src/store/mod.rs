@@ -14,7 +14,9 @@ mod status;
 mod suppressions;
 
 pub use customers::{CustomerRow, NewCustomer};
-pub use enrollments::{DueEnrollment, EnrollmentLite, GoalHit, NewEnrollment, StepAdvance};
+pub use enrollments::{
+    DueEnrollment, EndWhich, EnrollmentLite, GoalHit, NewEnrollment, StepAdvance,
+};
 pub use experiments::{
     ArmCounts, EnrollmentOutcome, StepCounts, TouchCounts, VariantDecision, VariantOutcome,
 };

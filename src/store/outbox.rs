@@ -477,13 +477,13 @@ impl Store {
     }
 
     /// Cancels queued messages (not ones being sent): one by id, or all of a scenario.
-    /// Returns the ids cancelled.
+    /// Returns the ids cancelled, each with its enrollment's.
     pub async fn cancel(
         &self,
         id: Option<i64>,
         scenario: Option<&str>,
         now: i64,
-    ) -> Result<Vec<i64>> {
+    ) -> Result<Vec<(i64, i64)>> {
         let mut qb =
             QueryBuilder::<Db>::new("UPDATE outbox SET status = 'cancelled', updated_at = ");
         qb.push_bind(now).push(" WHERE status = 'queued'");
@@ -493,8 +493,7 @@ impl Store {
         if let Some(sc) = scenario {
             qb.push(" AND scenario_id = ").push_bind(sc);
         }
-        qb.push(" RETURNING id");
-        let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&self.pool).await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+        qb.push(" RETURNING id, enrollment_id");
+        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 }

@@ -1021,3 +1021,83 @@ fn paths_in_a_config_follow_the_config_file_and_no_command_but_import_run_or_ini
     );
     assert!(other.path().join("rebuy.db").exists());
 }
+
+#[test]
+fn a_follow_up_is_stopped_by_ending_its_enrollment_or_with_its_cancelled_message() {
+    let dir = folder();
+    // A relay that is down: the first step goes back to the queue, waiting for a retry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("rebuy.yaml"),
+        format!("delivery:\n  transport: smtp\n  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 1 }}\n"),
+    )
+    .unwrap();
+    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
+        .status
+        .success());
+    for c in ["C1", "C2"] {
+        let args = [
+            "trigger",
+            "support-follow-up",
+            "--customer",
+            c,
+            "--var",
+            "case_id=X",
+        ];
+        assert!(rebuy(dir.path(), &args).status.success());
+    }
+    assert!(rebuy(dir.path(), &["run", "--once"]).status.success());
+    let active = || -> i64 {
+        let o = rebuy(dir.path(), &["status", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+        v[0]["active"].as_i64().unwrap()
+    };
+    assert_eq!(active(), 2);
+
+    // By customer and scenario, with a reason.
+    let end = [
+        "enrollment",
+        "end",
+        "--customer",
+        "hanako@example.jp",
+        "--scenario",
+        "support-follow-up",
+        "--reason",
+        "asked by phone",
+    ];
+    let o = rebuy(dir.path(), &end);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(
+        text(&o).0.contains("ended 1 enrollment(s)"),
+        "{:?}",
+        text(&o)
+    );
+    assert_eq!(active(), 1);
+    let o = rebuy(dir.path(), &end);
+    assert_eq!(o.status.code(), Some(1), "nothing left to end");
+
+    // Cancelling a message says that its enrollment goes on, unless asked to end it.
+    let o = rebuy(
+        dir.path(),
+        &["outbox", "list", "--status", "queued", "--format", "json"],
+    );
+    let queued: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(
+        queued.as_array().unwrap().len(),
+        1,
+        "C1's was cancelled with its enrollment"
+    );
+    let id = queued[0]["id"].as_i64().unwrap().to_string();
+    let o = rebuy(dir.path(), &["outbox", "cancel", &id, "--end-enrollment"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(
+        text(&o).0.contains("ended 1 enrollment(s)"),
+        "{:?}",
+        text(&o)
+    );
+    assert_eq!(active(), 0);
+}

@@ -2,3 +2,7 @@
 -- sent (a daemon that was down for weeks, quiet hours or the cap holding it too long). NULL:
 -- no limit (messages written before this column, and ones a person re-queued by hand).
 ALTER TABLE outbox ADD COLUMN expires_at BIGINT;
+
+-- Why an enrollment was ended by hand (`rebuy enrollment end --reason`, `outbox cancel
+-- --end-enrollment`); NULL for one that completed or reached its goal.
+ALTER TABLE enrollments ADD COLUMN end_reason TEXT;
