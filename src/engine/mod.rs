@@ -922,6 +922,7 @@ impl Engine {
             ))
             .into());
         }
+        s.check_vars(&vars).map_err(InputError)?;
         let c = self.store.find_customer(customer).await?;
         let order = self.store.latest_order(&c.id, to_millis(now)).await?;
         let key = key
@@ -981,6 +982,9 @@ impl Engine {
                 ids.join(", ")
             )))
         })?;
+        if s.trigger == Trigger::Manual {
+            s.check_vars(&vars).map_err(InputError)?;
+        }
         let c = self.store.find_customer_with_metrics(customer).await?;
         let order = self.store.latest_order(&c.id, to_millis(now)).await?;
         let ctx = self.context(

@@ -36,7 +36,7 @@ fn minor(raw: &str, field: &str) -> Result<i64, String> {
     let n = raw.trim().parse::<i64>().map_err(|_| {
         format!("'{field}' must be an integer in minor units (¥3,980 is 3980, $39.80 is 3980), found '{raw}'")
     })?;
-    if n.abs() > MAX_AMOUNT {
+    if !(-MAX_AMOUNT..=MAX_AMOUNT).contains(&n) {
         return Err(format!(
             "'{field}' is {n}, beyond the {MAX_AMOUNT} (minor units) rebuy accepts; is a decimal point or a currency misplaced?"
         ));
@@ -53,7 +53,7 @@ fn items_sum(items: &[ItemView]) -> Result<i64, String> {
                 .checked_mul(i.unit_price)
                 .and_then(|line| sum.checked_add(line))
         })
-        .filter(|s| s.abs() <= MAX_AMOUNT)
+        .filter(|s| (-MAX_AMOUNT..=MAX_AMOUNT).contains(s))
         .ok_or_else(|| {
             format!(
                 "the items add up to more than {MAX_AMOUNT} (minor units), the most rebuy accepts"

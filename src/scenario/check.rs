@@ -536,6 +536,19 @@ fn unknown_variables(
         match (root, field) {
             ("vars", Some("sku" | "interval_days") | None)
                 if matches!(s.trigger, Trigger::Replenish(_)) => {}
+            ("vars", Some(f))
+                if s.trigger == Trigger::Manual && !s.vars.iter().any(|v| v.name == f) =>
+            {
+                let names: Vec<&str> = s.vars.iter().map(|v| v.name.as_str()).collect();
+                let (v, m, h) = unknown(var, f, &names);
+                out.push((
+                    v,
+                    m,
+                    h.or(Some(format!(
+                        "declare it in the scenario: vars: [{{ name: {f}, required: true, example: … }}]"
+                    ))),
+                ));
+            }
             ("vars", _) if s.trigger != Trigger::Manual => out.push((
                 var.clone(),
                 format!("'{var}', but only manual scenarios have vars (and replenish ones vars.sku, vars.interval_days)"),

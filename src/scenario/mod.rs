@@ -105,6 +105,16 @@ fn signed(d: Duration) -> String {
     }
 }
 
+/// A variable a manual scenario declares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VarDecl {
+    pub name: String,
+    /// `trigger` and `preview` refuse to go without it (default true).
+    pub required: bool,
+    /// A sample value, shown in messages and used by `check` to render.
+    pub example: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reentry {
     /// A customer enters this scenario at most once.
@@ -233,10 +243,55 @@ pub struct Scenario {
     pub control_group: f64,
     /// The lateness limit of its steps that set none (`expires: 3d`); unset: the config's.
     pub expires: Option<Duration>,
+    /// The variables a manual scenario takes (`rebuy trigger --var name=value`).
+    pub vars: Vec<VarDecl>,
     pub steps: Vec<Step>,
 }
 
 impl Scenario {
+    /// Refuses variables a manual scenario does not declare, and required ones not given,
+    /// each by name.
+    pub fn check_vars(
+        &self,
+        given: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), String> {
+        let names: Vec<&str> = self.vars.iter().map(|v| v.name.as_str()).collect();
+        let mut problems = Vec::new();
+        for key in given.keys() {
+            if !names.contains(&key.as_str()) {
+                let hint = match crate::diagnostic::did_you_mean(key, &names) {
+                    Some(m) => format!(" (did you mean '{m}'?)"),
+                    None => String::new(),
+                };
+                problems.push(format!("unknown variable '{key}'{hint}"));
+            }
+        }
+        for v in self
+            .vars
+            .iter()
+            .filter(|v| v.required && !given.contains_key(&v.name))
+        {
+            let example = v.example.as_deref().unwrap_or("…");
+            problems.push(format!(
+                "missing variable '{}' (--var {}={example})",
+                v.name, v.name
+            ));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let declared = if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        };
+        Err(format!(
+            "scenario '{}': {}; it takes: {declared}",
+            self.id,
+            problems.join("; ")
+        ))
+    }
+
     /// How late `step` may still be sent: its own limit, else the scenario's, else `default`.
     pub fn expiry_of(&self, step: &Step, default: Duration) -> Duration {
         step.expires.or(self.expires).unwrap_or(default)

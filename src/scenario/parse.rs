@@ -1,7 +1,9 @@
 //! Located YAML -> `Scenario`. Every problem in a file is collected as a `Diagnostic`; a file
 //! with problems yields no scenario.
 
-use super::{AutoWinner, Expr, Goal, Reentry, Scenario, SegmentRef, Send, Step, Trigger, Variant};
+use super::{
+    AutoWinner, Expr, Goal, Reentry, Scenario, SegmentRef, Send, Step, Trigger, VarDecl, Variant,
+};
 use crate::diagnostic::Diagnostic;
 use crate::domain::{parse_duration, parse_local_time};
 use crate::yaml::{expect_str, MapReader, Node, Value};
@@ -19,8 +21,10 @@ const SCENARIO_KEYS: &[&str] = &[
     "when_capped",
     "holdout",
     "expires",
+    "vars",
     "steps",
 ];
+const VAR_KEYS: &[&str] = &["name", "required", "example"];
 const STEP_KEYS: &[&str] = &[
     "id",
     "wait",
@@ -116,6 +120,17 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
     };
     let goal = m.get("goal").and_then(|n| read_goal(path, n, diags));
     let expires = m.get("expires").and_then(|n| read_expires(path, n, diags));
+    let vars = match m.get("vars") {
+        Some(n) if trigger.as_ref().is_some_and(|t| *t != Trigger::Manual) => {
+            diags.push(
+                n.diag(path, "'vars' are declared only by manual scenarios")
+                    .with_hint("a person passes them with `rebuy trigger … --var name=value`"),
+            );
+            Vec::new()
+        }
+        Some(n) => read_vars(path, n, diags),
+        None => Vec::new(),
+    };
     let steps = m
         .require("steps", doc, diags)
         .and_then(|n| read_steps(path, n, diags));
@@ -135,7 +150,62 @@ fn read_scenario(path: &str, doc: &Node, diags: &mut Vec<Diagnostic>) -> Option<
         holdout,
         control_group: 0.0,
         expires,
+        vars,
         steps: steps?,
+    })
+}
+
+/// A manual scenario's `vars:`, each `{ name, required?, example? }` or just a name.
+fn read_vars(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Vec<VarDecl> {
+    let Value::Seq(items) = &n.value else {
+        diags.push(n.diag(
+            path,
+            format!("'vars' must be a list, found {}", n.type_name()),
+        ));
+        return Vec::new();
+    };
+    let mut out: Vec<VarDecl> = Vec::new();
+    for item in items {
+        let decl = if item.as_str().is_some() {
+            read_id(path, item, "vars", diags).map(|name| VarDecl {
+                name,
+                required: true,
+                example: None,
+            })
+        } else {
+            read_var(path, item, diags)
+        };
+        let Some(decl) = decl else { continue };
+        if out.iter().any(|d| d.name == decl.name) {
+            diags.push(item.diag(path, format!("variable '{}' is declared twice", decl.name)));
+            continue;
+        }
+        out.push(decl);
+    }
+    out
+}
+
+fn read_var(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<VarDecl> {
+    let mut m = MapReader::new(path, n, "a variable", diags)?;
+    let name = m
+        .require("name", n, diags)
+        .and_then(|i| read_id(path, i, "name", diags));
+    let required = match m.get("required") {
+        Some(r) => match &r.value {
+            Value::Bool(b) => *b,
+            _ => {
+                diags.push(r.diag(path, "'required' must be true or false"));
+                true
+            }
+        },
+        None => true,
+    };
+    let example = m.get("example").and_then(|e| e.scalar_text());
+    m.finish(VAR_KEYS, diags);
+    Some(VarDecl {
+        name: name?,
+        required,
+        example,
     })
 }
 

@@ -286,8 +286,8 @@ fn check_renders_every_step_for_an_order_without_line_items_and_says_where_it_fa
         &[
             ("items.yaml", "id: items\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: items, subject: \"{{ order.items[0].name }}\" }\n"),
             ("guarded.yaml", "id: guarded\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: guarded, subject: \"{{ order.items[0].name if order.items else 'your order' }}\" }\n"),
-            // A manual trigger's `--var`s are unknown to `check`: they get sample values.
-            ("case.yaml", "id: case\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: case, subject: \"case {{ vars.case_id }}\" }\n"),
+            // A manual trigger's declared `--var`s get sample values.
+            ("case.yaml", "id: case\ntrigger: manual\ntransactional: true\nvars: [case_id]\nsteps:\n  - id: a\n    send: { template: case, subject: \"case {{ vars.case_id }}\" }\n"),
             // Made-up sample values can fail where real ones would not: not judged.
             ("numeric.yaml", "id: numeric\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: numeric, subject: s }\n"),
         ],

@@ -306,6 +306,8 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
             "support-follow-up",
             "--customer",
             "nobody@example.jp",
+            "--var",
+            "case_id=X",
         ],
     );
     assert_eq!(
@@ -1100,4 +1102,28 @@ fn a_follow_up_is_stopped_by_ending_its_enrollment_or_with_its_cancelled_message
         text(&o)
     );
     assert_eq!(active(), 0);
+}
+
+#[test]
+fn a_misspelt_or_missing_variable_is_refused_by_name_before_anything_starts() {
+    let dir = imported_folder();
+    for (vars, said) in [
+        (
+            &["--var", "caseid=CASE-7"][..],
+            "unknown variable 'caseid' (did you mean 'case_id'?); missing variable 'case_id' (--var case_id=CASE-7); it takes: case_id",
+        ),
+        (&[][..], "missing variable 'case_id' (--var case_id=CASE-7)"),
+    ] {
+        for cmd in [
+            &["trigger", "support-follow-up", "--customer", "C1"][..],
+            &["preview", "support-follow-up", "apology", "--customer", "C1"],
+        ] {
+            let args: Vec<&str> = cmd.iter().chain(vars).copied().collect();
+            let o = rebuy(dir.path(), &args);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {:?}", text(&o));
+            assert!(text(&o).1.contains(said), "{args:?}: {:?}", text(&o));
+        }
+    }
+    let o = rebuy(dir.path(), &["status", "--format", "json"]);
+    assert_eq!(text(&o).0.trim(), "[]", "nothing was started");
 }

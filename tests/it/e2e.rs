@@ -16,6 +16,7 @@ const SUPPORT: &str = r#"
 id: support
 trigger: manual
 transactional: true
+vars: [case_id]
 steps:
   - id: apology
     send: { template: apology, subject: "{{ vars.case_id }}: our apologies" }

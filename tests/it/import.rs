@@ -339,6 +339,7 @@ async fn amounts_beyond_the_bound_are_refused_by_line_and_never_wrap() {
          B1,C1,2026-11-02,JPY,,S1,9223372036854775807,2\n\
          B2,C1,2026-11-02,JPY,9223372036854775807,S1,1,100\n\
          B3,C1,2026-11-02,JPY,,S1,1000000,1000000000000\n\
+         B5,C1,2026-11-02,JPY,,S1,1,-9223372036854775808\n\
          B4,C1,2026-11-02,JPY,,S1,2,3980\n",
     )
     .unwrap();
@@ -351,8 +352,12 @@ async fn amounts_beyond_the_bound_are_refused_by_line_and_never_wrap() {
         .collect();
     assert_eq!(
         lines.iter().map(|l| l.0).collect::<Vec<_>>(),
-        [2, 3, 4],
+        [2, 3, 4, 5],
         "{lines:?}"
+    );
+    assert!(
+        lines[3].1.contains("beyond"),
+        "i64::MIN never wraps: {lines:?}"
     );
     assert!(
         lines[0]
