@@ -400,12 +400,13 @@ impl Config {
     /// network, an unsubscribe secret short enough to guess.
     fn check_secrets(&self, path: &str, diags: &mut Vec<Diagnostic>) {
         let smtp = &self.delivery.smtp;
-        let loopback = smtp.host == "localhost"
-            || smtp
-                .host
+        let host = smtp.host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
-        if smtp.tls == TlsMode::None
+        if self.delivery.transport == TransportKind::Smtp
+            && smtp.tls == TlsMode::None
             && smtp.username.is_some()
             && !loopback
             && !smtp.allow_plaintext_auth
@@ -421,7 +422,9 @@ impl Config {
                 .with_hint("use tls: starttls (port 587) or tls (port 465); or, on a network you trust, set allow_plaintext_auth: true"),
             );
         }
-        if let Some(file) = &self.unsubscribe.secret_file {
+        // The environment wins over the file, as `read_secret` reads them.
+        let from_env = std::env::var(&self.unsubscribe.secret_env).is_ok_and(|v| !v.is_empty());
+        if let Some(file) = self.unsubscribe.secret_file.as_ref().filter(|_| !from_env) {
             if let Ok(text) = std::fs::read_to_string(file) {
                 if let Err(e) = check_secret(text.trim_end_matches(['\n', '\r'])) {
                     let (line, col) = self.place("unsubscribe.secret_file");
@@ -802,7 +805,7 @@ mod tests {
     fn a_password_in_clear_to_another_host_and_a_short_secret_are_refused() {
         let c = Config::parse(
             "c.yaml",
-            "delivery:\n  smtp: { host: relay.example, tls: none, username: shop }\n",
+            "delivery:\n  transport: smtp\n  smtp: { host: relay.example, tls: none, username: shop }\n",
         )
         .unwrap();
         let said = c.resolve().unwrap_err()[0].to_string();

@@ -757,14 +757,17 @@ impl Engine {
         let late = to_millis(now).saturating_sub(e.next_due_at);
         let expired = self.lateness && late > limit.num_milliseconds();
         let condition = match &step.condition {
-            _ if blocked.is_some() || held_out || expired => Ok(false),
+            _ if blocked.is_some() || held_out => Ok(false),
             Some(_) => self
                 .renderer
                 .condition(&s.id, &format!("step/{}", step.id), &ctx),
             None => Ok(true),
         };
+        // A late step is `expired` only if it would have been sent: a false condition is
+        // still `skipped`.
+        let passed = matches!(condition, Ok(true));
         match condition.and_then(|ok| {
-            if ok {
+            if ok && !expired {
                 self.renderer
                     .render_step(&s.id, &send_key, &send.template, &ctx)
                     .map(Some)
@@ -778,7 +781,7 @@ impl Engine {
                 outbox.html = r.html;
                 outbox.body_text = r.text;
             }
-            Ok(None) if expired && !held_out && blocked.is_none() => {
+            Ok(None) if expired && passed => {
                 outbox.status = OutboxStatus::Expired;
                 outbox.last_error = Some(format!(
                     "not sent: {} late, over the step's limit of {} (expires)",
