@@ -5,7 +5,7 @@ use super::{Engine, InputError};
 use crate::clock::to_millis;
 use crate::render::Rendered;
 use crate::scenario::variant_key;
-use crate::store::{Content, RetryTarget};
+use crate::store::{Content, CustomerRow, RetryTarget};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 
@@ -32,11 +32,13 @@ impl Engine {
         let at = to_millis(now);
         for t in self.store.retry_targets(ids, all_failed).await? {
             match self.rerender(&t, now).await {
-                Ok(r) => {
+                Ok((r, c)) => {
                     let content = Content {
                         subject: &r.subject,
                         html: &r.html,
                         text: &r.text,
+                        to_email: &c.email,
+                        to_name: &c.name,
                     };
                     if self.store.requeue_rendered(t.id, &content, at).await? {
                         out.requeued.push(t.id);
@@ -52,10 +54,15 @@ impl Engine {
         Ok(out)
     }
 
-    /// Renders a failed or unknown message again, with today's scenario, template and data,
+    /// Renders a failed or unknown message again, with today's scenario, template and data
+    /// (the customer's current address included),
     /// for `rebuy outbox retry`: a message is re-sent only with content rendered now, so one
     /// that never rendered cannot go out empty.
-    pub async fn rerender(&self, t: &RetryTarget, now: DateTime<Utc>) -> Result<Rendered> {
+    pub async fn rerender(
+        &self,
+        t: &RetryTarget,
+        now: DateTime<Utc>,
+    ) -> Result<(Rendered, CustomerRow)> {
         let s = self.scenario(&t.scenario_id)?;
         let step = s
             .steps
@@ -90,8 +97,9 @@ impl Engine {
         let order = t.order_id.as_ref().and_then(|id| orders.remove(id));
         let vars: serde_json::Value = serde_json::from_str(&t.vars).unwrap_or_default();
         let ctx = self.context(s, Some(&step.id), &c, order.as_ref(), vars, None, now);
-        Ok(self
+        let rendered = self
             .renderer
-            .render_step(&s.id, &key, &send.template, &ctx)?)
+            .render_step(&s.id, &key, &send.template, &ctx)?;
+        Ok((rendered, c))
     }
 }

@@ -197,6 +197,9 @@ pub struct Content<'a> {
     pub subject: &'a str,
     pub html: &'a str,
     pub text: &'a str,
+    /// The recipient as the customer is today (an address fixed after a bounce).
+    pub to_email: &'a str,
+    pub to_name: &'a str,
 }
 
 const COLUMNS: &str = "id, enrollment_id, step_index, step_id, scenario_id, customer_id, transactional, skip_when_capped, \
@@ -448,7 +451,7 @@ impl Store {
     pub async fn requeue_rendered(&self, id: i64, content: &Content<'_>, now: i64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = $1, updated_at = $1, \
-             subject = $2, html = $3, body_text = $4, expires_at = NULL \
+             subject = $2, html = $3, body_text = $4, expires_at = NULL, to_email = $6, to_name = $7 \
              WHERE id = $5 AND status IN ('failed', 'unknown', 'expired')",
         )
         .bind(now)
@@ -456,6 +459,8 @@ impl Store {
         .bind(content.html)
         .bind(content.text)
         .bind(id)
+        .bind(content.to_email)
+        .bind(content.to_name)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -940,7 +940,7 @@ fn a_retried_message_is_rendered_again_and_is_never_sent_empty() {
     // With today's data it renders, and goes out whole.
     std::fs::write(
         dir.path().join("gift.csv"),
-        "id,email,gift_name\nC1,hanako@example.jp,お母さん\n",
+        "id,email,gift_name\nC1,hanako.new@example.jp,お母さん\n",
     )
     .unwrap();
     assert!(rebuy(dir.path(), &["import", "customers", "gift.csv"])
@@ -954,6 +954,18 @@ fn a_retried_message_is_rendered_again_and_is_never_sent_empty() {
     let raw = std::fs::read(&eml).unwrap();
     let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
     assert_eq!(parsed.subject(), Some("A note for お母さん"));
+    let to = parsed
+        .to()
+        .unwrap()
+        .first()
+        .unwrap()
+        .address()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        to, "hanako.new@example.jp",
+        "today's address, not the stored one"
+    );
     assert!(parsed
         .body_text(0)
         .unwrap()
