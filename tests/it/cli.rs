@@ -32,6 +32,21 @@ fn folder() -> tempfile::TempDir {
     dir
 }
 
+/// Writes a `rebuy.yaml` that sends over SMTP to a loopback port nobody listens on, with
+/// `delivery` lines `extra` added.
+fn relay_down(dir: &Path, extra: &str) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.join("rebuy.yaml"),
+        format!("delivery:\n  transport: smtp\n{extra}  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 1 }}\n"),
+    )
+    .unwrap();
+}
+
 /// `folder()` with the fixture customers and orders imported.
 fn imported_folder() -> tempfile::TempDir {
     let dir = folder();
@@ -478,18 +493,7 @@ fn the_suppression_list_is_managed_from_the_command_line() {
 fn failed_messages_are_listed_retried_and_queued_ones_cancelled_from_the_command_line() {
     let dir = folder();
     // A relay nobody listens on, and one attempt: a send fails for good at once.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        dir.path().join("rebuy.yaml"),
-        format!(
-            "delivery:\n  transport: smtp\n  max_attempts: 1\n  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 1 }}\n"
-        ),
-    )
-    .unwrap();
+    relay_down(dir.path(), "  max_attempts: 1\n");
     assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
         .status
         .success());
@@ -1040,16 +1044,7 @@ fn paths_in_a_config_follow_the_config_file_and_no_command_but_import_run_or_ini
 fn a_follow_up_is_stopped_by_ending_its_enrollment_or_with_its_cancelled_message() {
     let dir = folder();
     // A relay that is down: the first step goes back to the queue, waiting for a retry.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        dir.path().join("rebuy.yaml"),
-        format!("delivery:\n  transport: smtp\n  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 1 }}\n"),
-    )
-    .unwrap();
+    relay_down(dir.path(), "");
     assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
         .status
         .success());
