@@ -3,11 +3,40 @@
 
 use crate::domain::{format_money, parse_timezone};
 use chrono::{DateTime, Utc};
+use minijinja::value::StringInput;
 use minijinja::{Environment, Error, ErrorKind, State, Value};
 
 pub fn register(env: &mut Environment<'static>) {
     env.add_filter("money", money);
     env.add_filter("date", date);
+    env.add_filter("replace", replace);
+}
+
+/// The built-in `replace`, bounded: replacing `""` in a long value would otherwise build a
+/// string of its length squared in one step, which the fuel cannot stop.
+fn replace(
+    state: &State,
+    value: StringInput<'_>,
+    from: StringInput<'_>,
+    to: StringInput<'_>,
+) -> Result<Value, Error> {
+    let (text, pattern) = (value.as_str(), from.as_str());
+    let grows = to.as_str().len().saturating_sub(pattern.len());
+    let count = if pattern.is_empty() {
+        text.chars().count() + 1
+    } else {
+        text.matches(pattern).count()
+    };
+    if text.len().saturating_add(grows.saturating_mul(count)) > super::MAX_OUTPUT {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "replace would build more than {} KiB",
+                super::MAX_OUTPUT / 1024
+            ),
+        ));
+    }
+    minijinja::filters::replace(state, value, from, to)
 }
 
 fn lookup_str(state: &State, path: &[&str]) -> Option<String> {

@@ -54,11 +54,21 @@ fn condition_name(scenario: &str, key: &str) -> String {
     format!("@if/{scenario}/{key}")
 }
 
+/// The instructions one render may execute. A real mail template with a loop over a few dozen
+/// items takes some thousands; a nested loop over a long string runs out long before it hangs
+/// the tick, and the render fails with a reason instead.
+pub const FUEL: u64 = 2_000_000;
+
+/// The most one rendered part (subject, HTML or text) may hold. Gmail clips a mail at 102 KB;
+/// anything near this bound is a template mistake, not a message.
+pub const MAX_OUTPUT: usize = 1 << 20;
+
 impl Renderer {
     pub fn new(templates_dir: &Path) -> Self {
         let mut env = Environment::new();
         env.set_loader(minijinja::path_loader(templates_dir));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_fuel(Some(FUEL));
         filters::register(&mut env);
         Self {
             env,
@@ -114,7 +124,7 @@ impl Renderer {
             .env
             .get_template(&name)
             .map_err(|e| RenderError(format!("condition {key} of scenario {scenario}: {e}")))?;
-        let out = t.render(ctx).map_err(|e| {
+        let out = bounded_render(&t, ctx).map_err(|e| {
             RenderError(format!(
                 "condition {key} of scenario {scenario}: {}",
                 describe(&e)
@@ -146,8 +156,55 @@ impl Renderer {
             .env
             .get_template(name)
             .map_err(|e| RenderError(describe(&e)))?;
-        t.render(ctx)
-            .map_err(|e| RenderError(describe_in(&e, name, t.source())))
+        bounded_render(&t, ctx).map_err(|e| RenderError(describe_in(&e, name, t.source())))
+    }
+}
+
+/// Renders with the output bounded by `MAX_OUTPUT` (the fuel bounds the time).
+pub fn bounded_render(
+    t: &minijinja::Template<'_, '_>,
+    ctx: &Value,
+) -> Result<String, minijinja::Error> {
+    let mut out = Bounded(Vec::new());
+    match t.render_captured_to(ctx, &mut out) {
+        Ok(_) => Ok(String::from_utf8_lossy(&out.0).into_owned()),
+        Err(e) if out.0.len() >= MAX_OUTPUT => Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!(
+                "the output passed {} KiB, {OUTPUT_BOUND} ({e})",
+                MAX_OUTPUT / 1024
+            ),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a render error would strike every customer, whatever their data: a missing
+/// included template, or a template that exhausts the fuel or the output bound.
+pub fn fails_for_anyone(e: &minijinja::Error) -> bool {
+    matches!(
+        e.kind(),
+        minijinja::ErrorKind::OutOfFuel | minijinja::ErrorKind::TemplateNotFound
+    ) || e.detail().is_some_and(|d| d.contains(OUTPUT_BOUND))
+}
+
+const OUTPUT_BOUND: &str = "the most one part may hold";
+
+/// A writer that refuses to grow past `MAX_OUTPUT`.
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            self.0.resize(MAX_OUTPUT, 0);
+            return Err(std::io::Error::other("output too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -215,6 +272,44 @@ mod tests {
         let t = env.get_template("@subject/first/thanks").unwrap();
         let said = describe_in(&t.render(()).unwrap_err(), t.name(), t.source());
         assert_eq!(said, "subject of step 'thanks': undefined value: 'nick'");
+    }
+
+    fn bounded_env() -> minijinja::Environment<'static> {
+        let mut env = minijinja::Environment::new();
+        env.set_fuel(Some(FUEL));
+        filters::register(&mut env);
+        env
+    }
+
+    #[test]
+    fn a_runaway_template_fails_with_a_reason_instead_of_hanging() {
+        let env = bounded_env();
+        let name = "x".repeat(200_000);
+        let ctx = minijinja::context! { name => name };
+        let nested = env
+            .template_from_str("{% for a in name %}{% for b in name %}.{% endfor %}{% endfor %}")
+            .unwrap();
+        let e = bounded_render(&nested, &ctx).unwrap_err();
+        assert_eq!(e.kind(), minijinja::ErrorKind::OutOfFuel);
+        assert!(fails_for_anyone(&e));
+        let squared = env
+            .template_from_str("{{ name | replace('', name) }}")
+            .unwrap();
+        let e = bounded_render(&squared, &ctx).unwrap_err();
+        assert!(
+            describe(&e).contains("replace would build more than"),
+            "{e}"
+        );
+        let long = env
+            .template_from_str("{% for i in range(60) %}{{ name }}{% endfor %}")
+            .unwrap();
+        let e = bounded_render(&long, &ctx).unwrap_err();
+        assert!(fails_for_anyone(&e), "{e}");
+        // An ordinary template renders as before.
+        let fine = env
+            .template_from_str("{{ name[:3] | replace('x', 'y') }}")
+            .unwrap();
+        assert_eq!(bounded_render(&fine, &ctx).unwrap(), "yyy");
     }
 
     #[test]

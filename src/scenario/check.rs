@@ -266,7 +266,12 @@ fn check_template(
         // are checked against each scenario's context.
         match renderer.env().get_template(&name) {
             Ok(t) => {
-                for (var, msg, hint) in unknown_variables(&t.undeclared_variables(true), s, shop) {
+                // `range`, `namespace` and the other global functions are not variables.
+                let mut used = t.undeclared_variables(true);
+                for (global, _) in renderer.env().globals() {
+                    used.retain(|v| v.split('.').next() != Some(global));
+                }
+                for (var, msg, hint) in unknown_variables(&used, s, shop) {
                     let (line, col) = find(&source, &var);
                     let d =
                         Diagnostic::new(&shown, line, col, format!("{msg} (scenario '{}')", s.id));
@@ -306,7 +311,7 @@ const SAMPLE_UNSUBSCRIBE: &str = "https://rebuy.check/unsubscribe-sample";
 /// but fails for the second, where: a template that indexes `order.items[0]` unguarded fails
 /// at send time for such orders. What fails for the sample too is not judged: made-up values
 /// (an attribute read as a number, say) could be the reason, and a false refusal would stop
-/// the daemon.
+/// the daemon; only failures that no data can avoid are.
 fn check_renders(
     s: &Scenario,
     renderer: &Renderer,
@@ -335,14 +340,14 @@ fn check_renders(
         let (with, without) = (sample(crate::render::SAMPLE_ITEMS), sample("[]"));
         let subject = renderer.env().template_from_str(&send.subject.source);
         if let Ok(t) = subject {
-            if let (Ok(_), Err(e)) = (t.render(&with), t.render(&without)) {
+            if let Some((e, when)) = render_failure(&t, &with, &without, which) {
                 diags.push(
                     Diagnostic::new(
                         &s.path,
                         send.subject.line,
                         send.subject.col,
                         format!(
-                            "subject of step '{key}' fails to render for {which}: {}",
+                            "subject of step '{key}' fails to render{when}: {}",
                             crate::render::describe(&e)
                         ),
                     )
@@ -354,7 +359,7 @@ fn check_renders(
             let Ok(t) = renderer.env().get_template(&part) else {
                 continue; // reported by check_template
             };
-            let (Ok(_), Err(e)) = (t.render(&with), t.render(&without)) else {
+            let Some((e, when)) = render_failure(&t, &with, &without, which) else {
                 continue;
             };
             if !checked.insert(format!("render {part}")) {
@@ -370,13 +375,31 @@ fn check_renders(
                     e.line().unwrap_or(1) as u64,
                     1,
                     format!(
-                        "{part} (step '{key}' of scenario '{}') fails to render for {which}: {detail}",
+                        "{part} (step '{key}' of scenario '{}') fails to render{when}: {detail}",
                         s.id
                     ),
                 )
                 .with_hint(hint),
             );
         }
+    }
+}
+
+/// Why a template fails for any customer (`when` is empty: a missing `{% include %}`, a loop
+/// that exhausts the fuel or the output bound of a real send), or only for the one described
+/// by `which` (an order without items).
+fn render_failure(
+    t: &minijinja::Template<'_, '_>,
+    with: &minijinja::Value,
+    without: &minijinja::Value,
+    which: &str,
+) -> Option<(minijinja::Error, String)> {
+    match crate::render::bounded_render(t, with) {
+        Err(e) if crate::render::fails_for_anyone(&e) => Some((e, String::new())),
+        Err(_) => None,
+        Ok(_) => crate::render::bounded_render(t, without)
+            .err()
+            .map(|e| (e, format!(" for {which}"))),
     }
 }
 

@@ -316,3 +316,36 @@ fn check_renders_every_step_for_an_order_without_line_items_and_says_where_it_fa
     );
     assert_eq!(lines.len(), 3, "{all}");
 }
+
+#[test]
+fn check_catches_a_missing_include_and_a_runaway_loop_and_knows_range_and_namespace() {
+    let (_shop, lines) = diagnostics(
+        &[
+            ("inc.yaml", "id: inc\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: inc, subject: s }\n"),
+            ("loop.yaml", "id: loop\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: spin, subject: s }\n"),
+            ("globals.yaml", "id: globals\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: globals, subject: s }\n"),
+        ],
+        &[
+            ("inc.html", "<p>hi</p>\n{% include 'footer-missing.html' %}"),
+            ("inc.txt", "hi"),
+            ("spin.html", "{% for a in range(100000) %}{% for b in range(100000) %}.{% endfor %}{% endfor %}"),
+            ("spin.txt", "x"),
+            ("globals.html", "{% set ns = namespace(n=0) %}{% for i in range(3) %}{% set ns.n = ns.n + i %}{% endfor %}{{ ns.n }}"),
+            ("globals.txt", "{{ range(2) | list | length }}"),
+        ],
+    );
+    let all = lines.join("\n");
+    assert!(
+        all.contains(
+            "templates/inc.html:2:1: inc.html (step 'a' of scenario 'inc') fails to render: "
+        ) && all.contains("footer-missing.html"),
+        "{all}"
+    );
+    assert!(
+        all.contains("spin.html (step 'a' of scenario 'loop') fails to render: ")
+            && all.contains("fuel"),
+        "{all}"
+    );
+    assert!(!all.contains("globals"), "{all}");
+    assert_eq!(lines.len(), 2, "{all}");
+}
