@@ -9,10 +9,12 @@ use base64::Engine as _;
 use lettre::address::Envelope;
 use rustls_pki_types::ServerName;
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufStream};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufStream};
 
 /// A reply longer than this is a broken or hostile server, not an answer.
 const MAX_REPLY: usize = 64 * 1024;
+/// The longest reply line read (RFC 5321 allows 512 octets; servers write longer texts).
+const MAX_LINE: u64 = 8 * 1024;
 
 /// A byte stream a session can run on: plain TCP or TLS over it.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -369,13 +371,19 @@ impl Session {
         let mut line = Vec::new();
         loop {
             line.clear();
-            let n = self
-                .io
+            // A line is read through a bound: a hostile server cannot grow it without end.
+            let n = (&mut self.io)
+                .take(MAX_LINE + 1)
                 .read_until(b'\n', &mut line)
                 .await
                 .map_err(Fail::io)?;
             if n == 0 {
                 return Err(Fail::Network("the server closed the connection".into()));
+            }
+            if line.last() != Some(&b'\n') && n as u64 > MAX_LINE {
+                return Err(Fail::Network(format!(
+                    "the server sent a reply line longer than {MAX_LINE} bytes"
+                )));
             }
             let s = String::from_utf8_lossy(&line);
             let s = s.trim_end_matches(['\r', '\n']);

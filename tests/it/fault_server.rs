@@ -26,6 +26,8 @@ pub enum Fault {
     Drop(Stage),
     /// Wait this long, then answer normally.
     Delay(Stage, Duration),
+    /// Answer with one reply line that never ends (a hostile server), until the client hangs up.
+    Endless(Stage),
 }
 
 #[derive(Default)]
@@ -112,12 +114,14 @@ enum Act {
     Go,
     Reply(u16),
     Drop,
+    Endless,
 }
 
 async fn act(fault: Option<Fault>, stage: Stage) -> Act {
     match fault {
         Some(Fault::Reply(s, code)) if s == stage => Act::Reply(code),
         Some(Fault::Drop(s)) if s == stage => Act::Drop,
+        Some(Fault::Endless(s)) if s == stage => Act::Endless,
         Some(Fault::Delay(s, d)) if s == stage => {
             tokio::time::sleep(d).await;
             Act::Go
@@ -181,6 +185,16 @@ async fn session(socket: TcpStream, state: Arc<Mutex<State>>, pipelining: bool) 
                 }
                 Act::Reply(code) => say!("{code} scripted reply at RCPT\r\n"),
                 Act::Drop => return,
+                Act::Endless => {
+                    let chunk = format!("250-{}", "x".repeat(64 * 1024));
+                    say!("{chunk}");
+                    let chunk = "x".repeat(64 * 1024);
+                    // Up to 1 GiB, or until the client gives up.
+                    for _ in 0..16 * 1024 {
+                        say!("{chunk}");
+                    }
+                    return;
+                }
             }
         } else if upper == "DATA" && rcpt.is_none() {
             // As a real server does: no accepted recipient, no data.
@@ -192,7 +206,7 @@ async fn session(socket: TcpStream, state: Arc<Mutex<State>>, pipelining: bool) 
                     say!("{code} scripted reply at DATA\r\n");
                     continue;
                 }
-                Act::Drop => return,
+                Act::Drop | Act::Endless => return,
             }
             let mut body = String::new();
             loop {
@@ -214,7 +228,7 @@ async fn session(socket: TcpStream, state: Arc<Mutex<State>>, pipelining: bool) 
             match act(fault, Stage::EndOfData).await {
                 Act::Go => say!("250 queued\r\n"),
                 Act::Reply(code) => say!("{code} scripted reply at end of data\r\n"),
-                Act::Drop => return,
+                Act::Drop | Act::Endless => return,
             }
         } else if upper.starts_with("QUIT") {
             say!("221 bye\r\n");

@@ -458,3 +458,35 @@ async fn a_lost_answer_makes_only_its_own_message_unknown_when_the_next_one_was_
     mailer.send(3, &next).await.unwrap();
     assert_eq!(server.accepted(), ["slow@example.jp", "next@example.jp"]);
 }
+
+#[tokio::test]
+async fn a_reply_line_without_end_is_cut_off_and_costs_only_its_own_message() {
+    let server = FaultServer::start().await;
+    server.script("flood@example.jp", &[Fault::Endless(Stage::Rcpt)]);
+    let shop = shop(server.port, TlsMode::None);
+    let store = shop.store().await;
+    customers(&store, &["flood", "fine"]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    daemon.deliverer.run_once(now).await.unwrap();
+    let rows = by_recipient(&store).await;
+    let flood = &rows["flood"];
+    assert!(
+        flood
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("reply line longer than")),
+        "{flood:?}"
+    );
+    assert_eq!(flood.status, "queued", "a network fault is retried");
+    assert_eq!(rows["fine"].status, "sent");
+    // The server behaves at the retry: the message goes out once.
+    daemon
+        .deliverer
+        .run_once(now + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(by_recipient(&store).await["flood"].status, "sent");
+    assert_eq!(server.transactions("flood@example.jp"), 2);
+}
