@@ -33,6 +33,8 @@ pub struct Config {
     /// Free settings for templates (`shop.name`, `shop.url`, …); `name` and `from` are required.
     pub shop: BTreeMap<String, String>,
     pub unsubscribe: UnsubscribeConfig,
+    /// The HTTP server of `rebuy run` and `rebuy serve`: the API, webhooks, the unsubscribe page.
+    pub http: HttpConfig,
     pub delivery: DeliveryConfig,
     /// Limits on marketing mail (not transactional), enforced at send time.
     pub marketing: MarketingConfig,
@@ -66,9 +68,18 @@ pub struct UnsubscribeConfig {
     pub secret_env: String,
     /// A file that holds the HMAC secret, if the environment variable is unset.
     pub secret_file: Option<PathBuf>,
-    /// Where `rebuy run` serves the unsubscribe page and the one-click POST (e.g.
-    /// `127.0.0.1:8025`, behind the shop's reverse proxy at `base_url`); unset: not served.
+    /// The older name of `http.listen`, still read when that is unset.
     pub listen: Option<String>,
+}
+
+impl Config {
+    /// Where the HTTP server listens, if anywhere.
+    pub fn http_listen(&self) -> Option<&str> {
+        self.http
+            .listen
+            .as_deref()
+            .or(self.unsubscribe.listen.as_deref())
+    }
 }
 
 impl Default for UnsubscribeConfig {
@@ -78,6 +89,34 @@ impl Default for UnsubscribeConfig {
             secret_env: "REBUY_UNSUBSCRIBE_SECRET".into(),
             secret_file: None,
             listen: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Where `rebuy run` and `rebuy serve` listen (e.g. `127.0.0.1:8025`, behind the shop's
+    /// reverse proxy); unset: `unsubscribe.listen`, and if that is unset too, no server.
+    pub listen: Option<String>,
+    /// The largest request body accepted; larger ones get 413.
+    pub max_body_bytes: u64,
+    /// Connections served at once; more wait in the kernel's queue until one closes.
+    pub max_connections: u64,
+    /// How long a client may take to send a request's headers (idle keep-alive included).
+    pub header_timeout_secs: u64,
+    /// How long one request may take from its headers to its reply; longer ones get 503.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_connections: 256,
+            header_timeout_secs: 10,
+            request_timeout_secs: 30,
         }
     }
 }
@@ -320,6 +359,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             shop,
             unsubscribe: UnsubscribeConfig::default(),
+            http: HttpConfig::default(),
             delivery: DeliveryConfig::default(),
             marketing: MarketingConfig::default(),
             jobs: Vec::new(),
@@ -443,7 +483,36 @@ impl Config {
     fn check_ranges(&self, path: &str, diags: &mut Vec<Diagnostic>) {
         let d = &self.delivery;
         let day = 86_400;
-        let checks: [(&str, u64, u64, u64, &str); 7] = [
+        let h = &self.http;
+        let checks: [(&str, u64, u64, u64, &str); 11] = [
+            (
+                "http.max_body_bytes",
+                h.max_body_bytes,
+                1024,
+                256 * 1024 * 1024,
+                "bytes, from 1 KiB to 256 MiB",
+            ),
+            (
+                "http.max_connections",
+                h.max_connections,
+                1,
+                65_536,
+                "connections",
+            ),
+            (
+                "http.header_timeout_secs",
+                h.header_timeout_secs,
+                1,
+                3600,
+                "seconds, at most an hour",
+            ),
+            (
+                "http.request_timeout_secs",
+                h.request_timeout_secs,
+                1,
+                3600,
+                "seconds, at most an hour",
+            ),
             (
                 "delivery.lease_secs",
                 d.lease_secs,

@@ -148,12 +148,14 @@ impl Daemon {
         .await
     }
 
-    /// Cycles every `interval` until `shutdown` turns true. Errors are logged, never fatal.
+    /// Cycles every `interval`, or at once when `wake` is notified (orders arrived over HTTP),
+    /// until `shutdown` turns true. Errors are logged, never fatal.
     pub async fn run(
         mut self,
         clock: Arc<dyn Clock>,
         interval: std::time::Duration,
         mut shutdown: watch::Receiver<bool>,
+        wake: Arc<tokio::sync::Notify>,
     ) {
         loop {
             let now = clock.now();
@@ -169,6 +171,7 @@ impl Daemon {
             }
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
+                _ = wake.notified() => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {

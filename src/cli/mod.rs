@@ -12,9 +12,11 @@ mod outbox;
 mod output;
 mod report;
 mod run;
+mod serve;
 mod simulate;
 mod status;
 mod suppress;
+mod token;
 mod trigger;
 
 pub use app::App;
@@ -76,6 +78,11 @@ pub enum Command {
     Init,
     /// Run the daemon: tick on an interval, enroll, advance, send; stop cleanly on SIGINT/SIGTERM.
     Run(run::RunArgs),
+    /// Serve only the HTTP API, webhooks and the unsubscribe page (the daemon runs elsewhere).
+    Serve,
+    /// API tokens: create (printed once; only its hash is stored), list, revoke.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Import customers or orders from CSV or JSON Lines (upsert by the shop's ids).
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -172,7 +179,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             return Ok(exit::INVALID);
         }
     };
-    let quiet = !matches!(cli.command, Command::Run(_));
+    let quiet = !matches!(cli.command, Command::Run(_) | Command::Serve);
     app::init_logging(cli.log_format, &cli.log_level, app.config.log_format, quiet);
     match cli.command {
         Command::Demo(_) => unreachable!("handled above"),
@@ -189,6 +196,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         Command::Run(args) => run::run(&app, &args).await,
+        Command::Serve => serve::run(&app).await,
+        Command::Token(cmd) => token::run(&app, cmd).await,
         Command::Import(cmd) => import::run(&app, cmd).await,
         Command::Trigger(args) => trigger::trigger(&app, &args).await,
         Command::Preview(args) => trigger::preview(&app, &args).await,

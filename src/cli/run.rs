@@ -53,30 +53,11 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         .tick_interval
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(60));
-    let http = match &app.config.unsubscribe.listen {
-        Some(addr) => {
-            let listener = match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("error: cannot listen on {addr} (unsubscribe.listen): {e}; pick a free address or port");
-                    return Ok(exit::FAILURE);
-                }
-            };
-            let unsubscriber = app.unsubscriber(&store).await?;
-            tracing::info!(%addr, path = %unsubscriber.path(), "serving the unsubscribe page");
-            let router = crate::http::router(
-                store.clone(),
-                unsubscriber,
-                app.config
-                    .shop
-                    .get("name")
-                    .map(String::as_str)
-                    .unwrap_or_default(),
-                Arc::new(SystemClock),
-            );
-            Some(tokio::spawn(crate::http::serve(listener, router)))
-        }
-        None => None,
+    let shutdown = shutdown_signal();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let http = match super::serve::start(app, &store, wake.clone(), shutdown.clone()).await? {
+        Ok(h) => h,
+        Err(code) => return Ok(code),
     };
     tracing::info!(
         scenarios = daemon.engine.scenarios().len(),
@@ -84,10 +65,11 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         "rebuy daemon started"
     );
     daemon
-        .run(Arc::new(SystemClock), interval, shutdown_signal())
+        .run(Arc::new(SystemClock), interval, shutdown, wake)
         .await;
+    // The server stops on the same signal and lets requests in flight finish.
     if let Some(server) = http {
-        server.abort();
+        let _ = server.await;
     }
     store.close().await;
     Ok(exit::OK)

@@ -1,7 +1,7 @@
 //! Customer records: id, email, name, time zone, locale; every other column (CSV) or key
 //! (JSON Lines, or its `attributes` object) becomes a free attribute.
 
-use super::{text, ImportOptions, ImportReport, Record};
+use super::{text, ImportOptions, ImportReport, Invalid, Record};
 use crate::clock::to_millis;
 use crate::domain::{parse_timezone, Email};
 use crate::store::{NewCustomer, Store};
@@ -9,7 +9,9 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
-const KNOWN: &[&str] = &[
+/// The fields a customer record names; in a CSV or JSON Lines file any other becomes an
+/// attribute, over the API it is refused (attributes go in `attributes`).
+pub const CUSTOMER_FIELDS: &[&str] = &[
     "id",
     "customer_id",
     "email",
@@ -33,37 +35,47 @@ fn consent(raw: &str) -> Result<bool, String> {
 }
 
 /// Validates one record into a customer, or says what is wrong with it.
-pub fn parse_customer(r: &Record) -> Result<NewCustomer, String> {
+pub fn parse_customer(r: &Record) -> Result<NewCustomer, Invalid> {
     let f = &r.fields;
     let id = text(f, "id")
         .or_else(|| text(f, "customer_id"))
-        .ok_or("missing 'id'")?;
-    let email = Email::parse(&text(f, "email").ok_or("missing 'email'")?)?;
+        .ok_or_else(|| Invalid::missing("id"))?;
+    let email = Email::parse(&text(f, "email").ok_or_else(|| Invalid::missing("email"))?)
+        .map_err(|e| Invalid::at("email", e))?;
     let timezone = match text(f, "timezone") {
-        Some(z) => Some(parse_timezone(&z)?.name().to_string()),
+        Some(z) => Some(
+            parse_timezone(&z)
+                .map_err(|e| Invalid::at("timezone", e))?
+                .name()
+                .to_string(),
+        ),
         None => None,
     };
     let mut attributes = serde_json::Map::new();
     if let Some(obj) = f.get("attributes") {
         match obj {
             serde_json::Value::Object(m) => attributes.extend(m.clone()),
-            _ => return Err("'attributes' must be an object".into()),
+            _ => return Err(Invalid::at("attributes", "'attributes' must be an object")),
         }
     }
-    for (k, v) in f.iter().filter(|(k, _)| !KNOWN.contains(&k.as_str())) {
+    for (k, v) in f
+        .iter()
+        .filter(|(k, _)| !CUSTOMER_FIELDS.contains(&k.as_str()))
+    {
         attributes.insert(k.clone(), v.clone());
     }
     let marketing_consent = match f.get("marketing_consent") {
         Some(serde_json::Value::Bool(b)) => Some(*b),
         Some(_) => text(f, "marketing_consent")
             .map(|v| consent(&v))
-            .transpose()?,
+            .transpose()
+            .map_err(|e| Invalid::at("marketing_consent", e))?,
         None => None,
     };
     let consent_at = text(f, "consent_at")
         .map(|v| super::parse_instant(&v, chrono_tz::UTC).map(to_millis))
         .transpose()
-        .map_err(|e| format!("'consent_at': {e}"))?;
+        .map_err(|e| Invalid::at("consent_at", format!("'consent_at': {e}")))?;
     Ok(NewCustomer {
         id,
         marketing_consent,
@@ -88,7 +100,7 @@ pub(super) async fn run(
         for r in &chunk {
             match parse_customer(r) {
                 Ok(c) => good.push(c),
-                Err(e) => report.reject(r.line, e),
+                Err(e) => report.reject(r.line, e.message),
             }
         }
         let counts = store.upsert_customers(&good, to_millis(now)).await?;

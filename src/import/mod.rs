@@ -5,8 +5,8 @@
 mod customers;
 mod orders;
 
-pub use customers::parse_customer;
-pub use orders::{parse_order_row, OrderLine};
+pub use customers::{parse_customer, CUSTOMER_FIELDS};
+pub use orders::{order_from_record, parse_order_row, OrderLine, ITEM_FIELDS, ORDER_FIELDS};
 
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
@@ -36,6 +36,35 @@ impl Format {
             Some("jsonl" | "ndjson" | "json") => Ok(Format::Jsonl),
             _ => bail!("cannot tell the format of {} from its extension; pass --format csv or --format jsonl", path.display()),
         }
+    }
+}
+
+/// What is wrong with one record, and in which field (`placed_at`, `items/2/sku`; empty when
+/// the record as a whole is wrong). The import prints the message with the line; the API
+/// turns the field into a JSON pointer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub field: String,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn at(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A missing required field.
+    pub fn missing(field: &str) -> Self {
+        Self::at(field, format!("missing '{field}'"))
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

@@ -2,7 +2,7 @@
 //! its rows adjacent (as shop exports write them); JSON Lines has one order per line with an
 //! `items` array. Amounts are integers in minor units (¥3,980 is 3980, $39.80 is 3980).
 
-use super::{parse_instant, text, ImportOptions, ImportReport, Record};
+use super::{parse_instant, text, ImportOptions, ImportReport, Invalid, Record};
 use crate::clock::to_millis;
 use crate::domain::parse_currency;
 use crate::render::ItemView;
@@ -61,7 +61,30 @@ fn items_sum(items: &[ItemView]) -> Result<i64, String> {
         })
 }
 
-fn item_from(v: &serde_json::Value, prefix: &str) -> Result<ItemView, String> {
+/// The fields of an order record (JSON; a CSV row also has the item fields).
+pub const ORDER_FIELDS: &[&str] = &[
+    "order_id",
+    "id",
+    "customer_id",
+    "placed_at",
+    "currency",
+    "total",
+    "items",
+];
+
+/// The fields of one line item.
+pub const ITEM_FIELDS: &[&str] = &[
+    "sku",
+    "quantity",
+    "unit_price",
+    "name",
+    "item_name",
+    "category",
+];
+
+/// One line item; `path` is where it is (`items/2/`, or empty for a CSV row's own columns) and
+/// `prefix` how a message names it (`items[2]: `).
+fn item_from(v: &serde_json::Value, path: &str, prefix: &str) -> Result<ItemView, Invalid> {
     let get = |k: &str| -> Option<String> {
         match v.get(k)? {
             serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -69,22 +92,22 @@ fn item_from(v: &serde_json::Value, prefix: &str) -> Result<ItemView, String> {
             _ => None,
         }
     };
-    let sku = get("sku").ok_or_else(|| format!("{prefix}missing 'sku'"))?;
+    let at = |field: &str, message: String| Invalid::at(format!("{path}{field}"), message);
+    let sku = get("sku").ok_or_else(|| at("sku", format!("{prefix}missing 'sku'")))?;
     let quantity = match get("quantity") {
         Some(q) => q
             .parse::<i64>()
             .ok()
             .filter(|q| (1..=MAX_QUANTITY).contains(q))
             .ok_or_else(|| {
-                format!("{prefix}'quantity' must be a whole number from 1 to {MAX_QUANTITY}, found '{q}'")
+                at("quantity", format!("{prefix}'quantity' must be a whole number from 1 to {MAX_QUANTITY}, found '{q}'"))
             })?,
         None => 1,
     };
-    let unit_price = minor(
-        &get("unit_price").ok_or_else(|| format!("{prefix}missing 'unit_price'"))?,
-        "unit_price",
-    )
-    .map_err(|e| format!("{prefix}{e}"))?;
+    let price = get("unit_price")
+        .ok_or_else(|| at("unit_price", format!("{prefix}missing 'unit_price'")))?;
+    let unit_price =
+        minor(&price, "unit_price").map_err(|e| at("unit_price", format!("{prefix}{e}")))?;
     Ok(ItemView {
         name: get("name")
             .or_else(|| get("item_name"))
@@ -97,34 +120,42 @@ fn item_from(v: &serde_json::Value, prefix: &str) -> Result<ItemView, String> {
 }
 
 /// Validates one record into an order line, or says what is wrong with it.
-pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, String> {
+pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, Invalid> {
     let f = &r.fields;
     let order_id = text(f, "order_id")
         .or_else(|| text(f, "id"))
-        .ok_or("missing 'order_id'")?;
-    let customer_id = text(f, "customer_id").ok_or("missing 'customer_id'")?;
-    let placed_at = to_millis(parse_instant(
-        &text(f, "placed_at").ok_or("missing 'placed_at'")?,
-        zone,
-    )?);
-    let currency = parse_currency(&text(f, "currency").ok_or("missing 'currency'")?)?;
-    let total = text(f, "total").map(|t| minor(&t, "total")).transpose()?;
+        .ok_or_else(|| Invalid::missing("order_id"))?;
+    let customer_id = text(f, "customer_id").ok_or_else(|| Invalid::missing("customer_id"))?;
+    let placed = text(f, "placed_at").ok_or_else(|| Invalid::missing("placed_at"))?;
+    let placed_at =
+        to_millis(parse_instant(&placed, zone).map_err(|e| Invalid::at("placed_at", e))?);
+    let currency =
+        parse_currency(&text(f, "currency").ok_or_else(|| Invalid::missing("currency"))?)
+            .map_err(|e| Invalid::at("currency", e))?;
+    let total = text(f, "total")
+        .map(|t| minor(&t, "total"))
+        .transpose()
+        .map_err(|e| Invalid::at("total", e))?;
     let items = match f.get("items") {
         Some(serde_json::Value::Array(list)) => list
             .iter()
             .enumerate()
-            .map(|(i, v)| item_from(v, &format!("items[{i}]: ")))
+            .map(|(i, v)| item_from(v, &format!("items/{i}/"), &format!("items[{i}]: ")))
             .collect::<Result<Vec<_>, _>>()?,
-        Some(_) => return Err("'items' must be a list".into()),
+        Some(_) => return Err(Invalid::at("items", "'items' must be a list")),
         None if f.contains_key("sku") => {
-            vec![item_from(&serde_json::to_value(f).unwrap_or_default(), "")?]
+            vec![item_from(
+                &serde_json::to_value(f).unwrap_or_default(),
+                "",
+                "",
+            )?]
         }
         None => Vec::new(),
     };
     if total.is_some_and(|t| t < 0) {
-        return Err("'total' must not be negative".into());
+        return Err(Invalid::at("total", "'total' must not be negative"));
     }
-    items_sum(&items)?;
+    items_sum(&items).map_err(|e| Invalid::at("items", e))?;
     Ok(OrderLine {
         line: r.line,
         order_id,
@@ -134,6 +165,15 @@ pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, String> {
         total,
         items,
     })
+}
+
+/// One whole order from one record (JSON Lines, the API): its items are in the record.
+pub fn order_from_record(r: &Record, zone: Tz) -> Result<NewOrder, Invalid> {
+    let line = parse_order_row(r, zone)?;
+    Group::start(line)
+        .finish()
+        .map_err(|(_, e)| Invalid::at("items", e))
+        .map(|(_, o)| o)
 }
 
 /// Adjacent rows of one order, being collected.
@@ -256,7 +296,7 @@ pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Res
                     grouper.add(
                         chunk
                             .iter()
-                            .map(|r| parse_order_row(r, zone).map_err(|e| (r.line, e))),
+                            .map(|r| parse_order_row(r, zone).map_err(|e| (r.line, e.message))),
                     ),
                 )
                 .map(Parsed::Chunk),

@@ -444,3 +444,35 @@ pub(super) async fn insert_enrollments_with_ids(
     }
     Ok(())
 }
+
+/// An enrollment as support staff see it.
+#[derive(Debug, Clone, FromRow, serde::Serialize, PartialEq, Eq)]
+pub struct EnrollmentView {
+    pub id: i64,
+    pub scenario_id: String,
+    pub order_id: Option<String>,
+    pub vars: String,
+    pub state: String,
+    pub arm: String,
+    pub next_step: i64,
+    pub next_due_at: Option<i64>,
+    pub triggered_at: i64,
+    pub goal_reached_at: Option<i64>,
+    pub goal_order_id: Option<String>,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+}
+
+impl Store {
+    /// Every enrollment of one customer, newest first.
+    pub async fn customer_enrollments(&self, customer_id: &str) -> Result<Vec<EnrollmentView>> {
+        Ok(sqlx::query_as(
+            "SELECT id, scenario_id, order_id, vars, state, arm, next_step, next_due_at, triggered_at, \
+             goal_reached_at, goal_order_id, ended_at, end_reason FROM enrollments \
+             WHERE customer_id = $1 ORDER BY triggered_at DESC, id DESC",
+        )
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -2,6 +2,7 @@
 //! this module writes SQL. Statements use `$n` placeholders, `ON CONFLICT` and `RETURNING` and
 //! no SQLite-only functions, so that the same text serves PostgreSQL.
 
+mod api;
 mod customers;
 mod enrollments;
 mod experiments;
@@ -13,9 +14,10 @@ mod simulation;
 mod status;
 mod suppressions;
 
+pub use api::{KeyClaim, TokenRow};
 pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{
-    DueEnrollment, EndWhich, EnrollmentLite, GoalHit, NewEnrollment, StepAdvance,
+    DueEnrollment, EndWhich, EnrollmentLite, EnrollmentView, GoalHit, NewEnrollment, StepAdvance,
 };
 pub use experiments::{
     ArmCounts, EnrollmentOutcome, StepCounts, TouchCounts, VariantDecision, VariantOutcome,

@@ -365,3 +365,17 @@ async fn stored_orders(
         })
         .collect())
 }
+
+impl Store {
+    /// One customer's latest orders, newest first.
+    pub async fn customer_orders(&self, customer_id: &str, limit: i64) -> Result<Vec<OrderRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, customer_id, placed_at, total, currency, items FROM orders \
+             WHERE customer_id = $1 ORDER BY placed_at DESC, id DESC LIMIT $2",
+        )
+        .bind(customer_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}

@@ -502,3 +502,25 @@ impl Store {
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 }
+
+impl Store {
+    /// Every message to one customer, newest first, whatever its state.
+    pub async fn customer_messages(&self, customer_id: &str) -> Result<Vec<OutboxRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE customer_id = $1 ORDER BY id DESC"
+        ))
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// One message, if it exists.
+    pub async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM outbox WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -1,6 +1,7 @@
 //! Integration tests: the engine against a real SMTP server on loopback and a real SQLite
 //! file, and the `rebuy` binary itself.
 
+mod api;
 mod bad_input;
 mod cdnow;
 mod cli;

@@ -19,6 +19,10 @@ steps:
     send: { template: t, subject: "two" }
 "#;
 
+fn limits() -> rebuy::http::Limits {
+    rebuy::http::Limits::from(&rebuy::config::HttpConfig::default())
+}
+
 /// One HTTP/1.1 request; returns the status code and the body.
 async fn http(port: u16, method: &str, target: &str, body: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -91,7 +95,7 @@ async fn one_click_from_a_real_mail_unsubscribes_and_forgeries_are_refused() {
     assert_eq!(first.len(), 2);
 
     let app = shop.app();
-    let router = rebuy::http::router(
+    let router = rebuy::http::unsubscribe::router(
         store.clone(),
         app.unsubscriber(&store).await.unwrap(),
         "はだまる",
@@ -99,7 +103,8 @@ async fn one_click_from_a_real_mail_unsubscribes_and_forgeries_are_refused() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(rebuy::http::serve(listener, router));
+    let (_stop, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(rebuy::http::serve(listener, router, limits(), stop));
 
     let hanako = first
         .iter()
@@ -149,4 +154,62 @@ async fn one_click_from_a_real_mail_unsubscribes_and_forgeries_are_refused() {
         .map(|m| m.to[0].clone())
         .collect();
     assert_eq!(got, ["ken@example.com"]);
+}
+
+#[tokio::test]
+async fn idle_connections_are_dropped_and_cannot_starve_the_server_which_stops_gracefully() {
+    let shop = TestShop::new(
+        &[("weekly.yaml", WEEKLY)],
+        &[("t.html", "<p>x</p>"), ("t.txt", "x")],
+        None,
+    );
+    let store = shop.store().await;
+    let router = rebuy::http::unsubscribe::router(
+        store.clone(),
+        shop.app().unsubscriber(&store).await.unwrap(),
+        "shop",
+        Arc::new(SystemClock),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let limits = rebuy::http::Limits {
+        max_connections: 4,
+        header_timeout: std::time::Duration::from_secs(1),
+        ..limits()
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(rebuy::http::serve(listener, router, limits, stop));
+    // Many clients that connect and send nothing (or half a request line).
+    let mut idle = Vec::new();
+    for i in 0..12 {
+        let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            c.write_all(b"GET /unsub").await.unwrap();
+        }
+        idle.push(c);
+    }
+    // A real request still gets its answer: idle ones are dropped after the header timeout.
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        http(port, "GET", "/unsubscribe?c=x&t=y", ""),
+    )
+    .await
+    .expect("served despite 12 idle connections");
+    assert_eq!(answered.0, 403);
+    let mut first = idle.remove(0);
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        first.read_to_end(&mut buf),
+    )
+    .await
+    .expect("the server closed the idle connection");
+    assert!(n.is_ok());
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the server stops on the signal")
+        .unwrap();
 }

@@ -1,0 +1,80 @@
+//! `rebuy serve`, and the HTTP server `rebuy run` starts next to the daemon: the API,
+//! webhooks, health and the unsubscribe page on `http.listen`.
+
+use super::{exit, App};
+use crate::clock::SystemClock;
+use crate::daemon::shutdown_signal;
+use crate::http::{Api, Limits};
+use crate::store::Store;
+use std::sync::Arc;
+use tokio::sync::{watch, Notify};
+
+/// Binds `http.listen` and serves until `shutdown`; `Ok(None)` when no address is set,
+/// `Err(code)` when the server cannot start (the message is printed).
+pub async fn start(
+    app: &App,
+    store: &Store,
+    wake: Arc<Notify>,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Result<Option<tokio::task::JoinHandle<()>>, u8>> {
+    let Some(addr) = app.config.http_listen() else {
+        return Ok(Ok(None));
+    };
+    let engine = match app.engine(store).await? {
+        Ok(e) => Arc::new(e),
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            eprintln!("refusing to start: {} problem(s) in the scenarios or templates (see `rebuy check`)", diags.len());
+            return Ok(Err(exit::INVALID));
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "error: cannot listen on {addr} (http.listen): {e}; pick a free address or port"
+            );
+            return Ok(Err(exit::FAILURE));
+        }
+    };
+    let unsubscriber = app.unsubscriber(store).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(addr = %local, unsubscribe = %unsubscriber.path(), "serving HTTP");
+    let shop = app.config.shop.get("name").cloned().unwrap_or_default();
+    let clock = Arc::new(SystemClock);
+    let unsubscribe =
+        crate::http::unsubscribe::router(store.clone(), unsubscriber, &shop, clock.clone());
+    let api = Arc::new(Api {
+        store: store.clone(),
+        engine,
+        clock,
+        wake,
+        zone: app.resolved.default_timezone,
+        attribution_window: app.resolved.attribution_window,
+    });
+    let limits = Limits::from(&app.config.http);
+    let router = crate::http::router(api, unsubscribe, &limits);
+    Ok(Ok(Some(tokio::spawn(crate::http::serve(
+        listener, router, limits, shutdown,
+    )))))
+}
+
+pub async fn run(app: &App) -> anyhow::Result<u8> {
+    if app.config.http_listen().is_none() {
+        eprintln!("error: nothing to serve: set http.listen in the config (e.g. 127.0.0.1:8025)");
+        return Ok(exit::INVALID);
+    }
+    let store = app.store().await?;
+    let shutdown = shutdown_signal();
+    let server = match start(app, &store, Arc::new(Notify::new()), shutdown).await? {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(exit::INVALID),
+        Err(code) => return Ok(code),
+    };
+    let _ = server.await;
+    tracing::info!("stopped cleanly");
+    store.close().await;
+    Ok(exit::OK)
+}

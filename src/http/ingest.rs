@@ -1,0 +1,293 @@
+//! `POST /v1/customers` and `POST /v1/orders`: one record or a batch of up to 1,000, through
+//! the same validation and upserts as `rebuy import`. A batch is all or nothing: any invalid
+//! record refuses the request with every problem named, and nothing is stored; a 2xx means
+//! the records are committed.
+
+use super::auth::Scope;
+use super::problem::{FieldError, Problem};
+use super::{idempotent, Api, Body, Reply};
+use crate::clock::to_millis;
+use crate::import::{
+    order_from_record, parse_customer, Invalid, Record, CUSTOMER_FIELDS, ITEM_FIELDS, ORDER_FIELDS,
+};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+/// The most records one request may carry.
+pub const MAX_BATCH: usize = 1_000;
+
+/// What an ingest request did: like `rebuy import`'s report, without rejections (a request
+/// with any is refused whole).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Ingested {
+    pub records: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+impl Ingested {
+    fn of(records: usize, (inserted, updated): (u64, u64)) -> Self {
+        let records = records as u64;
+        Self {
+            records,
+            inserted,
+            updated,
+            unchanged: records.saturating_sub(inserted + updated),
+        }
+    }
+}
+
+/// A record and the JSON pointer of its place in the body.
+type Located = (String, Map<String, Value>);
+
+/// The records of a body: a batch `{"<kind>": [...]}` (pointers `/<kind>/3/…`), a bare
+/// array (`/3/…`), or one record (`/…`); each with the pointer prefix of its fields.
+fn records(body: Value, kind: &str) -> Result<Vec<Located>, Problem> {
+    let (list, prefix) = match body {
+        Value::Object(mut m) if m.len() == 1 && m.contains_key(kind) => match m.remove(kind) {
+            Some(Value::Array(list)) => (list, format!("/{kind}/")),
+            _ => {
+                return Err(Problem::invalid(
+                    format!("invalid {kind}"),
+                    vec![FieldError {
+                        at: format!("/{kind}"),
+                        message: "must be a list of records".into(),
+                    }],
+                ))
+            }
+        },
+        Value::Array(list) => (list, "/".to_string()),
+        Value::Object(m) => return Ok(vec![(String::new(), m)]),
+        _ => {
+            return Err(
+                Problem::new(StatusCode::BAD_REQUEST, "not a record").detail(format!(
+                    "send one record as a JSON object, or a batch as {{\"{kind}\": [ … ]}}"
+                )),
+            )
+        }
+    };
+    if list.len() > MAX_BATCH {
+        return Err(
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "batch too large").detail(format!(
+                "{} records; send at most {MAX_BATCH} per request",
+                list.len()
+            )),
+        );
+    }
+    list.into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Object(m) => Ok((format!("{prefix}{i}"), m)),
+            _ => Err(Problem::invalid(
+                format!("invalid {kind}"),
+                vec![FieldError {
+                    at: format!("{prefix}{i}"),
+                    message: "must be a JSON object".into(),
+                }],
+            )),
+        })
+        .collect()
+}
+
+/// Fields the API does not know, as errors: refused, not ignored (a misspelt `totl` would
+/// otherwise store an order without its total).
+fn unknown_fields(at: &str, m: &Map<String, Value>, known: &[&str], errors: &mut Vec<FieldError>) {
+    for k in m.keys().filter(|k| !known.contains(&k.as_str())) {
+        let hint = strsim_hint(k, known);
+        errors.push(FieldError {
+            at: format!("{at}/{k}"),
+            message: format!("unknown field '{k}'{hint}"),
+        });
+    }
+}
+
+fn strsim_hint(k: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|c| (strsim::levenshtein(k, c), c))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, c)| format!("; did you mean '{c}'?"))
+        .unwrap_or_default()
+}
+
+fn item_fields(at: &str, m: &Map<String, Value>, errors: &mut Vec<FieldError>) {
+    if let Some(Value::Array(items)) = m.get("items") {
+        for (i, item) in items.iter().enumerate() {
+            if let Value::Object(im) = item {
+                unknown_fields(&format!("{at}/items/{i}"), im, ITEM_FIELDS, errors);
+            }
+        }
+    }
+}
+
+fn record(index: usize, m: Map<String, Value>) -> Record {
+    Record {
+        line: index as u64,
+        fields: m.into_iter().collect(),
+    }
+}
+
+fn field_error(at: &str, e: Invalid) -> FieldError {
+    let at = if e.field.is_empty() {
+        at.to_string()
+    } else {
+        format!("{at}/{}", e.field)
+    };
+    FieldError {
+        at,
+        message: e.message,
+    }
+}
+
+pub async fn post_customers(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Reply {
+    idempotent(
+        &api,
+        &headers,
+        "customers",
+        Scope::Ingest,
+        body,
+        |api, json| async move {
+            let mut errors = Vec::new();
+            let mut good = Vec::new();
+            let mut seen = HashSet::new();
+            for (i, (at, m)) in records(json, "customers")?.into_iter().enumerate() {
+                unknown_fields(&at, &m, CUSTOMER_FIELDS, &mut errors);
+                match parse_customer(&record(i, m)) {
+                    Ok(c) if !seen.insert(c.id.clone()) => errors.push(FieldError {
+                        at: format!("{at}/id"),
+                        message: format!("customer '{}' appears twice in this request", c.id),
+                    }),
+                    Ok(c) => good.push(c),
+                    Err(e) => errors.push(field_error(&at, e)),
+                }
+            }
+            if !errors.is_empty() {
+                return Err(Problem::invalid("invalid customer", errors));
+            }
+            let counts = api
+                .store
+                .upsert_customers(&good, to_millis(api.clock.now()))
+                .await?;
+            Ok((
+                StatusCode::OK,
+                serde_json::to_value(Ingested::of(good.len(), counts)).unwrap_or_default(),
+            ))
+        },
+    )
+    .await
+}
+
+pub async fn post_orders(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Reply {
+    idempotent(
+        &api,
+        &headers,
+        "orders",
+        Scope::Ingest,
+        body,
+        |api, json| async move {
+            let mut errors = Vec::new();
+            let mut good = Vec::new();
+            let mut places = Vec::new();
+            let mut seen = HashSet::new();
+            for (i, (at, m)) in records(json, "orders")?.into_iter().enumerate() {
+                unknown_fields(&at, &m, ORDER_FIELDS, &mut errors);
+                item_fields(&at, &m, &mut errors);
+                match order_from_record(&record(i, m), api.zone) {
+                    Ok(o) if !seen.insert(o.id.clone()) => errors.push(FieldError {
+                        at: format!("{at}/order_id"),
+                        message: format!("order '{}' appears twice in this request", o.id),
+                    }),
+                    Ok(o) => {
+                        places.push(at);
+                        good.push(o);
+                    }
+                    Err(e) => errors.push(field_error(&at, e)),
+                }
+            }
+            let ids: Vec<String> = good
+                .iter()
+                .map(|o| o.customer_id.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let known = api.store.existing_customer_ids(&ids).await?;
+            for (o, at) in good.iter().zip(&places) {
+                if !known.contains(&o.customer_id) {
+                    errors.push(FieldError {
+                        at: format!("{at}/customer_id"),
+                        message: format!(
+                            "unknown customer '{}'; post the customer to /v1/customers first",
+                            o.customer_id
+                        ),
+                    });
+                }
+            }
+            if !errors.is_empty() {
+                errors.sort_by(|a, b| a.at.cmp(&b.at));
+                return Err(Problem::invalid("invalid order", errors));
+            }
+            let outcome = api.store.upsert_orders(&good).await?;
+            // The tick enrolls the customers now rather than at its next interval.
+            api.wake.notify_one();
+            let done = Ingested::of(good.len(), (outcome.inserted, outcome.updated));
+            Ok((
+                StatusCode::OK,
+                serde_json::to_value(done).unwrap_or_default(),
+            ))
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_one_record_a_batch_or_an_array_with_pointers_to_match() {
+        let one = records(serde_json::json!({"id": "c1"}), "customers").unwrap();
+        assert_eq!(one[0].0, "");
+        let batch = records(
+            serde_json::json!({"customers": [{"id": "a"}, {"id": "b"}]}),
+            "customers",
+        )
+        .unwrap();
+        assert_eq!(batch[1].0, "/customers/1");
+        let array = records(serde_json::json!([{"id": "a"}]), "customers").unwrap();
+        assert_eq!(array[0].0, "/0");
+        let too_many = Value::Array(vec![serde_json::json!({}); MAX_BATCH + 1]);
+        assert_eq!(
+            records(too_many, "orders").unwrap_err().status,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(
+            records(serde_json::json!(3), "orders").unwrap_err().status,
+            StatusCode::BAD_REQUEST
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_is_refused_with_a_suggestion() {
+        let mut errors = Vec::new();
+        let m = serde_json::json!({"order_id": "o", "totl": 5});
+        unknown_fields(
+            "/orders/2",
+            m.as_object().unwrap(),
+            ORDER_FIELDS,
+            &mut errors,
+        );
+        assert_eq!(
+            errors,
+            [FieldError {
+                at: "/orders/2/totl".into(),
+                message: "unknown field 'totl'; did you mean 'total'?".into()
+            }]
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! The read side: `GET /v1/status` (the figures of `rebuy status`), `GET /v1/scenarios`,
+//! `GET /v1/reports/scenarios` (the JSON of `rebuy report scenarios --format json`), and
+//! `/healthz` and `/readyz` for the load balancer.
+
+use super::auth::{authorize, Scope};
+use super::problem::Problem;
+use super::{Api, Reply};
+use crate::store::ScenarioStatus;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+use std::sync::Arc;
+
+pub async fn status(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Reply, Problem> {
+    authorize(&api.store, &headers, Scope::Read).await?;
+    let scenarios: Vec<ScenarioStatus> = api.store.scenario_status().await?.into_values().collect();
+    let flow = api.store.flow_status().await?;
+    Ok(Json(json!({ "scenarios": scenarios, "flow": flow })).into_response())
+}
+
+pub async fn scenarios(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Reply, Problem> {
+    authorize(&api.store, &headers, Scope::Read).await?;
+    let list: Vec<serde_json::Value> = api
+        .engine
+        .scenarios()
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "name": s.name,
+                "file": s.path,
+                "enabled": s.enabled,
+                "trigger": s.trigger.name(),
+                "transactional": s.transactional,
+                "holdout": s.holdout,
+                "vars": s.vars.iter().map(|v| json!({"name": v.name, "required": v.required})).collect::<Vec<_>>(),
+                "steps": s.steps.iter().map(|st| json!({
+                    "id": st.id,
+                    "templates": st.sends().into_iter().map(|(k, send)| json!({"key": k, "template": send.template})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "scenarios": list })).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportQuery {
+    scenario: Option<String>,
+    /// Only enrollments triggered on or after this day (YYYY-MM-DD, the shop's zone).
+    since: Option<chrono::NaiveDate>,
+}
+
+pub async fn scenario_report(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    query: Result<Query<ReportQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Reply, Problem> {
+    authorize(&api.store, &headers, Scope::Read).await?;
+    let Query(q) = query.map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid query").detail(e.body_text())
+    })?;
+    let since = q
+        .since
+        .map_or(i64::MIN, |d| crate::clock::start_of_day(d, api.zone));
+    let report = crate::reports::scenario_report(
+        &api.store,
+        api.engine.scenarios(),
+        since,
+        q.scenario.as_deref(),
+        api.attribution_window,
+    )
+    .await?;
+    Ok(Json(report).into_response())
+}
+
+pub async fn healthz() -> Reply {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// Ready when the database answers.
+pub async fn readyz(State(api): State<Arc<Api>>) -> Reply {
+    match api.store.flow_status().await {
+        Ok(_) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: the database does not answer");
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                .detail("the database does not answer")
+                .into_response()
+        }
+    }
+}

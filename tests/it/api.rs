@@ -1,0 +1,630 @@
+//! The HTTP API through its router, without a port (tower `oneshot`), on a real SQLite file:
+//! tokens and scopes, ingest with the import's rules and all-or-nothing batches,
+//! idempotency, problem+json refusals, follow-ups, the customer view and the read side.
+
+use crate::helpers::*;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use rebuy::clock::ManualClock;
+use rebuy::http::{new_token, Api, Limits, Scope};
+use rebuy::store::Store;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const FIRST: &str = r#"
+id: welcome
+trigger: first_order
+steps:
+  - id: thanks
+    send: { template: t, subject: "Thank you {{ customer.name }}" }
+"#;
+
+const SUPPORT: &str = r#"
+id: apology
+trigger: manual
+transactional: true
+vars: [case_id]
+steps:
+  - id: sorry
+    send: { template: sorry, subject: "About case {{ vars.case_id }}" }
+"#;
+
+struct Server {
+    router: axum::Router,
+    store: Store,
+    shop: TestShop,
+    clock: ManualClock,
+    wake: Arc<tokio::sync::Notify>,
+    tokens: std::collections::HashMap<Scope, String>,
+}
+
+async fn server_with(limits: Limits) -> Server {
+    let shop = TestShop::new(
+        &[("welcome.yaml", FIRST), ("apology.yaml", SUPPORT)],
+        &[
+            ("t.html", "<p>{{ customer.name }}</p>"),
+            ("t.txt", "{{ customer.name }}"),
+            ("sorry.html", "<p>{{ vars.case_id }}</p>"),
+            ("sorry.txt", "{{ vars.case_id }}"),
+        ],
+        None,
+    );
+    let store = shop.store().await;
+    let app = shop.app();
+    let engine = Arc::new(app.engine(&store).await.unwrap().unwrap());
+    let clock = ManualClock::new(utc("2026-11-02T03:00:00Z"));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let api = Arc::new(Api {
+        store: store.clone(),
+        engine,
+        clock: Arc::new(clock.clone()),
+        wake: wake.clone(),
+        zone: chrono_tz::Asia::Tokyo,
+        attribution_window: chrono::Duration::days(30),
+    });
+    let mut tokens = std::collections::HashMap::new();
+    for scope in [Scope::Ingest, Scope::Support, Scope::Read, Scope::Admin] {
+        let (token, hash) = new_token();
+        store
+            .insert_token(scope.as_str(), scope.as_str(), &hash, 0)
+            .await
+            .unwrap();
+        tokens.insert(scope, token);
+    }
+    let router = rebuy::http::router(api, axum::Router::new(), &limits);
+    Server {
+        router,
+        store,
+        shop,
+        clock,
+        wake,
+        tokens,
+    }
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_body: 64 * 1024,
+        max_connections: 16,
+        header_timeout: std::time::Duration::from_secs(5),
+        request_timeout: std::time::Duration::from_secs(30),
+    }
+}
+
+async fn server() -> Server {
+    server_with(limits()).await
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    json: Value,
+}
+
+impl Server {
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        scope: Option<Scope>,
+        body: Option<&str>,
+        key: Option<&str>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(s) = scope {
+            req = req.header("authorization", format!("Bearer {}", self.tokens[&s]));
+        }
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let req = req
+            .header("content-type", "application/json")
+            .body(Body::from(body.unwrap_or_default().to_string()))
+            .unwrap();
+        let r = self.router.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    async fn post(&self, uri: &str, scope: Scope, body: &Value) -> Answer {
+        self.call("POST", uri, Some(scope), Some(&body.to_string()), None)
+            .await
+    }
+}
+
+fn is_problem(a: &Answer) -> bool {
+    a.headers.get("content-type").map(|v| v.to_str().unwrap()) == Some("application/problem+json")
+}
+
+const AYA: &str = r#"{"id": "c1", "email": "aya@example.jp", "name": "Aya", "timezone": "Asia/Tokyo", "marketing_consent": true}"#;
+
+#[tokio::test]
+async fn without_a_valid_token_of_the_right_scope_nothing_is_stored() {
+    let s = server().await;
+    let none = s.call("POST", "/v1/customers", None, Some(AYA), None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert!(is_problem(&none));
+    let mut forged = Request::builder()
+        .method("POST")
+        .uri("/v1/customers")
+        .header("authorization", "Bearer rbk_not-a-real-token")
+        .body(Body::from(AYA))
+        .unwrap();
+    forged
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    assert_eq!(
+        s.router.clone().oneshot(forged).await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    for scope in [Scope::Read, Scope::Support] {
+        let wrong = s
+            .call("POST", "/v1/customers", Some(scope), Some(AYA), None)
+            .await;
+        assert_eq!(wrong.status, StatusCode::FORBIDDEN, "{scope:?}");
+        assert!(wrong.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("needs ingest"));
+    }
+    let read = s
+        .call("GET", "/v1/customers/c1", Some(Scope::Ingest), None, None)
+        .await;
+    assert_eq!(read.status, StatusCode::FORBIDDEN);
+    assert!(s.store.all_customers().await.unwrap().is_empty());
+    // A revoked token stops working.
+    let ok = s
+        .call("POST", "/v1/customers", Some(Scope::Admin), Some(AYA), None)
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert!(s.store.revoke_token("admin", 1).await.unwrap());
+    let revoked = s
+        .call("GET", "/v1/status", Some(Scope::Admin), None, None)
+        .await;
+    assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn records_are_upserted_as_an_import_does_and_a_resent_request_changes_nothing() {
+    let s = server().await;
+    let a = s
+        .post(
+            "/v1/customers",
+            Scope::Ingest,
+            &serde_json::from_str(AYA).unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(
+        a.json,
+        json!({"records": 1, "inserted": 1, "updated": 0, "unchanged": 0})
+    );
+    let batch = json!({"customers": [
+        {"id": "c2", "email": "ken@example.com", "attributes": {"skin": "dry"}},
+        {"id": "c3", "email": "mei@example.jp"}
+    ]});
+    assert_eq!(
+        s.post("/v1/customers", Scope::Ingest, &batch).await.json["inserted"],
+        2
+    );
+    assert_eq!(
+        s.post("/v1/customers", Scope::Ingest, &batch).await.json["unchanged"],
+        2
+    );
+
+    let order = json!({"order_id": "o1", "customer_id": "c1", "placed_at": "2026-11-01 10:15",
+        "currency": "JPY", "items": [{"sku": "LOTION", "quantity": 2, "unit_price": 1990}]});
+    let first = s.post("/v1/orders", Scope::Ingest, &order).await;
+    assert_eq!(
+        first.json,
+        json!({"records": 1, "inserted": 1, "updated": 0, "unchanged": 0})
+    );
+    let again = s.post("/v1/orders", Scope::Ingest, &order).await;
+    assert_eq!(
+        again.json["unchanged"], 1,
+        "the same order again changes nothing and says so"
+    );
+    let stored = s.store.order("o1").await.unwrap().unwrap();
+    assert_eq!(
+        stored.total, 3980,
+        "the total is the items' sum when not given"
+    );
+    // A local time is the shop's zone: 10:15 in Tokyo.
+    assert_eq!(
+        rebuy::clock::from_millis(stored.placed_at).to_rfc3339(),
+        "2026-11-01T01:15:00+00:00"
+    );
+    let c = s.store.find_customer("c1").await.unwrap();
+    assert_eq!(
+        (c.orders_count, c.total_spent),
+        (1, 3980),
+        "aggregates commit with the order"
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_record_refuses_the_whole_batch_and_names_every_field() {
+    let s = server().await;
+    s.post(
+        "/v1/customers",
+        Scope::Ingest,
+        &serde_json::from_str(AYA).unwrap(),
+    )
+    .await;
+    let batch = json!({"orders": [
+        {"order_id": "ok", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 100},
+        {"order_id": "bad-date", "customer_id": "c1", "placed_at": "yesterday", "currency": "JPY", "total": 100},
+        {"order_id": "typo", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "totl": 100},
+        {"order_id": "stranger", "customer_id": "nobody", "placed_at": "2026-11-01", "currency": "JPY", "total": 1},
+        {"order_id": "items", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY",
+         "items": [{"sku": "A", "unit_price": 1}, {"sku": "B", "quantity": 0, "unit_price": 1}]},
+        {"order_id": "ok", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 100}
+    ]});
+    let r = s.post("/v1/orders", Scope::Ingest, &batch).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(is_problem(&r));
+    assert_eq!(r.json["title"], "invalid order");
+    let at: Vec<&str> = r.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        at,
+        [
+            "/orders/1/placed_at",
+            "/orders/2/totl",
+            "/orders/3/customer_id",
+            "/orders/4/items/1/quantity",
+            "/orders/5/order_id"
+        ],
+        "{}",
+        r.json
+    );
+    assert!(r.json["errors"][1]["message"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean 'total'"));
+    assert_eq!(
+        s.store.count_orders().await.unwrap(),
+        0,
+        "nothing of the batch is stored"
+    );
+
+    let not_json = s
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(Scope::Ingest),
+            Some("{\"order_id\": "),
+            None,
+        )
+        .await;
+    assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
+    assert!(not_json.json["detail"].as_str().unwrap().contains("line 1"));
+    let unknown = s
+        .call("GET", "/v1/nothing", Some(Scope::Admin), None, None)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(is_problem(&unknown));
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_and_stores_nothing() {
+    let s = server_with(Limits {
+        max_body: 2048,
+        ..limits()
+    })
+    .await;
+    s.post(
+        "/v1/customers",
+        Scope::Ingest,
+        &serde_json::from_str(AYA).unwrap(),
+    )
+    .await;
+    let orders: Vec<Value> = (0..40)
+        .map(|i| json!({"order_id": format!("o{i}"), "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 100}))
+        .collect();
+    let r = s
+        .post("/v1/orders", Scope::Ingest, &json!({ "orders": orders }))
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(is_problem(&r));
+    assert_eq!(s.store.count_orders().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_reply_and_refuses_another_body() {
+    let s = server().await;
+    let body = AYA.to_string();
+    let first = s
+        .call(
+            "POST",
+            "/v1/customers",
+            Some(Scope::Ingest),
+            Some(&body),
+            Some("k-1"),
+        )
+        .await;
+    assert_eq!(first.json["inserted"], 1);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    let replay = s
+        .call(
+            "POST",
+            "/v1/customers",
+            Some(Scope::Ingest),
+            Some(&body),
+            Some("k-1"),
+        )
+        .await;
+    assert_eq!(replay.status, StatusCode::OK);
+    assert_eq!(replay.json, first.json, "the first reply, not a new count");
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    let other = s
+        .call(
+            "POST",
+            "/v1/customers",
+            Some(Scope::Ingest),
+            Some(&body.replace("Aya", "Ayaka")),
+            Some("k-1"),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(s.store.find_customer("c1").await.unwrap().name, "Aya");
+    // A refusal is replayed as a refusal.
+    let bad = r#"{"id": "c9"}"#;
+    let refused = s
+        .call(
+            "POST",
+            "/v1/customers",
+            Some(Scope::Ingest),
+            Some(bad),
+            Some("k-2"),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let again = s
+        .call(
+            "POST",
+            "/v1/customers",
+            Some(Scope::Ingest),
+            Some(bad),
+            Some("k-2"),
+        )
+        .await;
+    assert_eq!((again.status, &again.json), (refused.status, &refused.json));
+}
+
+#[tokio::test]
+async fn an_order_by_api_wakes_the_daemon_and_becomes_a_mail_the_customer_view_explains() {
+    let s = server().await;
+    s.post(
+        "/v1/customers",
+        Scope::Ingest,
+        &serde_json::from_str(AYA).unwrap(),
+    )
+    .await;
+    let woken = s.wake.clone();
+    let waiter = tokio::spawn(async move { woken.notified().await });
+    let order = json!({"order_id": "o1", "customer_id": "c1", "placed_at": "2026-11-02T02:00:00Z", "currency": "JPY", "total": 3980});
+    assert_eq!(
+        s.post("/v1/orders", Scope::Ingest, &order).await.status,
+        StatusCode::OK
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+        .await
+        .expect("the daemon is woken")
+        .unwrap();
+
+    let daemon = s.shop.daemon(&s.store).await;
+    let now = s.clock.advance(chrono::Duration::minutes(1));
+    daemon.engine.tick(now).await.unwrap();
+    daemon.deliverer.run_once(now).await.unwrap();
+
+    let view = s
+        .call(
+            "GET",
+            "/v1/customers/aya@example.jp",
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(view.status, StatusCode::OK, "{}", view.json);
+    let v = &view.json;
+    assert_eq!(v["id"], "c1");
+    assert_eq!(v["consent"]["marketing"], true);
+    assert_eq!(v["orders"][0]["id"], "o1");
+    assert_eq!(
+        v["orders"][0]["placed_at"], "2026-11-02T11:00:00+09:00",
+        "times in the customer's zone"
+    );
+    assert_eq!(v["enrollments"][0]["scenario"], "welcome");
+    assert_eq!(v["enrollments"][0]["steps"], json!(["thanks"]));
+    let m = &v["messages"][0];
+    assert_eq!(
+        (
+            m["scenario"].as_str(),
+            m["step"].as_str(),
+            m["status"].as_str()
+        ),
+        (Some("welcome"), Some("thanks"), Some("sent"))
+    );
+    assert_eq!(m["subject"], "Thank you Aya");
+    // A sent message cannot be cancelled; an unknown one is 404.
+    let id = m["id"].as_i64().unwrap();
+    let sent = s
+        .call(
+            "POST",
+            &format!("/v1/messages/{id}/cancel"),
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::CONFLICT);
+    let missing = s
+        .call(
+            "POST",
+            "/v1/messages/999/cancel",
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let nobody = s
+        .call(
+            "GET",
+            "/v1/customers/nobody",
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(nobody.status, StatusCode::NOT_FOUND);
+
+    // The read side says the same as `rebuy status`.
+    let status = s
+        .call("GET", "/v1/status", Some(Scope::Read), None, None)
+        .await;
+    let welcome = status.json["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["scenario"] == "welcome")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (welcome["enrolled"].as_i64(), welcome["sent"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let report = s
+        .call(
+            "GET",
+            "/v1/reports/scenarios",
+            Some(Scope::Read),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(report.status, StatusCode::OK);
+    assert_eq!(report.json[0]["scenario"], "welcome", "{}", report.json);
+    let list = s
+        .call("GET", "/v1/scenarios", Some(Scope::Read), None, None)
+        .await;
+    let ids: Vec<&str> = list.json["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["apology", "welcome"]);
+}
+
+#[tokio::test]
+async fn a_follow_up_starts_once_per_key_is_previewed_first_and_its_message_can_be_cancelled() {
+    let s = server().await;
+    s.post(
+        "/v1/customers",
+        Scope::Ingest,
+        &serde_json::from_str(AYA).unwrap(),
+    )
+    .await;
+    let preview = s
+        .call(
+            "GET",
+            "/v1/followups/preview?scenario=apology&customer=c1&var.case_id=CASE-7",
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.json);
+    assert_eq!(preview.json["subject"], "About case CASE-7");
+    let missing_var = s
+        .call(
+            "GET",
+            "/v1/followups/preview?scenario=apology&customer=c1",
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        missing_var.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        missing_var.json
+    );
+
+    let body = r#"{"scenario": "apology", "customer": "c1", "vars": {"case_id": "CASE-7"}}"#;
+    let first = s
+        .call(
+            "POST",
+            "/v1/followups",
+            Some(Scope::Support),
+            Some(body),
+            Some("CASE-7"),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.json);
+    let double = s
+        .call(
+            "POST",
+            "/v1/followups",
+            Some(Scope::Support),
+            Some(body),
+            Some("CASE-7"),
+        )
+        .await;
+    assert_eq!(double.json["enrollment_id"], first.json["enrollment_id"]);
+    let unknown_field = s
+        .call(
+            "POST",
+            "/v1/followups",
+            Some(Scope::Support),
+            Some(r#"{"scenario": "apology", "customer": "c1", "varz": {}}"#),
+            None,
+        )
+        .await;
+    assert_eq!(unknown_field.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(unknown_field.json["errors"][0]["at"], "/varz");
+
+    // Its message is queued by the tick and cancelled by support before it goes.
+    let daemon = s.shop.daemon(&s.store).await;
+    let now = s.clock.advance(chrono::Duration::minutes(1));
+    daemon.engine.tick(now).await.unwrap();
+    let view = s
+        .call("GET", "/v1/customers/c1", Some(Scope::Support), None, None)
+        .await;
+    let id = view.json["messages"][0]["id"].as_i64().unwrap();
+    assert_eq!(view.json["messages"][0]["status"], "queued");
+    let cancelled = s
+        .call(
+            "POST",
+            &format!("/v1/messages/{id}/cancel"),
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK);
+    assert_eq!(cancelled.json["status"], "cancelled");
+    daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!(
+        s.store.outbox_row(id).await.unwrap().unwrap().status,
+        "cancelled"
+    );
+}
