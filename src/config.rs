@@ -35,6 +35,8 @@ pub struct Config {
     pub unsubscribe: UnsubscribeConfig,
     /// The HTTP server of `rebuy run` and `rebuy serve`: the API, webhooks, the unsubscribe page.
     pub http: HttpConfig,
+    /// Shopify's order webhooks: where the secret that signs them comes from.
+    pub shopify: ShopifyConfig,
     pub delivery: DeliveryConfig,
     /// Limits on marketing mail (not transactional), enforced at send time.
     pub marketing: MarketingConfig,
@@ -89,6 +91,24 @@ impl Default for UnsubscribeConfig {
             secret_env: "REBUY_UNSUBSCRIBE_SECRET".into(),
             secret_file: None,
             listen: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShopifyConfig {
+    /// Environment variable that holds the Shopify app's client secret (it signs webhooks).
+    pub secret_env: String,
+    /// A file that holds it, if the environment variable is unset. Neither: webhooks refused.
+    pub secret_file: Option<PathBuf>,
+}
+
+impl Default for ShopifyConfig {
+    fn default() -> Self {
+        Self {
+            secret_env: "REBUY_SHOPIFY_SECRET".into(),
+            secret_file: None,
         }
     }
 }
@@ -360,6 +380,7 @@ impl Default for Config {
             shop,
             unsubscribe: UnsubscribeConfig::default(),
             http: HttpConfig::default(),
+            shopify: ShopifyConfig::default(),
             delivery: DeliveryConfig::default(),
             marketing: MarketingConfig::default(),
             jobs: Vec::new(),
@@ -593,6 +614,7 @@ impl Config {
         at(&mut self.delivery.file_dir);
         let optional = [
             &mut self.unsubscribe.secret_file,
+            &mut self.shopify.secret_file,
             &mut self.delivery.smtp.password_file,
             &mut self.delivery.smtp.ca_file,
         ];

@@ -46,6 +46,17 @@ pub async fn start(
     let clock = Arc::new(SystemClock);
     let unsubscribe =
         crate::http::unsubscribe::router(store.clone(), unsubscriber, &shop, clock.clone());
+    let shopify = &app.config.shopify;
+    let shopify_secret =
+        crate::config::read_secret(&shopify.secret_env, shopify.secret_file.as_deref())?
+            .map(|s| {
+                crate::config::check_secret(&s)
+                    .map_err(|e| {
+                        anyhow::anyhow!("{e} (from ${} or shopify.secret_file)", shopify.secret_env)
+                    })
+                    .map(|_| s.into_bytes())
+            })
+            .transpose()?;
     let api = Arc::new(Api {
         store: store.clone(),
         engine,
@@ -53,6 +64,7 @@ pub async fn start(
         wake,
         zone: app.resolved.default_timezone,
         attribution_window: app.resolved.attribution_window,
+        shopify_secret,
     });
     let limits = Limits::from(&app.config.http);
     let router = crate::http::router(api, unsubscribe, &limits);

@@ -8,10 +8,12 @@ mod problem;
 mod read;
 mod support;
 pub mod unsubscribe;
+mod webhooks;
 
 pub use auth::{hash_token, new_token, Scope};
 pub use ingest::{Ingested, MAX_BATCH};
 pub use problem::{FieldError, Problem};
+pub use webhooks::sign as sign_shopify;
 
 use crate::clock::{to_millis, Clock};
 use crate::config::HttpConfig;
@@ -43,6 +45,8 @@ pub struct Api {
     pub zone: Tz,
     /// How long after a message an order counts for the scenario report.
     pub attribution_window: chrono::Duration,
+    /// The Shopify app's client secret, which signs its webhooks; None: not taken.
+    pub shopify_secret: Option<Vec<u8>>,
 }
 
 /// A request body, or why it could not be read (too large: 413).
@@ -76,6 +80,10 @@ pub fn router(api: Arc<Api>, extra: Router, limits: &Limits) -> Router {
         .route("/v1/customers", post(ingest::post_customers))
         .route("/v1/customers/{id}", get(support::customer))
         .route("/v1/orders", post(ingest::post_orders))
+        .route(
+            "/v1/webhooks/shopify/orders",
+            post(webhooks::shopify_orders),
+        )
         .route("/v1/followups", post(support::start_followup))
         .route("/v1/followups/preview", get(support::preview))
         .route("/v1/messages/{id}/cancel", post(support::cancel_message))
@@ -305,7 +313,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 }
 
 /// A body that could not be read: too large (413) or cut off.
-fn body_problem(e: &BytesRejection) -> Problem {
+pub(crate) fn body_problem(e: &BytesRejection) -> Problem {
     let status = e.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         Problem::new(status, "body too large")

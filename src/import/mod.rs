@@ -4,6 +4,7 @@
 
 mod customers;
 mod orders;
+pub mod shopify;
 
 pub use customers::{parse_customer, CUSTOMER_FIELDS};
 pub use orders::{order_from_record, parse_order_row, OrderLine, ITEM_FIELDS, ORDER_FIELDS};

@@ -30,6 +30,11 @@ steps:
     send: { template: sorry, subject: "About case {{ vars.case_id }}" }
 "#;
 
+const SHOPIFY_SECRET: &str = "rebuy-test-secret";
+
+/// A real `orders/create` body (see tests/fixtures/shopify/README.md), byte for byte.
+const SHOPIFY_ORDER: &[u8] = include_bytes!("../fixtures/shopify/orders-create.json");
+
 struct Server {
     router: axum::Router,
     store: Store,
@@ -62,6 +67,7 @@ async fn server_with(limits: Limits) -> Server {
         wake: wake.clone(),
         zone: chrono_tz::Asia::Tokyo,
         attribution_window: chrono::Duration::days(30),
+        shopify_secret: Some(SHOPIFY_SECRET.as_bytes().to_vec()),
     });
     let mut tokens = std::collections::HashMap::new();
     for scope in [Scope::Ingest, Scope::Support, Scope::Read, Scope::Admin] {
@@ -627,4 +633,97 @@ async fn a_follow_up_starts_once_per_key_is_previewed_first_and_its_message_can_
         s.store.outbox_row(id).await.unwrap().unwrap().status,
         "cancelled"
     );
+}
+
+impl Server {
+    async fn shopify(&self, body: &[u8], signature: &str, topic: &str) -> Answer {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/v1/webhooks/shopify/orders")
+            .header("x-shopify-hmac-sha256", signature)
+            .header("x-shopify-topic", topic)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_vec()))
+            .unwrap();
+        let r = self.router.clone().oneshot(req).await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        Answer {
+            status,
+            headers,
+            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_signed_shopify_order_is_stored_as_customer_and_order_and_a_forged_one_is_not() {
+    let s = server().await;
+    // The signature the fixture's README computed with openssl, independently of rebuy.
+    let signature = "/M1+MmaC/fqNbCa3jGuhgA70juoC+3ZsCnYonaVvE9Q=";
+    assert_eq!(
+        rebuy::http::sign_shopify(SHOPIFY_SECRET.as_bytes(), SHOPIFY_ORDER),
+        signature
+    );
+
+    // Forged: another secret, an altered body, no signature at all.
+    let other = rebuy::http::sign_shopify(b"someone-elses-secret", SHOPIFY_ORDER);
+    let mut altered = SHOPIFY_ORDER.to_vec();
+    let at = altered.windows(5).position(|w| w == b"63.40").unwrap();
+    altered[at] = b'9';
+    for (body, sig) in [
+        (SHOPIFY_ORDER, other.as_str()),
+        (&altered[..], signature),
+        (SHOPIFY_ORDER, ""),
+    ] {
+        let r = s.shopify(body, sig, "orders/create").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(is_problem(&r));
+    }
+    assert!(s.store.all_customers().await.unwrap().is_empty());
+    assert_eq!(s.store.count_orders().await.unwrap(), 0);
+
+    let r = s.shopify(SHOPIFY_ORDER, signature, "orders/create").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json);
+    assert_eq!(r.json["order"], "inserted");
+    let order = s.store.order("7301928475610293847").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            order.customer_id.as_str(),
+            order.total,
+            order.currency.as_str()
+        ),
+        ("6839201746352", 6340, "EUR")
+    );
+    let items: Value = serde_json::from_str(&order.items).unwrap();
+    assert_eq!(items[0]["sku"], "COF-ESP-250");
+    assert_eq!(
+        (
+            items[0]["quantity"].as_i64(),
+            items[0]["unit_price"].as_i64()
+        ),
+        (Some(2), Some(1420))
+    );
+    assert_eq!(items[0]["name"], "Espresso beans 250g");
+    let c = s.store.find_customer("6839201746352").await.unwrap();
+    assert_eq!(
+        (c.email.as_str(), c.name.as_str(), c.marketing_consent),
+        ("ada.lovelace@example.org", "Ada Lovelace", Some(1))
+    );
+
+    // orders/paid for the same order (Shopify sends both, and re-sends): nothing changes.
+    let paid = s.shopify(SHOPIFY_ORDER, signature, "orders/paid").await;
+    assert_eq!(
+        (paid.json["order"].as_str(), paid.json["customer"].as_str()),
+        (Some("unchanged"), Some("unchanged"))
+    );
+    let other_topic = s.shopify(SHOPIFY_ORDER, signature, "products/create").await;
+    assert!(other_topic.json["ignored"]
+        .as_str()
+        .unwrap()
+        .contains("products/create"));
+    assert_eq!(s.store.count_orders().await.unwrap(), 1);
 }

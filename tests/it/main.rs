@@ -10,6 +10,7 @@ mod experiments;
 mod fault_server;
 mod faults;
 mod helpers;
+mod http_e2e;
 mod import;
 mod limits;
 mod predicted;
