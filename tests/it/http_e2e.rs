@@ -60,6 +60,7 @@ fn start(dir: &Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("rebuy run did not start serving");
 }
 
