@@ -65,6 +65,7 @@ pub async fn start(
         zone: app.resolved.default_timezone,
         attribution_window: app.resolved.attribution_window,
         shopify_secret,
+        orders: crate::http::OrderWriter::start(store.clone()),
     });
     let limits = Limits::from(&app.config.http);
     let router = crate::http::router(api, unsubscribe, &limits);

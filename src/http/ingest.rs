@@ -232,10 +232,11 @@ pub async fn post_orders(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
                 errors.sort_by(|a, b| a.at.cmp(&b.at));
                 return Err(Problem::invalid("invalid order", errors));
             }
-            let outcome = api.store.upsert_orders(&good).await?;
+            let count = good.len();
+            let outcome = api.orders.write(good).await?;
             // The tick enrolls the customers now rather than at its next interval.
             api.wake.notify_one();
-            let done = Ingested::of(good.len(), (outcome.inserted, outcome.updated));
+            let done = Ingested::of(count, (outcome.inserted, outcome.updated));
             Ok((
                 StatusCode::OK,
                 serde_json::to_value(done).unwrap_or_default(),

@@ -9,11 +9,13 @@ mod read;
 mod support;
 pub mod unsubscribe;
 mod webhooks;
+mod writer;
 
 pub use auth::{hash_token, new_token, Scope};
 pub use ingest::{Ingested, MAX_BATCH};
 pub use problem::{FieldError, Problem};
 pub use webhooks::sign as sign_shopify;
+pub use writer::OrderWriter;
 
 use crate::clock::{to_millis, Clock};
 use crate::config::HttpConfig;
@@ -47,6 +49,8 @@ pub struct Api {
     pub attribution_window: chrono::Duration,
     /// The Shopify app's client secret, which signs its webhooks; None: not taken.
     pub shopify_secret: Option<Vec<u8>>,
+    /// Commits the orders of concurrent requests together.
+    pub orders: OrderWriter,
 }
 
 /// A request body, or why it could not be read (too large: 413).

@@ -51,6 +51,63 @@ pub struct NewOrder {
     pub items: String,
 }
 
+/// One group of `upsert_order_groups`, after the groups before it in the same transaction.
+async fn upsert_group(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    rows: &[NewOrder],
+) -> Result<UpsertOutcome> {
+    // Rows at or below this seq were there before this group (an earlier group's included).
+    let (before,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM orders")
+        .fetch_one(&mut **tx)
+        .await?;
+    let before = before.unwrap_or(0);
+    let rows = last_of_each_id(rows);
+    let mut out = UpsertOutcome::default();
+    for chunk in rows.chunks(super::BATCH) {
+        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO orders ({COLUMNS}) "));
+        push_orders(&mut qb, chunk);
+        qb.push(" ON CONFLICT (id) DO NOTHING");
+        let inserted = qb.build().execute(&mut **tx).await?.rows_affected();
+        out.inserted += inserted;
+        if inserted == chunk.len() as u64 {
+            out.touched
+                .extend(chunk.iter().map(|o| o.customer_id.clone()));
+            continue;
+        }
+        let stored = stored_orders(tx, chunk, before).await?;
+        let mut changed = Vec::new();
+        let mut owners = Vec::new();
+        for o in chunk {
+            match stored.get(&o.id) {
+                None => {}
+                Some(old) if old == *o => continue,
+                Some(old) => {
+                    out.updated += 1;
+                    out.touched.push(old.customer_id.clone());
+                    owners.push(old.customer_id.clone());
+                    changed.push(*o);
+                }
+            }
+            out.touched.push(o.customer_id.clone());
+        }
+        if changed.is_empty() {
+            continue;
+        }
+        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO orders ({COLUMNS}) "));
+        push_orders(&mut qb, &changed);
+        qb.push(
+            " ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, \
+             placed_at = excluded.placed_at, total = excluded.total, \
+             currency = excluded.currency, items = excluded.items",
+        );
+        qb.build().execute(&mut **tx).await?;
+        rewrite_goal_revenue(tx, &changed, &owners).await?;
+    }
+    out.touched.sort();
+    out.touched.dedup();
+    Ok(out)
+}
+
 const COLUMNS: &str = "id, customer_id, placed_at, total, currency, items";
 
 impl Store {
@@ -61,60 +118,28 @@ impl Store {
     /// whose aggregates changed (for a moved order, both the old and the new customer). Their
     /// aggregates are recomputed in the same transaction.
     pub async fn upsert_orders(&self, rows: &[NewOrder]) -> Result<UpsertOutcome> {
-        let rows = last_of_each_id(rows);
+        let mut outcomes = self.upsert_order_groups(&[rows]).await?;
+        Ok(outcomes.pop().unwrap_or_default())
+    }
+
+    /// `upsert_orders` for several groups (the orders of concurrent API requests) in one
+    /// transaction: one commit for all, and an outcome per group. A later group sees an earlier
+    /// one's orders, as if they had been sent one after the other.
+    pub async fn upsert_order_groups(&self, groups: &[&[NewOrder]]) -> Result<Vec<UpsertOutcome>> {
         let mut tx = self.write_tx().await?;
-        // Rows at or below this seq were there before this call.
-        let (before,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM orders")
-            .fetch_one(&mut *tx)
-            .await?;
-        let before = before.unwrap_or(0);
-        let mut out = UpsertOutcome::default();
-        for chunk in rows.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO orders ({COLUMNS}) "));
-            push_orders(&mut qb, chunk);
-            qb.push(" ON CONFLICT (id) DO NOTHING");
-            let inserted = qb.build().execute(&mut *tx).await?.rows_affected();
-            out.inserted += inserted;
-            if inserted == chunk.len() as u64 {
-                out.touched
-                    .extend(chunk.iter().map(|o| o.customer_id.clone()));
-                continue;
-            }
-            let stored = stored_orders(&mut tx, chunk, before).await?;
-            let mut changed = Vec::new();
-            let mut owners = Vec::new();
-            for o in chunk {
-                match stored.get(&o.id) {
-                    None => {}
-                    Some(old) if old == *o => continue,
-                    Some(old) => {
-                        out.updated += 1;
-                        out.touched.push(old.customer_id.clone());
-                        owners.push(old.customer_id.clone());
-                        changed.push(*o);
-                    }
-                }
-                out.touched.push(o.customer_id.clone());
-            }
-            if changed.is_empty() {
-                continue;
-            }
-            let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO orders ({COLUMNS}) "));
-            push_orders(&mut qb, &changed);
-            qb.push(
-                " ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, \
-                 placed_at = excluded.placed_at, total = excluded.total, \
-                 currency = excluded.currency, items = excluded.items",
-            );
-            qb.build().execute(&mut *tx).await?;
-            rewrite_goal_revenue(&mut tx, &changed, &owners).await?;
+        let mut outcomes = Vec::with_capacity(groups.len());
+        let mut touched = Vec::new();
+        for group in groups {
+            let out = upsert_group(&mut tx, group).await?;
+            touched.extend(out.touched.iter().cloned());
+            outcomes.push(out);
         }
-        out.touched.sort();
-        out.touched.dedup();
+        touched.sort();
+        touched.dedup();
         // In the same transaction: orders never commit without the aggregates they change.
-        super::customers::set_order_aggregates(&mut tx, &out.touched).await?;
+        super::customers::set_order_aggregates(&mut tx, &touched).await?;
         tx.commit().await?;
-        Ok(out)
+        Ok(outcomes)
     }
 
     /// Orders that arrived after `cursor`, in order of arrival, each with its position among

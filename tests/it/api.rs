@@ -68,6 +68,7 @@ async fn server_with(limits: Limits) -> Server {
         zone: chrono_tz::Asia::Tokyo,
         attribution_window: chrono::Duration::days(30),
         shopify_secret: Some(SHOPIFY_SECRET.as_bytes().to_vec()),
+        orders: rebuy::http::OrderWriter::start(store.clone()),
     });
     let mut tokens = std::collections::HashMap::new();
     for scope in [Scope::Ingest, Scope::Support, Scope::Read, Scope::Admin] {
@@ -726,4 +727,45 @@ async fn a_signed_shopify_order_is_stored_as_customer_and_order_and_a_forged_one
         .unwrap()
         .contains("products/create"));
     assert_eq!(s.store.count_orders().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn orders_committed_together_behave_as_if_sent_one_after_the_other() {
+    let s = server().await;
+    add_customers(&s.store, &["c1", "c2"]).await;
+    let v1 = order("o1", "c1", "2026-11-01T00:00:00Z", 100);
+    let v2 = order("o1", "c1", "2026-11-01T00:00:00Z", 200);
+    let other = order("o2", "c2", "2026-11-01T00:00:00Z", 50);
+    let outcomes = s
+        .store
+        .upsert_order_groups(&[&[v1.clone()], &[v2.clone(), other], &[v2]])
+        .await
+        .unwrap();
+    let counts: Vec<(u64, u64)> = outcomes.iter().map(|o| (o.inserted, o.updated)).collect();
+    assert_eq!(counts, [(1, 0), (1, 1), (0, 0)]);
+    assert_eq!(s.store.order("o1").await.unwrap().unwrap().total, 200);
+    let c1 = s.store.find_customer("c1").await.unwrap();
+    assert_eq!((c1.orders_count, c1.total_spent), (1, 200));
+
+    // Through the writer, from concurrent requests: every order stored, each answered once.
+    let writer = rebuy::http::OrderWriter::start(s.store.clone());
+    let requests = (0..50).map(|i| {
+        let w = writer.clone();
+        let o = order(
+            &format!("w{i}"),
+            if i % 2 == 0 { "c1" } else { "c2" },
+            "2026-11-02T00:00:00Z",
+            10,
+        );
+        tokio::spawn(async move { w.write(vec![o]).await.unwrap().inserted })
+    });
+    let inserted: u64 = futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .sum();
+    assert_eq!(inserted, 50);
+    assert_eq!(s.store.count_orders().await.unwrap(), 52);
+    let c2 = s.store.find_customer("c2").await.unwrap();
+    assert_eq!((c2.orders_count, c2.total_spent), (26, 50 + 25 * 10));
 }

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# POST /v1/orders on loopback with wrk against `rebuy serve` on a SQLite file: one order per
+# request, then batches of 1,000, each for SECONDS; beside it, in the same run, GET /healthz
+# (the HTTP stack's ceiling on this machine: no token, no database). After each run the stored
+# orders are counted and compared with the 2xx answers: they may exceed them only by the
+# requests wrk drops unanswered when it stops (at most one per connection).
+# Installs wrk if missing (Debian). Usage: scripts/bench-api.sh [SECONDS] [CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-20}
+conns=${2:-32}
+port=18025
+if ! command -v wrk >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --quiet
+bin=$PWD/target/release/rebuy
+dir=$(mktemp -d)
+trap 'kill $server 2>/dev/null || true; rm -rf "$dir"' EXIT
+cd "$dir"
+mkdir -p scenarios templates
+printf 'http:\n  listen: 127.0.0.1:%s\n  max_connections: 512\n' "$port" > rebuy.yaml
+python3 -c "
+print('id,email,name')
+for i in range(1, 10001): print(f'c{i},c{i}@example.jp,Customer {i}')" > customers.csv
+export REBUY_UNSUBSCRIBE_SECRET=bench-unsubscribe-secret-0123456789
+$bin import customers customers.csv >/dev/null
+token=$($bin token create --scope ingest --name bench 2>/dev/null)
+count() { python3 -c "import sqlite3; print(sqlite3.connect('rebuy.db').execute('select count(*) from orders').fetchone()[0])"; }
+serve() {
+  $bin serve --log-level warn &
+  server=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return; sleep 0.1; done
+  echo "rebuy serve did not start" >&2; exit 1
+}
+peak() { grep VmHWM "/proc/$server/status" | awk '{print $2/1024 " MiB"}'; }
+cpu() { awk '{print ($14+$15)/100 " s"}' "/proc/$server/stat"; }
+serve
+echo "== reference: GET /healthz, $conns connections, $secs s"
+wrk -t2 -c"$conns" -d"$secs"s --latency "http://127.0.0.1:$port/healthz" | grep -E "Requests/sec|50%|99%"
+run() {
+  local label=$1 batch=$2 before after label_id=run$RANDOM
+  before=$(count)
+  echo "== $label: $conns connections, $secs s"
+  wrk -t2 -c"$conns" -d"$secs"s --latency -s "$OLDPWD/scripts/wrk/orders.lua" \
+    "http://127.0.0.1:$port" -- "$token" "$batch" 10000 "$label_id" \
+    | grep -E "Requests/sec|50%|99%|requests in|answered|errors|Non-2xx"
+  after=$(count)
+  echo "orders stored: $((after - before))"
+}
+run "POST /v1/orders, one order per request" 1
+run "POST /v1/orders, batches of 1,000" 1000
+echo "server CPU time: $(cpu); peak memory (RSS): $(peak)"
