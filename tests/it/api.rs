@@ -738,7 +738,7 @@ async fn orders_committed_together_behave_as_if_sent_one_after_the_other() {
     let other = order("o2", "c2", "2026-11-01T00:00:00Z", 50);
     let outcomes = s
         .store
-        .upsert_order_groups(&[&[v1.clone()], &[v2.clone(), other], &[v2]])
+        .upsert_order_groups(&[std::slice::from_ref(&v1), &[v2.clone(), other], &[v2]])
         .await
         .unwrap();
     let counts: Vec<(u64, u64)> = outcomes.iter().map(|o| (o.inserted, o.updated)).collect();
