@@ -142,6 +142,7 @@ async fn run(n_customers: usize, n_orders: usize) -> anyhow::Result<()> {
             unsubscribe_url: format!("https://shop.example/unsubscribe?c={id}&t=0123456789abcdef"),
             now: now.to_rfc3339(),
             metrics: rebuy::render::metrics_view(c.metrics.as_deref()),
+            event: None,
         }));
     }
     let t = Instant::now();

@@ -833,6 +833,18 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The Shopify app's client secret, checked like the unsubscribe secret: a short one is a
+/// mistake (a truncated copy), and it is what stands between the webhook and forged orders.
+pub fn check_shopify_secret(secret: &str) -> Result<(), String> {
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(format!(
+            "the Shopify secret has {} characters; it needs at least {MIN_SECRET_LEN}: copy the app's whole client secret (Shopify admin → Apps → your app → API credentials)",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a secret from an environment variable, or else from a file (trailing newline cut).
 pub fn read_secret(env: &str, file: Option<&Path>) -> anyhow::Result<Option<String>> {
     if let Ok(v) = std::env::var(env) {

@@ -131,6 +131,15 @@ pub fn parse_major_amount(raw: &str, currency: &str) -> Result<i64, String> {
     Ok(if neg { -value } else { value })
 }
 
+/// Whether `name` can name a custom event: 1 to 64 ASCII letters, digits, `_`, `-` or `.`
+/// (`cart_added`, `subscription.paused`).
+pub fn valid_event_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 /// An IANA time zone name such as `Asia/Tokyo`.
 pub fn parse_timezone(raw: &str) -> Result<Tz, String> {
     raw.trim().parse::<Tz>().map_err(|_| {

@@ -50,7 +50,7 @@ pub async fn start(
     let shopify_secret =
         crate::config::read_secret(&shopify.secret_env, shopify.secret_file.as_deref())?
             .map(|s| {
-                crate::config::check_secret(&s)
+                crate::config::check_shopify_secret(&s)
                     .map_err(|e| {
                         anyhow::anyhow!("{e} (from ${} or shopify.secret_file)", shopify.secret_env)
                     })
@@ -66,6 +66,7 @@ pub async fn start(
         attribution_window: app.resolved.attribution_window,
         shopify_secret,
         orders: crate::http::OrderWriter::start(store.clone()),
+        request_timeout: std::time::Duration::from_secs(app.config.http.request_timeout_secs),
     });
     let limits = Limits::from(&app.config.http);
     let router = crate::http::router(api, unsubscribe, &limits);

@@ -27,7 +27,7 @@ pub enum TokenCommand {
 }
 
 pub async fn run(app: &App, cmd: TokenCommand) -> anyhow::Result<u8> {
-    let store = app.store_or_create().await?;
+    let store = app.store().await?;
     let now = to_millis(SystemClock.now());
     let code = match cmd {
         TokenCommand::Create { scope, name } => {

@@ -7,7 +7,9 @@ mod replay;
 mod rerender;
 mod schedule;
 
-pub use plan::{plan_fired, plan_orders, segment_triggers, trigger_key, Fired, Judge, OrderPlan};
+pub use plan::{
+    event_triggers, plan_fired, plan_orders, segment_triggers, trigger_key, Fired, Judge, OrderPlan,
+};
 pub use replay::{Replay, REPLAY_BATCH};
 pub use rerender::RetryOutcome;
 pub use schedule::due_at;
@@ -334,6 +336,7 @@ impl Engine {
             self.load_decisions().await?;
             self.process_orders(now, &mut report).await?;
             self.process_segment_events(now, &mut report).await?;
+            self.process_events(now, &mut report).await?;
             self.process_predictions(now, &mut report).await?;
             self.advance_due(now, &mut report).await?;
             self.decide_winners(now).await?;
@@ -534,6 +537,45 @@ impl Engine {
         }
     }
 
+    /// Starts `trigger: { event: … }` enrollments for the custom events that arrived since the
+    /// last tick (`event_cursor`), as segment changes start theirs. Without such a scenario the
+    /// cursor still moves, so that a scenario added later starts only from new events.
+    async fn process_events(&self, now: DateTime<Utc>, report: &mut TickReport) -> Result<()> {
+        let now_ms = to_millis(now);
+        let lookback_start = to_millis(now - self.settings.trigger_lookback);
+        let mut cursor = self.store.event_cursor().await?;
+        loop {
+            let events = self.store.events_after(cursor, PAGE).await?;
+            let Some(last) = events.last().map(|e| e.seq) else {
+                return Ok(());
+            };
+            let triggers = event_triggers(&self.scenarios, &events);
+            let ids = distinct(triggers.iter().map(|f| f.customer_id.clone()));
+            let (existing, customers) = if ids.is_empty() {
+                Default::default()
+            } else {
+                (
+                    self.store.enrollments_for_customers(&ids).await?,
+                    self.store.customers_with_metrics(&ids).await?,
+                )
+            };
+            let new = plan_fired(&triggers, existing, now_ms, lookback_start, |f| {
+                self.admit(f.scenario, customers.get(&f.customer_id)?, f.at, now)
+            });
+            match self
+                .store
+                .apply_fired(&new, Some(("event_cursor", cursor, last)))
+                .await?
+            {
+                Some(created) => {
+                    report.enrolled += created;
+                    cursor = last;
+                }
+                None => cursor = self.store.event_cursor().await?,
+            }
+        }
+    }
+
     /// Starts `expected_next_order` enrollments: once per shop-local day and per metrics
     /// refresh, finds the customers whose predicted next order, shifted by each scenario's
     /// offset, falls between the trigger lookback and now. The predicted date is the key: a
@@ -584,6 +626,7 @@ impl Engine {
                         customer_id: customer_id.clone(),
                         at: to_millis(at),
                         key: format!("next:{day}"),
+                        vars: None,
                     });
                 }
             }
@@ -893,7 +936,9 @@ impl Engine {
             customer.orders_count = n;
         }
         let step_name = step.map(|id| name_ref(id, id));
+        let event = s.trigger.event().and_then(|_| vars.get("event").cloned());
         Value::from_serialize(MessageContext {
+            event,
             customer,
             order: order.map(OrderView::new),
             shop: &self.settings.shop,

@@ -3,7 +3,7 @@
 //! conditions, it decides which enrollments start and which reach their goal.
 
 use crate::scenario::{Reentry, Scenario};
-use crate::store::{EnrollmentLite, GoalHit, NewEnrollment, OrderEvent, SegmentEvent};
+use crate::store::{EnrollmentLite, EventRow, GoalHit, NewEnrollment, OrderEvent, SegmentEvent};
 use std::collections::HashMap;
 
 /// Evaluates the parts of a scenario that need the message context.
@@ -101,6 +101,8 @@ pub struct Fired<'a> {
     pub customer_id: String,
     pub at: i64,
     pub key: String,
+    /// What the enrollment keeps for its templates (`{"event": …}`); None: nothing.
+    pub vars: Option<String>,
 }
 
 /// Plans which enrollments a list of fired triggers (oldest first) starts. `admit` says
@@ -124,7 +126,10 @@ pub fn plan_fired(
         let Some(first_due) = admit(f) else {
             continue;
         };
-        let e = new_enrollment(s, &f.customer_id, &f.key, None, f.at, now, first_due);
+        let mut e = new_enrollment(s, &f.customer_id, &f.key, None, f.at, now, first_due);
+        if let Some(v) = &f.vars {
+            e.vars = v.clone();
+        }
         mine.push(planned(&e, None));
         out.push(e);
     }
@@ -146,6 +151,38 @@ pub fn segment_triggers<'a>(scenarios: &'a [Scenario], events: &[SegmentEvent]) 
                 customer_id: e.customer_id.clone(),
                 at: e.at,
                 key: format!("segment:{}", e.seq),
+                vars: None,
+            });
+        }
+    }
+    out
+}
+
+/// The triggers a page of custom events fires: the `event` scenarios of each event's name,
+/// keyed by the event's id; the enrollment keeps the event (`event` in templates).
+pub fn event_triggers<'a>(scenarios: &'a [Scenario], events: &[EventRow]) -> Vec<Fired<'a>> {
+    let mut out = Vec::new();
+    for e in events {
+        let matching = scenarios
+            .iter()
+            .filter(|s| s.trigger.event() == Some(e.name.as_str()));
+        for s in matching {
+            let properties: serde_json::Value =
+                serde_json::from_str(&e.properties).unwrap_or_default();
+            let event = serde_json::json!({
+                "event": {
+                    "id": e.id,
+                    "name": e.name,
+                    "at": crate::clock::from_millis(e.at).to_rfc3339(),
+                    "properties": properties,
+                }
+            });
+            out.push(Fired {
+                scenario: s,
+                customer_id: e.customer_id.clone(),
+                at: e.at,
+                key: format!("event:{}", e.id),
+                vars: Some(event.to_string()),
             });
         }
     }

@@ -51,6 +51,8 @@ pub struct Api {
     pub shopify_secret: Option<Vec<u8>>,
     /// Commits the orders of concurrent requests together.
     pub orders: OrderWriter,
+    /// `http.request_timeout_secs`: after it (and a margin) an unanswered idempotency key is free.
+    pub request_timeout: Duration,
 }
 
 /// A request body, or why it could not be read (too large: 413).
@@ -108,7 +110,7 @@ pub fn router(api: Arc<Api>, extra: Router, limits: &Limits) -> Router {
             match tokio::time::timeout(timeout, next.run(req)).await {
                 Ok(r) => r,
                 Err(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "timed out")
-                    .detail("the request took longer than http.request_timeout_secs; it may or may not have been applied: send it again with the same Idempotency-Key")
+                    .detail("the request took longer than http.request_timeout_secs; it may or may not have been applied: send it again (with the same Idempotency-Key) a few seconds later")
                     .into_response(),
             }
         }))
@@ -213,7 +215,10 @@ where
     let scope = format!("{route}:{}", token.id);
     let hash = hex::encode(Sha256::digest(&bytes));
     let now = to_millis(api.clock.now());
-    let stale = i64::try_from(Duration::from_secs(600).as_millis()).unwrap_or(i64::MAX);
+    // A request that never answered (it timed out, or the process died) frees its key after
+    // the request timeout and a margin: the retry then runs, which the upserts make safe.
+    let stale = i64::try_from((api.request_timeout + Duration::from_secs(5)).as_millis())
+        .unwrap_or(i64::MAX);
     match api.store.claim_key(&scope, &key, &hash, now, stale).await {
         Err(e) => return Problem::from(e).into_response(),
         Ok(KeyClaim::Answered {

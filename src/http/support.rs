@@ -258,9 +258,14 @@ pub async fn preview(
 pub async fn cancel_message(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Reply, Problem> {
     authorize(&api.store, &headers, Scope::Support).await?;
+    let Path(id) = id.map_err(|_| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid message id").detail(
+            "a message id is a whole number, as `rebuy outbox list` and /v1/customers/{id} show it",
+        )
+    })?;
     let now = to_millis(api.clock.now());
     let cancelled = api.store.cancel(Some(id), None, now).await?;
     let Some(row) = api.store.outbox_row(id).await? else {

@@ -5,7 +5,7 @@
 //! keeps failing, so an order that cannot be mapped (no e-mail address) is answered 200 with
 //! the reason and logged, not refused; a forged one is refused and stores nothing.
 
-use super::problem::{FieldError, Problem};
+use super::problem::Problem;
 use super::{body_problem, Api, Body, Reply};
 use crate::clock::to_millis;
 use crate::import::shopify::map_order;
@@ -80,7 +80,7 @@ pub async fn shopify_orders(
     }
     let payload: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "not JSON").detail(format!("{e}")))?;
-    let mapped = match map_order(&payload) {
+    let mapped = match map_order(&payload, topic == "orders/create") {
         Ok(m) => m,
         Err(e) => return Ok(ignored(e.0)),
     };
@@ -88,24 +88,19 @@ pub async fn shopify_orders(
         line: 0,
         fields: fields.into_iter().collect(),
     };
-    let invalid = |at: &str, e: crate::import::Invalid| {
-        Problem::invalid(
-            "invalid order",
-            vec![FieldError {
-                at: format!("/{at}/{}", e.field),
-                message: e.message,
-            }],
-        )
+    // Shopify would re-send a refused order for two days and then turn the webhook off: an
+    // order rebuy cannot take is answered 200 with the reason, and logged.
+    let customer = match parse_customer(&record(mapped.customer)) {
+        Ok(c) => c,
+        Err(e) => return Ok(ignored(format!("customer {}: {}", e.field, e.message))),
     };
-    let customer = parse_customer(&record(mapped.customer)).map_err(|e| invalid("customer", e))?;
-    let order =
-        order_from_record(&record(mapped.order), api.zone).map_err(|e| invalid("order", e))?;
+    let order = match order_from_record(&record(mapped.order), api.zone) {
+        Ok(o) => o,
+        Err(e) => return Ok(ignored(format!("order {}: {}", e.field, e.message))),
+    };
     let now = to_millis(api.clock.now());
     let customers = api.store.upsert_customers(&[customer], now).await?;
-    let orders = api
-        .store
-        .upsert_orders(std::slice::from_ref(&order))
-        .await?;
+    let orders = api.orders.write(vec![order.clone()]).await?;
     api.wake.notify_one();
     tracing::info!(order = %order.id, %topic, "Shopify order stored");
     Ok(Json(json!({

@@ -56,9 +56,24 @@ fn money(raw: Option<&Value>, currency: &str, what: &str) -> Result<Option<i64>,
         Some(Value::Number(n)) => n.to_string(),
         Some(other) => return Err(Unmappable(format!("{what} is not an amount: {other}"))),
     };
-    parse_major_amount(&text, currency)
+    parse_major_amount(trim_zero_decimals(&text, currency), currency)
         .map(Some)
         .map_err(|e| Unmappable(format!("{what}: {e}")))
+}
+
+/// Shopify writes every amount with two decimals, yen included ("1990.00"): zeros past the
+/// currency's own decimals are dropped; anything else there is left for the parser to refuse.
+fn trim_zero_decimals<'a>(text: &'a str, currency: &str) -> &'a str {
+    let digits = crate::domain::minor_digits(currency) as usize;
+    let Some((whole, frac)) = text.split_once('.') else {
+        return text;
+    };
+    if frac.len() > digits && frac[digits..].chars().all(|c| c == '0') {
+        let keep = whole.len() + if digits == 0 { 0 } else { 1 + digits };
+        &text[..keep]
+    } else {
+        text
+    }
 }
 
 fn item(v: &Value, i: usize, currency: &str) -> Result<Value, Unmappable> {
@@ -85,8 +100,10 @@ fn item(v: &Value, i: usize, currency: &str) -> Result<Value, Unmappable> {
     Ok(out)
 }
 
-/// Maps one `orders/*` payload.
-pub fn map_order(payload: &Value) -> Result<Mapped, Unmappable> {
+/// Maps one `orders/*` payload. The buyer's marketing consent is taken only when `consent`
+/// (from `orders/create`): an `orders/updated` for an old order, arriving late, must not bring
+/// back a consent the customer has withdrawn since.
+pub fn map_order(payload: &Value, consent: bool) -> Result<Mapped, Unmappable> {
     let order_id = id_text(payload.get("id"))
         .ok_or_else(|| Unmappable("the payload has no order id".into()))?;
     let currency = str_of(payload, "currency")
@@ -119,11 +136,12 @@ pub fn map_order(payload: &Value) -> Result<Mapped, Unmappable> {
     if let Some(l) = locale {
         c.insert("locale".into(), json!(l));
     }
-    if let Some(consent) = payload
+    let accepts = payload
         .get("buyer_accepts_marketing")
         .and_then(Value::as_bool)
-    {
-        c.insert("marketing_consent".into(), json!(consent));
+        .filter(|_| consent);
+    if let Some(accepts) = accepts {
+        c.insert("marketing_consent".into(), json!(accepts));
         c.insert("consent_at".into(), json!(placed_at));
     }
 
@@ -164,12 +182,12 @@ mod tests {
             "email": "Jon@Example.com",
             "created_at": "2026-11-01T10:00:00+09:00",
             "currency": "jpy",
-            "total_price": "3980",
+            "total_price": "3980.00",
             "buyer_accepts_marketing": false,
             "customer_locale": "ja",
-            "line_items": [{"sku": null, "variant_id": 42, "title": "化粧水", "quantity": 2, "price": "1990"}]
+            "line_items": [{"sku": null, "variant_id": 42, "title": "化粧水", "quantity": 2, "price": "1990.00"}]
         });
-        let m = map_order(&payload).unwrap();
+        let m = map_order(&payload, true).unwrap();
         assert_eq!(m.customer["id"], "jon@example.com");
         assert_eq!(m.customer["marketing_consent"], false);
         assert_eq!(
@@ -191,11 +209,36 @@ mod tests {
 
     #[test]
     fn a_payload_without_an_address_or_with_a_bad_amount_says_why() {
-        let e =
-            map_order(&json!({"id": 1, "currency": "USD", "created_at": "2026-11-01T00:00:00Z"}));
+        let e = map_order(
+            &json!({"id": 1, "currency": "USD", "created_at": "2026-11-01T00:00:00Z"}),
+            true,
+        );
         assert!(e.unwrap_err().0.contains("no customer e-mail"));
-        let e = map_order(&json!({"id": 1, "currency": "USD", "email": "a@b.c",
-            "created_at": "2026-11-01T00:00:00Z", "total_price": "1.234"}));
+        let e = map_order(
+            &json!({"id": 1, "currency": "USD", "email": "a@b.c",
+            "created_at": "2026-11-01T00:00:00Z", "total_price": "1.234"}),
+            true,
+        );
         assert!(e.unwrap_err().0.contains("more decimals"));
+        let yen = json!({"id": 1, "currency": "JPY", "email": "a@b.c",
+            "created_at": "2026-11-01T00:00:00Z", "total_price": "1990.50"});
+        assert!(map_order(&yen, true)
+            .unwrap_err()
+            .0
+            .contains("more decimals"));
+    }
+
+    #[test]
+    fn consent_is_taken_from_orders_create_only() {
+        let payload = json!({"id": 1, "currency": "USD", "email": "a@b.c",
+            "created_at": "2026-11-01T00:00:00Z", "buyer_accepts_marketing": true});
+        assert_eq!(
+            map_order(&payload, true).unwrap().customer["marketing_consent"],
+            true
+        );
+        assert!(!map_order(&payload, false)
+            .unwrap()
+            .customer
+            .contains_key("marketing_consent"));
     }
 }

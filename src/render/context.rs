@@ -20,6 +20,7 @@ pub const CONTEXT_ROOTS: &[&str] = &[
     "unsubscribe_url",
     "now",
     "metrics",
+    "event",
 ];
 pub const CUSTOMER_FIELDS: &[&str] = &[
     "id",
@@ -164,6 +165,9 @@ pub struct MessageContext<'a> {
     pub now: String,
     /// The customer's stored metrics, RFM scores, segment and predictions.
     pub metrics: minijinja::Value,
+    /// The custom event that started an `event` scenario: `id`, `name`, `at`, `properties`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<serde_json::Value>,
 }
 
 fn iso(ms: i64) -> String {
@@ -263,7 +267,9 @@ pub fn sample_context_with(
         currency: "JPY".into(),
         items: items.into(),
     };
+    let event = vars.get("event").cloned();
     minijinja::Value::from_serialize(MessageContext {
+        event,
         customer: CustomerView::new(&customer, chrono_tz::Asia::Tokyo, now),
         order: Some(OrderView::new(&order)),
         shop,

@@ -326,7 +326,16 @@ fn check_renders(
         // passes the first with `rebuy trigger --var`, the shop's import the second, and
         // `check` cannot know them.
         let used = used_names(renderer, &send.subject.source, &part_names(&send.template));
-        let vars = sample_values(&used, "vars.");
+        let mut vars = sample_values(&used, "vars.");
+        if let Some(name) = s.trigger.event() {
+            // An event's properties are whatever the shop sends: each one read gets a value.
+            vars["event"] = serde_json::json!({
+                "id": "SAMPLE-EVENT",
+                "name": name,
+                "at": "2026-01-01T00:00:00+00:00",
+                "properties": sample_values(&used, "event.properties."),
+            });
+        }
         let attributes = sample_values(&used, "customer.attributes.");
         let sample = |items: &str| {
             crate::render::sample_context_with(
@@ -577,6 +586,14 @@ fn unknown_variables(
                 format!("'{var}', but only manual scenarios have vars (and replenish ones vars.sku, vars.interval_days)"),
                 Some("pass values with `rebuy trigger … --var key=value` in a scenario with `trigger: manual`".into()),
             )),
+            ("event", _) if s.trigger.event().is_none() => out.push((
+                var.clone(),
+                format!("'{var}', but only a scenario with `trigger: {{ event: … }}` has an event"),
+                Some("read what the customer did from customer.* and metrics.*, or trigger the scenario by the event".into()),
+            )),
+            ("event", Some(f)) if !["id", "name", "at", "properties"].contains(&f) => {
+                out.push(unknown(var, f, &["id", "name", "at", "properties"]))
+            }
             ("order", _) if !s.trigger.has_order() => out.push((
                 var.clone(),
                 format!("'{var}', but a {} scenario has no triggering order", s.trigger.name()),

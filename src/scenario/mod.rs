@@ -38,6 +38,8 @@ pub enum Trigger {
     /// An order, timed from when its items typically run out: the shop's median interval
     /// between repeat purchases of the same SKU, shifted by this much (`-3d`).
     Replenish(Duration),
+    /// A custom event of this name (`cart_added`), posted to `/v1/events` or imported.
+    Event(String),
 }
 
 /// A segment named in a scenario, with where it was written (for `rebuy check`).
@@ -59,6 +61,7 @@ impl Trigger {
             Trigger::SegmentExited(r) => format!("segment_exited: {}", r.name),
             Trigger::ExpectedNextOrder(d) => format!("expected_next_order: {}", signed(*d)),
             Trigger::Replenish(d) => format!("replenish: {}", signed(*d)),
+            Trigger::Event(name) => format!("event: {name}"),
         }
     }
 
@@ -66,7 +69,10 @@ impl Trigger {
     pub fn has_order(&self) -> bool {
         !matches!(
             self,
-            Trigger::SegmentEntered(_) | Trigger::SegmentExited(_) | Trigger::ExpectedNextOrder(_)
+            Trigger::SegmentEntered(_)
+                | Trigger::SegmentExited(_)
+                | Trigger::ExpectedNextOrder(_)
+                | Trigger::Event(_)
         )
     }
 
@@ -75,6 +81,14 @@ impl Trigger {
         match self {
             Trigger::SegmentEntered(r) => Some((r, true)),
             Trigger::SegmentExited(r) => Some((r, false)),
+            _ => None,
+        }
+    }
+
+    /// The custom event that fires this trigger, if it is one.
+    pub fn event(&self) -> Option<&str> {
+        match self {
+            Trigger::Event(name) => Some(name),
             _ => None,
         }
     }
@@ -89,7 +103,8 @@ impl Trigger {
             Trigger::Manual
             | Trigger::SegmentEntered(_)
             | Trigger::SegmentExited(_)
-            | Trigger::ExpectedNextOrder(_) => false,
+            | Trigger::ExpectedNextOrder(_)
+            | Trigger::Event(_) => false,
         }
     }
 }

@@ -49,6 +49,7 @@ const TRIGGERS: &[&str] = &[
     "segment_exited",
     "expected_next_order",
     "replenish",
+    "event",
 ];
 
 /// Parses one scenario file's text. `Err` holds every problem found.
@@ -324,6 +325,13 @@ fn read_trigger(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Tri
                     ));
                     None
                 }
+                "event" => {
+                    diags.push(
+                        n.diag(path, "'event' needs the event's name")
+                            .with_hint("write `trigger: { event: cart_added }`"),
+                    );
+                    None
+                }
                 name @ ("segment_entered" | "segment_exited") => {
                     diags.push(
                         n.diag(path, format!("'{name}' needs a segment name"))
@@ -360,6 +368,21 @@ fn read_trigger(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Tri
                 Some("replenish") => {
                     read_offset(path, v, "replenish", diags).map(Trigger::Replenish)
                 }
+                Some("event") => match &v.value {
+                    Value::Str(name) if crate::domain::valid_event_name(name) => {
+                        Some(Trigger::Event(name.clone()))
+                    }
+                    _ => {
+                        diags.push(
+                            v.diag(
+                                path,
+                                "an event name is 1 to 64 letters, digits, '_', '-' or '.'",
+                            )
+                            .with_hint("write `trigger: { event: cart_added }`"),
+                        );
+                        None
+                    }
+                },
                 Some(name @ ("order_placed" | "first_order" | "manual")) => {
                     diags.push(
                         k.diag(path, format!("'{name}' takes no value"))

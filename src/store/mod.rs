@@ -5,6 +5,7 @@
 mod api;
 mod customers;
 mod enrollments;
+mod events;
 mod experiments;
 mod metrics;
 mod orders;
@@ -19,6 +20,7 @@ pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{
     DueEnrollment, EndWhich, EnrollmentLite, EnrollmentView, GoalHit, NewEnrollment, StepAdvance,
 };
+pub use events::{EventRow, NewEvent};
 pub use experiments::{
     ArmCounts, EnrollmentOutcome, StepCounts, TouchCounts, VariantDecision, VariantOutcome,
 };

@@ -69,6 +69,7 @@ async fn server_with(limits: Limits) -> Server {
         attribution_window: chrono::Duration::days(30),
         shopify_secret: Some(SHOPIFY_SECRET.as_bytes().to_vec()),
         orders: rebuy::http::OrderWriter::start(store.clone()),
+        request_timeout: std::time::Duration::from_secs(30),
     });
     let mut tokens = std::collections::HashMap::new();
     for scope in [Scope::Ingest, Scope::Support, Scope::Read, Scope::Admin] {

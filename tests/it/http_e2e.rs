@@ -119,6 +119,7 @@ async fn a_webhook_order_becomes_a_sent_mail_and_bad_requests_store_nothing() {
         ),
     )
     .unwrap();
+    assert!(rebuy(d).arg("init").status().unwrap().success());
     let ingest = token(d, "ingest");
     let (mut child, addr, _log) = start(d);
     let bearer = format!("Bearer {ingest}");
