@@ -38,6 +38,18 @@ pub const SAMPLES: &[(&str, &str)] = &[
         include_str!("../scenarios/win-back.yaml"),
     ),
     (
+        "scenarios/abandoned-cart.yaml",
+        include_str!("../scenarios/abandoned-cart.yaml"),
+    ),
+    (
+        "templates/cart_reminder.html",
+        include_str!("../templates/cart_reminder.html"),
+    ),
+    (
+        "templates/cart_reminder.txt",
+        include_str!("../templates/cart_reminder.txt"),
+    ),
+    (
         "templates/winback.html",
         include_str!("../templates/winback.html"),
     ),

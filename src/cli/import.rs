@@ -1,8 +1,10 @@
-//! `rebuy import customers|orders FILE`.
+//! `rebuy import customers|orders|events FILE`.
 
 use super::{exit, App};
 use crate::clock::{Clock, SystemClock};
-use crate::import::{import_customers, import_orders, Format, ImportOptions, ImportReport};
+use crate::import::{
+    import_customers, import_events, import_orders, Format, ImportOptions, ImportReport,
+};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
@@ -13,6 +15,9 @@ pub enum ImportCommand {
     /// Orders: order_id, customer_id, placed_at, currency, total, and per row one item
     /// (sku, name, category, quantity, unit_price); amounts in minor units.
     Orders(ImportArgs),
+    /// Custom events: customer (or customer_id), name, at, properties (a JSON object; in CSV
+    /// a column of JSON text), optional id. Scenarios start on them with `trigger: { event: NAME }`.
+    Events(ImportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -32,19 +37,22 @@ pub struct ImportArgs {
 
 pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
     let store = app.store_or_create().await?;
-    let (args, is_orders) = match &cmd {
-        ImportCommand::Customers(a) => (a, false),
-        ImportCommand::Orders(a) => (a, true),
+    let args = match &cmd {
+        ImportCommand::Customers(a) | ImportCommand::Orders(a) | ImportCommand::Events(a) => a,
     };
     let opts = ImportOptions {
         format: args.format,
         default_timezone: app.resolved.default_timezone,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
-    let report = if is_orders {
-        import_orders(&store, &args.file, &opts).await?
-    } else {
-        import_customers(&store, &args.file, &opts, SystemClock.now()).await?
+    let report = match cmd {
+        ImportCommand::Orders(_) => import_orders(&store, &args.file, &opts).await?,
+        ImportCommand::Customers(_) => {
+            import_customers(&store, &args.file, &opts, SystemClock.now()).await?
+        }
+        ImportCommand::Events(_) => {
+            import_events(&store, &args.file, &opts, SystemClock.now()).await?
+        }
     };
     print_report(&report, args.json)?;
     store.close().await;

@@ -65,7 +65,7 @@ pub async fn start(
         zone: app.resolved.default_timezone,
         attribution_window: app.resolved.attribution_window,
         shopify_secret,
-        orders: crate::http::OrderWriter::start(store.clone()),
+        writer: crate::http::IngestWriter::start(store.clone()),
         request_timeout: std::time::Duration::from_secs(app.config.http.request_timeout_secs),
     });
     let limits = Limits::from(&app.config.http);

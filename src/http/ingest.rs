@@ -10,6 +10,7 @@ use crate::clock::to_millis;
 use crate::import::{
     order_from_record, parse_customer, Invalid, Record, CUSTOMER_FIELDS, ITEM_FIELDS, ORDER_FIELDS,
 };
+use crate::import::{parse_event, EVENT_FIELDS};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
@@ -233,10 +234,71 @@ pub async fn post_orders(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
                 return Err(Problem::invalid("invalid order", errors));
             }
             let count = good.len();
-            let outcome = api.orders.write(good).await?;
+            let outcome = api.writer.write_orders(good).await?;
             // The tick enrolls the customers now rather than at its next interval.
             api.wake.notify_one();
             let done = Ingested::of(count, (outcome.inserted, outcome.updated));
+            Ok((
+                StatusCode::OK,
+                serde_json::to_value(done).unwrap_or_default(),
+            ))
+        },
+    )
+    .await
+}
+
+/// `POST /v1/events`: custom events, one or `{"events": [...]}`. Each is stored once by its id
+/// (or, without one, by its content); the tick is woken to start `event` scenarios.
+pub async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Reply {
+    idempotent(
+        &api,
+        &headers,
+        "events",
+        Scope::Ingest,
+        body,
+        |api, json| async move {
+            let mut errors = Vec::new();
+            let mut good = Vec::new();
+            let mut places = Vec::new();
+            for (i, (at, m)) in records(json, "events")?.into_iter().enumerate() {
+                unknown_fields(&at, &m, EVENT_FIELDS, &mut errors);
+                match parse_event(&record(i, m), api.zone) {
+                    Ok(e) => {
+                        places.push(at);
+                        good.push(e);
+                    }
+                    Err(e) => errors.push(field_error(&at, e)),
+                }
+            }
+            let ids: Vec<String> = good
+                .iter()
+                .map(|e| e.customer_id.clone())
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let known = api.store.existing_customer_ids(&ids).await?;
+            for (e, at) in good.iter().zip(&places) {
+                if !known.contains(&e.customer_id) {
+                    errors.push(FieldError {
+                        at: format!("{at}/customer"),
+                        message: format!(
+                            "unknown customer '{}'; post the customer to /v1/customers first",
+                            e.customer_id
+                        ),
+                    });
+                }
+            }
+            if !errors.is_empty() {
+                errors.sort_by(|a, b| a.at.cmp(&b.at));
+                return Err(Problem::invalid("invalid event", errors));
+            }
+            let count = good.len();
+            let inserted = api
+                .writer
+                .write_events(good, to_millis(api.clock.now()))
+                .await?;
+            api.wake.notify_one();
+            let done = Ingested::of(count, (inserted, 0));
             Ok((
                 StatusCode::OK,
                 serde_json::to_value(done).unwrap_or_default(),

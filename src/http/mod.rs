@@ -15,7 +15,7 @@ pub use auth::{hash_token, new_token, Scope};
 pub use ingest::{Ingested, MAX_BATCH};
 pub use problem::{FieldError, Problem};
 pub use webhooks::sign as sign_shopify;
-pub use writer::OrderWriter;
+pub use writer::IngestWriter;
 
 use crate::clock::{to_millis, Clock};
 use crate::config::HttpConfig;
@@ -49,8 +49,8 @@ pub struct Api {
     pub attribution_window: chrono::Duration,
     /// The Shopify app's client secret, which signs its webhooks; None: not taken.
     pub shopify_secret: Option<Vec<u8>>,
-    /// Commits the orders of concurrent requests together.
-    pub orders: OrderWriter,
+    /// Commits the orders and events of concurrent requests together.
+    pub writer: IngestWriter,
     /// `http.request_timeout_secs`: after it (and a margin) an unanswered idempotency key is free.
     pub request_timeout: Duration,
 }
@@ -86,6 +86,7 @@ pub fn router(api: Arc<Api>, extra: Router, limits: &Limits) -> Router {
         .route("/v1/customers", post(ingest::post_customers))
         .route("/v1/customers/{id}", get(support::customer))
         .route("/v1/orders", post(ingest::post_orders))
+        .route("/v1/events", post(ingest::post_events))
         .route(
             "/v1/webhooks/shopify/orders",
             post(webhooks::shopify_orders),

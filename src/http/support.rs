@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The orders shown with a customer, newest first.
+/// The orders (and events) shown with a customer, newest first.
 const ORDERS_SHOWN: i64 = 100;
 
 /// A stored instant as RFC 3339 in the shop's zone.
@@ -80,6 +80,7 @@ pub async fn customer(
     let orders = api.store.customer_orders(&c.id, ORDERS_SHOWN).await?;
     let enrollments = api.store.customer_enrollments(&c.id).await?;
     let messages = api.store.customer_messages(&c.id).await?;
+    let events = api.store.customer_events(&c.id, ORDERS_SHOWN).await?;
     let steps: BTreeMap<&str, Vec<String>> = api
         .engine
         .scenarios()
@@ -118,6 +119,12 @@ pub async fn customer(
             "total": o.total,
             "currency": o.currency,
             "items": serde_json::from_str::<Value>(&o.items).unwrap_or_default(),
+        })).collect::<Vec<_>>(),
+        "events": events.iter().map(|e| json!({
+            "id": e.id,
+            "name": e.name,
+            "at": local(Some(e.at), zone),
+            "properties": serde_json::from_str::<Value>(&e.properties).unwrap_or_default(),
         })).collect::<Vec<_>>(),
         "enrollments": enrollments.iter().map(|e| enrollment_view(e, steps.get(e.scenario_id.as_str()).map(Vec::as_slice), zone)).collect::<Vec<_>>(),
         "messages": messages.iter().map(|m| message_view(m, zone)).collect::<Vec<_>>(),

@@ -100,7 +100,7 @@ pub async fn shopify_orders(
     };
     let now = to_millis(api.clock.now());
     let customers = api.store.upsert_customers(&[customer], now).await?;
-    let orders = api.orders.write(vec![order.clone()]).await?;
+    let orders = api.writer.write_orders(vec![order.clone()]).await?;
     api.wake.notify_one();
     tracing::info!(order = %order.id, %topic, "Shopify order stored");
     Ok(Json(json!({

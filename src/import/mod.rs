@@ -1,12 +1,14 @@
-//! `rebuy import customers|orders FILE`: CSV or JSON Lines in, upserts by the shop's ids out.
+//! `rebuy import customers|orders|events FILE`: CSV or JSON Lines in, upserts by the shop's ids out.
 //! A bad row is reported with its line and reason and the good rows are still imported;
 //! importing the same file twice changes nothing.
 
 mod customers;
+mod events;
 mod orders;
 pub mod shopify;
 
 pub use customers::{parse_customer, CUSTOMER_FIELDS};
+pub use events::{parse_event, EVENT_FIELDS};
 pub use orders::{order_from_record, parse_order_row, OrderLine, ITEM_FIELDS, ORDER_FIELDS};
 
 use crate::store::Store;
@@ -124,6 +126,15 @@ pub async fn import_customers(
     now: DateTime<Utc>,
 ) -> Result<ImportReport> {
     customers::run(store, path, opts, now).await
+}
+
+pub async fn import_events(
+    store: &Store,
+    path: &Path,
+    opts: &ImportOptions,
+    now: DateTime<Utc>,
+) -> Result<ImportReport> {
+    events::run(store, path, opts, now).await
 }
 
 pub async fn import_orders(

@@ -32,24 +32,21 @@ impl Store {
     /// new.
     pub async fn insert_events(&self, events: &[NewEvent], now: i64) -> Result<u64> {
         let mut tx = self.write_tx().await?;
-        let mut inserted = 0;
-        for chunk in events.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(
-                "INSERT INTO events (id, customer_id, name, at, properties, received_at) ",
-            );
-            qb.push_values(chunk, |mut b, e| {
-                b.push_bind(&e.id)
-                    .push_bind(&e.customer_id)
-                    .push_bind(&e.name)
-                    .push_bind(e.at)
-                    .push_bind(&e.properties)
-                    .push_bind(now);
-            });
-            qb.push(" ON CONFLICT (id) DO NOTHING");
-            inserted += qb.build().execute(&mut *tx).await?.rows_affected();
-        }
+        let inserted = insert_in(&mut tx, events, now).await?;
         tx.commit().await?;
         Ok(inserted)
+    }
+
+    /// `insert_events` for several groups (concurrent API requests) in one transaction, with
+    /// the count of new events per group.
+    pub async fn insert_event_groups(&self, groups: &[&[NewEvent]], now: i64) -> Result<Vec<u64>> {
+        let mut tx = self.write_tx().await?;
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            out.push(insert_in(&mut tx, g, now).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     pub async fn event_cursor(&self) -> Result<i64> {
@@ -90,4 +87,29 @@ impl Store {
             .await?;
         Ok(n)
     }
+}
+
+/// Inserts events inside `tx`; returns how many were new.
+async fn insert_in(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    events: &[NewEvent],
+    now: i64,
+) -> Result<u64> {
+    let mut inserted = 0;
+    for chunk in events.chunks(super::BATCH) {
+        let mut qb = QueryBuilder::<Db>::new(
+            "INSERT INTO events (id, customer_id, name, at, properties, received_at) ",
+        );
+        qb.push_values(chunk, |mut b, e| {
+            b.push_bind(&e.id)
+                .push_bind(&e.customer_id)
+                .push_bind(&e.name)
+                .push_bind(e.at)
+                .push_bind(&e.properties)
+                .push_bind(now);
+        });
+        qb.push(" ON CONFLICT (id) DO NOTHING");
+        inserted += qb.build().execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(inserted)
 }

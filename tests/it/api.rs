@@ -68,7 +68,7 @@ async fn server_with(limits: Limits) -> Server {
         zone: chrono_tz::Asia::Tokyo,
         attribution_window: chrono::Duration::days(30),
         shopify_secret: Some(SHOPIFY_SECRET.as_bytes().to_vec()),
-        orders: rebuy::http::OrderWriter::start(store.clone()),
+        writer: rebuy::http::IngestWriter::start(store.clone()),
         request_timeout: std::time::Duration::from_secs(30),
     });
     let mut tokens = std::collections::HashMap::new();
@@ -749,7 +749,7 @@ async fn orders_committed_together_behave_as_if_sent_one_after_the_other() {
     assert_eq!((c1.orders_count, c1.total_spent), (1, 200));
 
     // Through the writer, from concurrent requests: every order stored, each answered once.
-    let writer = rebuy::http::OrderWriter::start(s.store.clone());
+    let writer = rebuy::http::IngestWriter::start(s.store.clone());
     let requests = (0..50).map(|i| {
         let w = writer.clone();
         let o = order(
@@ -758,7 +758,7 @@ async fn orders_committed_together_behave_as_if_sent_one_after_the_other() {
             "2026-11-02T00:00:00Z",
             10,
         );
-        tokio::spawn(async move { w.write(vec![o]).await.unwrap().inserted })
+        tokio::spawn(async move { w.write_orders(vec![o]).await.unwrap().inserted })
     });
     let inserted: u64 = futures::future::join_all(requests)
         .await
@@ -769,4 +769,119 @@ async fn orders_committed_together_behave_as_if_sent_one_after_the_other() {
     assert_eq!(s.store.count_orders().await.unwrap(), 52);
     let c2 = s.store.find_customer("c2").await.unwrap();
     assert_eq!((c2.orders_count, c2.total_spent), (26, 50 + 25 * 10));
+}
+
+#[tokio::test]
+async fn an_abandoned_cart_posted_as_an_event_is_reminded_unless_an_order_came_in() {
+    let smtp = SmtpServer::start();
+    // The shipped scenario, without its holdout so that both customers are treated.
+    let scenario = include_str!("../../scenarios/abandoned-cart.yaml").replace("holdout: 10%", "");
+    let shop = TestShop::new(
+        &[("abandoned-cart.yaml", &scenario)],
+        &[
+            (
+                "cart_reminder.html",
+                include_str!("../../templates/cart_reminder.html"),
+            ),
+            (
+                "cart_reminder.txt",
+                include_str!("../../templates/cart_reminder.txt"),
+            ),
+            ("_footer.html", include_str!("../../templates/_footer.html")),
+            ("_footer.txt", include_str!("../../templates/_footer.txt")),
+        ],
+        Some(&smtp),
+    );
+    let store = shop.store().await;
+    let app = shop.app();
+    let t0 = utc("2026-11-02T03:00:00Z");
+    let clock = ManualClock::new(t0);
+    let (token, hash) = new_token();
+    store.insert_token("shop", "admin", &hash, 0).await.unwrap();
+    let api = Arc::new(Api {
+        store: store.clone(),
+        engine: Arc::new(app.engine(&store).await.unwrap().unwrap()),
+        clock: Arc::new(clock.clone()),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        zone: chrono_tz::Asia::Tokyo,
+        attribution_window: chrono::Duration::days(30),
+        shopify_secret: None,
+        writer: rebuy::http::IngestWriter::start(store.clone()),
+        request_timeout: std::time::Duration::from_secs(30),
+    });
+    let router = rebuy::http::router(api, axum::Router::new(), &limits());
+    let post = |uri: &'static str, body: Value| {
+        let router = router.clone();
+        let token = token.clone();
+        async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri(uri)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let r = router.oneshot(req).await.unwrap();
+            let status = r.status();
+            let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<Value>(&bytes).unwrap_or_default(),
+            )
+        }
+    };
+    let customers = json!({"customers": [
+        {"id": "c1", "email": "aya@example.jp", "name": "佐藤 彩", "marketing_consent": true},
+        {"id": "c2", "email": "ken@example.jp", "name": "田中 健", "marketing_consent": true}
+    ]});
+    assert_eq!(post("/v1/customers", customers).await.0, StatusCode::OK);
+    let cart = |c: &str| {
+        json!({"customer": c, "name": "cart_added", "at": "2026-11-02T12:00:00+09:00",
+        "properties": {"items": [{"sku": "LOTION", "name": "しっとり化粧水"}], "value": 3980}})
+    };
+    let (status, body) = post("/v1/events", json!({"events": [cart("c1"), cart("c2")]})).await;
+    assert_eq!(
+        (status, body["inserted"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{body}"
+    );
+    // The same event again (a retry of the shop's site): stored once.
+    let (_, again) = post("/v1/events", cart("c1")).await;
+    assert_eq!(again["unchanged"], 1);
+    let (status, bad) = post(
+        "/v1/events",
+        json!({"customer": "c1", "name": "cart added", "at": "2026-11-02"}),
+    )
+    .await;
+    assert_eq!(
+        (status, bad["errors"][0]["at"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("/name"))
+    );
+
+    let daemon = shop.daemon(&store).await;
+    daemon.engine.tick(t0).await.unwrap();
+    daemon.deliverer.run_once(t0).await.unwrap();
+    assert!(smtp.received().is_empty(), "nothing before the two hours");
+
+    // Ken orders an hour later.
+    let later = clock.advance(chrono::Duration::hours(1));
+    let order = json!({"order_id": "o1", "customer_id": "c2", "placed_at": later.to_rfc3339(), "currency": "JPY", "total": 3980});
+    assert_eq!(post("/v1/orders", order).await.0, StatusCode::OK);
+    daemon.engine.tick(later).await.unwrap();
+
+    let due = clock.advance(chrono::Duration::minutes(61));
+    daemon.engine.tick(due).await.unwrap();
+    daemon.deliverer.run_once(due).await.unwrap();
+    let mail = smtp.received();
+    assert_eq!(mail.len(), 1, "only the customer who did not order");
+    assert_eq!(mail[0].to, ["aya@example.jp"]);
+    let text = mail[0].parsed().body_text(0).unwrap().to_string();
+    assert!(
+        text.contains("しっとり化粧水") && text.contains("¥3,980"),
+        "{text}"
+    );
+    let view = store.customer_enrollments("c2").await.unwrap();
+    assert_eq!(view[0].state, "goal", "{view:?}");
 }
