@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# POST /v1/orders on loopback with wrk against `rebuy serve` on a SQLite file: one order per
-# request, then batches of 1,000, each for SECONDS; beside it, in the same run, GET /healthz
+# POST /v1/orders and /v1/events on loopback with wrk against `rebuy serve` on a SQLite file:
+# one record per request, then batches of 1,000, each for SECONDS; beside it, in the same run, GET /healthz
 # (the HTTP stack's ceiling on this machine: no token, no database). After each run the stored
 # orders are counted and compared with the 2xx answers: they may exceed them only by the
 # requests wrk drops unanswered when it stops (at most one per connection).
@@ -28,7 +28,7 @@ for i in range(1, 10001): print(f'c{i},c{i}@example.jp,Customer {i}')" > custome
 export REBUY_UNSUBSCRIBE_SECRET=bench-unsubscribe-secret-0123456789
 $bin import customers customers.csv >/dev/null
 token=$($bin token create --scope ingest --name bench 2>/dev/null)
-count() { python3 -c "import sqlite3; print(sqlite3.connect('rebuy.db').execute('select count(*) from orders').fetchone()[0])"; }
+count() { python3 -c "import sqlite3; print(sqlite3.connect('rebuy.db').execute('select count(*) from $1').fetchone()[0])"; }
 serve() {
   $bin serve --log-level warn &
   server=$!
@@ -41,15 +41,17 @@ serve
 echo "== reference: GET /healthz, $conns connections, $secs s"
 wrk -t2 -c"$conns" -d"$secs"s --latency "http://127.0.0.1:$port/healthz" | grep -E "Requests/sec|50%|99%"
 run() {
-  local label=$1 batch=$2 before after label_id=run$RANDOM
-  before=$(count)
+  local label=$1 kind=$2 batch=$3 before after label_id=run$RANDOM
+  before=$(count "$kind")
   echo "== $label: $conns connections, $secs s"
-  wrk -t2 -c"$conns" -d"$secs"s --latency -s "$OLDPWD/scripts/wrk/orders.lua" \
-    "http://127.0.0.1:$port" -- "$token" "$batch" 10000 "$label_id" \
+  wrk -t2 -c"$conns" -d"$secs"s --latency -s "$OLDPWD/scripts/wrk/ingest.lua" \
+    "http://127.0.0.1:$port" -- "$token" "$batch" 10000 "$label_id" "$kind" \
     | grep -E "Requests/sec|50%|99%|requests in|answered|errors|Non-2xx"
-  after=$(count)
-  echo "orders stored: $((after - before))"
+  after=$(count "$kind")
+  echo "$kind stored: $((after - before))"
 }
-run "POST /v1/orders, one order per request" 1
-run "POST /v1/orders, batches of 1,000" 1000
+run "POST /v1/orders, one order per request" orders 1
+run "POST /v1/orders, batches of 1,000" orders 1000
+run "POST /v1/events, one event per request" events 1
+run "POST /v1/events, batches of 1,000" events 1000
 echo "server CPU time: $(cpu); peak memory (RSS): $(peak)"

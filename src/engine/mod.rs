@@ -334,9 +334,11 @@ impl Engine {
         async {
             let mut report = TickReport::default();
             self.load_decisions().await?;
+            // Events before orders: an order that arrived in the same tick as the cart it
+            // settles must find the enrollment the cart started, and reach its goal.
+            self.process_events(now, &mut report).await?;
             self.process_orders(now, &mut report).await?;
             self.process_segment_events(now, &mut report).await?;
-            self.process_events(now, &mut report).await?;
             self.process_predictions(now, &mut report).await?;
             self.advance_due(now, &mut report).await?;
             self.decide_winners(now).await?;
@@ -524,7 +526,7 @@ impl Engine {
             };
             let triggers = segment_triggers(&self.scenarios, &events);
             let new = plan_fired(&triggers, existing, now_ms, lookback_start, |f| {
-                self.admit(f.scenario, customers.get(&f.customer_id)?, f.at, now)
+                self.admit(f, customers.get(&f.customer_id)?, now)
             });
             let moved = Some(("segment_cursor", cursor, last));
             match self.store.apply_fired(&new, moved).await? {
@@ -560,7 +562,7 @@ impl Engine {
                 )
             };
             let new = plan_fired(&triggers, existing, now_ms, lookback_start, |f| {
-                self.admit(f.scenario, customers.get(&f.customer_id)?, f.at, now)
+                self.admit(f, customers.get(&f.customer_id)?, now)
             });
             match self
                 .store
@@ -640,7 +642,7 @@ impl Engine {
             existing,
             to_millis(now),
             to_millis(lookback_start),
-            |f| self.admit(f.scenario, customers.get(&f.customer_id)?, f.at, now),
+            |f| self.admit(f, customers.get(&f.customer_id)?, now),
         );
         if let Some(created) = self.store.apply_fired(&new, None).await? {
             report.enrolled += created;
@@ -651,12 +653,19 @@ impl Engine {
 
     /// Whether customer `c` is in `s`'s audience (segment and condition) for a trigger at
     /// `at` that has no order, and if so when the first step is due.
-    fn admit(&self, s: &Scenario, c: &CustomerRow, at: i64, now: DateTime<Utc>) -> Option<i64> {
+    fn admit(&self, f: &Fired, c: &CustomerRow, now: DateTime<Utc>) -> Option<i64> {
+        let (s, at) = (f.scenario, f.at);
         if !s.in_audience_segment(&c.segments) {
             return None;
         }
         if s.audience.is_some() {
-            let ctx = self.context(s, None, c, None, serde_json::Value::Null, None, now);
+            // An event scenario's audience sees its event (`event.properties.value >= 5000`).
+            let vars = f
+                .vars
+                .as_deref()
+                .and_then(|v| serde_json::from_str(v).ok())
+                .unwrap_or(serde_json::Value::Null);
+            let ctx = self.context(s, None, c, None, vars, None, now);
             if !self.condition_holds(s, "audience", &ctx, &c.id) {
                 return None;
             }
@@ -1035,15 +1044,20 @@ impl Engine {
         }
         let c = self.store.find_customer_with_metrics(customer).await?;
         let order = self.store.latest_order(&c.id, to_millis(now)).await?;
-        let ctx = self.context(
-            s,
-            Some(&step.id),
-            &c,
-            order.as_ref(),
-            serde_json::Value::Object(vars),
-            None,
-            now,
-        );
+        let mut vars = serde_json::Value::Object(vars);
+        if let Some(name) = s.trigger.event() {
+            // An event scenario is previewed with the customer's latest such event.
+            let latest = self.store.customer_events(&c.id, 1_000).await?;
+            let Some(e) = latest.iter().find(|e| e.name == name) else {
+                return Err(InputError(format!(
+                    "customer '{}' has no '{name}' event to preview scenario '{}' with; post one to /v1/events first",
+                    c.id, s.id
+                ))
+                .into());
+            };
+            vars["event"] = plan::event_view(e);
+        }
+        let ctx = self.context(s, Some(&step.id), &c, order.as_ref(), vars, None, now);
         self.renderer
             .render_step(&s.id, &step.id, &step.send.template, &ctx)
             .with_context(|| format!("rendering step '{}' of '{}'", step.id, s.id))

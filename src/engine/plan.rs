@@ -167,16 +167,7 @@ pub fn event_triggers<'a>(scenarios: &'a [Scenario], events: &[EventRow]) -> Vec
             .iter()
             .filter(|s| s.trigger.event() == Some(e.name.as_str()));
         for s in matching {
-            let properties: serde_json::Value =
-                serde_json::from_str(&e.properties).unwrap_or_default();
-            let event = serde_json::json!({
-                "event": {
-                    "id": e.id,
-                    "name": e.name,
-                    "at": crate::clock::from_millis(e.at).to_rfc3339(),
-                    "properties": properties,
-                }
-            });
+            let event = serde_json::json!({ "event": event_view(e) });
             out.push(Fired {
                 scenario: s,
                 customer_id: e.customer_id.clone(),
@@ -187,6 +178,17 @@ pub fn event_triggers<'a>(scenarios: &'a [Scenario], events: &[EventRow]) -> Vec
         }
     }
     out
+}
+
+/// An event as templates see it: `id`, `name`, `at` (UTC, whole seconds, as `now`) and
+/// `properties`.
+pub fn event_view(e: &EventRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": e.id,
+        "name": e.name,
+        "at": crate::clock::from_millis(e.at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "properties": serde_json::from_str::<serde_json::Value>(&e.properties).unwrap_or_default(),
+    })
 }
 
 fn from_stored(e: EnrollmentLite) -> Tracked {

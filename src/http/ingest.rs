@@ -260,9 +260,14 @@ pub async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
             let mut errors = Vec::new();
             let mut good = Vec::new();
             let mut places = Vec::new();
+            let mut seen = HashSet::new();
             for (i, (at, m)) in records(json, "events")?.into_iter().enumerate() {
                 unknown_fields(&at, &m, EVENT_FIELDS, &mut errors);
                 match parse_event(&record(i, m), api.zone) {
+                    Ok(e) if !seen.insert(e.id.clone()) => errors.push(FieldError {
+                        at: format!("{at}/id"),
+                        message: format!("event '{}' appears twice in this request", e.id),
+                    }),
                     Ok(e) => {
                         places.push(at);
                         good.push(e);

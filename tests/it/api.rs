@@ -834,7 +834,8 @@ async fn an_abandoned_cart_posted_as_an_event_is_reminded_unless_an_order_came_i
     };
     let customers = json!({"customers": [
         {"id": "c1", "email": "aya@example.jp", "name": "佐藤 彩", "marketing_consent": true},
-        {"id": "c2", "email": "ken@example.jp", "name": "田中 健", "marketing_consent": true}
+        {"id": "c2", "email": "ken@example.jp", "name": "田中 健", "marketing_consent": true},
+        {"id": "c3", "email": "mei@example.jp", "name": "鈴木 芽衣", "marketing_consent": true}
     ]});
     assert_eq!(post("/v1/customers", customers).await.0, StatusCode::OK);
     let cart = |c: &str| {
@@ -860,10 +861,47 @@ async fn an_abandoned_cart_posted_as_an_event_is_reminded_unless_an_order_came_i
         (StatusCode::UNPROCESSABLE_ENTITY, Some("/name"))
     );
 
+    let (status, dup) = post("/v1/events", json!({"events": [cart("c3"), cart("c3")]})).await;
+    assert_eq!(
+        (status, dup["errors"][0]["at"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("/events/1/id"))
+    );
+    // Mei fills a cart and orders half an hour later, both before the daemon's next tick.
+    assert_eq!(post("/v1/events", cart("c3")).await.0, StatusCode::OK);
+    let mei = json!({"order_id": "o3", "customer_id": "c3", "placed_at": "2026-11-02T12:30:00+09:00", "currency": "JPY", "total": 3980});
+    assert_eq!(post("/v1/orders", mei).await.0, StatusCode::OK);
+
     let daemon = shop.daemon(&store).await;
-    daemon.engine.tick(t0).await.unwrap();
+    daemon
+        .engine
+        .tick(t0 + chrono::Duration::minutes(31))
+        .await
+        .unwrap();
     daemon.deliverer.run_once(t0).await.unwrap();
     assert!(smtp.received().is_empty(), "nothing before the two hours");
+    assert_eq!(
+        store.customer_enrollments("c3").await.unwrap()[0].state,
+        "goal"
+    );
+
+    // Support previews the reminder with the customer's own cart.
+    let req = Request::builder()
+        .uri("/v1/followups/preview?scenario=abandoned-cart&customer=c1")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let r = router.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let preview: Value = serde_json::from_slice(
+        &axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        preview["text"].as_str().unwrap().contains("しっとり化粧水"),
+        "{preview}"
+    );
 
     // Ken orders an hour later.
     let later = clock.advance(chrono::Duration::hours(1));

@@ -1,7 +1,7 @@
--- wrk script for scripts/bench-api.sh: POSTs new orders to /v1/orders for the whole run, one
--- per request or BATCH per request, with ids unique across threads and runs, and counts the
--- 2xx answers so that they can be compared with the orders stored afterwards.
--- Arguments: TOKEN BATCH CUSTOMERS RUN
+-- wrk script for scripts/bench-api.sh: POSTs new orders to /v1/orders (or events to
+-- /v1/events) for the whole run, one per request or BATCH per request, with ids unique across
+-- threads and runs, and counts the 2xx answers so that they can be compared with the records
+-- stored afterwards. Arguments: TOKEN BATCH CUSTOMERS RUN KIND (orders or events)
 local threads = {}
 local next_id = 1
 
@@ -16,6 +16,7 @@ function init(args)
   batch = tonumber(args[2])
   customers = tonumber(args[3])
   run = args[4]
+  kind = args[5] or "orders"
   sent, ok = 0, 0
   post_headers = {
     ["Authorization"] = "Bearer " .. token,
@@ -24,6 +25,11 @@ function init(args)
 end
 
 local function order(n)
+  if kind == "events" then
+    return string.format(
+      '{"id":"%s-t%d-%d","customer":"c%d","name":"cart_added","at":"2026-11-01T10:00:00Z","properties":{"skus":["LOTION"],"value":3980}}',
+      run, tid, n, (tid * 7919 + n) % customers + 1)
+  end
   return string.format(
     '{"order_id":"%s-t%d-%d","customer_id":"c%d","placed_at":"2026-11-01T10:00:00Z","currency":"JPY","items":[{"sku":"LOTION","quantity":1,"unit_price":3980}]}',
     run, tid, n, (tid * 7919 + n) % customers + 1)
@@ -37,9 +43,9 @@ function request()
   end
   local body = parts[1]
   if batch > 1 then
-    body = '{"orders":[' .. table.concat(parts, ",") .. ']}'
+    body = '{"' .. kind .. '":[' .. table.concat(parts, ",") .. ']}'
   end
-  return wrk.format("POST", "/v1/orders", post_headers, body)
+  return wrk.format("POST", "/v1/" .. kind, post_headers, body)
 end
 
 function response(status, headers, body)
@@ -53,5 +59,5 @@ function done(summary, latency, requests)
   for _, t in ipairs(threads) do
     total_ok = total_ok + t:get("ok")
   end
-  io.write(string.format("orders answered 2xx: %d\n", total_ok))
+  io.write(string.format("records answered 2xx: %d\n", total_ok))
 end
