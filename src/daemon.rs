@@ -67,8 +67,12 @@ impl Daemon {
                 }
             }
         }
+        let started = std::time::Instant::now();
         report.tick = self.engine.tick(now).await?;
+        let ticked = started.elapsed().as_secs_f64();
         report.delivery = self.deliverer.run_once(now).await?;
+        let delivered = started.elapsed().as_secs_f64() - ticked;
+        crate::telemetry::record_cycle(ticked, delivered, &report.delivery);
         Ok(report)
     }
 

@@ -20,4 +20,5 @@ pub mod scenario;
 pub mod segment;
 pub mod simulate;
 pub mod store;
+pub mod telemetry;
 pub mod yaml;

@@ -98,10 +98,12 @@ pub fn router(api: Arc<Api>, extra: Router, limits: &Limits) -> Router {
         .route("/v1/status", get(read::status))
         .route("/v1/reports/scenarios", get(read::scenario_report))
         .route("/healthz", get(read::healthz))
+        .route("/metrics", get(read::metrics))
         .route("/readyz", get(read::readyz))
         .with_state(api);
     let timeout = limits.request_timeout;
     v1.merge(extra)
+        .layer(axum::middleware::from_fn(track))
         .fallback(|| async { Problem::not_found("no such route; see docs/api.md") })
         .method_not_allowed_fallback(|| async {
             Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -115,6 +117,25 @@ pub fn router(api: Arc<Api>, extra: Router, limits: &Limits) -> Router {
                     .into_response(),
             }
         }))
+}
+
+/// Counts a request under its route's pattern, never its path (which holds ids).
+async fn track(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let r = next.run(req).await;
+    crate::telemetry::record_request(
+        &route,
+        &method,
+        r.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    r
 }
 
 /// Serves `router` on `listener` until `shutdown` turns true, then lets the requests in flight

@@ -77,6 +77,28 @@ pub async fn scenario_report(
     Ok(Json(report).into_response())
 }
 
+/// `GET /metrics`: Prometheus's text format. No token (like `/healthz`): keep it behind the
+/// reverse proxy, or off the public listener.
+pub async fn metrics(State(api): State<Arc<Api>>) -> Reply {
+    let Some(handle) = crate::telemetry::handle() else {
+        return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no metrics")
+            .detail("another metrics recorder is installed in this process")
+            .into_response();
+    };
+    match api.store.outbox_counts().await {
+        Ok(counts) => crate::telemetry::set_outbox(&counts),
+        Err(e) => tracing::warn!(error = %e, "cannot count the outbox for /metrics"),
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
 pub async fn healthz() -> Reply {
     Json(json!({ "status": "ok" })).into_response()
 }

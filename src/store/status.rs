@@ -104,3 +104,14 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Messages in the outbox by status, for the operational metrics.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}

@@ -529,6 +529,31 @@ async fn an_order_by_api_wakes_the_daemon_and_becomes_a_mail_the_customer_view_e
         .await;
     assert_eq!(report.status, StatusCode::OK);
     assert_eq!(report.json[0]["scenario"], "welcome", "{}", report.json);
+    // Operations: Prometheus text with the outbox by state and requests by route pattern.
+    let req = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let r = s.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    assert!(
+        text.contains("rebuy_outbox_messages{status=\"sent\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "rebuy_http_requests_total{route=\"/v1/customers/{id}\",method=\"GET\",status=\"200\"}"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("aya@example.jp"),
+        "no path with an id or address as a label"
+    );
     let list = s
         .call("GET", "/v1/scenarios", Some(Scope::Read), None, None)
         .await;
