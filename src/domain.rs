@@ -40,6 +40,36 @@ pub fn mask_email(email: &str) -> String {
     }
 }
 
+/// A server's reply or an error with every address in it masked as `mask_email` does, for
+/// logs: a 550 reply often quotes the recipient (`<ken@example.com>: user unknown`).
+pub fn mask_emails_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if word.contains('@') {
+            out.push_str(&mask_email(word));
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_whitespace()
+            || matches!(
+                c,
+                '<' | '>' | '"' | '\'' | '(' | ')' | ',' | ';' | ':' | '[' | ']'
+            )
+        {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// An ISO 4217 currency code, upper case, three letters.
 pub fn parse_currency(raw: &str) -> Result<String, String> {
     let code = raw.trim().to_ascii_uppercase();
@@ -245,6 +275,15 @@ pub fn parse_local_time(raw: &str) -> Result<NaiveTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_in_a_server_reply_are_masked_for_logs() {
+        assert_eq!(
+            mask_emails_in("550 5.1.1 <ken@example.com>: Recipient address rejected: user ken@example.com unknown"),
+            "550 5.1.1 <k***@example.com>: Recipient address rejected: user k***@example.com unknown"
+        );
+        assert_eq!(mask_emails_in("421 try later"), "421 try later");
+    }
 
     #[test]
     fn yen_has_no_decimals_and_dollars_have_two() {

@@ -17,7 +17,7 @@ pub use retry::RetryPolicy;
 pub use unsubscribe::Unsubscriber;
 
 use crate::clock::to_millis;
-use crate::domain::mask_email;
+use crate::domain::{mask_email, mask_emails_in};
 use crate::store::{OutboxRow, OutboxStatus, Recorded, Store, SuppressionKind};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
@@ -453,11 +453,11 @@ impl Sender {
                 Outcome::Sent
             }
             Err(SendError::Permanent(e)) => {
-                warn!(error = %e, "permanent failure");
+                warn!(error = %mask_emails_in(&e), "permanent failure");
                 Outcome::Failed(e)
             }
             Err(SendError::Throttled(e)) => {
-                warn!(error = %e, pause_secs = self.pause.num_seconds(), "the server asks to slow down; sending pauses");
+                warn!(error = %mask_emails_in(&e), pause_secs = self.pause.num_seconds(), "the server asks to slow down; sending pauses");
                 self.throttled.store(true, Ordering::SeqCst);
                 let delay = self.pause.max(
                     self.policy
@@ -467,7 +467,7 @@ impl Sender {
                 Outcome::Retry(e, delay)
             }
             Err(SendError::Bounced(e)) => {
-                warn!(error = %e, "the address was refused permanently; it is suppressed");
+                warn!(error = %mask_emails_in(&e), "the address was refused permanently; it is suppressed");
                 let suppressed = self
                     .store
                     .suppress(
@@ -492,17 +492,17 @@ impl Sender {
                 }
             }
             Err(SendError::Unknown(e)) => {
-                warn!(error = %e, "outcome unknown; flagged, not retried (`rebuy outbox retry` re-sends it)");
+                warn!(error = %mask_emails_in(&e), "outcome unknown; flagged, not retried (`rebuy outbox retry` re-sends it)");
                 Outcome::Unknown(e)
             }
             Err(SendError::Transient(e)) => {
                 match self.policy.next_delay(row.attempts as u32, rand::random()) {
                     Some(delay) => {
-                        warn!(error = %e, attempts = row.attempts, "transient failure; will retry");
+                        warn!(error = %mask_emails_in(&e), attempts = row.attempts, "transient failure; will retry");
                         Outcome::Retry(e, delay)
                     }
                     None => {
-                        warn!(error = %e, attempts = row.attempts, "transient failure; attempts used up");
+                        warn!(error = %mask_emails_in(&e), attempts = row.attempts, "transient failure; attempts used up");
                         Outcome::Failed(format!("gave up after {} attempts: {e}", row.attempts))
                     }
                 }

@@ -1,7 +1,7 @@
 //! Customer records: id, email, name, time zone, locale; every other column (CSV) or key
 //! (JSON Lines, or its `attributes` object) becomes a free attribute.
 
-use super::{text, ImportOptions, ImportReport, Invalid, Record};
+use super::{id_text, text, ImportOptions, ImportReport, Invalid, Record};
 use crate::clock::to_millis;
 use crate::domain::{parse_timezone, Email};
 use crate::store::{NewCustomer, Store};
@@ -37,8 +37,8 @@ fn consent(raw: &str) -> Result<bool, String> {
 /// Validates one record into a customer, or says what is wrong with it.
 pub fn parse_customer(r: &Record) -> Result<NewCustomer, Invalid> {
     let f = &r.fields;
-    let id = text(f, "id")
-        .or_else(|| text(f, "customer_id"))
+    let id = id_text(f, "id")?
+        .or(id_text(f, "customer_id")?)
         .ok_or_else(|| Invalid::missing("id"))?;
     let email = Email::parse(&text(f, "email").ok_or_else(|| Invalid::missing("email"))?)
         .map_err(|e| Invalid::at("email", e))?;
@@ -95,11 +95,23 @@ pub(super) async fn run(
     now: DateTime<Utc>,
 ) -> Result<ImportReport> {
     let (mut reader, mut report) = super::open(path, opts)?;
+    // The line each customer was first seen on: a second row for the same id is reported,
+    // as a repeated order is, rather than silently overwriting the first.
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     while let Some(chunk) = reader.next_chunk()? {
         let mut good = Vec::with_capacity(chunk.len());
         for r in &chunk {
             match parse_customer(r) {
-                Ok(c) => good.push(c),
+                Ok(c) => match seen.get(&c.id) {
+                    Some(first) => report.reject(
+                        r.line,
+                        format!("customer '{}' appears again (first on line {first}); keep one row per customer", c.id),
+                    ),
+                    None => {
+                        seen.insert(c.id.clone(), r.line);
+                        good.push(c);
+                    }
+                },
                 Err(e) => report.reject(r.line, e.message),
             }
         }

@@ -195,7 +195,7 @@ pub struct ChunkReader {
 
 enum Source {
     Csv(csv::Reader<std::fs::File>, Vec<String>),
-    Jsonl(std::io::Lines<std::io::BufReader<std::fs::File>>, u64, u64),
+    Jsonl(std::io::Split<std::io::BufReader<std::fs::File>>, u64, u64),
 }
 
 impl ChunkReader {
@@ -209,7 +209,14 @@ impl ChunkReader {
                     .from_reader(file);
                 let headers = reader
                     .headers()
-                    .context("cannot read the CSV header line")?
+                    .map_err(|e| {
+                        // The file's fault, not the machine's: exit 1, like a rejected row.
+                        crate::engine::InputError(format!(
+                            "{}: cannot read the CSV header line: {}",
+                            path.display(),
+                            csv_reason(&e)
+                        ))
+                    })?
                     .iter()
                     .map(|h| h.to_ascii_lowercase())
                     .collect();
@@ -217,7 +224,7 @@ impl ChunkReader {
             }
             Format::Jsonl => {
                 use std::io::BufRead;
-                Source::Jsonl(std::io::BufReader::new(file).lines(), 0, 0)
+                Source::Jsonl(std::io::BufReader::new(file).split(b'\n'), 0, 0)
             }
         };
         Ok(Self {
@@ -261,12 +268,28 @@ impl ChunkReader {
                 while chunk.len() < CHUNK {
                     let Some(line) = lines.next() else { break };
                     *line_no += 1;
-                    let text = line.with_context(|| format!("cannot read line {line_no}"))?;
-                    *bytes += text.len() as u64 + 1;
+                    let raw = line.with_context(|| format!("cannot read line {line_no}"))?;
+                    *bytes += raw.len() as u64 + 1;
+                    // A line that is not UTF-8 is one rejected row, as a bad CSV row is; a
+                    // byte-order mark at the start of the file is skipped.
+                    let text = match std::str::from_utf8(&raw) {
+                        Ok(t) if *line_no == 1 => t.trim_start_matches('\u{feff}'),
+                        Ok(t) => t,
+                        Err(e) => {
+                            self.unreadable.push(RowError {
+                                line: *line_no,
+                                message: format!(
+                                    "not UTF-8 text (byte {} of the line); save the file as UTF-8",
+                                    e.valid_up_to() + 1
+                                ),
+                            });
+                            continue;
+                        }
+                    };
                     if text.trim().is_empty() {
                         continue;
                     }
-                    match serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&text) {
+                    match serde_json::from_str::<BTreeMap<String, serde_json::Value>>(text) {
                         Ok(fields) => chunk.push(Record {
                             line: *line_no,
                             fields,
@@ -294,6 +317,22 @@ fn csv_reason(e: &csv::Error) -> String {
             expected_len, len, ..
         } => format!("{len} fields where the header has {expected_len}"),
         _ => e.to_string(),
+    }
+}
+
+/// An id field as text: a string, or a whole number written out. A number too long for one
+/// (JSON `123456789012345678901234567890`, read as a float) is refused: stored, it would be
+/// `1.2345678901234568e29`, another customer's id or nobody's.
+pub fn id_text(
+    fields: &BTreeMap<String, serde_json::Value>,
+    key: &str,
+) -> Result<Option<String>, Invalid> {
+    match fields.get(key) {
+        Some(serde_json::Value::Number(n)) if n.is_f64() => Err(Invalid::at(
+            key,
+            format!("'{key}' is the number {n}, not a whole number rebuy can keep exactly; write ids as strings (\"{key}\": \"…\")"),
+        )),
+        _ => Ok(text(fields, key)),
     }
 }
 

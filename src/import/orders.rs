@@ -2,7 +2,7 @@
 //! its rows adjacent (as shop exports write them); JSON Lines has one order per line with an
 //! `items` array. Amounts are integers in minor units (¥3,980 is 3980, $39.80 is 3980).
 
-use super::{parse_instant, text, ImportOptions, ImportReport, Invalid, Record};
+use super::{id_text, parse_instant, text, ImportOptions, ImportReport, Invalid, Record};
 use crate::clock::to_millis;
 use crate::domain::parse_currency;
 use crate::render::ItemView;
@@ -122,10 +122,10 @@ fn item_from(v: &serde_json::Value, path: &str, prefix: &str) -> Result<ItemView
 /// Validates one record into an order line, or says what is wrong with it.
 pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, Invalid> {
     let f = &r.fields;
-    let order_id = text(f, "order_id")
-        .or_else(|| text(f, "id"))
+    let order_id = id_text(f, "order_id")?
+        .or(id_text(f, "id")?)
         .ok_or_else(|| Invalid::missing("order_id"))?;
-    let customer_id = text(f, "customer_id").ok_or_else(|| Invalid::missing("customer_id"))?;
+    let customer_id = id_text(f, "customer_id")?.ok_or_else(|| Invalid::missing("customer_id"))?;
     let placed = text(f, "placed_at").ok_or_else(|| Invalid::missing("placed_at"))?;
     let placed_at =
         to_millis(parse_instant(&placed, zone).map_err(|e| Invalid::at("placed_at", e))?);

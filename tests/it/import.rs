@@ -421,3 +421,70 @@ async fn orders_and_the_aggregates_they_change_commit_together() {
     let after = store.find_customer("C1").await.unwrap();
     assert_eq!(after.total_spent, before.total_spent + 5000);
 }
+
+#[tokio::test]
+async fn json_lines_reject_a_bad_line_as_csv_does_and_the_rest_lands() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    let now = utc("2026-11-01T00:00:00Z");
+    let file = shop.file("customers.jsonl");
+    let mut bytes = Vec::new();
+    // A byte-order mark before the first record, as some Windows tools write.
+    bytes.extend_from_slice("\u{feff}{\"id\": \"c1\", \"email\": \"aya@example.jp\"}\n".as_bytes());
+    bytes.extend_from_slice(
+        b"{\"id\": \"c2\", \"email\": \"ken@example.jp\", \"name\": \"\xff\xfe\"}\n",
+    );
+    bytes.extend_from_slice(
+        b"{\"id\": 123456789012345678901234567890, \"email\": \"big@example.jp\"}\n",
+    );
+    bytes.extend_from_slice(b"{\"id\": 42, \"email\": \"num@example.jp\"}\n");
+    bytes.extend_from_slice(b"{\"id\": \"c1\", \"email\": \"again@example.jp\"}\n");
+    std::fs::write(&file, bytes).unwrap();
+    let r = import_customers(&store, &file, &opts(), now).await.unwrap();
+    let said: Vec<(u64, &str)> = r
+        .rejected
+        .iter()
+        .map(|e| (e.line, e.message.as_str()))
+        .collect();
+    assert_eq!(said.len(), 3, "{said:?}");
+    assert!(
+        said[0].0 == 2 && said[0].1.starts_with("not UTF-8 text"),
+        "{said:?}"
+    );
+    assert!(
+        said[1].0 == 3 && said[1].1.contains("write ids as strings"),
+        "{said:?}"
+    );
+    assert!(
+        said[2].0 == 5 && said[2].1.contains("appears again (first on line 1)"),
+        "{said:?}"
+    );
+    assert_eq!((r.records, r.inserted), (5, 2));
+    assert_eq!(
+        store.find_customer("c1").await.unwrap().email,
+        "aya@example.jp"
+    );
+    assert_eq!(
+        store.find_customer("42").await.unwrap().email,
+        "num@example.jp"
+    );
+}
+
+#[test]
+fn an_unreadable_csv_header_is_the_files_fault_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("customers.csv"),
+        b"id,em\xffail\nc1,a@b.jp\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        .args(["import", "customers", "customers.csv"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot read the CSV header line"), "{err}");
+}
