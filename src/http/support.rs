@@ -161,8 +161,9 @@ fn followup(json: Value) -> Result<Followup, Problem> {
 }
 
 /// Starts a manual scenario for one customer. The `Idempotency-Key` header is also the
-/// enrollment's key: a double click, or the same key from another tool, starts it once
-/// (201 the first time, 200 after).
+/// enrollment's key: a double click, or the same key from another tool, starts it once. 201
+/// when it started; 200 when another token (another tool) had started it with that key; a
+/// repeat with the same token replays the first reply (201, `Idempotent-Replayed: true`).
 pub async fn start_followup(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Reply {
     let key = headers
         .get("idempotency-key")
