@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod customer_view;
 pub mod daemon;
 pub mod delivery;
 pub mod demo;

@@ -3,6 +3,7 @@
 
 mod app;
 mod check;
+mod customer;
 mod demo;
 mod enrollment;
 pub mod experiments;
@@ -78,6 +79,9 @@ pub enum Command {
     Init,
     /// Run the daemon: tick on an interval, enroll, advance, send; stop cleanly on SIGINT/SIGTERM.
     Run(run::RunArgs),
+    /// One customer: consent, segments, orders, follow-ups and every message with its reason.
+    #[command(subcommand)]
+    Customer(customer::CustomerCommand),
     /// Serve only the HTTP API, webhooks and the unsubscribe page (the daemon runs elsewhere).
     Serve,
     /// API tokens: create (printed once; only its hash is stored), list, revoke.
@@ -197,6 +201,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Run(args) => run::run(&app, &args).await,
         Command::Serve => serve::run(&app).await,
+        Command::Customer(cmd) => customer::run(&app, cmd).await,
         Command::Token(cmd) => token::run(&app, cmd).await,
         Command::Import(cmd) => import::run(&app, cmd).await,
         Command::Trigger(args) => trigger::trigger(&app, &args).await,

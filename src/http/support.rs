@@ -6,63 +6,14 @@
 use super::auth::{authorize, Scope};
 use super::problem::{FieldError, Problem};
 use super::{idempotent, Api, Body, Reply};
-use crate::clock::{from_millis, to_millis};
-use crate::store::{EnrollmentView, OutboxRow};
+use crate::clock::to_millis;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use chrono_tz::Tz;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// The orders (and events) shown with a customer, newest first.
-const ORDERS_SHOWN: i64 = 100;
-
-/// A stored instant as RFC 3339 in the shop's zone.
-fn local(ms: Option<i64>, zone: Tz) -> Option<String> {
-    ms.map(|m| from_millis(m).with_timezone(&zone).to_rfc3339())
-}
-
-fn message_view(m: &OutboxRow, zone: Tz) -> Value {
-    json!({
-        "id": m.id,
-        "status": m.status,
-        "scenario": m.scenario_id,
-        "step": m.step_id,
-        "variant": m.variant,
-        "enrollment_id": m.enrollment_id,
-        "transactional": m.transactional != 0,
-        "to": m.to_email,
-        "subject": m.subject,
-        "message_id": m.message_id,
-        "due_at": local(Some(m.due_at), zone),
-        "sent_at": local(m.sent_at, zone),
-        "expires_at": local(m.expires_at, zone),
-        "attempts": m.attempts,
-        "last_error": m.last_error,
-    })
-}
-
-fn enrollment_view(e: &EnrollmentView, steps: Option<&[String]>, zone: Tz) -> Value {
-    json!({
-        "id": e.id,
-        "scenario": e.scenario_id,
-        "state": e.state,
-        "arm": e.arm,
-        "order_id": e.order_id,
-        "vars": serde_json::from_str::<Value>(&e.vars).unwrap_or_default(),
-        "steps": steps,
-        "next_step": steps.and_then(|s| s.get(usize::try_from(e.next_step).ok()?)),
-        "next_due_at": local(e.next_due_at, zone),
-        "triggered_at": local(Some(e.triggered_at), zone),
-        "goal_reached_at": local(e.goal_reached_at, zone),
-        "goal_order_id": e.goal_order_id,
-        "ended_at": local(e.ended_at, zone),
-        "end_reason": e.end_reason,
-    })
-}
 
 pub async fn customer(
     State(api): State<Arc<Api>>,
@@ -70,66 +21,10 @@ pub async fn customer(
     Path(id): Path<String>,
 ) -> Result<Reply, Problem> {
     authorize(&api.store, &headers, Scope::Support).await?;
-    let c = api.store.find_customer_with_metrics(&id).await?;
-    let zone = c
-        .timezone
-        .as_deref()
-        .and_then(|z| z.parse::<Tz>().ok())
-        .unwrap_or(api.zone);
-    let suppressed = api.store.suppressed(std::slice::from_ref(&c.email)).await?;
-    let orders = api.store.customer_orders(&c.id, ORDERS_SHOWN).await?;
-    let enrollments = api.store.customer_enrollments(&c.id).await?;
-    let messages = api.store.customer_messages(&c.id).await?;
-    let events = api.store.customer_events(&c.id, ORDERS_SHOWN).await?;
-    let steps: BTreeMap<&str, Vec<String>> = api
-        .engine
-        .scenarios()
-        .iter()
-        .map(|s| {
-            (
-                s.id.as_str(),
-                s.steps.iter().map(|st| st.id.clone()).collect(),
-            )
-        })
-        .collect();
-    let metrics = c.metrics.as_deref();
-    Ok(Json(json!({
-        "id": c.id,
-        "email": c.email,
-        "name": c.name,
-        "timezone": c.timezone,
-        "locale": c.locale,
-        "attributes": serde_json::from_str::<Value>(&c.attributes).unwrap_or_default(),
-        "consent": {
-            "marketing": c.marketing_consent.map(|v| v != 0),
-            "at": local(c.consent_at, zone),
-            "suppressed": suppressed.values().next().map(|k| k.as_str()),
-        },
-        "orders_count": c.orders_count,
-        "total_spent": c.total_spent,
-        "currency": c.currency,
-        "first_order_at": local(c.first_order_at, zone),
-        "last_order_at": local(c.last_order_at, zone),
-        "rfm_segment": metrics.map(|m| m.rfm_segment.clone()),
-        "metrics": metrics,
-        "segments": c.segments,
-        "orders": orders.iter().map(|o| json!({
-            "id": o.id,
-            "placed_at": local(Some(o.placed_at), zone),
-            "total": o.total,
-            "currency": o.currency,
-            "items": serde_json::from_str::<Value>(&o.items).unwrap_or_default(),
-        })).collect::<Vec<_>>(),
-        "events": events.iter().map(|e| json!({
-            "id": e.id,
-            "name": e.name,
-            "at": local(Some(e.at), zone),
-            "properties": serde_json::from_str::<Value>(&e.properties).unwrap_or_default(),
-        })).collect::<Vec<_>>(),
-        "enrollments": enrollments.iter().map(|e| enrollment_view(e, steps.get(e.scenario_id.as_str()).map(Vec::as_slice), zone)).collect::<Vec<_>>(),
-        "messages": messages.iter().map(|m| message_view(m, zone)).collect::<Vec<_>>(),
-    }))
-    .into_response())
+    let view =
+        crate::customer_view::customer_view(&api.store, api.engine.scenarios(), api.zone, &id)
+            .await?;
+    Ok(Json(view).into_response())
 }
 
 /// The body of `POST /v1/followups`.
@@ -287,5 +182,5 @@ pub async fn cancel_message(
             )),
         );
     }
-    Ok(Json(message_view(&row, api.zone)).into_response())
+    Ok(Json(crate::customer_view::message_view(&row, api.zone)).into_response())
 }

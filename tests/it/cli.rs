@@ -1134,3 +1134,47 @@ fn a_misspelt_or_missing_variable_is_refused_by_name_before_anything_starts() {
     let o = rebuy(dir.path(), &["status", "--format", "json"]);
     assert_eq!(text(&o).0.trim(), "[]", "nothing was started");
 }
+
+#[test]
+fn a_customer_is_shown_with_orders_and_follow_ups_as_a_table_or_json() {
+    let dir = imported_folder();
+    let o = rebuy(
+        dir.path(),
+        &[
+            "trigger",
+            "support-follow-up",
+            "--customer",
+            "hanako@example.jp",
+            "--var",
+            "case_id=CASE-7",
+            "--key",
+            "CASE-7",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let o = rebuy(dir.path(), &["customer", "show", "hanako@example.jp"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        out.starts_with("山田 花子 <hanako@example.jp> (id C1)\nmarketing mail: yes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("¥13,920") && out.contains("ミルククレンジング"),
+        "{out}"
+    );
+    assert!(out.contains("support-follow-up"), "{out}");
+    let o = rebuy(dir.path(), &["customer", "show", "C1", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["enrollments"][0]["scenario"], "support-follow-up");
+    assert_eq!(v["enrollments"][0]["vars"]["case_id"], "CASE-7");
+    assert_eq!(
+        v["orders"][0]["placed_at"], "2026-10-20T21:00:00+09:00",
+        "the customer's zone"
+    );
+    let o = rebuy(dir.path(), &["customer", "show", "nobody"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o)
+        .1
+        .contains("no customer with id or e-mail 'nobody'"));
+}
