@@ -162,6 +162,7 @@ async fn without_a_valid_token_of_the_right_scope_nothing_is_stored() {
     let none = s.call("POST", "/v1/customers", None, Some(AYA), None).await;
     assert_eq!(none.status, StatusCode::UNAUTHORIZED);
     assert!(is_problem(&none));
+    assert_eq!(none.headers["www-authenticate"], "Bearer realm=\"rebuy\"");
     let mut forged = Request::builder()
         .method("POST")
         .uri("/v1/customers")
