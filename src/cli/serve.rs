@@ -68,6 +68,7 @@ pub async fn start(
         writer: crate::http::IngestWriter::start(store.clone()),
         request_timeout: std::time::Duration::from_secs(app.config.http.request_timeout_secs),
     });
+    tokio::spawn(prune_keys(store.clone(), shutdown.clone()));
     let limits = Limits::from(&app.config.http);
     let router = crate::http::router(api, unsubscribe, &limits);
     Ok(Ok(Some(tokio::spawn(crate::http::serve(
@@ -91,4 +92,23 @@ pub async fn run(app: &App) -> anyhow::Result<u8> {
     tracing::info!("stopped cleanly");
     store.close().await;
     Ok(exit::OK)
+}
+
+/// How long a reply to an `Idempotency-Key` is kept: a client retries within minutes, not days.
+const KEYS_KEPT: chrono::Duration = chrono::Duration::days(1);
+
+/// Forgets old idempotency keys every hour until `shutdown`.
+async fn prune_keys(store: Store, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let before = crate::clock::to_millis(chrono::Utc::now() - KEYS_KEPT);
+        match store.prune_keys(before).await {
+            Ok(n) if n > 0 => tracing::debug!(keys = n, "old idempotency keys forgotten"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot forget old idempotency keys"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
 }

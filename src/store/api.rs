@@ -140,4 +140,15 @@ impl Store {
         }
         Ok(())
     }
+
+    /// Forgets the idempotency keys taken before `before`; returns how many.
+    pub async fn prune_keys(&self, before: i64) -> Result<u64> {
+        Ok(
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
 }

@@ -413,6 +413,19 @@ async fn an_idempotency_key_replays_the_first_reply_and_refuses_another_body() {
         )
         .await;
     assert_eq!((again.status, &again.json), (refused.status, &refused.json));
+    // Keys are kept for a while, then forgotten: the same key then runs the request again.
+    assert_eq!(s.store.prune_keys(i64::MAX).await.unwrap(), 2);
+    let fresh = s
+        .call(
+            "POST",
+            "/v1/customers",
+            Some(Scope::Ingest),
+            Some(&body),
+            Some("k-1"),
+        )
+        .await;
+    assert!(fresh.headers.get("idempotent-replayed").is_none());
+    assert_eq!(fresh.json["unchanged"], 1);
 }
 
 #[tokio::test]
