@@ -824,9 +824,17 @@ pub const MIN_SECRET_LEN: usize = 16;
 
 /// Whether a secret is long enough to sign unsubscribe links with.
 pub fn check_secret(secret: &str) -> Result<(), String> {
+    long_enough(
+        secret,
+        "the unsubscribe secret",
+        "(e.g. `openssl rand -hex 32`), or leave it unset for a generated one",
+    )
+}
+
+fn long_enough(secret: &str, what: &str, fix: &str) -> Result<(), String> {
     if secret.len() < MIN_SECRET_LEN {
         return Err(format!(
-            "the unsubscribe secret has {} characters; it needs at least {MIN_SECRET_LEN} (e.g. `openssl rand -hex 32`), or leave it unset for a generated one",
+            "{what} has {} characters; it needs at least {MIN_SECRET_LEN} {fix}",
             secret.len()
         ));
     }
@@ -836,13 +844,11 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
 /// The Shopify app's client secret, checked like the unsubscribe secret: a short one is a
 /// mistake (a truncated copy), and it is what stands between the webhook and forged orders.
 pub fn check_shopify_secret(secret: &str) -> Result<(), String> {
-    if secret.len() < MIN_SECRET_LEN {
-        return Err(format!(
-            "the Shopify secret has {} characters; it needs at least {MIN_SECRET_LEN}: copy the app's whole client secret (Shopify admin → Apps → your app → API credentials)",
-            secret.len()
-        ));
-    }
-    Ok(())
+    long_enough(
+        secret,
+        "the Shopify secret",
+        "characters: copy the app's whole client secret (Shopify admin → Apps → your app → API credentials)",
+    )
 }
 
 /// Reads a secret from an environment variable, or else from a file (trailing newline cut).

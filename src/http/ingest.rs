@@ -127,6 +127,32 @@ fn item_fields(at: &str, m: &Map<String, Value>, errors: &mut Vec<FieldError>) {
     }
 }
 
+/// Refuses the records whose customer is not stored: `owners` pairs each record's place with
+/// the customer it names in `field`.
+async fn unknown_customers(
+    api: &Api,
+    owners: Vec<(&str, &str)>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) -> Result<(), Problem> {
+    let ids: Vec<String> = owners
+        .iter()
+        .map(|(_, c)| c.to_string())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let known = api.store.existing_customer_ids(&ids).await?;
+    for (at, customer) in owners.into_iter().filter(|(_, c)| !known.contains(*c)) {
+        errors.push(FieldError {
+            at: format!("{at}/{field}"),
+            message: format!(
+                "unknown customer '{customer}'; post the customer to /v1/customers first"
+            ),
+        });
+    }
+    Ok(())
+}
+
 fn record(index: usize, m: Map<String, Value>) -> Record {
     Record {
         line: index as u64,
@@ -211,24 +237,11 @@ pub async fn post_orders(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
                     Err(e) => errors.push(field_error(&at, e)),
                 }
             }
-            let ids: Vec<String> = good
+            let owners = places
                 .iter()
-                .map(|o| o.customer_id.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let known = api.store.existing_customer_ids(&ids).await?;
-            for (o, at) in good.iter().zip(&places) {
-                if !known.contains(&o.customer_id) {
-                    errors.push(FieldError {
-                        at: format!("{at}/customer_id"),
-                        message: format!(
-                            "unknown customer '{}'; post the customer to /v1/customers first",
-                            o.customer_id
-                        ),
-                    });
-                }
-            }
+                .zip(&good)
+                .map(|(at, o)| (at.as_str(), o.customer_id.as_str()));
+            unknown_customers(&api, owners.collect(), "customer_id", &mut errors).await?;
             if !errors.is_empty() {
                 errors.sort_by(|a, b| a.at.cmp(&b.at));
                 return Err(Problem::invalid("invalid order", errors));
@@ -275,24 +288,11 @@ pub async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
                     Err(e) => errors.push(field_error(&at, e)),
                 }
             }
-            let ids: Vec<String> = good
+            let owners = places
                 .iter()
-                .map(|e| e.customer_id.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            let known = api.store.existing_customer_ids(&ids).await?;
-            for (e, at) in good.iter().zip(&places) {
-                if !known.contains(&e.customer_id) {
-                    errors.push(FieldError {
-                        at: format!("{at}/customer"),
-                        message: format!(
-                            "unknown customer '{}'; post the customer to /v1/customers first",
-                            e.customer_id
-                        ),
-                    });
-                }
-            }
+                .zip(&good)
+                .map(|(at, e)| (at.as_str(), e.customer_id.as_str()));
+            unknown_customers(&api, owners.collect(), "customer", &mut errors).await?;
             if !errors.is_empty() {
                 errors.sort_by(|a, b| a.at.cmp(&b.at));
                 return Err(Problem::invalid("invalid event", errors));

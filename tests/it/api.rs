@@ -130,23 +130,27 @@ impl Server {
             .header("content-type", "application/json")
             .body(Body::from(body.unwrap_or_default().to_string()))
             .unwrap();
-        let r = self.router.clone().oneshot(req).await.unwrap();
-        let status = r.status();
-        let headers = r.headers().clone();
-        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            json,
-        }
+        send(&self.router, req).await
     }
 
     async fn post(&self, uri: &str, scope: Scope, body: &Value) -> Answer {
         self.call("POST", uri, Some(scope), Some(&body.to_string()), None)
             .await
+    }
+}
+
+/// Sends one request through the router; its status, headers and JSON body (null if none).
+async fn send(router: &axum::Router, req: Request<Body>) -> Answer {
+    let r = router.clone().oneshot(req).await.unwrap();
+    let status = r.status();
+    let headers = r.headers().clone();
+    let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    Answer {
+        status,
+        headers,
+        json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     }
 }
 
@@ -686,17 +690,7 @@ impl Server {
             .header("content-type", "application/json")
             .body(Body::from(body.to_vec()))
             .unwrap();
-        let r = self.router.clone().oneshot(req).await.unwrap();
-        let status = r.status();
-        let headers = r.headers().clone();
-        let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        Answer {
-            status,
-            headers,
-            json: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        }
+        send(&self.router, req).await
     }
 }
 
@@ -860,15 +854,8 @@ async fn an_abandoned_cart_posted_as_an_event_is_reminded_unless_an_order_came_i
                 .header("content-type", "application/json")
                 .body(Body::from(body.to_string()))
                 .unwrap();
-            let r = router.oneshot(req).await.unwrap();
-            let status = r.status();
-            let bytes = axum::body::to_bytes(r.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            (
-                status,
-                serde_json::from_slice::<Value>(&bytes).unwrap_or_default(),
-            )
+            let a = send(&router, req).await;
+            (a.status, a.json)
         }
     };
     let customers = json!({"customers": [
@@ -929,14 +916,9 @@ async fn an_abandoned_cart_posted_as_an_event_is_reminded_unless_an_order_came_i
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
         .unwrap();
-    let r = router.clone().oneshot(req).await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let preview: Value = serde_json::from_slice(
-        &axum::body::to_bytes(r.into_body(), usize::MAX)
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let answer = send(&router, req).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let preview = answer.json;
     assert!(
         preview["text"].as_str().unwrap().contains("しっとり化粧水"),
         "{preview}"

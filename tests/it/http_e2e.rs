@@ -34,10 +34,11 @@ fn token(dir: &Path, scope: &str) -> String {
     String::from_utf8(o.stdout).unwrap().trim().to_string()
 }
 
-/// Starts `rebuy run` and returns it with the address it listens on (from its JSON log).
-fn start(dir: &Path) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+/// Starts `rebuy run` (or `serve`) and returns it with the address it listens on (from its
+/// JSON log).
+fn start(dir: &Path, command: &str) -> (Child, String, std::sync::mpsc::Receiver<String>) {
     let mut child = rebuy(dir)
-        .args(["run", "--log-format", "json"])
+        .args([command, "--log-format", "json"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -121,7 +122,7 @@ async fn a_webhook_order_becomes_a_sent_mail_and_bad_requests_store_nothing() {
     .unwrap();
     assert!(rebuy(d).arg("init").status().unwrap().success());
     let ingest = token(d, "ingest");
-    let (mut child, addr, _log) = start(d);
+    let (mut child, addr, _log) = start(d, "run");
     let bearer = format!("Bearer {ingest}");
     let auth = [("Authorization", bearer.as_str())];
 
@@ -217,4 +218,27 @@ async fn a_webhook_order_becomes_a_sent_mail_and_bad_requests_store_nothing() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(smtp.received().len(), 1, "sent once");
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuy_serve_answers_the_api_alone_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("scenarios")).unwrap();
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    std::fs::write(d.join("rebuy.yaml"), "http:\n  listen: 127.0.0.1:0\n").unwrap();
+    assert!(rebuy(d).arg("init").status().unwrap().success());
+    let read = format!("Bearer {}", token(d, "read"));
+    let (mut child, addr, _log) = start(d, "serve");
+    assert_eq!(request(&addr, "GET", "/healthz", &[], b"").await.0, 200);
+    let (status, body) =
+        request(&addr, "GET", "/v1/status", &[("Authorization", &read)], b"").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["scenarios"].is_array(), "{body}");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }
