@@ -37,6 +37,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Shopify's order webhooks: where the secret that signs them comes from.
     pub shopify: ShopifyConfig,
+    /// Click and open tracking of HTML mail; off unless `base_url` is set.
+    pub tracking: TrackingConfig,
     pub delivery: DeliveryConfig,
     /// Limits on marketing mail (not transactional), enforced at send time.
     pub marketing: MarketingConfig,
@@ -111,6 +113,16 @@ impl Default for ShopifyConfig {
             secret_file: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrackingConfig {
+    /// Where customers reach rebuy's HTTP server (`https://mail.shop.example`): links become
+    /// `<base_url>/t/c/…` redirects. Unset: no tracking, links stay as written.
+    pub base_url: Option<String>,
+    /// Also add a 1×1 image that records opens (`<base_url>/t/o/….gif`).
+    pub open_pixel: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -381,6 +393,7 @@ impl Default for Config {
             unsubscribe: UnsubscribeConfig::default(),
             http: HttpConfig::default(),
             shopify: ShopifyConfig::default(),
+            tracking: TrackingConfig::default(),
             delivery: DeliveryConfig::default(),
             marketing: MarketingConfig::default(),
             jobs: Vec::new(),
@@ -497,6 +510,30 @@ impl Config {
                     ));
                 }
             }
+        }
+    }
+
+    /// A tracking base URL must be absolute http(s) without a query: links are built on it.
+    fn check_tracking(&self, path: &str, diags: &mut Vec<Diagnostic>) {
+        let Some(url) = &self.tracking.base_url else {
+            return;
+        };
+        let lower = url.to_ascii_lowercase();
+        let scheme_ok = lower.starts_with("https://") || lower.starts_with("http://");
+        let host_ok = url
+            .split_once("://")
+            .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
+        if !scheme_ok || !host_ok || url.contains(['?', '#', ' ']) {
+            let (line, col) = self.place("tracking.base_url");
+            diags.push(
+                Diagnostic::new(
+                    path,
+                    line,
+                    col,
+                    format!("tracking.base_url '{url}' is not an absolute http(s) address without query"),
+                )
+                .with_hint("give where customers reach rebuy's HTTP server, e.g. https://mail.shop.example"),
+            );
         }
     }
 
@@ -659,6 +696,7 @@ impl Config {
         let mut diags = Vec::new();
         self.check_ranges(&path, &mut diags);
         self.check_secrets(&path, &mut diags);
+        self.check_tracking(&path, &mut diags);
         let mut duration = |v: &Option<Spanned<String>>, default: Duration| match v {
             None => default,
             Some(s) => parse_duration(&s.value).unwrap_or_else(|e| {

@@ -5,7 +5,7 @@
 
 use crate::clock::from_millis;
 use crate::scenario::Scenario;
-use crate::store::{EnrollmentView, OutboxRow, Store};
+use crate::store::{EnrollmentView, OutboxRow, Store, TrackingRow};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -16,6 +16,24 @@ const ORDERS_SHOWN: i64 = 100;
 /// A stored instant as RFC 3339 in the shop's zone.
 pub fn local(ms: Option<i64>, zone: Tz) -> Option<String> {
     ms.map(|m| from_millis(m).with_timezone(&zone).to_rfc3339())
+}
+
+/// A message's clicks and opens (when tracking is on): the first of each kind, people and
+/// bots apart.
+fn tracking_view(m: &OutboxRow, tracking: &[TrackingRow], zone: Tz) -> Vec<Value> {
+    tracking
+        .iter()
+        .filter(|t| t.outbox_id == m.id)
+        .map(|t| {
+            json!({
+                "kind": t.kind,
+                "at": local(Some(t.at), zone),
+                "counted": t.counted,
+                "url": t.url,
+                "note": t.note,
+            })
+        })
+        .collect()
 }
 
 pub fn message_view(m: &OutboxRow, zone: Tz) -> Value {
@@ -75,6 +93,7 @@ pub async fn customer_view(
     let enrollments = store.customer_enrollments(&c.id).await?;
     let messages = store.customer_messages(&c.id).await?;
     let events = store.customer_events(&c.id, ORDERS_SHOWN).await?;
+    let tracking = store.customer_tracking(&c.id).await?;
     let steps: BTreeMap<&str, Vec<String>> = scenarios
         .iter()
         .map(|s| {
@@ -119,6 +138,10 @@ pub async fn customer_view(
             "properties": serde_json::from_str::<Value>(&e.properties).unwrap_or_default(),
         })).collect::<Vec<_>>(),
         "enrollments": enrollments.iter().map(|e| enrollment_view(e, steps.get(e.scenario_id.as_str()).map(Vec::as_slice), zone)).collect::<Vec<_>>(),
-        "messages": messages.iter().map(|m| message_view(m, zone)).collect::<Vec<_>>(),
+        "messages": messages.iter().map(|m| {
+            let mut v = message_view(m, zone);
+            v["tracking"] = tracking_view(m, &tracking, zone).into();
+            v
+        }).collect::<Vec<_>>(),
     }))
 }

@@ -22,4 +22,5 @@ pub mod segment;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod tracking;
 pub mod yaml;

@@ -76,7 +76,8 @@ pub async fn scenario_report(
     let touches = store
         .last_touch(since, attribution_window.num_milliseconds(), scenario)
         .await?;
-    let mut report = crate::experiment::build_report(&arms, &steps, &touches);
+    let tracking = store.tracking_counts(since, scenario).await?;
+    let mut report = crate::experiment::build_report(&arms, &steps, &touches, &tracking);
     let decisions = store.variant_decisions().await?;
     for r in report.iter_mut().filter(|r| r.compared_with.is_none()) {
         let manual = scenarios

@@ -31,6 +31,10 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
 fn describe() {
     ::metrics::describe_gauge!("rebuy_outbox_messages", "messages in the outbox, by status");
     ::metrics::describe_counter!("rebuy_sends_total", "delivery outcomes, by outcome");
+    ::metrics::describe_counter!(
+        "rebuy_tracking_total",
+        "tracked clicks and opens, by kind, person or bot, and first or repeat"
+    );
     ::metrics::describe_histogram!("rebuy_tick_seconds", "how long a tick took");
     ::metrics::describe_histogram!("rebuy_delivery_seconds", "how long a delivery round took");
     ::metrics::describe_counter!(
@@ -77,6 +81,15 @@ pub fn record_request(route: &str, method: &str, status: u16, secs: f64) {
     ::metrics::counter!("rebuy_http_requests_total", "route" => route.clone(), "method" => method, "status" => status.to_string())
         .increment(1);
     ::metrics::histogram!("rebuy_http_request_seconds", "route" => route).record(secs);
+}
+
+/// Counts a click or open: `counted` false for bots, `first` false for a repeat of the same
+/// message (recorded once, counted here so that repeats are visible).
+pub fn record_tracking(kind: &'static str, counted: bool, first: bool) {
+    let who = if counted { "person" } else { "bot" };
+    let repeat = if first { "first" } else { "repeat" };
+    ::metrics::counter!("rebuy_tracking_total", "kind" => kind, "by" => who, "hit" => repeat)
+        .increment(1);
 }
 
 /// Sets the outbox gauges from counts by status (read when `/metrics` is scraped).

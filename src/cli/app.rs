@@ -57,6 +57,29 @@ impl App {
     /// The unsubscribe signer. Its secret comes from the environment or a file; without
     /// either, a random one is generated once and kept in the database.
     pub async fn unsubscriber(&self, store: &Store) -> Result<Unsubscriber> {
+        let secret = self.link_secret(store).await?;
+        Ok(Unsubscriber::new(
+            &self.config.unsubscribe.base_url,
+            secret.as_bytes(),
+        ))
+    }
+
+    /// The click tracker when `tracking.base_url` is set. It signs with the unsubscribe
+    /// secret (under a prefix of its own), so one secret protects every link in a mail.
+    pub async fn tracker(&self, store: &Store) -> Result<Option<crate::tracking::Tracker>> {
+        let Some(base) = &self.config.tracking.base_url else {
+            return Ok(None);
+        };
+        let secret = self.link_secret(store).await?;
+        Ok(Some(crate::tracking::Tracker::new(
+            base,
+            self.config.tracking.open_pixel,
+            secret.as_bytes(),
+        )))
+    }
+
+    /// The secret that signs the links in mail (unsubscribe, tracking).
+    async fn link_secret(&self, store: &Store) -> Result<String> {
         let u = &self.config.unsubscribe;
         let secret = match read_secret(&u.secret_env, u.secret_file.as_deref())? {
             Some(s) => {
@@ -76,7 +99,7 @@ impl App {
                     .await?
             }
         };
-        Ok(Unsubscriber::new(&u.base_url, secret.as_bytes()))
+        Ok(secret)
     }
 
     /// The engine with a valid scenario set, or the list of problems.
@@ -109,6 +132,7 @@ impl App {
             unsubscribe: self.unsubscriber(store).await?,
             control_group: self.resolved.control_group,
             step_expiry: self.resolved.step_expiry,
+            tracking: self.tracker(store).await?,
         };
         Ok(Ok(Engine::new(
             store.clone(),

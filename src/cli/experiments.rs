@@ -209,6 +209,9 @@ fn step_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>
         "converted after",
         "last-touch orders",
         "last-touch revenue",
+        "opened",
+        "clicked",
+        "click rate",
     ];
     let rows = report
         .iter()
@@ -225,6 +228,13 @@ fn step_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>
                     s.converted_after.to_string(),
                     s.attributed_orders.to_string(),
                     s.attributed_revenue.to_string(),
+                    s.opened.to_string(),
+                    s.clicked.to_string(),
+                    if s.sent > 0 {
+                        pct(s.clicked as f64 / s.sent as f64)
+                    } else {
+                        "–".into()
+                    },
                 ]
             })
         })

@@ -44,8 +44,16 @@ pub async fn start(
     tracing::info!(addr = %local, unsubscribe = %unsubscriber.path(), "serving HTTP");
     let shop = app.config.shop.get("name").cloned().unwrap_or_default();
     let clock = Arc::new(SystemClock);
-    let unsubscribe =
+    let mut pages =
         crate::http::unsubscribe::router(store.clone(), unsubscriber, &shop, clock.clone());
+    if let Some(tracker) = app.tracker(store).await? {
+        tracing::info!(path = %tracker.path(), "tracking clicks");
+        pages = pages.merge(crate::http::tracking::router(
+            store.clone(),
+            tracker,
+            clock.clone(),
+        ));
+    }
     let shopify = &app.config.shopify;
     let shopify_secret =
         crate::config::read_secret(&shopify.secret_env, shopify.secret_file.as_deref())?
@@ -70,7 +78,7 @@ pub async fn start(
     });
     tokio::spawn(prune_keys(store.clone(), shutdown.clone()));
     let limits = Limits::from(&app.config.http);
-    let router = crate::http::router(api, unsubscribe, &limits);
+    let router = crate::http::router(api, pages, &limits);
     Ok(Ok(Some(tokio::spawn(crate::http::serve(
         listener, router, limits, shutdown,
     )))))

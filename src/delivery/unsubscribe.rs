@@ -53,7 +53,7 @@ impl Unsubscriber {
         format!(
             "{}{sep}c={}&t={}",
             self.base_url,
-            encode(customer_id),
+            crate::domain::percent_encode(customer_id),
             self.token(customer_id)
         )
     }
@@ -69,23 +69,6 @@ impl Unsubscriber {
         let path = rest.find('/').map_or("/", |i| &rest[i..]);
         path.split(['?', '#']).next().unwrap_or("/").to_string()
     }
-}
-
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-fn encode(s: &str) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

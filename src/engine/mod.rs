@@ -105,6 +105,8 @@ pub struct EngineSettings {
     pub control_group: f64,
     /// How late a step may still be sent when neither it nor its scenario says (`expires`).
     pub step_expiry: Duration,
+    /// Rewrites the links of HTML mail to tracked redirects; None: tracking is off.
+    pub tracking: Option<crate::tracking::Tracker>,
 }
 
 pub struct Engine {
@@ -830,7 +832,7 @@ impl Engine {
             Ok(Some(r)) => {
                 outbox.status = OutboxStatus::Queued;
                 outbox.subject = r.subject;
-                outbox.html = r.html;
+                outbox.html = self.tracked(r.html, &outbox.message_id, &outbox.unsubscribe_url);
                 outbox.body_text = r.text;
             }
             Ok(None) if expired && passed => {
@@ -880,6 +882,14 @@ impl Engine {
             next_due_at,
             state,
             outbox: Some(outbox),
+        }
+    }
+
+    /// A rendered HTML part with its links tracked, when tracking is on.
+    pub(crate) fn tracked(&self, html: String, message_id: &str, unsubscribe_url: &str) -> String {
+        match &self.settings.tracking {
+            Some(t) => t.rewrite(&html, message_id, unsubscribe_url),
+            None => html,
         }
     }
 

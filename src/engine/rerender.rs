@@ -33,9 +33,10 @@ impl Engine {
         for t in self.store.retry_targets(ids, all_failed).await? {
             match self.rerender(&t, now).await {
                 Ok((r, c)) => {
+                    let html = self.tracked(r.html, &t.message_id, &t.unsubscribe_url);
                     let content = Content {
                         subject: &r.subject,
-                        html: &r.html,
+                        html: &html,
                         text: &r.text,
                         to_email: &c.email,
                         to_name: &c.name,

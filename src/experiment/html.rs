@@ -34,6 +34,7 @@ pub fn render(title: &str, report: &[ScenarioResult], curves: &[ConversionDays])
         t = esc(title)
     );
     out.push_str(&summary_table(report));
+    out.push_str(&funnel_table(report));
     out.push_str("<h2>Uplift in the repeat rate, with 95% intervals</h2>");
     out.push_str(&uplift_chart(report));
     out.push_str("<h2>Cumulative conversion since enrollment</h2>");
@@ -89,6 +90,44 @@ fn summary_table(report: &[ScenarioResult]) -> String {
             esc(&r.verdict)
         );
     }
+    t
+}
+
+/// Each step's funnel: sent, opened, clicked (people only), converted after the message.
+fn funnel_table(report: &[ScenarioResult]) -> String {
+    if report.iter().all(|r| r.steps.is_empty()) {
+        return String::new();
+    }
+    let mut t = String::from(
+        "<h2>Steps: sent, opened, clicked</h2><table><tr><th>scenario</th><th>step</th>\
+         <th>variant</th><th>sent</th><th>opened</th><th>clicked</th><th>click rate</th>\
+         <th>converted after</th></tr>",
+    );
+    let rate = |n: i64, of: i64| {
+        if of > 0 {
+            format!("{:.1}%", n as f64 / of as f64 * 100.0)
+        } else {
+            "–".into()
+        }
+    };
+    for r in report {
+        for s in &r.steps {
+            let _ = write!(
+                t,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td></tr>",
+                esc(&r.scenario),
+                esc(&s.step),
+                esc(s.variant.as_deref().unwrap_or("–")),
+                s.sent,
+                s.opened,
+                s.clicked,
+                rate(s.clicked, s.sent),
+                s.converted_after,
+            );
+        }
+    }
+    t.push_str("</table>");
     t
 }
 
@@ -303,7 +342,7 @@ fn esc(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::experiment::build_report;
-    use crate::store::ArmCounts;
+    use crate::store::{ArmCounts, StepCounts, TrackingCounts};
 
     fn arm(a: &str, enrolled: i64, converted: i64) -> ArmCounts {
         ArmCounts {
@@ -317,10 +356,30 @@ mod tests {
 
     #[test]
     fn the_page_is_self_contained_and_draws_both_charts() {
+        let step = StepCounts {
+            scenario_id: "thanks<&>".into(),
+            step_index: 0,
+            step_id: "thanks".into(),
+            variant: String::new(),
+            queued: 0,
+            sent: 800,
+            failed: 0,
+            held_out: 100,
+            other: 0,
+            converted_after: 150,
+        };
+        let clicks = TrackingCounts {
+            scenario_id: "thanks<&>".into(),
+            step_id: "thanks".into(),
+            variant: String::new(),
+            opened: 400,
+            clicked: 100,
+        };
         let report = build_report(
             &[arm("treatment", 900, 216), arm("holdout", 100, 18)],
+            &[step],
             &[],
-            &[],
+            &[clicks],
         );
         let curves = vec![
             ConversionDays {
@@ -352,6 +411,10 @@ mod tests {
             "final shares"
         );
         assert!(html.contains("+6.0 pts"));
+        assert!(
+            html.contains("<td>800</td><td>400</td><td>100</td><td>12.5%</td><td>150</td>"),
+            "the step's funnel with its click rate"
+        );
     }
 
     #[test]

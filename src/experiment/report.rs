@@ -6,7 +6,9 @@
 
 use super::stats::{TwoProportions, Uplift};
 use crate::scenario::Scenario;
-use crate::store::{ArmCounts, EnrollmentOutcome, StepCounts, TouchCounts, VariantDecision};
+use crate::store::{
+    ArmCounts, EnrollmentOutcome, StepCounts, TouchCounts, TrackingCounts, VariantDecision,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -68,6 +70,10 @@ pub struct StepFunnel {
     pub failed: i64,
     pub held_out: i64,
     pub converted_after: i64,
+    /// Messages opened (the pixel, or a click) and clicked by a person (bots left out); 0
+    /// without tracking.
+    pub opened: i64,
+    pub clicked: i64,
     /// Orders credited to this step's messages by last touch, and their revenue.
     pub attributed_orders: i64,
     pub attributed_revenue: i64,
@@ -78,6 +84,7 @@ pub fn build(
     arms: &[ArmCounts],
     steps: &[StepCounts],
     touches: &[TouchCounts],
+    tracking: &[TrackingCounts],
 ) -> Vec<ScenarioResult> {
     let mut by_scenario: BTreeMap<&str, Vec<&ArmCounts>> = BTreeMap::new();
     for a in arms {
@@ -99,6 +106,13 @@ pub fn build(
                 {
                     f.attributed_orders = t.orders;
                     f.attributed_revenue = t.revenue;
+                }
+                if let Some(t) = tracking
+                    .iter()
+                    .find(|t| t.scenario_id == id && t.step_id == f.step && t.variant == variant)
+                {
+                    f.opened = t.opened;
+                    f.clicked = t.clicked;
                 }
             }
             r.attributed_orders = r.steps.iter().map(|s| s.attributed_orders).sum();
@@ -279,6 +293,8 @@ fn funnel(s: &StepCounts) -> StepFunnel {
         failed: s.failed,
         held_out: s.held_out,
         converted_after: s.converted_after,
+        opened: 0,
+        clicked: 0,
         attributed_orders: 0,
         attributed_revenue: 0,
     }
@@ -366,6 +382,7 @@ mod tests {
             ],
             &[],
             &[],
+            &[],
         )[0];
         assert_eq!((r.enrolled, r.treatment, r.held_out), (1000, 900, 100));
         assert_eq!(r.compared_with.as_deref(), Some("holdout"));
@@ -383,9 +400,10 @@ mod tests {
             &[arm("treatment", 10, 1, 0), arm("control", 10, 1, 0)],
             &[],
             &[],
+            &[],
         )[0];
         assert_eq!(r.compared_with.as_deref(), Some("control"));
-        let r = &build(&[arm("treatment", 10, 1, 0)], &[], &[])[0];
+        let r = &build(&[arm("treatment", 10, 1, 0)], &[], &[], &[])[0];
         assert_eq!(r.uplift, None);
         assert!(r.verdict.contains("holdout: 10%"));
     }
@@ -398,7 +416,7 @@ mod tests {
             a.scenario_id = "other".into();
         }
         arms.extend(other);
-        let report = build(&arms, &[], &[]);
+        let report = build(&arms, &[], &[], &[]);
         let all = report.iter().find(|r| r.scenario == CONTROL_ROW).unwrap();
         assert_eq!(
             (
@@ -410,7 +428,7 @@ mod tests {
             (1000, 60, 230, 7)
         );
         assert_eq!(all.compared_with.as_deref(), Some("control"));
-        assert!(build(&[arm("treatment", 9, 1, 0)], &[], &[])
+        assert!(build(&[arm("treatment", 9, 1, 0)], &[], &[], &[])
             .iter()
             .all(|r| r.scenario != CONTROL_ROW));
     }
@@ -422,6 +440,7 @@ mod tests {
                 arm("treatment", 9000, 2160, 0),
                 arm("holdout", 1000, 180, 0),
             ],
+            &[],
             &[],
             &[],
         )[0];
@@ -439,6 +458,7 @@ mod tests {
         // conversion proves nothing.
         let r = &build(
             &[arm("treatment", 102, 0, 0), arm("holdout", 8, 1, 0)],
+            &[],
             &[],
             &[],
         )[0];

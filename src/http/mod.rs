@@ -7,6 +7,7 @@ mod ingest;
 mod problem;
 mod read;
 mod support;
+pub mod tracking;
 pub mod unsubscribe;
 mod webhooks;
 mod writer;

@@ -14,6 +14,7 @@ mod segments;
 mod simulation;
 mod status;
 mod suppressions;
+mod tracking;
 
 pub use api::{KeyClaim, TokenRow};
 pub use customers::{CustomerRow, NewCustomer};
@@ -31,6 +32,7 @@ pub use segments::{MembershipChange, SegmentEvent};
 pub use simulation::{Sends, SimulationSource, BODY_SAMPLE};
 pub use status::{FlowStatus, ScenarioStatus};
 pub use suppressions::{Suppression, SuppressionKind};
+pub use tracking::{TrackedMessage, TrackingCounts, TrackingHit, TrackingRow};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};

@@ -190,6 +190,8 @@ pub struct RetryTarget {
     pub customer_id: String,
     pub order_id: Option<String>,
     pub vars: String,
+    pub message_id: String,
+    pub unsubscribe_url: String,
 }
 
 /// A message's rendered content.
@@ -428,7 +430,8 @@ impl Store {
     /// failed one with `all_failed`), with what it takes to render each one again.
     pub async fn retry_targets(&self, ids: &[i64], all_failed: bool) -> Result<Vec<RetryTarget>> {
         let mut qb = QueryBuilder::<Db>::new(
-            "SELECT o.id, o.scenario_id, o.step_id, o.variant, o.customer_id, e.order_id, e.vars \
+            "SELECT o.id, o.scenario_id, o.step_id, o.variant, o.customer_id, e.order_id, e.vars, \
+             o.message_id, o.unsubscribe_url \
              FROM outbox o JOIN enrollments e ON e.id = o.enrollment_id",
         );
         if all_failed {

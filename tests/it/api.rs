@@ -91,7 +91,7 @@ async fn server_with(limits: Limits) -> Server {
     }
 }
 
-fn limits() -> Limits {
+pub(crate) fn limits() -> Limits {
     Limits {
         max_body: 64 * 1024,
         max_connections: 16,
@@ -104,10 +104,10 @@ async fn server() -> Server {
     server_with(limits()).await
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    json: Value,
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub json: Value,
 }
 
 impl Server {
@@ -140,7 +140,7 @@ impl Server {
 }
 
 /// Sends one request through the router; its status, headers and JSON body (null if none).
-async fn send(router: &axum::Router, req: Request<Body>) -> Answer {
+pub(crate) async fn send(router: &axum::Router, req: Request<Body>) -> Answer {
     let r = router.clone().oneshot(req).await.unwrap();
     let status = r.status();
     let headers = r.headers().clone();

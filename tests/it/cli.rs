@@ -300,7 +300,7 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
     );
     assert!(
         text(&o).0.starts_with(
-            "scenario,step,variant,queued,sent,failed,held out,converted after,last-touch orders,last-touch revenue\nsupport-follow-up,apology,-,0,1,0,0,0,0,0\n"
+            "scenario,step,variant,queued,sent,failed,held out,converted after,last-touch orders,last-touch revenue,opened,clicked,click rate\nsupport-follow-up,apology,-,0,1,0,0,0,0,0,0,0,0.0%\n"
         ),
         "{:?}",
         text(&o)

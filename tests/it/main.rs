@@ -21,4 +21,5 @@ mod simulate;
 mod suppression;
 mod time_travel;
 mod tls;
+mod tracking;
 mod unsubscribe;
