@@ -23,7 +23,7 @@ pub const MAX_BATCH: usize = 1_000;
 
 /// What an ingest request did: like `rebuy import`'s report, without rejections (a request
 /// with any is refused whole).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Ingested {
     pub records: u64,
     pub inserted: u64,
@@ -172,6 +172,13 @@ fn field_error(at: &str, e: Invalid) -> FieldError {
     }
 }
 
+#[utoipa::path(
+    post, path = "/v1/customers", tag = "ingest",
+    request_body(content = super::openapi::CustomersBody, description = "one record, {\"customers\": [...]}, or an array; at most 1,000"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a request sent again with the same key gets the first reply (Idempotent-Replayed: true)")),
+    responses((status = 200, description = "every record committed", body = Ingested)),
+    security(("bearer" = []))
+)]
 pub async fn post_customers(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Reply {
     idempotent(
         &api,
@@ -210,6 +217,13 @@ pub async fn post_customers(State(api): State<Arc<Api>>, headers: HeaderMap, bod
     .await
 }
 
+#[utoipa::path(
+    post, path = "/v1/orders", tag = "ingest",
+    request_body(content = super::openapi::OrdersBody, description = "one record, {\"orders\": [...]}, or an array; at most 1,000"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a request sent again with the same key gets the first reply (Idempotent-Replayed: true)")),
+    responses((status = 200, description = "every record committed", body = Ingested)),
+    security(("bearer" = []))
+)]
 pub async fn post_orders(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Reply {
     idempotent(
         &api,
@@ -262,6 +276,13 @@ pub async fn post_orders(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
 
 /// `POST /v1/events`: custom events, one or `{"events": [...]}`. Each is stored once by its id
 /// (or, without one, by its content); the tick is woken to start `event` scenarios.
+#[utoipa::path(
+    post, path = "/v1/events", tag = "ingest",
+    request_body(content = super::openapi::EventsBody, description = "one record, {\"events\": [...]}, or an array; at most 1,000"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a request sent again with the same key gets the first reply (Idempotent-Replayed: true)")),
+    responses((status = 200, description = "every record committed", body = Ingested)),
+    security(("bearer" = []))
+)]
 pub async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Reply {
     idempotent(
         &api,

@@ -4,6 +4,7 @@
 
 mod auth;
 mod ingest;
+pub mod openapi;
 mod problem;
 mod read;
 mod support;
@@ -101,6 +102,8 @@ pub fn router(api: Arc<Api>, extra: Router, limits: &Limits) -> Router {
         .route("/healthz", get(read::healthz))
         .route("/metrics", get(read::metrics))
         .route("/readyz", get(read::readyz))
+        .route("/openapi.json", get(openapi::document))
+        .route("/docs", get(openapi::page))
         .with_state(api);
     let timeout = limits.request_timeout;
     v1.merge(extra)

@@ -13,6 +13,11 @@ use axum::Json;
 use serde_json::json;
 use std::sync::Arc;
 
+#[utoipa::path(
+    get, path = "/v1/status", tag = "read",
+    responses((status = 200, description = "the same figures as rebuy status", body = Object)),
+    security(("bearer" = []))
+)]
 pub async fn status(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Reply, Problem> {
     authorize(&api.store, &headers, Scope::Read).await?;
     let scenarios: Vec<ScenarioStatus> = api.store.scenario_status().await?.into_values().collect();
@@ -20,6 +25,11 @@ pub async fn status(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<R
     Ok(Json(json!({ "scenarios": scenarios, "flow": flow })).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/v1/scenarios", tag = "read",
+    responses((status = 200, description = "the loaded scenarios and their steps", body = Object)),
+    security(("bearer" = []))
+)]
 pub async fn scenarios(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Reply, Problem> {
     authorize(&api.store, &headers, Scope::Read).await?;
     let list: Vec<serde_json::Value> = api
@@ -46,14 +56,25 @@ pub async fn scenarios(State(api): State<Arc<Api>>, headers: HeaderMap) -> Resul
     Ok(Json(json!({ "scenarios": list })).into_response())
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     scenario: Option<String>,
     /// Only enrollments triggered on or after this day (YYYY-MM-DD, the shop's zone).
+    #[param(value_type = Option<String>, format = Date)]
     since: Option<chrono::NaiveDate>,
 }
 
+#[utoipa::path(
+    get, path = "/v1/reports/scenarios", tag = "read",
+    params(ReportQuery),
+    responses(
+        (status = 200, description = "the same JSON as rebuy report scenarios --format json", body = Vec<Object>),
+        (status = 400, description = "an invalid query", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn scenario_report(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
@@ -79,6 +100,7 @@ pub async fn scenario_report(
 
 /// `GET /metrics`: Prometheus's text format. No token (like `/healthz`): keep it behind the
 /// reverse proxy, or off the public listener.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus's text format", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(api): State<Arc<Api>>) -> Reply {
     let Some(handle) = crate::telemetry::handle() else {
         return Problem::new(StatusCode::SERVICE_UNAVAILABLE, "no metrics")
@@ -99,11 +121,13 @@ pub async fn metrics(State(api): State<Arc<Api>>) -> Reply {
         .into_response()
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "the process runs", body = Object)))]
 pub async fn healthz() -> Reply {
     Json(json!({ "status": "ok" })).into_response()
 }
 
 /// Ready when the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "the database answers", body = Object)))]
 pub async fn readyz(State(api): State<Arc<Api>>) -> Reply {
     match api.store.flow_status().await {
         Ok(_) => Json(json!({ "status": "ready" })).into_response(),

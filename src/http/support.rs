@@ -15,6 +15,15 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+#[utoipa::path(
+    get, path = "/v1/customers/{id}", tag = "support",
+    params(("id" = String, Path, description = "the customer's id or e-mail address")),
+    responses(
+        (status = 200, description = "profile, consent, metrics, segments, orders, events, enrollments and messages", body = Object),
+        (status = 404, description = "no such customer", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn customer(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
@@ -28,12 +37,16 @@ pub async fn customer(
 }
 
 /// The body of `POST /v1/followups`.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Followup {
+pub(super) struct Followup {
+    /// A manual scenario's id.
     scenario: String,
+    /// The customer's id or e-mail address.
     customer: String,
+    /// The scenario's `vars`, for its templates.
     #[serde(default)]
+    #[schema(value_type = Object)]
     vars: Map<String, Value>,
 }
 
@@ -59,6 +72,17 @@ fn followup(json: Value) -> Result<Followup, Problem> {
 /// enrollment's key: a double click, or the same key from another tool, starts it once. 201
 /// when it started; 200 when another token (another tool) had started it with that key; a
 /// repeat with the same token replays the first reply (201, `Idempotent-Replayed: true`).
+#[utoipa::path(
+    post, path = "/v1/followups", tag = "support",
+    request_body(content = Followup),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a request sent again with the same key gets the first reply (Idempotent-Replayed: true)")),
+    responses(
+        (status = 201, description = "started", body = Object),
+        (status = 200, description = "already started with this Idempotency-Key", body = Object),
+        (status = 404, description = "no such scenario or customer", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn start_followup(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Reply {
     let key = headers
         .get("idempotency-key")
@@ -104,6 +128,20 @@ pub async fn start_followup(State(api): State<Arc<Api>>, headers: HeaderMap, bod
 
 /// `?scenario=…&customer=…&step=…&var.case_id=…`: the step rendered for the customer, sent to
 /// no one and recorded nowhere. Without `step`, the first.
+#[utoipa::path(
+    get, path = "/v1/followups/preview", tag = "support",
+    params(
+        ("scenario" = String, Query, description = "a manual scenario's id"),
+        ("customer" = String, Query, description = "the customer's id or e-mail address"),
+        ("step" = Option<String>, Query, description = "the step; the first when absent"),
+    ),
+    responses(
+        (status = 200, description = "the step rendered for the customer, sent to no one", body = Object),
+        (status = 404, description = "no such scenario, step or customer", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a missing or unknown parameter, or the step cannot be rendered", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn preview(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
@@ -158,6 +196,17 @@ pub async fn preview(
 }
 
 /// Cancels one queued message; a message already sent (or otherwise settled) gets 409.
+#[utoipa::path(
+    post, path = "/v1/messages/{id}/cancel", tag = "support",
+    params(("id" = i64, Path, description = "the message's id")),
+    responses(
+        (status = 200, description = "cancelled: the message as it is now", body = Object),
+        (status = 400, description = "the id is not a number", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such message", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the message is not queued", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn cancel_message(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,

@@ -47,6 +47,18 @@ fn ignored(reason: String) -> Reply {
     Json(json!({ "ignored": reason })).into_response()
 }
 
+#[utoipa::path(
+    post, path = "/v1/webhooks/shopify/orders", tag = "webhooks",
+    request_body(content = Object, description = "Shopify's orders/create, orders/paid or orders/updated payload, byte for byte"),
+    params(
+        ("X-Shopify-Hmac-Sha256" = String, Header, description = "base64 HMAC-SHA256 of the body under the app's client secret"),
+        ("X-Shopify-Topic" = Option<String>, Header, description = "orders/create, orders/paid or orders/updated"),
+    ),
+    responses(
+        (status = 200, description = "stored, or ignored with the reason (`ignored`)", body = Object),
+        (status = 404, description = "webhooks are not set up (no secret)", body = super::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn shopify_orders(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,

@@ -944,3 +944,37 @@ async fn an_abandoned_cart_posted_as_an_event_is_reminded_unless_an_order_came_i
     let view = store.customer_enrollments("c2").await.unwrap();
     assert_eq!(view[0].state, "goal", "{view:?}");
 }
+
+#[tokio::test]
+async fn every_documented_route_is_served_and_the_document_needs_no_token() {
+    let s = server().await;
+    let doc = s.call("GET", "/openapi.json", None, None, None).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let paths = doc.json["paths"].as_object().expect("paths");
+    assert!(paths.len() >= 14, "{paths:?}");
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let uri = path.replace("{id}", "1");
+            let a = s
+                .call(
+                    &method.to_uppercase(),
+                    &uri,
+                    Some(Scope::Admin),
+                    Some("{}"),
+                    None,
+                )
+                .await;
+            let unrouted = a.status == StatusCode::METHOD_NOT_ALLOWED
+                || a.json["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("no such route"));
+            assert!(
+                !unrouted,
+                "{method} {path} is documented but not served: {:?}",
+                a.json
+            );
+        }
+    }
+    let page = s.call("GET", "/docs", None, None, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+}
