@@ -17,11 +17,19 @@ pub struct FactOrder {
     pub categories: Vec<String>,
 }
 
+/// A custom event as the evaluation needs it.
+#[derive(Debug, Clone)]
+pub struct FactEvent {
+    pub name: String,
+    pub at: i64,
+}
+
 /// Everything a condition can read about one customer.
 pub struct Facts<'a> {
     pub customer: &'a CustomerRow,
     pub metrics: Option<&'a MetricsRow>,
     pub orders: &'a [FactOrder],
+    pub events: &'a [FactEvent],
 }
 
 /// A value as SQLite sees it.
@@ -70,6 +78,20 @@ pub fn matches(cond: &Cond, facts: &Facts, window: &Window) -> bool {
         Cond::OrderedWithin(days) => orders_in(facts, window, Some(*days)).next().is_some(),
         Cond::OrdersWithin { days, op, n } => {
             let count = orders_in(facts, window, Some(*days)).count() as i64;
+            op.holds(count.cmp(n))
+        }
+        Cond::Did {
+            event,
+            within,
+            op,
+            n,
+        } => {
+            let since = within.map(|d| window.since_ms(d)).unwrap_or(i64::MIN);
+            let count = facts
+                .events
+                .iter()
+                .filter(|e| &e.name == event && e.at >= since && e.at < window.end_ms)
+                .count() as i64;
             op.holds(count.cmp(n))
         }
     }

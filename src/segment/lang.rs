@@ -37,6 +37,14 @@ pub enum Cond {
         op: Op,
         n: i64,
     },
+    /// The number of custom events named `event` within the last `within` days (ever when
+    /// None), compared with `n`.
+    Did {
+        event: String,
+        within: Option<i64>,
+        op: Op,
+        n: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -429,6 +437,7 @@ impl Parser {
         self.pos += 1; // (
         match name {
             "bought" => self.bought(at),
+            "did" => self.did(at),
             "ordered_within" | "no_order_within" => {
                 let days = self.days()?;
                 self.expect(Tok::RParen, "')'")?;
@@ -469,53 +478,33 @@ impl Parser {
         }
     }
 
-    /// `bought(sku: 'X')`, `bought(category: 'X', within: 30d)`.
-    fn bought(&mut self, at: usize) -> Result<Cond, LangError> {
-        let mut by = None;
-        let mut within = None;
+    /// `name(key: value, …)` after the `(`: reads each key and its colon, lets `arg` read
+    /// the value, until `)`. An unknown key is refused naming the ones `func` takes.
+    fn named_args(
+        &mut self,
+        func: &str,
+        keys: &[&str],
+        mut arg: impl FnMut(&mut Self, usize, &str) -> Result<(), LangError>,
+    ) -> Result<(), LangError> {
         loop {
             let (key_at, key) = self.next();
             let Tok::Ident(key) = key else {
                 return Err(LangError::new(
                     key_at,
-                    format!(
-                        "expected sku:, category: or within:, found {}",
-                        describe(&key)
-                    ),
+                    format!("expected {}:, found {}", keys.join(":, "), describe(&key)),
                 ));
             };
             self.expect(Tok::Colon, "':'")?;
-            match key.as_str() {
-                "sku" | "category" => {
-                    let (v_at, v) = self.next();
-                    let Tok::Str(v) = v else {
-                        return Err(LangError::new(
-                            v_at,
-                            format!("'{key}' must be a string, found {}", describe(&v)),
-                        )
-                        .hint("quote it: sku: 'A-100'"));
-                    };
-                    let k = if key == "sku" {
-                        ItemKey::Sku
-                    } else {
-                        ItemKey::Category
-                    };
-                    if by.replace((k, v)).is_some() {
-                        return Err(LangError::new(key_at, "give either sku or category, once"));
-                    }
-                }
-                "within" => within = Some(self.days()?),
-                other => {
-                    return Err(LangError::new(
-                        key_at,
-                        format!("bought() has no argument '{other}'"),
-                    )
-                    .hint("arguments: sku, category, within"))
-                }
+            if !keys.contains(&key.as_str()) {
+                return Err(
+                    LangError::new(key_at, format!("{func}() has no argument '{key}'"))
+                        .hint(format!("arguments: {}", keys.join(", "))),
+                );
             }
+            arg(self, key_at, &key)?;
             match self.next() {
                 (_, Tok::Comma) => continue,
-                (_, Tok::RParen) => break,
+                (_, Tok::RParen) => return Ok(()),
                 (at, t) => {
                     return Err(LangError::new(
                         at,
@@ -524,11 +513,124 @@ impl Parser {
                 }
             }
         }
+    }
+
+    /// A quoted text argument.
+    fn text_arg(&mut self, key: &str, example: &str) -> Result<(usize, String), LangError> {
+        match self.next() {
+            (at, Tok::Str(v)) => Ok((at, v)),
+            (at, v) => Err(LangError::new(
+                at,
+                format!("'{key}' must be a string, found {}", describe(&v)),
+            )
+            .hint(format!("quote it: {key}: '{example}'"))),
+        }
+    }
+
+    /// `bought(sku: 'X')`, `bought(category: 'X', within: 30d)`.
+    fn bought(&mut self, at: usize) -> Result<Cond, LangError> {
+        let mut by = None;
+        let mut within = None;
+        self.named_args(
+            "bought",
+            &["sku", "category", "within"],
+            |p, key_at, key| {
+                if key == "within" {
+                    within = Some(p.days()?);
+                    return Ok(());
+                }
+                let (_, v) = p.text_arg(key, "A-100")?;
+                let k = if key == "sku" {
+                    ItemKey::Sku
+                } else {
+                    ItemKey::Category
+                };
+                if by.replace((k, v)).is_some() {
+                    return Err(LangError::new(key_at, "give either sku or category, once"));
+                }
+                Ok(())
+            },
+        )?;
         let (by, value) = by.ok_or_else(|| {
             LangError::new(at, "bought() needs a sku or a category")
                 .hint("e.g. bought(category: 'lotion', within: 90d)")
         })?;
         Ok(Cond::Bought { by, value, within })
+    }
+
+    /// `did(event: 'product_viewed', within: 7d, count: '>= 3')`: without `count`, at least
+    /// once; without `within`, ever.
+    fn did(&mut self, at: usize) -> Result<Cond, LangError> {
+        let (mut event, mut within, mut count) = (None, None, (Op::Ge, 1));
+        self.named_args("did", &["event", "within", "count"], |p, _, key| {
+            match key {
+                "within" => within = Some(p.days()?),
+                "count" => count = p.count_arg()?,
+                _ => {
+                    let (v_at, v) = p.text_arg(key, "product_viewed")?;
+                    if !crate::domain::valid_event_name(&v) {
+                        return Err(LangError::new(v_at, format!("'{v}' is not an event name"))
+                            .hint(
+                                "1 to 64 letters, digits, '_', '-' or '.', as posted to /v1/events",
+                            ));
+                    }
+                    event = Some(v);
+                }
+            }
+            Ok(())
+        })?;
+        let event = event.ok_or_else(|| {
+            LangError::new(at, "did() needs an event")
+                .hint("e.g. did(event: 'product_viewed', within: 7d, count: '>= 3')")
+        })?;
+        let (op, n) = count;
+        Ok(Cond::Did {
+            event,
+            within,
+            op,
+            n,
+        })
+    }
+
+    /// `count: '>= 3'` (any comparison), or `count: 3` for at least 3.
+    fn count_arg(&mut self) -> Result<(Op, i64), LangError> {
+        let (at, t) = self.next();
+        let bad = |what: &str| {
+            LangError::new(at, format!("count {what}"))
+                .hint("write a comparison and a whole number: count: '>= 3'")
+        };
+        let (op, n) = match t {
+            Tok::Int(n) => (Op::Ge, n),
+            Tok::Str(s) => {
+                let s = s.trim();
+                let (op, rest) = [
+                    (">=", Op::Ge),
+                    ("<=", Op::Le),
+                    ("==", Op::Eq),
+                    ("!=", Op::Ne),
+                    (">", Op::Gt),
+                    ("<", Op::Lt),
+                ]
+                .into_iter()
+                .find_map(|(sym, op)| s.strip_prefix(sym).map(|r| (op, r)))
+                .ok_or_else(|| bad(&format!("'{s}' does not start with a comparison")))?;
+                let n = rest
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| bad(&format!("'{s}' does not end with a whole number")))?;
+                (op, n)
+            }
+            other => {
+                return Err(bad(&format!(
+                    "must be text such as '>= 3', found {}",
+                    describe(&other)
+                )))
+            }
+        };
+        if n < 0 {
+            return Err(bad("cannot be negative"));
+        }
+        Ok((op, n))
     }
 
     /// A window of whole days: `90d`, `12w`.
@@ -560,6 +662,7 @@ impl Parser {
 /// The functions a condition may call.
 pub const FUNCTIONS: &[&str] = &[
     "bought",
+    "did",
     "ordered_within",
     "no_order_within",
     "orders_within",
@@ -615,6 +718,50 @@ mod tests {
             parse("no_order_within(90d)").unwrap(),
             Cond::Not(Box::new(Cond::OrderedWithin(90)))
         );
+        assert_eq!(
+            parse("did(event: 'product_viewed', within: 7d, count: '>= 3')").unwrap(),
+            Cond::Did {
+                event: "product_viewed".into(),
+                within: Some(7),
+                op: Op::Ge,
+                n: 3
+            }
+        );
+        assert_eq!(
+            parse("did(event: \"cart_added\")").unwrap(),
+            Cond::Did {
+                event: "cart_added".into(),
+                within: None,
+                op: Op::Ge,
+                n: 1
+            }
+        );
+        assert_eq!(
+            parse("did(count: '<2', event: 'x')").unwrap(),
+            Cond::Did {
+                event: "x".into(),
+                within: None,
+                op: Op::Lt,
+                n: 2
+            }
+        );
+    }
+
+    #[test]
+    fn did_arguments_are_checked_where_they_are_written() {
+        let e = err("did(event: 'product viewed')");
+        assert_eq!(e.offset, 11);
+        assert!(e.message.contains("not an event name"), "{}", e.message);
+        let e = err("did(event: 'v', count: 'about 3')");
+        assert_eq!(e.offset, 23);
+        assert!(e.hint.unwrap().contains("'>= 3'"));
+        assert_eq!(err("did(event: 'v', count: '>= x')").offset, 23);
+        assert_eq!(err("did(event: 'v', count: -1)").offset, 23);
+        assert_eq!(err("did(within: 7d)").offset, 0);
+        let e = err("did(event: 'v', times: 3)");
+        assert_eq!(e.offset, 16);
+        assert_eq!(e.hint.as_deref(), Some("arguments: event, within, count"));
+        assert_eq!(err("did(event: v)").offset, 11);
     }
 
     #[test]

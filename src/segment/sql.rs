@@ -150,6 +150,27 @@ impl Compiler<'_> {
                 self.bind(Bind::Int(*n));
                 self.sql.push(')');
             }
+            Cond::Did {
+                event,
+                within,
+                op,
+                n,
+            } => {
+                // One range of the events_customer index (customer_id, name, at).
+                self.sql.push_str(
+                    "((SELECT COUNT(*) FROM events ev WHERE ev.customer_id = c.id AND ev.name = ",
+                );
+                self.bind(Bind::Text(event.clone()));
+                if let Some(d) = within {
+                    self.sql.push_str(" AND ev.at >= ");
+                    self.bind(Bind::Int(self.window.since_ms(*d)));
+                }
+                self.sql.push_str(" AND ev.at < ");
+                self.bind(Bind::Int(self.window.end_ms));
+                self.sql.push_str(&format!(") {} ", op.sql()));
+                self.bind(Bind::Int(*n));
+                self.sql.push(')');
+            }
         }
     }
 }

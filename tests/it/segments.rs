@@ -7,9 +7,9 @@ use chrono::NaiveDate;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rebuy::refresh::{evaluate_segments, refresh};
-use rebuy::segment::eval::{matches, FactOrder, Facts};
+use rebuy::segment::eval::{matches, FactEvent, FactOrder, Facts};
 use rebuy::segment::{compile, lang, Window};
-use rebuy::store::{NewCustomer, NewOrder, Store};
+use rebuy::store::{NewCustomer, NewEvent, NewOrder, Store};
 use std::collections::BTreeMap;
 
 const ZONE: chrono_tz::Tz = chrono_tz::Asia::Tokyo;
@@ -78,10 +78,37 @@ async fn hand_made_shop(store: &Store) -> Vec<NewOrder> {
     orders
 }
 
+/// A custom event at noon in Tokyo on `date`.
+fn event(customer: &str, name: &str, date: &str, n: usize) -> NewEvent {
+    NewEvent {
+        id: format!("{customer}-{name}-{date}-{n}"),
+        customer_id: customer.into(),
+        name: name.into(),
+        at: rebuy::clock::to_millis(utc(&format!("{date}T03:00:00Z"))),
+        properties: "{}".into(),
+    }
+}
+
+/// The events of the hand-made shop: A viewed a product three times in the week before the
+/// as-of date and filled a cart; B viewed once in the week, and once after the as-of date; C
+/// viewed twice in October.
+fn hand_made_events() -> Vec<NewEvent> {
+    vec![
+        event("A", "product_viewed", "2026-11-15", 0),
+        event("A", "product_viewed", "2026-11-17", 0),
+        event("A", "product_viewed", "2026-11-20", 0),
+        event("A", "cart_added", "2026-11-20", 0),
+        event("B", "product_viewed", "2026-11-14", 0),
+        event("B", "product_viewed", "2026-11-21", 0),
+        event("C", "product_viewed", "2026-10-01", 0),
+        event("C", "product_viewed", "2026-10-01", 1),
+    ]
+}
+
 /// The members of `condition` by the SQL form, and by the Rust reference.
 async fn members_both_ways(
     store: &Store,
-    orders: &[NewOrder],
+    (orders, events): (&[NewOrder], &[NewEvent]),
     condition: &str,
     as_of: NaiveDate,
 ) -> (Vec<String>, Vec<String>) {
@@ -94,10 +121,19 @@ async fn members_both_ways(
         .values()
         .filter(|c| {
             let mine = fact_orders(orders, &c.id);
+            let did: Vec<FactEvent> = events
+                .iter()
+                .filter(|e| e.customer_id == c.id)
+                .map(|e| FactEvent {
+                    name: e.name.clone(),
+                    at: e.at,
+                })
+                .collect();
             let facts = Facts {
                 customer: c,
                 metrics: c.metrics.as_deref(),
                 orders: &mine,
+                events: &did,
             };
             matches(&cond, &facts, &window)
         })
@@ -142,6 +178,8 @@ async fn each_operator_selects_the_members_worked_out_by_hand() {
     let shop = TestShop::new(&[], &[], None);
     let store = shop.store().await;
     let orders = hand_made_shop(&store).await;
+    let events = hand_made_events();
+    store.insert_events(&events, 0).await.unwrap();
     let as_of = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
     refresh(&store, as_of, ZONE, 0, &[], &|_| {}).await.unwrap();
     let cases: &[(&str, &[&str])] = &[
@@ -182,6 +220,21 @@ async fn each_operator_selects_the_members_worked_out_by_hand() {
         ("no_order_within(180d)", &["B", "D", "E"]),
         ("orders_within(365d) >= 2", &["A", "C"]),
         ("orders_within(30d) == 1", &["A"]),
+        // custom events; B's second view is after the as-of date
+        (
+            "did(event: 'product_viewed', within: 7d, count: '>= 3')",
+            &["A"],
+        ),
+        ("did(event: 'product_viewed', within: 7d)", &["A", "B"]),
+        ("did(event: 'product_viewed', count: 2)", &["A", "C"]),
+        (
+            "did(event: 'product_viewed', count: '== 0')",
+            &["D", "E"],
+        ),
+        (
+            "did(event: 'product_viewed', within: 30d, count: '< 3') and not did(event: 'cart_added')",
+            &["B", "C", "D", "E"],
+        ),
         // and, or, not, parentheses
         (
             "(orders >= 2 or customer.orders_count == 0) and not ordered_within(7d)",
@@ -193,7 +246,8 @@ async fn each_operator_selects_the_members_worked_out_by_hand() {
         ),
     ];
     for (condition, expected) in cases {
-        let (by_sql, by_rust) = members_both_ways(&store, &orders, condition, as_of).await;
+        let (by_sql, by_rust) =
+            members_both_ways(&store, (&orders, &events), condition, as_of).await;
         assert_eq!(by_sql, *expected, "SQL: {condition}");
         assert_eq!(by_rust, *expected, "Rust: {condition}");
     }
@@ -218,7 +272,8 @@ fn random_condition(rng: &mut StdRng, depth: u32) -> String {
     let sku = ["S1", "S2", "S3", "S4"][rng.random_range(0..4)];
     let category = ["lotion", "serum", "soap"][rng.random_range(0..3)];
     let days = [1, 7, 30, 90, 365][rng.random_range(0..5)];
-    match rng.random_range(0..16) {
+    let event = ["viewed", "cart"][rng.random_range(0..2)];
+    match rng.random_range(0..18) {
         0 => format!("orders {op} {}", rng.random_range(0..5)),
         1 => format!("days_since_last {op} {}", rng.random_range(0..400)),
         2 => format!("average_order_value {op} {}.5", rng.random_range(500..6000)),
@@ -237,13 +292,19 @@ fn random_condition(rng: &mut StdRng, depth: u32) -> String {
         12 => format!("bought(category: '{category}', within: {days}d)"),
         13 => format!("ordered_within({days}d)"),
         14 => format!("no_order_within({days}d)"),
+        15 => format!(
+            "did(event: '{event}', within: {days}d, count: '{op} {}')",
+            rng.random_range(0..4)
+        ),
+        16 => format!("did(event: '{event}')"),
         _ => format!("orders_within({days}d) {op} {}", rng.random_range(0..4)),
     }
 }
 
-async fn random_shop(store: &Store, rng: &mut StdRng) -> Vec<NewOrder> {
+async fn random_shop(store: &Store, rng: &mut StdRng) -> (Vec<NewOrder>, Vec<NewEvent>) {
     let mut customers = Vec::new();
     let mut orders = Vec::new();
+    let mut events = Vec::new();
     for i in 0..40 {
         let id = format!("C{i:02}");
         let mut attrs = serde_json::Map::new();
@@ -278,6 +339,13 @@ async fn random_shop(store: &Store, rng: &mut StdRng) -> Vec<NewOrder> {
         );
         c.locale = [None, Some("ja"), Some("en")][rng.random_range(0..3)].map(String::from);
         customers.push(c);
+        for k in 0..rng.random_range(0..6) {
+            // Around the as-of date, some after it.
+            let date = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap()
+                + chrono::Duration::days(rng.random_range(0..90));
+            let name = ["viewed", "cart"][rng.random_range(0..2)];
+            events.push(event(&id, name, &date.to_string(), k));
+        }
         for k in 0..rng.random_range(0..7) {
             // From two years before the as-of date to a week after it.
             let date = NaiveDate::from_ymd_opt(2024, 11, 20).unwrap()
@@ -301,7 +369,8 @@ async fn random_shop(store: &Store, rng: &mut StdRng) -> Vec<NewOrder> {
     }
     store.upsert_customers(&customers, 0).await.unwrap();
     add_orders(store, &orders).await;
-    orders
+    store.insert_events(&events, 0).await.unwrap();
+    (orders, events)
 }
 
 #[tokio::test]
@@ -313,11 +382,12 @@ async fn the_sql_form_selects_exactly_whom_the_rust_reference_selects_on_random_
     for _ in 0..6 {
         let shop = TestShop::new(&[], &[], None);
         let store = shop.store().await;
-        let orders = random_shop(&store, &mut rng).await;
+        let (orders, events) = random_shop(&store, &mut rng).await;
         refresh(&store, as_of, ZONE, 0, &[], &|_| {}).await.unwrap();
         for _ in 0..80 {
             let condition = random_condition(&mut rng, 0);
-            let (by_sql, by_rust) = members_both_ways(&store, &orders, &condition, as_of).await;
+            let (by_sql, by_rust) =
+                members_both_ways(&store, (&orders, &events), &condition, as_of).await;
             assert_eq!(by_sql, by_rust, "{condition}");
             compared += 1;
             nonempty += usize::from(!by_sql.is_empty() && by_sql.len() < 40);
