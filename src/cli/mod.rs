@@ -119,6 +119,16 @@ pub enum Command {
 }
 
 /// Runs the command line and returns the process's exit code.
+/// mimalloc's `purge_delay` option (the v2 header's `mi_option_purge_delay`).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// How long mimalloc keeps freed memory before giving it back to the system (0: at once).
+/// Harmless when mimalloc is not the allocator (the option is then never read).
+pub fn purge_freed_memory_after(millis: i64) {
+    // SAFETY: setting an option is a plain store into mimalloc's option table.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, millis as std::ffi::c_long) };
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -14,7 +14,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
-    let store = app.store_or_create().await?;
+    let store = app.store_or_create().await?.for_server().await?;
     let engine = match app.engine(&store).await? {
         Ok(e) => e,
         Err(diags) => {

@@ -120,8 +120,13 @@ fn strsim_hint(k: &str, known: &[&str]) -> String {
 fn item_fields(at: &str, m: &Map<String, Value>, errors: &mut Vec<FieldError>) {
     if let Some(Value::Array(items)) = m.get("items") {
         for (i, item) in items.iter().enumerate() {
-            if let Value::Object(im) = item {
-                unknown_fields(&format!("{at}/items/{i}"), im, ITEM_FIELDS, errors);
+            match item {
+                // The place is spelt out only for an item that has something to report.
+                Value::Object(im) if im.keys().all(|k| ITEM_FIELDS.contains(&k.as_str())) => {}
+                Value::Object(im) => {
+                    unknown_fields(&format!("{at}/items/{i}"), im, ITEM_FIELDS, errors)
+                }
+                _ => {}
             }
         }
     }

@@ -289,6 +289,15 @@ pub(super) async fn set_order_aggregates(
     tx: &mut sqlx::SqliteConnection,
     customer_ids: &[String],
 ) -> Result<()> {
+    recompute_order_aggregates(tx, customer_ids).await?;
+    mark_metrics_dirty(tx, customer_ids).await
+}
+
+/// Recomputes customers' order aggregates from all their orders.
+pub(super) async fn recompute_order_aggregates(
+    tx: &mut sqlx::SqliteConnection,
+    customer_ids: &[String],
+) -> Result<()> {
     for chunk in customer_ids.chunks(super::BATCH) {
         // One grouped pass over the chunk's orders (UPDATE … FROM runs on SQLite and
         // PostgreSQL alike), index-only over orders_customer; the latest order's currency
@@ -298,7 +307,82 @@ pub(super) async fn set_order_aggregates(
         push_in_list(&mut qb, chunk);
         qb.push(AGGREGATES_END);
         qb.build().execute(&mut *tx).await?;
-        // Their metrics are out of date until the next refresh (incremental or full).
+    }
+    Ok(())
+}
+
+/// One customer's new orders, summed: what `add_order_aggregates` adds to the stored
+/// aggregates.
+struct Delta<'a> {
+    n: i64,
+    spent: i64,
+    first_at: i64,
+    /// The latest new order's (placed_at, id) and currency.
+    last: (i64, &'a str),
+    currency: &'a str,
+}
+
+/// Adds orders that are new (inserted in this transaction, not changed later in it) to their
+/// customers' stored aggregates: count and total add up, first and last order move outward,
+/// and the currency follows the latest order. Exact, and constant in the customer's history,
+/// unlike recomputing; when a new order ties the stored last order's time, the currency is
+/// read back from the orders (which order is "latest" then depends on the ids).
+pub(super) async fn add_order_aggregates(
+    tx: &mut sqlx::SqliteConnection,
+    fresh: &[&super::NewOrder],
+) -> Result<()> {
+    let mut deltas: std::collections::BTreeMap<&str, Delta> = Default::default();
+    for o in fresh {
+        let d = deltas.entry(&o.customer_id).or_insert(Delta {
+            n: 0,
+            spent: 0,
+            first_at: o.placed_at,
+            last: (o.placed_at, &o.id),
+            currency: &o.currency,
+        });
+        d.n += 1;
+        d.spent += o.total;
+        d.first_at = d.first_at.min(o.placed_at);
+        if (o.placed_at, o.id.as_str()) >= d.last {
+            d.last = (o.placed_at, &o.id);
+            d.currency = &o.currency;
+        }
+    }
+    let rows: Vec<(&str, Delta)> = deltas.into_iter().collect();
+    for chunk in rows.chunks(super::BATCH) {
+        let mut qb = QueryBuilder::<Db>::new("WITH v (id, n, spent, first_at, last_at, cur) AS (");
+        qb.push_values(chunk, |mut b, (id, d)| {
+            b.push_bind(*id)
+                .push_bind(d.n)
+                .push_bind(d.spent)
+                .push_bind(d.first_at)
+                .push_bind(d.last.0)
+                .push_bind(d.currency);
+        });
+        qb.push(
+            ") UPDATE customers SET orders_count = customers.orders_count + v.n, \
+             total_spent = customers.total_spent + v.spent, \
+             first_order_at = CASE WHEN customers.first_order_at IS NULL \
+               OR v.first_at < customers.first_order_at THEN v.first_at ELSE customers.first_order_at END, \
+             last_order_at = CASE WHEN customers.last_order_at IS NULL \
+               OR v.last_at > customers.last_order_at THEN v.last_at ELSE customers.last_order_at END, \
+             currency = CASE WHEN customers.last_order_at IS NULL OR v.last_at > customers.last_order_at \
+               THEN v.cur WHEN v.last_at = customers.last_order_at THEN \
+               (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
+               ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) ELSE customers.currency END \
+             FROM v WHERE customers.id = v.id",
+        );
+        qb.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Marks customers' metrics out of date until the next refresh (incremental or full).
+pub(super) async fn mark_metrics_dirty(
+    tx: &mut sqlx::SqliteConnection,
+    customer_ids: &[String],
+) -> Result<()> {
+    for chunk in customer_ids.chunks(super::BATCH) {
         let mut qb = QueryBuilder::<Db>::new("INSERT INTO metrics_dirty (customer_id) ");
         qb.push_values(chunk, |mut b, id| {
             b.push_bind(id);

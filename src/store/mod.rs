@@ -144,6 +144,38 @@ impl Store {
         Ok(Self { pool, options })
     }
 
+    /// The same database for a long-running server (`rebuy run`, `rebuy serve`): its
+    /// connections never checkpoint the write-ahead log themselves (SQLite's default makes
+    /// whichever commit crosses 1,000 pages copy them into the database and sync it, a stall
+    /// of up to a few hundred milliseconds for the requests waiting on that commit); a task of
+    /// its own checkpoints every 100 ms instead, passively (it never blocks a writer), until the
+    /// store is closed.
+    pub async fn for_server(self) -> Result<Self> {
+        let options = self.options.clone().pragma("wal_autocheckpoint", "0");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await?;
+        self.pool.close().await;
+        let checkpointer = pool.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(100));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !checkpointer.is_closed() {
+                every.tick().await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&checkpointer)
+                    .await
+                {
+                    if !checkpointer.is_closed() {
+                        tracing::warn!(error = %e, "cannot checkpoint the write-ahead log");
+                    }
+                }
+            }
+        });
+        Ok(Self { pool, options })
+    }
+
     /// A second handle on the same database with a 16 MiB page cache per connection, two
     /// connections and temporary tables on disk, for passes that read or write everything
     /// once (the metrics refresh, segment evaluation): a big cache only holds pages they will

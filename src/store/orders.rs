@@ -51,10 +51,19 @@ pub struct NewOrder {
     pub items: String,
 }
 
+/// What one group changed, for the aggregates: its new orders, and the customers whose
+/// existing orders changed (moved, re-priced), which are recomputed.
+#[derive(Default)]
+struct GroupChanges {
+    fresh: Vec<NewOrder>,
+    recompute: Vec<String>,
+}
+
 /// One group of `upsert_order_groups`, after the groups before it in the same transaction.
 async fn upsert_group(
     tx: &mut sqlx::Transaction<'static, Db>,
     rows: &[NewOrder],
+    changes: &mut GroupChanges,
 ) -> Result<UpsertOutcome> {
     // Rows at or below this seq were there before this group (an earlier group's included).
     let (before,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM orders")
@@ -72,6 +81,7 @@ async fn upsert_group(
         if inserted == chunk.len() as u64 {
             out.touched
                 .extend(chunk.iter().map(|o| o.customer_id.clone()));
+            changes.fresh.extend(chunk.iter().map(|o| (*o).clone()));
             continue;
         }
         let stored = stored_orders(tx, chunk, before).await?;
@@ -79,12 +89,15 @@ async fn upsert_group(
         let mut owners = Vec::new();
         for o in chunk {
             match stored.get(&o.id) {
-                None => {}
+                None => changes.fresh.push((*o).clone()),
                 Some(old) if old == *o => continue,
                 Some(old) => {
                     out.updated += 1;
                     out.touched.push(old.customer_id.clone());
                     owners.push(old.customer_id.clone());
+                    changes
+                        .recompute
+                        .extend([old.customer_id.clone(), o.customer_id.clone()]);
                     changed.push(*o);
                 }
             }
@@ -129,15 +142,27 @@ impl Store {
         let mut tx = self.write_tx().await?;
         let mut outcomes = Vec::with_capacity(groups.len());
         let mut touched = Vec::new();
+        let mut changes = GroupChanges::default();
         for group in groups {
-            let out = upsert_group(&mut tx, group).await?;
+            let out = upsert_group(&mut tx, group, &mut changes).await?;
             touched.extend(out.touched.iter().cloned());
             outcomes.push(out);
         }
         touched.sort();
         touched.dedup();
         // In the same transaction: orders never commit without the aggregates they change.
-        super::customers::set_order_aggregates(&mut tx, &touched).await?;
+        // New orders are added to the stored aggregates; a customer with a changed order
+        // (even one inserted earlier in this transaction) is recomputed from all its orders.
+        let recompute: std::collections::BTreeSet<String> = changes.recompute.into_iter().collect();
+        let fresh: Vec<&NewOrder> = changes
+            .fresh
+            .iter()
+            .filter(|o| !recompute.contains(&o.customer_id))
+            .collect();
+        super::customers::add_order_aggregates(&mut tx, &fresh).await?;
+        let recompute: Vec<String> = recompute.into_iter().collect();
+        super::customers::recompute_order_aggregates(&mut tx, &recompute).await?;
+        super::customers::mark_metrics_dirty(&mut tx, &touched).await?;
         tx.commit().await?;
         Ok(outcomes)
     }

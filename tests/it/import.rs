@@ -488,3 +488,111 @@ fn an_unreadable_csv_header_is_the_files_fault_exit_1() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("cannot read the CSV header line"), "{err}");
 }
+
+/// New orders are added to the stored aggregates rather than recomputed; random writes (new
+/// orders, re-sent ones, changed and moved ones, ties in time, several groups per
+/// transaction) must leave exactly what a recomputation from all orders gives.
+#[tokio::test]
+async fn aggregates_added_up_order_by_order_equal_a_recomputation() {
+    use rand::{Rng, SeedableRng};
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    let ids: Vec<String> = (0..12).map(|i| format!("C{i}")).collect();
+    let customers: Vec<_> = ids
+        .iter()
+        .map(|id| customer(id, &format!("{id}@example.jp"), id, "Asia/Tokyo", "{}"))
+        .collect();
+    store.upsert_customers(&customers, 0).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261205);
+    let mut sent: Vec<rebuy::store::NewOrder> = Vec::new();
+    for _ in 0..60 {
+        let mut groups: Vec<Vec<rebuy::store::NewOrder>> = Vec::new();
+        for _ in 0..rng.random_range(1..4) {
+            let mut group = Vec::new();
+            for _ in 0..rng.random_range(1..6) {
+                let resend = !sent.is_empty() && rng.random_bool(0.3);
+                let mut o = if resend {
+                    sent[rng.random_range(0..sent.len())].clone()
+                } else {
+                    let day = rng.random_range(1..20);
+                    let mut o = order(
+                        &format!(
+                            "O{}",
+                            sent.len() + group.len() + rng.random_range(0..1_000_000)
+                        ),
+                        &ids[rng.random_range(0..ids.len())],
+                        &format!("2026-10-{day:02}T00:00:00Z"),
+                        rng.random_range(100..9000),
+                    );
+                    o.currency = ["JPY", "USD", "EUR"][rng.random_range(0..3)].into();
+                    o
+                };
+                if resend && rng.random_bool(0.5) {
+                    match rng.random_range(0..3) {
+                        0 => o.total += 1,
+                        1 => o.customer_id = ids[rng.random_range(0..ids.len())].clone(),
+                        _ => o.currency = "GBP".into(),
+                    }
+                }
+                group.push(o);
+            }
+            sent.extend(group.iter().cloned());
+            groups.push(group);
+        }
+        let refs: Vec<&[rebuy::store::NewOrder]> = groups.iter().map(Vec::as_slice).collect();
+        store.upsert_order_groups(&refs).await.unwrap();
+    }
+    let aggregates = |c: rebuy::store::CustomerRow| {
+        (
+            c.id,
+            c.orders_count,
+            c.total_spent,
+            c.first_order_at,
+            c.last_order_at,
+            c.currency,
+        )
+    };
+    let mut added_up = Vec::new();
+    for id in &ids {
+        added_up.push(aggregates(store.find_customer(id).await.unwrap()));
+    }
+    store.refresh_order_aggregates(&ids).await.unwrap();
+    let mut recomputed = Vec::new();
+    for id in &ids {
+        recomputed.push(aggregates(store.find_customer(id).await.unwrap()));
+    }
+    assert_eq!(added_up, recomputed);
+    assert!(
+        added_up.iter().map(|a| a.1).sum::<i64>() > 50,
+        "{added_up:?}"
+    );
+}
+
+/// A server's store checkpoints the write-ahead log in the background (its connections never
+/// do it in a commit): orders written through it reach the database file itself shortly after,
+/// without any further write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_store_checkpoints_the_log_in_the_background() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await.for_server().await.unwrap();
+    let db = std::path::PathBuf::from(&shop.config.database);
+    let before = std::fs::metadata(&db).unwrap().len();
+    let customers: Vec<_> = (0..2000)
+        .map(|i| {
+            let id = format!("C{i}");
+            customer(&id, &format!("{id}@example.jp"), &id, "Asia/Tokyo", "{}")
+        })
+        .collect();
+    store.upsert_customers(&customers, 0).await.unwrap();
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.display()));
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    let mut grown = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if std::fs::metadata(&db).unwrap().len() > before + 100_000 {
+            grown = true;
+            break;
+        }
+    }
+    assert!(grown, "the database file never received the logged pages");
+}
