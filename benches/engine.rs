@@ -21,6 +21,8 @@ const SCENARIO: &str = r#"
 id: bench
 trigger: first_order
 goal: { event: order_placed, within: 60d }
+# The step tick below runs a year after the first orders: every step is due, none expired.
+expires: 800d
 steps:
   - id: one
     wait: 400d
@@ -28,10 +30,10 @@ steps:
     send: { template: t, subject: "{{ customer.name }}様、ご購入ありがとうございました" }
   - id: two
     wait: 6d
-    send: { template: t, subject: "{{ order.items[0].name }}の上手な使い方" }
+    send: { template: t, subject: "{{ order.items[0].name if order.items else '商品' }}の上手な使い方" }
   - id: three
     wait: 18d
-    send: { template: t, subject: "そろそろ{{ order.items[0].name }}が切れる頃ではありませんか" }
+    send: { template: t, subject: "そろそろ{{ order.items[0].name if order.items else '商品' }}が切れる頃ではありませんか" }
 "#;
 
 const HTML: &str = "<p>{{ customer.name }}様</p><table>{% for i in order.items %}<tr><td>{{ i.name }}</td><td>{{ (i.unit_price * i.quantity) | money }}</td></tr>{% endfor %}</table><p>合計 {{ order.total | money }}（{{ order.placed_at | date('%Y年%m月%d日') }}）</p><p>{{ shop.name }} / {{ shop.address }} / {{ shop.contact }}</p><a href=\"{{ unsubscribe_url }}\">配信停止</a>";
@@ -73,7 +75,7 @@ async fn run(n_customers: usize, n_orders: usize) -> anyhow::Result<()> {
     config.delivery.batch_size = 2000;
     let mut app = App::from_config(config).map_err(|d| anyhow::anyhow!("{}", d[0]))?;
     app.resolved.trigger_lookback = Duration::days(400);
-    let store = app.store().await?;
+    let store = app.store_or_create().await?;
     let opts = ImportOptions {
         format: None,
         default_timezone: chrono_tz::Asia::Tokyo,

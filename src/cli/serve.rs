@@ -92,7 +92,7 @@ pub async fn run(app: &App) -> anyhow::Result<u8> {
     // Only requests here, no million-customer pass: give freed memory back after mimalloc's
     // usual short delay rather than at once, which made every request fault pages in again
     // (10% of a batch ingest's time in page faults and madvise; 84,000 orders/s instead of
-    // 66,000 in batches of 1,000).
+    // 76,000 in batches of 1,000).
     super::purge_freed_memory_after(100);
     let store = app.store().await?.for_server().await?;
     let shutdown = shutdown_signal();

@@ -392,7 +392,7 @@ impl Engine {
             let ids = distinct(orders.iter().map(|o| o.customer_id.clone()));
             let existing = self.store.enrollments_for_customers(&ids).await?;
             if self
-                .plan_and_apply(orders, existing, Some((cursor, last)), now, report)
+                .plan_and_apply(orders, existing, Some((cursor, last)), None, now, report)
                 .await?
             {
                 cursor = last;
@@ -424,7 +424,7 @@ impl Engine {
                     .store
                     .enrollments_in_customer_range(&after, upto.as_deref())
                     .await?;
-                self.plan_and_apply(orders, existing, None, now, report)
+                self.plan_and_apply(orders, existing, None, None, now, report)
                     .await?;
             }
             match upto {
@@ -439,16 +439,21 @@ impl Engine {
     /// Plans a page of new orders against the customers' enrollments and writes the result
     /// (moving the cursor if given). Returns false if an overlapping tick moved the cursor
     /// first, in which case nothing was written.
+    /// Plans a page of orders and applies it (moving `cursor` with it). `starts_from`: orders
+    /// placed before it start nothing (default: the trigger lookback; `i64::MAX` to reach
+    /// goals only).
     async fn plan_and_apply(
         &self,
         mut orders: Vec<OrderEvent>,
         existing: Vec<crate::store::EnrollmentLite>,
         cursor: Option<(i64, i64)>,
+        starts_from: Option<i64>,
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<bool> {
         let now_ms = to_millis(now);
-        let lookback_start = to_millis(now - self.settings.trigger_lookback);
+        let lookback_start =
+            starts_from.unwrap_or_else(|| to_millis(now - self.settings.trigger_lookback));
         // A page is planned in time order.
         orders.sort_by(|a, b| (a.placed_at, &a.id).cmp(&(b.placed_at, &b.id)));
         // Customers and full orders (with items) are loaded only when some condition needs
@@ -490,7 +495,9 @@ impl Engine {
         else {
             return Ok(false);
         };
-        report.orders_seen += orders.len() as u64;
+        if starts_from.is_none() {
+            report.orders_seen += orders.len() as u64;
+        }
         report.enrolled += created;
         report.goals_reached += plan.goals_reached();
         Ok(true)
@@ -574,10 +581,46 @@ impl Engine {
                 Some(created) => {
                     report.enrolled += created;
                     cursor = last;
+                    self.catch_up_goals(&new, now, report).await?;
                 }
                 None => cursor = self.store.event_cursor().await?,
             }
         }
+    }
+
+    /// Goals reached before their enrollment existed. An event that arrives after the order
+    /// that settles it (a cart posted late, yesterday's events imported today) starts an
+    /// enrollment whose goal order the tick has already handled; without this it would remind
+    /// a customer who has bought. The orders already handled (up to the order cursor) of these
+    /// customers, placed since the earliest new trigger, are planned again: they start nothing
+    /// and reach only goals not reached yet.
+    async fn catch_up_goals(
+        &self,
+        new: &[crate::store::NewEnrollment],
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let with_goal: Vec<&crate::store::NewEnrollment> = new
+            .iter()
+            .filter(|e| {
+                self.scenarios
+                    .iter()
+                    .any(|s| s.id == e.scenario_id && s.goal.is_some())
+            })
+            .collect();
+        let Some(since) = with_goal.iter().map(|e| e.triggered_at).min() else {
+            return Ok(());
+        };
+        let ids = distinct(with_goal.iter().map(|e| e.customer_id.clone()));
+        let upto = self.store.order_cursor().await?;
+        let orders = self.store.handled_orders_since(&ids, since, upto).await?;
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let existing = self.store.enrollments_for_customers(&ids).await?;
+        self.plan_and_apply(orders, existing, None, Some(i64::MAX), now, report)
+            .await?;
+        Ok(())
     }
 
     /// Starts `expected_next_order` enrollments: once per shop-local day and per metrics

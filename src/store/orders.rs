@@ -197,6 +197,34 @@ impl Store {
         order_events(&json)
     }
 
+    /// The orders of `customer_ids` placed at or after `since` that the tick has handled
+    /// (seq up to `upto`), oldest first, for goals reached before their enrollment existed.
+    /// Their `nth` is 0: these orders start nothing.
+    pub async fn handled_orders_since(
+        &self,
+        customer_ids: &[String],
+        since: i64,
+        upto: i64,
+    ) -> Result<Vec<OrderEvent>> {
+        let mut out = Vec::new();
+        for chunk in customer_ids.chunks(super::BATCH) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "SELECT COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, total, 0, timezone)), '[]') FROM \
+                 (SELECT o.seq, o.id, o.customer_id, o.placed_at, o.total, c.timezone FROM orders o \
+                 JOIN customers c ON c.id = o.customer_id WHERE o.placed_at >= ",
+            );
+            qb.push_bind(since);
+            qb.push(" AND o.seq <= ");
+            qb.push_bind(upto);
+            qb.push(" AND o.customer_id IN ");
+            super::push_in_list(&mut qb, chunk);
+            qb.push(" ORDER BY o.seq)");
+            let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;
+            out.extend(order_events(&json)?);
+        }
+        Ok(out)
+    }
+
     /// The highest order seq, 0 when there are no orders.
     pub async fn max_order_seq(&self) -> Result<i64> {
         let (n,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM orders")

@@ -978,3 +978,65 @@ async fn every_documented_route_is_served_and_the_document_needs_no_token() {
     let page = s.call("GET", "/docs", None, None, None).await;
     assert_eq!(page.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_cart_that_arrives_after_its_order_is_not_reminded() {
+    let smtp = SmtpServer::start();
+    let scenario = include_str!("../../scenarios/abandoned-cart.yaml").replace("holdout: 10%", "");
+    let shop = TestShop::new(
+        &[("abandoned-cart.yaml", &scenario)],
+        &[
+            (
+                "cart_reminder.html",
+                include_str!("../../templates/cart_reminder.html"),
+            ),
+            (
+                "cart_reminder.txt",
+                include_str!("../../templates/cart_reminder.txt"),
+            ),
+            ("_footer.html", include_str!("../../templates/_footer.html")),
+            ("_footer.txt", include_str!("../../templates/_footer.txt")),
+        ],
+        Some(&smtp),
+    );
+    let store = shop.store().await;
+    let customers = [
+        customer("c1", "aya@example.jp", "佐藤 彩", "Asia/Tokyo", "{}"),
+        customer("c2", "ken@example.jp", "田中 健", "Asia/Tokyo", "{}"),
+    ];
+    store.upsert_customers(&customers, 0).await.unwrap();
+    let daemon = shop.daemon(&store).await;
+    // Aya orders at 12:30 and the daemon handles the order.
+    let t0 = utc("2026-11-02T03:30:00Z");
+    store
+        .upsert_orders(&[order("o1", "c1", "2026-11-02T03:30:00Z", 3980)])
+        .await
+        .unwrap();
+    daemon.engine.tick(t0).await.unwrap();
+    // Only then does the shop's site post her cart of 12:00, and Ken's of the same time.
+    let cart = |c: &str| rebuy::store::NewEvent {
+        id: format!("cart-{c}"),
+        customer_id: c.into(),
+        name: "cart_added".into(),
+        at: rebuy::clock::to_millis(utc("2026-11-02T03:00:00Z")),
+        properties: r#"{"value": 3980}"#.into(),
+    };
+    store
+        .insert_events(&[cart("c1"), cart("c2")], 0)
+        .await
+        .unwrap();
+    let later = t0 + chrono::Duration::minutes(10);
+    daemon.engine.tick(later).await.unwrap();
+    let aya = store.customer_enrollments("c1").await.unwrap();
+    assert_eq!(
+        (aya[0].state.as_str(), aya[0].goal_order_id.as_deref()),
+        ("goal", Some("o1")),
+        "{aya:?}"
+    );
+    let due = later + chrono::Duration::hours(2);
+    daemon.engine.tick(due).await.unwrap();
+    daemon.deliverer.run_once(due).await.unwrap();
+    let mail = smtp.received();
+    assert_eq!(mail.len(), 1, "Ken only: Aya had bought");
+    assert_eq!(mail[0].to, ["ken@example.jp"]);
+}
