@@ -3,7 +3,7 @@
 //! over all marketing scenarios. Pure: facts in, decisions out.
 
 use crate::store::{OutboxStatus, SuppressionKind};
-use chrono::{DateTime, Duration, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveTime, Utc};
 use chrono_tz::Tz;
 
 /// Whether a message must not go at all, and why: a suppression that applies to it, else, for
@@ -58,12 +58,8 @@ pub fn quiet_until(
         local.date_naive() + Duration::days(1)
     };
     let end = day.and_time(to);
-    // A DST gap at `to`: take the first valid instant after it.
-    let resolved = zone.from_local_datetime(&end).earliest().or_else(|| {
-        zone.from_local_datetime(&(end + Duration::hours(1)))
-            .earliest()
-    })?;
-    Some(resolved.with_timezone(&Utc))
+    // A DST gap at `to`: the first instant after it.
+    Some(crate::clock::first_instant_from(end, zone))
 }
 
 /// With `sent` the times (ms) of the customer's marketing sends, whether one more at `now`

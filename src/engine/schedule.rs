@@ -8,7 +8,7 @@
 //! that do not exist (a DST gap) move forward to the first that does; ambiguous ones take the
 //! earlier.
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// The instant a step is due.
@@ -48,15 +48,7 @@ pub fn earliest() -> DateTime<Utc> {
 }
 
 fn local_instant(zone: Tz, day: NaiveDate, at: NaiveTime) -> DateTime<Utc> {
-    let mut naive = day.and_time(at);
-    for _ in 0..4 {
-        match zone.from_local_datetime(&naive) {
-            LocalResult::Single(t) => return t.with_timezone(&Utc),
-            LocalResult::Ambiguous(early, _) => return early.with_timezone(&Utc),
-            LocalResult::None => naive += Duration::minutes(30),
-        }
-    }
-    Utc.from_utc_datetime(&naive)
+    crate::clock::first_instant_from(day.and_time(at), zone)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub use orders::{order_from_record, parse_order_row, OrderLine, ITEM_FIELDS, ORD
 
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -352,16 +352,47 @@ pub fn parse_instant(raw: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Ok(t.with_timezone(&Utc));
     }
-    let local = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+    let with_time = ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
         .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok())
-        .or_else(|| {
-            NaiveDate::parse_from_str(raw, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        });
-    match local.map(|l| zone.from_local_datetime(&l).earliest()) {
-        Some(Some(t)) => Ok(t.with_timezone(&Utc)),
-        _ => Err(format!("'{raw}' is not a date; use RFC 3339 such as 2026-11-01T10:15:00+09:00, or 2026-11-01 10:15")),
+        .find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok());
+    if let Some(local) = with_time {
+        if crate::clock::skipped(local, zone) {
+            return Err(format!(
+                "'{raw}' does not exist in {zone}: the clocks skipped that time (a change to \
+                 daylight saving time); give the offset, such as {}",
+                crate::clock::first_instant_from(local, zone)
+                    .with_timezone(&zone)
+                    .to_rfc3339()
+            ));
+        }
+        return Ok(crate::clock::first_instant_from(local, zone));
+    }
+    // A bare date is the day's first instant, even on a day whose midnight was skipped.
+    match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+        Ok(day) => Ok(crate::clock::from_millis(crate::clock::start_of_day(day, zone))),
+        Err(_) => Err(format!("'{raw}' is not a date; use RFC 3339 such as 2026-11-01T10:15:00+09:00, or 2026-11-01 10:15")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_instant;
+    use chrono_tz::America::{New_York, Santiago};
+
+    #[test]
+    fn local_times_around_daylight_saving_changes() {
+        // Santiago skips 00:00–01:00 on 2026-09-06: the bare date is the day's first instant,
+        // and a time inside the gap is refused with the instant it would have meant.
+        let day = parse_instant("2026-09-06", Santiago).unwrap();
+        assert_eq!(day.to_rfc3339(), "2026-09-06T04:00:00+00:00");
+        let e = parse_instant("2026-09-06 00:30", Santiago).unwrap_err();
+        assert!(
+            e.contains("does not exist") && e.contains("2026-09-06T01:00:00-03:00"),
+            "{e}"
+        );
+        // New York repeats 01:00–02:00 on 2026-11-01: the earlier of the two.
+        let twice = parse_instant("2026-11-01 01:30", New_York).unwrap();
+        assert_eq!(twice.to_rfc3339(), "2026-11-01T05:30:00+00:00");
+        assert!(parse_instant("2026-02-30", New_York).is_err());
     }
 }

@@ -185,9 +185,11 @@ struct Group {
 }
 
 impl Group {
-    fn start(l: OrderLine) -> Self {
+    fn start(mut l: OrderLine) -> Self {
+        // The items move to the group; the first line keeps what the others are checked
+        // against.
         Self {
-            items: l.items.clone(),
+            items: std::mem::take(&mut l.items),
             total: l.total,
             first: l,
             error: None,
