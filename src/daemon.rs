@@ -55,6 +55,45 @@ pub struct CycleReport {
     pub delivery: DeliveryReport,
 }
 
+impl CycleReport {
+    /// Whether the cycle did anything a person would want to read about.
+    pub fn busy(&self) -> bool {
+        let (t, d) = (&self.tick, &self.delivery);
+        self.jobs_run > 0
+            || t.enrolled + t.goals_reached + t.queued + t.skipped + t.failed > 0
+            || d.claimed > 0
+    }
+
+    /// Logs the cycle as fields (one per count): at info when it did something, at debug
+    /// when it was idle.
+    pub fn log(&self) {
+        let (t, d) = (&self.tick, &self.delivery);
+        if !self.busy() {
+            tracing::debug!(orders_seen = t.orders_seen, "idle cycle");
+            return;
+        }
+        info!(
+            jobs_run = self.jobs_run,
+            orders_seen = t.orders_seen,
+            enrolled = t.enrolled,
+            goals_reached = t.goals_reached,
+            queued = t.queued,
+            skipped = t.skipped,
+            not_rendered = t.failed,
+            completed = t.completed,
+            claimed = d.claimed,
+            sent = d.sent,
+            retried = d.retried,
+            failed = d.failed,
+            unknown = d.unknown,
+            suppressed = t.suppressed + d.suppressed,
+            skipped_at_send = d.skipped,
+            expired = d.expired,
+            "cycle"
+        );
+    }
+}
+
 impl Daemon {
     /// One cycle at `now`: due jobs, a tick, a delivery round.
     pub async fn run_once(&mut self, now: DateTime<Utc>) -> anyhow::Result<CycleReport> {
@@ -164,8 +203,7 @@ impl Daemon {
         loop {
             let now = clock.now();
             match self.run_once(now).await {
-                Ok(r) if r.delivery.claimed > 0 || r.tick.enrolled > 0 => info!(?r, "cycle"),
-                Ok(_) => {}
+                Ok(r) => r.log(),
                 Err(e) => {
                     error!(error = %format!("{e:#}"), "cycle failed; retrying on the next tick")
                 }

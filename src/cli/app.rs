@@ -237,8 +237,11 @@ pub fn init_logging(arg: Option<LogFormatArg>, level: &str, configured: LogForma
         Some(LogFormatArg::Text) => false,
         None => configured == LogFormat::Json,
     };
+    // Colours only for a person at a terminal, never into a file or a journal.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()

@@ -344,7 +344,14 @@ impl Engine {
             self.process_predictions(now, &mut report).await?;
             self.advance_due(now, &mut report).await?;
             self.decide_winners(now).await?;
-            tracing::info!(?report, "tick done");
+            // The daemon logs the whole cycle at info; the tick's own line is detail.
+            tracing::debug!(
+                orders_seen = report.orders_seen,
+                enrolled = report.enrolled,
+                goals_reached = report.goals_reached,
+                queued = report.queued,
+                "tick done"
+            );
             Ok(report)
         }
         .instrument(span)

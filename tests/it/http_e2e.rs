@@ -122,7 +122,7 @@ async fn a_webhook_order_becomes_a_sent_mail_and_bad_requests_store_nothing() {
     .unwrap();
     assert!(rebuy(d).arg("init").status().unwrap().success());
     let ingest = token(d, "ingest");
-    let (mut child, addr, _log) = start(d, "run");
+    let (mut child, addr, log) = start(d, "run");
     let bearer = format!("Bearer {ingest}");
     let auth = [("Authorization", bearer.as_str())];
 
@@ -218,6 +218,19 @@ async fn a_webhook_order_becomes_a_sent_mail_and_bad_requests_store_nothing() {
     assert_eq!(status.code(), Some(0));
     assert_eq!(smtp.received().len(), 1, "sent once");
     store.close().await;
+
+    // The cycles are logged as fields a log pipeline can sum, not as a Rust debug string.
+    let lines: Vec<serde_json::Value> = log
+        .iter()
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let cycles: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "cycle")
+        .collect();
+    let sum = |k: &str| -> u64 { cycles.iter().filter_map(|c| c["fields"][k].as_u64()).sum() };
+    assert_eq!((sum("enrolled"), sum("sent")), (1, 1), "{cycles:?}");
+    assert!(!lines.iter().any(|l| l.to_string().contains("Report {")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
