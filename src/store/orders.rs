@@ -54,16 +54,16 @@ pub struct NewOrder {
 /// What one group changed, for the aggregates: its new orders, and the customers whose
 /// existing orders changed (moved, re-priced), which are recomputed.
 #[derive(Default)]
-struct GroupChanges {
-    fresh: Vec<NewOrder>,
+struct GroupChanges<'a> {
+    fresh: Vec<&'a NewOrder>,
     recompute: Vec<String>,
 }
 
 /// One group of `upsert_order_groups`, after the groups before it in the same transaction.
-async fn upsert_group(
+async fn upsert_group<'a>(
     tx: &mut sqlx::Transaction<'static, Db>,
-    rows: &[NewOrder],
-    changes: &mut GroupChanges,
+    rows: &'a [NewOrder],
+    changes: &mut GroupChanges<'a>,
 ) -> Result<UpsertOutcome> {
     // Rows at or below this seq were there before this group (an earlier group's included).
     let (before,): (Option<i64>,) = sqlx::query_as("SELECT MAX(seq) FROM orders")
@@ -81,7 +81,7 @@ async fn upsert_group(
         if inserted == chunk.len() as u64 {
             out.touched
                 .extend(chunk.iter().map(|o| o.customer_id.clone()));
-            changes.fresh.extend(chunk.iter().map(|o| (*o).clone()));
+            changes.fresh.extend(chunk.iter().copied());
             continue;
         }
         let stored = stored_orders(tx, chunk, before).await?;
@@ -89,7 +89,7 @@ async fn upsert_group(
         let mut owners = Vec::new();
         for o in chunk {
             match stored.get(&o.id) {
-                None => changes.fresh.push((*o).clone()),
+                None => changes.fresh.push(*o),
                 Some(old) if old == *o => continue,
                 Some(old) => {
                     out.updated += 1;
@@ -157,6 +157,7 @@ impl Store {
         let fresh: Vec<&NewOrder> = changes
             .fresh
             .iter()
+            .copied()
             .filter(|o| !recompute.contains(&o.customer_id))
             .collect();
         super::customers::add_order_aggregates(&mut tx, &fresh).await?;
