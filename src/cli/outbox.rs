@@ -2,7 +2,7 @@
 
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
-use crate::clock::{from_millis, to_millis, Clock, SystemClock};
+use crate::clock::{to_millis, Clock, SystemClock};
 use crate::store::{EndWhich, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,6 +70,8 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
             format,
         } => {
             let status = status.map(|s| format!("{s:?}").to_lowercase());
+            // Times in the shop's zone, as everywhere in the CLI.
+            let zone = app.resolved.default_timezone;
             let rows = store
                 .outbox_list(status.as_deref(), scenario.as_deref(), limit)
                 .await?;
@@ -83,7 +85,7 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
                         r.to_email.clone(),
                         r.status.clone(),
                         r.attempts.to_string(),
-                        from_millis(r.due_at).to_rfc3339(),
+                        super::output::local_minutes(r.due_at, zone),
                         r.last_error.clone().unwrap_or_default(),
                     ]
                 })
@@ -94,7 +96,7 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
                     serde_json::json!({
                         "id": r.id, "enrollment": r.enrollment_id, "scenario": r.scenario_id, "step": r.step_id,
                         "customer": r.customer_id, "to": r.to_email, "status": r.status,
-                        "attempts": r.attempts, "due_at": from_millis(r.due_at).to_rfc3339(),
+                        "attempts": r.attempts, "due_at": super::output::local_rfc3339(r.due_at, zone),
                         "last_error": r.last_error,
                     })
                 })

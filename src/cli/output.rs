@@ -10,6 +10,21 @@ pub enum OutputFormat {
     Csv,
 }
 
+/// A stored instant for a table: minutes in the shop's zone (`2026-11-02 21:00`).
+pub fn local_minutes(ms: i64, zone: chrono_tz::Tz) -> String {
+    crate::clock::from_millis(ms)
+        .with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+/// A stored instant for JSON: RFC 3339 with the shop's offset.
+pub fn local_rfc3339(ms: i64, zone: chrono_tz::Tz) -> String {
+    crate::clock::from_millis(ms)
+        .with_timezone(&zone)
+        .to_rfc3339()
+}
+
 /// Prints rows with the given headers in the chosen format. `json` is the rows as objects.
 pub fn print_rows(
     format: OutputFormat,

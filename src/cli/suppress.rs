@@ -81,7 +81,7 @@ pub async fn run(app: &App, cmd: SuppressCommand) -> anyhow::Result<u8> {
                         s.kind.clone(),
                         s.reason.clone(),
                         s.customer_id.clone().unwrap_or_default(),
-                        crate::clock::from_millis(s.created_at).to_rfc3339(),
+                        super::output::local_minutes(s.created_at, app.resolved.default_timezone),
                     ]
                 })
                 .collect();

@@ -2,7 +2,7 @@
 
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
-use crate::clock::{from_millis, to_millis, Clock, SystemClock};
+use crate::clock::{to_millis, Clock, SystemClock};
 use crate::http::{new_token, Scope};
 
 #[derive(Debug, clap::Subcommand)]
@@ -55,12 +55,7 @@ pub async fn run(app: &App, cmd: TokenCommand) -> anyhow::Result<u8> {
         TokenCommand::List { format } => {
             let tokens = store.tokens().await?;
             let zone = app.resolved.default_timezone;
-            let when = |ms: i64| {
-                from_millis(ms)
-                    .with_timezone(&zone)
-                    .format("%Y-%m-%d %H:%M")
-                    .to_string()
-            };
+            let when = |ms: i64| super::output::local_minutes(ms, zone);
             let rows: Vec<Vec<String>> = tokens
                 .iter()
                 .map(|t| {

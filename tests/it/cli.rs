@@ -527,6 +527,11 @@ fn failed_messages_are_listed_retried_and_queued_ones_cancelled_from_the_command
         .as_str()
         .unwrap()
         .contains("cannot connect"));
+    // Times in the shop's zone (Asia/Tokyo by default), not UTC.
+    assert!(
+        failed[0]["due_at"].as_str().unwrap().ends_with("+09:00"),
+        "{failed:?}"
+    );
     let first = failed[1]["id"].as_i64().unwrap().to_string();
 
     let o = rebuy(dir.path(), &["outbox", "retry", &first]);
