@@ -27,6 +27,9 @@ pub enum OutboxCommand {
         /// Only messages of this scenario.
         #[arg(long)]
         scenario: Option<String>,
+        /// Only messages to this customer (id or e-mail address).
+        #[arg(long)]
+        customer: Option<String>,
         #[arg(long, default_value_t = 100)]
         limit: i64,
         #[arg(long, value_enum, default_value_t)]
@@ -66,14 +69,25 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
         OutboxCommand::List {
             status,
             scenario,
+            customer,
             limit,
             format,
         } => {
             let status = status.map(|s| format!("{s:?}").to_lowercase());
             // Times in the shop's zone, as everywhere in the CLI.
             let zone = app.resolved.default_timezone;
+            // A customer is named by id or address; an unknown one is an error, not an empty list.
+            let customer = match customer {
+                Some(c) => Some(store.find_customer(&c).await?.id),
+                None => None,
+            };
             let rows = store
-                .outbox_list(status.as_deref(), scenario.as_deref(), limit)
+                .outbox_list(
+                    status.as_deref(),
+                    scenario.as_deref(),
+                    customer.as_deref(),
+                    limit,
+                )
                 .await?;
             let table: Vec<Vec<String>> = rows
                 .iter()

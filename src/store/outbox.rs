@@ -403,11 +403,13 @@ impl Store {
         )
     }
 
-    /// Messages for `rebuy outbox list`, newest first, optionally of one status and scenario.
+    /// Messages for `rebuy outbox list`, newest first, optionally of one status, scenario and
+    /// customer (by id).
     pub async fn outbox_list(
         &self,
         status: Option<&str>,
         scenario: Option<&str>,
+        customer: Option<&str>,
         limit: i64,
     ) -> Result<Vec<OutboxRow>> {
         let mut qb = QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM outbox WHERE 1 = 1"));
@@ -421,6 +423,9 @@ impl Store {
         }
         if let Some(sc) = scenario {
             qb.push(" AND scenario_id = ").push_bind(sc);
+        }
+        if let Some(c) = customer {
+            qb.push(" AND customer_id = ").push_bind(c);
         }
         qb.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)

@@ -527,6 +527,21 @@ fn failed_messages_are_listed_retried_and_queued_ones_cancelled_from_the_command
         .as_str()
         .unwrap()
         .contains("cannot connect"));
+    // One customer's messages, named by id or by address; an unknown one is refused.
+    let customer = failed[0]["customer"].as_str().unwrap().to_string();
+    let to = failed[0]["to"].as_str().unwrap().to_string();
+    for who in [&customer, &to] {
+        let o = rebuy(
+            dir.path(),
+            &["outbox", "list", "--customer", who, "--format", "json"],
+        );
+        let mine: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+        let mine = mine.as_array().unwrap();
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        assert_eq!(mine[0]["customer"], customer.as_str());
+    }
+    let o = rebuy(dir.path(), &["outbox", "list", "--customer", "nobody"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
     // Times in the shop's zone (Asia/Tokyo by default), not UTC.
     assert!(
         failed[0]["due_at"].as_str().unwrap().ends_with("+09:00"),
