@@ -272,6 +272,14 @@ pub fn parse_local_time(raw: &str) -> Result<NaiveTime, String> {
     })
 }
 
+/// The path of an absolute URL, without query or fragment ("" when it has none):
+/// `https://shop.example/mail/u?x=1` → `/mail/u`. Where the server answers a link it signs.
+pub fn url_path(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    path.split(['?', '#']).next().unwrap_or("")
+}
+
 /// Percent-encodes everything but unreserved characters (RFC 3986).
 pub fn percent_encode(s: &str) -> String {
     use std::fmt::Write as _;

@@ -58,12 +58,7 @@ impl Tracker {
 
     /// The path under which the server answers tracking links (`/t` below base_url's path).
     pub fn path(&self) -> String {
-        let rest = self
-            .base_url
-            .split_once("://")
-            .map_or(self.base_url.as_str(), |(_, r)| r);
-        let path = rest.find('/').map_or("", |i| &rest[i..]);
-        format!("{}/t", path.split(['?', '#']).next().unwrap_or(""))
+        format!("{}/t", crate::domain::url_path(&self.base_url))
     }
 
     fn mac_of(&self, kind: Kind, message: &str, target: &str) -> Hmac<Sha256> {

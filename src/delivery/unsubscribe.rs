@@ -62,12 +62,10 @@ impl Unsubscriber {
 impl Unsubscriber {
     /// The path of `base_url`, where the daemon serves the page (`/` if it has none).
     pub fn path(&self) -> String {
-        let rest = self
-            .base_url
-            .split_once("://")
-            .map_or(self.base_url.as_str(), |(_, r)| r);
-        let path = rest.find('/').map_or("/", |i| &rest[i..]);
-        path.split(['?', '#']).next().unwrap_or("/").to_string()
+        match crate::domain::url_path(&self.base_url) {
+            "" => "/".into(),
+            path => path.to_string(),
+        }
     }
 }
 

@@ -44,6 +44,49 @@ struct Server {
     tokens: std::collections::HashMap<Scope, String>,
 }
 
+/// The API over `store`, with the engine of `shop`'s scenarios, on `clock`.
+pub(crate) async fn api_on(
+    shop: &TestShop,
+    store: &Store,
+    clock: &ManualClock,
+    shopify_secret: Option<Vec<u8>>,
+) -> Arc<Api> {
+    let app = shop.app();
+    Arc::new(Api {
+        store: store.clone(),
+        engine: Arc::new(app.engine(store).await.unwrap().unwrap()),
+        clock: Arc::new(clock.clone()),
+        wake: Arc::new(tokio::sync::Notify::new()),
+        zone: chrono_tz::Asia::Tokyo,
+        attribution_window: chrono::Duration::days(30),
+        shopify_secret,
+        writer: rebuy::http::IngestWriter::start(store.clone()),
+        request_timeout: std::time::Duration::from_secs(30),
+    })
+}
+
+/// A shop with the shipped abandoned-cart scenario, without its holdout so that every
+/// customer is treated, and its templates; it sends to `smtp`.
+pub(crate) fn abandoned_cart_shop(smtp: &SmtpServer) -> TestShop {
+    let scenario = include_str!("../../scenarios/abandoned-cart.yaml").replace("holdout: 10%", "");
+    TestShop::new(
+        &[("abandoned-cart.yaml", &scenario)],
+        &[
+            (
+                "cart_reminder.html",
+                include_str!("../../templates/cart_reminder.html"),
+            ),
+            (
+                "cart_reminder.txt",
+                include_str!("../../templates/cart_reminder.txt"),
+            ),
+            ("_footer.html", include_str!("../../templates/_footer.html")),
+            ("_footer.txt", include_str!("../../templates/_footer.txt")),
+        ],
+        Some(smtp),
+    )
+}
+
 async fn server_with(limits: Limits) -> Server {
     let shop = TestShop::new(
         &[("welcome.yaml", FIRST), ("apology.yaml", SUPPORT)],
@@ -56,21 +99,15 @@ async fn server_with(limits: Limits) -> Server {
         None,
     );
     let store = shop.store().await;
-    let app = shop.app();
-    let engine = Arc::new(app.engine(&store).await.unwrap().unwrap());
     let clock = ManualClock::new(utc("2026-11-02T03:00:00Z"));
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let api = Arc::new(Api {
-        store: store.clone(),
-        engine,
-        clock: Arc::new(clock.clone()),
-        wake: wake.clone(),
-        zone: chrono_tz::Asia::Tokyo,
-        attribution_window: chrono::Duration::days(30),
-        shopify_secret: Some(SHOPIFY_SECRET.as_bytes().to_vec()),
-        writer: rebuy::http::IngestWriter::start(store.clone()),
-        request_timeout: std::time::Duration::from_secs(30),
-    });
+    let api = api_on(
+        &shop,
+        &store,
+        &clock,
+        Some(SHOPIFY_SECRET.as_bytes().to_vec()),
+    )
+    .await;
+    let wake = api.wake.clone();
     let mut tokens = std::collections::HashMap::new();
     for scope in [Scope::Ingest, Scope::Support, Scope::Read, Scope::Admin] {
         let (token, hash) = new_token();
@@ -807,41 +844,13 @@ async fn orders_committed_together_behave_as_if_sent_one_after_the_other() {
 #[tokio::test]
 async fn an_abandoned_cart_posted_as_an_event_is_reminded_unless_an_order_came_in() {
     let smtp = SmtpServer::start();
-    // The shipped scenario, without its holdout so that both customers are treated.
-    let scenario = include_str!("../../scenarios/abandoned-cart.yaml").replace("holdout: 10%", "");
-    let shop = TestShop::new(
-        &[("abandoned-cart.yaml", &scenario)],
-        &[
-            (
-                "cart_reminder.html",
-                include_str!("../../templates/cart_reminder.html"),
-            ),
-            (
-                "cart_reminder.txt",
-                include_str!("../../templates/cart_reminder.txt"),
-            ),
-            ("_footer.html", include_str!("../../templates/_footer.html")),
-            ("_footer.txt", include_str!("../../templates/_footer.txt")),
-        ],
-        Some(&smtp),
-    );
+    let shop = abandoned_cart_shop(&smtp);
     let store = shop.store().await;
-    let app = shop.app();
     let t0 = utc("2026-11-02T03:00:00Z");
     let clock = ManualClock::new(t0);
     let (token, hash) = new_token();
     store.insert_token("shop", "admin", &hash, 0).await.unwrap();
-    let api = Arc::new(Api {
-        store: store.clone(),
-        engine: Arc::new(app.engine(&store).await.unwrap().unwrap()),
-        clock: Arc::new(clock.clone()),
-        wake: Arc::new(tokio::sync::Notify::new()),
-        zone: chrono_tz::Asia::Tokyo,
-        attribution_window: chrono::Duration::days(30),
-        shopify_secret: None,
-        writer: rebuy::http::IngestWriter::start(store.clone()),
-        request_timeout: std::time::Duration::from_secs(30),
-    });
+    let api = api_on(&shop, &store, &clock, None).await;
     let router = rebuy::http::router(api, axum::Router::new(), &limits());
     let post = |uri: &'static str, body: Value| {
         let router = router.clone();
@@ -982,23 +991,7 @@ async fn every_documented_route_is_served_and_the_document_needs_no_token() {
 #[tokio::test]
 async fn a_cart_that_arrives_after_its_order_is_not_reminded() {
     let smtp = SmtpServer::start();
-    let scenario = include_str!("../../scenarios/abandoned-cart.yaml").replace("holdout: 10%", "");
-    let shop = TestShop::new(
-        &[("abandoned-cart.yaml", &scenario)],
-        &[
-            (
-                "cart_reminder.html",
-                include_str!("../../templates/cart_reminder.html"),
-            ),
-            (
-                "cart_reminder.txt",
-                include_str!("../../templates/cart_reminder.txt"),
-            ),
-            ("_footer.html", include_str!("../../templates/_footer.html")),
-            ("_footer.txt", include_str!("../../templates/_footer.txt")),
-        ],
-        Some(&smtp),
-    );
+    let shop = abandoned_cart_shop(&smtp);
     let store = shop.store().await;
     let customers = [
         customer("c1", "aya@example.jp", "佐藤 彩", "Asia/Tokyo", "{}"),

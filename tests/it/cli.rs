@@ -1198,3 +1198,19 @@ fn a_customer_is_shown_with_orders_and_follow_ups_as_a_table_or_json() {
         .1
         .contains("no customer with id or e-mail 'nobody'"));
 }
+
+#[test]
+fn text_logs_into_a_pipe_carry_no_colour_codes() {
+    let dir = folder();
+    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
+        .status
+        .success());
+    let o = rebuy(dir.path(), &["run", "--once", "--log-level", "debug"]);
+    let (_, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("tick done"),
+        "the debug lines are there: {err}"
+    );
+    assert!(!err.contains('\u{1b}'), "no ANSI escapes: {err:?}");
+}

@@ -3,12 +3,12 @@
 //! is recorded once, an altered link is refused, a bot's prefetch is kept but not counted, and
 //! the scenario report shows the click rate.
 
-use crate::api::{limits, send};
+use crate::api::{abandoned_cart_shop, api_on, limits, send};
 use crate::helpers::*;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use rebuy::clock::ManualClock;
-use rebuy::http::{new_token, Api};
+use rebuy::http::new_token;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -40,23 +40,7 @@ async fn get(router: &axum::Router, method: &str, path: &str) -> (StatusCode, Op
 #[tokio::test]
 async fn clicks_are_recorded_once_altered_links_refused_bots_not_counted() {
     let smtp = SmtpServer::start();
-    let scenario = include_str!("../../scenarios/abandoned-cart.yaml").replace("holdout: 10%", "");
-    let mut shop = TestShop::new(
-        &[("abandoned-cart.yaml", &scenario)],
-        &[
-            (
-                "cart_reminder.html",
-                include_str!("../../templates/cart_reminder.html"),
-            ),
-            (
-                "cart_reminder.txt",
-                include_str!("../../templates/cart_reminder.txt"),
-            ),
-            ("_footer.html", include_str!("../../templates/_footer.html")),
-            ("_footer.txt", include_str!("../../templates/_footer.txt")),
-        ],
-        Some(&smtp),
-    );
+    let mut shop = abandoned_cart_shop(&smtp);
     shop.config.tracking.base_url = Some(BASE.into());
     shop.config.tracking.open_pixel = true;
     let store = shop.store().await;
@@ -65,17 +49,7 @@ async fn clicks_are_recorded_once_altered_links_refused_bots_not_counted() {
     let clock = ManualClock::new(t0);
     let (token, hash) = new_token();
     store.insert_token("shop", "admin", &hash, 0).await.unwrap();
-    let api = Arc::new(Api {
-        store: store.clone(),
-        engine: Arc::new(app.engine(&store).await.unwrap().unwrap()),
-        clock: Arc::new(clock.clone()),
-        wake: Arc::new(tokio::sync::Notify::new()),
-        zone: chrono_tz::Asia::Tokyo,
-        attribution_window: chrono::Duration::days(30),
-        shopify_secret: None,
-        writer: rebuy::http::IngestWriter::start(store.clone()),
-        request_timeout: std::time::Duration::from_secs(30),
-    });
+    let api = api_on(&shop, &store, &clock, None).await;
     let tracker = app.tracker(&store).await.unwrap().expect("tracking is on");
     let pages = rebuy::http::tracking::router(store.clone(), tracker, Arc::new(clock.clone()));
     let router = rebuy::http::router(api, pages, &limits());
@@ -181,6 +155,15 @@ async fn clicks_are_recorded_once_altered_links_refused_bots_not_counted() {
             "{bad}"
         );
     }
+
+    // A genuine link of a message no longer stored (a restored backup) still takes the
+    // customer where it said, and records nothing.
+    let signer = app.tracker(&store).await.unwrap().unwrap();
+    let gone = signer.click_url("9.0.0@shop.example", cart_url);
+    assert_eq!(
+        get(&router, "GET", &gone[BASE.len()..]).await,
+        (StatusCode::SEE_OTHER, Some(cart_url.into()))
+    );
 
     let aya = store.customer_tracking("c1").await.unwrap();
     let counted: Vec<_> = aya.iter().filter(|t| t.counted).collect();
