@@ -183,6 +183,9 @@ pub struct DeliveryConfig {
     pub rate_per_second: Option<u32>,
     /// After a throttling reply (421, 454), the rest of the queue waits this many seconds.
     pub throttle_pause_secs: u64,
+    /// A delivery round that claims, sends and records nothing for this many seconds is
+    /// abandoned, logged as an error and shown in `rebuy status` (the watchdog).
+    pub stall_secs: u64,
     /// DKIM signing of every message, when set.
     pub dkim: Option<DkimSettings>,
 }
@@ -222,6 +225,7 @@ impl Default for DeliveryConfig {
             lease_secs: 600,
             rate_per_second: None,
             throttle_pause_secs: 60,
+            stall_secs: 600,
             dkim: None,
         }
     }
@@ -542,7 +546,7 @@ impl Config {
         let d = &self.delivery;
         let day = 86_400;
         let h = &self.http;
-        let checks: [(&str, u64, u64, u64, &str); 11] = [
+        let checks: [(&str, u64, u64, u64, &str); 12] = [
             (
                 "http.max_body_bytes",
                 h.max_body_bytes,
@@ -584,6 +588,13 @@ impl Config {
                 0,
                 day,
                 "seconds, at most a day",
+            ),
+            (
+                "delivery.stall_secs",
+                d.stall_secs,
+                60,
+                day,
+                "seconds, from a minute to a day",
             ),
             (
                 "delivery.smtp.timeout_secs",
@@ -631,6 +642,21 @@ impl Config {
                     format!("{key} is {value}; it must be between {lo} and {hi} ({unit})"),
                 ));
             }
+        }
+        // One message's SMTP conversation takes a few of its steps: the watchdog must not
+        // take a slow server for a stall.
+        if d.transport == TransportKind::Smtp && d.stall_secs < 4 * d.smtp.timeout_secs {
+            let (line, col) = self.place("delivery.stall_secs");
+            diags.push(Diagnostic::new(
+                path,
+                line,
+                col,
+                format!(
+                    "delivery.stall_secs is {}; it must be at least 4 × delivery.smtp.timeout_secs ({} s): raise it or lower the timeout",
+                    d.stall_secs,
+                    4 * d.smtp.timeout_secs
+                ),
+            ));
         }
     }
 

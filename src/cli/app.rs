@@ -178,7 +178,8 @@ impl App {
                 throttle_pause: chrono::Duration::seconds(d.throttle_pause_secs as i64),
             },
         )
-        .with_limits(self.resolved.limits.clone(), self.resolved.default_timezone);
+        .with_limits(self.resolved.limits.clone(), self.resolved.default_timezone)
+        .with_stall_limit(std::time::Duration::from_secs(d.stall_secs));
         Ok(match &d.dkim {
             Some(k) => deliverer.with_dkim(dkim_config(k)?),
             None => deliverer,

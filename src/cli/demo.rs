@@ -58,7 +58,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         use crate::clock::Clock;
         println!(
             "{}",
-            super::status::flow_line(&store.flow_status().await?, clock.now())
+            super::status::flow_line(
+                &store.flow_status().await?,
+                clock.now(),
+                app.resolved.default_timezone
+            )
         );
     }
     // Did the scenarios work? Against their 10% holdouts (the generated customers do not read

@@ -36,7 +36,11 @@ pub async fn run(app: &App, args: &StatusArgs) -> anyhow::Result<u8> {
     if args.format == OutputFormat::Table {
         println!(
             "{}",
-            flow_line(&store.flow_status().await?, SystemClock.now())
+            flow_line(
+                &store.flow_status().await?,
+                SystemClock.now(),
+                app.resolved.default_timezone
+            )
         );
     }
     store.close().await;
@@ -70,7 +74,7 @@ pub async fn print_status(store: &Store, format: OutputFormat) -> anyhow::Result
 }
 
 /// One line for people: is mail flowing?
-pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>) -> String {
+pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
     let ago = |ms: i64| {
         let mins = (now - from_millis(ms)).num_minutes();
         match mins {
@@ -96,7 +100,21 @@ pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>) -> String {
     } else {
         String::new()
     };
-    format!("mail: {sent}; {waiting}{doubt}")
+    let paused = match f.paused_until.filter(|u| *u > now.timestamp_millis()) {
+        Some(u) => format!(
+            "; sending paused until {} (the server asked to slow down)",
+            crate::cli::output::local_minutes(u, zone)
+        ),
+        None => String::new(),
+    };
+    // A stall stays worth saying for a day.
+    let stalled = match &f.stalled {
+        Some(s) if now.timestamp_millis() - s.at < 24 * 3_600_000 => {
+            format!("; delivery stalled {} ({}; see the log)", ago(s.at), s.said)
+        }
+        _ => String::new(),
+    };
+    format!("mail: {sent}; {waiting}{doubt}{paused}{stalled}")
 }
 
 #[cfg(test)]
@@ -111,13 +129,39 @@ mod tests {
             oldest_queued_at: Some(now.timestamp_millis() - 3 * 3_600_000),
             queued: 12,
             unknown: 1,
+            ..Default::default()
         };
         assert_eq!(
-            flow_line(&f, now),
+            flow_line(&f, now, chrono_tz::Asia::Tokyo),
             "mail: last sent 5 min ago; 12 waiting, the oldest due 3 h ago; 1 unknown (the sender stopped mid-send: check before re-sending)"
         );
         assert_eq!(
-            flow_line(&FlowStatus::default(), now),
+            flow_line(&FlowStatus::default(), now, chrono_tz::Asia::Tokyo),
+            "mail: nothing sent yet; nothing waiting"
+        );
+        let f = FlowStatus {
+            paused_until: Some(now.timestamp_millis() + 60_000),
+            stalled: Some(crate::store::Stall {
+                at: now.timestamp_millis() - 3 * 60_000,
+                said: "delivery made no progress for 600 s".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            flow_line(&f, now, chrono_tz::Asia::Tokyo),
+            "mail: nothing sent yet; nothing waiting; sending paused until 1970-01-01 19:01 (the server asked to slow down); delivery stalled 3 min ago (delivery made no progress for 600 s; see the log)"
+        );
+        // Over: a pause that ended, a stall more than a day old.
+        let f = FlowStatus {
+            paused_until: Some(now.timestamp_millis() - 1),
+            stalled: Some(crate::store::Stall {
+                at: now.timestamp_millis() - 25 * 3_600_000,
+                said: "old".into(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            flow_line(&f, now, chrono_tz::Asia::Tokyo),
             "mail: nothing sent yet; nothing waiting"
         );
     }

@@ -18,7 +18,7 @@ pub use unsubscribe::Unsubscriber;
 
 use crate::clock::to_millis;
 use crate::domain::{mask_email, mask_emails_in};
-use crate::store::{OutboxRow, OutboxStatus, Recorded, Store, SuppressionKind};
+use crate::store::{OutboxRow, OutboxStatus, Recorded, Stall, Store, SuppressionKind};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
 use std::collections::HashMap;
@@ -40,6 +40,10 @@ pub struct DeliveryReport {
     pub skipped: u64,
     /// Not sent: later than their lateness limit.
     pub expired: u64,
+    /// Sending is paused until then (milliseconds since the epoch): the server asked to slow
+    /// down. Nothing was claimed this round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused_until: Option<i64>,
 }
 
 /// Claimed messages are marked `sending` this many per message in flight at a time (16 per
@@ -53,6 +57,38 @@ const RECORD_BATCH: usize = 1000;
 /// those messages `unknown` (their lease runs out), as any crash between send and record does.
 const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
+/// The time inside a delivery round: the round's given instant plus the time that has passed
+/// since it began (tokio's clock, which tests can pause). Claims, leases, outcomes and retry
+/// times each take it when they happen, not the round's start: a long round must not make a
+/// lease shorter or a retry sooner than configured.
+#[derive(Debug, Clone, Copy)]
+struct RoundClock {
+    start: DateTime<Utc>,
+    began: tokio::time::Instant,
+}
+
+impl RoundClock {
+    fn new(start: DateTime<Utc>) -> Self {
+        Self {
+            start,
+            began: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.start + Duration::from_std(self.began.elapsed()).unwrap_or_default()
+    }
+
+    fn millis(&self) -> i64 {
+        to_millis(self.now())
+    }
+}
+
+/// Why a round was abandoned.
+#[derive(Debug, thiserror::Error)]
+#[error("delivery made no progress for {} s (no claim, no send, no outcome recorded); the round was abandoned and its unsent claims returned to the queue", .0.as_secs())]
+pub struct Stalled(pub std::time::Duration);
+
 pub struct Deliverer {
     store: Store,
     sender: Arc<Sender>,
@@ -65,6 +101,8 @@ pub struct Deliverer {
     /// Claiming and recording take turns: both write, and SQLite answers a second writer by
     /// making it sleep and retry, which stalls sending far longer than waiting here.
     writing: tokio::sync::Mutex<()>,
+    /// A round that makes no progress for this long is abandoned and reported.
+    stall_limit: std::time::Duration,
 }
 
 /// What a send needs, shared by the tasks that send in parallel.
@@ -75,12 +113,16 @@ struct Sender {
     policy: RetryPolicy,
     /// The global send rate (`delivery.rate_per_second`), if any.
     limiter: Option<governor::DefaultDirectRateLimiter>,
-    /// Set when the server asked to slow down (421, 454) during the current round.
-    throttled: std::sync::atomic::AtomicBool,
+    /// When the server asked to slow down (421, 454) during the current round, in
+    /// milliseconds since the epoch; 0 when it did not.
+    throttled_at: std::sync::atomic::AtomicI64,
     /// How long the rest of the queue waits after such a reply.
     pause: Duration,
     /// DKIM signing, when configured.
     dkim: Option<lettre::message::dkim::DkimConfig>,
+    /// Messages handed to the mailer whose outcome is not recorded yet: after a stall only
+    /// the others may go back to the queue.
+    handed: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 /// Pacing: a global rate, and the pause after a throttling reply.
@@ -135,9 +177,10 @@ impl Deliverer {
                 from,
                 policy,
                 limiter,
-                throttled: std::sync::atomic::AtomicBool::new(false),
+                throttled_at: std::sync::atomic::AtomicI64::new(0),
                 pause: pacing.throttle_pause,
                 dkim: None,
+                handed: Default::default(),
             }),
             owner: format!("{}-{}", std::process::id(), rand::random::<u32>()),
             lease,
@@ -146,7 +189,15 @@ impl Deliverer {
             limits: Limits::default(),
             default_zone: chrono_tz::Asia::Tokyo,
             writing: tokio::sync::Mutex::new(()),
+            stall_limit: std::time::Duration::from_secs(600),
         }
+    }
+
+    /// How long a round may go without progress before it is abandoned and reported
+    /// (`delivery.stall_secs`).
+    pub fn with_stall_limit(mut self, limit: std::time::Duration) -> Self {
+        self.stall_limit = limit;
+        self
     }
 
     /// Signs every message with DKIM. Call before the first delivery.
@@ -263,15 +314,94 @@ impl Deliverer {
         Ok((go, held))
     }
 
-    /// Sends everything that is ready by `now`. One loop claims and checks batch after batch
-    /// while the sends of the one before are still under way; sends run `concurrency` at a
-    /// time, each a task of its own (building messages and talking SMTP use every core); their
-    /// outcomes go to one recorder that writes whatever has arrived in one short transaction
-    /// (group commit: no waiting, and no lock contention between concurrent writers).
+    /// Sends everything that is ready by `now`, unless a throttling pause is still running.
+    /// A round that makes no progress for the stall limit is abandoned: logged as an error,
+    /// kept for `rebuy status`, its unsent claims put back in the queue at once.
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<DeliveryReport> {
         let unknown = self.store.expire_leases(to_millis(now)).await?;
-        self.sender.throttled.store(false, Ordering::SeqCst);
+        if let Some(until) = self.paused_until(now).await? {
+            return Ok(DeliveryReport {
+                unknown,
+                paused_until: Some(until),
+                ..Default::default()
+            });
+        }
+        let progress = std::sync::atomic::AtomicU64::new(0);
+        let clock = RoundClock::new(now);
+        let mut report = tokio::select! {
+            r = self.round(clock, &progress) => r?,
+            stalled = self.watchdog(&progress) => return Err(self.abandon(stalled, clock).await.into()),
+        };
+        report.unknown += unknown;
+        let throttled = self.sender.throttled_at.swap(0, Ordering::SeqCst);
+        if throttled != 0 {
+            let until = throttled + self.sender.pause.num_milliseconds();
+            // Kept in the database: the pause holds across rounds, restarts and processes.
+            self.store.pause_delivery(until).await?;
+            report.paused_until = Some(until);
+        }
+        Ok(report)
+    }
+
+    /// The end of a throttling pause still running at `now`, if any.
+    async fn paused_until(&self, now: DateTime<Utc>) -> anyhow::Result<Option<i64>> {
+        let until = self.store.paused_until().await?;
+        Ok(until.filter(|u| *u > to_millis(now)))
+    }
+
+    /// Resolves once `progress` has not moved for the stall limit.
+    async fn watchdog(&self, progress: &std::sync::atomic::AtomicU64) -> Stalled {
+        let check = (self.stall_limit / 8).max(std::time::Duration::from_millis(10));
+        let (mut seen, mut since) = (progress.load(Ordering::SeqCst), tokio::time::Instant::now());
+        loop {
+            tokio::time::sleep(check).await;
+            let now = progress.load(Ordering::SeqCst);
+            if now != seen {
+                (seen, since) = (now, tokio::time::Instant::now());
+            } else if since.elapsed() >= self.stall_limit {
+                return Stalled(self.stall_limit);
+            }
+        }
+    }
+
+    /// After a stall: the round's messages that never reached the mailer go back to the queue
+    /// (those handed over stay `sending` and become `unknown` when their lease runs out: they
+    /// may have gone out), and the stall is logged and kept for `rebuy status`.
+    async fn abandon(&self, stalled: Stalled, clock: RoundClock) -> Stalled {
+        let said = stalled.to_string();
+        tracing::error!(stall_secs = stalled.0.as_secs(), "{said}");
+        let at = clock.millis();
+        let bounded = std::time::Duration::from_secs(10);
+        let handed: Vec<i64> = {
+            let mut handed = self.sender.handed.lock().expect("not poisoned");
+            handed.drain().collect()
+        };
+        let cleanup = async {
+            self.store.release_unsent(&self.owner, at, &handed).await?;
+            self.store.record_stall(&Stall { at, said }).await
+        };
+        match tokio::time::timeout(bounded, cleanup).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot record the stall"),
+            Err(_) => warn!("cannot record the stall: the database did not answer in 10 s"),
+        }
+        stalled
+    }
+
+    /// One round: one loop claims and checks batch after batch while the sends of the one
+    /// before are still under way; sends run `concurrency` at a time, each a task of its own
+    /// (building messages and talking SMTP use every core); their outcomes go to one recorder
+    /// that writes whatever has arrived in one short transaction (group commit: no waiting,
+    /// and no lock contention between concurrent writers). Every claim, mark and record moves
+    /// `progress`.
+    async fn round(
+        &self,
+        clock: RoundClock,
+        progress: &std::sync::atomic::AtomicU64,
+    ) -> anyhow::Result<DeliveryReport> {
+        self.sender.throttled_at.store(0, Ordering::SeqCst);
         self.sender.mailer.resume();
+        let moved = || progress.fetch_add(1, Ordering::SeqCst);
         let (outcomes, recorder) = tokio::sync::mpsc::unbounded_channel();
         // One batch waits while another is sent: claiming never stalls the sends. Batches are
         // marked `sending` a few messages at a time just ahead of the sends, so a crash leaves
@@ -290,7 +420,8 @@ impl Deliverer {
                     let Ok(slot) = slices.reserve().await else {
                         return Ok(());
                     };
-                    slot.send(self.start_sending(next, now).await?);
+                    slot.send(self.start_sending(next, clock).await?);
+                    moved();
                 }
             }
             anyhow::Ok(())
@@ -300,28 +431,30 @@ impl Deliverer {
             async move {
                 let mut claimed = 0;
                 let mut granted = HashMap::new();
-                // After a throttling reply the rest waits for the next round.
-                while !self.sender.throttled.load(Ordering::SeqCst) {
+                // After a throttling reply the rest waits for the pause to end.
+                while !self.sender.throttled() {
                     // Claim only when there is room for the batch: at most one waits.
                     let Ok(slot) = batches.reserve().await else {
                         break;
                     };
                     let writing = self.writing.lock().await;
+                    let at = clock.now();
                     let rows = self
                         .store
                         .claim_ready(
                             &self.owner,
-                            to_millis(now),
-                            to_millis(now + self.lease),
+                            to_millis(at),
+                            to_millis(at + self.lease),
                             i64::from(self.batch),
                         )
                         .await?;
                     drop(writing);
+                    moved();
                     if rows.is_empty() {
                         break;
                     }
                     claimed += rows.len() as u64;
-                    let (rows, held) = self.hold_back(rows, now, &mut granted).await?;
+                    let (rows, held) = self.hold_back(rows, at, &mut granted).await?;
                     for h in held {
                         let _ = outcomes.send(h);
                     }
@@ -338,7 +471,7 @@ impl Deliverer {
                     let permit = limit.clone().acquire_owned().await.expect("never closed");
                     let (sender, tx) = (self.sender.clone(), outcomes.clone());
                     tasks.spawn(async move {
-                        let outcome = sender.send_paced(&row, now).await;
+                        let outcome = sender.send_paced(&row, clock).await;
                         // The recorder outlives every send; a closed channel means it
                         // failed, and its error is reported below.
                         let _ = tx.send(outcome);
@@ -351,10 +484,9 @@ impl Deliverer {
             while tasks.join_next().await.is_some() {}
         };
         let (claimed, marked, (), recorded) =
-            tokio::join!(claim, mark, send, self.record(recorder, now));
+            tokio::join!(claim, mark, send, self.record(recorder, clock, &moved));
         marked?;
         let mut report = DeliveryReport {
-            unknown,
             claimed: claimed?,
             ..Default::default()
         };
@@ -373,11 +505,12 @@ impl Deliverer {
     }
 
     /// Marks checked messages `sending` just before their sends begin (until then a crash puts
-    /// them back in the queue), and keeps only the rows that are now `sending` under this lease.
+    /// them back in the queue), with a lease that runs from now, and keeps only the rows that
+    /// are now `sending` under this lease.
     async fn start_sending(
         &self,
         rows: Vec<OutboxRow>,
-        now: DateTime<Utc>,
+        clock: RoundClock,
     ) -> anyhow::Result<Vec<OutboxRow>> {
         if rows.is_empty() {
             return Ok(rows);
@@ -385,8 +518,10 @@ impl Deliverer {
         let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let started = {
             let _writing = self.writing.lock().await;
+            let now = clock.now();
+            let lease_until = to_millis(now + self.lease);
             self.store
-                .start_sending(&self.owner, to_millis(now), &ids)
+                .start_sending(&self.owner, to_millis(now), lease_until, &ids)
                 .await?
         };
         let started: std::collections::HashSet<i64> = started.into_iter().collect();
@@ -400,7 +535,8 @@ impl Deliverer {
     async fn record(
         &self,
         mut rx: tokio::sync::mpsc::UnboundedReceiver<Recorded>,
-        now: DateTime<Utc>,
+        clock: RoundClock,
+        moved: &impl Fn() -> u64,
     ) -> anyhow::Result<Vec<OutboxStatus>> {
         let mut statuses = Vec::new();
         let mut batch = Vec::new();
@@ -415,8 +551,15 @@ impl Deliverer {
             }
             let _writing = self.writing.lock().await;
             self.store
-                .record_outcomes(&self.owner, to_millis(now), &batch)
+                .record_outcomes(&self.owner, clock.millis(), &batch)
                 .await?;
+            moved();
+            {
+                let mut handed = self.sender.handed.lock().expect("not poisoned");
+                for r in &batch {
+                    handed.remove(&r.id);
+                }
+            }
             statuses.extend(batch.drain(..).map(|r| r.status));
         }
         Ok(statuses)
@@ -426,20 +569,38 @@ impl Deliverer {
 impl Sender {
     /// Sends one message at the global rate, unless the server asked to slow down, and says
     /// what to record.
-    async fn send_paced(&self, row: &OutboxRow, now: DateTime<Utc>) -> Recorded {
+    async fn send_paced(&self, row: &OutboxRow, clock: RoundClock) -> Recorded {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
-        if self.throttled.load(Ordering::SeqCst) {
-            let at = to_millis(now + self.pause);
+        if self.throttled() {
+            let at = to_millis(clock.now() + self.pause);
             let why = "deferred: the server asked to slow down".to_string();
             return Recorded::deferred(row.id, why, at);
         }
         let span = info_span!("message", message_id = row.id, scenario = %row.scenario_id, step = %row.step_id);
-        recorded(row.id, self.send_one(row, now).instrument(span).await, now)
+        self.handed.lock().expect("not poisoned").insert(row.id);
+        let outcome = self.send_one(row, clock).instrument(span).await;
+        recorded(row.id, outcome, clock.now())
     }
 
-    async fn send_one(&self, row: &OutboxRow, now: DateTime<Utc>) -> Outcome {
+    /// Whether the server asked to slow down during this round.
+    fn throttled(&self) -> bool {
+        self.throttled_at.load(Ordering::SeqCst) != 0
+    }
+
+    /// Remembers the first throttling reply of the round: the pause runs from it.
+    fn throttle(&self, at: DateTime<Utc>) {
+        let _ = self.throttled_at.compare_exchange(
+            0,
+            to_millis(at).max(1),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    async fn send_one(&self, row: &OutboxRow, clock: RoundClock) -> Outcome {
+        let now = clock.now();
         let mut message = match message::build(row, &self.from, now) {
             Ok(m) => m,
             Err(e) => return Outcome::Failed(e.to_string()),
@@ -458,7 +619,7 @@ impl Sender {
             }
             Err(SendError::Throttled(e)) => {
                 warn!(error = %mask_emails_in(&e), pause_secs = self.pause.num_seconds(), "the server asks to slow down; sending pauses");
-                self.throttled.store(true, Ordering::SeqCst);
+                self.throttle(clock.now());
                 let delay = self.pause.max(
                     self.policy
                         .next_delay(row.attempts as u32, rand::random())
@@ -475,7 +636,7 @@ impl Sender {
                         SuppressionKind::Bounce,
                         &e,
                         Some(&row.customer_id),
-                        to_millis(now),
+                        clock.millis(),
                     )
                     .await;
                 if let Err(err) = suppressed {
@@ -485,7 +646,7 @@ impl Sender {
             }
             Err(SendError::NotTried { why, paused }) => {
                 if paused {
-                    self.throttled.store(true, Ordering::SeqCst);
+                    self.throttle(clock.now());
                     Outcome::Deferred(format!("deferred: {why}"), self.pause)
                 } else {
                     Outcome::Deferred(format!("not tried: {why}"), Duration::zero())
@@ -518,5 +679,21 @@ fn recorded(id: i64, outcome: Outcome, now: DateTime<Utc>) -> Recorded {
         Outcome::Deferred(e, delay) => Recorded::deferred(id, e, to_millis(now + delay)),
         Outcome::Failed(e) => Recorded::failed(id, e),
         Outcome::Unknown(e) => Recorded::unknown(id, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_round_clock_moves_on_with_the_time_that_passes_in_the_round() {
+        let start = DateTime::parse_from_rfc3339("2026-11-01T03:00:00Z")
+            .unwrap()
+            .to_utc();
+        let clock = RoundClock::new(start);
+        assert_eq!(clock.now(), start);
+        tokio::time::advance(std::time::Duration::from_secs(700)).await;
+        assert_eq!(clock.now(), start + Duration::seconds(700));
     }
 }

@@ -149,6 +149,11 @@ async fn work(dialer: Arc<Dialer>, queue: flume::Receiver<Job>) {
             },
         };
         match job {
+            // Paused: the messages handed over go back untried; the round stops claiming.
+            Some(job) if dialer.paused.load(Ordering::SeqCst) => {
+                let why = "sending is paused: the server asked to slow down".to_string();
+                dialer.tell(job.done, Err(SendError::NotTried { why, paused: true }));
+            }
             Some(job) => dialer.transact(&mut conn, &mut pending, job).await,
             // Nothing to pipeline with: hear the pending message's answer now.
             None => dialer.finish(&mut conn, &mut pending).await,

@@ -30,7 +30,7 @@ pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{Content, NewOutbox, OutboxRow, OutboxStatus, Recorded, RetryTarget};
 pub use segments::{MembershipChange, SegmentEvent};
 pub use simulation::{Sends, SimulationSource, BODY_SAMPLE};
-pub use status::{FlowStatus, ScenarioStatus};
+pub use status::{FlowStatus, ScenarioStatus, Stall};
 pub use suppressions::{Suppression, SuppressionKind};
 pub use tracking::{TrackedMessage, TrackingCounts, TrackingHit, TrackingRow};
 

@@ -372,14 +372,45 @@ impl Store {
         .rows_affected())
     }
 
+    /// Puts `owner`'s claimed and `sending` messages back in the queue, their attempt not
+    /// counted, except `handed` (given to the mailer: they may have gone out). For a round
+    /// abandoned after a stall.
+    pub async fn release_unsent(&self, owner: &str, now: i64, handed: &[i64]) -> Result<u64> {
+        let mut qb = QueryBuilder::<Db>::new(
+            "UPDATE outbox SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, \
+             lease_until = NULL, updated_at = ",
+        );
+        qb.push_bind(now)
+            .push(" WHERE status IN ('claimed', 'sending') AND lease_owner = ")
+            .push_bind(owner);
+        if !handed.is_empty() {
+            qb.push(" AND id NOT IN (");
+            let mut list = qb.separated(", ");
+            for id in handed {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+        }
+        Ok(qb.build().execute(&self.pool).await?.rows_affected())
+    }
+
     /// Moves claimed messages to `sending` just before their sends begin, and returns the ids
     /// that are now `sending` under `owner`'s lease: only those may be sent.
-    pub async fn start_sending(&self, owner: &str, now: i64, ids: &[i64]) -> Result<Vec<i64>> {
+    /// The lease runs from now: a claim that waited behind a long round keeps its full lease.
+    pub async fn start_sending(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        ids: &[i64],
+    ) -> Result<Vec<i64>> {
         let mut started = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(super::BATCH) {
             let mut qb =
                 QueryBuilder::<Db>::new("UPDATE outbox SET status = 'sending', updated_at = ");
             qb.push_bind(now)
+                .push(", lease_until = ")
+                .push_bind(lease_until)
                 .push(" WHERE status = 'claimed' AND lease_owner = ")
                 .push_bind(owner)
                 .push(" AND id IN (");

@@ -71,14 +71,58 @@ impl Store {
     }
 }
 
-/// Whether mail is flowing: the last send, the oldest message still waiting, and how many
-/// messages are in doubt.
+/// Whether mail is flowing: the last send, the oldest message still waiting, how many
+/// messages are in doubt, a throttling pause, and the last stalled delivery round.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FlowStatus {
     pub last_sent_at: Option<i64>,
     pub oldest_queued_at: Option<i64>,
     pub queued: i64,
     pub unknown: i64,
+    /// Sending waits until then: the server asked to slow down.
+    pub paused_until: Option<i64>,
+    /// The last delivery round abandoned by the watchdog.
+    pub stalled: Option<Stall>,
+}
+
+/// A delivery round the watchdog abandoned: when, and what it said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Stall {
+    pub at: i64,
+    pub said: String,
+}
+
+/// Where the end of a throttling pause is kept (milliseconds since the epoch).
+const PAUSED_UNTIL: &str = "delivery.paused_until";
+/// Where the last stall is kept (JSON of `Stall`).
+const STALLED: &str = "delivery.stalled";
+
+impl Store {
+    /// The end of the throttling pause, if one was ever set (it may be over).
+    pub async fn paused_until(&self) -> Result<Option<i64>> {
+        Ok(self
+            .setting(PAUSED_UNTIL)
+            .await?
+            .and_then(|u| u.parse().ok()))
+    }
+
+    /// Pauses sending until `until` (every process that delivers reads it).
+    pub async fn pause_delivery(&self, until: i64) -> Result<()> {
+        self.set_setting(PAUSED_UNTIL, &until.to_string()).await
+    }
+
+    /// Keeps the last stalled round for `rebuy status`.
+    pub async fn record_stall(&self, stall: &Stall) -> Result<()> {
+        let json = serde_json::to_string(stall).expect("a stall serializes");
+        self.set_setting(STALLED, &json).await
+    }
+
+    async fn last_stall(&self) -> Result<Option<Stall>> {
+        Ok(self
+            .setting(STALLED)
+            .await?
+            .and_then(|s| serde_json::from_str(&s).ok()))
+    }
 }
 
 impl Store {
@@ -101,6 +145,8 @@ impl Store {
             oldest_queued_at,
             queued,
             unknown,
+            paused_until: self.paused_until().await?,
+            stalled: self.last_stall().await?,
         })
     }
 }

@@ -350,7 +350,7 @@ async fn a_message_claimed_by_a_sender_that_died_before_sending_it_goes_back_to_
     assert_eq!(claimed.len(), 1);
     // Nobody else may start it while the claim is alive.
     assert!(store
-        .start_sending("someone-else", ms, &[claimed[0].id])
+        .start_sending("someone-else", ms, ms + 60_000, &[claimed[0].id])
         .await
         .unwrap()
         .is_empty());
@@ -385,7 +385,7 @@ async fn a_message_whose_sender_died_mid_send_becomes_unknown_and_is_not_sent_ag
         .unwrap();
     assert_eq!(claimed.len(), 1);
     let started = store
-        .start_sending("dead-worker", ms, &[claimed[0].id])
+        .start_sending("dead-worker", ms, ms + 60_000, &[claimed[0].id])
         .await
         .unwrap();
     assert_eq!(started, [claimed[0].id]);

@@ -490,3 +490,90 @@ async fn a_reply_line_without_end_is_cut_off_and_costs_only_its_own_message() {
     assert_eq!(by_recipient(&store).await["flood"].status, "sent");
     assert_eq!(server.transactions("flood@example.jp"), 2);
 }
+
+#[tokio::test]
+async fn a_throttling_pause_holds_for_its_whole_length_across_rounds_and_restarts() {
+    let server = FaultServer::start().await;
+    server.script("a0@example.jp", &[Fault::Reply(Stage::Rcpt, 421)]);
+    let mut shop = shop(server.port, TlsMode::None);
+    shop.config.delivery.smtp.pool_size = 1;
+    shop.config.delivery.throttle_pause_secs = 600;
+    // One message a claim: most of the queue is not even claimed when the 421 comes.
+    shop.config.delivery.batch_size = 1;
+    let store = shop.store().await;
+    let locals = ["a0", "b", "c", "d", "e", "f"];
+    customers(&store, &locals).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let first = daemon.deliverer.run_once(now).await.unwrap();
+    let paused = first.paused_until.expect("the round says it paused");
+    assert!(paused >= (now + Duration::minutes(10)).timestamp_millis());
+    let gone = server.accepted().len();
+    assert!(gone <= 1, "at most the message handed over with a0: {gone}");
+    // A minute later, and in a restarted daemon: nothing is claimed, nothing goes out.
+    let restarted = shop.daemon(&store).await;
+    let r = restarted
+        .deliverer
+        .run_once(now + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!((r.claimed, r.paused_until), (0, Some(paused)));
+    assert_eq!(server.accepted().len(), gone);
+    let flow = store.flow_status().await.unwrap();
+    assert_eq!(flow.paused_until, Some(paused));
+    // After the pause everything goes, once.
+    let mut at = now + Duration::minutes(11);
+    while store.flow_status().await.unwrap().queued > 0 {
+        restarted.deliverer.run_once(at).await.unwrap();
+        at += Duration::minutes(11);
+        assert!(at < now + Duration::days(1), "the queue never drained");
+    }
+    let mut accepted = server.accepted();
+    accepted.sort();
+    accepted.dedup();
+    assert_eq!(accepted.len(), 6);
+    assert_eq!(server.accepted().len(), 6);
+}
+
+#[tokio::test]
+async fn a_lease_runs_from_its_claim_so_a_long_round_keeps_its_messages_from_a_second_sender() {
+    let server = FaultServer::start().await;
+    let locals: Vec<String> = (0..24).map(|i| format!("m{i:02}")).collect();
+    for l in &locals {
+        let slow = Fault::Delay(Stage::Rcpt, Wait::from_millis(250));
+        server.script(&format!("{l}@example.jp"), &[slow]);
+    }
+    let mut shop = shop(server.port, TlsMode::None);
+    shop.config.delivery.smtp.pool_size = 1;
+    shop.config.delivery.batch_size = 2;
+    // A round of 24 slow sends two at a time lasts about 3 s: longer than the lease.
+    shop.config.delivery.lease_secs = 2;
+    let store = shop.store().await;
+    let locals: Vec<&str> = locals.iter().map(String::as_str).collect();
+    customers(&store, &locals).await;
+    let live = shop.daemon(&store).await;
+    let t0 = utc("2026-11-01T03:00:00Z");
+    live.engine.tick(t0).await.unwrap();
+    // A second daemon on the same database starts its rounds meanwhile, on the same clock:
+    // each begins by flagging the messages whose sender's lease ran out.
+    let started = std::time::Instant::now();
+    let watcher = async {
+        while started.elapsed() < Wait::from_secs(4) {
+            let now = t0 + Duration::from_std(started.elapsed()).unwrap();
+            store.expire_leases(now.timestamp_millis()).await.unwrap();
+            tokio::time::sleep(Wait::from_millis(100)).await;
+        }
+    };
+    let (r, ()) = tokio::join!(live.deliverer.run_once(t0), watcher);
+    r.unwrap();
+    let rows = by_recipient(&store).await;
+    for l in &locals {
+        assert_eq!(rows[*l].status, "sent", "{l}: {:?}", rows[*l].last_error);
+    }
+    let mut accepted = server.accepted();
+    assert_eq!(accepted.len(), 24);
+    accepted.sort();
+    accepted.dedup();
+    assert_eq!(accepted.len(), 24);
+}

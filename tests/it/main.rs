@@ -15,6 +15,7 @@ mod import;
 mod limits;
 mod predicted;
 mod refresh;
+mod rounds;
 mod scan;
 mod segments;
 mod simulate;
