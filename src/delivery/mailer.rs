@@ -30,6 +30,10 @@ pub enum SendError {
     /// went out; no attempt counts.
     #[error("not tried: {why}")]
     NotTried { why: String, paused: bool },
+    /// Not tried: the server refused this address for good earlier in the round (another
+    /// message to it was handed over at the same time). It is suppressed, not sent.
+    #[error("not tried: {0}")]
+    AlreadyRefused(String),
 }
 
 pub enum Mailer {
@@ -54,10 +58,11 @@ impl Mailer {
         }
     }
 
-    /// Ends a pause that a throttling reply started (at the start of a delivery round).
-    pub fn resume(&self) {
+    /// Starts a delivery round: ends a pause that a throttling reply started, and forgets the
+    /// addresses refused in the last round (the suppression list has them now).
+    pub fn new_round(&self) {
         if let Mailer::Smtp(pool) = self {
-            pool.resume();
+            pool.new_round();
         }
     }
 

@@ -18,7 +18,7 @@ pub use unsubscribe::Unsubscriber;
 
 use crate::clock::to_millis;
 use crate::domain::{mask_email, mask_emails_in};
-use crate::store::{OutboxRow, OutboxStatus, Recorded, Stall, Store, SuppressionKind};
+use crate::store::{Bounce, OutboxRow, OutboxStatus, Recorded, Stall, Store};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
 use std::collections::HashMap;
@@ -107,7 +107,6 @@ pub struct Deliverer {
 
 /// What a send needs, shared by the tasks that send in parallel.
 struct Sender {
-    store: Store,
     mailer: Mailer,
     from: Mailbox,
     policy: RetryPolicy,
@@ -123,6 +122,8 @@ struct Sender {
     /// Messages handed to the mailer whose outcome is not recorded yet: after a stall only
     /// the others may go back to the queue.
     handed: std::sync::Mutex<std::collections::HashSet<i64>>,
+    /// Addresses the server refused for good during this round.
+    bounced: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Pacing: a global rate, and the pause after a throttling reply.
@@ -147,6 +148,10 @@ enum Outcome {
     /// Not tried: back to the queue after this long, no attempt counted.
     Deferred(String, Duration),
     Failed(String),
+    /// Failed because the server refused the address for good: suppressed with the outcome.
+    Bounced(String),
+    /// Not sent: the address was refused for good moments ago.
+    Suppressed(String),
     Unknown(String),
 }
 
@@ -170,9 +175,8 @@ impl Deliverer {
             });
         let concurrency = mailer.concurrency();
         Self {
-            store: store.clone(),
+            store,
             sender: Arc::new(Sender {
-                store,
                 mailer,
                 from,
                 policy,
@@ -181,6 +185,7 @@ impl Deliverer {
                 pause: pacing.throttle_pause,
                 dkim: None,
                 handed: Default::default(),
+                bounced: Default::default(),
             }),
             owner: format!("{}-{}", std::process::id(), rand::random::<u32>()),
             lease,
@@ -400,7 +405,8 @@ impl Deliverer {
         progress: &std::sync::atomic::AtomicU64,
     ) -> anyhow::Result<DeliveryReport> {
         self.sender.throttled_at.store(0, Ordering::SeqCst);
-        self.sender.mailer.resume();
+        self.sender.bounced.lock().expect("not poisoned").clear();
+        self.sender.mailer.new_round();
         let moved = || progress.fetch_add(1, Ordering::SeqCst);
         let (outcomes, recorder) = tokio::sync::mpsc::unbounded_channel();
         // One batch waits while another is sent: claiming never stalls the sends. Batches are
@@ -578,10 +584,23 @@ impl Sender {
             let why = "deferred: the server asked to slow down".to_string();
             return Recorded::deferred(row.id, why, at);
         }
+        // The batch was checked against the suppression list when it was claimed; an address
+        // refused since, in this round, is not tried again.
+        let address = row.to_email.trim().to_lowercase();
+        if self
+            .bounced
+            .lock()
+            .expect("not poisoned")
+            .contains(&address)
+        {
+            let why =
+                "not sent: the address was refused permanently (bounced) earlier in this round";
+            return Recorded::suppressed(row.id, why.into());
+        }
         let span = info_span!("message", message_id = row.id, scenario = %row.scenario_id, step = %row.step_id);
         self.handed.lock().expect("not poisoned").insert(row.id);
         let outcome = self.send_one(row, clock).instrument(span).await;
-        recorded(row.id, outcome, clock.now())
+        recorded(row, outcome, clock.now())
     }
 
     /// Whether the server asked to slow down during this round.
@@ -629,21 +648,13 @@ impl Sender {
             }
             Err(SendError::Bounced(e)) => {
                 warn!(error = %mask_emails_in(&e), "the address was refused permanently; it is suppressed");
-                let suppressed = self
-                    .store
-                    .suppress(
-                        &row.to_email,
-                        SuppressionKind::Bounce,
-                        &e,
-                        Some(&row.customer_id),
-                        clock.millis(),
-                    )
-                    .await;
-                if let Err(err) = suppressed {
-                    warn!(error = %err, "could not add the address to the suppression list");
-                }
-                Outcome::Failed(e)
+                self.bounced
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(row.to_email.trim().to_lowercase());
+                Outcome::Bounced(e)
             }
+            Err(SendError::AlreadyRefused(why)) => Outcome::Suppressed(format!("not sent: {why}")),
             Err(SendError::NotTried { why, paused }) => {
                 if paused {
                     self.throttle(clock.now());
@@ -672,12 +683,22 @@ impl Sender {
     }
 }
 
-fn recorded(id: i64, outcome: Outcome, now: DateTime<Utc>) -> Recorded {
+fn recorded(row: &OutboxRow, outcome: Outcome, now: DateTime<Utc>) -> Recorded {
+    let id = row.id;
     match outcome {
         Outcome::Sent => Recorded::sent(id, to_millis(now)),
         Outcome::Retry(e, delay) => Recorded::retry(id, e, to_millis(now + delay)),
         Outcome::Deferred(e, delay) => Recorded::deferred(id, e, to_millis(now + delay)),
         Outcome::Failed(e) => Recorded::failed(id, e),
+        Outcome::Suppressed(why) => Recorded::suppressed(id, why),
+        Outcome::Bounced(reason) => Recorded::bounced(
+            id,
+            Bounce {
+                email: row.to_email.clone(),
+                customer_id: row.customer_id.clone(),
+                reason,
+            },
+        ),
         Outcome::Unknown(e) => Recorded::unknown(id, e),
     }
 }

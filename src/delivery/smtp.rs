@@ -43,6 +43,9 @@ struct Dialer {
     /// Set when the server asked to slow down (421, 454): queued messages are handed back
     /// untried until the next round.
     paused: AtomicBool,
+    /// Addresses the server refused for good in this round: a message to one of them that was
+    /// handed over at the same time is not tried.
+    refused: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// One message for a worker, and where its outcome goes.
@@ -85,6 +88,7 @@ impl SmtpPool {
                 timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
                 hello,
                 paused: AtomicBool::new(false),
+                refused: Default::default(),
             }),
             jobs,
             queue,
@@ -99,9 +103,11 @@ impl SmtpPool {
         self.size * 2
     }
 
-    /// Ends a pause that a throttling reply started.
-    pub fn resume(&self) {
+    /// Starts a round: ends a pause that a throttling reply started, forgets the addresses
+    /// refused in the last one.
+    pub fn new_round(&self) {
         self.dialer.paused.store(false, Ordering::SeqCst);
+        self.dialer.refused.lock().expect("not poisoned").clear();
     }
 
     /// Sends one message over one of the pool's connections.
@@ -154,6 +160,10 @@ async fn work(dialer: Arc<Dialer>, queue: flume::Receiver<Job>) {
                 let why = "sending is paused: the server asked to slow down".to_string();
                 dialer.tell(job.done, Err(SendError::NotTried { why, paused: true }));
             }
+            Some(job) if dialer.was_refused(&job.envelope) => {
+                let why = "the server refused this address for good moments ago".to_string();
+                dialer.tell(job.done, Err(SendError::AlreadyRefused(why)));
+            }
             Some(job) => dialer.transact(&mut conn, &mut pending, job).await,
             // Nothing to pipeline with: hear the pending message's answer now.
             None => dialer.finish(&mut conn, &mut pending).await,
@@ -163,6 +173,30 @@ async fn work(dialer: Arc<Dialer>, queue: flume::Receiver<Job>) {
 }
 
 impl Dialer {
+    /// Hands a message its outcome after its envelope's replies; an address refused for good
+    /// is remembered for the round.
+    fn answer(&self, job: Job, outcome: Result<(), SendError>) {
+        if matches!(outcome, Err(SendError::Bounced(_))) {
+            let mut refused = self.refused.lock().expect("not poisoned");
+            refused.extend(
+                job.envelope
+                    .to()
+                    .iter()
+                    .map(|a| a.to_string().to_lowercase()),
+            );
+        }
+        self.tell(job.done, outcome);
+    }
+
+    /// Whether the server refused one of the envelope's addresses for good in this round.
+    fn was_refused(&self, envelope: &Envelope) -> bool {
+        let refused = self.refused.lock().expect("not poisoned");
+        envelope
+            .to()
+            .iter()
+            .any(|a| refused.contains(&a.to_string().to_lowercase()))
+    }
+
     /// Hands a message its outcome; a throttling reply pauses the pool.
     fn tell(&self, done: Pending, outcome: Result<(), SendError>) {
         if matches!(outcome, Err(SendError::Throttled(_))) {
@@ -220,7 +254,7 @@ impl Dialer {
                     *conn = None;
                 }
             }
-            return self.tell(job.done, outcome.map_err(|(_, e)| e));
+            return self.answer(job, outcome.map_err(|(_, e)| e));
         }
         let stages = match self
             .step(async {
@@ -250,7 +284,7 @@ impl Dialer {
                 if !matches!(e, Fail::Reply { .. }) || self.step(session.reset()).await.is_err() {
                     *conn = None;
                 }
-                return self.tell(job.done, Err(classify(stage, &e)));
+                return self.answer(job, Err(classify(stage, &e)));
             }
             Ok(Ok(())) => {}
         }
@@ -366,6 +400,10 @@ impl Dialer {
 }
 
 /// What a failure means for the message.
+/// Replies about the conversation itself (RFC 5321 §4.2.3): a syntax error, a command not
+/// implemented, a bad sequence of commands, a parameter not implemented.
+const SESSION_CODES: [&str; 4] = ["500", "502", "503", "504"];
+
 fn classify(stage: Stage, e: &Fail) -> SendError {
     match (e, stage) {
         // A refused session (a wrong password, a policy) is about the settings, not the
@@ -373,6 +411,11 @@ fn classify(stage: Stage, e: &Fail) -> SendError {
         (Fail::Reply { text, .. }, Stage::Connect) => SendError::Transient(format!(
             "the SMTP server refused the session (check the smtp settings): {text}"
         )),
+        // A command out of order or not understood (500, 502, 503, 504) says the session went
+        // wrong, not the message or the address: retried, never failed or suppressed for it.
+        (Fail::Reply { code, text, .. }, _) if SESSION_CODES.contains(&code.as_str()) => {
+            SendError::Transient(format!("the SMTP session went wrong (retried): {text}"))
+        }
         (
             Fail::Reply {
                 permanent: true,

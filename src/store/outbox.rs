@@ -59,6 +59,17 @@ pub struct Recorded {
     pub next_attempt_at: Option<i64>,
     /// The claim counted an attempt that never happened (a deferred message): take it back.
     pub uncount: bool,
+    /// The server refused the address for good: it goes on the suppression list in the same
+    /// transaction as this outcome.
+    pub bounce: Option<Bounce>,
+}
+
+/// An address refused for good (a hard bounce), to suppress with its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bounce {
+    pub email: String,
+    pub customer_id: String,
+    pub reason: String,
 }
 
 impl Recorded {
@@ -71,6 +82,16 @@ impl Recorded {
             sent_at: None,
             next_attempt_at: None,
             uncount: false,
+            bounce: None,
+        }
+    }
+
+    /// Failed for good because the server refused the address: the outcome and the
+    /// address's suppression commit together.
+    pub fn bounced(id: i64, bounce: Bounce) -> Self {
+        Self {
+            bounce: Some(bounce.clone()),
+            ..Self::failed(id, bounce.reason)
         }
     }
 
@@ -344,6 +365,22 @@ impl Store {
             qb.push(") AS v WHERE outbox.id = v.column1 AND outbox.status IN ('claimed', 'sending') AND outbox.lease_owner = ");
             qb.push_bind(owner);
             applied += qb.build().execute(&mut *tx).await?.rows_affected();
+        }
+        // A bounce is a fact whoever holds the lease now: suppressed with the outcome.
+        for (r, b) in outcomes
+            .iter()
+            .filter_map(|r| r.bounce.as_ref().map(|b| (r, b)))
+        {
+            let reason = format!("{} (message {})", b.reason, r.id);
+            super::suppressions::insert_suppression(
+                &mut *tx,
+                &b.email,
+                super::SuppressionKind::Bounce,
+                &reason,
+                Some(&b.customer_id),
+                now,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(applied)

@@ -61,21 +61,7 @@ impl Store {
         customer_id: Option<&str>,
         now: i64,
     ) -> Result<bool> {
-        let n = sqlx::query(
-            "INSERT INTO suppressions (email, kind, reason, customer_id, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (email) DO UPDATE SET kind = excluded.kind, reason = excluded.reason, \
-             customer_id = COALESCE(excluded.customer_id, suppressions.customer_id), created_at = excluded.created_at \
-             WHERE suppressions.kind = 'unsubscribe' AND excluded.kind <> 'unsubscribe'",
-        )
-        .bind(email.trim().to_lowercase())
-        .bind(kind.as_str())
-        .bind(reason)
-        .bind(customer_id)
-        .bind(now)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(n > 0)
+        insert_suppression(&self.pool, email, kind, reason, customer_id, now).await
     }
 
     /// Removes an address from the list; returns whether it was there.
@@ -123,4 +109,31 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Adds an address to the list on `db` (the pool, or a transaction that records an outcome
+/// with it); returns whether it was added. An unsubscription is replaced by a stronger reason.
+pub(super) async fn insert_suppression<'e, E: sqlx::Executor<'e, Database = Db>>(
+    db: E,
+    email: &str,
+    kind: SuppressionKind,
+    reason: &str,
+    customer_id: Option<&str>,
+    now: i64,
+) -> Result<bool> {
+    let n = sqlx::query(
+        "INSERT INTO suppressions (email, kind, reason, customer_id, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (email) DO UPDATE SET kind = excluded.kind, reason = excluded.reason, \
+         customer_id = COALESCE(excluded.customer_id, suppressions.customer_id), created_at = excluded.created_at \
+         WHERE suppressions.kind = 'unsubscribe' AND excluded.kind <> 'unsubscribe'",
+    )
+    .bind(email.trim().to_lowercase())
+    .bind(kind.as_str())
+    .bind(reason)
+    .bind(customer_id)
+    .bind(now)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(n > 0)
 }

@@ -91,6 +91,8 @@ async fn fault_matrix(server: &FaultServer) {
         ("t452", vec![t(Stage::EndOfData, 452)]),
         ("p550", vec![t(Stage::Rcpt, 550)]),
         ("p553", vec![t(Stage::Rcpt, 553)]),
+        // A bad sequence of commands is the session's problem, not the address's.
+        ("s503", vec![t(Stage::Rcpt, 503)]),
         ("dropdata", vec![Fault::Drop(Stage::Data)]),
         ("droprcpt", vec![Fault::Drop(Stage::Rcpt)]),
         ("lost", vec![Fault::Drop(Stage::EndOfData)]),
@@ -138,6 +140,7 @@ async fn fault_matrix(server: &FaultServer) {
         ("t452", "sent", 2),
         ("p550", "failed", 1),
         ("p553", "failed", 1),
+        ("s503", "sent", 2),
         ("dropdata", "sent", 2),
         ("droprcpt", "sent", 2),
         ("lost", "unknown", 1),
@@ -166,6 +169,24 @@ async fn fault_matrix(server: &FaultServer) {
         .as_deref()
         .unwrap()
         .contains("after the message was sent"));
+    // The refused addresses are suppressed, with the message that bounced; the others are not.
+    let suppressed: Vec<(String, String)> = store
+        .suppressions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.email, s.reason))
+        .collect();
+    let mut emails: Vec<&str> = suppressed.iter().map(|(e, _)| e.as_str()).collect();
+    emails.sort();
+    assert_eq!(emails, ["p550@example.jp", "p553@example.jp"]);
+    let p550 = rows["p550"].id;
+    let reason = &suppressed
+        .iter()
+        .find(|(e, _)| e.starts_with("p550"))
+        .unwrap()
+        .1;
+    assert!(reason.contains(&format!("(message {p550})")), "{reason}");
 
     // What the server accepted: every sent message once, the unknown ones once (their data
     // arrived), nothing for the failed ones, nothing twice.
@@ -576,4 +597,49 @@ async fn a_lease_runs_from_its_claim_so_a_long_round_keeps_its_messages_from_a_s
     accepted.sort();
     accepted.dedup();
     assert_eq!(accepted.len(), 24);
+}
+
+const TWO_SCENARIOS: &[(&str, &str)] = &[
+    ("thanks.yaml", "id: thanks\ntrigger: first_order\nsteps:\n  - id: t\n    send: { template: t, subject: \"ありがとう\" }\n"),
+    ("welcome.yaml", "id: welcome\ntrigger: first_order\nsteps:\n  - id: w\n    send: { template: t, subject: \"ようこそ\" }\n"),
+];
+
+#[tokio::test]
+async fn an_address_refused_in_a_round_is_not_tried_again_in_that_round_and_is_suppressed_with_the_outcome(
+) {
+    let server = FaultServer::start().await;
+    // Refused once; a second transaction would be accepted, and counted.
+    server.script("x@example.jp", &[Fault::Reply(Stage::Rcpt, 550)]);
+    let mut shop = TestShop::new(
+        TWO_SCENARIOS,
+        &[
+            ("t.html", "<p>{{ customer.name }}</p>"),
+            ("t.txt", "{{ customer.name }}"),
+        ],
+        None,
+    );
+    let base = self::shop(server.port, TlsMode::None);
+    shop.config.delivery = base.config.delivery.clone();
+    shop.config.delivery.smtp.pool_size = 1;
+    let store = shop.store().await;
+    customers(&store, &["x", "a", "b", "c"]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T03:00:00Z");
+    assert_eq!(daemon.engine.tick(now).await.unwrap().queued, 8);
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!((r.sent, r.failed, r.suppressed), (6, 1, 1), "{r:?}");
+    assert_eq!(server.transactions("x@example.jp"), 1);
+    assert!(!server.accepted().iter().any(|to| to.starts_with("x@")));
+    let x: Vec<String> = store
+        .outbox_rows()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.customer_id == "x")
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(x, ["failed", "suppressed"]);
+    let list = store.suppressions().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].email, "x@example.jp");
 }
