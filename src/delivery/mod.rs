@@ -6,6 +6,7 @@
 mod limits;
 mod mailer;
 pub mod message;
+mod owner;
 mod retry;
 mod session;
 mod smtp;
@@ -124,6 +125,8 @@ struct Sender {
     handed: std::sync::Mutex<std::collections::HashSet<i64>>,
     /// Addresses the server refused for good during this round.
     bounced: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// This process's lock and journal beside the database, and their folder.
+    files: Option<(owner::OwnerFiles, std::path::PathBuf)>,
 }
 
 /// Pacing: a global rate, and the pause after a throttling reply.
@@ -186,6 +189,7 @@ impl Deliverer {
                 dkim: None,
                 handed: Default::default(),
                 bounced: Default::default(),
+                files: None,
             }),
             owner: format!("{}-{}", std::process::id(), rand::random::<u32>()),
             lease,
@@ -211,6 +215,27 @@ impl Deliverer {
             .expect("with_dkim is called before any delivery")
             .dkim = Some(dkim);
         self
+    }
+
+    /// Keeps a lock for this process's life and a journal of the messages it hands to the
+    /// transport in a folder beside the database (`<database>-senders`), so that after a crash
+    /// the next process puts back at once what this one had claimed but not handed over, and
+    /// flags only the rest. Call before the first delivery; without it (a database in memory)
+    /// a dead sender's messages wait for its lease.
+    pub fn with_owner_files(mut self) -> anyhow::Result<Self> {
+        let Some(db) = self.store.file() else {
+            return Ok(self);
+        };
+        let mut dir = db.into_os_string();
+        dir.push("-senders");
+        let dir = std::path::PathBuf::from(dir);
+        let files = owner::OwnerFiles::create(&dir, &self.owner).map_err(|e| {
+            anyhow::anyhow!("cannot create the sender's lock in {}: {e}", dir.display())
+        })?;
+        Arc::get_mut(&mut self.sender)
+            .expect("with_owner_files is called before any delivery")
+            .files = Some((files, dir));
+        Ok(self)
     }
 
     /// Marketing limits (frequency cap, quiet hours) and the zone of customers without one.
@@ -323,7 +348,8 @@ impl Deliverer {
     /// A round that makes no progress for the stall limit is abandoned: logged as an error,
     /// kept for `rebuy status`, its unsent claims put back in the queue at once.
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<DeliveryReport> {
-        let unknown = self.store.expire_leases(to_millis(now)).await?;
+        let unknown =
+            self.recover_dead(now).await? + self.store.expire_leases(to_millis(now)).await?;
         if let Some(until) = self.paused_until(now).await? {
             return Ok(DeliveryReport {
                 unknown,
@@ -338,6 +364,7 @@ impl Deliverer {
             stalled = self.watchdog(&progress) => return Err(self.abandon(stalled, clock).await.into()),
         };
         report.unknown += unknown;
+        self.forget_handed();
         let throttled = self.sender.throttled_at.swap(0, Ordering::SeqCst);
         if throttled != 0 {
             let until = throttled + self.sender.pause.num_milliseconds();
@@ -346,6 +373,46 @@ impl Deliverer {
             report.paused_until = Some(until);
         }
         Ok(report)
+    }
+
+    /// Deals with the messages of senders whose process has died (their lock is free) at once,
+    /// without waiting for their leases: those they handed to the transport become `unknown`,
+    /// the rest go back to the queue. Returns how many became `unknown`.
+    async fn recover_dead(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
+        let Some((_, dir)) = &self.sender.files else {
+            return Ok(0);
+        };
+        let mut unknown = 0;
+        for other in self.store.other_senders(&self.owner).await? {
+            let owner::Previous::Dead { handed } = owner::probe(dir, &other) else {
+                continue;
+            };
+            let sending = self.store.sending_by(&other).await?;
+            let in_doubt: Vec<i64> = match &handed {
+                Some(h) => sending.into_iter().filter(|id| h.contains(id)).collect(),
+                None => sending,
+            };
+            let n = self
+                .store
+                .recover_dead_sender(&other, to_millis(now), &in_doubt)
+                .await?;
+            info!(sender = %other, unknown = n, "a sender's process had stopped: what it had not handed over is back in the queue");
+            owner::forget(dir, &other);
+            unknown += n;
+        }
+        Ok(unknown)
+    }
+
+    /// Empties this process's journal once nothing it handed over is waiting to be recorded.
+    fn forget_handed(&self) {
+        let Some((files, _)) = &self.sender.files else {
+            return;
+        };
+        if self.sender.handed.lock().expect("not poisoned").is_empty() {
+            if let Err(e) = files.reset() {
+                warn!(error = %e, "cannot empty the sender's journal");
+            }
+        }
     }
 
     /// The end of a throttling pause still running at `now`, if any.
@@ -599,6 +666,19 @@ impl Sender {
         }
         let span = info_span!("message", message_id = row.id, scenario = %row.scenario_id, step = %row.step_id);
         self.handed.lock().expect("not poisoned").insert(row.id);
+        // Noted before the hand-over: if this process dies, the next one knows this message
+        // may have gone out. A message that cannot be noted is not sent.
+        if let Some((files, dir)) = &self.files {
+            if let Err(e) = files.handed(row.id) {
+                self.handed.lock().expect("not poisoned").remove(&row.id);
+                let why = format!(
+                    "not tried: cannot write the sender's journal in {}: {e}",
+                    dir.display()
+                );
+                warn!("{why}");
+                return Recorded::deferred(row.id, why, to_millis(clock.now()));
+            }
+        }
         let outcome = self.send_one(row, clock).instrument(span).await;
         recorded(row, outcome, clock.now())
     }

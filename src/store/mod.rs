@@ -208,6 +208,13 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// The database's file, unless it lives in memory.
+    pub fn file(&self) -> Option<std::path::PathBuf> {
+        let file = self.options.get_filename();
+        let name = file.to_string_lossy();
+        (!name.is_empty() && !name.starts_with(':')).then(|| file.to_path_buf())
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

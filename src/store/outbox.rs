@@ -409,6 +409,69 @@ impl Store {
         .rows_affected())
     }
 
+    /// The lease owners of messages claimed or being sent now, other than `me`.
+    pub async fn other_senders(&self, me: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT lease_owner FROM outbox WHERE status IN ('claimed', 'sending') \
+             AND lease_owner IS NOT NULL AND lease_owner <> $1",
+        )
+        .bind(me)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(o,)| o).collect())
+    }
+
+    /// The messages `owner` is sending now (marked `sending` under its lease).
+    pub async fn sending_by(&self, owner: &str) -> Result<Vec<i64>> {
+        let rows: Vec<(i64,)> = sqlx::query_as(
+            "SELECT id FROM outbox WHERE status = 'sending' AND lease_owner = $1 ORDER BY id",
+        )
+        .bind(owner)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// A dead sender's messages at once, without waiting for its lease: `in_doubt` (handed to
+    /// its transport) become `unknown`; the rest of what it had claimed or marked goes back to
+    /// the queue, its attempt not counted. Returns how many became `unknown`.
+    pub async fn recover_dead_sender(
+        &self,
+        owner: &str,
+        now: i64,
+        in_doubt: &[i64],
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut unknown = 0;
+        for chunk in in_doubt.chunks(super::BATCH) {
+            let mut qb = QueryBuilder::<Db>::new(
+                "UPDATE outbox SET status = 'unknown', lease_owner = NULL, lease_until = NULL, \
+                 last_error = 'the sender stopped while it was sending this message; it may or may not have been delivered', \
+                 updated_at = ",
+            );
+            qb.push_bind(now)
+                .push(" WHERE status = 'sending' AND lease_owner = ")
+                .push_bind(owner)
+                .push(" AND id IN (");
+            let mut list = qb.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            unknown += qb.build().execute(&mut *tx).await?.rows_affected();
+        }
+        sqlx::query(
+            "UPDATE outbox SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, \
+             lease_until = NULL, updated_at = $1 WHERE status IN ('claimed', 'sending') AND lease_owner = $2",
+        )
+        .bind(now)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(unknown)
+    }
+
     /// Puts `owner`'s claimed and `sending` messages back in the queue, their attempt not
     /// counted, except `handed` (given to the mailer: they may have gone out). For a round
     /// abandoned after a stall.
