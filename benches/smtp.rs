@@ -56,7 +56,7 @@ async fn run(port: u16, n: usize, pool: u32) -> anyhow::Result<()> {
     config.delivery.smtp.pool_size = pool;
     config.delivery.batch_size = 1000;
     let app = App::from_config(config).map_err(|d| anyhow::anyhow!("{}", d[0]))?;
-    let store = app.store().await?;
+    let store = app.store_or_create().await?;
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     let customers: Vec<NewCustomer> = (0..n)
         .map(|i| NewCustomer {
