@@ -5,7 +5,10 @@ use chrono::{Duration, NaiveTime};
 use chrono_tz::Tz;
 use std::str::FromStr;
 
-/// A syntactically valid e-mail address (lettre's RFC 5321 parser decides), lower-cased domain.
+/// A syntactically valid e-mail address (lettre's RFC 5321 parser decides) that rebuy can
+/// send to: the domain lower-cased and in its ASCII form (IDNA: `例え.jp` is stored as
+/// `xn--r8jz45g.jp`, which every server understands), no quoted local part and no IP address
+/// for a domain. A local part beyond ASCII is kept; it needs a server that offers SMTPUTF8.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
@@ -17,11 +20,20 @@ impl Email {
         }
         let addr = lettre::Address::from_str(trimmed)
             .map_err(|e| format!("'{trimmed}' is not a valid e-mail address ({e})"))?;
-        Ok(Self(format!(
-            "{}@{}",
-            addr.user(),
-            addr.domain().to_lowercase()
-        )))
+        if addr.user().starts_with('"') {
+            return Err(format!(
+                "'{trimmed}' has a quoted local part; rebuy does not send to such addresses (ask the customer for another)"
+            ));
+        }
+        if addr.domain().starts_with('[') {
+            return Err(format!(
+                "'{trimmed}' has an IP address for a domain; rebuy sends only to domain names"
+            ));
+        }
+        let domain = idna::domain_to_ascii(addr.domain()).map_err(|_| {
+            format!("'{trimmed}' has a domain that is not a valid international domain name")
+        })?;
+        Ok(Self(format!("{}@{domain}", addr.user())))
     }
 
     pub fn as_str(&self) -> &str {
@@ -299,6 +311,22 @@ pub fn percent_encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn addresses_rebuy_cannot_send_to_are_refused_and_international_domains_become_ascii() {
+        use super::Email;
+        let refused = |raw: &str, why: &str| {
+            let e = Email::parse(raw).unwrap_err();
+            assert!(e.contains(why), "{raw}: {e}");
+        };
+        refused("\"a b\"@example.com", "quoted local part");
+        refused("x@[127.0.0.1]", "IP address");
+        refused("no-at-sign", "not a valid e-mail address");
+        let ok = |raw: &str| Email::parse(raw).unwrap().as_str().to_string();
+        assert_eq!(ok("Aya@例え.JP"), "Aya@xn--r8jz45g.jp");
+        assert_eq!(ok(" ken@Example.COM "), "ken@example.com");
+        assert_eq!(ok("山田@example.jp"), "山田@example.jp");
+    }
+
     use super::*;
 
     #[test]

@@ -15,6 +15,7 @@ mod unsubscribe;
 pub use limits::{cap_free_at, quiet_until, withheld, Limits};
 pub use mailer::{Mailer, SendError};
 pub use retry::RetryPolicy;
+pub use session::parse_reply_line;
 pub use unsubscribe::Unsubscriber;
 
 use crate::clock::to_millis;

@@ -218,6 +218,12 @@ impl Session {
         self.ext.pipelining
     }
 
+    /// Whether the envelope can go over this session: an address beyond ASCII needs a server
+    /// that offers SMTPUTF8 (RFC 6531).
+    pub fn can_carry(&self, envelope: &Envelope) -> bool {
+        self.ext.smtp_utf8 || !needs_utf8(envelope)
+    }
+
     /// MAIL, RCPT and DATA: in one write when the server pipelines, else one by one. Every
     /// reply is read, so the session stays in step whatever the server answered.
     pub async fn envelope(
@@ -246,12 +252,7 @@ impl Session {
 
     fn commands(&self, envelope: &Envelope, eight_bit: bool) -> Vec<(Stage, String)> {
         let mut params = String::new();
-        let non_ascii = envelope
-            .to()
-            .iter()
-            .chain(envelope.from())
-            .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
-        if non_ascii && self.ext.smtp_utf8 {
+        if needs_utf8(envelope) && self.ext.smtp_utf8 {
             params.push_str(" SMTPUTF8");
         }
         if eight_bit && self.ext.eight_bit_mime {
@@ -385,26 +386,42 @@ impl Session {
                     "the server sent a reply line longer than {MAX_LINE} bytes"
                 )));
             }
-            let s = String::from_utf8_lossy(&line);
-            let s = s.trim_end_matches(['\r', '\n']);
-            let code = s.get(..3).and_then(|c| c.parse::<u16>().ok());
-            let Some(code) = code.filter(|c| (200..600).contains(c)) else {
-                return Err(Fail::Network(format!(
-                    "the server's reply makes no sense: {s:?}"
-                )));
-            };
+            let (code, more, line_text) = parse_reply_line(&line).map_err(Fail::Network)?;
             if !text.is_empty() {
                 text.push('\n');
             }
-            text.push_str(s.get(4..).unwrap_or_default());
+            text.push_str(&line_text);
             if text.len() > MAX_REPLY {
                 return Err(Fail::Network("the server's reply is too long".into()));
             }
-            if s.as_bytes().get(3) != Some(&b'-') {
+            if !more {
                 return Ok(Reply { code, text });
             }
         }
     }
+}
+
+/// Whether an address of the envelope is beyond ASCII.
+fn needs_utf8(envelope: &Envelope) -> bool {
+    envelope
+        .to()
+        .iter()
+        .chain(envelope.from())
+        .any(|a| !AsRef::<str>::as_ref(a).is_ascii())
+}
+
+/// One line of a server reply (RFC 5321 4.2), line break included or not: its code (200 to
+/// 599), whether more lines of the same reply follow (`250-` rather than `250 `), and its text.
+/// Bytes that are not UTF-8 are replaced, not refused: the text is for people.
+pub fn parse_reply_line(line: &[u8]) -> Result<(u16, bool, String), String> {
+    let s = String::from_utf8_lossy(line);
+    let s = s.trim_end_matches(['\r', '\n']);
+    let code = s.get(..3).and_then(|c| c.parse::<u16>().ok());
+    let Some(code) = code.filter(|c| (200..600).contains(c)) else {
+        return Err(format!("the server's reply makes no sense: {s:?}"));
+    };
+    let more = s.as_bytes().get(3) == Some(&b'-');
+    Ok((code, more, s.get(4..).unwrap_or_default().to_string()))
 }
 
 async fn handshake(
@@ -481,6 +498,22 @@ mod tests {
         assert_eq!(stuffed("a\r\n.b\r\n..c\r\n"), "a\r\n..b\r\n...c\r\n.\r\n");
         assert_eq!(stuffed(".\r\nx"), "..\r\nx\r\n.\r\n");
         assert_eq!(stuffed("x.y\r\n"), "x.y\r\n.\r\n");
+    }
+
+    #[test]
+    fn a_reply_line_gives_its_code_whether_more_follow_and_its_text() {
+        assert_eq!(
+            parse_reply_line(b"250-smtp.example\r\n"),
+            Ok((250, true, "smtp.example".into()))
+        );
+        assert_eq!(
+            parse_reply_line(b"550 5.1.1 no such user\r\n"),
+            Ok((550, false, "5.1.1 no such user".into()))
+        );
+        assert_eq!(parse_reply_line(b"354"), Ok((354, false, String::new())));
+        assert!(parse_reply_line(b"199 too low\r\n").is_err());
+        assert!(parse_reply_line(b"hello\r\n").is_err());
+        assert!(parse_reply_line(b"").is_err());
     }
 
     #[test]

@@ -245,6 +245,11 @@ impl Dialer {
                 .send(Err(SendError::Transient("no connection".into())));
             return;
         };
+        if !session.can_carry(&job.envelope) {
+            let why = "the address is not in ASCII and the SMTP server does not offer SMTPUTF8; \
+                       nothing was sent (the address is not suppressed: a relay with SMTPUTF8 can send it)";
+            return self.answer(job, Err(SendError::Permanent(why.into())));
+        }
         let eight_bit = !job.bytes.is_ascii();
         if !session.pipelining() {
             let outcome = self.one_by_one(session, &job).await;

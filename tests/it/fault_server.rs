@@ -37,6 +37,8 @@ struct State {
     transactions: HashMap<String, u32>,
     /// MAIL commands that arrived with more commands behind them in the same read.
     grouped: u32,
+    /// SMTPUTF8 left out of the EHLO reply.
+    no_smtputf8: bool,
 }
 
 pub struct FaultServer {
@@ -74,6 +76,11 @@ impl FaultServer {
             }
         });
         Self { port, state, task }
+    }
+
+    /// From now on the EHLO reply does not offer SMTPUTF8.
+    pub fn without_smtputf8(&self) {
+        self.state.lock().unwrap().no_smtputf8 = true;
     }
 
     /// Faults for the transactions to `recipient`, in order.
@@ -139,11 +146,12 @@ async fn session(socket: TcpStream, state: Arc<Mutex<State>>, pipelining: bool) 
         };
     }
     say!("220 fault.test ESMTP\r\n");
-    let ehlo = if pipelining {
-        "250-fault.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
-    } else {
-        "250-fault.test\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n"
-    };
+    let utf8 = !state.lock().unwrap().no_smtputf8;
+    let ehlo = format!(
+        "250-fault.test\r\n{}250-8BITMIME\r\n250 {}\r\n",
+        if pipelining { "250-PIPELINING\r\n" } else { "" },
+        if utf8 { "SMTPUTF8" } else { "HELP" }
+    );
     // The recipient accepted in this transaction, if any.
     let mut rcpt: Option<String> = None;
     let mut fault: Option<Fault> = None;

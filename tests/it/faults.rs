@@ -643,3 +643,23 @@ async fn an_address_refused_in_a_round_is_not_tried_again_in_that_round_and_is_s
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].email, "x@example.jp");
 }
+
+#[tokio::test]
+async fn an_address_beyond_ascii_is_not_sent_to_a_server_without_smtputf8_and_not_suppressed() {
+    let server = FaultServer::start().await;
+    server.without_smtputf8();
+    let shop = shop(server.port, TlsMode::None);
+    let store = shop.store().await;
+    let list = [customer("y", "山田@example.jp", "山田", "Asia/Tokyo", "{}")];
+    store.upsert_customers(&list, 0).await.unwrap();
+    add_orders(&store, &[order("O-y", "y", "2026-11-01T01:00:00Z", 1000)]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!((r.sent, r.failed), (0, 1));
+    let row = &store.outbox_rows().await.unwrap()[0];
+    assert!(row.last_error.as_deref().unwrap().contains("SMTPUTF8"));
+    assert_eq!(server.transactions("山田@example.jp"), 0);
+    assert!(store.suppressions().await.unwrap().is_empty());
+}
