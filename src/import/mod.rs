@@ -194,7 +194,7 @@ pub struct ChunkReader {
 }
 
 enum Source {
-    Csv(csv::Reader<std::fs::File>, Vec<String>),
+    Csv(csv::Reader<std::fs::File>, Vec<String>, std::path::PathBuf),
     Jsonl(std::io::Split<std::io::BufReader<std::fs::File>>, u64, u64),
 }
 
@@ -220,7 +220,7 @@ impl ChunkReader {
                     .iter()
                     .map(|h| h.to_ascii_lowercase())
                     .collect();
-                Source::Csv(reader, headers)
+                Source::Csv(reader, headers, path.to_path_buf())
             }
             Format::Jsonl => {
                 use std::io::BufRead;
@@ -238,13 +238,30 @@ impl ChunkReader {
     pub fn next_chunk(&mut self) -> Result<Option<Vec<Record>>> {
         let mut chunk = Vec::with_capacity(CHUNK);
         match &mut self.source {
-            Source::Csv(reader, headers) => {
+            Source::Csv(reader, headers, path) => {
                 let mut record = csv::StringRecord::new();
+                // Where the last record began, if one of its fields spans lines.
+                let mut spanning: Option<u64> = None;
                 while chunk.len() < CHUNK {
                     match reader.read_record(&mut record) {
-                        Ok(false) => break,
+                        Ok(false) => {
+                            // A quote never closed swallows the rest of the file into one
+                            // field: that record is refused, not stored.
+                            if spanning.is_some_and(|at| quote_left_open(path, at)) {
+                                let swallowed: Record = chunk.pop().expect("the last record");
+                                self.unreadable.push(RowError {
+                                    line: swallowed.line,
+                                    message: "a quoted field opened on this line is never closed, so the rest of the file was read into it; add the closing \" (or remove the opening one) and import again".into(),
+                                });
+                            }
+                            break;
+                        }
                         Ok(true) => {
                             let line = record.position().map(|p| p.line()).unwrap_or(0);
+                            spanning = record
+                                .iter()
+                                .any(|f| f.contains('\n'))
+                                .then(|| record.position().map_or(0, |p| p.byte()));
                             let fields = headers
                                 .iter()
                                 .zip(record.iter())
@@ -309,6 +326,26 @@ impl ChunkReader {
         }
         Ok(Some(chunk))
     }
+}
+
+/// Whether the file, from byte `from` (the start of a record) to its end, holds an odd number
+/// of `"`: a quote opened and never closed (a doubled `""` inside a field counts two).
+fn quote_left_open(path: &Path, from: u64) -> bool {
+    use std::io::{Read, Seek};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    if file.seek(std::io::SeekFrom::Start(from)).is_err() {
+        return false;
+    }
+    let (mut quotes, mut buf) = (0u64, vec![0u8; 64 * 1024]);
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => quotes += buf[..n].iter().filter(|b| **b == b'"').count() as u64,
+        }
+    }
+    quotes % 2 == 1
 }
 
 fn csv_reason(e: &csv::Error) -> String {

@@ -489,6 +489,36 @@ fn an_unreadable_csv_header_is_the_files_fault_exit_1() {
     assert!(err.contains("cannot read the CSV header line"), "{err}");
 }
 
+#[test]
+fn a_quote_never_closed_is_reported_at_its_line_and_nothing_is_swallowed_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("customers.csv"),
+        "id,email,name\nC1,a@example.jp,\"Aya \"\"A\"\"\nline two\"\nC2,b@example.jp,\"Ken\nC3,c@example.jp,Mio\n",
+    )
+    .unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        .args(["import", "customers", "customers.csv"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert_eq!(o.status.code(), Some(1), "{out}{err}");
+    // C1's quoted field spans two lines and is closed: kept. C2's never closes: refused.
+    assert!(
+        out.contains("1 inserted") && out.contains("1 rejected"),
+        "{out}"
+    );
+    assert!(
+        err.contains("customers.csv:4") && err.contains("never closed"),
+        "{err}"
+    );
+}
+
 /// New orders are added to the stored aggregates rather than recomputed; random writes (new
 /// orders, re-sent ones, changed and moved ones, ties in time, several groups per
 /// transaction) must leave exactly what a recomputation from all orders gives.
