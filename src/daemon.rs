@@ -192,15 +192,25 @@ impl Daemon {
     }
 
     /// Cycles every `interval`, or at once when `wake` is notified (orders arrived over HTTP),
-    /// until `shutdown` turns true. Errors are logged, never fatal.
+    /// until `shutdown` turns true. Errors are logged, never fatal, except one: the database
+    /// file deleted or replaced under the daemon (it would go on writing into a file nobody
+    /// else reads: an unsubscription recorded by another command would be lost to it). Then
+    /// it stops, and says so; returns whether it stopped for that.
     pub async fn run(
         mut self,
         clock: Arc<dyn Clock>,
         interval: std::time::Duration,
         mut shutdown: watch::Receiver<bool>,
         wake: Arc<tokio::sync::Notify>,
-    ) {
+    ) -> Stopped {
+        let file = self.engine.store().file_identity();
         loop {
+            if file.is_some() && self.engine.store().file_identity() != file {
+                error!(
+                    "the database file was deleted or replaced while rebuy ran; stopping so that nothing is written where no other command reads (restart rebuy run)"
+                );
+                return Stopped::DatabaseReplaced;
+            }
             let now = clock.now();
             match self.run_once(now).await {
                 Ok(r) => r.log(),
@@ -221,7 +231,17 @@ impl Daemon {
             }
         }
         info!("stopped cleanly");
+        Stopped::Asked
     }
+}
+
+/// Why the daemon stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// A shutdown signal.
+    Asked,
+    /// Its database file was deleted or replaced.
+    DatabaseReplaced,
 }
 
 /// A channel that turns true on SIGINT or SIGTERM.

@@ -2,7 +2,7 @@
 
 use super::{exit, App};
 use crate::clock::SystemClock;
-use crate::daemon::{shutdown_signal, Daemon, Job};
+use crate::daemon::{shutdown_signal, Daemon, Job, Stopped};
 use crate::import::ImportOptions;
 use std::sync::Arc;
 
@@ -64,9 +64,13 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         interval_secs = interval.as_secs(),
         "rebuy daemon started"
     );
-    daemon
+    let stopped = daemon
         .run(Arc::new(SystemClock), interval, shutdown, wake)
         .await;
+    if stopped == Stopped::DatabaseReplaced {
+        eprintln!("rebuy run: the database file {} was deleted or replaced while rebuy ran; restart rebuy run (it will use the file now at that path)", app.config.database);
+        return Ok(exit::FAILURE);
+    }
     // The server stops on the same signal and lets requests in flight finish.
     if let Some(server) = http {
         let _ = server.await;

@@ -208,6 +208,14 @@ impl Store {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Which file the database is now (device and inode), to notice it being deleted or
+    /// replaced under a running process; `None` for a database in memory or a missing file.
+    pub fn file_identity(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(self.file()?).ok()?;
+        Some((meta.dev(), meta.ino()))
+    }
+
     /// The database's file, unless it lives in memory.
     pub fn file(&self) -> Option<std::path::PathBuf> {
         let file = self.options.get_filename();

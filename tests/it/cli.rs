@@ -414,6 +414,40 @@ fn the_daemon_stops_cleanly_on_sigterm_and_logs_json_when_asked() {
 }
 
 #[test]
+fn the_daemon_stops_and_says_so_when_its_database_file_is_deleted_under_it() {
+    let dir = folder();
+    std::fs::write(dir.path().join("rebuy.yaml"), "tick_interval: 1s\n").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        .args(["run"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !dir.path().join("rebuy.db").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::remove_file(dir.path().join("rebuy.db")).unwrap();
+    // It stops by itself within a tick or two; the test kills it if it does not.
+    let mut child = child;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("deleted or replaced"), "{err}");
+    assert!(
+        !dir.path().join("rebuy.db").exists(),
+        "nothing made a new one"
+    );
+}
+
+#[test]
 fn the_suppression_list_is_managed_from_the_command_line() {
     let dir = folder();
     // A suppression never goes into a database that `suppress` made up by itself.
