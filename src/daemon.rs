@@ -244,27 +244,37 @@ pub enum Stopped {
     DatabaseReplaced,
 }
 
-/// A channel that turns true on SIGINT or SIGTERM.
+/// A channel that turns true on the first SIGINT or SIGTERM: the daemon claims nothing more,
+/// lets the sends in flight finish (each bounded by the SMTP timeout), records them and stops.
+/// A second signal exits at once (status 130): messages handed over by then are settled by the
+/// next start (`unknown` if they may have gone out, the rest back in the queue).
 pub fn shutdown_signal() -> watch::Receiver<bool> {
+    use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            error!("cannot listen for SIGINT and SIGTERM; stop rebuy with SIGKILL");
+            return;
         };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => info!("SIGINT: finishing the current cycle, then stopping"),
-            _ = term => info!("SIGTERM: finishing the current cycle, then stopping"),
+        let mut asked = false;
+        loop {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            if asked {
+                error!(
+                    "{name} again: exiting now; messages handed over are settled at the next start"
+                );
+                std::process::exit(130);
+            }
+            asked = true;
+            info!("{name}: claiming nothing more, finishing the sends in flight, then stopping (a second signal exits at once)");
+            let _ = tx.send(true);
         }
-        let _ = tx.send(true);
     });
     rx
 }

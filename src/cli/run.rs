@@ -25,7 +25,8 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
             return Ok(exit::INVALID);
         }
     };
-    let deliverer = app.deliverer(&store)?;
+    let shutdown = shutdown_signal();
+    let deliverer = app.deliverer(&store)?.with_stop(shutdown.clone());
     let jobs = app
         .resolved
         .jobs
@@ -53,7 +54,6 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         .tick_interval
         .to_std()
         .unwrap_or(std::time::Duration::from_secs(60));
-    let shutdown = shutdown_signal();
     let wake = Arc::new(tokio::sync::Notify::new());
     let http = match super::serve::start(app, &store, wake.clone(), shutdown.clone()).await? {
         Ok(h) => h,

@@ -105,6 +105,9 @@ pub struct Deliverer {
     writing: tokio::sync::Mutex<()>,
     /// A round that makes no progress for this long is abandoned and reported.
     stall_limit: std::time::Duration,
+    /// Turns true when the process is asked to stop: the round claims, marks and hands over
+    /// nothing more, lets the sends in flight finish and puts the rest back in the queue.
+    stop: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// What a send needs, shared by the tasks that send in parallel.
@@ -200,7 +203,20 @@ impl Deliverer {
             default_zone: chrono_tz::Asia::Tokyo,
             writing: tokio::sync::Mutex::new(()),
             stall_limit: std::time::Duration::from_secs(600),
+            stop: None,
         }
+    }
+
+    /// Stops rounds early when `stop` turns true (a shutdown signal): nothing more is claimed
+    /// or handed over, the sends in flight finish (each bounded by the SMTP timeout) and are
+    /// recorded, and what was claimed but not handed over goes back to the queue.
+    pub fn with_stop(mut self, stop: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| *s.borrow())
     }
 
     /// How long a round may go without progress before it is abandoned and reported
@@ -365,6 +381,21 @@ impl Deliverer {
             stalled = self.watchdog(&progress) => return Err(self.abandon(stalled, clock).await.into()),
         };
         report.unknown += unknown;
+        if self.stopping() {
+            // Claimed or marked, never handed over: back in the queue for the next process.
+            let handed: Vec<i64> = {
+                let handed = self.sender.handed.lock().expect("not poisoned");
+                handed.iter().copied().collect()
+            };
+            let back = self
+                .store
+                .release_unsent(&self.owner, to_millis(now), &handed)
+                .await?;
+            info!(
+                back,
+                "stopping: the messages not handed over are back in the queue"
+            );
+        }
         self.forget_handed();
         let throttled = self.sender.throttled_at.swap(0, Ordering::SeqCst);
         if throttled != 0 {
@@ -488,7 +519,7 @@ impl Deliverer {
                 let mut rows = rows.into_iter();
                 loop {
                     let next: Vec<OutboxRow> = rows.by_ref().take(slice).collect();
-                    if next.is_empty() {
+                    if next.is_empty() || self.stopping() {
                         break;
                     }
                     let Ok(slot) = slices.reserve().await else {
@@ -505,8 +536,9 @@ impl Deliverer {
             async move {
                 let mut claimed = 0;
                 let mut granted = HashMap::new();
-                // After a throttling reply the rest waits for the pause to end.
-                while !self.sender.throttled() {
+                // After a throttling reply the rest waits for the pause to end; on a
+                // shutdown nothing more is claimed.
+                while !self.sender.throttled() && !self.stopping() {
                     // Claim only when there is room for the batch: at most one waits.
                     let Ok(slot) = batches.reserve().await else {
                         break;
@@ -543,6 +575,9 @@ impl Deliverer {
             while let Some(rows) = ready.recv().await {
                 for row in rows {
                     let permit = limit.clone().acquire_owned().await.expect("never closed");
+                    if self.stopping() {
+                        break;
+                    }
                     let (sender, tx) = (self.sender.clone(), outcomes.clone());
                     tasks.spawn(async move {
                         let outcome = sender.send_paced(&row, clock).await;

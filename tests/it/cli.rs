@@ -447,6 +447,98 @@ fn the_daemon_stops_and_says_so_when_its_database_file_is_deleted_under_it() {
     );
 }
 
+/// First signal: nothing more is claimed, the send in flight may finish (here it would take the
+/// whole SMTP timeout: the relay never greets); a second signal exits at once with 130.
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = folder();
+    // A relay that takes the connection and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    std::fs::write(
+        dir.path().join("rebuy.yaml"),
+        format!("tick_interval: 1s\ndelivery:\n  transport: smtp\n  stall_secs: 600\n  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 60 }}\n"),
+    )
+    .unwrap();
+    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
+        .status
+        .success());
+    let o = rebuy(
+        dir.path(),
+        &[
+            "trigger",
+            "support-follow-up",
+            "--customer",
+            "C1",
+            "--var",
+            "case_id=X",
+            "--key",
+            "K1",
+        ],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        .args(["run"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env("REBUY_UNSUBSCRIBE_SECRET", "test-secret-for-the-cli-tests")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let term = |pid: u32| {
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    term(child.id());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first signal waits for the send in flight"
+    );
+    let asked = std::time::Instant::now();
+    term(child.id());
+    let deadline = asked + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(asked.elapsed() < std::time::Duration::from_secs(3), "{err}");
+    assert!(err.contains("SIGTERM again: exiting now"), "{err}");
+    drop(silent);
+}
+
+/// The shipped systemd unit waits long enough for the sends in flight at the default SMTP
+/// timeout, and starts the daemon with a command line rebuy accepts.
+#[test]
+fn the_systemd_unit_gives_a_stop_the_time_the_sends_in_flight_need() {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/rebuy.service"),
+    )
+    .unwrap();
+    let value = |key: &str| {
+        unit.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}"))
+            .to_string()
+    };
+    let stop: u64 = value("TimeoutStopSec").parse().unwrap();
+    let timeout = rebuy::config::Config::default().delivery.smtp.timeout_secs;
+    assert!(stop >= 4 * timeout, "{stop} < 4 × {timeout}");
+    let exec = value("ExecStart");
+    let args: Vec<&str> = exec.split_whitespace().skip(1).collect();
+    let mut help = args.clone();
+    help.push("--help");
+    let o = rebuy(Path::new("."), &help);
+    assert!(o.status.success(), "{exec}: {}", text(&o).1);
+}
+
 #[test]
 fn the_suppression_list_is_managed_from_the_command_line() {
     let dir = folder();

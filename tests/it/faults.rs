@@ -663,3 +663,47 @@ async fn an_address_beyond_ascii_is_not_sent_to_a_server_without_smtputf8_and_no
     assert_eq!(server.transactions("山田@example.jp"), 0);
     assert!(store.suppressions().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_shutdown_stops_a_long_round_after_the_sends_in_flight_and_loses_nothing() {
+    let server = FaultServer::start().await;
+    let locals: Vec<String> = (0..400).map(|i| format!("s{i:03}")).collect();
+    for l in &locals {
+        let slow = Fault::Delay(Stage::Rcpt, Wait::from_millis(100));
+        server.script(&format!("{l}@example.jp"), &[slow]);
+    }
+    let mut shop = shop(server.port, TlsMode::None);
+    shop.config.delivery.smtp.pool_size = 1;
+    let store = shop.store().await;
+    let locals: Vec<&str> = locals.iter().map(String::as_str).collect();
+    customers(&store, &locals).await;
+    let mut daemon = shop.daemon(&store).await;
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    daemon.deliverer = shop.app().deliverer(&store).unwrap().with_stop(stopping);
+    let now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    // The whole round would take about 20 s (400 sends of 100 ms, two at a time).
+    let started = std::time::Instant::now();
+    let signal = async {
+        tokio::time::sleep(Wait::from_millis(500)).await;
+        stop.send(true).unwrap();
+    };
+    let (r, ()) = tokio::join!(daemon.deliverer.run_once(now), signal);
+    let r = r.unwrap();
+    assert!(
+        started.elapsed() < Wait::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(r.sent > 0 && r.sent < 100, "{r:?}");
+    let rows = store.outbox_rows().await.unwrap();
+    let sent = rows.iter().filter(|r| r.status == "sent").count();
+    let queued: Vec<_> = rows.iter().filter(|r| r.status == "queued").collect();
+    assert_eq!(
+        sent + queued.len(),
+        400,
+        "every message sent or back in the queue"
+    );
+    assert!(queued.iter().all(|r| r.attempts == 0));
+    assert_eq!(server.accepted().len(), sent);
+}
