@@ -65,7 +65,12 @@ pub fn enrollment_view(e: &EnrollmentView, steps: Option<&[String]>, zone: Tz) -
         "order_id": e.order_id,
         "vars": serde_json::from_str::<Value>(&e.vars).unwrap_or_default(),
         "steps": steps,
-        "next_step": steps.and_then(|s| s.get(usize::try_from(e.next_step).ok()?)),
+        // Only an active enrollment waits on a step.
+        "next_step": match (&e.next_step_id, e.state.as_str()) {
+            (_, state) if state != "active" => None,
+            (Some(id), _) => Some(id.clone()),
+            (None, _) => steps.and_then(|s| s.get(usize::try_from(e.next_step).ok()?)).cloned(),
+        },
         "next_due_at": local(e.next_due_at, zone),
         "triggered_at": local(Some(e.triggered_at), zone),
         "goal_reached_at": local(e.goal_reached_at, zone),

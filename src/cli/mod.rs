@@ -197,7 +197,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     app::init_logging(cli.log_format, &cli.log_level, app.config.log_format, quiet);
     match cli.command {
         Command::Demo(_) => unreachable!("handled above"),
-        Command::Check(args) => check::run(&app, &args),
+        Command::Check(args) => check::run(&app, &args).await,
         Command::Init => {
             let existed = std::path::Path::new(&app.config.database).exists();
             app.store_or_create().await?.close().await;

@@ -831,15 +831,39 @@ impl Engine {
         blocked: Option<(OutboxStatus, String)>,
         now: DateTime<Utc>,
     ) -> StepAdvance {
-        let index = e.next_step as usize;
         let next_step = e.next_step + 1;
+        let index = match &e.next_step_id {
+            Some(id) => match s.step_index(id) {
+                Some(i) => i,
+                // Removed from the scenario while the customer waited on it: no guess at what
+                // would replace it; the enrollment ends, saying why.
+                None => {
+                    warn!(step = %id, "the step this enrollment waits on was removed from the scenario; the enrollment ends");
+                    return StepAdvance {
+                        enrollment_id: e.id,
+                        expected_step: e.next_step,
+                        next_step,
+                        next_step_id: None,
+                        next_due_at: None,
+                        state: "cancelled",
+                        end_reason: Some(format!(
+                            "its next step '{id}' was removed from the scenario"
+                        )),
+                        outbox: None,
+                    };
+                }
+            },
+            None => e.next_step as usize,
+        };
         let Some(step) = s.steps.get(index) else {
             return StepAdvance {
                 enrollment_id: e.id,
                 expected_step: e.next_step,
                 next_step,
+                next_step_id: None,
                 next_due_at: None,
                 state: "completed",
+                end_reason: None,
                 outbox: None,
             };
         };
@@ -929,8 +953,10 @@ impl Engine {
             enrollment_id: e.id,
             expected_step: e.next_step,
             next_step,
+            next_step_id: s.steps.get(index + 1).map(|n| n.id.clone()),
             next_due_at,
             state,
+            end_reason: None,
             outbox: Some(outbox),
         }
     }
@@ -1061,6 +1087,7 @@ impl Engine {
             vars: serde_json::Value::Object(vars).to_string(),
             state: "active".into(),
             next_step: 0,
+            next_step_id: Some(first.id.clone()),
             next_due_at: Some(to_millis(due)),
             triggered_at: at,
             enrolled_at: at,

@@ -252,6 +252,7 @@ fn new_enrollment(
         vars: "{}".into(),
         state: "active".into(),
         next_step: 0,
+        next_step_id: s.steps.first().map(|st| st.id.clone()),
         next_due_at: Some(first_due),
         triggered_at: at,
         enrolled_at: now,

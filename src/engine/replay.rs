@@ -346,6 +346,7 @@ impl Replay {
             order_id: e.order_id.clone(),
             vars: e.vars.clone(),
             next_step: e.next_step,
+            next_step_id: e.next_step_id.clone(),
             next_due_at: e.next_due_at.unwrap_or_default(),
             triggered_at: e.triggered_at,
             enrolled_at: e.enrolled_at,
@@ -364,6 +365,7 @@ impl Replay {
             self.due.remove(&(at, a.enrollment_id));
         }
         e.next_step = a.next_step;
+        e.next_step_id = a.next_step_id;
         e.next_due_at = a.next_due_at;
         e.state = a.state.into();
         e.ended_at = (a.state != "active").then_some(now);

@@ -3,6 +3,7 @@
 //! `parse` turns located YAML into these types; `check` cross-checks them against templates.
 
 mod check;
+pub mod edits;
 mod parse;
 
 pub use check::{check_all, scenario_files, CheckReport};

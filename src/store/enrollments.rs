@@ -28,6 +28,8 @@ pub struct NewEnrollment {
     pub vars: String,
     pub state: String,
     pub next_step: i64,
+    /// The id of the step it waits on.
+    pub next_step_id: Option<String>,
     pub next_due_at: Option<i64>,
     pub triggered_at: i64,
     pub enrolled_at: i64,
@@ -59,7 +61,11 @@ pub struct DueEnrollment {
     pub customer_id: String,
     pub order_id: Option<String>,
     pub vars: String,
+    /// Steps taken so far (the compare-and-set counter).
     pub next_step: i64,
+    /// The id of the step it waits on; `None` for an enrollment older than step ids, which
+    /// waits on the step at position `next_step`.
+    pub next_step_id: Option<String>,
     pub next_due_at: i64,
     pub triggered_at: i64,
     pub enrolled_at: i64,
@@ -83,8 +89,12 @@ pub struct StepAdvance {
     pub enrollment_id: i64,
     pub expected_step: i64,
     pub next_step: i64,
+    /// The id of the step it waits on next, if any.
+    pub next_step_id: Option<String>,
     pub next_due_at: Option<i64>,
     pub state: &'static str,
+    /// Why it ended, when it ends for a reason of its own (its step was removed).
+    pub end_reason: Option<String>,
     pub outbox: Option<NewOutbox>,
 }
 
@@ -208,10 +218,32 @@ impl Store {
         Ok((id, false))
     }
 
+    /// Active enrollments counted by scenario and the step they wait on (its id, or for those
+    /// older than step ids the number of steps taken).
+    pub async fn waiting_steps(&self) -> Result<Vec<crate::scenario::edits::Waiting>> {
+        let rows: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT scenario_id, next_step_id, CASE WHEN next_step_id IS NULL THEN next_step ELSE 0 END AS position, \
+             COUNT(*) FROM enrollments WHERE state = 'active' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(scenario_id, step_id, position, count)| crate::scenario::edits::Waiting {
+                    scenario_id,
+                    step_id,
+                    position,
+                    count,
+                },
+            )
+            .collect())
+    }
+
     /// Active enrollments whose next step is due by `now`, oldest first.
     pub async fn due_enrollments(&self, now: i64, limit: i64) -> Result<Vec<DueEnrollment>> {
         Ok(sqlx::query_as(
-            "SELECT id, scenario_id, customer_id, order_id, vars, next_step, next_due_at, triggered_at, enrolled_at, arm \
+            "SELECT id, scenario_id, customer_id, order_id, vars, next_step, next_step_id, next_due_at, triggered_at, enrolled_at, arm \
              FROM enrollments WHERE state = 'active' AND next_due_at <= $1 \
              ORDER BY next_due_at, id LIMIT $2",
         )
@@ -232,7 +264,8 @@ impl Store {
             // and PostgreSQL alike, both name the columns column1…); RETURNING names the winners.
             let mut qb = QueryBuilder::<Db>::new(
                 "UPDATE enrollments SET next_step = v.column3, next_due_at = v.column4, \
-                 state = v.column5, ended_at = v.column6 FROM (",
+                 state = v.column5, ended_at = v.column6, next_step_id = v.column7, \
+                 end_reason = COALESCE(v.column8, enrollments.end_reason) FROM (",
             );
             qb.push_values(chunk, |mut b, a| {
                 let ended = if a.state == "active" { None } else { Some(now) };
@@ -241,7 +274,9 @@ impl Store {
                     .push_bind(a.next_step)
                     .push_bind(a.next_due_at)
                     .push_bind(a.state)
-                    .push_bind(ended);
+                    .push_bind(ended)
+                    .push_bind(a.next_step_id.as_deref())
+                    .push_bind(a.end_reason.as_deref());
             });
             qb.push(
                 ") AS v WHERE enrollments.id = v.column1 AND enrollments.next_step = v.column2 \
@@ -332,7 +367,7 @@ impl Store {
 
 /// The columns of a new enrollment, in `push_enrollment`'s order.
 const COLUMNS: &str = "scenario_id, customer_id, trigger_key, order_id, vars, state, next_step, \
-     next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, goal_order_id, \
+     next_step_id, next_due_at, triggered_at, enrolled_at, goal_deadline, goal_reached_at, goal_order_id, \
      goal_revenue, ended_at, arm";
 
 fn push_enrollment<'a>(
@@ -346,6 +381,7 @@ fn push_enrollment<'a>(
         .push_bind(&e.vars)
         .push_bind(&e.state)
         .push_bind(e.next_step)
+        .push_bind(&e.next_step_id)
         .push_bind(e.next_due_at)
         .push_bind(e.triggered_at)
         .push_bind(e.enrolled_at)
@@ -455,6 +491,7 @@ pub struct EnrollmentView {
     pub state: String,
     pub arm: String,
     pub next_step: i64,
+    pub next_step_id: Option<String>,
     pub next_due_at: Option<i64>,
     pub triggered_at: i64,
     pub goal_reached_at: Option<i64>,
@@ -467,7 +504,7 @@ impl Store {
     /// Every enrollment of one customer, newest first.
     pub async fn customer_enrollments(&self, customer_id: &str) -> Result<Vec<EnrollmentView>> {
         Ok(sqlx::query_as(
-            "SELECT id, scenario_id, order_id, vars, state, arm, next_step, next_due_at, triggered_at, \
+            "SELECT id, scenario_id, order_id, vars, state, arm, next_step, next_step_id, next_due_at, triggered_at, \
              goal_reached_at, goal_order_id, ended_at, end_reason FROM enrollments \
              WHERE customer_id = $1 ORDER BY triggered_at DESC, id DESC",
         )

@@ -514,6 +514,54 @@ fn a_second_signal_exits_at_once() {
     drop(silent);
 }
 
+/// `check --against-db` says what a scenario edit does to the customers mid-way through it.
+#[test]
+fn check_against_the_database_says_who_waits_on_a_step_an_edit_removes() {
+    let dir = folder();
+    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
+        .status
+        .success());
+    for (c, key) in [("C1", "K1"), ("C2", "K2")] {
+        let o = rebuy(
+            dir.path(),
+            &[
+                "trigger",
+                "support-follow-up",
+                "--customer",
+                c,
+                "--var",
+                "case_id=X",
+                "--key",
+                key,
+            ],
+        );
+        assert!(o.status.success(), "{:?}", text(&o));
+    }
+    // The apology goes out; both then wait on "check-in".
+    assert!(rebuy(dir.path(), &["run", "--once"]).status.success());
+    let o = rebuy(dir.path(), &["check", "--against-db"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert!(text(&o)
+        .1
+        .contains("every active enrollment waits on a step that is still there"));
+    let file = dir.path().join("scenarios/support-follow-up.yaml");
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("id: check-in", "id: follow-up");
+    std::fs::write(&file, edited).unwrap();
+    let o = rebuy(dir.path(), &["check", "--against-db"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(
+        out.contains("against the database: 2 enrollments of 'support-follow-up' wait on step 'check-in', which this version removes"),
+        "{out}"
+    );
+    let o = rebuy(dir.path(), &["check", "--against-db", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(json["enrollments"][0]["enrollments"], 2);
+    assert_eq!(json["enrollments"][0]["stops_mail"], true);
+}
+
 /// The shipped systemd unit waits long enough for the sends in flight at the default SMTP
 /// timeout, and starts the daemon with a command line rebuy accepts.
 #[test]

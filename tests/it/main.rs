@@ -17,6 +17,7 @@ mod predicted;
 mod refresh;
 mod rounds;
 mod scan;
+mod scenario_edits;
 mod segments;
 mod simulate;
 mod suppression;
