@@ -202,9 +202,14 @@ impl Daemon {
         interval: std::time::Duration,
         mut shutdown: watch::Receiver<bool>,
         wake: Arc<tokio::sync::Notify>,
+        mut reloads: tokio::sync::mpsc::UnboundedReceiver<Engine>,
     ) -> Stopped {
         let file = self.engine.store().file_identity();
         loop {
+            // Scenarios reloaded (SIGHUP) take over between cycles, never inside one.
+            while let Ok(engine) = reloads.try_recv() {
+                self.engine = engine;
+            }
             if file.is_some() && self.engine.store().file_identity() != file {
                 error!(
                     "the database file was deleted or replaced while rebuy ran; stopping so that nothing is written where no other command reads (restart rebuy run)"

@@ -64,17 +64,82 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         interval_secs = interval.as_secs(),
         "rebuy daemon started"
     );
-    let stopped = daemon
-        .run(Arc::new(SystemClock), interval, shutdown, wake)
-        .await;
+    let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+    let http_engine = http.as_ref().map(|(_, e)| e.clone());
+    let stopped = tokio::select! {
+        stopped = daemon.run(Arc::new(SystemClock), interval, shutdown, wake, reloads) => stopped,
+        () = reload_on_hangup(app, &store, reload, http_engine) => unreachable!("never ends"),
+    };
     if stopped == Stopped::DatabaseReplaced {
         eprintln!("rebuy run: the database file {} was deleted or replaced while rebuy ran; restart rebuy run (it will use the file now at that path)", app.config.database);
         return Ok(exit::FAILURE);
     }
     // The server stops on the same signal and lets requests in flight finish.
-    if let Some(server) = http {
+    if let Some((server, _)) = http {
         let _ = server.await;
     }
     store.close().await;
     Ok(exit::OK)
+}
+
+/// On each SIGHUP: reads and checks the scenarios, segments and templates again; a valid set
+/// replaces the running one (the daemon's from its next cycle, the HTTP API's at once), an
+/// invalid one is logged problem by problem and the running set stays. The config file is not
+/// read again (restart for that).
+async fn reload_on_hangup(
+    app: &App,
+    store: &crate::store::Store,
+    daemon: tokio::sync::mpsc::UnboundedSender<crate::engine::Engine>,
+    http: Option<crate::http::SharedEngine>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; restart rebuy run to load changed scenarios");
+        return std::future::pending().await;
+    };
+    loop {
+        hangup.recv().await;
+        match reload(app, store).await {
+            Ok(Some((for_daemon, for_http))) => {
+                let scenarios = for_daemon.scenarios().len();
+                let _ = daemon.send(for_daemon);
+                if let Some(shared) = &http {
+                    *shared.write().expect("not poisoned") = Arc::new(for_http);
+                }
+                tracing::info!(scenarios, "SIGHUP: scenarios reloaded");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "SIGHUP: cannot reload the scenarios; the running ones stay")
+            }
+        }
+    }
+}
+
+/// Two engines of the scenarios on disk now (the daemon's and the API's), or `None` when they
+/// have problems (logged).
+async fn reload(
+    app: &App,
+    store: &crate::store::Store,
+) -> anyhow::Result<Option<(crate::engine::Engine, crate::engine::Engine)>> {
+    let first = match app.engine(store).await? {
+        Ok(e) => e,
+        Err(diags) => {
+            for d in &diags {
+                tracing::error!(problem = %d, "SIGHUP: refused");
+            }
+            tracing::error!(
+                problems = diags.len(),
+                "SIGHUP: the scenarios on disk have problems (see `rebuy check`); the running ones stay"
+            );
+            return Ok(None);
+        }
+    };
+    let second = app.engine(store).await?.map_err(|d| {
+        anyhow::anyhow!(
+            "the scenarios changed again while being reloaded ({} problem(s))",
+            d.len()
+        )
+    })?;
+    Ok(Some((first, second)))
 }

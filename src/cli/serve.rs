@@ -9,6 +9,9 @@ use crate::store::Store;
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 
+/// The HTTP server running, and the engine its handlers use (to swap on a reload).
+pub type Serving = (tokio::task::JoinHandle<()>, crate::http::SharedEngine);
+
 /// Binds `http.listen` and serves until `shutdown`; `Ok(None)` when no address is set,
 /// `Err(code)` when the server cannot start (the message is printed).
 pub async fn start(
@@ -16,12 +19,12 @@ pub async fn start(
     store: &Store,
     wake: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
-) -> anyhow::Result<Result<Option<tokio::task::JoinHandle<()>>, u8>> {
+) -> anyhow::Result<Result<Option<Serving>, u8>> {
     let Some(addr) = app.config.http_listen() else {
         return Ok(Ok(None));
     };
     let engine = match app.engine(store).await? {
-        Ok(e) => Arc::new(e),
+        Ok(e) => Arc::new(std::sync::RwLock::new(Arc::new(e))),
         Err(diags) => {
             for d in &diags {
                 eprintln!("{d}");
@@ -67,7 +70,7 @@ pub async fn start(
             .transpose()?;
     let api = Arc::new(Api {
         store: store.clone(),
-        engine,
+        engine: engine.clone(),
         clock,
         wake,
         zone: app.resolved.default_timezone,
@@ -79,9 +82,8 @@ pub async fn start(
     tokio::spawn(prune_keys(store.clone(), shutdown.clone()));
     let limits = Limits::from(&app.config.http);
     let router = crate::http::router(api, pages, &limits);
-    Ok(Ok(Some(tokio::spawn(crate::http::serve(
-        listener, router, limits, shutdown,
-    )))))
+    let server = tokio::spawn(crate::http::serve(listener, router, limits, shutdown));
+    Ok(Ok(Some((server, engine))))
 }
 
 pub async fn run(app: &App) -> anyhow::Result<u8> {
@@ -97,7 +99,7 @@ pub async fn run(app: &App) -> anyhow::Result<u8> {
     let store = app.store().await?.for_server().await?;
     let shutdown = shutdown_signal();
     let server = match start(app, &store, Arc::new(Notify::new()), shutdown).await? {
-        Ok(Some(s)) => s,
+        Ok(Some((s, _))) => s,
         Ok(None) => return Ok(exit::INVALID),
         Err(code) => return Ok(code),
     };

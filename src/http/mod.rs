@@ -38,10 +38,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify, Semaphore};
 
+/// The engine the handlers use; `rebuy run` swaps in a new one when the scenarios are
+/// reloaded (SIGHUP).
+pub type SharedEngine = Arc<std::sync::RwLock<Arc<Engine>>>;
+
 /// What the API's handlers share.
 pub struct Api {
     pub store: Store,
-    pub engine: Arc<Engine>,
+    pub engine: SharedEngine,
     pub clock: Arc<dyn Clock>,
     /// Woken when orders arrive, so that the daemon ticks at once.
     pub wake: Arc<Notify>,
@@ -55,6 +59,13 @@ pub struct Api {
     pub writer: IngestWriter,
     /// `http.request_timeout_secs`: after it (and a margin) an unanswered idempotency key is free.
     pub request_timeout: Duration,
+}
+
+impl Api {
+    /// The engine of the scenarios loaded now.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.read().expect("not poisoned").clone()
+    }
 }
 
 /// A request body, or why it could not be read (too large: 413).

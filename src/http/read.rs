@@ -32,9 +32,7 @@ pub async fn status(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<R
 )]
 pub async fn scenarios(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Reply, Problem> {
     authorize(&api.store, &headers, Scope::Read).await?;
-    let list: Vec<serde_json::Value> = api
-        .engine
-        .scenarios()
+    let list: Vec<serde_json::Value> = api.engine().scenarios()
         .iter()
         .map(|s| {
             json!({
@@ -89,7 +87,7 @@ pub async fn scenario_report(
         .map_or(i64::MIN, |d| crate::clock::start_of_day(d, api.zone));
     let report = crate::reports::scenario_report(
         &api.store,
-        api.engine.scenarios(),
+        api.engine().scenarios(),
         since,
         q.scenario.as_deref(),
         api.attribution_window,

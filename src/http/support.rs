@@ -31,7 +31,7 @@ pub async fn customer(
 ) -> Result<Reply, Problem> {
     authorize(&api.store, &headers, Scope::Support).await?;
     let view =
-        crate::customer_view::customer_view(&api.store, api.engine.scenarios(), api.zone, &id)
+        crate::customer_view::customer_view(&api.store, api.engine().scenarios(), api.zone, &id)
             .await?;
     Ok(Json(view).into_response())
 }
@@ -105,7 +105,7 @@ pub async fn start_followup(State(api): State<Arc<Api>>, headers: HeaderMap, bod
                 })
                 .collect();
             let out = api
-                .engine
+                .engine()
                 .trigger_manual(
                     &f.scenario,
                     &f.customer,
@@ -179,7 +179,7 @@ pub async fn preview(
     let step = match q.get("step") {
         Some(s) => s.clone(),
         None => api
-            .engine
+            .engine()
             .scenarios()
             .iter()
             .find(|s| s.id == scenario)
@@ -188,7 +188,7 @@ pub async fn preview(
             .ok_or_else(|| Problem::not_found(format!("no scenario '{scenario}'")))?,
     };
     let r = api
-        .engine
+        .engine()
         .preview(&scenario, &step, &customer, vars, api.clock.now())
         .await?;
     Ok(Json(json!({ "scenario": scenario, "step": step, "subject": r.subject, "text": r.text, "html": r.html }))

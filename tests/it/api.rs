@@ -54,7 +54,9 @@ pub(crate) async fn api_on(
     let app = shop.app();
     Arc::new(Api {
         store: store.clone(),
-        engine: Arc::new(app.engine(store).await.unwrap().unwrap()),
+        engine: Arc::new(std::sync::RwLock::new(Arc::new(
+            app.engine(store).await.unwrap().unwrap(),
+        ))),
         clock: Arc::new(clock.clone()),
         wake: Arc::new(tokio::sync::Notify::new()),
         zone: chrono_tz::Asia::Tokyo,

@@ -562,6 +562,79 @@ fn check_against_the_database_says_who_waits_on_a_step_an_edit_removes() {
     assert_eq!(json["enrollments"][0]["stops_mail"], true);
 }
 
+/// SIGHUP reloads the scenarios after checking them; a set with a problem is refused and the
+/// running one stays.
+#[test]
+fn sighup_reloads_valid_scenarios_and_keeps_the_running_ones_when_the_new_set_is_invalid() {
+    use std::io::BufRead;
+    let dir = folder();
+    std::fs::write(dir.path().join("rebuy.yaml"), "tick_interval: 1s\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        .args(["run", "--log-format", "json"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env("REBUY_UNSUBSCRIBE_SECRET", "test-secret-for-the-cli-tests")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let wait_for = |message: &str| -> serde_json::Value {
+        loop {
+            let v = lines
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .unwrap_or_else(|_| panic!("no log line '{message}'"));
+            if v["fields"]["message"].as_str() == Some(message) {
+                return v;
+            }
+        }
+    };
+    let started = wait_for("rebuy daemon started");
+    let before = started["fields"]["scenarios"].as_u64().unwrap();
+    let hup = |pid: u32| {
+        let sent = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let scenarios = dir.path().join("scenarios");
+    let copy = std::fs::read_to_string(scenarios.join("support-follow-up.yaml"))
+        .unwrap()
+        .replace("id: support-follow-up", "id: support-follow-up-2");
+    std::fs::write(scenarios.join("support-2.yaml"), copy).unwrap();
+    hup(child.id());
+    let reloaded = wait_for("SIGHUP: scenarios reloaded");
+    assert_eq!(reloaded["fields"]["scenarios"].as_u64(), Some(before + 1));
+    std::fs::write(
+        scenarios.join("broken.yaml"),
+        "id: broken\ntrigger: nonsense\n",
+    )
+    .unwrap();
+    hup(child.id());
+    let refused = wait_for(
+        "SIGHUP: the scenarios on disk have problems (see `rebuy check`); the running ones stay",
+    );
+    assert!(refused["fields"]["problems"].as_u64().unwrap() >= 1);
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    wait_for("stopped cleanly");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
 /// The shipped systemd unit waits long enough for the sends in flight at the default SMTP
 /// timeout, and starts the daemon with a command line rebuy accepts.
 #[test]
