@@ -453,19 +453,13 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        let mut config = serde_saphyr::from_str::<Config>(text).map_err(|e| {
-            let (line, col) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
-            let msg = e.to_string();
-            let msg = msg.lines().next().unwrap_or_default().to_string();
-            vec![Diagnostic::new(path, line, col, msg)
-                .with_hint("see config.example.yaml for every key")]
-        })?;
+        let mut places = BTreeMap::new();
         if let Ok(root) = crate::yaml::parse(path, text) {
-            record_places(&root, "", &mut config.places);
+            record_places(&root, "", &mut places);
         }
+        let mut config = serde_saphyr::from_str::<Config>(text)
+            .map_err(|e| every_type_error(path, text, &places, &e))?;
+        config.places = places;
         Ok(config)
     }
 
@@ -542,6 +536,41 @@ impl Config {
     }
 
     /// Checks the numbers serde accepted against the range rebuy can work with.
+    /// What `run` would refuse or get wrong at start: an address it cannot listen on, and the
+    /// example's unsubscribe URL left in place while real mail goes out.
+    fn check_addresses(&self, path: &str, diags: &mut Vec<Diagnostic>) {
+        if let Some(listen) = self.http_listen() {
+            if let Err(why) = listen_address(listen) {
+                let key = if self.http.listen.is_some() {
+                    "http.listen"
+                } else {
+                    "unsubscribe.listen"
+                };
+                let (line, col) = self.place(key);
+                diags.push(Diagnostic::new(
+                    path,
+                    line,
+                    col,
+                    format!("{key} is '{listen}': {why} (e.g. 127.0.0.1:8025)"),
+                ));
+            }
+        }
+        let placeholder = UnsubscribeConfig::default().base_url;
+        if self.delivery.transport == TransportKind::Smtp
+            && self.unsubscribe.base_url == placeholder
+        {
+            let (line, col) = self.place("unsubscribe.base_url");
+            diags.push(Diagnostic::new(
+                path,
+                line,
+                col,
+                format!(
+                    "unsubscribe.base_url is still the example's {placeholder}: every marketing mail carries this link; set the shop's public address of rebuy's unsubscribe page"
+                ),
+            ));
+        }
+    }
+
     fn check_ranges(&self, path: &str, diags: &mut Vec<Diagnostic>) {
         let d = &self.delivery;
         let day = 86_400;
@@ -722,6 +751,7 @@ impl Config {
         let mut diags = Vec::new();
         self.check_ranges(&path, &mut diags);
         self.check_secrets(&path, &mut diags);
+        self.check_addresses(&path, &mut diags);
         self.check_tracking(&path, &mut diags);
         let mut duration = |v: &Option<Spanned<String>>, default: Duration| match v {
             None => default,
@@ -870,6 +900,174 @@ fn record_places(node: &crate::yaml::Node, prefix: &str, out: &mut BTreeMap<Stri
     }
 }
 
+/// Whether `listen` is an address a server can bind: `host:port` with a port from 1 to 65535.
+fn listen_address(listen: &str) -> Result<(), String> {
+    if listen.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(());
+    }
+    let Some((host, port)) = listen.rsplit_once(':') else {
+        return Err("it needs a port: host:port".into());
+    };
+    if host.is_empty() {
+        return Err("it needs a host before the port".into());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("'{port}' is not a port (1 to 65535)")),
+    }
+}
+
+/// Every key of the file that does not fit, not only the first: after an error its line (and
+/// the lines indented under it) is left out and the file read again, up to 50 times. Each
+/// problem names its key and says what is wrong once, at its place.
+fn every_type_error(
+    path: &str,
+    text: &str,
+    places: &BTreeMap<String, (u64, u64)>,
+    first: &serde_saphyr::Error,
+) -> Vec<Diagnostic> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let mut diags = Vec::new();
+    let mut error = Some(first.to_string());
+    let mut at = first.location().map(|l| (l.line(), l.column()));
+    while let (Some(message), Some((line, col))) = (error.take(), at) {
+        diags.push(type_error(path, places, &lines, line, col, &message));
+        if diags.len() >= 50 || !leave_out(&mut lines, line) {
+            break;
+        }
+        if let Err(e) = serde_saphyr::from_str::<Config>(&lines.join("\n")) {
+            at = e.location().map(|l| (l.line(), l.column()));
+            error = Some(e.to_string());
+        }
+    }
+    if diags.is_empty() {
+        diags.push(type_error(path, places, &lines, 1, 1, &first.to_string()));
+    }
+    diags
+}
+
+/// One problem of the config file: its key (found by its line) and the parser's words without
+/// the place it already printed.
+fn type_error(
+    path: &str,
+    places: &BTreeMap<String, (u64, u64)>,
+    lines: &[String],
+    line: u64,
+    col: u64,
+    message: &str,
+) -> Diagnostic {
+    let first = message.lines().next().unwrap_or_default();
+    // serde-saphyr says "error: line 6 column 15: invalid u32"; the place is printed before.
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let said = match first.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(first, |(_, m)| m),
+        None => first,
+    };
+    let value = usize::try_from(line)
+        .ok()
+        .and_then(|l| lines.get(l.checked_sub(1)?))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().trim_start_matches('#').trim().to_string())
+        .unwrap_or_default();
+    let whole = [
+        "invalid u8",
+        "invalid u16",
+        "invalid u32",
+        "invalid u64",
+        "invalid i64",
+    ];
+    let said = if whole.contains(&said) {
+        format!("'{value}' is not a whole number (or is too large)")
+    } else {
+        said.to_string()
+    };
+    let key = places
+        .iter()
+        .filter(|(_, (l, _))| *l == line)
+        .map(|(k, _)| k.as_str())
+        .max_by_key(|k| k.len());
+    let said = match key {
+        Some(k) => format!("{k}: {said}"),
+        None => said.to_string(),
+    };
+    Diagnostic::new(path, line, col, said).with_hint("see config.example.yaml for every key")
+}
+
+/// Comments out line `line` (1-based) and the lines indented under it, and a parent key left
+/// with nothing under it; false when there is nothing left to take out there.
+fn leave_out(lines: &mut [String], line: u64) -> bool {
+    let Some(i) = usize::try_from(line).ok().and_then(|l| l.checked_sub(1)) else {
+        return false;
+    };
+    if !comment_block(lines, i) {
+        return false;
+    }
+    // Up the tree: a `key:` whose block is now all comments would be read as an empty value.
+    let mut child = i;
+    while let Some(parent) = parent_of(lines, child) {
+        if has_children(lines, parent) || !lines[parent].trim_end().ends_with(':') {
+            break;
+        }
+        comment_block(lines, parent);
+        child = parent;
+    }
+    true
+}
+
+fn indent(l: &str) -> usize {
+    l.len() - l.trim_start().len()
+}
+
+fn live(l: &str) -> bool {
+    !l.trim().is_empty() && !l.trim_start().starts_with('#')
+}
+
+/// The nearest live line above `i` indented less than it.
+fn parent_of(lines: &[String], i: usize) -> Option<usize> {
+    let own = indent(&lines[i]);
+    (0..i)
+        .rev()
+        .find(|&j| live(&lines[j]) && indent(&lines[j]) < own)
+}
+
+/// Whether a live line indented more than `i` follows it before its block ends.
+fn has_children(lines: &[String], i: usize) -> bool {
+    let own = indent(&lines[i]);
+    lines[i + 1..]
+        .iter()
+        .filter(|l| live(l))
+        .take_while(|l| indent(l) > own)
+        .next()
+        .is_some()
+}
+
+/// The line as a comment, at its own indentation.
+fn commented(l: &str) -> String {
+    let (ws, rest) = l.split_at(indent(l));
+    format!("{ws}#{rest}")
+}
+
+/// Comments out line `i` and the lines indented under it.
+fn comment_block(lines: &mut [String], i: usize) -> bool {
+    let Some(first) = lines.get(i) else {
+        return false;
+    };
+    if first.trim_start().starts_with('#') || first.trim().is_empty() {
+        return false;
+    }
+    let indent = first.len() - first.trim_start().len();
+    lines[i] = commented(&lines[i]);
+    for l in lines.iter_mut().skip(i + 1) {
+        let inner = l.len() - l.trim_start().len();
+        if l.trim().is_empty() || inner > indent {
+            *l = commented(l);
+        } else {
+            break;
+        }
+    }
+    true
+}
+
 /// Parses a standard 5-field cron line (the form operators know); the `cron` crate wants a
 /// seconds field first, so one is added. 6- and 7-field lines are passed through.
 pub fn parse_cron(line: &str) -> Result<cron::Schedule, String> {
@@ -935,6 +1133,63 @@ pub fn read_secret(env: &str, file: Option<&Path>) -> anyhow::Result<Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_refuses_what_run_would_refuse_at_start() {
+        let said = |text: &str| -> Vec<String> {
+            match Config::parse("c.yaml", text).unwrap().resolve() {
+                Ok(_) => Vec::new(),
+                Err(d) => d.iter().map(|d| d.to_string()).collect(),
+            }
+        };
+        let bad = said("unsubscribe:\n  listen: localhost:80800\n");
+        assert!(
+            bad[0].starts_with(
+                "config:2:11: unsubscribe.listen is 'localhost:80800': '80800' is not a port"
+            ),
+            "{bad:?}"
+        );
+        let bad = said("http:\n  listen: nowhere\n");
+        assert!(
+            bad[0].contains("http.listen is 'nowhere': it needs a port"),
+            "{bad:?}"
+        );
+        assert!(said("http:\n  listen: localhost:8025\n").is_empty());
+        let smtp = "delivery:\n  transport: smtp\n  smtp: { host: 127.0.0.1 }\n";
+        let bad = said(smtp);
+        assert!(
+            bad.iter()
+                .any(|d| d.contains("unsubscribe.base_url is still the example's")),
+            "{bad:?}"
+        );
+        let fine = format!("{smtp}unsubscribe:\n  base_url: https://hadamaru.jp/u\n");
+        assert!(said(&fine).is_empty(), "{:?}", said(&fine));
+    }
+
+    #[test]
+    fn every_key_that_does_not_fit_is_reported_once_with_its_name_and_place() {
+        let text = "http:\n  max_connections: many\ndelivery:\n  batch_size: abc\n  smtp:\n    port: 25\n  colour: blue\ntick_interval: 1m\n";
+        let said: Vec<String> = Config::parse("c.yaml", text)
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(said.len(), 3, "{said:?}");
+        assert!(
+            said[0].starts_with("c.yaml:2:20: http.max_connections: 'many' is not a whole number"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].starts_with("c.yaml:4:15: delivery.batch_size: 'abc' is not a whole number"),
+            "{said:?}"
+        );
+        assert!(
+            said[2].starts_with("c.yaml:7:3: delivery.colour: unknown field"),
+            "{said:?}"
+        );
+        assert!(said[2].contains("colour"), "{said:?}");
+        assert!(said.iter().all(|s| !s.contains("column ")), "{said:?}");
+    }
 
     #[test]
     fn numbers_out_of_range_are_refused_with_their_place() {

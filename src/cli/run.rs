@@ -26,6 +26,9 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         }
     };
     let shutdown = shutdown_signal();
+    // Listening before anything is logged: SIGHUP's default action would end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| anyhow::anyhow!("cannot listen for SIGHUP: {e}"))?;
     let deliverer = app.deliverer(&store)?.with_stop(shutdown.clone());
     let jobs = app
         .resolved
@@ -68,7 +71,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
     let http_engine = http.as_ref().map(|(_, e)| e.clone());
     let stopped = tokio::select! {
         stopped = daemon.run(Arc::new(SystemClock), interval, shutdown, wake, reloads) => stopped,
-        () = reload_on_hangup(app, &store, reload, http_engine) => unreachable!("never ends"),
+        () = reload_on_hangup(app, &store, reload, http_engine, hangup) => unreachable!("never ends"),
     };
     if stopped == Stopped::DatabaseReplaced {
         eprintln!("rebuy run: the database file {} was deleted or replaced while rebuy ran; restart rebuy run (it will use the file now at that path)", app.config.database);
@@ -91,14 +94,12 @@ async fn reload_on_hangup(
     store: &crate::store::Store,
     daemon: tokio::sync::mpsc::UnboundedSender<crate::engine::Engine>,
     http: Option<crate::http::SharedEngine>,
+    mut hangup: tokio::signal::unix::Signal,
 ) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; restart rebuy run to load changed scenarios");
-        return std::future::pending().await;
-    };
     loop {
-        hangup.recv().await;
+        if hangup.recv().await.is_none() {
+            return std::future::pending().await;
+        }
         match reload(app, store).await {
             Ok(Some((for_daemon, for_http))) => {
                 let scenarios = for_daemon.scenarios().len();
