@@ -50,6 +50,7 @@ async fn run(port: u16, n: usize, pool: u32) -> anyhow::Result<()> {
         ..Config::default()
     };
     config.delivery.transport = TransportKind::Smtp;
+    config.unsubscribe.base_url = "https://hadamaru.example/unsubscribe".into();
     config.delivery.smtp.host = "127.0.0.1".into();
     config.delivery.smtp.port = port;
     config.delivery.smtp.tls = TlsMode::None;

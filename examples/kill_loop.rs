@@ -165,7 +165,7 @@ fn setup(dir: &Path, port: u16, n: usize) -> anyhow::Result<()> {
     std::fs::write(
         dir.join("rebuy.yaml"),
         format!(
-            "tick_interval: 1s\ndelivery:\n  transport: smtp\n  lease_secs: {LEASE_SECS}\n  batch_size: 40\n  \
+            "tick_interval: 1s\nunsubscribe: {{ base_url: https://hadamaru.example/unsubscribe }}\ndelivery:\n  transport: smtp\n  lease_secs: {LEASE_SECS}\n  batch_size: 40\n  \
              smtp: {{ host: 127.0.0.1, port: {port}, tls: none, pool_size: {POOL_SIZE}, timeout_secs: 5 }}\n\
              marketing: {{ cap: null, quiet_hours: null }}\n"
         ),

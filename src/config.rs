@@ -956,13 +956,7 @@ fn type_error(
     col: u64,
     message: &str,
 ) -> Diagnostic {
-    let first = message.lines().next().unwrap_or_default();
-    // serde-saphyr says "error: line 6 column 15: invalid u32"; the place is printed before.
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    let said = match first.strip_prefix("line ") {
-        Some(rest) => rest.split_once(": ").map_or(first, |(_, m)| m),
-        None => first,
-    };
+    let said = crate::yaml::bare_message(message);
     let value = usize::try_from(line)
         .ok()
         .and_then(|l| lines.get(l.checked_sub(1)?))

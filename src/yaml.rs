@@ -77,7 +77,7 @@ pub fn parse(path: &str, text: &str) -> Result<Node, Diagnostic> {
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((1, 1));
-            let message = first_line(&e.to_string());
+            let message = bare_message(&e.to_string()).to_string();
             Err(Diagnostic::new(
                 path,
                 line,
@@ -86,10 +86,6 @@ pub fn parse(path: &str, text: &str) -> Result<Node, Diagnostic> {
             ))
         }
     }
-}
-
-fn first_line(text: &str) -> String {
-    text.lines().next().unwrap_or(text).trim().to_string()
 }
 
 fn node(s: Spanned<Value>) -> Node {
@@ -247,6 +243,17 @@ pub fn expect_str<'a>(
         ));
     }
     s
+}
+
+/// The parser's words for a problem without the place it puts in front ("error: line 3 column
+/// 3: …"): rebuy prints the place itself, as `path:line:col:`.
+pub fn bare_message(text: &str) -> &str {
+    let first = text.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match first.strip_prefix("line ") {
+        Some(rest) if rest.contains(" column ") => rest.split_once(": ").map_or(first, |(_, m)| m),
+        _ => first,
+    }
 }
 
 #[cfg(test)]

@@ -279,16 +279,22 @@ fn check_template(
                 }
             }
             Err(e) if checked.insert(name.clone()) => {
-                let (line, col) = error_position(&source, &e);
-                diags.push(Diagnostic::new(
-                    &shown,
-                    line,
-                    col,
-                    format!(
-                        "template syntax error: {}",
-                        e.detail().unwrap_or("invalid syntax")
+                let detail = e.detail().unwrap_or("invalid syntax");
+                // The end of the file is where minijinja noticed; the opening tag is where
+                // the mistake is.
+                let d = match unclosed_block(&source).filter(|_| detail.contains("end of input")) {
+                    Some((line, col, kw)) => Diagnostic::new(
+                        &shown,
+                        line,
+                        col,
+                        format!("template syntax error: {{% {kw} %}} opened here is never closed (add {{% end{kw} %}})"),
                     ),
-                ));
+                    None => {
+                        let (line, col) = error_position(&source, &e);
+                        Diagnostic::new(&shown, line, col, format!("template syntax error: {detail}"))
+                    }
+                };
+                diags.push(d);
             }
             Err(_) => {}
         }
@@ -461,6 +467,9 @@ fn check_footer(
     ));
     let ctx = crate::render::sample_context(shop, SAMPLE_UNSUBSCRIBE);
     for (key, send) in s.steps.iter().flat_map(|step| step.sends()) {
+        // One problem per step: what is missing, and from which parts.
+        let mut missing: Vec<&str> = Vec::new();
+        let mut parts: Vec<String> = Vec::new();
         for (part, escape) in part_names(&send.template).into_iter().zip([true, false]) {
             let Ok(out) = renderer
                 .env()
@@ -476,18 +485,76 @@ fn check_footer(
                     value.clone()
                 };
                 if !out.contains(&shown) && !out.contains(value.as_str()) {
-                    diags.push(
-                        Diagnostic::new(
-                            &s.path,
-                            send.template_line,
-                            send.template_col,
-                            format!("marketing mail must show {what}, but {part} (step '{key}') does not"),
-                        )
-                        .with_hint("include the shop footer, e.g. {% include \"_footer.html\" %} / {% include \"_footer.txt\" %}"),
-                    );
+                    if !missing.contains(what) {
+                        missing.push(what);
+                    }
+                    if !parts.contains(&part) {
+                        parts.push(part.clone());
+                    }
                 }
             }
         }
+        if missing.is_empty() {
+            continue;
+        }
+        let (verb, parts) = match parts.as_slice() {
+            [one] => ("does", one.clone()),
+            many => ("do", many.join(" and ")),
+        };
+        diags.push(
+            Diagnostic::new(
+                &s.path,
+                send.template_line,
+                send.template_col,
+                format!(
+                    "marketing mail must show {}, but {parts} (step '{key}') {verb} not",
+                    and_list(&missing)
+                ),
+            )
+            .with_hint("include the shop footer, e.g. {% include \"_footer.html\" %} / {% include \"_footer.txt\" %}"),
+        );
+    }
+}
+
+/// The innermost block tag (`{% if %}`, `{% for %}`, …) left open at the end of `source`:
+/// its line, column and keyword.
+fn unclosed_block(source: &str) -> Option<(u64, u64, String)> {
+    const BLOCKS: [&str; 8] = [
+        "if", "for", "macro", "block", "with", "filter", "call", "raw",
+    ];
+    let mut open: Vec<(u64, u64, String)> = Vec::new();
+    let mut rest = source;
+    let mut offset = 0;
+    while let Some(start) = rest.find("{%") {
+        let at = offset + start;
+        let inner = &rest[start + 2..];
+        let end = inner.find("%}")?;
+        let word = inner[..end]
+            .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace())
+            .split_whitespace()
+            .next()
+            .unwrap_or_default();
+        if BLOCKS.contains(&word) {
+            let line = source[..at].matches('\n').count() as u64 + 1;
+            let col = (at - source[..at].rfind('\n').map_or(0, |n| n + 1)) as u64 + 1;
+            open.push((line, col, word.to_string()));
+        } else if let Some(kw) = word.strip_prefix("end") {
+            if let Some(i) = open.iter().rposition(|(_, _, k)| k == kw) {
+                open.truncate(i);
+            }
+        }
+        offset = at + 2 + end + 2;
+        rest = &source[offset..];
+    }
+    open.pop()
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
     }
 }
 
@@ -615,4 +682,16 @@ fn unknown_variables(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_unclosed_block_is_found_where_it_opened() {
+        let src =
+            "<p>{% if a %}\n{% for x in xs %}{{ x }}{% endfor %}\n  {%- if b %}\nhi\n{% endif %}\n";
+        assert_eq!(super::unclosed_block(src), Some((1, 4, "if".into())));
+        assert_eq!(super::unclosed_block("{% if a %}{% endif %}"), None);
+        assert_eq!(super::and_list(&["a", "b", "c"]), "a, b and c");
+    }
 }

@@ -42,7 +42,7 @@ fn relay_down(dir: &Path, extra: &str) {
         .port();
     std::fs::write(
         dir.join("rebuy.yaml"),
-        format!("delivery:\n  transport: smtp\n{extra}  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 1 }}\n"),
+        format!("unsubscribe: {{ base_url: https://hadamaru.example/unsubscribe }}\ndelivery:\n  transport: smtp\n{extra}  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 1 }}\n"),
     )
     .unwrap();
 }
@@ -457,7 +457,7 @@ fn a_second_signal_exits_at_once() {
     let port = silent.local_addr().unwrap().port();
     std::fs::write(
         dir.path().join("rebuy.yaml"),
-        format!("tick_interval: 1s\ndelivery:\n  transport: smtp\n  stall_secs: 600\n  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 60 }}\n"),
+        format!("tick_interval: 1s\nunsubscribe: {{ base_url: https://hadamaru.example/unsubscribe }}\ndelivery:\n  transport: smtp\n  stall_secs: 600\n  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 60 }}\n"),
     )
     .unwrap();
     assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])

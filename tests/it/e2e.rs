@@ -119,7 +119,7 @@ async fn a_first_order_thank_you_arrives_as_multipart_with_a_japanese_subject_an
     );
 
     let secret = store.setting("unsubscribe_secret").await.unwrap().unwrap();
-    let signer = Unsubscriber::new("https://shop.example/unsubscribe", secret.as_bytes());
+    let signer = Unsubscriber::new("https://hadamaru.example/unsubscribe", secret.as_bytes());
     let expected = format!("<{}>", signer.url("C1"));
     assert_eq!(
         m.header_raw("List-Unsubscribe").map(str::trim),

@@ -243,6 +243,7 @@ impl TestShop {
             .shop
             .insert("contact".into(), "support@hadamaru.example".into());
         config.delivery.file_dir = dir.path().join("outbox");
+        config.unsubscribe.base_url = "https://hadamaru.example/unsubscribe".into();
         // The built-in cap and quiet hours are on; a test must not depend on the hour it runs
         // at, so the tests of those limits set them themselves.
         config.marketing = rebuy::config::MarketingConfig::off();

@@ -114,7 +114,7 @@ async fn a_webhook_order_becomes_a_sent_mail_and_bad_requests_store_nothing() {
     std::fs::write(
         d.join("rebuy.yaml"),
         format!(
-            "tick_interval: 1h\nhttp:\n  listen: 127.0.0.1:0\n  max_body_bytes: 65536\n\
+            "tick_interval: 1h\nunsubscribe: {{ base_url: https://hadamaru.example/unsubscribe }}\nhttp:\n  listen: 127.0.0.1:0\n  max_body_bytes: 65536\n\
              delivery:\n  transport: smtp\n  smtp: {{ host: 127.0.0.1, port: {}, tls: none, timeout_secs: 5 }}\n",
             smtp.port
         ),
