@@ -703,6 +703,34 @@ fn read_send(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Send> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        // Any text, or any text made of scenario-like lines, is a scenario or located errors:
+        // never a panic, never a place outside the text.
+        #[test]
+        fn any_text_is_a_scenario_or_located_errors(text in proptest::prop_oneof![
+            "\\PC{0,200}",
+            proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just("id: x".to_string()),
+                proptest::strategy::Just("trigger: first_order".to_string()),
+                proptest::strategy::Just("steps:".to_string()),
+                proptest::strategy::Just("  - id: a".to_string()),
+                proptest::strategy::Just("    wait: 3d".to_string()),
+                proptest::strategy::Just("    send: { template: t, subject: s }".to_string()),
+                "[ -~]{0,30}",
+            ], 0..12).prop_map(|l| l.join("\n")),
+        ]) {
+            let lines = text.lines().count() as u64 + 1;
+            if let Err(diags) = parse_scenario("p.yaml", &text) {
+                proptest::prop_assert!(!diags.is_empty());
+                for d in diags {
+                    proptest::prop_assert!(d.line >= 1 && d.line <= lines + 1, "{} outside {} lines", d, lines);
+                    proptest::prop_assert!(!d.message.is_empty());
+                }
+            }
+        }
+    }
 
     const GOOD: &str = r#"
 id: first-purchase

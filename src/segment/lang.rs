@@ -683,6 +683,27 @@ fn unknown_field(at: usize, name: &str) -> LangError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
+
+    proptest::proptest! {
+        // Any text, or any run of the language's own words, is a condition or an error at a
+        // place inside the text: never a panic.
+        #[test]
+        fn any_text_is_a_condition_or_an_error_at_a_place_in_it(text in proptest::prop_oneof![
+            "\\PC{0,80}",
+            proptest::collection::vec(proptest::prop_oneof![
+                "(and|or|not|\\(|\\)|==|>=|<|,|in|\\[|\\])".prop_map(String::from),
+                "(orders|monetary|recency_days|rfm|bought|did|within|count|event)".prop_map(String::from),
+                "[0-9]{1,4}(d|w)?".prop_map(String::from),
+                "'[a-z]{0,4}'".prop_map(String::from),
+            ], 0..14).prop_map(|w| w.join(" ")),
+        ]) {
+            if let Err(e) = parse(&text) {
+                proptest::prop_assert!(e.offset <= text.len(), "{} past {}", e.offset, text.len());
+                proptest::prop_assert!(!e.message.is_empty());
+            }
+        }
+    }
 
     fn err(text: &str) -> LangError {
         parse(text).expect_err(text)
