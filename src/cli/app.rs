@@ -64,6 +64,16 @@ impl App {
         ))
     }
 
+    /// The shop's currency for amounts shown to people (`shop.currency`, default JPY).
+    pub fn currency(&self) -> String {
+        self.config
+            .shop
+            .get("currency")
+            .map(|c| c.trim().to_ascii_uppercase())
+            .filter(|c| !c.is_empty())
+            .unwrap_or_else(|| "JPY".into())
+    }
+
     /// The click tracker when `tracking.base_url` is set. It signs with the unsubscribe
     /// secret (under a prefix of its own), so one secret protects every link in a mail.
     pub async fn tracker(&self, store: &Store) -> Result<Option<crate::tracking::Tracker>> {

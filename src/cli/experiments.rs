@@ -58,7 +58,7 @@ pub async fn write_html(
     let title = format!("{shop}: did the scenarios raise the repeat rate?{period}");
     std::fs::write(
         path,
-        crate::experiment::html::render(&title, report, &curves),
+        crate::experiment::html::render(&title, report, &curves, &app.currency()),
     )
     .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
@@ -110,7 +110,7 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         );
     }
-    print_report_view(&report, args.format, args.view)?;
+    print_report_view(&report, args.format, args.view, &app.currency())?;
     Ok(exit::OK)
 }
 
@@ -132,7 +132,27 @@ fn interval(u: &Uplift) -> String {
     format!("{} to {}", points(u.absolute_low), points(u.absolute_high))
 }
 
-fn scenario_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+/// How amounts (minor units) are written in a table: in the shop's currency for people
+/// (`¥3,980`), as plain numbers for CSV.
+#[derive(Debug, Clone, Copy)]
+pub enum Amounts<'a> {
+    Money(&'a str),
+    Plain,
+}
+
+impl Amounts<'_> {
+    fn show(self, minor: f64) -> String {
+        match self {
+            Amounts::Money(currency) => crate::domain::format_money(minor.round() as i64, currency),
+            Amounts::Plain => format!("{minor:.0}"),
+        }
+    }
+}
+
+fn scenario_table(
+    report: &[ScenarioResult],
+    amounts: Amounts,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let headers = vec![
         "scenario",
         "enrolled",
@@ -176,11 +196,11 @@ fn scenario_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<Stri
                         .map(|x| format!("{:+.1}%", x * 100.0)),
                 ),
                 dash(u.map(|u| format!("{:.4}", u.p_value))),
-                format!("{:.0}", r.revenue_per_treated),
-                dash(r.revenue_per_comparison.map(|x| format!("{x:.0}"))),
-                dash(r.incremental_revenue.map(|x| format!("{x:.0}"))),
+                amounts.show(r.revenue_per_treated),
+                dash(r.revenue_per_comparison.map(|x| amounts.show(x))),
+                dash(r.incremental_revenue.map(|x| amounts.show(x))),
                 r.attributed_orders.to_string(),
-                r.attributed_revenue.to_string(),
+                amounts.show(r.attributed_revenue as f64),
                 dash(
                     u.filter(|u| !u.significant)
                         .and_then(|u| u.needed_treatment)
@@ -197,7 +217,10 @@ fn scenario_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<Stri
     (headers, rows)
 }
 
-fn step_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+fn step_table(
+    report: &[ScenarioResult],
+    amounts: Amounts,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let headers = vec![
         "scenario",
         "step",
@@ -227,7 +250,7 @@ fn step_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>
                     s.held_out.to_string(),
                     s.converted_after.to_string(),
                     s.attributed_orders.to_string(),
-                    s.attributed_revenue.to_string(),
+                    amounts.show(s.attributed_revenue as f64),
                     s.opened.to_string(),
                     s.clicked.to_string(),
                     if s.sent > 0 {
@@ -285,18 +308,28 @@ fn variant_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<Strin
 }
 
 /// Prints the report: every table (and the verdicts) for `table`, everything for `json`.
-pub fn print_report(report: &[ScenarioResult], format: OutputFormat) -> anyhow::Result<()> {
-    print_report_view(report, format, ScenarioView::Scenarios)
+/// Amounts are in `currency` in a table, plain numbers in CSV.
+pub fn print_report(
+    report: &[ScenarioResult],
+    format: OutputFormat,
+    currency: &str,
+) -> anyhow::Result<()> {
+    print_report_view(report, format, ScenarioView::Scenarios, currency)
 }
 
 fn print_report_view(
     report: &[ScenarioResult],
     format: OutputFormat,
     view: ScenarioView,
+    currency: &str,
 ) -> anyhow::Result<()> {
     let json = serde_json::to_value(report)?;
-    let (sh, sr) = scenario_table(report);
-    let (fh, fr) = step_table(report);
+    let amounts = match format {
+        OutputFormat::Table => Amounts::Money(currency),
+        _ => Amounts::Plain,
+    };
+    let (sh, sr) = scenario_table(report, amounts);
+    let (fh, fr) = step_table(report, amounts);
     let (vh, vr) = variant_table(report);
     match (format, view) {
         (OutputFormat::Table, _) => {

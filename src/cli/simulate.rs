@@ -191,7 +191,7 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
         }
         print_rows(args.format, &headers, &rows, &serde_json::Value::Null)?;
         if args.format == OutputFormat::Table {
-            print_report(&report, OutputFormat::Table)?;
+            print_report(&report, OutputFormat::Table, &app.currency())?;
         }
     }
     store.close().await;

@@ -21,19 +21,25 @@ const WIDTH: f64 = 760.0;
 const TREATMENT: &str = "#1f6feb";
 const COMPARISON: &str = "#d4731c";
 
-/// The whole page. `title` goes into the heading (e.g. the shop's name and the period).
-pub fn render(title: &str, report: &[ScenarioResult], curves: &[ConversionDays]) -> String {
+/// The whole page. `title` goes into the heading (e.g. the shop's name and the period);
+/// amounts are written in `currency`.
+pub fn render(
+    title: &str,
+    report: &[ScenarioResult],
+    curves: &[ConversionDays],
+    currency: &str,
+) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
-         <style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222}}\
+         <style>body{{font-family:system-ui,\"Hiragino Sans\",\"Hiragino Kaku Gothic ProN\",\"Noto Sans CJK JP\",\"Noto Sans JP\",\"Yu Gothic\",Meiryo,sans-serif;margin:24px;color:#222}}\
          table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}\
          td:first-child,th:first-child{{text-align:left}}.verdict{{margin:4px 0;font-size:14px}}\
          h2{{margin-top:32px}}svg{{background:#fff}}</style></head><body><h1>{t}</h1>",
         t = esc(title)
     );
-    out.push_str(&summary_table(report));
+    out.push_str(&summary_table(report, currency));
     out.push_str(&funnel_table(report));
     out.push_str("<h2>Uplift in the repeat rate, with 95% intervals</h2>");
     out.push_str(&uplift_chart(report));
@@ -50,7 +56,7 @@ pub fn render(title: &str, report: &[ScenarioResult], curves: &[ConversionDays])
     out
 }
 
-fn summary_table(report: &[ScenarioResult]) -> String {
+fn summary_table(report: &[ScenarioResult], currency: &str) -> String {
     let mut t = String::from(
         "<table><tr><th>scenario</th><th>enrolled</th><th>treated</th><th>held out</th>\
          <th>control</th><th>sent</th><th>rate treated</th><th>rate compared</th>\
@@ -78,7 +84,10 @@ fn summary_table(report: &[ScenarioResult]) -> String {
                 u.absolute_high * 100.0
             ))),
             cell(u.map(|u| format!("{:.4}", u.p_value))),
-            cell(r.incremental_revenue.map(|x| format!("{x:.0}"))),
+            cell(
+                r.incremental_revenue
+                    .map(|x| crate::domain::format_money(x.round() as i64, currency)),
+            ),
         );
     }
     t.push_str("</table>");
@@ -395,7 +404,9 @@ mod tests {
                 days: vec![(5, 18)],
             },
         ];
-        let html = render("Shop", &report, &curves);
+        let html = render("Shop", &report, &curves, "JPY");
+        // A font that has Japanese, before the generic one: no boxes for a Japanese title.
+        assert!(html.contains("\"Noto Sans CJK JP\""));
         // Nothing to fetch: no script, no linked file, no URL in the styles.
         for fetch in ["<script", "src=", "href=", "url(", "@import"] {
             assert!(!html.contains(fetch), "{fetch}");

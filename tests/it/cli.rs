@@ -294,6 +294,10 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
         page.contains("support-follow-up") && page.contains("</html>"),
         "{page}"
     );
+    // For people, amounts in the shop's currency; CSV keeps plain numbers (below).
+    let o = rebuy(dir.path(), &["report", "scenarios", "--view", "steps"]);
+    let table = text(&o).0;
+    assert!(table.contains("¥0"), "{table}");
     let o = rebuy(
         dir.path(),
         &["report", "scenarios", "--view", "steps", "--format", "csv"],
