@@ -66,7 +66,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         );
     }
     // Did the scenarios work? Against their 10% holdouts (the generated customers do not read
-    // mail, so expect "too small to tell" here).
+    // mail, so expect "No clear effect yet" here).
     let scenarios = daemon.engine.scenarios().to_vec();
     let window = app.resolved.attribution_window;
     let results =

@@ -191,6 +191,7 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
         }
         print_rows(args.format, &headers, &rows, &serde_json::Value::Null)?;
         if args.format == OutputFormat::Table {
+            println!("A back-test replays orders the mails never influenced: the comparison below shows how the groups differ by chance, not what the mails would do. Measure that on live mail.");
             print_report(&report, OutputFormat::Table, &app.currency())?;
         }
     }

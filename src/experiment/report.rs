@@ -217,6 +217,7 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
             uplift.as_ref(),
             smallest_cell,
             treatment.enrolled,
+            comparison.map_or(0, |c| c.enrolled),
         ),
         uplift,
         revenue_per_treated: per(treatment),
@@ -311,6 +312,7 @@ pub fn verdict(
     uplift: Option<&Uplift>,
     smallest_cell: i64,
     treated: i64,
+    compared: i64,
 ) -> String {
     let Some(group) = compared_with else {
         return "no comparison group: set `holdout: 10%` on the scenario to measure its effect"
@@ -319,37 +321,64 @@ pub fn verdict(
     let Some(u) = uplift else {
         return format!("nobody enrolled in treatment or {group} yet");
     };
-    let points = |x: f64| format!("{:+.1} points", x * 100.0);
+    let n = |x: i64| crate::domain::group_thousands(x.max(0) as u64);
+    let pts = |x: f64| format!("{:.1}", x.abs() * 100.0);
+    let pct = |x: f64| format!("{:.1}%", x * 100.0);
+    let stats = format!(
+        "95% CI {:+.1} to {:+.1} points, p {}",
+        u.absolute_low * 100.0,
+        u.absolute_high * 100.0,
+        p_text(u.p_value)
+    );
     if smallest_cell < MIN_CELL {
         return format!(
-            "too few conversions to tell yet: an arm has fewer than {MIN_CELL} conversions or \
-             non-conversions ({treated} treated so far)"
+            "Too early to tell: fewer than {MIN_CELL} customers in one group bought again (or did not), so no figure in the table is reliable yet, the p-value included ({} treated so far).",
+            n(treated)
         );
     }
     if u.significant {
-        let direction = if u.absolute > 0.0 {
-            "raised"
+        let (verb, more) = if u.absolute > 0.0 {
+            ("It works", "more")
         } else {
-            "lowered"
+            ("It hurts", "fewer")
         };
         return format!(
-            "{direction} the repeat rate by {:.1} points (95% CI {} to {}, p {})",
-            u.absolute.abs() * 100.0,
-            points(u.absolute_low),
-            points(u.absolute_high),
-            p_text(u.p_value)
+            "{verb}: {} of the customers who got the mails bought again, against {} of the {group}: {} points {more} ({stats}).",
+            pct(u.rate_treatment),
+            pct(u.rate_holdout),
+            pts(u.absolute)
+        );
+    }
+    // A narrow interval around zero is an answer too: whatever the effect is, it is small.
+    let widest = u.absolute_low.abs().max(u.absolute_high.abs());
+    if widest < NARROW {
+        return format!(
+            "No effect worth having: the interval rules out a change larger than {} points either way ({stats}).",
+            pts(widest)
         );
     }
     match (u.needed_treatment, u.needed_holdout) {
-        (Some(t), Some(h)) => format!(
-            "too small to tell (p {}): detecting the observed {} at 80% power needs about \
-             {t} treated and {h} {group} enrollments ({treated} treated so far)",
-            p_text(u.p_value),
-            points(u.absolute)
+        (Some(t), Some(h)) => {
+            let more =
+                t.saturating_sub(treated.max(0) as u64) + h.saturating_sub(compared.max(0) as u64);
+            format!(
+                "No clear effect yet: {} customers in the {group} so far; about {} more enrollments are needed to see a change of {} points ({stats}; about {} treated and {} in the {group} in all).",
+                n(compared),
+                crate::domain::group_thousands(more),
+                pts(u.absolute),
+                crate::domain::group_thousands(t),
+                crate::domain::group_thousands(h)
+            )
+        }
+        _ => format!(
+            "No difference from the {group} so far ({} treated; {stats}).",
+            n(treated)
         ),
-        _ => format!("no difference from the {group} so far ({treated} treated)"),
     }
 }
+
+/// An interval inside ±2 points rules out any effect a shop would act on.
+const NARROW: f64 = 0.02;
 
 fn p_text(p: f64) -> String {
     if p < 0.001 {
@@ -391,7 +420,12 @@ mod tests {
         assert!((r.revenue_per_treated - 2400.0).abs() < 1e-9);
         assert_eq!(r.revenue_per_comparison, Some(1440.0));
         assert!((r.incremental_revenue.unwrap() - 960.0 * 900.0).abs() < 1e-6);
-        assert!(r.verdict.starts_with("too small to tell"), "{}", r.verdict);
+        assert!(
+            r.verdict
+                .starts_with("No clear effect yet: 100 customers in the holdout so far; about "),
+            "{}",
+            r.verdict
+        );
     }
 
     #[test]
@@ -446,12 +480,30 @@ mod tests {
         )[0];
         assert!(
             r.verdict.starts_with(
-                "raised the repeat rate by 6.0 points (95% CI +3.4 points to +8.4 points, p < 0.001)"
+                "It works: 24.0% of the customers who got the mails bought again, against 18.0% of the holdout: 6.0 points more (95% CI +3.4 to +8.4 points, p < 0.001)"
             ),
             "{}",
             r.verdict
         );
     }
+    #[test]
+    fn a_narrow_interval_around_zero_says_what_it_rules_out() {
+        let r = &build(
+            &[
+                arm("treatment", 90_000, 18_000, 0),
+                arm("holdout", 10_000, 2_000, 0),
+            ],
+            &[],
+            &[],
+            &[],
+        )[0];
+        assert!(
+            r.verdict.starts_with("No effect worth having: the interval rules out a change larger than 0.8 points either way"),
+            "{}",
+            r.verdict
+        );
+    }
+
     #[test]
     fn one_conversion_is_not_called_an_effect() {
         // 0 of 102 treated against 1 of 8 held out: the interval excludes zero, but a single
@@ -463,10 +515,6 @@ mod tests {
             &[],
         )[0];
         assert!(r.uplift.unwrap().significant);
-        assert!(
-            r.verdict.starts_with("too few conversions to tell yet"),
-            "{}",
-            r.verdict
-        );
+        assert!(r.verdict.starts_with("Too early to tell"), "{}", r.verdict);
     }
 }

@@ -68,7 +68,11 @@ fn trim_zero_decimals<'a>(text: &'a str, currency: &str) -> &'a str {
     let Some((whole, frac)) = text.split_once('.') else {
         return text;
     };
-    if frac.len() > digits && frac[digits..].chars().all(|c| c == '0') {
+    // `get`: the cut must fall between characters (the fuzzer sent "1.0é").
+    if frac
+        .get(digits..)
+        .is_some_and(|tail| !tail.is_empty() && tail.chars().all(|c| c == '0'))
+    {
         let keep = whole.len() + if digits == 0 { 0 } else { 1 + digits };
         &text[..keep]
     } else {
@@ -173,6 +177,21 @@ pub fn map_order(payload: &Value, consent: bool) -> Result<Mapped, Unmappable> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_amount_with_a_character_beyond_ascii_after_its_decimals_is_refused_not_a_panic() {
+        // Found by the import fuzzer (fuzz/regressions/import/shopify-price-not-ascii.jsonl).
+        for (text, currency) in [("1.0é", "USD"), ("14.2é0", "EUR"), ("1990.é0", "JPY")] {
+            assert!(
+                money(Some(&json!(text)), currency, "price").is_err(),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            money(Some(&json!("1990.00")), "JPY", "price").unwrap(),
+            Some(1990)
+        );
+    }
+
     use super::*;
 
     #[test]
