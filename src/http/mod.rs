@@ -132,6 +132,31 @@ pub fn router(api: Arc<Api>, extra: Router, limits: &Limits) -> Router {
                     .into_response(),
             }
         }))
+        .layer(axum::middleware::from_fn(catch_panic))
+}
+
+/// A handler that panics (a bug) answers 500 with a problem body and is logged, instead of
+/// dropping the connection without a word; the server goes on either way.
+async fn catch_panic(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use futures::FutureExt;
+    let route = req.uri().path().to_string();
+    match std::panic::AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(route = %route, panic = %what, "a request handler panicked (a bug in rebuy); answered 500");
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                .detail("rebuy failed on this request (a bug, logged); nothing of it may have been stored: send it again, and report it if it repeats")
+                .into_response()
+        }
+    }
 }
 
 /// Counts a request under its route's pattern, never its path (which holds ids).
@@ -366,5 +391,37 @@ pub(crate) fn body_problem(e: &BytesRejection) -> Problem {
             .detail("the body is larger than http.max_body_bytes; send fewer records per request")
     } else {
         Problem::new(status, "unreadable body").detail(e.body_text())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_with_a_problem_and_the_router_goes_on() {
+        let app = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("bug");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route("/fine", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(catch_panic));
+        let get = |path: &str| {
+            axum::http::Request::builder()
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let r = app.clone().oneshot(get("/boom")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let r = app.oneshot(get("/fine")).await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
     }
 }
