@@ -305,6 +305,21 @@ fn curve_chart(scenario: &str, arms: &[&ConversionDays], comparison: &str) -> St
         max_share * 100.0,
         top + h,
     );
+    // Labelled day ticks, at most about eight, on a step people count in.
+    let step = day_step(max_day as i64);
+    let mut day = 0;
+    while day as f64 <= max_day {
+        let px = x(day as f64);
+        let _ = write!(
+            s,
+            "<line x1=\"{px:.1}\" y1=\"{:.1}\" x2=\"{px:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\
+             <text x=\"{px:.1}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"middle\">{day}</text>",
+            top + h,
+            top + h + 4.0,
+            top + h + 15.0,
+        );
+        day += step;
+    }
     for (i, (points, colour, arm)) in series.iter().enumerate() {
         let mut path = String::new();
         let mut last = 0.0;
@@ -333,6 +348,14 @@ fn curve_chart(scenario: &str, arms: &[&ConversionDays], comparison: &str) -> St
     }
     s.push_str("</svg>");
     s
+}
+
+/// The spacing of day ticks that gives at most about eight over `max_day` days.
+fn day_step(max_day: i64) -> i64 {
+    [1, 2, 5, 7, 14, 30, 60, 90, 180, 365]
+        .into_iter()
+        .find(|s| max_day / s <= 8)
+        .unwrap_or(730)
 }
 
 fn svg_open(w: f64, h: f64, label: &str) -> String {
@@ -405,6 +428,9 @@ mod tests {
             },
         ];
         let html = render("Shop", &report, &curves, "JPY");
+        // The curve chart's day axis is labelled (days 0 to 10: every 2 days).
+        assert!(html.contains(">0</text>") && html.contains(">10</text>"));
+        assert_eq!((day_step(10), day_step(60), day_step(365)), (2, 7, 60));
         // A font that has Japanese, before the generic one: no boxes for a Japanese title.
         assert!(html.contains("\"Noto Sans CJK JP\""));
         // Nothing to fetch: no script, no linked file, no URL in the styles.
