@@ -10,6 +10,7 @@ use crate::reports::scenario_report;
 use crate::store::Store;
 use anyhow::Context as _;
 use chrono::NaiveDate;
+use std::collections::HashMap;
 
 #[derive(Debug, clap::Args)]
 pub struct ScenarioReportArgs {
@@ -110,7 +111,8 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
                 .unwrap_or_default()
         );
     }
-    print_report_view(&report, args.format, args.view, &app.currency())?;
+    let names = scenario_names(&scenarios);
+    print_report_view(&report, args.format, args.view, &app.currency(), &names)?;
     Ok(exit::OK)
 }
 
@@ -149,9 +151,27 @@ impl Amounts<'_> {
     }
 }
 
+/// Scenario ids with their names, for people: `初回購入フォロー (first-purchase)`.
+pub fn scenario_names(scenarios: &[crate::scenario::Scenario]) -> HashMap<String, String> {
+    scenarios
+        .iter()
+        .filter(|s| !s.name.trim().is_empty() && s.name != s.id)
+        .map(|s| (s.id.clone(), s.name.clone()))
+        .collect()
+}
+
+/// A scenario as a person reads it: its name with the id beside, or the id alone.
+fn label(names: &HashMap<String, String>, id: &str) -> String {
+    match names.get(id) {
+        Some(name) => format!("{name} ({id})"),
+        None => id.to_string(),
+    }
+}
+
 fn scenario_table(
     report: &[ScenarioResult],
     amounts: Amounts,
+    names: &HashMap<String, String>,
 ) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let headers = vec![
         "scenario",
@@ -180,7 +200,7 @@ fn scenario_table(
         .map(|r| {
             let u = r.uplift.as_ref();
             vec![
-                r.scenario.clone(),
+                label(names, &r.scenario),
                 r.enrolled.to_string(),
                 r.treatment.to_string(),
                 r.held_out.to_string(),
@@ -313,29 +333,33 @@ pub fn print_report(
     report: &[ScenarioResult],
     format: OutputFormat,
     currency: &str,
+    names: &HashMap<String, String>,
 ) -> anyhow::Result<()> {
-    print_report_view(report, format, ScenarioView::Scenarios, currency)
+    print_report_view(report, format, ScenarioView::Scenarios, currency, names)
 }
 
+/// In a table, amounts in `currency` and scenarios by their names; CSV keeps plain values.
 fn print_report_view(
     report: &[ScenarioResult],
     format: OutputFormat,
     view: ScenarioView,
     currency: &str,
+    names: &HashMap<String, String>,
 ) -> anyhow::Result<()> {
     let json = serde_json::to_value(report)?;
-    let amounts = match format {
-        OutputFormat::Table => Amounts::Money(currency),
-        _ => Amounts::Plain,
+    let plain = HashMap::new();
+    let (amounts, names) = match format {
+        OutputFormat::Table => (Amounts::Money(currency), names),
+        _ => (Amounts::Plain, &plain),
     };
-    let (sh, sr) = scenario_table(report, amounts);
+    let (sh, sr) = scenario_table(report, amounts, names);
     let (fh, fr) = step_table(report, amounts);
     let (vh, vr) = variant_table(report);
     match (format, view) {
         (OutputFormat::Table, _) => {
             print_rows(format, &sh, &sr, &json)?;
             for r in report {
-                println!("{}: {}", r.scenario, r.verdict);
+                println!("{}: {}", label(names, &r.scenario), r.verdict);
             }
             println!(
                 "Per step: messages and the enrollments that converted after the message was sent"

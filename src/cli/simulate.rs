@@ -180,7 +180,7 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
             "run": run,
             "sends": sends.iter().map(|(s, n, c, first, last)| serde_json::json!({
                 "scenario": s, "messages": n, "customers": c,
-                "first": from_millis(*first).to_rfc3339(), "last": from_millis(*last).to_rfc3339(),
+                "first": super::output::local_rfc3339(*first, zone), "last": super::output::local_rfc3339(*last, zone),
             })).collect::<Vec<_>>(),
             "report": report,
         });
@@ -192,7 +192,8 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
         print_rows(args.format, &headers, &rows, &serde_json::Value::Null)?;
         if args.format == OutputFormat::Table {
             println!("A back-test replays orders the mails never influenced: the comparison below shows how the groups differ by chance, not what the mails would do. Measure that on live mail.");
-            print_report(&report, OutputFormat::Table, &app.currency())?;
+            let names = super::experiments::scenario_names(engine.scenarios());
+            print_report(&report, OutputFormat::Table, &app.currency(), &names)?;
         }
     }
     store.close().await;

@@ -294,6 +294,13 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
         page.contains("support-follow-up") && page.contains("</html>"),
         "{page}"
     );
+    // For people, scenarios by their names with the id beside.
+    let o = rebuy(dir.path(), &["report", "scenarios"]);
+    let table = text(&o).0;
+    assert!(
+        table.contains("Follow-up after a support case (support-follow-up): "),
+        "{table}"
+    );
     // For people, amounts in the shop's currency; CSV keeps plain numbers (below).
     let o = rebuy(dir.path(), &["report", "scenarios", "--view", "steps"]);
     let table = text(&o).0;
@@ -898,6 +905,11 @@ fn simulate_back_tests_october_in_its_own_database_and_leaves_the_shop_alone() {
         sends
             .iter()
             .any(|s| s["scenario"] == "first-purchase" && s["messages"].as_i64() > Some(0)),
+        "{out}"
+    );
+    // Times in the shop's zone (Asia/Tokyo by default), as everywhere in the CLI.
+    assert!(
+        sends[0]["first"].as_str().unwrap().ends_with("+09:00"),
         "{out}"
     );
     assert!(dir.path().join("rebuy.simulation.db").exists());
