@@ -839,33 +839,14 @@ impl Engine {
                 // would replace it; the enrollment ends, saying why.
                 None => {
                     warn!(step = %id, "the step this enrollment waits on was removed from the scenario; the enrollment ends");
-                    return StepAdvance {
-                        enrollment_id: e.id,
-                        expected_step: e.next_step,
-                        next_step,
-                        next_step_id: None,
-                        next_due_at: None,
-                        state: "cancelled",
-                        end_reason: Some(format!(
-                            "its next step '{id}' was removed from the scenario"
-                        )),
-                        outbox: None,
-                    };
+                    let why = format!("its next step '{id}' was removed from the scenario");
+                    return ends_without_mail(e, "cancelled", Some(why));
                 }
             },
             None => e.next_step as usize,
         };
         let Some(step) = s.steps.get(index) else {
-            return StepAdvance {
-                enrollment_id: e.id,
-                expected_step: e.next_step,
-                next_step,
-                next_step_id: None,
-                next_due_at: None,
-                state: "completed",
-                end_reason: None,
-                outbox: None,
-            };
+            return ends_without_mail(e, "completed", None);
         };
         let vars: serde_json::Value = serde_json::from_str(&e.vars).unwrap_or_default();
         let ctx = self.context(s, Some(&step.id), c, order, vars, None, now);
@@ -1239,4 +1220,22 @@ impl Judge for ContextJudge<'_> {
 fn distinct(ids: impl Iterator<Item = String>) -> Vec<String> {
     let set: HashSet<String> = ids.collect();
     set.into_iter().collect()
+}
+/// The enrollment ends at its due step without a message: `completed` past the last step,
+/// `cancelled` with `reason` when its step is gone.
+fn ends_without_mail(
+    e: &DueEnrollment,
+    state: &'static str,
+    reason: Option<String>,
+) -> StepAdvance {
+    StepAdvance {
+        enrollment_id: e.id,
+        expected_step: e.next_step,
+        next_step: e.next_step + 1,
+        next_step_id: None,
+        next_due_at: None,
+        state,
+        end_reason: reason,
+        outbox: None,
+    }
 }

@@ -47,6 +47,30 @@ fn relay_down(dir: &Path, extra: &str) {
     .unwrap();
 }
 
+/// Imports the fixture customers and starts the shipped support follow-up for each
+/// (customer, key).
+fn follow_ups(dir: &Path, who: &[(&str, &str)]) {
+    assert!(rebuy(dir, &["import", "customers", "customers.csv"])
+        .status
+        .success());
+    for (c, key) in who {
+        let o = rebuy(
+            dir,
+            &[
+                "trigger",
+                "support-follow-up",
+                "--customer",
+                c,
+                "--var",
+                "case_id=X",
+                "--key",
+                key,
+            ],
+        );
+        assert!(o.status.success(), "{:?}", text(&o));
+    }
+}
+
 /// `folder()` with the fixture customers and orders imported.
 fn imported_folder() -> tempfile::TempDir {
     let dir = folder();
@@ -471,23 +495,7 @@ fn a_second_signal_exits_at_once() {
         format!("tick_interval: 1s\nunsubscribe: {{ base_url: https://hadamaru.example/unsubscribe }}\ndelivery:\n  transport: smtp\n  stall_secs: 600\n  smtp: {{ host: 127.0.0.1, port: {port}, tls: none, timeout_secs: 60 }}\n"),
     )
     .unwrap();
-    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
-        .status
-        .success());
-    let o = rebuy(
-        dir.path(),
-        &[
-            "trigger",
-            "support-follow-up",
-            "--customer",
-            "C1",
-            "--var",
-            "case_id=X",
-            "--key",
-            "K1",
-        ],
-    );
-    assert!(o.status.success(), "{:?}", text(&o));
+    follow_ups(dir.path(), &[("C1", "K1")]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
         .args(["run"])
         .current_dir(dir.path())
@@ -529,25 +537,7 @@ fn a_second_signal_exits_at_once() {
 #[test]
 fn check_against_the_database_says_who_waits_on_a_step_an_edit_removes() {
     let dir = folder();
-    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
-        .status
-        .success());
-    for (c, key) in [("C1", "K1"), ("C2", "K2")] {
-        let o = rebuy(
-            dir.path(),
-            &[
-                "trigger",
-                "support-follow-up",
-                "--customer",
-                c,
-                "--var",
-                "case_id=X",
-                "--key",
-                key,
-            ],
-        );
-        assert!(o.status.success(), "{:?}", text(&o));
-    }
+    follow_ups(dir.path(), &[("C1", "K1"), ("C2", "K2")]);
     // The apology goes out; both then wait on "check-in".
     assert!(rebuy(dir.path(), &["run", "--once"]).status.success());
     let o = rebuy(dir.path(), &["check", "--against-db"]);
@@ -752,25 +742,7 @@ fn failed_messages_are_listed_retried_and_queued_ones_cancelled_from_the_command
     let dir = folder();
     // A relay nobody listens on, and one attempt: a send fails for good at once.
     relay_down(dir.path(), "  max_attempts: 1\n");
-    assert!(rebuy(dir.path(), &["import", "customers", "customers.csv"])
-        .status
-        .success());
-    for (c, key) in [("C1", "K1"), ("C2", "K2")] {
-        let o = rebuy(
-            dir.path(),
-            &[
-                "trigger",
-                "support-follow-up",
-                "--customer",
-                c,
-                "--var",
-                "case_id=X",
-                "--key",
-                key,
-            ],
-        );
-        assert!(o.status.success(), "{:?}", text(&o));
-    }
+    follow_ups(dir.path(), &[("C1", "K1"), ("C2", "K2")]);
     let o = rebuy(dir.path(), &["run", "--once"]);
     assert!(o.status.success(), "{:?}", text(&o));
 
