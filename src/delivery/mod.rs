@@ -383,14 +383,7 @@ impl Deliverer {
         report.unknown += unknown;
         if self.stopping() {
             // Claimed or marked, never handed over: back in the queue for the next process.
-            let handed: Vec<i64> = {
-                let handed = self.sender.handed.lock().expect("not poisoned");
-                handed.iter().copied().collect()
-            };
-            let back = self
-                .store
-                .release_unsent(&self.owner, to_millis(now), &handed)
-                .await?;
+            let back = self.put_back_unsent(to_millis(now)).await?;
             info!(
                 back,
                 "stopping: the messages not handed over are back in the queue"
@@ -405,6 +398,16 @@ impl Deliverer {
             report.paused_until = Some(until);
         }
         Ok(report)
+    }
+
+    /// Puts this sender's claimed and marked messages back in the queue, except those handed
+    /// to the transport and not recorded yet (they may have gone out: they stay `sending`).
+    async fn put_back_unsent(&self, at: i64) -> crate::store::Result<u64> {
+        let handed: Vec<i64> = {
+            let handed = self.sender.handed.lock().expect("not poisoned");
+            handed.iter().copied().collect()
+        };
+        self.store.release_unsent(&self.owner, at, &handed).await
     }
 
     /// Deals with the messages of senders whose process has died (their lock is free) at once,
@@ -476,12 +479,8 @@ impl Deliverer {
         tracing::error!(stall_secs = stalled.0.as_secs(), "{said}");
         let at = clock.millis();
         let bounded = std::time::Duration::from_secs(10);
-        let handed: Vec<i64> = {
-            let mut handed = self.sender.handed.lock().expect("not poisoned");
-            handed.drain().collect()
-        };
         let cleanup = async {
-            self.store.release_unsent(&self.owner, at, &handed).await?;
+            self.put_back_unsent(at).await?;
             self.store.record_stall(&Stall { at, said }).await
         };
         match tokio::time::timeout(bounded, cleanup).await {
