@@ -5,7 +5,7 @@
 
 use crate::metrics::{cohorts, day_number, group_ltv, month_of, Cohort, CustomerValue, GroupLtv};
 use crate::refresh::each_customer;
-use crate::store::Store;
+use crate::store::{Period, Store};
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use futures::TryStreamExt;
@@ -61,23 +61,36 @@ pub async fn ltv_report(
     Ok((segments, cohorts))
 }
 
-/// The report over enrollments triggered (and orders placed) at or after `since` (unix ms),
-/// with last-touch attribution over `attribution_window`; `scenarios` (the loaded ones) give
-/// the per-variant results of steps with variants.
+/// The report over the enrollments `period` counts (and the orders placed in it), with
+/// last-touch attribution over `attribution_window`; `scenarios` (the loaded ones) give the
+/// per-variant results of steps with variants.
 pub async fn scenario_report(
     store: &Store,
     scenarios: &[crate::scenario::Scenario],
-    since: i64,
+    period: Period,
     scenario: Option<&str>,
     attribution_window: chrono::Duration,
 ) -> anyhow::Result<Vec<crate::experiment::ScenarioResult>> {
-    let arms = store.arm_counts(since, scenario).await?;
-    let steps = store.step_counts(since, scenario).await?;
+    let arms = store.arm_counts(period, scenario).await?;
+    let steps = store.step_counts(period, scenario).await?;
     let touches = store
-        .last_touch(since, attribution_window.num_milliseconds(), scenario)
+        .last_touch(period, attribution_window.num_milliseconds(), scenario)
         .await?;
-    let tracking = store.tracking_counts(since, scenario).await?;
+    let tracking = store.tracking_counts(period, scenario).await?;
     let mut report = crate::experiment::build_report(&arms, &steps, &touches, &tracking);
+    for open in store.open_enrollments(period, scenario).await? {
+        match report.iter_mut().find(|r| r.scenario == open.scenario_id) {
+            Some(r) => r.still_open = open.open,
+            // Every enrollment of the scenario is still open: a row that says so.
+            None => report.push(crate::experiment::report::only_open(&open)),
+        }
+    }
+    report.sort_by(|a, b| {
+        let control = |r: &crate::experiment::ScenarioResult| {
+            r.scenario == crate::experiment::report::CONTROL_ROW
+        };
+        (control(a), &a.scenario).cmp(&(control(b), &b.scenario))
+    });
     let decisions = store.variant_decisions().await?;
     for r in report.iter_mut().filter(|r| r.compared_with.is_none()) {
         let manual = scenarios
@@ -96,7 +109,7 @@ pub async fn scenario_report(
         else {
             continue;
         };
-        let outcomes = store.treatment_outcomes(&s.id, since).await?;
+        let outcomes = store.treatment_outcomes(&s.id, period).await?;
         let comparison = r
             .compared_with
             .as_ref()

@@ -2,6 +2,7 @@
 
 use super::exit;
 use super::output::OutputFormat;
+use crate::clock::{to_millis, Clock as _};
 use crate::demo::{prepare, simulate, DemoReport};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -35,7 +36,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         shop.customers.len(),
         shop.orders.len(),
         args.days,
-        clock_start(&clock)
+        clock_start(&clock, app.resolved.default_timezone)
     );
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new(args.days as u64)
@@ -69,15 +70,24 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     // mail, so expect "No clear effect yet" here).
     let scenarios = daemon.engine.scenarios().to_vec();
     let window = app.resolved.attribution_window;
+    let counted = crate::store::Period::closed(i64::MIN, to_millis(clock.now()));
     let results =
-        crate::reports::scenario_report(&store, &scenarios, i64::MIN, None, window).await?;
+        crate::reports::scenario_report(&store, &scenarios, counted, None, window).await?;
+    let names = super::experiments::scenario_names(&scenarios);
     if args.format == OutputFormat::Table {
         for r in &results {
-            println!("{}: {}", r.scenario, r.verdict);
+            println!(
+                "{}: {}",
+                super::experiments::label(&names, &r.scenario),
+                r.verdict
+            );
+        }
+        if let Some(line) = super::experiments::open_line(&results, &names) {
+            println!("{line}");
         }
     }
     let html = args.dir.join("report.html");
-    super::experiments::write_html(&app, &store, &results, i64::MIN, None, "", &html).await?;
+    super::experiments::write_html(&app, &store, &results, counted, "", &html, &names).await?;
     let report = DemoReport {
         customers: shop.customers.len(),
         orders: shop.orders.len(),
@@ -115,7 +125,11 @@ fn next_steps(dir: &std::path::Path) -> String {
     )
 }
 
-fn clock_start(clock: &crate::clock::ManualClock) -> String {
-    use crate::clock::Clock;
-    clock.now().to_rfc3339()
+/// The simulated start, in the demo shop's zone.
+fn clock_start(clock: &crate::clock::ManualClock, zone: chrono_tz::Tz) -> String {
+    clock
+        .now()
+        .with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
 }

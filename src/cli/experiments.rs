@@ -5,9 +5,10 @@
 use super::metrics::parse_date;
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
+pub use crate::experiment::report::{label, open_line, scenario_names};
 use crate::experiment::{ScenarioResult, Uplift};
 use crate::reports::scenario_report;
-use crate::store::Store;
+use crate::store::{Period, Store};
 use anyhow::Context as _;
 use chrono::NaiveDate;
 use std::collections::HashMap;
@@ -20,6 +21,16 @@ pub struct ScenarioReportArgs {
     /// Only enrollments triggered on or after this day (YYYY-MM-DD, the shop's zone).
     #[arg(long, value_parser = parse_date)]
     pub since: Option<NaiveDate>,
+    /// The report as it stood at the end of this day (YYYY-MM-DD, the shop's zone): only
+    /// enrollments triggered by then, and conversions by then. Default: now (in a back-test's
+    /// database, the end of the simulated period).
+    #[arg(long, value_parser = parse_date)]
+    pub as_of: Option<NaiveDate>,
+    /// Also count enrollments whose goal window is still open. By default they are left out
+    /// (and counted beside the table): an open window has had less time to convert, and
+    /// counting it favours whichever group converts sooner.
+    #[arg(long)]
+    pub include_open: bool,
     /// `scenarios` (default), `steps` (the funnel) or `variants` for csv; the table shows all,
     /// json everything.
     #[arg(long, value_enum, default_value = "scenarios")]
@@ -44,12 +55,17 @@ pub async fn write_html(
     app: &App,
     store: &Store,
     report: &[ScenarioResult],
-    since: i64,
-    scenario: Option<&str>,
+    counted: Period,
     period: &str,
     path: &std::path::Path,
+    names: &HashMap<String, String>,
 ) -> anyhow::Result<()> {
-    let curves = store.conversion_days(since, scenario).await?;
+    // Curves are drawn for the report's rows only.
+    let only = match report {
+        [one] => Some(one.scenario.as_str()),
+        _ => None,
+    };
+    let curves = store.conversion_days(counted, only).await?;
     let shop = app
         .config
         .shop
@@ -59,7 +75,7 @@ pub async fn write_html(
     let title = format!("{shop}: did the scenarios raise the repeat rate?{period}");
     std::fs::write(
         path,
-        crate::experiment::html::render(&title, report, &curves, &app.currency()),
+        crate::experiment::html::render(&title, report, &curves, &app.currency(), names),
     )
     .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
@@ -68,9 +84,19 @@ pub async fn write_html(
 
 pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
     let store = app.store().await?;
-    let since = args.since.map_or(i64::MIN, |d| {
-        crate::clock::start_of_day(d, app.resolved.default_timezone)
-    });
+    let zone = app.resolved.default_timezone;
+    let since = args
+        .since
+        .map_or(i64::MIN, |d| crate::clock::start_of_day(d, zone));
+    let as_of = match args.as_of {
+        Some(d) => crate::clock::start_of_day(d + chrono::Days::new(1), zone) - 1,
+        None => default_as_of(&store).await?,
+    };
+    let counted = Period {
+        since,
+        as_of,
+        include_open: args.include_open,
+    };
     let window = app.resolved.attribution_window;
     // The scenarios as they are now (for their variants); a scenario with problems is still
     // reported, without them.
@@ -80,21 +106,32 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
     let full = store;
     let store = full.lean().await?;
     full.close().await;
-    let report =
-        scenario_report(&store, &scenarios, since, args.scenario.as_deref(), window).await?;
+    let report = scenario_report(
+        &store,
+        &scenarios,
+        counted,
+        args.scenario.as_deref(),
+        window,
+    )
+    .await?;
     if let Some(path) = &args.html {
-        let period = args
-            .since
-            .map(|d| format!(" since {d}"))
-            .unwrap_or_default();
+        let period = format!(
+            "{}{}",
+            args.since
+                .map(|d| format!(" since {d}"))
+                .unwrap_or_default(),
+            args.as_of
+                .map(|d| format!(" as of {d}"))
+                .unwrap_or_default()
+        );
         write_html(
             app,
             &store,
             &report,
-            since,
-            args.scenario.as_deref(),
+            counted,
             &period,
             path,
+            &scenario_names(&scenarios),
         )
         .await?;
     }
@@ -113,7 +150,21 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
     }
     let names = scenario_names(&scenarios);
     print_report_view(&report, args.format, args.view, &app.currency(), &names)?;
+    if args.format == OutputFormat::Table {
+        if let Some(line) = open_line(&report, &names) {
+            println!("{line}");
+        }
+    }
     Ok(exit::OK)
+}
+
+/// Now, or in a back-test's database the end of the simulated period.
+pub async fn default_as_of(store: &Store) -> anyhow::Result<i64> {
+    use crate::clock::Clock as _;
+    Ok(match store.simulated_until().await? {
+        Some(to) => to,
+        None => crate::clock::to_millis(crate::clock::SystemClock.now()),
+    })
 }
 
 fn pct(x: f64) -> String {
@@ -151,23 +202,6 @@ impl Amounts<'_> {
     }
 }
 
-/// Scenario ids with their names, for people: `初回購入フォロー (first-purchase)`.
-pub fn scenario_names(scenarios: &[crate::scenario::Scenario]) -> HashMap<String, String> {
-    scenarios
-        .iter()
-        .filter(|s| !s.name.trim().is_empty() && s.name != s.id)
-        .map(|s| (s.id.clone(), s.name.clone()))
-        .collect()
-}
-
-/// A scenario as a person reads it: its name with the id beside, or the id alone.
-fn label(names: &HashMap<String, String>, id: &str) -> String {
-    match names.get(id) {
-        Some(name) => format!("{name} ({id})"),
-        None => id.to_string(),
-    }
-}
-
 fn scenario_table(
     report: &[ScenarioResult],
     amounts: Amounts,
@@ -190,6 +224,7 @@ fn scenario_table(
         "revenue per treated",
         "revenue per compared",
         "incremental revenue",
+        "incremental 95% CI",
         "last-touch orders",
         "last-touch revenue",
         "needed treated",
@@ -219,6 +254,11 @@ fn scenario_table(
                 amounts.show(r.revenue_per_treated),
                 dash(r.revenue_per_comparison.map(|x| amounts.show(x))),
                 dash(r.incremental_revenue.map(|x| amounts.show(x))),
+                dash(
+                    r.incremental_revenue_low
+                        .zip(r.incremental_revenue_high)
+                        .map(|(l, h)| format!("{} to {}", amounts.show(l), amounts.show(h))),
+                ),
                 r.attributed_orders.to_string(),
                 amounts.show(r.attributed_revenue as f64),
                 dash(

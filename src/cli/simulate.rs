@@ -163,17 +163,19 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
             ]
         })
         .collect();
+    let counted = crate::store::Period::closed(to_millis(from), to_millis(to));
     let report = scenario_report(
         &store,
         engine.scenarios(),
-        to_millis(from),
+        counted,
         None,
         app.resolved.attribution_window,
     )
     .await?;
     if let Some(path) = &args.html {
         let period = format!(" (simulated {} to {})", args.from, args.to);
-        write_html(app, &store, &report, to_millis(from), None, &period, path).await?;
+        let names = super::experiments::scenario_names(engine.scenarios());
+        write_html(app, &store, &report, counted, &period, path, &names).await?;
     }
     if args.format == OutputFormat::Json {
         let json = serde_json::json!({
@@ -194,6 +196,9 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
             println!("A back-test replays orders the mails never influenced: the comparison below shows how the groups differ by chance, not what the mails would do. Measure that on live mail.");
             let names = super::experiments::scenario_names(engine.scenarios());
             print_report(&report, OutputFormat::Table, &app.currency(), &names)?;
+            if let Some(line) = super::experiments::open_line(&report, &names) {
+                println!("{line}");
+            }
         }
     }
     store.close().await;

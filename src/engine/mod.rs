@@ -1084,7 +1084,10 @@ impl Engine {
             enrollment_id,
             created,
             first_step: first.id.clone(),
-            due_at: due.to_rfc3339(),
+            // In the shop's zone, like every time the CLI and the API show.
+            due_at: due
+                .with_timezone(&self.settings.default_timezone)
+                .to_rfc3339(),
         })
     }
 

@@ -3,8 +3,8 @@
 //! 95% interval, and each scenario's cumulative conversion curves, treatment against its
 //! comparison group, over the days since enrollment. Pure: data in, a string out.
 
-use super::report::ScenarioResult;
-use std::collections::BTreeMap;
+use super::report::{label, ScenarioResult};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// Conversions of one arm of one scenario by whole days from trigger to goal.
@@ -22,12 +22,13 @@ const TREATMENT: &str = "#1f6feb";
 const COMPARISON: &str = "#d4731c";
 
 /// The whole page. `title` goes into the heading (e.g. the shop's name and the period);
-/// amounts are written in `currency`.
+/// amounts are written in `currency`; scenarios are shown by their `names` with the id beside.
 pub fn render(
     title: &str,
     report: &[ScenarioResult],
     curves: &[ConversionDays],
     currency: &str,
+    names: &HashMap<String, String>,
 ) -> String {
     let mut out = String::new();
     let _ = write!(
@@ -39,10 +40,13 @@ pub fn render(
          h2{{margin-top:32px}}svg{{background:#fff}}</style></head><body><h1>{t}</h1>",
         t = esc(title)
     );
-    out.push_str(&summary_table(report, currency));
-    out.push_str(&funnel_table(report));
+    out.push_str(&summary_table(report, currency, names));
+    if let Some(line) = super::report::open_line(report, names) {
+        let _ = write!(out, "<p class=\"verdict\">{}</p>", esc(&line));
+    }
+    out.push_str(&funnel_table(report, names));
     out.push_str("<h2>Uplift in the repeat rate, with 95% intervals</h2>");
-    out.push_str(&uplift_chart(report));
+    out.push_str(&uplift_chart(report, names));
     out.push_str("<h2>Cumulative conversion since enrollment</h2>");
     let by_scenario = group_curves(curves);
     for r in report {
@@ -50,13 +54,17 @@ pub fn render(
             continue;
         };
         let comparison = r.compared_with.as_deref().unwrap_or("holdout");
-        out.push_str(&curve_chart(&r.scenario, arms, comparison));
+        out.push_str(&curve_chart(&label(names, &r.scenario), arms, comparison));
     }
     out.push_str("</body></html>\n");
     out
 }
 
-fn summary_table(report: &[ScenarioResult], currency: &str) -> String {
+fn summary_table(
+    report: &[ScenarioResult],
+    currency: &str,
+    names: &HashMap<String, String>,
+) -> String {
     let mut t = String::from(
         "<table><tr><th>scenario</th><th>enrolled</th><th>treated</th><th>held out</th>\
          <th>control</th><th>sent</th><th>rate treated</th><th>rate compared</th>\
@@ -69,7 +77,7 @@ fn summary_table(report: &[ScenarioResult], currency: &str) -> String {
             t,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.scenario),
+            esc(&label(names, &r.scenario)),
             r.enrolled,
             r.treatment,
             r.held_out,
@@ -84,10 +92,13 @@ fn summary_table(report: &[ScenarioResult], currency: &str) -> String {
                 u.absolute_high * 100.0
             ))),
             cell(u.map(|u| format!("{:.4}", u.p_value))),
-            cell(
-                r.incremental_revenue
-                    .map(|x| crate::domain::format_money(x.round() as i64, currency)),
-            ),
+            cell(r.incremental_revenue.map(|x| {
+                let money = |v: f64| crate::domain::format_money(v.round() as i64, currency);
+                match r.incremental_revenue_low.zip(r.incremental_revenue_high) {
+                    Some((l, h)) => format!("{} ({} to {})", money(x), money(l), money(h)),
+                    None => money(x),
+                }
+            })),
         );
     }
     t.push_str("</table>");
@@ -95,7 +106,7 @@ fn summary_table(report: &[ScenarioResult], currency: &str) -> String {
         let _ = write!(
             t,
             "<p class=\"verdict\"><b>{}</b>: {}</p>",
-            esc(&r.scenario),
+            esc(&label(names, &r.scenario)),
             esc(&r.verdict)
         );
     }
@@ -103,7 +114,7 @@ fn summary_table(report: &[ScenarioResult], currency: &str) -> String {
 }
 
 /// Each step's funnel: sent, opened, clicked (people only), converted after the message.
-fn funnel_table(report: &[ScenarioResult]) -> String {
+fn funnel_table(report: &[ScenarioResult], names: &HashMap<String, String>) -> String {
     if report.iter().all(|r| r.steps.is_empty()) {
         return String::new();
     }
@@ -125,7 +136,7 @@ fn funnel_table(report: &[ScenarioResult]) -> String {
                 t,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
                  <td>{}</td><td>{}</td></tr>",
-                esc(&r.scenario),
+                esc(&label(names, &r.scenario)),
                 esc(&s.step),
                 esc(s.variant.as_deref().unwrap_or("–")),
                 s.sent,
@@ -142,13 +153,13 @@ fn funnel_table(report: &[ScenarioResult]) -> String {
 
 /// One row per scenario with an uplift: a dot at the estimate, a bar over the interval, a
 /// dashed line at zero.
-fn uplift_chart(report: &[ScenarioResult]) -> String {
-    let rows: Vec<(&str, f64, f64, f64, bool)> = report
+fn uplift_chart(report: &[ScenarioResult], names: &HashMap<String, String>) -> String {
+    let rows: Vec<(String, f64, f64, f64, bool)> = report
         .iter()
         .filter_map(|r| {
             let u = r.uplift.as_ref()?;
             Some((
-                r.scenario.as_str(),
+                label(names, &r.scenario),
                 u.absolute,
                 u.absolute_low,
                 u.absolute_high,
@@ -159,7 +170,7 @@ fn uplift_chart(report: &[ScenarioResult]) -> String {
     if rows.is_empty() {
         return "<p>No scenario has a holdout or control group yet.</p>".into();
     }
-    let (label_w, row_h, top) = (180.0, 34.0, 24.0);
+    let (label_w, row_h, top) = (270.0, 34.0, 24.0);
     let height = top + row_h * rows.len() as f64 + 30.0;
     let lo = rows.iter().map(|r| r.2).fold(0.0f64, f64::min);
     let hi = rows.iter().map(|r| r.3).fold(0.0f64, f64::max);
@@ -185,12 +196,13 @@ fn uplift_chart(report: &[ScenarioResult]) -> String {
         let colour = if *significant { TREATMENT } else { "#777" };
         let _ = write!(
             s,
-            "<text x=\"8\" y=\"{:.1}\" font-size=\"13\">{}</text>\
+            "<text x=\"8\" y=\"{:.1}\" font-size=\"13\"><title>{}</title>{}</text>\
              <line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\
              <circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"5\" fill=\"{colour}\"/>\
              <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{:+.1} pts</text>",
             y + 4.0,
             esc(name),
+            esc(&shorten(name, LABEL_UNITS)),
             x(*low),
             x(*high),
             x(*est),
@@ -202,6 +214,28 @@ fn uplift_chart(report: &[ScenarioResult]) -> String {
     axis_ticks(&mut s, lo, hi, &x, height - 10.0);
     s.push_str("</svg>");
     s
+}
+
+/// About how many half-width characters fit left of the uplift chart at 13 px.
+const LABEL_UNITS: usize = 38;
+
+/// `text` cut to `units` (a CJK or other wide character counts two) with an ellipsis.
+fn shorten(text: &str, units: usize) -> String {
+    let width = |c: char| if c.is_ascii() { 1 } else { 2 };
+    if text.chars().map(width).sum::<usize>() <= units {
+        return text.to_string();
+    }
+    let mut out = String::new();
+    let mut used = 1;
+    for c in text.chars() {
+        if used + width(c) > units {
+            break;
+        }
+        used += width(c);
+        out.push(c);
+    }
+    out.push('…');
+    out
 }
 
 fn axis_ticks(s: &mut String, lo: f64, hi: f64, x: &impl Fn(f64) -> f64, y: f64) {
@@ -383,6 +417,7 @@ mod tests {
             enrolled,
             converted,
             revenue: 0,
+            revenue_squares: 0.0,
         }
     }
 
@@ -427,7 +462,7 @@ mod tests {
                 days: vec![(5, 18)],
             },
         ];
-        let html = render("Shop", &report, &curves, "JPY");
+        let html = render("Shop", &report, &curves, "JPY", &HashMap::new());
         // The curve chart's day axis is labelled (days 0 to 10: every 2 days).
         assert!(html.contains(">0</text>") && html.contains(">10</text>"));
         assert_eq!((day_step(10), day_step(60), day_step(365)), (2, 7, 60));
@@ -448,6 +483,16 @@ mod tests {
             "final shares"
         );
         assert!(html.contains("+6.0 pts"));
+        // By name with the id beside, everywhere a scenario is shown; long labels are cut in
+        // the chart (the whole label stays in its tooltip).
+        let long = "初回購入のお客様へのサンキューメールと使い方のご案内".to_string();
+        let names = HashMap::from([("thanks<&>".to_string(), long.clone())]);
+        let named = render("Shop", &report, &curves, "JPY", &names);
+        let full = format!("{long} (thanks&lt;&amp;&gt;)");
+        // Table, funnel, verdict, tooltip and curve chart title.
+        assert!(named.matches(&full).count() >= 5, "{named}");
+        assert!(named.contains(&format!("{}…", &long.chars().take(18).collect::<String>())));
+        assert_eq!(shorten("win-back", 38), "win-back");
         assert!(
             html.contains("<td>800</td><td>400</td><td>100</td><td>12.5%</td><td>150</td>"),
             "the step's funnel with its click rate"

@@ -4,13 +4,14 @@
 //! enrolled customer and the incremental revenue, and each step's funnel. Built from counts the
 //! store has already grouped; no I/O.
 
-use super::stats::{TwoProportions, Uplift};
+use super::stats::{mean_difference, Sums, TwoProportions, Uplift};
 use crate::scenario::Scenario;
 use crate::store::{
-    ArmCounts, EnrollmentOutcome, StepCounts, TouchCounts, TrackingCounts, VariantDecision,
+    ArmCounts, EnrollmentOutcome, OpenCount, StepCounts, TouchCounts, TrackingCounts,
+    VariantDecision,
 };
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScenarioResult {
@@ -28,8 +29,13 @@ pub struct ScenarioResult {
     /// Conversion revenue per enrolled customer (minor units), treatment and comparison.
     pub revenue_per_treated: f64,
     pub revenue_per_comparison: Option<f64>,
-    /// (revenue per treated − revenue per comparison customer) × treated.
+    /// (revenue per treated − revenue per comparison customer) × treated, and its 95%
+    /// interval (Welch's, over each customer's conversion revenue).
     pub incremental_revenue: Option<f64>,
+    pub incremental_revenue_low: Option<f64>,
+    pub incremental_revenue_high: Option<f64>,
+    /// Enrollments left out because their goal window is still open at the report's date.
+    pub still_open: i64,
     /// Orders credited to the scenario's messages by last touch, and their revenue.
     pub attributed_orders: i64,
     pub attributed_revenue: i64,
@@ -149,17 +155,30 @@ fn control_group_row(arms: &[ArmCounts]) -> Option<ScenarioResult> {
                 enrolled: 0,
                 converted: 0,
                 revenue: 0,
+                revenue_squares: 0.0,
             },
             |mut acc, a| {
                 acc.enrolled += a.enrolled;
                 acc.converted += a.converted;
                 acc.revenue += a.revenue;
+                acc.revenue_squares += a.revenue_squares;
                 acc
             },
         )
     };
     let (treatment, control) = (pooled("treatment"), pooled("control"));
     Some(scenario_result(CONTROL_ROW, &[&treatment, &control], &[]))
+}
+
+/// The row of a scenario all of whose enrollments are still inside their goal window.
+pub fn only_open(open: &OpenCount) -> ScenarioResult {
+    let mut r = scenario_result(&open.scenario_id, &[], &[]);
+    r.still_open = open.open;
+    r.verdict = format!(
+        "Too early to tell: all {} enrollments are still inside their goal window, and a window counts once it has closed (`--include-open` counts them now).",
+        crate::domain::group_thousands(open.open.max(0) as u64)
+    );
+    r
 }
 
 fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> ScenarioResult {
@@ -170,6 +189,7 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
         enrolled: 0,
         converted: 0,
         revenue: 0,
+        revenue_squares: 0.0,
     };
     let treatment = arm("treatment").unwrap_or(&zero);
     let (compared_with, comparison) = match (arm("holdout"), arm("control")) {
@@ -201,6 +221,17 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
     let revenue_per_comparison = comparison.filter(|c| c.enrolled > 0).map(per);
     let incremental_revenue =
         revenue_per_comparison.map(|r| (per(treatment) - r) * treatment.enrolled as f64);
+    let sums = |a: &ArmCounts| Sums {
+        n: a.enrolled.max(0) as u64,
+        sum: a.revenue as f64,
+        squares: a.revenue_squares,
+    };
+    let incremental = comparison
+        .and_then(|c| mean_difference(sums(treatment), sums(c)))
+        .map(|(_, low, high)| {
+            let n = treatment.enrolled as f64;
+            (low * n, high * n)
+        });
     ScenarioResult {
         scenario: id.to_string(),
         enrolled: arms.iter().map(|a| a.enrolled).sum(),
@@ -223,6 +254,9 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
         revenue_per_treated: per(treatment),
         revenue_per_comparison,
         incremental_revenue,
+        incremental_revenue_low: incremental.map(|i| i.0),
+        incremental_revenue_high: incremental.map(|i| i.1),
+        still_open: 0,
         attributed_orders: 0,
         attributed_revenue: 0,
         variants: Vec::new(),
@@ -299,6 +333,47 @@ fn funnel(s: &StepCounts) -> StepFunnel {
         attributed_orders: 0,
         attributed_revenue: 0,
     }
+}
+
+/// Scenario ids with their names, for people: `初回購入フォロー (first-purchase)`.
+pub fn scenario_names(scenarios: &[Scenario]) -> HashMap<String, String> {
+    scenarios
+        .iter()
+        .filter(|s| !s.name.trim().is_empty() && s.name != s.id)
+        .map(|s| (s.id.clone(), s.name.clone()))
+        .collect()
+}
+
+/// A scenario as a person reads it: its name with the id beside, or the id alone.
+pub fn label(names: &HashMap<String, String>, id: &str) -> String {
+    match names.get(id) {
+        Some(name) => format!("{name} ({id})"),
+        None => id.to_string(),
+    }
+}
+
+/// The line under the table that says which enrollments were left out because their goal
+/// window is still open, or None when none was.
+pub fn open_line(report: &[ScenarioResult], names: &HashMap<String, String>) -> Option<String> {
+    let open: Vec<String> = report
+        .iter()
+        .filter(|r| r.still_open > 0)
+        .map(|r| {
+            format!(
+                "{} {}",
+                label(names, &r.scenario),
+                crate::domain::group_thousands(r.still_open as u64)
+            )
+        })
+        .collect();
+    let total: i64 = report.iter().map(|r| r.still_open).sum();
+    (total > 0).then(|| {
+        format!(
+            "Not counted yet: {} enrollments whose goal window is still open ({}). They count once it closes; `--include-open` counts them now, `--as-of DATE` shows an earlier day.",
+            crate::domain::group_thousands(total as u64),
+            open.join(", ")
+        )
+    })
 }
 
 /// Fewer conversions (or non-conversions) than this in an arm and no test is trusted: the
@@ -399,6 +474,7 @@ mod tests {
             enrolled,
             converted,
             revenue,
+            revenue_squares: 0.0,
         }
     }
 
@@ -426,6 +502,24 @@ mod tests {
             "{}",
             r.verdict
         );
+    }
+
+    #[test]
+    fn incremental_revenue_has_welchs_interval_scaled_to_the_treated() {
+        // 216 of 900 treated bought for 10,000 each; 18 of 100 held out for 8,000 each.
+        let mut t = arm("treatment", 900, 216, 2_160_000);
+        t.revenue_squares = 216.0 * 10_000.0 * 10_000.0;
+        let mut h = arm("holdout", 100, 18, 144_000);
+        h.revenue_squares = 18.0 * 8_000.0 * 8_000.0;
+        let r = &build(&[t, h], &[], &[], &[])[0];
+        let (low, high) = (
+            r.incremental_revenue_low.unwrap(),
+            r.incremental_revenue_high.unwrap(),
+        );
+        assert!((low - 263_972.5).abs() < 1.0, "{low}");
+        assert!((high - 1_464_027.5).abs() < 1.0, "{high}");
+        let none = &build(&[arm("treatment", 10, 1, 100)], &[], &[], &[])[0];
+        assert_eq!(none.incremental_revenue_low, None);
     }
 
     #[test]

@@ -142,6 +142,39 @@ pub fn needed_sample(p1: f64, p2: f64, ratio: f64) -> Option<(u64, u64)> {
     Some((n1 as u64, (n1 * ratio).ceil() as u64))
 }
 
+/// One sample summed: its size, the sum of its values and the sum of their squares.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sums {
+    pub n: u64,
+    pub sum: f64,
+    pub squares: f64,
+}
+
+impl Sums {
+    fn mean(&self) -> f64 {
+        self.sum / self.n as f64
+    }
+
+    /// The sample variance (n − 1 in the denominator), never negative from rounding.
+    fn variance(&self) -> f64 {
+        let n = self.n as f64;
+        ((self.squares - n * self.mean() * self.mean()) / (n - 1.0)).max(0.0)
+    }
+}
+
+/// The difference of two means, `a − b`, and its 95% interval by Welch's normal approximation
+/// (each sample's own variance; revenue per customer is mostly zeros and a few large orders,
+/// so with the hundreds a report needs the mean is normal enough). None with fewer than two
+/// in either sample.
+pub fn mean_difference(a: Sums, b: Sums) -> Option<(f64, f64, f64)> {
+    if a.n < 2 || b.n < 2 {
+        return None;
+    }
+    let d = a.mean() - b.mean();
+    let se = (a.variance() / a.n as f64 + b.variance() / b.n as f64).sqrt();
+    Some((d, d - Z95 * se, d + Z95 * se))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +286,68 @@ mod tests {
         }
         .ratio()
         .is_none());
+    }
+
+    #[test]
+    fn the_mean_difference_is_welchs_interval() {
+        // a = [0, 0, 10, 20], b = [0, 5, 5]: means 7.5 and 3.33, variances 91.67 and 8.33,
+        // standard error sqrt(91.67 / 4 + 8.33 / 3) = 5.0690.
+        let a = Sums {
+            n: 4,
+            sum: 30.0,
+            squares: 500.0,
+        };
+        let b = Sums {
+            n: 3,
+            sum: 10.0,
+            squares: 50.0,
+        };
+        let (d, l, u) = mean_difference(a, b).unwrap();
+        assert!(close(d, 4.166_667, 1e-5));
+        assert!(close(l, 4.166_667 - Z95 * 5.068_968_8, 1e-4), "{l}");
+        assert!(close(u, 4.166_667 + Z95 * 5.068_968_8, 1e-4), "{u}");
+        assert_eq!(
+            mean_difference(
+                Sums {
+                    n: 1,
+                    sum: 1.0,
+                    squares: 1.0
+                },
+                b
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_mean_difference_interval_covers_a_null_effect_in_95_percent_of_shops() {
+        // Revenue per enrolled customer: 20% buy again, for 1,000 to 30,000 (minor units).
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut sample = |n: u64| {
+            let mut s = Sums {
+                n,
+                sum: 0.0,
+                squares: 0.0,
+            };
+            for _ in 0..n {
+                if rng.random_bool(0.2) {
+                    let v = rng.random_range(1_000.0..30_000.0);
+                    s.sum += v;
+                    s.squares += v * v;
+                }
+            }
+            s
+        };
+        let shops = 2000;
+        let mut covered = 0;
+        for _ in 0..shops {
+            let (t, h) = (sample(1800), sample(200));
+            let (_, l, u) = mean_difference(t, h).unwrap();
+            covered += usize::from(l <= 0.0 && 0.0 <= u);
+        }
+        let share = covered as f64 / shops as f64;
+        assert!((0.92..=0.98).contains(&share), "coverage {share}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use super::auth::{authorize, Scope};
 use super::problem::Problem;
 use super::{Api, Reply};
+use crate::clock::to_millis;
 use crate::store::ScenarioStatus;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,7 +23,21 @@ pub async fn status(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<R
     authorize(&api.store, &headers, Scope::Read).await?;
     let scenarios: Vec<ScenarioStatus> = api.store.scenario_status().await?.into_values().collect();
     let flow = api.store.flow_status().await?;
-    Ok(Json(json!({ "scenarios": scenarios, "flow": flow })).into_response())
+    Ok(Json(json!({ "scenarios": scenarios, "flow": flow_view(&flow, api.zone) })).into_response())
+}
+
+/// The flow figures with their times in the shop's zone (RFC 3339), like every time the API
+/// and the CLI show.
+fn flow_view(f: &crate::store::FlowStatus, zone: chrono_tz::Tz) -> serde_json::Value {
+    let local = |ms| crate::customer_view::local(ms, zone);
+    json!({
+        "last_sent_at": local(f.last_sent_at),
+        "oldest_queued_at": local(f.oldest_queued_at),
+        "queued": f.queued,
+        "unknown": f.unknown,
+        "paused_until": local(f.paused_until),
+        "stalled": f.stalled.as_ref().map(|s| json!({ "at": local(Some(s.at)), "said": s.said })),
+    })
 }
 
 #[utoipa::path(
@@ -62,6 +77,11 @@ pub struct ReportQuery {
     /// Only enrollments triggered on or after this day (YYYY-MM-DD, the shop's zone).
     #[param(value_type = Option<String>, format = Date)]
     since: Option<chrono::NaiveDate>,
+    /// The report as it stood at the end of this day (YYYY-MM-DD, the shop's zone); default now.
+    #[param(value_type = Option<String>, format = Date)]
+    as_of: Option<chrono::NaiveDate>,
+    /// Also count enrollments whose goal window is still open (default false).
+    include_open: Option<bool>,
 }
 
 #[utoipa::path(
@@ -85,10 +105,19 @@ pub async fn scenario_report(
     let since = q
         .since
         .map_or(i64::MIN, |d| crate::clock::start_of_day(d, api.zone));
+    let as_of = match q.as_of {
+        Some(d) => crate::clock::start_of_day(d + chrono::Days::new(1), api.zone) - 1,
+        None => to_millis(api.clock.now()),
+    };
+    let counted = crate::store::Period {
+        since,
+        as_of,
+        include_open: q.include_open.unwrap_or(false),
+    };
     let report = crate::reports::scenario_report(
         &api.store,
         api.engine().scenarios(),
-        since,
+        counted,
         q.scenario.as_deref(),
         api.attribution_window,
     )

@@ -6,6 +6,50 @@
 use super::{Result, Store};
 use sqlx::FromRow;
 
+/// Which enrollments a report counts: those triggered in [`since`, `as_of`] (unix ms) and,
+/// unless `include_open`, only those whose goal window has closed by `as_of` (an enrollment
+/// whose goal has no `within` has no window to wait for and always counts). A conversion counts
+/// if it happened by `as_of`. Counting an open window would compare enrollments that have had
+/// two days to convert with ones that have had thirty, and, as the treatment's conversions end
+/// the wait early, favour whichever arm converts sooner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub since: i64,
+    pub as_of: i64,
+    pub include_open: bool,
+}
+
+impl Period {
+    /// Every enrollment and conversion ever stored, open windows included.
+    pub const EVERYTHING: Period = Period {
+        since: i64::MIN,
+        as_of: i64::MAX,
+        include_open: true,
+    };
+
+    /// Enrollments triggered at or after `since` whose window has closed by `as_of`.
+    pub fn closed(since: i64, as_of: i64) -> Period {
+        Period {
+            since,
+            as_of,
+            include_open: false,
+        }
+    }
+}
+
+/// The condition on `enrollments e` for [`Period`], binding `$1` since, `$2` as_of and `$3`
+/// include_open.
+pub(super) const COUNTED: &str = "e.triggered_at >= $1 AND e.triggered_at <= $2 \
+     AND ($3 OR e.goal_deadline IS NULL OR e.goal_deadline <= $2)";
+
+/// Enrollments of one scenario that a [`Period`] leaves out because their goal window is still
+/// open at its `as_of`.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct OpenCount {
+    pub scenario_id: String,
+    pub open: i64,
+}
+
 /// Enrollments of one arm of one scenario, triggered in the report's period.
 #[derive(Debug, Clone, PartialEq, FromRow)]
 pub struct ArmCounts {
@@ -16,6 +60,9 @@ pub struct ArmCounts {
     pub converted: i64,
     /// The converting orders' totals, in minor units.
     pub revenue: i64,
+    /// The sum of the squares of each enrollment's conversion revenue (0 when it did not
+    /// convert): with `revenue`, the spread that the incremental revenue's interval needs.
+    pub revenue_squares: f64,
 }
 
 /// One step (and variant) of one scenario: its messages per status, and how many of those
@@ -75,22 +122,23 @@ pub struct EnrollmentOutcome {
 
 impl Store {
     /// Conversions per scenario, arm and whole day from trigger to goal, with each arm's
-    /// enrollments, for enrollments triggered at or after `since` (the conversion curves).
+    /// enrollments, for the enrollments `period` counts (the conversion curves).
     pub async fn conversion_days(
         &self,
-        since: i64,
+        period: Period,
         scenario: Option<&str>,
     ) -> Result<Vec<crate::experiment::html::ConversionDays>> {
-        let rows: Vec<(String, String, Option<i64>, i64)> = sqlx::query_as(
-            "SELECT scenario_id, arm, (goal_reached_at - triggered_at) / 86400000 AS day, COUNT(*) \
-             FROM enrollments WHERE triggered_at >= $1 AND ($2 IS NULL OR scenario_id = $2) \
-             GROUP BY scenario_id, arm, (goal_reached_at - triggered_at) / 86400000 \
-             ORDER BY scenario_id, arm, day",
-        )
-        .bind(since)
-        .bind(scenario)
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT e.scenario_id, e.arm, \
+             (CASE WHEN e.goal_reached_at <= $2 THEN e.goal_reached_at END - e.triggered_at) / 86400000 AS day, \
+             COUNT(*) FROM enrollments e WHERE {COUNTED} AND ($4 IS NULL OR e.scenario_id = $4) \
+             GROUP BY e.scenario_id, e.arm, day ORDER BY e.scenario_id, e.arm, day"
+        );
+        let rows: Vec<(String, String, Option<i64>, i64)> =
+            bind_period(sqlx::query_as(&sql), period)
+                .bind(scenario)
+                .fetch_all(&self.pool)
+                .await?;
         let mut out: Vec<crate::experiment::html::ConversionDays> = Vec::new();
         for (scenario_id, arm, day, n) in rows {
             let same = out
@@ -113,22 +161,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Every treatment enrollment of `scenario` triggered at or after `since`: who, when, and
-    /// whether (and for how much) it converted.
+    /// Every treatment enrollment of `scenario` that `period` counts: who, when, and whether
+    /// (and for how much) it converted.
     pub async fn treatment_outcomes(
         &self,
         scenario: &str,
-        since: i64,
+        period: Period,
     ) -> Result<Vec<EnrollmentOutcome>> {
-        Ok(sqlx::query_as(
-            "SELECT e.customer_id, e.enrolled_at, e.goal_reached_at IS NOT NULL AS converted, \
-             COALESCE(CASE WHEN e.goal_reached_at IS NOT NULL THEN e.goal_revenue END, 0) AS revenue \
-             FROM enrollments e WHERE e.scenario_id = $1 AND e.arm = 'treatment' AND e.triggered_at >= $2",
-        )
-        .bind(scenario)
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?)
+        let sql = format!(
+            "SELECT e.customer_id, e.enrolled_at, COALESCE(e.goal_reached_at <= $2, 0) AS converted, \
+             COALESCE(CASE WHEN e.goal_reached_at <= $2 THEN e.goal_revenue END, 0) AS revenue \
+             FROM enrollments e WHERE {COUNTED} AND e.scenario_id = $4 AND e.arm = 'treatment'"
+        );
+        Ok(bind_period(sqlx::query_as(&sql), period)
+            .bind(scenario)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     pub async fn variant_decisions(&self) -> Result<Vec<VariantDecision>> {
@@ -179,12 +227,12 @@ impl Store {
         .await?)
     }
 
-    /// Last-touch attribution of the orders placed at or after `since`: each order goes to the
-    /// customer's latest message sent at most `window_ms` before it (over every scenario), if
-    /// any; counted per step and variant of `scenario` (or of all).
+    /// Last-touch attribution of the orders placed in [`period.since`, `period.as_of`]: each
+    /// order goes to the customer's latest message sent at most `window_ms` before it (over
+    /// every scenario), if any; counted per step and variant of `scenario` (or of all).
     pub async fn last_touch(
         &self,
-        since: i64,
+        period: Period,
         window_ms: i64,
         scenario: Option<&str>,
     ) -> Result<Vec<TouchCounts>> {
@@ -204,39 +252,72 @@ impl Store {
                  SELECT t.id FROM outbox t WHERE t.customer_id = o.customer_id \
                  AND t.status = '{status}' AND t.sent_at <= o.placed_at AND t.sent_at >= o.placed_at - $2 \
                  ORDER BY t.sent_at DESC, t.id DESC LIMIT 1) \
-             WHERE o.placed_at >= $1 AND ($3 IS NULL OR m.scenario_id = $3) \
+             WHERE o.placed_at >= $1 AND o.placed_at <= $4 AND ($3 IS NULL OR m.scenario_id = $3) \
              AND o.placed_at >= (SELECT MIN(f.sent_at) FROM outbox f WHERE f.status = '{status}') \
              GROUP BY m.scenario_id, m.step_id, m.variant"
         );
         Ok(sqlx::query_as(&sql)
-            .bind(since)
+            .bind(period.since)
             .bind(window_ms)
+            .bind(scenario)
+            .bind(period.as_of)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Enrollments, conversions and conversion revenue per scenario and arm, for the
+    /// enrollments `period` counts.
+    pub async fn arm_counts(
+        &self,
+        period: Period,
+        scenario: Option<&str>,
+    ) -> Result<Vec<ArmCounts>> {
+        let sql = format!(
+            "SELECT e.scenario_id, e.arm, COUNT(*) AS enrolled, \
+             SUM(CASE WHEN e.goal_reached_at <= $2 THEN 1 ELSE 0 END) AS converted, \
+             COALESCE(SUM(CASE WHEN e.goal_reached_at <= $2 THEN e.goal_revenue END), 0) AS revenue, \
+             COALESCE(SUM(CASE WHEN e.goal_reached_at <= $2 \
+                 THEN CAST(e.goal_revenue AS REAL) * e.goal_revenue END), 0.0) AS revenue_squares \
+             FROM enrollments e WHERE {COUNTED} AND ($4 IS NULL OR e.scenario_id = $4) \
+             GROUP BY e.scenario_id, e.arm ORDER BY e.scenario_id, e.arm"
+        );
+        Ok(bind_period(sqlx::query_as(&sql), period)
             .bind(scenario)
             .fetch_all(&self.pool)
             .await?)
     }
 
-    /// Enrollments, conversions and conversion revenue per scenario and arm, for enrollments
-    /// triggered at or after `since` (unix ms).
-    pub async fn arm_counts(&self, since: i64, scenario: Option<&str>) -> Result<Vec<ArmCounts>> {
+    /// Per scenario, the enrollments triggered in `period` that it leaves out because their goal
+    /// window is still open at its `as_of` (none when it includes open windows).
+    pub async fn open_enrollments(
+        &self,
+        period: Period,
+        scenario: Option<&str>,
+    ) -> Result<Vec<OpenCount>> {
+        if period.include_open {
+            return Ok(Vec::new());
+        }
         Ok(sqlx::query_as(
-            "SELECT e.scenario_id, e.arm, COUNT(*) AS enrolled, \
-             COUNT(e.goal_reached_at) AS converted, \
-             COALESCE(SUM(CASE WHEN e.goal_reached_at IS NOT NULL THEN e.goal_revenue END), 0) AS revenue \
-             FROM enrollments e WHERE e.triggered_at >= $1 AND ($2 IS NULL OR e.scenario_id = $2) \
-             GROUP BY e.scenario_id, e.arm ORDER BY e.scenario_id, e.arm",
+            "SELECT e.scenario_id, COUNT(*) AS open FROM enrollments e \
+             WHERE e.triggered_at >= $1 AND e.triggered_at <= $2 AND e.goal_deadline > $2 \
+             AND ($3 IS NULL OR e.scenario_id = $3) GROUP BY e.scenario_id ORDER BY e.scenario_id",
         )
-        .bind(since)
+        .bind(period.since)
+        .bind(period.as_of)
         .bind(scenario)
         .fetch_all(&self.pool)
         .await?)
     }
 
-    /// Each step's funnel (per variant) over enrollments triggered at or after `since`.
-    /// Grouped by the raw columns, in the order of the `outbox_funnel` index, so that the
-    /// scan needs no sort (NULL variants form one group; only the output says '').
-    pub async fn step_counts(&self, since: i64, scenario: Option<&str>) -> Result<Vec<StepCounts>> {
-        Ok(sqlx::query_as(
+    /// Each step's funnel (per variant) over the enrollments `period` counts. Grouped by the
+    /// raw columns, in the order of the `outbox_funnel` index, so that the scan needs no sort
+    /// (NULL variants form one group; only the output says '').
+    pub async fn step_counts(
+        &self,
+        period: Period,
+        scenario: Option<&str>,
+    ) -> Result<Vec<StepCounts>> {
+        let sql = format!(
             "SELECT m.scenario_id, m.step_index, m.step_id, COALESCE(m.variant, '') AS variant, \
              SUM(CASE WHEN m.status IN ('queued', 'claimed', 'sending') THEN 1 ELSE 0 END) AS queued, \
              SUM(CASE WHEN m.status IN ('sent', 'simulated') THEN 1 ELSE 0 END) AS sent, \
@@ -244,16 +325,26 @@ impl Store {
              SUM(CASE WHEN m.status = 'held_out' THEN 1 ELSE 0 END) AS held_out, \
              SUM(CASE WHEN m.status NOT IN ('queued', 'claimed', 'sending', 'sent', 'simulated', 'failed', 'held_out') \
                  THEN 1 ELSE 0 END) AS other, \
-             SUM(CASE WHEN m.status IN ('sent', 'simulated') AND e.goal_reached_at >= m.sent_at THEN 1 ELSE 0 END) \
-                 AS converted_after \
+             SUM(CASE WHEN m.status IN ('sent', 'simulated') AND e.goal_reached_at >= m.sent_at \
+                 AND e.goal_reached_at <= $2 THEN 1 ELSE 0 END) AS converted_after \
              FROM outbox m JOIN enrollments e ON e.id = m.enrollment_id \
-             WHERE e.triggered_at >= $1 AND ($2 IS NULL OR m.scenario_id = $2) \
+             WHERE {COUNTED} AND ($4 IS NULL OR m.scenario_id = $4) \
              GROUP BY m.scenario_id, m.step_index, m.step_id, m.variant \
-             ORDER BY m.scenario_id, m.step_index, variant",
-        )
-        .bind(since)
-        .bind(scenario)
-        .fetch_all(&self.pool)
-        .await?)
+             ORDER BY m.scenario_id, m.step_index, variant"
+        );
+        Ok(bind_period(sqlx::query_as(&sql), period)
+            .bind(scenario)
+            .fetch_all(&self.pool)
+            .await?)
     }
+}
+
+/// Binds a [`Period`] as `$1`, `$2` and `$3` of [`COUNTED`].
+pub(super) fn bind_period<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    period: Period,
+) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
+    q.bind(period.since)
+        .bind(period.as_of)
+        .bind(period.include_open)
 }

@@ -34,6 +34,14 @@ impl Store {
         Ok(self.setting("simulation").await?.is_some())
     }
 
+    /// The end of the simulated period (unix ms) when this database is a back-test's.
+    pub async fn simulated_until(&self) -> Result<Option<i64>> {
+        Ok(self
+            .setting("simulation")
+            .await?
+            .and_then(|v| v.split_once("..").and_then(|(_, to)| to.parse().ok())))
+    }
+
     /// Copies from the SQLite file `source` the shop's customers (without order aggregates:
     /// the order copy sets them), its suppression list and its unsubscribe secret, and marks
     /// this database as the simulation of [`from`, `to`]. Unless `keep_bodies`, it also picks

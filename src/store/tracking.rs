@@ -74,26 +74,29 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Opened and clicked messages per step and variant, over enrollments triggered at or
-    /// after `since`; bots left out.
+    /// Opened and clicked messages per step and variant, over the enrollments `period`
+    /// counts; bots left out.
     pub async fn tracking_counts(
         &self,
-        since: i64,
+        period: super::Period,
         scenario: Option<&str>,
     ) -> Result<Vec<TrackingCounts>> {
-        Ok(sqlx::query_as(
+        let sql = format!(
             "SELECT m.scenario_id, m.step_id, COALESCE(m.variant, '') AS variant, \
              COUNT(DISTINCT t.outbox_id) AS opened, \
              COUNT(DISTINCT CASE WHEN t.kind = 'click' THEN t.outbox_id END) AS clicked \
              FROM message_tracking t JOIN outbox m ON m.id = t.outbox_id \
              JOIN enrollments e ON e.id = m.enrollment_id \
-             WHERE t.counted = 1 AND e.triggered_at >= $1 AND ($2 IS NULL OR m.scenario_id = $2) \
+             WHERE t.counted = 1 AND {} AND ($4 IS NULL OR m.scenario_id = $4) \
              GROUP BY m.scenario_id, m.step_id, COALESCE(m.variant, '')",
+            super::experiments::COUNTED
+        );
+        Ok(
+            super::experiments::bind_period(sqlx::query_as(&sql), period)
+                .bind(scenario)
+                .fetch_all(&self.pool)
+                .await?,
         )
-        .bind(since)
-        .bind(scenario)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     /// Every click and open recorded for a customer's messages.

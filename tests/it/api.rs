@@ -575,6 +575,9 @@ async fn an_order_by_api_wakes_the_daemon_and_becomes_a_mail_the_customer_view_e
         (welcome["enrolled"].as_i64(), welcome["sent"].as_i64()),
         (Some(1), Some(1))
     );
+    // Its times are in the shop's zone, like the CLI's.
+    let last_sent = status.json["flow"]["last_sent_at"].as_str().unwrap();
+    assert!(last_sent.ends_with("+09:00"), "{last_sent}");
     let report = s
         .call(
             "GET",

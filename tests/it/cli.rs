@@ -373,7 +373,7 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
 #[test]
 fn the_demo_writes_mail_and_prints_the_status_table() {
     let dir = tempfile::tempdir().unwrap();
-    let o = rebuy(dir.path(), &["demo", "--customers", "150", "--days", "20"]);
+    let o = rebuy(dir.path(), &["demo", "--customers", "150", "--days", "45"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(
@@ -386,7 +386,7 @@ fn the_demo_writes_mail_and_prints_the_status_table() {
     assert!(emls > 20, "{emls} mails");
     assert!(err.contains(&format!("{emls} mails written")), "{err}");
     // As the README says: a verdict per scenario against its holdout, and report.html.
-    assert!(out.contains("first-purchase: "), "{out}");
+    assert!(out.contains("(first-purchase): "), "{out}");
     let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(
         page.contains("first-purchase") && page.contains("<svg"),
@@ -406,6 +406,28 @@ fn the_demo_writes_mail_and_prints_the_status_table() {
     let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
     assert!(status[0]["enrolled"].as_i64().unwrap() > 0, "{status}");
     assert!(!dir.path().join("rebuy.db").exists(), "no stray database");
+
+    // The report counts closed goal windows: all of them by now (the demo ran in August), few
+    // as of the demo's 20th day, and all enrolled by then with `--include-open`.
+    let report = |extra: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+            .args(["report", "scenarios", "--format", "json"])
+            .args(extra)
+            .current_dir(dir.path())
+            .env("REBUY_DATABASE", "./rebuy-demo.db")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&text(&o).0).unwrap();
+        let sum = |key: &str| rows.iter().map(|r| r[key].as_i64().unwrap()).sum::<i64>();
+        (sum("enrolled"), sum("still_open"))
+    };
+    let (now_enrolled, now_open) = report(&[]);
+    assert!(now_enrolled > 0 && now_open == 0, "{now_enrolled} {now_open}");
+    let (early_enrolled, early_open) = report(&["--as-of", "2026-08-20"]);
+    assert!(early_open > 0 && early_enrolled < now_enrolled);
+    let (with_open, none_left) = report(&["--as-of", "2026-08-20", "--include-open"]);
+    assert_eq!((with_open, none_left), (early_enrolled + early_open, 0));
 }
 
 #[test]

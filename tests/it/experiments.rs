@@ -139,9 +139,15 @@ async fn held_out_customers_get_nothing_convert_like_the_others_and_keep_their_a
     // Everyone treated got the thank-you; only those who did not order again got the reminder.
     assert_eq!(received.len(), treated + (treated - reordered_treated));
 
-    let report = scenario_report(&store, &[], i64::MIN, None, Duration::days(7))
-        .await
-        .unwrap();
+    let report = scenario_report(
+        &store,
+        &[],
+        rebuy::store::Period::EVERYTHING,
+        None,
+        Duration::days(7),
+    )
+    .await
+    .unwrap();
     let r = &report[0];
     assert_eq!(
         (r.treatment as usize, r.held_out as usize),
@@ -174,9 +180,15 @@ async fn held_out_customers_get_nothing_convert_like_the_others_and_keep_their_a
         (reordered_treated, 5000 * reordered_treated)
     );
     assert_eq!(r.attributed_orders as usize, reordered_treated);
-    let short = scenario_report(&store, &[], i64::MIN, None, Duration::days(1))
-        .await
-        .unwrap();
+    let short = scenario_report(
+        &store,
+        &[],
+        rebuy::store::Period::EVERYTHING,
+        None,
+        Duration::days(1),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         short[0].attributed_orders, 0,
         "day 3 is outside a 1-day window"
@@ -191,9 +203,15 @@ async fn held_out_customers_get_nothing_convert_like_the_others_and_keep_their_a
         .map(|c| order(&format!("A-{c}"), c, "2026-11-05T03:00:00Z", 4200))
         .collect();
     add_orders(&store, &corrected).await;
-    let report = scenario_report(&store, &[], i64::MIN, None, Duration::days(7))
-        .await
-        .unwrap();
+    let report = scenario_report(
+        &store,
+        &[],
+        rebuy::store::Period::EVERYTHING,
+        None,
+        Duration::days(7),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         report[0].revenue_per_treated,
         4200.0 * reordered_treated as f64 / treated as f64
@@ -248,9 +266,15 @@ async fn the_control_group_gets_transactional_mail_but_no_marketing() {
         assert_eq!(r.status, expected, "{} {}", r.scenario_id, r.customer_id);
     }
     assert_eq!(rows.len(), 400, "both scenarios enrolled everyone");
-    let report = scenario_report(&store, &[], i64::MIN, Some("promo"), Duration::days(7))
-        .await
-        .unwrap();
+    let report = scenario_report(
+        &store,
+        &[],
+        rebuy::store::Period::EVERYTHING,
+        Some("promo"),
+        Duration::days(7),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         report.len(),
         2,
@@ -296,9 +320,15 @@ async fn a_known_effect_is_measured_with_an_interval_that_contains_it() {
         .tick(utc("2026-11-12T04:00:00Z"))
         .await
         .unwrap();
-    let report = scenario_report(&store, &[], i64::MIN, None, Duration::days(7))
-        .await
-        .unwrap();
+    let report = scenario_report(
+        &store,
+        &[],
+        rebuy::store::Period::EVERYTHING,
+        None,
+        Duration::days(7),
+    )
+    .await
+    .unwrap();
     let u = report[0].uplift.expect("both arms have customers");
     assert!(u.absolute_low < 0.06 && 0.06 < u.absolute_high, "{u:?}");
     assert!((u.absolute - 0.06).abs() < 0.03, "{u:?}");
@@ -470,9 +500,15 @@ async fn variants_are_drawn_by_weight_recorded_sent_as_written_and_the_winner_ta
 
     // The report, per variant: every treated enrollment counted once, the winner marked.
     let scenarios = shop.app().check().scenarios;
-    let report = scenario_report(&store, &scenarios, i64::MIN, None, Duration::days(7))
-        .await
-        .unwrap();
+    let report = scenario_report(
+        &store,
+        &scenarios,
+        rebuy::store::Period::EVERYTHING,
+        None,
+        Duration::days(7),
+    )
+    .await
+    .unwrap();
     let r = &report[0];
     let per: BTreeMap<&str, i64> = r
         .variants
@@ -484,5 +520,89 @@ async fn variants_are_drawn_by_weight_recorded_sent_as_written_and_the_winner_ta
     let a = r.variants.iter().find(|v| v.variant == "a").unwrap();
     assert_eq!((a.converted, a.rate), (0, 0.0));
     assert_eq!(r.decisions.len(), 1);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_report_counts_closed_goal_windows_by_default_and_says_how_many_are_still_open() {
+    use rebuy::store::Period;
+    // 40 first orders on 2 November (windows close on 2 December), 20 on 20 November (they
+    // close on 20 December); 10 of the early customers order again on 25 November.
+    let (shop, early) = shop_with_first_orders(&[("thanks.yaml", THANKS)], 40, None).await;
+    let store = shop.store().await;
+    let daemon = shop.daemon(&store).await;
+    daemon
+        .engine
+        .tick(utc("2026-11-02T04:00:00Z"))
+        .await
+        .unwrap();
+    let late: Vec<String> = (0..20).map(|i| format!("L{i:03}")).collect();
+    add_customers(&store, &late.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let mut orders: Vec<_> = late
+        .iter()
+        .map(|c| order(&format!("F-{c}"), c, "2026-11-20T03:00:00Z", 3000))
+        .collect();
+    orders.extend(
+        early
+            .iter()
+            .take(10)
+            .map(|c| order(&format!("A-{c}"), c, "2026-11-25T03:00:00Z", 5000)),
+    );
+    add_orders(&store, &orders).await;
+    daemon
+        .engine
+        .tick(utc("2026-11-25T04:00:00Z"))
+        .await
+        .unwrap();
+    let report = |period: Period| {
+        let store = &store;
+        async move {
+            let r = scenario_report(store, &[], period, None, Duration::days(7))
+                .await
+                .unwrap();
+            assert_eq!(r.len(), 1, "{r:?}");
+            r.into_iter().next().unwrap()
+        }
+    };
+    let ms = |s: &str| utc(s).timestamp_millis();
+
+    // By default only the closed windows: the early 40, 10 of whom converted; 20 still open.
+    let closed = report(Period::closed(i64::MIN, ms("2026-12-05T00:00:00Z"))).await;
+    assert_eq!((closed.enrolled, closed.still_open), (40, 20));
+    assert_eq!(closed.converted_treatment + closed.converted_comparison, 10);
+    let converted_revenue = closed.revenue_per_treated * closed.treatment as f64
+        + closed.revenue_per_comparison.unwrap_or(0.0)
+            * (closed.enrolled - closed.treatment) as f64;
+    assert!(
+        (converted_revenue - 10.0 * 5000.0).abs() < 1e-6,
+        "{converted_revenue}"
+    );
+
+    // Everything: all 60, none left out.
+    let all = report(Period::EVERYTHING).await;
+    assert_eq!((all.enrolled, all.still_open), (60, 0));
+
+    // As of 22 November with the open windows: all 60 enrolled by then, no conversion yet.
+    let earlier = report(Period {
+        since: i64::MIN,
+        as_of: ms("2026-11-22T00:00:00Z"),
+        include_open: true,
+    })
+    .await;
+    assert_eq!(earlier.enrolled, 60);
+    assert_eq!(
+        earlier.converted_treatment + earlier.converted_comparison,
+        0
+    );
+
+    // As of 22 November, closed windows only: nothing has closed, and the row says so.
+    let none = report(Period::closed(i64::MIN, ms("2026-11-22T00:00:00Z"))).await;
+    assert_eq!((none.enrolled, none.still_open), (0, 60));
+    assert!(
+        none.verdict
+            .starts_with("Too early to tell: all 60 enrollments"),
+        "{}",
+        none.verdict
+    );
     store.close().await;
 }

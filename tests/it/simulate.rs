@@ -282,7 +282,10 @@ async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() 
         let report = rebuy::reports::scenario_report(
             &sim,
             sim_engine.scenarios(),
-            from.timestamp_millis(),
+            rebuy::store::Period {
+                since: from.timestamp_millis(),
+                ..rebuy::store::Period::EVERYTHING
+            },
             None,
             Duration::days(7),
         )

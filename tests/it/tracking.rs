@@ -179,13 +179,18 @@ async fn clicks_are_recorded_once_altered_links_refused_bots_not_counted() {
     assert!(!ken[0].counted && ken[0].note.as_deref().unwrap().contains("second"));
 
     // The report: two sent, one opened and clicked by a person.
-    let report =
-        rebuy::reports::scenario_report(&store, &[], i64::MIN, None, chrono::Duration::days(7))
-            .await
-            .unwrap();
+    let report = rebuy::reports::scenario_report(
+        &store,
+        &[],
+        rebuy::store::Period::EVERYTHING,
+        None,
+        chrono::Duration::days(7),
+    )
+    .await
+    .unwrap();
     let step = &report[0].steps[0];
     assert_eq!((step.sent, step.opened, step.clicked), (2, 1, 1));
-    let html = rebuy::experiment::html::render("Shop", &report, &[], "JPY");
+    let html = rebuy::experiment::html::render("Shop", &report, &[], "JPY", &Default::default());
     assert!(
         html.contains("<td>2</td><td>1</td><td>1</td><td>50.0%</td>"),
         "{html}"
