@@ -7,13 +7,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-target/bench-experiments}
-shop=target/bench-metrics/rebuy.db
+shop=$PWD/target/bench-metrics/rebuy.db
 if [ ! -f "$shop" ]; then
   echo "== no $shop yet: generating and importing the shop (scripts/bench-metrics.sh)"
   scripts/bench-metrics.sh 1000000
 fi
 cargo build --release --quiet
 mkdir -p "$dir/scenarios"
+# Absolute: paths in a config file are read relative to the file.
+dir=$(realpath "$dir")
 cat > "$dir/scenarios/repeat-thanks.yaml" <<'YAML'
 # Thank every order, remind after 20 days unless they ordered again; 10% held out.
 id: repeat-thanks
@@ -30,8 +32,8 @@ steps:
     wait: 20d
     send: { template: thanks, subject: "そろそろ" }
 YAML
-printf 'database: %s\nscenarios_dir: %s/scenarios\ntemplates_dir: templates\n' "$shop" "$dir" > "$dir/rebuy.yaml"
-printf 'database: %s/sim.db\nscenarios_dir: %s/scenarios\ntemplates_dir: templates\n' "$dir" "$dir" > "$dir/report.yaml"
+printf 'database: %s\nscenarios_dir: %s/scenarios\ntemplates_dir: %s/templates\n' "$shop" "$dir" "$PWD" > "$dir/rebuy.yaml"
+printf 'database: %s/sim.db\nscenarios_dir: %s/scenarios\ntemplates_dir: %s/templates\n' "$dir" "$dir" "$PWD" > "$dir/report.yaml"
 rebuy=target/release/rebuy
 echo "== rebuy simulate, 2025-01-01 to 2025-12-31, hourly ticks"
 /usr/bin/time -f "simulate: %e s wall, %M KB peak" $rebuy --config "$dir/rebuy.yaml" --log-level warn \

@@ -9,6 +9,8 @@ n=${1:-1000000}
 dir=${2:-target/bench-metrics}
 end=2025-12-31
 mkdir -p "$dir"
+# Absolute: paths in a config file are read relative to the file.
+dir=$(realpath "$dir")
 cargo build --release --quiet
 cargo run --release --quiet --example gen_bgnbd -- "$dir" "$n" 7
 db="$dir/rebuy.db"

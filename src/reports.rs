@@ -71,14 +71,14 @@ pub async fn scenario_report(
     scenario: Option<&str>,
     attribution_window: chrono::Duration,
 ) -> anyhow::Result<Vec<crate::experiment::ScenarioResult>> {
-    let arms = store.arm_counts(period, scenario).await?;
+    let (arms, open) = store.arm_counts(period, scenario).await?;
     let steps = store.step_counts(period, scenario).await?;
     let touches = store
         .last_touch(period, attribution_window.num_milliseconds(), scenario)
         .await?;
     let tracking = store.tracking_counts(period, scenario).await?;
     let mut report = crate::experiment::build_report(&arms, &steps, &touches, &tracking);
-    for open in store.open_enrollments(period, scenario).await? {
+    for open in open {
         match report.iter_mut().find(|r| r.scenario == open.scenario_id) {
             Some(r) => r.still_open = open.open,
             // Every enrollment of the scenario is still open: a row that says so.

@@ -266,47 +266,67 @@ impl Store {
     }
 
     /// Enrollments, conversions and conversion revenue per scenario and arm, for the
-    /// enrollments `period` counts.
+    /// enrollments `period` counts; and per scenario, the enrollments it leaves out because
+    /// their goal window is still open at its `as_of` (none when it includes open windows).
+    /// One scan for both.
     pub async fn arm_counts(
         &self,
         period: Period,
         scenario: Option<&str>,
-    ) -> Result<Vec<ArmCounts>> {
+    ) -> Result<(Vec<ArmCounts>, Vec<OpenCount>)> {
+        // Grouped by the columns of `enrollments_scenario` alone, so that the scan needs no
+        // sort. `won` is a counted conversion's revenue (NULL otherwise), written once per sum:
+        // the fewest conditions per enrollment (this scan reads every one in the period).
+        let (open, won) = if period.include_open {
+            (
+                "0",
+                "CASE WHEN e.goal_reached_at <= $2 THEN COALESCE(e.goal_revenue, 0) END",
+            )
+        } else {
+            (
+                "COUNT(CASE WHEN e.goal_deadline > $2 THEN 1 END)",
+                "CASE WHEN e.goal_reached_at <= $2 AND (e.goal_deadline IS NULL OR e.goal_deadline <= $2) \
+                 THEN COALESCE(e.goal_revenue, 0) END",
+            )
+        };
         let sql = format!(
-            "SELECT e.scenario_id, e.arm, COUNT(*) AS enrolled, \
-             SUM(CASE WHEN e.goal_reached_at <= $2 THEN 1 ELSE 0 END) AS converted, \
-             COALESCE(SUM(CASE WHEN e.goal_reached_at <= $2 THEN e.goal_revenue END), 0) AS revenue, \
-             COALESCE(SUM(CASE WHEN e.goal_reached_at <= $2 \
-                 THEN CAST(e.goal_revenue AS REAL) * e.goal_revenue END), 0.0) AS revenue_squares \
-             FROM enrollments e WHERE {COUNTED} AND ($4 IS NULL OR e.scenario_id = $4) \
+            "SELECT e.scenario_id, e.arm, COUNT(*) - {open} AS enrolled, {open} AS open, \
+             COUNT({won}) AS converted, COALESCE(SUM({won}), 0) AS revenue, \
+             COALESCE(SUM(({won}) * 1.0 * ({won})), 0.0) AS revenue_squares \
+             FROM enrollments e WHERE e.triggered_at >= $1 AND e.triggered_at <= $2 \
+             AND ($3 IS NULL OR e.scenario_id = $3) \
              GROUP BY e.scenario_id, e.arm ORDER BY e.scenario_id, e.arm"
         );
-        Ok(bind_period(sqlx::query_as(&sql), period)
+        let rows: Vec<(String, String, i64, i64, i64, i64, f64)> = sqlx::query_as(&sql)
+            .bind(period.since)
+            .bind(period.as_of)
             .bind(scenario)
             .fetch_all(&self.pool)
-            .await?)
-    }
-
-    /// Per scenario, the enrollments triggered in `period` that it leaves out because their goal
-    /// window is still open at its `as_of` (none when it includes open windows).
-    pub async fn open_enrollments(
-        &self,
-        period: Period,
-        scenario: Option<&str>,
-    ) -> Result<Vec<OpenCount>> {
-        if period.include_open {
-            return Ok(Vec::new());
+            .await?;
+        let mut arms = Vec::new();
+        let mut open: Vec<OpenCount> = Vec::new();
+        for (scenario_id, arm, enrolled, still_open, converted, revenue, revenue_squares) in rows {
+            if still_open > 0 {
+                match open.iter_mut().find(|o| o.scenario_id == scenario_id) {
+                    Some(o) => o.open += still_open,
+                    None => open.push(OpenCount {
+                        scenario_id: scenario_id.clone(),
+                        open: still_open,
+                    }),
+                }
+            }
+            if enrolled > 0 {
+                arms.push(ArmCounts {
+                    scenario_id,
+                    arm,
+                    enrolled,
+                    converted,
+                    revenue,
+                    revenue_squares,
+                });
+            }
         }
-        Ok(sqlx::query_as(
-            "SELECT e.scenario_id, COUNT(*) AS open FROM enrollments e \
-             WHERE e.triggered_at >= $1 AND e.triggered_at <= $2 AND e.goal_deadline > $2 \
-             AND ($3 IS NULL OR e.scenario_id = $3) GROUP BY e.scenario_id ORDER BY e.scenario_id",
-        )
-        .bind(period.since)
-        .bind(period.as_of)
-        .bind(scenario)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok((arms, open))
     }
 
     /// Each step's funnel (per variant) over the enrollments `period` counts. Grouped by the

@@ -423,7 +423,10 @@ fn the_demo_writes_mail_and_prints_the_status_table() {
         (sum("enrolled"), sum("still_open"))
     };
     let (now_enrolled, now_open) = report(&[]);
-    assert!(now_enrolled > 0 && now_open == 0, "{now_enrolled} {now_open}");
+    assert!(
+        now_enrolled > 0 && now_open == 0,
+        "{now_enrolled} {now_open}"
+    );
     let (early_enrolled, early_open) = report(&["--as-of", "2026-08-20"]);
     assert!(early_open > 0 && early_enrolled < now_enrolled);
     let (with_open, none_left) = report(&["--as-of", "2026-08-20", "--include-open"]);
