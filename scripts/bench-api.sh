@@ -7,6 +7,7 @@
 # Installs wrk if missing (Debian). Usage: scripts/bench-api.sh [SECONDS] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 secs=${1:-20}
 conns=${2:-32}
 port=18025
@@ -44,7 +45,7 @@ run() {
   local label=$1 kind=$2 batch=$3 before after label_id=run$RANDOM
   before=$(count "$kind")
   echo "== $label: $conns connections, $secs s"
-  wrk -t2 -c"$conns" -d"$secs"s --latency -s "$OLDPWD/scripts/wrk/ingest.lua" \
+  wrk -t2 -c"$conns" -d"$secs"s --latency -s "$root/scripts/wrk/ingest.lua" \
     "http://127.0.0.1:$port" -- "$token" "$batch" 10000 "$label_id" "$kind" \
     | grep -E "Requests/sec|50%|99%|requests in|answered|errors|Non-2xx"
   after=$(count "$kind")
@@ -55,3 +56,16 @@ run "POST /v1/orders, batches of 1,000" orders 1000
 run "POST /v1/events, one event per request" events 1
 run "POST /v1/events, batches of 1,000" events 1000
 echo "server CPU time: $(cpu); peak memory (RSS): $(peak)"
+kill $server; wait $server 2>/dev/null || true
+# Like for like: rebuy's batches of orders and the SQLite floor, each on a fresh database.
+echo "== like for like, each on a fresh database of the same customers"
+fresh() { mkdir "$dir/$1" && cd "$dir/$1" && mkdir -p scenarios templates && cp ../rebuy.yaml . \
+  && $bin import customers ../customers.csv >/dev/null; }
+fresh api
+token=$($bin token create --scope ingest --name bench 2>/dev/null)
+serve
+run "POST /v1/orders, batches of 1,000, fresh database" orders 1000
+kill $server; wait $server 2>/dev/null || true
+fresh floor
+echo "== reference: the SQLite floor of the same (Python's sqlite3: same schema, pragmas and writes, no HTTP, JSON or validation), $secs s"
+python3 "$root/scripts/sqlite-floor-orders.py" "$secs"

@@ -408,6 +408,16 @@ impl Default for Config {
     }
 }
 
+/// The marketing limits from config; both optional. Defined here (config is read by delivery,
+/// not the other way round) and applied by `delivery::limits`.
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    /// At most `.0` marketing messages per customer in any window of `.1`.
+    pub cap: Option<(u32, Duration)>,
+    /// No marketing mail from `.0` to `.1`, local time (the window may span midnight).
+    pub quiet: Option<(chrono::NaiveTime, chrono::NaiveTime)>,
+}
+
 /// Settings derived from `Config` once it is valid.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -419,7 +429,7 @@ pub struct Resolved {
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub jobs: Vec<(JobConfig, cron::Schedule)>,
-    pub limits: crate::delivery::Limits,
+    pub limits: Limits,
     /// The shop-wide control group's share (0 without one).
     pub control_group: f64,
     pub attribution_window: Duration,
@@ -873,7 +883,7 @@ impl Config {
                 retry_base,
                 retry_max,
                 jobs,
-                limits: crate::delivery::Limits { cap, quiet },
+                limits: Limits { cap, quiet },
                 control_group,
                 attribution_window,
             })

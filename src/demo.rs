@@ -320,7 +320,7 @@ pub async fn prepare(
     customers: usize,
     days: i64,
     seed: u64,
-) -> Result<(crate::cli::App, Store, Daemon, Shop, ManualClock)> {
+) -> Result<(crate::app::App, Store, Daemon, Shop, ManualClock)> {
     write_samples(dir)?;
     let db = dir.join("rebuy-demo.db");
     for suffix in ["", "-wal", "-shm"] {
@@ -358,7 +358,7 @@ pub async fn prepare(
     config
         .shop
         .insert("contact".into(), "support@hadamaru.example".into());
-    let mut app = crate::cli::App::from_config(config)
+    let mut app = crate::app::App::from_config(config)
         .map_err(|d| anyhow::anyhow!("demo config: {}", d[0]))?;
     // Orders are fed in hour by hour, so only the history before the start is older than
     // this: it must not enroll anyone.

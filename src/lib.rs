@@ -1,5 +1,6 @@
 //! rebuy: an automation engine for repeat purchases. This file only declares modules.
 
+pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -1,13 +1,13 @@
 //! The command line: argument parsing (clap), logging setup, and the mapping of outcomes to
 //! exit codes. Each command family lives in its own file; the work itself is in the library.
 
-mod app;
 mod check;
 mod customer;
 mod demo;
 mod enrollment;
 pub mod experiments;
 mod import;
+mod logging;
 mod metrics;
 mod outbox;
 mod output;
@@ -20,7 +20,7 @@ mod suppress;
 mod token;
 mod trigger;
 
-pub use app::App;
+pub use crate::app::App;
 pub use output::OutputFormat;
 
 use clap::{Parser, Subcommand};
@@ -166,7 +166,7 @@ pub fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     if let Command::Demo(args) = &cli.command {
-        app::init_logging(
+        logging::init_logging(
             cli.log_format,
             &cli.log_level,
             crate::config::LogFormat::Text,
@@ -177,7 +177,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let app = match App::load(cli.config.as_deref()) {
         Ok(app) => app,
         Err(diags) => {
-            app::init_logging(
+            logging::init_logging(
                 cli.log_format,
                 &cli.log_level,
                 crate::config::LogFormat::Text,
@@ -194,7 +194,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
     };
     let quiet = !matches!(cli.command, Command::Run(_) | Command::Serve);
-    app::init_logging(cli.log_format, &cli.log_level, app.config.log_format, quiet);
+    logging::init_logging(cli.log_format, &cli.log_level, app.config.log_format, quiet);
     match cli.command {
         Command::Demo(_) => unreachable!("handled above"),
         Command::Check(args) => check::run(&app, &args).await,

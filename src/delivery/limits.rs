@@ -25,14 +25,7 @@ pub fn withheld(
     }
 }
 
-/// The marketing limits from config; both optional.
-#[derive(Debug, Clone, Default)]
-pub struct Limits {
-    /// At most `.0` marketing messages per customer in any window of `.1`.
-    pub cap: Option<(u32, Duration)>,
-    /// No marketing mail from `.0` to `.1`, local time (the window may span midnight).
-    pub quiet: Option<(NaiveTime, NaiveTime)>,
-}
+pub use crate::config::Limits;
 
 /// If `now` falls in the quiet hours `from`–`to` in `zone`, the first instant after them.
 pub fn quiet_until(

@@ -4,18 +4,9 @@
 //! comparison group, over the days since enrollment. Pure: data in, a string out.
 
 use super::report::{label, ScenarioResult};
+pub use crate::store::ConversionDays;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
-
-/// Conversions of one arm of one scenario by whole days from trigger to goal.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConversionDays {
-    pub scenario: String,
-    pub arm: String,
-    pub enrolled: i64,
-    /// (day, conversions that day), ascending.
-    pub days: Vec<(i64, i64)>,
-}
 
 const WIDTH: f64 = 760.0;
 const TREATMENT: &str = "#1f6feb";

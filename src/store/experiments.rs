@@ -42,6 +42,17 @@ impl Period {
 pub(super) const COUNTED: &str = "e.triggered_at >= $1 AND e.triggered_at <= $2 \
      AND ($3 OR e.goal_deadline IS NULL OR e.goal_deadline <= $2)";
 
+/// Conversions of one arm of one scenario by whole days from trigger to goal (the report's
+/// conversion curves).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversionDays {
+    pub scenario: String,
+    pub arm: String,
+    pub enrolled: i64,
+    /// (day, conversions that day), ascending.
+    pub days: Vec<(i64, i64)>,
+}
+
 /// Enrollments of one scenario that a [`Period`] leaves out because their goal window is still
 /// open at its `as_of`.
 #[derive(Debug, Clone, PartialEq, FromRow)]
@@ -127,7 +138,7 @@ impl Store {
         &self,
         period: Period,
         scenario: Option<&str>,
-    ) -> Result<Vec<crate::experiment::html::ConversionDays>> {
+    ) -> Result<Vec<ConversionDays>> {
         let sql = format!(
             "SELECT e.scenario_id, e.arm, \
              (CASE WHEN e.goal_reached_at <= $2 THEN e.goal_reached_at END - e.triggered_at) / 86400000 AS day, \
@@ -139,13 +150,13 @@ impl Store {
                 .bind(scenario)
                 .fetch_all(&self.pool)
                 .await?;
-        let mut out: Vec<crate::experiment::html::ConversionDays> = Vec::new();
+        let mut out: Vec<ConversionDays> = Vec::new();
         for (scenario_id, arm, day, n) in rows {
             let same = out
                 .last()
                 .is_some_and(|c| c.scenario == scenario_id && c.arm == arm);
             if !same {
-                out.push(crate::experiment::html::ConversionDays {
+                out.push(ConversionDays {
                     scenario: scenario_id,
                     arm,
                     enrolled: 0,

@@ -1,8 +1,8 @@
-//! Wiring shared by the commands: the configuration, the store, the engine and the deliverer
-//! built from it, and logging.
+//! A loaded configuration and what it builds: the store, the engine and the deliverer, for
+//! the commands, the daemon and the demo alike (outside `cli`, so that nothing reaches back
+//! into the command line).
 
-use super::LogFormatArg;
-use crate::config::{read_secret, Config, LogFormat, Resolved, TransportKind};
+use crate::config::{read_secret, Config, Resolved, TransportKind};
 use crate::delivery::{Deliverer, Mailer, Pacing, RetryPolicy, Unsubscriber};
 use crate::diagnostic::Diagnostic;
 use crate::engine::{Engine, EngineSettings};
@@ -233,31 +233,4 @@ fn dkim_config(k: &crate::config::DkimSettings) -> Result<lettre::message::dkim:
             body: lettre::message::dkim::DkimCanonicalizationType::Relaxed,
         },
     ))
-}
-
-/// Sets up `tracing`: text or JSON, to stderr. `quiet` commands log warnings only unless asked.
-pub fn init_logging(arg: Option<LogFormatArg>, level: &str, configured: LogFormat, quiet: bool) {
-    use tracing_subscriber::EnvFilter;
-    let level = if quiet && level == "info" {
-        "warn"
-    } else {
-        level
-    };
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match arg {
-        Some(LogFormatArg::Json) => true,
-        Some(LogFormatArg::Text) => false,
-        None => configured == LogFormat::Json,
-    };
-    // Colours only for a person at a terminal, never into a file or a journal.
-    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
 }
