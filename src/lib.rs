@@ -15,6 +15,7 @@ pub mod experiment;
 pub mod http;
 pub mod import;
 pub mod metrics;
+pub mod recommend;
 pub mod refresh;
 pub mod render;
 pub mod reports;

@@ -1,0 +1,335 @@
+//! The model: item-to-item similarity from co-purchases (cosine over recency-weighted buyer
+//! counts, customers with many products counting less, shrunk towards zero for pairs few
+//! customers share), what customers buy in their next order after each product, and
+//! popularity; and the list it gives one customer, each product with the reason it is there.
+
+use super::{Bought, Histories};
+use std::collections::HashMap;
+
+/// How the model learns. [`Params::default`] is rebuy's; [`Params::plain`] is plain cosine
+/// co-occurrence (every purchase counts the same, no next-order signal), the baseline the
+/// offline evaluation compares with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// A purchase this many days old counts half as much as one today; None: all count the same.
+    pub half_life_days: Option<f64>,
+    /// A customer's products beyond their most recent this many are left out of the pairs (a
+    /// wholesaler's 2,000 products would otherwise make four million pairs and say little).
+    pub max_items: usize,
+    /// Whether a customer's pairs count 1 / ln(2 + products): someone who bought everything
+    /// says less about which two things go together.
+    pub damp_heavy_buyers: bool,
+    /// Added to the denominator of the cosine: a pair shared by two customers is not a
+    /// certainty.
+    pub shrink: f64,
+    /// How much "bought in the next order" adds to "bought together".
+    pub next_weight: f32,
+    /// Similar products kept per product.
+    pub neighbours: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            half_life_days: Some(180.0),
+            max_items: 50,
+            damp_heavy_buyers: true,
+            shrink: 2.0,
+            next_weight: 0.0,
+            neighbours: 100,
+        }
+    }
+}
+
+impl Params {
+    /// Plain item-to-item cosine over co-purchase counts.
+    pub fn plain() -> Self {
+        Self {
+            half_life_days: None,
+            max_items: usize::MAX,
+            damp_heavy_buyers: false,
+            shrink: 0.0,
+            next_weight: 0.0,
+            neighbours: 100,
+        }
+    }
+}
+
+/// Why a product is on a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Customers who bought `because` also bought it.
+    BoughtTogether,
+    /// Customers who bought `because` bought it in their next order.
+    BoughtNext,
+    /// Among the most bought lately (no history to go on, or not enough).
+    Popular,
+}
+
+/// One recommended product: its score, the product of the customer's history that contributed
+/// most (None for popularity), and why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pick {
+    pub sku: u32,
+    pub score: f32,
+    pub because: Option<u32>,
+    pub reason: Reason,
+}
+
+/// What was learned from a set of histories as of one day.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub as_of: i64,
+    pub params: Params,
+    /// Per product, its most similar products, best first.
+    neighbours: Vec<Vec<(u32, f32)>>,
+    /// Per product, what customers bought in their next order after it (share of those who
+    /// ordered again), best first.
+    next: Vec<Vec<(u32, f32)>>,
+    /// Products by (recency-weighted) buyers, best first.
+    popular: Vec<(u32, f32)>,
+}
+
+impl Model {
+    /// Learns from `h` as of `as_of` (a day number): purchases after it are ignored.
+    pub fn learn(h: &Histories, as_of: i64, params: Params) -> Model {
+        let n = h.skus.len();
+        let weight = |day: i64| match params.half_life_days {
+            Some(half) => 0.5f64.powf((as_of - day).max(0) as f64 / half),
+            None => 1.0,
+        };
+        let mut buyers = vec![0f64; n];
+        let mut pairs: Vec<HashMap<u32, f64>> = vec![HashMap::new(); n];
+        let mut next_counts: Vec<HashMap<u32, f64>> = vec![HashMap::new(); n];
+        let mut reordered = vec![0f64; n];
+        for (_, bought) in &h.customers {
+            let bought: Vec<Bought> = bought.iter().copied().filter(|b| b.day <= as_of).collect();
+            let items = latest_per_product(&bought, params.max_items);
+            let damp = if params.damp_heavy_buyers {
+                1.0 / (2.0 + items.len() as f64).ln()
+            } else {
+                1.0
+            };
+            for &(sku, day) in &items {
+                buyers[sku as usize] += weight(day);
+            }
+            for (i, &(a, da)) in items.iter().enumerate() {
+                for &(b, db) in &items[i + 1..] {
+                    let w = damp * weight(da).min(weight(db));
+                    *pairs[a as usize].entry(b).or_default() += w;
+                    *pairs[b as usize].entry(a).or_default() += w;
+                }
+            }
+            if params.next_weight > 0.0 {
+                count_next(&bought, &weight, &mut next_counts, &mut reordered);
+            }
+        }
+        let neighbours = pairs
+            .into_iter()
+            .enumerate()
+            .map(|(a, row)| {
+                let scored = row.into_iter().map(|(b, c)| {
+                    let cos = c / ((buyers[a] * buyers[b as usize]).sqrt() + params.shrink);
+                    (b, cos as f32)
+                });
+                best(scored, params.neighbours)
+            })
+            .collect();
+        let next = next_counts
+            .into_iter()
+            .enumerate()
+            .map(|(a, row)| {
+                let total = reordered[a].max(1e-9);
+                best(
+                    row.into_iter()
+                        .map(|(b, c)| (b, (c / (total + params.shrink)) as f32)),
+                    params.neighbours,
+                )
+            })
+            .collect();
+        let popular = best(
+            buyers
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| (i as u32, w as f32)),
+            usize::MAX,
+        );
+        Model {
+            as_of,
+            params,
+            neighbours,
+            next,
+            popular,
+        }
+    }
+
+    /// The products most similar to `sku`, best first.
+    pub fn similar(&self, sku: u32) -> &[(u32, f32)] {
+        self.neighbours.get(sku as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Up to `n` products for a customer with purchases `history`, never one they bought and
+    /// only those `allowed` lets through (in the catalog, in stock, active); filled up with the
+    /// most popular. The same history gives the same list.
+    pub fn recommend(
+        &self,
+        history: &[Bought],
+        n: usize,
+        allowed: &dyn Fn(u32) -> bool,
+    ) -> Vec<Pick> {
+        let items = latest_per_product(history, self.params.max_items);
+        let owned: std::collections::HashSet<u32> = history.iter().map(|b| b.sku).collect();
+        let recency = |day: i64| match self.params.half_life_days {
+            Some(half) => 0.5f64.powf((self.as_of - day).max(0) as f64 / half) as f32,
+            None => 1.0,
+        };
+        // Per candidate: total score, and the strongest single contribution with its source.
+        let mut scores: HashMap<u32, (f32, f32, u32, Reason)> = HashMap::new();
+        let mut add = |b: u32, s: f32, from: u32, reason: Reason| {
+            let e = scores.entry(b).or_insert((0.0, 0.0, from, reason));
+            e.0 += s;
+            if s > e.1 {
+                e.1 = s;
+                e.2 = from;
+                e.3 = reason;
+            }
+        };
+        for &(a, day) in &items {
+            let r = recency(day);
+            for &(b, s) in self.similar(a) {
+                add(b, r * s, a, Reason::BoughtTogether);
+            }
+            if let Some(next) = self.next.get(a as usize) {
+                for &(b, s) in next {
+                    add(b, r * s * self.params.next_weight, a, Reason::BoughtNext);
+                }
+            }
+        }
+        let mut picks: Vec<Pick> = scores
+            .into_iter()
+            .filter(|(b, _)| !owned.contains(b) && allowed(*b))
+            .map(|(sku, (score, _, from, reason))| Pick {
+                sku,
+                score,
+                because: Some(from),
+                reason,
+            })
+            .collect();
+        picks.sort_by(|x, y| y.score.total_cmp(&x.score).then(x.sku.cmp(&y.sku)));
+        picks.truncate(n);
+        for &(sku, score) in &self.popular {
+            if picks.len() >= n {
+                break;
+            }
+            if !owned.contains(&sku) && allowed(sku) && !picks.iter().any(|p| p.sku == sku) {
+                picks.push(Pick {
+                    sku,
+                    score,
+                    because: None,
+                    reason: Reason::Popular,
+                });
+            }
+        }
+        picks
+    }
+}
+
+/// Each product's latest purchase day, the `max` most recent products, most recent first.
+fn latest_per_product(bought: &[Bought], max: usize) -> Vec<(u32, i64)> {
+    let mut last: HashMap<u32, i64> = HashMap::new();
+    for b in bought {
+        let d = last.entry(b.sku).or_insert(b.day);
+        *d = (*d).max(b.day);
+    }
+    let mut items: Vec<(u32, i64)> = last.into_iter().collect();
+    items.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+    items.truncate(max);
+    items
+}
+
+/// Counts, for each product of an order, the products of the customer's next order (a later
+/// day): what comes next.
+fn count_next(
+    bought: &[Bought],
+    weight: &impl Fn(i64) -> f64,
+    next: &mut [HashMap<u32, f64>],
+    reordered: &mut [f64],
+) {
+    let days: Vec<&[Bought]> = bought.chunk_by(|x, y| x.day == y.day).collect();
+    for pair in days.windows(2) {
+        let w = weight(pair[1][0].day);
+        for a in pair[0] {
+            reordered[a.sku as usize] += w;
+            for b in pair[1].iter().filter(|b| b.sku != a.sku) {
+                *next[a.sku as usize].entry(b.sku).or_default() += w;
+            }
+        }
+    }
+}
+
+/// The `k` best (highest score, then lowest number) of `scored`.
+fn best(scored: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f32)> {
+    let mut v: Vec<(u32, f32)> = scored.filter(|(_, s)| *s > 0.0).collect();
+    v.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+    v.truncate(k);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shampoo and conditioner go together; a cleanser is followed by a lotion; water is bought
+    /// by everyone.
+    fn shop() -> Histories {
+        let mut h = Histories::default();
+        for i in 0..30 {
+            let c = format!("c{i}");
+            h.add(&c, "water", 100);
+            if i < 20 {
+                h.add(&c, "shampoo", 100);
+                h.add(&c, "conditioner", 100);
+            }
+            if i >= 10 {
+                h.add(&c, "cleanser", 110);
+                h.add(&c, "lotion", 140);
+            }
+        }
+        h.add("new", "shampoo", 150);
+        h.add("fresh", "cleanser", 150);
+        h.finish()
+    }
+
+    #[test]
+    fn a_product_bought_with_another_is_recommended_with_the_reason() {
+        let h = shop();
+        let m = Model::learn(&h, 160, Params::default());
+        let id = |s: &str| h.find(s).unwrap();
+        let picks = m.recommend(h.of("new").unwrap(), 2, &|_| true);
+        assert_eq!(picks[0].sku, id("conditioner"));
+        assert_eq!(picks[0].because, Some(id("shampoo")));
+        assert_eq!(picks[0].reason, Reason::BoughtTogether);
+        // What comes next: after a cleanser, the lotion (bought 30 days later by everyone).
+        let picks = m.recommend(h.of("fresh").unwrap(), 1, &|_| true);
+        assert_eq!(picks[0].sku, id("lotion"));
+        // Nothing already bought; nothing the catalog refuses; popularity fills up.
+        let all = m.recommend(h.of("c15").unwrap(), 10, &|_| true);
+        assert!(all.is_empty(), "c15 bought everything: {all:?}");
+        let no_conditioner = m.recommend(h.of("new").unwrap(), 3, &|s| s != id("conditioner"));
+        assert!(no_conditioner.iter().all(|p| p.sku != id("conditioner")));
+        let stranger = m.recommend(&[], 2, &|_| true);
+        assert_eq!(stranger[0].sku, id("water"));
+        assert_eq!(stranger[0].reason, Reason::Popular);
+    }
+
+    #[test]
+    fn the_same_history_gives_the_same_list() {
+        let h = shop();
+        let m = Model::learn(&h, 160, Params::default());
+        let a = m.recommend(h.of("new").unwrap(), 4, &|_| true);
+        let b =
+            Model::learn(&h, 160, Params::default()).recommend(h.of("new").unwrap(), 4, &|_| true);
+        assert_eq!(a, b);
+    }
+}
