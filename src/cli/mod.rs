@@ -11,6 +11,7 @@ mod logging;
 mod metrics;
 mod outbox;
 mod output;
+mod recommend;
 mod report;
 mod run;
 mod serve;
@@ -113,6 +114,9 @@ pub enum Command {
     /// Reports: RFM segments and cells, monthly cohorts, LTV, and did each scenario work.
     #[command(subcommand)]
     Report(report::ReportCommand),
+    /// Products to recommend to a customer from everyone's purchases, and why; `evaluate`
+    /// scores the lists offline against what customers bought next.
+    Recommend(recommend::RecommendArgs),
     /// Back-test: replay the stored orders of a period through the scenarios with a virtual
     /// clock in a separate database, send nothing, and report what they would have done.
     Simulate(simulate::SimulateArgs),
@@ -224,6 +228,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Metrics(cmd) => metrics::run(&app, cmd).await,
         Command::Report(cmd) => report::run(&app, cmd).await,
         Command::Simulate(args) => simulate::run(&app, &args).await,
+        Command::Recommend(args) => recommend::run(&app, &args).await,
     }
 }
 

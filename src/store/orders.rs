@@ -277,6 +277,20 @@ impl Store {
         order_events(&json)
     }
 
+    /// Every order that has line items: its customer, time and items (JSON), in arrival order,
+    /// handed to `f` one at a time as they are read (what the recommendations learn from).
+    pub async fn for_each_order_items(&self, mut f: impl FnMut(&str, i64, &str)) -> Result<()> {
+        use futures::TryStreamExt as _;
+        let mut rows = sqlx::query_as::<_, (String, i64, String)>(
+            "SELECT customer_id, placed_at, items FROM orders WHERE has_items ORDER BY seq",
+        )
+        .fetch(&self.pool);
+        while let Some((customer, placed_at, items)) = rows.try_next().await? {
+            f(&customer, placed_at, &items);
+        }
+        Ok(())
+    }
+
     /// The last order seq the engine has looked at.
     pub async fn order_cursor(&self) -> Result<i64> {
         Ok(self

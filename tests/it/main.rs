@@ -14,6 +14,7 @@ mod http_e2e;
 mod import;
 mod limits;
 mod predicted;
+mod recommend;
 mod refresh;
 mod rounds;
 mod scan;
