@@ -3,7 +3,8 @@
 use super::{exit, App};
 use crate::clock::{Clock, SystemClock};
 use crate::import::{
-    import_customers, import_events, import_orders, Format, ImportOptions, ImportReport,
+    import_customers, import_events, import_orders, import_products, Format, ImportOptions,
+    ImportReport,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -18,6 +19,10 @@ pub enum ImportCommand {
     /// Custom events: customer (or customer_id), name, at, properties (a JSON object; in CSV
     /// a column of JSON text), optional id. Scenarios start on them with `trigger: { event: NAME }`.
     Events(ImportArgs),
+    /// The product catalog: sku, name, category, price (minor units), url, image_url, in_stock,
+    /// active, and optionally brand, size, upgrade_of. Only products in stock and active are
+    /// recommended.
+    Products(ImportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +43,10 @@ pub struct ImportArgs {
 pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
     let store = app.store_or_create().await?;
     let args = match &cmd {
-        ImportCommand::Customers(a) | ImportCommand::Orders(a) | ImportCommand::Events(a) => a,
+        ImportCommand::Customers(a)
+        | ImportCommand::Orders(a)
+        | ImportCommand::Events(a)
+        | ImportCommand::Products(a) => a,
     };
     let opts = ImportOptions {
         format: args.format,
@@ -52,6 +60,9 @@ pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
         }
         ImportCommand::Events(_) => {
             import_events(&store, &args.file, &opts, SystemClock.now()).await?
+        }
+        ImportCommand::Products(_) => {
+            import_products(&store, &args.file, &opts, SystemClock.now()).await?
         }
     };
     print_report(&report, args.json)?;

@@ -9,7 +9,7 @@ use crate::clock::{from_millis, Clock as _, SystemClock};
 use crate::metrics::day_number;
 use crate::recommend::model::Reason;
 use crate::recommend::{evaluate_split, Histories, Metrics, Model, Params};
-use crate::store::Store;
+use crate::store::{Product, Store};
 use chrono::NaiveDate;
 use std::collections::HashMap;
 
@@ -52,6 +52,21 @@ struct Item {
     sku: String,
     #[serde(default)]
     name: String,
+}
+
+/// Which products may be recommended: with a catalog, those in it, in stock and active (a
+/// SKU only old orders name is learnt from, never recommended); without one, every product.
+fn allowed_by(catalog: &[Product], h: &Histories) -> Option<Vec<bool>> {
+    if catalog.is_empty() {
+        return None;
+    }
+    let mut ok = vec![false; h.skus.len()];
+    for p in catalog.iter().filter(|p| p.in_stock && p.active) {
+        if let Some(i) = h.find(&p.sku) {
+            ok[i as usize] = true;
+        }
+    }
+    Some(ok)
 }
 
 /// Every purchase in the store, by day in `zone`, and each product's latest name.
@@ -119,7 +134,13 @@ async fn show(
     let as_of = args
         .as_of
         .unwrap_or_else(|| SystemClock.now().with_timezone(&zone).date_naive());
-    let (h, names) = histories(store, zone).await?;
+    let (h, mut names) = histories(store, zone).await?;
+    let catalog = store.products().await?;
+    let allowed = allowed_by(&catalog, &h);
+    let by_sku: HashMap<&str, &Product> = catalog.iter().map(|p| (p.sku.as_str(), p)).collect();
+    for p in &catalog {
+        names.insert(p.sku.clone(), p.name.clone());
+    }
     let model = Model::learn(&h, day_number(as_of), Params::default());
     let history: Vec<_> = h
         .of(&c.id)
@@ -128,7 +149,9 @@ async fn show(
         .copied()
         .filter(|b| b.day <= day_number(as_of))
         .collect();
-    let picks = model.recommend(&history, args.n, &|_| true);
+    let picks = model.recommend(&history, args.n, &|s| {
+        allowed.as_ref().is_none_or(|a| a[s as usize])
+    });
     // Scores relative to the first: their scale depends on how old the purchases are.
     let top = picks
         .first()
@@ -159,6 +182,7 @@ async fn show(
         "products": picks.iter().map(|p| serde_json::json!({
             "sku": sku(p.sku), "name": name(p.sku), "score": p.score / top, "reason": p.reason,
             "because": p.because.map(sku),
+            "product": by_sku.get(h.skus[p.sku as usize].as_str()),
         })).collect::<Vec<_>>(),
     });
     if args.format == OutputFormat::Table {
@@ -186,7 +210,10 @@ async fn evaluate(
     format: OutputFormat,
 ) -> anyhow::Result<u8> {
     let (h, _) = histories(store, zone).await?;
-    let r = evaluate_split(&h, day_number(split_at), k, &|_| true);
+    let allowed = allowed_by(&store.products().await?, &h);
+    let r = evaluate_split(&h, day_number(split_at), k, &|s| {
+        allowed.as_ref().is_none_or(|a| a[s as usize])
+    });
     if r.customers == 0 {
         eprintln!(
             "no customer bought both before {split_at} and something new from it on: pick a day inside the orders' span"

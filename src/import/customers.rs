@@ -23,17 +23,6 @@ pub const CUSTOMER_FIELDS: &[&str] = &[
     "consent_at",
 ];
 
-/// A yes/no cell: true, false, 1, 0, yes, no, y, n (any case).
-fn consent(raw: &str) -> Result<bool, String> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "y" => Ok(true),
-        "false" | "0" | "no" | "n" => Ok(false),
-        _ => Err(format!(
-            "'marketing_consent' must be true or false (or 1/0, yes/no), found '{raw}'"
-        )),
-    }
-}
-
 /// Validates one record into a customer, or says what is wrong with it.
 pub fn parse_customer(r: &Record) -> Result<NewCustomer, Invalid> {
     let f = &r.fields;
@@ -64,14 +53,7 @@ pub fn parse_customer(r: &Record) -> Result<NewCustomer, Invalid> {
     {
         attributes.insert(k.clone(), v.clone());
     }
-    let marketing_consent = match f.get("marketing_consent") {
-        Some(serde_json::Value::Bool(b)) => Some(*b),
-        Some(_) => text(f, "marketing_consent")
-            .map(|v| consent(&v))
-            .transpose()
-            .map_err(|e| Invalid::at("marketing_consent", e))?,
-        None => None,
-    };
+    let marketing_consent = super::yes_no(f, "marketing_consent")?;
     let consent_at = text(f, "consent_at")
         .map(|v| super::parse_instant(&v, chrono_tz::UTC).map(to_millis))
         .transpose()

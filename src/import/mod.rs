@@ -5,6 +5,7 @@
 mod customers;
 mod events;
 mod orders;
+mod products;
 pub mod shopify;
 
 pub use customers::{parse_customer, CUSTOMER_FIELDS};
@@ -135,6 +136,15 @@ pub async fn import_events(
     now: DateTime<Utc>,
 ) -> Result<ImportReport> {
     events::run(store, path, opts, now).await
+}
+
+pub async fn import_products(
+    store: &Store,
+    path: &Path,
+    opts: &ImportOptions,
+    now: DateTime<Utc>,
+) -> Result<ImportReport> {
+    products::run(store, path, opts, now).await
 }
 
 pub async fn import_orders(
@@ -370,6 +380,28 @@ pub fn id_text(
             format!("'{key}' is the number {n}, not a whole number rebuy can keep exactly; write ids as strings (\"{key}\": \"…\")"),
         )),
         _ => Ok(text(fields, key)),
+    }
+}
+
+/// A yes/no field: a JSON boolean, or true, false, 1, 0, yes, no, y, n (any case); None when
+/// absent or empty.
+pub fn yes_no(
+    fields: &BTreeMap<String, serde_json::Value>,
+    key: &str,
+) -> Result<Option<bool>, Invalid> {
+    if let Some(serde_json::Value::Bool(b)) = fields.get(key) {
+        return Ok(Some(*b));
+    }
+    let Some(raw) = text(fields, key) else {
+        return Ok(None);
+    };
+    match raw.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "y" => Ok(Some(true)),
+        "false" | "0" | "no" | "n" => Ok(Some(false)),
+        _ => Err(Invalid::at(
+            key,
+            format!("'{key}' must be true or false (or 1/0, yes/no), found '{raw}'"),
+        )),
     }
 }
 

@@ -32,7 +32,7 @@ pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
 /// The largest quantity of one line item.
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
-fn minor(raw: &str, field: &str) -> Result<i64, String> {
+pub(super) fn minor(raw: &str, field: &str) -> Result<i64, String> {
     let n = raw.trim().parse::<i64>().map_err(|_| {
         format!("'{field}' must be an integer in minor units (¥3,980 is 3980, $39.80 is 3980), found '{raw}'")
     })?;

@@ -323,6 +323,41 @@ mod tests {
         assert_eq!(stranger[0].reason, Reason::Popular);
     }
 
+    proptest::proptest! {
+        // Whatever the shop and the customer, a list never holds a product they bought or one
+        // the catalog refuses (out of stock, inactive), nor the same product twice.
+        #[test]
+        fn nothing_bought_or_refused_is_ever_recommended(
+            orders in proptest::collection::vec((0u8..12, 0u8..15, 0i64..400), 0..200),
+            mine in proptest::collection::vec((0u8..15, 0i64..400), 0..8),
+            refused in proptest::collection::hash_set(0u8..15, 0..6),
+            n in 1usize..12,
+        ) {
+            let mut h = Histories::default();
+            for (c, p, d) in &orders {
+                h.add(&format!("c{c}"), &format!("p{p}"), *d);
+            }
+            for (p, d) in &mine {
+                h.add("me", &format!("p{p}"), *d);
+            }
+            let h = h.finish();
+            let refused: std::collections::HashSet<u32> = refused
+                .iter()
+                .filter_map(|p| h.find(&format!("p{p}")))
+                .collect();
+            let m = Model::learn(&h, 400, Params::default());
+            let history = h.of("me").unwrap_or_default();
+            let picks = m.recommend(history, n, &|s| !refused.contains(&s));
+            proptest::prop_assert!(picks.len() <= n);
+            let mut seen = std::collections::HashSet::new();
+            for p in &picks {
+                proptest::prop_assert!(!history.iter().any(|b| b.sku == p.sku));
+                proptest::prop_assert!(!refused.contains(&p.sku));
+                proptest::prop_assert!(seen.insert(p.sku));
+            }
+        }
+    }
+
     #[test]
     fn the_same_history_gives_the_same_list() {
         let h = shop();

@@ -10,6 +10,7 @@ mod experiments;
 mod metrics;
 mod orders;
 mod outbox;
+mod products;
 mod segments;
 mod simulation;
 mod status;
@@ -29,6 +30,7 @@ pub use experiments::{
 pub use metrics::{ChangedOutcome, ChangedPage, MetricsRow, RfmGroup, METRICS_COLUMNS};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{Bounce, Content, NewOutbox, OutboxRow, OutboxStatus, Recorded, RetryTarget};
+pub use products::Product;
 pub use segments::{MembershipChange, SegmentEvent};
 pub use simulation::{Sends, SimulationSource, BODY_SAMPLE};
 pub use status::{FlowStatus, ScenarioStatus, Stall};

@@ -126,3 +126,81 @@ fn one_customers_list_leaves_out_what_they_bought_and_says_why() {
     );
     assert_eq!(out, again);
 }
+
+#[test]
+fn the_catalog_keeps_out_products_out_of_stock_or_inactive_and_names_its_bad_rows() {
+    let dir = shop();
+    let list = |dir: &Path| {
+        let (ok, out, err) = rebuy(
+            dir,
+            &[
+                "recommend",
+                "13408",
+                "--n",
+                "5",
+                "--as-of",
+                "2011-12-31",
+                "--format",
+                "json",
+            ],
+        );
+        assert!(ok, "{err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        r["products"].as_array().unwrap().clone()
+    };
+    let before = list(dir.path());
+    let (first, second) = (
+        before[0]["sku"].as_str().unwrap().to_string(),
+        before[1]["sku"].as_str().unwrap().to_string(),
+    );
+    // Every product of the orders, the first of the list out of stock, the second inactive.
+    let orders = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/online-retail/orders.csv"),
+    )
+    .unwrap();
+    let skus: std::collections::BTreeSet<&str> = orders
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(4).unwrap())
+        .collect();
+    let mut csv = String::from("sku,name,price,in_stock,active,url\n");
+    for s in &skus {
+        let (stock, active) = (*s != first, *s != second);
+        csv.push_str(&format!(
+            "{s},Product {s},450,{stock},{active},https://shop.example/p/{s}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("products.csv"), csv).unwrap();
+    let (ok, out, err) = rebuy(
+        dir.path(),
+        &["import", "products", "products.csv", "--no-progress"],
+    );
+    assert!(ok, "{out}{err}");
+    let after = list(dir.path());
+    assert_eq!(after.len(), 5);
+    for p in &after {
+        assert!(
+            p["sku"] != first.as_str() && p["sku"] != second.as_str(),
+            "{p}"
+        );
+        let sku = p["sku"].as_str().unwrap();
+        assert_eq!(p["name"], format!("Product {sku}"));
+        assert_eq!(p["product"]["url"], format!("https://shop.example/p/{sku}"));
+    }
+    // A bad row is named by its line, and the others are stored.
+    std::fs::write(
+        dir.path().join("bad.csv"),
+        "sku,name,price\nA1,Good,100\nA2,Bad,12.50\n",
+    )
+    .unwrap();
+    let (ok, out, err) = rebuy(
+        dir.path(),
+        &["import", "products", "bad.csv", "--no-progress"],
+    );
+    assert!(!ok);
+    assert!(
+        format!("{out}{err}").contains("bad.csv:3")
+            && format!("{out}{err}").contains("minor units"),
+        "{out}{err}"
+    );
+}
