@@ -7,7 +7,7 @@ use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
 use crate::clock::{from_millis, Clock as _, SystemClock};
 use crate::metrics::day_number;
-use crate::recommend::model::Reason;
+use crate::recommend::model::{Facts, Kind, Reason};
 use crate::recommend::{evaluate_split, Histories, Metrics, Model, Params};
 use crate::store::{Product, Store};
 use chrono::NaiveDate;
@@ -21,6 +21,11 @@ pub struct RecommendArgs {
     /// How many products.
     #[arg(long, default_value_t = 5)]
     pub n: usize,
+    /// cross-sell: what goes with what they bought; next: what customers buy in the order
+    /// after; upsell: the catalog's upgrades of what they bought, and what customers moved up
+    /// to within a category (needs a catalog with categories and prices).
+    #[arg(long, value_enum, default_value = "cross-sell")]
+    pub kind: Kind,
     /// Learn from the orders up to the end of this day (YYYY-MM-DD, the shop's zone); default today.
     #[arg(long, value_parser = parse_date)]
     pub as_of: Option<NaiveDate>,
@@ -67,6 +72,21 @@ fn allowed_by(catalog: &[Product], h: &Histories) -> Option<Vec<bool>> {
         }
     }
     Some(ok)
+}
+
+/// The catalog's category, price and upgrade of each product, by product number.
+fn facts_of(catalog: &[Product], h: &Histories) -> Vec<Option<Facts>> {
+    let mut facts = vec![None; h.skus.len()];
+    for p in catalog {
+        if let Some(i) = h.find(&p.sku) {
+            facts[i as usize] = Some(Facts {
+                category: p.category.clone(),
+                price: p.price,
+                upgrade_of: p.upgrade_of.as_deref().and_then(|u| h.find(u)),
+            });
+        }
+    }
+    facts
 }
 
 /// Every purchase in the store, by day in `zone`, and each product's latest name.
@@ -134,8 +154,12 @@ async fn show(
     let as_of = args
         .as_of
         .unwrap_or_else(|| SystemClock.now().with_timezone(&zone).date_naive());
-    let (h, mut names) = histories(store, zone).await?;
+    let (mut h, mut names) = histories(store, zone).await?;
     let catalog = store.products().await?;
+    // Products no order names yet (a new upgrade) still get a number, so they can be offered.
+    for p in &catalog {
+        h.sku_id(&p.sku);
+    }
     let allowed = allowed_by(&catalog, &h);
     let by_sku: HashMap<&str, &Product> = catalog.iter().map(|p| (p.sku.as_str(), p)).collect();
     for p in &catalog {
@@ -149,7 +173,8 @@ async fn show(
         .copied()
         .filter(|b| b.day <= day_number(as_of))
         .collect();
-    let picks = model.recommend(&history, args.n, &|s| {
+    let facts = facts_of(&catalog, &h);
+    let picks = model.recommend_kind(args.kind, &history, args.n, &facts, &|s| {
         allowed.as_ref().is_none_or(|a| a[s as usize])
     });
     // Scores relative to the first: their scale depends on how old the purchases are.
@@ -161,6 +186,8 @@ async fn show(
     let why = |p: &crate::recommend::Pick| match (p.reason, p.because) {
         (Reason::BoughtTogether, Some(b)) => format!("bought together with {}", sku(b)),
         (Reason::BoughtNext, Some(b)) => format!("bought in the order after {}", sku(b)),
+        (Reason::UpgradeOf, Some(b)) => format!("the upgrade of {}", sku(b)),
+        (Reason::MovedUpFrom, Some(b)) => format!("customers moved up to it from {}", sku(b)),
         _ => "among the most bought lately".to_string(),
     };
     let rows: Vec<Vec<String>> = picks

@@ -65,6 +65,29 @@ pub enum Reason {
     BoughtNext,
     /// Among the most bought lately (no history to go on, or not enough).
     Popular,
+    /// The catalog says it is the bigger or better version of `because`.
+    UpgradeOf,
+    /// Customers who bought `because` moved up to it: same category, higher price, next order.
+    MovedUpFrom,
+}
+
+/// What the catalog says of one product, for upsell lists.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Facts {
+    pub category: String,
+    pub price: Option<i64>,
+    /// The product this one is the bigger or better version of.
+    pub upgrade_of: Option<u32>,
+}
+
+/// Which list: products that go with what they bought, what customers buy next, or the
+/// bigger or better version of what they bought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    CrossSell,
+    Next,
+    Upsell,
 }
 
 /// One recommended product: its score, the product of the customer's history that contributed
@@ -121,9 +144,7 @@ impl Model {
                     *pairs[b as usize].entry(a).or_default() += w;
                 }
             }
-            if params.next_weight > 0.0 {
-                count_next(&bought, &weight, &mut next_counts, &mut reordered);
-            }
+            count_next(&bought, &weight, &mut next_counts, &mut reordered);
         }
         let neighbours = pairs
             .into_iter()
@@ -162,6 +183,93 @@ impl Model {
             next,
             popular,
         }
+    }
+
+    /// What customers bought in their next order after `sku`, best first.
+    pub fn next_after(&self, sku: u32) -> &[(u32, f32)] {
+        self.next.get(sku as usize).map_or(&[], Vec::as_slice)
+    }
+
+    /// Up to `n` products of `kind` for a customer with purchases `history`: cross-sell is
+    /// [`Model::recommend`]; next ranks what customers bought in the order after theirs;
+    /// upsell offers the catalog's upgrades of what they bought (`facts`, by product number),
+    /// then products of the same category at a higher price that customers moved up to. Never
+    /// something they bought, never what `allowed` refuses; upsell and next are not filled up
+    /// with popular products (a popular product is no upgrade).
+    pub fn recommend_kind(
+        &self,
+        kind: Kind,
+        history: &[Bought],
+        n: usize,
+        facts: &[Option<Facts>],
+        allowed: &dyn Fn(u32) -> bool,
+    ) -> Vec<Pick> {
+        if kind == Kind::CrossSell {
+            return self.recommend(history, n, allowed);
+        }
+        let items = latest_per_product(history, self.params.max_items);
+        let owned: std::collections::HashSet<u32> = history.iter().map(|b| b.sku).collect();
+        let mut best: HashMap<u32, Pick> = HashMap::new();
+        let mut offer = |sku: u32, score: f32, from: u32, reason: Reason| {
+            if owned.contains(&sku) || !allowed(sku) {
+                return;
+            }
+            let e = best.entry(sku).or_insert(Pick {
+                sku,
+                score: 0.0,
+                because: Some(from),
+                reason,
+            });
+            if score > e.score {
+                *e = Pick {
+                    sku,
+                    score,
+                    because: Some(from),
+                    reason,
+                };
+            }
+        };
+        let fact = |s: u32| facts.get(s as usize).and_then(Option::as_ref);
+        let mut upgrades: HashMap<u32, Vec<u32>> = HashMap::new();
+        if kind == Kind::Upsell {
+            for (b, f) in facts.iter().enumerate() {
+                if let Some(a) = f.as_ref().and_then(|f| f.upgrade_of) {
+                    upgrades.entry(a).or_default().push(b as u32);
+                }
+            }
+        }
+        for (rank, &(a, _)) in items.iter().enumerate() {
+            // The most recent purchases first: a small bonus for recency of the source.
+            let fresh = 1.0 / (1.0 + rank as f32 * 0.01);
+            match kind {
+                Kind::Next => {
+                    for &(b, s) in self.next_after(a) {
+                        offer(b, s * fresh, a, Reason::BoughtNext);
+                    }
+                }
+                Kind::Upsell => {
+                    for &b in upgrades.get(&a).map_or(&[][..], Vec::as_slice) {
+                        offer(b, 2.0 * fresh, a, Reason::UpgradeOf);
+                    }
+                    let Some(from) = fact(a) else { continue };
+                    for &(b, s) in self.next_after(a) {
+                        let up = fact(b).is_some_and(|to| {
+                            !from.category.is_empty()
+                                && to.category == from.category
+                                && matches!((to.price, from.price), (Some(t), Some(f)) if t > f)
+                        });
+                        if up {
+                            offer(b, s * fresh, a, Reason::MovedUpFrom);
+                        }
+                    }
+                }
+                Kind::CrossSell => {}
+            }
+        }
+        let mut picks: Vec<Pick> = best.into_values().collect();
+        picks.sort_by(|x, y| y.score.total_cmp(&x.score).then(x.sku.cmp(&y.sku)));
+        picks.truncate(n);
+        picks
     }
 
     /// The products most similar to `sku`, best first.
@@ -356,6 +464,58 @@ mod tests {
                 proptest::prop_assert!(seen.insert(p.sku));
             }
         }
+    }
+
+    #[test]
+    fn upsell_offers_the_catalogs_upgrade_then_what_customers_moved_up_to() {
+        // Ten customers went from a small cleanser to the big one in their next order; the
+        // catalog says the deluxe lotion is the upgrade of the lotion.
+        let mut h = Histories::default();
+        for i in 0..10 {
+            h.add(&format!("c{i}"), "cleanser-s", 10);
+            h.add(&format!("c{i}"), "cleanser-l", 40);
+            h.add(&format!("c{i}"), "towel", 40);
+        }
+        h.add("me", "cleanser-s", 50);
+        h.add("me", "lotion", 50);
+        h.add("x", "lotion-deluxe", 1);
+        let h = h.finish();
+        let id = |s: &str| h.find(s).unwrap();
+        let mut facts = vec![None; h.skus.len()];
+        let fact = |category: &str, price: i64, upgrade_of: Option<u32>| {
+            Some(Facts {
+                category: category.into(),
+                price: Some(price),
+                upgrade_of,
+            })
+        };
+        facts[id("cleanser-s") as usize] = fact("cleanser", 1500, None);
+        facts[id("cleanser-l") as usize] = fact("cleanser", 2800, None);
+        facts[id("towel") as usize] = fact("bath", 3000, None);
+        facts[id("lotion") as usize] = fact("lotion", 3000, None);
+        facts[id("lotion-deluxe") as usize] = fact("lotion", 6000, Some(id("lotion")));
+        let m = Model::learn(&h, 60, Params::default());
+        let picks = m.recommend_kind(Kind::Upsell, h.of("me").unwrap(), 5, &facts, &|_| true);
+        let got: Vec<(u32, Reason, Option<u32>)> =
+            picks.iter().map(|p| (p.sku, p.reason, p.because)).collect();
+        assert_eq!(
+            got,
+            [
+                (id("lotion-deluxe"), Reason::UpgradeOf, Some(id("lotion"))),
+                (
+                    id("cleanser-l"),
+                    Reason::MovedUpFrom,
+                    Some(id("cleanser-s"))
+                ),
+            ],
+            "the towel came next too, but is no upgrade"
+        );
+        let next = m.recommend_kind(Kind::Next, h.of("me").unwrap(), 5, &facts, &|_| true);
+        assert!(next.iter().any(|p| p.sku == id("towel")));
+        let none = m.recommend_kind(Kind::Upsell, h.of("me").unwrap(), 5, &facts, &|s| {
+            s != id("lotion-deluxe") && s != id("cleanser-l")
+        });
+        assert!(none.is_empty(), "{none:?}");
     }
 
     #[test]

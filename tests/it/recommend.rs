@@ -204,3 +204,48 @@ fn the_catalog_keeps_out_products_out_of_stock_or_inactive_and_names_its_bad_row
         "{out}{err}"
     );
 }
+
+#[test]
+fn upsell_offers_the_catalogs_upgrade_of_what_the_customer_bought() {
+    let dir = shop();
+    // Customer 13408's most recent product gets a bigger version that nobody has bought yet.
+    let (_, out, _) = rebuy(
+        dir.path(),
+        &["customer", "show", "13408", "--format", "json"],
+    );
+    let view: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let last_sku = view["orders"][0]["items"][0]["sku"]
+        .as_str()
+        .expect("the latest order has items")
+        .to_string();
+    std::fs::write(
+        dir.path().join("products.csv"),
+        format!(
+            "sku,name,category,price,upgrade_of\n{last_sku},Small,gifts,300,\n{last_sku}-XL,Big,gifts,900,{last_sku}\n"
+        ),
+    )
+    .unwrap();
+    let (ok, out, err) = rebuy(
+        dir.path(),
+        &["import", "products", "products.csv", "--no-progress"],
+    );
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = rebuy(
+        dir.path(),
+        &[
+            "recommend",
+            "13408",
+            "--kind",
+            "upsell",
+            "--as-of",
+            "2011-12-31",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["products"][0]["sku"], format!("{last_sku}-XL"), "{r}");
+    assert_eq!(r["products"][0]["reason"], "upgrade_of");
+    assert_eq!(r["products"][0]["because"], last_sku.as_str());
+}
