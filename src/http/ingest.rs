@@ -10,7 +10,7 @@ use crate::clock::to_millis;
 use crate::import::{
     order_from_record, parse_customer, Invalid, Record, CUSTOMER_FIELDS, ITEM_FIELDS, ORDER_FIELDS,
 };
-use crate::import::{parse_event, EVENT_FIELDS};
+use crate::import::{parse_event, parse_product, EVENT_FIELDS, PRODUCT_FIELDS};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
@@ -273,6 +273,54 @@ pub async fn post_orders(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
             Ok((
                 StatusCode::OK,
                 serde_json::to_value(done).unwrap_or_default(),
+            ))
+        },
+    )
+    .await
+}
+
+/// `POST /v1/products`: the catalog, one product or `{"products": [...]}`, upserted by SKU as
+/// `rebuy import products` does.
+#[utoipa::path(
+    post, path = "/v1/products", tag = "ingest",
+    request_body(content = super::openapi::ProductsBody, description = "one record, {\"products\": [...]}, or an array; at most 1,000"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a request sent again with the same key gets the first reply (Idempotent-Replayed: true)")),
+    responses((status = 200, description = "every record committed", body = Ingested)),
+    security(("bearer" = []))
+)]
+pub async fn post_products(State(api): State<Arc<Api>>, headers: HeaderMap, body: Body) -> Reply {
+    idempotent(
+        &api,
+        &headers,
+        "products",
+        Scope::Ingest,
+        body,
+        |api, json| async move {
+            let mut errors = Vec::new();
+            let mut good = Vec::new();
+            let mut seen = HashSet::new();
+            for (i, (at, m)) in records(json, "products")?.into_iter().enumerate() {
+                unknown_fields(&at, &m, PRODUCT_FIELDS, &mut errors);
+                match parse_product(&record(i, m)) {
+                    Ok(p) if !seen.insert(p.sku.clone()) => errors.push(FieldError {
+                        at: format!("{at}/sku"),
+                        message: format!("product '{}' appears twice in this request", p.sku),
+                    }),
+                    Ok(p) => good.push(p),
+                    Err(e) => errors.push(field_error(&at, e)),
+                }
+            }
+            if !errors.is_empty() {
+                errors.sort_by(|a, b| a.at.cmp(&b.at));
+                return Err(Problem::invalid("invalid product", errors));
+            }
+            let counts = api
+                .store
+                .upsert_products(&good, to_millis(api.clock.now()))
+                .await?;
+            Ok((
+                StatusCode::OK,
+                serde_json::to_value(Ingested::of(good.len(), counts)).unwrap_or_default(),
             ))
         },
     )

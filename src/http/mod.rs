@@ -97,6 +97,7 @@ impl From<&HttpConfig> for Limits {
 pub fn router(api: Arc<Api>, extra: Router, limits: &Limits) -> Router {
     let v1 = Router::new()
         .route("/v1/customers", post(ingest::post_customers))
+        .route("/v1/products", post(ingest::post_products))
         .route("/v1/customers/{id}", get(support::customer))
         .route("/v1/orders", post(ingest::post_orders))
         .route("/v1/events", post(ingest::post_events))

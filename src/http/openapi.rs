@@ -87,6 +87,29 @@ pub struct EventRecord {
     properties: Option<serde_json::Value>,
 }
 
+/// A product of the catalog, as `rebuy import products` reads a JSON line.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductRecord {
+    sku: String,
+    /// Default: the SKU.
+    name: Option<String>,
+    category: Option<String>,
+    /// Minor units (¥3,980 is 3980).
+    price: Option<i64>,
+    /// http(s).
+    url: Option<String>,
+    image_url: Option<String>,
+    /// Default true; only products in stock and active are recommended.
+    in_stock: Option<bool>,
+    active: Option<bool>,
+    brand: Option<String>,
+    size: Option<String>,
+    /// The SKU this one is the bigger or better version of.
+    upgrade_of: Option<String>,
+}
+
 macro_rules! batch {
     ($batch:ident, $body:ident, $record:ident, $key:ident) => {
         /// A batch of up to 1,000 records.
@@ -112,6 +135,7 @@ macro_rules! batch {
 batch!(CustomerBatch, CustomersBody, CustomerRecord, customers);
 batch!(OrderBatch, OrdersBody, OrderRecord, orders);
 batch!(EventBatch, EventsBody, EventRecord, events);
+batch!(ProductBatch, ProductsBody, ProductRecord, products);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -126,6 +150,7 @@ batch!(EventBatch, EventsBody, EventRecord, events);
         ingest::post_customers,
         ingest::post_orders,
         ingest::post_events,
+        ingest::post_products,
         webhooks::shopify_orders,
         support::customer,
         support::start_followup,
@@ -238,7 +263,7 @@ const PAGE: &str = r#"<!doctype html>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::import::{CUSTOMER_FIELDS, EVENT_FIELDS, ITEM_FIELDS, ORDER_FIELDS};
+    use crate::import::{CUSTOMER_FIELDS, EVENT_FIELDS, ITEM_FIELDS, ORDER_FIELDS, PRODUCT_FIELDS};
 
     fn properties(doc: &serde_json::Value, schema: &str) -> Vec<String> {
         let mut p: Vec<String> = doc["components"]["schemas"][schema]["properties"]
@@ -264,6 +289,7 @@ mod tests {
         assert_eq!(properties(&doc, "OrderRecord"), sorted(ORDER_FIELDS));
         assert_eq!(properties(&doc, "ItemRecord"), sorted(ITEM_FIELDS));
         assert_eq!(properties(&doc, "EventRecord"), sorted(EVENT_FIELDS));
+        assert_eq!(properties(&doc, "ProductRecord"), sorted(PRODUCT_FIELDS));
         assert_eq!(
             doc["components"]["schemas"]["OrderRecord"]["additionalProperties"], false,
             "unknown fields are refused, and the document says so"

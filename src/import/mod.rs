@@ -11,6 +11,7 @@ pub mod shopify;
 pub use customers::{parse_customer, CUSTOMER_FIELDS};
 pub use events::{parse_event, EVENT_FIELDS};
 pub use orders::{order_from_record, parse_order_row, OrderLine, ITEM_FIELDS, ORDER_FIELDS};
+pub use products::{parse_product, PRODUCT_FIELDS};
 
 use crate::store::Store;
 use anyhow::{bail, Context, Result};

@@ -9,6 +9,21 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use std::path::Path;
 
+/// The fields of a product record; over the API any other is refused.
+pub const PRODUCT_FIELDS: &[&str] = &[
+    "sku",
+    "name",
+    "category",
+    "price",
+    "url",
+    "image_url",
+    "in_stock",
+    "active",
+    "brand",
+    "size",
+    "upgrade_of",
+];
+
 /// Validates one record into a product, or says what is wrong with it.
 pub fn parse_product(r: &Record) -> Result<Product, Invalid> {
     let f = &r.fields;

@@ -1038,3 +1038,51 @@ async fn a_cart_that_arrives_after_its_order_is_not_reminded() {
     assert_eq!(mail.len(), 1, "Ken only: Aya had bought");
     assert_eq!(mail[0].to, ["ken@example.jp"]);
 }
+
+#[tokio::test]
+async fn products_are_upserted_like_an_import_and_a_bad_one_is_named_by_its_place() {
+    let s = server().await;
+    let batch = json!({"products": [
+        {"sku": "LOTION", "name": "化粧水", "category": "lotion", "price": 3980},
+        {"sku": "LOTION-L", "name": "化粧水 L", "category": "lotion", "price": 6980,
+         "upgrade_of": "LOTION", "in_stock": false, "url": "https://shop.example/lotion-l"},
+    ]});
+    let a = s.post("/v1/products", Scope::Ingest, &batch).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.json);
+    assert_eq!(
+        a.json,
+        json!({"records": 2, "inserted": 2, "updated": 0, "unchanged": 0})
+    );
+    let again = s.post("/v1/products", Scope::Ingest, &batch).await;
+    assert_eq!(again.json["unchanged"], 2, "{}", again.json);
+    let stored = s.store.products().await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(!stored[1].in_stock && stored[1].upgrade_of.as_deref() == Some("LOTION"));
+
+    let bad = json!({"products": [
+        {"sku": "A", "price": 100},
+        {"sku": "B", "price": "12.50"},
+        {"sku": "C", "colour": "red"},
+    ]});
+    let r = s.post("/v1/products", Scope::Ingest, &bad).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.json);
+    let at: Vec<&str> = r.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["at"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        at,
+        ["/products/1/price", "/products/2/colour"],
+        "{}",
+        r.json
+    );
+    assert_eq!(
+        s.store.products().await.unwrap().len(),
+        2,
+        "nothing of a refused batch is stored"
+    );
+    let wrong = s.post("/v1/products", Scope::Read, &batch).await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+}
