@@ -432,15 +432,29 @@ pub fn verdict(
             pts(widest)
         );
     }
-    match (u.needed_treatment, u.needed_holdout) {
-        (Some(t), Some(h)) => {
+    // A change smaller than NARROW is not worth waiting for: below it, say what seeing a
+    // change of NARROW would take (the observed 0.1 points would need millions).
+    let (target, needed) = if u.absolute.abs() < NARROW && treated > 0 && compared > 0 {
+        let ratio = compared as f64 / treated as f64;
+        let towards = if u.absolute < 0.0 { -NARROW } else { NARROW };
+        let needed = super::stats::needed_sample(
+            (u.rate_holdout + towards).clamp(0.0, 1.0),
+            u.rate_holdout,
+            ratio,
+        );
+        (NARROW, needed)
+    } else {
+        (u.absolute, u.needed_treatment.zip(u.needed_holdout))
+    };
+    match needed {
+        Some((t, h)) => {
             let more =
                 t.saturating_sub(treated.max(0) as u64) + h.saturating_sub(compared.max(0) as u64);
             format!(
                 "No clear effect yet: {} customers in the {group} so far; about {} more enrollments are needed to see a change of {} points ({stats}; about {} treated and {} in the {group} in all).",
                 n(compared),
                 crate::domain::group_thousands(more),
-                pts(u.absolute),
+                pts(target),
                 crate::domain::group_thousands(t),
                 crate::domain::group_thousands(h)
             )
@@ -596,6 +610,34 @@ mod tests {
             "{}",
             r.verdict
         );
+    }
+
+    #[test]
+    fn a_tiny_observed_change_is_sized_for_a_change_worth_having() {
+        // 10.0% against 10.1%: detecting 0.1 points would take millions; the verdict sizes
+        // a 2-point change instead.
+        let r = &build(
+            &[arm("treatment", 1000, 100, 0), arm("holdout", 1000, 101, 0)],
+            &[],
+            &[],
+            &[],
+        )[0];
+        assert!(
+            r.verdict.contains("to see a change of 2.0 points"),
+            "{}",
+            r.verdict
+        );
+        let more: String = r
+            .verdict
+            .split("about ")
+            .nth(1)
+            .unwrap()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ',')
+            .filter(char::is_ascii_digit)
+            .collect();
+        let more: u64 = more.parse().unwrap();
+        assert!((1_000..20_000).contains(&more), "{}", r.verdict);
     }
 
     #[test]
