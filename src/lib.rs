@@ -16,6 +16,7 @@ pub mod http;
 pub mod import;
 pub mod metrics;
 pub mod recommend;
+pub mod recommend_view;
 pub mod refresh;
 pub mod render;
 pub mod reports;

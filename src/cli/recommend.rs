@@ -5,13 +5,13 @@
 use super::metrics::parse_date;
 use super::output::{print_rows, OutputFormat};
 use super::{exit, App};
-use crate::clock::{from_millis, Clock as _, SystemClock};
+use crate::clock::{Clock as _, SystemClock};
 use crate::metrics::day_number;
-use crate::recommend::model::{Facts, Kind, Reason};
-use crate::recommend::{evaluate_split, Histories, Metrics, Model, Params};
-use crate::store::{Product, Store};
+use crate::recommend::model::Kind;
+use crate::recommend::{evaluate_split, Metrics};
+use crate::recommend_view::{allowed_by, histories};
+use crate::store::Store;
 use chrono::NaiveDate;
-use std::collections::HashMap;
 
 #[derive(Debug, clap::Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -51,77 +51,6 @@ pub enum RecommendCommand {
     },
 }
 
-/// The item fields recommendations read.
-#[derive(serde::Deserialize)]
-struct Item {
-    sku: String,
-    #[serde(default)]
-    name: String,
-}
-
-/// Which products may be recommended: with a catalog, those in it, in stock and active (a
-/// SKU only old orders name is learnt from, never recommended); without one, every product.
-fn allowed_by(catalog: &[Product], h: &Histories) -> Option<Vec<bool>> {
-    if catalog.is_empty() {
-        return None;
-    }
-    let mut ok = vec![false; h.skus.len()];
-    for p in catalog.iter().filter(|p| p.in_stock && p.active) {
-        if let Some(i) = h.find(&p.sku) {
-            ok[i as usize] = true;
-        }
-    }
-    Some(ok)
-}
-
-/// The catalog's category, price and upgrade of each product, by product number.
-fn facts_of(catalog: &[Product], h: &Histories) -> Vec<Option<Facts>> {
-    let mut facts = vec![None; h.skus.len()];
-    for p in catalog {
-        if let Some(i) = h.find(&p.sku) {
-            facts[i as usize] = Some(Facts {
-                category: p.category.clone(),
-                price: p.price,
-                upgrade_of: p.upgrade_of.as_deref().and_then(|u| h.find(u)),
-            });
-        }
-    }
-    facts
-}
-
-/// Every purchase in the store, by day in `zone`, and each product's latest name.
-async fn histories(
-    store: &Store,
-    zone: chrono_tz::Tz,
-) -> anyhow::Result<(Histories, HashMap<String, String>)> {
-    let mut h = Histories::default();
-    let mut names = HashMap::new();
-    let mut unreadable = 0u64;
-    store
-        .for_each_order_items(|customer, placed_at, items| {
-            let day = day_number(from_millis(placed_at).with_timezone(&zone).date_naive());
-            match serde_json::from_str::<Vec<Item>>(items) {
-                Ok(items) => {
-                    for i in items {
-                        h.add(customer, &i.sku, day);
-                        if !i.name.is_empty() {
-                            names.insert(i.sku, i.name);
-                        }
-                    }
-                }
-                Err(_) => unreadable += 1,
-            }
-        })
-        .await?;
-    if unreadable > 0 {
-        tracing::warn!(
-            orders = unreadable,
-            "orders whose items could not be read were left out"
-        );
-    }
-    Ok((h.finish(), names))
-}
-
 pub async fn run(app: &App, args: &RecommendArgs) -> anyhow::Result<u8> {
     let store = app.store().await?;
     let zone = app.resolved.default_timezone;
@@ -150,81 +79,42 @@ async fn show(
     customer: &str,
     args: &RecommendArgs,
 ) -> anyhow::Result<u8> {
-    let c = store.find_customer(customer).await?;
     let as_of = args
         .as_of
         .unwrap_or_else(|| SystemClock.now().with_timezone(&zone).date_naive());
-    let (mut h, mut names) = histories(store, zone).await?;
-    let catalog = store.products().await?;
-    // Products no order names yet (a new upgrade) still get a number, so they can be offered.
-    for p in &catalog {
-        h.sku_id(&p.sku);
-    }
-    let allowed = allowed_by(&catalog, &h);
-    let by_sku: HashMap<&str, &Product> = catalog.iter().map(|p| (p.sku.as_str(), p)).collect();
-    for p in &catalog {
-        names.insert(p.sku.clone(), p.name.clone());
-    }
-    let model = Model::learn(&h, day_number(as_of), Params::default());
-    let history: Vec<_> = h
-        .of(&c.id)
+    let view =
+        crate::recommend_view::recommendations(store, zone, customer, args.kind, args.n, as_of)
+            .await?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let rows: Vec<Vec<String>> = view["products"]
+        .as_array()
+        .map(Vec::as_slice)
         .unwrap_or_default()
-        .iter()
-        .copied()
-        .filter(|b| b.day <= day_number(as_of))
-        .collect();
-    let facts = facts_of(&catalog, &h);
-    let picks = model.recommend_kind(args.kind, &history, args.n, &facts, &|s| {
-        allowed.as_ref().is_none_or(|a| a[s as usize])
-    });
-    // Scores relative to the first: their scale depends on how old the purchases are.
-    let top = picks
-        .first()
-        .map_or(1.0, |p| p.score.max(f32::MIN_POSITIVE));
-    let sku = |i: u32| h.skus[i as usize].clone();
-    let name = |i: u32| names.get(&h.skus[i as usize]).cloned().unwrap_or_default();
-    let why = |p: &crate::recommend::Pick| match (p.reason, p.because) {
-        (Reason::BoughtTogether, Some(b)) => format!("bought together with {}", sku(b)),
-        (Reason::BoughtNext, Some(b)) => format!("bought in the order after {}", sku(b)),
-        (Reason::UpgradeOf, Some(b)) => format!("the upgrade of {}", sku(b)),
-        (Reason::MovedUpFrom, Some(b)) => format!("customers moved up to it from {}", sku(b)),
-        _ => "among the most bought lately".to_string(),
-    };
-    let rows: Vec<Vec<String>> = picks
         .iter()
         .enumerate()
         .map(|(i, p)| {
             vec![
                 (i + 1).to_string(),
-                sku(p.sku),
-                name(p.sku),
-                format!("{:.2}", p.score / top),
-                why(p),
+                text(&p["sku"]),
+                text(&p["name"]),
+                format!("{:.2}", p["score"].as_f64().unwrap_or_default()),
+                text(&p["why"]),
             ]
         })
         .collect();
-    let json = serde_json::json!({
-        "customer": c.id,
-        "as_of": as_of.to_string(),
-        "products": picks.iter().map(|p| serde_json::json!({
-            "sku": sku(p.sku), "name": name(p.sku), "score": p.score / top, "reason": p.reason,
-            "because": p.because.map(sku),
-            "product": by_sku.get(h.skus[p.sku as usize].as_str()),
-        })).collect::<Vec<_>>(),
-    });
     if args.format == OutputFormat::Table {
         println!(
             "{} bought {} products by {as_of}; learnt from {} customers' orders",
-            c.id,
-            history.len(),
-            h.customers.len()
+            view["customer"].as_str().unwrap_or_default(),
+            view["bought"],
+            view["learnt_from"]
         );
     }
     print_rows(
         args.format,
         &["rank", "sku", "name", "score", "why"],
         &rows,
-        &json,
+        &view,
     )?;
     Ok(exit::OK)
 }

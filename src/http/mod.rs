@@ -99,6 +99,10 @@ pub fn router(api: Arc<Api>, extra: Router, limits: &Limits) -> Router {
         .route("/v1/customers", post(ingest::post_customers))
         .route("/v1/products", post(ingest::post_products))
         .route("/v1/customers/{id}", get(support::customer))
+        .route(
+            "/v1/customers/{id}/recommendations",
+            get(support::recommendations),
+        )
         .route("/v1/orders", post(ingest::post_orders))
         .route("/v1/events", post(ingest::post_events))
         .route(

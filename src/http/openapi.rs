@@ -153,6 +153,7 @@ batch!(ProductBatch, ProductsBody, ProductRecord, products);
         ingest::post_products,
         webhooks::shopify_orders,
         support::customer,
+        support::recommendations,
         support::start_followup,
         support::preview,
         support::cancel_message,

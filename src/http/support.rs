@@ -36,6 +36,69 @@ pub async fn customer(
     Ok(Json(view).into_response())
 }
 
+/// The query of `GET /v1/customers/{id}/recommendations`.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RecommendQuery {
+    /// `cross_sell` (default), `next` or `upsell`.
+    #[param(value_type = Option<String>)]
+    kind: Option<RecommendKind>,
+    /// How many products, 1 to 50 (default 5).
+    n: Option<usize>,
+    /// Learn from the orders up to the end of this day (YYYY-MM-DD, the shop's zone); default today.
+    #[param(value_type = Option<String>, format = Date)]
+    as_of: Option<chrono::NaiveDate>,
+}
+
+/// The list kinds, as the API spells them.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RecommendKind {
+    CrossSell,
+    Next,
+    Upsell,
+}
+
+#[utoipa::path(
+    get, path = "/v1/customers/{id}/recommendations", tag = "support",
+    params(("id" = String, Path, description = "the customer's id or e-mail address"), RecommendQuery),
+    responses(
+        (status = 200, description = "the products, each with its reason (as rebuy recommend --format json)", body = Object),
+        (status = 400, description = "an invalid query", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such customer", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn recommendations(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: Result<Query<RecommendQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Reply, Problem> {
+    use crate::recommend::model::Kind;
+    authorize(&api.store, &headers, Scope::Support).await?;
+    let Query(q) = query.map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid query").detail(e.body_text())
+    })?;
+    let n = q.n.unwrap_or(5);
+    if !(1..=50).contains(&n) {
+        return Err(Problem::new(StatusCode::BAD_REQUEST, "invalid query")
+            .detail(format!("n must be from 1 to 50, found {n}")));
+    }
+    let kind = match q.kind.unwrap_or(RecommendKind::CrossSell) {
+        RecommendKind::CrossSell => Kind::CrossSell,
+        RecommendKind::Next => Kind::Next,
+        RecommendKind::Upsell => Kind::Upsell,
+    };
+    let as_of = q
+        .as_of
+        .unwrap_or_else(|| api.clock.now().with_timezone(&api.zone).date_naive());
+    let view =
+        crate::recommend_view::recommendations(&api.store, api.zone, &id, kind, n, as_of).await?;
+    Ok(Json(view).into_response())
+}
+
 /// The body of `POST /v1/followups`.
 #[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

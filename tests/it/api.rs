@@ -1086,3 +1086,74 @@ async fn products_are_upserted_like_an_import_and_a_bad_one_is_named_by_its_plac
     let wrong = s.post("/v1/products", Scope::Read, &batch).await;
     assert_eq!(wrong.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_customers_recommendations_come_with_their_reasons() {
+    let s = server().await;
+    let customers = json!({"customers": [
+        {"id": "r1", "email": "r1@example.jp"},
+        {"id": "r2", "email": "r2@example.jp"},
+        {"id": "r3", "email": "r3@example.jp"},
+    ]});
+    assert_eq!(
+        s.post("/v1/customers", Scope::Ingest, &customers)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let item = |sku: &str| json!({"sku": sku, "unit_price": 1000});
+    let orders = json!({"orders": [
+        {"order_id": "ro1", "customer_id": "r1", "placed_at": "2026-10-01T10:00:00+09:00", "currency": "JPY", "items": [item("CLEANSER"), item("LOTION")]},
+        {"order_id": "ro2", "customer_id": "r2", "placed_at": "2026-10-02T10:00:00+09:00", "currency": "JPY", "items": [item("CLEANSER"), item("LOTION")]},
+        {"order_id": "ro3", "customer_id": "r3", "placed_at": "2026-10-03T10:00:00+09:00", "currency": "JPY", "items": [item("CLEANSER")]},
+    ]});
+    let posted = s.post("/v1/orders", Scope::Ingest, &orders).await;
+    assert_eq!(posted.status, StatusCode::OK, "{}", posted.json);
+    let got = s
+        .call(
+            "GET",
+            "/v1/customers/r3/recommendations?n=3&as_of=2026-10-31",
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.json);
+    assert_eq!(got.json["products"][0]["sku"], "LOTION", "{}", got.json);
+    assert_eq!(
+        got.json["products"][0]["why"],
+        "bought together with CLEANSER"
+    );
+    assert!(got.json["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["sku"] != "CLEANSER"));
+    for (uri, status) in [
+        (
+            "/v1/customers/nobody/recommendations",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/v1/customers/r3/recommendations?kind=sideways",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/customers/r3/recommendations?n=500",
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let r = s.call("GET", uri, Some(Scope::Support), None, None).await;
+        assert_eq!(r.status, status, "{uri}: {}", r.json);
+    }
+    let r = s
+        .call(
+            "GET",
+            "/v1/customers/r3/recommendations",
+            Some(Scope::Ingest),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
