@@ -158,6 +158,37 @@ async fn unknown_customers(
     Ok(())
 }
 
+/// The good records of a body with their places, and every problem found.
+type Parsed<T> = (Vec<(String, T)>, Vec<FieldError>);
+
+/// The records of a body (see [`records`]), each checked for unknown fields and parsed by
+/// `parse`; one whose `key` repeats an earlier one's is refused at `<place>/<key_field>`. The
+/// good ones with their places, and every problem, in record order.
+fn parse_unique<T>(
+    json: Value,
+    kind: &str,
+    known: &[&str],
+    (noun, key_field): (&str, &str),
+    parse: impl Fn(&Record) -> Result<T, Invalid>,
+    key: impl Fn(&T) -> &str,
+) -> Result<Parsed<T>, Problem> {
+    let mut errors = Vec::new();
+    let mut good = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, (at, m)) in records(json, kind)?.into_iter().enumerate() {
+        unknown_fields(&at, &m, known, &mut errors);
+        match parse(&record(i, m)) {
+            Ok(r) if !seen.insert(key(&r).to_string()) => errors.push(FieldError {
+                at: format!("{at}/{key_field}"),
+                message: format!("{noun} '{}' appears twice in this request", key(&r)),
+            }),
+            Ok(r) => good.push((at, r)),
+            Err(e) => errors.push(field_error(&at, e)),
+        }
+    }
+    Ok((good, errors))
+}
+
 fn record(index: usize, m: Map<String, Value>) -> Record {
     Record {
         line: index as u64,
@@ -192,23 +223,18 @@ pub async fn post_customers(State(api): State<Arc<Api>>, headers: HeaderMap, bod
         Scope::Ingest,
         body,
         |api, json| async move {
-            let mut errors = Vec::new();
-            let mut good = Vec::new();
-            let mut seen = HashSet::new();
-            for (i, (at, m)) in records(json, "customers")?.into_iter().enumerate() {
-                unknown_fields(&at, &m, CUSTOMER_FIELDS, &mut errors);
-                match parse_customer(&record(i, m)) {
-                    Ok(c) if !seen.insert(c.id.clone()) => errors.push(FieldError {
-                        at: format!("{at}/id"),
-                        message: format!("customer '{}' appears twice in this request", c.id),
-                    }),
-                    Ok(c) => good.push(c),
-                    Err(e) => errors.push(field_error(&at, e)),
-                }
-            }
+            let (good, errors) = parse_unique(
+                json,
+                "customers",
+                CUSTOMER_FIELDS,
+                ("customer", "id"),
+                parse_customer,
+                |c| &c.id,
+            )?;
             if !errors.is_empty() {
                 return Err(Problem::invalid("invalid customer", errors));
             }
+            let good: Vec<_> = good.into_iter().map(|(_, c)| c).collect();
             let counts = api
                 .store
                 .upsert_customers(&good, to_millis(api.clock.now()))
@@ -296,24 +322,19 @@ pub async fn post_products(State(api): State<Arc<Api>>, headers: HeaderMap, body
         Scope::Ingest,
         body,
         |api, json| async move {
-            let mut errors = Vec::new();
-            let mut good = Vec::new();
-            let mut seen = HashSet::new();
-            for (i, (at, m)) in records(json, "products")?.into_iter().enumerate() {
-                unknown_fields(&at, &m, PRODUCT_FIELDS, &mut errors);
-                match parse_product(&record(i, m)) {
-                    Ok(p) if !seen.insert(p.sku.clone()) => errors.push(FieldError {
-                        at: format!("{at}/sku"),
-                        message: format!("product '{}' appears twice in this request", p.sku),
-                    }),
-                    Ok(p) => good.push(p),
-                    Err(e) => errors.push(field_error(&at, e)),
-                }
-            }
+            let (good, mut errors) = parse_unique(
+                json,
+                "products",
+                PRODUCT_FIELDS,
+                ("product", "sku"),
+                parse_product,
+                |p| &p.sku,
+            )?;
             if !errors.is_empty() {
                 errors.sort_by(|a, b| a.at.cmp(&b.at));
                 return Err(Problem::invalid("invalid product", errors));
             }
+            let good: Vec<_> = good.into_iter().map(|(_, p)| p).collect();
             let counts = api
                 .store
                 .upsert_products(&good, to_millis(api.clock.now()))
@@ -344,33 +365,23 @@ pub async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
         Scope::Ingest,
         body,
         |api, json| async move {
-            let mut errors = Vec::new();
-            let mut good = Vec::new();
-            let mut places = Vec::new();
-            let mut seen = HashSet::new();
-            for (i, (at, m)) in records(json, "events")?.into_iter().enumerate() {
-                unknown_fields(&at, &m, EVENT_FIELDS, &mut errors);
-                match parse_event(&record(i, m), api.zone) {
-                    Ok(e) if !seen.insert(e.id.clone()) => errors.push(FieldError {
-                        at: format!("{at}/id"),
-                        message: format!("event '{}' appears twice in this request", e.id),
-                    }),
-                    Ok(e) => {
-                        places.push(at);
-                        good.push(e);
-                    }
-                    Err(e) => errors.push(field_error(&at, e)),
-                }
-            }
-            let owners = places
+            let (good, mut errors) = parse_unique(
+                json,
+                "events",
+                EVENT_FIELDS,
+                ("event", "id"),
+                |r| parse_event(r, api.zone),
+                |e| &e.id,
+            )?;
+            let owners = good
                 .iter()
-                .zip(&good)
                 .map(|(at, e)| (at.as_str(), e.customer_id.as_str()));
             unknown_customers(&api, owners.collect(), "customer", &mut errors).await?;
             if !errors.is_empty() {
                 errors.sort_by(|a, b| a.at.cmp(&b.at));
                 return Err(Problem::invalid("invalid event", errors));
             }
+            let good: Vec<_> = good.into_iter().map(|(_, e)| e).collect();
             let count = good.len();
             let inserted = api
                 .writer

@@ -81,22 +81,14 @@ pub(super) async fn run(
     // as a repeated order is, rather than silently overwriting the first.
     let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     while let Some(chunk) = reader.next_chunk()? {
-        let mut good = Vec::with_capacity(chunk.len());
-        for r in &chunk {
-            match parse_customer(r) {
-                Ok(c) => match seen.get(&c.id) {
-                    Some(first) => report.reject(
-                        r.line,
-                        format!("customer '{}' appears again (first on line {first}); keep one row per customer", c.id),
-                    ),
-                    None => {
-                        seen.insert(c.id.clone(), r.line);
-                        good.push(c);
-                    }
-                },
-                Err(e) => report.reject(r.line, e.message),
-            }
-        }
+        let good = super::unique_records(
+            &chunk,
+            &mut seen,
+            &mut report,
+            "customer",
+            parse_customer,
+            |c| &c.id,
+        );
         let counts = store.upsert_customers(&good, to_millis(now)).await?;
         report.add(good.len(), counts);
     }

@@ -384,6 +384,39 @@ pub fn id_text(
     }
 }
 
+/// Parses a chunk with `parse`, reporting each bad record and each record whose `key` an
+/// earlier one in the file already had (`seen`: key to its first line), as a repeated order is,
+/// rather than letting the later silently overwrite the first. The good ones, in order.
+fn unique_records<T>(
+    chunk: &[Record],
+    seen: &mut std::collections::HashMap<String, u64>,
+    report: &mut ImportReport,
+    noun: &str,
+    parse: impl Fn(&Record) -> Result<T, Invalid>,
+    key: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    let mut good = Vec::with_capacity(chunk.len());
+    for r in chunk {
+        match parse(r) {
+            Ok(v) => match seen.get(key(&v)) {
+                Some(first) => report.reject(
+                    r.line,
+                    format!(
+                        "{noun} '{}' appears again (first on line {first}); keep one row per {noun}",
+                        key(&v)
+                    ),
+                ),
+                None => {
+                    seen.insert(key(&v).to_string(), r.line);
+                    good.push(v);
+                }
+            },
+            Err(e) => report.reject(r.line, e.message),
+        }
+    }
+    good
+}
+
 /// A yes/no field: a JSON boolean, or true, false, 1, 0, yes, no, y, n (any case); None when
 /// absent or empty.
 pub fn yes_no(

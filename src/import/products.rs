@@ -74,22 +74,14 @@ pub(super) async fn run(
     let (mut reader, mut report) = super::open(path, opts)?;
     let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     while let Some(chunk) = reader.next_chunk()? {
-        let mut good = Vec::with_capacity(chunk.len());
-        for r in &chunk {
-            match parse_product(r) {
-                Ok(p) => match seen.get(&p.sku) {
-                    Some(first) => report.reject(
-                        r.line,
-                        format!("product '{}' appears again (first on line {first}); keep one row per product", p.sku),
-                    ),
-                    None => {
-                        seen.insert(p.sku.clone(), r.line);
-                        good.push(p);
-                    }
-                },
-                Err(e) => report.reject(r.line, e.message),
-            }
-        }
+        let good = super::unique_records(
+            &chunk,
+            &mut seen,
+            &mut report,
+            "product",
+            parse_product,
+            |p| &p.sku,
+        );
         let counts = store.upsert_products(&good, to_millis(now)).await?;
         report.add(good.len(), counts);
     }

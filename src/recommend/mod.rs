@@ -49,16 +49,7 @@ impl Histories {
     /// Records that `customer` bought `sku` on `day`.
     pub fn add(&mut self, customer: &str, sku: &str, day: i64) {
         let sku = self.sku_id(sku);
-        let at = match self.by_customer.get(customer) {
-            Some(&i) => i,
-            None => {
-                self.customers.push((customer.to_string(), Vec::new()));
-                self.by_customer
-                    .insert(customer.to_string(), self.customers.len() - 1);
-                self.customers.len() - 1
-            }
-        };
-        self.customers[at].1.push(Bought { day, sku });
+        self.add_id(customer, Bought { day, sku });
     }
 
     /// Sorts each customer's purchases by day (then product) and drops exact repeats.

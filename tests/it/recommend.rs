@@ -39,6 +39,25 @@ fn shop() -> tempfile::TempDir {
     dir
 }
 
+/// The JSON of `rebuy recommend 13408 --as-of 2011-12-31 --n 5` with `extra` arguments.
+fn list_13408(dir: &Path, extra: &[&str]) -> (String, serde_json::Value) {
+    let mut args = vec![
+        "recommend",
+        "13408",
+        "--n",
+        "5",
+        "--as-of",
+        "2011-12-31",
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let (ok, out, err) = rebuy(dir, &args);
+    assert!(ok, "{err}");
+    let r = serde_json::from_str(&out).unwrap();
+    (out, r)
+}
+
 #[test]
 fn on_real_orders_rebuy_beats_popularity_and_plain_cosine() {
     let dir = shop();
@@ -76,21 +95,7 @@ fn on_real_orders_rebuy_beats_popularity_and_plain_cosine() {
 #[test]
 fn one_customers_list_leaves_out_what_they_bought_and_says_why() {
     let dir = shop();
-    let (ok, out, err) = rebuy(
-        dir.path(),
-        &[
-            "recommend",
-            "13408",
-            "--n",
-            "5",
-            "--as-of",
-            "2011-12-31",
-            "--format",
-            "json",
-        ],
-    );
-    assert!(ok, "{err}");
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (out, r) = list_13408(dir.path(), &[]);
     let products = r["products"].as_array().unwrap();
     assert_eq!(products.len(), 5, "{r}");
     let orders = std::fs::read_to_string(
@@ -111,19 +116,7 @@ fn one_customers_list_leaves_out_what_they_bought_and_says_why() {
     }
     assert_eq!(products[0]["score"].as_f64(), Some(1.0));
     // The same day gives the same list.
-    let (_, again, _) = rebuy(
-        dir.path(),
-        &[
-            "recommend",
-            "13408",
-            "--n",
-            "5",
-            "--as-of",
-            "2011-12-31",
-            "--format",
-            "json",
-        ],
-    );
+    let (again, _) = list_13408(dir.path(), &[]);
     assert_eq!(out, again);
 }
 
@@ -131,22 +124,10 @@ fn one_customers_list_leaves_out_what_they_bought_and_says_why() {
 fn the_catalog_keeps_out_products_out_of_stock_or_inactive_and_names_its_bad_rows() {
     let dir = shop();
     let list = |dir: &Path| {
-        let (ok, out, err) = rebuy(
-            dir,
-            &[
-                "recommend",
-                "13408",
-                "--n",
-                "5",
-                "--as-of",
-                "2011-12-31",
-                "--format",
-                "json",
-            ],
-        );
-        assert!(ok, "{err}");
-        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-        r["products"].as_array().unwrap().clone()
+        list_13408(dir, &[]).1["products"]
+            .as_array()
+            .unwrap()
+            .clone()
     };
     let before = list(dir.path());
     let (first, second) = (
@@ -230,21 +211,7 @@ fn upsell_offers_the_catalogs_upgrade_of_what_the_customer_bought() {
         &["import", "products", "products.csv", "--no-progress"],
     );
     assert!(ok, "{out}{err}");
-    let (ok, out, err) = rebuy(
-        dir.path(),
-        &[
-            "recommend",
-            "13408",
-            "--kind",
-            "upsell",
-            "--as-of",
-            "2011-12-31",
-            "--format",
-            "json",
-        ],
-    );
-    assert!(ok, "{err}");
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (_, r) = list_13408(dir.path(), &["--kind", "upsell"]);
     assert_eq!(r["products"][0]["sku"], format!("{last_sku}-XL"), "{r}");
     assert_eq!(r["products"][0]["reason"], "upgrade_of");
     assert_eq!(r["products"][0]["because"], last_sku.as_str());
