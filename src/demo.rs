@@ -98,6 +98,14 @@ pub const SAMPLES: &[(&str, &str)] = &[
         include_str!("../templates/cross_sell.txt"),
     ),
     (
+        "templates/_recommended.html",
+        include_str!("../templates/_recommended.html"),
+    ),
+    (
+        "templates/_recommended.txt",
+        include_str!("../templates/_recommended.txt"),
+    ),
+    (
         "templates/support_apology.html",
         include_str!("../templates/support_apology.html"),
     ),
@@ -139,6 +147,27 @@ const PRODUCTS: &[(&str, &str, &str, i64)] = &[
     ("CR-01", "保湿クリーム", "cream", 4580),
     ("SU-01", "UVミルク SPF50", "sunscreen", 2480),
 ];
+
+/// The catalogue as the shop would import it (`rebuy import products`): what the cross-sell
+/// mail's recommended products show.
+pub fn catalog(shop_url: &str) -> Vec<crate::store::Product> {
+    PRODUCTS
+        .iter()
+        .map(|(sku, name, category, price)| crate::store::Product {
+            sku: sku.to_string(),
+            name: name.to_string(),
+            category: category.to_string(),
+            price: Some(*price),
+            url: Some(format!("{shop_url}/products/{sku}")),
+            image_url: Some(format!("{shop_url}/images/{sku}.jpg")),
+            in_stock: true,
+            active: true,
+            brand: None,
+            size: None,
+            upgrade_of: None,
+        })
+        .collect()
+}
 
 const FAMILY: &[&str] = &[
     "佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "山本", "中村", "小林", "加藤", "吉田", "山田",
@@ -368,6 +397,9 @@ pub async fn prepare(
     let shop = generate_shop(customers, start, days, seed);
     store
         .upsert_customers(&shop.customers, to_millis(start))
+        .await?;
+    store
+        .upsert_products(&catalog("https://hadamaru.example"), to_millis(start))
         .await?;
     let engine = app.engine(&store).await?.map_err(|d| {
         let lines: Vec<String> = d.iter().map(|x| x.to_string()).collect();

@@ -5,11 +5,17 @@
 use crate::clock::from_millis;
 use crate::metrics::day_number;
 use crate::recommend::model::{Facts, Kind, Reason};
-use crate::recommend::{Histories, Model, Params, Pick};
+use crate::recommend::{Bought, Histories, Model, Params, Pick};
 use crate::store::{Product, Store};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+/// The day of the sample shop (the sample context's `now`).
+const SAMPLE_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2026, 1, 1) {
+    Some(d) => d,
+    None => panic!("a valid date"),
+};
 
 /// The item fields recommendations read.
 #[derive(serde::Deserialize)]
@@ -56,17 +62,32 @@ pub async fn histories(
 ) -> anyhow::Result<(Histories, HashMap<String, String>)> {
     let mut h = Histories::default();
     let mut names = HashMap::new();
+    read_purchases(store, zone, 0, |customer, sku, name, day| {
+        h.add(customer, sku, day);
+        if !name.is_empty() {
+            names.insert(sku.to_string(), name.to_string());
+        }
+    })
+    .await?;
+    Ok((h.finish(), names))
+}
+
+/// Hands every purchase of the orders stored after `seq` to `f` (customer, SKU, name, day in
+/// `zone`); returns the last seq read.
+async fn read_purchases(
+    store: &Store,
+    zone: chrono_tz::Tz,
+    seq: i64,
+    mut f: impl FnMut(&str, &str, &str, i64),
+) -> anyhow::Result<i64> {
     let mut unreadable = 0u64;
-    store
-        .for_each_order_items(|customer, placed_at, items| {
+    let last = store
+        .for_each_order_items_after(seq, |customer, placed_at, items| {
             let day = day_number(from_millis(placed_at).with_timezone(&zone).date_naive());
             match serde_json::from_str::<Vec<Item>>(items) {
                 Ok(items) => {
                     for i in items {
-                        h.add(customer, &i.sku, day);
-                        if !i.name.is_empty() {
-                            names.insert(i.sku, i.name);
-                        }
+                        f(customer, &i.sku, &i.name, day);
                     }
                 }
                 Err(_) => unreadable += 1,
@@ -79,7 +100,216 @@ pub async fn histories(
             "orders whose items could not be read were left out"
         );
     }
-    Ok((h.finish(), names))
+    Ok(last)
+}
+
+/// What the shop's orders and catalog taught, as of one day: the model, every customer's
+/// purchases, and the catalog's filter, facts and entries. Built once (`rebuy recommend`, the
+/// API, and the engine once a shop day, for templates) and asked for many lists.
+#[derive(Debug)]
+pub struct Learned {
+    h: Histories,
+    names: HashMap<String, String>,
+    catalog: HashMap<String, Product>,
+    allowed: Option<Vec<bool>>,
+    facts: Vec<Option<Facts>>,
+    model: Model,
+    /// The day learnt as of (the shop's zone): purchases after its end are not read.
+    pub as_of: NaiveDate,
+    /// Purchases stored since it learnt (the last order seq read, and SKUs by customer, up to
+    /// the end of `as_of`): they take products off the lists at once; the similarities take
+    /// them in at the next learning.
+    since: std::sync::Mutex<(i64, HashMap<String, HashSet<String>>)>,
+}
+
+/// One product of a customer's list, as shown: the catalog's entry when there is one.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Shown {
+    pub sku: String,
+    pub name: String,
+    /// Relative to the first product of the list (1.00).
+    pub score: f32,
+    pub reason: Reason,
+    pub because: Option<String>,
+    pub why: String,
+    pub product: Option<Product>,
+}
+
+impl Learned {
+    /// Reads every order and the catalog from the store and learns as of the end of `as_of`.
+    pub async fn load(
+        store: &Store,
+        zone: chrono_tz::Tz,
+        as_of: NaiveDate,
+    ) -> anyhow::Result<Self> {
+        let catalog = store.products().await?;
+        let mut h = Histories::default();
+        let mut names = HashMap::new();
+        let seq = read_purchases(store, zone, 0, |customer, sku, name, day| {
+            h.add(customer, sku, day);
+            if !name.is_empty() {
+                names.insert(sku.to_string(), name.to_string());
+            }
+        })
+        .await?;
+        let learned = Self::from_parts(h.finish(), names, catalog, as_of);
+        learned.lock_since().0 = seq;
+        Ok(learned)
+    }
+
+    fn lock_since(&self) -> std::sync::MutexGuard<'_, (i64, HashMap<String, HashSet<String>>)> {
+        self.since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the orders stored since it learnt, so that what a customer bought since is never
+    /// recommended to them; returns how many purchases it read.
+    pub async fn catch_up(&self, store: &Store, zone: chrono_tz::Tz) -> anyhow::Result<usize> {
+        let from = self.lock_since().0;
+        let last_day = day_number(self.as_of);
+        let mut fresh: Vec<(String, String)> = Vec::new();
+        let seq = read_purchases(store, zone, from, |customer, sku, _, day| {
+            if day <= last_day {
+                fresh.push((customer.to_string(), sku.to_string()));
+            }
+        })
+        .await?;
+        let mut since = self.lock_since();
+        // Another catch-up may have read them meanwhile; sets make it harmless.
+        since.0 = since.0.max(seq);
+        let read = fresh.len();
+        for (customer, sku) in fresh {
+            since.1.entry(customer).or_default().insert(sku);
+        }
+        Ok(read)
+    }
+
+    /// Learns from purchases already read (tests and benchmarks start here).
+    pub fn from_parts(
+        mut h: Histories,
+        mut names: HashMap<String, String>,
+        catalog: Vec<Product>,
+        as_of: NaiveDate,
+    ) -> Self {
+        // Products no order names yet (a new upgrade) still get a number, so they can be offered.
+        for p in &catalog {
+            h.sku_id(&p.sku);
+            names.insert(p.sku.clone(), p.name.clone());
+        }
+        let allowed = allowed_by(&catalog, &h);
+        let facts = facts_of(&catalog, &h);
+        let model = Model::learn(&h, day_number(as_of), Params::default());
+        let catalog = catalog.into_iter().map(|p| (p.sku.clone(), p)).collect();
+        Self {
+            h,
+            names,
+            catalog,
+            allowed,
+            facts,
+            model,
+            as_of,
+            since: Default::default(),
+        }
+    }
+
+    /// A made-up shop for `rebuy check`: the sample customer bought the sample lotion
+    /// (`SKU-1`), others bought it with a serum and a cream, and a large lotion is its upgrade;
+    /// so every kind of list has products with every catalog field to render.
+    pub fn sample() -> Self {
+        let mut h = Histories::default();
+        let day = day_number(SAMPLE_DAY);
+        h.add("SAMPLE", "SKU-1", day - 30);
+        for (i, other) in ["SKU-2", "SKU-3", "SKU-2"].iter().enumerate() {
+            let c = format!("C{i}");
+            h.add(&c, "SKU-1", day - 60);
+            h.add(&c, other, day - 20);
+        }
+        let product = |sku: &str, name: &str, category: &str, price: i64| Product {
+            sku: sku.into(),
+            name: name.into(),
+            category: category.into(),
+            price: Some(price),
+            url: Some(format!("https://shop.example.jp/p/{sku}")),
+            image_url: Some(format!("https://shop.example.jp/img/{sku}.jpg")),
+            in_stock: true,
+            active: true,
+            brand: Some("rebuy".into()),
+            size: Some("150ml".into()),
+            upgrade_of: None,
+        };
+        let mut large = product("SKU-1L", "しっとり化粧水 大容量", "lotion", 6980);
+        large.upgrade_of = Some("SKU-1".into());
+        let catalog = vec![
+            product("SKU-1", "しっとり化粧水", "lotion", 3980),
+            product("SKU-2", "美容液", "serum", 5980),
+            product("SKU-3", "保湿クリーム", "cream", 4580),
+            large,
+        ];
+        Self::from_parts(h.finish(), HashMap::new(), catalog, SAMPLE_DAY)
+    }
+
+    /// How many customers' orders it learnt from.
+    pub fn customers(&self) -> usize {
+        self.h.customers.len()
+    }
+
+    /// The customer's purchases up to the end of the day learnt as of.
+    fn history(&self, customer: &str) -> Vec<Bought> {
+        let day = day_number(self.as_of);
+        self.h
+            .of(customer)
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .filter(|b| b.day <= day)
+            .collect()
+    }
+
+    /// How many products the customer had bought by the day learnt as of.
+    pub fn bought(&self, customer: &str) -> usize {
+        self.history(customer).len()
+    }
+
+    /// Up to `n` products of `kind` for `customer` (the shop's id), only of `category` when
+    /// given. The same customer, data and day always give the same list.
+    pub fn list(&self, customer: &str, kind: Kind, n: usize, category: Option<&str>) -> Vec<Shown> {
+        let history = self.history(customer);
+        let in_category = |s: u32| match category {
+            None => true,
+            Some(c) => self.facts[s as usize]
+                .as_ref()
+                .is_some_and(|f| f.category == c),
+        };
+        let bought_since = self
+            .lock_since()
+            .1
+            .get(customer)
+            .cloned()
+            .unwrap_or_default();
+        let picks = self
+            .model
+            .recommend_kind(kind, &history, n, &self.facts, &|s| {
+                self.allowed.as_ref().is_none_or(|a| a[s as usize])
+                    && in_category(s)
+                    && !bought_since.contains(&self.h.skus[s as usize])
+            });
+        // Scores relative to the first: their scale depends on how old the purchases are.
+        let top = picks
+            .first()
+            .map_or(1.0, |p| p.score.max(f32::MIN_POSITIVE));
+        let sku = |i: u32| self.h.skus[i as usize].as_str();
+        picks
+            .iter()
+            .map(|p| Shown {
+                sku: sku(p.sku).to_string(),
+                name: self.names.get(sku(p.sku)).cloned().unwrap_or_default(),
+                score: p.score / top,
+                reason: p.reason,
+                because: p.because.map(|b| sku(b).to_string()),
+                why: why(p, &sku),
+                product: self.catalog.get(sku(p.sku)).cloned(),
+            })
+            .collect()
+    }
 }
 
 /// Up to `n` products of `kind` for `customer` (id or e-mail), learnt from the orders up to the
@@ -94,54 +324,14 @@ pub async fn recommendations(
     as_of: NaiveDate,
 ) -> anyhow::Result<Value> {
     let c = store.find_customer(customer).await?;
-    let (mut h, mut names) = histories(store, zone).await?;
-    let catalog = store.products().await?;
-    // Products no order names yet (a new upgrade) still get a number, so they can be offered.
-    for p in &catalog {
-        h.sku_id(&p.sku);
-        names.insert(p.sku.clone(), p.name.clone());
-    }
-    let allowed = allowed_by(&catalog, &h);
-    let facts = facts_of(&catalog, &h);
-    let day = day_number(as_of);
-    let model = Model::learn(&h, day, Params::default());
-    let history: Vec<_> = h
-        .of(&c.id)
-        .unwrap_or_default()
-        .iter()
-        .copied()
-        .filter(|b| b.day <= day)
-        .collect();
-    let picks = model.recommend_kind(kind, &history, n, &facts, &|s| {
-        allowed.as_ref().is_none_or(|a| a[s as usize])
-    });
-    // Scores relative to the first: their scale depends on how old the purchases are.
-    let top = picks
-        .first()
-        .map_or(1.0, |p| p.score.max(f32::MIN_POSITIVE));
-    let by_sku: HashMap<&str, &Product> = catalog.iter().map(|p| (p.sku.as_str(), p)).collect();
-    let sku = |i: u32| h.skus[i as usize].as_str();
-    let products: Vec<Value> = picks
-        .iter()
-        .map(|p| {
-            json!({
-                "sku": sku(p.sku),
-                "name": names.get(sku(p.sku)).cloned().unwrap_or_default(),
-                "score": p.score / top,
-                "reason": p.reason,
-                "because": p.because.map(sku),
-                "why": why(p, &sku),
-                "product": by_sku.get(sku(p.sku)),
-            })
-        })
-        .collect();
+    let learned = Learned::load(store, zone, as_of).await?;
     Ok(json!({
         "customer": c.id,
         "as_of": as_of.to_string(),
         "kind": kind,
-        "bought": history.len(),
-        "learnt_from": h.customers.len(),
-        "products": products,
+        "bought": learned.bought(&c.id),
+        "learnt_from": learned.customers(),
+        "products": learned.list(&c.id, kind, n, None),
     }))
 }
 

@@ -78,6 +78,10 @@ pub async fn scenario_report(
         .await?;
     let tracking = store.tracking_counts(period, scenario).await?;
     let mut report = crate::experiment::build_report(&arms, &steps, &touches, &tracking);
+    let recommended = store
+        .recommended_counts(period, scenario, attribution_window.num_milliseconds())
+        .await?;
+    crate::experiment::report::add_recommended(&mut report, &recommended);
     for open in open {
         match report.iter_mut().find(|r| r.scenario == open.scenario_id) {
             Some(r) => r.still_open = open.open,

@@ -85,6 +85,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         if let Some(line) = super::experiments::open_line(&results, &names) {
             println!("{line}");
         }
+        for line in crate::experiment::report::recommended_lines(&results, &names) {
+            println!("{line}");
+        }
     }
     let html = args.dir.join("report.html");
     super::experiments::write_html(&app, &store, &results, counted, "", &html, &names).await?;

@@ -154,6 +154,9 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
         if let Some(line) = open_line(&report, &names) {
             println!("{line}");
         }
+        for line in crate::experiment::report::recommended_lines(&report, &names) {
+            println!("{line}");
+        }
     }
     Ok(exit::OK)
 }

@@ -90,6 +90,7 @@ mod tests {
             sent_at: None,
             variant: None,
             expires_at: None,
+            recommended: None,
         }
     }
 

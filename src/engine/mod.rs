@@ -125,6 +125,8 @@ pub struct Engine {
     /// When the undecided `auto_winner` steps were last looked at: at most once an hour, so
     /// that their grouped query over the outbox stays off most ticks.
     winners_checked_at: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Whether a template calls `recommend()`: then recommendations are learnt once a shop day.
+    uses_recommend: bool,
 }
 
 /// The outcome of `rebuy trigger`.
@@ -160,7 +162,9 @@ impl Engine {
                 s
             })
             .collect();
+        let uses_recommend = renderer.uses_recommend();
         Self {
+            uses_recommend,
             store,
             scenarios,
             renderer,
@@ -342,6 +346,7 @@ impl Engine {
             self.process_orders(now, &mut report).await?;
             self.process_segment_events(now, &mut report).await?;
             self.process_predictions(now, &mut report).await?;
+            self.learn_recommendations(now).await?;
             self.advance_due(now, &mut report).await?;
             self.decide_winners(now).await?;
             // The daemon logs the whole cycle at info; the tick's own line is detail.
@@ -885,6 +890,7 @@ impl Engine {
             }
         }) {
             Ok(Some(r)) => {
+                outbox.recommended = recommended_json(&r.recommended);
                 outbox.status = OutboxStatus::Queued;
                 outbox.subject = r.subject;
                 outbox.html = self.tracked(r.html, &outbox.message_id, &outbox.unsubscribe_url);
@@ -899,6 +905,7 @@ impl Engine {
                 ));
             }
             Ok(None) if held_out => {
+                outbox.recommended = self.would_recommend(s, step, &send_key, &send.template, &ctx);
                 outbox.status = OutboxStatus::HeldOut;
                 outbox.last_error = Some(format!("not sent: {} arm of the experiment", e.arm));
             }
@@ -992,6 +999,7 @@ impl Engine {
             last_error: None,
             variant: None,
             expires_at: None,
+            recommended: None,
         }
     }
 
@@ -1128,10 +1136,71 @@ impl Engine {
             };
             vars["event"] = plan::event_view(e);
         }
+        self.learn_recommendations(now).await?;
         let ctx = self.context(s, Some(&step.id), &c, order.as_ref(), vars, None, now);
         self.renderer
             .render_step(&s.id, &step.id, &step.send.template, &ctx)
             .with_context(|| format!("rendering step '{}' of '{}'", step.id, s.id))
+    }
+
+    /// When a template calls `recommend()`: learns from the stored orders once a shop day (the
+    /// first tick of the day), and on every other tick reads the orders stored since, so that
+    /// nothing a customer just bought is recommended to them.
+    pub async fn learn_recommendations(&self, now: DateTime<Utc>) -> Result<()> {
+        if !self.uses_recommend {
+            return Ok(());
+        }
+        let zone = self.settings.default_timezone;
+        let today = now.with_timezone(&zone).date_naive();
+        let slot = self.renderer.recommendations();
+        match slot.current() {
+            Some(l) if l.as_of == today => {
+                l.catch_up(&self.store, zone).await?;
+            }
+            _ => {
+                let started = std::time::Instant::now();
+                let learned =
+                    crate::recommend_view::Learned::load(&self.store, zone, today).await?;
+                tracing::info!(
+                    as_of = %today,
+                    customers = learned.customers(),
+                    secs = started.elapsed().as_secs_f64(),
+                    "recommendations learnt"
+                );
+                slot.install(learned);
+            }
+        }
+        Ok(())
+    }
+
+    /// What a held-out step would have recommended, had it been sent (its condition true and
+    /// its render fine), for the report's "bought a recommended product".
+    fn would_recommend(
+        &self,
+        s: &Scenario,
+        step: &crate::scenario::Step,
+        send_key: &str,
+        template: &str,
+        ctx: &Value,
+    ) -> Option<String> {
+        if !self.uses_recommend {
+            return None;
+        }
+        let passes = match &step.condition {
+            Some(_) => self
+                .renderer
+                .condition(&s.id, &format!("step/{}", step.id), ctx)
+                .unwrap_or(false),
+            None => true,
+        };
+        if !passes {
+            return None;
+        }
+        let r = self
+            .renderer
+            .render_step(&s.id, send_key, template, ctx)
+            .ok()?;
+        recommended_json(&r.recommended)
     }
 }
 
@@ -1241,4 +1310,9 @@ fn ends_without_mail(
         end_reason: reason,
         outbox: None,
     }
+}
+
+/// The SKUs a render recommended as stored with its message: a JSON array, None for none.
+fn recommended_json(skus: &[String]) -> Option<String> {
+    (!skus.is_empty()).then(|| serde_json::to_string(skus).unwrap_or_default())
 }

@@ -30,11 +30,14 @@ impl Engine {
     ) -> Result<RetryOutcome> {
         let mut out = RetryOutcome::default();
         let at = to_millis(now);
+        self.learn_recommendations(now).await?;
         for t in self.store.retry_targets(ids, all_failed).await? {
             match self.rerender(&t, now).await {
                 Ok((r, c)) => {
                     let html = self.tracked(r.html, &t.message_id, &t.unsubscribe_url);
+                    let recommended = super::recommended_json(&r.recommended);
                     let content = Content {
+                        recommended: recommended.as_deref(),
                         subject: &r.subject,
                         html: &html,
                         text: &r.text,

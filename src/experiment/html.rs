@@ -35,6 +35,9 @@ pub fn render(
     if let Some(line) = super::report::open_line(report, names) {
         let _ = write!(out, "<p class=\"verdict\">{}</p>", esc(&line));
     }
+    for line in super::report::recommended_lines(report, names) {
+        let _ = write!(out, "<p class=\"verdict\">{}</p>", esc(&line));
+    }
     out.push_str(&funnel_table(report, names));
     out.push_str("<h2>Uplift in the repeat rate, with 95% intervals</h2>");
     out.push_str(&uplift_chart(report, names));

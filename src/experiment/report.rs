@@ -7,8 +7,8 @@
 use super::stats::{mean_difference, Sums, TwoProportions, Uplift};
 use crate::scenario::Scenario;
 use crate::store::{
-    ArmCounts, EnrollmentOutcome, OpenCount, StepCounts, TouchCounts, TrackingCounts,
-    VariantDecision,
+    ArmCounts, EnrollmentOutcome, OpenCount, RecommendedCounts, StepCounts, TouchCounts,
+    TrackingCounts, VariantDecision,
 };
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -49,6 +49,82 @@ pub struct ScenarioResult {
     pub variants: Vec<VariantResult>,
     /// Steps whose winner was picked automatically.
     pub decisions: Vec<VariantDecision>,
+    /// For a scenario whose mail recommends products: who bought one of them.
+    pub recommended: Option<RecommendedResult>,
+}
+
+/// "Bought a recommended product within the goal window": treated customers (their mail
+/// showed the products) against the comparison group (what their mail would have shown).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecommendedResult {
+    pub treated_shown: i64,
+    pub treated_bought: i64,
+    pub comparison_shown: i64,
+    pub comparison_bought: i64,
+    /// The rates' difference with its 95% interval; None without a comparison group.
+    pub uplift: Option<Uplift>,
+}
+
+/// Adds "bought a recommended product" to each scenario row that has counts for it, compared
+/// with the row's own comparison group.
+pub fn add_recommended(report: &mut [ScenarioResult], counts: &[RecommendedCounts]) {
+    for r in report.iter_mut() {
+        let arm = |name: &str| {
+            counts
+                .iter()
+                .find(|c| c.scenario_id == r.scenario && c.arm == name)
+        };
+        let Some(t) = arm("treatment") else { continue };
+        let c = r.compared_with.as_deref().and_then(arm);
+        let uplift = c.and_then(|c| {
+            TwoProportions {
+                x1: t.bought as u64,
+                n1: t.shown as u64,
+                x2: c.bought as u64,
+                n2: c.shown as u64,
+            }
+            .uplift()
+        });
+        r.recommended = Some(RecommendedResult {
+            treated_shown: t.shown,
+            treated_bought: t.bought,
+            comparison_shown: c.map_or(0, |c| c.shown),
+            comparison_bought: c.map_or(0, |c| c.bought),
+            uplift,
+        });
+    }
+}
+
+/// One line per scenario with recommendations: the share of treated customers who bought a
+/// recommended product, against the comparison group, with the difference's interval.
+pub fn recommended_lines(
+    report: &[ScenarioResult],
+    names: &HashMap<String, String>,
+) -> Vec<String> {
+    let pct = |x: i64, n: i64| 100.0 * x as f64 / n.max(1) as f64;
+    report
+        .iter()
+        .filter_map(|r| {
+            let m = r.recommended.as_ref()?;
+            let treated = format!(
+                "{}: {:.1}% of {} treated customers bought a product their mail recommended",
+                label(names, &r.scenario),
+                pct(m.treated_bought, m.treated_shown),
+                m.treated_shown
+            );
+            Some(match &m.uplift {
+                Some(u) => format!(
+                    "{treated}, against {:.1}% of {} held out for what their mail would have shown ({:+.1} points, 95% CI {:+.1} to {:+.1})",
+                    pct(m.comparison_bought, m.comparison_shown),
+                    m.comparison_shown,
+                    100.0 * u.absolute,
+                    100.0 * u.absolute_low,
+                    100.0 * u.absolute_high
+                ),
+                None => format!("{treated} (no comparison group to compare with)"),
+            })
+        })
+        .collect()
 }
 
 /// One variant of one step: the treatment enrollments assigned to it (whether or not they
@@ -261,6 +337,7 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
         attributed_revenue: 0,
         variants: Vec::new(),
         decisions: Vec::new(),
+        recommended: None,
         steps: steps.iter().map(|s| funnel(s)).collect(),
     }
 }

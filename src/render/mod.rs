@@ -4,6 +4,9 @@
 
 mod context;
 mod filters;
+mod recommend;
+
+pub use recommend::{recording, Recommendations};
 
 pub use context::{
     context_name, metrics_view, sample_context, sample_context_with, CustomerView, ItemView,
@@ -21,6 +24,8 @@ pub struct Rendered {
     pub subject: String,
     pub html: String,
     pub text: String,
+    /// The SKUs its `recommend()` calls returned, in order.
+    pub recommended: Vec<String>,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -31,6 +36,7 @@ pub struct RenderError(pub String);
 pub struct Renderer {
     env: Environment<'static>,
     templates_dir: PathBuf,
+    recommendations: Recommendations,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -70,9 +76,12 @@ impl Renderer {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
         filters::register(&mut env);
+        let recommendations = Recommendations::default();
+        recommend::register(&mut env, &recommendations);
         Self {
             env,
             templates_dir: templates_dir.to_path_buf(),
+            recommendations,
         }
     }
 
@@ -82,6 +91,28 @@ impl Renderer {
 
     pub fn templates_dir(&self) -> &Path {
         &self.templates_dir
+    }
+
+    /// What `recommend()` in templates reads; the engine installs what it learnt.
+    pub fn recommendations(&self) -> &Recommendations {
+        &self.recommendations
+    }
+
+    /// Whether any template file or compiled subject calls `recommend()`: then the engine
+    /// learns once a shop day, and renders held-out steps too, to keep what they would have
+    /// recommended.
+    pub fn uses_recommend(&self) -> bool {
+        let in_files = std::fs::read_dir(&self.templates_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+            .any(|text| text.contains("recommend("));
+        in_files
+            || self
+                .env
+                .templates()
+                .any(|(_, t)| t.source().contains("recommend("))
     }
 
     /// Compiles a scenario's subjects and conditions into the environment, so that rendering
@@ -142,12 +173,20 @@ impl Renderer {
         template: &str,
         ctx: &Value,
     ) -> Result<Rendered, RenderError> {
-        let subject = self.render_named(&subject_name(scenario, step), ctx)?;
         let [html_name, text_name] = part_names(template);
+        let (parts, recommended) = recording(|| {
+            Ok::<_, RenderError>((
+                self.render_named(&subject_name(scenario, step), ctx)?,
+                self.render_named(&html_name, ctx)?,
+                self.render_named(&text_name, ctx)?,
+            ))
+        });
+        let (subject, html, text) = parts?;
         Ok(Rendered {
             subject: one_line(&subject),
-            html: self.render_named(&html_name, ctx)?,
-            text: self.render_named(&text_name, ctx)?,
+            html,
+            text,
+            recommended,
         })
     }
 

@@ -98,6 +98,11 @@ pub fn check_all(
     }
     let mut renderer = Renderer::new(templates_dir);
     let mut checked_templates = HashSet::new();
+    // Templates calling recommend() are checked against a made-up shop; the engine installs
+    // what it learns from the real one, so the sample is taken out again.
+    renderer
+        .recommendations()
+        .install(crate::recommend_view::Learned::sample());
     for s in &scenarios {
         check_scenario(
             s,
@@ -107,6 +112,7 @@ pub fn check_all(
             &mut diagnostics,
         );
     }
+    renderer.recommendations().clear();
     CheckReport {
         scenarios,
         segments,

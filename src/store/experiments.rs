@@ -76,6 +76,17 @@ pub struct ArmCounts {
     pub revenue_squares: f64,
 }
 
+/// Enrollments of one arm of one scenario whose messages recommended products (sent, or for
+/// a held-out arm, what would have been sent), and how many of them bought one of those
+/// products within the goal window.
+#[derive(Debug, Clone, PartialEq, FromRow)]
+pub struct RecommendedCounts {
+    pub scenario_id: String,
+    pub arm: String,
+    pub shown: i64,
+    pub bought: i64,
+}
+
 /// One step (and variant) of one scenario: its messages per status, and how many of those
 /// enrollments converted after the message went out.
 #[derive(Debug, Clone, PartialEq, FromRow)]
@@ -186,6 +197,37 @@ impl Store {
         );
         Ok(bind_period(sqlx::query_as(&sql), period)
             .bind(scenario)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Per scenario and arm, the enrollments `period` counts whose messages recommended
+    /// products, and those whose customer ordered one of them from the message's due time to
+    /// the end of the goal window (`no_goal_ms` after the message for a scenario without a
+    /// goal), by the period's `as_of`.
+    pub async fn recommended_counts(
+        &self,
+        period: Period,
+        scenario: Option<&str>,
+        no_goal_ms: i64,
+    ) -> Result<Vec<RecommendedCounts>> {
+        let sql = format!(
+            "SELECT m.scenario_id, e.arm, COUNT(DISTINCT e.id) AS shown, \
+             COUNT(DISTINCT CASE WHEN EXISTS ( \
+                 SELECT 1 FROM orders o, json_each(o.items) i, json_each(m.recommended) r \
+                 WHERE o.customer_id = m.customer_id AND o.placed_at >= m.due_at \
+                 AND o.placed_at <= MIN($2, COALESCE(e.goal_deadline, m.due_at + $5)) \
+                 AND json_extract(i.value, '$.sku') = r.value \
+             ) THEN e.id END) AS bought \
+             FROM outbox m JOIN enrollments e ON e.id = m.enrollment_id \
+             WHERE {COUNTED} AND ($4 IS NULL OR m.scenario_id = $4) \
+             AND m.recommended IS NOT NULL AND json_valid(m.recommended) \
+             AND m.status IN ('sent', 'simulated', 'held_out') \
+             GROUP BY m.scenario_id, e.arm ORDER BY m.scenario_id, e.arm"
+        );
+        Ok(bind_period(sqlx::query_as(&sql), period)
+            .bind(scenario)
+            .bind(no_goal_ms)
             .fetch_all(&self.pool)
             .await?)
     }

@@ -24,8 +24,8 @@ pub use enrollments::{
 };
 pub use events::{EventRow, NewEvent};
 pub use experiments::{
-    ArmCounts, ConversionDays, EnrollmentOutcome, OpenCount, Period, StepCounts, TouchCounts,
-    VariantDecision, VariantOutcome,
+    ArmCounts, ConversionDays, EnrollmentOutcome, OpenCount, Period, RecommendedCounts, StepCounts,
+    TouchCounts, VariantDecision, VariantOutcome,
 };
 pub use metrics::{ChangedOutcome, ChangedPage, MetricsRow, RfmGroup, METRICS_COLUMNS};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};

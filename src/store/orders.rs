@@ -279,16 +279,29 @@ impl Store {
 
     /// Every order that has line items: its customer, time and items (JSON), in arrival order,
     /// handed to `f` one at a time as they are read (what the recommendations learn from).
-    pub async fn for_each_order_items(&self, mut f: impl FnMut(&str, i64, &str)) -> Result<()> {
+    pub async fn for_each_order_items(&self, f: impl FnMut(&str, i64, &str)) -> Result<i64> {
+        self.for_each_order_items_after(0, f).await
+    }
+
+    /// [`Store::for_each_order_items`] for the orders stored after `seq`; returns the last
+    /// seq read (`seq` when there is none).
+    pub async fn for_each_order_items_after(
+        &self,
+        seq: i64,
+        mut f: impl FnMut(&str, i64, &str),
+    ) -> Result<i64> {
         use futures::TryStreamExt as _;
-        let mut rows = sqlx::query_as::<_, (String, i64, String)>(
-            "SELECT customer_id, placed_at, items FROM orders WHERE has_items ORDER BY seq",
+        let mut rows = sqlx::query_as::<_, (i64, String, i64, String)>(
+            "SELECT seq, customer_id, placed_at, items FROM orders WHERE seq > $1 AND has_items ORDER BY seq",
         )
+        .bind(seq)
         .fetch(&self.pool);
-        while let Some((customer, placed_at, items)) = rows.try_next().await? {
+        let mut last = seq;
+        while let Some((s, customer, placed_at, items)) = rows.try_next().await? {
             f(&customer, placed_at, &items);
+            last = s;
         }
-        Ok(())
+        Ok(last)
     }
 
     /// The last order seq the engine has looked at.

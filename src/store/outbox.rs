@@ -173,6 +173,9 @@ pub struct NewOutbox {
     pub variant: Option<String>,
     /// After this instant the message is not sent but recorded `expired`.
     pub expires_at: Option<i64>,
+    /// The SKUs its `recommend()` calls returned (for a held-out message: would have), as a
+    /// JSON array; None when it recommended nothing.
+    pub recommended: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -199,6 +202,8 @@ pub struct OutboxRow {
     pub sent_at: Option<i64>,
     pub variant: Option<String>,
     pub expires_at: Option<i64>,
+    /// The SKUs it recommended (held out: would have), a JSON array.
+    pub recommended: Option<String>,
 }
 
 /// A failed or unknown message and what rendering it again takes.
@@ -223,11 +228,13 @@ pub struct Content<'a> {
     /// The recipient as the customer is today (an address fixed after a bounce).
     pub to_email: &'a str,
     pub to_name: &'a str,
+    /// The SKUs it recommends now (JSON array), None for none.
+    pub recommended: Option<&'a str>,
 }
 
 const COLUMNS: &str = "id, enrollment_id, step_index, step_id, scenario_id, customer_id, transactional, skip_when_capped, \
                        status, to_email, to_name, subject, html, body_text, unsubscribe_url, message_id, \
-                       due_at, attempts, last_error, sent_at, variant, expires_at";
+                       due_at, attempts, last_error, sent_at, variant, expires_at, recommended";
 
 /// Inserts outbox rows; a row for an (enrollment, step) that exists already is ignored.
 pub(super) async fn insert_outbox(
@@ -253,7 +260,7 @@ pub(super) async fn insert_outbox_as(
         "INSERT INTO outbox (enrollment_id, step_index, step_id, scenario_id, customer_id, \
          transactional, status, to_email, to_name, subject, html, body_text, unsubscribe_url, \
          message_id, due_at, created_at, updated_at, next_attempt_at, last_error, skip_when_capped, \
-         variant, sent_at, expires_at) ",
+         variant, sent_at, expires_at, recommended) ",
     );
     qb.push_values(rows, |mut b, o| {
         let stand_in = simulated && o.status == OutboxStatus::Queued;
@@ -283,7 +290,8 @@ pub(super) async fn insert_outbox_as(
             .push_bind(i64::from(o.skip_when_capped))
             .push_bind(&o.variant)
             .push_bind(stand_in.then_some(o.due_at))
-            .push_bind(o.expires_at);
+            .push_bind(o.expires_at)
+            .push_bind(&o.recommended);
     });
     qb.push(" ON CONFLICT (enrollment_id, step_index) DO NOTHING");
     Ok(qb.build().execute(&mut *tx).await?.rows_affected())
@@ -590,7 +598,8 @@ impl Store {
     pub async fn requeue_rendered(&self, id: i64, content: &Content<'_>, now: i64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = $1, updated_at = $1, \
-             subject = $2, html = $3, body_text = $4, expires_at = NULL, to_email = $6, to_name = $7 \
+             subject = $2, html = $3, body_text = $4, expires_at = NULL, to_email = $6, to_name = $7, \
+             recommended = $8 \
              WHERE id = $5 AND status IN ('failed', 'unknown', 'expired')",
         )
         .bind(now)
@@ -600,6 +609,7 @@ impl Store {
         .bind(id)
         .bind(content.to_email)
         .bind(content.to_name)
+        .bind(content.recommended)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

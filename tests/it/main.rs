@@ -15,6 +15,7 @@ mod import;
 mod limits;
 mod predicted;
 mod recommend;
+mod recommend_mail;
 mod refresh;
 mod rounds;
 mod scan;
