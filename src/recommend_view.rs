@@ -4,7 +4,7 @@
 
 use crate::clock::from_millis;
 use crate::metrics::day_number;
-use crate::recommend::model::{Facts, Kind, Reason};
+use crate::recommend::model::{Catalog, Facts, Kind, Reason};
 use crate::recommend::{Bought, Histories, Model, Params, Pick};
 use crate::store::{Product, Store};
 use chrono::NaiveDate;
@@ -112,7 +112,7 @@ pub struct Learned {
     names: HashMap<String, String>,
     catalog: HashMap<String, Product>,
     allowed: Option<Vec<bool>>,
-    facts: Vec<Option<Facts>>,
+    facts: Catalog,
     model: Model,
     /// The day learnt as of (the shop's zone): purchases after its end are not read.
     pub as_of: NaiveDate,
@@ -196,7 +196,7 @@ impl Learned {
             names.insert(p.sku.clone(), p.name.clone());
         }
         let allowed = allowed_by(&catalog, &h);
-        let facts = facts_of(&catalog, &h);
+        let facts = Catalog::new(facts_of(&catalog, &h));
         let model = Model::learn(&h, day_number(as_of), Params::default());
         let catalog = catalog.into_iter().map(|p| (p.sku.clone(), p)).collect();
         Self {
@@ -275,9 +275,7 @@ impl Learned {
         let history = self.history(customer);
         let in_category = |s: u32| match category {
             None => true,
-            Some(c) => self.facts[s as usize]
-                .as_ref()
-                .is_some_and(|f| f.category == c),
+            Some(c) => self.facts.fact(s).is_some_and(|f| f.category == c),
         };
         let bought_since = self
             .lock_since()

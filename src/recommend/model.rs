@@ -4,7 +4,7 @@
 //! popularity; and the list it gives one customer, each product with the reason it is there.
 
 use super::{Bought, Histories};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 /// How the model learns. [`Params::default`] is rebuy's; [`Params::plain`] is plain cosine
 /// co-occurrence (every purchase counts the same, no next-order signal), the baseline the
@@ -80,6 +80,34 @@ pub struct Facts {
     pub upgrade_of: Option<u32>,
 }
 
+/// The catalog's facts by product number, and each product's upgrades (the products whose
+/// `upgrade_of` it is), gathered once.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub facts: Vec<Option<Facts>>,
+    upgrades: HashMap<u32, Vec<u32>>,
+}
+
+impl Catalog {
+    pub fn new(facts: Vec<Option<Facts>>) -> Self {
+        let mut upgrades: HashMap<u32, Vec<u32>> = HashMap::default();
+        for (b, f) in facts.iter().enumerate() {
+            if let Some(a) = f.as_ref().and_then(|f| f.upgrade_of) {
+                upgrades.entry(a).or_default().push(b as u32);
+            }
+        }
+        Self { facts, upgrades }
+    }
+
+    pub fn fact(&self, sku: u32) -> Option<&Facts> {
+        self.facts.get(sku as usize).and_then(Option::as_ref)
+    }
+
+    fn upgrades(&self, sku: u32) -> &[u32] {
+        self.upgrades.get(&sku).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// Which list: products that go with what they bought, what customers buy next, or the
 /// bigger or better version of what they bought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -123,35 +151,42 @@ impl Model {
             None => 1.0,
         };
         let mut buyers = vec![0f64; n];
-        let mut pairs: Vec<HashMap<u32, f64>> = vec![HashMap::new(); n];
-        let mut next_counts: Vec<HashMap<u32, f64>> = vec![HashMap::new(); n];
+        // f32 sums and a fast hash: at a million customers these maps are most of the memory
+        // and the time of learning, and f32 keeps seven digits, plenty to rank by.
+        let mut pairs: Vec<HashMap<u32, f32>> = vec![HashMap::default(); n];
+        let mut next_counts: Vec<HashMap<u32, f32>> = vec![HashMap::default(); n];
         let mut reordered = vec![0f64; n];
+        let mut weights: Vec<f64> = Vec::new();
         for (_, bought) in &h.customers {
-            let bought: Vec<Bought> = bought.iter().copied().filter(|b| b.day <= as_of).collect();
-            let items = latest_per_product(&bought, params.max_items);
+            // Sorted by day (Histories::finish): what was bought by `as_of` is a prefix.
+            let bought = &bought[..bought.partition_point(|b| b.day <= as_of)];
+            let items = latest_per_product(bought, params.max_items);
             let damp = if params.damp_heavy_buyers {
                 1.0 / (2.0 + items.len() as f64).ln()
             } else {
                 1.0
             };
-            for &(sku, day) in &items {
-                buyers[sku as usize] += weight(day);
+            weights.clear();
+            weights.extend(items.iter().map(|&(_, day)| weight(day)));
+            for (&(sku, _), w) in items.iter().zip(&weights) {
+                buyers[sku as usize] += w;
             }
-            for (i, &(a, da)) in items.iter().enumerate() {
-                for &(b, db) in &items[i + 1..] {
-                    let w = damp * weight(da).min(weight(db));
+            for (i, &(a, _)) in items.iter().enumerate() {
+                for (j, &(b, _)) in items.iter().enumerate().skip(i + 1) {
+                    let w = (damp * weights[i].min(weights[j])) as f32;
                     *pairs[a as usize].entry(b).or_default() += w;
                     *pairs[b as usize].entry(a).or_default() += w;
                 }
             }
-            count_next(&bought, &weight, &mut next_counts, &mut reordered);
+            count_next(bought, &weight, &mut next_counts, &mut reordered);
         }
         let neighbours = pairs
             .into_iter()
             .enumerate()
             .map(|(a, row)| {
                 let scored = row.into_iter().map(|(b, c)| {
-                    let cos = c / ((buyers[a] * buyers[b as usize]).sqrt() + params.shrink);
+                    let cos =
+                        f64::from(c) / ((buyers[a] * buyers[b as usize]).sqrt() + params.shrink);
                     (b, cos as f32)
                 });
                 best(scored, params.neighbours)
@@ -164,7 +199,7 @@ impl Model {
                 let total = reordered[a].max(1e-9);
                 best(
                     row.into_iter()
-                        .map(|(b, c)| (b, (c / (total + params.shrink)) as f32)),
+                        .map(|(b, c)| (b, (f64::from(c) / (total + params.shrink)) as f32)),
                     params.neighbours,
                 )
             })
@@ -192,7 +227,7 @@ impl Model {
 
     /// Up to `n` products of `kind` for a customer with purchases `history`: cross-sell is
     /// [`Model::recommend`]; next ranks what customers bought in the order after theirs;
-    /// upsell offers the catalog's upgrades of what they bought (`facts`, by product number),
+    /// upsell offers the catalog's upgrades of what they bought (`catalog`, by product number),
     /// then products of the same category at a higher price that customers moved up to. Never
     /// something they bought, never what `allowed` refuses; upsell and next are not filled up
     /// with popular products (a popular product is no upgrade).
@@ -201,17 +236,17 @@ impl Model {
         kind: Kind,
         history: &[Bought],
         n: usize,
-        facts: &[Option<Facts>],
+        catalog: &Catalog,
         allowed: &dyn Fn(u32) -> bool,
     ) -> Vec<Pick> {
         if kind == Kind::CrossSell {
             return self.recommend(history, n, allowed);
         }
         let items = latest_per_product(history, self.params.max_items);
-        let owned: std::collections::HashSet<u32> = history.iter().map(|b| b.sku).collect();
-        let mut best: HashMap<u32, Pick> = HashMap::new();
+        let owned = owned(history);
+        let mut best: HashMap<u32, Pick> = HashMap::default();
         let mut offer = |sku: u32, score: f32, from: u32, reason: Reason| {
-            if owned.contains(&sku) || !allowed(sku) {
+            if owned.binary_search(&sku).is_ok() || !allowed(sku) {
                 return;
             }
             let e = best.entry(sku).or_insert(Pick {
@@ -229,15 +264,7 @@ impl Model {
                 };
             }
         };
-        let fact = |s: u32| facts.get(s as usize).and_then(Option::as_ref);
-        let mut upgrades: HashMap<u32, Vec<u32>> = HashMap::new();
-        if kind == Kind::Upsell {
-            for (b, f) in facts.iter().enumerate() {
-                if let Some(a) = f.as_ref().and_then(|f| f.upgrade_of) {
-                    upgrades.entry(a).or_default().push(b as u32);
-                }
-            }
-        }
+        let fact = |s: u32| catalog.fact(s);
         for (rank, &(a, _)) in items.iter().enumerate() {
             // The most recent purchases first: a small bonus for recency of the source.
             let fresh = 1.0 / (1.0 + rank as f32 * 0.01);
@@ -248,7 +275,7 @@ impl Model {
                     }
                 }
                 Kind::Upsell => {
-                    for &b in upgrades.get(&a).map_or(&[][..], Vec::as_slice) {
+                    for &b in catalog.upgrades(a) {
                         offer(b, 2.0 * fresh, a, Reason::UpgradeOf);
                     }
                     let Some(from) = fact(a) else { continue };
@@ -266,10 +293,7 @@ impl Model {
                 Kind::CrossSell => {}
             }
         }
-        let mut picks: Vec<Pick> = best.into_values().collect();
-        picks.sort_by(|x, y| y.score.total_cmp(&x.score).then(x.sku.cmp(&y.sku)));
-        picks.truncate(n);
-        picks
+        top(best.into_values().collect(), n)
     }
 
     /// The products most similar to `sku`, best first.
@@ -287,13 +311,14 @@ impl Model {
         allowed: &dyn Fn(u32) -> bool,
     ) -> Vec<Pick> {
         let items = latest_per_product(history, self.params.max_items);
-        let owned: std::collections::HashSet<u32> = history.iter().map(|b| b.sku).collect();
+        let owned = owned(history);
         let recency = |day: i64| match self.params.half_life_days {
             Some(half) => 0.5f64.powf((self.as_of - day).max(0) as f64 / half) as f32,
             None => 1.0,
         };
         // Per candidate: total score, and the strongest single contribution with its source.
-        let mut scores: HashMap<u32, (f32, f32, u32, Reason)> = HashMap::new();
+        let mut scores: HashMap<u32, (f32, f32, u32, Reason)> = HashMap::default();
+        scores.reserve(items.len() * self.params.neighbours.min(64));
         let mut add = |b: u32, s: f32, from: u32, reason: Reason| {
             let e = scores.entry(b).or_insert((0.0, 0.0, from, reason));
             e.0 += s;
@@ -308,15 +333,14 @@ impl Model {
             for &(b, s) in self.similar(a) {
                 add(b, r * s, a, Reason::BoughtTogether);
             }
-            if let Some(next) = self.next.get(a as usize) {
-                for &(b, s) in next {
+            if self.params.next_weight > 0.0 {
+                for &(b, s) in self.next_after(a) {
                     add(b, r * s * self.params.next_weight, a, Reason::BoughtNext);
                 }
             }
         }
-        let mut picks: Vec<Pick> = scores
+        let candidates: Vec<Pick> = scores
             .into_iter()
-            .filter(|(b, _)| !owned.contains(b) && allowed(*b))
             .map(|(sku, (score, _, from, reason))| Pick {
                 sku,
                 score,
@@ -324,13 +348,16 @@ impl Model {
                 reason,
             })
             .collect();
-        picks.sort_by(|x, y| y.score.total_cmp(&x.score).then(x.sku.cmp(&y.sku)));
-        picks.truncate(n);
+        // The filters are asked only until the list is full, best candidates first.
+        let mut picks = top_allowed(candidates, n, &|s| {
+            owned.binary_search(&s).is_err() && allowed(s)
+        });
         for &(sku, score) in &self.popular {
             if picks.len() >= n {
                 break;
             }
-            if !owned.contains(&sku) && allowed(sku) && !picks.iter().any(|p| p.sku == sku) {
+            let fresh = !picks.iter().any(|p| p.sku == sku);
+            if fresh && owned.binary_search(&sku).is_err() && allowed(sku) {
                 picks.push(Pick {
                     sku,
                     score,
@@ -343,15 +370,56 @@ impl Model {
     }
 }
 
+/// The products of a history, sorted, once each (for binary search).
+fn owned(history: &[Bought]) -> Vec<u32> {
+    let mut v: Vec<u32> = history.iter().map(|b| b.sku).collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Best first: the higher score, then the lower product number.
+fn rank(x: &Pick, y: &Pick) -> std::cmp::Ordering {
+    y.score.total_cmp(&x.score).then(x.sku.cmp(&y.sku))
+}
+
+/// The `n` best picks, best first.
+fn top(mut picks: Vec<Pick>, n: usize) -> Vec<Pick> {
+    if picks.len() > n && n > 0 {
+        picks.select_nth_unstable_by(n - 1, rank);
+        picks.truncate(n);
+    }
+    picks.sort_unstable_by(rank);
+    picks.truncate(n);
+    picks
+}
+
+/// The `n` best picks that `ok` lets through, best first: the candidates are ranked in slices
+/// (the best 4n, then the next…), so that a filter that refuses few is asked about few.
+fn top_allowed(mut picks: Vec<Pick>, n: usize, ok: &dyn Fn(u32) -> bool) -> Vec<Pick> {
+    let mut out = Vec::with_capacity(n);
+    let mut from = 0;
+    while out.len() < n && from < picks.len() {
+        let chunk = (4 * n).max(16);
+        let rest = &mut picks[from..];
+        if rest.len() > chunk {
+            rest.select_nth_unstable_by(chunk - 1, rank);
+        }
+        let end = rest.len().min(chunk);
+        rest[..end].sort_unstable_by(rank);
+        out.extend(rest[..end].iter().filter(|p| ok(p.sku)).take(n - out.len()));
+        from += end;
+    }
+    out
+}
+
 /// Each product's latest purchase day, the `max` most recent products, most recent first.
 fn latest_per_product(bought: &[Bought], max: usize) -> Vec<(u32, i64)> {
-    let mut last: HashMap<u32, i64> = HashMap::new();
-    for b in bought {
-        let d = last.entry(b.sku).or_insert(b.day);
-        *d = (*d).max(b.day);
-    }
-    let mut items: Vec<(u32, i64)> = last.into_iter().collect();
-    items.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+    let mut items: Vec<(u32, i64)> = bought.iter().map(|b| (b.sku, b.day)).collect();
+    // By product, latest first; keep each product's first.
+    items.sort_unstable_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
+    items.dedup_by_key(|x| x.0);
+    items.sort_unstable_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
     items.truncate(max);
     items
 }
@@ -361,18 +429,22 @@ fn latest_per_product(bought: &[Bought], max: usize) -> Vec<(u32, i64)> {
 fn count_next(
     bought: &[Bought],
     weight: &impl Fn(i64) -> f64,
-    next: &mut [HashMap<u32, f64>],
+    next: &mut [HashMap<u32, f32>],
     reordered: &mut [f64],
 ) {
-    let days: Vec<&[Bought]> = bought.chunk_by(|x, y| x.day == y.day).collect();
-    for pair in days.windows(2) {
-        let w = weight(pair[1][0].day);
-        for a in pair[0] {
+    let mut days = bought.chunk_by(|x, y| x.day == y.day);
+    let Some(mut before) = days.next() else {
+        return;
+    };
+    for after in days {
+        let w = weight(after[0].day);
+        for a in before {
             reordered[a.sku as usize] += w;
-            for b in pair[1].iter().filter(|b| b.sku != a.sku) {
-                *next[a.sku as usize].entry(b.sku).or_default() += w;
+            for b in after.iter().filter(|b| b.sku != a.sku) {
+                *next[a.sku as usize].entry(b.sku).or_default() += w as f32;
             }
         }
+        before = after;
     }
 }
 
@@ -494,8 +566,9 @@ mod tests {
         facts[id("towel") as usize] = fact("bath", 3000, None);
         facts[id("lotion") as usize] = fact("lotion", 3000, None);
         facts[id("lotion-deluxe") as usize] = fact("lotion", 6000, Some(id("lotion")));
+        let catalog = Catalog::new(facts);
         let m = Model::learn(&h, 60, Params::default());
-        let picks = m.recommend_kind(Kind::Upsell, h.of("me").unwrap(), 5, &facts, &|_| true);
+        let picks = m.recommend_kind(Kind::Upsell, h.of("me").unwrap(), 5, &catalog, &|_| true);
         let got: Vec<(u32, Reason, Option<u32>)> =
             picks.iter().map(|p| (p.sku, p.reason, p.because)).collect();
         assert_eq!(
@@ -510,9 +583,9 @@ mod tests {
             ],
             "the towel came next too, but is no upgrade"
         );
-        let next = m.recommend_kind(Kind::Next, h.of("me").unwrap(), 5, &facts, &|_| true);
+        let next = m.recommend_kind(Kind::Next, h.of("me").unwrap(), 5, &catalog, &|_| true);
         assert!(next.iter().any(|p| p.sku == id("towel")));
-        let none = m.recommend_kind(Kind::Upsell, h.of("me").unwrap(), 5, &facts, &|s| {
+        let none = m.recommend_kind(Kind::Upsell, h.of("me").unwrap(), 5, &catalog, &|s| {
             s != id("lotion-deluxe") && s != id("cleanser-l")
         });
         assert!(none.is_empty(), "{none:?}");

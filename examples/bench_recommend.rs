@@ -1,0 +1,182 @@
+//! The recommendations benchmark at a million customers: a generated shop (20,000 products in
+//! families of 20, Zipf-like popularity, each customer loyal to a few families; about 5 orders
+//! each) learnt as the engine learns it once a shop day (`Learned::from_parts`: the model, the
+//! catalog's filter and facts), then `Learned::list` for 100,000 customers as a template's
+//! `recommend(customer, n=3)` asks for them. Prints seconds, peak memory and µs per list.
+//! Usage: cargo run --release --example bench_recommend -- [CUSTOMERS] [PRODUCTS] [SEED]
+
+use chrono::NaiveDate;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rebuy::recommend::model::Kind;
+use rebuy::recommend::Histories;
+use rebuy::recommend_view::Learned;
+use rebuy::store::Product;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// The process's peak resident memory so far (VmHWM), in MB.
+fn peak_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let arg = |i: usize, default: u64| {
+        std::env::args()
+            .nth(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (customers, products, seed) = (arg(1, 1_000_000), arg(2, 20_000), arg(3, 7));
+    let mut rng = StdRng::seed_from_u64(seed);
+    let as_of = NaiveDate::from_ymd_opt(2025, 12, 31).expect("a date");
+    let last = rebuy::metrics::day_number(as_of);
+    let families = (products / 20).max(1);
+    // Zipf-like: the family of rank r is drawn with weight 1 / (r + 1).
+    let weights: Vec<f64> = (0..families).map(|r| 1.0 / (r as f64 + 1.0)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut cumulative = Vec::with_capacity(weights.len());
+    let mut acc = 0.0;
+    for w in &weights {
+        acc += w / total;
+        cumulative.push(acc);
+    }
+    let family = |rng: &mut StdRng| {
+        let x: f64 = rng.random();
+        cumulative
+            .partition_point(|c| *c < x)
+            .min(families as usize - 1) as u64
+    };
+    let started = Instant::now();
+    let mut h = Histories::default();
+    let mut orders = 0u64;
+    for c in 0..customers {
+        let id = format!("C{c:07}");
+        let loyal: Vec<u64> = (0..3).map(|_| family(&mut rng)).collect();
+        let n = 1 + (-(1.0 - rng.random::<f64>()).ln() * 4.0) as u64; // about 5 on average
+        let mut day = last - rng.random_range(0..730);
+        for _ in 0..n.min(60) {
+            orders += 1;
+            for _ in 0..rng.random_range(1..=3) {
+                let f = if rng.random_bool(0.8) {
+                    loyal[rng.random_range(0..loyal.len())]
+                } else {
+                    family(&mut rng)
+                };
+                let p = f * 20 + rng.random_range(0..20).min(products - 1 - f * 20);
+                h.add(&id, &format!("P{p:05}"), day.min(last));
+            }
+            day += rng.random_range(7..90);
+        }
+    }
+    let h = h.finish();
+    let catalog: Vec<Product> = (0..products)
+        .map(|p| Product {
+            sku: format!("P{p:05}"),
+            name: format!("product {p}"),
+            category: format!("family {}", p / 20),
+            price: Some(1000 + (p % 20) as i64 * 500),
+            url: Some(format!("https://shop.example/p/{p}")),
+            image_url: None,
+            in_stock: p % 50 != 0,
+            active: true,
+            brand: None,
+            size: None,
+            upgrade_of: None,
+        })
+        .collect();
+    let purchases: usize = h.customers.iter().map(|(_, b)| b.len()).sum();
+    println!(
+        "generated {customers} customers, {orders} orders, {purchases} distinct purchases (customer, product, day), {products} products in {:.1} s; peak so far {:.0} MB",
+        started.elapsed().as_secs_f64(),
+        peak_mb()
+    );
+    let before = peak_mb();
+    let started = Instant::now();
+    let learned = Learned::from_parts(h, HashMap::new(), catalog, as_of);
+    let learn_secs = started.elapsed().as_secs_f64();
+    let after = peak_mb();
+    println!(
+        "learn: {learn_secs:.2} s; peak {after:.0} MB ({:.0} MB over the histories it learnt from)",
+        after - before
+    );
+    let sample = 100_000.min(customers);
+    let ids: Vec<String> = (0..sample)
+        .map(|_| format!("C{:07}", rng.random_range(0..customers)))
+        .collect();
+    for kind in [Kind::CrossSell, Kind::Upsell, Kind::Next] {
+        let mut times: Vec<f64> = Vec::with_capacity(ids.len());
+        let mut shown = 0usize;
+        for id in &ids {
+            let t = Instant::now();
+            shown += learned.list(id, kind, 3, None).len();
+            times.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        times.sort_by(f64::total_cmp);
+        let mean = times.iter().sum::<f64>() / times.len() as f64;
+        let p99 = times[times.len() * 99 / 100];
+        println!(
+            "recommend n=3 {kind:?}: {mean:.1} µs mean, {:.1} µs median, {p99:.1} µs p99 per customer over {sample} customers ({:.2} products each)",
+            times[times.len() / 2],
+            shown as f64 / sample as f64
+        );
+    }
+    // Between two learnings each tick reads the orders stored since (by seq): 10,000 new orders
+    // of 10,000 customers in a real SQLite file.
+    let dir = tempfile::tempdir()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let read = runtime.block_on(async {
+        let store = rebuy::store::Store::open(&dir.path().join("since.db").display().to_string()).await?;
+        let at = chrono::NaiveDate::from_ymd_opt(2025, 12, 31)
+            .and_then(|d| d.and_hms_opt(3, 0, 0))
+            .expect("a time")
+            .and_utc()
+            .timestamp_millis();
+        let people: Vec<rebuy::store::NewCustomer> = (0..10_000)
+            .map(|i| rebuy::store::NewCustomer {
+                id: format!("C{:07}", i * 97 % customers),
+                email: format!("c{i}@example.jp"),
+                name: String::new(),
+                timezone: None,
+                locale: None,
+                attributes: "{}".into(),
+                marketing_consent: None,
+                consent_at: None,
+            })
+            .collect();
+        store.upsert_customers(&people, at).await?;
+        let orders: Vec<rebuy::store::NewOrder> = people
+            .iter()
+            .enumerate()
+            .map(|(i, c)| rebuy::store::NewOrder {
+                id: format!("N{i}"),
+                customer_id: c.id.clone(),
+                placed_at: at,
+                total: 3000,
+                currency: "JPY".into(),
+                items: format!(
+                    r#"[{{"sku":"P{:05}","name":"x","quantity":1,"unit_price":3000}},{{"sku":"P{:05}","name":"y","quantity":1,"unit_price":1000}}]"#,
+                    i % products as usize,
+                    (i * 7) % products as usize
+                ),
+            })
+            .collect();
+        store.upsert_orders(&orders).await?;
+        let started = Instant::now();
+        let read = learned.catch_up(&store, chrono_tz::Asia::Tokyo).await?;
+        let secs = started.elapsed().as_secs_f64();
+        store.close().await;
+        anyhow::Ok((read, secs))
+    })?;
+    println!(
+        "purchases since: 10,000 new orders read in {:.0} ms ({} purchases taken off their customers' lists)",
+        read.1 * 1000.0,
+        read.0
+    );
+    Ok(())
+}
