@@ -90,8 +90,8 @@ pub const SAMPLES: &[(&str, &str)] = &[
         include_str!("../templates/replenish.txt"),
     ),
     (
-        "templates/cross_sell.html",
-        include_str!("../templates/cross_sell.html"),
+        "templates/cross_sell.mjml",
+        include_str!("../templates/cross_sell.mjml"),
     ),
     (
         "templates/cross_sell.txt",
@@ -104,6 +104,10 @@ pub const SAMPLES: &[(&str, &str)] = &[
     (
         "templates/_recommended.txt",
         include_str!("../templates/_recommended.txt"),
+    ),
+    (
+        "templates/_recommended.mjml",
+        include_str!("../templates/_recommended.mjml"),
     ),
     (
         "templates/support_apology.html",

@@ -2,7 +2,7 @@
 
 use super::{exit, App};
 use crate::clock::{Clock, SystemClock};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context as _, Result};
 
 #[derive(Debug, clap::Args)]
 pub struct TriggerArgs {
@@ -36,6 +36,10 @@ pub struct PreviewArgs {
     /// Which part to print.
     #[arg(long, value_enum, default_value = "all")]
     pub part: Part,
+    /// Also write a page to FILE that shows the mail as a mail client does, at a desktop
+    /// client's width (600 px) and a phone's (375 px), with its subject and text part.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -107,6 +111,11 @@ pub async fn preview(app: &App, args: &PreviewArgs) -> Result<u8> {
             SystemClock.now(),
         )
         .await?;
+    if let Some(file) = &args.html {
+        std::fs::write(file, preview_page(&r))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        eprintln!("wrote {}: open it in a browser", file.display());
+    }
     match args.part {
         Part::Subject => println!("{}", r.subject),
         Part::Text => println!("{}", r.text),
@@ -118,6 +127,31 @@ pub async fn preview(app: &App, args: &PreviewArgs) -> Result<u8> {
     }
     store.close().await;
     Ok(exit::OK)
+}
+
+/// A page showing a rendered mail side by side at 600 and 375 px (each in a sandboxed frame,
+/// as a client shows it: no scripts), with the subject and the text part.
+fn preview_page(r: &crate::render::Rendered) -> String {
+    let esc = |s: &str| html_escape::encode_double_quoted_attribute(s).into_owned();
+    let frame = |width: u32, label: &str| {
+        format!(
+            "<figure><figcaption>{label} ({width} px)</figcaption>\
+             <iframe sandbox width=\"{width}\" height=\"900\" srcdoc=\"{}\"></iframe></figure>",
+            esc(&r.html)
+        )
+    };
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{subject}</title>\
+         <style>body{{font-family:system-ui,sans-serif;margin:24px;color:#222}}\
+         .frames{{display:flex;gap:24px;align-items:flex-start;flex-wrap:wrap}}\
+         iframe{{border:1px solid #ccc;background:#fff}}pre{{white-space:pre-wrap;max-width:640px}}</style>\
+         </head><body><h1>{subject}</h1><div class=\"frames\">{desktop}{phone}</div>\
+         <h2>Text part</h2><pre>{text}</pre></body></html>",
+        subject = html_escape::encode_text(&r.subject),
+        desktop = frame(600, "Desktop mail client"),
+        phone = frame(375, "Phone"),
+        text = html_escape::encode_text(&r.text),
+    )
 }
 
 pub(super) fn refuse(diags: &[crate::diagnostic::Diagnostic]) -> Result<u8> {

@@ -151,7 +151,7 @@ impl Engine {
             .and_then(|f| f.parse::<lettre::message::Mailbox>().ok())
             .map(|m| m.email.domain().to_string())
             .unwrap_or_else(|| "localhost".into());
-        let scenarios = scenarios
+        let scenarios: Vec<Scenario> = scenarios
             .into_iter()
             .map(|mut s| {
                 s.control_group = if s.transactional {
@@ -162,7 +162,7 @@ impl Engine {
                 s
             })
             .collect();
-        let uses_recommend = renderer.uses_recommend();
+        let uses_recommend = renderer.uses_recommend(&scenarios);
         Self {
             uses_recommend,
             store,

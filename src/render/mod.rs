@@ -4,8 +4,10 @@
 
 mod context;
 mod filters;
+mod mail_html;
 mod recommend;
 
+pub use mail_html::{from_mjml, inline_css, to_text, MjmlError};
 pub use recommend::{recording, Recommendations};
 
 pub use context::{
@@ -52,6 +54,11 @@ pub fn part_names(template: &str) -> [String; 2] {
     [format!("{template}.html"), format!("{template}.txt")]
 }
 
+/// The MJML form of a step's HTML part: `<template>.mjml`, used when there is no `.html`.
+pub fn mjml_name(template: &str) -> String {
+    format!("{template}.mjml")
+}
+
 fn subject_name(scenario: &str, step: &str) -> String {
     format!("@subject/{scenario}/{step}")
 }
@@ -75,6 +82,14 @@ impl Renderer {
         env.set_loader(minijinja::path_loader(templates_dir));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
+        // MJML is markup: what it prints is escaped like HTML.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".mjml") {
+                minijinja::AutoEscape::Html
+            } else {
+                minijinja::default_auto_escape_callback(name)
+            }
+        });
         filters::register(&mut env);
         let recommendations = Recommendations::default();
         recommend::register(&mut env, &recommendations);
@@ -93,26 +108,62 @@ impl Renderer {
         &self.templates_dir
     }
 
+    /// The file of a step's HTML part: `<template>.html`, else `<template>.mjml` when only that
+    /// exists.
+    pub fn html_part(&self, template: &str) -> String {
+        let [html, _] = part_names(template);
+        let mjml = mjml_name(template);
+        if self.env.get_template(&html).is_err() && self.env.get_template(&mjml).is_ok() {
+            mjml
+        } else {
+            html
+        }
+    }
+
+    /// The part files a step has: its HTML part (or MJML), and its text part when there is one
+    /// (without, the text is made from the HTML).
+    pub fn parts(&self, template: &str) -> Vec<String> {
+        let [_, text] = part_names(template);
+        let mut parts = vec![self.html_part(template)];
+        if self.env.get_template(&text).is_ok() {
+            parts.push(text);
+        }
+        parts
+    }
+
     /// What `recommend()` in templates reads; the engine installs what it learnt.
     pub fn recommendations(&self) -> &Recommendations {
         &self.recommendations
     }
 
-    /// Whether any template file or compiled subject calls `recommend()`: then the engine
-    /// learns once a shop day, and renders held-out steps too, to keep what they would have
-    /// recommended.
-    pub fn uses_recommend(&self) -> bool {
-        let in_files = std::fs::read_dir(&self.templates_dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|f| std::fs::read_to_string(f.path()).ok())
-            .any(|text| text.contains("recommend("));
-        in_files
-            || self
-                .env
-                .templates()
-                .any(|(_, t)| t.source().contains("recommend("))
+    /// Whether a step of `scenarios` calls `recommend()`, in its subject, its parts or what
+    /// they include: then the engine learns once a shop day, and renders held-out steps too,
+    /// to keep what they would have recommended. Templates no scenario uses do not count.
+    pub fn uses_recommend(&self, scenarios: &[Scenario]) -> bool {
+        let mut seen = std::collections::HashSet::new();
+        let mut todo: Vec<String> = Vec::new();
+        for s in scenarios {
+            for step in &s.steps {
+                for (key, send) in step.sends() {
+                    todo.push(subject_name(&s.id, &key));
+                    todo.extend(self.parts(&send.template));
+                }
+            }
+        }
+        while let Some(name) = todo.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Ok(t) = self.env.get_template(&name) else {
+                continue;
+            };
+            let source = t.source();
+            if source.contains("recommend(") {
+                return true;
+            }
+            todo.extend(included(source));
+        }
+        false
     }
 
     /// Compiles a scenario's subjects and conditions into the environment, so that rendering
@@ -173,15 +224,27 @@ impl Renderer {
         template: &str,
         ctx: &Value,
     ) -> Result<Rendered, RenderError> {
-        let [html_name, text_name] = part_names(template);
+        let html_name = self.html_part(template);
+        let [_, text_name] = part_names(template);
+        let has_text = self.env.get_template(&text_name).is_ok();
         let (parts, recommended) = recording(|| {
             Ok::<_, RenderError>((
                 self.render_named(&subject_name(scenario, step), ctx)?,
                 self.render_named(&html_name, ctx)?,
-                self.render_named(&text_name, ctx)?,
+                if has_text {
+                    Some(self.render_named(&text_name, ctx)?)
+                } else {
+                    None
+                },
             ))
         });
         let (subject, html, text) = parts?;
+        let html = if html_name.ends_with(".mjml") {
+            from_mjml(&html).map_err(|e| RenderError(format!("{html_name}: MJML {e}")))?
+        } else {
+            inline_css(&html)
+        };
+        let text = text.unwrap_or_else(|| to_text(&html));
         Ok(Rendered {
             subject: one_line(&subject),
             html,
@@ -245,6 +308,20 @@ impl std::io::Write for Bounded {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The names a template's `{% include "…" %}` tags give (literal names only).
+fn included(source: &str) -> Vec<String> {
+    source
+        .split("include")
+        .skip(1)
+        .filter_map(|rest| {
+            let rest = rest.trim_start();
+            let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+            let rest = &rest[1..];
+            rest.find(quote).map(|end| rest[..end].to_string())
+        })
+        .collect()
 }
 
 /// A subject is a header: line breaks and other control characters become spaces, so that no

@@ -240,28 +240,28 @@ fn check_template(
     diags: &mut Vec<Diagnostic>,
 ) {
     let dir = renderer.templates_dir();
-    let names = part_names(template);
-    let missing: Vec<&String> = names.iter().filter(|n| !dir.join(n).is_file()).collect();
-    if !missing.is_empty() {
-        let what = if missing.len() == 2 {
-            format!(
-                "unknown template '{template}': neither {} nor {} exists in {}",
-                names[0],
-                names[1],
+    let [html, text] = part_names(template);
+    let mjml = crate::render::mjml_name(template);
+    let html_file = [&html, &mjml].into_iter().find(|n| dir.join(n).is_file());
+    let text_file = dir.join(&text).is_file().then_some(&text);
+    if html_file.is_none() {
+        let what = match text_file {
+            None => format!(
+                "unknown template '{template}': neither {html} (or {mjml}) nor {text} exists in {}",
                 dir.display()
-            )
-        } else {
-            format!(
-                "template '{template}' has no {} in {}",
-                missing[0],
+            ),
+            Some(_) => format!(
+                "template '{template}' has no {html} (or {mjml}) in {}",
                 dir.display()
-            )
+            ),
         };
         diags.push(add_hint(
             Diagnostic::new(&s.path, at.0, at.1, what),
             template_hint(dir, template),
         ));
     }
+    // Without a text part, the text is made from the HTML: nothing to check.
+    let names: Vec<String> = html_file.into_iter().chain(text_file).cloned().collect();
     for name in names {
         let file = dir.join(&name);
         let shown = file.display().to_string();
@@ -337,7 +337,11 @@ fn check_renders(
         // The `vars` and customer attributes the step reads are given sample values: a person
         // passes the first with `rebuy trigger --var`, the shop's import the second, and
         // `check` cannot know them.
-        let used = used_names(renderer, &send.subject.source, &part_names(&send.template));
+        let used = used_names(
+            renderer,
+            &send.subject.source,
+            &renderer.parts(&send.template),
+        );
         let mut vars = sample_values(&used, "vars.");
         if let Some(name) = s.trigger.event() {
             // An event's properties are whatever the shop sends: each one read gets a value.
@@ -376,10 +380,13 @@ fn check_renders(
                 );
             }
         }
-        for part in part_names(&send.template) {
+        for part in renderer.parts(&send.template) {
             let Ok(t) = renderer.env().get_template(&part) else {
                 continue; // reported by check_template
             };
+            if part.ends_with(".mjml") {
+                check_mjml(renderer, &part, &t, &with, checked, diags);
+            }
             let Some((e, when)) = render_failure(&t, &with, &without, which) else {
                 continue;
             };
@@ -401,6 +408,38 @@ fn check_renders(
                     ),
                 )
                 .with_hint(hint),
+            );
+        }
+    }
+}
+
+/// An MJML part rendered for the sample customer must be MJML that mrml accepts; what it
+/// refuses is reported at its line (of the rendered sample, which is the template's own line
+/// unless a tag above it printed several lines).
+fn check_mjml(
+    renderer: &Renderer,
+    part: &str,
+    t: &minijinja::Template<'_, '_>,
+    ctx: &minijinja::Value,
+    checked: &mut HashSet<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Ok(out) = crate::render::bounded_render(t, ctx) else {
+        return; // render failures are reported below
+    };
+    if let Err(e) = crate::render::from_mjml(&out) {
+        if checked.insert(format!("mjml {part}")) {
+            let file = renderer.templates_dir().join(part);
+            diags.push(
+                Diagnostic::new(
+                    &file.display().to_string(),
+                    e.line as u64,
+                    1,
+                    format!("invalid MJML: {}", e.message),
+                )
+                .with_hint(
+                    "see https://documentation.mjml.io for the elements and where each may be",
+                ),
             );
         }
     }
@@ -476,7 +515,8 @@ fn check_footer(
         // One problem per step: what is missing, and from which parts.
         let mut missing: Vec<&str> = Vec::new();
         let mut parts: Vec<String> = Vec::new();
-        for (part, escape) in part_names(&send.template).into_iter().zip([true, false]) {
+        for part in renderer.parts(&send.template) {
+            let escape = !part.ends_with(".txt");
             let Ok(out) = renderer
                 .env()
                 .get_template(&part)
@@ -582,7 +622,7 @@ fn template_hint(dir: &Path, template: &str) -> Option<String> {
     match did_you_mean(template, &refs) {
         Some(m) => Some(format!("did you mean '{m}'?")),
         None => Some(format!(
-            "a step's template '{template}' needs {template}.html and {template}.txt in {}",
+            "a step's template '{template}' needs {template}.html (or {template}.mjml), and {template}.txt unless the text is to be made from the HTML, in {}",
             dir.display()
         )),
     }

@@ -52,7 +52,7 @@ fn every_kind_of_scenario_and_template_problem_is_reported_with_its_place() {
         "scenarios/malformed.yaml:3:",
         "scenarios/typo.yaml:5:5: unknown key 'wiat'\n  hint: did you mean 'wait'?",
         "scenarios/duration.yaml:5:11: bad duration '3 days': no spaces",
-        "scenarios/missing.yaml:5:23: unknown template 'thanx': neither thanx.html nor thanx.txt exists in",
+        "scenarios/missing.yaml:5:23: unknown template 'thanx': neither thanx.html (or thanx.mjml) nor thanx.txt exists in",
         "hint: did you mean 'thanks'?",
         "templates/nofooter_broken.html:2:1: template syntax error: {% if %} opened here is never closed (add {% endif %})",
         "templates/nofooter_typo_var.html:2:11: undefined variable 'customer.nmae' (scenario 'undefined')\n  hint: did you mean 'name'?",

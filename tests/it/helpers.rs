@@ -314,7 +314,9 @@ fn with_footer(templates: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(name, text)| {
             let footer = match name.rsplit('.').next() {
+                // An MJML template includes the footer inside its body itself.
                 _ if name.starts_with('_') || name.starts_with("nofooter") => "",
+                Some("mjml") => "",
                 Some("html") => "\n{% include \"_legal.html\" %}",
                 _ => "\n{% include \"_legal.txt\" %}",
             };

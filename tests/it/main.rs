@@ -13,6 +13,7 @@ mod helpers;
 mod http_e2e;
 mod import;
 mod limits;
+mod mjml;
 mod predicted;
 mod recommend;
 mod recommend_mail;
