@@ -75,6 +75,24 @@ pub fn matches(cond: &Cond, facts: &Facts, window: &Window) -> bool {
             ItemKey::Sku => o.skus.contains(value),
             ItemKey::Category => o.categories.contains(value),
         }),
+        Cond::Affinity {
+            category,
+            within,
+            op,
+            share,
+        } => {
+            let (mut with_items, mut with_category) = (0u64, 0u64);
+            for o in orders_in(facts, window, *within).filter(|o| !o.skus.is_empty()) {
+                with_items += 1;
+                with_category += u64::from(o.categories.contains(category));
+            }
+            with_items > 0
+                && op.holds(
+                    (with_category as f64 / with_items as f64)
+                        .partial_cmp(share)
+                        .unwrap_or(Ordering::Equal),
+                )
+        }
         Cond::OrderedWithin(days) => orders_in(facts, window, Some(*days)).next().is_some(),
         Cond::OrdersWithin { days, op, n } => {
             let count = orders_in(facts, window, Some(*days)).count() as i64;

@@ -37,6 +37,15 @@ pub enum Cond {
         op: Op,
         n: i64,
     },
+    /// The share of the customer's orders with line items (within the last `within` days, ever
+    /// when None) that hold an item of `category`, compared with `share`; false without such
+    /// orders.
+    Affinity {
+        category: String,
+        within: Option<i64>,
+        op: Op,
+        share: f64,
+    },
     /// The number of custom events named `event` within the last `within` days (ever when
     /// None), compared with `n`.
     Did {
@@ -438,6 +447,7 @@ impl Parser {
         match name {
             "bought" => self.bought(at),
             "did" => self.did(at),
+            "affinity" => self.affinity(at),
             "ordered_within" | "no_order_within" => {
                 let days = self.days()?;
                 self.expect(Tok::RParen, "')'")?;
@@ -558,6 +568,47 @@ impl Parser {
         Ok(Cond::Bought { by, value, within })
     }
 
+    /// `affinity(category: 'lotion', within: 365d) > 0.2`: the share of their orders with a
+    /// lotion, compared with a number from 0 to 1.
+    fn affinity(&mut self, at: usize) -> Result<Cond, LangError> {
+        let (mut category, mut within) = (None, None);
+        self.named_args("affinity", &["category", "within"], |p, _, key| {
+            match key {
+                "within" => within = Some(p.days()?),
+                _ => category = Some(p.text_arg(key, "lotion")?.1),
+            }
+            Ok(())
+        })?;
+        let example = "e.g. affinity(category: 'lotion') > 0.2";
+        let category = category
+            .ok_or_else(|| LangError::new(at, "affinity() needs a category").hint(example))?;
+        let (op_at, op) = self.next();
+        let Tok::Op(op) = op else {
+            return Err(LangError::new(
+                op_at,
+                "affinity(..) must be compared with a share from 0 to 1",
+            )
+            .hint(example));
+        };
+        let share = match self.next() {
+            (_, Tok::Int(n)) if (0..=1).contains(&n) => n as f64,
+            (_, Tok::Float(f)) if (0.0..=1.0).contains(&f) => f,
+            (at, t) => {
+                return Err(LangError::new(
+                    at,
+                    format!("expected a share from 0 to 1, found {}", describe(&t)),
+                )
+                .hint("0.2 is one order in five"))
+            }
+        };
+        Ok(Cond::Affinity {
+            category,
+            within,
+            op,
+            share,
+        })
+    }
+
     /// `did(event: 'product_viewed', within: 7d, count: '>= 3')`: without `count`, at least
     /// once; without `within`, ever.
     fn did(&mut self, at: usize) -> Result<Cond, LangError> {
@@ -661,6 +712,7 @@ impl Parser {
 
 /// The functions a condition may call.
 pub const FUNCTIONS: &[&str] = &[
+    "affinity",
     "bought",
     "did",
     "ordered_within",
@@ -707,6 +759,30 @@ mod tests {
 
     fn err(text: &str) -> LangError {
         parse(text).expect_err(text)
+    }
+
+    #[test]
+    fn affinity_takes_a_category_and_a_share_from_0_to_1() {
+        assert_eq!(
+            parse("affinity(category: 'lotion', within: 365d) > 0.2").unwrap(),
+            Cond::Affinity {
+                category: "lotion".into(),
+                within: Some(365),
+                op: Op::Gt,
+                share: 0.2
+            }
+        );
+        assert!(err("affinity(within: 30d) > 0.2")
+            .message
+            .contains("needs a category"));
+        let e = err("affinity(category: 'lotion') > 20");
+        assert_eq!(e.offset, 31);
+        assert!(e.message.contains("a share from 0 to 1"), "{}", e.message);
+        let e = err("affinity(category: 'lotion')");
+        assert!(e.message.contains("must be compared"), "{}", e.message);
+        assert!(err("affinity(category: lotion) > 0.1")
+            .message
+            .contains("must be a string"));
     }
 
     #[test]

@@ -136,6 +136,28 @@ impl Compiler<'_> {
                 self.bind(Bind::Text(value.clone()));
                 self.sql.push(')');
             }
+            Cond::Affinity {
+                category,
+                within,
+                op,
+                share,
+            } => {
+                // The customer's orders with items (one range of orders_customer), and the
+                // share of them with an item of the category; NULL (no match) without any.
+                self.sql.push_str(
+                    "((SELECT CAST(COUNT(CASE WHEN EXISTS (SELECT 1 FROM json_each(o.items) j \
+                     WHERE json_extract(j.value, '$.category') = ",
+                );
+                self.bind(Bind::Text(category.clone()));
+                self.sql.push_str(
+                    ") THEN 1 END) AS REAL) / NULLIF(COUNT(*), 0) FROM orders o \
+                     WHERE o.customer_id = c.id AND o.has_items = 1",
+                );
+                self.placed_within(*within);
+                self.sql.push_str(&format!(") {} ", op.sql()));
+                self.bind(Bind::Float(*share));
+                self.sql.push_str(") IS TRUE");
+            }
             Cond::OrderedWithin(days) => {
                 self.sql
                     .push_str("EXISTS (SELECT 1 FROM orders o WHERE o.customer_id = c.id");

@@ -214,6 +214,12 @@ async fn each_operator_selects_the_members_worked_out_by_hand() {
             &["B"],
         ),
         ("bought(sku: 'SE-03', within: 1d)", &["C"]),
+        // the share of orders with the category: A 2 of 3, E 2 of 2; B and C none of theirs;
+        // D has no order, so no share at all
+        ("affinity(category: 'lotion') > 0.5", &["A", "E"]),
+        ("affinity(category: 'lotion') == 0", &["B", "C"]),
+        ("affinity(category: 'lotion', within: 30d) >= 1", &["A"]),
+        ("not affinity(category: 'serum') > 0.5", &["A", "B", "D", "E"]),
         ("ordered_within(7d)", &["A", "C"]),
         // B's order of 11-21 is after the as-of date
         ("ordered_within(1d)", &["C"]),
@@ -273,7 +279,15 @@ fn random_condition(rng: &mut StdRng, depth: u32) -> String {
     let category = ["lotion", "serum", "soap"][rng.random_range(0..3)];
     let days = [1, 7, 30, 90, 365][rng.random_range(0..5)];
     let event = ["viewed", "cart"][rng.random_range(0..2)];
-    match rng.random_range(0..18) {
+    match rng.random_range(0..20) {
+        18 => format!(
+            "affinity(category: '{category}', within: {days}d) {op} 0.{}",
+            rng.random_range(0..10)
+        ),
+        19 => format!(
+            "affinity(category: '{category}') {op} {}",
+            rng.random_range(0..2)
+        ),
         0 => format!("orders {op} {}", rng.random_range(0..5)),
         1 => format!("days_since_last {op} {}", rng.random_range(0..400)),
         2 => format!("average_order_value {op} {}.5", rng.random_range(500..6000)),
