@@ -14,6 +14,9 @@ use std::path::Path;
 pub struct App {
     pub config: Config,
     pub resolved: Resolved,
+    /// What the engines of this process learnt for `recommend()` and `next_purchase_due`:
+    /// one copy, shared by the daemon's engine, the HTTP server's and those a reload builds.
+    pub recommendations: crate::render::Recommendations,
 }
 
 impl App {
@@ -24,12 +27,20 @@ impl App {
             None => Config::load(Path::new("rebuy.yaml"), false)?,
         };
         let resolved = config.resolve()?;
-        Ok(Self { config, resolved })
+        Ok(Self {
+            config,
+            resolved,
+            recommendations: Default::default(),
+        })
     }
 
     pub fn from_config(config: Config) -> Result<Self, Vec<Diagnostic>> {
         let resolved = config.resolve()?;
-        Ok(Self { config, resolved })
+        Ok(Self {
+            config,
+            resolved,
+            recommendations: Default::default(),
+        })
     }
 
     /// The database, which must exist: only `import`, `run` and `init` create one.
@@ -144,6 +155,7 @@ impl App {
             step_expiry: self.resolved.step_expiry,
             tracking: self.tracker(store).await?,
         };
+        report.renderer.share_recommendations(&self.recommendations);
         Ok(Ok(Engine::new(
             store.clone(),
             report.scenarios,

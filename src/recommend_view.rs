@@ -114,12 +114,25 @@ pub struct Learned {
     allowed: Option<Vec<bool>>,
     facts: Catalog,
     model: Model,
-    /// The day learnt as of (the shop's zone): purchases after its end are not read.
+    /// The day learnt as of (the shop's zone): purchases after its end are not learnt from.
     pub as_of: NaiveDate,
-    /// Purchases stored since it learnt (the last order seq read, and SKUs by customer, up to
-    /// the end of `as_of`): they take products off the lists at once; the similarities take
-    /// them in at the next learning.
+    /// The last day whose purchases take products off the lists (`as_of` or later).
+    pub through: NaiveDate,
+    /// Purchases after `as_of` up to the end of `through` (the last order seq read, and SKUs by
+    /// customer): they take products off the lists at once; the similarities take them in at
+    /// the next learning.
     since: std::sync::Mutex<(i64, HashMap<String, HashSet<String>>)>,
+}
+
+/// What customers buy next after a product, and when (`Learned::next_purchase`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NextPurchase {
+    /// The SKU of the order it follows.
+    pub after: String,
+    /// The SKU most bought in the next order.
+    pub next: String,
+    /// The mean days between the two orders.
+    pub days: i64,
 }
 
 /// One product of a customer's list, as shown: the catalog's entry when there is one.
@@ -142,18 +155,43 @@ impl Learned {
         zone: chrono_tz::Tz,
         as_of: NaiveDate,
     ) -> anyhow::Result<Self> {
+        Self::load_until(store, zone, as_of, as_of).await
+    }
+
+    /// [`Learned::load`], with the purchases after `as_of` up to the end of `through` kept
+    /// apart to take products off the lists: what the engine learns each shop day (as of the
+    /// day before, through today), so that every list of a day comes from the same model
+    /// whenever and wherever it is learnt. The learning itself runs off the async threads.
+    pub async fn load_until(
+        store: &Store,
+        zone: chrono_tz::Tz,
+        as_of: NaiveDate,
+        through: NaiveDate,
+    ) -> anyhow::Result<Self> {
         let catalog = store.products().await?;
+        let (first, last) = (day_number(as_of), day_number(through));
         let mut h = Histories::default();
         let mut names = HashMap::new();
+        let mut recent: HashMap<String, HashSet<String>> = HashMap::new();
         let seq = read_purchases(store, zone, 0, |customer, sku, name, day| {
+            if day > first && day <= last {
+                recent
+                    .entry(customer.to_string())
+                    .or_default()
+                    .insert(sku.to_string());
+            }
             h.add(customer, sku, day);
             if !name.is_empty() {
                 names.insert(sku.to_string(), name.to_string());
             }
         })
         .await?;
-        let learned = Self::from_parts(h.finish(), names, catalog, as_of);
-        learned.lock_since().0 = seq;
+        let mut learned = tokio::task::spawn_blocking(move || {
+            Self::from_parts(h.finish(), names, catalog, as_of)
+        })
+        .await?;
+        learned.through = through.max(as_of);
+        *learned.lock_since() = (seq, recent);
         Ok(learned)
     }
 
@@ -165,7 +203,7 @@ impl Learned {
     /// recommended to them; returns how many purchases it read.
     pub async fn catch_up(&self, store: &Store, zone: chrono_tz::Tz) -> anyhow::Result<usize> {
         let from = self.lock_since().0;
-        let last_day = day_number(self.as_of);
+        let last_day = day_number(self.through);
         let mut fresh: Vec<(String, String)> = Vec::new();
         let seq = read_purchases(store, zone, from, |customer, sku, _, day| {
             if day <= last_day {
@@ -207,6 +245,7 @@ impl Learned {
             facts,
             model,
             as_of,
+            through: as_of,
             since: Default::default(),
         }
     }
@@ -245,6 +284,28 @@ impl Learned {
             large,
         ];
         Self::from_parts(h.finish(), HashMap::new(), catalog, SAMPLE_DAY)
+    }
+
+    /// For an order of `skus`: of the products customers bought in their next order after one
+    /// of them, the one with the largest share (that the catalog lets through), with the SKU it
+    /// follows and the mean days between the two orders (at least 1). What the
+    /// `next_purchase_due` trigger times its mail by.
+    pub fn next_purchase(&self, skus: &[String]) -> Option<NextPurchase> {
+        let allowed = |s: u32| self.allowed.as_ref().is_none_or(|a| a[s as usize]);
+        skus.iter()
+            .filter_map(|sku| {
+                let a = self.h.find(sku)?;
+                let (b, share, days) = self.model.next_due(a, &allowed)?;
+                Some((share, sku, b, days))
+            })
+            // The largest share; among equals, the first SKU by name, so that it is the same
+            // whatever the order of the items.
+            .max_by(|x, y| x.0.total_cmp(&y.0).then(y.1.cmp(x.1)))
+            .map(|(_, sku, b, days)| NextPurchase {
+                after: sku.clone(),
+                next: self.h.skus[b as usize].clone(),
+                days: (days.round() as i64).max(1),
+            })
     }
 
     /// How many customers' orders it learnt from.

@@ -125,8 +125,12 @@ pub struct Engine {
     /// When the undecided `auto_winner` steps were last looked at: at most once an hour, so
     /// that their grouped query over the outbox stays off most ticks.
     winners_checked_at: std::sync::Mutex<Option<DateTime<Utc>>>,
-    /// Whether a template calls `recommend()`: then recommendations are learnt once a shop day.
+    /// Whether a template calls `recommend()`: then held-out steps are rendered too, to keep
+    /// what they would have recommended.
     uses_recommend: bool,
+    /// Whether recommendations are learnt once a shop day: a template calls `recommend()`, or
+    /// a scenario is triggered by `next_purchase_due`.
+    learns: bool,
 }
 
 /// The outcome of `rebuy trigger`.
@@ -163,8 +167,13 @@ impl Engine {
             })
             .collect();
         let uses_recommend = renderer.uses_recommend(&scenarios);
+        let learns = uses_recommend
+            || scenarios
+                .iter()
+                .any(|s| s.enabled && matches!(s.trigger, Trigger::NextPurchaseDue(_)));
         Self {
             uses_recommend,
+            learns,
             store,
             scenarios,
             renderer,
@@ -340,13 +349,14 @@ impl Engine {
         async {
             let mut report = TickReport::default();
             self.load_decisions().await?;
+            // Before the orders: a `next_purchase_due` trigger times its mail by what is learnt.
+            self.learn_recommendations(now).await;
             // Events before orders: an order that arrived in the same tick as the cart it
             // settles must find the enrollment the cart started, and reach its goal.
             self.process_events(now, &mut report).await?;
             self.process_orders(now, &mut report).await?;
             self.process_segment_events(now, &mut report).await?;
             self.process_predictions(now, &mut report).await?;
-            self.learn_recommendations(now).await?;
             self.advance_due(now, &mut report).await?;
             self.decide_winners(now).await?;
             // The daemon logs the whole cycle at info; the tick's own line is detail.
@@ -777,7 +787,8 @@ impl Engine {
     fn needs_context(&self) -> bool {
         self.uses_replenish()
             || self.scenarios.iter().any(|s| {
-                s.audience.is_some()
+                matches!(s.trigger, Trigger::NextPurchaseDue(_))
+                    || s.audience.is_some()
                     || s.audience_segment.is_some()
                     || s.goal.as_ref().is_some_and(|g| g.condition.is_some())
             })
@@ -905,7 +916,12 @@ impl Engine {
                 ));
             }
             Ok(None) if held_out => {
-                outbox.recommended = self.would_recommend(s, step, &send_key, &send.template, &ctx);
+                // Only where the mail would have gone: a held-out row of a customer who could
+                // not be mailed (suppressed, no consent, too late) is no comparison.
+                if blocked.is_none() && !expired {
+                    outbox.recommended =
+                        self.would_recommend(s, step, &send_key, &send.template, &ctx);
+                }
                 outbox.status = OutboxStatus::HeldOut;
                 outbox.last_error = Some(format!("not sent: {} arm of the experiment", e.arm));
             }
@@ -1136,41 +1152,60 @@ impl Engine {
             };
             vars["event"] = plan::event_view(e);
         }
-        self.learn_recommendations(now).await?;
+        self.learn_recommendations(now).await;
         let ctx = self.context(s, Some(&step.id), &c, order.as_ref(), vars, None, now);
         self.renderer
             .render_step(&s.id, &step.id, &step.send.template, &ctx)
             .with_context(|| format!("rendering step '{}' of '{}'", step.id, s.id))
     }
 
-    /// When a template calls `recommend()`: learns from the stored orders once a shop day (the
-    /// first tick of the day), and on every other tick reads the orders stored since, so that
-    /// nothing a customer just bought is recommended to them.
-    pub async fn learn_recommendations(&self, now: DateTime<Utc>) -> Result<()> {
-        if !self.uses_recommend {
-            return Ok(());
+    /// When a template calls `recommend()` or a scenario is triggered by `next_purchase_due`:
+    /// learns from the stored orders once a shop day (at its first tick: as of the day before,
+    /// so that a preview, a restart and the HTTP server give the lists the mail gives), and on
+    /// every tick reads the orders stored since, so that nothing a customer bought today is
+    /// recommended to them. A failure is logged and the last model kept: mail that does not
+    /// recommend goes on (a template that calls `recommend()` with nothing learnt fails with
+    /// the reason, and is retried with `rebuy outbox retry`).
+    pub async fn learn_recommendations(&self, now: DateTime<Utc>) {
+        if !self.learns {
+            return;
         }
         let zone = self.settings.default_timezone;
         let today = now.with_timezone(&zone).date_naive();
         let slot = self.renderer.recommendations();
         match slot.current() {
-            Some(l) if l.as_of == today => {
-                l.catch_up(&self.store, zone).await?;
+            Some(l) if l.through == today => {
+                if let Err(e) = l.catch_up(&self.store, zone).await {
+                    warn!(error = %format!("{e:#}"), "the orders stored since the recommendations were learnt could not be read");
+                }
             }
             _ => {
                 let started = std::time::Instant::now();
-                let learned =
-                    crate::recommend_view::Learned::load(&self.store, zone, today).await?;
-                tracing::info!(
-                    as_of = %today,
-                    customers = learned.customers(),
-                    secs = started.elapsed().as_secs_f64(),
-                    "recommendations learnt"
-                );
-                slot.install(learned);
+                let yesterday = today.pred_opt().unwrap_or(today);
+                match crate::recommend_view::Learned::load_until(
+                    &self.store,
+                    zone,
+                    yesterday,
+                    today,
+                )
+                .await
+                {
+                    Ok(learned) => {
+                        tracing::info!(
+                            as_of = %yesterday,
+                            customers = learned.customers(),
+                            secs = started.elapsed().as_secs_f64(),
+                            "recommendations learnt"
+                        );
+                        slot.install(learned);
+                    }
+                    Err(e) => warn!(
+                        error = %format!("{e:#}"),
+                        "recommendations could not be learnt; the last ones are kept"
+                    ),
+                }
             }
         }
-        Ok(())
     }
 
     /// What a held-out step would have recommended, had it been sent (its condition true and
@@ -1216,6 +1251,20 @@ struct ContextJudge<'a> {
 }
 
 impl ContextJudge<'_> {
+    /// For a `next_purchase_due` trigger: what customers buy next after one of the order's
+    /// items, and when (from what the engine learnt); None without a learnt model or a product
+    /// that follows.
+    fn next_purchase(&self, order: &OrderEvent) -> Option<crate::recommend_view::NextPurchase> {
+        let full = self.orders.get(&order.id)?;
+        let items: Vec<crate::render::ItemView> = serde_json::from_str(&full.items).ok()?;
+        let skus: Vec<String> = items.into_iter().map(|i| i.sku).collect();
+        self.engine
+            .renderer
+            .recommendations()
+            .current()?
+            .next_purchase(&skus)
+    }
+
     /// For a `replenish` trigger: the order's item that runs out first, and after how many
     /// days (its SKU's typical repeat interval); None if no item has one.
     fn runs_out_first(&self, order: &OrderEvent) -> Option<(String, i64)> {
@@ -1252,6 +1301,9 @@ impl Judge for ContextJudge<'_> {
         if matches!(s.trigger, Trigger::Replenish(_)) && self.runs_out_first(order).is_none() {
             return false;
         }
+        if matches!(s.trigger, Trigger::NextPurchaseDue(_)) && self.next_purchase(order).is_none() {
+            return false;
+        }
         let in_segment = s.audience_segment.is_none()
             || self
                 .customers
@@ -1273,6 +1325,11 @@ impl Judge for ContextJudge<'_> {
                 from = from + Duration::days(days) + offset;
             }
         }
+        if let Trigger::NextPurchaseDue(offset) = s.trigger {
+            if let Some(next) = self.next_purchase(order) {
+                from = from + Duration::days(next.days) + offset;
+            }
+        }
         let wait = self
             .engine
             .wait_of(s, first, &order.customer_id, to_millis(self.now));
@@ -1280,10 +1337,22 @@ impl Judge for ContextJudge<'_> {
     }
 
     fn vars(&mut self, s: &Scenario, order: &OrderEvent) -> String {
-        match (&s.trigger, self.runs_out_first(order)) {
-            (Trigger::Replenish(_), Some((sku, days))) => {
-                serde_json::json!({ "sku": sku, "interval_days": days }).to_string()
-            }
+        match &s.trigger {
+            Trigger::Replenish(_) => match self.runs_out_first(order) {
+                Some((sku, days)) => {
+                    serde_json::json!({ "sku": sku, "interval_days": days }).to_string()
+                }
+                None => "{}".into(),
+            },
+            Trigger::NextPurchaseDue(_) => match self.next_purchase(order) {
+                Some(n) => serde_json::json!({
+                    "sku": n.after,
+                    "next_sku": n.next,
+                    "interval_days": n.days,
+                })
+                .to_string(),
+                None => "{}".into(),
+            },
             _ => "{}".into(),
         }
     }

@@ -502,6 +502,7 @@ impl Engine {
     /// the database's running tallies (automatic variant winners).
     pub fn replayable(&self) -> bool {
         !self.uses_replenish()
+            && !self.learns
             && !self.scenarios.iter().filter(|s| s.enabled).any(|s| {
                 s.trigger.segment().is_some()
                     || s.audience_segment.is_some()

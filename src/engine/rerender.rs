@@ -30,7 +30,7 @@ impl Engine {
     ) -> Result<RetryOutcome> {
         let mut out = RetryOutcome::default();
         let at = to_millis(now);
-        self.learn_recommendations(now).await?;
+        self.learn_recommendations(now).await;
         for t in self.store.retry_targets(ids, all_failed).await? {
             match self.rerender(&t, now).await {
                 Ok((r, c)) => {

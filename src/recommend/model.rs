@@ -138,6 +138,8 @@ pub struct Model {
     /// Per product, what customers bought in their next order after it (share of those who
     /// ordered again), best first.
     next: Vec<Vec<(u32, f32)>>,
+    /// Per product, beside `next`: the mean days from its order to that next order.
+    next_days: Vec<Vec<f32>>,
     /// Products by (recency-weighted) buyers, best first.
     popular: Vec<(u32, f32)>,
 }
@@ -154,11 +156,13 @@ impl Model {
         // f32 sums and a fast hash: at a million customers these maps are most of the memory
         // and the time of learning, and f32 keeps seven digits, plenty to rank by.
         let mut pairs: Vec<HashMap<u32, f32>> = vec![HashMap::default(); n];
-        let mut next_counts: Vec<HashMap<u32, f32>> = vec![HashMap::default(); n];
+        // Per pair: the weight of "bought next", and the weighted days between the two orders.
+        let mut next_counts: Vec<HashMap<u32, (f32, f32)>> = vec![HashMap::default(); n];
         let mut reordered = vec![0f64; n];
         let mut weights: Vec<f64> = Vec::new();
         for (_, bought) in &h.customers {
             // Sorted by day (Histories::finish): what was bought by `as_of` is a prefix.
+            debug_assert!(bought.is_sorted(), "Histories::finish sorts each history");
             let bought = &bought[..bought.partition_point(|b| b.day <= as_of)];
             let items = latest_per_product(bought, params.max_items);
             let damp = if params.damp_heavy_buyers {
@@ -192,18 +196,23 @@ impl Model {
                 best(scored, params.neighbours)
             })
             .collect();
-        let next = next_counts
-            .into_iter()
-            .enumerate()
-            .map(|(a, row)| {
-                let total = reordered[a].max(1e-9);
-                best(
-                    row.into_iter()
-                        .map(|(b, c)| (b, (f64::from(c) / (total + params.shrink)) as f32)),
-                    params.neighbours,
-                )
-            })
-            .collect();
+        let mut next = Vec::with_capacity(n);
+        let mut next_days = Vec::with_capacity(n);
+        for (a, row) in next_counts.into_iter().enumerate() {
+            let total = reordered[a].max(1e-9);
+            let mut v: Vec<(u32, f32, f32)> = row
+                .into_iter()
+                .map(|(b, (c, days))| {
+                    let share = (f64::from(c) / (total + params.shrink)) as f32;
+                    (b, share, days / c.max(f32::MIN_POSITIVE))
+                })
+                .filter(|x| x.1 > 0.0)
+                .collect();
+            v.sort_by(|x, y| y.1.total_cmp(&x.1).then(x.0.cmp(&y.0)));
+            v.truncate(params.neighbours);
+            next.push(v.iter().map(|&(b, s, _)| (b, s)).collect());
+            next_days.push(v.iter().map(|&(_, _, d)| d).collect());
+        }
         let popular = best(
             buyers
                 .iter()
@@ -216,8 +225,21 @@ impl Model {
             params,
             neighbours,
             next,
+            next_days,
             popular,
         }
+    }
+
+    /// What most customers bought in their next order after `sku`, of what `allowed` lets
+    /// through: the product, its share of those who ordered again, and the mean days between
+    /// the two orders.
+    pub fn next_due(&self, sku: u32, allowed: &dyn Fn(u32) -> bool) -> Option<(u32, f32, f32)> {
+        let days = self.next_days.get(sku as usize)?;
+        self.next_after(sku)
+            .iter()
+            .zip(days)
+            .find(|((b, _), _)| *b != sku && allowed(*b))
+            .map(|(&(b, s), &d)| (b, s, d))
     }
 
     /// What customers bought in their next order after `sku`, best first.
@@ -429,7 +451,7 @@ fn latest_per_product(bought: &[Bought], max: usize) -> Vec<(u32, i64)> {
 fn count_next(
     bought: &[Bought],
     weight: &impl Fn(i64) -> f64,
-    next: &mut [HashMap<u32, f32>],
+    next: &mut [HashMap<u32, (f32, f32)>],
     reordered: &mut [f64],
 ) {
     let mut days = bought.chunk_by(|x, y| x.day == y.day);
@@ -438,10 +460,13 @@ fn count_next(
     };
     for after in days {
         let w = weight(after[0].day);
+        let days = (after[0].day - before[0].day) as f64;
         for a in before {
             reordered[a.sku as usize] += w;
             for b in after.iter().filter(|b| b.sku != a.sku) {
-                *next[a.sku as usize].entry(b.sku).or_default() += w as f32;
+                let e = next[a.sku as usize].entry(b.sku).or_default();
+                e.0 += w as f32;
+                e.1 += (w * days) as f32;
             }
         }
         before = after;
@@ -490,6 +515,11 @@ mod tests {
         assert_eq!(picks[0].sku, id("conditioner"));
         assert_eq!(picks[0].because, Some(id("shampoo")));
         assert_eq!(picks[0].reason, Reason::BoughtTogether);
+        // What comes next, and when: the lotion, 30 days after the cleanser.
+        let (next, share, days) = m.next_due(id("cleanser"), &|_| true).unwrap();
+        assert_eq!((next, days), (id("lotion"), 30.0));
+        assert!(share > 0.5, "{share}");
+        assert_eq!(m.next_due(id("cleanser"), &|s| s != id("lotion")), None);
         // What comes next: after a cleanser, the lotion (bought 30 days later by everyone).
         let picks = m.recommend(h.of("fresh").unwrap(), 1, &|_| true);
         assert_eq!(picks[0].sku, id("lotion"));

@@ -66,8 +66,24 @@ pub fn inline_css(html: &str) -> String {
 }
 
 /// A plain-text part for an HTML part: text wrapped at 78 columns, links listed as footnotes.
+/// Never empty for HTML with text: should html2text refuse, the tags are stripped instead.
 pub fn to_text(html: &str) -> String {
-    html2text::from_read(html.as_bytes(), 78).unwrap_or_default()
+    html2text::from_read(html.as_bytes(), 78).unwrap_or_else(|_| strip_tags(html))
+}
+
+/// The text between the tags, for when html2text cannot lay a document out.
+fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    html_escape::decode_html_entities(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -115,6 +131,11 @@ mod tests {
         // mrml stops at the `</mj-body>` the stray close leaves unmatched: byte 38, line 4.
         assert_eq!(e.line, 4, "{e}");
         assert!(from_mjml("not mjml at all").is_err());
+    }
+
+    #[test]
+    fn stripped_text_is_the_fallback() {
+        assert_eq!(strip_tags("<p>a &amp; <b>b</b></p>"), "a & b");
     }
 
     #[test]

@@ -113,10 +113,20 @@ impl Renderer {
     pub fn html_part(&self, template: &str) -> String {
         let [html, _] = part_names(template);
         let mjml = mjml_name(template);
-        if self.env.get_template(&html).is_err() && self.env.get_template(&mjml).is_ok() {
+        if !self.exists(&html) && self.exists(&mjml) {
             mjml
         } else {
             html
+        }
+    }
+
+    /// Whether a template exists: compiled in, or a file (with a syntax error or not: a broken
+    /// part must fail the render, not be taken for a missing one).
+    fn exists(&self, name: &str) -> bool {
+        match self.env.get_template(name) {
+            Ok(_) => true,
+            Err(e) if e.kind() == minijinja::ErrorKind::TemplateNotFound => false,
+            Err(_) => true,
         }
     }
 
@@ -125,10 +135,16 @@ impl Renderer {
     pub fn parts(&self, template: &str) -> Vec<String> {
         let [_, text] = part_names(template);
         let mut parts = vec![self.html_part(template)];
-        if self.env.get_template(&text).is_ok() {
+        if self.exists(&text) {
             parts.push(text);
         }
         parts
+    }
+
+    /// Makes `recommend()` read `slot` (shared with other renderers of the process).
+    pub fn share_recommendations(&mut self, slot: &Recommendations) {
+        self.recommendations = slot.clone();
+        recommend::register(&mut self.env, slot);
     }
 
     /// What `recommend()` in templates reads; the engine installs what it learnt.
@@ -158,7 +174,7 @@ impl Renderer {
                 continue;
             };
             let source = t.source();
-            if source.contains("recommend(") {
+            if calls_recommend(source) {
                 return true;
             }
             todo.extend(included(source));
@@ -226,7 +242,7 @@ impl Renderer {
     ) -> Result<Rendered, RenderError> {
         let html_name = self.html_part(template);
         let [_, text_name] = part_names(template);
-        let has_text = self.env.get_template(&text_name).is_ok();
+        let has_text = self.exists(&text_name);
         let (parts, recommended) = recording(|| {
             Ok::<_, RenderError>((
                 self.render_named(&subject_name(scenario, step), ctx)?,
@@ -310,18 +326,32 @@ impl std::io::Write for Bounded {
     }
 }
 
-/// The names a template's `{% include "…" %}` tags give (literal names only).
+/// Whether a template's source calls `recommend` (`recommend(`, `recommend (`).
+fn calls_recommend(source: &str) -> bool {
+    source.match_indices("recommend").any(|(at, word)| {
+        let before = source[..at].chars().next_back();
+        let after = source[at + word.len()..].trim_start();
+        !before.is_some_and(|c| c.is_alphanumeric() || c == '_') && after.starts_with('(')
+    })
+}
+
+/// The names a template's `include`, `extends`, `import` and `from` tags give (literal names
+/// only): the templates whose source it runs.
 fn included(source: &str) -> Vec<String> {
-    source
-        .split("include")
-        .skip(1)
-        .filter_map(|rest| {
+    let mut names = Vec::new();
+    for tag in ["include", "extends", "import", "from"] {
+        for rest in source.split(tag).skip(1) {
             let rest = rest.trim_start();
-            let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+            let Some(quote) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+                continue;
+            };
             let rest = &rest[1..];
-            rest.find(quote).map(|end| rest[..end].to_string())
-        })
-        .collect()
+            if let Some(end) = rest.find(quote) {
+                names.push(rest[..end].to_string());
+            }
+        }
+    }
+    names
 }
 
 /// A subject is a header: line breaks and other control characters become spaces, so that no
@@ -426,6 +456,18 @@ mod tests {
             .template_from_str("{{ name[:3] | replace('x', 'y') }}")
             .unwrap();
         assert_eq!(bounded_render(&fine, &ctx).unwrap(), "yyy");
+    }
+
+    #[test]
+    fn a_call_of_recommend_is_found_through_includes_imports_and_extends() {
+        assert!(calls_recommend("{% set p = recommend(customer) %}"));
+        assert!(calls_recommend("{{ recommend (customer, n=2) }}"));
+        assert!(!calls_recommend("{{ recommended }} we recommend you"));
+        assert!(!calls_recommend("{{ not_recommend(x) }}"));
+        let source = r#"{% extends "base.html" %}{% import 'm.html' as m %}{% from "p.html" import x %}{% include "_r.html" %}"#;
+        let mut names = included(source);
+        names.sort();
+        assert_eq!(names, ["_r.html", "base.html", "m.html", "p.html"]);
     }
 
     #[test]

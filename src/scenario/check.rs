@@ -681,6 +681,8 @@ fn unknown_variables(
         match (root, field) {
             ("vars", Some("sku" | "interval_days") | None)
                 if matches!(s.trigger, Trigger::Replenish(_)) => {}
+            ("vars", Some("sku" | "next_sku" | "interval_days") | None)
+                if matches!(s.trigger, Trigger::NextPurchaseDue(_)) => {}
             ("vars", Some(f))
                 if s.trigger == Trigger::Manual && !s.vars.iter().any(|v| v.name == f) =>
             {
@@ -696,7 +698,7 @@ fn unknown_variables(
             }
             ("vars", _) if s.trigger != Trigger::Manual => out.push((
                 var.clone(),
-                format!("'{var}', but only manual scenarios have vars (and replenish ones vars.sku, vars.interval_days)"),
+                format!("'{var}', but only manual scenarios have vars (and replenish ones vars.sku, vars.interval_days; next_purchase_due ones also vars.next_sku)"),
                 Some("pass values with `rebuy trigger … --var key=value` in a scenario with `trigger: manual`".into()),
             )),
             ("event", _) if s.trigger.event().is_none() => out.push((

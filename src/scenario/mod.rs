@@ -39,6 +39,10 @@ pub enum Trigger {
     /// An order, timed from when its items typically run out: the shop's median interval
     /// between repeat purchases of the same SKU, shifted by this much (`-3d`).
     Replenish(Duration),
+    /// An order, timed from when customers typically place their next order with the product
+    /// most bought next after one of its items (learnt from the shop's orders), shifted by
+    /// this much (`-3d`).
+    NextPurchaseDue(Duration),
     /// A custom event of this name (`cart_added`), posted to `/v1/events` or imported.
     Event(String),
 }
@@ -62,6 +66,7 @@ impl Trigger {
             Trigger::SegmentExited(r) => format!("segment_exited: {}", r.name),
             Trigger::ExpectedNextOrder(d) => format!("expected_next_order: {}", signed(*d)),
             Trigger::Replenish(d) => format!("replenish: {}", signed(*d)),
+            Trigger::NextPurchaseDue(d) => format!("next_purchase_due: {}", signed(*d)),
             Trigger::Event(name) => format!("event: {name}"),
         }
     }
@@ -99,7 +104,7 @@ impl Trigger {
         match self {
             Trigger::OrderPlaced => true,
             Trigger::FirstOrder => nth == 1,
-            Trigger::Replenish(_) => true,
+            Trigger::Replenish(_) | Trigger::NextPurchaseDue(_) => true,
             Trigger::NthOrder(n) => nth == i64::from(*n),
             Trigger::Manual
             | Trigger::SegmentEntered(_)

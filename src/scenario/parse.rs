@@ -49,6 +49,7 @@ const TRIGGERS: &[&str] = &[
     "segment_exited",
     "expected_next_order",
     "replenish",
+    "next_purchase_due",
     "event",
 ];
 
@@ -319,7 +320,7 @@ fn read_trigger(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Tri
                     );
                     None
                 }
-                name @ ("expected_next_order" | "replenish") => {
+                name @ ("expected_next_order" | "replenish" | "next_purchase_due") => {
                     diags.push(n.diag(path, format!("'{name}' needs an offset")).with_hint(
                         format!("write `trigger: {{ {name}: -3d }}` (three days before)"),
                     ));
@@ -367,6 +368,9 @@ fn read_trigger(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Tri
                     .map(Trigger::ExpectedNextOrder),
                 Some("replenish") => {
                     read_offset(path, v, "replenish", diags).map(Trigger::Replenish)
+                }
+                Some("next_purchase_due") => {
+                    read_offset(path, v, "next_purchase_due", diags).map(Trigger::NextPurchaseDue)
                 }
                 Some("event") => match &v.value {
                     Value::Str(name) if crate::domain::valid_event_name(name) => {

@@ -287,3 +287,92 @@ async fn a_product_bought_since_the_model_learnt_is_never_offered() {
     assert!(after.recommended.is_empty(), "{:?}", after.recommended);
     store.close().await;
 }
+
+const NEXT: &str = r#"
+id: next
+trigger: { next_purchase_due: -3d }
+steps:
+  - id: nudge
+    send: { template: next, subject: "{{ vars.next_sku }} after {{ vars.sku }}, {{ vars.interval_days }} days" }
+"#;
+
+#[tokio::test]
+async fn next_purchase_due_times_the_mail_by_what_customers_buy_next_and_when() {
+    let shop = TestShop::new(
+        &[("next.yaml", NEXT)],
+        &[
+            ("next.html", "<p>{{ vars.next_sku }}</p>"),
+            ("next.txt", "{{ vars.next_sku }}"),
+        ],
+        None,
+    );
+    let store = shop.store().await;
+    let old: Vec<String> = (0..30).map(|i| format!("OLD{i:02}")).collect();
+    let mut ids: Vec<&str> = old.iter().map(String::as_str).collect();
+    ids.extend(["NEW", "SOAP"]);
+    add_customers(&store, &ids).await;
+    // Long ago: a cleanser, then 30 days later (20 customers) a lotion, or 10 days later (10) a
+    // cream; nobody bought anything after soap.
+    let mut history = Vec::new();
+    for (i, c) in old.iter().enumerate() {
+        history.push(item_order(
+            &format!("H-{c}"),
+            c,
+            "2025-03-01T03:00:00Z",
+            &["CL-01"],
+        ));
+        let (at, sku) = if i < 20 {
+            ("2025-03-31T03:00:00Z", "LO-01")
+        } else {
+            ("2025-03-11T03:00:00Z", "CR-01")
+        };
+        history.push(item_order(&format!("N-{c}"), c, at, &[sku]));
+    }
+    add_orders(&store, &history).await;
+    add_orders(
+        &store,
+        &[
+            item_order("O-NEW", "NEW", "2026-11-02T03:00:00Z", &["CL-01"]),
+            item_order("O-SOAP", "SOAP", "2026-11-02T03:00:00Z", &["SOAP-1"]),
+        ],
+    )
+    .await;
+    let daemon = shop.daemon(&store).await;
+    daemon
+        .engine
+        .tick(utc("2026-11-02T04:00:00Z"))
+        .await
+        .unwrap();
+    let due = daemon
+        .engine
+        .store()
+        .due_enrollments(i64::MAX, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.len(),
+        1,
+        "only the cleanser has a product that follows: {due:?}"
+    );
+    let e = &due[0];
+    assert_eq!(e.customer_id, "NEW");
+    // 30 days after the order, less the 3 of the offset; the lotion is what most bought next.
+    assert_eq!(
+        e.next_due_at,
+        utc("2026-11-29T03:00:00Z").timestamp_millis()
+    );
+    let vars: serde_json::Value = serde_json::from_str(&e.vars).unwrap();
+    assert_eq!(
+        vars,
+        serde_json::json!({"sku": "CL-01", "next_sku": "LO-01", "interval_days": 30})
+    );
+    daemon
+        .engine
+        .tick(utc("2026-11-29T04:00:00Z"))
+        .await
+        .unwrap();
+    let rows = store.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].subject, "LO-01 after CL-01, 30 days");
+    store.close().await;
+}
