@@ -96,9 +96,23 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         peak_mb()
     );
+    // STORE=path: the same shop written to a SQLite file (once), to time the learning from
+    // the store, reading every order's items, as the engine does each shop day.
+    let store_path = std::env::var("STORE").ok();
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(path) = &store_path {
+        if !std::path::Path::new(path).exists() {
+            let started = Instant::now();
+            runtime.block_on(write_store(path, &h))?;
+            println!(
+                "wrote the shop to {path} in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
     let before = peak_mb();
     let started = Instant::now();
-    let learned = Learned::from_parts(h, HashMap::new(), catalog, as_of);
+    let learned = Learned::from_parts(h, HashMap::new(), catalog.clone(), as_of);
     let learn_secs = started.elapsed().as_secs_f64();
     let after = peak_mb();
     println!(
@@ -129,7 +143,6 @@ fn main() -> anyhow::Result<()> {
     // Between two learnings each tick reads the orders stored since (by seq): 10,000 new orders
     // of 10,000 customers in a real SQLite file.
     let dir = tempfile::tempdir()?;
-    let runtime = tokio::runtime::Runtime::new()?;
     let read = runtime.block_on(async {
         let store = rebuy::store::Store::open(&dir.path().join("since.db").display().to_string()).await?;
         let at = chrono::NaiveDate::from_ymd_opt(2025, 12, 31)
@@ -178,5 +191,92 @@ fn main() -> anyhow::Result<()> {
         read.1 * 1000.0,
         read.0
     );
+    drop(learned);
+    if let Some(path) = store_path {
+        let before = peak_mb();
+        let started = Instant::now();
+        let learned = runtime.block_on(async {
+            let store = rebuy::store::Store::open(&path).await?;
+            store.upsert_products(&catalog, 0).await?;
+            let read = Instant::now();
+            let mut rows = 0u64;
+            store.for_each_order_items(|_, _, _| rows += 1).await?;
+            println!(
+                "  of which reading {rows} orders' rows: {:.2} s",
+                read.elapsed().as_secs_f64()
+            );
+            let parsed = Instant::now();
+            let (h, _) = rebuy::recommend_view::histories(&store, chrono_tz::UTC).await?;
+            println!(
+                "  of which reading, parsing the items and numbering them: {:.2} s ({} customers)",
+                parsed.elapsed().as_secs_f64(),
+                h.customers.len()
+            );
+            drop(h);
+            let learned = Learned::load(&store, chrono_tz::UTC, as_of).await?;
+            store.close().await;
+            anyhow::Ok(learned)
+        })?;
+        println!(
+            "learn from the store (every order's items read from SQLite, then learnt): {:.2} s; peak {:.0} MB ({} customers)",
+            started.elapsed().as_secs_f64(),
+            peak_mb().max(before),
+            learned.customers()
+        );
+    }
+    Ok(())
+}
+
+/// Writes the generated shop into a SQLite file: its customers, and one order per customer
+/// and day with that day's products as line items.
+async fn write_store(path: &str, h: &Histories) -> anyhow::Result<()> {
+    let store = rebuy::store::Store::open(path).await?;
+    for chunk in h.customers.chunks(50_000) {
+        let people: Vec<rebuy::store::NewCustomer> = chunk
+            .iter()
+            .map(|(id, _)| rebuy::store::NewCustomer {
+                id: id.clone(),
+                email: format!("{}@example.jp", id.to_lowercase()),
+                name: String::new(),
+                timezone: None,
+                locale: None,
+                attributes: "{}".into(),
+                marketing_consent: None,
+                consent_at: None,
+            })
+            .collect();
+        store.upsert_customers(&people, 0).await?;
+        let mut orders = Vec::new();
+        for (id, bought) in chunk {
+            for day in bought.chunk_by(|a, b| a.day == b.day) {
+                let items: Vec<String> = day
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            r#"{{"sku":"{}","name":"x","quantity":1,"unit_price":1000}}"#,
+                            h.skus[b.sku as usize]
+                        )
+                    })
+                    .collect();
+                let date = rebuy::metrics::date_of_day(day[0].day);
+                orders.push(rebuy::store::NewOrder {
+                    id: format!("{id}-{}", day[0].day),
+                    customer_id: id.clone(),
+                    placed_at: date
+                        .and_hms_opt(3, 0, 0)
+                        .expect("a time")
+                        .and_utc()
+                        .timestamp_millis(),
+                    total: 1000 * day.len() as i64,
+                    currency: "JPY".into(),
+                    items: format!("[{}]", items.join(",")),
+                });
+            }
+        }
+        for part in orders.chunks(20_000) {
+            store.upsert_orders(part).await?;
+        }
+    }
+    store.close().await;
     Ok(())
 }

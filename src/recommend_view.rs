@@ -17,12 +17,14 @@ const SAMPLE_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2026, 1, 1) {
     None => panic!("a valid date"),
 };
 
-/// The item fields recommendations read.
+/// The item fields recommendations read, borrowed from the order's JSON where it has no
+/// escapes (millions of items are read at each learning).
 #[derive(serde::Deserialize)]
-struct Item {
-    sku: String,
-    #[serde(default)]
-    name: String,
+struct Item<'a> {
+    #[serde(borrow)]
+    sku: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    name: std::borrow::Cow<'a, str>,
 }
 
 /// Which products may be recommended: with a catalog, those in it, in stock and active (a
@@ -64,7 +66,7 @@ pub async fn histories(
     let mut names = HashMap::new();
     read_purchases(store, zone, 0, |customer, sku, name, day| {
         h.add(customer, sku, day);
-        if !name.is_empty() {
+        if !name.is_empty() && names.get(sku).is_none_or(|n: &String| n != name) {
             names.insert(sku.to_string(), name.to_string());
         }
     })
@@ -181,7 +183,7 @@ impl Learned {
                     .insert(sku.to_string());
             }
             h.add(customer, sku, day);
-            if !name.is_empty() {
+            if !name.is_empty() && names.get(sku).is_none_or(|n: &String| n != name) {
                 names.insert(sku.to_string(), name.to_string());
             }
         })
