@@ -386,14 +386,31 @@ pub async fn recommendations(
 ) -> anyhow::Result<Value> {
     let c = store.find_customer(customer).await?;
     let learned = Learned::load(store, zone, as_of).await?;
-    Ok(json!({
-        "customer": c.id,
-        "as_of": as_of.to_string(),
+    Ok(view(&learned, &c.id, kind, n))
+}
+
+/// [`recommendations`] from a model already learnt (the daemon's, shared with its mail):
+/// `as_of` is the day it was learnt as of.
+pub async fn recommendations_from(
+    store: &Store,
+    learned: &Learned,
+    customer: &str,
+    kind: Kind,
+    n: usize,
+) -> anyhow::Result<Value> {
+    let c = store.find_customer(customer).await?;
+    Ok(view(learned, &c.id, kind, n))
+}
+
+fn view(learned: &Learned, customer: &str, kind: Kind, n: usize) -> Value {
+    json!({
+        "customer": customer,
+        "as_of": learned.as_of.to_string(),
         "kind": kind,
-        "bought": learned.bought(&c.id),
+        "bought": learned.bought(customer),
         "learnt_from": learned.customers(),
-        "products": learned.list(&c.id, kind, n, None),
-    }))
+        "products": learned.list(customer, kind, n, None),
+    })
 }
 
 /// Why a product is on the list, in words.

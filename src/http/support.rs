@@ -91,11 +91,25 @@ pub async fn recommendations(
         RecommendKind::Next => Kind::Next,
         RecommendKind::Upsell => Kind::Upsell,
     };
-    let as_of = q
-        .as_of
-        .unwrap_or_else(|| api.clock.now().with_timezone(&api.zone).date_naive());
-    let view =
-        crate::recommend_view::recommendations(&api.store, api.zone, &id, kind, n, as_of).await?;
+    let today = api.clock.now().with_timezone(&api.zone).date_naive();
+    // Without a day asked for, the model the daemon learnt today for its mail, when it has one:
+    // the lists the mail shows, at no cost; otherwise learnt for this request.
+    let shared = api
+        .engine()
+        .renderer()
+        .recommendations()
+        .current()
+        .filter(|l| q.as_of.is_none() && l.through == today);
+    let view = match shared {
+        Some(learned) => {
+            crate::recommend_view::recommendations_from(&api.store, &learned, &id, kind, n).await?
+        }
+        None => {
+            let as_of = q.as_of.unwrap_or(today);
+            crate::recommend_view::recommendations(&api.store, api.zone, &id, kind, n, as_of)
+                .await?
+        }
+    };
     Ok(Json(view).into_response())
 }
 

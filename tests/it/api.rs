@@ -42,6 +42,7 @@ struct Server {
     clock: ManualClock,
     wake: Arc<tokio::sync::Notify>,
     tokens: std::collections::HashMap<Scope, String>,
+    engine: Arc<rebuy::engine::Engine>,
 }
 
 /// The API over `store`, with the engine of `shop`'s scenarios, on `clock`.
@@ -110,6 +111,7 @@ async fn server_with(limits: Limits) -> Server {
     )
     .await;
     let wake = api.wake.clone();
+    let engine = api.engine();
     let mut tokens = std::collections::HashMap::new();
     for scope in [Scope::Ingest, Scope::Support, Scope::Read, Scope::Admin] {
         let (token, hash) = new_token();
@@ -127,6 +129,7 @@ async fn server_with(limits: Limits) -> Server {
         clock,
         wake,
         tokens,
+        engine,
     }
 }
 
@@ -1146,6 +1149,51 @@ async fn a_customers_recommendations_come_with_their_reasons() {
         let r = s.call("GET", uri, Some(Scope::Support), None, None).await;
         assert_eq!(r.status, status, "{uri}: {}", r.json);
     }
+    // With the daemon's model of today installed, a request without a day gets its lists (as
+    // of the day before), the ones the mail shows, without learning again.
+    let today = rebuy::clock::Clock::now(&s.clock)
+        .with_timezone(&chrono_tz::Asia::Tokyo)
+        .date_naive();
+    let yesterday = today.pred_opt().unwrap();
+    let learned = rebuy::recommend_view::Learned::load_until(
+        &s.store,
+        chrono_tz::Asia::Tokyo,
+        yesterday,
+        today,
+    )
+    .await
+    .unwrap();
+    s.engine.renderer().recommendations().install(learned);
+    let shared = s
+        .call(
+            "GET",
+            "/v1/customers/r3/recommendations?n=3",
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(shared.status, StatusCode::OK, "{}", shared.json);
+    assert_eq!(
+        shared.json["as_of"],
+        yesterday.to_string(),
+        "{}",
+        shared.json
+    );
+    assert_eq!(shared.json["products"][0]["sku"], "LOTION");
+    let asked = s
+        .call(
+            "GET",
+            "/v1/customers/r3/recommendations?n=3&as_of=2026-10-31",
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        asked.json["as_of"], "2026-10-31",
+        "a day asked for is learnt for"
+    );
     let r = s
         .call(
             "GET",
