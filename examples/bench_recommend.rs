@@ -151,16 +151,7 @@ fn main() -> anyhow::Result<()> {
             .and_utc()
             .timestamp_millis();
         let people: Vec<rebuy::store::NewCustomer> = (0..10_000)
-            .map(|i| rebuy::store::NewCustomer {
-                id: format!("C{:07}", i * 97 % customers),
-                email: format!("c{i}@example.jp"),
-                name: String::new(),
-                timezone: None,
-                locale: None,
-                attributes: "{}".into(),
-                marketing_consent: None,
-                consent_at: None,
-            })
+            .map(|i| plain_customer(format!("C{:07}", i * 97 % customers)))
             .collect();
         store.upsert_customers(&people, at).await?;
         let orders: Vec<rebuy::store::NewOrder> = people
@@ -234,16 +225,7 @@ async fn write_store(path: &str, h: &Histories) -> anyhow::Result<()> {
     for chunk in h.customers.chunks(50_000) {
         let people: Vec<rebuy::store::NewCustomer> = chunk
             .iter()
-            .map(|(id, _)| rebuy::store::NewCustomer {
-                id: id.clone(),
-                email: format!("{}@example.jp", id.to_lowercase()),
-                name: String::new(),
-                timezone: None,
-                locale: None,
-                attributes: "{}".into(),
-                marketing_consent: None,
-                consent_at: None,
-            })
+            .map(|(id, _)| plain_customer(id.clone()))
             .collect();
         store.upsert_customers(&people, 0).await?;
         let mut orders = Vec::new();
@@ -279,4 +261,18 @@ async fn write_store(path: &str, h: &Histories) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// A customer with an id and an address, nothing else.
+fn plain_customer(id: String) -> rebuy::store::NewCustomer {
+    rebuy::store::NewCustomer {
+        email: format!("{}@example.jp", id.to_lowercase()),
+        id,
+        name: String::new(),
+        timezone: None,
+        locale: None,
+        attributes: "{}".into(),
+        marketing_consent: None,
+        consent_at: None,
+    }
 }

@@ -62,16 +62,47 @@ pub async fn histories(
     store: &Store,
     zone: chrono_tz::Tz,
 ) -> anyhow::Result<(Histories, HashMap<String, String>)> {
+    let shop = read_shop(store, zone, None).await?;
+    Ok((shop.histories, shop.names))
+}
+
+/// Every purchase in the store, read once: the histories, each product's latest name, the
+/// purchases on the days of `recent` (after its first, up to its last: SKUs by customer) and
+/// the last order seq read.
+struct Shop {
+    histories: Histories,
+    names: HashMap<String, String>,
+    recent: HashMap<String, HashSet<String>>,
+    seq: i64,
+}
+
+async fn read_shop(
+    store: &Store,
+    zone: chrono_tz::Tz,
+    recent_days: Option<(i64, i64)>,
+) -> anyhow::Result<Shop> {
     let mut h = Histories::default();
     let mut names = HashMap::new();
-    read_purchases(store, zone, 0, |customer, sku, name, day| {
+    let mut recent: HashMap<String, HashSet<String>> = HashMap::new();
+    let seq = read_purchases(store, zone, 0, |customer, sku, name, day| {
+        if recent_days.is_some_and(|(after, upto)| day > after && day <= upto) {
+            recent
+                .entry(customer.to_string())
+                .or_default()
+                .insert(sku.to_string());
+        }
         h.add(customer, sku, day);
         if !name.is_empty() && names.get(sku).is_none_or(|n: &String| n != name) {
             names.insert(sku.to_string(), name.to_string());
         }
     })
     .await?;
-    Ok((h.finish(), names))
+    Ok(Shop {
+        histories: h.finish(),
+        names,
+        recent,
+        seq,
+    })
 }
 
 /// Hands every purchase of the orders stored after `seq` to `f` (customer, SKU, name, day in
@@ -171,29 +202,14 @@ impl Learned {
         through: NaiveDate,
     ) -> anyhow::Result<Self> {
         let catalog = store.products().await?;
-        let (first, last) = (day_number(as_of), day_number(through));
-        let mut h = Histories::default();
-        let mut names = HashMap::new();
-        let mut recent: HashMap<String, HashSet<String>> = HashMap::new();
-        let seq = read_purchases(store, zone, 0, |customer, sku, name, day| {
-            if day > first && day <= last {
-                recent
-                    .entry(customer.to_string())
-                    .or_default()
-                    .insert(sku.to_string());
-            }
-            h.add(customer, sku, day);
-            if !name.is_empty() && names.get(sku).is_none_or(|n: &String| n != name) {
-                names.insert(sku.to_string(), name.to_string());
-            }
-        })
-        .await?;
-        let mut learned = tokio::task::spawn_blocking(move || {
-            Self::from_parts(h.finish(), names, catalog, as_of)
-        })
-        .await?;
+        let days = (day_number(as_of), day_number(through));
+        let shop = read_shop(store, zone, Some(days)).await?;
+        let (histories, names) = (shop.histories, shop.names);
+        let mut learned =
+            tokio::task::spawn_blocking(move || Self::from_parts(histories, names, catalog, as_of))
+                .await?;
         learned.through = through.max(as_of);
-        *learned.lock_since() = (seq, recent);
+        *learned.lock_since() = (shop.seq, shop.recent);
         Ok(learned)
     }
 

@@ -39,6 +39,9 @@ pub struct Renderer {
     env: Environment<'static>,
     templates_dir: PathBuf,
     recommendations: Recommendations,
+    /// Each step template's part files (`parts`), found once when its scenario is added, so
+    /// that a render never looks for a missing `.txt` on disk.
+    parts_of: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -97,6 +100,7 @@ impl Renderer {
             env,
             templates_dir: templates_dir.to_path_buf(),
             recommendations,
+            parts_of: Default::default(),
         }
     }
 
@@ -133,6 +137,13 @@ impl Renderer {
     /// The part files a step has: its HTML part (or MJML), and its text part when there is one
     /// (without, the text is made from the HTML).
     pub fn parts(&self, template: &str) -> Vec<String> {
+        if let Some(parts) = self.parts_of.get(template) {
+            return parts.clone();
+        }
+        self.find_parts(template)
+    }
+
+    fn find_parts(&self, template: &str) -> Vec<String> {
         let [_, text] = part_names(template);
         let mut parts = vec![self.html_part(template)];
         if self.exists(&text) {
@@ -190,6 +201,8 @@ impl Renderer {
             for (key, send) in step.sends() {
                 self.env
                     .add_template_owned(subject_name(&s.id, &key), send.subject.source.clone())?;
+                let parts = self.find_parts(&send.template);
+                self.parts_of.insert(send.template.clone(), parts);
             }
             if let Some(c) = &step.condition {
                 self.add_condition(&s.id, &format!("step/{}", step.id), c)?;
@@ -240,17 +253,22 @@ impl Renderer {
         template: &str,
         ctx: &Value,
     ) -> Result<Rendered, RenderError> {
-        let html_name = self.html_part(template);
-        let [_, text_name] = part_names(template);
-        let has_text = self.exists(&text_name);
+        let found;
+        let names: &[String] = match self.parts_of.get(template) {
+            Some(parts) => parts,
+            None => {
+                found = self.find_parts(template);
+                &found
+            }
+        };
+        let html_name = &names[0];
         let (parts, recommended) = recording(|| {
             Ok::<_, RenderError>((
                 self.render_named(&subject_name(scenario, step), ctx)?,
-                self.render_named(&html_name, ctx)?,
-                if has_text {
-                    Some(self.render_named(&text_name, ctx)?)
-                } else {
-                    None
+                self.render_named(html_name, ctx)?,
+                match names.get(1) {
+                    Some(text_name) => Some(self.render_named(text_name, ctx)?),
+                    None => None,
                 },
             ))
         });
