@@ -26,4 +26,6 @@ pub mod simulate;
 pub mod store;
 pub mod telemetry;
 pub mod tracking;
+pub mod ui;
+pub mod users;
 pub mod yaml;

@@ -20,6 +20,7 @@ mod status;
 mod suppress;
 mod token;
 mod trigger;
+mod user;
 
 pub use crate::app::App;
 pub use output::OutputFormat;
@@ -88,6 +89,9 @@ pub enum Command {
     /// API tokens: create (printed once; only its hash is stored), list, revoke.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// People who sign in to the pages under /ui: add (with a role), list, password, remove.
+    #[command(subcommand)]
+    User(user::UserCommand),
     /// Import customers or orders from CSV or JSON Lines (upsert by the shop's ids).
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -217,6 +221,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve => serve::run(&app).await,
         Command::Customer(cmd) => customer::run(&app, cmd).await,
         Command::Token(cmd) => token::run(&app, cmd).await,
+        Command::User(cmd) => user::run(&app, cmd).await,
         Command::Import(cmd) => import::run(&app, cmd).await,
         Command::Trigger(args) => trigger::trigger(&app, &args).await,
         Command::Preview(args) => trigger::preview(&app, &args).await,

@@ -42,14 +42,7 @@ pub fn render(
     out.push_str("<h2>Uplift in the repeat rate, with 95% intervals</h2>");
     out.push_str(&uplift_chart(report, names));
     out.push_str("<h2>Cumulative conversion since enrollment</h2>");
-    let by_scenario = group_curves(curves);
-    for r in report {
-        let Some(arms) = by_scenario.get(r.scenario.as_str()) else {
-            continue;
-        };
-        let comparison = r.compared_with.as_deref().unwrap_or("holdout");
-        out.push_str(&curve_chart(&label(names, &r.scenario), arms, comparison));
-    }
+    out.push_str(&curve_charts(report, curves, names));
     out.push_str("</body></html>\n");
     out
 }
@@ -147,7 +140,7 @@ fn funnel_table(report: &[ScenarioResult], names: &HashMap<String, String>) -> S
 
 /// One row per scenario with an uplift: a dot at the estimate, a bar over the interval, a
 /// dashed line at zero.
-fn uplift_chart(report: &[ScenarioResult], names: &HashMap<String, String>) -> String {
+pub fn uplift_chart(report: &[ScenarioResult], names: &HashMap<String, String>) -> String {
     let rows: Vec<(String, f64, f64, f64, bool)> = report
         .iter()
         .filter_map(|r| {
@@ -255,6 +248,24 @@ fn nice_step(raw: f64) -> f64 {
         .map(|m| m * p)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * p)
+}
+
+/// The cumulative conversion chart of each scenario of `report` that has curves.
+pub fn curve_charts(
+    report: &[ScenarioResult],
+    curves: &[ConversionDays],
+    names: &HashMap<String, String>,
+) -> String {
+    let by_scenario = group_curves(curves);
+    let mut out = String::new();
+    for r in report {
+        let Some(arms) = by_scenario.get(r.scenario.as_str()) else {
+            continue;
+        };
+        let comparison = r.compared_with.as_deref().unwrap_or("holdout");
+        out.push_str(&curve_chart(&label(names, &r.scenario), arms, comparison));
+    }
+    out
 }
 
 fn group_curves(curves: &[ConversionDays]) -> BTreeMap<&str, Vec<&ConversionDays>> {

@@ -16,6 +16,7 @@ mod simulation;
 mod status;
 mod suppressions;
 mod tracking;
+mod users;
 
 pub use api::{KeyClaim, TokenRow};
 pub use customers::{CustomerRow, NewCustomer};
@@ -36,6 +37,7 @@ pub use simulation::{Sends, SimulationSource, BODY_SAMPLE};
 pub use status::{FlowStatus, ScenarioStatus, Stall};
 pub use suppressions::{Suppression, SuppressionKind};
 pub use tracking::{TrackedMessage, TrackingCounts, TrackingHit, TrackingRow};
+pub use users::{AuditRow, CustomerHit, SessionRow, UserRow};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};

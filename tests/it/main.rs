@@ -27,4 +27,5 @@ mod suppression;
 mod time_travel;
 mod tls;
 mod tracking;
+mod ui_browser;
 mod unsubscribe;

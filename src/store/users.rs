@@ -1,0 +1,294 @@
+//! The people who sign in to the pages (`users`), their sessions, the audit log of what they
+//! did, and the search box's look-up of customers.
+
+use super::{Result, Store, StoreError};
+use serde::Serialize;
+use sqlx::FromRow;
+
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct UserRow {
+    pub name: String,
+    pub role: String,
+    #[serde(skip)]
+    pub password_hash: String,
+    pub lang: Option<String>,
+    pub timezone: Option<String>,
+    pub created_at: i64,
+}
+
+/// A signed-in session: who, and the token its forms must carry.
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub user: UserRow,
+    pub csrf: String,
+}
+
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: i64,
+    pub user_name: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// One hit of the search box.
+#[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
+pub struct CustomerHit {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub orders_count: i64,
+    pub total_spent: i64,
+    pub currency: Option<String>,
+    /// How it matched: `id`, `email`, `order`, `name`.
+    pub matched: String,
+}
+
+const USER_COLUMNS: &str = "name, role, password_hash, lang, timezone, created_at";
+
+impl Store {
+    /// Adds a user; an existing name is refused (`StoreError::NotFound` is not used: the
+    /// caller gets false).
+    pub async fn add_user(&self, user: &UserRow) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO users (name, role, password_hash, lang, timezone, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&user.name)
+        .bind(&user.role)
+        .bind(&user.password_hash)
+        .bind(&user.lang)
+        .bind(&user.timezone)
+        .bind(user.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets a user's password hash, and signs them out everywhere.
+    pub async fn set_password(&self, name: &str, password_hash: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let n = sqlx::query("UPDATE users SET password_hash = $2 WHERE name = $1")
+            .bind(name)
+            .bind(password_hash)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("no user '{name}'")));
+        }
+        sqlx::query("DELETE FROM ui_sessions WHERE user_name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes a user and their sessions; false if there was none.
+    pub async fn remove_user(&self, name: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM users WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
+    pub async fn user(&self, name: &str) -> Result<Option<UserRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Sets a user's language (`en`, `ja`, or None for the browser's).
+    pub async fn set_user_lang(&self, name: &str, lang: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE users SET lang = $2 WHERE name = $1")
+            .bind(name)
+            .bind(lang)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a new session (expired ones are swept at the same time).
+    pub async fn create_session(
+        &self,
+        token_hash: &str,
+        user: &str,
+        csrf: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM ui_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO ui_sessions (token_hash, user_name, csrf, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(token_hash)
+        .bind(user)
+        .bind(csrf)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The live session with this token hash, with its user.
+    pub async fn session(&self, token_hash: &str, now: i64) -> Result<Option<SessionRow>> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT user_name, csrf FROM ui_sessions WHERE token_hash = $1 AND expires_at > $2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((name, csrf)) = row else {
+            return Ok(None);
+        };
+        Ok(self
+            .user(&name)
+            .await?
+            .map(|user| SessionRow { user, csrf }))
+    }
+
+    pub async fn end_session(&self, token_hash: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ui_sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends one line to the audit log.
+    pub async fn audit(
+        &self,
+        at: i64,
+        user: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_log (at, user_name, action, target, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(at)
+        .bind(user)
+        .bind(action)
+        .bind(target)
+        .bind(detail)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` lines of the audit log, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, user_name, action, target, detail FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Customers whose id, e-mail address or order id is `q`, then those whose name or e-mail
+    /// address starts with it; at most `limit`, each once. Every branch is an index look-up.
+    pub async fn search_customers(&self, q: &str, limit: i64) -> Result<Vec<CustomerHit>> {
+        let q = q.trim();
+        if q.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The first character past every string that starts with `q`.
+        let upper = format!("{q}\u{10FFFF}");
+        let lower = q.to_lowercase();
+        let upper_lower = format!("{lower}\u{10FFFF}");
+        let hits: Vec<CustomerHit> = sqlx::query_as(
+            "SELECT c.id, c.email, c.name, c.orders_count, c.total_spent, c.currency, m.matched \
+             FROM (\
+               SELECT id AS cid, 'id' AS matched, 0 AS rank FROM customers WHERE id = $1 \
+               UNION ALL SELECT customer_id, 'order', 1 FROM orders WHERE id = $1 \
+               UNION ALL SELECT id, 'email', 2 FROM customers WHERE email IN ($1, $4) \
+               UNION ALL SELECT * FROM (SELECT id, 'name', 3 FROM customers \
+                 WHERE name >= $1 AND name < $2 ORDER BY name LIMIT $3) \
+               UNION ALL SELECT * FROM (SELECT id, 'email', 4 FROM customers \
+                 WHERE email >= $4 AND email < $5 ORDER BY email LIMIT $3) \
+             ) m JOIN customers c ON c.id = m.cid ORDER BY m.rank, c.name, c.id",
+        )
+        .bind(q)
+        .bind(&upper)
+        .bind(limit)
+        .bind(&lower)
+        .bind(&upper_lower)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut seen = std::collections::HashSet::new();
+        Ok(hits
+            .into_iter()
+            .filter(|h| seen.insert(h.id.clone()))
+            .take(usize::try_from(limit).unwrap_or(0))
+            .collect())
+    }
+
+    /// A customer picked by `pick` (a random number): among those enrolled in `scenario`
+    /// when there are any, else among all; None when there is no customer.
+    pub async fn random_customer(
+        &self,
+        scenario: Option<&str>,
+        pick: u64,
+    ) -> Result<Option<String>> {
+        if let Some(sc) = scenario {
+            let (lo, hi): (Option<i64>, Option<i64>) =
+                sqlx::query_as("SELECT min(id), max(id) FROM enrollments WHERE scenario_id = $1")
+                    .bind(sc)
+                    .fetch_one(&self.pool)
+                    .await?;
+            if let (Some(lo), Some(hi)) = (lo, hi) {
+                let at =
+                    lo + i64::try_from(pick % u64::try_from(hi - lo + 1).unwrap_or(1)).unwrap_or(0);
+                let c: Option<(String,)> = sqlx::query_as(
+                    "SELECT customer_id FROM enrollments WHERE scenario_id = $1 AND id >= $2 ORDER BY id LIMIT 1",
+                )
+                .bind(sc)
+                .bind(at)
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some((c,)) = c {
+                    return Ok(Some(c));
+                }
+            }
+        }
+        let n: (i64,) = sqlx::query_as("SELECT count(*) FROM customers")
+            .fetch_one(&self.pool)
+            .await?;
+        if n.0 == 0 {
+            return Ok(None);
+        }
+        let skip = i64::try_from(pick % u64::try_from(n.0).unwrap_or(1)).unwrap_or(0);
+        let c: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM customers ORDER BY id LIMIT 1 OFFSET $1")
+                .bind(skip)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(c.map(|c| c.0))
+    }
+}

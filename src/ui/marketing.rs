@@ -1,0 +1,269 @@
+//! The marketer's pages: every scenario with its state, reach, conversions and uplift
+//! against its holdout (drawn with its 95% interval), one scenario's funnel per step and
+//! variant and its conversion curves, and a preview of any step for a chosen or random
+//! customer.
+
+use super::i18n;
+use super::{Ui, UiError};
+use crate::clock::to_millis;
+use crate::experiment::ScenarioResult;
+use crate::store::Period;
+use crate::users::Role;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const MARKETING: &[Role] = &[Role::Marketer];
+
+/// The figures the marketing pages draw, computed together over every scenario: the report
+/// reads every enrollment (seconds at a million), so pages are drawn from a snapshot that is
+/// at most `FRESH` old and refreshed in the background when older.
+pub struct Snapshot {
+    /// When it was computed (the shop's clock).
+    pub as_of: i64,
+    pub status: std::collections::BTreeMap<String, crate::store::ScenarioStatus>,
+    pub report: Vec<ScenarioResult>,
+    pub curves: Vec<crate::store::ConversionDays>,
+}
+
+/// How old a snapshot may be before a page asks for a new one.
+const FRESH: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The latest snapshot, and whether one is being computed.
+#[derive(Default)]
+pub struct Snapshots {
+    latest: tokio::sync::RwLock<Option<(std::time::Instant, Arc<Snapshot>)>>,
+    /// Held while one is computed, so that concurrent pages wait for one computation.
+    computing: tokio::sync::Mutex<()>,
+}
+
+/// Computes a snapshot as of now: the report over everything stored, open goal windows left
+/// out (as `rebuy report scenarios` counts by default).
+async fn compute(ui: &Ui) -> Result<Snapshot, UiError> {
+    let as_of = to_millis(ui.api.clock.now());
+    let period = Period {
+        since: i64::MIN,
+        as_of,
+        include_open: false,
+    };
+    let status = ui.api.store.scenario_status().await?;
+    let report = crate::reports::scenario_report(
+        &ui.api.store,
+        ui.api.engine().scenarios(),
+        period,
+        None,
+        ui.api.attribution_window,
+    )
+    .await
+    .map_err(UiError::from_engine)?;
+    let curves = ui.api.store.conversion_days(period, None).await?;
+    Ok(Snapshot {
+        as_of,
+        status,
+        report,
+        curves,
+    })
+}
+
+impl Ui {
+    /// The latest snapshot: computed now when there is none; when it is older than `FRESH`,
+    /// this one and a new one computed in the background for the next page.
+    pub(super) async fn snapshot(self: &Arc<Self>) -> Result<Arc<Snapshot>, UiError> {
+        if let Some((at, snap)) = self.snapshots.latest.read().await.clone() {
+            if at.elapsed() > FRESH {
+                self.refresh_snapshot_in_background();
+            }
+            return Ok(snap);
+        }
+        let _one = self.snapshots.computing.lock().await;
+        if let Some((_, snap)) = self.snapshots.latest.read().await.clone() {
+            return Ok(snap);
+        }
+        let snap = Arc::new(compute(self).await?);
+        *self.snapshots.latest.write().await = Some((std::time::Instant::now(), snap.clone()));
+        Ok(snap)
+    }
+
+    /// Starts computing a new snapshot unless one is being computed.
+    pub(super) fn refresh_snapshot_in_background(self: &Arc<Self>) {
+        let ui = self.clone();
+        tokio::spawn(async move {
+            let Ok(_one) = ui.snapshots.computing.try_lock() else {
+                return;
+            };
+            match compute(&ui).await {
+                Ok(snap) => {
+                    *ui.snapshots.latest.write().await =
+                        Some((std::time::Instant::now(), Arc::new(snap)));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not compute the scenario report for the pages; the last one is shown")
+                }
+            }
+        });
+    }
+}
+
+fn names(ui: &Ui) -> HashMap<String, String> {
+    ui.api
+        .engine()
+        .scenarios()
+        .iter()
+        .map(|s| (s.id.clone(), s.name.clone()))
+        .collect()
+}
+
+/// One scenario's row: what it is and its counts.
+fn row(
+    s: &crate::scenario::Scenario,
+    st: Option<&crate::store::ScenarioStatus>,
+    r: Option<&ScenarioResult>,
+) -> Value {
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "enabled": s.enabled,
+        "trigger": s.trigger.name(),
+        "holdout": format!("{:.0}%", s.holdout * 100.0),
+        "enrolled": st.map_or(0, |x| x.enrolled),
+        "active": st.map_or(0, |x| x.active),
+        "sent": st.map_or(0, |x| x.sent),
+        "conversions": st.map_or(0, |x| x.reached_goal),
+        "uplift": r.and_then(|r| r.uplift.as_ref()).map(|u| format!(
+            "{:+.1} [{:+.1}, {:+.1}]", u.absolute * 100.0, u.absolute_low * 100.0, u.absolute_high * 100.0
+        )),
+    })
+}
+
+/// `GET /ui/scenarios`
+pub async fn scenarios(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
+    let u = ui.clone();
+    ui.guard(&headers, MARKETING, "/ui/scenarios", |v| async move {
+        let snap = u.snapshot().await?;
+        let (status, results) = (&snap.status, &snap.report);
+        let by_id: HashMap<&str, &ScenarioResult> =
+            results.iter().map(|r| (r.scenario.as_str(), r)).collect();
+        let engine = u.api.engine();
+        let rows: Vec<Value> = engine
+            .scenarios()
+            .iter()
+            .map(|s| row(s, status.get(&s.id), by_id.get(s.id.as_str()).copied()))
+            .collect();
+        let chart = crate::experiment::html::uplift_chart(results, &names(&u));
+        let title = i18n::text(v.lang, "scenarios.title");
+        u.page(
+            Some(&v),
+            v.lang,
+            "scenarios.html",
+            "scenarios",
+            &title,
+            minijinja::context! { rows => rows, chart => chart, as_of => snap.as_of },
+        )
+    })
+    .await
+}
+
+/// The scenario page's data; `preview` is filled by the preview route.
+async fn scenario_data(ui: &Arc<Ui>, id: &str) -> Result<(Value, String), UiError> {
+    let engine = ui.api.engine();
+    let s = engine
+        .scenarios()
+        .iter()
+        .find(|s| s.id == id)
+        .ok_or_else(|| UiError::NotFound(format!("no scenario '{id}'")))?;
+    let snap = ui.snapshot().await?;
+    let results: Vec<ScenarioResult> = snap
+        .report
+        .iter()
+        .filter(|r| r.scenario == id)
+        .cloned()
+        .collect();
+    let curves: Vec<_> = snap
+        .curves
+        .iter()
+        .filter(|c| c.scenario == id)
+        .cloned()
+        .collect();
+    let names = names(ui);
+    let uplift = crate::experiment::html::uplift_chart(&results, &names);
+    let curves = crate::experiment::html::curve_charts(&results, &curves, &names);
+    let steps: Vec<&str> = s.steps.iter().map(|st| st.id.as_str()).collect();
+    Ok((
+        json!({
+            "s": row(s, snap.status.get(id), results.first()),
+            "r": results.first(),
+            "uplift": uplift,
+            "curves": curves,
+            "steps": steps,
+            "as_of": snap.as_of,
+        }),
+        s.name.clone(),
+    ))
+}
+
+/// `GET /ui/scenarios/{id}`
+pub async fn scenario(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let u = ui.clone();
+    let back = format!("/ui/scenarios/{}", super::encode(&id));
+    ui.guard(&headers, MARKETING, &back, |v| async move {
+        let (data, name) = scenario_data(&u, &id).await?;
+        u.page(Some(&v), v.lang, "scenario.html", "scenarios", &name, data)
+    })
+    .await
+}
+
+/// `GET /ui/scenarios/{id}/preview?step=…&customer=…`: the step rendered for the customer
+/// (or one picked at random, from those enrolled in it when there are any), sent to no one.
+pub async fn preview(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let u = ui.clone();
+    let back = format!("/ui/scenarios/{}", super::encode(&id));
+    ui.guard(&headers, MARKETING, &back, |v| async move {
+        let (mut data, name) = scenario_data(&u, &id).await?;
+        let step = q
+            .get("step")
+            .cloned()
+            .or_else(|| data["steps"][0].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let given = q.get("customer").map(|c| c.trim()).unwrap_or("");
+        let customer = if given.is_empty() {
+            let pick = rand::random::<u64>();
+            u.api.store.random_customer(Some(&id), pick).await?
+        } else {
+            Some(given.to_string())
+        };
+        match customer {
+            None => data["preview_error"] = i18n::text(v.lang, "scenario.no_customer").into(),
+            Some(c) => match u
+                .api
+                .engine()
+                .preview(&id, &step, &c, serde_json::Map::new(), u.api.clock.now())
+                .await
+            {
+                Ok(r) => {
+                    data["preview"] =
+                        json!({ "customer": c, "subject": r.subject, "html": r.html });
+                }
+                Err(e) => match UiError::from_engine(e) {
+                    UiError::Invalid(why) | UiError::NotFound(why) => {
+                        data["preview_error"] = why.into()
+                    }
+                    other => return Err(other),
+                },
+            },
+        }
+        u.page(Some(&v), v.lang, "scenario.html", "scenarios", &name, data)
+    })
+    .await
+}

@@ -1,0 +1,394 @@
+//! The support pages: the search box, the customer page (everything about one customer and
+//! every message with why it was sent), starting a follow-up (fill in, preview, confirm:
+//! started once however often it is sent), cancelling a queued message, and suppressing an
+//! address with a reason.
+
+use super::i18n;
+use super::{flash_of, see_other, PageResult, Ui, UiError};
+use crate::clock::to_millis;
+use crate::http::new_token;
+use crate::store::SuppressionKind;
+use crate::users::Role;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+const SUPPORT: &[Role] = &[Role::Support];
+/// Hits the search shows.
+const HITS: i64 = 50;
+
+type Fields = HashMap<String, String>;
+
+/// `GET /ui/customers?q=…`
+pub async fn search(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Query(q): Query<Fields>,
+) -> Response {
+    let u = ui.clone();
+    ui.guard(&headers, SUPPORT, "/ui/customers", |v| async move {
+        let query = q.get("q").map(|s| s.trim().to_string()).unwrap_or_default();
+        let hits = if query.is_empty() {
+            Vec::new()
+        } else {
+            u.api.store.search_customers(&query, HITS).await?
+        };
+        let title = i18n::text(v.lang, "search.title");
+        u.page(
+            Some(&v),
+            v.lang,
+            "search.html",
+            "customers",
+            &title,
+            minijinja::context! { q => query, hits => hits },
+        )
+    })
+    .await
+}
+
+/// The scenarios' names by id, for tables that show the scenario of a message.
+fn names(ui: &Ui) -> BTreeMap<String, String> {
+    ui.api
+        .engine()
+        .scenarios()
+        .iter()
+        .map(|s| (s.id.clone(), s.name.clone()))
+        .collect()
+}
+
+/// `GET /ui/customers/{id}`
+pub async fn customer(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<Fields>,
+) -> Response {
+    let u = ui.clone();
+    let back = format!("/ui/customers/{}", super::encode(&id));
+    ui.guard(&headers, SUPPORT, &back, |v| async move {
+        let engine = u.api.engine();
+        let view =
+            crate::customer_view::customer_view(&u.api.store, engine.scenarios(), u.api.zone, &id)
+                .await
+                .map_err(UiError::from_engine)?;
+        let manual: Vec<Value> = engine
+            .scenarios()
+            .iter()
+            .filter(|s| s.enabled && s.trigger == crate::scenario::Trigger::Manual)
+            .map(|s| serde_json::json!({ "id": s.id, "name": s.name }))
+            .collect();
+        let title = view["name"].as_str().unwrap_or(&id).to_string();
+        u.page(
+            Some(&v),
+            v.lang,
+            "customer.html",
+            "customers",
+            &title,
+            minijinja::context! {
+                c => view, manual => manual, names => names(&u),
+                may_act => v.role.may(SUPPORT), flash => flash_of(&q, v.lang),
+            },
+        )
+    })
+    .await
+}
+
+/// A manual scenario's variables with the values given so far.
+fn vars_of(s: &crate::scenario::Scenario, given: &Fields) -> Vec<Value> {
+    s.vars
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "name": d.name,
+                "required": d.required,
+                "example": d.example,
+                "value": given.get(&format!("var.{}", d.name)).cloned().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// The variables a form gave (`var.NAME` fields), empty optional ones left out.
+fn given_vars(s: &crate::scenario::Scenario, form: &Fields) -> Map<String, Value> {
+    form.iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("var.")?, v)))
+        .filter(|(k, v)| !v.is_empty() || s.vars.iter().any(|d| d.name == *k && d.required))
+        .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+        .collect()
+}
+
+fn manual_scenario(ui: &Ui, id: &str) -> Result<crate::scenario::Scenario, UiError> {
+    ui.api
+        .engine()
+        .scenarios()
+        .iter()
+        .find(|s| s.id == id && s.trigger == crate::scenario::Trigger::Manual)
+        .cloned()
+        .ok_or_else(|| UiError::NotFound(format!("no manual scenario '{id}'")))
+}
+
+/// The follow-up page: the variables' form, or (with `preview`) the rendered mail and the
+/// confirm button, which carries a key made here so that however often it is sent, one
+/// follow-up starts.
+#[allow(clippy::too_many_arguments)]
+async fn followup_page(
+    ui: &Ui,
+    v: &super::Viewer,
+    customer: &str,
+    scenario: &str,
+    form: &Fields,
+    preview: bool,
+) -> PageResult {
+    let s = manual_scenario(ui, scenario)?;
+    let c = ui.api.store.find_customer(customer).await?;
+    let mut data = serde_json::json!({
+        "scenario": { "id": s.id, "name": s.name },
+        "customer": { "id": c.id, "name": c.name, "email": c.email },
+        "vars": vars_of(&s, form),
+    });
+    if preview {
+        let vars = given_vars(&s, form);
+        let first = s.steps.first().map(|st| st.id.clone()).unwrap_or_default();
+        match ui
+            .api
+            .engine()
+            .preview(&s.id, &first, &c.id, vars, ui.api.clock.now())
+            .await
+        {
+            Ok(r) => {
+                data["preview"] = serde_json::json!({ "subject": r.subject, "html": r.html });
+                data["key"] = Value::String(format!("ui-{}", new_token().0));
+            }
+            Err(e) => match UiError::from_engine(e) {
+                UiError::Invalid(why) => data["error"] = Value::String(why),
+                other => return Err(other),
+            },
+        }
+    }
+    let title = i18n::text(v.lang, "followup.title");
+    ui.page(Some(v), v.lang, "followup.html", "customers", &title, data)
+}
+
+/// `GET /ui/customers/{id}/followup?scenario=…`
+pub async fn followup_form(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<Fields>,
+) -> Response {
+    let u = ui.clone();
+    let back = format!("/ui/customers/{}", super::encode(&id));
+    ui.guard(&headers, SUPPORT, &back, |v| async move {
+        let scenario = q.get("scenario").cloned().unwrap_or_default();
+        followup_page(&u, &v, &id, &scenario, &q, false).await
+    })
+    .await
+}
+
+/// `POST /ui/customers/{id}/followup/preview`
+pub async fn followup_preview(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let u = ui.clone();
+    ui.guard_form(&headers, SUPPORT, &form.clone(), |v| async move {
+        let scenario = form.get("scenario").cloned().unwrap_or_default();
+        followup_page(&u, &v, &id, &scenario, &form, true).await
+    })
+    .await
+}
+
+/// `POST /ui/customers/{id}/followup`: starts it with the form's key (a double click, a
+/// reload or a second tab with the same preview start nothing more), then back to the
+/// customer page.
+pub async fn followup_start(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let u = ui.clone();
+    ui.guard_form(&headers, SUPPORT, &form.clone(), |v| async move {
+        let scenario = form.get("scenario").cloned().unwrap_or_default();
+        let key = form
+            .get("key")
+            .filter(|k| k.starts_with("ui-") && k.len() < 100)
+            .cloned()
+            .ok_or_else(|| {
+                UiError::Invalid(
+                    "the confirmation lacks its key: start again from the preview".into(),
+                )
+            })?;
+        let s = manual_scenario(&u, &scenario)?;
+        let out = u
+            .api
+            .engine()
+            .trigger_manual(
+                &s.id,
+                &id,
+                given_vars(&s, &form),
+                Some(&key),
+                u.api.clock.now(),
+            )
+            .await
+            .map_err(UiError::from_engine)?;
+        let eid = out.enrollment_id.to_string();
+        if out.created {
+            u.api.wake.notify_one();
+            u.audit(
+                &v.name,
+                "followup_started",
+                &id,
+                &format!("{} (enrollment {eid})", s.id),
+            )
+            .await;
+        }
+        let due = chrono::DateTime::parse_from_rfc3339(&out.due_at)
+            .map(|d| {
+                d.with_timezone(&v.zone)
+                    .format("%Y-%m-%d %H:%M %Z")
+                    .to_string()
+            })
+            .unwrap_or(out.due_at);
+        let key = if out.created {
+            "followup.started"
+        } else {
+            "followup.already"
+        };
+        let back = format!("/ui/customers/{}", super::encode(&id));
+        Ok(see_other(
+            &back,
+            Some((key, &[("id", eid.as_str()), ("due", due.as_str())])),
+        ))
+    })
+    .await
+}
+
+/// `POST /ui/customers/{id}/suppress` with a reason.
+pub async fn suppress(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let u = ui.clone();
+    ui.guard_form(&headers, SUPPORT, &form.clone(), |v| async move {
+        let reason = form.get("reason").map(|r| r.trim()).unwrap_or("");
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(UiError::Invalid(
+                "give a reason of 1 to 500 characters".into(),
+            ));
+        }
+        let c = u.api.store.find_customer(&id).await?;
+        let now = to_millis(u.api.clock.now());
+        let detail = format!("{}: {reason}", v.name);
+        u.api
+            .store
+            .suppress(&c.email, SuppressionKind::Manual, &detail, Some(&c.id), now)
+            .await?;
+        u.audit(&v.name, "address_suppressed", &c.email, reason)
+            .await;
+        let back = format!("/ui/customers/{}", super::encode(&c.id));
+        Ok(see_other(&back, Some(("suppress.done", &[]))))
+    })
+    .await
+}
+
+/// `POST /ui/customers/{id}/unsuppress`
+pub async fn unsuppress(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let u = ui.clone();
+    ui.guard_form(&headers, SUPPORT, &form, |v| async move {
+        let c = u.api.store.find_customer(&id).await?;
+        if u.api.store.unsuppress(&c.email).await? {
+            u.audit(&v.name, "address_unsuppressed", &c.email, "").await;
+        }
+        let back = format!("/ui/customers/{}", super::encode(&c.id));
+        Ok(see_other(&back, Some(("suppress.undone", &[]))))
+    })
+    .await
+}
+
+/// `GET /ui/messages/{id}`: one message as it was rendered.
+pub async fn message(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let u = ui.clone();
+    let back = format!("/ui/messages/{}", super::encode(&id));
+    ui.guard(&headers, SUPPORT, &back, |v| async move {
+        let n: i64 = id
+            .parse()
+            .map_err(|_| UiError::NotFound(format!("no message '{id}'")))?;
+        let row = u
+            .api
+            .store
+            .outbox_row(n)
+            .await?
+            .ok_or_else(|| UiError::NotFound(format!("no message {n}")))?;
+        let view = crate::customer_view::message_view(&row, v.zone);
+        let title = format!("{} #{n}", i18n::text(v.lang, "message.title"));
+        u.page(
+            Some(&v),
+            v.lang,
+            "message.html",
+            "customers",
+            &title,
+            minijinja::context! {
+                m => view, html => row.html, text => row.body_text,
+                customer => row.customer_id, names => names(&u),
+            },
+        )
+    })
+    .await
+}
+
+/// `POST /ui/messages/{id}/cancel`: cancels a queued message; back to `back`.
+pub async fn cancel(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let u = ui.clone();
+    ui.guard_form(&headers, SUPPORT, &form.clone(), |v| async move {
+        let now = to_millis(u.api.clock.now());
+        let row = u
+            .api
+            .store
+            .outbox_row(id)
+            .await?
+            .ok_or_else(|| UiError::NotFound(format!("no message {id}")))?;
+        let cancelled = u.api.store.cancel(Some(id), None, now).await?;
+        if cancelled.is_empty() && row.status != "cancelled" {
+            return Err(UiError::Invalid(format!(
+                "message {id} is {}; only a queued message can be cancelled",
+                row.status
+            )));
+        }
+        if !cancelled.is_empty() {
+            u.audit(&v.name, "message_cancelled", &id.to_string(), &row.subject)
+                .await;
+        }
+        let back = form
+            .get("back")
+            .cloned()
+            .unwrap_or_else(|| format!("/ui/customers/{}", super::encode(&row.customer_id)));
+        let n = id.to_string();
+        Ok(see_other(
+            &back,
+            Some(("message.cancelled", &[("id", n.as_str())])),
+        ))
+    })
+    .await
+}
