@@ -77,6 +77,15 @@ impl Store {
         Ok(out)
     }
 
+    /// Each named segment's size per evaluated day, oldest first: (segment, day, members).
+    pub async fn segment_history(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT segment, as_of, members FROM segment_history ORDER BY segment, as_of",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The members of a segment, sorted.
     pub async fn segment_members(&self, name: &str) -> Result<Vec<String>> {
         let rows: Vec<(String,)> = sqlx::query_as(
@@ -303,6 +312,17 @@ async fn evaluate_in(
     .bind(as_of)
     .bind(now)
     .bind(members)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO segment_history (segment, as_of, members, evaluated_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (segment, as_of) DO UPDATE SET \
+         members = excluded.members, evaluated_at = excluded.evaluated_at",
+    )
+    .bind(name)
+    .bind(as_of)
+    .bind(members)
+    .bind(now)
     .execute(&mut **tx)
     .await?;
     Ok(MembershipChange {

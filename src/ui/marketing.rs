@@ -29,17 +29,6 @@ pub struct Snapshot {
     pub curves: Vec<crate::store::ConversionDays>,
 }
 
-/// How old a snapshot may be before a page asks for a new one.
-const FRESH: std::time::Duration = std::time::Duration::from_secs(300);
-
-/// The latest snapshot, and whether one is being computed.
-#[derive(Default)]
-pub struct Snapshots {
-    latest: tokio::sync::RwLock<Option<(std::time::Instant, Arc<Snapshot>)>>,
-    /// Held while one is computed, so that concurrent pages wait for one computation.
-    computing: tokio::sync::Mutex<()>,
-}
-
 /// Computes a snapshot as of now: the report over everything stored, open goal windows left
 /// out (as `rebuy report scenarios` counts by default).
 async fn compute(ui: &Ui) -> Result<Snapshot, UiError> {
@@ -69,41 +58,19 @@ async fn compute(ui: &Ui) -> Result<Snapshot, UiError> {
 }
 
 impl Ui {
-    /// The latest snapshot: computed now when there is none; when it is older than `FRESH`,
-    /// this one and a new one computed in the background for the next page.
+    /// The latest snapshot (see `cache`); an old one is renewed in the background.
     pub(super) async fn snapshot(self: &Arc<Self>) -> Result<Arc<Snapshot>, UiError> {
-        if let Some((at, snap)) = self.snapshots.latest.read().await.clone() {
-            if at.elapsed() > FRESH {
-                self.refresh_snapshot_in_background();
-            }
-            return Ok(snap);
+        let (snap, stale) = self.snapshots.get(|| compute(self)).await?;
+        if stale {
+            self.refresh_snapshot_in_background();
         }
-        let _one = self.snapshots.computing.lock().await;
-        if let Some((_, snap)) = self.snapshots.latest.read().await.clone() {
-            return Ok(snap);
-        }
-        let snap = Arc::new(compute(self).await?);
-        *self.snapshots.latest.write().await = Some((std::time::Instant::now(), snap.clone()));
         Ok(snap)
     }
 
     /// Starts computing a new snapshot unless one is being computed.
     pub(super) fn refresh_snapshot_in_background(self: &Arc<Self>) {
         let ui = self.clone();
-        tokio::spawn(async move {
-            let Ok(_one) = ui.snapshots.computing.try_lock() else {
-                return;
-            };
-            match compute(&ui).await {
-                Ok(snap) => {
-                    *ui.snapshots.latest.write().await =
-                        Some((std::time::Instant::now(), Arc::new(snap)));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not compute the scenario report for the pages; the last one is shown")
-                }
-            }
-        });
+        tokio::spawn(async move { ui.snapshots.renew(|| compute(&ui)).await });
     }
 }
 

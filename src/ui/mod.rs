@@ -4,9 +4,12 @@
 //! by a CSRF token, every action written to the audit log. Served by `rebuy run` and
 //! `rebuy serve` on the same address as the API, over the same store and engine.
 
+mod cache;
+mod charts;
 mod i18n;
 mod marketing;
 mod ops;
+mod segments;
 mod session;
 mod support;
 mod templates;
@@ -43,7 +46,9 @@ pub struct Ui {
     /// The shop's currency, for amounts without their own.
     currency: String,
     /// The scenario report the marketing pages draw, computed at most every few minutes.
-    snapshots: marketing::Snapshots,
+    snapshots: cache::Cached<marketing::Snapshot>,
+    /// The RFM grid and the cohorts the segments page draws.
+    segment_figures: cache::Cached<segments::Figures>,
 }
 
 /// What a page handler can fail with; each becomes a page in the viewer's language.
@@ -93,6 +98,7 @@ pub fn router(api: Arc<Api>, currency: &str) -> anyhow::Result<Router> {
         logins: session::limiter(),
         currency: currency.to_string(),
         snapshots: Default::default(),
+        segment_figures: Default::default(),
     });
     // The first marketing page should not wait seconds for the report of a large shop.
     ui.refresh_snapshot_in_background();
@@ -121,6 +127,7 @@ pub fn router(api: Arc<Api>, currency: &str) -> anyhow::Result<Router> {
         .route("/ui/scenarios", get(marketing::scenarios))
         .route("/ui/scenarios/{id}", get(marketing::scenario))
         .route("/ui/scenarios/{id}/preview", get(marketing::preview))
+        .route("/ui/segments", get(segments::page))
         .route("/ui/status", get(ops::status))
         .route("/ui/audit", get(ops::audit))
         .with_state(ui))

@@ -16,6 +16,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("message.html", include_str!("templates/message.html")),
     ("scenarios.html", include_str!("templates/scenarios.html")),
     ("scenario.html", include_str!("templates/scenario.html")),
+    ("segments.html", include_str!("templates/segments.html")),
     ("status.html", include_str!("templates/status.html")),
     ("audit.html", include_str!("templates/audit.html")),
 ];

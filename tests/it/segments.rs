@@ -520,6 +520,26 @@ async fn segment_entered_fires_once_per_entry_and_again_after_a_return() {
         .map(|r| r.subject)
         .collect();
     assert_eq!(subjects, vec!["recent".to_string(), "recent".to_string()]);
+    // One size per segment per evaluated day, for the segments page's trend.
+    let recent: Vec<(String, i64)> = store
+        .segment_history()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(segment, _, _)| segment == "recent")
+        .map(|(_, day, n)| (day, n))
+        .collect();
+    assert_eq!(
+        recent,
+        [
+            ("2026-01-10", 1),
+            ("2026-01-11", 2),
+            ("2026-01-12", 2),
+            ("2026-02-20", 0),
+            ("2026-02-21", 1)
+        ]
+        .map(|(d, n)| (d.to_string(), n))
+    );
 }
 
 #[tokio::test]

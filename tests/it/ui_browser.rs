@@ -183,6 +183,12 @@ async fn shop(smtp: &SmtpServer) -> TestShop {
     for (name, role) in [("sato", "support"), ("mori", "marketer"), ("boss", "admin")] {
         add_user(shop.path(), name, role);
     }
+    let refresh = rebuy(shop.path()).args(["refresh"]).output().unwrap();
+    assert!(
+        refresh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&refresh.stderr)
+    );
     shop
 }
 
@@ -537,6 +543,37 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
         .await
         .unwrap();
     find(&c, Locator::Css("iframe.preview")).await;
+    // The segments: the RFM grid drawn as a heat map of 25 cells, the cohorts coloured.
+    c.goto(&format!("{base}/ui/segments")).await.unwrap();
+    find(&c, Locator::Css("#rfm-grid svg")).await;
+    let cells = c
+        .find_all(Locator::Css("#rfm-grid svg rect"))
+        .await
+        .unwrap();
+    assert_eq!(cells.len(), 25);
+    let grid = find(&c, Locator::Css("#rfm-grid svg"))
+        .await
+        .html(false)
+        .await
+        .unwrap();
+    let in_cells: i64 = grid
+        .split("<title>R")
+        .skip(1)
+        .filter_map(|t| {
+            t.split("</title>")
+                .next()?
+                .split_once(": ")?
+                .1
+                .parse::<i64>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(
+        in_cells, 400,
+        "every customer with an order is in one cell: {grid}"
+    );
+    assert_eq!(text(&c, "#cohorts tbody tr td").await, "2026-11");
+    look(&c, "segments").await;
     // A marketer cannot act on a customer.
     c.goto(&format!("{base}/ui/customers/aya")).await.unwrap();
     assert_eq!(text(&c, "h1").await, "Not for your role");
