@@ -70,11 +70,12 @@ pub async fn status(
 pub async fn retry(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let u = ui.clone();
     ui.guard_form(&headers, &[Role::Support], &form, |v| async move {
+        let id = super::support::message_id(&id)?;
         let out = u
             .api
             .engine()

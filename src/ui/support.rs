@@ -327,9 +327,7 @@ pub async fn message(
     let u = ui.clone();
     let back = format!("/ui/messages/{}", super::encode(&id));
     ui.guard(&headers, SUPPORT, &back, |v| async move {
-        let n: i64 = id
-            .parse()
-            .map_err(|_| UiError::NotFound(format!("no message '{id}'")))?;
+        let n = message_id(&id)?;
         let row = u
             .api
             .store
@@ -357,11 +355,12 @@ pub async fn message(
 pub async fn cancel(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     Form(form): Form<Fields>,
 ) -> Response {
     let u = ui.clone();
     ui.guard_form(&headers, SUPPORT, &form.clone(), |v| async move {
+        let id = message_id(&id)?;
         let now = to_millis(u.api.clock.now());
         let row = u
             .api
@@ -391,4 +390,11 @@ pub async fn cancel(
         ))
     })
     .await
+}
+
+/// A message id from a path: a whole number, else no such message.
+pub(super) fn message_id(id: &str) -> Result<i64, UiError> {
+    id.parse().map_err(|_| {
+        UiError::NotFound(format!("no message '{id}': a message id is a whole number"))
+    })
 }

@@ -28,4 +28,5 @@ mod time_travel;
 mod tls;
 mod tracking;
 mod ui_browser;
+mod ui_http;
 mod unsubscribe;

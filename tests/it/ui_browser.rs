@@ -15,6 +15,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use rand::{Rng, SeedableRng};
 use rebuy::experiment::{arm, Arm};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -222,15 +223,30 @@ fn start_daemon(dir: &Path) -> (Running, String) {
     panic!("rebuy run did not start serving");
 }
 
-async fn browser(driver: &Path) -> (Running, Client) {
+/// chromedriver and the Chromium processes it started, all killed when dropped (a failed
+/// assertion would otherwise leave the browsers running).
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-s", "KILL", "--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+async fn browser(driver: &Path) -> (Driver, Client) {
     let port = free_port();
+    // Its own process group, so that the browsers it starts go with it (see `Driver`).
     let child = Command::new(driver)
+        .process_group(0)
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("chromedriver starts");
-    let running = Running(child);
+    let running = Driver(child);
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),

@@ -1,0 +1,413 @@
+//! The pages' rules over plain HTTP against the real `rebuy serve` (no browser needed): which
+//! role opens which page, every form refused without its session's CSRF token, sign-in
+//! refusals and their limit, bad ids and empty reasons answered with a page, and passwords
+//! stored only as argon2id hashes.
+
+use crate::helpers::*;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PASSWORD: &str = "a long enough password";
+
+const APOLOGY: &str = "id: apology\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: t, subject: sorry }\n";
+
+fn rebuy(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_rebuy"));
+    c.current_dir(dir).env_remove("RUST_LOG").env(
+        "REBUY_UNSUBSCRIBE_SECRET",
+        "ui-unsubscribe-secret-0123456789",
+    );
+    c
+}
+
+fn add_user(dir: &Path, name: &str, role: &str, password: &str) -> std::process::Output {
+    let mut child = rebuy(dir)
+        .args(["user", "add", name, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+struct Server(Child, String);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path) -> Server {
+    let mut child = rebuy(dir)
+        .args(["serve", "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut server = Server(child, String::new());
+    // Read the log on a thread to the end, so that the server never blocks on a full pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "serving HTTP" {
+                let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    });
+    server.1 = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("rebuy serve starts serving");
+    server
+}
+
+/// One request; (status, headers by lower-case name, body).
+async fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> (u16, HashMap<String, Vec<String>>, String) {
+    let body: String = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.replace(' ', "+")))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: {cookie}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let mut headers: HashMap<String, Vec<String>> = HashMap::new();
+    for line in head.lines().skip(1) {
+        if let Some((k, v)) = line.split_once(':') {
+            headers
+                .entry(k.trim().to_lowercase())
+                .or_default()
+                .push(v.trim().to_string());
+        }
+    }
+    (status, headers, body.to_string())
+}
+
+fn cookie_of(headers: &HashMap<String, Vec<String>>, name: &str) -> Option<String> {
+    headers.get("set-cookie")?.iter().find_map(|c| {
+        let pair = c.split(';').next()?;
+        pair.strip_prefix(&format!("{name}="))
+            .filter(|v| !v.is_empty())
+            .map(|v| format!("{name}={v}"))
+    })
+}
+
+fn csrf_in(body: &str) -> String {
+    body.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Signs in; the session cookie and its CSRF token.
+async fn sign_in(addr: &str, name: &str) -> (String, String) {
+    let (_, h, body) = request(addr, "GET", "/ui/login", "", &[]).await;
+    let login = cookie_of(&h, "rebuy_login").unwrap();
+    let (status, h, _) = request(
+        addr,
+        "POST",
+        "/ui/login",
+        &login,
+        &[
+            ("csrf", &csrf_in(&body)),
+            ("name", name),
+            ("password", PASSWORD),
+            ("next", ""),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{name} signs in");
+    let session = cookie_of(&h, "rebuy_session").unwrap();
+    let (status, _, page) = request(addr, "GET", "/ui/status", &session, &[]).await;
+    assert_eq!(status, 200);
+    (session, csrf_in(&page))
+}
+
+async fn shop() -> (TestShop, Server) {
+    let shop = TestShop::new(
+        &[("apology.yaml", APOLOGY)],
+        &[("t.html", "<p>sorry</p>"), ("t.txt", "sorry")],
+        None,
+    );
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[customer("aya", "aya@example.jp", "Aya", "Asia/Tokyo", "{}")],
+            0,
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let c = &shop.config;
+    std::fs::write(
+        shop.file("rebuy.yaml"),
+        format!(
+            "database: {}\nscenarios_dir: {}\ntemplates_dir: {}\nshop:\n  name: Shop\n  from: \"Shop <s@shop.example>\"\n  address: Tokyo\n  contact: s@shop.example\n\
+             unsubscribe:\n  base_url: https://shop.example/unsubscribe\nhttp:\n  listen: 127.0.0.1:0\n\
+             delivery:\n  transport: file\n  file_dir: {}\n",
+            c.database,
+            c.scenarios_dir.display(),
+            c.templates_dir.display(),
+            shop.file("outbox").display()
+        ),
+    )
+    .unwrap();
+    for (name, role) in [("sato", "support"), ("mori", "marketer"), ("boss", "admin")] {
+        let out = add_user(shop.path(), name, role, PASSWORD);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let server = serve(shop.path());
+    (shop, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
+    let (shop, server) = shop().await;
+    let addr = server.1.clone();
+
+    // Not signed in: every page sends to the sign-in form and back.
+    let (status, h, _) = request(&addr, "GET", "/ui/customers/aya", "", &[]).await;
+    assert_eq!(status, 303);
+    assert_eq!(h["location"][0], "/ui/login?next=%2Fui%2Fcustomers%2Faya");
+
+    let support = sign_in(&addr, "sato").await;
+    let marketer = sign_in(&addr, "mori").await;
+    let admin = sign_in(&addr, "boss").await;
+    let pages = [
+        ("/ui/customers?q=aya", [true, false, true]),
+        ("/ui/customers/aya", [true, false, true]),
+        (
+            "/ui/customers/aya/followup?scenario=apology",
+            [true, false, true],
+        ),
+        ("/ui/scenarios", [false, true, true]),
+        ("/ui/scenarios/apology", [false, true, true]),
+        ("/ui/segments", [false, true, true]),
+        ("/ui/status", [true, true, true]),
+        ("/ui/audit", [false, false, true]),
+    ];
+    for (path, allowed) in pages {
+        for ((who, (cookie, _)), ok) in ["support", "marketer", "admin"]
+            .iter()
+            .zip([&support, &marketer, &admin])
+            .zip(allowed)
+        {
+            let (status, _, _) = request(&addr, "GET", path, cookie, &[]).await;
+            assert_eq!(status, if ok { 200 } else { 403 }, "{who} GET {path}");
+        }
+    }
+
+    // Every form: without the token, or with another session's, 403 and nothing done.
+    let forms = [
+        "/ui/customers/aya/suppress",
+        "/ui/customers/aya/unsuppress",
+        "/ui/customers/aya/followup/preview",
+        "/ui/customers/aya/followup",
+        "/ui/messages/1/cancel",
+        "/ui/messages/1/retry",
+        "/ui/settings/lang",
+        "/ui/logout",
+    ];
+    let (cookie, csrf) = &admin;
+    for path in forms {
+        let fields = [
+            ("reason", "x"),
+            ("scenario", "apology"),
+            ("key", "ui-k"),
+            ("lang", "ja"),
+        ];
+        let (status, _, body) = request(&addr, "POST", path, cookie, &fields).await;
+        assert_eq!(status, 403, "POST {path} without a token");
+        assert!(body.contains("The form has expired"), "{body}");
+        let mut with_other = fields.to_vec();
+        with_other.push(("csrf", support.1.as_str()));
+        let (status, _, _) = request(&addr, "POST", path, cookie, &with_other).await;
+        assert_eq!(status, 403, "POST {path} with another session's token");
+    }
+    let store = shop.store().await;
+    assert!(store.suppressions().await.unwrap().is_empty());
+    assert!(store
+        .audit_log(100)
+        .await
+        .unwrap()
+        .iter()
+        .all(|a| a.action == "signed_in"));
+
+    // A marketer's valid form to a support action: refused by role.
+    let (status, _, _) = request(
+        &addr,
+        "POST",
+        "/ui/customers/aya/suppress",
+        &marketer.0,
+        &[("csrf", &marketer.1), ("reason", "spam")],
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // Bad input is answered with a page that says what is wrong.
+    let (status, _, body) = request(
+        &addr,
+        "POST",
+        "/ui/customers/aya/suppress",
+        cookie,
+        &[("csrf", csrf), ("reason", "")],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(body.contains("give a reason"), "{body}");
+    let (status, _, body) = request(
+        &addr,
+        "POST",
+        "/ui/messages/abc/cancel",
+        cookie,
+        &[("csrf", csrf)],
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(body.contains("whole number"), "{body}");
+    let (status, _, _) = request(&addr, "GET", "/ui/customers/nobody", cookie, &[]).await;
+    assert_eq!(status, 404);
+    let (status, _, body) = request(
+        &addr,
+        "POST",
+        "/ui/customers/aya/followup",
+        cookie,
+        &[("csrf", csrf), ("scenario", "apology")],
+    )
+    .await;
+    assert_eq!(status, 422, "a confirmation without its key");
+    assert!(body.contains("start again from the preview"), "{body}");
+    assert!(store.customer_enrollments("aya").await.unwrap().is_empty());
+
+    // With its token, the admin's suppression works and is audited.
+    let (status, h, _) = request(
+        &addr,
+        "POST",
+        "/ui/customers/aya/suppress",
+        cookie,
+        &[("csrf", csrf), ("reason", "asked by phone")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(h["location"][0], "/ui/customers/aya?flash=suppress.done");
+    assert_eq!(
+        store.suppressions().await.unwrap()[0].email,
+        "aya@example.jp"
+    );
+    let audit = store.audit_log(100).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "address_suppressed" && a.user_name == "boss"));
+
+    // Signing out ends the session: its cookie opens nothing any more.
+    let (status, _, _) = request(
+        &addr,
+        "POST",
+        "/ui/logout",
+        &support.0,
+        &[("csrf", &support.1)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (status, _, _) = request(&addr, "GET", "/ui/status", &support.0, &[]).await;
+    assert_eq!(status, 303, "back to the sign-in form");
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_refused_politely_limited_and_passwords_are_only_hashed() {
+    let (shop, server) = shop().await;
+    let addr = server.1.clone();
+    // A short password and a taken name are refused by the command.
+    let out = add_user(shop.path(), "ken", "support", "short");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 10"));
+    let out = add_user(shop.path(), "sato", "admin", PASSWORD);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("exists already"));
+    let store = shop.store().await;
+    for u in store.users().await.unwrap() {
+        assert!(u.password_hash.starts_with("$argon2id$"), "{}", u.name);
+        assert!(!u.password_hash.contains(PASSWORD));
+    }
+    assert_eq!(store.user("sato").await.unwrap().unwrap().role, "support");
+
+    // The sign-in form needs its own token.
+    let (status, _, _) = request(
+        &addr,
+        "POST",
+        "/ui/login",
+        "",
+        &[("name", "sato"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Wrong passwords: 401 each, then 429 from the sixth try in a minute, even with the right one.
+    let (_, h, body) = request(&addr, "GET", "/ui/login", "", &[]).await;
+    let login = cookie_of(&h, "rebuy_login").unwrap();
+    let token = csrf_in(&body);
+    for _ in 0..5 {
+        let (status, _, body) = request(
+            &addr,
+            "POST",
+            "/ui/login",
+            &login,
+            &[
+                ("csrf", &token),
+                ("name", "mori"),
+                ("password", "wrong password!"),
+            ],
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert!(body.contains("Wrong user name or password"));
+    }
+    let (status, _, body) = request(
+        &addr,
+        "POST",
+        "/ui/login",
+        &login,
+        &[("csrf", &token), ("name", "mori"), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert!(body.contains("Too many sign-in attempts"));
+    // Another user is not held up by it.
+    sign_in(&addr, "sato").await;
+    let refused = store
+        .audit_log(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "sign_in_refused" && a.target == "mori")
+        .count();
+    assert_eq!(refused, 6);
+    store.close().await;
+}
