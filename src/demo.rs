@@ -34,6 +34,10 @@ pub const SAMPLES: &[(&str, &str)] = &[
         include_str!("../scenarios/segments.yaml"),
     ),
     (
+        "scenarios/targets.yaml",
+        include_str!("../scenarios/targets.yaml"),
+    ),
+    (
         "scenarios/win-back.yaml",
         include_str!("../scenarios/win-back.yaml"),
     ),

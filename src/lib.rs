@@ -24,6 +24,7 @@ pub mod scenario;
 pub mod segment;
 pub mod simulate;
 pub mod store;
+pub mod targets;
 pub mod telemetry;
 pub mod tracking;
 pub mod ui;

@@ -80,7 +80,8 @@ pub async fn start(
         request_timeout: std::time::Duration::from_secs(app.config.http.request_timeout_secs),
     });
     tokio::spawn(prune_keys(store.clone(), shutdown.clone()));
-    let pages = pages.merge(crate::ui::router(api.clone(), &app.currency())?);
+    let targets = app.check().targets;
+    let pages = pages.merge(crate::ui::router(api.clone(), &app.currency(), targets)?);
     let limits = Limits::from(&app.config.http);
     let router = crate::http::router(api, pages, &limits);
     let server = tokio::spawn(crate::http::serve(listener, router, limits, shutdown));

@@ -16,6 +16,8 @@ pub struct CheckReport {
     pub scenarios: Vec<Scenario>,
     /// The named segments of the segment files in the same folder.
     pub segments: Vec<Segment>,
+    /// The LTV targets of the targets files in the same folder (`docs/pages.md`).
+    pub targets: Vec<crate::targets::Target>,
     pub renderer: Renderer,
     pub diagnostics: Vec<Diagnostic>,
     pub files: usize,
@@ -40,6 +42,12 @@ pub fn check_all(
     let mut diagnostics = Vec::new();
     let mut scenarios = Vec::new();
     let mut segments: Vec<Segment> = Vec::new();
+    let mut targets: Vec<crate::targets::Target> = Vec::new();
+    let currency = shop
+        .get("currency")
+        .map(|c| c.trim().to_ascii_uppercase())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "JPY".into());
     let files = match scenario_files(scenarios_dir) {
         Ok(f) => f,
         Err(e) => {
@@ -74,6 +82,21 @@ pub fn check_all(
                     }
                     diagnostics.extend(diags);
                 }
+                Ok(doc) if crate::targets::is_target_file(&doc) => {
+                    let (found, diags) = crate::targets::parse_targets(&path, &doc, &currency);
+                    for t in found {
+                        match targets.iter().find(|o| o.id == t.id) {
+                            Some(first) => diagnostics.push(Diagnostic::new(
+                                &path,
+                                t.line,
+                                1,
+                                format!("target '{}' is also defined in {}", t.id, first.path),
+                            )),
+                            None => targets.push(t),
+                        }
+                    }
+                    diagnostics.extend(diags);
+                }
                 _ => match parse_scenario(&path, &text) {
                     Ok(s) => scenarios.push(s),
                     Err(d) => diagnostics.extend(d),
@@ -96,6 +119,9 @@ pub fn check_all(
     for s in &scenarios {
         check_segment_refs(s, &segments, &mut diagnostics);
     }
+    for t in &targets {
+        check_target_segment(t, &segments, &mut diagnostics);
+    }
     let mut renderer = Renderer::new(templates_dir);
     let mut checked_templates = HashSet::new();
     // Templates calling recommend() are checked against a made-up shop; the engine installs
@@ -116,10 +142,26 @@ pub fn check_all(
     CheckReport {
         scenarios,
         segments,
+        targets,
         renderer,
         diagnostics,
         files: files.len(),
     }
+}
+
+/// A target's segment is a named segment or an RFM segment.
+fn check_target_segment(
+    t: &crate::targets::Target,
+    segments: &[Segment],
+    diags: &mut Vec<Diagnostic>,
+) {
+    let Some(name) = &t.segment else {
+        return;
+    };
+    if crate::metrics::SEGMENTS.contains(&name.as_str()) {
+        return;
+    }
+    diags.extend(check_reference(name, segments, &t.path, t.line, 1));
 }
 
 /// Every segment a scenario names (trigger, audience) must be defined.

@@ -77,6 +77,31 @@ impl Store {
         Ok(out)
     }
 
+    /// The customers of a named segment or, failing that, of an RFM segment (as of the last
+    /// refresh).
+    pub async fn members_of(&self, name: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT customer_id FROM segment_members WHERE segment = $1 \
+             UNION SELECT customer_id FROM customer_metrics WHERE rfm_segment = $1",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The mean predicted 12-month CLV (minor units) of a named or RFM segment's customers, or
+    /// of every customer with metrics; None without any.
+    pub async fn mean_predicted_clv(&self, segment: Option<&str>) -> Result<Option<f64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT AVG(m.predicted_clv) FROM customer_metrics m WHERE $1 IS NULL \
+             OR m.rfm_segment = $1 \
+             OR m.customer_id IN (SELECT customer_id FROM segment_members WHERE segment = $1)",
+        )
+        .bind(segment)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Each named segment's size per evaluated day, oldest first: (segment, day, members).
     pub async fn segment_history(&self) -> Result<Vec<(String, String, i64)>> {
         Ok(sqlx::query_as(

@@ -12,6 +12,7 @@ mod ops;
 mod segments;
 mod session;
 mod support;
+mod targets;
 mod templates;
 
 pub use i18n::Lang;
@@ -49,6 +50,9 @@ pub struct Ui {
     snapshots: cache::Cached<marketing::Snapshot>,
     /// The RFM grid and the cohorts the segments page draws.
     segment_figures: cache::Cached<segments::Figures>,
+    /// The LTV targets (`targets.yaml`, loaded at start) and their measured values.
+    targets: Vec<crate::targets::Target>,
+    target_figures: cache::Cached<targets::Figures>,
 }
 
 /// What a page handler can fail with; each becomes a page in the viewer's language.
@@ -91,7 +95,11 @@ impl UiError {
 pub type PageResult = Result<Response, UiError>;
 
 /// The `/ui` routes over `api`.
-pub fn router(api: Arc<Api>, currency: &str) -> anyhow::Result<Router> {
+pub fn router(
+    api: Arc<Api>,
+    currency: &str,
+    targets: Vec<crate::targets::Target>,
+) -> anyhow::Result<Router> {
     let ui = Arc::new(Ui {
         api,
         env: templates::environment()?,
@@ -99,6 +107,8 @@ pub fn router(api: Arc<Api>, currency: &str) -> anyhow::Result<Router> {
         currency: currency.to_string(),
         snapshots: Default::default(),
         segment_figures: Default::default(),
+        targets,
+        target_figures: Default::default(),
     });
     // The first marketing page should not wait seconds for the report of a large shop.
     ui.refresh_snapshot_in_background();
@@ -128,6 +138,7 @@ pub fn router(api: Arc<Api>, currency: &str) -> anyhow::Result<Router> {
         .route("/ui/scenarios/{id}", get(marketing::scenario))
         .route("/ui/scenarios/{id}/preview", get(marketing::preview))
         .route("/ui/segments", get(segments::page))
+        .route("/ui/targets", get(targets::page))
         .route("/ui/status", get(ops::status))
         .route("/ui/audit", get(ops::audit))
         .with_state(ui))

@@ -18,6 +18,7 @@ pub const ALL: &[(&str, &str)] = &[
     ("scenario.html", include_str!("templates/scenario.html")),
     ("segments.html", include_str!("templates/segments.html")),
     ("status.html", include_str!("templates/status.html")),
+    ("targets.html", include_str!("templates/targets.html")),
     ("audit.html", include_str!("templates/audit.html")),
 ];
 

@@ -44,6 +44,16 @@ steps:
     send: { template: apology, subject: "Our apologies ({{ vars.case_id }})" }
 "#;
 
+const TARGETS: &str = r#"
+targets:
+  - id: ltv-up
+    name: LTV +20% in a year
+    metric: ltv_12m
+    baseline: { from: 2026-11-01, to: 2026-11-30 }
+    goal: +20%
+    deadline: 2027-11-30
+"#;
+
 const PASSWORD: &str = "a long enough password";
 
 fn chromedriver() -> Option<PathBuf> {
@@ -99,9 +109,13 @@ fn add_user(dir: &Path, name: &str, role: &str) {
 
 /// A shop whose `thanks` scenario has a known effect (treated customers reorder more than
 /// held-out ones), a manual `apology` scenario, and Aya, who has ordered nothing.
-async fn shop(smtp: &SmtpServer) -> TestShop {
+async fn shop(smtp: &SmtpServer) -> (TestShop, usize) {
     let shop = TestShop::new(
-        &[("thanks.yaml", THANKS), ("apology.yaml", APOLOGY)],
+        &[
+            ("thanks.yaml", THANKS),
+            ("apology.yaml", APOLOGY),
+            ("targets.yaml", TARGETS),
+        ],
         &[
             ("t.html", "<p>thanks</p>"),
             ("t.txt", "thanks"),
@@ -152,6 +166,7 @@ async fn shop(smtp: &SmtpServer) -> TestShop {
         })
         .map(|c| order(&format!("A-{c}"), c, "2026-11-12T03:00:00Z", 4000))
         .collect();
+    let reordered = again.len();
     add_orders(&store, &again).await;
     daemon
         .engine
@@ -190,7 +205,7 @@ async fn shop(smtp: &SmtpServer) -> TestShop {
         "{}",
         String::from_utf8_lossy(&refresh.stderr)
     );
-    shop
+    (shop, reordered)
 }
 
 /// `rebuy run` on port 0, and the address it serves on (from its JSON log).
@@ -382,7 +397,7 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
         return;
     };
     let smtp = SmtpServer::start();
-    let shop = shop(&smtp).await;
+    let (shop, reordered) = shop(&smtp).await;
     let (_daemon, addr) = start_daemon(shop.path());
     let base = format!("http://{addr}");
     let (_driver, c) = browser(&driver).await;
@@ -590,6 +605,30 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
     );
     assert_eq!(text(&c, "#cohorts tbody tr td").await, "2026-11");
     look(&c, "segments").await;
+    // The targets: the baseline measured from the orders, the goal from it, a progress bar.
+    c.goto(&format!("{base}/ui/targets")).await.unwrap();
+    let row = text(&c, "#target-ltv-up").await;
+    // Every customer's first year: ¥3,000, and ¥4,000 more for those who ordered again.
+    let baseline = (400 * 3000 + reordered * 4000) as f64 / 400.0;
+    let money = |v: f64| {
+        let s = format!("{:.0}", v.round());
+        let mut out = String::new();
+        for (i, ch) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        format!("¥{out}")
+    };
+    assert!(
+        row.contains(&money(baseline)) && row.contains(&money(baseline * 1.2)),
+        "baseline {} and goal {} in: {row}",
+        money(baseline),
+        money(baseline * 1.2)
+    );
+    find(&c, Locator::Css("#target-ltv-up svg rect")).await;
+    look(&c, "targets").await;
     // A marketer cannot act on a customer.
     c.goto(&format!("{base}/ui/customers/aya")).await.unwrap();
     assert_eq!(text(&c, "h1").await, "Not for your role");

@@ -147,6 +147,23 @@ async fn sign_in(addr: &str, name: &str) -> (String, String) {
     (session, csrf_in(&page))
 }
 
+fn write_config(shop: &TestShop) {
+    let c = &shop.config;
+    std::fs::write(
+        shop.file("rebuy.yaml"),
+        format!(
+            "database: {}\nscenarios_dir: {}\ntemplates_dir: {}\nshop:\n  name: Shop\n  from: \"Shop <s@shop.example>\"\n  address: Tokyo\n  contact: s@shop.example\n\
+             unsubscribe:\n  base_url: https://shop.example/unsubscribe\nhttp:\n  listen: 127.0.0.1:0\n\
+             delivery:\n  transport: file\n  file_dir: {}\n",
+            c.database,
+            c.scenarios_dir.display(),
+            c.templates_dir.display(),
+            shop.file("outbox").display()
+        ),
+    )
+    .unwrap();
+}
+
 async fn shop() -> (TestShop, Server) {
     let shop = TestShop::new(
         &[("apology.yaml", APOLOGY)],
@@ -162,20 +179,7 @@ async fn shop() -> (TestShop, Server) {
         .await
         .unwrap();
     store.close().await;
-    let c = &shop.config;
-    std::fs::write(
-        shop.file("rebuy.yaml"),
-        format!(
-            "database: {}\nscenarios_dir: {}\ntemplates_dir: {}\nshop:\n  name: Shop\n  from: \"Shop <s@shop.example>\"\n  address: Tokyo\n  contact: s@shop.example\n\
-             unsubscribe:\n  base_url: https://shop.example/unsubscribe\nhttp:\n  listen: 127.0.0.1:0\n\
-             delivery:\n  transport: file\n  file_dir: {}\n",
-            c.database,
-            c.scenarios_dir.display(),
-            c.templates_dir.display(),
-            shop.file("outbox").display()
-        ),
-    )
-    .unwrap();
+    write_config(&shop);
     for (name, role) in [("sato", "support"), ("mori", "marketer"), ("boss", "admin")] {
         let out = add_user(shop.path(), name, role, PASSWORD);
         assert!(
@@ -410,4 +414,51 @@ async fn sign_in_is_refused_politely_limited_and_passwords_are_only_hashed() {
         .count();
     assert_eq!(refused, 6);
     store.close().await;
+}
+
+#[test]
+fn check_reads_the_targets_file_like_a_scenario() {
+    let bad = "targets:\n  - id: up\n    metric: ltv12m\n    segment: vips\n    baseline: { from: 2026-01-01, to: 2026-03-31 }\n    goal: +20%\n    deadline: 2026-12-31\n";
+    let shop = TestShop::new(
+        &[("apology.yaml", APOLOGY), ("targets.yaml", bad)],
+        &[("t.html", "<p>sorry</p>"), ("t.txt", "sorry")],
+        None,
+    );
+    write_config(&shop);
+    let out = rebuy(shop.path()).arg("check").output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("targets.yaml:3:") && said.contains("unknown metric 'ltv12m'"),
+        "{said}"
+    );
+    assert!(said.contains("did you mean 'ltv_12m'"), "{said}");
+    std::fs::write(
+        shop.file("scenarios/targets.yaml"),
+        bad.replace("metric: ltv12m", "metric: ltv_12m"),
+    )
+    .unwrap();
+    let out = rebuy(shop.path()).arg("check").output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("no segment 'vips'"), "{said}");
+    std::fs::write(
+        shop.file("scenarios/targets.yaml"),
+        bad.replace("metric: ltv12m", "metric: ltv_12m")
+            .replace("vips", "loyal"),
+    )
+    .unwrap();
+    let out = rebuy(shop.path()).arg("check").output().unwrap();
+    assert!(
+        out.status.success(),
+        "an RFM segment is a segment: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,0 +1,219 @@
+//! The targets page: each LTV target of `targets.yaml` with its baseline, its goal, the value
+//! now, the trend against a quarter earlier, the forecast from the model's predicted CLV (for
+//! `ltv_12m`), and how far along it is, drawn.
+
+use super::i18n;
+use super::{Ui, UiError};
+use crate::metrics::{day_number, Purchase};
+use crate::targets::{now_window, Measure, Metric, Target};
+use crate::users::Role;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Days between "now" and the earlier value the trend compares with.
+const TREND_DAYS: i64 = 91;
+
+/// One target's measured values (minor units for money, shares for rates).
+pub struct Measured {
+    pub target: Target,
+    pub baseline: Option<f64>,
+    pub now: Option<f64>,
+    pub earlier: Option<f64>,
+    pub forecast: Option<f64>,
+    pub now_from: i64,
+    pub now_to: i64,
+}
+
+/// Every target measured, as of `as_of`.
+pub struct Figures {
+    pub as_of: i64,
+    pub targets: Vec<Measured>,
+}
+
+/// The three windows of a target: baseline, now, a quarter before now.
+fn measures(t: &Target, today: i64) -> [Measure; 3] {
+    let (from, to) = (day_number(t.baseline_from), day_number(t.baseline_to));
+    let (now_from, now_to) = now_window(t.metric, to - from + 1, today);
+    [
+        Measure::new(t.metric, from, to),
+        Measure::new(t.metric, now_from, now_to),
+        Measure::new(t.metric, now_from - TREND_DAYS, now_to - TREND_DAYS),
+    ]
+}
+
+async fn compute(ui: &Ui) -> Result<Figures, UiError> {
+    let now = ui.api.clock.now();
+    let today = day_number(now.with_timezone(&ui.api.zone).date_naive());
+    let mut members: Vec<Option<HashSet<String>>> = Vec::new();
+    for t in ui.targets.iter() {
+        members.push(match &t.segment {
+            Some(s) => Some(ui.api.store.members_of(s).await?.into_iter().collect()),
+            None => None,
+        });
+    }
+    let mut all: Vec<[Measure; 3]> = ui.targets.iter().map(|t| measures(t, today)).collect();
+    if !all.is_empty() {
+        crate::refresh::each_customer(
+            &ui.api.store,
+            ui.api.zone,
+            &|_| {},
+            |id, purchases: &[Purchase]| {
+                for (m, who) in all.iter_mut().zip(&members) {
+                    if who.as_ref().is_none_or(|w| w.contains(&id)) {
+                        m.iter_mut().for_each(|x| x.add(purchases));
+                    }
+                }
+            },
+        )
+        .await
+        .map_err(UiError::Internal)?;
+    }
+    let mut targets = Vec::new();
+    for (t, [base, now_m, earlier]) in ui.targets.iter().zip(all) {
+        let forecast = match t.metric {
+            Metric::Ltv12m => {
+                ui.api
+                    .store
+                    .mean_predicted_clv(t.segment.as_deref())
+                    .await?
+            }
+            _ => None,
+        };
+        targets.push(Measured {
+            target: t.clone(),
+            baseline: base.value(),
+            now: now_m.value(),
+            earlier: earlier.value(),
+            forecast,
+            now_from: now_m.from,
+            now_to: now_m.to,
+        });
+    }
+    Ok(Figures {
+        as_of: crate::clock::to_millis(now),
+        targets,
+    })
+}
+
+/// How far from the baseline to the goal `value` is (0 at the baseline, 1 at the goal).
+pub fn progress(baseline: f64, goal: f64, value: f64) -> Option<f64> {
+    let span = goal - baseline;
+    (span.abs() > f64::EPSILON).then(|| (value - baseline) / span)
+}
+
+/// A progress bar: the share of the way from baseline to goal, capped at the ends.
+fn bar(share: Option<f64>, label: &str) -> String {
+    let s = share.unwrap_or(0.0).clamp(0.0, 1.0);
+    let colour = if share.is_some_and(|x| x >= 1.0) {
+        "#146c2e"
+    } else {
+        "#1f6feb"
+    };
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 200 14\" width=\"200\" height=\"14\" role=\"img\" aria-label=\"{l}\"><title>{l}</title>\
+         <rect width=\"200\" height=\"14\" rx=\"3\" fill=\"#eaeef2\"/><rect width=\"{:.1}\" height=\"14\" rx=\"3\" fill=\"{colour}\"/></svg>",
+        200.0 * s,
+        l = html_escape::encode_double_quoted_attribute(label)
+    )
+}
+
+fn shown(metric: Metric, v: Option<f64>, currency: &str) -> String {
+    match v {
+        None => "—".into(),
+        Some(v) if metric.is_money() => crate::domain::format_money(v.round() as i64, currency),
+        Some(v) => format!("{:.1}%", v * 100.0),
+    }
+}
+
+fn row(m: &Measured, currency: &str, lang: i18n::Lang, today: i64) -> Value {
+    let t = &m.target;
+    let goal = m.baseline.map(|b| t.goal_value(b));
+    let share = match (m.baseline, goal, m.now) {
+        (Some(b), Some(g), Some(n)) => progress(b, g, n),
+        _ => None,
+    };
+    let pct = share.map(|s| format!("{:.0}%", s * 100.0));
+    let trend = match (m.now, m.earlier) {
+        (Some(n), Some(e)) if n > e => "▲",
+        (Some(n), Some(e)) if n < e => "▼",
+        (Some(_), Some(_)) => "→",
+        _ => "",
+    };
+    let days_left = day_number(t.deadline) - today;
+    let label = format!(
+        "{}: {}",
+        i18n::text(lang, "targets.progress"),
+        pct.clone().unwrap_or_else(|| "—".into())
+    );
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "metric": i18n::text(lang, &format!("targets.metric_{}", t.metric.name())),
+        "segment": t.segment,
+        "baseline": shown(t.metric, m.baseline, currency),
+        "baseline_window": format!("{} – {}", t.baseline_from, t.baseline_to),
+        "goal": shown(t.metric, goal, currency),
+        "now": shown(t.metric, m.now, currency),
+        "now_window": format!("{} – {}", crate::metrics::date_of_day(m.now_from), crate::metrics::date_of_day(m.now_to)),
+        "earlier": shown(t.metric, m.earlier, currency),
+        "trend": trend,
+        "forecast": shown(t.metric, m.forecast, currency),
+        "progress": pct,
+        "bar": bar(share, &label),
+        "deadline": t.deadline.to_string(),
+        "days_left": days_left,
+    })
+}
+
+/// `GET /ui/targets`
+pub async fn page(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
+    let u = ui.clone();
+    ui.guard(&headers, &[Role::Marketer], "/ui/targets", |v| async move {
+        let (figures, stale) = u.target_figures.get(|| compute(&u)).await?;
+        if stale {
+            let again = u.clone();
+            tokio::spawn(async move { again.target_figures.renew(|| compute(&again)).await });
+        }
+        let today = day_number(u.api.clock.now().with_timezone(&u.api.zone).date_naive());
+        let rows: Vec<Value> = figures
+            .targets
+            .iter()
+            .map(|m| row(m, &u.currency, v.lang, today))
+            .collect();
+        u.page(
+            Some(&v),
+            v.lang,
+            "targets.html",
+            "targets",
+            &i18n::text(v.lang, "targets.title"),
+            minijinja::context! { rows => rows, as_of => figures.as_of },
+        )
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_runs_from_baseline_to_goal() {
+        assert_eq!(progress(100.0, 120.0, 110.0), Some(0.5));
+        assert_eq!(progress(100.0, 120.0, 130.0), Some(1.5));
+        assert_eq!(progress(100.0, 80.0, 90.0), Some(0.5), "a goal below");
+        assert_eq!(progress(100.0, 100.0, 90.0), None);
+        assert!(bar(Some(0.5), "p").contains("width=\"100.0\""));
+        assert!(bar(Some(2.0), "p").contains("#146c2e"));
+    }
+
+    #[test]
+    fn values_are_shown_as_money_or_shares() {
+        assert_eq!(shown(Metric::Ltv12m, Some(12_345.4), "JPY"), "¥12,345");
+        assert_eq!(shown(Metric::RepeatRate90d, Some(0.3456), "JPY"), "34.6%");
+        assert_eq!(shown(Metric::Aov, None, "JPY"), "—");
+    }
+}
