@@ -81,6 +81,18 @@ pub async fn customer(
             .map(|s| serde_json::json!({ "id": s.id, "name": s.name }))
             .collect();
         let title = view["name"].as_str().unwrap_or(&id).to_string();
+        // What the mail would recommend, from the model the daemon learnt today for its mail
+        // (None: no model today; learning one per page would take seconds at a million).
+        let today = u.api.clock.now().with_timezone(&u.api.zone).date_naive();
+        let recommended = engine
+            .renderer()
+            .recommendations()
+            .current()
+            .filter(|l| l.through == today)
+            .map(|l| {
+                let who = view["id"].as_str().unwrap_or(&id);
+                l.list(who, crate::recommend::model::Kind::CrossSell, 5, None)
+            });
         u.page(
             Some(&v),
             v.lang,
@@ -88,7 +100,7 @@ pub async fn customer(
             "customers",
             &title,
             minijinja::context! {
-                c => view, manual => manual, names => names(&u),
+                c => view, manual => manual, names => names(&u), recommended => recommended,
                 may_act => v.role.may(SUPPORT), flash => flash_of(&q, v.lang),
             },
         )

@@ -121,7 +121,7 @@ async fn shop(smtp: &SmtpServer) -> (TestShop, usize) {
             ("t.txt", "thanks"),
             (
                 "apology.html",
-                "<p>Case {{ vars.case_id }}: we are sorry, {{ customer.name }}.</p>",
+                "<p>Case {{ vars.case_id }}: we are sorry, {{ customer.name }}.</p>{% for p in recommend(customer, n=2) %}<p>{{ p.name }}</p>{% endfor %}",
             ),
             (
                 "apology.txt",
@@ -421,6 +421,22 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
     look(&c, "search").await;
     hit.click().await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/ui/customers/aya");
+    // The apology's mail calls recommend(), so the daemon learns at its first tick; Aya has
+    // bought nothing: the shop's best seller, with its reason.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.find(Locator::Id("recommended")).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no recommendations on the customer page"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        c.refresh().await.unwrap();
+    }
+    let listed = text(&c, "#recommended").await;
+    assert!(
+        listed.contains("LO-01") && listed.contains("among the most bought lately"),
+        "{listed}"
+    );
     look(&c, "customer").await;
 
     // Start the apology: fill in the case, see the mail, confirm with a double click.
