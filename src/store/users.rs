@@ -17,8 +17,9 @@ pub struct UserRow {
 }
 
 /// A signed-in session: who, and the token its forms must carry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct SessionRow {
+    #[sqlx(flatten)]
     pub user: UserRow,
     pub csrf: String,
 }
@@ -155,20 +156,15 @@ impl Store {
 
     /// The live session with this token hash, with its user.
     pub async fn session(&self, token_hash: &str, now: i64) -> Result<Option<SessionRow>> {
-        let row: Option<(String, String)> = sqlx::query_as(
-            "SELECT user_name, csrf FROM ui_sessions WHERE token_hash = $1 AND expires_at > $2",
+        Ok(sqlx::query_as(
+            "SELECT u.name, u.role, u.password_hash, u.lang, u.timezone, u.created_at, s.csrf \
+             FROM ui_sessions s JOIN users u ON u.name = s.user_name \
+             WHERE s.token_hash = $1 AND s.expires_at > $2",
         )
         .bind(token_hash)
         .bind(now)
         .fetch_optional(&self.pool)
-        .await?;
-        let Some((name, csrf)) = row else {
-            return Ok(None);
-        };
-        Ok(self
-            .user(&name)
-            .await?
-            .map(|user| SessionRow { user, csrf }))
+        .await?)
     }
 
     pub async fn end_session(&self, token_hash: &str) -> Result<()> {

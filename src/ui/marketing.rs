@@ -74,15 +74,6 @@ impl Ui {
     }
 }
 
-fn names(ui: &Ui) -> HashMap<String, String> {
-    ui.api
-        .engine()
-        .scenarios()
-        .iter()
-        .map(|s| (s.id.clone(), s.name.clone()))
-        .collect()
-}
-
 /// One scenario's row: what it is and its counts.
 fn row(
     s: &crate::scenario::Scenario,
@@ -119,7 +110,7 @@ pub async fn scenarios(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Respons
             .iter()
             .map(|s| row(s, status.get(&s.id), by_id.get(s.id.as_str()).copied()))
             .collect();
-        let chart = crate::experiment::html::uplift_chart(results, &names(&u));
+        let chart = crate::experiment::html::uplift_chart(results, &u.scenario_names());
         let title = i18n::text(v.lang, "scenarios.title");
         u.page(
             Some(&v),
@@ -154,7 +145,7 @@ async fn scenario_data(ui: &Arc<Ui>, id: &str) -> Result<(Value, String), UiErro
         .filter(|c| c.scenario == id)
         .cloned()
         .collect();
-    let names = names(ui);
+    let names = ui.scenario_names();
     let uplift = crate::experiment::html::uplift_chart(&results, &names);
     let curves = crate::experiment::html::curve_charts(&results, &curves, &names);
     let steps: Vec<&str> = s.steps.iter().map(|st| st.id.as_str()).collect();

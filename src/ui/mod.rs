@@ -255,6 +255,17 @@ impl Ui {
         }
     }
 
+    /// The loaded scenarios' names by id, for pages that show the scenario of a message or a
+    /// chart.
+    fn scenario_names(&self) -> std::collections::HashMap<String, String> {
+        self.api
+            .engine()
+            .scenarios()
+            .iter()
+            .map(|s| (s.id.clone(), s.name.clone()))
+            .collect()
+    }
+
     /// Writes one line to the audit log; a failure to write it is logged, not shown.
     async fn audit(&self, who: &str, action: &str, target: &str, detail: &str) {
         let at = crate::clock::to_millis(self.api.clock.now());

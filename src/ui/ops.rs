@@ -40,13 +40,6 @@ pub async fn status(
                     trouble.push(crate::customer_view::message_view(&m, v.zone));
                 }
             }
-            let names: HashMap<String, String> = u
-                .api
-                .engine()
-                .scenarios()
-                .iter()
-                .map(|s| (s.id.clone(), s.name.clone()))
-                .collect();
             let title = i18n::text(v.lang, "status.title");
             u.page(
                 Some(&v),
@@ -57,7 +50,7 @@ pub async fn status(
                 minijinja::context! {
                     flowing => flowing, last_send => flow.last_sent_at,
                     oldest => flow.oldest_queued_at, queue => queue, trouble => trouble,
-                    names => names, may_act => v.role.may(&[Role::Support]),
+                    names => u.scenario_names(), may_act => v.role.may(&[Role::Support]),
                     flash => super::flash_of(&q, v.lang),
                 },
             )

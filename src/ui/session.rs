@@ -281,12 +281,8 @@ pub async fn login(
         return ui.fail(None, lang, e.into());
     }
     ui.audit(&user.name, "signed_in", &user.name, "").await;
-    let to = if next.starts_with("/ui") && !next.starts_with("/ui//") {
-        next
-    } else {
-        "/ui".to_string()
-    };
-    let mut r = see_other(&to, None);
+    // `see_other` keeps the redirect under /ui.
+    let mut r = see_other(&next, None);
     r.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(&headers, SESSION_COOKIE, &token, SESSION_HOURS * 3600),

@@ -13,7 +13,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 const SUPPORT: &[Role] = &[Role::Support];
@@ -47,16 +47,6 @@ pub async fn search(
         )
     })
     .await
-}
-
-/// The scenarios' names by id, for tables that show the scenario of a message.
-fn names(ui: &Ui) -> BTreeMap<String, String> {
-    ui.api
-        .engine()
-        .scenarios()
-        .iter()
-        .map(|s| (s.id.clone(), s.name.clone()))
-        .collect()
 }
 
 /// `GET /ui/customers/{id}`
@@ -100,7 +90,7 @@ pub async fn customer(
             "customers",
             &title,
             minijinja::context! {
-                c => view, manual => manual, names => names(&u), recommended => recommended,
+                c => view, manual => manual, names => u.scenario_names(), recommended => recommended,
                 may_act => v.role.may(SUPPORT), flash => flash_of(&q, v.lang),
             },
         )
@@ -261,11 +251,7 @@ pub async fn followup_start(
             .await;
         }
         let due = chrono::DateTime::parse_from_rfc3339(&out.due_at)
-            .map(|d| {
-                d.with_timezone(&v.zone)
-                    .format("%Y-%m-%d %H:%M %Z")
-                    .to_string()
-            })
+            .map(|d| super::templates::local_minute(d.to_utc(), v.zone))
             .unwrap_or(out.due_at);
         let key = if out.created {
             "followup.started"
@@ -356,7 +342,7 @@ pub async fn message(
             &title,
             minijinja::context! {
                 m => view, html => row.html, text => row.body_text,
-                customer => row.customer_id, names => names(&u),
+                customer => row.customer_id, names => u.scenario_names(),
             },
         )
     })

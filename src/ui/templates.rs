@@ -79,14 +79,14 @@ fn when(state: &State, value: Value) -> String {
     } else {
         i64::try_from(value).ok().map(crate::clock::from_millis)
     };
-    at.map_or_else(
-        || "—".to_string(),
-        |d| {
-            d.with_timezone(&zone)
-                .format("%Y-%m-%d %H:%M %Z")
-                .to_string()
-        },
-    )
+    at.map_or_else(|| "—".to_string(), |d| local_minute(d, zone))
+}
+
+/// An instant in `zone`, to the minute with the zone's abbreviation: `2026-12-04 10:30 JST`.
+pub fn local_minute(at: chrono::DateTime<chrono::Utc>, zone: chrono_tz::Tz) -> String {
+    at.with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string()
 }
 
 #[cfg(test)]
