@@ -417,3 +417,71 @@ pub fn day(date: &str) -> i64 {
     let d = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").unwrap();
     (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days()
 }
+
+/// The `rebuy` binary run in `dir` (where its `rebuy.yaml` is), with an unsubscribe secret.
+pub fn rebuy_in(dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rebuy"));
+    c.current_dir(dir).env_remove("RUST_LOG").env(
+        "REBUY_UNSUBSCRIBE_SECRET",
+        "test-unsubscribe-secret-0123456789",
+    );
+    c
+}
+
+/// `rebuy user add NAME --role ROLE` with the password on standard input.
+pub fn add_user(dir: &Path, name: &str, role: &str, password: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = rebuy_in(dir)
+        .args(["user", "add", name, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// `rebuy run` or `rebuy serve` on the address of its config, killed when dropped.
+pub struct Served {
+    child: std::process::Child,
+    /// Where it listens (from its JSON log: the config may say port 0).
+    pub addr: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `rebuy COMMAND` (run or serve) in `dir` and waits until it serves HTTP.
+pub fn serve_http(dir: &Path, command: &str) -> Served {
+    use std::io::{BufRead, BufReader};
+    let mut child = rebuy_in(dir)
+        .args([command, "--log-format", "json"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut served = Served {
+        child,
+        addr: String::new(),
+    };
+    // Read the log on a thread to the end, so that the server never blocks on a full pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"] == "serving HTTP" {
+                let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_string());
+            }
+        }
+    });
+    served.addr = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("rebuy {command} did not start serving"));
+    served
+}

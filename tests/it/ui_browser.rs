@@ -14,7 +14,6 @@ use crate::helpers::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use rand::{Rng, SeedableRng};
 use rebuy::experiment::{arm, Arm};
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -64,47 +63,12 @@ fn chromedriver() -> Option<PathBuf> {
     })
 }
 
-/// Kills a child process when dropped, so that a failed assertion leaves nothing running.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn rebuy(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rebuy"));
-    c.current_dir(dir).env_remove("RUST_LOG").env(
-        "REBUY_UNSUBSCRIBE_SECRET",
-        "ui-unsubscribe-secret-0123456789",
-    );
-    c
-}
-
-fn add_user(dir: &Path, name: &str, role: &str) {
-    let mut child = rebuy(dir)
-        .args(["user", "add", name, "--role", role])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// A shop whose `thanks` scenario has a known effect (treated customers reorder more than
@@ -197,45 +161,20 @@ async fn shop(smtp: &SmtpServer) -> (TestShop, usize) {
     )
     .unwrap();
     for (name, role) in [("sato", "support"), ("mori", "marketer"), ("boss", "admin")] {
-        add_user(shop.path(), name, role);
+        let out = add_user(shop.path(), name, role, PASSWORD);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
-    let refresh = rebuy(shop.path()).args(["refresh"]).output().unwrap();
+    let refresh = rebuy_in(shop.path()).args(["refresh"]).output().unwrap();
     assert!(
         refresh.status.success(),
         "{}",
         String::from_utf8_lossy(&refresh.stderr)
     );
     (shop, reordered)
-}
-
-/// `rebuy run` on port 0, and the address it serves on (from its JSON log).
-fn start_daemon(dir: &Path) -> (Running, String) {
-    let mut child = rebuy(dir)
-        .args(["run", "--log-format", "json"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let running = Running(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "serving HTTP" {
-            let addr = v["fields"]["addr"].as_str().unwrap().to_string();
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            return (running, addr);
-        }
-    }
-    panic!("rebuy run did not start serving");
 }
 
 /// chromedriver and the Chromium processes it started, all killed when dropped (a failed
@@ -398,8 +337,8 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
     };
     let smtp = SmtpServer::start();
     let (shop, reordered) = shop(&smtp).await;
-    let (_daemon, addr) = start_daemon(shop.path());
-    let base = format!("http://{addr}");
+    let daemon = serve_http(shop.path(), "run");
+    let base = format!("http://{}", daemon.addr);
     let (_driver, c) = browser(&driver).await;
 
     // Support: sign in, find Aya by name, open her page.
@@ -626,17 +565,7 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
     let row = text(&c, "#target-ltv-up").await;
     // Every customer's first year: ¥3,000, and ¥4,000 more for those who ordered again.
     let baseline = (400 * 3000 + reordered * 4000) as f64 / 400.0;
-    let money = |v: f64| {
-        let s = format!("{:.0}", v.round());
-        let mut out = String::new();
-        for (i, ch) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(ch);
-        }
-        format!("¥{out}")
-    };
+    let money = |v: f64| rebuy::domain::format_money(v.round() as i64, "JPY");
     assert!(
         row.contains(&money(baseline)) && row.contains(&money(baseline * 1.2)),
         "baseline {} and goal {} in: {row}",

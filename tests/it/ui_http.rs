@@ -5,69 +5,11 @@
 
 use crate::helpers::*;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "a long enough password";
 
 const APOLOGY: &str = "id: apology\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: t, subject: sorry }\n";
-
-fn rebuy(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rebuy"));
-    c.current_dir(dir).env_remove("RUST_LOG").env(
-        "REBUY_UNSUBSCRIBE_SECRET",
-        "ui-unsubscribe-secret-0123456789",
-    );
-    c
-}
-
-fn add_user(dir: &Path, name: &str, role: &str, password: &str) -> std::process::Output {
-    let mut child = rebuy(dir)
-        .args(["user", "add", name, "--role", role])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    child.wait_with_output().unwrap()
-}
-
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(dir: &Path) -> Server {
-    let mut child = rebuy(dir)
-        .args(["serve", "--log-format", "json"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut server = Server(child, String::new());
-    // Read the log on a thread to the end, so that the server never blocks on a full pipe.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if v["fields"]["message"] == "serving HTTP" {
-                let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_string());
-            }
-        }
-    });
-    server.1 = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("rebuy serve starts serving");
-    server
-}
 
 /// One request; (status, headers by lower-case name, body).
 async fn request(
@@ -164,7 +106,7 @@ fn write_config(shop: &TestShop) {
     .unwrap();
 }
 
-async fn shop() -> (TestShop, Server) {
+async fn shop() -> (TestShop, Served) {
     let shop = TestShop::new(
         &[("apology.yaml", APOLOGY)],
         &[("t.html", "<p>sorry</p>"), ("t.txt", "sorry")],
@@ -188,19 +130,29 @@ async fn shop() -> (TestShop, Server) {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let server = serve(shop.path());
+    let server = serve_http(shop.path(), "serve");
     (shop, server)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     let (shop, server) = shop().await;
-    let addr = server.1.clone();
+    let addr = server.addr.clone();
 
     // Not signed in: every page sends to the sign-in form and back.
     let (status, h, _) = request(&addr, "GET", "/ui/customers/aya", "", &[]).await;
     assert_eq!(status, 303);
     assert_eq!(h["location"][0], "/ui/login?next=%2Fui%2Fcustomers%2Faya");
+
+    // The sign-in form's cookie, and what every page is sent with.
+    let (_, h, _) = request(&addr, "GET", "/ui/login", "", &[]).await;
+    let set = &h["set-cookie"][0];
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/ui"),
+        "{set}"
+    );
+    assert_eq!(h["x-frame-options"][0], "DENY");
+    assert_eq!(h["cache-control"][0], "no-store");
 
     let support = sign_in(&addr, "sato").await;
     let marketer = sign_in(&addr, "mori").await;
@@ -349,7 +301,7 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_is_refused_politely_limited_and_passwords_are_only_hashed() {
     let (shop, server) = shop().await;
-    let addr = server.1.clone();
+    let addr = server.addr.clone();
     // A short password and a taken name are refused by the command.
     let out = add_user(shop.path(), "ken", "support", "short");
     assert!(!out.status.success());
@@ -425,7 +377,7 @@ fn check_reads_the_targets_file_like_a_scenario() {
         None,
     );
     write_config(&shop);
-    let out = rebuy(shop.path()).arg("check").output().unwrap();
+    let out = rebuy_in(shop.path()).arg("check").output().unwrap();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -442,7 +394,7 @@ fn check_reads_the_targets_file_like_a_scenario() {
         bad.replace("metric: ltv12m", "metric: ltv_12m"),
     )
     .unwrap();
-    let out = rebuy(shop.path()).arg("check").output().unwrap();
+    let out = rebuy_in(shop.path()).arg("check").output().unwrap();
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -455,7 +407,7 @@ fn check_reads_the_targets_file_like_a_scenario() {
             .replace("vips", "loyal"),
     )
     .unwrap();
-    let out = rebuy(shop.path()).arg("check").output().unwrap();
+    let out = rebuy_in(shop.path()).arg("check").output().unwrap();
     assert!(
         out.status.success(),
         "an RFM segment is a segment: {}",
