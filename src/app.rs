@@ -13,6 +13,8 @@ use std::path::Path;
 
 pub struct App {
     pub config: Config,
+    /// The file the configuration came from (`--config`), when one was named.
+    pub config_path: Option<std::path::PathBuf>,
     pub resolved: Resolved,
     /// What the engines of this process learnt for `recommend()` and `next_purchase_due`:
     /// one copy, shared by the daemon's engine, the HTTP server's and those a reload builds.
@@ -29,6 +31,7 @@ impl App {
         let resolved = config.resolve()?;
         Ok(Self {
             config,
+            config_path: path.map(Path::to_path_buf),
             resolved,
             recommendations: Default::default(),
         })
@@ -38,6 +41,7 @@ impl App {
         let resolved = config.resolve()?;
         Ok(Self {
             config,
+            config_path: None,
             resolved,
             recommendations: Default::default(),
         })

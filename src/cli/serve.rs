@@ -81,7 +81,16 @@ pub async fn start(
     });
     tokio::spawn(prune_keys(store.clone(), shutdown.clone()));
     let targets = app.check().targets;
-    let pages = pages.merge(crate::ui::router(api.clone(), &app.currency(), targets)?);
+    let launcher = crate::ui::Launcher::for_this_binary(
+        app.config_path.clone(),
+        &super::simulate::database_file(&app.config.database),
+    );
+    let pages = pages.merge(crate::ui::router(
+        api.clone(),
+        &app.currency(),
+        targets,
+        launcher,
+    )?);
     let limits = Limits::from(&app.config.http);
     let router = crate::http::router(api, pages, &limits);
     let server = tokio::spawn(crate::http::serve(listener, router, limits, shutdown));

@@ -44,11 +44,15 @@ pub struct SimulateArgs {
     /// Do not show a progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Print the progress as `progress DONE TOTAL` lines on standard error, one per percent
+    /// (for the back-tests page, which runs this command and reads them).
+    #[arg(long, hide = true)]
+    pub progress_lines: bool,
 }
 
 /// The shop database's file, from `database:` (a path, taken as it is, or a `sqlite://` URL,
 /// whose options are dropped).
-fn database_file(database: &str) -> String {
+pub fn database_file(database: &str) -> String {
     match database
         .strip_prefix("sqlite://")
         .or_else(|| database.strip_prefix("sqlite:"))
@@ -121,9 +125,15 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
     } else {
         ProgressBar::hidden()
     };
+    let last_percent = std::cell::Cell::new(None);
     let run = simulate(&engine, copied, from, to, step, zone, |done, total| {
         bar.set_length(total);
         bar.set_position(done);
+        let percent = (done * 100).checked_div(total);
+        if args.progress_lines && percent != last_percent.get() {
+            last_percent.set(percent);
+            eprintln!("progress {done} {total}");
+        }
     })
     .await?;
     bar.finish_and_clear();

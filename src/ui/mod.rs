@@ -4,6 +4,7 @@
 //! by a CSRF token, every action written to the audit log. Served by `rebuy run` and
 //! `rebuy serve` on the same address as the API, over the same store and engine.
 
+mod backtests;
 mod cache;
 mod charts;
 mod i18n;
@@ -15,6 +16,7 @@ mod support;
 mod targets;
 mod templates;
 
+pub use backtests::Launcher;
 pub use i18n::Lang;
 
 use crate::http::Api;
@@ -37,6 +39,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "message_retried",
     "address_suppressed",
     "address_unsuppressed",
+    "backtest_started",
 ];
 
 /// What the pages share.
@@ -53,6 +56,8 @@ pub struct Ui {
     /// The LTV targets (`targets.yaml`, loaded at start) and their measured values.
     targets: Vec<crate::targets::Target>,
     target_figures: cache::Cached<targets::Figures>,
+    /// The back-tests started from the pages.
+    backtests: Arc<backtests::Backtests>,
 }
 
 /// What a page handler can fail with; each becomes a page in the viewer's language.
@@ -99,6 +104,7 @@ pub fn router(
     api: Arc<Api>,
     currency: &str,
     targets: Vec<crate::targets::Target>,
+    launcher: Option<Launcher>,
 ) -> anyhow::Result<Router> {
     let ui = Arc::new(Ui {
         api,
@@ -109,6 +115,7 @@ pub fn router(
         segment_figures: Default::default(),
         targets,
         target_figures: Default::default(),
+        backtests: Arc::new(backtests::Backtests::new(launcher)),
     });
     // The first marketing page should not wait seconds for the report of a large shop.
     ui.refresh_snapshot_in_background();
@@ -139,6 +146,8 @@ pub fn router(
         .route("/ui/scenarios/{id}/preview", get(marketing::preview))
         .route("/ui/segments", get(segments::page))
         .route("/ui/targets", get(targets::page))
+        .route("/ui/backtests", get(backtests::page).post(backtests::start))
+        .route("/ui/backtests/{id}", get(backtests::run))
         .route("/ui/status", get(ops::status))
         .route("/ui/audit", get(ops::audit))
         .with_state(ui))

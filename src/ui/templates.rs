@@ -17,6 +17,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("scenarios.html", include_str!("templates/scenarios.html")),
     ("scenario.html", include_str!("templates/scenario.html")),
     ("segments.html", include_str!("templates/segments.html")),
+    ("backtests.html", include_str!("templates/backtests.html")),
+    ("backtest.html", include_str!("templates/backtest.html")),
     ("status.html", include_str!("templates/status.html")),
     ("targets.html", include_str!("templates/targets.html")),
     ("audit.html", include_str!("templates/audit.html")),

@@ -574,6 +574,34 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
     );
     find(&c, Locator::Css("#target-ltv-up svg rect")).await;
     look(&c, "targets").await;
+    // A back-test of the last 90 days, started from its page: the page follows its progress
+    // by reloading itself, then shows what `rebuy simulate` prints.
+    c.goto(&format!("{base}/ui/backtests")).await.unwrap();
+    look(&c, "backtests").await;
+    find(&c, Locator::Css("#backtest-form button"))
+        .await
+        .click()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = find(&c, Locator::Id("backtest-state"))
+            .await
+            .attr("data-state")
+            .await
+            .ok()
+            .flatten();
+        match state.as_deref() {
+            Some("finished") => break,
+            Some("failed") => panic!("the back-test failed: {}", text(&c, "main").await),
+            _ => assert!(Instant::now() < deadline, "the back-test did not finish"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(text(&c, "#backtest-output")
+        .await
+        .contains("What each scenario would have sent"));
+    look(&c, "backtest").await;
     // A marketer cannot act on a customer.
     c.goto(&format!("{base}/ui/customers/aya")).await.unwrap();
     assert_eq!(text(&c, "h1").await, "Not for your role");

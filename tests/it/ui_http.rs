@@ -167,6 +167,7 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
         ("/ui/scenarios", [false, true, true]),
         ("/ui/scenarios/apology", [false, true, true]),
         ("/ui/segments", [false, true, true]),
+        ("/ui/backtests", [false, true, true]),
         ("/ui/status", [true, true, true]),
         ("/ui/audit", [false, false, true]),
     ];
@@ -189,6 +190,7 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
         "/ui/customers/aya/followup",
         "/ui/messages/1/cancel",
         "/ui/messages/1/retry",
+        "/ui/backtests",
         "/ui/settings/lang",
         "/ui/logout",
     ];
@@ -199,6 +201,8 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
             ("scenario", "apology"),
             ("key", "ui-k"),
             ("lang", "ja"),
+            ("from", "2026-01-01"),
+            ("to", "2026-01-31"),
         ];
         let (status, _, body) = request(&addr, "POST", path, cookie, &fields).await;
         assert_eq!(status, 403, "POST {path} without a token");
@@ -296,6 +300,91 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     let (status, _, _) = request(&addr, "GET", "/ui/status", &support.0, &[]).await;
     assert_eq!(status, 303, "back to the sign-in form");
     store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marketer_starts_a_back_test_watches_it_and_reads_its_result() {
+    let (shop, server) = shop().await;
+    let addr = server.addr.clone();
+    let store = shop.store().await;
+    add_orders(&store, &[order("o1", "aya", "2026-11-10T03:00:00Z", 3980)]).await;
+    store.close().await;
+    let (cookie, csrf) = sign_in(&addr, "mori").await;
+
+    // A period that is not one is answered with what is wrong, and nothing starts.
+    let (status, _, body) = request(
+        &addr,
+        "POST",
+        "/ui/backtests",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("from", "2026-11-30"),
+            ("to", "2026-11-01"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert!(body.contains("before it starts"), "{body}");
+
+    let (status, h, _) = request(
+        &addr,
+        "POST",
+        "/ui/backtests",
+        &cookie,
+        &[
+            ("csrf", &csrf),
+            ("from", "2026-11-01"),
+            ("to", "2026-11-30"),
+            ("scenario", "apology"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(h["location"][0], "/ui/backtests/1");
+    let mut page = String::new();
+    for _ in 0..600 {
+        let (status, _, body) = request(&addr, "GET", "/ui/backtests/1", &cookie, &[]).await;
+        assert_eq!(status, 200);
+        page = body;
+        if !page.contains("data-state=\"running\"") {
+            break;
+        }
+        assert!(
+            page.contains("http-equiv=\"refresh\""),
+            "it reloads while it runs"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(page.contains("data-state=\"finished\""), "{page}");
+    assert!(
+        !page.contains("http-equiv=\"refresh\""),
+        "it stops reloading"
+    );
+    // What `rebuy simulate` prints: its summary line and its tables.
+    assert!(
+        page.contains("simulated 2026-11-01 to 2026-11-30"),
+        "{page}"
+    );
+    assert!(
+        page.contains("What each scenario would have sent"),
+        "{page}"
+    );
+    let (_, _, list) = request(&addr, "GET", "/ui/backtests", &cookie, &[]).await;
+    assert!(list.contains("2026-11-01 – 2026-11-30"), "{list}");
+    assert!(list.contains("Finished"), "{list}");
+    assert!(
+        shop.file("rebuy.backtest.db").exists(),
+        "the back-test has a database of its own"
+    );
+    let store = shop.store().await;
+    let audit = store.audit_log(100).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "backtest_started" && a.user_name == "mori" && a.detail == "apology"));
+    store.close().await;
+    let (status, _, _) = request(&addr, "GET", "/ui/backtests/99", &cookie, &[]).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
