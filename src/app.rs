@@ -79,6 +79,17 @@ impl App {
         ))
     }
 
+    /// What the digest jobs need: the targets file's targets and the shop's name, currency and
+    /// zone.
+    pub fn digest_settings(&self) -> crate::digest::DigestSettings {
+        crate::digest::DigestSettings {
+            targets: self.check().targets,
+            currency: self.currency(),
+            shop: self.config.shop.get("name").cloned().unwrap_or_default(),
+            zone: self.resolved.default_timezone,
+        }
+    }
+
     /// The shop's currency for amounts shown to people (`shop.currency`, default JPY).
     pub fn currency(&self) -> String {
         self.config

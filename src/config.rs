@@ -366,6 +366,18 @@ pub struct JobConfig {
     /// (after its imports). On by default; a job with nothing else is a scheduled refresh.
     #[serde(default = "yes")]
     pub refresh_metrics: bool,
+    /// Mail the LTV targets' figures to the team when the job runs (after its refresh).
+    pub digest: Option<DigestConfig>,
+}
+
+/// The targets digest: who gets it and in which language.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// The team's addresses (each gets its own mail).
+    pub to: Vec<Spanned<String>>,
+    /// `en` (default) or `ja`.
+    pub lang: Option<Spanned<String>>,
 }
 
 fn yes() -> bool {
@@ -865,6 +877,9 @@ impl Config {
             }),
         };
         let mut jobs = Vec::new();
+        for digest in self.jobs.iter().filter_map(|j| j.digest.as_ref()) {
+            check_digest(&path, digest, &mut diags);
+        }
         for job in &self.jobs {
             match parse_cron(&job.cron.value) {
                 Ok(s) => jobs.push((job.clone(), s)),
@@ -1072,17 +1087,99 @@ fn comment_block(lines: &mut [String], i: usize) -> bool {
     true
 }
 
+/// A digest's addresses must be mailboxes, at least one, and its language one the pages have.
+fn check_digest(path: &str, digest: &DigestConfig, diags: &mut Vec<Diagnostic>) {
+    let at = |s: &Spanned<String>| (s.referenced.line(), s.referenced.column());
+    for to in &digest.to {
+        if let Err(e) = to.value.parse::<lettre::message::Mailbox>() {
+            let (line, col) = at(to);
+            diags.push(
+                Diagnostic::new(
+                    path,
+                    line,
+                    col,
+                    format!("digest.to '{}' is not a mail address: {e}", to.value),
+                )
+                .with_hint(
+                    "write an address like team@shop.example or \"Team <team@shop.example>\"",
+                ),
+            );
+        }
+    }
+    if digest.to.is_empty() {
+        diags.push(
+            Diagnostic::new(path, 0, 0, "a job's digest has no address in `to`")
+                .with_hint("list the team's addresses: to: [team@shop.example]"),
+        );
+    }
+    if let Some(lang) = &digest.lang {
+        if !["en", "ja"].contains(&lang.value.as_str()) {
+            let (line, col) = at(lang);
+            diags.push(
+                Diagnostic::new(
+                    path,
+                    line,
+                    col,
+                    format!(
+                        "digest.lang '{}' is not a language of the digest",
+                        lang.value
+                    ),
+                )
+                .with_hint("use en or ja"),
+            );
+        }
+    }
+}
+
 /// Parses a standard 5-field cron line (the form operators know); the `cron` crate wants a
 /// seconds field first, so one is added. 6- and 7-field lines are passed through.
 pub fn parse_cron(line: &str) -> Result<cron::Schedule, String> {
     let fields = line.split_whitespace().count();
     let full = match fields {
-        5 => format!("0 {line}"),
+        5 => {
+            let mut parts: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            parts[4] = standard_days_of_week(&parts[4]);
+            format!("0 {}", parts.join(" "))
+        }
         6 | 7 => line.to_string(),
         n => return Err(format!("cron line '{line}' has {n} fields; expected 5")),
     };
     full.parse::<cron::Schedule>()
         .map_err(|e| format!("bad cron line '{line}': {e}"))
+}
+
+/// Standard cron numbers the days of the week from Sunday = 0 (7 is Sunday too); the `cron`
+/// crate from Sunday = 1. Numbered days, ranges and steps become a list of day names, which
+/// both read alike ("1-5" → MON,TUE,WED,THU,FRI); names and `*` are left as they are.
+fn standard_days_of_week(field: &str) -> String {
+    const NAMES: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    if field == "*" {
+        return field.to_string();
+    }
+    let expand = |part: &str| -> Option<Vec<usize>> {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, s.parse::<usize>().ok().filter(|s| *s > 0)?),
+            None => (part, 1),
+        };
+        let day = |s: &str| s.parse::<usize>().ok().filter(|d| *d <= 7);
+        let (from, to) = match range.split_once('-') {
+            _ if range == "*" => (0, 6),
+            Some((a, b)) => (day(a)?, day(b)?),
+            None if step > 1 => (day(range)?, 6),
+            None => (day(range)?, day(range)?),
+        };
+        Some((from..=to).step_by(step).map(|d| d % 7).collect())
+    };
+    let mut days = Vec::new();
+    for part in field.split(',') {
+        match expand(part) {
+            Some(d) => days.extend(d),
+            None => return field.to_string(),
+        }
+    }
+    days.sort_unstable();
+    days.dedup();
+    days.iter().map(|d| NAMES[*d]).collect::<Vec<_>>().join(",")
 }
 
 /// The shortest unsubscribe secret accepted: shorter ones make every link forgeable by guessing.
@@ -1322,6 +1419,67 @@ mod tests {
             "{}",
             errs[0]
         );
+    }
+
+    #[test]
+    fn a_digest_needs_real_addresses_and_a_known_language() {
+        let c = Config::parse(
+            "c.yaml",
+            "jobs:\n  - name: d\n    cron: \"0 9 * * 1\"\n    digest:\n      lang: fr\n      to: [team@shop.example, not an address]\n",
+        )
+        .unwrap();
+        let all: Vec<String> = c
+            .resolve()
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert!(
+            all.iter().any(|d| d.starts_with("c.yaml:6:")
+                && d.contains("'not an address' is not a mail address")),
+            "{all:?}"
+        );
+        assert!(
+            all.iter()
+                .any(|d| d.starts_with("c.yaml:5:13: digest.lang 'fr'")),
+            "{all:?}"
+        );
+        let ok = Config::parse(
+            "c.yaml",
+            "jobs:\n  - name: d\n    cron: \"0 9 * * 1\"\n    digest: { to: [\"Team <team@shop.example>\"] }\n",
+        )
+        .unwrap();
+        assert!(ok.resolve().is_ok());
+    }
+
+    #[test]
+    fn days_of_the_week_count_from_sunday_0_as_in_standard_cron() {
+        use chrono::Datelike;
+        let days = |line: &str| {
+            let s = parse_cron(line).unwrap();
+            let from = chrono::DateTime::parse_from_rfc3339("2026-12-06T12:00:00Z")
+                .unwrap()
+                .with_timezone(&chrono::Utc);
+            let mut d: Vec<String> = s
+                .after(&from)
+                .take(7)
+                .map(|t| t.weekday().to_string())
+                .collect();
+            d.sort();
+            d.dedup();
+            d.join(" ")
+        };
+        assert_eq!(days("0 9 * * 1"), "Mon");
+        assert_eq!(days("0 9 * * 0"), "Sun");
+        assert_eq!(days("0 9 * * 7"), "Sun");
+        assert_eq!(days("0 9 * * 1-5"), "Fri Mon Thu Tue Wed");
+        assert_eq!(days("0 9 * * 5-7"), "Fri Sat Sun");
+        assert_eq!(days("0 9 * * */3"), "Sat Sun Wed");
+        assert_eq!(days("0 9 * * 1,3"), "Mon Wed");
+        assert_eq!(days("0 9 * * MON"), "Mon");
+        assert_eq!(days("0 9 * * *").split(' ').count(), 7);
+        assert!(parse_cron("0 9 * * 8").is_err());
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Daemon {
     pub deliverer: Deliverer,
     pub jobs: Vec<Job>,
     pub import: ImportOptions,
+    /// The targets and the shop's words for jobs with a `digest`.
+    pub digest: crate::digest::DigestSettings,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -99,9 +101,9 @@ impl Daemon {
     pub async fn run_once(&mut self, now: DateTime<Utc>) -> anyhow::Result<CycleReport> {
         let mut report = CycleReport::default();
         for i in 0..self.jobs.len() {
-            if self.job_due(i, now) {
+            if let Some(slot) = self.job_due(i, now) {
                 report.jobs_run += 1;
-                if let Err(e) = self.run_job(i, now).await {
+                if let Err(e) = self.run_job(i, slot, now).await {
                     error!(job = %self.jobs[i].config.name, error = %format!("{e:#}"), "job failed");
                 }
             }
@@ -115,20 +117,56 @@ impl Daemon {
         Ok(report)
     }
 
-    /// Whether job `i` is due; the first call only schedules (jobs do not run at start-up).
-    fn job_due(&mut self, i: usize, now: DateTime<Utc>) -> bool {
+    /// The time job `i` was due at, if it is due; the first call only schedules (jobs do not
+    /// run at start-up).
+    fn job_due(&mut self, i: usize, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let job = &mut self.jobs[i];
-        let due = job.next.is_some_and(|n| n <= now);
-        if due || job.next.is_none() {
+        let due = job.next.filter(|n| *n <= now);
+        if due.is_some() || job.next.is_none() {
             job.next = job.next_after(now);
         }
         due
     }
 
-    async fn run_job(&self, i: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
+    /// Job `i`'s imports and refresh, then its digest.
+    async fn run_job(
+        &self,
+        i: usize,
+        slot: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let job = &self.jobs[i].config;
+        async {
+            self.import_and_refresh(i, now).await?;
+            if let Some(digest) = &job.digest {
+                let store = self.engine.store();
+                let r = crate::digest::send(
+                    store,
+                    &self.deliverer,
+                    &self.digest,
+                    digest,
+                    &job.name,
+                    slot,
+                    now,
+                )
+                .await?;
+                info!(
+                    sent = r.sent,
+                    failed = r.failed,
+                    already = r.already,
+                    "digest mailed"
+                );
+            }
+            Ok(())
+        }
+        .instrument(info_span!("job", name = %job.name))
+        .await
+    }
+
+    async fn import_and_refresh(&self, i: usize, now: DateTime<Utc>) -> anyhow::Result<()> {
         let job = &self.jobs[i].config;
         let store = self.engine.store();
-        async {
+        {
             if let Some(f) = &job.import_customers {
                 let r = import_customers(store, f, &self.import, now).await?;
                 info!(
@@ -187,8 +225,6 @@ impl Daemon {
             }
             Ok(())
         }
-        .instrument(info_span!("job", name = %job.name))
-        .await
     }
 
     /// Cycles every `interval`, or at once when `wake` is notified (orders arrived over HTTP),
@@ -298,6 +334,7 @@ mod tests {
             import_customers: None,
             import_orders: None,
             refresh_metrics: false,
+            digest: None,
         };
         let job = Job::new(
             config,

@@ -435,6 +435,7 @@ pub async fn prepare(
         deliverer,
         jobs,
         import,
+        digest: Default::default(),
     };
     Ok((app, store, daemon, shop, ManualClock::new(start)))
 }

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod delivery;
 pub mod demo;
 pub mod diagnostic;
+pub mod digest;
 pub mod domain;
 pub mod engine;
 pub mod experiment;

@@ -1,13 +1,15 @@
 //! LTV targets (seed article: "set a numeric LTV goal, e.g. +20% in a year, per segment, and
 //! check the KPIs regularly"): a YAML file beside the scenarios with `targets:` at the top,
 //! read with every problem located, and the pure measures over purchase histories: the value
-//! of a metric over a window of days, for the baseline and now.
+//! of a metric over a window of days, for the baseline and now; and every target measured
+//! over the store (for the targets page and the digest mail).
 
 use crate::diagnostic::Diagnostic;
-use crate::metrics::Purchase;
+use crate::metrics::{day_number, Purchase};
 use crate::yaml::{expect_str, MapReader, Node, Value};
 use chrono::NaiveDate;
 use serde::Serialize;
+use std::collections::HashSet;
 
 /// What a target measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -354,6 +356,86 @@ impl Measure {
 pub fn now_window(metric: Metric, baseline_days: i64, today: i64) -> (i64, i64) {
     let to = today - metric.settles_after();
     (to - baseline_days + 1, to)
+}
+
+/// Days between "now" and the earlier value the trend compares with.
+const TREND_DAYS: i64 = 91;
+
+/// One target's measured values (minor units for money, shares for rates).
+pub struct Measured {
+    pub target: Target,
+    pub baseline: Option<f64>,
+    pub now: Option<f64>,
+    pub earlier: Option<f64>,
+    pub forecast: Option<f64>,
+    pub now_from: i64,
+    pub now_to: i64,
+}
+
+/// Every target measured, as of `as_of`.
+pub struct Figures {
+    pub as_of: i64,
+    pub targets: Vec<Measured>,
+}
+
+/// The three windows of a target: baseline, now, a quarter before now.
+fn measures(t: &Target, today: i64) -> [Measure; 3] {
+    let (from, to) = (day_number(t.baseline_from), day_number(t.baseline_to));
+    let (now_from, now_to) = now_window(t.metric, to - from + 1, today);
+    [
+        Measure::new(t.metric, from, to),
+        Measure::new(t.metric, now_from, now_to),
+        Measure::new(t.metric, now_from - TREND_DAYS, now_to - TREND_DAYS),
+    ]
+}
+
+/// Every target measured as of `now` in `zone`: one pass over every customer's purchases (and
+/// a look-up of segment members and predicted CLV) for all of them.
+pub async fn measure_all(
+    store: &crate::store::Store,
+    zone: chrono_tz::Tz,
+    all_targets: &[Target],
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Figures> {
+    let today = day_number(now.with_timezone(&zone).date_naive());
+    let mut members: Vec<Option<HashSet<String>>> = Vec::new();
+    for t in all_targets.iter() {
+        members.push(match &t.segment {
+            Some(s) => Some(store.members_of(s).await?.into_iter().collect()),
+            None => None,
+        });
+    }
+    let mut all: Vec<[Measure; 3]> = all_targets.iter().map(|t| measures(t, today)).collect();
+    if !all.is_empty() {
+        crate::refresh::each_customer(store, zone, &|_| {}, |id, purchases: &[Purchase]| {
+            for (m, who) in all.iter_mut().zip(&members) {
+                if who.as_ref().is_none_or(|w| w.contains(&id)) {
+                    m.iter_mut().for_each(|x| x.add(purchases));
+                }
+            }
+        })
+        .await?;
+    }
+    let mut targets = Vec::new();
+    for (t, [base, now_m, earlier]) in all_targets.iter().zip(all) {
+        let forecast = match t.metric {
+            Metric::Ltv12m => store.mean_predicted_clv(t.segment.as_deref()).await?,
+            _ => None,
+        };
+        targets.push(Measured {
+            target: t.clone(),
+            baseline: base.value(),
+            now: now_m.value(),
+            earlier: earlier.value(),
+            forecast,
+            now_from: now_m.from,
+            now_to: now_m.to,
+        });
+    }
+    Ok(Figures {
+        as_of: crate::clock::to_millis(now),
+        targets,
+    })
 }
 
 #[cfg(test)]

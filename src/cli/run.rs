@@ -46,6 +46,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         deliverer,
         jobs,
         import,
+        digest: app.digest_settings(),
     };
     if args.once {
         let report = daemon.run_once(chrono::Utc::now()).await?;

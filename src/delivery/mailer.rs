@@ -69,11 +69,17 @@ impl Mailer {
     /// Sends one message. The file transport writes `<outbox id>.eml` through a temporary
     /// file and a rename, so a file is either complete or absent, and a resend overwrites.
     pub async fn send(&self, outbox_id: i64, message: &Message) -> Result<(), SendError> {
+        self.send_as(&outbox_id.to_string(), message).await
+    }
+
+    /// Sends one message that has no outbox row; the file transport names it `<name>.eml`.
+    pub async fn send_as(&self, name: &str, message: &Message) -> Result<(), SendError> {
         match self {
             Mailer::File(dir) => {
                 let dir = dir.clone();
                 let bytes = message.formatted();
-                tokio::task::spawn_blocking(move || write_eml(&dir, outbox_id, &bytes))
+                let name = name.to_string();
+                tokio::task::spawn_blocking(move || write_eml(&dir, &name, &bytes))
                     .await
                     .map_err(|e| SendError::Transient(format!("file writer stopped: {e}")))?
             }
@@ -83,7 +89,7 @@ impl Mailer {
 }
 
 /// Writes `<id>.eml` through a temporary file and a rename: complete or absent.
-fn write_eml(dir: &std::path::Path, id: i64, bytes: &[u8]) -> Result<(), SendError> {
+fn write_eml(dir: &std::path::Path, id: &str, bytes: &[u8]) -> Result<(), SendError> {
     let path = dir.join(format!("{id}.eml"));
     let io =
         |e: std::io::Error| SendError::Transient(format!("cannot write {}: {e}", path.display()));

@@ -23,6 +23,7 @@ use crate::domain::{mask_email, mask_emails_in};
 use crate::store::{Bounce, OutboxRow, OutboxStatus, Recorded, Stall, Store};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
+use lettre::Message;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -205,6 +206,17 @@ impl Deliverer {
             stall_limit: std::time::Duration::from_secs(600),
             stop: None,
         }
+    }
+
+    /// The shop's sender address (`shop.from`).
+    pub fn from(&self) -> &Mailbox {
+        &self.sender.from
+    }
+
+    /// Sends a mail to the shop's team (the targets digest) over the same transport: not a
+    /// customer's mail, so it has no outbox row, cap or suppression; the caller records it.
+    pub async fn send_to_team(&self, name: &str, message: &Message) -> Result<(), SendError> {
+        self.sender.mailer.send_as(name, message).await
     }
 
     /// Stops rounds early when `stop` turns true (a shutdown signal): nothing more is claimed

@@ -15,6 +15,7 @@ mod segments;
 mod simulation;
 mod status;
 mod suppressions;
+mod team_mail;
 mod tracking;
 mod users;
 
@@ -36,6 +37,7 @@ pub use segments::{MembershipChange, SegmentEvent};
 pub use simulation::{Sends, SimulationSource, BODY_SAMPLE};
 pub use status::{FlowStatus, ScenarioStatus, Stall};
 pub use suppressions::{Suppression, SuppressionKind};
+pub use team_mail::TeamMailRow;
 pub use tracking::{TrackedMessage, TrackingCounts, TrackingHit, TrackingRow};
 pub use users::{AuditRow, CustomerHit, SessionRow, UserRow};
 

@@ -7,6 +7,7 @@
 mod backtests;
 mod cache;
 mod charts;
+pub mod digest;
 mod i18n;
 mod marketing;
 mod ops;

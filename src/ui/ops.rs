@@ -40,6 +40,7 @@ pub async fn status(
                     trouble.push(crate::customer_view::message_view(&m, v.zone));
                 }
             }
+            let team = store.team_mail(10).await?;
             let title = i18n::text(v.lang, "status.title");
             u.page(
                 Some(&v),
@@ -51,7 +52,7 @@ pub async fn status(
                     flowing => flowing, last_send => flow.last_sent_at,
                     oldest => flow.oldest_queued_at, queue => queue, trouble => trouble,
                     names => u.scenario_names(), may_act => v.role.may(&[Role::Support]),
-                    flash => super::flash_of(&q, v.lang),
+                    flash => super::flash_of(&q, v.lang), team => team,
                 },
             )
         },

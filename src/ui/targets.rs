@@ -4,99 +4,20 @@
 
 use super::i18n;
 use super::{Ui, UiError};
-use crate::metrics::{day_number, Purchase};
-use crate::targets::{now_window, Measure, Metric, Target};
+use crate::metrics::day_number;
+pub use crate::targets::Figures;
+use crate::targets::{Measured, Metric};
 use crate::users::Role;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::{json, Value};
-use std::collections::HashSet;
 use std::sync::Arc;
 
-/// Days between "now" and the earlier value the trend compares with.
-const TREND_DAYS: i64 = 91;
-
-/// One target's measured values (minor units for money, shares for rates).
-pub struct Measured {
-    pub target: Target,
-    pub baseline: Option<f64>,
-    pub now: Option<f64>,
-    pub earlier: Option<f64>,
-    pub forecast: Option<f64>,
-    pub now_from: i64,
-    pub now_to: i64,
-}
-
-/// Every target measured, as of `as_of`.
-pub struct Figures {
-    pub as_of: i64,
-    pub targets: Vec<Measured>,
-}
-
-/// The three windows of a target: baseline, now, a quarter before now.
-fn measures(t: &Target, today: i64) -> [Measure; 3] {
-    let (from, to) = (day_number(t.baseline_from), day_number(t.baseline_to));
-    let (now_from, now_to) = now_window(t.metric, to - from + 1, today);
-    [
-        Measure::new(t.metric, from, to),
-        Measure::new(t.metric, now_from, now_to),
-        Measure::new(t.metric, now_from - TREND_DAYS, now_to - TREND_DAYS),
-    ]
-}
-
 async fn compute(ui: &Ui) -> Result<Figures, UiError> {
-    let now = ui.api.clock.now();
-    let today = day_number(now.with_timezone(&ui.api.zone).date_naive());
-    let mut members: Vec<Option<HashSet<String>>> = Vec::new();
-    for t in ui.targets.iter() {
-        members.push(match &t.segment {
-            Some(s) => Some(ui.api.store.members_of(s).await?.into_iter().collect()),
-            None => None,
-        });
-    }
-    let mut all: Vec<[Measure; 3]> = ui.targets.iter().map(|t| measures(t, today)).collect();
-    if !all.is_empty() {
-        crate::refresh::each_customer(
-            &ui.api.store,
-            ui.api.zone,
-            &|_| {},
-            |id, purchases: &[Purchase]| {
-                for (m, who) in all.iter_mut().zip(&members) {
-                    if who.as_ref().is_none_or(|w| w.contains(&id)) {
-                        m.iter_mut().for_each(|x| x.add(purchases));
-                    }
-                }
-            },
-        )
+    crate::targets::measure_all(&ui.api.store, ui.api.zone, &ui.targets, ui.api.clock.now())
         .await
-        .map_err(UiError::Internal)?;
-    }
-    let mut targets = Vec::new();
-    for (t, [base, now_m, earlier]) in ui.targets.iter().zip(all) {
-        let forecast = match t.metric {
-            Metric::Ltv12m => {
-                ui.api
-                    .store
-                    .mean_predicted_clv(t.segment.as_deref())
-                    .await?
-            }
-            _ => None,
-        };
-        targets.push(Measured {
-            target: t.clone(),
-            baseline: base.value(),
-            now: now_m.value(),
-            earlier: earlier.value(),
-            forecast,
-            now_from: now_m.from,
-            now_to: now_m.to,
-        });
-    }
-    Ok(Figures {
-        as_of: crate::clock::to_millis(now),
-        targets,
-    })
+        .map_err(UiError::Internal)
 }
 
 /// How far from the baseline to the goal `value` is (0 at the baseline, 1 at the goal).
@@ -129,7 +50,7 @@ fn shown(metric: Metric, v: Option<f64>, currency: &str) -> String {
     }
 }
 
-fn row(m: &Measured, currency: &str, lang: i18n::Lang, today: i64) -> Value {
+pub fn row(m: &Measured, currency: &str, lang: i18n::Lang, today: i64) -> Value {
     let t = &m.target;
     let goal = m.baseline.map(|b| t.goal_value(b));
     let share = match (m.baseline, goal, m.now) {

@@ -22,6 +22,8 @@ pub const ALL: &[(&str, &str)] = &[
     ("status.html", include_str!("templates/status.html")),
     ("targets.html", include_str!("templates/targets.html")),
     ("audit.html", include_str!("templates/audit.html")),
+    ("digest.html", include_str!("templates/digest.html")),
+    ("digest.txt", include_str!("templates/digest.txt")),
 ];
 
 /// The environment with every template added (a template that does not parse is a bug,

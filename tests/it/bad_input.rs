@@ -168,6 +168,7 @@ async fn a_bad_import_and_a_broken_render_do_not_stop_the_daemon_or_lose_anythin
         import_customers: None,
         import_orders: Some(orders),
         refresh_metrics: true,
+        digest: None,
     };
     let schedule = rebuy::config::parse_cron("* * * * *").unwrap();
     daemon

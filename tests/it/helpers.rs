@@ -302,6 +302,7 @@ impl TestShop {
             deliverer,
             jobs: Vec::new(),
             import,
+            digest: app.digest_settings(),
         }
     }
 }

@@ -424,6 +424,7 @@ fn job(name: &str, import_orders: Option<std::path::PathBuf>) -> rebuy::daemon::
         import_customers: None,
         import_orders,
         refresh_metrics: true,
+        digest: None,
     };
     let schedule = rebuy::config::parse_cron("0 3 * * *").unwrap();
     rebuy::daemon::Job::new(config, schedule, chrono_tz::Asia::Tokyo)

@@ -287,6 +287,25 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
         .iter()
         .any(|a| a.action == "address_suppressed" && a.user_name == "boss"));
 
+    // The digest's mail to the team is listed on the status page with its state.
+    let id = store
+        .claim_team_mail("weekly", 1, "team@shop.example", "Shop: LTV targets", 1)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .finish_team_mail(id, "failed", Some("permanent: 550 no such user"), 2)
+        .await
+        .unwrap();
+    let (_, _, page) = request(&addr, "GET", "/ui/status", cookie, &[]).await;
+    let team = page.split("id=\"team-mail\"").nth(1).unwrap_or_default();
+    assert!(
+        team.contains("team@shop.example")
+            && team.contains("Failed")
+            && team.contains("550 no such user"),
+        "{page}"
+    );
+
     // Signing out ends the session: its cookie opens nothing any more.
     let (status, _, _) = request(
         &addr,
