@@ -3,7 +3,10 @@
 //! customer, with the stored metrics for each customer's RFM segment), and the scenario report
 //! (the store's grouped counts, handed to `experiment::build_report`).
 
-use crate::metrics::{cohorts, day_number, group_ltv, month_of, Cohort, CustomerValue, GroupLtv};
+use crate::metrics::{
+    cohorts, day_number, group_ltv, ltv_curves, month_of, Cohort, CustomerValue, GroupLtv,
+    LtvCurve, Purchase,
+};
 use crate::refresh::each_customer;
 use crate::store::{Period, Store};
 use chrono::NaiveDate;
@@ -18,6 +21,23 @@ pub async fn cohort_report(store: &Store, end: NaiveDate, zone: Tz) -> anyhow::R
     })
     .await?;
     Ok(cohorts(customers, day_number(end)))
+}
+
+/// The cohorts and their LTV curves as of the end of `end`, from one pass over the orders.
+pub async fn cohorts_with_ltv(
+    store: &Store,
+    end: NaiveDate,
+    zone: Tz,
+) -> anyhow::Result<(Vec<Cohort>, Vec<LtvCurve>)> {
+    let mut customers: Vec<Vec<Purchase>> = Vec::new();
+    each_customer(store, zone, &|_| {}, |_, orders| {
+        customers.push(orders.to_vec());
+    })
+    .await?;
+    let end = day_number(end);
+    let days = customers.iter().map(|c| c.iter().map(|p| p.day).collect());
+    let by_repeat = cohorts(days, end);
+    Ok((by_repeat, ltv_curves(customers, end)))
 }
 
 /// LTV per RFM segment (as stored by the last refresh) and per monthly first-order cohort, as

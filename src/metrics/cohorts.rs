@@ -1,5 +1,6 @@
 //! Monthly first-order cohorts: how many of each month's new customers ordered again within
-//! 30, 60, 90, 180 and 365 days, and what share of them ordered in each later month.
+//! 30, 60, 90, 180 and 365 days, what share of them ordered in each later month, and their
+//! LTV curves (revenue per customer, cumulated month by month since the first order).
 
 use super::{date_of_day, day_number};
 use chrono::{Datelike, NaiveDate};
@@ -91,12 +92,88 @@ pub fn cohorts(customers: impl IntoIterator<Item = Vec<i64>>, end: i64) -> Vec<C
     by_month.into_values().collect()
 }
 
+/// A cohort's LTV curve: revenue per customer of the cohort, cumulated up to the end of month
+/// 0, 1, 2 … after the cohort month (month 0 is the first order's month), up to the end
+/// day's month (the last point may be a month still running).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LtvCurve {
+    pub month: String,
+    pub customers: u64,
+    pub per_customer: Vec<f64>,
+}
+
+/// The LTV curves of the monthly first-order cohorts, from each customer's purchases
+/// (amounts in minor units), counting purchases up to the end of day `end`; oldest first.
+pub fn ltv_curves(
+    customers: impl IntoIterator<Item = Vec<super::Purchase>>,
+    end: i64,
+) -> Vec<LtvCurve> {
+    let last_month = month_index(end);
+    let mut by_month: std::collections::BTreeMap<i64, (u64, Vec<f64>)> = Default::default();
+    for purchases in customers {
+        let kept: Vec<_> = purchases.iter().filter(|p| p.day <= end).collect();
+        let Some(first) = kept.iter().map(|p| p.day).min() else {
+            continue;
+        };
+        let m0 = month_index(first);
+        let width = (last_month - m0 + 1).max(1) as usize;
+        let (n, revenue) = by_month.entry(m0).or_insert_with(|| (0, vec![0.0; width]));
+        *n += 1;
+        for p in kept {
+            revenue[(month_index(p.day) - m0) as usize] += p.amount;
+        }
+    }
+    by_month
+        .into_iter()
+        .map(|(m0, (n, revenue))| {
+            let mut total = 0.0;
+            let per_customer = revenue
+                .iter()
+                .map(|r| {
+                    total += r;
+                    total / n as f64
+                })
+                .collect();
+            LtvCurve {
+                month: month_name(m0),
+                customers: n,
+                per_customer,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn day(s: &str) -> i64 {
         day_number(NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap())
+    }
+
+    #[test]
+    fn ltv_curves_cumulate_revenue_per_customer_month_by_month() {
+        let p = |d: &str, amount: f64| crate::metrics::Purchase {
+            day: day(d),
+            amount,
+        };
+        let customers = vec![
+            vec![
+                p("2026-01-05", 3000.0),
+                p("2026-01-20", 1000.0),
+                p("2026-03-02", 2000.0),
+            ],
+            vec![p("2026-01-31", 4000.0)],
+            vec![p("2026-02-10", 5000.0), p("2026-08-01", 9000.0)],
+            vec![],
+        ];
+        let c = ltv_curves(customers, day("2026-03-31"));
+        assert_eq!(c.len(), 2);
+        assert_eq!((c[0].month.as_str(), c[0].customers), ("2026-01", 2));
+        // January: ¥8,000 in month 0, nothing in February, ¥2,000 in March; two customers.
+        assert_eq!(c[0].per_customer, [4000.0, 4000.0, 5000.0]);
+        // February: August is after the end.
+        assert_eq!(c[1].per_customer, [5000.0, 5000.0]);
     }
 
     #[test]

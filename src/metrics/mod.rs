@@ -15,7 +15,7 @@ mod special;
 mod summary;
 
 pub use bgnbd::{BgNbd, FitError};
-pub use cohorts::{cohorts, month_of, Cohort, WINDOWS};
+pub use cohorts::{cohorts, ltv_curves, month_of, Cohort, LtvCurve, WINDOWS};
 pub use gamma_gamma::GammaGamma;
 pub use ltv::{group_ltv, CustomerValue, GroupLtv, LTV_WINDOWS};
 pub use replenishment::{RepeatIntervals, SkuInterval, MIN_PAIRS};

@@ -107,6 +107,102 @@ pub fn sparkline(points: &[(String, i64)], label: &str) -> String {
     )
 }
 
+/// Colours of the cohorts' lines, oldest to newest shown (distinguishable, readable on white).
+const LINE_COLOURS: [&str; 12] = [
+    "#8250df", "#bf3989", "#cf222e", "#bc4c00", "#9a6700", "#4d7c0f", "#1a7f37", "#0f766e",
+    "#0969da", "#1f2328", "#6e7781", "#0550ae",
+];
+
+/// The cohorts' LTV curves (the newest `LINE_COLOURS.len()` of them): revenue per customer by
+/// months since the first order, one line each, with a legend; `money` writes the axis' amounts.
+pub fn ltv_curves(
+    curves: &[crate::metrics::LtvCurve],
+    title: &str,
+    x_label: &str,
+    money: impl Fn(f64) -> String,
+) -> String {
+    let shown = &curves[curves.len().saturating_sub(LINE_COLOURS.len())..];
+    if shown.is_empty() {
+        return String::new();
+    }
+    let (w, h) = (640.0, 300.0);
+    let (left, right, top, bottom) = (78.0, 130.0, 14.0, 40.0);
+    let months = shown
+        .iter()
+        .map(|c| c.per_customer.len())
+        .max()
+        .unwrap_or(1)
+        .max(2)
+        - 1;
+    let hi = shown
+        .iter()
+        .flat_map(|c| c.per_customer.iter().copied())
+        .fold(0.0_f64, f64::max)
+        .max(1.0);
+    let x = |m: usize| left + (w - left - right) * m as f64 / months as f64;
+    let y = |v: f64| top + (h - top - bottom) * (1.0 - v / hi);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>",
+        t = esc(title)
+    );
+    for k in 0..=4 {
+        let v = hi * k as f64 / 4.0;
+        let _ = write!(
+            s,
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#d0d7de\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#57606a\">{}</text>",
+            w - right,
+            left - 6.0,
+            y(v) + 4.0,
+            esc(&money(v)),
+            y = y(v)
+        );
+    }
+    let step = months.div_ceil(12).max(1);
+    for m in (0..=months).step_by(step) {
+        let _ = write!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#57606a\">{m}</text>",
+            x(m),
+            h - bottom + 16.0
+        );
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"middle\" fill=\"#1f2328\">{}</text>",
+        left + (w - left - right) / 2.0,
+        h - 6.0,
+        esc(x_label)
+    );
+    for (i, c) in shown.iter().enumerate() {
+        let colour = LINE_COLOURS[i];
+        let points: Vec<String> = c
+            .per_customer
+            .iter()
+            .enumerate()
+            .map(|(m, v)| format!("{:.1},{:.1}", x(m), y(*v)))
+            .collect();
+        let last = c.per_customer.last().copied().unwrap_or(0.0);
+        let _ = write!(
+            s,
+            "<g><title>{}</title><polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\"/>",
+            esc(&format!("{} ({}): {}", c.month, c.customers, money(last))),
+            points.join(" ")
+        );
+        let ly = top + 6.0 + 18.0 * i as f64;
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"14\" height=\"4\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"12\" fill=\"#1f2328\">{}</text></g>",
+            w - right + 12.0,
+            ly - 2.0,
+            w - right + 32.0,
+            ly + 4.0,
+            esc(&c.month)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +221,29 @@ mod tests {
         assert_eq!(heat(0.0), "#ffffff");
         assert_eq!(heat(1.0), "#8fb5f5");
         assert_eq!(heat(7.0), heat(1.0));
+    }
+
+    #[test]
+    fn ltv_curves_draw_the_newest_cohorts_each_as_far_as_its_months() {
+        let curve = |month: &str, per_customer: Vec<f64>| crate::metrics::LtvCurve {
+            month: month.into(),
+            customers: 10,
+            per_customer,
+        };
+        assert_eq!(ltv_curves(&[], "t", "x", |v| v.to_string()), "");
+        let mut curves: Vec<_> = (1..=14)
+            .map(|m| curve(&format!("c{m:02}"), vec![1000.0; (16 - m) as usize]))
+            .collect();
+        curves.push(curve("2026-03", vec![3000.0, 4000.0]));
+        let svg = ltv_curves(&curves, "LTV <curves>", "months", |v| format!("¥{v:.0}"));
+        assert_eq!(svg.matches("<polyline").count(), 12, "the newest 12");
+        assert!(!svg.contains(">c03<") && svg.contains(">c04<"));
+        assert!(svg.contains("2026-03 (10): ¥4000"), "{svg}");
+        assert!(
+            svg.contains(">¥4000<"),
+            "the axis runs to the highest value"
+        );
+        assert!(svg.contains("LTV &lt;curves&gt;"));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub struct Figures {
     /// (r, f, customers)
     pub rfm_cells: Vec<(i64, i64, i64)>,
     pub cohorts: Vec<Cohort>,
+    pub ltv_curves: Vec<crate::metrics::LtvCurve>,
 }
 
 /// "R5 F4" as (5, 4).
@@ -36,7 +37,7 @@ async fn compute(ui: &Ui) -> Result<Figures, UiError> {
     let now = ui.api.clock.now();
     let (segments, cells) = ui.api.store.rfm_groups().await?;
     let today = now.with_timezone(&ui.api.zone).date_naive();
-    let cohorts = crate::reports::cohort_report(&ui.api.store, today, ui.api.zone)
+    let (cohorts, ltv_curves) = crate::reports::cohorts_with_ltv(&ui.api.store, today, ui.api.zone)
         .await
         .map_err(UiError::from_engine)?;
     Ok(Figures {
@@ -47,6 +48,7 @@ async fn compute(ui: &Ui) -> Result<Figures, UiError> {
             .filter_map(|g| cell_of(&g.group).map(|(r, f)| (r, f, g.customers)))
             .collect(),
         cohorts,
+        ltv_curves,
     })
 }
 
@@ -64,6 +66,20 @@ fn cohort_row(c: &Cohort) -> Value {
                 "colour": charts::heat(share / 0.5),
             })
         })
+        .collect();
+    json!({ "month": c.month, "customers": c.customers, "cells": cells })
+}
+
+/// The months after the first order at which the LTV table shows each cohort's value.
+const LTV_MONTHS: [usize; 5] = [0, 3, 6, 12, 24];
+/// Cohorts in the LTV table, newest first.
+const LTV_ROWS: usize = 24;
+
+/// A cohort's LTV per customer at each of `LTV_MONTHS` it has reached.
+fn ltv_row(c: &crate::metrics::LtvCurve, money: &impl Fn(f64) -> String) -> Value {
+    let cells: Vec<Option<String>> = LTV_MONTHS
+        .iter()
+        .map(|m| c.per_customer.get(*m).map(|v| money(*v)))
         .collect();
     json!({ "month": c.month, "customers": c.customers, "cells": cells })
 }
@@ -103,6 +119,21 @@ pub async fn page(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
                 &t("segments.frequency"),
             );
             let cohorts: Vec<Value> = figures.cohorts.iter().map(cohort_row).collect();
+            let currency = u.currency.clone();
+            let money = |v: f64| crate::domain::format_money(v.round() as i64, &currency);
+            let ltv_chart = charts::ltv_curves(
+                &figures.ltv_curves,
+                &t("segments.ltv_curves"),
+                &t("segments.months_since_first"),
+                money,
+            );
+            let ltv_rows: Vec<Value> = figures
+                .ltv_curves
+                .iter()
+                .rev()
+                .take(LTV_ROWS)
+                .map(|c| ltv_row(c, &money))
+                .collect();
             u.page(
                 Some(&v),
                 v.lang,
@@ -112,6 +143,7 @@ pub async fn page(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
                 minijinja::context! {
                     named => named, heatmap => heatmap, rfm => figures.rfm_segments,
                     cohorts => cohorts, windows => WINDOWS, as_of => figures.as_of,
+                    ltv_chart => ltv_chart, ltv_rows => ltv_rows, ltv_months => LTV_MONTHS,
                 },
             )
         },
