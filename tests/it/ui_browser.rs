@@ -559,6 +559,15 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
         "every customer with an order is in one cell: {grid}"
     );
     assert_eq!(text(&c, "#cohorts tbody tr td").await, "2026-11");
+    // The cohort's LTV curve drawn, and its value in the table from its first month.
+    let lines = c
+        .find_all(Locator::Css("#ltv-curves svg polyline"))
+        .await
+        .unwrap();
+    assert_eq!(lines.len(), 1, "one cohort, one curve");
+    assert_eq!(text(&c, "#ltv-table tbody tr td").await, "2026-11");
+    let month0 = text(&c, "#ltv-table tbody tr td:nth-child(3)").await;
+    assert!(month0.starts_with('¥'), "{month0}");
     look(&c, "segments").await;
     // The targets: the baseline measured from the orders, the goal from it, a progress bar.
     c.goto(&format!("{base}/ui/targets")).await.unwrap();
