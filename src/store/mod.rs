@@ -39,7 +39,7 @@ pub use status::{FlowStatus, ScenarioStatus, Stall};
 pub use suppressions::{Suppression, SuppressionKind};
 pub use team_mail::TeamMailRow;
 pub use tracking::{TrackedMessage, TrackingCounts, TrackingHit, TrackingRow};
-pub use users::{AuditRow, CustomerHit, SessionRow, UserRow};
+pub use users::{AuditRow, CustomerHit, Picked, SessionRow, UserRow};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};

@@ -34,6 +34,17 @@ pub struct AuditRow {
     pub detail: String,
 }
 
+/// Where a preview's random customer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Picked {
+    /// Enrolled in the scenario (its audience accepted them).
+    Enrolled,
+    /// A member of the segment the scenario's audience names (no one is enrolled yet).
+    Segment,
+    /// Any customer (no one is enrolled and the audience names no segment).
+    Anyone,
+}
+
 /// One hit of the search box.
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
 pub struct CustomerHit {
@@ -245,46 +256,80 @@ impl Store {
             .collect())
     }
 
-    /// A customer picked by `pick` (a random number): among those enrolled in `scenario`
-    /// when there are any, else among all; None when there is no customer.
+    /// A customer picked by `pick` (a random number) for a scenario's preview: among those
+    /// enrolled in `scenario` when there are any, else among the members of its audience's
+    /// `segment` (named or RFM) when it names one, else among all; with where it came from.
+    /// None when there is no customer to pick.
     pub async fn random_customer(
         &self,
-        scenario: Option<&str>,
+        scenario: &str,
+        segment: Option<&str>,
         pick: u64,
-    ) -> Result<Option<String>> {
-        if let Some(sc) = scenario {
-            let (lo, hi): (Option<i64>, Option<i64>) =
-                sqlx::query_as("SELECT min(id), max(id) FROM enrollments WHERE scenario_id = $1")
-                    .bind(sc)
-                    .fetch_one(&self.pool)
-                    .await?;
-            if let (Some(lo), Some(hi)) = (lo, hi) {
-                let at =
-                    lo + i64::try_from(pick % u64::try_from(hi - lo + 1).unwrap_or(1)).unwrap_or(0);
-                let c: Option<(String,)> = sqlx::query_as(
-                    "SELECT customer_id FROM enrollments WHERE scenario_id = $1 AND id >= $2 ORDER BY id LIMIT 1",
-                )
-                .bind(sc)
-                .bind(at)
-                .fetch_optional(&self.pool)
-                .await?;
-                if let Some((c,)) = c {
-                    return Ok(Some(c));
-                }
-            }
+    ) -> Result<Option<(String, Picked)>> {
+        if let Some(c) = self.random_enrolled(scenario, pick).await? {
+            return Ok(Some((c, Picked::Enrolled)));
         }
-        let n: (i64,) = sqlx::query_as("SELECT count(*) FROM customers")
+        if let Some(seg) = segment {
+            return Ok(self
+                .random_member(seg, pick)
+                .await?
+                .map(|c| (c, Picked::Segment)));
+        }
+        Ok(self.random_any(pick).await?.map(|c| (c, Picked::Anyone)))
+    }
+
+    async fn random_enrolled(&self, scenario: &str, pick: u64) -> Result<Option<String>> {
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT min(id), max(id) FROM enrollments WHERE scenario_id = $1")
+                .bind(scenario)
+                .fetch_one(&self.pool)
+                .await?;
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            return Ok(None);
+        };
+        let at = lo + i64::try_from(pick % u64::try_from(hi - lo + 1).unwrap_or(1)).unwrap_or(0);
+        Ok(sqlx::query_scalar(
+            "SELECT customer_id FROM enrollments WHERE scenario_id = $1 AND id >= $2 ORDER BY id LIMIT 1",
+        )
+        .bind(scenario)
+        .bind(at)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    async fn random_member(&self, segment: &str, pick: u64) -> Result<Option<String>> {
+        const MEMBERS: &str = "SELECT customer_id FROM segment_members WHERE segment = $1 \
+             UNION SELECT customer_id FROM customer_metrics WHERE rfm_segment = $1";
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM ({MEMBERS})"))
+            .bind(segment)
             .fetch_one(&self.pool)
             .await?;
-        if n.0 == 0 {
+        if n == 0 {
             return Ok(None);
         }
-        let skip = i64::try_from(pick % u64::try_from(n.0).unwrap_or(1)).unwrap_or(0);
-        let c: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM customers ORDER BY id LIMIT 1 OFFSET $1")
+        let skip = i64::try_from(pick % u64::try_from(n).unwrap_or(1)).unwrap_or(0);
+        Ok(
+            sqlx::query_scalar(&format!("{MEMBERS} ORDER BY customer_id LIMIT 1 OFFSET $2"))
+                .bind(segment)
                 .bind(skip)
                 .fetch_optional(&self.pool)
-                .await?;
-        Ok(c.map(|c| c.0))
+                .await?,
+        )
+    }
+
+    async fn random_any(&self, pick: u64) -> Result<Option<String>> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM customers")
+            .fetch_one(&self.pool)
+            .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let skip = i64::try_from(pick % u64::try_from(n).unwrap_or(1)).unwrap_or(0);
+        Ok(
+            sqlx::query_scalar("SELECT id FROM customers ORDER BY id LIMIT 1 OFFSET $1")
+                .bind(skip)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 }

@@ -7,7 +7,7 @@ use super::i18n;
 use super::{Ui, UiError};
 use crate::clock::to_millis;
 use crate::experiment::ScenarioResult;
-use crate::store::Period;
+use crate::store::{Period, Picked};
 use crate::users::Role;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -178,7 +178,8 @@ pub async fn scenario(
 }
 
 /// `GET /ui/scenarios/{id}/preview?step=…&customer=…`: the step rendered for the customer
-/// (or one picked at random, from those enrolled in it when there are any), sent to no one.
+/// (or one picked at random from its audience: those enrolled in it, else the members of the
+/// segment its audience names, else anyone; the page says which), sent to no one.
 pub async fn preview(
     State(ui): State<Arc<Ui>>,
     headers: HeaderMap,
@@ -196,8 +197,33 @@ pub async fn preview(
             .unwrap_or_default();
         let given = q.get("customer").map(|c| c.trim()).unwrap_or("");
         let customer = if given.is_empty() {
+            let segment = u
+                .api
+                .engine()
+                .scenarios()
+                .iter()
+                .find(|s| s.id == id)
+                .and_then(|s| s.audience_segment.as_ref().map(|r| r.name.clone()));
             let pick = rand::random::<u64>();
-            u.api.store.random_customer(Some(&id), pick).await?
+            let picked = u
+                .api
+                .store
+                .random_customer(&id, segment.as_deref(), pick)
+                .await?;
+            if let Some((_, from)) = &picked {
+                let key = match from {
+                    Picked::Enrolled => "scenario.picked_enrolled",
+                    Picked::Segment => "scenario.picked_segment",
+                    Picked::Anyone => "scenario.picked_anyone",
+                };
+                data["picked"] = i18n::fill(
+                    v.lang,
+                    key,
+                    &[("segment", segment.as_deref().unwrap_or(""))],
+                )
+                .into();
+            }
+            picked.map(|(c, _)| c)
         } else {
             Some(given.to_string())
         };

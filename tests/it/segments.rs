@@ -577,6 +577,17 @@ async fn an_audience_segment_limits_an_order_trigger_to_its_members() {
         ],
     )
     .await;
+    // A preview's random customer before anyone is enrolled: from the audience's segment.
+    use rebuy::store::Picked;
+    for pick in 0..6 {
+        assert_eq!(
+            store
+                .random_customer("s", Some("gold"), pick)
+                .await
+                .unwrap(),
+            Some(("G".to_string(), Picked::Segment))
+        );
+    }
     let daemon = shop.daemon(&store).await;
     daemon
         .engine
@@ -591,6 +602,27 @@ async fn an_audience_segment_limits_an_order_trigger_to_its_members() {
         .map(|e| e.customer_id)
         .collect();
     assert_eq!(who, vec!["G".to_string()]);
+    // Once enrolled, from the enrolled; a scenario with neither: anyone, each in turn.
+    assert_eq!(
+        store.random_customer("s", Some("gold"), 7).await.unwrap(),
+        Some(("G".to_string(), Picked::Enrolled))
+    );
+    let mut anyone = Vec::new();
+    for pick in 0..2 {
+        let (c, from) = store
+            .random_customer("t", None, pick)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(from, Picked::Anyone);
+        anyone.push(c);
+    }
+    anyone.sort();
+    assert_eq!(anyone, ["G", "S"]);
+    assert_eq!(
+        store.random_customer("t", Some("nobody"), 0).await.unwrap(),
+        None
+    );
 }
 
 #[test]
