@@ -79,11 +79,10 @@ impl App {
         ))
     }
 
-    /// What the digest jobs need: the targets file's targets and the shop's name, currency and
-    /// zone.
+    /// What the digest jobs need besides the targets (the engine's): the shop's name,
+    /// currency and zone.
     pub fn digest_settings(&self) -> crate::digest::DigestSettings {
         crate::digest::DigestSettings {
-            targets: self.check().targets,
             currency: self.currency(),
             shop: self.config.shop.get("name").cloned().unwrap_or_default(),
             zone: self.resolved.default_timezone,
@@ -177,7 +176,8 @@ impl App {
             report.renderer,
             settings,
         )
-        .with_segments(report.segments)))
+        .with_segments(report.segments)
+        .with_targets(report.targets)))
     }
 
     pub fn deliverer(&self, store: &Store) -> Result<Deliverer> {

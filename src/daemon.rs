@@ -46,7 +46,7 @@ pub struct Daemon {
     pub deliverer: Deliverer,
     pub jobs: Vec<Job>,
     pub import: ImportOptions,
-    /// The targets and the shop's words for jobs with a `digest`.
+    /// The shop's words for jobs with a `digest` (the targets are the engine's).
     pub digest: crate::digest::DigestSettings,
 }
 
@@ -144,10 +144,13 @@ impl Daemon {
                     store,
                     &self.deliverer,
                     &self.digest,
+                    self.engine.targets(),
                     digest,
-                    &job.name,
-                    slot,
-                    now,
+                    crate::digest::DigestRun {
+                        job: &job.name,
+                        slot,
+                        now,
+                    },
                 )
                 .await?;
                 info!(

@@ -18,7 +18,6 @@ use lettre::Message;
 /// What a digest needs besides the store and the transport.
 #[derive(Debug, Clone, Default)]
 pub struct DigestSettings {
-    pub targets: Vec<Target>,
     pub currency: String,
     pub shop: String,
     pub zone: chrono_tz::Tz,
@@ -33,17 +32,25 @@ pub struct DigestReport {
     pub already: u32,
 }
 
-/// The digest of the run of `job` scheduled at `slot`, sent to each address of `config`.
+/// A run of a digest job: its name, the time it was due (its key in `team_mail`) and now.
+#[derive(Debug, Clone, Copy)]
+pub struct DigestRun<'a> {
+    pub job: &'a str,
+    pub slot: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+}
+
+/// The digest of `run` measuring `targets`, sent to each address of `config`.
 pub async fn send(
     store: &Store,
     deliverer: &Deliverer,
     settings: &DigestSettings,
+    targets: &[Target],
     config: &DigestConfig,
-    job: &str,
-    slot: DateTime<Utc>,
-    now: DateTime<Utc>,
+    run: DigestRun<'_>,
 ) -> anyhow::Result<DigestReport> {
-    let figures = crate::targets::measure_all(store, settings.zone, &settings.targets, now).await?;
+    let DigestRun { job, slot, now } = run;
+    let figures = crate::targets::measure_all(store, settings.zone, targets, now).await?;
     let lang = config
         .lang
         .as_ref()

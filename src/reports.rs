@@ -121,9 +121,8 @@ pub async fn scenario_report(
             .iter()
             .any(|s| s.id == r.scenario && s.trigger == crate::scenario::Trigger::Manual);
         if manual {
-            r.verdict = "a manual scenario: every enrollment was asked for by a person, so none \
-                         is held out and there is nothing to compare with"
-                .into();
+            r.judged = crate::experiment::report::Verdict::Manual;
+            r.verdict = r.judged.english();
         }
     }
     for r in &mut report {

@@ -65,6 +65,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
     };
     tracing::info!(
         scenarios = daemon.engine.scenarios().len(),
+        targets = daemon.engine.targets().len(),
         interval_secs = interval.as_secs(),
         "rebuy daemon started"
     );
@@ -86,7 +87,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// On each SIGHUP: reads and checks the scenarios, segments and templates again; a valid set
+/// On each SIGHUP: reads and checks the scenarios, segments, targets and templates again; a valid set
 /// replaces the running one (the daemon's from its next cycle, the HTTP API's at once), an
 /// invalid one is logged problem by problem and the running set stays. The config file is not
 /// read again (restart for that).
@@ -104,11 +105,12 @@ async fn reload_on_hangup(
         match reload(app, store).await {
             Ok(Some((for_daemon, for_http))) => {
                 let scenarios = for_daemon.scenarios().len();
+                let targets = for_daemon.targets().len();
                 let _ = daemon.send(for_daemon);
                 if let Some(shared) = &http {
                     *shared.write().expect("not poisoned") = Arc::new(for_http);
                 }
-                tracing::info!(scenarios, "SIGHUP: scenarios reloaded");
+                tracing::info!(scenarios, targets, "SIGHUP: scenarios reloaded");
             }
             Ok(None) => {}
             Err(e) => {

@@ -80,17 +80,11 @@ pub async fn start(
         request_timeout: std::time::Duration::from_secs(app.config.http.request_timeout_secs),
     });
     tokio::spawn(prune_keys(store.clone(), shutdown.clone()));
-    let targets = app.check().targets;
     let launcher = crate::ui::Launcher::for_this_binary(
         app.config_path.clone(),
         &super::simulate::database_file(&app.config.database),
     );
-    let pages = pages.merge(crate::ui::router(
-        api.clone(),
-        &app.currency(),
-        targets,
-        launcher,
-    )?);
+    let pages = pages.merge(crate::ui::router(api.clone(), &app.currency(), launcher)?);
     let limits = Limits::from(&app.config.http);
     let router = crate::http::router(api, pages, &limits);
     let server = tokio::spawn(crate::http::serve(listener, router, limits, shutdown));

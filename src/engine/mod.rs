@@ -120,6 +120,8 @@ pub struct Engine {
     /// where lateness is only the size of the virtual tick).
     lateness: bool,
     segments: Vec<Segment>,
+    /// The LTV targets of `targets.yaml` (loaded, and reloaded on SIGHUP, with the scenarios).
+    targets: Vec<crate::targets::Target>,
     /// Each (scenario, step)'s automatic winner and when it was decided, as of the last tick.
     decisions: std::sync::RwLock<HashMap<(String, String), (String, i64)>>,
     /// When the undecided `auto_winner` steps were last looked at: at most once an hour, so
@@ -182,6 +184,7 @@ impl Engine {
             order_scan: OrderScan::Auto,
             lateness: true,
             segments: Vec::new(),
+            targets: Vec::new(),
             decisions: Default::default(),
             winners_checked_at: Default::default(),
         }
@@ -195,6 +198,16 @@ impl Engine {
 
     pub fn segments(&self) -> &[Segment] {
         &self.segments
+    }
+
+    /// The LTV targets the pages and the digest measure.
+    pub fn with_targets(mut self, targets: Vec<crate::targets::Target>) -> Self {
+        self.targets = targets;
+        self
+    }
+
+    pub fn targets(&self) -> &[crate::targets::Target] {
+        &self.targets
     }
 
     /// Pins how new orders are read (see [`OrderScan`]).

@@ -40,9 +40,9 @@ pub fn render(
     }
     out.push_str(&funnel_table(report, names));
     out.push_str("<h2>Uplift in the repeat rate, with 95% intervals</h2>");
-    out.push_str(&uplift_chart(report, names));
+    out.push_str(&uplift_chart(report, names, &ChartWords::english()));
     out.push_str("<h2>Cumulative conversion since enrollment</h2>");
-    out.push_str(&curve_charts(report, curves, names));
+    out.push_str(&curve_charts(report, curves, names, &ChartWords::english()));
     out.push_str("</body></html>\n");
     out
 }
@@ -140,7 +140,11 @@ fn funnel_table(report: &[ScenarioResult], names: &HashMap<String, String>) -> S
 
 /// One row per scenario with an uplift: a dot at the estimate, a bar over the interval, a
 /// dashed line at zero.
-pub fn uplift_chart(report: &[ScenarioResult], names: &HashMap<String, String>) -> String {
+pub fn uplift_chart(
+    report: &[ScenarioResult],
+    names: &HashMap<String, String>,
+    words: &ChartWords,
+) -> String {
     let rows: Vec<(String, f64, f64, f64, bool)> = report
         .iter()
         .filter_map(|r| {
@@ -155,7 +159,7 @@ pub fn uplift_chart(report: &[ScenarioResult], names: &HashMap<String, String>) 
         })
         .collect();
     if rows.is_empty() {
-        return "<p>No scenario has a holdout or control group yet.</p>".into();
+        return format!("<p>{}</p>", esc(&words.no_groups));
     }
     let (label_w, row_h, top) = (270.0, 34.0, 24.0);
     let height = top + row_h * rows.len() as f64 + 30.0;
@@ -164,11 +168,7 @@ pub fn uplift_chart(report: &[ScenarioResult], names: &HashMap<String, String>) 
     let pad = ((hi - lo) * 0.1).max(0.005);
     let (lo, hi) = (lo - pad, hi + pad);
     let x = |v: f64| label_w + (v - lo) / (hi - lo) * (WIDTH - label_w - 20.0);
-    let mut s = svg_open(
-        WIDTH,
-        height,
-        "Uplift per scenario with 95% confidence intervals",
-    );
+    let mut s = svg_open(WIDTH, height, &words.uplift_title);
     let zero = x(0.0);
     let _ = write!(
         s,
@@ -186,7 +186,7 @@ pub fn uplift_chart(report: &[ScenarioResult], names: &HashMap<String, String>) 
             "<text x=\"8\" y=\"{:.1}\" font-size=\"13\"><title>{}</title>{}</text>\
              <line x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" stroke-width=\"3\"/>\
              <circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"5\" fill=\"{colour}\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{:+.1} pts</text>",
+             <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{:+.1} {}</text>",
             y + 4.0,
             esc(name),
             esc(&shorten(name, LABEL_UNITS)),
@@ -195,7 +195,8 @@ pub fn uplift_chart(report: &[ScenarioResult], names: &HashMap<String, String>) 
             x(*est),
             x(*est),
             y - 8.0,
-            est * 100.0
+            est * 100.0,
+            esc(&words.points)
         );
     }
     axis_ticks(&mut s, lo, hi, &x, height - 10.0);
@@ -255,6 +256,7 @@ pub fn curve_charts(
     report: &[ScenarioResult],
     curves: &[ConversionDays],
     names: &HashMap<String, String>,
+    words: &ChartWords,
 ) -> String {
     let by_scenario = group_curves(curves);
     let mut out = String::new();
@@ -263,7 +265,12 @@ pub fn curve_charts(
             continue;
         };
         let comparison = r.compared_with.as_deref().unwrap_or("holdout");
-        out.push_str(&curve_chart(&label(names, &r.scenario), arms, comparison));
+        out.push_str(&curve_chart(
+            &label(names, &r.scenario),
+            arms,
+            comparison,
+            words,
+        ));
     }
     out
 }
@@ -287,10 +294,55 @@ pub fn cumulative(c: &ConversionDays) -> Vec<(i64, f64)> {
     out
 }
 
+/// The words of the charts, in the CLI's English or a page's language.
+#[derive(Debug, Clone)]
+pub struct ChartWords {
+    pub no_groups: String,
+    pub uplift_title: String,
+    /// The unit after an uplift: "pts".
+    pub points: String,
+    /// A curve chart's title, with `{scenario}`.
+    pub conversion_of: String,
+    pub days_since: String,
+    pub treatment: String,
+    pub holdout: String,
+    pub control: String,
+}
+
+impl ChartWords {
+    pub fn english() -> Self {
+        Self {
+            no_groups: "No scenario has a holdout or control group yet.".into(),
+            uplift_title: "Uplift per scenario with 95% confidence intervals".into(),
+            points: "pts".into(),
+            conversion_of: "Cumulative conversion of {scenario}".into(),
+            days_since: "days since enrollment".into(),
+            treatment: "treatment".into(),
+            holdout: "holdout".into(),
+            control: "control".into(),
+        }
+    }
+
+    /// An arm's name in these words.
+    fn arm<'a>(&'a self, arm: &'a str) -> &'a str {
+        match arm {
+            "treatment" => &self.treatment,
+            "holdout" => &self.holdout,
+            "control" => &self.control,
+            other => other,
+        }
+    }
+}
+
 /// A curve's points, colour and arm name.
 type Series<'a> = (Vec<(i64, f64)>, &'a str, &'a str);
 
-fn curve_chart(scenario: &str, arms: &[&ConversionDays], comparison: &str) -> String {
+fn curve_chart(
+    scenario: &str,
+    arms: &[&ConversionDays],
+    comparison: &str,
+    words: &ChartWords,
+) -> String {
     let shown: Vec<(&ConversionDays, &str)> = arms
         .iter()
         .filter_map(|c| match c.arm.as_str() {
@@ -304,7 +356,7 @@ fn curve_chart(scenario: &str, arms: &[&ConversionDays], comparison: &str) -> St
     }
     let series: Vec<Series> = shown
         .iter()
-        .map(|(c, colour)| (cumulative(c), *colour, c.arm.as_str()))
+        .map(|(c, colour)| (cumulative(c), *colour, words.arm(&c.arm)))
         .collect();
     let max_day = series
         .iter()
@@ -324,14 +376,14 @@ fn curve_chart(scenario: &str, arms: &[&ConversionDays], comparison: &str) -> St
     let mut s = svg_open(
         WIDTH,
         top + h + 40.0,
-        &format!("Cumulative conversion of {scenario}"),
+        &words.conversion_of.replace("{scenario}", scenario),
     );
     let _ = write!(
         s,
         "<text x=\"{left}\" y=\"18\" font-size=\"13\" font-weight=\"bold\">{}</text>\
          <line x1=\"{left}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#888\"/>\
          <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{:.1}\" stroke=\"#888\"/>\
-         <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">days since enrollment: {max_day:.0}</text>\
+         <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}: {max_day:.0}</text>\
          <text x=\"4\" y=\"{:.1}\" font-size=\"10\">{:.0}%</text><text x=\"4\" y=\"{:.1}\" font-size=\"10\">0%</text>",
         esc(scenario),
         top + h,
@@ -340,6 +392,7 @@ fn curve_chart(scenario: &str, arms: &[&ConversionDays], comparison: &str) -> St
         top + h,
         left + w,
         top + h + 28.0,
+        esc(&words.days_since),
         top + 4.0,
         max_share * 100.0,
         top + h,

@@ -42,8 +42,11 @@ pub struct ScenarioResult {
     /// Whether the difference is both significant and backed by enough conversions
     /// (`MIN_CELL` in every cell): what the verdict calls an effect.
     pub conclusive: bool,
-    /// One sentence: what the numbers say.
+    /// One sentence: what the numbers say (in English).
     pub verdict: String,
+    /// The same as the kind of answer and its figures, for the pages' languages.
+    #[serde(skip)]
+    pub judged: Verdict,
     pub steps: Vec<StepFunnel>,
     /// Per variant of each step that has variants, against the same comparison group.
     pub variants: Vec<VariantResult>,
@@ -250,10 +253,8 @@ fn control_group_row(arms: &[ArmCounts]) -> Option<ScenarioResult> {
 pub fn only_open(open: &OpenCount) -> ScenarioResult {
     let mut r = scenario_result(&open.scenario_id, &[], &[]);
     r.still_open = open.open;
-    r.verdict = format!(
-        "Too early to tell: all {} enrollments are still inside their goal window, and a window counts once it has closed (`--include-open` counts them now).",
-        crate::domain::group_thousands(open.open.max(0) as u64)
-    );
+    r.judged = Verdict::AllOpen { open: open.open };
+    r.verdict = r.judged.english();
     r
 }
 
@@ -308,6 +309,13 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
             let n = treatment.enrolled as f64;
             (low * n, high * n)
         });
+    let judged = verdict(
+        compared_with,
+        uplift.as_ref(),
+        smallest_cell,
+        treatment.enrolled,
+        comparison.map_or(0, |c| c.enrolled),
+    );
     ScenarioResult {
         scenario: id.to_string(),
         enrolled: arms.iter().map(|a| a.enrolled).sum(),
@@ -319,13 +327,8 @@ fn scenario_result(id: &str, arms: &[&ArmCounts], steps: &[&StepCounts]) -> Scen
         converted_comparison: comparison.map_or(0, |c| c.converted),
         compared_with: compared_with.map(str::to_string),
         conclusive: uplift.as_ref().is_some_and(|u| u.significant) && smallest_cell >= MIN_CELL,
-        verdict: verdict(
-            compared_with,
-            uplift.as_ref(),
-            smallest_cell,
-            treatment.enrolled,
-            comparison.map_or(0, |c| c.enrolled),
-        ),
+        verdict: judged.english(),
+        judged,
         uplift,
         revenue_per_treated: per(treatment),
         revenue_per_comparison,
@@ -457,57 +460,48 @@ pub fn open_line(report: &[ScenarioResult], names: &HashMap<String, String>) -> 
 /// classic rule that a 2×2 table's cells need about 5 for the normal approximation.
 pub const MIN_CELL: i64 = 5;
 
-/// What the numbers say, in one sentence a marketer can act on. `smallest_cell`: the fewest
-/// conversions or non-conversions in either arm.
+/// What the numbers say, as the kind of answer and its figures; `english()` (and the pages'
+/// words in each language) make the sentence a marketer can act on. `smallest_cell`: the
+/// fewest conversions or non-conversions in either arm.
 pub fn verdict(
     compared_with: Option<&str>,
     uplift: Option<&Uplift>,
     smallest_cell: i64,
     treated: i64,
     compared: i64,
-) -> String {
+) -> Verdict {
     let Some(group) = compared_with else {
-        return "no comparison group: set `holdout: 10%` on the scenario to measure its effect"
-            .into();
+        return Verdict::NoGroup;
     };
+    let group = group.to_string();
     let Some(u) = uplift else {
-        return format!("nobody enrolled in treatment or {group} yet");
+        return Verdict::NobodyYet { group };
     };
-    let n = |x: i64| crate::domain::group_thousands(x.max(0) as u64);
-    let pts = |x: f64| format!("{:.1}", x.abs() * 100.0);
-    let pct = |x: f64| format!("{:.1}%", x * 100.0);
-    let stats = format!(
-        "95% CI {:+.1} to {:+.1} points, p {}",
-        u.absolute_low * 100.0,
-        u.absolute_high * 100.0,
-        p_text(u.p_value)
-    );
+    let stats = Interval {
+        low: u.absolute_low * 100.0,
+        high: u.absolute_high * 100.0,
+        p: u.p_value,
+    };
     if smallest_cell < MIN_CELL {
-        return format!(
-            "Too early to tell: fewer than {MIN_CELL} customers in one group bought again (or did not), so no figure in the table is reliable yet, the p-value included ({} treated so far).",
-            n(treated)
-        );
+        return Verdict::TooEarly { treated };
     }
     if u.significant {
-        let (verb, more) = if u.absolute > 0.0 {
-            ("It works", "more")
-        } else {
-            ("It hurts", "fewer")
+        return Verdict::Effect {
+            works: u.absolute > 0.0,
+            rate_treated: u.rate_treatment,
+            rate_compared: u.rate_holdout,
+            points: u.absolute.abs() * 100.0,
+            group,
+            stats,
         };
-        return format!(
-            "{verb}: {} of the customers who got the mails bought again, against {} of the {group}: {} points {more} ({stats}).",
-            pct(u.rate_treatment),
-            pct(u.rate_holdout),
-            pts(u.absolute)
-        );
     }
     // A narrow interval around zero is an answer too: whatever the effect is, it is small.
     let widest = u.absolute_low.abs().max(u.absolute_high.abs());
     if widest < NARROW {
-        return format!(
-            "No effect worth having: the interval rules out a change larger than {} points either way ({stats}).",
-            pts(widest)
-        );
+        return Verdict::NoEffect {
+            widest: widest * 100.0,
+            stats,
+        };
     }
     // A change smaller than NARROW is not worth waiting for: below it, say what seeing a
     // change of NARROW would take (the observed 0.1 points would need millions).
@@ -524,24 +518,200 @@ pub fn verdict(
         (u.absolute, u.needed_treatment.zip(u.needed_holdout))
     };
     match needed {
-        Some((t, h)) => {
-            let more =
-                t.saturating_sub(treated.max(0) as u64) + h.saturating_sub(compared.max(0) as u64);
-            format!(
-                "No clear effect yet: {} customers in the {group} so far; about {} more enrollments are needed to see a change of {} points ({stats}; about {} treated and {} in the {group} in all).",
-                n(compared),
-                crate::domain::group_thousands(more),
-                pts(target),
-                crate::domain::group_thousands(t),
-                crate::domain::group_thousands(h)
-            )
-        }
-        _ => format!(
-            "No difference from the {group} so far ({} treated; {stats}).",
-            n(treated)
-        ),
+        Some((t, h)) => Verdict::NotYet {
+            compared,
+            group,
+            more: t.saturating_sub(treated.max(0) as u64)
+                + h.saturating_sub(compared.max(0) as u64),
+            points: target.abs() * 100.0,
+            needed_treated: t,
+            needed_compared: h,
+            stats,
+        },
+        None => Verdict::NoDifference {
+            group,
+            treated,
+            stats,
+        },
     }
 }
+
+/// The 95% interval of the uplift in points, and the test's p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Interval {
+    pub low: f64,
+    pub high: f64,
+    pub p: f64,
+}
+
+/// The kinds of answer the scenario report gives, with the figures each one states.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Verdict {
+    /// The scenario holds no one out and there is no control group.
+    #[default]
+    NoGroup,
+    NobodyYet {
+        group: String,
+    },
+    /// Fewer than `MIN_CELL` in a cell.
+    TooEarly {
+        treated: i64,
+    },
+    /// Every enrollment is still inside its goal window.
+    AllOpen {
+        open: i64,
+    },
+    /// A manual scenario: nothing is held out.
+    Manual,
+    /// A significant difference: more (`works`) or fewer bought again.
+    Effect {
+        works: bool,
+        rate_treated: f64,
+        rate_compared: f64,
+        points: f64,
+        group: String,
+        stats: Interval,
+    },
+    /// The interval rules out a change larger than `widest` points.
+    NoEffect {
+        widest: f64,
+        stats: Interval,
+    },
+    /// Not significant yet: how many more enrollments would show a change of `points`.
+    NotYet {
+        compared: i64,
+        group: String,
+        more: u64,
+        points: f64,
+        needed_treated: u64,
+        needed_compared: u64,
+        stats: Interval,
+    },
+    NoDifference {
+        group: String,
+        treated: i64,
+        stats: Interval,
+    },
+}
+
+impl Verdict {
+    /// The key of the sentence in the pages' words (`verdict.<key>`).
+    pub fn key(&self) -> &'static str {
+        match self {
+            Verdict::NoGroup => "no_group",
+            Verdict::NobodyYet { .. } => "nobody_yet",
+            Verdict::TooEarly { .. } => "too_early",
+            Verdict::AllOpen { .. } => "all_open",
+            Verdict::Manual => "manual",
+            Verdict::Effect { works: true, .. } => "works",
+            Verdict::Effect { works: false, .. } => "hurts",
+            Verdict::NoEffect { .. } => "no_effect",
+            Verdict::NotYet { .. } => "not_yet",
+            Verdict::NoDifference { .. } => "no_difference",
+        }
+    }
+
+    /// The figures the sentence names, written out (the comparison group as it is called in
+    /// the data: `holdout` or `control`; the caller may translate it).
+    pub fn values(&self) -> Vec<(&'static str, String)> {
+        let n = |x: i64| crate::domain::group_thousands(x.max(0) as u64);
+        let u = crate::domain::group_thousands;
+        let pct = |x: f64| format!("{:.1}%", x * 100.0);
+        let pts = |x: f64| format!("{x:.1}");
+        let stats = |i: &Interval| {
+            vec![
+                ("low", format!("{:+.1}", i.low)),
+                ("high", format!("{:+.1}", i.high)),
+                ("p", p_text(i.p)),
+            ]
+        };
+        let mut v = match self {
+            Verdict::NoGroup | Verdict::Manual => vec![],
+            Verdict::NobodyYet { group } => vec![("group", group.clone())],
+            Verdict::TooEarly { treated } => vec![("treated", n(*treated))],
+            Verdict::AllOpen { open } => vec![("open", n(*open))],
+            Verdict::Effect {
+                rate_treated,
+                rate_compared,
+                points,
+                group,
+                stats: s,
+                ..
+            } => [
+                vec![
+                    ("rate_treated", pct(*rate_treated)),
+                    ("rate_compared", pct(*rate_compared)),
+                    ("points", pts(*points)),
+                    ("group", group.clone()),
+                ],
+                stats(s),
+            ]
+            .concat(),
+            Verdict::NoEffect { widest, stats: s } => {
+                [vec![("widest", pts(*widest))], stats(s)].concat()
+            }
+            Verdict::NotYet {
+                compared,
+                group,
+                more,
+                points,
+                needed_treated,
+                needed_compared,
+                stats: s,
+            } => [
+                vec![
+                    ("compared", n(*compared)),
+                    ("group", group.clone()),
+                    ("more", u(*more)),
+                    ("points", pts(*points)),
+                    ("needed_treated", u(*needed_treated)),
+                    ("needed_compared", u(*needed_compared)),
+                ],
+                stats(s),
+            ]
+            .concat(),
+            Verdict::NoDifference {
+                group,
+                treated,
+                stats: s,
+            } => [
+                vec![("group", group.clone()), ("treated", n(*treated))],
+                stats(s),
+            ]
+            .concat(),
+        };
+        v.push(("min_cell", MIN_CELL.to_string()));
+        v
+    }
+
+    /// The sentence in English, as the CLI prints it.
+    pub fn english(&self) -> String {
+        let mut text = ENGLISH
+            .iter()
+            .find(|(k, _)| *k == self.key())
+            .map_or("", |(_, t)| t)
+            .to_string();
+        for (name, value) in self.values() {
+            text = text.replace(&format!("{{{name}}}"), &value);
+        }
+        text
+    }
+}
+
+/// The verdicts in English (the pages' `verdict.*` words in en.json say the same; a test
+/// holds them together).
+pub const ENGLISH: &[(&str, &str)] = &[
+    ("no_group", "no comparison group: set `holdout: 10%` on the scenario to measure its effect"),
+    ("nobody_yet", "nobody enrolled in treatment or {group} yet"),
+    ("too_early", "Too early to tell: fewer than {min_cell} customers in one group bought again (or did not), so no figure in the table is reliable yet, the p-value included ({treated} treated so far)."),
+    ("all_open", "Too early to tell: all {open} enrollments are still inside their goal window, and a window counts once it has closed (`--include-open` counts them now)."),
+    ("manual", "a manual scenario: every enrollment was asked for by a person, so none is held out and there is nothing to compare with"),
+    ("works", "It works: {rate_treated} of the customers who got the mails bought again, against {rate_compared} of the {group}: {points} points more (95% CI {low} to {high} points, p {p})."),
+    ("hurts", "It hurts: {rate_treated} of the customers who got the mails bought again, against {rate_compared} of the {group}: {points} points fewer (95% CI {low} to {high} points, p {p})."),
+    ("no_effect", "No effect worth having: the interval rules out a change larger than {widest} points either way (95% CI {low} to {high} points, p {p})."),
+    ("not_yet", "No clear effect yet: {compared} customers in the {group} so far; about {more} more enrollments are needed to see a change of {points} points (95% CI {low} to {high} points, p {p}; about {needed_treated} treated and {needed_compared} in the {group} in all)."),
+    ("no_difference", "No difference from the {group} so far ({treated} treated; 95% CI {low} to {high} points, p {p})."),
+];
 
 /// An interval inside ±2 points rules out any effect a shop would act on.
 const NARROW: f64 = 0.02;

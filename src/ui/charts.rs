@@ -107,6 +107,63 @@ pub fn sparkline(points: &[(String, i64)], label: &str) -> String {
     )
 }
 
+/// The funnel of each step (and variant): for every row, bars for its stages (sent,
+/// opened, clicked, converted after), each as long as its share of the first stage, with the
+/// count at the bar's end. `rows`: (label, count per stage); `stages`: the stages' names.
+pub fn funnel(rows: &[(String, [i64; 4])], stages: &[String; 4], title: &str) -> String {
+    const COLOURS: [&str; 4] = ["#1f6feb", "#8250df", "#bf3989", "#1a7f37"];
+    if rows.is_empty() {
+        return String::new();
+    }
+    let (w, label_w, bar_h, gap) = (640.0, 150.0, 12.0, 14.0);
+    let row_h = 4.0 * bar_h + gap;
+    let legend_h = 22.0;
+    let h = legend_h + row_h * rows.len() as f64;
+    let span = w - label_w - 70.0;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{t}\"><title>{t}</title>",
+        t = esc(title)
+    );
+    for (k, name) in stages.iter().enumerate() {
+        let x = label_w + 120.0 * k as f64;
+        let _ = write!(
+            s,
+            "<rect x=\"{x:.1}\" y=\"4\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{:.1}\" y=\"14\" font-size=\"12\" fill=\"#1f2328\">{}</text>",
+            COLOURS[k],
+            x + 16.0,
+            esc(name)
+        );
+    }
+    for (i, (label, counts)) in rows.iter().enumerate() {
+        let top = legend_h + row_h * i as f64;
+        let _ = write!(
+            s,
+            "<text x=\"0\" y=\"{:.1}\" font-size=\"13\" fill=\"#1f2328\">{}</text>",
+            top + 2.0 * bar_h + 4.0,
+            esc(label)
+        );
+        let base = counts[0].max(1) as f64;
+        for (k, n) in counts.iter().enumerate() {
+            let y = top + bar_h * k as f64;
+            let len = span * (*n as f64 / base).clamp(0.0, 1.0);
+            let _ = write!(
+                s,
+                "<g><title>{}: {}</title><rect x=\"{label_w}\" y=\"{y:.1}\" width=\"{len:.1}\" height=\"{:.1}\" fill=\"{}\"/>\
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" fill=\"#1f2328\">{}</text></g>",
+                esc(&stages[k]),
+                n,
+                bar_h - 2.0,
+                COLOURS[k],
+                label_w + len + 4.0,
+                y + bar_h - 3.0,
+                crate::domain::group_thousands((*n).max(0) as u64)
+            );
+        }
+    }
+    s.push_str("</svg>");
+    s
+}
+
 /// Colours of the cohorts' lines, oldest to newest shown (distinguishable, readable on white).
 const LINE_COLOURS: [&str; 12] = [
     "#8250df", "#bf3989", "#cf222e", "#bc4c00", "#9a6700", "#4d7c0f", "#1a7f37", "#0f766e",
@@ -221,6 +278,41 @@ mod tests {
         assert_eq!(heat(0.0), "#ffffff");
         assert_eq!(heat(1.0), "#8fb5f5");
         assert_eq!(heat(7.0), heat(1.0));
+    }
+
+    #[test]
+    fn a_funnel_draws_each_stage_as_its_share_of_the_sent() {
+        let stages = [
+            "sent".to_string(),
+            "opened".into(),
+            "clicked".into(),
+            "ordered".into(),
+        ];
+        assert_eq!(funnel(&[], &stages, "t"), "");
+        let svg = funnel(
+            &[
+                ("thank-you".into(), [1000, 500, 100, 0]),
+                ("b <x>".into(), [0, 0, 0, 0]),
+            ],
+            &stages,
+            "Funnel",
+        );
+        assert_eq!(
+            svg.matches("<rect").count(),
+            4 + 8,
+            "a legend and 4 bars a row"
+        );
+        let span = 640.0 - 150.0 - 70.0;
+        assert!(
+            svg.contains(&format!("width=\"{span:.1}\"")),
+            "the sent at full length"
+        );
+        assert!(
+            svg.contains(&format!("width=\"{:.1}\"", span / 2.0)),
+            "half opened"
+        );
+        assert!(svg.contains(&format!("width=\"{:.1}\"", span / 10.0)));
+        assert!(svg.contains(">1,000<") && svg.contains("b &lt;x&gt;"));
     }
 
     #[test]

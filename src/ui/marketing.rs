@@ -6,6 +6,7 @@
 use super::i18n;
 use super::{Ui, UiError};
 use crate::clock::to_millis;
+use crate::experiment::report::Verdict;
 use crate::experiment::ScenarioResult;
 use crate::store::{Period, Picked};
 use crate::users::Role;
@@ -74,6 +75,35 @@ impl Ui {
     }
 }
 
+/// The charts' words in `lang`.
+fn chart_words(lang: i18n::Lang) -> crate::experiment::html::ChartWords {
+    let t = |k: &str| i18n::text(lang, k);
+    crate::experiment::html::ChartWords {
+        no_groups: t("chart.no_groups"),
+        uplift_title: t("chart.uplift_title"),
+        points: t("chart.points"),
+        conversion_of: t("chart.conversion_of"),
+        days_since: t("chart.days_since"),
+        treatment: t("group.treatment"),
+        holdout: t("group.holdout"),
+        control: t("group.control"),
+    }
+}
+
+/// The report's verdict in `lang` (the comparison group named in it too).
+fn verdict_in(lang: i18n::Lang, v: &Verdict) -> String {
+    let values: Vec<(&str, String)> = v
+        .values()
+        .into_iter()
+        .map(|(k, val)| match k {
+            "group" => (k, i18n::text(lang, &format!("group.{val}"))),
+            _ => (k, val),
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    i18n::fill(lang, &format!("verdict.{}", v.key()), &pairs)
+}
+
 /// One scenario's row: what it is and its counts.
 fn row(
     s: &crate::scenario::Scenario,
@@ -110,7 +140,11 @@ pub async fn scenarios(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Respons
             .iter()
             .map(|s| row(s, status.get(&s.id), by_id.get(s.id.as_str()).copied()))
             .collect();
-        let chart = crate::experiment::html::uplift_chart(results, &u.scenario_names());
+        let chart = crate::experiment::html::uplift_chart(
+            results,
+            &u.scenario_names(),
+            &chart_words(v.lang),
+        );
         let title = i18n::text(v.lang, "scenarios.title");
         u.page(
             Some(&v),
@@ -125,7 +159,11 @@ pub async fn scenarios(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Respons
 }
 
 /// The scenario page's data; `preview` is filled by the preview route.
-async fn scenario_data(ui: &Arc<Ui>, id: &str) -> Result<(Value, String), UiError> {
+async fn scenario_data(
+    ui: &Arc<Ui>,
+    id: &str,
+    lang: i18n::Lang,
+) -> Result<(Value, String), UiError> {
     let engine = ui.api.engine();
     let s = engine
         .scenarios()
@@ -146,15 +184,42 @@ async fn scenario_data(ui: &Arc<Ui>, id: &str) -> Result<(Value, String), UiErro
         .cloned()
         .collect();
     let names = ui.scenario_names();
-    let uplift = crate::experiment::html::uplift_chart(&results, &names);
-    let curves = crate::experiment::html::curve_charts(&results, &curves, &names);
+    let words = chart_words(lang);
+    let uplift = crate::experiment::html::uplift_chart(&results, &names, &words);
+    let curves = crate::experiment::html::curve_charts(&results, &curves, &names, &words);
+    let funnel = results.first().map_or(String::new(), |r| {
+        let t = |k: &str| i18n::text(lang, k);
+        let rows: Vec<(String, [i64; 4])> = r
+            .steps
+            .iter()
+            .map(|st| {
+                let label = match &st.variant {
+                    Some(v) => format!("{} / {v}", st.step),
+                    None => st.step.clone(),
+                };
+                (label, [st.sent, st.opened, st.clicked, st.converted_after])
+            })
+            .collect();
+        let stages = [
+            t("scenarios.sent"),
+            t("scenario.opened"),
+            t("scenario.clicked"),
+            t("scenario.converted_after"),
+        ];
+        super::charts::funnel(&rows, &stages, &t("scenario.funnel"))
+    });
+    let mut r = json!(results.first());
+    if let Some(first) = results.first() {
+        r["verdict"] = verdict_in(lang, &first.judged).into();
+    }
     let steps: Vec<&str> = s.steps.iter().map(|st| st.id.as_str()).collect();
     Ok((
         json!({
             "s": row(s, snap.status.get(id), results.first()),
-            "r": results.first(),
+            "r": r,
             "uplift": uplift,
             "curves": curves,
+            "funnel": funnel,
             "steps": steps,
             "as_of": snap.as_of,
         }),
@@ -171,7 +236,7 @@ pub async fn scenario(
     let u = ui.clone();
     let back = format!("/ui/scenarios/{}", super::encode(&id));
     ui.guard(&headers, MARKETING, &back, |v| async move {
-        let (data, name) = scenario_data(&u, &id).await?;
+        let (data, name) = scenario_data(&u, &id, v.lang).await?;
         u.page(Some(&v), v.lang, "scenario.html", "scenarios", &name, data)
     })
     .await
@@ -189,7 +254,7 @@ pub async fn preview(
     let u = ui.clone();
     let back = format!("/ui/scenarios/{}", super::encode(&id));
     ui.guard(&headers, MARKETING, &back, |v| async move {
-        let (mut data, name) = scenario_data(&u, &id).await?;
+        let (mut data, name) = scenario_data(&u, &id, v.lang).await?;
         let step = q
             .get("step")
             .cloned()
@@ -250,4 +315,84 @@ pub async fn preview(
         u.page(Some(&v), v.lang, "scenario.html", "scenarios", &name, data)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::report::{Interval, ENGLISH};
+
+    fn every_kind() -> Vec<Verdict> {
+        let stats = Interval {
+            low: -1.25,
+            high: 3.5,
+            p: 0.0004,
+        };
+        vec![
+            Verdict::NoGroup,
+            Verdict::NobodyYet {
+                group: "holdout".into(),
+            },
+            Verdict::TooEarly { treated: 1234 },
+            Verdict::AllOpen { open: 56 },
+            Verdict::Manual,
+            Verdict::Effect {
+                works: true,
+                rate_treated: 0.337,
+                rate_compared: 0.081,
+                points: 25.6,
+                group: "holdout".into(),
+                stats,
+            },
+            Verdict::Effect {
+                works: false,
+                rate_treated: 0.1,
+                rate_compared: 0.2,
+                points: 10.0,
+                group: "control".into(),
+                stats,
+            },
+            Verdict::NoEffect { widest: 1.5, stats },
+            Verdict::NotYet {
+                compared: 100,
+                group: "holdout".into(),
+                more: 12_000,
+                points: 2.0,
+                needed_treated: 9000,
+                needed_compared: 4000,
+                stats,
+            },
+            Verdict::NoDifference {
+                group: "control".into(),
+                treated: 300,
+                stats,
+            },
+        ]
+    }
+
+    #[test]
+    fn the_pages_verdicts_say_in_english_what_the_cli_says_and_fill_every_figure_in_japanese() {
+        let kinds = every_kind();
+        let keys: Vec<&str> = kinds.iter().map(Verdict::key).collect();
+        assert!(
+            ENGLISH.iter().all(|(k, _)| keys.contains(k)),
+            "every kind of verdict is here"
+        );
+        for v in &kinds {
+            assert_eq!(verdict_in(i18n::Lang::En, v), v.english());
+            let ja = verdict_in(i18n::Lang::Ja, v);
+            assert!(!ja.contains('{'), "a figure left unfilled: {ja}");
+            assert_ne!(ja, v.english(), "{ja}");
+            for (name, value) in v.values() {
+                if name != "group"
+                    && name != "min_cell"
+                    && !ja.contains(&value)
+                    && v.english().contains(&value)
+                {
+                    panic!("{name} = {value} missing in: {ja}");
+                }
+            }
+        }
+        assert!(verdict_in(i18n::Lang::Ja, &kinds[1]).contains("ホールドアウト群"));
+    }
 }

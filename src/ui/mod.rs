@@ -54,8 +54,7 @@ pub struct Ui {
     snapshots: cache::Cached<marketing::Snapshot>,
     /// The RFM grid and the cohorts the segments page draws.
     segment_figures: cache::Cached<segments::Figures>,
-    /// The LTV targets (`targets.yaml`, loaded at start) and their measured values.
-    targets: Vec<crate::targets::Target>,
+    /// The LTV targets' measured values (the targets are the engine's: reloaded on SIGHUP).
     target_figures: cache::Cached<targets::Figures>,
     /// The back-tests started from the pages.
     backtests: Arc<backtests::Backtests>,
@@ -101,12 +100,7 @@ impl UiError {
 pub type PageResult = Result<Response, UiError>;
 
 /// The `/ui` routes over `api`.
-pub fn router(
-    api: Arc<Api>,
-    currency: &str,
-    targets: Vec<crate::targets::Target>,
-    launcher: Option<Launcher>,
-) -> anyhow::Result<Router> {
+pub fn router(api: Arc<Api>, currency: &str, launcher: Option<Launcher>) -> anyhow::Result<Router> {
     let ui = Arc::new(Ui {
         api,
         env: templates::environment()?,
@@ -114,7 +108,6 @@ pub fn router(
         currency: currency.to_string(),
         snapshots: Default::default(),
         segment_figures: Default::default(),
-        targets,
         target_figures: Default::default(),
         backtests: Arc::new(backtests::Backtests::new(launcher)),
     });

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 async fn compute(ui: &Ui) -> Result<Figures, UiError> {
-    crate::targets::measure_all(&ui.api.store, ui.api.zone, &ui.targets, ui.api.clock.now())
+    let targets = ui.api.engine().targets().to_vec();
+    crate::targets::measure_all(&ui.api.store, ui.api.zone, &targets, ui.api.clock.now())
         .await
         .map_err(UiError::Internal)
 }
@@ -94,8 +95,14 @@ pub fn row(m: &Measured, currency: &str, lang: i18n::Lang, today: i64) -> Value 
 pub async fn page(State(ui): State<Arc<Ui>>, headers: HeaderMap) -> Response {
     let u = ui.clone();
     ui.guard(&headers, &[Role::Marketer], "/ui/targets", |v| async move {
-        let (figures, stale) = u.target_figures.get(|| compute(&u)).await?;
-        if stale {
+        let (mut figures, stale) = u.target_figures.get(|| compute(&u)).await?;
+        let engine = u.api.engine();
+        let measured = figures.targets.iter().map(|m| &m.target);
+        if !measured.eq(engine.targets().iter()) {
+            // The targets were reloaded (SIGHUP): measure the new ones now.
+            u.target_figures.renew(|| compute(&u)).await;
+            figures = u.target_figures.get(|| compute(&u)).await?.0;
+        } else if stale {
             let again = u.clone();
             tokio::spawn(async move { again.target_figures.renew(|| compute(&again)).await });
         }

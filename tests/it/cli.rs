@@ -627,6 +627,7 @@ fn sighup_reloads_valid_scenarios_and_keeps_the_running_ones_when_the_new_set_is
     };
     let started = wait_for("rebuy daemon started");
     let before = started["fields"]["scenarios"].as_u64().unwrap();
+    let targets_before = started["fields"]["targets"].as_u64().unwrap();
     let hup = |pid: u32| {
         let sent = Command::new("kill")
             .args(["-HUP", &pid.to_string()])
@@ -639,9 +640,19 @@ fn sighup_reloads_valid_scenarios_and_keeps_the_running_ones_when_the_new_set_is
         .unwrap()
         .replace("id: support-follow-up", "id: support-follow-up-2");
     std::fs::write(scenarios.join("support-2.yaml"), copy).unwrap();
+    std::fs::write(
+        scenarios.join("more-targets.yaml"),
+        "targets:\n  - id: aov-2027\n    metric: aov\n    baseline: { from: 2026-01-01, to: 2026-06-30 }\n    goal: +5%\n    deadline: 2027-12-31\n",
+    )
+    .unwrap();
     hup(child.id());
     let reloaded = wait_for("SIGHUP: scenarios reloaded");
     assert_eq!(reloaded["fields"]["scenarios"].as_u64(), Some(before + 1));
+    assert_eq!(
+        reloaded["fields"]["targets"].as_u64(),
+        Some(targets_before + 1),
+        "the targets are reloaded with the scenarios"
+    );
     std::fs::write(
         scenarios.join("broken.yaml"),
         "id: broken\ntrigger: nonsense\n",

@@ -49,7 +49,7 @@ async fn the_weekly_digest_reaches_each_address_once_with_its_figures_and_chart(
         "bounce@shop.example",
     ];
     let mut daemon = shop.daemon(&store).await;
-    assert_eq!(daemon.digest.targets.len(), 1, "the targets file is read");
+    assert_eq!(daemon.engine.targets().len(), 1, "the targets file is read");
     daemon.jobs.push(digest_job(&team));
     // The first cycle schedules: Monday 7 December, 09:00 in Tokyo.
     daemon.run_once(utc("2026-12-06T12:00:00Z")).await.unwrap();

@@ -522,6 +522,15 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
     assert_eq!(dots.len(), 1, "one uplift estimate drawn");
     let bars = c.find_all(Locator::Css("#uplift svg line")).await.unwrap();
     assert!(bars.len() >= 2, "the interval and the zero line");
+    let bars = c
+        .find_all(Locator::Css("#funnel svg g rect"))
+        .await
+        .unwrap();
+    assert_eq!(
+        bars.len(),
+        4,
+        "the step's sent, opened, clicked and converted drawn"
+    );
     look(&c, "scenario").await;
     find(&c, Locator::Id("preview-step"))
         .await
@@ -632,6 +641,22 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     look(&c, "scenarios-ja").await;
+    // The verdict and the charts' words are Japanese too.
+    c.goto(&format!("{base}/ui/scenarios/thanks"))
+        .await
+        .unwrap();
+    let verdict = text(&c, "#verdict").await;
+    assert!(
+        verdict.contains("群") && !verdict.contains(" the "),
+        "{verdict}"
+    );
+    let chart = find(&c, Locator::Css("#uplift svg"))
+        .await
+        .html(false)
+        .await
+        .unwrap();
+    assert!(chart.contains("95%信頼区間"), "{chart}");
+    look(&c, "scenario-ja").await;
     sign_out(&c).await;
 
     // The admin sees who did what.
