@@ -424,7 +424,13 @@ pub async fn prepare(
     let config: crate::config::JobConfig = serde_saphyr::from_str(nightly)?;
     let schedule = crate::config::parse_cron(config.cron.value.as_str())
         .map_err(|e| anyhow::anyhow!("demo cron: {e}"))?;
-    let jobs = vec![Job::new(config, schedule, app.resolved.default_timezone)];
+    let mut jobs = vec![Job::new(config, schedule, app.resolved.default_timezone)];
+    // The LTV targets' digest to the team, Mondays at 09:00, in Japanese.
+    let digest = "name: weekly-digest\ncron: \"0 9 * * 1\"\nrefresh_metrics: false\ndigest:\n  lang: ja\n  to: [\"チーム <team@hadamaru.example>\"]\n";
+    let config: crate::config::JobConfig = serde_saphyr::from_str(digest)?;
+    let schedule = crate::config::parse_cron(config.cron.value.as_str())
+        .map_err(|e| anyhow::anyhow!("demo cron: {e}"))?;
+    jobs.push(Job::new(config, schedule, app.resolved.default_timezone));
     let import = ImportOptions {
         format: None,
         default_timezone: app.resolved.default_timezone,
@@ -435,7 +441,7 @@ pub async fn prepare(
         deliverer,
         jobs,
         import,
-        digest: Default::default(),
+        digest: app.digest_settings(),
     };
     Ok((app, store, daemon, shop, ManualClock::new(start)))
 }

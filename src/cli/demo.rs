@@ -104,6 +104,11 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         started.elapsed().as_secs_f64(),
         args.dir.join("rebuy-demo.db").display()
     );
+    let digests = store.team_mail(i64::MAX).await?.len();
+    eprintln!(
+        "{digests} weekly LTV-target digests mailed to the team as {}",
+        args.dir.join("outbox").join("team-*.eml").display()
+    );
     store.close().await;
     if args.format == OutputFormat::Table {
         eprintln!("{}", next_steps(&args.dir));

@@ -380,11 +380,20 @@ fn the_demo_writes_mail_and_prints_the_status_table() {
         out.contains("first-purchase") && out.contains("enrolled"),
         "{out}"
     );
-    let emls = std::fs::read_dir(dir.path().join("outbox"))
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("outbox"))
         .unwrap()
-        .count();
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let team = files.iter().filter(|f| f.starts_with("team-")).count();
+    let emls = files.len() - team;
     assert!(emls > 20, "{emls} mails");
     assert!(err.contains(&format!("{emls} mails written")), "{err}");
+    // 45 days hold six or seven Mondays: a digest each, to the team.
+    assert!((6..=7).contains(&team), "{files:?}");
+    assert!(
+        err.contains(&format!("{team} weekly LTV-target digests")),
+        "{err}"
+    );
     // As the README says: a verdict per scenario against its holdout, and report.html.
     assert!(out.contains("(first-purchase): "), "{out}");
     let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
