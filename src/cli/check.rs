@@ -43,9 +43,10 @@ pub async fn run(app: &App, args: &CheckArgs) -> anyhow::Result<u8> {
     }
     if report.diagnostics.is_empty() {
         eprintln!(
-            "ok: {} scenario(s) and {} segment(s) in {} file(s), and their templates, are valid",
+            "ok: {} scenario(s), {} segment(s) and {} target(s) in {} file(s), and their templates, are valid",
             report.scenarios.len(),
             report.segments.len(),
+            report.targets.len(),
             report.files
         );
         Ok(exit::OK)

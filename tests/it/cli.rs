@@ -137,7 +137,10 @@ fn check_passes_on_the_shipped_scenarios_and_fails_with_located_problems() {
     let o = rebuy(dir.path(), &["check"]);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{err}");
-    assert!(err.contains("ok: 5 scenario(s) and 13 segment(s)"), "{err}");
+    assert!(
+        err.contains("ok: 5 scenario(s), 13 segment(s) and 3 target(s)"),
+        "{err}"
+    );
 
     std::fs::write(dir.path().join("scenarios/broken.yaml"), "id: broken\ntrigger: first_order\nsteps:\n  - id: a\n    wiat: 3d\n    send: { template: thanks, subject: s }\n").unwrap();
     let o = rebuy(dir.path(), &["check"]);

@@ -457,6 +457,23 @@ async fn support_and_marketing_pages_work_in_a_real_browser() {
         row.contains("Apology for a damaged parcel") && row.contains("Sent"),
         "{row}"
     );
+    // Its page shows the mail as it was rendered, in a sandboxed frame.
+    find(
+        &c,
+        Locator::Css("#messages tbody tr a[href^='/ui/messages/']"),
+    )
+    .await
+    .click()
+    .await
+    .unwrap();
+    let frame = find(&c, Locator::Css("iframe.preview")).await;
+    assert!(
+        frame.attr("sandbox").await.unwrap().is_some(),
+        "no script, no access to the page"
+    );
+    look(&c, "message").await;
+    c.goto(&format!("{base}/ui/customers/aya")).await.unwrap();
+    find(&c, Locator::Css("form[action$='/suppress']")).await;
 
     // A form without its CSRF token is refused, and nothing changes.
     c.execute(
