@@ -41,6 +41,10 @@ fn bind_all<'q>(
     q
 }
 
+/// The ids of the members of the named or RFM segment `$1`.
+pub(super) const MEMBERS_OF: &str = "SELECT customer_id FROM segment_members WHERE segment = $1 \
+     UNION SELECT customer_id FROM customer_metrics WHERE rfm_segment = $1";
+
 impl Store {
     /// The ids of the customers matching `cond`, sorted (one query; for tests and tools).
     pub async fn segment_query(&self, cond: &SqlCondition) -> Result<Vec<String>> {
@@ -80,13 +84,10 @@ impl Store {
     /// The customers of a named segment or, failing that, of an RFM segment (as of the last
     /// refresh).
     pub async fn members_of(&self, name: &str) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT customer_id FROM segment_members WHERE segment = $1 \
-             UNION SELECT customer_id FROM customer_metrics WHERE rfm_segment = $1",
-        )
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(sqlx::query_scalar(MEMBERS_OF)
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// The mean predicted 12-month CLV (minor units) of a named or RFM segment's customers, or

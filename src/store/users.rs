@@ -287,7 +287,7 @@ impl Store {
         let (Some(lo), Some(hi)) = (lo, hi) else {
             return Ok(None);
         };
-        let at = lo + i64::try_from(pick % u64::try_from(hi - lo + 1).unwrap_or(1)).unwrap_or(0);
+        let at = lo + nth_of(pick, hi - lo + 1).unwrap_or(0);
         Ok(sqlx::query_scalar(
             "SELECT customer_id FROM enrollments WHERE scenario_id = $1 AND id >= $2 ORDER BY id LIMIT 1",
         )
@@ -298,33 +298,30 @@ impl Store {
     }
 
     async fn random_member(&self, segment: &str, pick: u64) -> Result<Option<String>> {
-        const MEMBERS: &str = "SELECT customer_id FROM segment_members WHERE segment = $1 \
-             UNION SELECT customer_id FROM customer_metrics WHERE rfm_segment = $1";
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM ({MEMBERS})"))
+        use super::segments::MEMBERS_OF;
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM ({MEMBERS_OF})"))
             .bind(segment)
             .fetch_one(&self.pool)
             .await?;
-        if n == 0 {
+        let Some(skip) = nth_of(pick, n) else {
             return Ok(None);
-        }
-        let skip = i64::try_from(pick % u64::try_from(n).unwrap_or(1)).unwrap_or(0);
-        Ok(
-            sqlx::query_scalar(&format!("{MEMBERS} ORDER BY customer_id LIMIT 1 OFFSET $2"))
-                .bind(segment)
-                .bind(skip)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        };
+        Ok(sqlx::query_scalar(&format!(
+            "{MEMBERS_OF} ORDER BY customer_id LIMIT 1 OFFSET $2"
+        ))
+        .bind(segment)
+        .bind(skip)
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     async fn random_any(&self, pick: u64) -> Result<Option<String>> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM customers")
             .fetch_one(&self.pool)
             .await?;
-        if n == 0 {
+        let Some(skip) = nth_of(pick, n) else {
             return Ok(None);
-        }
-        let skip = i64::try_from(pick % u64::try_from(n).unwrap_or(1)).unwrap_or(0);
+        };
         Ok(
             sqlx::query_scalar("SELECT id FROM customers ORDER BY id LIMIT 1 OFFSET $1")
                 .bind(skip)
@@ -332,4 +329,10 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// Which of `n` rows the random number `pick` chooses (0-based); None when there are none.
+fn nth_of(pick: u64, n: i64) -> Option<i64> {
+    let n = u64::try_from(n).ok().filter(|n| *n > 0)?;
+    i64::try_from(pick % n).ok()
 }

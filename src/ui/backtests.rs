@@ -92,6 +92,24 @@ pub struct Run {
 }
 
 impl Run {
+    /// `req`, started by `by` at `started`, before its first line.
+    fn new(id: u64, by: &str, req: &Request, started: i64) -> Self {
+        Self {
+            id,
+            by: by.to_string(),
+            from: req.from.to_string(),
+            to: req.to.to_string(),
+            scenario: req.scenario.clone(),
+            started,
+            finished: None,
+            done: 0,
+            total: 0,
+            state: "running",
+            output: String::new(),
+            messages: String::new(),
+        }
+    }
+
     fn percent(&self) -> u64 {
         (self.done * 100).checked_div(self.total).unwrap_or(0)
     }
@@ -149,20 +167,7 @@ impl Backtests {
             .spawn()
             .map_err(|e| UiError::Internal(anyhow::anyhow!("cannot start rebuy simulate: {e}")))?;
         let id = runs.iter().map(|r| r.id).max().unwrap_or(0) + 1;
-        runs.push(Run {
-            id,
-            by: by.to_string(),
-            from: req.from.to_string(),
-            to: req.to.to_string(),
-            scenario: req.scenario.clone(),
-            started: now,
-            finished: None,
-            done: 0,
-            total: 0,
-            state: "running",
-            output: String::new(),
-            messages: String::new(),
-        });
+        runs.push(Run::new(id, by, req, now));
         let excess = runs.len().saturating_sub(KEPT);
         runs.drain(..excess);
         drop(runs);
@@ -500,20 +505,12 @@ mod tests {
         assert_eq!(parse_progress("progress 5"), None);
         assert_eq!(parse_progress("progress 5 200 x"), None);
         assert_eq!(parse_progress("simulated 2026-01-01 to …"), None);
-        let mut run = Run {
-            id: 1,
-            by: "mori".into(),
-            from: String::new(),
-            to: String::new(),
+        let req = Request {
+            from: day("2026-01-01"),
+            to: day("2026-01-31"),
             scenario: None,
-            started: 0,
-            finished: None,
-            done: 0,
-            total: 0,
-            state: "running",
-            output: String::new(),
-            messages: String::new(),
         };
+        let mut run = Run::new(1, "mori", &req, 0);
         take_stderr_line(&mut run, "progress 50 200");
         take_stderr_line(&mut run, "simulated 2026-01-01 to 2026-02-01");
         assert_eq!((run.done, run.total, run.percent()), (50, 200, 25));
