@@ -310,12 +310,15 @@ async fn wait_until_away(c: &Client, path: &str) {
     }
 }
 
+/// Signs out and waits for the sign-in form it leads to (so that the next page is not
+/// asked for while the session still stands).
 async fn sign_out(c: &Client) {
     find(c, Locator::XPath("//form[@action='/ui/logout']//button"))
         .await
         .click()
         .await
         .unwrap();
+    find(c, Locator::Id("sign-in")).await;
 }
 
 fn mails_to(smtp: &SmtpServer, to: &str) -> usize {
