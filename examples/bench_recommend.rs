@@ -25,6 +25,11 @@ fn peak_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// Starts the peak over (Linux: the process's VmHWM back to its current RSS).
+fn reset_peak() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 fn main() -> anyhow::Result<()> {
     let arg = |i: usize, default: u64| {
         std::env::args()
@@ -33,6 +38,11 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or(default)
     };
     let (customers, products, seed) = (arg(1, 1_000_000), arg(2, 20_000), arg(3, 7));
+    // STORE_ONLY=1 with STORE=path (written by an earlier run): only the learning from the
+    // store, in a process that holds nothing else, so that its peak memory is the learning's.
+    if let (Ok(path), Ok(_)) = (std::env::var("STORE"), std::env::var("STORE_ONLY")) {
+        return store_only(&path, products);
+    }
     let mut rng = StdRng::seed_from_u64(seed);
     let as_of = NaiveDate::from_ymd_opt(2025, 12, 31).expect("a date");
     let last = rebuy::metrics::day_number(as_of);
@@ -75,21 +85,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let h = h.finish();
-    let catalog: Vec<Product> = (0..products)
-        .map(|p| Product {
-            sku: format!("P{p:05}"),
-            name: format!("product {p}"),
-            category: format!("family {}", p / 20),
-            price: Some(1000 + (p % 20) as i64 * 500),
-            url: Some(format!("https://shop.example/p/{p}")),
-            image_url: None,
-            in_stock: p % 50 != 0,
-            active: true,
-            brand: None,
-            size: None,
-            upgrade_of: None,
-        })
-        .collect();
+    let catalog = catalog(products);
     let purchases: usize = h.customers.iter().map(|(_, b)| b.len()).sum();
     println!(
         "generated {customers} customers, {orders} orders, {purchases} distinct purchases (customer, product, day), {products} products in {:.1} s; peak so far {:.0} MB",
@@ -204,12 +200,19 @@ fn main() -> anyhow::Result<()> {
                 h.customers.len()
             );
             drop(h);
+            reset_peak();
+            let (rss, loading) = (peak_mb(), Instant::now());
             let learned = Learned::load(&store, chrono_tz::UTC, as_of).await?;
+            println!(
+                "  Learned::load alone (read, parse, number, learn): {:.2} s; peak {:.0} MB over the {rss:.0} MB before it",
+                loading.elapsed().as_secs_f64(),
+                peak_mb() - rss
+            );
             store.close().await;
             anyhow::Ok(learned)
         })?;
         println!(
-            "learn from the store (every order's items read from SQLite, then learnt): {:.2} s; peak {:.0} MB ({} customers)",
+            "learn from the store (the three passes above, each reading every order): {:.2} s; peak {:.0} MB ({} customers)",
             started.elapsed().as_secs_f64(),
             peak_mb().max(before),
             learned.customers()
@@ -275,4 +278,45 @@ fn plain_customer(id: String) -> rebuy::store::NewCustomer {
         marketing_consent: None,
         consent_at: None,
     }
+}
+
+/// The generated shop's catalog: families of 20 products, one in 50 out of stock.
+fn catalog(products: u64) -> Vec<Product> {
+    (0..products)
+        .map(|p| Product {
+            sku: format!("P{p:05}"),
+            name: format!("product {p}"),
+            category: format!("family {}", p / 20),
+            price: Some(1000 + (p % 20) as i64 * 500),
+            url: Some(format!("https://shop.example/p/{p}")),
+            image_url: None,
+            in_stock: p % 50 != 0,
+            active: true,
+            brand: None,
+            size: None,
+            upgrade_of: None,
+        })
+        .collect()
+}
+
+/// Learns from the shop in the SQLite file at `path`, as the engine does each shop day, and
+/// prints the time and the process's peak memory.
+fn store_only(path: &str, products: u64) -> anyhow::Result<()> {
+    let as_of = NaiveDate::from_ymd_opt(2025, 12, 31).expect("a date");
+    let runtime = tokio::runtime::Runtime::new()?;
+    let started = Instant::now();
+    let learned = runtime.block_on(async {
+        let store = rebuy::store::Store::open(path).await?;
+        store.upsert_products(&catalog(products), 0).await?;
+        let learned = Learned::load(&store, chrono_tz::UTC, as_of).await?;
+        store.close().await;
+        anyhow::Ok(learned)
+    })?;
+    println!(
+        "Learned::load from {path} (read, parse, number, learn): {:.2} s; process peak {:.0} MB ({} customers)",
+        started.elapsed().as_secs_f64(),
+        peak_mb(),
+        learned.customers()
+    );
+    Ok(())
 }

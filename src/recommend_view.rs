@@ -82,21 +82,37 @@ async fn read_shop(
     recent_days: Option<(i64, i64)>,
 ) -> anyhow::Result<Shop> {
     let mut h = Histories::default();
-    let mut names = HashMap::new();
+    // Each product's latest name, by product number (a lookup per item would cost a hash).
+    let mut names: Vec<String> = Vec::new();
     let mut recent: HashMap<String, HashSet<String>> = HashMap::new();
-    let seq = read_purchases(store, zone, 0, |customer, sku, name, day| {
-        if recent_days.is_some_and(|(after, upto)| day > after && day <= upto) {
-            recent
-                .entry(customer.to_string())
-                .or_default()
-                .insert(sku.to_string());
-        }
-        h.add(customer, sku, day);
-        if !name.is_empty() && names.get(sku).is_none_or(|n: &String| n != name) {
-            names.insert(sku.to_string(), name.to_string());
+    let seq = read_orders(store, zone, 0, |customer, day, items| {
+        let is_recent = recent_days.is_some_and(|(after, upto)| day > after && day <= upto);
+        let c = h.customer_id(customer);
+        for i in items {
+            let sku = h.sku_id(&i.sku);
+            h.push(c, Bought { day, sku });
+            let at = sku as usize;
+            if names.len() <= at {
+                names.resize(at + 1, String::new());
+            }
+            if !i.name.is_empty() && names[at] != i.name {
+                names[at] = i.name.to_string();
+            }
+            if is_recent {
+                recent
+                    .entry(customer.to_string())
+                    .or_default()
+                    .insert(i.sku.to_string());
+            }
         }
     })
     .await?;
+    let names = names
+        .into_iter()
+        .enumerate()
+        .filter(|(_, n)| !n.is_empty())
+        .map(|(i, n)| (h.skus[i].clone(), n))
+        .collect();
     Ok(Shop {
         histories: h.finish(),
         names,
@@ -105,24 +121,20 @@ async fn read_shop(
     })
 }
 
-/// Hands every purchase of the orders stored after `seq` to `f` (customer, SKU, name, day in
-/// `zone`); returns the last seq read.
-async fn read_purchases(
+/// Hands each order stored after `seq` to `f` (customer, day in `zone`, items); returns the
+/// last seq read.
+async fn read_orders(
     store: &Store,
     zone: chrono_tz::Tz,
     seq: i64,
-    mut f: impl FnMut(&str, &str, &str, i64),
+    mut f: impl FnMut(&str, i64, &[Item]),
 ) -> anyhow::Result<i64> {
     let mut unreadable = 0u64;
     let last = store
         .for_each_order_items_after(seq, |customer, placed_at, items| {
             let day = day_number(from_millis(placed_at).with_timezone(&zone).date_naive());
             match serde_json::from_str::<Vec<Item>>(items) {
-                Ok(items) => {
-                    for i in items {
-                        f(customer, &i.sku, &i.name, day);
-                    }
-                }
+                Ok(items) => f(customer, day, &items),
                 Err(_) => unreadable += 1,
             }
         })
@@ -223,9 +235,13 @@ impl Learned {
         let from = self.lock_since().0;
         let last_day = day_number(self.through);
         let mut fresh: Vec<(String, String)> = Vec::new();
-        let seq = read_purchases(store, zone, from, |customer, sku, _, day| {
+        let seq = read_orders(store, zone, from, |customer, day, items| {
             if day <= last_day {
-                fresh.push((customer.to_string(), sku.to_string()));
+                fresh.extend(
+                    items
+                        .iter()
+                        .map(|i| (customer.to_string(), i.sku.to_string())),
+                );
             }
         })
         .await?;

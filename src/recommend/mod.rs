@@ -54,6 +54,23 @@ impl Histories {
         self.add_id(customer, Bought { day, sku });
     }
 
+    /// The number of a customer, given one if new (purchases then go in with
+    /// [`Histories::push`]: one lookup per order, not per item).
+    pub fn customer_id(&mut self, customer: &str) -> usize {
+        if let Some(&i) = self.by_customer.get(customer) {
+            return i;
+        }
+        self.customers.push((customer.to_string(), Vec::new()));
+        self.by_customer
+            .insert(customer.to_string(), self.customers.len() - 1);
+        self.customers.len() - 1
+    }
+
+    /// Records a purchase of the customer numbered `customer` ([`Histories::customer_id`]).
+    pub fn push(&mut self, customer: usize, b: Bought) {
+        self.customers[customer].1.push(b);
+    }
+
     /// Sorts each customer's purchases by day (then product) and drops exact repeats.
     pub fn finish(mut self) -> Self {
         for (_, b) in &mut self.customers {
@@ -89,16 +106,8 @@ impl Histories {
     }
 
     fn add_id(&mut self, customer: &str, b: Bought) {
-        let at = match self.by_customer.get(customer) {
-            Some(&i) => i,
-            None => {
-                self.customers.push((customer.to_string(), Vec::new()));
-                self.by_customer
-                    .insert(customer.to_string(), self.customers.len() - 1);
-                self.customers.len() - 1
-            }
-        };
-        self.customers[at].1.push(b);
+        let at = self.customer_id(customer);
+        self.push(at, b);
     }
 }
 

@@ -3,6 +3,7 @@
 //! no SQLite-only functions, so that the same text serves PostgreSQL.
 
 mod api;
+mod bulk;
 mod customers;
 mod enrollments;
 mod events;
@@ -58,6 +59,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// From a bulk read on a connection of its own (see `bulk`).
+    #[error("database error: {0}")]
+    Read(#[from] rusqlite::Error),
     #[error("unexpected data from the database: {0}")]
     Decode(String),
     #[error("cannot apply the database migrations: {0}")]

@@ -291,6 +291,9 @@ impl Store {
         mut f: impl FnMut(&str, i64, &str),
     ) -> Result<i64> {
         use futures::TryStreamExt as _;
+        if let Some(conn) = self.file().as_deref().and_then(super::bulk::open) {
+            return super::bulk::order_items_after(conn, seq, f).await;
+        }
         let mut rows = sqlx::query_as::<_, (i64, String, i64, String)>(
             "SELECT seq, customer_id, placed_at, items FROM orders WHERE seq > $1 AND has_items ORDER BY seq",
         )

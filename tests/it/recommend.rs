@@ -216,3 +216,67 @@ fn upsell_offers_the_catalogs_upgrade_of_what_the_customer_bought() {
     assert_eq!(r["products"][0]["reason"], "upgrade_of");
     assert_eq!(r["products"][0]["because"], last_sku.as_str());
 }
+
+/// What the recommendations learn from is read on a connection of its own, in batches of a
+/// few MB: every order with line items, in arrival order, after the seq asked for, across
+/// batch boundaries, none without items, nothing twice.
+#[tokio::test]
+async fn every_order_with_items_is_read_once_in_arrival_order() {
+    use crate::helpers::{add_customers, add_orders, order, TestShop};
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    add_customers(&store, &["c1", "c2"]).await;
+    // About 1 KB per order: 6,000 orders are more than one batch.
+    let long = "化".repeat(300);
+    let orders: Vec<_> = (0..6_000)
+        .map(|i| {
+            let mut o = order(
+                &format!("o{i}"),
+                ["c1", "c2"][i % 2],
+                "2026-01-05T10:00:00Z",
+                100,
+            );
+            o.placed_at += i as i64;
+            o.items = if i % 1000 == 7 {
+                "[]".into()
+            } else {
+                format!(r#"[{{"sku":"S{i}","name":"{long}","quantity":1,"unit_price":100}}]"#)
+            };
+            o
+        })
+        .collect();
+    add_orders(&store, &orders).await;
+    let mut seen = Vec::new();
+    let last = store
+        .for_each_order_items(|customer, at, items| {
+            seen.push((customer.to_string(), at, items.len()))
+        })
+        .await
+        .unwrap();
+    let expected: Vec<_> = orders
+        .iter()
+        .filter(|o| o.items != "[]")
+        .map(|o| (o.customer_id.clone(), o.placed_at, o.items.len()))
+        .collect();
+    assert_eq!(seen.len(), 5_994);
+    assert!(seen == expected, "orders read differ from those stored");
+    assert_eq!(last, 6_000);
+    let mut after = Vec::new();
+    let last = store
+        .for_each_order_items_after(5_990, |_, at, _| after.push(at))
+        .await
+        .unwrap();
+    assert_eq!(last, 6_000);
+    assert_eq!(
+        after,
+        orders[5_990..]
+            .iter()
+            .map(|o| o.placed_at)
+            .collect::<Vec<_>>()
+    );
+    let nothing = store
+        .for_each_order_items_after(6_000, |_, _, _| panic!("nothing is after the last"))
+        .await
+        .unwrap();
+    assert_eq!(nothing, 6_000);
+}
