@@ -108,7 +108,12 @@ fn main() -> anyhow::Result<()> {
     }
     let before = peak_mb();
     let started = Instant::now();
-    let learned = Learned::from_parts(h, HashMap::new(), catalog.clone(), as_of);
+    let learned = std::sync::Arc::new(Learned::from_parts(
+        h,
+        HashMap::new(),
+        catalog.clone(),
+        as_of,
+    ));
     let learn_secs = started.elapsed().as_secs_f64();
     let after = peak_mb();
     println!(
@@ -141,7 +146,8 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let read = runtime.block_on(async {
         let store = rebuy::store::Store::open(&dir.path().join("since.db").display().to_string()).await?;
-        let at = chrono::NaiveDate::from_ymd_opt(2025, 12, 31)
+        // The day after the one learnt as of: what the next shop day brings the model.
+        let at = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
             .and_then(|d| d.and_hms_opt(3, 0, 0))
             .expect("a time")
             .and_utc()
@@ -150,6 +156,7 @@ fn main() -> anyhow::Result<()> {
             .map(|i| plain_customer(format!("C{:07}", i * 97 % customers)))
             .collect();
         store.upsert_customers(&people, at).await?;
+        store.upsert_products(&catalog, 0).await?;
         let orders: Vec<rebuy::store::NewOrder> = people
             .iter()
             .enumerate()
@@ -168,15 +175,23 @@ fn main() -> anyhow::Result<()> {
             .collect();
         store.upsert_orders(&orders).await?;
         let started = Instant::now();
-        let read = learned.catch_up(&store, chrono_tz::Asia::Tokyo).await?;
+        let read = learned.catch_up(&store, chrono_tz::UTC).await?;
         let secs = started.elapsed().as_secs_f64();
+        let next_day = as_of.succ_opt().expect("a day");
+        let started = Instant::now();
+        let advanced = learned.advance(&store, chrono_tz::UTC, next_day, next_day).await?;
+        let advance_secs = started.elapsed().as_secs_f64();
+        assert!(advanced, "the next day is in the sums' period");
         store.close().await;
-        anyhow::Ok((read, secs))
+        anyhow::Ok((read, secs, advance_secs))
     })?;
     println!(
-        "purchases since: 10,000 new orders read in {:.0} ms ({} purchases taken off their customers' lists)",
+        "incremental update: 10,000 new orders read and taken in (their customers' sums replaced) in {:.0} ms ({} purchases); the model brought to the next day with them in {:.0} ms; {:.0} ms in all; peak {:.0} MB",
         read.1 * 1000.0,
-        read.0
+        read.0,
+        read.2 * 1000.0,
+        (read.1 + read.2) * 1000.0,
+        peak_mb()
     );
     drop(learned);
     if let Some(path) = store_path {
@@ -243,7 +258,7 @@ async fn write_store(path: &str, h: &Histories) -> anyhow::Result<()> {
                         )
                     })
                     .collect();
-                let date = rebuy::metrics::date_of_day(day[0].day);
+                let date = rebuy::metrics::date_of_day(day[0].day());
                 orders.push(rebuy::store::NewOrder {
                     id: format!("{id}-{}", day[0].day),
                     customer_id: id.clone(),

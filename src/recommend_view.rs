@@ -5,11 +5,12 @@
 use crate::clock::from_millis;
 use crate::metrics::day_number;
 use crate::recommend::model::{Catalog, Facts, Kind, Reason};
+use crate::recommend::sums::Sums;
 use crate::recommend::{Bought, Histories, Model, Params, Pick};
 use crate::store::{Product, Store};
 use chrono::NaiveDate;
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// The day of the sample shop (the sample context's `now`).
 const SAMPLE_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2026, 1, 1) {
@@ -62,47 +63,33 @@ pub async fn histories(
     store: &Store,
     zone: chrono_tz::Tz,
 ) -> anyhow::Result<(Histories, HashMap<String, String>)> {
-    let shop = read_shop(store, zone, None).await?;
+    let shop = read_shop(store, zone).await?;
     Ok((shop.histories, shop.names))
 }
 
-/// Every purchase in the store, read once: the histories, each product's latest name, the
-/// purchases on the days of `recent` (after its first, up to its last: SKUs by customer) and
-/// the last order seq read.
+/// Every purchase in the store, read once: the histories, each product's latest name and the
+/// last order seq read.
 struct Shop {
     histories: Histories,
     names: HashMap<String, String>,
-    recent: HashMap<String, HashSet<String>>,
     seq: i64,
 }
 
-async fn read_shop(
-    store: &Store,
-    zone: chrono_tz::Tz,
-    recent_days: Option<(i64, i64)>,
-) -> anyhow::Result<Shop> {
+async fn read_shop(store: &Store, zone: chrono_tz::Tz) -> anyhow::Result<Shop> {
     let mut h = Histories::default();
     // Each product's latest name, by product number (a lookup per item would cost a hash).
     let mut names: Vec<String> = Vec::new();
-    let mut recent: HashMap<String, HashSet<String>> = HashMap::new();
     let seq = read_orders(store, zone, 0, |customer, day, items| {
-        let is_recent = recent_days.is_some_and(|(after, upto)| day > after && day <= upto);
         let c = h.customer_id(customer);
         for i in items {
             let sku = h.sku_id(&i.sku);
-            h.push(c, Bought { day, sku });
+            h.push(c, Bought::new(sku, day));
             let at = sku as usize;
             if names.len() <= at {
                 names.resize(at + 1, String::new());
             }
             if !i.name.is_empty() && names[at] != i.name {
                 names[at] = i.name.to_string();
-            }
-            if is_recent {
-                recent
-                    .entry(customer.to_string())
-                    .or_default()
-                    .insert(i.sku.to_string());
             }
         }
     })
@@ -116,7 +103,6 @@ async fn read_shop(
     Ok(Shop {
         histories: h.finish(),
         names,
-        recent,
         seq,
     })
 }
@@ -148,25 +134,33 @@ async fn read_orders(
     Ok(last)
 }
 
-/// What the shop's orders and catalog taught, as of one day: the model, every customer's
-/// purchases, and the catalog's filter, facts and entries. Built once (`rebuy recommend`, the
-/// API, and the engine once a shop day, for templates) and asked for many lists.
+/// What the shop's orders and catalog taught, as of one day: the model and the sums it came
+/// from, every customer's purchases, and the catalog's filter, facts and entries. Built once
+/// (`rebuy recommend`, the API, and the engine at its first tick) and asked for many lists;
+/// the engine then brings it to each new day with the orders stored since
+/// ([`Learned::advance`]), and between two days takes what customers bought off their lists
+/// ([`Learned::catch_up`]).
 #[derive(Debug)]
 pub struct Learned {
+    state: std::sync::RwLock<State>,
+}
+
+#[derive(Debug)]
+struct State {
     h: Histories,
     names: HashMap<String, String>,
     catalog: HashMap<String, Product>,
     allowed: Option<Vec<bool>>,
     facts: Catalog,
+    sums: Sums,
     model: Model,
     /// The day learnt as of (the shop's zone): purchases after its end are not learnt from.
-    pub as_of: NaiveDate,
-    /// The last day whose purchases take products off the lists (`as_of` or later).
-    pub through: NaiveDate,
-    /// Purchases after `as_of` up to the end of `through` (the last order seq read, and SKUs by
-    /// customer): they take products off the lists at once; the similarities take them in at
-    /// the next learning.
-    since: std::sync::Mutex<(i64, HashMap<String, HashSet<String>>)>,
+    as_of: NaiveDate,
+    /// The last day whose purchases take products off the lists (`as_of` or later): those
+    /// after `as_of` are in `h`, and the similarities take them in at the next day.
+    through: NaiveDate,
+    /// The last order seq read into `h`.
+    seq: i64,
 }
 
 /// What customers buy next after a product, and when (`Learned::next_purchase`).
@@ -203,10 +197,10 @@ impl Learned {
         Self::load_until(store, zone, as_of, as_of).await
     }
 
-    /// [`Learned::load`], with the purchases after `as_of` up to the end of `through` kept
-    /// apart to take products off the lists: what the engine learns each shop day (as of the
-    /// day before, through today), so that every list of a day comes from the same model
-    /// whenever and wherever it is learnt. The learning itself runs off the async threads.
+    /// [`Learned::load`], with the purchases after `as_of` up to the end of `through` taking
+    /// products off the lists: what the engine learns at its first tick (as of the day before,
+    /// through today), so that every list of a day comes from the same model whenever and
+    /// wherever it is learnt. The learning itself runs off the async threads.
     pub async fn load_until(
         store: &Store,
         zone: chrono_tz::Tz,
@@ -214,73 +208,119 @@ impl Learned {
         through: NaiveDate,
     ) -> anyhow::Result<Self> {
         let catalog = store.products().await?;
-        let days = (day_number(as_of), day_number(through));
-        let shop = read_shop(store, zone, Some(days)).await?;
+        let shop = read_shop(store, zone).await?;
         let (histories, names) = (shop.histories, shop.names);
-        let mut learned =
+        let learned =
             tokio::task::spawn_blocking(move || Self::from_parts(histories, names, catalog, as_of))
                 .await?;
-        learned.through = through.max(as_of);
-        *learned.lock_since() = (shop.seq, shop.recent);
+        {
+            let mut state = learned.write();
+            state.through = through.max(as_of);
+            state.seq = shop.seq;
+        }
         Ok(learned)
     }
 
-    fn lock_since(&self) -> std::sync::MutexGuard<'_, (i64, HashMap<String, HashSet<String>>)> {
-        self.since.lock().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads the orders stored since it learnt, so that what a customer bought since is never
-    /// recommended to them; returns how many purchases it read.
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The day learnt as of.
+    pub fn as_of(&self) -> NaiveDate {
+        self.read().as_of
+    }
+
+    /// The last day whose purchases take products off the lists.
+    pub fn through(&self) -> NaiveDate {
+        self.read().through
+    }
+
+    /// Reads the orders stored since it last read, so that what a customer bought since is
+    /// never recommended to them; returns how many purchases it read. The lists' similarities
+    /// stay those of the day learnt as of (a preview and the mail of a day agree); a back-dated
+    /// order goes into the sums at once, the model takes it in at the next day.
     pub async fn catch_up(&self, store: &Store, zone: chrono_tz::Tz) -> anyhow::Result<usize> {
-        let from = self.lock_since().0;
-        let last_day = day_number(self.through);
-        let mut fresh: Vec<(String, String)> = Vec::new();
-        let seq = read_orders(store, zone, from, |customer, day, items| {
-            if day <= last_day {
-                fresh.extend(
-                    items
-                        .iter()
-                        .map(|i| (customer.to_string(), i.sku.to_string())),
-                );
+        let seq = self.read().seq;
+        let fresh = read_since(store, zone, seq).await?;
+        let mut state = self.write();
+        let state = &mut *state;
+        // Another catch-up may have read them meanwhile.
+        if fresh.seq <= state.seq {
+            return Ok(0);
+        }
+        let as_of = day_number(state.as_of);
+        state.absorb(&fresh, as_of);
+        Ok(fresh.purchases.len())
+    }
+
+    /// Brings what was learnt to `as_of` (through `through`) with the orders stored since it
+    /// last read and the catalog as it is now: only the customers with new purchases, or with
+    /// purchases after the day it was learnt as of, have their part of the sums replaced; the
+    /// model is then worked out from the sums. The same as learning afresh, to the bit
+    /// (`recommend::sums`). Returns false, changing nothing, when it cannot: a day before the
+    /// one learnt as of, or in a later period of the sums; then learn afresh.
+    pub async fn advance(
+        self: &std::sync::Arc<Self>,
+        store: &Store,
+        zone: chrono_tz::Tz,
+        as_of: NaiveDate,
+        through: NaiveDate,
+    ) -> anyhow::Result<bool> {
+        let (from, seq, covered) = {
+            let state = self.read();
+            (state.as_of, state.seq, state.sums.covers(day_number(as_of)))
+        };
+        if as_of < from || !covered {
+            return Ok(false);
+        }
+        let catalog = store.products().await?;
+        let fresh = read_since(store, zone, seq).await?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut state = me.write();
+            let state = &mut *state;
+            if state.as_of != from {
+                // Another advance went first.
+                return;
             }
+            state.absorb(&fresh, day_number(as_of));
+            state.set_catalog(catalog);
+            state.model = Model::from_sums(&state.sums, day_number(as_of));
+            state.as_of = as_of;
+            state.through = through.max(as_of);
         })
         .await?;
-        let mut since = self.lock_since();
-        // Another catch-up may have read them meanwhile; sets make it harmless.
-        since.0 = since.0.max(seq);
-        let read = fresh.len();
-        for (customer, sku) in fresh {
-            since.1.entry(customer).or_default().insert(sku);
-        }
-        Ok(read)
+        Ok(true)
     }
 
     /// Learns from purchases already read (tests and benchmarks start here).
     pub fn from_parts(
-        mut h: Histories,
-        mut names: HashMap<String, String>,
+        h: Histories,
+        names: HashMap<String, String>,
         catalog: Vec<Product>,
         as_of: NaiveDate,
     ) -> Self {
-        // Products no order names yet (a new upgrade) still get a number, so they can be offered.
-        for p in &catalog {
-            h.sku_id(&p.sku);
-            names.insert(p.sku.clone(), p.name.clone());
-        }
-        let allowed = allowed_by(&catalog, &h);
-        let facts = Catalog::new(facts_of(&catalog, &h));
-        let model = Model::learn(&h, day_number(as_of), Params::default());
-        let catalog = catalog.into_iter().map(|p| (p.sku.clone(), p)).collect();
-        Self {
+        let mut state = State {
             h,
             names,
-            catalog,
-            allowed,
-            facts,
-            model,
+            catalog: HashMap::new(),
+            allowed: None,
+            facts: Catalog::default(),
+            sums: Sums::learn(&Histories::default(), 0, Params::default()),
+            model: Model::learn(&Histories::default(), 0, Params::default()),
             as_of,
             through: as_of,
-            since: Default::default(),
+            seq: 0,
+        };
+        state.set_catalog(catalog);
+        state.sums = Sums::learn(&state.h, day_number(as_of), Params::default());
+        state.model = Model::from_sums(&state.sums, day_number(as_of));
+        Self {
+            state: std::sync::RwLock::new(state),
         }
     }
 
@@ -325,6 +365,83 @@ impl Learned {
     /// follows and the mean days between the two orders (at least 1). What the
     /// `next_purchase_due` trigger times its mail by.
     pub fn next_purchase(&self, skus: &[String]) -> Option<NextPurchase> {
+        self.read().next_purchase(skus)
+    }
+
+    /// How many customers' orders it learnt from.
+    pub fn customers(&self) -> usize {
+        self.read().h.customers.len()
+    }
+
+    /// How many products the customer had bought by the day learnt as of.
+    pub fn bought(&self, customer: &str) -> usize {
+        self.read().history(customer).len()
+    }
+
+    /// Up to `n` products of `kind` for `customer` (the shop's id), only of `category` when
+    /// given. The same customer, data and day always give the same list.
+    pub fn list(&self, customer: &str, kind: Kind, n: usize, category: Option<&str>) -> Vec<Shown> {
+        self.read().list(customer, kind, n, category)
+    }
+}
+
+/// Orders read since a seq: their purchases (customer, SKU, day), the products' names, and the
+/// last seq read.
+struct Fresh {
+    purchases: Vec<(String, String, i64)>,
+    names: Vec<(String, String)>,
+    seq: i64,
+}
+
+async fn read_since(store: &Store, zone: chrono_tz::Tz, seq: i64) -> anyhow::Result<Fresh> {
+    let (mut purchases, mut names) = (Vec::new(), Vec::new());
+    let seq = read_orders(store, zone, seq, |customer, day, items| {
+        for i in items {
+            purchases.push((customer.to_string(), i.sku.to_string(), day));
+            if !i.name.is_empty() {
+                names.push((i.sku.to_string(), i.name.to_string()));
+            }
+        }
+    })
+    .await?;
+    Ok(Fresh {
+        purchases,
+        names,
+        seq,
+    })
+}
+
+impl State {
+    /// Takes in orders read since `seq`, the sums moving on to `to`.
+    fn absorb(&mut self, fresh: &Fresh, to: i64) {
+        let as_of = day_number(self.as_of);
+        let new = fresh
+            .purchases
+            .iter()
+            .map(|(c, s, d)| (c.as_str(), s.as_str(), *d));
+        self.h.update(&mut self.sums, as_of, to, new);
+        for (sku, name) in &fresh.names {
+            if self.names.get(sku) != Some(name) && !self.catalog.contains_key(sku) {
+                self.names.insert(sku.clone(), name.clone());
+            }
+        }
+        self.seq = self.seq.max(fresh.seq);
+    }
+
+    /// The catalog's entries, filter and facts; its products get numbers (a new upgrade no
+    /// order names yet can be offered) and names.
+    fn set_catalog(&mut self, catalog: Vec<Product>) {
+        for p in &catalog {
+            self.h.sku_id(&p.sku);
+            self.names.insert(p.sku.clone(), p.name.clone());
+        }
+        self.sums.grow(self.h.skus.len());
+        self.allowed = allowed_by(&catalog, &self.h);
+        self.facts = Catalog::new(facts_of(&catalog, &self.h));
+        self.catalog = catalog.into_iter().map(|p| (p.sku.clone(), p)).collect();
+    }
+
+    fn next_purchase(&self, skus: &[String]) -> Option<NextPurchase> {
         let allowed = |s: u32| self.allowed.as_ref().is_none_or(|a| a[s as usize]);
         skus.iter()
             .filter_map(|sku| {
@@ -342,48 +459,28 @@ impl Learned {
             })
     }
 
-    /// How many customers' orders it learnt from.
-    pub fn customers(&self) -> usize {
-        self.h.customers.len()
-    }
-
     /// The customer's purchases up to the end of the day learnt as of.
-    fn history(&self, customer: &str) -> Vec<Bought> {
-        let day = day_number(self.as_of);
-        self.h
-            .of(customer)
-            .unwrap_or_default()
-            .iter()
-            .copied()
-            .filter(|b| b.day <= day)
-            .collect()
+    fn history(&self, customer: &str) -> &[Bought] {
+        let bought = self.h.of(customer).unwrap_or_default();
+        &bought[..bought.partition_point(|b| b.day() <= day_number(self.as_of))]
     }
 
-    /// How many products the customer had bought by the day learnt as of.
-    pub fn bought(&self, customer: &str) -> usize {
-        self.history(customer).len()
-    }
-
-    /// Up to `n` products of `kind` for `customer` (the shop's id), only of `category` when
-    /// given. The same customer, data and day always give the same list.
-    pub fn list(&self, customer: &str, kind: Kind, n: usize, category: Option<&str>) -> Vec<Shown> {
+    fn list(&self, customer: &str, kind: Kind, n: usize, category: Option<&str>) -> Vec<Shown> {
         let history = self.history(customer);
         let in_category = |s: u32| match category {
             None => true,
             Some(c) => self.facts.fact(s).is_some_and(|f| f.category == c),
         };
-        let bought_since = self
-            .lock_since()
-            .1
-            .get(customer)
-            .cloned()
-            .unwrap_or_default();
+        // Bought after the day learnt as of, up to `through`: off the list too.
+        let bought = self.h.of(customer).unwrap_or_default();
+        let since =
+            &bought[history.len()..bought.partition_point(|b| b.day() <= day_number(self.through))];
         let picks = self
             .model
-            .recommend_kind(kind, &history, n, &self.facts, &|s| {
+            .recommend_kind(kind, history, n, &self.facts, &|s| {
                 self.allowed.as_ref().is_none_or(|a| a[s as usize])
                     && in_category(s)
-                    && !bought_since.contains(&self.h.skus[s as usize])
+                    && !since.iter().any(|b| b.sku == s)
             });
         // Scores relative to the first: their scale depends on how old the purchases are.
         let top = picks
@@ -437,7 +534,7 @@ pub async fn recommendations_from(
 fn view(learned: &Learned, customer: &str, kind: Kind, n: usize) -> Value {
     json!({
         "customer": customer,
-        "as_of": learned.as_of.to_string(),
+        "as_of": learned.as_of().to_string(),
         "kind": kind,
         "bought": learned.bought(customer),
         "learnt_from": learned.customers(),

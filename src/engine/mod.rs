@@ -1186,38 +1186,50 @@ impl Engine {
         let zone = self.settings.default_timezone;
         let today = now.with_timezone(&zone).date_naive();
         let slot = self.renderer.recommendations();
-        match slot.current() {
-            Some(l) if l.through == today => {
+        let current = slot.current();
+        if let Some(l) = &current {
+            if l.through() == today {
                 if let Err(e) = l.catch_up(&self.store, zone).await {
                     warn!(error = %format!("{e:#}"), "the orders stored since the recommendations were learnt could not be read");
                 }
+                return;
             }
-            _ => {
-                let started = std::time::Instant::now();
-                let yesterday = today.pred_opt().unwrap_or(today);
-                match crate::recommend_view::Learned::load_until(
-                    &self.store,
-                    zone,
-                    yesterday,
-                    today,
-                )
-                .await
-                {
-                    Ok(learned) => {
-                        tracing::info!(
-                            as_of = %yesterday,
-                            customers = learned.customers(),
-                            secs = started.elapsed().as_secs_f64(),
-                            "recommendations learnt"
-                        );
-                        slot.install(learned);
-                    }
-                    Err(e) => warn!(
-                        error = %format!("{e:#}"),
-                        "recommendations could not be learnt; the last ones are kept"
-                    ),
+        }
+        let started = std::time::Instant::now();
+        let yesterday = today.pred_opt().unwrap_or(today);
+        if let Some(l) = current {
+            match l.advance(&self.store, zone, yesterday, today).await {
+                Ok(true) => {
+                    tracing::info!(
+                        as_of = %yesterday,
+                        customers = l.customers(),
+                        secs = started.elapsed().as_secs_f64(),
+                        "recommendations brought to the new day with the orders since"
+                    );
+                    return;
                 }
+                Ok(false) => {}
+                Err(e) => warn!(
+                    error = %format!("{e:#}"),
+                    "recommendations could not be brought to the new day; learning afresh"
+                ),
             }
+        }
+        match crate::recommend_view::Learned::load_until(&self.store, zone, yesterday, today).await
+        {
+            Ok(learned) => {
+                tracing::info!(
+                    as_of = %yesterday,
+                    customers = learned.customers(),
+                    secs = started.elapsed().as_secs_f64(),
+                    "recommendations learnt"
+                );
+                slot.install(learned);
+            }
+            Err(e) => warn!(
+                error = %format!("{e:#}"),
+                "recommendations could not be learnt; the last ones are kept"
+            ),
         }
     }
 

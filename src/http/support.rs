@@ -99,7 +99,7 @@ pub async fn recommendations(
         .renderer()
         .recommendations()
         .current()
-        .filter(|l| q.as_of.is_none() && l.through == today);
+        .filter(|l| q.as_of.is_none() && l.through() == today);
     let view = match shared {
         Some(learned) => {
             crate::recommend_view::recommendations_from(&api.store, &learned, &id, kind, n).await?

@@ -3,6 +3,7 @@
 //! customers share), what customers buy in their next order after each product, and
 //! popularity; and the list it gives one customer, each product with the reason it is there.
 
+use super::sums::{Row, Sums};
 use super::{Bought, Histories};
 use rustc_hash::FxHashMap as HashMap;
 
@@ -129,7 +130,7 @@ pub struct Pick {
 }
 
 /// What was learned from a set of histories as of one day.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     pub as_of: i64,
     pub params: Params,
@@ -147,64 +148,26 @@ pub struct Model {
 impl Model {
     /// Learns from `h` as of `as_of` (a day number): purchases after it are ignored.
     pub fn learn(h: &Histories, as_of: i64, params: Params) -> Model {
-        let n = h.skus.len();
-        let weight = |day: i64| match params.half_life_days {
-            Some(half) => 0.5f64.powf((as_of - day).max(0) as f64 / half),
-            None => 1.0,
-        };
-        let mut buyers = vec![0f64; n];
-        // f32 sums and a fast hash: at a million customers these maps are most of the memory
-        // and the time of learning, and f32 keeps seven digits, plenty to rank by.
-        let mut pairs: Vec<HashMap<u32, f32>> = vec![HashMap::default(); n];
-        // Per pair: the weight of "bought next", and the weighted days between the two orders.
-        let mut next_counts: Vec<HashMap<u32, (f32, f32)>> = vec![HashMap::default(); n];
-        let mut reordered = vec![0f64; n];
-        let mut weights: Vec<f64> = Vec::new();
-        for (_, bought) in &h.customers {
-            // Sorted by day (Histories::finish): what was bought by `as_of` is a prefix.
-            debug_assert!(bought.is_sorted(), "Histories::finish sorts each history");
-            let bought = &bought[..bought.partition_point(|b| b.day <= as_of)];
-            let items = latest_per_product(bought, params.max_items);
-            let damp = if params.damp_heavy_buyers {
-                1.0 / (2.0 + items.len() as f64).ln()
-            } else {
-                1.0
-            };
-            weights.clear();
-            weights.extend(items.iter().map(|&(_, day)| weight(day)));
-            for (&(sku, _), w) in items.iter().zip(&weights) {
-                buyers[sku as usize] += w;
-            }
-            for (i, &(a, _)) in items.iter().enumerate() {
-                for (j, &(b, _)) in items.iter().enumerate().skip(i + 1) {
-                    let w = (damp * weights[i].min(weights[j])) as f32;
-                    *pairs[a as usize].entry(b).or_default() += w;
-                    *pairs[b as usize].entry(a).or_default() += w;
-                }
-            }
-            count_next(bought, &weight, &mut next_counts, &mut reordered);
-        }
-        let neighbours = pairs
-            .into_iter()
-            .enumerate()
-            .map(|(a, row)| {
-                let scored = row.into_iter().map(|(b, c)| {
-                    let cos =
-                        f64::from(c) / ((buyers[a] * buyers[b as usize]).sqrt() + params.shrink);
-                    (b, cos as f32)
-                });
-                best(scored, params.neighbours)
-            })
-            .collect();
-        let mut next = Vec::with_capacity(n);
-        let mut next_days = Vec::with_capacity(n);
-        for (a, row) in next_counts.into_iter().enumerate() {
-            let total = reordered[a].max(1e-9);
+        Self::from_sums(&Sums::learn(h, as_of, params), as_of)
+    }
+
+    /// The model as of `as_of` from sums that cover it ([`Sums::covers`]): similarities are
+    /// cosines over the buyers (shrunk by `params.shrink`), what comes next the share of those
+    /// who ordered again, both with weights as of `as_of`.
+    pub fn from_sums(sums: &Sums, as_of: i64) -> Model {
+        let params = sums.params;
+        let scale = sums.scale(as_of);
+        let buyers: Vec<f64> = sums.buyers.iter().map(|&b| b as f64 * scale).collect();
+        let neighbours = similarities(sums, &buyers, scale);
+        let mut next = Vec::with_capacity(buyers.len());
+        let mut next_days = Vec::with_capacity(buyers.len());
+        for (a, row) in sums.next.iter().enumerate() {
+            let total = (sums.reordered[a] as f64 * scale).max(1e-9);
             let mut v: Vec<(u32, f32, f32)> = row
-                .into_iter()
-                .map(|(b, (c, days))| {
-                    let share = (f64::from(c) / (total + params.shrink)) as f32;
-                    (b, share, days / c.max(f32::MIN_POSITIVE))
+                .iter()
+                .map(|(b, [w, days])| {
+                    let share = (w as f64 * scale / (total + params.shrink)) as f32;
+                    (b, share, (days as f64 / (w as f64).max(1.0)) as f32)
                 })
                 .filter(|x| x.1 > 0.0)
                 .collect();
@@ -436,8 +399,8 @@ fn top_allowed(mut picks: Vec<Pick>, n: usize, ok: &dyn Fn(u32) -> bool) -> Vec<
 }
 
 /// Each product's latest purchase day, the `max` most recent products, most recent first.
-fn latest_per_product(bought: &[Bought], max: usize) -> Vec<(u32, i64)> {
-    let mut items: Vec<(u32, i64)> = bought.iter().map(|b| (b.sku, b.day)).collect();
+pub(super) fn latest_per_product(bought: &[Bought], max: usize) -> Vec<(u32, i64)> {
+    let mut items: Vec<(u32, i64)> = bought.iter().map(|b| (b.sku, b.day())).collect();
     // By product, latest first; keep each product's first.
     items.sort_unstable_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)));
     items.dedup_by_key(|x| x.0);
@@ -446,30 +409,117 @@ fn latest_per_product(bought: &[Bought], max: usize) -> Vec<(u32, i64)> {
     items
 }
 
-/// Counts, for each product of an order, the products of the customer's next order (a later
-/// day): what comes next.
-fn count_next(
-    bought: &[Bought],
-    weight: &impl Fn(i64) -> f64,
-    next: &mut [HashMap<u32, (f32, f32)>],
-    reordered: &mut [f64],
-) {
-    let mut days = bought.chunk_by(|x, y| x.day == y.day);
-    let Some(mut before) = days.next() else {
-        return;
-    };
-    for after in days {
-        let w = weight(after[0].day);
-        let days = (after[0].day - before[0].day) as f64;
-        for a in before {
-            reordered[a.sku as usize] += w;
-            for b in after.iter().filter(|b| b.sku != a.sku) {
-                let e = next[a.sku as usize].entry(b.sku).or_default();
-                e.0 += w as f32;
-                e.1 += (w * days) as f32;
+/// Each product's most similar products, best first: the cosine of every pair kept in the sums
+/// (each pair is kept once and goes to both products' lists). The rows are shared out among
+/// the cores, each gathering its own lists, merged at the end.
+fn similarities(sums: &Sums, buyers: &[f64], scale: f64) -> Vec<Vec<(u32, f32)>> {
+    let params = sums.params;
+    let root: Vec<f64> = buyers.iter().map(|b| b.sqrt()).collect();
+    let gather = |rows: std::ops::Range<usize>| {
+        let mut lists: Vec<TopK> = (0..buyers.len())
+            .map(|_| TopK::new(params.neighbours))
+            .collect();
+        for a in rows {
+            for (b, c) in sums.pairs[a].iter() {
+                let cos = (c as f64 * scale / (root[a] * root[b as usize] + params.shrink)) as f32;
+                if cos > 0.0 {
+                    lists[a].offer(b, cos);
+                    lists[b as usize].offer(a as u32, cos);
+                }
             }
         }
-        before = after;
+        lists
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let parts = share_out(&sums.pairs, workers);
+    let mut gathered: Vec<Vec<TopK>> = std::thread::scope(|scope| {
+        let running: Vec<_> = parts
+            .into_iter()
+            .map(|rows| scope.spawn(|| gather(rows)))
+            .collect();
+        running
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let mut lists = gathered.pop().unwrap_or_default();
+    for other in gathered {
+        for (list, more) in lists.iter_mut().zip(other) {
+            for (b, cos) in more.buf {
+                list.offer(b, cos);
+            }
+        }
+    }
+    lists.into_iter().map(TopK::into_sorted).collect()
+}
+
+/// Consecutive ranges of rows holding about the same number of pairs each, one per worker.
+fn share_out<T>(rows: &[Row<T>], workers: usize) -> Vec<std::ops::Range<usize>> {
+    let total: usize = rows.iter().map(|r| r.to.len()).sum();
+    let per = total.div_ceil(workers.max(1)).max(1);
+    let (mut parts, mut start, mut held) = (Vec::new(), 0, 0);
+    for (i, r) in rows.iter().enumerate() {
+        held += r.to.len();
+        if held >= per {
+            parts.push(start..i + 1);
+            (start, held) = (i + 1, 0);
+        }
+    }
+    if start < rows.len() || parts.is_empty() {
+        parts.push(start..rows.len());
+    }
+    parts
+}
+
+/// The `k` best of the products offered (highest score, then lowest number), without holding
+/// them all: the cosines of every pair reach each product's list one at a time. Offers gather
+/// in a buffer cut back to the best `k` when full; the `k`-th best then turns away anything
+/// worse at once.
+struct TopK {
+    k: usize,
+    buf: Vec<(u32, f32)>,
+    /// The worst of the `k` kept at the last cut.
+    floor: Option<(u32, f32)>,
+}
+
+/// Best first: the higher score, then the lower product number.
+fn better(x: &(u32, f32), y: &(u32, f32)) -> std::cmp::Ordering {
+    y.1.total_cmp(&x.1).then(x.0.cmp(&y.0))
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            buf: Vec::new(),
+            floor: None,
+        }
+    }
+
+    fn offer(&mut self, sku: u32, score: f32) {
+        if self.k == 0 {
+            return;
+        }
+        let x = (sku, score);
+        if self
+            .floor
+            .is_some_and(|f| better(&x, &f) != std::cmp::Ordering::Less)
+        {
+            return;
+        }
+        self.buf.push(x);
+        if self.buf.len() >= (4 * self.k).max(64) {
+            self.buf.select_nth_unstable_by(self.k - 1, better);
+            self.buf.truncate(self.k);
+            self.floor = Some(self.buf[self.k - 1]);
+        }
+    }
+
+    /// Best first.
+    fn into_sorted(mut self) -> Vec<(u32, f32)> {
+        self.buf.sort_unstable_by(better);
+        self.buf.truncate(self.k);
+        self.buf
     }
 }
 

@@ -78,7 +78,7 @@ pub async fn customer(
             .renderer()
             .recommendations()
             .current()
-            .filter(|l| l.through == today)
+            .filter(|l| l.through() == today)
             .map(|l| {
                 let who = view["id"].as_str().unwrap_or(&id);
                 l.list(who, crate::recommend::model::Kind::CrossSell, 5, None)

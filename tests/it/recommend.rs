@@ -280,3 +280,104 @@ async fn every_order_with_items_is_read_once_in_arrival_order() {
         .unwrap();
     assert_eq!(nothing, 6_000);
 }
+
+/// The engine learns once, then brings the model to each new day with the orders stored since:
+/// every customer's lists of every kind must be those of a model learnt afresh from the store
+/// that day, to the bit (scores included), and today's purchases must leave the lists at once.
+#[tokio::test]
+async fn a_model_brought_to_the_next_day_equals_one_learnt_afresh() {
+    use crate::helpers::{add_customers, add_orders, order, TestShop};
+    use chrono::NaiveDate;
+    use rand::{Rng, SeedableRng};
+    use rebuy::recommend::model::Kind;
+    use rebuy::recommend_view::Learned;
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    let ids: Vec<String> = (0..60).map(|i| format!("c{i}")).collect();
+    add_customers(&store, &ids.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let catalog: Vec<rebuy::store::Product> = (0..20)
+        .map(|p| rebuy::store::Product {
+            sku: format!("p{p}"),
+            name: format!("product {p}"),
+            category: format!("family {}", p / 5),
+            price: Some(1000 + p * 100),
+            url: None,
+            image_url: None,
+            in_stock: p != 3,
+            active: true,
+            brand: None,
+            size: None,
+            upgrade_of: (p % 5 == 4).then(|| format!("p{}", p - 1)),
+        })
+        .collect();
+    store.upsert_products(&catalog, 0).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut seq = 0;
+    let mut orders = |days: std::ops::Range<u32>, n: usize| {
+        (0..n)
+            .map(|_| {
+                seq += 1;
+                let day = rng.random_range(days.clone());
+                let at = format!("2026-03-{day:02}T03:00:00Z");
+                let mut o = order(&format!("o{seq}"), &ids[rng.random_range(0..60)], &at, 100);
+                let items: Vec<String> = (0..rng.random_range(1..4))
+                    .map(|_| {
+                        format!(
+                            r#"{{"sku":"p{}","quantity":1,"unit_price":100}}"#,
+                            rng.random_range(0..22)
+                        )
+                    })
+                    .collect();
+                o.items = format!("[{}]", items.join(","));
+                o
+            })
+            .collect::<Vec<_>>()
+    };
+    let (first, later) = (orders(1..11, 200), orders(2..13, 120));
+    let zone = chrono_tz::UTC;
+    let day = |d: u32| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    add_orders(&store, &first).await;
+    let learned = std::sync::Arc::new(
+        Learned::load_until(&store, zone, day(9), day(10))
+            .await
+            .unwrap(),
+    );
+    add_orders(&store, &later).await;
+    assert!(learned.catch_up(&store, zone).await.unwrap() > 0);
+    assert!(learned
+        .advance(&store, zone, day(11), day(12))
+        .await
+        .unwrap());
+    assert_eq!(learned.as_of(), day(11));
+    let fresh = Learned::load_until(&store, zone, day(11), day(12))
+        .await
+        .unwrap();
+    let mut shown = 0;
+    for id in &ids {
+        for kind in [Kind::CrossSell, Kind::Next, Kind::Upsell] {
+            let (a, b) = (
+                learned.list(id, kind, 5, None),
+                fresh.list(id, kind, 5, None),
+            );
+            assert_eq!(a, b, "{id} {kind:?}");
+            shown += a.len();
+        }
+    }
+    assert!(shown > 300, "{shown}");
+    // What was bought on the 12th (after the day learnt as of) is off its buyer's lists.
+    let twelfth = crate::helpers::utc("2026-03-12T00:00:00Z").timestamp_millis();
+    let o = later.iter().find(|o| o.placed_at >= twelfth).unwrap();
+    let sku: serde_json::Value = serde_json::from_str(&o.items).unwrap();
+    let sku = sku[0]["sku"].as_str().unwrap();
+    for kind in [Kind::CrossSell, Kind::Next, Kind::Upsell] {
+        assert!(learned
+            .list(&o.customer_id, kind, 20, None)
+            .iter()
+            .all(|p| p.sku != sku));
+    }
+    // A later period cannot be reached by an update: the engine learns afresh then.
+    assert!(!learned
+        .advance(&store, zone, day(11) + chrono::Duration::days(64), day(12))
+        .await
+        .unwrap());
+}
