@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         rebuy::metrics::day_number(split),
         k,
         &|_| true,
+        &rebuy::recommend::model::Catalog::default(),
         params,
     );
     println!("{}", serde_json::to_string_pretty(&r)?);

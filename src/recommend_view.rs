@@ -44,7 +44,7 @@ pub fn allowed_by(catalog: &[Product], h: &Histories) -> Option<Vec<bool>> {
 }
 
 /// The catalog's category, price and upgrade of each product, by product number.
-fn facts_of(catalog: &[Product], h: &Histories) -> Vec<Option<Facts>> {
+pub fn facts_of(catalog: &[Product], h: &Histories) -> Vec<Option<Facts>> {
     let mut facts = vec![None; h.skus.len()];
     for p in catalog {
         if let Some(i) = h.find(&p.sku) {
@@ -475,13 +475,19 @@ impl State {
         let bought = self.h.of(customer).unwrap_or_default();
         let since =
             &bought[history.len()..bought.partition_point(|b| b.day() <= day_number(self.through))];
-        let picks = self
+        let ok = |s: u32| {
+            self.allowed.as_ref().is_none_or(|a| a[s as usize])
+                && in_category(s)
+                && !since.iter().any(|b| b.sku == s)
+        };
+        let mut picks = self
             .model
-            .recommend_kind(kind, history, n, &self.facts, &|s| {
-                self.allowed.as_ref().is_none_or(|a| a[s as usize])
-                    && in_category(s)
-                    && !since.iter().any(|b| b.sku == s)
-            });
+            .recommend_kind(kind, history, n, &self.facts, &ok);
+        if kind == Kind::Next {
+            // A consumable they bought, due again today, comes back on the list.
+            let today = day_number(self.through);
+            picks = self.model.with_due_again(picks, history, today, n, &ok);
+        }
         // Scores relative to the first: their scale depends on how old the purchases are.
         let top = picks
             .first()
@@ -495,7 +501,13 @@ impl State {
                 score: p.score / top,
                 reason: p.reason,
                 because: p.because.map(|b| sku(b).to_string()),
-                why: why(p, &sku),
+                why: match (p.reason, self.model.consumable(p.sku)) {
+                    (Reason::DueAgain, Some((share, days))) => format!(
+                        "due again: {:.0}% of its buyers buy it again, about every {days:.0} days",
+                        share * 100.0
+                    ),
+                    _ => why(p, &sku),
+                },
                 product: self.catalog.get(sku(p.sku)).cloned(),
             })
             .collect()

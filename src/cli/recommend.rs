@@ -9,7 +9,7 @@ use crate::clock::{Clock as _, SystemClock};
 use crate::metrics::day_number;
 use crate::recommend::model::Kind;
 use crate::recommend::{evaluate_split, Metrics};
-use crate::recommend_view::{allowed_by, histories};
+use crate::recommend_view::{allowed_by, facts_of, histories};
 use crate::store::Store;
 use chrono::NaiveDate;
 
@@ -127,10 +127,16 @@ async fn evaluate(
     format: OutputFormat,
 ) -> anyhow::Result<u8> {
     let (h, _) = histories(store, zone).await?;
-    let allowed = allowed_by(&store.products().await?, &h);
-    let r = evaluate_split(&h, day_number(split_at), k, &|s| {
-        allowed.as_ref().is_none_or(|a| a[s as usize])
-    });
+    let catalog = store.products().await?;
+    let allowed = allowed_by(&catalog, &h);
+    let facts = crate::recommend::model::Catalog::new(facts_of(&catalog, &h));
+    let r = evaluate_split(
+        &h,
+        day_number(split_at),
+        k,
+        &|s| allowed.as_ref().is_none_or(|a| a[s as usize]),
+        &facts,
+    );
     if r.customers == 0 {
         eprintln!(
             "no customer bought both before {split_at} and something new from it on: pick a day inside the orders' span"
@@ -150,6 +156,8 @@ async fn evaluate(
         row("rebuy", &r.rebuy),
         row("plain cosine co-occurrence", &r.cosine),
         row("popularity", &r.popularity),
+        row("rebuy, next list", &r.next),
+        row("rebuy, upsell list", &r.upsell),
     ];
     if format == OutputFormat::Table {
         println!(

@@ -70,7 +70,17 @@ pub enum Reason {
     UpgradeOf,
     /// Customers who bought `because` moved up to it: same category, higher price, next order.
     MovedUpFrom,
+    /// A consumable the customer bought whose typical interval is nearly up: many of its
+    /// buyers buy it again (`because` is the product itself).
+    DueAgain,
 }
+
+/// A product is a consumable when at least this share of its buyers bought it again...
+const CONSUMABLE_SHARE: f32 = 0.2;
+/// ...over at least this many (recency-weighted) repeat purchases.
+const CONSUMABLE_REPEATS: f64 = 2.0;
+/// A consumable is due again once this share of its typical interval has passed.
+const DUE_AFTER: f32 = 0.9;
 
 /// What the catalog says of one product, for upsell lists.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -143,6 +153,9 @@ pub struct Model {
     next_days: Vec<Vec<f32>>,
     /// Products by (recency-weighted) buyers, best first.
     popular: Vec<(u32, f32)>,
+    /// Per consumable: the share of its buyers who bought it again, and the mean days between
+    /// two purchases of it.
+    again: Vec<Option<(f32, f32)>>,
 }
 
 impl Model {
@@ -183,6 +196,17 @@ impl Model {
                 .map(|(i, &w)| (i as u32, w as f32)),
             usize::MAX,
         );
+        let again = sums
+            .again
+            .iter()
+            .zip(&sums.buyers)
+            .map(|(&[repeaters, gaps, days], &bought)| {
+                let share = (repeaters as f64 / (bought as f64).max(1.0)).min(1.0) as f32;
+                let consumable =
+                    share >= CONSUMABLE_SHARE && gaps as f64 * scale >= CONSUMABLE_REPEATS;
+                consumable.then(|| (share, (days as f64 / gaps as f64) as f32))
+            })
+            .collect();
         Model {
             as_of,
             params,
@@ -190,7 +214,56 @@ impl Model {
             next,
             next_days,
             popular,
+            again,
         }
+    }
+
+    /// Whether `sku` is a consumable: the share of its buyers who bought it again and the mean
+    /// days between two purchases.
+    pub fn consumable(&self, sku: u32) -> Option<(f32, f32)> {
+        self.again.get(sku as usize).copied().flatten()
+    }
+
+    /// The consumables of `history` whose typical interval is (nearly) up on `today`, as picks
+    /// scored by the share of buyers who buy them again (comparable with the `next` list's
+    /// shares), those `allowed` lets through.
+    pub fn due_again(
+        &self,
+        history: &[Bought],
+        today: i64,
+        allowed: &dyn Fn(u32) -> bool,
+    ) -> Vec<Pick> {
+        latest_per_product(history, usize::MAX)
+            .into_iter()
+            .filter_map(|(sku, last)| {
+                let (share, days) = self.consumable(sku)?;
+                let due = (today - last) as f32 >= DUE_AFTER * days;
+                (due && allowed(sku)).then_some(Pick {
+                    sku,
+                    score: share,
+                    because: Some(sku),
+                    reason: Reason::DueAgain,
+                })
+            })
+            .collect()
+    }
+
+    /// `picks` with the consumables due again among them, best first, up to `n`.
+    pub fn with_due_again(
+        &self,
+        picks: Vec<Pick>,
+        history: &[Bought],
+        today: i64,
+        n: usize,
+        allowed: &dyn Fn(u32) -> bool,
+    ) -> Vec<Pick> {
+        let mut all = self.due_again(history, today, allowed);
+        all.extend(
+            picks
+                .into_iter()
+                .filter(|p| !history.iter().any(|b| b.sku == p.sku)),
+        );
+        top(all, n)
     }
 
     /// What most customers bought in their next order after `sku`, of what `allowed` lets
@@ -669,6 +742,55 @@ mod tests {
             s != id("lotion-deluxe") && s != id("cleanser-l")
         });
         assert!(none.is_empty(), "{none:?}");
+    }
+
+    #[test]
+    fn a_consumable_comes_back_on_the_next_list_when_its_interval_is_nearly_up() {
+        // Shampoo is bought again every 30 days by most of its buyers; a towel once.
+        let mut h = Histories::default();
+        for i in 0..10 {
+            let c = format!("c{i}");
+            for k in 0..3 {
+                h.add(&c, "shampoo", 100 + 30 * k);
+            }
+            h.add(&c, "towel", 100);
+            h.add(&c, "conditioner", 130);
+        }
+        h.add("due", "shampoo", 150);
+        h.add("due", "towel", 150);
+        h.add("fresh", "shampoo", 170);
+        let h = h.finish();
+        let id = |s: &str| h.find(s).unwrap();
+        let m = Model::learn(&h, 180, Params::default());
+        let (share, days) = m.consumable(id("shampoo")).unwrap();
+        assert!(share > 0.8 && (days - 30.0).abs() < 0.01, "{share} {days}");
+        assert_eq!(
+            m.consumable(id("towel")),
+            None,
+            "bought once by each: not a consumable"
+        );
+        let catalog = Catalog::default();
+        let next = |who: &str, today: i64| {
+            let history = h.of(who).unwrap();
+            let picks = m.recommend_kind(Kind::Next, history, 5, &catalog, &|_| true);
+            m.with_due_again(picks, history, today, 5, &|_| true)
+        };
+        // 30 days after: due (27 days do: 90% of the interval); the towel never comes back.
+        let due = next("due", 180);
+        assert_eq!(due[0].sku, id("shampoo"));
+        assert_eq!(
+            (due[0].reason, due[0].because),
+            (Reason::DueAgain, Some(id("shampoo")))
+        );
+        assert!(due.iter().all(|p| p.sku != id("towel")));
+        assert!(next("due", 177).iter().any(|p| p.sku == id("shampoo")));
+        assert!(next("due", 176).iter().all(|p| p.sku != id("shampoo")));
+        // Bought ten days ago: not due yet; and not if the catalog refuses it.
+        assert!(next("fresh", 180).iter().all(|p| p.sku != id("shampoo")));
+        let history = h.of("due").unwrap();
+        assert!(m
+            .due_again(history, 180, &|s| s != id("shampoo"))
+            .is_empty());
     }
 
     #[test]

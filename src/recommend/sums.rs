@@ -76,6 +76,10 @@ pub struct Sums {
     pub reordered: Vec<i64>,
     /// Per product, the products of the order after it: (weight, weight × days between).
     pub next: Vec<Row<[i64; 2]>>,
+    /// Per product, how it was bought again by the same customer: the customers who did
+    /// (weighted by their last purchase of it), and every gap between two purchases of it
+    /// (weight, weight × days).
+    pub again: Vec<[i64; 3]>,
 }
 
 /// Where one customer's part goes.
@@ -84,6 +88,9 @@ trait Sink {
     fn pair(&mut self, a: u32, b: u32, w: i64);
     fn reorder(&mut self, a: u32, w: i64);
     fn next(&mut self, a: u32, b: u32, w: i64, days: i64);
+    /// `a` bought again: `buyer` is the weight of a customer who did (once per customer), else
+    /// 0; and one gap of `days` weighted `w`.
+    fn again(&mut self, a: u32, buyer: i64, w: i64, days: i64);
 }
 
 /// One customer's part of the sums as of `as_of` (what they bought by its end).
@@ -108,6 +115,21 @@ fn part(bought: &[Bought], as_of: i64, base: i64, params: &Params, sink: &mut im
     for (i, &(a, _)) in items.iter().enumerate() {
         for (j, &(b, _)) in items.iter().enumerate().skip(i + 1) {
             sink.pair(a.min(b), a.max(b), fixed(damp * weights[i].min(weights[j])));
+        }
+    }
+    // Each product bought on more than one day: the gaps between its purchases.
+    let mut by_product: Vec<(u32, i64)> = bought.iter().map(|b| (b.sku, b.day())).collect();
+    by_product.sort_unstable();
+    for same in by_product.chunk_by(|x, y| x.0 == y.0) {
+        for (k, pair) in same.windows(2).enumerate() {
+            let last = k + 2 == same.len();
+            let w = fixed(weight(pair[1].1));
+            sink.again(
+                pair[0].0,
+                if last { w } else { 0 },
+                w,
+                pair[1].1 - pair[0].1,
+            );
         }
     }
     let mut days = bought.chunk_by(|x, y| x.day == y.day);
@@ -135,6 +157,7 @@ struct Gather {
     pairs: Vec<HashMap<u32, i64>>,
     reordered: Vec<i64>,
     next: Vec<HashMap<u32, [i64; 2]>>,
+    again: Vec<[i64; 3]>,
 }
 
 impl Gather {
@@ -146,6 +169,7 @@ impl Gather {
             pairs: vec![HashMap::default(); n],
             reordered: vec![0; n],
             next: vec![HashMap::default(); n],
+            again: vec![[0; 3]; n],
         }
     }
 
@@ -180,6 +204,14 @@ impl Sink for Gather {
             e[1] += w * days;
         }
     }
+    fn again(&mut self, a: u32, buyer: i64, w: i64, days: i64) {
+        if let Some(i) = self.at(a) {
+            let e = &mut self.again[i];
+            e[0] += buyer;
+            e[1] += w;
+            e[2] += w * days;
+        }
+    }
 }
 
 /// Changes to kept sums, gathered from many customers' parts and then applied at once
@@ -190,6 +222,7 @@ pub struct Delta {
     pairs: HashMap<(u32, u32), i64>,
     reordered: HashMap<u32, i64>,
     next: HashMap<(u32, u32), [i64; 2]>,
+    again: HashMap<u32, [i64; 3]>,
 }
 
 /// Adds (`sign` 1) or takes away (-1) a customer's part.
@@ -212,6 +245,12 @@ impl Sink for Signed<'_> {
         let e = self.delta.next.entry((a, b)).or_default();
         e[0] += self.sign * w;
         e[1] += self.sign * w * days;
+    }
+    fn again(&mut self, a: u32, buyer: i64, w: i64, days: i64) {
+        let e = self.delta.again.entry(a).or_default();
+        e[0] += self.sign * buyer;
+        e[1] += self.sign * w;
+        e[2] += self.sign * w * days;
     }
 }
 
@@ -273,6 +312,7 @@ impl Sums {
             pairs: Vec::new(),
             reordered: Vec::new(),
             next: Vec::new(),
+            again: Vec::new(),
         };
         // The rows are shared out among the cores in ranges of products, every core reading
         // every history and keeping its own rows; in rounds, so that the hash maps of only some
@@ -301,6 +341,7 @@ impl Sums {
             for g in gathered {
                 sums.buyers.extend(g.buyers);
                 sums.reordered.extend(g.reordered);
+                sums.again.extend(g.again);
                 sums.pairs.extend(g.pairs.into_iter().map(Row::from_map));
                 sums.next.extend(g.next.into_iter().map(Row::from_map));
             }
@@ -320,6 +361,7 @@ impl Sums {
             self.pairs.resize_with(n, Row::default);
             self.reordered.resize(n, 0);
             self.next.resize_with(n, Row::default);
+            self.again.resize(n, [0; 3]);
         }
     }
 
@@ -344,6 +386,10 @@ impl Sums {
         }
         for (a, w) in delta.reordered {
             self.reordered[a as usize] += w;
+        }
+        for (a, w) in delta.again {
+            let e = &mut self.again[a as usize];
+            e.iter_mut().zip(w).for_each(|(s, v)| *s += v);
         }
         apply_rows(&mut self.pairs, delta.pairs, |s, v| *s += v);
         apply_rows(&mut self.next, delta.next, |s, v| {
@@ -407,6 +453,7 @@ mod tests {
         }
         assert_eq!(updated.buyers, sums.buyers);
         assert_eq!(updated.reordered, sums.reordered);
+        assert_eq!(updated.again, sums.again);
     }
 
     #[test]
