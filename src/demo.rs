@@ -46,16 +46,16 @@ pub const SAMPLES: &[(&str, &str)] = &[
         include_str!("../scenarios/abandoned-cart.yaml"),
     ),
     (
-        "templates/cart_reminder.html",
-        include_str!("../templates/cart_reminder.html"),
+        "templates/cart_reminder.mjml",
+        include_str!("../templates/cart_reminder.mjml"),
     ),
     (
         "templates/cart_reminder.txt",
         include_str!("../templates/cart_reminder.txt"),
     ),
     (
-        "templates/winback.html",
-        include_str!("../templates/winback.html"),
+        "templates/winback.mjml",
+        include_str!("../templates/winback.mjml"),
     ),
     (
         "templates/winback.txt",
@@ -70,24 +70,24 @@ pub const SAMPLES: &[(&str, &str)] = &[
         include_str!("../templates/_footer.txt"),
     ),
     (
-        "templates/thanks.html",
-        include_str!("../templates/thanks.html"),
+        "templates/thanks.mjml",
+        include_str!("../templates/thanks.mjml"),
     ),
     (
         "templates/thanks.txt",
         include_str!("../templates/thanks.txt"),
     ),
     (
-        "templates/howto.html",
-        include_str!("../templates/howto.html"),
+        "templates/howto.mjml",
+        include_str!("../templates/howto.mjml"),
     ),
     (
         "templates/howto.txt",
         include_str!("../templates/howto.txt"),
     ),
     (
-        "templates/replenish.html",
-        include_str!("../templates/replenish.html"),
+        "templates/replenish.mjml",
+        include_str!("../templates/replenish.mjml"),
     ),
     (
         "templates/replenish.txt",
@@ -114,16 +114,16 @@ pub const SAMPLES: &[(&str, &str)] = &[
         include_str!("../templates/_recommended.mjml"),
     ),
     (
-        "templates/support_apology.html",
-        include_str!("../templates/support_apology.html"),
+        "templates/support_apology.mjml",
+        include_str!("../templates/support_apology.mjml"),
     ),
     (
         "templates/support_apology.txt",
         include_str!("../templates/support_apology.txt"),
     ),
     (
-        "templates/support_check_in.html",
-        include_str!("../templates/support_check_in.html"),
+        "templates/support_check_in.mjml",
+        include_str!("../templates/support_check_in.mjml"),
     ),
     (
         "templates/support_check_in.txt",

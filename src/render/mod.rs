@@ -7,7 +7,7 @@ mod filters;
 mod mail_html;
 mod recommend;
 
-pub use mail_html::{from_mjml, inline_css, to_text, MjmlError};
+pub use mail_html::{from_mjml, inline_css, precompile, to_text, MjmlError};
 pub use recommend::{recording, Recommendations};
 
 pub use context::{
@@ -42,6 +42,9 @@ pub struct Renderer {
     /// Each step template's part files (`parts`), found once when its scenario is added, so
     /// that a render never looks for a missing `.txt` on disk.
     parts_of: std::collections::HashMap<String, Vec<String>>,
+    /// MJML parts made HTML once when their scenario was added (`mail_html::precompile`): the
+    /// name of that HTML template, by the MJML part's.
+    compiled: std::collections::HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -101,6 +104,7 @@ impl Renderer {
             templates_dir: templates_dir.to_path_buf(),
             recommendations,
             parts_of: Default::default(),
+            compiled: Default::default(),
         }
     }
 
@@ -202,6 +206,7 @@ impl Renderer {
                 self.env
                     .add_template_owned(subject_name(&s.id, &key), send.subject.source.clone())?;
                 let parts = self.find_parts(&send.template);
+                self.compile_mjml(&parts[0]);
                 self.parts_of.insert(send.template.clone(), parts);
             }
             if let Some(c) = &step.condition {
@@ -262,10 +267,17 @@ impl Renderer {
             }
         };
         let html_name = &names[0];
+        let compiled = self.compiled.get(html_name);
         let (parts, recommended) = recording(|| {
             Ok::<_, RenderError>((
                 self.render_named(&subject_name(scenario, step), ctx)?,
-                self.render_named(html_name, ctx)?,
+                match compiled {
+                    // A failure is told at its line of the MJML file, not of the HTML made.
+                    Some(c) => self
+                        .render_named(c, ctx)
+                        .or_else(|e| self.render_named(html_name, ctx).and(Err(e)))?,
+                    None => self.render_named(html_name, ctx)?,
+                },
                 match names.get(1) {
                     Some(text_name) => Some(self.render_named(text_name, ctx)?),
                     None => None,
@@ -273,7 +285,9 @@ impl Renderer {
             ))
         });
         let (subject, html, text) = parts?;
-        let html = if html_name.ends_with(".mjml") {
+        let html = if compiled.is_some() {
+            html
+        } else if html_name.ends_with(".mjml") {
             from_mjml(&html).map_err(|e| RenderError(format!("{html_name}: MJML {e}")))?
         } else {
             inline_css(&html)
@@ -285,6 +299,26 @@ impl Renderer {
             text,
             recommended,
         })
+    }
+
+    /// Makes an MJML part HTML once, when its template tags allow (`mail_html::precompile`);
+    /// otherwise it is made HTML per message.
+    fn compile_mjml(&mut self, name: &str) {
+        if !name.ends_with(".mjml") || self.compiled.contains_key(name) {
+            return;
+        }
+        let Some(html) = self
+            .env
+            .get_template(name)
+            .ok()
+            .and_then(|t| mail_html::precompile(t.source()))
+        else {
+            return;
+        };
+        let compiled = format!("@compiled/{name}.html");
+        if self.env.add_template_owned(compiled.clone(), html).is_ok() {
+            self.compiled.insert(name.to_string(), compiled);
+        }
     }
 
     fn render_named(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {

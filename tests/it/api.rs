@@ -76,8 +76,8 @@ pub(crate) fn abandoned_cart_shop(smtp: &SmtpServer) -> TestShop {
         &[("abandoned-cart.yaml", &scenario)],
         &[
             (
-                "cart_reminder.html",
-                include_str!("../../templates/cart_reminder.html"),
+                "cart_reminder.mjml",
+                include_str!("../../templates/cart_reminder.mjml"),
             ),
             (
                 "cart_reminder.txt",
