@@ -161,6 +161,12 @@ struct State {
     through: NaiveDate,
     /// The last order seq read into `h`.
     seq: i64,
+    /// The day (number) the sums hold every customer's part as of: `as_of`, or the next day's
+    /// while the model of that day is being worked out.
+    sums_day: i64,
+    /// The store's count of orders changed in place when it was read (`Store::orders_edited`):
+    /// a change since is not in `h`, so the next day learns afresh.
+    edited: i64,
 }
 
 /// What customers buy next after a product, and when (`Learned::next_purchase`).
@@ -208,6 +214,7 @@ impl Learned {
         through: NaiveDate,
     ) -> anyhow::Result<Self> {
         let catalog = store.products().await?;
+        let edited = store.orders_edited().await?;
         let shop = read_shop(store, zone).await?;
         let (histories, names) = (shop.histories, shop.names);
         let learned =
@@ -217,6 +224,7 @@ impl Learned {
             let mut state = learned.write();
             state.through = through.max(as_of);
             state.seq = shop.seq;
+            state.edited = edited;
         }
         Ok(learned)
     }
@@ -252,8 +260,8 @@ impl Learned {
         if fresh.seq <= state.seq {
             return Ok(0);
         }
-        let as_of = day_number(state.as_of);
-        state.absorb(&fresh, as_of);
+        let day = state.sums_day;
+        state.absorb(&fresh, day);
         Ok(fresh.purchases.len())
     }
 
@@ -270,28 +278,37 @@ impl Learned {
         as_of: NaiveDate,
         through: NaiveDate,
     ) -> anyhow::Result<bool> {
-        let (from, seq, covered) = {
+        let (from, seq, covered, edited) = {
             let state = self.read();
-            (state.as_of, state.seq, state.sums.covers(day_number(as_of)))
+            let covered = state.sums.covers(day_number(as_of));
+            (state.as_of, state.seq, covered, state.edited)
         };
-        if as_of < from || !covered {
+        if as_of < from || !covered || store.orders_edited().await? != edited {
             return Ok(false);
         }
         let catalog = store.products().await?;
         let fresh = read_since(store, zone, seq).await?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut state = me.write();
-            let state = &mut *state;
-            if state.as_of != from {
-                // Another advance went first.
-                return;
+            {
+                let mut state = me.write();
+                let state = &mut *state;
+                if state.as_of != from {
+                    // Another advance went first.
+                    return;
+                }
+                state.absorb(&fresh, day_number(as_of));
+                state.set_catalog(catalog);
             }
-            state.absorb(&fresh, day_number(as_of));
-            state.set_catalog(catalog);
-            state.model = Model::from_sums(&state.sums, day_number(as_of));
-            state.as_of = as_of;
-            state.through = through.max(as_of);
+            // The model is worked out under a read lock: lists are still given meanwhile,
+            // from the model of the day before.
+            let model = Model::from_sums(&me.read().sums, day_number(as_of));
+            let mut state = me.write();
+            if state.as_of == from {
+                state.model = model;
+                state.as_of = as_of;
+                state.through = through.max(as_of);
+            }
         })
         .await?;
         Ok(true)
@@ -315,6 +332,8 @@ impl Learned {
             as_of,
             through: as_of,
             seq: 0,
+            edited: 0,
+            sums_day: day_number(as_of),
         };
         state.set_catalog(catalog);
         state.sums = Sums::learn(&state.h, day_number(as_of), Params::default());
@@ -412,14 +431,15 @@ async fn read_since(store: &Store, zone: chrono_tz::Tz, seq: i64) -> anyhow::Res
 }
 
 impl State {
-    /// Takes in orders read since `seq`, the sums moving on to `to`.
+    /// Takes in orders read since `seq`, the sums moving on to the day `to`.
     fn absorb(&mut self, fresh: &Fresh, to: i64) {
-        let as_of = day_number(self.as_of);
+        let as_of = self.sums_day;
         let new = fresh
             .purchases
             .iter()
             .map(|(c, s, d)| (c.as_str(), s.as_str(), *d));
         self.h.update(&mut self.sums, as_of, to, new);
+        self.sums_day = to;
         for (sku, name) in &fresh.names {
             if self.names.get(sku) != Some(name) && !self.catalog.contains_key(sku) {
                 self.names.insert(sku.clone(), name.clone());

@@ -25,14 +25,7 @@ pub fn from_mjml(source: &str) -> Result<String, MjmlError> {
 }
 
 /// MJML elements whose content mrml passes through as it is: template tags may sit there.
-const VERBATIM: [&str; 6] = [
-    "mj-text",
-    "mj-button",
-    "mj-title",
-    "mj-preview",
-    "mj-raw",
-    "mj-table",
-];
+const VERBATIM: [&str; 5] = ["mj-text", "mj-button", "mj-title", "mj-preview", "mj-raw"];
 
 /// What stands in for a template tag while mrml reads the template.
 const TOKEN: &str = "__rebuy_tag_";
@@ -47,7 +40,11 @@ const TOKEN: &str = "__rebuy_tag_";
 pub fn precompile(source: &str) -> Option<String> {
     // Plain ASCII stands in for each tag: mrml writes other characters of attribute values
     // as escapes.
-    if source.contains(TOKEN) {
+    // In a table the HTML parser moves text (a tag) out in front of it, keeping the tags'
+    // order: `{% if %}<tr>…{% else %}<tr>…{% endif %}` would come out with both rows. Tables
+    // are made per message.
+    let lower = source.to_ascii_lowercase();
+    if source.contains(TOKEN) || lower.contains("<table") || lower.contains("mj-table") {
         return None;
     }
     let tags = template_tags(source)?;
@@ -302,6 +299,11 @@ mod tests {
         // tags would not come out in their place.
         let rows = "<mjml><mj-body><mj-section><mj-column><mj-text><table>{% for i in items %}<tr><td>{{ i }}</td></tr>{% endfor %}</table></mj-text></mj-column></mj-section></mj-body></mjml>";
         assert_eq!(precompile(rows), None);
+        // Both rows would come out whatever the condition: the tags keep their order there.
+        let branches = "<mjml><mj-body><mj-section><mj-column><mj-text><TABLE>{% if x %}<tr><td>A</td></tr>{% else %}<tr><td>B</td></tr>{% endif %}</TABLE></mj-text></mj-column></mj-section></mj-body></mjml>";
+        assert_eq!(precompile(branches), None);
+        let mj_table = "<mjml><mj-body><mj-section><mj-column><mj-table>{% if x %}<tr><td>A</td></tr>{% endif %}</mj-table></mj-column></mj-section></mj-body></mjml>";
+        assert_eq!(precompile(mj_table), None);
         let shipped = include_str!("../../templates/cross_sell.mjml");
         assert_eq!(precompile(shipped), None, "its products are MJML columns");
     }

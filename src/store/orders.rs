@@ -162,6 +162,17 @@ impl Store {
             .collect();
         super::customers::add_order_aggregates(&mut tx, &fresh).await?;
         let recompute: Vec<String> = recompute.into_iter().collect();
+        if !recompute.is_empty() {
+            // An order changed in place keeps its seq: readers by seq (the recommendations'
+            // daily update) learn from this count that they must read everything again.
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ('orders_edited', '1') \
+                 ON CONFLICT (key) DO UPDATE SET \
+                 value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)",
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         super::customers::recompute_order_aggregates(&mut tx, &recompute).await?;
         super::customers::mark_metrics_dirty(&mut tx, &touched).await?;
         tx.commit().await?;
@@ -305,6 +316,16 @@ impl Store {
             last = s;
         }
         Ok(last)
+    }
+
+    /// How many times stored orders were changed in place (an import or API call that updated
+    /// an existing order): reading by seq misses such a change.
+    pub async fn orders_edited(&self) -> Result<i64> {
+        Ok(self
+            .setting("orders_edited")
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
     }
 
     /// The last order seq the engine has looked at.

@@ -375,6 +375,15 @@ async fn a_model_brought_to_the_next_day_equals_one_learnt_afresh() {
             .iter()
             .all(|p| p.sku != sku));
     }
+    // An order changed in place keeps its seq, so an update would miss the change: the next
+    // day learns afresh.
+    let mut edited = first[0].clone();
+    edited.items = r#"[{"sku":"p1","quantity":1,"unit_price":100}]"#.into();
+    add_orders(&store, &[edited]).await;
+    assert!(!learned
+        .advance(&store, zone, day(12), day(13))
+        .await
+        .unwrap());
     // A later period cannot be reached by an update: the engine learns afresh then.
     assert!(!learned
         .advance(&store, zone, day(11) + chrono::Duration::days(64), day(12))
