@@ -522,6 +522,70 @@ mod tests {
         assert_eq!(names, ["_r.html", "base.html", "m.html", "p.html"]);
     }
 
+    /// A scenario of one step per template, and a renderer that has added it.
+    fn renderer_with(dir: &Path, templates: &[(&str, &str)]) -> Renderer {
+        let mut yaml = String::from("id: s\ntrigger: first_order\ntransactional: true\nsteps:\n");
+        for (i, (name, body)) in templates.iter().enumerate() {
+            std::fs::write(dir.join(name), body).unwrap();
+            let stem = name.trim_end_matches(".mjml");
+            yaml.push_str(&format!(
+                "  - id: s{i}\n    wait: {i}d\n    send: {{ template: {stem}, subject: \"x\" }}\n"
+            ));
+        }
+        let scenario = crate::scenario::parse_scenario("s.yaml", &yaml).unwrap();
+        let mut r = Renderer::new(dir);
+        r.add_scenario(&scenario).unwrap();
+        r
+    }
+
+    #[test]
+    fn an_mjml_part_with_tags_only_in_text_is_made_once_and_sends_the_same_mail() {
+        let dir = tempfile::tempdir().unwrap();
+        let once = "<mjml><mj-body><mj-section><mj-column><mj-text><p>{{ customer.name }}様</p>{% for i in order.items %}<p>{{ i.name }}</p>{% endfor %}</mj-text><mj-button href=\"{{ shop.url }}\">見る</mj-button></mj-column></mj-section></mj-body></mjml>";
+        let looped = "<mjml><mj-body><mj-section>{% for i in order.items %}<mj-column><mj-text>{{ i.name }}</mj-text></mj-column>{% endfor %}</mj-section></mj-body></mjml>";
+        let typo = "<mjml><mj-body><mj-section><mj-column>\n<mj-text>\n{{ customer.nmae }}</mj-text></mj-column></mj-section></mj-body></mjml>";
+        let r = renderer_with(
+            dir.path(),
+            &[
+                ("once.mjml", once),
+                ("looped.mjml", looped),
+                ("typo.mjml", typo),
+            ],
+        );
+        assert!(r.compiled.contains_key("once.mjml"));
+        assert!(
+            !r.compiled.contains_key("looped.mjml"),
+            "its columns are a loop"
+        );
+        let shop = std::collections::BTreeMap::from([(
+            "url".to_string(),
+            "https://s.example".to_string(),
+        )]);
+        let ctx = sample_context(&shop, "https://s.example/u");
+        let sent = r.render_step("s", "s0", "once", &ctx).unwrap();
+        let per_message = from_mjml(
+            &r.env
+                .get_template("once.mjml")
+                .unwrap()
+                .render(&ctx)
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(sent.text, to_text(&per_message));
+        // The same link (made once it stays escaped as the template printed it; per message
+        // mrml writes it decoded: the same attribute to a mail client).
+        let href = "href=\"https://s.example\"";
+        for html in [&sent.html, &per_message] {
+            assert!(html_escape::decode_html_entities(html).contains(href));
+        }
+        // A failure is told at its line of the MJML file, not of the HTML made from it.
+        let e = r
+            .render_step("s", "s2", "typo", &ctx)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("typo.mjml:3") && !e.contains("@compiled"), "{e}");
+    }
+
     #[test]
     fn subjects_cannot_carry_line_breaks() {
         assert_eq!(one_line("Hello\r\nBcc: x@y.z"), "Hello Bcc: x@y.z");

@@ -50,11 +50,7 @@ impl Store {
     }
 
     pub async fn event_cursor(&self) -> Result<i64> {
-        Ok(self
-            .setting("event_cursor")
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+        self.int_setting("event_cursor").await
     }
 
     /// Up to `limit` events after `cursor`, in order of arrival.

@@ -246,6 +246,15 @@ impl Store {
         Ok(v.map(|(v,)| v))
     }
 
+    /// A setting holding a whole number (a cursor, a count): 0 when unset or unreadable.
+    pub async fn int_setting(&self, key: &str) -> Result<i64> {
+        Ok(self
+            .setting(key)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
     /// Stores `value` under `key`, replacing any value.
     pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
         sqlx::query(

@@ -321,20 +321,12 @@ impl Store {
     /// How many times stored orders were changed in place (an import or API call that updated
     /// an existing order): reading by seq misses such a change.
     pub async fn orders_edited(&self) -> Result<i64> {
-        Ok(self
-            .setting("orders_edited")
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+        self.int_setting("orders_edited").await
     }
 
     /// The last order seq the engine has looked at.
     pub async fn order_cursor(&self) -> Result<i64> {
-        Ok(self
-            .setting("order_cursor")
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+        self.int_setting("order_cursor").await
     }
 
     pub async fn order(&self, id: &str) -> Result<Option<OrderRow>> {

@@ -151,11 +151,7 @@ impl Store {
     }
 
     pub async fn segment_cursor(&self) -> Result<i64> {
-        Ok(self
-            .setting("segment_cursor")
-            .await?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0))
+        self.int_setting("segment_cursor").await
     }
 
     /// Up to `limit` membership changes after `cursor`, oldest first.
