@@ -720,7 +720,8 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        if !self.database.starts_with("sqlite:") && Path::new(&self.database).is_relative() {
+        let url = self.database.starts_with("sqlite:") || self.database.contains("://");
+        if !url && Path::new(&self.database).is_relative() {
             self.database = base.join(&self.database).display().to_string();
         }
         at(&mut self.scenarios_dir);

@@ -286,7 +286,7 @@ impl Store {
 /// Recomputes the order aggregates of `customer_ids` inside the caller's transaction, so that
 /// orders and the aggregates they change commit together, and marks their metrics dirty.
 pub(super) async fn set_order_aggregates(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     customer_ids: &[String],
 ) -> Result<()> {
     recompute_order_aggregates(tx, customer_ids).await?;
@@ -295,7 +295,7 @@ pub(super) async fn set_order_aggregates(
 
 /// Recomputes customers' order aggregates from all their orders.
 pub(super) async fn recompute_order_aggregates(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     customer_ids: &[String],
 ) -> Result<()> {
     for chunk in customer_ids.chunks(super::BATCH) {
@@ -328,7 +328,7 @@ struct Delta<'a> {
 /// unlike recomputing; when a new order ties the stored last order's time, the currency is
 /// read back from the orders (which order is "latest" then depends on the ids).
 pub(super) async fn add_order_aggregates(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     fresh: &[&super::NewOrder],
 ) -> Result<()> {
     let mut deltas: std::collections::BTreeMap<&str, Delta> = Default::default();
@@ -379,7 +379,7 @@ pub(super) async fn add_order_aggregates(
 
 /// Marks customers' metrics out of date until the next refresh (incremental or full).
 pub(super) async fn mark_metrics_dirty(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     customer_ids: &[String],
 ) -> Result<()> {
     for chunk in customer_ids.chunks(super::BATCH) {
@@ -408,7 +408,7 @@ pub(super) const AGGREGATES_END: &str =
 
 /// The ids among `ids` that exist in `table` (a constant name, never user input).
 pub(super) async fn existing_ids(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
     table: &'static str,
     ids: &[String],
 ) -> Result<HashSet<String>> {

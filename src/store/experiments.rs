@@ -138,6 +138,7 @@ pub struct VariantOutcome {
 pub struct EnrollmentOutcome {
     pub customer_id: String,
     pub enrolled_at: i64,
+    #[sqlx(try_from = "super::Flag")]
     pub converted: bool,
     pub revenue: i64,
 }
@@ -191,7 +192,7 @@ impl Store {
         period: Period,
     ) -> Result<Vec<EnrollmentOutcome>> {
         let sql = format!(
-            "SELECT e.customer_id, e.enrolled_at, COALESCE(e.goal_reached_at <= $2, 0) AS converted, \
+            "SELECT e.customer_id, e.enrolled_at, CASE WHEN e.goal_reached_at <= $2 THEN 1 ELSE 0 END AS converted, \
              COALESCE(CASE WHEN e.goal_reached_at <= $2 THEN e.goal_revenue END, 0) AS revenue \
              FROM enrollments e WHERE {COUNTED} AND e.scenario_id = $4 AND e.arm = 'treatment'"
         );
@@ -414,9 +415,9 @@ impl Store {
 
 /// Binds a [`Period`] as `$1`, `$2` and `$3` of [`COUNTED`].
 pub(super) fn bind_period<'q, O>(
-    q: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>>,
+    q: sqlx::query::QueryAs<'q, super::Db, O, sqlx::any::AnyArguments<'q>>,
     period: Period,
-) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, sqlx::sqlite::SqliteArguments<'q>> {
+) -> sqlx::query::QueryAs<'q, super::Db, O, sqlx::any::AnyArguments<'q>> {
     q.bind(period.since)
         .bind(period.as_of)
         .bind(period.include_open)

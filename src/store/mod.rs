@@ -1,6 +1,7 @@
 //! The database: opening it, migrations, and every SQL statement rebuy runs. Nothing outside
 //! this module writes SQL. Statements use `$n` placeholders, `ON CONFLICT` and `RETURNING` and
-//! no SQLite-only functions, so that the same text serves PostgreSQL.
+//! no SQLite-only functions, so that the same text serves PostgreSQL; where the two differ
+//! (JSON aggregation, bulk reads) the statement is picked by `Store::backend`.
 
 mod api;
 mod bulk;
@@ -42,16 +43,30 @@ pub use team_mail::TeamMailRow;
 pub use tracking::{TrackedMessage, TrackingCounts, TrackingHit, TrackingRow};
 pub use users::{AuditRow, CustomerHit, Picked, SessionRow, UserRow};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, ConnectOptions as _, Executor as _, QueryBuilder};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// The backend in use; PostgreSQL joins it in the scale-out issue.
-pub type Db = Sqlite;
+/// The database type every statement is written for: sqlx's `Any`, which hands each
+/// statement to the backend the store was opened on (SQLite or PostgreSQL).
+pub type Db = sqlx::Any;
+
+/// The PostgreSQL advisory lock `write_tx` takes ("rebuy" in ASCII).
+const WRITE_LOCK: i64 = 0x0072_6562_7579;
 
 /// Rows per multi-row statement: well under SQLite's 32,766 bound values.
 pub const BATCH: usize = 500;
+
+/// Which database a store speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A file (or memory) on this machine: the default.
+    Sqlite,
+    /// A PostgreSQL 15+ server, which several workers can share.
+    Postgres,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -70,62 +85,166 @@ pub enum StoreError {
     /// missing one rather than quietly working on a new, empty file.
     #[error("no database at {0}; check `database:` in the config (paths are relative to the config file) or create it with `rebuy init`")]
     Missing(String),
+    /// What the store was asked cannot be done on this backend (a back-test's scratch copy is
+    /// always a SQLite file).
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// The connection options of the SQLite database at `target` (a path or `sqlite://` URL):
-/// created if missing, WAL, a busy timeout, foreign keys.
-fn options(target: &str) -> Result<SqliteConnectOptions> {
-    // A plain path is a file name as it is: read as a URL, `?`, `#` or `%` in it would not be.
-    let options = if target.starts_with("sqlite:") {
-        SqliteConnectOptions::from_str(target)?
-    } else {
-        SqliteConnectOptions::new().filename(target)
-    };
-    Ok(options
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10))
-        .foreign_keys(true)
-        // A 256 MiB page cache (a ceiling, not an allocation) and in-memory temporaries: the
-        // tick and imports touch indexes at random.
-        .pragma("cache_size", "-262144")
-        .pragma("temp_store", "memory"))
+/// Where a store's database is and how its connections are set up.
+#[derive(Debug, Clone)]
+enum Target {
+    Sqlite(SqliteTarget),
+    /// The server's URL as given (`postgres://…`).
+    Postgres(String),
+}
+
+/// A SQLite database: its file (none in memory), whether it may be created or written, and
+/// the `PRAGMA`s each connection runs when it opens.
+#[derive(Debug, Clone)]
+struct SqliteTarget {
+    file: Option<PathBuf>,
+    create: bool,
+    read_only: bool,
+    pragmas: Vec<(&'static str, String)>,
+}
+
+impl SqliteTarget {
+    /// The database at `target` (a path or `sqlite:` URL): created if missing, WAL, a busy
+    /// timeout, foreign keys, a 256 MiB page cache (a ceiling, not an allocation) and in-memory
+    /// temporaries: the tick and imports touch indexes at random.
+    fn parse(target: &str) -> Result<Self> {
+        // A plain path is a file name as it is: read as a URL, `?`, `#` or `%` in it would not be.
+        let file = if target.starts_with("sqlite:") {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(target)?;
+            let file = options.get_filename();
+            let name = file.to_string_lossy();
+            (!name.is_empty() && !name.starts_with(':')).then(|| file.to_path_buf())
+        } else if target.is_empty() || target.starts_with(':') {
+            None
+        } else {
+            Some(PathBuf::from(target))
+        };
+        let file = file
+            .map(|f| {
+                std::path::absolute(&f)
+                    .map_err(|e| StoreError::Missing(format!("{}: {e}", f.display())))
+            })
+            .transpose()?;
+        Ok(Self {
+            file,
+            create: true,
+            read_only: false,
+            pragmas: vec![
+                ("busy_timeout", "10000".into()),
+                ("journal_mode", "WAL".into()),
+                ("foreign_keys", "ON".into()),
+                ("synchronous", "NORMAL".into()),
+                ("cache_size", "-262144".into()),
+                ("temp_store", "memory".into()),
+            ],
+        })
+    }
+
+    /// Sets (or replaces) one `PRAGMA`.
+    fn pragma(mut self, name: &'static str, value: &str) -> Self {
+        match self.pragmas.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value.to_string(),
+            None => self.pragmas.push((name, value.to_string())),
+        }
+        self
+    }
+
+    /// The URL sqlx opens: the absolute file name with every byte a URL would read specially
+    /// escaped (SQLite's URL parser unescapes it), or an in-memory database.
+    fn url(&self) -> String {
+        const ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'/')
+            .remove(b'.')
+            .remove(b'-')
+            .remove(b'_');
+        let Some(file) = &self.file else {
+            return "sqlite::memory:".to_string();
+        };
+        let mode = match (self.read_only, self.create) {
+            (true, _) => "ro",
+            (false, true) => "rwc",
+            (false, false) => "rw",
+        };
+        let name = percent_encoding::percent_encode(file.as_os_str().as_encoded_bytes(), ESCAPE);
+        format!("sqlite://{name}?mode={mode}")
+    }
+
+    /// The statements each new connection runs first.
+    fn setup(&self) -> String {
+        self.pragmas
+            .iter()
+            .map(|(name, value)| format!("PRAGMA {name} = {value};"))
+            .collect()
+    }
+}
+
+impl Target {
+    fn parse(target: &str) -> Result<Self> {
+        if target.starts_with("postgres://") || target.starts_with("postgresql://") {
+            Ok(Target::Postgres(target.to_string()))
+        } else {
+            Ok(Target::Sqlite(SqliteTarget::parse(target)?))
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        match self {
+            Target::Sqlite(_) => Backend::Sqlite,
+            Target::Postgres(_) => Backend::Postgres,
+        }
+    }
 }
 
 /// A handle on the database; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
-    /// How it was opened, for `lean`.
-    options: SqliteConnectOptions,
+    pool: AnyPool,
+    /// How it was opened, for `lean` and `for_server`.
+    target: Target,
+}
+
+/// Whether a database target names a PostgreSQL server rather than a SQLite file.
+pub fn is_postgres(target: &str) -> bool {
+    matches!(Target::parse(target), Ok(Target::Postgres(_)))
 }
 
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `target` (a path or `sqlite://` URL)
-    /// in WAL mode with a busy timeout, and applies the migrations in `migrations/`.
+    /// Opens (creating if needed) the database at `target`, a SQLite path or `sqlite:` URL
+    /// (WAL mode with a busy timeout) or a `postgres://` URL, and applies the migrations of its
+    /// backend (`migrations/sqlite/` or `migrations/postgres/`).
     pub async fn open(target: &str) -> Result<Self> {
-        Self::connect(options(target)?, 4).await
+        Self::connect(Target::parse(target)?, 4, true).await
     }
 
     /// Opens the database at `target`, which must exist already (see `StoreError::Missing`).
     pub async fn open_existing(target: &str) -> Result<Self> {
-        let options = options(target)?;
-        let file = options.get_filename();
-        let in_memory = file.as_os_str().is_empty() || file.to_string_lossy().starts_with(':');
-        if !in_memory && !file.exists() {
-            return Err(StoreError::Missing(file.display().to_string()));
+        let mut parsed = Target::parse(target)?;
+        if let Target::Sqlite(sqlite) = &mut parsed {
+            if let Some(file) = sqlite.file.as_ref().filter(|f| !f.exists()) {
+                return Err(StoreError::Missing(file.display().to_string()));
+            }
+            sqlite.create = false;
         }
-        Self::connect(options.create_if_missing(false), 4).await
+        Self::connect(parsed, 4, true).await
     }
 
-    /// Opens the SQLite database at `target` to read only, as it is (no migrations): a
-    /// back-test reads the shop's this way while it copies it.
+    /// Opens the database at `target` to read only, as it is (no migrations): a back-test
+    /// reads the shop's this way while it copies it.
     pub async fn open_read_only(target: &str) -> Result<Self> {
-        let options = options(target)?.create_if_missing(false).read_only(true);
-        Self::bulk(options).await
+        let mut parsed = Target::parse(target)?;
+        if let Target::Sqlite(sqlite) = &mut parsed {
+            sqlite.create = false;
+            sqlite.read_only = true;
+        }
+        Self::connect(parsed, 2, false).await
     }
 
     /// Opens a scratch database (a back-test's), which only this process uses and which a
@@ -134,41 +253,73 @@ impl Store {
     /// year's replay ran 1.5× slower with the journal kept in memory, which copies every page
     /// a bulk write touches); nothing synced to disk; no foreign-key checks (a replay writes
     /// its messages before the enrollments they belong to, which it writes at the end in their
-    /// final state); long statements not logged.
+    /// final state); long statements not logged. Always a SQLite file.
     pub async fn open_scratch(target: &str) -> Result<Self> {
-        let options = options(target)?
-            .synchronous(SqliteSynchronous::Off)
-            .journal_mode(SqliteJournalMode::Off)
-            .foreign_keys(false);
-        // Copying a shop reads and writes millions of rows on purpose: no "slow statement"
-        // warnings.
-        Self::connect(sqlx::ConnectOptions::disable_statement_logging(options), 1).await
+        let sqlite = SqliteTarget::parse(target)?
+            .pragma("synchronous", "OFF")
+            .pragma("journal_mode", "OFF")
+            .pragma("foreign_keys", "OFF");
+        Self::connect(Target::Sqlite(sqlite), 1, true).await
     }
 
-    async fn connect(options: SqliteConnectOptions, connections: u32) -> Result<Self> {
-        configure_sqlite();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(connections)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool, options })
+    /// Which backend this store speaks to.
+    pub fn backend(&self) -> Backend {
+        self.target.backend()
     }
 
-    /// The same database for a long-running server (`rebuy run`, `rebuy serve`): its
-    /// connections never checkpoint the write-ahead log themselves (SQLite's default makes
+    /// A pool of `connections` on `target`, migrated first when `migrate`. Statements are
+    /// not logged as slow: bulk passes read or write a million rows on purpose, and the
+    /// server's requests are measured by the HTTP metrics.
+    async fn connect(target: Target, connections: u32, migrate: bool) -> Result<Self> {
+        install_drivers();
+        let pool = match &target {
+            Target::Sqlite(sqlite) => {
+                let options =
+                    AnyConnectOptions::from_str(&sqlite.url())?.disable_statement_logging();
+                let setup = std::sync::Arc::new(sqlite.setup());
+                AnyPoolOptions::new()
+                    .max_connections(connections)
+                    .after_connect(move |conn, _| {
+                        let setup = setup.clone();
+                        Box::pin(async move {
+                            conn.execute(setup.as_str()).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Target::Postgres(url) => {
+                let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+                AnyPoolOptions::new()
+                    .max_connections(connections.max(8))
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        if migrate {
+            match target.backend() {
+                Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+                Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+            }
+        }
+        Ok(Self { pool, target })
+    }
+
+    /// The same database for a long-running server (`rebuy run`, `rebuy serve`). On SQLite
+    /// its connections never checkpoint the write-ahead log themselves (SQLite's default makes
     /// whichever commit crosses 1,000 pages copy them into the database and sync it, a stall
     /// of up to a few hundred milliseconds for the requests waiting on that commit); a task of
     /// its own checkpoints every 100 ms instead, passively (it never blocks a writer), until the
-    /// store is closed.
+    /// store is closed. PostgreSQL checkpoints by itself.
     pub async fn for_server(self) -> Result<Self> {
-        let options = self.options.clone().pragma("wal_autocheckpoint", "0");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone())
-            .await?;
+        let Target::Sqlite(sqlite) = &self.target else {
+            return Ok(self);
+        };
+        let target = Target::Sqlite(sqlite.clone().pragma("wal_autocheckpoint", "0"));
+        let server = Self::connect(target, 4, false).await?;
         self.pool.close().await;
-        let checkpointer = pool.clone();
+        let checkpointer = server.pool.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_millis(100));
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -184,39 +335,44 @@ impl Store {
                 }
             }
         });
-        Ok(Self { pool, options })
+        Ok(server)
     }
 
-    /// A second handle on the same database with a 16 MiB page cache per connection, two
-    /// connections and temporary tables on disk, for passes that read or write everything
-    /// once (the metrics refresh, segment evaluation): a big cache only holds pages they will
-    /// not read again. Close it when done.
+    /// A second handle on the same database with two connections for passes that read or
+    /// write everything once (the metrics refresh, segment evaluation); on SQLite with a
+    /// 16 MiB page cache per connection and temporary tables on disk: a big cache only holds
+    /// pages they will not read again. Close it when done.
     pub async fn lean(&self) -> Result<Self> {
-        let options = self
-            .options
-            .clone()
-            .pragma("cache_size", "-16384")
-            .pragma("temp_store", "file");
-        Self::bulk(options).await
-    }
-
-    /// Two connections with `options`, without migrations, for statements that read or write
-    /// a million rows on purpose: no "slow statement" warnings.
-    async fn bulk(options: SqliteConnectOptions) -> Result<Self> {
-        let options = sqlx::ConnectOptions::disable_statement_logging(options);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options.clone())
-            .await?;
-        Ok(Self { pool, options })
+        let target = match &self.target {
+            Target::Sqlite(sqlite) => Target::Sqlite(
+                sqlite
+                    .clone()
+                    .pragma("cache_size", "-16384")
+                    .pragma("temp_store", "file"),
+            ),
+            postgres => postgres.clone(),
+        };
+        Self::connect(target, 2, false).await
     }
 
     /// A transaction that takes the write lock at once (SQLite's `BEGIN IMMEDIATE`), for
     /// writes that read first: a deferred transaction that read before another writer
-    /// committed could not upgrade to a writer. The one backend-specific statement; with
-    /// PostgreSQL a plain `BEGIN` does.
+    /// committed could not upgrade to a writer. On PostgreSQL the same: one transaction-level
+    /// advisory lock (`WRITE_LOCK`) held until commit, so that these writers take turns as on
+    /// SQLite, and a `seq` (orders, events) is committed in the order it was handed out, which
+    /// the engine's cursors rely on.
     pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, Db>> {
-        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+        match self.backend() {
+            Backend::Sqlite => Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Postgres => {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(WRITE_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(tx)
+            }
+        }
     }
 
     /// Which file the database is now (device and inode), to notice it being deleted or
@@ -227,11 +383,12 @@ impl Store {
         Some((meta.dev(), meta.ino()))
     }
 
-    /// The database's file, unless it lives in memory.
-    pub fn file(&self) -> Option<std::path::PathBuf> {
-        let file = self.options.get_filename();
-        let name = file.to_string_lossy();
-        (!name.is_empty() && !name.starts_with(':')).then(|| file.to_path_buf())
+    /// The database's file: none for one in memory or on a server.
+    pub fn file(&self) -> Option<PathBuf> {
+        match &self.target {
+            Target::Sqlite(sqlite) => sqlite.file.clone(),
+            Target::Postgres(_) => None,
+        }
     }
 
     pub async fn close(&self) {
@@ -284,6 +441,39 @@ impl Store {
     }
 }
 
+/// A flag as the schema stores it, a whole number 0 or 1 (PostgreSQL has no implicit cast
+/// between integers and booleans; `Any` decodes no integer as `bool`). Fields read with
+/// `#[sqlx(try_from = "Flag")]` are plain `bool`s; bind `i64::from(flag)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Flag(bool);
+
+impl sqlx::Type<Db> for Flag {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <i64 as sqlx::Type<Db>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <i64 as sqlx::Type<Db>>::compatible(ty) || <bool as sqlx::Type<Db>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Db> for Flag {
+    fn decode(
+        value: sqlx::any::AnyValueRef<'r>,
+    ) -> std::result::Result<Self, sqlx::error::BoxDynError> {
+        match <i64 as sqlx::Decode<Db>>::decode(value.clone()) {
+            Ok(n) => Ok(Flag(n != 0)),
+            Err(_) => Ok(Flag(<bool as sqlx::Decode<Db>>::decode(value)?)),
+        }
+    }
+}
+
+impl From<Flag> for bool {
+    fn from(flag: Flag) -> bool {
+        flag.0
+    }
+}
+
 /// Appends `(…, …)` with one bound value per id: for `WHERE x IN` lists.
 pub(crate) fn push_in_list<'a, S: AsRef<str> + 'a>(
     qb: &mut QueryBuilder<'a, Db>,
@@ -300,6 +490,16 @@ pub(crate) fn push_in_list<'a, S: AsRef<str> + 'a>(
 /// Decodes a page that a query returned as one JSON array (see `Store::orders_after`).
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| StoreError::Decode(e.to_string()))
+}
+
+/// Makes sqlx's `Any` able to open SQLite and PostgreSQL, and applies `configure_sqlite`,
+/// once, before the first connection.
+fn install_drivers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        configure_sqlite();
+        sqlx::any::install_default_drivers();
+    });
 }
 
 /// Process-wide SQLite settings, applied once before the first connection: no memory

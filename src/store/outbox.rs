@@ -238,7 +238,7 @@ const COLUMNS: &str = "id, enrollment_id, step_index, step_id, scenario_id, cust
 
 /// Inserts outbox rows; a row for an (enrollment, step) that exists already is ignored.
 pub(super) async fn insert_outbox(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     rows: &[&NewOutbox],
     now: i64,
 ) -> Result<u64> {
@@ -248,7 +248,7 @@ pub(super) async fn insert_outbox(
 /// `insert_outbox`; with `simulated`, queued rows are written as a back-test's stand-in for
 /// delivery: `simulated`, sent at their due time (what `Store::mark_simulated` does later).
 pub(super) async fn insert_outbox_as(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     rows: &[&NewOutbox],
     now: i64,
     simulated: bool,

@@ -12,7 +12,9 @@ pub struct Product {
     pub price: Option<i64>,
     pub url: Option<String>,
     pub image_url: Option<String>,
+    #[sqlx(try_from = "super::Flag")]
     pub in_stock: bool,
+    #[sqlx(try_from = "super::Flag")]
     pub active: bool,
     pub brand: Option<String>,
     pub size: Option<String>,
@@ -54,8 +56,8 @@ impl Store {
                     .push_bind(p.price)
                     .push_bind(&p.url)
                     .push_bind(&p.image_url)
-                    .push_bind(p.in_stock)
-                    .push_bind(p.active)
+                    .push_bind(i64::from(p.in_stock))
+                    .push_bind(i64::from(p.active))
                     .push_bind(&p.brand)
                     .push_bind(&p.size)
                     .push_bind(&p.upgrade_of)

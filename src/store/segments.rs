@@ -23,14 +23,15 @@ pub struct SegmentEvent {
     pub seq: i64,
     pub segment: String,
     pub customer_id: String,
+    #[sqlx(try_from = "super::Flag")]
     pub entered: bool,
     pub at: i64,
 }
 
 fn bind_all<'q>(
-    mut q: sqlx::query::Query<'q, Db, sqlx::sqlite::SqliteArguments<'q>>,
+    mut q: sqlx::query::Query<'q, Db, sqlx::any::AnyArguments<'q>>,
     binds: &'q [Bind],
-) -> sqlx::query::Query<'q, Db, sqlx::sqlite::SqliteArguments<'q>> {
+) -> sqlx::query::Query<'q, Db, sqlx::any::AnyArguments<'q>> {
     for b in binds {
         q = match b {
             Bind::Int(i) => q.bind(*i),
@@ -157,7 +158,7 @@ impl Store {
     /// Up to `limit` membership changes after `cursor`, oldest first.
     pub async fn segment_events_after(&self, cursor: i64, limit: i64) -> Result<Vec<SegmentEvent>> {
         Ok(sqlx::query_as(
-            "SELECT seq, segment, customer_id, kind = 'entered' AS entered, at FROM segment_events \
+            "SELECT seq, segment, customer_id, CASE WHEN kind = 'entered' THEN 1 ELSE 0 END AS entered, at FROM segment_events \
              WHERE seq > $1 ORDER BY seq LIMIT $2",
         )
         .bind(cursor)

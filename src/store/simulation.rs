@@ -254,7 +254,7 @@ impl Store {
     }
 }
 
-async fn attach(conn: &mut sqlx::SqliteConnection, source: &str) -> Result<()> {
+async fn attach(conn: &mut sqlx::AnyConnection, source: &str) -> Result<()> {
     sqlx::query("ATTACH DATABASE $1 AS src")
         .bind(source)
         .execute(&mut *conn)
@@ -262,14 +262,14 @@ async fn attach(conn: &mut sqlx::SqliteConnection, source: &str) -> Result<()> {
     Ok(())
 }
 
-async fn detach(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+async fn detach(conn: &mut sqlx::AnyConnection) -> Result<()> {
     sqlx::query("DETACH DATABASE src")
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
 
-async fn copy_shop(conn: &mut sqlx::SqliteConnection, from: i64, to: i64) -> Result<i64> {
+async fn copy_shop(conn: &mut sqlx::AnyConnection, from: i64, to: i64) -> Result<i64> {
     let mut tx = conn.begin().await?;
     let customers = sqlx::query(
         "INSERT INTO customers (id, email, name, timezone, locale, attributes, created_at, \
@@ -314,7 +314,7 @@ async fn copy_shop(conn: &mut sqlx::SqliteConnection, from: i64, to: i64) -> Res
 }
 
 /// Picks the customers whose simulated mail keeps its body: see [`BODY_SAMPLE`].
-async fn pick_body_sample(conn: &mut sqlx::SqliteConnection, customers: i64) -> Result<()> {
+async fn pick_body_sample(conn: &mut sqlx::AnyConnection, customers: i64) -> Result<()> {
     sqlx::query("CREATE TABLE sim_sample (customer_id TEXT PRIMARY KEY)")
         .execute(&mut *conn)
         .await?;
@@ -325,11 +325,7 @@ async fn pick_body_sample(conn: &mut sqlx::SqliteConnection, customers: i64) -> 
     Ok(())
 }
 
-async fn copy_for_ticks(
-    conn: &mut sqlx::SqliteConnection,
-    from: i64,
-    to: i64,
-) -> Result<(i64, i64)> {
+async fn copy_for_ticks(conn: &mut sqlx::AnyConnection, from: i64, to: i64) -> Result<(i64, i64)> {
     let mut tx = conn.begin().await?;
     // The history in the shop's own order (it is all behind the cursor), with the per-customer
     // index built once afterwards instead of row by row.
@@ -366,11 +362,7 @@ async fn copy_for_ticks(
     Ok((history as i64, period as i64))
 }
 
-async fn copy_all_orders(
-    conn: &mut sqlx::SqliteConnection,
-    from: i64,
-    to: i64,
-) -> Result<(i64, i64)> {
+async fn copy_all_orders(conn: &mut sqlx::AnyConnection, from: i64, to: i64) -> Result<(i64, i64)> {
     let mut tx = conn.begin().await?;
     // In the shop's own order, with the indexes built once afterwards.
     let saved = drop_indexes(&mut tx, "orders").await?;
@@ -426,7 +418,7 @@ async fn create_indexes(
 
 /// Every customer's order aggregates over the stored orders, and the order cursor past them:
 /// they trigger nothing more.
-async fn settle_orders(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+async fn settle_orders(conn: &mut sqlx::AnyConnection) -> Result<()> {
     sqlx::query(&format!(
         "{}{}",
         super::customers::AGGREGATES_FROM_ORDERS,

@@ -39,6 +39,7 @@ pub struct TrackingCounts {
 pub struct TrackingRow {
     pub outbox_id: i64,
     pub kind: String,
+    #[sqlx(try_from = "super::Flag")]
     pub counted: bool,
     pub at: i64,
     pub url: Option<String>,
@@ -102,7 +103,7 @@ impl Store {
     /// Every click and open recorded for a customer's messages.
     pub async fn customer_tracking(&self, customer_id: &str) -> Result<Vec<TrackingRow>> {
         Ok(sqlx::query_as(
-            "SELECT t.outbox_id, t.kind, t.counted <> 0 AS counted, t.at, t.url, t.note \
+            "SELECT t.outbox_id, t.kind, t.counted, t.at, t.url, t.note \
              FROM message_tracking t JOIN outbox m ON m.id = t.outbox_id \
              WHERE m.customer_id = $1 ORDER BY t.outbox_id, t.kind, t.counted DESC",
         )

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# A PostgreSQL on loopback for the tests: prints its URL (a role that may create databases;
+# each test makes a database of its own). It uses Debian's cluster (`pg_ctlcluster`, as on the
+# CI machine, which has PostgreSQL 15 installed but not started), installing Debian's
+# `postgresql` with apt-get first when there is none, starts it when it is down, and creates
+# the role `rebuy` (password `rebuy`) when it is missing. Needs root or sudo for those steps;
+# nothing is changed when the cluster is up and the role exists.
+set -euo pipefail
+
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO=sudo
+else
+  SUDO=
+fi
+
+if ! command -v pg_lsclusters >/dev/null 2>&1; then
+  echo "postgres.sh: installing PostgreSQL for the PostgreSQL tests (apt-get)" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+
+# The newest cluster Debian knows of (version, name, port, status).
+read -r version cluster port status < <(pg_lsclusters --no-header | sort -k1,1n | tail -1 | awk '{print $1, $2, $3, $4}')
+if [ -z "${version:-}" ]; then
+  echo "postgres.sh: no PostgreSQL cluster; create one with pg_createcluster" >&2
+  exit 1
+fi
+if [ "$status" != "online" ]; then
+  echo "postgres.sh: starting PostgreSQL $version/$cluster on port $port" >&2
+  $SUDO pg_ctlcluster "$version" "$cluster" start
+fi
+
+psql_admin() {
+  if [ "$(id -u)" -eq 0 ]; then
+    su postgres -c "psql -p $port -qtAc \"$1\""
+  else
+    sudo -u postgres psql -p "$port" -qtAc "$1"
+  fi
+}
+if [ "$(psql_admin "SELECT 1 FROM pg_roles WHERE rolname = 'rebuy'")" != "1" ]; then
+  psql_admin "CREATE ROLE rebuy LOGIN CREATEDB PASSWORD 'rebuy'" >/dev/null
+fi
+echo "postgres://rebuy:rebuy@127.0.0.1:$port/postgres"
