@@ -3,7 +3,8 @@
 # each test makes a database of its own). It uses Debian's cluster (`pg_ctlcluster`, as on the
 # CI machine, which has PostgreSQL 15 installed but not started), installing Debian's
 # `postgresql` with apt-get first when there is none, starts it when it is down, and creates
-# the role `rebuy` (password `rebuy`) when it is missing. Needs root or sudo for those steps;
+# the role `rebuy` (password `rebuy`) when it is missing, and drops the databases earlier test
+# runs left (`rebuy_test_*`). Needs root or sudo for those steps;
 # nothing is changed when the cluster is up and the role exists.
 set -euo pipefail
 
@@ -40,4 +41,8 @@ psql_admin() {
 if [ "$(psql_admin "SELECT 1 FROM pg_roles WHERE rolname = 'rebuy'")" != "1" ]; then
   psql_admin "CREATE ROLE rebuy LOGIN CREATEDB PASSWORD 'rebuy'" >/dev/null
 fi
+# The databases earlier test runs made (one per shop, named after the process).
+for db in $(psql_admin "SELECT datname FROM pg_database WHERE datname LIKE 'rebuy_test_%'"); do
+  psql_admin "DROP DATABASE $db" >/dev/null
+done
 echo "postgres://rebuy:rebuy@127.0.0.1:$port/postgres"

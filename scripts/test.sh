@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The README's test command: every test, including those that need a real browser.
-# It installs what they need when it is missing (Debian's chromium and chromium-driver, as
-# root through apt-get), then runs `cargo test` with REBUY_REQUIRE_BROWSER=1, so that the
-# browser tests fail rather than skip when no browser can be had. Arguments go to cargo test.
+# The README's test command: every test, including those that need a real browser or a real
+# PostgreSQL. It installs what they need when it is missing (Debian's chromium and
+# chromium-driver, and postgresql, as root through apt-get), then runs `cargo test` with
+# REBUY_REQUIRE_BROWSER=1, so that the browser tests fail rather than skip when no browser can
+# be had, and the integration tests a second time on PostgreSQL. Arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +19,13 @@ if ! command -v chromedriver >/dev/null 2>&1; then
 fi
 
 export REBUY_REQUIRE_BROWSER=1
-exec cargo test "$@"
+cargo test "$@"
+
+# The integration tests once more with every shop on a PostgreSQL database of its own (the
+# store's conformance on the second backend). scripts/postgres.sh starts Debian's cluster and
+# prints a URL unless REBUY_TEST_POSTGRES names a server already.
+if [ -z "${REBUY_TEST_POSTGRES:-}" ]; then
+  REBUY_TEST_POSTGRES="$(scripts/postgres.sh)"
+fi
+export REBUY_TEST_POSTGRES
+REBUY_TEST_BACKEND=postgres cargo test --test it "$@"

@@ -91,7 +91,7 @@ async fn changed_with(
     let end = metrics::day_number(as_of);
     let as_of_text = as_of.format("%Y-%m-%d").to_string();
     let mut report = ChangedReport::default();
-    let compiled = compile_all(segments, as_of, zone);
+    let compiled = compile_all(store, segments, as_of, zone);
     let items = named(segments, &compiled);
     loop {
         let dirty = store.dirty_customers(PAGE).await?;

@@ -11,7 +11,7 @@ pub use changed::{refresh_changed, ChangedReport};
 use crate::metrics::{
     self, quintiles, BgNbd, Cuts, Direction, FitError, GammaGamma, Purchase, Summary,
 };
-use crate::segment::{compile, Segment, SqlCondition, Window};
+use crate::segment::{compile_for, Dialect, Segment, SqlCondition, Window};
 use crate::store::{MembershipChange, MetricsRow, Store};
 use chrono::{DateTime, NaiveDate};
 use chrono_tz::Tz;
@@ -238,12 +238,19 @@ async fn sku_intervals(
     Ok(intervals.typical(metrics::MIN_PAIRS))
 }
 
-/// Every segment's condition compiled for the window ending with `as_of`, in order.
-fn compile_all(segments: &[Segment], as_of: NaiveDate, zone: Tz) -> Vec<SqlCondition> {
+/// Every segment's condition compiled for the window ending with `as_of`, in order, in the
+/// SQL of `store`'s backend.
+fn compile_all(
+    store: &Store,
+    segments: &[Segment],
+    as_of: NaiveDate,
+    zone: Tz,
+) -> Vec<SqlCondition> {
     let window = Window::new(as_of, zone);
+    let dialect: Dialect = store.segment_dialect();
     segments
         .iter()
-        .map(|s| compile(&s.condition, &window))
+        .map(|s| compile_for(&s.condition, &window, dialect))
         .collect()
 }
 
@@ -269,7 +276,7 @@ pub async fn evaluate_segments(
     now_ms: i64,
 ) -> anyhow::Result<Vec<(String, MembershipChange)>> {
     let as_of_text = as_of.format("%Y-%m-%d").to_string();
-    let compiled = compile_all(segments, as_of, zone);
+    let compiled = compile_all(store, segments, as_of, zone);
     let items = named(segments, &compiled);
     let changes = store
         .evaluate_segments(&items, &as_of_text, now_ms)

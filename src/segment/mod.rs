@@ -9,7 +9,7 @@ pub mod lang;
 pub mod sql;
 
 pub use lang::{Cond, LangError};
-pub use sql::{compile, Bind, SqlCondition};
+pub use sql::{compile, compile_for, Bind, Dialect, SqlCondition};
 
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::yaml::{expect_str, MapReader, Node, Value};

@@ -7,7 +7,7 @@
 //! [`super::eval`].
 
 use super::fields::Field;
-use super::lang::{Cond, Lit};
+use super::lang::{Cond, Lit, Op};
 use super::Window;
 
 /// A value bound to a placeholder.
@@ -18,6 +18,17 @@ pub enum Bind {
     Text(String),
 }
 
+/// The SQL a condition is written in. The two differ in reading JSON: a customer's attributes
+/// (SQLite's `json_extract` with a path; on PostgreSQL the `jsonb` value by its type, numbers
+/// and flags before text as SQLite and the reference in `eval` order them) and an order's line
+/// items (`json_each`; `json_array_elements`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dialect {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
 /// A compiled condition: `sql` refers to `c` (customers) and `m` (customer_metrics).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlCondition {
@@ -25,12 +36,18 @@ pub struct SqlCondition {
     pub binds: Vec<Bind>,
 }
 
-/// Compiles `cond`, reading purchase-history windows from `window`.
+/// Compiles `cond` for SQLite, reading purchase-history windows from `window`.
 pub fn compile(cond: &Cond, window: &Window) -> SqlCondition {
+    compile_for(cond, window, Dialect::Sqlite)
+}
+
+/// Compiles `cond` in `dialect`, reading purchase-history windows from `window`.
+pub fn compile_for(cond: &Cond, window: &Window, dialect: Dialect) -> SqlCondition {
     let mut c = Compiler {
         sql: String::new(),
         binds: Vec::new(),
         window,
+        dialect,
     };
     c.cond(cond);
     SqlCondition {
@@ -43,12 +60,20 @@ struct Compiler<'a> {
     sql: String,
     binds: Vec<Bind>,
     window: &'a Window,
+    dialect: Dialect,
 }
 
 impl Compiler<'_> {
+    /// Binds `b` and writes its placeholder.
     fn bind(&mut self, b: Bind) {
+        let placeholder = self.bound(b);
+        self.sql.push_str(&placeholder);
+    }
+
+    /// Binds `b` and returns its placeholder, to be written where the value is needed.
+    fn bound(&mut self, b: Bind) -> String {
         self.binds.push(b);
-        self.sql.push_str(&format!("${}", self.binds.len()));
+        format!("${}", self.binds.len())
     }
 
     fn lit(&mut self, l: &Lit) {
@@ -64,11 +89,15 @@ impl Compiler<'_> {
         match f {
             Field::Metric(col) => self.sql.push_str(&format!("m.{col}")),
             Field::Customer(col) => self.sql.push_str(&format!("c.{col}")),
-            Field::Attribute(key) => {
-                self.sql.push_str("json_extract(c.attributes, ");
-                self.bind(Bind::Text(format!("$.\"{key}\"")));
-                self.sql.push(')');
-            }
+            Field::Attribute(key) => match self.dialect {
+                Dialect::Sqlite => {
+                    self.sql.push_str("json_extract(c.attributes, ");
+                    self.bind(Bind::Text(format!("$.\"{key}\"")));
+                    self.sql.push(')');
+                }
+                // Compared by `attribute_compare` instead.
+                Dialect::Postgres => unreachable!("attributes on PostgreSQL"),
+            },
         }
     }
 
@@ -81,6 +110,57 @@ impl Compiler<'_> {
             self.cond(p);
         }
         self.sql.push(')');
+    }
+
+    /// A customer's attribute `key` on PostgreSQL: the `jsonb` value (its key bound once, the
+    /// placeholder used wherever the value is).
+    fn attribute(&mut self, key: &str) -> String {
+        let placeholder = self.bound(Bind::Text(key.to_string()));
+        format!("(CAST(c.attributes AS jsonb) -> {placeholder})")
+    }
+
+    /// `attribute op value` as the reference compares: a number with a number, text with text
+    /// byte by byte, a flag as 0 or 1, numbers before text; anything else (missing, null, an
+    /// object) false.
+    fn attribute_compare(&mut self, attribute: &str, op: Op, value: &Lit) {
+        let op = op.sql();
+        let number = format!("CAST({attribute} #>> '{{}}' AS DOUBLE PRECISION)");
+        let flag = format!("(CASE WHEN {attribute} = 'true'::jsonb THEN 1 ELSE 0 END)");
+        let text = format!("(({attribute} #>> '{{}}') COLLATE \"C\")");
+        self.sql
+            .push_str(&format!("((CASE jsonb_typeof({attribute}) WHEN "));
+        if let Lit::Text(_) = value {
+            self.sql.push_str(&format!("'string' THEN {text} {op} "));
+            self.lit(value);
+            // A number or flag sorts before any text.
+            self.sql.push_str(&format!(
+                " WHEN 'number' THEN 0 {op} 1 WHEN 'boolean' THEN 0 {op} 1 END) IS TRUE)"
+            ));
+        } else {
+            self.sql.push_str(&format!("'number' THEN {number} {op} "));
+            self.lit(value);
+            self.sql
+                .push_str(&format!(" WHEN 'boolean' THEN {flag} {op} "));
+            self.lit(value);
+            self.sql
+                .push_str(&format!(" WHEN 'string' THEN 1 {op} 0 END) IS TRUE)"));
+        }
+    }
+
+    /// The line items of order `o`, one row `j` each.
+    fn line_items(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Sqlite => "json_each(o.items) j",
+            Dialect::Postgres => "json_array_elements(CAST(o.items AS json)) j",
+        }
+    }
+
+    /// A line item's `key` (a fixed name), as text.
+    fn item_field(&self, key: &str) -> String {
+        match self.dialect {
+            Dialect::Sqlite => format!("json_extract(j.value, '$.{key}')"),
+            Dialect::Postgres => format!("(j.value ->> '{key}')"),
+        }
     }
 
     /// `o.placed_at` within the last `days` days of the window (or before its end).
@@ -100,6 +180,26 @@ impl Compiler<'_> {
             Cond::Not(inner) => {
                 self.sql.push_str("(NOT ");
                 self.cond(inner);
+                self.sql.push(')');
+            }
+            Cond::Compare {
+                field: Field::Attribute(key),
+                op,
+                value,
+            } if self.dialect == Dialect::Postgres => {
+                let attribute = self.attribute(key);
+                self.attribute_compare(&attribute, *op, value);
+            }
+            Cond::In {
+                field: Field::Attribute(key),
+                values,
+            } if self.dialect == Dialect::Postgres => {
+                let attribute = self.attribute(key);
+                self.sql.push_str("(FALSE");
+                for v in values {
+                    self.sql.push_str(" OR ");
+                    self.attribute_compare(&attribute, Op::Eq, v);
+                }
                 self.sql.push(')');
             }
             Cond::Compare { field, op, value } => {
@@ -124,15 +224,14 @@ impl Compiler<'_> {
             Cond::Bought { by, value, within } => {
                 // One range per customer (orders_customer, which holds `has_items`: an order
                 // without items is skipped without reading its row), then the items.
-                self.sql.push_str(
-                    "EXISTS (SELECT 1 FROM orders o, json_each(o.items) j WHERE o.customer_id = c.id \
-                     AND o.has_items = 1",
-                );
-                self.placed_within(*within);
                 self.sql.push_str(&format!(
-                    " AND json_extract(j.value, '$.{}') = ",
-                    by.json_key()
+                    "EXISTS (SELECT 1 FROM orders o, {} WHERE o.customer_id = c.id \
+                     AND o.has_items = 1",
+                    self.line_items()
                 ));
+                self.placed_within(*within);
+                self.sql
+                    .push_str(&format!(" AND {} = ", self.item_field(by.json_key())));
                 self.bind(Bind::Text(value.clone()));
                 self.sql.push(')');
             }
@@ -144,13 +243,15 @@ impl Compiler<'_> {
             } => {
                 // The customer's orders with items (one range of orders_customer), and the
                 // share of them with an item of the category; NULL (no match) without any.
-                self.sql.push_str(
-                    "((SELECT CAST(COUNT(CASE WHEN EXISTS (SELECT 1 FROM json_each(o.items) j \
-                     WHERE json_extract(j.value, '$.category') = ",
-                );
+                self.sql.push_str(&format!(
+                    "((SELECT CAST(COUNT(CASE WHEN EXISTS (SELECT 1 FROM {} \
+                     WHERE {} = ",
+                    self.line_items(),
+                    self.item_field("category")
+                ));
                 self.bind(Bind::Text(category.clone()));
                 self.sql.push_str(
-                    ") THEN 1 END) AS REAL) / NULLIF(COUNT(*), 0) FROM orders o \
+                    ") THEN 1 END) AS DOUBLE PRECISION) / NULLIF(COUNT(*), 0) FROM orders o \
                      WHERE o.customer_id = c.id AND o.has_items = 1",
                 );
                 self.placed_within(*within);

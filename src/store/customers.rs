@@ -1,8 +1,9 @@
 //! Customers: upserts by the shop's id, lookups by id or e-mail, and the order aggregates.
 
+use super::QueryBuilder;
 use super::{push_in_list, Db, Result, Store, StoreError};
 use serde::Serialize;
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::FromRow;
 use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, FromRow, Serialize)]
@@ -116,8 +117,8 @@ impl Store {
     pub async fn all_customers(&self) -> Result<Vec<CustomerRow>> {
         self.customer_pages(
             &format!(
-                "SELECT COALESCE(json_group_array(json_array({COLUMNS})), '[]') FROM \
-                 (SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT 50000)"
+                "SELECT CAST(COALESCE(json_group_array(json_array({COLUMNS})), '[]') AS TEXT) FROM \
+                 (SELECT {COLUMNS} FROM customers WHERE id > $1 ORDER BY id LIMIT 50000) AS page"
             ),
             None,
         )
@@ -128,15 +129,15 @@ impl Store {
     /// `before` only: a back-test's replay starts from them.
     pub async fn customers_as_of(&self, before: i64) -> Result<Vec<CustomerRow>> {
         // The orders of each customer of a page, read from the per-customer index.
-        let sql = "SELECT COALESCE(json_group_array(json_array(id, email, name, timezone, locale, \
+        let sql = "SELECT CAST(COALESCE(json_group_array(json_array(id, email, name, timezone, locale, \
              attributes, json_extract(a, '$[0]'), json_extract(a, '$[1]'), cur, \
-             json_extract(a, '$[2]'), json_extract(a, '$[3]'), marketing_consent, consent_at)), '[]') \
-             FROM (SELECT c.*, (SELECT json_array(COUNT(*), COALESCE(SUM(o.total), 0), \
+             json_extract(a, '$[2]'), json_extract(a, '$[3]'), marketing_consent, consent_at)), '[]') AS TEXT) \
+             FROM (SELECT c.*, (SELECT json_array(COUNT(*), CAST(COALESCE(SUM(o.total), 0) AS BIGINT), \
              MIN(o.placed_at), MAX(o.placed_at)) FROM orders o \
              WHERE o.customer_id = c.id AND o.placed_at < $2) AS a, \
              (SELECT o.currency FROM orders o WHERE o.customer_id = c.id AND o.placed_at < $2 \
              ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) AS cur \
-             FROM customers c WHERE c.id > $1 ORDER BY c.id LIMIT 50000)";
+             FROM customers c WHERE c.id > $1 ORDER BY c.id LIMIT 50000) AS page";
         self.customer_pages(sql, Some(before)).await
     }
 
@@ -158,10 +159,11 @@ impl Store {
             Option<i64>,
             Option<i64>,
         );
+        let sql = super::dialect(self.backend(), sql);
         let mut out = Vec::new();
         let mut after = String::new();
         loop {
-            let mut query = sqlx::query_as(sql).bind(&after);
+            let mut query = sqlx::query_as(&sql).bind(&after);
             if let Some(arg) = arg {
                 query = query.bind(arg);
             }
@@ -401,7 +403,7 @@ pub(super) const AGGREGATES_FROM_ORDERS: &str =
      first_order_at = a.first_at, last_order_at = a.last_at, \
      currency = (SELECT o.currency FROM orders o WHERE o.customer_id = customers.id \
      ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) FROM \
-     (SELECT customer_id, COUNT(*) AS n, SUM(total) AS spent, MIN(placed_at) AS first_at, \
+     (SELECT customer_id, COUNT(*) AS n, CAST(SUM(total) AS BIGINT) AS spent, MIN(placed_at) AS first_at, \
      MAX(placed_at) AS last_at FROM orders";
 pub(super) const AGGREGATES_END: &str =
     " GROUP BY customer_id) AS a WHERE customers.id = a.customer_id";
@@ -416,9 +418,10 @@ pub(super) async fn existing_ids(
         return Ok(HashSet::new());
     }
     // One JSON row instead of one row per id: see `Store::orders_after`.
-    let mut qb = QueryBuilder::<Db>::new(format!(
-        "SELECT COALESCE(json_group_array(id), '[]') FROM {table} WHERE id IN "
-    ));
+    let sql = format!(
+        "SELECT CAST(COALESCE(json_group_array(id), '[]') AS TEXT) FROM {table} WHERE id IN "
+    );
+    let mut qb = QueryBuilder::<Db>::new(super::dialect(super::backend_of(conn), &sql));
     push_in_list(&mut qb, ids);
     let (json,): (String,) = qb.build_query_as().fetch_one(&mut *conn).await?;
     let found: Vec<String> = super::from_json(&json)?;

@@ -3,8 +3,9 @@
 //! compare-and-set on `next_step`, so a tick that runs twice changes nothing the second time.
 
 use super::outbox::{insert_outbox, NewOutbox};
+use super::QueryBuilder;
 use super::{push_in_list, Db, Result, Store};
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::FromRow;
 
 /// What the trigger planner needs to know of a customer's existing enrollments.
 #[derive(Debug, Clone, FromRow, PartialEq)]
@@ -104,7 +105,8 @@ impl Store {
         let mut out = Vec::new();
         for chunk in ids.chunks(5000) {
             // One JSON row per chunk, for the same reason as `orders_after`.
-            let mut qb = QueryBuilder::<Db>::new(format!("{LITE_JSON} WHERE customer_id IN "));
+            let sql = format!("{LITE_JSON} WHERE customer_id IN ");
+            let mut qb = QueryBuilder::<Db>::new(super::dialect(self.backend(), &sql));
             push_in_list(&mut qb, chunk);
             let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;
             out.extend(lite_rows(&json)?);
@@ -121,16 +123,16 @@ impl Store {
     ) -> Result<Vec<EnrollmentLite>> {
         let json: (String,) = match upto {
             Some(upto) => {
-                sqlx::query_as(&format!(
-                    "{LITE_JSON} WHERE customer_id > $1 AND customer_id <= $2"
-                ))
-                .bind(after)
-                .bind(upto)
-                .fetch_one(&self.pool)
-                .await?
+                let sql = format!("{LITE_JSON} WHERE customer_id > $1 AND customer_id <= $2");
+                sqlx::query_as(&super::dialect(self.backend(), &sql))
+                    .bind(after)
+                    .bind(upto)
+                    .fetch_one(&self.pool)
+                    .await?
             }
             None => {
-                sqlx::query_as(&format!("{LITE_JSON} WHERE customer_id > $1"))
+                let sql = format!("{LITE_JSON} WHERE customer_id > $1");
+                sqlx::query_as(&super::dialect(self.backend(), &sql))
                     .bind(after)
                     .fetch_one(&self.pool)
                     .await?
@@ -371,7 +373,7 @@ const COLUMNS: &str = "scenario_id, customer_id, trigger_key, order_id, vars, st
      goal_revenue, ended_at, arm";
 
 fn push_enrollment<'a>(
-    b: &mut sqlx::query_builder::Separated<'_, 'a, Db, &'static str>,
+    b: &mut super::sql::Separated<'_, 'a, Db, &'static str>,
     e: &'a NewEnrollment,
 ) {
     b.push_bind(&e.scenario_id)
@@ -395,8 +397,8 @@ fn push_enrollment<'a>(
 
 /// Selects enrollments as one JSON row (see `orders_after` for why); add a WHERE clause.
 const LITE_JSON: &str =
-    "SELECT COALESCE(json_group_array(json_array(id, scenario_id, customer_id, order_id, state, \
-     triggered_at, goal_deadline, goal_reached_at)), '[]') FROM enrollments";
+    "SELECT CAST(COALESCE(json_group_array(json_array(id, scenario_id, customer_id, order_id, state, \
+     triggered_at, goal_deadline, goal_reached_at)), '[]') AS TEXT) FROM enrollments";
 
 fn lite_rows(json: &str) -> Result<Vec<EnrollmentLite>> {
     type Row = (

@@ -1,9 +1,10 @@
 //! Custom events: storing them once by id, reading them in order of arrival for the tick, and
 //! one customer's for support.
 
+use super::QueryBuilder;
 use super::{Db, Result, Store};
 use serde::Serialize;
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::FromRow;
 
 /// An event as received.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -212,17 +212,35 @@ impl Store {
         scenario: Option<&str>,
         no_goal_ms: i64,
     ) -> Result<Vec<RecommendedCounts>> {
+        // The items bought and the products shown, each a JSON array in a text column.
+        let (items, skus, sku, earlier, valid) = match self.backend() {
+            super::Backend::Sqlite => (
+                "json_each(o.items) i",
+                "json_each(m.recommended) r",
+                "json_extract(i.value, '$.sku')",
+                "MIN",
+                "json_valid(m.recommended)",
+            ),
+            super::Backend::Postgres => (
+                "json_array_elements(CAST(o.items AS json)) i",
+                "json_array_elements_text(CAST(m.recommended AS json)) r",
+                "(i.value ->> 'sku')",
+                "LEAST",
+                // rebuy writes the column itself, always a JSON array of SKUs.
+                "m.recommended LIKE '[%'",
+            ),
+        };
         let sql = format!(
             "SELECT m.scenario_id, e.arm, COUNT(DISTINCT e.id) AS shown, \
              COUNT(DISTINCT CASE WHEN EXISTS ( \
-                 SELECT 1 FROM orders o, json_each(o.items) i, json_each(m.recommended) r \
+                 SELECT 1 FROM orders o, {items}, {skus} \
                  WHERE o.customer_id = m.customer_id AND o.placed_at >= m.due_at \
-                 AND o.placed_at <= MIN($2, COALESCE(e.goal_deadline, m.due_at + $5)) \
-                 AND json_extract(i.value, '$.sku') = r.value \
+                 AND o.placed_at <= {earlier}($2, COALESCE(e.goal_deadline, m.due_at + $5)) \
+                 AND {sku} = r.value \
              ) THEN e.id END) AS bought \
              FROM outbox m JOIN enrollments e ON e.id = m.enrollment_id \
              WHERE {COUNTED} AND ($4 IS NULL OR m.scenario_id = $4) \
-             AND m.recommended IS NOT NULL AND json_valid(m.recommended) \
+             AND m.recommended IS NOT NULL AND {valid} \
              AND m.status IN ('sent', 'simulated', 'held_out') \
              GROUP BY m.scenario_id, e.arm ORDER BY m.scenario_id, e.arm"
         );
@@ -301,7 +319,7 @@ impl Store {
         };
         let sql = format!(
             "SELECT m.scenario_id, m.step_id, COALESCE(m.variant, '') AS variant, \
-             COUNT(*) AS orders, SUM(o.total) AS revenue \
+             COUNT(*) AS orders, CAST(SUM(o.total) AS BIGINT) AS revenue \
              FROM orders o JOIN outbox m ON m.id = ( \
                  SELECT t.id FROM outbox t WHERE t.customer_id = o.customer_id \
                  AND t.status = '{status}' AND t.sent_at <= o.placed_at AND t.sent_at >= o.placed_at - $2 \
@@ -345,8 +363,8 @@ impl Store {
         };
         let sql = format!(
             "SELECT e.scenario_id, e.arm, COUNT(*) - {open} AS enrolled, {open} AS open, \
-             COUNT({won}) AS converted, COALESCE(SUM({won}), 0) AS revenue, \
-             COALESCE(SUM(({won}) * 1.0 * ({won})), 0.0) AS revenue_squares \
+             COUNT({won}) AS converted, CAST(COALESCE(SUM({won}), 0) AS BIGINT) AS revenue, \
+             CAST(COALESCE(SUM(({won}) * 1.0 * ({won})), 0.0) AS DOUBLE PRECISION) AS revenue_squares \
              FROM enrollments e WHERE e.triggered_at >= $1 AND e.triggered_at <= $2 \
              AND ($3 IS NULL OR e.scenario_id = $3) \
              GROUP BY e.scenario_id, e.arm ORDER BY e.scenario_id, e.arm"

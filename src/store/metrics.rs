@@ -2,10 +2,10 @@
 //! customer), the rows it writes (replaced in one transaction), and the rows `metrics export`
 //! streams out.
 
+use super::QueryBuilder;
 use super::{Db, Result, Store};
 use futures::Stream;
 use serde::Serialize;
-use sqlx::QueryBuilder;
 
 /// One customer's metrics as of a day.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
@@ -157,14 +157,14 @@ impl Store {
     /// The stored metrics by RFM segment and by R×F cell.
     pub async fn rfm_groups(&self) -> Result<(Vec<RfmGroup>, Vec<RfmGroup>)> {
         let segments = sqlx::query_as(
-            "SELECT rfm_segment AS \"group\", COUNT(*) AS customers, SUM(total_spent) AS revenue, \
-             SUM(orders) AS orders FROM customer_metrics GROUP BY rfm_segment",
+            "SELECT rfm_segment AS \"group\", COUNT(*) AS customers, CAST(SUM(total_spent) AS BIGINT) AS revenue, \
+             CAST(SUM(orders) AS BIGINT) AS orders FROM customer_metrics GROUP BY rfm_segment",
         )
         .fetch_all(&self.pool)
         .await?;
         let cells = sqlx::query_as(
             "SELECT 'R' || r_score || ' F' || f_score AS \"group\", COUNT(*) AS customers, \
-             SUM(total_spent) AS revenue, SUM(orders) AS orders FROM customer_metrics \
+             CAST(SUM(total_spent) AS BIGINT) AS revenue, CAST(SUM(orders) AS BIGINT) AS orders FROM customer_metrics \
              GROUP BY r_score, f_score ORDER BY r_score DESC, f_score DESC",
         )
         .fetch_all(&self.pool)
@@ -231,7 +231,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         for chunk in rows.chunks(super::BATCH) {
-            let mut qb = sqlx::QueryBuilder::<super::Db>::new(
+            let mut qb = super::QueryBuilder::<super::Db>::new(
                 "INSERT INTO sku_intervals (sku, median_days, pairs, as_of) ",
             );
             qb.push_values(chunk, |mut b, r| {
@@ -298,12 +298,13 @@ impl Store {
         // Each chunk's orders come back as one JSON row (see `orders_after`): tens of
         // thousands of rows handed over one at a time cost more than the lookups.
         for chunk in ids.chunks(super::BATCH * 4) {
-            let mut qb = sqlx::QueryBuilder::<super::Db>::new(
-                "SELECT COALESCE(json_group_array(json_array(customer_id, placed_at, total)), '[]') \
+            let mut qb = super::QueryBuilder::<super::Db>::new(super::dialect(
+                self.backend(),
+                "SELECT CAST(COALESCE(json_group_array(json_array(customer_id, placed_at, total)), '[]') AS TEXT) \
                  FROM (SELECT customer_id, placed_at, total FROM orders WHERE customer_id IN ",
-            );
+            ));
             super::push_in_list(&mut qb, chunk);
-            qb.push(" ORDER BY customer_id, placed_at)");
+            qb.push(" ORDER BY customer_id, placed_at) AS page");
             let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;
             out.extend(super::from_json::<Vec<(String, i64, i64)>>(&json)?);
         }
@@ -367,7 +368,7 @@ async fn write_metrics(
 ) -> Result<()> {
     for chunk in gone.chunks(super::BATCH) {
         let mut qb =
-            sqlx::QueryBuilder::<Db>::new("DELETE FROM customer_metrics WHERE customer_id IN ");
+            super::QueryBuilder::<Db>::new("DELETE FROM customer_metrics WHERE customer_id IN ");
         super::push_in_list(&mut qb, chunk);
         qb.build().execute(&mut **tx).await?;
     }
@@ -377,7 +378,7 @@ async fn write_metrics(
         .collect();
     // 22 binds a row: 400 rows stay well under SQLite's 32,766 bound values.
     for chunk in rows.chunks(400) {
-        let mut qb = sqlx::QueryBuilder::<Db>::new(format!(
+        let mut qb = super::QueryBuilder::<Db>::new(format!(
             "INSERT INTO customer_metrics ({}) ",
             METRICS_COLUMNS.join(", ")
         ));
@@ -399,7 +400,7 @@ async fn delete_dirty(
     handled: &[(String, i64)],
 ) -> Result<()> {
     for chunk in handled.chunks(super::BATCH) {
-        let mut qb = sqlx::QueryBuilder::<Db>::new(
+        let mut qb = super::QueryBuilder::<Db>::new(
             "DELETE FROM metrics_dirty WHERE (customer_id, gen) IN (VALUES ",
         );
         let mut sep = qb.separated(", ");
@@ -418,7 +419,7 @@ async fn delete_dirty(
 
 /// One row's values, in `METRICS_COLUMNS` order (22 binds: 40 rows stay under SQLite's 999).
 fn push_metrics_row<'a>(
-    b: &mut sqlx::query_builder::Separated<'_, 'a, Db, &'static str>,
+    b: &mut super::sql::Separated<'_, 'a, Db, &'static str>,
     r: &'a MetricsRow,
 ) {
     b.push_bind(&r.customer_id)

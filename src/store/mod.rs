@@ -15,6 +15,7 @@ mod outbox;
 mod products;
 mod segments;
 mod simulation;
+mod sql;
 mod status;
 mod suppressions;
 mod team_mail;
@@ -37,6 +38,7 @@ pub use outbox::{Bounce, Content, NewOutbox, OutboxRow, OutboxStatus, Recorded, 
 pub use products::Product;
 pub use segments::{MembershipChange, SegmentEvent};
 pub use simulation::{Sends, SimulationSource, BODY_SAMPLE};
+pub(crate) use sql::QueryBuilder;
 pub use status::{FlowStatus, ScenarioStatus, Stall};
 pub use suppressions::{Suppression, SuppressionKind};
 pub use team_mail::TeamMailRow;
@@ -44,7 +46,7 @@ pub use tracking::{TrackedMessage, TrackingCounts, TrackingHit, TrackingRow};
 pub use users::{AuditRow, CustomerHit, Picked, SessionRow, UserRow};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, ConnectOptions as _, Executor as _, QueryBuilder};
+use sqlx::{AnyPool, ConnectOptions as _, Executor as _};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -106,6 +108,8 @@ enum Target {
 #[derive(Debug, Clone)]
 struct SqliteTarget {
     file: Option<PathBuf>,
+    /// The options of a `sqlite:` URL (after `?`), which SQLite reads after rebuy's own.
+    options: Option<String>,
     create: bool,
     read_only: bool,
     pragmas: Vec<(&'static str, String)>,
@@ -133,8 +137,13 @@ impl SqliteTarget {
                     .map_err(|e| StoreError::Missing(format!("{}: {e}", f.display())))
             })
             .transpose()?;
+        let options = target
+            .strip_prefix("sqlite:")
+            .and_then(|url| url.split_once('?'))
+            .map(|(_, options)| options.to_string());
         Ok(Self {
             file,
+            options,
             create: true,
             read_only: false,
             pragmas: vec![
@@ -174,7 +183,10 @@ impl SqliteTarget {
             (false, false) => "rw",
         };
         let name = percent_encoding::percent_encode(file.as_os_str().as_encoded_bytes(), ESCAPE);
-        format!("sqlite://{name}?mode={mode}")
+        match &self.options {
+            Some(options) => format!("sqlite://{name}?mode={mode}&{options}"),
+            None => format!("sqlite://{name}?mode={mode}"),
+        }
     }
 
     /// The statements each new connection runs first.
@@ -265,6 +277,14 @@ impl Store {
     /// Which backend this store speaks to.
     pub fn backend(&self) -> Backend {
         self.target.backend()
+    }
+
+    /// The SQL segment conditions must be compiled in for this store.
+    pub fn segment_dialect(&self) -> crate::segment::Dialect {
+        match self.backend() {
+            Backend::Sqlite => crate::segment::Dialect::Sqlite,
+            Backend::Postgres => crate::segment::Dialect::Postgres,
+        }
     }
 
     /// A pool of `connections` on `target`, migrated first when `migrate`. Statements are
@@ -487,6 +507,30 @@ pub(crate) fn push_in_list<'a, S: AsRef<str> + 'a>(
     sep.push_unseparated(")");
 }
 
+/// `sql` for `backend`: the store's statements use SQLite's JSON functions, which PostgreSQL
+/// has under other names (`json_agg`, `json_build_array`; the result is cast to text in both).
+pub(crate) fn dialect(backend: Backend, sql: &str) -> std::borrow::Cow<'_, str> {
+    match backend {
+        Backend::Sqlite => std::borrow::Cow::Borrowed(sql),
+        Backend::Postgres => std::borrow::Cow::Owned(
+            sql.replace("json_group_array(", "json_agg(")
+                .replace("json_array(", "json_build_array(")
+                .replace("json_extract(a, '$[0]')", "(a->0)")
+                .replace("json_extract(a, '$[1]')", "(a->1)")
+                .replace("json_extract(a, '$[2]')", "(a->2)")
+                .replace("json_extract(a, '$[3]')", "(a->3)"),
+        ),
+    }
+}
+
+/// The backend `conn` speaks to.
+pub(crate) fn backend_of(conn: &sqlx::AnyConnection) -> Backend {
+    match conn.backend_name() {
+        "PostgreSQL" => Backend::Postgres,
+        _ => Backend::Sqlite,
+    }
+}
+
 /// Decodes a page that a query returned as one JSON array (see `Store::orders_after`).
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| StoreError::Decode(e.to_string()))
@@ -515,4 +559,44 @@ fn configure_sqlite() {
             libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, 0);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_name_reaches_sqlite_as_it_is_and_url_options_come_after_rebuys() {
+        let name = "/tmp/a b?c#d%41é.db";
+        let url = SqliteTarget::parse(name).unwrap().url();
+        let read = sqlx::sqlite::SqliteConnectOptions::from_str(&url).unwrap();
+        assert_eq!(read.get_filename(), std::path::Path::new(name), "{url}");
+
+        let url = SqliteTarget::parse("sqlite:/tmp/x.db?immutable=true")
+            .unwrap()
+            .url();
+        assert_eq!(url, "sqlite:///tmp/x.db?mode=rwc&immutable=true");
+        assert_eq!(
+            SqliteTarget::parse(":memory:").unwrap().url(),
+            "sqlite::memory:"
+        );
+    }
+
+    #[test]
+    fn a_postgres_url_is_postgres_and_anything_else_sqlite() {
+        assert!(is_postgres("postgres://u:p@localhost/shop"));
+        assert!(is_postgres("postgresql://localhost/shop"));
+        assert!(!is_postgres("rebuy.db"));
+        assert!(!is_postgres("sqlite:rebuy.db"));
+    }
+
+    #[test]
+    fn json_aggregation_is_renamed_for_postgres_only() {
+        let sql = "SELECT CAST(COALESCE(json_group_array(json_array(a, b)), '[]') AS TEXT)";
+        assert_eq!(dialect(Backend::Sqlite, sql), sql);
+        assert_eq!(
+            dialect(Backend::Postgres, sql),
+            "SELECT CAST(COALESCE(json_agg(json_build_array(a, b)), '[]') AS TEXT)"
+        );
+    }
 }

@@ -1,9 +1,10 @@
 //! Orders: upserts by the shop's id, the engine's scan of orders it has not looked at yet, and
 //! lookups for rendering.
 
+use super::QueryBuilder;
 use super::{Db, Result, Store};
 use serde::Serialize;
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::FromRow;
 use std::collections::HashMap;
 
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq)]
@@ -193,14 +194,15 @@ impl Store {
         limit: i64,
         nth_cap: Option<i64>,
     ) -> Result<Vec<OrderEvent>> {
-        let (json,): (String,) = sqlx::query_as(
-            "SELECT COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, total, nth, timezone)), '[]') FROM \
+        let (json,): (String,) = sqlx::query_as(&super::dialect(
+            self.backend(),
+            "SELECT CAST(COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, total, nth, timezone)), '[]') AS TEXT) FROM \
              (SELECT o.seq, o.id, o.customer_id, o.placed_at, o.total, c.timezone, \
              (SELECT COUNT(*) FROM (SELECT 1 FROM orders o2 WHERE o2.customer_id = o.customer_id \
              AND (o2.placed_at, o2.id) <= (o.placed_at, o.id) LIMIT $3) AS earlier) AS nth FROM orders o \
              JOIN customers c ON c.id = o.customer_id \
-             WHERE o.seq > $1 ORDER BY o.seq LIMIT $2)",
-        )
+             WHERE o.seq > $1 ORDER BY o.seq LIMIT $2) AS page",
+        ))
         .bind(cursor)
         .bind(limit)
         .bind(nth_cap.map(|c| c + 1).unwrap_or(i64::MAX))
@@ -220,17 +222,18 @@ impl Store {
     ) -> Result<Vec<OrderEvent>> {
         let mut out = Vec::new();
         for chunk in customer_ids.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(
-                "SELECT COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, total, 0, timezone)), '[]') FROM \
+            let mut qb = QueryBuilder::<Db>::new(super::dialect(
+                self.backend(),
+                "SELECT CAST(COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, total, 0, timezone)), '[]') AS TEXT) FROM \
                  (SELECT o.seq, o.id, o.customer_id, o.placed_at, o.total, c.timezone FROM orders o \
                  JOIN customers c ON c.id = o.customer_id WHERE o.placed_at >= ",
-            );
+            ));
             qb.push_bind(since);
             qb.push(" AND o.seq <= ");
             qb.push_bind(upto);
             qb.push(" AND o.customer_id IN ");
             super::push_in_list(&mut qb, chunk);
-            qb.push(" ORDER BY o.seq)");
+            qb.push(" ORDER BY o.seq) AS page");
             let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;
             out.extend(order_events(&json)?);
         }
@@ -274,12 +277,13 @@ impl Store {
             ""
         };
         let sql = format!(
-            "SELECT COALESCE(json_group_array(json_array(w.seq, w.id, w.customer_id, w.placed_at, w.total, w.nth, c.timezone)), '[]') \
+            "SELECT CAST(COALESCE(json_group_array(json_array(w.seq, w.id, w.customer_id, w.placed_at, w.total, w.nth, c.timezone)), '[]') AS TEXT) \
              FROM (SELECT seq, id, customer_id, placed_at, total, \
              ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY placed_at, id) AS nth \
              FROM orders WHERE customer_id > $1{upto_clause}) AS w \
              JOIN customers c ON c.id = w.customer_id WHERE w.seq > $2 AND w.seq <= $3"
         );
+        let sql = super::dialect(self.backend(), &sql);
         let mut q = sqlx::query_as(&sql).bind(after).bind(seqs.0).bind(seqs.1);
         if let Some(upto) = upto {
             q = q.bind(upto);
@@ -306,7 +310,7 @@ impl Store {
             return super::bulk::order_items_after(conn, seq, f).await;
         }
         let mut rows = sqlx::query_as::<_, (i64, String, i64, String)>(
-            "SELECT seq, customer_id, placed_at, items FROM orders WHERE seq > $1 AND has_items ORDER BY seq",
+            "SELECT seq, customer_id, placed_at, items FROM orders WHERE seq > $1 AND has_items = 1 ORDER BY seq",
         )
         .bind(seq)
         .fetch(&self.pool);
@@ -461,10 +465,11 @@ async fn stored_orders(
     chunk: &[&NewOrder],
     before: i64,
 ) -> Result<HashMap<String, NewOrder>> {
-    let mut qb = QueryBuilder::<Db>::new(
-        "SELECT COALESCE(json_group_array(json_array(id, customer_id, placed_at, total, currency, items)), '[]') \
+    let mut qb = QueryBuilder::<Db>::new(super::dialect(
+        super::backend_of(tx),
+        "SELECT CAST(COALESCE(json_group_array(json_array(id, customer_id, placed_at, total, currency, items)), '[]') AS TEXT) \
          FROM orders WHERE seq <= ",
-    );
+    ));
     qb.push_bind(before);
     qb.push(" AND id IN ");
     super::push_in_list(&mut qb, chunk.iter().map(|o| &o.id));

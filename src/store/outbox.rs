@@ -2,10 +2,10 @@
 //! a lease, sends outside any transaction, and records outcomes in short transactions of
 //! their own whose updates only apply while the lease is still the claimer's.
 
+use super::QueryBuilder;
 use super::{Db, Result, Store};
 use serde::Serialize;
 use sqlx::FromRow;
-use sqlx::QueryBuilder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

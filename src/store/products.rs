@@ -1,7 +1,8 @@
 //! The product catalog: upsert by SKU, and every product for the recommendations.
 
+use super::QueryBuilder;
 use super::{Db, Result, Store};
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::FromRow;
 
 /// One product as imported (prices in minor units).
 #[derive(Debug, Clone, PartialEq, Eq, FromRow, serde::Serialize)]

@@ -128,7 +128,7 @@ impl Store {
     pub async fn segments_of(&self, ids: &[String]) -> Result<HashMap<String, Vec<String>>> {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         for chunk in ids.chunks(super::BATCH) {
-            let mut qb = sqlx::QueryBuilder::<Db>::new(
+            let mut qb = super::QueryBuilder::<Db>::new(
                 "SELECT customer_id, segment FROM segment_members WHERE customer_id IN ",
             );
             super::push_in_list(&mut qb, chunk);
@@ -232,7 +232,7 @@ async fn prepare_temp(
         return Ok(());
     };
     for chunk in scope.chunks(super::BATCH) {
-        let mut qb = sqlx::QueryBuilder::<Db>::new("INSERT INTO segment_scope (customer_id) ");
+        let mut qb = super::QueryBuilder::<Db>::new("INSERT INTO segment_scope (customer_id) ");
         qb.push_values(chunk, |mut b, id| {
             b.push_bind(id);
         });
@@ -243,13 +243,18 @@ async fn prepare_temp(
     // a few thousand local rows instead of as many lookups in the million-row tables. The
     // scope is the outer loop of the copy: SQLite keeps a CROSS JOIN's left table outside
     // (it has no statistics on a temporary table to choose well by itself).
+    // SQLite names the temporary schema of an index; PostgreSQL puts it beside its table.
+    let temp = match super::backend_of(tx) {
+        super::Backend::Sqlite => "temp.",
+        super::Backend::Postgres => "",
+    };
     for (copy, table, key) in [
         ("scope_customers", "customers", "id"),
         ("scope_metrics", "customer_metrics", "customer_id"),
     ] {
         for statement in [
             format!("CREATE TEMP TABLE IF NOT EXISTS {copy} AS SELECT * FROM {table} WHERE 1 = 0"),
-            format!("CREATE INDEX IF NOT EXISTS temp.{copy}_key ON {copy} ({key})"),
+            format!("CREATE INDEX IF NOT EXISTS {temp}{copy}_key ON {copy} ({key})"),
             format!("DELETE FROM {copy}"),
             format!(
                 "INSERT INTO {copy} SELECT t.* FROM segment_scope sc CROSS JOIN {table} t \

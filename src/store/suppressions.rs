@@ -1,8 +1,9 @@
 //! The suppression list: who must not get mail, why, and since when.
 
+use super::QueryBuilder;
 use super::{push_in_list, Db, Result, Store};
 use serde::Serialize;
-use sqlx::{FromRow, QueryBuilder};
+use sqlx::FromRow;
 use std::collections::HashMap;
 
 /// Why an address is suppressed, which decides what it stops.

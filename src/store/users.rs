@@ -236,9 +236,9 @@ impl Store {
                UNION ALL SELECT customer_id, 'order', 1 FROM orders WHERE id = $1 \
                UNION ALL SELECT id, 'email', 2 FROM customers WHERE email IN ($1, $4) \
                UNION ALL SELECT * FROM (SELECT id, 'name', 3 FROM customers \
-                 WHERE name >= $1 AND name < $2 ORDER BY name LIMIT $3) \
+                 WHERE name >= $1 AND name < $2 ORDER BY name LIMIT $3) AS n \
                UNION ALL SELECT * FROM (SELECT id, 'email', 4 FROM customers \
-                 WHERE email >= $4 AND email < $5 ORDER BY email LIMIT $3) \
+                 WHERE email >= $4 AND email < $5 ORDER BY email LIMIT $3) AS e \
              ) m JOIN customers c ON c.id = m.cid ORDER BY m.rank, c.name, c.id",
         )
         .bind(q)
@@ -299,7 +299,7 @@ impl Store {
 
     async fn random_member(&self, segment: &str, pick: u64) -> Result<Option<String>> {
         use super::segments::MEMBERS_OF;
-        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM ({MEMBERS_OF})"))
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM ({MEMBERS_OF}) AS members"))
             .bind(segment)
             .fetch_one(&self.pool)
             .await?;

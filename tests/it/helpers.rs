@@ -225,7 +225,11 @@ impl TestShop {
         write_all(&dir.path().join("scenarios"), scenarios);
         write_all(&dir.path().join("templates"), &with_footer(templates));
         let mut config = Config {
-            database: dir.path().join("rebuy.db").display().to_string(),
+            database: if on_postgres() {
+                fresh_postgres_database()
+            } else {
+                dir.path().join("rebuy.db").display().to_string()
+            },
             scenarios_dir: dir.path().join("scenarios"),
             templates_dir: dir.path().join("templates"),
             ..Config::default()
@@ -485,4 +489,61 @@ pub fn serve_http(dir: &Path, command: &str) -> Served {
         .recv_timeout(std::time::Duration::from_secs(30))
         .unwrap_or_else(|_| panic!("rebuy {command} did not start serving"));
     served
+}
+
+/// Whether this run of the integration tests puts each shop on PostgreSQL rather than on a
+/// SQLite file: `REBUY_TEST_BACKEND=postgres`, with the server in `REBUY_TEST_POSTGRES` (a URL
+/// whose role may create databases; `scripts/postgres.sh` prints one). `scripts/test.sh` runs
+/// the suite once on each backend.
+pub fn on_postgres() -> bool {
+    std::env::var("REBUY_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// Returns early from a test that is about SQLite itself (its files, its journal, a back-test's
+/// scratch copy) when the suite runs on PostgreSQL, saying so.
+#[macro_export]
+macro_rules! sqlite_only {
+    ($why:expr) => {
+        if $crate::helpers::on_postgres() {
+            eprintln!("not run on PostgreSQL: {}", $why);
+            return;
+        }
+    };
+}
+
+/// A new, empty PostgreSQL database on the test server, named after this process and a
+/// counter; its URL.
+pub fn fresh_postgres_database() -> String {
+    use sqlx::Connection as _;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let server = std::env::var("REBUY_TEST_POSTGRES")
+        .expect("REBUY_TEST_BACKEND=postgres needs REBUY_TEST_POSTGRES (see scripts/postgres.sh)");
+    let name = format!(
+        "rebuy_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let statements = [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ];
+    let admin = server.clone();
+    // Tests call this from inside their own runtime, which cannot be blocked on: a thread.
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+                for statement in &statements {
+                    sqlx::raw_sql(statement).execute(&mut conn).await.unwrap();
+                }
+            })
+    })
+    .join()
+    .expect("cannot create a test database on REBUY_TEST_POSTGRES");
+    let (base, _) = server.rsplit_once('/').expect("a URL ending in /database");
+    format!("{base}/{name}")
 }

@@ -382,6 +382,7 @@ async fn amounts_beyond_the_bound_are_refused_by_line_and_never_wrap() {
 
 #[tokio::test]
 async fn orders_and_the_aggregates_they_change_commit_together() {
+    crate::sqlite_only!("a SQLite trigger stands in for a failure");
     let (shop, store) = shop_with("csv").await;
     let pool = sqlx::sqlite::SqlitePool::connect(&format!("sqlite://{}", shop.config.database))
         .await
@@ -603,6 +604,7 @@ async fn aggregates_added_up_order_by_order_equal_a_recomputation() {
 /// without any further write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_store_checkpoints_the_log_in_the_background() {
+    crate::sqlite_only!("SQLite's write-ahead log");
     let shop = TestShop::new(&[], &[], None);
     let store = shop.store().await.for_server().await.unwrap();
     let db = std::path::PathBuf::from(&shop.config.database);

@@ -158,11 +158,13 @@ async fn same_decisions(scenarios: &[(&str, &str)], templates: &[(&str, &str)]) 
 
 #[tokio::test]
 async fn both_scans_decide_the_same_without_conditions() {
+    crate::sqlite_only!("it reads the SQLite file with a pool of its own");
     same_decisions(PLAIN, TEMPLATES).await;
 }
 
 #[tokio::test]
 async fn both_scans_decide_the_same_for_the_sample_scenarios() {
+    crate::sqlite_only!("it reads the SQLite file with a pool of its own");
     let (s, t) = samples();
     let s: Vec<(&str, &str)> = s.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     let t: Vec<(&str, &str)> = t.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
@@ -171,6 +173,7 @@ async fn both_scans_decide_the_same_for_the_sample_scenarios() {
 
 #[tokio::test]
 async fn a_customer_pass_done_again_changes_nothing() {
+    crate::sqlite_only!("it reads the SQLite file with a pool of its own");
     let shop = generate_shop(200, demo_start(), 120, 5);
     let test = TestShop::new(PLAIN, TEMPLATES, None);
     let store: Store = test.store().await;

@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rebuy::refresh::{evaluate_segments, refresh};
 use rebuy::segment::eval::{matches, FactEvent, FactOrder, Facts};
-use rebuy::segment::{compile, lang, Window};
+use rebuy::segment::{compile_for, lang, Window};
 use rebuy::store::{NewCustomer, NewEvent, NewOrder, Store};
 use std::collections::BTreeMap;
 
@@ -114,7 +114,10 @@ async fn members_both_ways(
 ) -> (Vec<String>, Vec<String>) {
     let cond = lang::parse(condition).unwrap_or_else(|e| panic!("{condition}: {e:?}"));
     let window = Window::new(as_of, ZONE);
-    let by_sql = store.segment_query(&compile(&cond, &window)).await.unwrap();
+    let by_sql = store
+        .segment_query(&compile_for(&cond, &window, store.segment_dialect()))
+        .await
+        .unwrap();
     let ids = all_customer_ids(store).await;
     let customers = store.customers_with_metrics(&ids).await.unwrap();
     let mut by_rust: Vec<String> = customers
@@ -147,7 +150,7 @@ async fn all_customer_ids(store: &Store) -> Vec<String> {
     let everyone = lang::parse("customer.orders_count >= 0").unwrap();
     let window = Window::new(NaiveDate::from_ymd_opt(2000, 1, 1).unwrap(), ZONE);
     store
-        .segment_query(&compile(&everyone, &window))
+        .segment_query(&compile_for(&everyone, &window, store.segment_dialect()))
         .await
         .unwrap()
 }

@@ -137,6 +137,7 @@ async fn aggregates(store: &Store) -> (Vec<String>, i64) {
 
 #[tokio::test]
 async fn a_back_test_enqueues_what_a_live_run_over_the_same_orders_would_have() {
+    crate::sqlite_only!("back-tests copy a SQLite shop (ATTACH) for now");
     let templates = [
         ("t.html", "<p>{{ step.id }} {{ customer.name }}</p>"),
         ("t.txt", "{{ step.id }}"),
@@ -341,6 +342,7 @@ async fn simulate_sample(shop: &TestShop, mode: Mode, keep_bodies: bool) -> (Sto
 
 #[tokio::test]
 async fn simulated_mail_keeps_its_body_for_a_sample_of_customers_unless_asked_for_all() {
+    crate::sqlite_only!("back-tests copy a SQLite shop (ATTACH) for now");
     let shop = thanks_shop(FIRST_THANKS);
     let store = shop.store().await;
     let n = 2 * rebuy::store::BODY_SAMPLE as usize + 500;
@@ -450,6 +452,7 @@ async fn a_shop_whose_database_path_has_url_characters_is_opened_and_back_tested
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_whose_writes_fail_fails_with_the_error() {
+    crate::sqlite_only!("back-tests copy a SQLite shop (ATTACH) for now");
     let every_order = r#"
 id: thanks
 trigger: order_placed

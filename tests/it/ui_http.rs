@@ -323,6 +323,7 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_marketer_starts_a_back_test_watches_it_and_reads_its_result() {
+    crate::sqlite_only!("back-tests copy a SQLite shop (ATTACH) for now");
     let (shop, server) = shop().await;
     let addr = server.addr.clone();
     let store = shop.store().await;
