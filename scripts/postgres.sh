@@ -21,7 +21,7 @@ if ! command -v pg_lsclusters >/dev/null 2>&1; then
 fi
 
 # The newest cluster Debian knows of (version, name, port, status).
-read -r version cluster port status < <(pg_lsclusters --no-header | sort -k1,1n | tail -1 | awk '{print $1, $2, $3, $4}')
+read -r version cluster port status < <(pg_lsclusters --no-header | sort -k1,1n | tail -1 | awk '{print $1, $2, $3, $4}') || true
 if [ -z "${version:-}" ]; then
   echo "postgres.sh: no PostgreSQL cluster; create one with pg_createcluster" >&2
   exit 1
@@ -40,9 +40,11 @@ psql_admin() {
 }
 if [ "$(psql_admin "SELECT 1 FROM pg_roles WHERE rolname = 'rebuy'")" != "1" ]; then
   psql_admin "CREATE ROLE rebuy LOGIN CREATEDB PASSWORD 'rebuy'" >/dev/null
+else
+  psql_admin "ALTER ROLE rebuy LOGIN CREATEDB PASSWORD 'rebuy'" >/dev/null
 fi
 # The databases earlier test runs made (one per shop, named after the process).
 for db in $(psql_admin "SELECT datname FROM pg_database WHERE datname LIKE 'rebuy_test_%'"); do
-  psql_admin "DROP DATABASE $db" >/dev/null
+  psql_admin "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 done
 echo "postgres://rebuy:rebuy@127.0.0.1:$port/postgres"

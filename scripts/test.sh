@@ -24,6 +24,15 @@ cargo test "$@"
 # The integration tests once more with every shop on a PostgreSQL database of its own (the
 # store's conformance on the second backend). scripts/postgres.sh starts Debian's cluster and
 # prints a URL unless REBUY_TEST_POSTGRES names a server already.
+# Arguments that pick another target than the integration tests leave it out.
+for arg in "$@"; do
+  case "$arg" in
+    --lib | --doc | --bins | --examples | --benches | --test | --test=* | --bench | --bench=* | --example | --example=*)
+      echo "test.sh: $arg given: not running the integration tests on PostgreSQL" >&2
+      exit 0
+      ;;
+  esac
+done
 if [ -z "${REBUY_TEST_POSTGRES:-}" ]; then
   REBUY_TEST_POSTGRES="$(scripts/postgres.sh)"
 fi

@@ -83,6 +83,13 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
             return Ok(exit::USAGE);
         }
     };
+    if crate::store::is_postgres(&app.config.database) {
+        eprintln!(
+            "error: back-tests read a SQLite shop for now; this shop is on PostgreSQL \
+             (docs/deploy.md says what runs there)"
+        );
+        return Ok(exit::USAGE);
+    }
     let source = database_file(&app.config.database);
     if !std::path::Path::new(&source).exists() {
         eprintln!(

@@ -169,10 +169,11 @@ impl Store {
             }
             let (json,): (String,) = query.fetch_one(&self.pool).await?;
             let rows: Vec<Row> = super::from_json(&json)?;
-            let Some(last) = rows.last() else {
+            // The largest id of the page (PostgreSQL's json_agg need not keep the order).
+            let Some(last) = rows.iter().map(|r| &r.0).max() else {
                 return Ok(out);
             };
-            after = last.0.clone();
+            after = last.clone();
             out.extend(rows.into_iter().map(|r| CustomerRow {
                 id: r.0,
                 email: r.1,

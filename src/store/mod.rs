@@ -121,22 +121,26 @@ impl SqliteTarget {
     /// temporaries: the tick and imports touch indexes at random.
     fn parse(target: &str) -> Result<Self> {
         // A plain path is a file name as it is: read as a URL, `?`, `#` or `%` in it would not be.
+        let in_memory = target.is_empty()
+            || target.starts_with(':')
+            || target.starts_with("sqlite::memory:")
+            || target.contains("mode=memory");
+        if in_memory {
+            // sqlx's `Any` opens each connection from the URL anew: each would get a database
+            // of its own.
+            return Err(StoreError::Unsupported(
+                "an in-memory SQLite database cannot be shared by rebuy's connections; \
+                 give `database:` a file (a temporary folder will do)"
+                    .into(),
+            ));
+        }
         let file = if target.starts_with("sqlite:") {
             let options = sqlx::sqlite::SqliteConnectOptions::from_str(target)?;
-            let file = options.get_filename();
-            let name = file.to_string_lossy();
-            (!name.is_empty() && !name.starts_with(':')).then(|| file.to_path_buf())
-        } else if target.is_empty() || target.starts_with(':') {
-            None
+            options.get_filename().to_path_buf()
         } else {
-            Some(PathBuf::from(target))
+            PathBuf::from(target)
         };
-        let file = file
-            .map(|f| {
-                std::path::absolute(&f)
-                    .map_err(|e| StoreError::Missing(format!("{}: {e}", f.display())))
-            })
-            .transpose()?;
+        let file = Some(real_path(&file)?);
         let options = target
             .strip_prefix("sqlite:")
             .and_then(|url| url.split_once('?'))
@@ -198,6 +202,21 @@ impl SqliteTarget {
     }
 }
 
+/// `file` as an absolute path through its real folder: a URL reads `..` by its text, which a
+/// symbolic link makes another folder than the file system's.
+fn real_path(file: &std::path::Path) -> Result<PathBuf> {
+    let absolute = std::path::absolute(file)
+        .map_err(|e| StoreError::Missing(format!("{}: {e}", file.display())))?;
+    let (Some(folder), Some(name)) = (absolute.parent(), absolute.file_name()) else {
+        return Ok(absolute);
+    };
+    Ok(match std::fs::canonicalize(folder) {
+        Ok(folder) => folder.join(name),
+        // A missing folder: SQLite will say so when it opens the file.
+        Err(_) => absolute,
+    })
+}
+
 impl Target {
     fn parse(target: &str) -> Result<Self> {
         if target.starts_with("postgres://") || target.starts_with("postgresql://") {
@@ -256,7 +275,7 @@ impl Store {
             sqlite.create = false;
             sqlite.read_only = true;
         }
-        Self::connect(parsed, 2, false).await
+        Self::connect_with(parsed, 2, false, true).await
     }
 
     /// Opens a scratch database (a back-test's), which only this process uses and which a
@@ -271,7 +290,7 @@ impl Store {
             .pragma("synchronous", "OFF")
             .pragma("journal_mode", "OFF")
             .pragma("foreign_keys", "OFF");
-        Self::connect(Target::Sqlite(sqlite), 1, true).await
+        Self::connect_with(Target::Sqlite(sqlite), 1, true, true).await
     }
 
     /// Which backend this store speaks to.
@@ -287,15 +306,26 @@ impl Store {
         }
     }
 
-    /// A pool of `connections` on `target`, migrated first when `migrate`. Statements are
-    /// not logged as slow: bulk passes read or write a million rows on purpose, and the
-    /// server's requests are measured by the HTTP metrics.
+    /// A pool of `connections` on `target`, migrated first when `migrate`.
     async fn connect(target: Target, connections: u32, migrate: bool) -> Result<Self> {
+        Self::connect_with(target, connections, migrate, false).await
+    }
+
+    /// [`Store::connect`]; `quiet` for passes that read or write a million rows on purpose:
+    /// no "slow statement" warnings.
+    async fn connect_with(
+        target: Target,
+        connections: u32,
+        migrate: bool,
+        quiet: bool,
+    ) -> Result<Self> {
         install_drivers();
         let pool = match &target {
             Target::Sqlite(sqlite) => {
-                let options =
-                    AnyConnectOptions::from_str(&sqlite.url())?.disable_statement_logging();
+                let mut options = AnyConnectOptions::from_str(&sqlite.url())?;
+                if quiet {
+                    options = options.disable_statement_logging();
+                }
                 let setup = std::sync::Arc::new(sqlite.setup());
                 AnyPoolOptions::new()
                     .max_connections(connections)
@@ -310,7 +340,11 @@ impl Store {
                     .await?
             }
             Target::Postgres(url) => {
-                let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+                sql::number_placeholders();
+                let mut options = AnyConnectOptions::from_str(url)?;
+                if quiet {
+                    options = options.disable_statement_logging();
+                }
                 AnyPoolOptions::new()
                     .max_connections(connections.max(8))
                     .connect_with(options)
@@ -372,7 +406,7 @@ impl Store {
             ),
             postgres => postgres.clone(),
         };
-        Self::connect(target, 2, false).await
+        Self::connect_with(target, 2, false, true).await
     }
 
     /// A transaction that takes the write lock at once (SQLite's `BEGIN IMMEDIATE`), for
@@ -576,10 +610,42 @@ mod tests {
             .unwrap()
             .url();
         assert_eq!(url, "sqlite:///tmp/x.db?mode=rwc&immutable=true");
-        assert_eq!(
-            SqliteTarget::parse(":memory:").unwrap().url(),
-            "sqlite::memory:"
-        );
+        assert!(matches!(
+            SqliteTarget::parse(":memory:"),
+            Err(StoreError::Unsupported(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn every_sqlite_connection_runs_every_pragma() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.db").display().to_string())
+            .await
+            .unwrap();
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(store.pool.acquire().await.unwrap());
+        }
+        for conn in &mut held {
+            let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(&mut **conn)
+                .await
+                .unwrap();
+            assert_eq!(mode, "wal");
+            for (pragma, want) in [
+                ("PRAGMA synchronous", 1),
+                ("PRAGMA foreign_keys", 1),
+                ("PRAGMA busy_timeout", 10_000),
+                ("PRAGMA cache_size", -262_144),
+                ("PRAGMA temp_store", 2),
+            ] {
+                let got: i64 = sqlx::query_scalar(pragma)
+                    .fetch_one(&mut **conn)
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "{pragma}");
+            }
+        }
     }
 
     #[test]

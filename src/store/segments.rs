@@ -218,9 +218,14 @@ async fn prepare_temp(
     tx: &mut sqlx::Transaction<'static, Db>,
     scope: Option<&[String]>,
 ) -> Result<()> {
+    // Text compares byte by byte in both, as the stored tables do.
+    let text = match super::backend_of(tx) {
+        super::Backend::Sqlite => "TEXT",
+        super::Backend::Postgres => "TEXT COLLATE \"C\"",
+    };
     for table in ["segment_now", "segment_scope"] {
         sqlx::query(&format!(
-            "CREATE TEMP TABLE IF NOT EXISTS {table} (customer_id TEXT PRIMARY KEY)"
+            "CREATE TEMP TABLE IF NOT EXISTS {table} (customer_id {text} PRIMARY KEY)"
         ))
         .execute(&mut **tx)
         .await?;
@@ -268,13 +273,16 @@ async fn prepare_temp(
     // each segment then finds its entries and exits among these local rows and writes only
     // the changes, instead of probing its members once per scope customer.
     for statement in [
-        "CREATE TEMP TABLE IF NOT EXISTS scope_members (segment TEXT NOT NULL, \
-         customer_id TEXT NOT NULL, PRIMARY KEY (segment, customer_id))",
-        "DELETE FROM scope_members",
+        format!(
+            "CREATE TEMP TABLE IF NOT EXISTS scope_members (segment {text} NOT NULL, \
+             customer_id {text} NOT NULL, PRIMARY KEY (segment, customer_id))"
+        ),
+        "DELETE FROM scope_members".to_string(),
         "INSERT INTO scope_members (segment, customer_id) SELECT s.segment, s.customer_id \
-         FROM segment_scope sc CROSS JOIN segment_members s WHERE s.customer_id = sc.customer_id",
+         FROM segment_scope sc CROSS JOIN segment_members s WHERE s.customer_id = sc.customer_id"
+            .to_string(),
     ] {
-        sqlx::query(statement).execute(&mut **tx).await?;
+        sqlx::query(&statement).execute(&mut **tx).await?;
     }
     Ok(())
 }
