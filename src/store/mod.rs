@@ -103,11 +103,11 @@ enum Target {
     Postgres(String),
 }
 
-/// A SQLite database: its file (none in memory), whether it may be created or written, and
+/// A SQLite database: its file (never in memory: see `parse`), whether it may be created or written, and
 /// the `PRAGMA`s each connection runs when it opens.
 #[derive(Debug, Clone)]
 struct SqliteTarget {
-    file: Option<PathBuf>,
+    file: PathBuf,
     /// The options of a `sqlite:` URL (after `?`), which SQLite reads after rebuy's own.
     options: Option<String>,
     create: bool,
@@ -140,7 +140,7 @@ impl SqliteTarget {
         } else {
             PathBuf::from(target)
         };
-        let file = Some(real_path(&file)?);
+        let file = real_path(&file)?;
         let options = target
             .strip_prefix("sqlite:")
             .and_then(|url| url.split_once('?'))
@@ -171,16 +171,14 @@ impl SqliteTarget {
     }
 
     /// The URL sqlx opens: the absolute file name with every byte a URL would read specially
-    /// escaped (SQLite's URL parser unescapes it), or an in-memory database.
+    /// escaped (SQLite's URL parser unescapes it).
     fn url(&self) -> String {
         const ESCAPE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
             .remove(b'/')
             .remove(b'.')
             .remove(b'-')
             .remove(b'_');
-        let Some(file) = &self.file else {
-            return "sqlite::memory:".to_string();
-        };
+        let file = &self.file;
         let mode = match (self.read_only, self.create) {
             (true, _) => "ro",
             (false, true) => "rwc",
@@ -259,8 +257,8 @@ impl Store {
     pub async fn open_existing(target: &str) -> Result<Self> {
         let mut parsed = Target::parse(target)?;
         if let Target::Sqlite(sqlite) = &mut parsed {
-            if let Some(file) = sqlite.file.as_ref().filter(|f| !f.exists()) {
-                return Err(StoreError::Missing(file.display().to_string()));
+            if !sqlite.file.exists() {
+                return Err(StoreError::Missing(sqlite.file.display().to_string()));
             }
             sqlite.create = false;
         }
@@ -440,7 +438,7 @@ impl Store {
     /// The database's file: none for one in memory or on a server.
     pub fn file(&self) -> Option<PathBuf> {
         match &self.target {
-            Target::Sqlite(sqlite) => sqlite.file.clone(),
+            Target::Sqlite(sqlite) => Some(sqlite.file.clone()),
             Target::Postgres(_) => None,
         }
     }
