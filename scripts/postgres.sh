@@ -7,6 +7,9 @@
 # runs left (`rebuy_test_*`). Needs root or sudo for those steps;
 # nothing is changed when the cluster is up and the role exists.
 set -euo pipefail
+# Only the URL goes to standard output (the caller reads it): whatever pg_ctlcluster, apt-get or
+# psql print (pg_ctlcluster prints its systemd warning there) goes to standard error.
+exec 3>&1 1>&2
 
 if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
@@ -28,7 +31,8 @@ if [ -z "${version:-}" ]; then
 fi
 if [ "$status" != "online" ]; then
   echo "postgres.sh: starting PostgreSQL $version/$cluster on port $port" >&2
-  $SUDO pg_ctlcluster "$version" "$cluster" start
+  # (fd 3 closed: the server would hold the caller's pipe open)
+  $SUDO pg_ctlcluster "$version" "$cluster" start 3>&-
 fi
 
 psql_admin() {
@@ -47,4 +51,4 @@ fi
 for db in $(psql_admin "SELECT datname FROM pg_database WHERE datname LIKE 'rebuy_test_%'"); do
   psql_admin "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
 done
-echo "postgres://rebuy:rebuy@127.0.0.1:$port/postgres"
+echo "postgres://rebuy:rebuy@127.0.0.1:$port/postgres" >&3

@@ -36,5 +36,13 @@ done
 if [ -z "${REBUY_TEST_POSTGRES:-}" ]; then
   REBUY_TEST_POSTGRES="$(scripts/postgres.sh)"
 fi
+case "$REBUY_TEST_POSTGRES" in
+  postgres://* | postgresql://*) ;;
+  *)
+    echo "test.sh: REBUY_TEST_POSTGRES is not a postgres:// URL: '$REBUY_TEST_POSTGRES'" >&2
+    exit 1
+    ;;
+esac
+echo "test.sh: the integration tests on PostgreSQL at ${REBUY_TEST_POSTGRES%%@*}@… (password hidden)" >&2
 export REBUY_TEST_POSTGRES
 REBUY_TEST_BACKEND=postgres cargo test --test it "$@"

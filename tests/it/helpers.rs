@@ -528,6 +528,10 @@ pub fn fresh_postgres_database() -> String {
         format!("DROP DATABASE IF EXISTS {name}"),
         format!("CREATE DATABASE {name}"),
     ];
+    assert!(
+        server.starts_with("postgres://") || server.starts_with("postgresql://"),
+        "REBUY_TEST_POSTGRES is not a postgres:// URL: {server:?}"
+    );
     let admin = server.clone();
     // Tests call this from inside their own runtime, which cannot be blocked on: a thread.
     std::thread::spawn(move || {
