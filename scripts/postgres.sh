@@ -32,7 +32,21 @@ fi
 if [ "$status" != "online" ]; then
   echo "postgres.sh: starting PostgreSQL $version/$cluster on port $port" >&2
   # (fd 3 closed: the server would hold the caller's pipe open)
-  $SUDO pg_ctlcluster "$version" "$cluster" start 3>&-
+  $SUDO pg_ctlcluster "$version" "$cluster" start 3>&- || true
+  # As root on a machine with systemd, pg_ctlcluster hands the start to systemctl, which may
+  # ignore it (in a container, say): then start it without systemd.
+  if ! pg_lsclusters --no-header "$version" "$cluster" | grep -q online; then
+    echo "postgres.sh: starting it again without systemd" >&2
+    $SUDO env _SYSTEMCTL_SKIP_REDIRECT=1 pg_ctlcluster "$version" "$cluster" start 3>&-
+  fi
+fi
+for _ in $(seq 1 30); do
+  pg_isready -q -h 127.0.0.1 -p "$port" && break
+  sleep 1
+done
+if ! pg_isready -q -h 127.0.0.1 -p "$port"; then
+  echo "postgres.sh: PostgreSQL $version/$cluster does not accept connections on 127.0.0.1:$port" >&2
+  exit 1
 fi
 
 psql_admin() {
