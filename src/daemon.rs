@@ -20,7 +20,6 @@ pub struct Job {
     pub config: JobConfig,
     pub schedule: cron::Schedule,
     zone: chrono_tz::Tz,
-    next: Option<DateTime<Utc>>,
 }
 
 impl Job {
@@ -29,7 +28,6 @@ impl Job {
             config,
             schedule,
             zone,
-            next: None,
         }
     }
 
@@ -97,14 +95,18 @@ impl CycleReport {
 }
 
 impl Daemon {
-    /// One cycle at `now`: due jobs, a tick, a delivery round.
+    /// One cycle at `now`: the heartbeat, due jobs (on the leader only), a tick, a delivery
+    /// round. The tick and the round are safe on every worker at once (compare-and-set
+    /// writes, claims with leases); the jobs run once, on whichever worker leads.
     pub async fn run_once(&mut self, now: DateTime<Utc>) -> anyhow::Result<CycleReport> {
         let mut report = CycleReport::default();
-        for i in 0..self.jobs.len() {
-            if let Some(slot) = self.job_due(i, now) {
-                report.jobs_run += 1;
-                if let Err(e) = self.run_job(i, slot, now).await {
-                    error!(job = %self.jobs[i].config.name, error = %format!("{e:#}"), "job failed");
+        let leading = self.deliverer.lead().await?;
+        self.deliverer.heartbeat(now, leading).await?;
+        if leading {
+            for i in 0..self.jobs.len() {
+                if let Some(slot) = self.job_due(i, now).await? {
+                    report.jobs_run += 1;
+                    self.run_scheduled(i, slot, now).await?;
                 }
             }
         }
@@ -117,15 +119,52 @@ impl Daemon {
         Ok(report)
     }
 
-    /// The time job `i` was due at, if it is due; the first call only schedules (jobs do not
-    /// run at start-up).
-    fn job_due(&mut self, i: usize, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let job = &mut self.jobs[i];
-        let due = job.next.filter(|n| *n <= now);
-        if due.is_some() || job.next.is_none() {
-            job.next = job.next_after(now);
+    /// The time job `i` was due at, if it is due. Its schedule is kept in the database, so
+    /// that whichever worker leads runs it once; a job seen for the first time (or whose
+    /// schedule changed) is only scheduled, and a run missed while no worker led is made up
+    /// once at the next cycle.
+    async fn job_due(&self, i: usize, now: DateTime<Utc>) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let job = &self.jobs[i];
+        let store = self.engine.store();
+        let (name, schedule) = (&job.config.name, job.config.cron.value.as_str());
+        match store.job_next(name, schedule).await? {
+            Some(at) => Ok(DateTime::from_timestamp_millis(at).filter(|at| *at <= now)),
+            None => {
+                if let Some(next) = job.next_after(now) {
+                    let next = next.timestamp_millis();
+                    store.schedule_job(name, schedule, next, None).await?;
+                }
+                Ok(None)
+            }
         }
-        due
+    }
+
+    /// Runs job `i` for its `slot` and schedules its next run once it has ended (a failed run
+    /// is logged, and waits for its next time). A worker that dies mid-job leaves it due: the
+    /// next leader runs it again.
+    async fn run_scheduled(
+        &self,
+        i: usize,
+        slot: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let job = &self.jobs[i];
+        let store = self.engine.store();
+        let (name, schedule) = (&job.config.name, job.config.cron.value.as_str());
+        let now_ms = now.timestamp_millis();
+        store
+            .job_started(name, self.deliverer.owner(), now_ms)
+            .await?;
+        if let Err(e) = self.run_job(i, slot, now).await {
+            error!(job = %name, error = %format!("{e:#}"), "job failed");
+        }
+        // The next run after the one just made, never one already past.
+        let next = job.next_after(now.max(slot)).map(|t| t.timestamp_millis());
+        let next = next.unwrap_or(i64::MAX);
+        store
+            .schedule_job(name, schedule, next, Some(now_ms))
+            .await?;
+        Ok(())
     }
 
     /// Job `i`'s imports and refresh, then its digest.
@@ -253,6 +292,7 @@ impl Daemon {
                 error!(
                     "the database file was deleted or replaced while rebuy ran; stopping so that nothing is written where no other command reads (restart rebuy run)"
                 );
+                self.deliverer.leave().await;
                 return Stopped::DatabaseReplaced;
             }
             let now = clock.now();
@@ -274,6 +314,7 @@ impl Daemon {
                 break;
             }
         }
+        self.deliverer.leave().await;
         info!("stopped cleanly");
         Stopped::Asked
     }

@@ -49,7 +49,9 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         digest: app.digest_settings(),
     };
     if args.once {
-        let report = daemon.run_once(chrono::Utc::now()).await?;
+        let report = daemon.run_once(chrono::Utc::now()).await;
+        daemon.deliverer.leave().await;
+        let report = report?;
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(exit::OK);
     }

@@ -42,6 +42,10 @@ pub async fn run(app: &App, args: &StatusArgs) -> anyhow::Result<u8> {
                 app.resolved.default_timezone
             )
         );
+        let workers = crate::delivery::workers(&store).await?;
+        for line in worker_lines(&workers, SystemClock.now(), app.resolved.default_timezone) {
+            println!("{line}");
+        }
     }
     store.close().await;
     Ok(exit::OK)
@@ -73,17 +77,51 @@ pub async fn print_status(store: &Store, format: OutputFormat) -> anyhow::Result
     print_rows(format, HEADERS, &rows, &serde_json::to_value(&status)?)
 }
 
+/// The workers for people: how many are alive, then one line each (the leader first).
+pub fn worker_lines(
+    workers: &[crate::delivery::WorkerView],
+    now: DateTime<Utc>,
+    zone: chrono_tz::Tz,
+) -> Vec<String> {
+    if workers.is_empty() {
+        return vec!["workers: none has run on this database yet".into()];
+    }
+    let alive = workers.iter().filter(|w| w.alive == Some(true)).count();
+    let mut sorted: Vec<_> = workers.iter().collect();
+    sorted.sort_by_key(|w| (!w.row.leader, w.alive != Some(true), w.row.owner.clone()));
+    let mut lines = vec![format!("workers: {alive} alive of {}", workers.len())];
+    for w in sorted {
+        let state = match w.alive {
+            Some(true) => "alive",
+            Some(false) => "stopped (its messages are recovered by the next cycle of another)",
+            None => "cannot tell from here",
+        };
+        let role = if w.row.leader { "leader, " } else { "" };
+        lines.push(format!(
+            "  {} on {} (pid {}): {role}{state}; last heartbeat {}, running since {}",
+            w.row.owner,
+            w.row.host,
+            w.row.pid,
+            ago(now, w.row.heartbeat_at),
+            crate::cli::output::local_minutes(w.row.started_at, zone),
+        ));
+    }
+    lines
+}
+
+/// How long ago `ms` was, in words.
+fn ago(now: DateTime<Utc>, ms: i64) -> String {
+    match (now - from_millis(ms)).num_minutes() {
+        m if m < 1 => "just now".to_string(),
+        m if m < 120 => format!("{m} min ago"),
+        m if m < 48 * 60 => format!("{} h ago", m / 60),
+        m => format!("{} days ago", m / (24 * 60)),
+    }
+}
+
 /// One line for people: is mail flowing?
 pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
-    let ago = |ms: i64| {
-        let mins = (now - from_millis(ms)).num_minutes();
-        match mins {
-            m if m < 1 => "just now".to_string(),
-            m if m < 120 => format!("{m} min ago"),
-            m if m < 48 * 60 => format!("{} h ago", m / 60),
-            m => format!("{} days ago", m / (24 * 60)),
-        }
-    };
+    let ago = |ms: i64| ago(now, ms);
     let sent = f
         .last_sent_at
         .map(|t| format!("last sent {}", ago(t)))
@@ -120,6 +158,42 @@ pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>, zone: chrono_tz::Tz) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_are_listed_leader_first_with_their_heartbeat() {
+        let now = from_millis(10 * 3_600_000);
+        let worker = |owner: &str, leader, alive, beat_min_ago: i64| crate::delivery::WorkerView {
+            row: crate::store::WorkerRow {
+                owner: owner.into(),
+                host: "shop-db".into(),
+                pid: 42,
+                started_at: 3_600_000,
+                heartbeat_at: now.timestamp_millis() - beat_min_ago * 60_000,
+                leader,
+            },
+            alive,
+        };
+        let lines = worker_lines(
+            &[
+                worker("9-b", false, Some(false), 90),
+                worker("7-a", true, Some(true), 0),
+            ],
+            now,
+            chrono_tz::Asia::Tokyo,
+        );
+        assert_eq!(
+            lines,
+            [
+                "workers: 1 alive of 2",
+                "  7-a on shop-db (pid 42): leader, alive; last heartbeat just now, running since 1970-01-01 10:00",
+                "  9-b on shop-db (pid 42): stopped (its messages are recovered by the next cycle of another); last heartbeat 90 min ago, running since 1970-01-01 10:00",
+            ]
+        );
+        assert_eq!(
+            worker_lines(&[], now, chrono_tz::Asia::Tokyo),
+            ["workers: none has run on this database yet"]
+        );
+    }
 
     #[test]
     fn the_flow_line_says_whether_mail_is_flowing() {

@@ -11,12 +11,14 @@ mod retry;
 mod session;
 mod smtp;
 mod unsubscribe;
+mod worker;
 
 pub use limits::{cap_free_at, quiet_until, withheld, Limits};
 pub use mailer::{Mailer, SendError};
 pub use retry::RetryPolicy;
 pub use session::parse_reply_line;
 pub use unsubscribe::Unsubscriber;
+pub use worker::{workers, WorkerView};
 
 use crate::clock::to_millis;
 use crate::domain::{mask_email, mask_emails_in};
@@ -109,6 +111,11 @@ pub struct Deliverer {
     /// Turns true when the process is asked to stop: the round claims, marks and hands over
     /// nothing more, lets the sends in flight finish and puts the rest back in the queue.
     stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// On PostgreSQL, this process's presence (its session lock, and the leader's once it
+    /// leads), taken before its first claim; see `worker.rs`.
+    presence: tokio::sync::Mutex<Option<crate::store::Presence>>,
+    /// When this process first showed itself (its heartbeat row's `started_at`).
+    joined_at: std::sync::OnceLock<i64>,
 }
 
 /// What a send needs, shared by the tasks that send in parallel.
@@ -205,6 +212,8 @@ impl Deliverer {
             writing: tokio::sync::Mutex::new(()),
             stall_limit: std::time::Duration::from_secs(600),
             stop: None,
+            presence: tokio::sync::Mutex::new(None),
+            joined_at: std::sync::OnceLock::new(),
         }
     }
 
@@ -252,12 +261,9 @@ impl Deliverer {
     /// flags only the rest. Call before the first delivery; without it (a database in memory)
     /// a dead sender's messages wait for its lease.
     pub fn with_owner_files(mut self) -> anyhow::Result<Self> {
-        let Some(db) = self.store.file() else {
+        let Some(dir) = worker::senders_dir(&self.store) else {
             return Ok(self);
         };
-        let mut dir = db.into_os_string();
-        dir.push("-senders");
-        let dir = std::path::PathBuf::from(dir);
         let files = owner::OwnerFiles::create(&dir, &self.owner).map_err(|e| {
             anyhow::anyhow!("cannot create the sender's lock in {}: {e}", dir.display())
         })?;
@@ -377,6 +383,7 @@ impl Deliverer {
     /// A round that makes no progress for the stall limit is abandoned: logged as an error,
     /// kept for `rebuy status`, its unsent claims put back in the queue at once.
     pub async fn run_once(&self, now: DateTime<Utc>) -> anyhow::Result<DeliveryReport> {
+        self.be_present().await?;
         let unknown =
             self.recover_dead(now).await? + self.store.expire_leases(to_millis(now)).await?;
         if let Some(until) = self.paused_until(now).await? {
@@ -422,17 +429,27 @@ impl Deliverer {
         self.store.release_unsent(&self.owner, at, &handed).await
     }
 
-    /// Deals with the messages of senders whose process has died (their lock is free) at once,
-    /// without waiting for their leases: those they handed to the transport become `unknown`,
-    /// the rest go back to the queue. Returns how many became `unknown`.
+    /// Deals with the messages of senders whose process has died at once, without waiting for
+    /// their leases: those they may have handed to the transport become `unknown`, the rest go
+    /// back to the queue. Returns how many became `unknown`. A sender is dead when its lock is
+    /// free: its file beside a SQLite database, its session lock on PostgreSQL (where its
+    /// journal is on its own machine, so everything it was sending is in doubt).
     async fn recover_dead(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
-        let Some((_, dir)) = &self.sender.files else {
+        let dir = self.sender.files.as_ref().map(|(_, dir)| dir);
+        let postgres = self.store.backend() == crate::store::Backend::Postgres;
+        if dir.is_none() && !postgres {
             return Ok(0);
-        };
+        }
         let mut unknown = 0;
         for other in self.store.other_senders(&self.owner).await? {
-            let owner::Previous::Dead { handed } = owner::probe(dir, &other) else {
-                continue;
+            let handed = match (self.store.worker_alive(&other).await?, dir) {
+                (Some(true), _) => continue,
+                (Some(false), _) => None,
+                (None, Some(dir)) => match owner::probe(dir, &other) {
+                    owner::Previous::Dead { handed } => handed,
+                    _ => continue,
+                },
+                (None, None) => continue,
             };
             let sending = self.store.sending_by(&other).await?;
             let in_doubt: Vec<i64> = match &handed {
@@ -444,7 +461,10 @@ impl Deliverer {
                 .recover_dead_sender(&other, to_millis(now), &in_doubt)
                 .await?;
             info!(sender = %other, unknown = n, "a sender's process had stopped: what it had not handed over is back in the queue");
-            owner::forget(dir, &other);
+            if let Some(dir) = dir {
+                owner::forget(dir, &other);
+            }
+            self.store.forget_worker(&other).await?;
             unknown += n;
         }
         Ok(unknown)

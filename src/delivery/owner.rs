@@ -22,6 +22,8 @@ pub struct OwnerFiles {
     /// Held (locked) until the process ends.
     _lock: File,
     journal: Mutex<File>,
+    /// The leader's lock (`dir/leader.lock`), once this process leads.
+    leader: Mutex<Option<File>>,
 }
 
 /// What the files of another deliverer say about it.
@@ -54,6 +56,7 @@ impl OwnerFiles {
             journal_path,
             _lock: lock,
             journal: Mutex::new(journal),
+            leader: Mutex::new(None),
         };
         files.reset()?;
         Ok(files)
@@ -63,6 +66,33 @@ impl OwnerFiles {
     pub fn handed(&self, id: i64) -> std::io::Result<()> {
         let mut journal = self.journal.lock().expect("not poisoned");
         journal.write_all(format!("{id}\n").as_bytes())
+    }
+
+    /// Whether this process leads the workers on this database: it takes the leader's lock
+    /// (`leader.lock` in the folder) when no live process holds it, and keeps it for its life.
+    /// The file is never removed: a process that opened it would otherwise lock a file nobody
+    /// else sees.
+    pub fn lead(&self) -> bool {
+        let mut leader = self.leader.lock().expect("not poisoned");
+        if leader.is_some() {
+            return true;
+        }
+        let Some(dir) = self.lock_path.parent() else {
+            return false;
+        };
+        let Ok(file) = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("leader.lock"))
+        else {
+            return false;
+        };
+        if file.try_lock().is_err() {
+            return false;
+        }
+        *leader = Some(file);
+        true
     }
 
     /// Empties the journal (nothing of this process is being sent any more).
@@ -154,6 +184,18 @@ mod tests {
         drop(files);
         assert_eq!(probe(dir.path(), "1-2"), Previous::Unknown);
         assert_eq!(probe(dir.path(), "../etc/passwd"), Previous::Unknown);
+    }
+
+    #[test]
+    fn one_process_leads_at_a_time_and_another_takes_over_when_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = OwnerFiles::create(dir.path(), "1-2").unwrap();
+        let second = OwnerFiles::create(dir.path(), "3-4").unwrap();
+        assert!(first.lead());
+        assert!(first.lead(), "a leader stays the leader");
+        assert!(!second.lead(), "the lock is held");
+        drop(first);
+        assert!(second.lead(), "the lock is free once its holder is gone");
     }
 
     #[test]

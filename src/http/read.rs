@@ -23,7 +23,29 @@ pub async fn status(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<R
     authorize(&api.store, &headers, Scope::Read).await?;
     let scenarios: Vec<ScenarioStatus> = api.store.scenario_status().await?.into_values().collect();
     let flow = api.store.flow_status().await?;
-    Ok(Json(json!({ "scenarios": scenarios, "flow": flow_view(&flow, api.zone) })).into_response())
+    let workers = crate::delivery::workers(&api.store)
+        .await
+        .map_err(|e| Problem::internal(&e))?;
+    let workers: Vec<serde_json::Value> =
+        workers.iter().map(|w| worker_view(w, api.zone)).collect();
+    Ok(Json(
+        json!({ "scenarios": scenarios, "flow": flow_view(&flow, api.zone), "workers": workers }),
+    )
+    .into_response())
+}
+
+/// A worker with its times in the shop's zone.
+fn worker_view(w: &crate::delivery::WorkerView, zone: chrono_tz::Tz) -> serde_json::Value {
+    let local = |ms| crate::customer_view::local(Some(ms), zone);
+    json!({
+        "owner": w.row.owner,
+        "host": w.row.host,
+        "pid": w.row.pid,
+        "leader": w.row.leader,
+        "alive": w.alive,
+        "started_at": local(w.row.started_at),
+        "heartbeat_at": local(w.row.heartbeat_at),
+    })
 }
 
 /// The flow figures with their times in the shop's zone (RFC 3339), like every time the API

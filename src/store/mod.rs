@@ -21,6 +21,7 @@ mod suppressions;
 mod team_mail;
 mod tracking;
 mod users;
+mod workers;
 
 pub use api::{KeyClaim, TokenRow};
 pub use customers::{CustomerRow, NewCustomer};
@@ -44,6 +45,7 @@ pub use suppressions::{Suppression, SuppressionKind};
 pub use team_mail::TeamMailRow;
 pub use tracking::{TrackedMessage, TrackingCounts, TrackingHit, TrackingRow};
 pub use users::{AuditRow, CustomerHit, Picked, SessionRow, UserRow};
+pub use workers::{Presence, WorkerRow};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Executor as _};

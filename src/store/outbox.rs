@@ -321,7 +321,14 @@ impl Store {
 
     /// Claims up to `limit` queued messages that are ready by `now`, leasing them to `owner`
     /// until `lease_until` and counting the attempt. The claim is one compare-and-set
-    /// statement, so two deliverers never claim the same row.
+    /// statement, so two deliverers never claim the same row; on PostgreSQL it skips rows
+    /// another worker has locked (`FOR UPDATE SKIP LOCKED`) and runs under the write lock.
+    ///
+    /// A customer's marketing messages are with one sender at a time: a message is not claimed
+    /// while another worker has a marketing message of the same customer claimed or in
+    /// flight. Claims take turns, so the sender that checks the frequency cap sees every
+    /// marketing message of that customer either sent or its own: the cap holds exactly across
+    /// workers.
     pub async fn claim_ready(
         &self,
         owner: &str,
@@ -329,19 +336,38 @@ impl Store {
         lease_until: i64,
         limit: i64,
     ) -> Result<Vec<OutboxRow>> {
-        Ok(sqlx::query_as(&format!(
-            "UPDATE outbox SET status = 'claimed', lease_owner = $1, lease_until = $2, \
-             attempts = attempts + 1, updated_at = $3 \
-             WHERE status = 'queued' AND id IN (SELECT id FROM outbox WHERE status = 'queued' \
-             AND next_attempt_at <= $3 ORDER BY next_attempt_at, id LIMIT $4) \
-             RETURNING {COLUMNS}"
-        ))
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
+        let postgres = self.backend() == super::Backend::Postgres;
+        // The messages that may be claimed; a customer's marketing messages stay with the
+        // sender that has one of them claimed or in flight.
+        let ready = "SELECT q.id AS pick FROM outbox q WHERE q.status = 'queued' \
+             AND q.next_attempt_at <= $3 AND (q.transactional <> 0 OR NOT EXISTS (SELECT 1 FROM outbox f \
+             WHERE f.customer_id = q.customer_id AND f.status IN ('claimed', 'sending') \
+             AND f.transactional = 0 AND f.lease_owner <> $1)) \
+             ORDER BY q.next_attempt_at, q.id LIMIT $4";
+        let set = "UPDATE outbox SET status = 'claimed', lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1, updated_at = $3";
+        // PostgreSQL may run an `IN (… LIMIT n)` subquery more than once in one update (and
+        // claim more than n); a locking CTE runs once.
+        let sql = if postgres {
+            format!(
+                "WITH picked AS ({ready} FOR UPDATE SKIP LOCKED) {set} FROM picked \
+                 WHERE outbox.id = picked.pick AND outbox.status = 'queued' RETURNING {COLUMNS}"
+            )
+        } else {
+            format!("{set} WHERE status = 'queued' AND id IN ({ready}) RETURNING {COLUMNS}")
+        };
+        let query = sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .bind(limit);
+        if !postgres {
+            return Ok(query.fetch_all(&self.pool).await?);
+        }
+        let mut tx = self.write_tx().await?;
+        let rows = query.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     /// Records the outcomes of sends in one short transaction (one statement). Each applies

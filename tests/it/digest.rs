@@ -108,6 +108,7 @@ async fn the_weekly_digest_reaches_each_address_once_with_its_figures_and_chart(
         .all(|r| r.slot == utc("2026-12-07T00:00:00Z").timestamp_millis()));
 
     // A restart just before 09:00 and the same run again: nothing is sent twice.
+    drop(daemon);
     let mut again = shop.daemon(&store).await;
     again.jobs.push(digest_job(&team));
     again.run_once(utc("2026-12-06T23:59:00Z")).await.unwrap();

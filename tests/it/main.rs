@@ -31,3 +31,4 @@ mod tracking;
 mod ui_browser;
 mod ui_http;
 mod unsubscribe;
+mod workers;

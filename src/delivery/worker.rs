@@ -1,0 +1,108 @@
+//! This process as one of several workers on a database: its presence (the lock that tells the
+//! others it is alive, taken before its first claim), whether it leads (runs the jobs that
+//! must run once), and the heartbeat `rebuy status` lists.
+
+use super::{owner, Deliverer};
+use crate::store::{Backend, Store, WorkerRow};
+use chrono::{DateTime, Utc};
+
+/// The folder of the senders' locks and journals beside a SQLite database (`<file>-senders`).
+pub(super) fn senders_dir(store: &Store) -> Option<std::path::PathBuf> {
+    let mut dir = store.file()?.into_os_string();
+    dir.push("-senders");
+    Some(dir.into())
+}
+
+/// A worker as `rebuy status` and `GET /v1/status` show it: its last heartbeat, and whether
+/// its lock says it is alive (`None`: it cannot be told from here).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkerView {
+    #[serde(flatten)]
+    pub row: WorkerRow,
+    pub alive: Option<bool>,
+}
+
+/// Every worker that has left a heartbeat on `store`, with whether it is alive: its session
+/// lock on PostgreSQL, its lock file beside a SQLite database.
+pub async fn workers(store: &Store) -> anyhow::Result<Vec<WorkerView>> {
+    let dir = senders_dir(store);
+    let mut out = Vec::new();
+    for row in store.workers().await? {
+        let alive = match store.worker_alive(&row.owner).await? {
+            Some(alive) => Some(alive),
+            None => match dir.as_deref().map(|d| owner::probe(d, &row.owner)) {
+                Some(owner::Previous::Alive) => Some(true),
+                Some(owner::Previous::Dead { .. }) => Some(false),
+                _ => None,
+            },
+        };
+        out.push(WorkerView { row, alive });
+    }
+    Ok(out)
+}
+
+impl Deliverer {
+    /// This sender's name in the outbox's leases and in the workers' list.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// On PostgreSQL, takes this process's session lock before its first claim, so that no
+    /// other worker takes it for dead while it sends. (On SQLite the lock is the file that
+    /// `with_owner_files` made.)
+    pub(super) async fn be_present(&self) -> anyhow::Result<()> {
+        if self.store.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        let mut presence = self.presence.lock().await;
+        if presence.is_none() {
+            *presence = self.store.presence(&self.owner).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether this process leads the workers on its database now: on PostgreSQL the holder
+    /// of the leader's session lock, on SQLite of `leader.lock` beside the database (a
+    /// deliverer without files, as in some tests, leads alone). A leader that dies frees its
+    /// lock with its process, and the next worker to ask takes over.
+    pub async fn lead(&self) -> anyhow::Result<bool> {
+        self.be_present().await?;
+        if let Some(presence) = self.presence.lock().await.as_mut() {
+            return Ok(presence.lead().await?);
+        }
+        Ok(match &self.sender.files {
+            Some((files, _)) => files.lead(),
+            None => true,
+        })
+    }
+
+    /// Leaves this worker's heartbeat at `now` (and whether it leads) for `rebuy status`.
+    pub async fn heartbeat(&self, now: DateTime<Utc>, leading: bool) -> anyhow::Result<()> {
+        let now = now.timestamp_millis();
+        let started_at = *self.joined_at.get_or_init(|| now);
+        let host = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.store
+            .heartbeat(&WorkerRow {
+                owner: self.owner.clone(),
+                host,
+                pid: i64::from(std::process::id()),
+                started_at,
+                heartbeat_at: now,
+                leader: leading,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A clean stop: removes the heartbeat row and lets go of the presence (and leadership).
+    pub async fn leave(&self) {
+        if let Err(e) = self.store.forget_worker(&self.owner).await {
+            tracing::warn!(error = %e, "cannot remove this worker's heartbeat");
+        }
+        if let Some(presence) = self.presence.lock().await.take() {
+            presence.close().await;
+        }
+    }
+}

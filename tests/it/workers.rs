@@ -1,0 +1,215 @@
+//! Several workers on one database (both backends): they share the queue without sending a
+//! message twice, the frequency cap holds exactly across them, one of them leads and runs the
+//! jobs once, another takes over when it is gone, and each leaves a heartbeat.
+
+use crate::helpers::*;
+use rebuy::config::CapConfig;
+
+fn spanned(s: &str) -> serde_saphyr::Spanned<String> {
+    #[derive(serde::Deserialize)]
+    struct W {
+        v: serde_saphyr::Spanned<String>,
+    }
+    serde_saphyr::from_str::<W>(&format!("v: \"{s}\"\n"))
+        .unwrap()
+        .v
+}
+
+/// A shop with five marketing scenarios that each mail a customer's first order, customers
+/// `C0..n`, each with a first order at `AT`, and a cap of 2 marketing mails per 7 days.
+async fn capped_shop(
+    smtp: &SmtpServer,
+    customers: usize,
+    batch: u32,
+) -> (TestShop, rebuy::store::Store) {
+    let scenarios: Vec<(String, String)> = (1..=5)
+        .map(|i| {
+            (
+                format!("s{i}.yaml"),
+                format!("id: s{i}\ntrigger: first_order\nsteps:\n  - {{ id: a, send: {{ template: t, subject: \"M {i}\" }} }}\n"),
+            )
+        })
+        .collect();
+    let scenarios: Vec<(&str, &str)> = scenarios
+        .iter()
+        .map(|(n, y)| (n.as_str(), y.as_str()))
+        .collect();
+    let mut shop = TestShop::new(
+        &scenarios,
+        &[
+            ("t.html", "<p>{{ step.id }}</p>"),
+            ("t.txt", "{{ step.id }}"),
+        ],
+        Some(smtp),
+    );
+    shop.config.delivery.batch_size = batch;
+    shop.config.marketing.cap = Some(CapConfig {
+        max: 2,
+        per: spanned("7d"),
+    });
+    let store = shop.store().await;
+    let ids: Vec<String> = (0..customers).map(|i| format!("C{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    add_customers(&store, &ids).await;
+    let orders: Vec<_> = ids
+        .iter()
+        .map(|c| order(&format!("O-{c}"), c, AT, 1000))
+        .collect();
+    add_orders(&store, &orders).await;
+    (shop, store)
+}
+
+const AT: &str = "2026-11-02T03:00:00Z";
+
+#[tokio::test]
+async fn a_customers_marketing_mail_is_claimed_by_one_worker_at_a_time() {
+    let smtp = SmtpServer::start();
+    let (shop, store) = capped_shop(&smtp, 2, 10).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc(AT);
+    assert_eq!(daemon.engine.tick(now).await.unwrap().queued, 10);
+    let ms = now.timestamp_millis();
+    let lease = ms + 600_000;
+    // Worker A takes one message; worker B then gets the other customer's five, none of the
+    // first customer's while A holds one of them.
+    let a = store.claim_ready("1-a", ms, lease, 1).await.unwrap();
+    assert_eq!(a.len(), 1);
+    let b = store.claim_ready("2-b", ms, lease, 100).await.unwrap();
+    assert_eq!(b.len(), 5, "{b:?}");
+    assert!(b.iter().all(|r| r.customer_id != a[0].customer_id));
+    // A itself may take more of its customer's.
+    let more = store.claim_ready("1-a", ms, lease, 100).await.unwrap();
+    assert_eq!(more.len(), 4);
+    assert!(more.iter().all(|r| r.customer_id == a[0].customer_id));
+}
+
+#[tokio::test]
+async fn three_workers_at_once_send_each_message_once_and_the_cap_holds_exactly() {
+    let smtp = SmtpServer::start();
+    let customers = 30;
+    let (shop, store) = capped_shop(&smtp, customers, 3).await;
+    let app = shop.app();
+    let daemon = shop.daemon(&store).await;
+    let now = utc(AT);
+    assert_eq!(
+        daemon.engine.tick(now).await.unwrap().queued,
+        5 * customers as u64
+    );
+    let workers: Vec<_> = (0..3).map(|_| app.deliverer(&store).unwrap()).collect();
+    // Rounds at once until nothing is left to claim.
+    for _ in 0..20 {
+        let (a, b, c) = tokio::join!(
+            workers[0].run_once(now),
+            workers[1].run_once(now),
+            workers[2].run_once(now)
+        );
+        let claimed = a.unwrap().claimed + b.unwrap().claimed + c.unwrap().claimed;
+        if claimed == 0 {
+            break;
+        }
+    }
+    let received = smtp.received();
+    let mut ids: Vec<String> = received
+        .iter()
+        .map(|m| m.parsed().message_id().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a message went out twice");
+    let mut per_customer = std::collections::BTreeMap::<String, usize>::new();
+    for m in &received {
+        *per_customer.entry(m.to.join(",")).or_default() += 1;
+    }
+    assert_eq!(per_customer.len(), customers, "{per_customer:?}");
+    assert!(
+        per_customer.values().all(|n| *n == 2),
+        "the cap is 2 per customer: {per_customer:?}"
+    );
+    let rows = store.outbox_rows().await.unwrap();
+    let sent = rows.iter().filter(|r| r.status == "sent").count();
+    let waiting = rows.iter().filter(|r| r.status == "queued").count();
+    assert_eq!((sent, waiting), (2 * customers, 3 * customers));
+}
+
+fn nightly() -> rebuy::daemon::Job {
+    let config = rebuy::config::JobConfig {
+        name: "nightly".into(),
+        cron: serde_saphyr::from_str::<rebuy::config::JobConfig>(
+            "name: nightly\ncron: \"0 3 * * *\"\n",
+        )
+        .unwrap()
+        .cron,
+        import_customers: None,
+        import_orders: None,
+        refresh_metrics: true,
+        digest: None,
+    };
+    let schedule = rebuy::config::parse_cron("0 3 * * *").unwrap();
+    rebuy::daemon::Job::new(config, schedule, chrono_tz::Asia::Tokyo)
+}
+
+#[tokio::test]
+async fn one_worker_leads_and_runs_the_job_once_and_another_takes_over_when_it_is_gone() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    add_customers(&store, &["C1"]).await;
+    add_orders(&store, &[order("O1", "C1", "2026-11-01T01:00:00Z", 1000)]).await;
+    let mut a = shop.daemon(&store).await;
+    let mut b = shop.daemon(&store).await;
+    a.jobs.push(nightly());
+    b.jobs.push(nightly());
+
+    // The first cycle of each: A comes first and leads; the job is only scheduled.
+    let first = utc("2026-11-01T12:00:00Z");
+    assert_eq!(a.run_once(first).await.unwrap().jobs_run, 0);
+    assert_eq!(b.run_once(first).await.unwrap().jobs_run, 0);
+    let workers = rebuy::delivery::workers(&store).await.unwrap();
+    assert_eq!(workers.len(), 2);
+    assert!(workers.iter().all(|w| w.alive == Some(true)), "{workers:?}");
+    let leaders: Vec<_> = workers.iter().filter(|w| w.row.leader).collect();
+    assert_eq!(leaders.len(), 1);
+    assert_eq!(leaders[0].row.owner, a.deliverer.owner());
+    assert_eq!(workers[0].row.heartbeat_at, first.timestamp_millis());
+
+    // 03:00 in Tokyo (18:00 UTC): the job runs once, on the leader, whoever asks first.
+    let due = utc("2026-11-01T18:00:00Z");
+    assert_eq!(b.run_once(due).await.unwrap().jobs_run, 0);
+    assert_eq!(a.run_once(due).await.unwrap().jobs_run, 1);
+    assert_eq!(a.run_once(due).await.unwrap().jobs_run, 0);
+    assert_eq!(b.run_once(due).await.unwrap().jobs_run, 0);
+
+    // The next night A starts the job and dies before it ends (what SIGKILL leaves: the run
+    // started, its next time not moved). B takes the lead and runs it, once.
+    let next = utc("2026-11-02T18:00:00Z");
+    store
+        .job_started("nightly", a.deliverer.owner(), next.timestamp_millis())
+        .await
+        .unwrap();
+    let gone = a.deliverer.owner().to_string();
+    drop(a);
+    let mut runs = 0;
+    for _ in 0..50 {
+        runs += b.run_once(next).await.unwrap().jobs_run;
+        if runs > 0 {
+            break;
+        }
+        // On PostgreSQL the server frees the dead session's locks a moment later.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(runs, 1, "the new leader runs the job the dead one left");
+    assert_eq!(b.run_once(next).await.unwrap().jobs_run, 0);
+    use futures::TryStreamExt as _;
+    let metrics: Vec<_> = store.metrics_rows().try_collect().await.unwrap();
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(metrics[0].as_of, "2026-11-03", "the refresh ran for Nov 3");
+    let workers = rebuy::delivery::workers(&store).await.unwrap();
+    let me = workers
+        .iter()
+        .find(|w| w.row.owner == b.deliverer.owner())
+        .unwrap();
+    assert!(me.row.leader);
+    if let Some(dead) = workers.iter().find(|w| w.row.owner == gone) {
+        assert_ne!(dead.alive, Some(true), "{dead:?}");
+    }
+}
