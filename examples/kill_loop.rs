@@ -1,9 +1,14 @@
-//! The kill loop: the `rebuy` daemon is killed with SIGKILL at random moments while it sends
+//! The kill loop: `rebuy run` workers are killed with SIGKILL at random moments while they send
 //! MESSAGES mails to a real SMTP server on loopback, and restarted each time; then every
 //! message is accounted for from what the server received and what the database recorded.
 //!
 //! `cargo build --release && cargo run --release --example kill_loop -- MESSAGES KILLS`
 //! (`scripts/kill-loop.sh` does both). Exits non-zero on any duplicate or unaccounted message.
+//!
+//! With `KILL_LOOP_POSTGRES` set to a PostgreSQL server's URL (`scripts/postgres.sh` prints
+//! one), the shop lives in a fresh database there and `KILL_LOOP_WORKERS` workers (default 3)
+//! share it: one of them is killed each time, every third time the leader, which runs a
+//! refresh job every minute.
 
 use mailin_embedded::{response, Handler, Response, Server, SslConfig};
 use rand::Rng;
@@ -17,6 +22,52 @@ use std::time::{Duration, Instant};
 /// Long on purpose: a dead sender's messages must not wait for their lease.
 const LEASE_SECS: u64 = 600;
 const POOL_SIZE: usize = 2;
+
+/// Where the shop lives: a SQLite file in the run's folder, or a fresh PostgreSQL database.
+struct Shop {
+    database: String,
+    postgres: Option<(String, String)>,
+}
+
+impl Shop {
+    fn new(dir: &Path) -> anyhow::Result<Self> {
+        let Ok(server) = std::env::var("KILL_LOOP_POSTGRES") else {
+            return Ok(Self {
+                database: dir.join("rebuy.db").display().to_string(),
+                postgres: None,
+            });
+        };
+        let name = format!("rebuy_killloop_{}", std::process::id());
+        admin(&server, &format!("DROP DATABASE IF EXISTS {name}"))?;
+        admin(&server, &format!("CREATE DATABASE {name}"))?;
+        let (base, _) = server
+            .rsplit_once('/')
+            .ok_or_else(|| anyhow::anyhow!("KILL_LOOP_POSTGRES is not a URL"))?;
+        Ok(Self {
+            database: format!("{base}/{name}"),
+            postgres: Some((server, name)),
+        })
+    }
+
+    fn drop_database(&self) {
+        if let Some((server, name)) = &self.postgres {
+            let _ = admin(
+                server,
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+        }
+    }
+}
+
+/// Runs one statement on the PostgreSQL server at `url`.
+fn admin(url: &str, statement: &str) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::raw_sql(statement).execute(&mut conn).await?;
+        anyhow::Ok(())
+    })
+}
 
 /// The sink: counts every accepted message by its Message-ID.
 #[derive(Clone, Default)]
@@ -78,13 +129,19 @@ fn main() -> anyhow::Result<()> {
             .with_name("sink.test")
             .with_ssl(SslConfig::None)
             .expect("no TLS")
-            .with_num_threads(8)
+            .with_num_threads(16)
             .with_tcp_listener(listener);
         let _ = server.serve();
     });
 
     let dir = tempfile::tempdir()?;
-    setup(dir.path(), port, messages)?;
+    let shop = Shop::new(dir.path())?;
+    let workers: usize = match std::env::var("KILL_LOOP_WORKERS") {
+        Ok(n) => n.parse()?,
+        Err(_) if shop.postgres.is_some() => 3,
+        Err(_) => 1,
+    };
+    setup(dir.path(), port, messages, &shop)?;
     let run = |args: &[&str]| -> anyhow::Result<()> {
         let out = Command::new(&bin)
             .args(args)
@@ -101,50 +158,96 @@ fn main() -> anyhow::Result<()> {
     run(&["import", "customers", "customers.csv", "--no-progress"])?;
     run(&["import", "orders", "orders.csv", "--no-progress"])?;
 
-    println!("kill loop: {messages} messages, {kills} SIGKILLs, sink on 127.0.0.1:{port}");
+    let backend = if shop.postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!("kill loop: {messages} messages, {kills} SIGKILLs, {workers} worker(s) on {backend}, sink on 127.0.0.1:{port}");
     let started = Instant::now();
     let mut rng = rand::rng();
-    for k in 1..=kills {
-        let mut child: Child = Command::new(&bin)
+    let spawn = || -> anyhow::Result<Child> {
+        Ok(Command::new(&bin)
             .arg("run")
             .current_dir(dir.path())
             .env("REBUY_UNSUBSCRIBE_SECRET", "kill-loop-secret-0123456789")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()?;
+            .spawn()?)
+    };
+    let mut running: Vec<Child> = (0..workers)
+        .map(|_| spawn())
+        .collect::<anyhow::Result<_>>()?;
+    let mut leader_kills = 0;
+    for k in 1..=kills {
         std::thread::sleep(Duration::from_millis(rng.random_range(150..1200)));
-        child.kill()?; // SIGKILL
-        child.wait()?;
+        // Every third kill on several workers is the leader's, when one is known.
+        let leader = if workers > 1 && k % 3 == 0 {
+            let pid = tokio::runtime::Runtime::new()?.block_on(leader_pid(&shop.database))?;
+            running.iter().position(|c| Some(i64::from(c.id())) == pid)
+        } else {
+            None
+        };
+        leader_kills += usize::from(leader.is_some());
+        let victim = leader.unwrap_or_else(|| rng.random_range(0..running.len()));
+        running[victim].kill()?; // SIGKILL
+        running[victim].wait()?;
+        running[victim] = spawn()?;
         if k % 10 == 0 {
             let got: u32 = received.lock().unwrap().values().sum();
             println!("  {k} kills, {got} messages received so far");
         }
     }
-    // Finish the run without kills, at once: the next process knows the last victim is dead
-    // (its lock is free) and needs no lease to run out.
+    for mut child in running {
+        child.kill()?;
+        child.wait()?;
+    }
+    if workers > 1 {
+        println!("  {leader_kills} of the kills were the leader's");
+    }
+    if shop.postgres.is_some() {
+        // The server frees a killed worker's session lock once it sees the connection close.
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Finish the run without kills, at once: the next process knows the victims are dead (their
+    // locks are free) and needs no lease to run out.
     run(&["run", "--once"])?;
-    let left = tokio::runtime::Runtime::new()?.block_on(pending(dir.path()))?;
+    let left = tokio::runtime::Runtime::new()?.block_on(pending(&shop.database))?;
     let waited = left > 0;
     if waited {
         println!(
             "  {left} messages still waiting for a dead sender's lease after the first restart"
         );
     }
+    // The workers share one machine, so each dead one's journal is read, on PostgreSQL too.
+    let bound = kills * 4 * POOL_SIZE;
     let verdict = tokio::runtime::Runtime::new()?.block_on(account(
-        dir.path(),
+        &shop.database,
         &received.lock().unwrap(),
         messages,
-        kills,
+        bound,
     ))? && !waited;
     println!("  took {:.0} s", started.elapsed().as_secs_f64());
+    shop.drop_database();
     anyhow::ensure!(verdict, "duplicates or unaccounted messages (see above)");
     Ok(())
+}
+
+/// The process id of the worker that leads now, if one does.
+async fn leader_pid(database: &str) -> anyhow::Result<Option<i64>> {
+    let store = Store::open(database).await?;
+    let workers = rebuy::delivery::workers(&store).await?;
+    store.close().await;
+    Ok(workers
+        .iter()
+        .find(|w| w.row.leader && w.alive == Some(true))
+        .map(|w| w.row.pid))
 }
 
 /// A shop of `n` customers, each with a first order an hour ago, a one-step scenario, and the
 /// daemon's config: SMTP to the sink, a long lease, a one-second tick, and small claimed
 /// batches.
-fn setup(dir: &Path, port: u16, n: usize) -> anyhow::Result<()> {
+fn setup(dir: &Path, port: u16, n: usize, shop: &Shop) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("scenarios"))?;
     std::fs::create_dir_all(dir.join("templates"))?;
     std::fs::write(
@@ -167,7 +270,10 @@ fn setup(dir: &Path, port: u16, n: usize) -> anyhow::Result<()> {
         format!(
             "tick_interval: 1s\nunsubscribe: {{ base_url: https://hadamaru.example/unsubscribe }}\ndelivery:\n  transport: smtp\n  lease_secs: {LEASE_SECS}\n  batch_size: 40\n  \
              smtp: {{ host: 127.0.0.1, port: {port}, tls: none, pool_size: {POOL_SIZE}, timeout_secs: 5 }}\n\
-             marketing: {{ cap: null, quiet_hours: null }}\n"
+             marketing: {{ cap: null, quiet_hours: null }}\n\
+             database: \"{}\"\n\
+             jobs:\n  - {{ name: refresh, cron: \"* * * * *\", refresh_metrics: true }}\n",
+            shop.database
         ),
     )?;
     let at = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
@@ -182,8 +288,8 @@ fn setup(dir: &Path, port: u16, n: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn pending(dir: &Path) -> anyhow::Result<usize> {
-    let store = Store::open(&dir.join("rebuy.db").display().to_string()).await?;
+async fn pending(database: &str) -> anyhow::Result<usize> {
+    let store = Store::open(database).await?;
     let rows = store.outbox_rows().await?;
     store.close().await;
     Ok(rows
@@ -195,12 +301,12 @@ async fn pending(dir: &Path) -> anyhow::Result<usize> {
 /// Compares the database with the sink. True when there is no duplicate and no message
 /// unaccounted for, and most messages were sent (a run that sends nothing proves nothing).
 async fn account(
-    dir: &Path,
+    database: &str,
     received: &HashMap<String, u32>,
     messages: usize,
-    kills: usize,
+    bound: usize,
 ) -> anyhow::Result<bool> {
-    let store = Store::open(&dir.join("rebuy.db").display().to_string()).await?;
+    let store = Store::open(database).await?;
     let rows = store.outbox_rows().await?;
     store.close().await;
     let mut by_status: HashMap<&str, usize> = HashMap::new();
@@ -242,7 +348,6 @@ async fn account(
     // Only what a process had handed to its connections may be in doubt after it died: about
     // two messages per connection, and outcomes not yet recorded.
     let unknown = by_status.get("unknown").copied().unwrap_or(0);
-    let bound = kills * 4 * POOL_SIZE;
     println!("  unknown: {unknown} (at most {bound}: 4 per connection per kill)");
     let sent = by_status.get("sent").copied().unwrap_or(0);
     Ok(sent > messages / 2

@@ -4,6 +4,9 @@
 # Fails on any duplicate or unaccounted message. Usage: scripts/kill-loop.sh [MESSAGES] [KILLS]
 # KILL_LOOP_PROFILE=dev reuses the test build instead of building a release one (CI does, to
 # spare disk and time); the default is release, as BENCHMARKS.md measures.
+# KILL_LOOP_POSTGRES=postgres://… (a server whose role may create databases; scripts/postgres.sh
+# prints one) runs it on a fresh PostgreSQL database with KILL_LOOP_WORKERS workers (default 3),
+# one of them killed each time, every third time the leader.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${KILL_LOOP_PROFILE:-release}"

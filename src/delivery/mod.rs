@@ -256,7 +256,8 @@ impl Deliverer {
     }
 
     /// Keeps a lock for this process's life and a journal of the messages it hands to the
-    /// transport in a folder beside the database (`<database>-senders`), so that after a crash
+    /// transport in a folder beside the database (`<database>-senders`; for PostgreSQL in the
+    /// machine's temporary folder, see `worker::senders_dir`), so that after a crash
     /// the next process puts back at once what this one had claimed but not handed over, and
     /// flags only the rest. Call before the first delivery; without it (a database in memory)
     /// a dead sender's messages wait for its lease.
@@ -433,23 +434,17 @@ impl Deliverer {
     /// their leases: those they may have handed to the transport become `unknown`, the rest go
     /// back to the queue. Returns how many became `unknown`. A sender is dead when its lock is
     /// free: its file beside a SQLite database, its session lock on PostgreSQL (where its
-    /// journal is on its own machine, so everything it was sending is in doubt).
+    /// journal is read when it is on this machine; otherwise everything it was sending is in
+    /// doubt). Dead workers' heartbeat rows go too.
     async fn recover_dead(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
         let dir = self.sender.files.as_ref().map(|(_, dir)| dir);
-        let postgres = self.store.backend() == crate::store::Backend::Postgres;
-        if dir.is_none() && !postgres {
+        if dir.is_none() && self.store.backend() != crate::store::Backend::Postgres {
             return Ok(0);
         }
         let mut unknown = 0;
         for other in self.store.other_senders(&self.owner).await? {
-            let handed = match (self.store.worker_alive(&other).await?, dir) {
-                (Some(true), _) => continue,
-                (Some(false), _) => None,
-                (None, Some(dir)) => match owner::probe(dir, &other) {
-                    owner::Previous::Dead { handed } => handed,
-                    _ => continue,
-                },
-                (None, None) => continue,
+            let Some(handed) = self.dead(&other, dir).await? else {
+                continue;
             };
             let sending = self.store.sending_by(&other).await?;
             let in_doubt: Vec<i64> = match &handed {
@@ -464,10 +459,34 @@ impl Deliverer {
             if let Some(dir) = dir {
                 owner::forget(dir, &other);
             }
-            self.store.forget_worker(&other).await?;
             unknown += n;
         }
+        for w in self.store.workers().await? {
+            if w.owner != self.owner && self.dead(&w.owner, dir).await?.is_some() {
+                self.store.forget_worker(&w.owner).await?;
+                if let Some(dir) = dir {
+                    owner::forget(dir, &w.owner);
+                }
+            }
+        }
         Ok(unknown)
+    }
+
+    /// If sender `other` is dead, what it handed to the transport (`None` inside: not known,
+    /// so everything it was sending is in doubt); `None` while it is alive or cannot be told.
+    async fn dead(
+        &self,
+        other: &str,
+        dir: Option<&std::path::PathBuf>,
+    ) -> anyhow::Result<Option<Option<std::collections::HashSet<i64>>>> {
+        Ok(match (self.store.worker_alive(other).await?, dir) {
+            (Some(alive), dir) => (!alive).then(|| dir.and_then(|d| owner::journal(d, other))),
+            (None, Some(dir)) => match owner::probe(dir, other) {
+                owner::Previous::Dead { handed } => Some(handed),
+                _ => None,
+            },
+            (None, None) => None,
+        })
     }
 
     /// Empties this process's journal once nothing it handed over is waiting to be recorded.

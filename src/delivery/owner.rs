@@ -136,6 +136,16 @@ pub fn probe(dir: &Path, owner: &str) -> Previous {
     }
 }
 
+/// What `owner` noted in its journal in `dir` (when it is there and written since this boot),
+/// whether or not its process lives: for a worker whose death was learnt elsewhere (its
+/// PostgreSQL session lock is free). `None` for a name that is not one of ours.
+pub fn journal(dir: &Path, owner: &str) -> Option<HashSet<i64>> {
+    if owner.is_empty() || !owner.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return None;
+    }
+    read_journal(&dir.join(format!("{owner}.journal")))
+}
+
 /// Removes a dead owner's files once its messages are dealt with.
 pub fn forget(dir: &Path, owner: &str) {
     let _ = std::fs::remove_file(dir.join(format!("{owner}.journal")));

@@ -6,8 +6,24 @@ use super::{owner, Deliverer};
 use crate::store::{Backend, Store, WorkerRow};
 use chrono::{DateTime, Utc};
 
-/// The folder of the senders' locks and journals beside a SQLite database (`<file>-senders`).
+/// The folder of the senders' locks and journals: beside a SQLite database (`<file>-senders`);
+/// for a PostgreSQL database, in this machine's temporary folder under a name drawn from its
+/// URL (a journal is trusted only within the boot that wrote it, and only workers on the same
+/// machine can read it: the others learn a death from the server and treat all that worker
+/// was sending as in doubt).
 pub(super) fn senders_dir(store: &Store) -> Option<std::path::PathBuf> {
+    if let Some(url) = store.server_url() {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in url.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        return Some(
+            std::env::temp_dir()
+                .join("rebuy-senders")
+                .join(format!("{h:016x}")),
+        );
+    }
     let mut dir = store.file()?.into_os_string();
     dir.push("-senders");
     Some(dir.into())

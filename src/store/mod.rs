@@ -437,6 +437,14 @@ impl Store {
         Some((meta.dev(), meta.ino()))
     }
 
+    /// The PostgreSQL server's URL, for a database on one.
+    pub fn server_url(&self) -> Option<&str> {
+        match &self.target {
+            Target::Postgres(url) => Some(url),
+            Target::Sqlite(_) => None,
+        }
+    }
+
     /// The database's file: none for one in memory or on a server.
     pub fn file(&self) -> Option<PathBuf> {
         match &self.target {
