@@ -1,6 +1,9 @@
 //! SMTP throughput into a real sink on loopback (Postfix's `smtp-sink`, started by
 //! `scripts/bench-smtp.sh`): messages queued by the engine, then delivered by the deliverer
-//! over rebuy's own pool of pipelined SMTP sessions; the send phase is timed. Run with `cargo bench --bench smtp -- PORT MESSAGES POOL`.
+//! over rebuy's own pool of pipelined SMTP sessions; the send phase is timed. Run with
+//! `cargo bench --bench smtp -- PORT MESSAGES POOL [WORKERS]`. With `REBUY_BENCH_POSTGRES` set
+//! to a PostgreSQL server's URL the shop is a fresh database there, and WORKERS deliverers
+//! (each with POOL connections, as separate `rebuy run` workers would have) share it.
 
 use chrono::{Duration, TimeZone, Utc};
 use rebuy::cli::App;
@@ -22,13 +25,31 @@ fn main() -> anyhow::Result<()> {
     let port = *args.first().unwrap_or(&2525) as u16;
     let n = *args.get(1).unwrap_or(&2000) as usize;
     let pool = *args.get(2).unwrap_or(&1) as u32;
+    let workers = (*args.get(3).unwrap_or(&1)).max(1) as usize;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(run(port, n, pool))
+        .block_on(run(port, n, pool, workers))
 }
 
-async fn run(port: u16, n: usize, pool: u32) -> anyhow::Result<()> {
+/// A fresh database on the PostgreSQL server at `server`; its URL.
+async fn fresh_postgres(server: &str) -> anyhow::Result<String> {
+    use sqlx::Connection as _;
+    let name = format!("rebuy_bench_{}", std::process::id());
+    let mut conn = sqlx::PgConnection::connect(server).await?;
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}"))
+        .execute(&mut conn)
+        .await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    let (base, _) = server
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow::anyhow!("REBUY_BENCH_POSTGRES is not a URL"))?;
+    Ok(format!("{base}/{name}"))
+}
+
+async fn run(port: u16, n: usize, pool: u32, workers: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let p = dir.path();
     std::fs::create_dir_all(p.join("scenarios"))?;
@@ -42,8 +63,13 @@ async fn run(port: u16, n: usize, pool: u32) -> anyhow::Result<()> {
         p.join("templates/t.txt"),
         "{{ customer.name }}様\n{{ order.total | money }}\n{{ shop.name }} / {{ shop.address }} / {{ shop.contact }} / {{ unsubscribe_url }}\n",
     )?;
+    let server = std::env::var("REBUY_BENCH_POSTGRES").ok();
+    let database = match &server {
+        Some(server) => fresh_postgres(server).await?,
+        None => p.join("b.db").display().to_string(),
+    };
     let mut config = Config {
-        database: p.join("b.db").display().to_string(),
+        database,
         scenarios_dir: p.join("scenarios"),
         templates_dir: p.join("templates"),
         marketing: rebuy::config::MarketingConfig::off(),
@@ -90,10 +116,21 @@ async fn run(port: u16, n: usize, pool: u32) -> anyhow::Result<()> {
         .map_err(|d| anyhow::anyhow!("{}", d[0]))?;
     let now = start + Duration::hours(1);
     let r = engine.tick(now).await?;
-    let deliverer = app.deliverer(&store)?;
+    let deliverers = (0..workers)
+        .map(|_| app.deliverer(&store))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let t = Instant::now();
-    let d = deliverer.run_once(now).await?;
+    let rounds = futures::future::try_join_all(deliverers.iter().map(|d| d.run_once(now))).await?;
     let secs = t.elapsed().as_secs_f64();
-    println!("smtp: {} queued, {} sent, {} retried, {} failed in {secs:.2} s with a pool of {pool} = {:.0} messages/s", r.queued, d.sent, d.retried, d.failed, d.sent as f64 / secs);
+    let (sent, retried, failed) = rounds.iter().fold((0, 0, 0), |(s, r, f), d| {
+        (s + d.sent, r + d.retried, f + d.failed)
+    });
+    let backend = if server.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!("smtp: {} queued, {sent} sent, {retried} retried, {failed} failed in {secs:.2} s by {workers} worker(s) on {backend}, each with a pool of {pool} = {:.0} messages/s", r.queued, sent as f64 / secs);
+    store.close().await;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod check;
 mod customer;
+mod db;
 mod demo;
 mod enrollment;
 pub mod experiments;
@@ -86,6 +87,9 @@ pub enum Command {
     Customer(customer::CustomerCommand),
     /// Serve only the HTTP API, webhooks and the unsubscribe page (the daemon runs elsewhere).
     Serve,
+    /// The database itself: `copy` moves a shop to another database (SQLite to PostgreSQL).
+    #[command(subcommand)]
+    Db(db::DbCommand),
     /// API tokens: create (printed once; only its hash is stored), list, revoke.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -221,6 +225,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve => serve::run(&app).await,
         Command::Customer(cmd) => customer::run(&app, cmd).await,
         Command::Token(cmd) => token::run(&app, cmd).await,
+        Command::Db(cmd) => db::run(&app, &cmd).await,
         Command::User(cmd) => user::run(&app, cmd).await,
         Command::Import(cmd) => import::run(&app, cmd).await,
         Command::Trigger(args) => trigger::trigger(&app, &args).await,

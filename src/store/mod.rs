@@ -5,6 +5,7 @@
 
 mod api;
 mod bulk;
+mod copy;
 mod customers;
 mod enrollments;
 mod events;
@@ -24,6 +25,7 @@ mod users;
 mod workers;
 
 pub use api::{KeyClaim, TokenRow};
+pub use copy::{CopyRefused, TableCopy};
 pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{
     DueEnrollment, EndWhich, EnrollmentLite, EnrollmentView, GoalHit, NewEnrollment, StepAdvance,

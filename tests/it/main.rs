@@ -5,6 +5,7 @@ mod api;
 mod bad_input;
 mod cdnow;
 mod cli;
+mod db_copy;
 mod digest;
 mod e2e;
 mod experiments;
