@@ -2,6 +2,8 @@
 //! orders, then import rate, one tick that enrolls every eligible customer in a three-step
 //! scenario, render rate, and file-transport send rate. Run with
 //! `cargo bench --bench engine` (optionally `-- CUSTOMERS ORDERS`). Not a test: it reports.
+//! With `REBUY_BENCH_POSTGRES` set to a PostgreSQL server's URL the shop is a fresh database
+//! there instead of a SQLite file.
 
 use chrono::{Duration, TimeZone, Utc};
 use rand::rngs::StdRng;
@@ -64,8 +66,26 @@ async fn run(n_customers: usize, n_orders: usize) -> anyhow::Result<()> {
     let now = start + Duration::days(366);
     generate(p, n_customers, n_orders, start)?;
 
+    let database = match std::env::var("REBUY_BENCH_POSTGRES") {
+        Ok(server) => {
+            rebuy::store::create_postgres_database(
+                &server,
+                &format!("rebuy_bench_{}", std::process::id()),
+            )
+            .await?
+        }
+        Err(_) => p.join("bench.db").display().to_string(),
+    };
+    println!(
+        "database: {}",
+        if database.contains("://") {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
     let mut config = Config {
-        database: p.join("bench.db").display().to_string(),
+        database,
         scenarios_dir: p.join("scenarios"),
         templates_dir: p.join("templates"),
         marketing: rebuy::config::MarketingConfig::off(),

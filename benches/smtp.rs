@@ -32,23 +32,6 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(port, n, pool, workers))
 }
 
-/// A fresh database on the PostgreSQL server at `server`; its URL.
-async fn fresh_postgres(server: &str) -> anyhow::Result<String> {
-    use sqlx::Connection as _;
-    let name = format!("rebuy_bench_{}", std::process::id());
-    let mut conn = sqlx::PgConnection::connect(server).await?;
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}"))
-        .execute(&mut conn)
-        .await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
-    let (base, _) = server
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("REBUY_BENCH_POSTGRES is not a URL"))?;
-    Ok(format!("{base}/{name}"))
-}
-
 async fn run(port: u16, n: usize, pool: u32, workers: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let p = dir.path();
@@ -65,7 +48,13 @@ async fn run(port: u16, n: usize, pool: u32, workers: usize) -> anyhow::Result<(
     )?;
     let server = std::env::var("REBUY_BENCH_POSTGRES").ok();
     let database = match &server {
-        Some(server) => fresh_postgres(server).await?,
+        Some(server) => {
+            rebuy::store::create_postgres_database(
+                server,
+                &format!("rebuy_bench_{}", std::process::id()),
+            )
+            .await?
+        }
         None => p.join("b.db").display().to_string(),
     };
     let mut config = Config {

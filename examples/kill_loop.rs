@@ -38,13 +38,10 @@ impl Shop {
             });
         };
         let name = format!("rebuy_killloop_{}", std::process::id());
-        admin(&server, &format!("DROP DATABASE IF EXISTS {name}"))?;
-        admin(&server, &format!("CREATE DATABASE {name}"))?;
-        let (base, _) = server
-            .rsplit_once('/')
-            .ok_or_else(|| anyhow::anyhow!("KILL_LOOP_POSTGRES is not a URL"))?;
+        let database = tokio::runtime::Runtime::new()?
+            .block_on(rebuy::store::create_postgres_database(&server, &name))?;
         Ok(Self {
-            database: format!("{base}/{name}"),
+            database,
             postgres: Some((server, name)),
         })
     }

@@ -575,6 +575,27 @@ pub(crate) fn backend_of(conn: &sqlx::AnyConnection) -> Backend {
     }
 }
 
+/// Creates database `name` on the PostgreSQL server at `server` (a URL whose role may create
+/// databases), dropping one of that name first; returns its URL. For tests, benchmarks and
+/// the kill loop, which each want a fresh database.
+pub async fn create_postgres_database(server: &str, name: &str) -> Result<String> {
+    use sqlx::Connection as _;
+    let Some((base, _)) = server.rsplit_once('/') else {
+        return Err(StoreError::Unsupported(format!(
+            "not a postgres:// URL ending in /database: {}",
+            server.split('@').next_back().unwrap_or_default()
+        )));
+    };
+    let mut conn = sqlx::PgConnection::connect(server).await?;
+    for statement in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::raw_sql(&statement).execute(&mut conn).await?;
+    }
+    Ok(format!("{base}/{name}"))
+}
+
 /// Decodes a page that a query returned as one JSON array (see `Store::orders_after`).
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
     serde_json::from_str(json).map_err(|e| StoreError::Decode(e.to_string()))

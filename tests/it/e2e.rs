@@ -37,6 +37,33 @@ async fn one_order(shop: &TestShop, email: &str) -> (rebuy::store::Store, rebuy:
     (store, daemon)
 }
 
+/// What the outbox and the senders' folder hold, for a failed assertion about a dead sender.
+async fn diagnose(shop: &TestShop, store: &rebuy::store::Store) -> String {
+    let rows: Vec<String> = store
+        .outbox_rows()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} attempts {} {:?}",
+                r.id, r.status, r.attempts, r.last_error
+            )
+        })
+        .collect();
+    let files: Vec<String> = std::fs::read_dir(shop.file("rebuy.db-senders"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "outbox: {rows:?}; senders' folder: {files:?}; workers: {:?}",
+        store.workers().await.unwrap()
+    )
+}
+
 fn shop(smtp: &SmtpServer) -> TestShop {
     TestShop::new(
         &[("first.yaml", FIRST), ("support.yaml", SUPPORT)],
@@ -358,7 +385,12 @@ async fn a_message_claimed_by_a_sender_that_died_before_sending_it_goes_back_to_
         .run_once(t0 + chrono::Duration::seconds(30))
         .await
         .unwrap();
-    assert_eq!((r.delivery.claimed, r.delivery.sent), (0, 0));
+    assert_eq!(
+        (r.delivery.claimed, r.delivery.sent),
+        (0, 0),
+        "{}",
+        diagnose(&shop, &store).await
+    );
     // Once the claim has expired, nothing can have gone out: it is sent, once, as a first attempt.
     let r = daemon
         .run_once(t0 + chrono::Duration::minutes(5))
@@ -395,7 +427,12 @@ async fn a_message_whose_sender_died_mid_send_becomes_unknown_and_is_not_sent_ag
         .run_once(t0 + chrono::Duration::seconds(30))
         .await
         .unwrap();
-    assert_eq!((r.delivery.claimed, r.delivery.unknown), (0, 0));
+    assert_eq!(
+        (r.delivery.claimed, r.delivery.unknown),
+        (0, 0),
+        "{}",
+        diagnose(&shop, &store).await
+    );
     let r = daemon
         .run_once(t0 + chrono::Duration::minutes(5))
         .await

@@ -514,40 +514,28 @@ macro_rules! sqlite_only {
 /// A new, empty PostgreSQL database on the test server, named after this process and a
 /// counter; its URL.
 pub fn fresh_postgres_database() -> String {
-    use sqlx::Connection as _;
     use std::sync::atomic::{AtomicUsize, Ordering};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     let server = std::env::var("REBUY_TEST_POSTGRES")
         .expect("REBUY_TEST_BACKEND=postgres needs REBUY_TEST_POSTGRES (see scripts/postgres.sh)");
+    assert!(
+        server.starts_with("postgres://") || server.starts_with("postgresql://"),
+        "REBUY_TEST_POSTGRES is not a postgres:// URL: {server:?}"
+    );
     let name = format!(
         "rebuy_test_{}_{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let statements = [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ];
-    assert!(
-        server.starts_with("postgres://") || server.starts_with("postgresql://"),
-        "REBUY_TEST_POSTGRES is not a postgres:// URL: {server:?}"
-    );
-    let admin = server.clone();
     // Tests call this from inside their own runtime, which cannot be blocked on: a thread.
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap()
-            .block_on(async {
-                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-                for statement in &statements {
-                    sqlx::raw_sql(statement).execute(&mut conn).await.unwrap();
-                }
-            })
+            .block_on(rebuy::store::create_postgres_database(&server, &name))
     })
     .join()
-    .expect("cannot create a test database on REBUY_TEST_POSTGRES");
-    let (base, _) = server.rsplit_once('/').expect("a URL ending in /database");
-    format!("{base}/{name}")
+    .expect("the thread that creates a test database")
+    .unwrap_or_else(|e| panic!("cannot create a test database on REBUY_TEST_POSTGRES: {e}"))
 }
