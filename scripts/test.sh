@@ -43,6 +43,6 @@ case "$REBUY_TEST_POSTGRES" in
     exit 1
     ;;
 esac
-echo "test.sh: the integration tests on PostgreSQL at ${REBUY_TEST_POSTGRES%%@*}@… (password hidden)" >&2
+echo "test.sh: the integration tests on PostgreSQL at …@${REBUY_TEST_POSTGRES#*@} (user and password hidden)" >&2
 export REBUY_TEST_POSTGRES
 REBUY_TEST_BACKEND=postgres cargo test --test it "$@"

@@ -105,8 +105,9 @@ impl Daemon {
         if leading {
             for i in 0..self.jobs.len() {
                 if let Some(slot) = self.job_due(i, now).await? {
-                    report.jobs_run += 1;
-                    self.run_scheduled(i, slot, now).await?;
+                    if self.run_scheduled(i, slot, now).await? {
+                        report.jobs_run += 1;
+                    }
                 }
             }
         }
@@ -139,22 +140,35 @@ impl Daemon {
         }
     }
 
-    /// Runs job `i` for its `slot` and schedules its next run once it has ended (a failed run
-    /// is logged, and waits for its next time). A worker that dies mid-job leaves it due: the
-    /// next leader runs it again.
+    /// Runs job `i` for its `slot`, if this worker can take the run (returns whether it ran),
+    /// and schedules its next run once it has ended (a failed run is logged, and waits for its
+    /// next time). A worker that dies mid-job leaves it due: the next leader runs it again.
     async fn run_scheduled(
         &self,
         i: usize,
         slot: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let job = &self.jobs[i];
         let store = self.engine.store();
         let (name, schedule) = (&job.config.name, job.config.cron.value.as_str());
         let now_ms = now.timestamp_millis();
-        store
-            .job_started(name, self.deliverer.owner(), now_ms)
-            .await?;
+        let me = self.deliverer.owner();
+        // A run another worker started and has not ended is its own, unless that worker has
+        // gone: then the run is taken over (a job can run again after its leader died mid-run).
+        let holder = store.job_holder(name).await?;
+        if let Some(other) = holder.as_deref().filter(|h| *h != me) {
+            if !self.deliverer.gone(other).await? {
+                return Ok(false);
+            }
+        }
+        let slot_ms = slot.timestamp_millis();
+        if !store
+            .take_job_run(name, slot_ms, me, now_ms, holder.as_deref())
+            .await?
+        {
+            return Ok(false);
+        }
         if let Err(e) = self.run_job(i, slot, now).await {
             error!(job = %name, error = %format!("{e:#}"), "job failed");
         }
@@ -164,7 +178,7 @@ impl Daemon {
         store
             .schedule_job(name, schedule, next, Some(now_ms))
             .await?;
-        Ok(())
+        Ok(true)
     }
 
     /// Job `i`'s imports and refresh, then its digest.

@@ -459,10 +459,13 @@ impl Deliverer {
             if let Some(dir) = dir {
                 owner::forget(dir, &other);
             }
+            self.store.forget_worker(&other).await?;
             unknown += n;
         }
         for w in self.store.workers().await? {
-            if w.owner != self.owner && self.dead(&w.owner, dir).await?.is_some() {
+            // A live worker writes its row again at its next cycle: removing one too many is
+            // harmless.
+            if w.owner != self.owner && self.gone(&w.owner).await? {
                 self.store.forget_worker(&w.owner).await?;
                 if let Some(dir) = dir {
                     owner::forget(dir, &w.owner);
@@ -474,18 +477,23 @@ impl Deliverer {
 
     /// If sender `other` is dead, what it handed to the transport (`None` inside: not known,
     /// so everything it was sending is in doubt); `None` while it is alive or cannot be told.
-    async fn dead(
+    pub(super) async fn dead(
         &self,
         other: &str,
         dir: Option<&std::path::PathBuf>,
     ) -> anyhow::Result<Option<Option<std::collections::HashSet<i64>>>> {
-        Ok(match (self.store.worker_alive(other).await?, dir) {
-            (Some(alive), dir) => (!alive).then(|| dir.and_then(|d| owner::journal(d, other))),
-            (None, Some(dir)) => match owner::probe(dir, other) {
-                owner::Previous::Dead { handed } => Some(handed),
-                _ => None,
-            },
-            (None, None) => None,
+        let local = dir.map(|d| owner::probe(d, other));
+        Ok(match (self.store.worker_alive(other).await?, local) {
+            // Its process holds its lock file on this machine: alive, whatever the server says
+            // (a lost connection frees the session lock of a process that still sends).
+            (_, Some(owner::Previous::Alive)) | (Some(true), _) => None,
+            // Its process is gone (its lock file is free): its journal says what it handed over.
+            (_, Some(owner::Previous::Dead { handed })) => Some(handed),
+            // PostgreSQL, a worker of another machine whose session lock is free: it may still
+            // be sending, so all it marked `sending` is in doubt (never put back), and its claims
+            // go back (it can no longer start them: the claim is compare-and-set).
+            (Some(false), _) => Some(None),
+            (None, _) => None,
         })
     }
 

@@ -41,7 +41,12 @@ pub enum Previous {
 impl OwnerFiles {
     /// Creates and locks `dir/<owner>.lock` and starts `dir/<owner>.journal`.
     pub fn create(dir: &Path, owner: &str) -> std::io::Result<Self> {
-        std::fs::create_dir_all(dir)?;
+        // Private: only this account's processes keep their locks and journals here.
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
         let lock_path = dir.join(format!("{owner}.lock"));
         let lock = OpenOptions::new()
             .create(true)
@@ -134,16 +139,6 @@ pub fn probe(dir: &Path, owner: &str) -> Previous {
     Previous::Dead {
         handed: read_journal(&dir.join(format!("{owner}.journal"))),
     }
-}
-
-/// What `owner` noted in its journal in `dir` (when it is there and written since this boot),
-/// whether or not its process lives: for a worker whose death was learnt elsewhere (its
-/// PostgreSQL session lock is free). `None` for a name that is not one of ours.
-pub fn journal(dir: &Path, owner: &str) -> Option<HashSet<i64>> {
-    if owner.is_empty() || !owner.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return None;
-    }
-    read_journal(&dir.join(format!("{owner}.journal")))
 }
 
 /// Removes a dead owner's files once its messages are dealt with.

@@ -18,9 +18,15 @@ pub(super) fn senders_dir(store: &Store) -> Option<std::path::PathBuf> {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
+        // One folder per user (made private by `OwnerFiles::create`): another account can
+        // neither block nor rewrite this one's journals.
+        use std::os::unix::fs::MetadataExt as _;
+        let uid = std::fs::metadata("/proc/self")
+            .map(|m| m.uid())
+            .unwrap_or(0);
         return Some(
             std::env::temp_dir()
-                .join("rebuy-senders")
+                .join(format!("rebuy-senders-{uid}"))
                 .join(format!("{h:016x}")),
         );
     }
@@ -90,6 +96,17 @@ impl Deliverer {
             Some((files, _)) => files.lead(),
             None => true,
         })
+    }
+
+    /// Whether worker `other` has stopped: dead by its lock (see `dead`), or, on SQLite,
+    /// where every worker shares this machine, without a lock file at all.
+    pub async fn gone(&self, other: &str) -> anyhow::Result<bool> {
+        let dir = self.sender.files.as_ref().map(|(_, dir)| dir);
+        if self.dead(other, dir).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(self.store.backend() == Backend::Sqlite
+            && dir.is_some_and(|d| matches!(owner::probe(d, other), owner::Previous::Unknown)))
     }
 
     /// Leaves this worker's heartbeat at `now` (and whether it leads) for `rebuy status`.

@@ -12,8 +12,8 @@ use sqlx::Row as _;
 /// Tables that hold a process's state, not the shop's: not copied.
 const NOT_COPIED: &[&str] = &["workers"];
 
-/// Tables the migrations fill: replaced by the source's rows.
-const FILLED_BY_MIGRATIONS: &[&str] = &["settings"];
+/// Tables the migrations (or a first start) fill: replaced by the source's rows.
+const FILLED_BY_MIGRATIONS: &[&str] = &["settings", "job_schedule"];
 
 /// How a column's values are read and written: the four kinds both backends store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,14 @@ pub enum CopyRefused {
     MissingColumn { table: String, column: String },
     #[error("table {0} is not in the source database; open the source once with this rebuy version (it applies the migrations), then copy again")]
     MissingTable(String),
+    #[error("{count} values in {table}.{column} of the source are not numbers (SQLite stores any value in any column); fix them, then copy again")]
+    NotANumber {
+        table: String,
+        column: String,
+        count: i64,
+    },
+    #[error("the source has {0}, which the target does not know: the target was made by another rebuy version; copy with the version that made the source")]
+    Unknown(String),
 }
 
 /// The running checksum of a table's rows: SHA-256 over each value with its kind.
@@ -227,15 +235,34 @@ impl Store {
         }
     }
 
-    /// How many rows `table` holds.
-    async fn count(&self, table: &str) -> Result<u64> {
-        let (n,): (i64,) = sqlx::query_as(&format!(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM {}",
-            quoted(table)
-        ))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(n as u64)
+    /// On SQLite, the first numeric column of `table` (as the target types it) that holds
+    /// values a cast would change (text, say): the copy would not be the same.
+    async fn wrong_types(&self, table: &Table) -> Result<Option<CopyRefused>> {
+        if self.backend() != Backend::Sqlite || NOT_COPIED.contains(&table.name.as_str()) {
+            return Ok(None);
+        }
+        for (column, kind) in &table.columns {
+            let allowed = match kind {
+                Kind::Int => "('integer', 'null')",
+                Kind::Real => "('real', 'integer', 'null')",
+                Kind::Text | Kind::Blob => continue,
+            };
+            let (count,): (i64,) = sqlx::query_as(&format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE typeof({}) NOT IN {allowed}",
+                quoted(&table.name),
+                quoted(column)
+            ))
+            .fetch_one(&self.pool)
+            .await?;
+            if count > 0 {
+                return Ok(Some(CopyRefused::NotANumber {
+                    table: table.name.clone(),
+                    column: column.clone(),
+                    count,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// The statement that reads `table` (as the target knows it) from this database, each
@@ -278,8 +305,31 @@ impl Store {
         mut progress: impl FnMut(&TableCopy),
     ) -> Result<std::result::Result<Vec<TableCopy>, CopyRefused>> {
         let source_tables: Vec<String> = self.tables().await?.into_iter().map(|t| t.name).collect();
+        let target_tables = target.tables().await?;
+        // Nothing of the source may be left behind unseen.
+        for name in &source_tables {
+            let Some(t) = target_tables.iter().find(|t| &t.name == name) else {
+                if NOT_COPIED.contains(&name.as_str()) {
+                    continue;
+                }
+                return Ok(Err(CopyRefused::Unknown(format!("table {name}"))));
+            };
+            let source = self.table(name).await?;
+            if let Some((column, _)) = source
+                .columns
+                .iter()
+                .find(|(c, _)| !t.columns.iter().any(|(x, _)| x == c))
+            {
+                return Ok(Err(CopyRefused::Unknown(format!("column {name}.{column}"))));
+            }
+        }
         let mut tables = Vec::new();
-        for t in target.tables().await? {
+        for t in &target_tables {
+            if let Some(refused) = self.wrong_types(t).await? {
+                return Ok(Err(refused));
+            }
+        }
+        for t in target_tables {
             if NOT_COPIED.contains(&t.name.as_str()) {
                 continue;
             }
@@ -297,12 +347,6 @@ impl Store {
                     column: column.clone(),
                 }));
             }
-            if !FILLED_BY_MIGRATIONS.contains(&t.name.as_str()) {
-                let n = target.count(&t.name).await?;
-                if n > 0 {
-                    return Ok(Err(CopyRefused::TargetNotEmpty(n, t.name)));
-                }
-            }
             tables.push(t);
         }
         let mut source = self.pool.begin().await?;
@@ -318,6 +362,21 @@ impl Store {
             sqlx::query("PRAGMA defer_foreign_keys = ON")
                 .execute(&mut *tx)
                 .await?;
+        }
+        // Checked under the target's write lock, so that nothing slips in before the copy.
+        for t in &tables {
+            if FILLED_BY_MIGRATIONS.contains(&t.name.as_str()) {
+                continue;
+            }
+            let (n,): (i64,) = sqlx::query_as(&format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM {}",
+                quoted(&t.name)
+            ))
+            .fetch_one(&mut *tx)
+            .await?;
+            if n > 0 {
+                return Ok(Err(CopyRefused::TargetNotEmpty(n as u64, t.name.clone())));
+            }
         }
         let mut sums = Vec::with_capacity(tables.len());
         for t in &tables {

@@ -580,7 +580,16 @@ pub(crate) fn backend_of(conn: &sqlx::AnyConnection) -> Backend {
 /// the kill loop, which each want a fresh database.
 pub async fn create_postgres_database(server: &str, name: &str) -> Result<String> {
     use sqlx::Connection as _;
-    let Some((base, _)) = server.rsplit_once('/') else {
+    if name.contains('"') {
+        return Err(StoreError::Unsupported(format!(
+            "a database name with a quote: {name}"
+        )));
+    }
+    let (server_part, query) = match server.split_once('?') {
+        Some((s, q)) => (s, format!("?{q}")),
+        None => (server, String::new()),
+    };
+    let Some((base, _)) = server_part.rsplit_once('/') else {
         return Err(StoreError::Unsupported(format!(
             "not a postgres:// URL ending in /database: {}",
             server.split('@').next_back().unwrap_or_default()
@@ -588,12 +597,12 @@ pub async fn create_postgres_database(server: &str, name: &str) -> Result<String
     };
     let mut conn = sqlx::PgConnection::connect(server).await?;
     for statement in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
+        format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+        format!("CREATE DATABASE \"{name}\""),
     ] {
         sqlx::raw_sql(&statement).execute(&mut conn).await?;
     }
-    Ok(format!("{base}/{name}"))
+    Ok(format!("{base}/{name}{query}"))
 }
 
 /// Decodes a page that a query returned as one JSON array (see `Store::orders_after`).

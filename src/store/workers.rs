@@ -28,7 +28,20 @@ pub struct Presence {
     url: String,
     key: i64,
     conn: Option<sqlx::AnyConnection>,
+    /// Whether the connection holds this worker's own lock (after a reconnect the server may
+    /// not have ended the old session yet, which still holds it).
+    held: bool,
     leading: bool,
+}
+
+/// How long a statement on the locks' connection may take before it counts as lost.
+const LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `what` within `LOCK_TIMEOUT`, or a timeout error.
+async fn timed<T>(what: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::time::timeout(LOCK_TIMEOUT, what)
+        .await
+        .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut.into()))
 }
 
 impl std::fmt::Debug for Presence {
@@ -51,36 +64,39 @@ fn owner_key(owner: &str) -> i64 {
 }
 
 impl Presence {
-    /// Connects and takes the worker's own lock.
-    async fn connect(url: &str, key: i64) -> Result<sqlx::AnyConnection> {
-        let mut conn = sqlx::AnyConnection::connect(url).await?;
-        sqlx::query(&format!("SELECT pg_advisory_lock({LOCK_CLASS}, {key})"))
-            .execute(&mut conn)
-            .await?;
-        Ok(conn)
+    /// Tries to take the lock `(LOCK_CLASS, key)` on `conn`, without waiting.
+    async fn try_lock(conn: &mut sqlx::AnyConnection, key: i64) -> Result<bool> {
+        let (got,): (i64,) = sqlx::query_as(&format!(
+            "SELECT CAST(CASE WHEN pg_try_advisory_lock({LOCK_CLASS}, {key}) THEN 1 ELSE 0 END AS BIGINT)"
+        ))
+        .fetch_one(conn)
+        .await?;
+        Ok(got == 1)
     }
 
     /// Whether this worker leads now: takes the leader's lock when it is free, and checks that
     /// the connection holding the locks is still up (a lost connection loses them: the worker
-    /// reconnects, takes its own lock again, and leads only if the leader's is free).
+    /// reconnects, takes its own lock again, and leads only if the leader's is free). Each
+    /// statement is bounded by `LOCK_TIMEOUT`; nothing here waits for a lock.
     pub async fn lead(&mut self) -> Result<bool> {
         if let Some(conn) = &mut self.conn {
-            if conn.ping().await.is_err() {
+            if timed(async { Ok(conn.ping().await?) }).await.is_err() {
                 self.conn = None;
+                self.held = false;
                 self.leading = false;
             }
         }
         if self.conn.is_none() {
-            self.conn = Some(Self::connect(&self.url, self.key).await?);
+            let url = self.url.clone();
+            self.conn =
+                Some(timed(async move { Ok(sqlx::AnyConnection::connect(&url).await?) }).await?);
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        if !self.held {
+            self.held = timed(Self::try_lock(conn, self.key)).await?;
         }
         if !self.leading {
-            let conn = self.conn.as_mut().expect("connected above");
-            let (got,): (i64,) = sqlx::query_as(&format!(
-                "SELECT CAST(CASE WHEN pg_try_advisory_lock({LOCK_CLASS}, 0) THEN 1 ELSE 0 END AS BIGINT)"
-            ))
-            .fetch_one(conn)
-            .await?;
-            self.leading = got == 1;
+            self.leading = timed(Self::try_lock(conn, 0)).await?;
         }
         Ok(self.leading)
     }
@@ -101,11 +117,13 @@ impl Store {
             return Ok(None);
         };
         let key = owner_key(owner);
-        let conn = Presence::connect(url, key).await?;
+        let mut conn = timed(async { Ok(sqlx::AnyConnection::connect(url).await?) }).await?;
+        let held = timed(Presence::try_lock(&mut conn, key)).await?;
         Ok(Some(Presence {
             url: url.clone(),
             key,
             conn: Some(conn),
+            held,
             leading: false,
         }))
     }
@@ -190,6 +208,41 @@ impl Store {
         Ok(())
     }
 
+    /// The worker that started job `name`'s current run and has not ended it, if any.
+    pub async fn job_holder(&self, name: &str) -> Result<Option<String>> {
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT started_by FROM job_schedule WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(by,)| by))
+    }
+
+    /// Takes job `name`'s run due at `slot` for `owner`, if it is still due at that time and
+    /// still held by `previous` (none, or a worker that has gone): compare-and-set, so two
+    /// workers never take one run.
+    pub async fn take_job_run(
+        &self,
+        name: &str,
+        slot: i64,
+        owner: &str,
+        now: i64,
+        previous: Option<&str>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE job_schedule SET started_by = $1, started_at = $2 \
+             WHERE name = $3 AND next_at = $4 AND COALESCE(started_by, '') = $5",
+        )
+        .bind(owner)
+        .bind(now)
+        .bind(name)
+        .bind(slot)
+        .bind(previous.unwrap_or_default())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Schedules job `name` next at `next_at`; `finished_at`: when its run ended, if it ran.
     pub async fn schedule_job(
         &self,
@@ -201,7 +254,7 @@ impl Store {
         sqlx::query(
             "INSERT INTO job_schedule (name, schedule, next_at, finished_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, \
-             next_at = excluded.next_at, \
+             next_at = excluded.next_at, started_by = NULL, \
              finished_at = COALESCE(excluded.finished_at, job_schedule.finished_at)",
         )
         .bind(name)
