@@ -53,6 +53,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         bar.set_position(d as u64)
     })
     .await?;
+    // The demo's daemon has stopped: its row goes, as a stopped `rebuy run`'s does.
+    daemon.deliverer.leave().await;
     bar.finish_and_clear();
     super::status::print_status(&store, args.format).await?;
     if args.format == OutputFormat::Table {

@@ -45,18 +45,18 @@ pub struct WorkerView {
 }
 
 /// Every worker that has left a heartbeat on `store`, with whether it is alive: its session
-/// lock on PostgreSQL, its lock file beside a SQLite database.
+/// lock on PostgreSQL, its lock file beside a SQLite database (none: stopped).
 pub async fn workers(store: &Store) -> anyhow::Result<Vec<WorkerView>> {
     let dir = senders_dir(store);
     let mut out = Vec::new();
     for row in store.workers().await? {
         let alive = match store.worker_alive(&row.owner).await? {
             Some(alive) => Some(alive),
-            None => match dir.as_deref().map(|d| owner::probe(d, &row.owner)) {
-                Some(owner::Previous::Alive) => Some(true),
-                Some(owner::Previous::Dead { .. }) => Some(false),
-                _ => None,
-            },
+            // SQLite: every worker is on this machine, so one without a held lock file has
+            // stopped.
+            None => dir
+                .as_deref()
+                .map(|d| matches!(owner::probe(d, &row.owner), owner::Previous::Alive)),
         };
         out.push(WorkerView { row, alive });
     }
