@@ -196,18 +196,6 @@ impl Store {
         Ok(row.map(|(at,)| at))
     }
 
-    /// Records that `owner` started job `name` at `at` (`rebuy status` and the logs tell
-    /// which worker ran it).
-    pub async fn job_started(&self, name: &str, owner: &str, at: i64) -> Result<()> {
-        sqlx::query("UPDATE job_schedule SET started_at = $1, started_by = $2 WHERE name = $3")
-            .bind(at)
-            .bind(owner)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// The worker that started job `name`'s current run and has not ended it, if any.
     pub async fn job_holder(&self, name: &str) -> Result<Option<String>> {
         let row: Option<(Option<String>,)> =

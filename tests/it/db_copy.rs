@@ -132,9 +132,7 @@ async fn a_sqlite_shop_is_copied_whole_row_by_row_and_the_copy_works() {
         ("outbox", 1),
         ("customer_metrics", 2),
     ] {
-        if tables.contains(&t) {
-            assert!(copy.rows_of(t).await.unwrap().len() >= at_least, "{t}");
-        }
+        assert!(copy.rows_of(t).await.unwrap().len() >= at_least, "{t}");
     }
     assert!(rows > 10);
 

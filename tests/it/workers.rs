@@ -182,10 +182,16 @@ async fn one_worker_leads_and_runs_the_job_once_and_another_takes_over_when_it_i
     // The next night A starts the job and dies before it ends (what SIGKILL leaves: the run
     // started, its next time not moved). B takes the lead and runs it, once.
     let next = utc("2026-11-02T18:00:00Z");
-    store
-        .job_started("nightly", a.deliverer.owner(), next.timestamp_millis())
+    assert!(store
+        .take_job_run(
+            "nightly",
+            next.timestamp_millis(),
+            a.deliverer.owner(),
+            next.timestamp_millis(),
+            None
+        )
         .await
-        .unwrap();
+        .unwrap());
     let gone = a.deliverer.owner().to_string();
     drop(a);
     let mut runs = 0;
