@@ -66,7 +66,7 @@ impl Store {
     pub async fn upsert_customers(&self, rows: &[NewCustomer], now: i64) -> Result<(u64, u64)> {
         let mut tx = self.pool.begin().await?;
         let (mut inserted, mut updated) = (0, 0);
-        for chunk in rows.chunks(super::BATCH) {
+        for chunk in rows.chunks(super::batch(self.backend(), 10)) {
             let ids: Vec<String> = chunk.iter().map(|c| c.id.clone()).collect();
             let existing = existing_ids(&mut tx, "customers", &ids).await?;
             let mut qb = QueryBuilder::<Db>::new(
@@ -352,7 +352,7 @@ pub(super) async fn add_order_aggregates(
         }
     }
     let rows: Vec<(&str, Delta)> = deltas.into_iter().collect();
-    for chunk in rows.chunks(super::BATCH) {
+    for chunk in rows.chunks(super::batch(super::backend_of(tx), 6)) {
         let mut qb = QueryBuilder::<Db>::new("WITH v (id, n, spent, first_at, last_at, cur) AS (");
         qb.push_values(chunk, |mut b, (id, d)| {
             b.push_bind(*id)
@@ -385,7 +385,7 @@ pub(super) async fn mark_metrics_dirty(
     tx: &mut sqlx::AnyConnection,
     customer_ids: &[String],
 ) -> Result<()> {
-    for chunk in customer_ids.chunks(super::BATCH) {
+    for chunk in customer_ids.chunks(super::batch(super::backend_of(tx), 1)) {
         let mut qb = QueryBuilder::<Db>::new("INSERT INTO metrics_dirty (customer_id) ");
         qb.push_values(chunk, |mut b, id| {
             b.push_bind(id);

@@ -99,8 +99,12 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         // 22 columns: 40 rows stay under SQLite's 999 bound parameters.
+        let per_statement = match self.backend() {
+            super::Backend::Sqlite => 40,
+            backend => super::batch(backend, METRICS_COLUMNS.len()),
+        };
         while rows.peek().is_some() {
-            let chunk: Vec<MetricsRow> = rows.by_ref().take(40).collect();
+            let chunk: Vec<MetricsRow> = rows.by_ref().take(per_statement).collect();
             let mut qb = QueryBuilder::<Db>::new(format!(
                 "INSERT INTO customer_metrics ({}) ",
                 METRICS_COLUMNS.join(", ")
@@ -123,6 +127,13 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        if self.backend() == super::Backend::Postgres {
+            // Every row is new: the segments that follow are planned on the new statistics,
+            // not on whatever autovacuum last saw.
+            sqlx::query("ANALYZE customer_metrics")
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(())
     }
 
@@ -377,7 +388,11 @@ async fn write_metrics(
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     // 22 binds a row: 400 rows stay well under SQLite's 32,766 bound values.
-    for chunk in rows.chunks(400) {
+    let per_statement = match super::backend_of(tx) {
+        super::Backend::Sqlite => 400,
+        backend => super::batch(backend, METRICS_COLUMNS.len()),
+    };
+    for chunk in rows.chunks(per_statement) {
         let mut qb = super::QueryBuilder::<Db>::new(format!(
             "INSERT INTO customer_metrics ({}) ",
             METRICS_COLUMNS.join(", ")

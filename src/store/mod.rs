@@ -65,6 +65,16 @@ const WRITE_LOCK: i64 = 0x0072_6562_7579;
 /// Rows per multi-row statement: well under SQLite's 32,766 bound values.
 pub const BATCH: usize = 500;
 
+/// Rows per multi-row statement of `columns` bound values each on `backend`: [`BATCH`] on
+/// SQLite (measured best there); on PostgreSQL as many as its 65,535 bound values allow, up to
+/// 2,000, since each statement is a round trip to the server.
+pub(crate) fn batch(backend: Backend, columns: usize) -> usize {
+    match backend {
+        Backend::Sqlite => BATCH,
+        Backend::Postgres => (60_000 / columns.max(1)).clamp(1, 2_000),
+    }
+}
+
 /// Which database a store speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -638,6 +648,21 @@ fn configure_sqlite() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_statement_stays_under_each_backends_bound_value_limit() {
+        for columns in 1..=40 {
+            assert_eq!(batch(Backend::Sqlite, columns), BATCH);
+            let rows = batch(Backend::Postgres, columns);
+            assert!(
+                (1..=2_000).contains(&rows),
+                "{columns} columns: {rows} rows"
+            );
+            assert!(rows * columns <= 65_535, "{columns} columns: {rows} rows");
+        }
+        assert_eq!(batch(Backend::Postgres, 6), 2_000);
+        assert_eq!(batch(Backend::Postgres, 40), 1_500);
+    }
 
     #[test]
     fn a_file_name_reaches_sqlite_as_it_is_and_url_options_come_after_rebuys() {

@@ -73,7 +73,7 @@ async fn upsert_group<'a>(
     let before = before.unwrap_or(0);
     let rows = last_of_each_id(rows);
     let mut out = UpsertOutcome::default();
-    for chunk in rows.chunks(super::BATCH) {
+    for chunk in rows.chunks(super::batch(super::backend_of(tx), 6)) {
         let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO orders ({COLUMNS}) "));
         push_orders(&mut qb, chunk);
         qb.push(" ON CONFLICT (id) DO NOTHING");

@@ -212,6 +212,18 @@ pub(super) async fn evaluate_scoped(
     Ok(out)
 }
 
+/// Gives PostgreSQL's planner the statistics of freshly filled temporary `tables` (its
+/// autovacuum never analyzes them): without them it took the scope for a big table and read
+/// every customer by a hash join to copy 10,000 (0.17 s; an index lookup each with them).
+async fn analyze_on_postgres(tx: &mut sqlx::Transaction<'static, Db>, tables: &str) -> Result<()> {
+    if super::backend_of(tx) == super::Backend::Postgres {
+        sqlx::query(&format!("ANALYZE {tables}"))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Empties the temporary tables of this connection (`segment_now`: who matches now;
 /// `segment_scope`: whom to look at) and fills the scope.
 async fn prepare_temp(
@@ -236,7 +248,7 @@ async fn prepare_temp(
     let Some(scope) = scope else {
         return Ok(());
     };
-    for chunk in scope.chunks(super::BATCH) {
+    for chunk in scope.chunks(super::batch(super::backend_of(tx), 1)) {
         let mut qb = super::QueryBuilder::<Db>::new("INSERT INTO segment_scope (customer_id) ");
         qb.push_values(chunk, |mut b, id| {
             b.push_bind(id);
@@ -244,6 +256,7 @@ async fn prepare_temp(
         qb.push(" ON CONFLICT (customer_id) DO NOTHING");
         qb.build().execute(&mut **tx).await?;
     }
+    analyze_on_postgres(tx, "segment_scope").await?;
     // The scope's customers and metrics copied once, so that each segment's condition reads
     // a few thousand local rows instead of as many lookups in the million-row tables. The
     // scope is the outer loop of the copy: SQLite keeps a CROSS JOIN's left table outside
@@ -284,7 +297,7 @@ async fn prepare_temp(
     ] {
         sqlx::query(&statement).execute(&mut **tx).await?;
     }
-    Ok(())
+    analyze_on_postgres(tx, "scope_customers, scope_metrics, scope_members").await
 }
 
 /// One segment's evaluation inside `tx` (see `Store::evaluate_segments`). Scoped statements

@@ -628,3 +628,64 @@ async fn a_server_store_checkpoints_the_log_in_the_background() {
     }
     assert!(grown, "the database file never received the logged pages");
 }
+
+/// More rows than one multi-row statement holds on either backend (500 on SQLite, 2,000 on
+/// PostgreSQL), a customer's orders split across statements: every row lands once, every
+/// aggregate adds up, and the same files again change nothing.
+#[tokio::test]
+async fn a_file_of_many_statements_lands_whole_with_its_aggregates() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    let (customers, per_customer) = (2_500, 3);
+    let mut c = String::from("id,email,name\n");
+    for i in 0..customers {
+        c.push_str(&format!("K{i:05},k{i}@example.jp,Name {i}\n"));
+    }
+    // Orders in rounds (every customer once, then again), so that each customer's orders sit
+    // in different statements.
+    let mut o = String::from("order_id,customer_id,placed_at,currency,total\n");
+    for round in 0..per_customer {
+        for i in 0..customers {
+            let day = 1 + round;
+            o.push_str(&format!(
+                "R{round}-{i},K{i:05},2026-10-{day:02}T10:00:00+09:00,JPY,{}\n",
+                100 + i
+            ));
+        }
+    }
+    std::fs::write(shop.file("many_customers.csv"), c).unwrap();
+    std::fs::write(shop.file("many_orders.csv"), o).unwrap();
+    let now = utc("2026-11-01T00:00:00Z");
+    let orders = (customers * per_customer) as u64;
+    for pass in 0..2 {
+        let rc = import_customers(&store, &shop.file("many_customers.csv"), &opts(), now)
+            .await
+            .unwrap();
+        let ro = import_orders(&store, &shop.file("many_orders.csv"), &opts())
+            .await
+            .unwrap();
+        let fresh = |n: u64| {
+            if pass == 0 {
+                (n, n, 0, 0, 0)
+            } else {
+                (n, 0, 0, n, 0)
+            }
+        };
+        assert_eq!(counts(&rc), fresh(customers as u64), "pass {pass}: {rc:?}");
+        assert_eq!(counts(&ro), fresh(orders), "pass {pass}: {ro:?}");
+        assert_eq!(store.count_orders().await.unwrap() as u64, orders);
+        for i in [0, 1_999, 2_000, customers - 1] {
+            let k = store.find_customer(&format!("K{i:05}")).await.unwrap();
+            assert_eq!(k.orders_count, per_customer as i64, "K{i:05}");
+            assert_eq!(k.total_spent, (100 + i as i64) * per_customer as i64);
+            assert_eq!(
+                k.first_order_at,
+                Some(utc("2026-10-01T01:00:00Z").timestamp_millis())
+            );
+            assert_eq!(
+                k.last_order_at,
+                Some(utc("2026-10-03T01:00:00Z").timestamp_millis())
+            );
+        }
+    }
+}
