@@ -77,7 +77,13 @@ pub enum CopyRefused {
     },
     #[error("the source has {0}, which the target does not know: the target was made by another rebuy version; copy with the version that made the source")]
     Unknown(String),
+    #[error("{count} rows of {table} in the source belong to no customer (customer_id not in customers); import those customers into the source, or delete the rows, then copy again")]
+    Orphans { table: String, count: i64 },
 }
+
+/// Tables whose rows must belong to a stored customer but carry no foreign key on every
+/// backend (PostgreSQL drops it for speed: migration `postgres/0003`): a copy checks them.
+const OWNED_BY_CUSTOMERS: [&str; 2] = ["orders", "customer_metrics"];
 
 /// The running checksum of a table's rows: SHA-256 over each value with its kind.
 #[derive(Default)]
@@ -416,6 +422,9 @@ impl Store {
             }
             sums.push(sum.finish());
         }
+        if let Some(refused) = orphans(&mut tx).await? {
+            return Ok(Err(refused));
+        }
         tx.commit().await?;
         source.rollback().await?;
         let mut out = Vec::with_capacity(tables.len());
@@ -514,6 +523,28 @@ async fn insert(
         .await
         .map_err(|e| StoreError::Decode(format!("copying into table {}: {e}", table.name)))?;
     Ok(())
+}
+
+/// The first table of [`OWNED_BY_CUSTOMERS`] with rows whose customer is not stored, in the
+/// copy not yet committed. SQLite checks foreign keys only on connections that turn them on
+/// (the `sqlite3` shell does not), so a source file can hold such rows; PostgreSQL would take
+/// them silently.
+async fn orphans(tx: &mut sqlx::AnyConnection) -> Result<Option<CopyRefused>> {
+    for table in OWNED_BY_CUSTOMERS {
+        let (count,): (i64,) = sqlx::query_as(&format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM {table} t \
+             WHERE NOT EXISTS (SELECT 1 FROM customers c WHERE c.id = t.customer_id)"
+        ))
+        .fetch_one(&mut *tx)
+        .await?;
+        if count > 0 {
+            return Ok(Some(CopyRefused::Orphans {
+                table: table.to_string(),
+                count,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]

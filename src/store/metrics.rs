@@ -129,10 +129,14 @@ impl Store {
         tx.commit().await?;
         if self.backend() == super::Backend::Postgres {
             // Every row is new: the segments that follow are planned on the new statistics,
-            // not on whatever autovacuum last saw.
-            sqlx::query("ANALYZE customer_metrics")
+            // not on whatever autovacuum last saw. The metrics are committed: a failure here
+            // only leaves the planner with older statistics.
+            if let Err(e) = sqlx::query("ANALYZE customer_metrics")
                 .execute(&self.pool)
-                .await?;
+                .await
+            {
+                tracing::warn!(error = %e, "the new metrics were not analyzed; autovacuum will");
+            }
         }
         Ok(())
     }

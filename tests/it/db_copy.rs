@@ -176,3 +176,56 @@ async fn a_sqlite_shop_is_copied_whole_row_by_row_and_the_copy_works() {
     assert_eq!(ids.len(), outbox.len());
     copy.close().await;
 }
+
+/// An order whose customer is not stored (SQLite checks foreign keys only on connections that
+/// ask, so a source file can hold one; PostgreSQL has no such key on orders) is refused by name
+/// and count, the target keeps nothing, and the copy goes through once the row is mended.
+#[tokio::test]
+async fn a_source_order_without_its_customer_is_refused_and_nothing_is_copied() {
+    let shop = TestShop::new(&[], &[], None);
+    let dir = shop.path();
+    let target = if on_postgres() {
+        fresh_postgres_database()
+    } else {
+        dir.join("copy.db").display().to_string()
+    };
+    std::fs::write(dir.join("rebuy.yaml"), "database: shop.db\n").unwrap();
+    std::fs::write(dir.join("c.csv"), "id,email\nC1,c1@example.jp\n").unwrap();
+    std::fs::write(
+        dir.join("o.csv"),
+        "order_id,customer_id,placed_at,currency,total\nO1,C1,2026-11-01T10:00:00+09:00,JPY,3980\n",
+    )
+    .unwrap();
+    run(dir, &["import", "customers", "c.csv", "--no-progress"]);
+    run(dir, &["import", "orders", "o.csv", "--no-progress"]);
+    // Written the way a hand edit with the sqlite3 shell would: foreign keys off.
+    let file = rusqlite::Connection::open(dir.join("shop.db")).unwrap();
+    file.execute_batch(
+        "PRAGMA foreign_keys = OFF; INSERT INTO orders (id, customer_id, placed_at, total, currency) \
+         VALUES ('O2', 'NOBODY', 0, 100, 'JPY'), ('O3', 'NOBODY', 0, 100, 'JPY');",
+    )
+    .unwrap();
+
+    let refused = rebuy_in(dir)
+        .args(["db", "copy", "--to", &target])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("2 rows of orders") && stderr.contains("belong to no customer"),
+        "{stderr}"
+    );
+    let copy = Store::open(&target).await.unwrap();
+    assert!(copy.rows_of("orders").await.unwrap().is_empty());
+    assert!(copy.rows_of("customers").await.unwrap().is_empty());
+    copy.close().await;
+
+    file.execute("DELETE FROM orders WHERE customer_id = 'NOBODY'", [])
+        .unwrap();
+    drop(file);
+    run(dir, &["db", "copy", "--to", &target]);
+    let copy = Store::open(&target).await.unwrap();
+    assert_eq!(copy.rows_of("orders").await.unwrap().len(), 1);
+    copy.close().await;
+}
