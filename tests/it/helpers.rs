@@ -539,3 +539,45 @@ pub fn fresh_postgres_database() -> String {
     .expect("the thread that creates a test database")
     .unwrap_or_else(|e| panic!("cannot create a test database on REBUY_TEST_POSTGRES: {e}"))
 }
+
+/// A duration or other spanned value as the config reads it from YAML (`"7d"`).
+pub fn spanned(s: &str) -> serde_saphyr::Spanned<String> {
+    #[derive(serde::Deserialize)]
+    struct W {
+        v: serde_saphyr::Spanned<String>,
+    }
+    serde_saphyr::from_str::<W>(&format!("v: \"{s}\"\n"))
+        .unwrap()
+        .v
+}
+
+/// A shop with five marketing scenarios that each mail a customer's first order, a cap of 2
+/// marketing mails per 7 days, and `batch` messages claimed at a time; no customers yet.
+pub fn five_scenarios_capped(smtp: &SmtpServer, batch: u32) -> TestShop {
+    let scenarios: Vec<(String, String)> = (1..=5)
+        .map(|i| {
+            (
+                format!("s{i}.yaml"),
+                format!("id: s{i}\ntrigger: first_order\nsteps:\n  - {{ id: a, send: {{ template: t, subject: \"M {i}\" }} }}\n"),
+            )
+        })
+        .collect();
+    let scenarios: Vec<(&str, &str)> = scenarios
+        .iter()
+        .map(|(n, y)| (n.as_str(), y.as_str()))
+        .collect();
+    let mut shop = TestShop::new(
+        &scenarios,
+        &[
+            ("t.html", "<p>{{ step.id }}</p>"),
+            ("t.txt", "{{ step.id }}"),
+        ],
+        Some(smtp),
+    );
+    shop.config.delivery.batch_size = batch;
+    shop.config.marketing.cap = Some(rebuy::config::CapConfig {
+        max: 2,
+        per: spanned("7d"),
+    });
+    shop
+}

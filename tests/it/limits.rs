@@ -31,15 +31,6 @@ steps:
   - { id: s1, send: { template: t, subject: "T support" } }
 "#;
 
-fn spanned(s: &str) -> serde_saphyr::Spanned<String> {
-    let yaml = format!("v: \"{s}\"\n");
-    #[derive(serde::Deserialize)]
-    struct W {
-        v: serde_saphyr::Spanned<String>,
-    }
-    serde_saphyr::from_str::<W>(&yaml).unwrap().v
-}
-
 fn date_of(m: &Received) -> DateTime<Utc> {
     DateTime::parse_from_rfc2822(m.parsed().header_raw("Date").unwrap().trim())
         .unwrap()
@@ -182,31 +173,7 @@ async fn the_cap_holds_when_batches_are_checked_before_the_last_ones_outcomes_ar
     // Five marketing scenarios for one customer, one message per claimed batch: the next
     // batch is claimed and checked while the one before is still being sent and recorded.
     let smtp = SmtpServer::start();
-    let scenarios: Vec<(String, String)> = (1..=5)
-        .map(|i| {
-            (
-                format!("s{i}.yaml"),
-                format!("id: s{i}\ntrigger: first_order\nsteps:\n  - {{ id: a, send: {{ template: t, subject: \"M {i}\" }} }}\n"),
-            )
-        })
-        .collect();
-    let scenarios: Vec<(&str, &str)> = scenarios
-        .iter()
-        .map(|(n, y)| (n.as_str(), y.as_str()))
-        .collect();
-    let mut shop = TestShop::new(
-        &scenarios,
-        &[
-            ("t.html", "<p>{{ step.id }}</p>"),
-            ("t.txt", "{{ step.id }}"),
-        ],
-        Some(&smtp),
-    );
-    shop.config.delivery.batch_size = 1;
-    shop.config.marketing.cap = Some(CapConfig {
-        max: 2,
-        per: spanned("7d"),
-    });
+    let shop = five_scenarios_capped(&smtp, 1);
     let store = shop.store().await;
     store
         .upsert_customers(

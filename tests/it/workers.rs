@@ -3,50 +3,14 @@
 //! jobs once, another takes over when it is gone, and each leaves a heartbeat.
 
 use crate::helpers::*;
-use rebuy::config::CapConfig;
 
-fn spanned(s: &str) -> serde_saphyr::Spanned<String> {
-    #[derive(serde::Deserialize)]
-    struct W {
-        v: serde_saphyr::Spanned<String>,
-    }
-    serde_saphyr::from_str::<W>(&format!("v: \"{s}\"\n"))
-        .unwrap()
-        .v
-}
-
-/// A shop with five marketing scenarios that each mail a customer's first order, customers
-/// `C0..n`, each with a first order at `AT`, and a cap of 2 marketing mails per 7 days.
+/// [`five_scenarios_capped`] with customers `C0..n`, each with a first order at `AT`.
 async fn capped_shop(
     smtp: &SmtpServer,
     customers: usize,
     batch: u32,
 ) -> (TestShop, rebuy::store::Store) {
-    let scenarios: Vec<(String, String)> = (1..=5)
-        .map(|i| {
-            (
-                format!("s{i}.yaml"),
-                format!("id: s{i}\ntrigger: first_order\nsteps:\n  - {{ id: a, send: {{ template: t, subject: \"M {i}\" }} }}\n"),
-            )
-        })
-        .collect();
-    let scenarios: Vec<(&str, &str)> = scenarios
-        .iter()
-        .map(|(n, y)| (n.as_str(), y.as_str()))
-        .collect();
-    let mut shop = TestShop::new(
-        &scenarios,
-        &[
-            ("t.html", "<p>{{ step.id }}</p>"),
-            ("t.txt", "{{ step.id }}"),
-        ],
-        Some(smtp),
-    );
-    shop.config.delivery.batch_size = batch;
-    shop.config.marketing.cap = Some(CapConfig {
-        max: 2,
-        per: spanned("7d"),
-    });
+    let shop = five_scenarios_capped(smtp, batch);
     let store = shop.store().await;
     let ids: Vec<String> = (0..customers).map(|i| format!("C{i}")).collect();
     let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
