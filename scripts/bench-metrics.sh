@@ -26,15 +26,7 @@ echo "== rebuy refresh (full: read, summaries, RFM, both fits, predictions, writ
 /usr/bin/time -f "refresh: %e s wall, %M KB peak" $rebuy refresh --as-of "$end" --no-progress --format json > "$dir/refresh.json"
 python3 -c "import json; d=json.load(open('$dir/refresh.json')); print(json.dumps({k: d[k] for k in ('customers','orders','timings','bgnbd','gamma_gamma')}, indent=2))"
 echo "== 10,000 new orders on the last day, imported, then the incremental refresh"
-python3 - "$dir" "$n" <<'PY'
-import random, sys
-d, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(11)
-with open(f"{d}/new_orders.csv", "w") as f:
-    f.write("order_id,customer_id,placed_at,currency,total\n")
-    for i in range(10000):
-        f.write(f"N{i},C{rng.randrange(n):07d},2025-12-31T12:00:00+09:00,JPY,{rng.randrange(500, 20000)}\n")
-PY
+python3 scripts/new-orders.py "$dir" "$n"
 $rebuy import orders "$dir/new_orders.csv" --no-progress > /dev/null
 /usr/bin/time -f "incremental refresh: %e s wall, %M KB peak" $rebuy refresh --changed --as-of "$end" --format json > "$dir/changed.json"
 python3 -c "import json; d=json.load(open('$dir/changed.json')); print({k: d[k] for k in ('customers','removed','secs')})"

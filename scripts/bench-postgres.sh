@@ -19,15 +19,7 @@ if [ ! -s "$dir/orders.csv" ] || [ "$(cat "$dir/.customers" 2>/dev/null)" != "$n
   echo "$n" > "$dir/.customers"
 fi
 cp scenarios/segments.yaml "$dir/scenarios/"
-python3 - "$dir" "$n" <<'PY'
-import random, sys
-d, n = sys.argv[1], int(sys.argv[2])
-rng = random.Random(11)
-with open(f"{d}/new_orders.csv", "w") as f:
-    f.write("order_id,customer_id,placed_at,currency,total\n")
-    for i in range(10000):
-        f.write(f"N{i},C{rng.randrange(n):07d},2025-12-31T12:00:00+09:00,JPY,{rng.randrange(500, 20000)}\n")
-PY
+python3 scripts/new-orders.py "$dir" "$n"
 server=$(scripts/postgres.sh)
 name="rebuy_bench_$$"
 psql -q "$server" -c "CREATE DATABASE $name"

@@ -99,10 +99,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         // 22 columns: 40 rows stay under SQLite's 999 bound parameters.
-        let per_statement = match self.backend() {
-            super::Backend::Sqlite => 40,
-            backend => super::batch(backend, METRICS_COLUMNS.len()),
-        };
+        let per_statement = metrics_per_statement(self.backend(), 40);
         while rows.peek().is_some() {
             let chunk: Vec<MetricsRow> = rows.by_ref().take(per_statement).collect();
             let mut qb = QueryBuilder::<Db>::new(format!(
@@ -392,10 +389,7 @@ async fn write_metrics(
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
     // 22 binds a row: 400 rows stay well under SQLite's 32,766 bound values.
-    let per_statement = match super::backend_of(tx) {
-        super::Backend::Sqlite => 400,
-        backend => super::batch(backend, METRICS_COLUMNS.len()),
-    };
+    let per_statement = metrics_per_statement(super::backend_of(tx), 400);
     for chunk in rows.chunks(per_statement) {
         let mut qb = super::QueryBuilder::<Db>::new(format!(
             "INSERT INTO customer_metrics ({}) ",
@@ -434,6 +428,14 @@ async fn delete_dirty(
         qb.build().execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// Metrics rows per multi-row statement: `on_sqlite` there, [`super::batch`] elsewhere.
+fn metrics_per_statement(backend: super::Backend, on_sqlite: usize) -> usize {
+    match backend {
+        super::Backend::Sqlite => on_sqlite,
+        backend => super::batch(backend, METRICS_COLUMNS.len()),
+    }
 }
 
 /// One row's values, in `METRICS_COLUMNS` order (22 binds: 40 rows stay under SQLite's 999).
