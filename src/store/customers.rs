@@ -144,21 +144,6 @@ impl Store {
     /// The customers that `sql` returns a page of at a time, as one JSON array of rows in
     /// `COLUMNS` order, given the last id so far (`$1`) and `arg` (`$2`).
     async fn customer_pages(&self, sql: &str, arg: Option<i64>) -> Result<Vec<CustomerRow>> {
-        type Row = (
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            String,
-            i64,
-            i64,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-        );
         let sql = super::dialect(self.backend(), sql);
         let mut out = Vec::new();
         let mut after = String::new();
@@ -168,29 +153,13 @@ impl Store {
                 query = query.bind(arg);
             }
             let (json,): (String,) = query.fetch_one(&self.pool).await?;
-            let rows: Vec<Row> = super::from_json(&json)?;
+            let page: Vec<CustomerRow> = customers_from_json(&json)?.collect();
             // The largest id of the page (PostgreSQL's json_agg need not keep the order).
-            let Some(last) = rows.iter().map(|r| &r.0).max() else {
+            let Some(last) = page.iter().map(|c| &c.id).max() else {
                 return Ok(out);
             };
             after = last.clone();
-            out.extend(rows.into_iter().map(|r| CustomerRow {
-                id: r.0,
-                email: r.1,
-                name: r.2,
-                timezone: r.3,
-                locale: r.4,
-                attributes: r.5,
-                orders_count: r.6,
-                total_spent: r.7,
-                currency: r.8,
-                first_order_at: r.9,
-                last_order_at: r.10,
-                marketing_consent: r.11,
-                consent_at: r.12,
-                metrics: None,
-                segments: Vec::new(),
-            }));
+            out.extend(page);
         }
     }
 
@@ -207,12 +176,21 @@ impl Store {
     /// Customers by id, for a batch of orders or enrollments.
     pub async fn customers_by_ids(&self, ids: &[String]) -> Result<HashMap<String, CustomerRow>> {
         let mut out = HashMap::with_capacity(ids.len());
+        let select = super::dialect(
+            self.backend(),
+            &format!(
+                "SELECT CAST(COALESCE(json_group_array(json_array({COLUMNS})), '[]') AS TEXT) \
+                 FROM customers WHERE id IN "
+            ),
+        )
+        .into_owned();
         for chunk in ids.chunks(super::BATCH) {
-            let mut qb =
-                QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM customers WHERE id IN "));
+            // One JSON row per chunk (see `orders_after` for why): the send path reads a
+            // batch's customers here.
+            let mut qb = QueryBuilder::<Db>::new(&select);
             push_in_list(&mut qb, chunk);
-            let rows: Vec<CustomerRow> = qb.build_query_as().fetch_all(&self.pool).await?;
-            out.extend(rows.into_iter().map(|c| (c.id.clone(), c)));
+            let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;
+            out.extend(customers_from_json(&json)?.map(|c| (c.id.clone(), c)));
         }
         Ok(out)
     }
@@ -427,4 +405,41 @@ pub(super) async fn existing_ids(
     let (json,): (String,) = qb.build_query_as().fetch_one(&mut *conn).await?;
     let found: Vec<String> = super::from_json(&json)?;
     Ok(found.into_iter().collect())
+}
+
+/// Customers from one JSON array of rows in `COLUMNS` order.
+fn customers_from_json(json: &str) -> Result<impl Iterator<Item = CustomerRow>> {
+    type Row = (
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        i64,
+        i64,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = super::from_json(json)?;
+    Ok(rows.into_iter().map(|r| CustomerRow {
+        id: r.0,
+        email: r.1,
+        name: r.2,
+        timezone: r.3,
+        locale: r.4,
+        attributes: r.5,
+        orders_count: r.6,
+        total_spent: r.7,
+        currency: r.8,
+        first_order_at: r.9,
+        last_order_at: r.10,
+        marketing_consent: r.11,
+        consent_at: r.12,
+        metrics: None,
+        segments: Vec::new(),
+    }))
 }

@@ -4,7 +4,7 @@
 
 use super::QueryBuilder;
 use super::{Db, Result, Store};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -178,7 +178,8 @@ pub struct NewOutbox {
     pub recommended: Option<String>,
 }
 
-#[derive(Debug, Clone, FromRow, Serialize)]
+/// Also read from a JSON array of its fields in `COLUMNS` order (the claim's rows).
+#[derive(Debug, Clone, FromRow, Serialize, Deserialize)]
 pub struct OutboxRow {
     pub id: i64,
     pub enrollment_id: i64,
@@ -348,26 +349,32 @@ impl Store {
              attempts = attempts + 1, updated_at = $3";
         // PostgreSQL may run an `IN (… LIMIT n)` subquery more than once in one update (and
         // claim more than n); a locking CTE runs once.
+        // Each claimed row comes back as one JSON value: sqlx's `Any` layer converts every
+        // column of every row (23 here), which cost the send path about 3% of its CPU.
+        let returning = format!("RETURNING CAST(json_array({COLUMNS}) AS TEXT)");
         let sql = if postgres {
             format!(
                 "WITH picked AS ({ready} FOR UPDATE SKIP LOCKED) {set} FROM picked \
-                 WHERE outbox.id = picked.pick AND outbox.status = 'queued' RETURNING {COLUMNS}"
+                 WHERE outbox.id = picked.pick AND outbox.status = 'queued' {returning}"
             )
         } else {
-            format!("{set} WHERE status = 'queued' AND id IN ({ready}) RETURNING {COLUMNS}")
+            format!("{set} WHERE status = 'queued' AND id IN ({ready}) {returning}")
         };
+        let sql = super::dialect(self.backend(), &sql);
         let query = sqlx::query_as(&sql)
             .bind(owner)
             .bind(lease_until)
             .bind(now)
             .bind(limit);
-        if !postgres {
-            return Ok(query.fetch_all(&self.pool).await?);
-        }
-        let mut tx = self.write_tx().await?;
-        let rows = query.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(rows)
+        let rows: Vec<(String,)> = if postgres {
+            let mut tx = self.write_tx().await?;
+            let rows = query.fetch_all(&mut *tx).await?;
+            tx.commit().await?;
+            rows
+        } else {
+            query.fetch_all(&self.pool).await?
+        };
+        rows.iter().map(|(json,)| super::from_json(json)).collect()
     }
 
     /// Records the outcomes of sends in one short transaction (one statement). Each applies
