@@ -16,22 +16,7 @@ cargo build --release --quiet
 mkdir -p "$dir/scenarios"
 # Absolute: paths in a config file are read relative to the file.
 dir=$(realpath "$dir")
-cat > "$dir/scenarios/repeat-thanks.yaml" <<'YAML'
-# Thank every order, remind after 20 days unless they ordered again; 10% held out.
-id: repeat-thanks
-trigger: order_placed
-reentry: 30d
-goal: { event: order_placed, within: 30d }
-holdout: 10%
-steps:
-  - id: thanks
-    wait: 1d
-    at: "10:00"
-    send: { template: thanks, subject: "{{ customer.name }}様、ありがとうございました" }
-  - id: reminder
-    wait: 20d
-    send: { template: thanks, subject: "そろそろ" }
-YAML
+cp scripts/bench/repeat-thanks.yaml "$dir/scenarios/"
 printf 'database: %s\nscenarios_dir: %s/scenarios\ntemplates_dir: %s/templates\n' "$shop" "$dir" "$PWD" > "$dir/rebuy.yaml"
 printf 'database: %s/sim.db\nscenarios_dir: %s/scenarios\ntemplates_dir: %s/templates\n' "$dir" "$dir" "$PWD" > "$dir/report.yaml"
 rebuy=target/release/rebuy

@@ -61,6 +61,18 @@ impl App {
             .with_context(|| format!("cannot open the database '{}'", self.config.database))
     }
 
+    /// A file of rebuy's own beside the shop's database, ending in `.{extension}` (see
+    /// `store::file_beside`); for a PostgreSQL shop, beside the config file (the working
+    /// directory without one).
+    pub fn local_file(&self, extension: &str) -> std::path::PathBuf {
+        let folder = self
+            .config_path
+            .as_deref()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new(""));
+        crate::store::file_beside(&self.config.database, folder, extension)
+    }
+
     pub fn check(&self) -> CheckReport {
         check_all(
             &self.config.scenarios_dir,

@@ -13,7 +13,8 @@ use crate::store::{SimulationSource, Store};
 use anyhow::Result;
 use chrono::{DateTime, Duration, Timelike, Utc};
 use chrono_tz::Tz;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What `simulate` did.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -41,15 +42,71 @@ pub struct SimulationRun {
     pub mark_secs: f64,
 }
 
-/// The shop a back-test copies from: its SQLite file and how many customers were copied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The shop a back-test copies from: its SQLite file and how many customers were copied. For
+/// a PostgreSQL shop the file is a copy of what a back-test reads, removed with the last
+/// `Shop` that holds it.
+#[derive(Debug, Clone)]
 pub struct Shop {
     pub file: String,
     pub customers: i64,
+    _copy: Option<Arc<ShopCopy>>,
+}
+
+/// A SQLite copy of a PostgreSQL shop's tables that a back-test reads
+/// ([`crate::store::SIMULATION_SOURCE`]); its files are removed on drop.
+#[derive(Debug)]
+struct ShopCopy {
+    file: PathBuf,
+}
+
+impl Drop for ShopCopy {
+    fn drop(&mut self) {
+        remove_database(&self.file);
+    }
+}
+
+/// Removes a SQLite database and its journal files, if there.
+fn remove_database(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
+/// Copies from the PostgreSQL shop at `url` the tables a back-test reads into a new SQLite
+/// file beside `out` (`<out>.source.db`), in one snapshot of the shop, checking counts and
+/// checksums on both sides.
+async fn copy_postgres_shop(url: &str, out: &Path) -> Result<ShopCopy> {
+    let copy = ShopCopy {
+        file: out.with_extension("source.db"),
+    };
+    remove_database(&copy.file);
+    let shop = Store::open_existing(url).await?;
+    // A shop file like any other (WAL): the replay opens it read-only, as it opens a SQLite shop.
+    let target = Store::open(&copy.file.display().to_string()).await?;
+    let copied = shop
+        .copy_tables_to(&target, Some(crate::store::SIMULATION_SOURCE), |_| {})
+        .await?;
+    target.close().await;
+    shop.close().await;
+    let tables = copied.map_err(|refused| {
+        anyhow::anyhow!("cannot copy the PostgreSQL shop for the back-test: {refused}")
+    })?;
+    if let Some(t) = tables.iter().find(|t| !t.matches()) {
+        anyhow::bail!(
+            "the back-test's copy of table {} does not match the shop ({} rows, checksum {}; the copy has {} rows, checksum {}); run it again",
+            t.table,
+            t.source_rows,
+            t.source_checksum,
+            t.target_rows,
+            t.target_checksum
+        );
+    }
+    Ok(copy)
 }
 
 /// The simulation's database at `path`, made anew (an old one is removed), with the shop's
-/// customers, suppression list and unsubscribe secret copied from the SQLite file `source`;
+/// customers, suppression list and unsubscribe secret copied from `source` (the shop's SQLite
+/// file, or its PostgreSQL URL: then through a checked SQLite copy beside `path`);
 /// `simulate` copies the orders, in the way its mode reads them. Simulated mail keeps its
 /// rendered body for a sample of customers (`store::BODY_SAMPLE`), or for all with
 /// `keep_bodies`. Build the engine on it after this: it reads the shop's unsubscribe secret
@@ -60,16 +117,23 @@ pub async fn prepare(
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     keep_bodies: bool,
 ) -> Result<(Store, Shop)> {
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_database(path);
+    let copy = if crate::store::is_postgres(source) {
+        Some(Arc::new(copy_postgres_shop(source, path).await?))
+    } else {
+        None
+    };
+    let file = copy
+        .as_ref()
+        .map_or_else(|| source.to_string(), |c| c.file.display().to_string());
     let store = Store::open_scratch(&path.display().to_string()).await?;
     let customers = store
-        .copy_shop_for_simulation(source, (to_millis(from), to_millis(to)), keep_bodies)
+        .copy_shop_for_simulation(&file, (to_millis(from), to_millis(to)), keep_bodies)
         .await?;
     let shop = Shop {
-        file: source.to_string(),
+        file,
         customers,
+        _copy: copy,
     };
     Ok((store, shop))
 }

@@ -82,7 +82,7 @@ pub async fn start(
     tokio::spawn(prune_keys(store.clone(), shutdown.clone()));
     let launcher = crate::ui::Launcher::for_this_binary(
         app.config_path.clone(),
-        &super::simulate::database_file(&app.config.database),
+        app.local_file("backtest.db"),
     );
     let pages = pages.merge(crate::ui::router(api.clone(), &app.currency(), launcher)?);
     let limits = Limits::from(&app.config.http);

@@ -83,25 +83,25 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
             return Ok(exit::USAGE);
         }
     };
-    if crate::store::is_postgres(&app.config.database) {
-        eprintln!(
-            "error: back-tests read a SQLite shop for now; this shop is on PostgreSQL \
-             (docs/deploy.md says what runs there)"
-        );
-        return Ok(exit::USAGE);
-    }
-    let source = database_file(&app.config.database);
-    if !std::path::Path::new(&source).exists() {
-        eprintln!(
-            "error: the shop's database {source} does not exist: import customers and orders first"
-        );
-        return Ok(exit::USAGE);
-    }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let p = PathBuf::from(&source);
-        p.with_extension("simulation.db")
-    });
-    if out.canonicalize().ok() == PathBuf::from(&source).canonicalize().ok() {
+    // A PostgreSQL shop is copied into a SQLite file first (`simulate::prepare`).
+    let source = if crate::store::is_postgres(&app.config.database) {
+        app.config.database.clone()
+    } else {
+        let file = database_file(&app.config.database);
+        if !std::path::Path::new(&file).exists() {
+            eprintln!(
+                "error: the shop's database {file} does not exist: import customers and orders first"
+            );
+            return Ok(exit::USAGE);
+        }
+        file
+    };
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| app.local_file("simulation.db"));
+    let shop_file = PathBuf::from(&source).canonicalize().ok();
+    if shop_file.is_some() && out.canonicalize().ok() == shop_file {
         eprintln!("error: --out must not be the shop's own database");
         return Ok(exit::USAGE);
     }

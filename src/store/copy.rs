@@ -81,6 +81,10 @@ pub enum CopyRefused {
     Orphans { table: String, count: i64 },
 }
 
+/// The tables a back-test reads from the shop's database (`Store::copy_shop_for_simulation`
+/// and the order copies): what a PostgreSQL shop hands to a back-test's SQLite copy.
+pub const SIMULATION_SOURCE: &[&str] = &["customers", "orders", "suppressions", "settings"];
+
 /// Tables whose rows must belong to a stored customer but carry no foreign key on every
 /// backend (PostgreSQL drops it for speed: migration `postgres/0003`): a copy checks them.
 const OWNED_BY_CUSTOMERS: [&str; 2] = ["orders", "customer_metrics"];
@@ -308,10 +312,33 @@ impl Store {
     pub async fn copy_to(
         &self,
         target: &Store,
+        progress: impl FnMut(&TableCopy),
+    ) -> Result<std::result::Result<Vec<TableCopy>, CopyRefused>> {
+        self.copy_tables_to(target, None, progress).await
+    }
+
+    /// `copy_to` of the tables named in `only` (all with `None`): a back-test's copy of a
+    /// PostgreSQL shop into a SQLite file takes [`SIMULATION_SOURCE`].
+    pub async fn copy_tables_to(
+        &self,
+        target: &Store,
+        only: Option<&[&str]>,
         mut progress: impl FnMut(&TableCopy),
     ) -> Result<std::result::Result<Vec<TableCopy>, CopyRefused>> {
-        let source_tables: Vec<String> = self.tables().await?.into_iter().map(|t| t.name).collect();
-        let target_tables = target.tables().await?;
+        let wanted = |name: &str| only.is_none_or(|o| o.contains(&name));
+        let source_tables: Vec<String> = self
+            .tables()
+            .await?
+            .into_iter()
+            .map(|t| t.name)
+            .filter(|n| wanted(n))
+            .collect();
+        let target_tables: Vec<Table> = target
+            .tables()
+            .await?
+            .into_iter()
+            .filter(|t| wanted(&t.name))
+            .collect();
         // Nothing of the source may be left behind unseen.
         for name in &source_tables {
             let Some(t) = target_tables.iter().find(|t| &t.name == name) else {

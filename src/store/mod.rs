@@ -25,7 +25,7 @@ mod users;
 mod workers;
 
 pub use api::{KeyClaim, TokenRow};
-pub use copy::{CopyRefused, TableCopy};
+pub use copy::{CopyRefused, TableCopy, SIMULATION_SOURCE};
 pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{
     DueEnrollment, EndWhich, EnrollmentLite, EnrollmentView, GoalHit, NewEnrollment, StepAdvance,
@@ -51,7 +51,7 @@ pub use workers::{Presence, WorkerRow};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, ConnectOptions as _, Executor as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -257,6 +257,33 @@ pub struct Store {
 /// Whether a database target names a PostgreSQL server rather than a SQLite file.
 pub fn is_postgres(target: &str) -> bool {
     matches!(Target::parse(target), Ok(Target::Postgres(_)))
+}
+
+/// A file of rebuy's own for the shop at `target`, ending in `.{extension}`: beside a SQLite
+/// shop's file (`rebuy.db` → `rebuy.{extension}`); for a PostgreSQL shop, which has no file,
+/// in `folder`, named after the database (`rebuy-<database>.{extension}`).
+pub fn file_beside(target: &str, folder: &Path, extension: &str) -> PathBuf {
+    match Target::parse(target) {
+        Ok(Target::Sqlite(sqlite)) => sqlite.file.with_extension(extension),
+        // A path rebuy cannot open says so when it is opened; this is only a name.
+        Err(_) => PathBuf::from(target).with_extension(extension),
+        Ok(Target::Postgres(url)) => {
+            let name: String = url
+                .split('?')
+                .next()
+                .and_then(|url| url.rsplit('/').next())
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+                .collect();
+            let name = if name.is_empty() {
+                "postgres".into()
+            } else {
+                name
+            };
+            folder.join(format!("rebuy-{name}.{extension}"))
+        }
+    }
 }
 
 impl Store {
@@ -719,6 +746,34 @@ mod tests {
         assert!(is_postgres("postgresql://localhost/shop"));
         assert!(!is_postgres("rebuy.db"));
         assert!(!is_postgres("sqlite:rebuy.db"));
+    }
+
+    #[test]
+    fn a_shops_own_files_go_beside_its_database_or_beside_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("shop.db");
+        let folder = Path::new("/etc/rebuy");
+        assert_eq!(
+            file_beside(&db.display().to_string(), folder, "simulation.db"),
+            real_path(&db).unwrap().with_extension("simulation.db")
+        );
+        assert_eq!(
+            file_beside(
+                "postgres://u:p@db.example:5432/hadamaru?sslmode=require",
+                folder,
+                "backtest.db"
+            ),
+            folder.join("rebuy-hadamaru.backtest.db")
+        );
+        // Nothing of the URL but a plain name reaches the file name.
+        assert_eq!(
+            file_beside("postgresql://u:p@db.example/../x y", folder, "backtest.db"),
+            folder.join("rebuy-xy.backtest.db")
+        );
+        assert_eq!(
+            file_beside("postgres://u:p@db.example/", folder, "backtest.db"),
+            folder.join("rebuy-postgres.backtest.db")
+        );
     }
 
     #[test]

@@ -34,10 +34,10 @@ pub struct Launcher {
 }
 
 impl Launcher {
-    /// The running binary with `config`, writing into `<shop database>.backtest.db`.
-    pub fn for_this_binary(config: Option<PathBuf>, shop_database: &str) -> Option<Self> {
+    /// The running binary with `config`, writing into `out` (`App::local_file("backtest.db")`:
+    /// `<shop database>.backtest.db`).
+    pub fn for_this_binary(config: Option<PathBuf>, out: PathBuf) -> Option<Self> {
         let exe = std::env::current_exe().ok()?;
-        let out = PathBuf::from(shop_database).with_extension("backtest.db");
         Some(Self { exe, config, out })
     }
 

@@ -330,7 +330,6 @@ fn mails_to(smtp: &SmtpServer, to: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn support_and_marketing_pages_work_in_a_real_browser() {
-    crate::sqlite_only!("it starts a back-test, which copies a SQLite shop (ATTACH) for now");
     let Some(driver) = chromedriver() else {
         assert!(
             std::env::var_os("REBUY_REQUIRE_BROWSER").is_none(),

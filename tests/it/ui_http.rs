@@ -323,7 +323,6 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_marketer_starts_a_back_test_watches_it_and_reads_its_result() {
-    crate::sqlite_only!("back-tests copy a SQLite shop (ATTACH) for now");
     let (shop, server) = shop().await;
     let addr = server.addr.clone();
     let store = shop.store().await;
@@ -393,9 +392,12 @@ async fn a_marketer_starts_a_back_test_watches_it_and_reads_its_result() {
     let (_, _, list) = request(&addr, "GET", "/ui/backtests", &cookie, &[]).await;
     assert!(list.contains("2026-11-01 – 2026-11-30"), "{list}");
     assert!(list.contains("Finished"), "{list}");
+    // Beside the shop's file, or for a PostgreSQL shop beside the config, named after it.
+    let own = rebuy::store::file_beside(&shop.config.database, &shop.file(""), "backtest.db");
+    assert!(own.exists(), "the back-test has a database of its own");
     assert!(
-        shop.file("rebuy.backtest.db").exists(),
-        "the back-test has a database of its own"
+        !own.with_extension("source.db").exists(),
+        "a PostgreSQL shop's copy is gone with the back-test"
     );
     let store = shop.store().await;
     let audit = store.audit_log(100).await.unwrap();
