@@ -526,11 +526,14 @@ async fn insert(
     rows: &[Vec<Value>],
 ) -> Result<()> {
     let columns: Vec<String> = table.columns.iter().map(|(c, _)| quoted(c)).collect();
-    let mut qb = QueryBuilder::new(format!(
-        "INSERT INTO {} ({}) ",
-        quoted(&table.name),
-        columns.join(", ")
-    ));
+    let mut qb = QueryBuilder::new(
+        super::backend_of(tx),
+        format!(
+            "INSERT INTO {} ({}) ",
+            quoted(&table.name),
+            columns.join(", ")
+        ),
+    );
     qb.push_values(rows, |mut b, row| {
         for (v, (_, kind)) in row.iter().zip(&table.columns) {
             match (v, kind) {

@@ -69,7 +69,7 @@ impl Store {
         for chunk in rows.chunks(super::batch(self.backend(), 10)) {
             let ids: Vec<String> = chunk.iter().map(|c| c.id.clone()).collect();
             let existing = existing_ids(&mut tx, "customers", &ids).await?;
-            let mut qb = QueryBuilder::<Db>::new(
+            let mut qb = QueryBuilder::<Db>::new(self.backend(),
                 "INSERT INTO customers (id, email, name, timezone, locale, attributes, marketing_consent, consent_at, created_at, updated_at) ",
             );
             qb.push_values(chunk, |mut b, c| {
@@ -187,7 +187,7 @@ impl Store {
         for chunk in ids.chunks(super::BATCH) {
             // One JSON row per chunk (see `orders_after` for why): the send path reads a
             // batch's customers here.
-            let mut qb = QueryBuilder::<Db>::new(&select);
+            let mut qb = QueryBuilder::<Db>::new(self.backend(), &select);
             push_in_list(&mut qb, chunk);
             let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;
             out.extend(customers_from_json(&json)?.map(|c| (c.id.clone(), c)));
@@ -283,8 +283,10 @@ pub(super) async fn recompute_order_aggregates(
         // One grouped pass over the chunk's orders (UPDATE … FROM runs on SQLite and
         // PostgreSQL alike), index-only over orders_customer; the latest order's currency
         // is one index seek per customer.
-        let mut qb =
-            QueryBuilder::<Db>::new(format!("{AGGREGATES_FROM_ORDERS} WHERE customer_id IN "));
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            format!("{AGGREGATES_FROM_ORDERS} WHERE customer_id IN "),
+        );
         push_in_list(&mut qb, chunk);
         qb.push(AGGREGATES_END);
         qb.build().execute(&mut *tx).await?;
@@ -331,7 +333,10 @@ pub(super) async fn add_order_aggregates(
     }
     let rows: Vec<(&str, Delta)> = deltas.into_iter().collect();
     for chunk in rows.chunks(super::batch(super::backend_of(tx), 6)) {
-        let mut qb = QueryBuilder::<Db>::new("WITH v (id, n, spent, first_at, last_at, cur) AS (");
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            "WITH v (id, n, spent, first_at, last_at, cur) AS (",
+        );
         qb.push_values(chunk, |mut b, (id, d)| {
             b.push_bind(*id)
                 .push_bind(d.n)
@@ -364,7 +369,10 @@ pub(super) async fn mark_metrics_dirty(
     customer_ids: &[String],
 ) -> Result<()> {
     for chunk in customer_ids.chunks(super::batch(super::backend_of(tx), 1)) {
-        let mut qb = QueryBuilder::<Db>::new("INSERT INTO metrics_dirty (customer_id) ");
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            "INSERT INTO metrics_dirty (customer_id) ",
+        );
         qb.push_values(chunk, |mut b, id| {
             b.push_bind(id);
         });
@@ -400,7 +408,10 @@ pub(super) async fn existing_ids(
     let sql = format!(
         "SELECT CAST(COALESCE(json_group_array(id), '[]') AS TEXT) FROM {table} WHERE id IN "
     );
-    let mut qb = QueryBuilder::<Db>::new(super::dialect(super::backend_of(conn), &sql));
+    let mut qb = QueryBuilder::<Db>::new(
+        super::backend_of(conn),
+        super::dialect(super::backend_of(conn), &sql),
+    );
     push_in_list(&mut qb, ids);
     let (json,): (String,) = qb.build_query_as().fetch_one(&mut *conn).await?;
     let found: Vec<String> = super::from_json(&json)?;

@@ -106,7 +106,8 @@ impl Store {
         for chunk in ids.chunks(5000) {
             // One JSON row per chunk, for the same reason as `orders_after`.
             let sql = format!("{LITE_JSON} WHERE customer_id IN ");
-            let mut qb = QueryBuilder::<Db>::new(super::dialect(self.backend(), &sql));
+            let mut qb =
+                QueryBuilder::<Db>::new(self.backend(), super::dialect(self.backend(), &sql));
             push_in_list(&mut qb, chunk);
             let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;
             out.extend(lite_rows(&json)?);
@@ -158,7 +159,7 @@ impl Store {
         for chunk in goals.chunks(1000) {
             // One statement per chunk; `goal_reached_at IS NULL` keeps a goal from being
             // reached twice.
-            let mut qb = QueryBuilder::<Db>::new(
+            let mut qb = QueryBuilder::<Db>::new(self.backend(),
                 "UPDATE enrollments SET goal_reached_at = v.column2, goal_order_id = v.column3, \
                  goal_revenue = v.column4, \
                  state = CASE WHEN enrollments.state = 'active' THEN 'goal' ELSE enrollments.state END, \
@@ -202,7 +203,10 @@ impl Store {
     /// Inserts one enrollment (a manual trigger). Returns its id and whether it is new; a
     /// repeated `--key` finds the existing one.
     pub async fn insert_enrollment(&self, e: &NewEnrollment) -> Result<(i64, bool)> {
-        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO enrollments ({COLUMNS}) "));
+        let mut qb = QueryBuilder::<Db>::new(
+            self.backend(),
+            format!("INSERT INTO enrollments ({COLUMNS}) "),
+        );
         qb.push_values(std::iter::once(e), |mut b, e| push_enrollment(&mut b, e));
         qb.push(" ON CONFLICT (scenario_id, customer_id, trigger_key) DO NOTHING RETURNING id");
         let created: Option<(i64,)> = qb.build_query_as().fetch_optional(&self.pool).await?;
@@ -265,6 +269,7 @@ impl Store {
             // One compare-and-set statement for the chunk (UPDATE … FROM VALUES runs on SQLite
             // and PostgreSQL alike, both name the columns column1…); RETURNING names the winners.
             let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
                 "UPDATE enrollments SET next_step = v.column3, next_due_at = v.column4, \
                  state = v.column5, ended_at = v.column6, next_step_id = v.column7, \
                  end_reason = COALESCE(v.column8, enrollments.end_reason) FROM (",
@@ -310,6 +315,7 @@ impl Store {
     ) -> Result<Vec<i64>> {
         let mut tx = self.write_tx().await?;
         let mut qb = QueryBuilder::<Db>::new(
+            self.backend(),
             "UPDATE enrollments SET state = 'cancelled', next_due_at = NULL, ended_at = ",
         );
         qb.push_bind(now)
@@ -336,8 +342,10 @@ impl Store {
         let ended: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
         let ended: Vec<i64> = ended.into_iter().map(|(id,)| id).collect();
         if !ended.is_empty() {
-            let mut qb =
-                QueryBuilder::<Db>::new("UPDATE outbox SET status = 'cancelled', last_error = ");
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
+                "UPDATE outbox SET status = 'cancelled', last_error = ",
+            );
             qb.push_bind(format!("cancelled: enrollment ended ({reason})"))
                 .push(", updated_at = ")
                 .push_bind(now)
@@ -457,7 +465,10 @@ pub(super) async fn insert_enrollments(
 ) -> Result<u64> {
     let mut created = 0;
     for chunk in new.chunks(1000) {
-        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO enrollments ({COLUMNS}) "));
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            format!("INSERT INTO enrollments ({COLUMNS}) "),
+        );
         qb.push_values(chunk, |mut b, e| {
             push_enrollment(&mut b, e);
         });
@@ -473,7 +484,10 @@ pub(super) async fn insert_enrollments_with_ids(
     rows: &[(i64, NewEnrollment)],
 ) -> Result<()> {
     for chunk in rows.chunks(1000) {
-        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO enrollments (id, {COLUMNS}) "));
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            format!("INSERT INTO enrollments (id, {COLUMNS}) "),
+        );
         qb.push_values(chunk, |mut b, (id, e)| {
             b.push_bind(*id);
             push_enrollment(&mut b, e);

@@ -95,6 +95,7 @@ async fn insert_in(
     let mut inserted = 0;
     for chunk in events.chunks(super::BATCH) {
         let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
             "INSERT INTO events (id, customer_id, name, at, properties, received_at) ",
         );
         qb.push_values(chunk, |mut b, e| {

@@ -102,14 +102,7 @@ impl Store {
         let per_statement = metrics_per_statement(self.backend(), 40);
         while rows.peek().is_some() {
             let chunk: Vec<MetricsRow> = rows.by_ref().take(per_statement).collect();
-            let mut qb = QueryBuilder::<Db>::new(format!(
-                "INSERT INTO customer_metrics ({}) ",
-                METRICS_COLUMNS.join(", ")
-            ));
-            qb.push_values(&chunk, |mut b, r| {
-                push_metrics_row(&mut b, r);
-            });
-            qb.build().execute(&mut *tx).await?;
+            insert_metrics(&mut tx, &chunk, false).await?;
         }
         for (model, params, customers) in fits {
             sqlx::query(
@@ -198,10 +191,13 @@ impl Store {
             return Ok(out);
         }
         for chunk in ids.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(format!(
-                "SELECT {} FROM customer_metrics WHERE customer_id IN ",
-                METRICS_COLUMNS.join(", ")
-            ));
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
+                format!(
+                    "SELECT {} FROM customer_metrics WHERE customer_id IN ",
+                    METRICS_COLUMNS.join(", ")
+                ),
+            );
             super::push_in_list(&mut qb, chunk);
             let rows: Vec<MetricsRow> = qb.build_query_as().fetch_all(&self.pool).await?;
             out.extend(rows.into_iter().map(|r| (r.customer_id.clone(), r)));
@@ -244,6 +240,7 @@ impl Store {
             .await?;
         for chunk in rows.chunks(super::BATCH) {
             let mut qb = super::QueryBuilder::<super::Db>::new(
+                self.backend(),
                 "INSERT INTO sku_intervals (sku, median_days, pairs, as_of) ",
             );
             qb.push_values(chunk, |mut b, r| {
@@ -310,7 +307,7 @@ impl Store {
         // Each chunk's orders come back as one JSON row (see `orders_after`): tens of
         // thousands of rows handed over one at a time cost more than the lookups.
         for chunk in ids.chunks(super::BATCH * 4) {
-            let mut qb = super::QueryBuilder::<super::Db>::new(super::dialect(
+            let mut qb = super::QueryBuilder::<super::Db>::new(self.backend(), super::dialect(
                 self.backend(),
                 "SELECT CAST(COALESCE(json_group_array(json_array(customer_id, placed_at, total)), '[]') AS TEXT) \
                  FROM (SELECT customer_id, placed_at, total FROM orders WHERE customer_id IN ",
@@ -379,31 +376,51 @@ async fn write_metrics(
     gone: &[String],
 ) -> Result<()> {
     for chunk in gone.chunks(super::BATCH) {
-        let mut qb =
-            super::QueryBuilder::<Db>::new("DELETE FROM customer_metrics WHERE customer_id IN ");
+        let mut qb = super::QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            "DELETE FROM customer_metrics WHERE customer_id IN ",
+        );
         super::push_in_list(&mut qb, chunk);
         qb.build().execute(&mut **tx).await?;
     }
-    let updates: Vec<String> = METRICS_COLUMNS[1..]
-        .iter()
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect();
     // 22 binds a row: 400 rows stay well under SQLite's 32,766 bound values.
     let per_statement = metrics_per_statement(super::backend_of(tx), 400);
     for chunk in rows.chunks(per_statement) {
-        let mut qb = super::QueryBuilder::<Db>::new(format!(
+        insert_metrics(tx, chunk, true).await?;
+    }
+    Ok(())
+}
+
+/// Inserts `rows` into `customer_metrics`; with `upsert`, over the stored rows of the same
+/// customers. (The rows as one JSON parameter unpacked by PostgreSQL's
+/// `json_populate_recordset` were tried there: the full refresh's writes took 18.2 s against
+/// 13.4 s, so bound values stay.)
+async fn insert_metrics(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    rows: &[MetricsRow],
+    upsert: bool,
+) -> Result<()> {
+    let mut qb = super::QueryBuilder::<Db>::new(
+        super::backend_of(tx),
+        format!(
             "INSERT INTO customer_metrics ({}) ",
             METRICS_COLUMNS.join(", ")
-        ));
-        qb.push_values(chunk, |mut b, r| {
-            push_metrics_row(&mut b, r);
-        });
+        ),
+    );
+    qb.push_values(rows, |mut b, r| {
+        push_metrics_row(&mut b, r);
+    });
+    if upsert {
+        let updates: Vec<String> = METRICS_COLUMNS[1..]
+            .iter()
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
         qb.push(format!(
             " ON CONFLICT (customer_id) DO UPDATE SET {}",
             updates.join(", ")
         ));
-        qb.build().execute(&mut **tx).await?;
     }
+    qb.build().execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -414,6 +431,7 @@ async fn delete_dirty(
 ) -> Result<()> {
     for chunk in handled.chunks(super::BATCH) {
         let mut qb = super::QueryBuilder::<Db>::new(
+            super::backend_of(tx),
             "DELETE FROM metrics_dirty WHERE (customer_id, gen) IN (VALUES ",
         );
         let mut sep = qb.separated(", ");

@@ -313,6 +313,9 @@ impl Store {
         if let Target::Sqlite(sqlite) = &mut parsed {
             sqlite.create = false;
             sqlite.read_only = true;
+            // A reader cannot change the file's journal mode (a file in the rollback-journal
+            // mode would refuse every connection); it reads either.
+            sqlite.pragmas.retain(|(name, _)| *name != "journal_mode");
         }
         Self::connect_with(parsed, 2, false, true).await
     }
@@ -379,7 +382,6 @@ impl Store {
                     .await?
             }
             Target::Postgres(url) => {
-                sql::number_placeholders();
                 let mut options = AnyConnectOptions::from_str(url)?;
                 if quiet {
                     options = options.disable_statement_logging();

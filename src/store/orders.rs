@@ -74,7 +74,10 @@ async fn upsert_group<'a>(
     let rows = last_of_each_id(rows);
     let mut out = UpsertOutcome::default();
     for chunk in rows.chunks(super::batch(super::backend_of(tx), 6)) {
-        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO orders ({COLUMNS}) "));
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            format!("INSERT INTO orders ({COLUMNS}) "),
+        );
         push_orders(&mut qb, chunk);
         qb.push(" ON CONFLICT (id) DO NOTHING");
         let inserted = qb.build().execute(&mut **tx).await?.rows_affected();
@@ -107,7 +110,10 @@ async fn upsert_group<'a>(
         if changed.is_empty() {
             continue;
         }
-        let mut qb = QueryBuilder::<Db>::new(format!("INSERT INTO orders ({COLUMNS}) "));
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            format!("INSERT INTO orders ({COLUMNS}) "),
+        );
         push_orders(&mut qb, &changed);
         qb.push(
             " ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, \
@@ -222,7 +228,7 @@ impl Store {
     ) -> Result<Vec<OrderEvent>> {
         let mut out = Vec::new();
         for chunk in customer_ids.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(super::dialect(
+            let mut qb = QueryBuilder::<Db>::new(self.backend(), super::dialect(
                 self.backend(),
                 "SELECT CAST(COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, total, 0, timezone)), '[]') AS TEXT) FROM \
                  (SELECT o.seq, o.id, o.customer_id, o.placed_at, o.total, c.timezone FROM orders o \
@@ -361,8 +367,10 @@ impl Store {
     ) -> Result<std::collections::HashMap<String, OrderRow>> {
         let mut out = std::collections::HashMap::new();
         for chunk in ids.chunks(super::BATCH) {
-            let mut qb =
-                QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM orders WHERE id IN "));
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
+                format!("SELECT {COLUMNS} FROM orders WHERE id IN "),
+            );
             super::push_in_list(&mut qb, chunk);
             let rows: Vec<OrderRow> = qb.build_query_as().fetch_all(&self.pool).await?;
             out.extend(rows.into_iter().map(|o| (o.id.clone(), o)));
@@ -396,6 +404,7 @@ async fn rewrite_goal_revenue(
     owners: &[String],
 ) -> Result<()> {
     let mut qb = QueryBuilder::<Db>::new(
+        super::backend_of(tx),
         "UPDATE enrollments SET goal_revenue = \
          (SELECT o.total FROM orders o WHERE o.id = enrollments.goal_order_id) \
          WHERE customer_id IN (",
@@ -465,7 +474,7 @@ async fn stored_orders(
     chunk: &[&NewOrder],
     before: i64,
 ) -> Result<HashMap<String, NewOrder>> {
-    let mut qb = QueryBuilder::<Db>::new(super::dialect(
+    let mut qb = QueryBuilder::<Db>::new(super::backend_of(tx), super::dialect(
         super::backend_of(tx),
         "SELECT CAST(COALESCE(json_group_array(json_array(id, customer_id, placed_at, total, currency, items)), '[]') AS TEXT) \
          FROM orders WHERE seq <= ",

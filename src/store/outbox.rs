@@ -257,7 +257,7 @@ pub(super) async fn insert_outbox_as(
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut qb = QueryBuilder::<Db>::new(
+    let mut qb = QueryBuilder::<Db>::new(super::backend_of(tx),
         "INSERT INTO outbox (enrollment_id, step_index, step_id, scenario_id, customer_id, \
          transactional, status, to_email, to_name, subject, html, body_text, unsubscribe_url, \
          message_id, due_at, created_at, updated_at, next_attempt_at, last_error, skip_when_capped, \
@@ -307,7 +307,7 @@ impl Store {
     ) -> Result<std::collections::HashMap<String, Vec<(i64, i64)>>> {
         let mut out: std::collections::HashMap<String, Vec<(i64, i64)>> = Default::default();
         for chunk in customers.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(
+            let mut qb = QueryBuilder::<Db>::new(self.backend(),
                 "SELECT customer_id, id, sent_at FROM outbox WHERE status = 'sent' AND transactional = 0 AND sent_at > ",
             );
             qb.push_bind(since).push(" AND customer_id IN ");
@@ -388,7 +388,7 @@ impl Store {
         let mut applied = 0;
         let mut tx = self.pool.begin().await?;
         for chunk in outcomes.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(
+            let mut qb = QueryBuilder::<Db>::new(self.backend(),
                 "UPDATE outbox SET status = v.column2, last_error = COALESCE(v.column3, outbox.last_error), \
                  sent_at = v.column4, next_attempt_at = COALESCE(v.column5, outbox.next_attempt_at), \
                  attempts = outbox.attempts - v.column6, lease_owner = NULL, lease_until = NULL, updated_at = ",
@@ -485,7 +485,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut unknown = 0;
         for chunk in in_doubt.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(
+            let mut qb = QueryBuilder::<Db>::new(self.backend(),
                 "UPDATE outbox SET status = 'unknown', lease_owner = NULL, lease_until = NULL, \
                  last_error = 'the sender stopped while it was sending this message; it may or may not have been delivered', \
                  updated_at = ",
@@ -518,6 +518,7 @@ impl Store {
     /// abandoned after a stall.
     pub async fn release_unsent(&self, owner: &str, now: i64, handed: &[i64]) -> Result<u64> {
         let mut qb = QueryBuilder::<Db>::new(
+            self.backend(),
             "UPDATE outbox SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, \
              lease_until = NULL, updated_at = ",
         );
@@ -547,8 +548,10 @@ impl Store {
     ) -> Result<Vec<i64>> {
         let mut started = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(super::BATCH) {
-            let mut qb =
-                QueryBuilder::<Db>::new("UPDATE outbox SET status = 'sending', updated_at = ");
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
+                "UPDATE outbox SET status = 'sending', updated_at = ",
+            );
             qb.push_bind(now)
                 .push(", lease_until = ")
                 .push_bind(lease_until)
@@ -584,7 +587,10 @@ impl Store {
         customer: Option<&str>,
         limit: i64,
     ) -> Result<Vec<OutboxRow>> {
-        let mut qb = QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM outbox WHERE 1 = 1"));
+        let mut qb = QueryBuilder::<Db>::new(
+            self.backend(),
+            format!("SELECT {COLUMNS} FROM outbox WHERE 1 = 1"),
+        );
         if let Some(st) = status {
             // `queued` includes the messages claimed or being sent right now.
             if st == "queued" {
@@ -607,6 +613,7 @@ impl Store {
     /// failed one with `all_failed`), with what it takes to render each one again.
     pub async fn retry_targets(&self, ids: &[i64], all_failed: bool) -> Result<Vec<RetryTarget>> {
         let mut qb = QueryBuilder::<Db>::new(
+            self.backend(),
             "SELECT o.id, o.scenario_id, o.step_id, o.variant, o.customer_id, e.order_id, e.vars, \
              o.message_id, o.unsubscribe_url \
              FROM outbox o JOIN enrollments e ON e.id = o.enrollment_id",
@@ -671,8 +678,10 @@ impl Store {
         scenario: Option<&str>,
         now: i64,
     ) -> Result<Vec<(i64, i64)>> {
-        let mut qb =
-            QueryBuilder::<Db>::new("UPDATE outbox SET status = 'cancelled', updated_at = ");
+        let mut qb = QueryBuilder::<Db>::new(
+            self.backend(),
+            "UPDATE outbox SET status = 'cancelled', updated_at = ",
+        );
         qb.push_bind(now).push(" WHERE status = 'queued'");
         if let Some(id) = id {
             qb.push(" AND id = ").push_bind(id);

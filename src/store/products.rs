@@ -34,8 +34,10 @@ impl Store {
         let (mut inserted, mut updated) = (0, 0);
         for chunk in products.chunks(super::BATCH) {
             let skus: Vec<String> = chunk.iter().map(|p| p.sku.clone()).collect();
-            let mut qb =
-                QueryBuilder::<Db>::new(format!("SELECT {COLUMNS} FROM products WHERE sku IN "));
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
+                format!("SELECT {COLUMNS} FROM products WHERE sku IN "),
+            );
             super::push_in_list(&mut qb, &skus);
             let stored: Vec<Product> = qb.build_query_as().fetch_all(&mut *tx).await?;
             let changed: Vec<&Product> = chunk.iter().filter(|p| !stored.contains(p)).collect();
@@ -48,8 +50,10 @@ impl Store {
                 .count() as u64;
             updated += known;
             inserted += changed.len() as u64 - known;
-            let mut qb =
-                QueryBuilder::<Db>::new(format!("INSERT INTO products ({COLUMNS}, updated_at) "));
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
+                format!("INSERT INTO products ({COLUMNS}, updated_at) "),
+            );
             qb.push_values(changed, |mut b, p| {
                 b.push_bind(&p.sku)
                     .push_bind(&p.name)

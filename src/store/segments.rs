@@ -129,6 +129,7 @@ impl Store {
         let mut out: HashMap<String, Vec<String>> = HashMap::new();
         for chunk in ids.chunks(super::BATCH) {
             let mut qb = super::QueryBuilder::<Db>::new(
+                self.backend(),
                 "SELECT customer_id, segment FROM segment_members WHERE customer_id IN ",
             );
             super::push_in_list(&mut qb, chunk);
@@ -250,7 +251,10 @@ async fn prepare_temp(
         return Ok(());
     };
     for chunk in scope.chunks(super::batch(super::backend_of(tx), 1)) {
-        let mut qb = super::QueryBuilder::<Db>::new("INSERT INTO segment_scope (customer_id) ");
+        let mut qb = super::QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            "INSERT INTO segment_scope (customer_id) ",
+        );
         qb.push_values(chunk, |mut b, id| {
             b.push_bind(id);
         });

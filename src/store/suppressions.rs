@@ -99,8 +99,10 @@ impl Store {
         let lower: Vec<String> = emails.iter().map(|e| e.trim().to_lowercase()).collect();
         let mut out = HashMap::new();
         for chunk in lower.chunks(super::BATCH) {
-            let mut qb =
-                QueryBuilder::<Db>::new("SELECT email, kind FROM suppressions WHERE email IN ");
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
+                "SELECT email, kind FROM suppressions WHERE email IN ",
+            );
             push_in_list(&mut qb, chunk);
             let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.pool).await?;
             out.extend(

@@ -510,3 +510,46 @@ steps:
     // machine but a very slow one (not asserted: the writer runs beside the ticks).
     eprintln!("the failed write stopped the replay after {done} of 720 ticks");
 }
+
+#[tokio::test]
+async fn a_shop_file_without_a_write_ahead_log_is_back_tested() {
+    crate::sqlite_only!("it changes the SQLite file's journal mode");
+    let shop = thanks_shop(FIRST_THANKS);
+    let store = shop.store().await;
+    add_customers(&store, &["C1", "C2"]).await;
+    let placed =
+        [("O1", "C1"), ("O2", "C2")].map(|(o, c)| order(o, c, "2026-03-02T01:00:00Z", 3000));
+    add_orders(&store, &placed).await;
+    store.close().await;
+    // A shop file in the rollback-journal mode (restored from a copy made by another tool):
+    // a reader cannot switch it to WAL, and the replay reads the shop through one.
+    {
+        use sqlx::Connection as _;
+        let url = format!("sqlite://{}", shop.config.database);
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA journal_mode = DELETE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    }
+    let (from, to) = (utc("2026-03-01T00:00:00Z"), utc("2026-03-10T00:00:00Z"));
+    let path = shop.file("sim.db");
+    let (sim, copied) = rebuy::simulate::prepare(&path, &shop.config.database, (from, to), false)
+        .await
+        .unwrap();
+    let engine = shop.app().engine(&sim).await.unwrap().unwrap();
+    let run = rebuy::simulate::simulate_with(
+        Mode::Replay { batch: 1 },
+        &engine,
+        copied,
+        (from, to),
+        Duration::hours(1),
+        chrono_tz::Asia::Tokyo,
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(run.simulated, 2, "{run:?}");
+    sim.close().await;
+}
