@@ -80,7 +80,9 @@ async fn copy_postgres_shop(url: &str, out: &Path) -> Result<ShopCopy> {
         file: out.with_extension("source.db"),
     };
     remove_database(&copy.file);
-    let shop = Store::open_existing(url).await?;
+    // Read-only: no migrations are applied to the live shop (an older schema is refused by
+    // the copy, naming what is missing).
+    let shop = Store::open_read_only(url).await?;
     // A shop file like any other (WAL): the replay opens it read-only, as it opens a SQLite shop.
     let target = Store::open(&copy.file.display().to_string()).await?;
     let copied = shop
@@ -233,7 +235,7 @@ pub async fn simulate_with(
     if let Some(batch) = batch {
         replay(
             engine,
-            &shop,
+            shop,
             &mut run,
             (from, to),
             step,
@@ -242,6 +244,8 @@ pub async fn simulate_with(
         )
         .await?;
     } else {
+        // The orders are copied: a PostgreSQL shop's SQLite copy goes now.
+        drop(shop);
         ticks(engine, &mut run, (from, to), step, zone, total, on_tick).await?;
     }
     run.secs = started.elapsed().as_secs_f64();
@@ -252,7 +256,7 @@ pub async fn simulate_with(
 /// (`tick_secs`) and writing (`mark_secs`).
 async fn replay(
     engine: &Engine,
-    shop: &Shop,
+    shop: Shop,
     run: &mut SimulationRun,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     step: Duration,
@@ -263,6 +267,8 @@ async fn replay(
     let t = std::time::Instant::now();
     let (mut state, (history, period)) =
         Replay::load(engine, &shop.file, (to_millis(from), to_millis(to)), batch).await?;
+    // The shop's orders are still being copied beside the replay (`Replay::load`): a
+    // PostgreSQL shop's SQLite copy goes when this returns, after the last writes.
     run.source.history_orders = history;
     run.source.period_orders = period;
     run.release_secs = t.elapsed().as_secs_f64();

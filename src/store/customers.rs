@@ -69,7 +69,8 @@ impl Store {
         for chunk in rows.chunks(super::batch(self.backend(), 10)) {
             let ids: Vec<String> = chunk.iter().map(|c| c.id.clone()).collect();
             let existing = existing_ids(&mut tx, "customers", &ids).await?;
-            let mut qb = QueryBuilder::<Db>::new(self.backend(),
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
                 "INSERT INTO customers (id, email, name, timezone, locale, attributes, marketing_consent, consent_at, created_at, updated_at) ",
             );
             qb.push_values(chunk, |mut b, c| {

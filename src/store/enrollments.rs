@@ -106,8 +106,7 @@ impl Store {
         for chunk in ids.chunks(5000) {
             // One JSON row per chunk, for the same reason as `orders_after`.
             let sql = format!("{LITE_JSON} WHERE customer_id IN ");
-            let mut qb =
-                QueryBuilder::<Db>::new(self.backend(), super::dialect(self.backend(), &sql));
+            let mut qb = QueryBuilder::<Db>::in_dialect(self.backend(), &sql);
             push_in_list(&mut qb, chunk);
             let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;
             out.extend(lite_rows(&json)?);
@@ -159,7 +158,8 @@ impl Store {
         for chunk in goals.chunks(1000) {
             // One statement per chunk; `goal_reached_at IS NULL` keeps a goal from being
             // reached twice.
-            let mut qb = QueryBuilder::<Db>::new(self.backend(),
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
                 "UPDATE enrollments SET goal_reached_at = v.column2, goal_order_id = v.column3, \
                  goal_revenue = v.column4, \
                  state = CASE WHEN enrollments.state = 'active' THEN 'goal' ELSE enrollments.state END, \

@@ -307,11 +307,11 @@ impl Store {
         // Each chunk's orders come back as one JSON row (see `orders_after`): tens of
         // thousands of rows handed over one at a time cost more than the lookups.
         for chunk in ids.chunks(super::BATCH * 4) {
-            let mut qb = super::QueryBuilder::<super::Db>::new(self.backend(), super::dialect(
+            let mut qb = super::QueryBuilder::<Db>::in_dialect(
                 self.backend(),
                 "SELECT CAST(COALESCE(json_group_array(json_array(customer_id, placed_at, total)), '[]') AS TEXT) \
                  FROM (SELECT customer_id, placed_at, total FROM orders WHERE customer_id IN ",
-            ));
+            );
             super::push_in_list(&mut qb, chunk);
             qb.push(" ORDER BY customer_id, placed_at) AS page");
             let (json,): (String,) = qb.build_query_as().fetch_one(&self.pool).await?;

@@ -268,11 +268,12 @@ pub fn file_beside(target: &str, folder: &Path, extension: &str) -> PathBuf {
         // A path rebuy cannot open says so when it is opened; this is only a name.
         Err(_) => PathBuf::from(target).with_extension(extension),
         Ok(Target::Postgres(url)) => {
-            let name: String = url
-                .split('?')
-                .next()
-                .and_then(|url| url.rsplit('/').next())
-                .unwrap_or_default()
+            // The database's name only: never the URL's user, password or host.
+            let database = sqlx::postgres::PgConnectOptions::from_str(&url)
+                .ok()
+                .and_then(|o| o.get_database().map(str::to_owned))
+                .unwrap_or_default();
+            let name: String = database
                 .chars()
                 .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
                 .collect();
@@ -769,12 +770,19 @@ mod tests {
         );
         // Nothing of the URL but a plain name reaches the file name.
         assert_eq!(
-            file_beside("postgresql://u:p@db.example/../x y", folder, "backtest.db"),
-            folder.join("rebuy-xy.backtest.db")
+            file_beside("postgresql://u:p@db.example/x%20y.z", folder, "backtest.db"),
+            folder.join("rebuy-xyz.backtest.db")
         );
-        assert_eq!(
-            file_beside("postgres://u:p@db.example/", folder, "backtest.db"),
-            folder.join("rebuy-postgres.backtest.db")
+        // Without a database in the URL: never its user, password or host.
+        let bare = file_beside(
+            "postgres://rebuy:hunter2@db.internal",
+            folder,
+            "backtest.db",
+        );
+        let bare = bare.display().to_string();
+        assert!(
+            !bare.contains("hunter2") && !bare.contains("internal"),
+            "{bare}"
         );
     }
 

@@ -228,12 +228,12 @@ impl Store {
     ) -> Result<Vec<OrderEvent>> {
         let mut out = Vec::new();
         for chunk in customer_ids.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(self.backend(), super::dialect(
+            let mut qb = QueryBuilder::<Db>::in_dialect(
                 self.backend(),
                 "SELECT CAST(COALESCE(json_group_array(json_array(seq, id, customer_id, placed_at, total, 0, timezone)), '[]') AS TEXT) FROM \
                  (SELECT o.seq, o.id, o.customer_id, o.placed_at, o.total, c.timezone FROM orders o \
                  JOIN customers c ON c.id = o.customer_id WHERE o.placed_at >= ",
-            ));
+            );
             qb.push_bind(since);
             qb.push(" AND o.seq <= ");
             qb.push_bind(upto);
@@ -474,11 +474,11 @@ async fn stored_orders(
     chunk: &[&NewOrder],
     before: i64,
 ) -> Result<HashMap<String, NewOrder>> {
-    let mut qb = QueryBuilder::<Db>::new(super::backend_of(tx), super::dialect(
+    let mut qb = QueryBuilder::<Db>::in_dialect(
         super::backend_of(tx),
         "SELECT CAST(COALESCE(json_group_array(json_array(id, customer_id, placed_at, total, currency, items)), '[]') AS TEXT) \
          FROM orders WHERE seq <= ",
-    ));
+    );
     qb.push_bind(before);
     qb.push(" AND id IN ");
     super::push_in_list(&mut qb, chunk.iter().map(|o| &o.id));

@@ -257,7 +257,8 @@ pub(super) async fn insert_outbox_as(
     if rows.is_empty() {
         return Ok(0);
     }
-    let mut qb = QueryBuilder::<Db>::new(super::backend_of(tx),
+    let mut qb = QueryBuilder::<Db>::new(
+        super::backend_of(tx),
         "INSERT INTO outbox (enrollment_id, step_index, step_id, scenario_id, customer_id, \
          transactional, status, to_email, to_name, subject, html, body_text, unsubscribe_url, \
          message_id, due_at, created_at, updated_at, next_attempt_at, last_error, skip_when_capped, \
@@ -307,7 +308,8 @@ impl Store {
     ) -> Result<std::collections::HashMap<String, Vec<(i64, i64)>>> {
         let mut out: std::collections::HashMap<String, Vec<(i64, i64)>> = Default::default();
         for chunk in customers.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(self.backend(),
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
                 "SELECT customer_id, id, sent_at FROM outbox WHERE status = 'sent' AND transactional = 0 AND sent_at > ",
             );
             qb.push_bind(since).push(" AND customer_id IN ");
@@ -366,15 +368,17 @@ impl Store {
             .bind(lease_until)
             .bind(now)
             .bind(limit);
-        let rows: Vec<(String,)> = if postgres {
-            let mut tx = self.write_tx().await?;
-            let rows = query.fetch_all(&mut *tx).await?;
-            tx.commit().await?;
-            rows
-        } else {
-            query.fetch_all(&self.pool).await?
+        let decode = |rows: Vec<(String,)>| -> Result<Vec<OutboxRow>> {
+            rows.iter().map(|(json,)| super::from_json(json)).collect()
         };
-        rows.iter().map(|(json,)| super::from_json(json)).collect()
+        if !postgres {
+            return decode(query.fetch_all(&self.pool).await?);
+        }
+        // Read before the commit: a row that cannot be read leaves nothing claimed.
+        let mut tx = self.write_tx().await?;
+        let rows = decode(query.fetch_all(&mut *tx).await?)?;
+        tx.commit().await?;
+        Ok(rows)
     }
 
     /// Records the outcomes of sends in one short transaction (one statement). Each applies
@@ -388,7 +392,8 @@ impl Store {
         let mut applied = 0;
         let mut tx = self.pool.begin().await?;
         for chunk in outcomes.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(self.backend(),
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
                 "UPDATE outbox SET status = v.column2, last_error = COALESCE(v.column3, outbox.last_error), \
                  sent_at = v.column4, next_attempt_at = COALESCE(v.column5, outbox.next_attempt_at), \
                  attempts = outbox.attempts - v.column6, lease_owner = NULL, lease_until = NULL, updated_at = ",
@@ -485,7 +490,8 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut unknown = 0;
         for chunk in in_doubt.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(self.backend(),
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
                 "UPDATE outbox SET status = 'unknown', lease_owner = NULL, lease_until = NULL, \
                  last_error = 'the sender stopped while it was sending this message; it may or may not have been delivered', \
                  updated_at = ",

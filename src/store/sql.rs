@@ -36,6 +36,12 @@ impl<'args> QueryBuilder<'args, Db> {
         }
     }
 
+    /// A statement for `backend` that starts with `init`, written in the store's SQL and
+    /// translated for the backend (`store::dialect`).
+    pub fn in_dialect(backend: Backend, init: &str) -> Self {
+        Self::new(backend, super::dialect(backend, init).into_owned())
+    }
+
     /// Appends SQL text.
     pub fn push(&mut self, sql: impl Display) -> &mut Self {
         // Writing into a String cannot fail.

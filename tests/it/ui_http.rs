@@ -393,7 +393,12 @@ async fn a_marketer_starts_a_back_test_watches_it_and_reads_its_result() {
     assert!(list.contains("2026-11-01 – 2026-11-30"), "{list}");
     assert!(list.contains("Finished"), "{list}");
     // Beside the shop's file, or for a PostgreSQL shop beside the config, named after it.
-    let own = rebuy::store::file_beside(&shop.config.database, &shop.file(""), "backtest.db");
+    let own = if on_postgres() {
+        let name = shop.config.database.rsplit('/').next().unwrap();
+        shop.file(&format!("rebuy-{name}.backtest.db"))
+    } else {
+        shop.file("rebuy.backtest.db")
+    };
     assert!(own.exists(), "the back-test has a database of its own");
     assert!(
         !own.with_extension("source.db").exists(),

@@ -184,3 +184,65 @@ async fn one_worker_leads_and_runs_the_job_once_and_another_takes_over_when_it_i
         "the dead leader's row is gone: {workers:?}"
     );
 }
+
+/// A scenario whose steps give its messages a variant and a lateness limit.
+const EVERY_FIELD: &str = r#"
+id: fields
+trigger: first_order
+steps:
+  - id: a
+    expires: 30d
+    variants:
+      - { id: left, weight: 50 }
+      - { id: right, weight: 50 }
+    send: { template: t, subject: "A {{ customer.id }}" }
+"#;
+
+#[tokio::test]
+async fn a_claimed_message_reads_as_the_stored_one_field_for_field() {
+    // The claim hands its rows over as JSON (one value a row), the rest of the store reads
+    // them column by column: both must give the same message, every optional field set.
+    let templates = [("t.html", "<p>{{ customer.name }}</p>"), ("t.txt", "hi")];
+    let shop = TestShop::new(&[("fields.yaml", EVERY_FIELD)], &templates, None);
+    let store = shop.store().await;
+    add_customers(&store, &["C1", "C2"]).await;
+    let orders = [order("O1", "C1", AT, 1000), order("O2", "C2", AT, 1000)];
+    add_orders(&store, &orders).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc(AT);
+    assert_eq!(daemon.engine.tick(now).await.unwrap().queued, 2);
+    let ms = now.timestamp_millis();
+    // The first fails and is sent again by hand with new content and a recommendation.
+    let first = store.claim_ready("w", ms, ms + 60_000, 1).await.unwrap();
+    let failed = rebuy::store::Recorded::failed(first[0].id, "550 \"no\" \\ 宛先".into());
+    store.record_outcomes("w", ms, &[failed]).await.unwrap();
+    let content = rebuy::store::Content {
+        subject: "件名 \"quoted\"",
+        html: "<p class=\"x\">\n\ttab</p>",
+        text: "line\r\nnext",
+        to_email: "c1@example.jp",
+        to_name: "顧客 一",
+        recommended: Some(r#"["SKU-1","SKU-2"]"#),
+    };
+    assert!(store
+        .requeue_rendered(first[0].id, &content, ms)
+        .await
+        .unwrap());
+    let claimed = store.claim_ready("w", ms, ms + 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for row in &claimed {
+        let stored = store.outbox_row(row.id).await.unwrap().unwrap();
+        assert_eq!(
+            serde_json::to_value(row).unwrap(),
+            serde_json::to_value(&stored).unwrap()
+        );
+    }
+    // Every optional field was set on one of them.
+    assert!(claimed
+        .iter()
+        .any(|r| r.recommended.is_some() && r.last_error.is_some()));
+    assert!(claimed
+        .iter()
+        .any(|r| r.variant.is_some() && r.expires_at.is_some()));
+    store.close().await;
+}
