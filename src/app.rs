@@ -51,14 +51,22 @@ impl App {
     pub async fn store(&self) -> Result<Store> {
         Store::open_existing(&self.config.database)
             .await
-            .with_context(|| format!("cannot open the database '{}'", self.config.database))
+            .with_context(|| {
+                format!(
+                    "cannot open the database '{}'",
+                    crate::store::redacted(&self.config.database)
+                )
+            })
     }
 
     /// The database, created if it does not exist yet (`import`, `run`, `init`).
     pub async fn store_or_create(&self) -> Result<Store> {
-        Store::open(&self.config.database)
-            .await
-            .with_context(|| format!("cannot open the database '{}'", self.config.database))
+        Store::open(&self.config.database).await.with_context(|| {
+            format!(
+                "cannot open the database '{}'",
+                crate::store::redacted(&self.config.database)
+            )
+        })
     }
 
     /// A file of rebuy's own beside the shop's database, ending in `.{extension}` (see

@@ -218,7 +218,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 "was created"
             };
-            println!("the database {} {verb}", app.config.database);
+            println!(
+                "the database {} {verb}",
+                crate::store::redacted(&app.config.database)
+            );
             Ok(exit::OK)
         }
         Command::Run(args) => run::run(&app, &args).await,

@@ -259,6 +259,40 @@ pub fn is_postgres(target: &str) -> bool {
     matches!(Target::parse(target), Ok(Target::Postgres(_)))
 }
 
+/// `target` fit to print: a PostgreSQL URL's password (in its user part or its `password=`
+/// option) shown as `***`; anything else as it is.
+pub fn redacted(target: &str) -> String {
+    if !is_postgres(target) {
+        return target.to_string();
+    }
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return target.to_string();
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{user}:***@{host}")
+        }
+        _ => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let options: Vec<String> = query
+                .split('&')
+                .map(|o| match o.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => o.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", options.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// A file of rebuy's own for the shop at `target`, ending in `.{extension}`: beside a SQLite
 /// shop's file (`rebuy.db` → `rebuy.{extension}`); for a PostgreSQL shop, which has no file,
 /// in `folder`, named after the database (`rebuy-<database>.{extension}`).
@@ -387,6 +421,13 @@ impl Store {
                 if quiet {
                     options = options.disable_statement_logging();
                 }
+                // One connection of its own first: a server that is not there, or that refuses
+                // the role, is told at once with its reason (the pool would retry for 30 s and
+                // then say only that it timed out).
+                sqlx::Connection::close(
+                    <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await?,
+                )
+                .await?;
                 AnyPoolOptions::new()
                     .max_connections(connections.max(8))
                     .connect_with(options)
@@ -749,6 +790,25 @@ mod tests {
         assert!(is_postgres("postgresql://localhost/shop"));
         assert!(!is_postgres("rebuy.db"));
         assert!(!is_postgres("sqlite:rebuy.db"));
+    }
+
+    #[test]
+    fn a_postgres_password_is_never_printed() {
+        assert_eq!(
+            redacted("postgres://rebuy:hunter2@db.example:5432/shop?sslmode=require"),
+            "postgres://rebuy:***@db.example:5432/shop?sslmode=require"
+        );
+        assert_eq!(
+            redacted("postgresql://rebuy@db.example/shop?sslmode=require&Password=hunter2"),
+            "postgresql://rebuy@db.example/shop?sslmode=require&Password=***"
+        );
+        // An `@` in the password itself: the host is what follows the last one.
+        assert_eq!(
+            redacted("postgres://rebuy:a@b:c@db.example/shop"),
+            "postgres://rebuy:***@db.example/shop"
+        );
+        assert_eq!(redacted("postgres://db.example"), "postgres://db.example");
+        assert_eq!(redacted("shop:a@b.db"), "shop:a@b.db");
     }
 
     #[test]

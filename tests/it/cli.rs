@@ -1497,3 +1497,34 @@ fn text_logs_into_a_pipe_carry_no_colour_codes() {
     );
     assert!(!err.contains('\u{1b}'), "no ANSI escapes: {err:?}");
 }
+
+#[test]
+fn a_postgres_server_that_is_not_there_is_named_at_once_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://rebuy:hunter2@127.0.0.1:{port}/shop");
+    let o = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        .args(["status"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env("REBUY_DATABASE", &url)
+        .output()
+        .expect("the binary runs");
+    let (out, err) = text(&o);
+    assert_ne!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("rebuy:***@127.0.0.1:{port}/shop")),
+        "{err}"
+    );
+    assert!(
+        !out.contains("hunter2") && !err.contains("hunter2"),
+        "{err}"
+    );
+    // The refusal itself, not a pool's timeout after 30 s.
+    assert!(!err.contains("timed out"), "{err}");
+}
