@@ -479,19 +479,11 @@ steps:
         .await
         .unwrap();
     // The disk "fills up": every message write fails from now on.
-    {
-        use sqlx::Connection as _;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-            .await
-            .unwrap();
-        sqlx::query(
-            "CREATE TRIGGER full BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-        )
-        .execute(&mut conn)
-        .await
-        .unwrap();
-        conn.close().await.unwrap();
-    }
+    on_sqlite_file(
+        &path.display().to_string(),
+        "CREATE TRIGGER full BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+    )
+    .await;
     let engine = shop.app().engine(&sim).await.unwrap().unwrap();
     let mut done = 0;
     let err = rebuy::simulate::simulate_with(
@@ -523,16 +515,7 @@ async fn a_shop_file_without_a_write_ahead_log_is_back_tested() {
     store.close().await;
     // A shop file in the rollback-journal mode (restored from a copy made by another tool):
     // a reader cannot switch it to WAL, and the replay reads the shop through one.
-    {
-        use sqlx::Connection as _;
-        let url = format!("sqlite://{}", shop.config.database);
-        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("PRAGMA journal_mode = DELETE")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-    }
+    on_sqlite_file(&shop.config.database, "PRAGMA journal_mode = DELETE").await;
     let (from, to) = (utc("2026-03-01T00:00:00Z"), utc("2026-03-10T00:00:00Z"));
     let path = shop.file("sim.db");
     let (sim, copied) = rebuy::simulate::prepare(&path, &shop.config.database, (from, to), false)
@@ -552,4 +535,14 @@ async fn a_shop_file_without_a_write_ahead_log_is_back_tested() {
     .unwrap();
     assert_eq!(run.simulated, 2, "{run:?}");
     sim.close().await;
+}
+
+/// Runs `sql` on the SQLite file at `path` through a connection of its own, outside rebuy.
+async fn on_sqlite_file(path: &str, sql: &str) {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query(sql).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
 }
