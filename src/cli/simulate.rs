@@ -112,7 +112,7 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
         .await
         .with_context(|| format!("cannot prepare the simulation database {}", out.display()))?;
     let engine = match app.engine_only(&store, args.scenario.as_deref()).await? {
-        Ok(e) => e.without_lateness(),
+        Ok(e) => e.for_back_test(),
         Err(diags) => {
             for d in &diags {
                 eprintln!("{d}");

@@ -116,9 +116,9 @@ pub struct Engine {
     settings: EngineSettings,
     from_domain: String,
     order_scan: OrderScan,
-    /// Whether steps later than their `expires` are recorded `expired` (off for back-tests,
-    /// where lateness is only the size of the virtual tick).
-    lateness: bool,
+    /// A back-test's engine: what it queues counts as sent at once, so a step is never late
+    /// (lateness is only the size of the virtual tick) and a goal cancels nothing queued.
+    back_test: bool,
     segments: Vec<Segment>,
     /// The LTV targets of `targets.yaml` (loaded, and reloaded on SIGHUP, with the scenarios).
     targets: Vec<crate::targets::Target>,
@@ -182,7 +182,7 @@ impl Engine {
             settings,
             from_domain,
             order_scan: OrderScan::Auto,
-            lateness: true,
+            back_test: false,
             segments: Vec::new(),
             targets: Vec::new(),
             decisions: Default::default(),
@@ -211,11 +211,17 @@ impl Engine {
     }
 
     /// Pins how new orders are read (see [`OrderScan`]).
-    /// An engine that sends every step however late its tick comes: for back-tests, which
-    /// replay a daemon that ran without a break, ticked at the simulation's step.
-    pub fn without_lateness(mut self) -> Self {
-        self.lateness = false;
+    /// The engine of a back-test, which replays a daemon that ran without a break, ticked at
+    /// the simulation's step, its messages sent as they are queued: every step is sent however
+    /// late its tick comes, and a goal cancels no message (each was sent when queued).
+    pub fn for_back_test(mut self) -> Self {
+        self.back_test = true;
         self
+    }
+
+    /// Whether steps later than their `expires` are recorded `expired` (not in back-tests).
+    fn lateness(&self) -> bool {
+        !self.back_test
     }
 
     pub fn with_order_scan(mut self, scan: OrderScan) -> Self {
@@ -525,7 +531,13 @@ impl Engine {
         );
         let Some(created) = self
             .store
-            .apply_order_batch(&plan.enrollments, &plan.goals, cursor, now_ms)
+            .apply_order_batch(
+                &plan.enrollments,
+                &plan.goals,
+                cursor,
+                now_ms,
+                !self.back_test,
+            )
             .await?
         else {
             return Ok(false);
@@ -888,12 +900,12 @@ impl Engine {
         outbox.variant = variant.map(|v| v.id.clone());
         let limit = s.expiry_of(step, self.settings.step_expiry);
         outbox.expires_at = self
-            .lateness
+            .lateness()
             .then(|| e.next_due_at.checked_add(limit.num_milliseconds()))
             .flatten();
         let held_out = Arm::parse(&e.arm) != Arm::Treatment;
         let late = to_millis(now).saturating_sub(e.next_due_at);
-        let expired = self.lateness && late > limit.num_milliseconds();
+        let expired = self.lateness() && late > limit.num_milliseconds();
         let condition = match &step.condition {
             _ if blocked.is_some() || held_out => Ok(false),
             Some(_) => self
@@ -1190,7 +1202,7 @@ impl Engine {
         if let Some(l) = &current {
             if l.through() == today {
                 if let Err(e) = l.catch_up(&self.store, zone).await {
-                    warn!(error = %format!("{e:#}"), "the orders stored since the recommendations were learnt could not be read");
+                    warn!(error = %crate::diagnostic::explained(&e), "the orders stored since the recommendations were learnt could not be read");
                 }
                 return;
             }
@@ -1210,7 +1222,7 @@ impl Engine {
                 }
                 Ok(false) => {}
                 Err(e) => warn!(
-                    error = %format!("{e:#}"),
+                    error = %crate::diagnostic::explained(&e),
                     "recommendations could not be brought to the new day; learning afresh"
                 ),
             }
@@ -1227,7 +1239,7 @@ impl Engine {
                 slot.install(learned);
             }
             Err(e) => warn!(
-                error = %format!("{e:#}"),
+                error = %crate::diagnostic::explained(&e),
                 "recommendations could not be learnt; the last ones are kept"
             ),
         }

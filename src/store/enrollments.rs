@@ -142,16 +142,18 @@ impl Store {
     }
 
     /// Records what a page of new orders did, in one transaction: new enrollments (a
-    /// duplicate trigger is ignored by the unique key), goals reached, and, if given, the
-    /// order cursor moved from `cursor.0` to `cursor.1`. Returns how many enrollments were
-    /// created, or `None` if another tick had already moved the cursor (nothing is written
-    /// then).
+    /// duplicate trigger is ignored by the unique key), goals reached (with
+    /// `cancel_waiting`, their enrollments' messages still queued are cancelled), and, if
+    /// given, the order cursor moved from `cursor.0` to `cursor.1`. Returns how many
+    /// enrollments were created, or `None` if another tick had already moved the cursor
+    /// (nothing is written then).
     pub async fn apply_order_batch(
         &self,
         new: &[NewEnrollment],
         goals: &[GoalHit],
         cursor: Option<(i64, i64)>,
         now: i64,
+        cancel_waiting: bool,
     ) -> Result<Option<u64>> {
         let mut tx = self.pool.begin().await?;
         let created = insert_enrollments(&mut tx, new).await?;
@@ -175,9 +177,13 @@ impl Store {
                     .push_bind(g.revenue);
             });
             qb.push(
-                ") AS v WHERE enrollments.id = v.column1 AND enrollments.goal_reached_at IS NULL",
+                ") AS v WHERE enrollments.id = v.column1 AND enrollments.goal_reached_at IS NULL \
+                 RETURNING enrollments.id",
             );
-            qb.build().execute(&mut *tx).await?;
+            let reached: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            if cancel_waiting {
+                cancel_after_goal(&mut tx, &reached, now).await?;
+            }
         }
         // Moving the cursor is a compare-and-set: if an overlapping tick handled this page
         // first, everything above is rolled back and the page counts as done.
@@ -434,6 +440,40 @@ fn lite_rows(json: &str) -> Result<Vec<EnrollmentLite>> {
         })
         .collect())
 }
+
+/// The messages still waiting to be sent for enrollments that have just reached their goal are
+/// cancelled with them: a customer who ordered again gets no "time to order again" that was
+/// only queued (for a retry, quiet hours or the cap) when the order came. One being sent
+/// finishes.
+async fn cancel_after_goal(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    enrollments: &[(i64,)],
+    now: i64,
+) -> Result<()> {
+    if enrollments.is_empty() {
+        return Ok(());
+    }
+    let backend = super::backend_of(tx);
+    let mut qb = QueryBuilder::<Db>::new(
+        backend,
+        "UPDATE outbox SET status = 'cancelled', last_error = ",
+    );
+    qb.push_bind(GOAL_REACHED)
+        .push(", updated_at = ")
+        .push_bind(now)
+        .push(" WHERE status = 'queued' AND enrollment_id IN (");
+    let mut sep = qb.separated(", ");
+    for (id,) in enrollments {
+        sep.push_bind(*id);
+    }
+    sep.push_unseparated(")");
+    qb.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Why a message cancelled by its enrollment's goal was not sent.
+pub const GOAL_REACHED: &str =
+    "cancelled: the customer ordered (the scenario's goal) before this was sent";
 
 async fn move_cursor(tx: &mut sqlx::Transaction<'_, Db>, from: i64, to: i64) -> Result<bool> {
     move_named_cursor(tx, "order_cursor", from, to).await

@@ -29,6 +29,7 @@ pub use copy::{CopyRefused, TableCopy, SIMULATION_SOURCE};
 pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{
     DueEnrollment, EndWhich, EnrollmentLite, EnrollmentView, GoalHit, NewEnrollment, StepAdvance,
+    GOAL_REACHED,
 };
 pub use events::{EventRow, NewEvent};
 pub use experiments::{

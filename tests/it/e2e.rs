@@ -533,3 +533,51 @@ async fn crlf_in_names_and_subjects_cannot_inject_headers_or_recipients() {
     );
     assert!(m.subject().unwrap().contains("Hello"), "{:?}", m.subject());
 }
+
+/// A reminder still waiting for its retry when the customer orders again is not sent: the goal
+/// cancels it (it was "time to order again", and they have).
+#[tokio::test]
+async fn a_queued_reminder_is_cancelled_when_the_customer_reaches_the_goal() {
+    let smtp = SmtpServer::start();
+    smtp.defer_recipient("busy@");
+    let remind = r#"
+id: remind
+trigger: first_order
+goal: { event: order_placed, within: 30d }
+steps:
+  - id: remind
+    send: { template: thanks, subject: "そろそろ" }
+"#;
+    let shop = TestShop::new(
+        &[("remind.yaml", remind)],
+        &[("thanks.html", THANKS_HTML), ("thanks.txt", THANKS_TXT)],
+        Some(&smtp),
+    );
+    let (store, mut daemon) = one_order(&shop, "busy@example.jp").await;
+    let t0 = utc("2026-11-01T02:00:00Z");
+    let r = daemon.run_once(t0).await.unwrap();
+    assert_eq!((r.delivery.sent, r.delivery.retried), (0, 1));
+
+    // They order again while the reminder waits for its retry; the server accepts again.
+    add_orders(&store, &[order("O2", "C1", "2026-11-01T02:30:00Z", 2000)]).await;
+    smtp.clear_rules();
+    let r = daemon
+        .run_once(t0 + chrono::Duration::minutes(10))
+        .await
+        .unwrap();
+    assert_eq!((r.tick.goals_reached, r.delivery.sent), (1, 0));
+    assert!(smtp.received().is_empty(), "the reminder went out");
+    let row = &store.outbox_rows().await.unwrap()[0];
+    assert_eq!(row.status, "cancelled");
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some(rebuy::store::GOAL_REACHED),
+        "the message says why it was not sent"
+    );
+    // And it stays so.
+    daemon
+        .run_once(t0 + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(smtp.received().is_empty());
+}

@@ -320,7 +320,7 @@ async fn a_back_test_engine_sends_late_steps_because_its_lateness_is_only_the_ti
     let store = shop.store().await;
     add_customers(&store, &["A"]).await;
     add_orders(&store, &[order("O1", "A", "2026-11-01T00:00:00Z", 1000)]).await;
-    let engine = shop.daemon(&store).await.engine.without_lateness();
+    let engine = shop.daemon(&store).await.engine.for_back_test();
     let start = utc("2026-11-01T01:00:00Z");
     engine.tick(start).await.unwrap();
     engine.tick(start + Duration::days(37)).await.unwrap();
