@@ -61,19 +61,25 @@ pub fn precompile(source: &str) -> Option<String> {
         return None;
     }
     let html = from_mjml(&masked).ok()?;
-    let mut out = String::with_capacity(html.len() + source.len() / 4);
-    let mut rest = html.as_str();
+    // Each tag comes out in its order. mrml writes some content twice (`mj-title` is also the
+    // body's `aria-label`): an output tag (`{{ }}`) may come out more than once, and is put
+    // back everywhere; a block tag must come out once.
+    let mut last = 0;
     for (i, t) in tags.iter().enumerate() {
-        let (before, after) = rest.split_once(&token(i))?;
-        out.push_str(before);
-        out.push_str(&source[t.clone()]);
-        rest = after;
+        let token = token(i);
+        let first = html.find(&token)?;
+        if first < last
+            || (html.matches(&token).count() > 1 && !source[t.clone()].starts_with("{{"))
+        {
+            return None;
+        }
+        last = first;
     }
-    if rest.contains(TOKEN) {
-        return None;
+    let mut out = html;
+    for (i, t) in tags.iter().enumerate() {
+        out = out.replace(&token(i), &source[t.clone()]);
     }
-    out.push_str(rest);
-    Some(out)
+    (!out.contains(TOKEN)).then_some(out)
 }
 
 /// Where the template tags of `source` are; None if one is left open.
@@ -280,8 +286,11 @@ mod tests {
                 .unwrap(),
         )
         .unwrap();
-        assert_eq!(to_text(&once), to_text(&per));
+        assert_eq!(once, per);
         assert!(once.contains("綾様") && once.contains("s.example?a=1&amp;b=2"));
+        // The title is written twice by mrml (the body's label too): filled in both places.
+        assert!(!once.contains(TOKEN), "{once}");
+        assert!(once.contains("aria-label=\"店\""), "{once}");
         let jp = from_mjml("<mjml><mj-body><mj-section><mj-column><mj-image alt=\"化粧水\" src=\"https://s.example/a.png\" /></mj-column></mj-section></mj-body></mjml>").unwrap();
         assert!(jp.contains("化粧水"), "{jp}");
     }
@@ -292,6 +301,9 @@ mod tests {
         assert_eq!(precompile(looped), None);
         let included = "<mjml><mj-body>{% include \"_recommended.mjml\" %}</mj-body></mjml>";
         assert_eq!(precompile(included), None);
+        // mrml writes the title twice: a block tag there would come out twice.
+        let titled = "<mjml><mj-head><mj-title>{% if a %}A{% endif %}</mj-title></mj-head><mj-body></mj-body></mjml>";
+        assert_eq!(precompile(titled), None);
         let in_markup = "<mjml><mj-body><mj-section {{ attrs }}></mj-section></mj-body></mjml>";
         assert_eq!(precompile(in_markup), None);
         assert_eq!(precompile("<mjml><mj-body><mj-text>{{ open"), None);
