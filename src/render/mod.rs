@@ -85,7 +85,7 @@ pub const MAX_OUTPUT: usize = 1 << 20;
 impl Renderer {
     pub fn new(templates_dir: &Path) -> Self {
         let mut env = Environment::new();
-        env.set_loader(minijinja::path_loader(templates_dir));
+        env.set_loader(loader(templates_dir.to_path_buf()));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_fuel(Some(FUEL));
         // MJML is markup: what it prints is escaped like HTML.
@@ -335,9 +335,12 @@ pub fn bounded_render(
     t: &minijinja::Template<'_, '_>,
     ctx: &Value,
 ) -> Result<String, minijinja::Error> {
-    let mut out = Bounded(Vec::new());
+    // Sized for the template's own text: most mail is about as long as its source.
+    let mut out = Bounded(Vec::with_capacity(t.source().len().min(MAX_OUTPUT)));
     match t.render_captured_to(ctx, &mut out) {
-        Ok(_) => Ok(String::from_utf8_lossy(&out.0).into_owned()),
+        // minijinja writes whole `str`s, so the output is UTF-8: checked (fast), not copied.
+        Ok(_) => Ok(String::from_utf8(out.0)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
         Err(e) if out.0.len() >= MAX_OUTPUT => Err(minijinja::Error::new(
             minijinja::ErrorKind::InvalidOperation,
             format!(
@@ -349,13 +352,73 @@ pub fn bounded_render(
     }
 }
 
-/// Whether a render error would strike every customer, whatever their data: a missing
-/// included template, or a template that exhausts the fuel or the output bound.
+/// Whether a render error would strike every customer, whatever their data: a missing or
+/// unreadable included template, or a template that exhausts the fuel or the output bound.
 pub fn fails_for_anyone(e: &minijinja::Error) -> bool {
     matches!(
         e.kind(),
         minijinja::ErrorKind::OutOfFuel | minijinja::ErrorKind::TemplateNotFound
-    ) || e.detail().is_some_and(|d| d.contains(OUTPUT_BOUND))
+    ) || e
+        .detail()
+        .is_some_and(|d| d.contains(OUTPUT_BOUND) || d.contains(NOT_UTF8))
+}
+
+/// Templates are files below the templates folder, read as UTF-8: a file that is not (saved
+/// as Shift_JIS by an older editor) is refused naming the file and its first bad byte, so
+/// `rebuy check` and every message that uses it say which file to fix.
+fn loader(
+    dir: PathBuf,
+) -> impl Fn(&str) -> Result<Option<String>, minijinja::Error> + Send + Sync + 'static {
+    move |name| {
+        let Some(path) = template_path(&dir, name) else {
+            return Ok(None);
+        };
+        let unreadable =
+            |why: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, why);
+        match std::fs::read(&path) {
+            Ok(bytes) => template_text(name, bytes)
+                .map(Some)
+                .map_err(|(_, _, why)| unreadable(why)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || path.is_dir() => Ok(None),
+            Err(e) => Err(unreadable(format!("cannot read template {name}: {e}"))),
+        }
+    }
+}
+
+/// The file of template `name` below `dir`; None for a name that would leave it (`..`), name
+/// a hidden file, or hold a backslash.
+fn template_path(dir: &Path, name: &str) -> Option<PathBuf> {
+    let mut path = dir.to_path_buf();
+    for part in name.split('/') {
+        if part.is_empty() || part.starts_with('.') || part.contains('\\') {
+            return None;
+        }
+        path.push(part);
+    }
+    Some(path)
+}
+
+/// Said of a template file that is not UTF-8.
+const NOT_UTF8: &str = "is not UTF-8";
+
+/// A template file's text, or where its first byte that is not UTF-8 is (line, column) and
+/// what to do.
+pub fn template_text(name: &str, bytes: Vec<u8>) -> Result<String, (u64, u64, String)> {
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        let start = good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let col = String::from_utf8_lossy(&good[start..]).chars().count() as u64 + 1;
+        let byte = e.as_bytes()[good.len()];
+        (
+            line,
+            col,
+            format!(
+                "{name} {NOT_UTF8} (byte 0x{byte:02X} at line {line}, column {col}): save it as \
+                 UTF-8 (from Shift_JIS: iconv -f SHIFT_JIS -t UTF-8)"
+            ),
+        )
+    })
 }
 
 const OUTPUT_BOUND: &str = "the most one part may hold";

@@ -307,8 +307,15 @@ fn check_template(
     for name in names {
         let file = dir.join(&name);
         let shown = file.display().to_string();
-        let Ok(source) = std::fs::read_to_string(&file) else {
-            continue;
+        let source = match std::fs::read(&file).map(|b| crate::render::template_text(&name, b)) {
+            Ok(Ok(source)) => source,
+            Ok(Err((line, col, why))) => {
+                if checked.insert(name.clone()) {
+                    diags.push(Diagnostic::new(&shown, line, col, why));
+                }
+                continue;
+            }
+            Err(_) => continue,
         };
         // A template shared by several scenarios is checked for syntax once, but its variables
         // are checked against each scenario's context.

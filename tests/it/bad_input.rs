@@ -346,3 +346,60 @@ fn check_catches_a_missing_include_and_a_runaway_loop_and_knows_range_and_namesp
     assert!(!all.contains("globals"), "{all}");
     assert_eq!(lines.len(), 2, "{all}");
 }
+
+/// A template saved as Shift_JIS (or with any byte that is not UTF-8) is found by `rebuy check`
+/// at its first bad byte, whether it is a step's own part or a file it includes; the render
+/// of a message says which file, instead of "could not read template".
+#[test]
+fn a_template_that_is_not_utf8_is_found_by_check_at_its_byte_and_named_by_the_render() {
+    let step = |id: &str, template: &str| {
+        format!("id: {id}\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: {{ template: {template}, subject: s }}\n")
+    };
+    let (own, inc) = (step("own", "sjis"), step("inc", "inc"));
+    let shop = TestShop::new(
+        &[("own.yaml", own.as_str()), ("inc.yaml", inc.as_str())],
+        &[
+            ("sjis.html", "<p>x</p>"),
+            ("inc.html", "<p>hi</p>{% include '_part.txt' %}"),
+            ("inc.txt", "hi"),
+        ],
+        None,
+    );
+    // こんにちは in Shift_JIS on the second line, after two characters; a bad byte in a part.
+    std::fs::write(
+        shop.file("templates/sjis.txt"),
+        b"hello\n\xe3\x81\x82!\x82\xb1\x82\xf1\n",
+    )
+    .unwrap();
+    std::fs::write(shop.file("templates/_part.txt"), b"\xff").unwrap();
+    let report = check_all(
+        &shop.config.scenarios_dir,
+        &shop.config.templates_dir,
+        &shop.config.shop,
+    );
+    let root = format!("{}/", shop.path().display());
+    let lines: Vec<String> = report
+        .diagnostics
+        .iter()
+        .map(|d| d.to_string().replace(&root, ""))
+        .collect();
+    let all = lines.join("\n");
+    assert!(
+        all.contains("templates/sjis.txt:2:3: sjis.txt is not UTF-8 (byte 0x82 at line 2, column 3): save it as UTF-8"),
+        "{all}"
+    );
+    assert!(
+        all.contains("inc.html (step 'a' of scenario 'inc') fails to render: ")
+            && all.contains("_part.txt is not UTF-8 (byte 0xFF at line 1, column 1)"),
+        "{all}"
+    );
+    assert_eq!(lines.len(), 2, "{all}");
+
+    let renderer = rebuy::render::Renderer::new(&shop.config.templates_dir);
+    let err = renderer.env().get_template("sjis.txt").unwrap_err();
+    let said = rebuy::render::describe(&err);
+    assert!(
+        said.contains("sjis.txt is not UTF-8 (byte 0x82 at line 2"),
+        "{said}"
+    );
+}
