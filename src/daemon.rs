@@ -170,7 +170,7 @@ impl Daemon {
             return Ok(false);
         }
         if let Err(e) = self.run_job(i, slot, now).await {
-            error!(job = %name, error = %format!("{e:#}"), "job failed");
+            error!(job = %name, error = %crate::diagnostic::explained(&e), "job failed");
         }
         // The next run after the one just made, never one already past.
         let next = job.next_after(now.max(slot)).map(|t| t.timestamp_millis());
@@ -313,7 +313,7 @@ impl Daemon {
             match self.run_once(now).await {
                 Ok(r) => r.log(),
                 Err(e) => {
-                    error!(error = %format!("{e:#}"), "cycle failed; retrying on the next tick")
+                    error!(error = %crate::diagnostic::explained(&e), "cycle failed; retrying on the next tick")
                 }
             }
             if *shutdown.borrow() {

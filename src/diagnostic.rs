@@ -1,5 +1,6 @@
 //! A located problem in a user's file: `path:line:col: message`, with an optional hint.
-//! Validators collect every problem they find instead of stopping at the first.
+//! Validators collect every problem they find instead of stopping at the first. Also how an
+//! error and its causes are told in one line (`explained`).
 
 use serde::Serialize;
 use std::fmt;
@@ -54,9 +55,45 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// An error and its causes in one line, as `{:#}` prints them but each cause only when its
+/// text is not already said: many errors carry their cause's text in their own (thiserror's
+/// `"…: {0}"` beside `#[from]`, sqlx's I/O errors), and `{:#}` then said it two or three times.
+pub fn explained(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    enum Outer {
+        #[error("database error: {0}")]
+        Db(#[from] std::io::Error),
+    }
+
+    #[test]
+    fn an_error_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let e = anyhow::Error::from(Outer::from(io)).context("cannot open the database 'x'");
+        assert_eq!(
+            explained(&e),
+            "cannot open the database 'x': database error: Connection refused"
+        );
+        let e = anyhow::anyhow!("the cause").context("what failed");
+        assert_eq!(explained(&e), "what failed: the cause");
+    }
 
     #[test]
     fn a_diagnostic_prints_its_location_first() {

@@ -166,7 +166,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::diagnostic::explained(&e));
             ExitCode::from(if is_input_error(&e) {
                 exit::INVALID
             } else {

@@ -116,7 +116,7 @@ async fn reload_on_hangup(
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::error!(error = %format!("{e:#}"), "SIGHUP: cannot reload the scenarios; the running ones stay")
+                tracing::error!(error = %crate::diagnostic::explained(&e), "SIGHUP: cannot reload the scenarios; the running ones stay")
             }
         }
     }

@@ -62,7 +62,7 @@ impl Problem {
 
     /// A failure on rebuy's side: logged in full, answered without internals.
     pub fn internal(e: &anyhow::Error) -> Self {
-        tracing::error!(error = %format!("{e:#}"), "request failed");
+        tracing::error!(error = %crate::diagnostic::explained(e), "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             .detail("rebuy could not complete the request; nothing was changed unless the reply said so. The log has the reason.")
     }

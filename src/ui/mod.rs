@@ -240,7 +240,7 @@ impl Ui {
                 why.clone(),
             ),
             UiError::Internal(err) => {
-                tracing::error!(error = %format!("{err:#}"), "a page failed");
+                tracing::error!(error = %crate::diagnostic::explained(err), "a page failed");
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     t("error.internal"),
