@@ -288,7 +288,7 @@ pub async fn post_orders(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
                 .map(|(at, o)| (at.as_str(), o.customer_id.as_str()));
             unknown_customers(&api, owners.collect(), "customer_id", &mut errors).await?;
             if !errors.is_empty() {
-                errors.sort_by(|a, b| a.at.cmp(&b.at));
+                errors.sort_by(|a, b| place_key(&a.at).cmp(&place_key(&b.at)));
                 return Err(Problem::invalid("invalid order", errors));
             }
             let count = good.len();
@@ -331,7 +331,7 @@ pub async fn post_products(State(api): State<Arc<Api>>, headers: HeaderMap, body
                 |p| &p.sku,
             )?;
             if !errors.is_empty() {
-                errors.sort_by(|a, b| a.at.cmp(&b.at));
+                errors.sort_by(|a, b| place_key(&a.at).cmp(&place_key(&b.at)));
                 return Err(Problem::invalid("invalid product", errors));
             }
             let good: Vec<_> = good.into_iter().map(|(_, p)| p).collect();
@@ -378,7 +378,7 @@ pub async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
                 .map(|(at, e)| (at.as_str(), e.customer_id.as_str()));
             unknown_customers(&api, owners.collect(), "customer", &mut errors).await?;
             if !errors.is_empty() {
-                errors.sort_by(|a, b| a.at.cmp(&b.at));
+                errors.sort_by(|a, b| place_key(&a.at).cmp(&place_key(&b.at)));
                 return Err(Problem::invalid("invalid event", errors));
             }
             let good: Vec<_> = good.into_iter().map(|(_, e)| e).collect();
@@ -396,6 +396,16 @@ pub async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
         },
     )
     .await
+}
+
+/// A JSON pointer as a reader orders places: `/orders/2` before `/orders/10`.
+fn place_key(at: &str) -> Vec<(u8, u64, &str)> {
+    at.split('/')
+        .map(|part| match part.parse::<u64>() {
+            Ok(n) => (0, n, ""),
+            Err(_) => (1, 0, part),
+        })
+        .collect()
 }
 
 #[cfg(test)]

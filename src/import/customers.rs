@@ -26,6 +26,7 @@ pub const CUSTOMER_FIELDS: &[&str] = &[
 /// Validates one record into a customer, or says what is wrong with it.
 pub fn parse_customer(r: &Record) -> Result<NewCustomer, Invalid> {
     let f = &r.fields;
+    super::scalars_only(f, CUSTOMER_FIELDS, "attributes")?;
     let id = id_text(f, "id")?
         .or(id_text(f, "customer_id")?)
         .ok_or_else(|| Invalid::missing("id"))?;
@@ -76,7 +77,7 @@ pub(super) async fn run(
     opts: &ImportOptions,
     now: DateTime<Utc>,
 ) -> Result<ImportReport> {
-    let (mut reader, mut report) = super::open(path, opts)?;
+    let (mut reader, mut report) = super::open(path, opts, &[&["id", "customer_id"], &["email"]])?;
     // The line each customer was first seen on: a second row for the same id is reported,
     // as a repeated order is, rather than silently overwriting the first.
     let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();

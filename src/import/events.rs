@@ -23,6 +23,7 @@ pub const MAX_PROPERTIES: usize = 16 * 1024;
 /// Validates one record into an event, or says what is wrong with it.
 pub fn parse_event(r: &Record, zone: Tz) -> Result<NewEvent, Invalid> {
     let f = &r.fields;
+    super::scalars_only(f, EVENT_FIELDS, "properties")?;
     let customer_id = text(f, "customer")
         .or_else(|| text(f, "customer_id"))
         .ok_or_else(|| Invalid::missing("customer"))?;
@@ -93,7 +94,11 @@ pub(super) async fn run(
     opts: &ImportOptions,
     now: DateTime<Utc>,
 ) -> Result<ImportReport> {
-    let (mut reader, mut report) = super::open(path, opts)?;
+    let (mut reader, mut report) = super::open(
+        path,
+        opts,
+        &[&["customer", "customer_id"], &["name"], &["at"]],
+    )?;
     let mut confirmed: HashSet<String> = HashSet::new();
     while let Some(chunk) = reader.next_chunk()? {
         let mut parsed = Vec::with_capacity(chunk.len());

@@ -15,7 +15,7 @@ pub use products::{parse_product, PRODUCT_FIELDS};
 
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -158,12 +158,24 @@ pub async fn import_orders(
 
 /// Opens a file for import: its format (from `--format` or the extension), a reader with a
 /// progress bar, and an empty report.
-fn open(path: &Path, opts: &ImportOptions) -> Result<(ChunkReader, ImportReport)> {
+/// Opens a file to import. `required`: the columns a CSV header must name, each as its
+/// accepted names (`["order_id", "id"]`); a header without one is the file's problem, said
+/// once, not a rejected row per line.
+fn open(
+    path: &Path,
+    opts: &ImportOptions,
+    required: &[&[&str]],
+) -> Result<(ChunkReader, ImportReport)> {
     let format = match opts.format {
         Some(f) => f,
         None => Format::detect(path)?,
     };
     let reader = ChunkReader::open(path, format, progress_bar(path, opts.progress)?)?;
+    if let Source::Csv(_, headers, ..) = &reader.source {
+        if let Some(why) = missing_column(headers, required) {
+            return Err(crate::engine::InputError(format!("{}: {why}", path.display())).into());
+        }
+    }
     let report = ImportReport {
         file: path.display().to_string(),
         ..Default::default()
@@ -205,7 +217,14 @@ pub struct ChunkReader {
 }
 
 enum Source {
-    Csv(csv::Reader<std::fs::File>, Vec<String>, std::path::PathBuf),
+    /// The reader, the header's names, the file, and how many lines the reader's count of a
+    /// record's line is short (see `crlf_shift`).
+    Csv(
+        csv::Reader<std::fs::File>,
+        Vec<String>,
+        std::path::PathBuf,
+        u64,
+    ),
     Jsonl(std::io::Split<std::io::BufReader<std::fs::File>>, u64, u64),
 }
 
@@ -231,7 +250,7 @@ impl ChunkReader {
                     .iter()
                     .map(|h| h.to_ascii_lowercase())
                     .collect();
-                Source::Csv(reader, headers, path.to_path_buf())
+                Source::Csv(reader, headers, path.to_path_buf(), crlf_shift(path))
             }
             Format::Jsonl => {
                 use std::io::BufRead;
@@ -249,7 +268,7 @@ impl ChunkReader {
     pub fn next_chunk(&mut self) -> Result<Option<Vec<Record>>> {
         let mut chunk = Vec::with_capacity(CHUNK);
         match &mut self.source {
-            Source::Csv(reader, headers, path) => {
+            Source::Csv(reader, headers, path, shift) => {
                 let mut record = csv::StringRecord::new();
                 // Where the last record began, if one of its fields spans lines.
                 let mut spanning: Option<u64> = None;
@@ -268,7 +287,7 @@ impl ChunkReader {
                             break;
                         }
                         Ok(true) => {
-                            let line = record.position().map(|p| p.line()).unwrap_or(0);
+                            let line = record.position().map_or(0, |p| p.line() + *shift);
                             spanning = record
                                 .iter()
                                 .any(|f| f.contains('\n'))
@@ -282,7 +301,7 @@ impl ChunkReader {
                             chunk.push(Record { line, fields });
                         }
                         Err(e) => {
-                            let line = e.position().map(|p| p.line()).unwrap_or(0);
+                            let line = e.position().map_or(0, |p| p.line() + *shift);
                             self.unreadable.push(RowError {
                                 line,
                                 message: format!("unreadable CSV row: {}", csv_reason(&e)),
@@ -364,8 +383,47 @@ fn csv_reason(e: &csv::Error) -> String {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
         } => format!("{len} fields where the header has {expected_len}"),
+        csv::ErrorKind::Utf8 { err, .. } => format!(
+            "field {} is not UTF-8: the file is in another encoding (Shift_JIS, as Excel saves \
+             \"CSV\"?); save it as \"CSV UTF-8\" or convert it (iconv -f SHIFT_JIS -t UTF-8)",
+            err.field() + 1
+        ),
         _ => e.to_string(),
     }
+}
+
+/// The first of `required` that `headers` lacks, said with what the header has and, for a
+/// near miss (`e-mail`), which of its columns is probably meant.
+fn missing_column(headers: &[String], required: &[&[&str]]) -> Option<String> {
+    let names: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let lacking = required
+        .iter()
+        .find(|accepted| !accepted.iter().any(|a| names.contains(a)))?;
+    let wanted = lacking
+        .iter()
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let near = crate::diagnostic::did_you_mean(lacking[0], &names)
+        .map(|n| format!("; is '{n}' that column? rename it '{}'", lacking[0]))
+        .unwrap_or_default();
+    Some(format!(
+        "the CSV header has no {wanted} column (it has: {}){near}",
+        names.join(", ")
+    ))
+}
+
+/// How many lines the CSV reader's count of a record's line is short: it counts a line when it
+/// reads its `\n`, and of a `\r\n` it stops at the `\r`, so in a file whose lines end in
+/// `\r\n` (Excel's, most shop exports) every record after the header would be placed on the
+/// line before its own.
+fn crlf_shift(path: &Path) -> u64 {
+    use std::io::{BufRead, Read};
+    let mut first = Vec::new();
+    let read = std::fs::File::open(path)
+        .map(|f| std::io::BufReader::new(f.take(1 << 20)))
+        .and_then(|mut r| r.read_until(b'\n', &mut first));
+    u64::from(read.is_ok() && first.ends_with(b"\r\n"))
 }
 
 /// An id field as text: a string, or a whole number written out. A number too long for one
@@ -376,12 +434,38 @@ pub fn id_text(
     key: &str,
 ) -> Result<Option<String>, Invalid> {
     match fields.get(key) {
+        Some(serde_json::Value::Bool(b)) => Err(Invalid::at(
+            key,
+            format!("'{key}' must be text or a whole number, found {b}"),
+        )),
         Some(serde_json::Value::Number(n)) if n.is_f64() => Err(Invalid::at(
             key,
             format!("'{key}' is the number {n}, not a whole number rebuy can keep exactly; write ids as strings (\"{key}\": \"…\")"),
         )),
         _ => Ok(text(fields, key)),
     }
+}
+
+/// Checks that each of a record's `known` fields but `structured` (an order's `items`, a
+/// customer's `attributes`, an event's `properties`) holds one value (text, a number, true or
+/// false): an object or a list where text belongs is refused, not stored as its JSON text.
+pub fn scalars_only(
+    fields: &BTreeMap<String, serde_json::Value>,
+    known: &[&str],
+    structured: &str,
+) -> Result<(), Invalid> {
+    for key in known.iter().filter(|k| **k != structured) {
+        let found = match fields.get(*key) {
+            Some(serde_json::Value::Object(_)) => "an object",
+            Some(serde_json::Value::Array(_)) => "a list",
+            _ => continue,
+        };
+        return Err(Invalid::at(
+            *key,
+            format!("'{key}' must be one value (text or a number), found {found}"),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses a chunk with `parse`, reporting each bad record and each record whose `key` an
@@ -452,6 +536,18 @@ pub fn text(fields: &BTreeMap<String, serde_json::Value>, key: &str) -> Option<S
 /// Parses an instant: RFC 3339 (`2026-11-01T10:15:00+09:00`), or a local `YYYY-MM-DD HH:MM[:SS]`
 /// or `YYYY-MM-DD` in the shop's default time zone.
 pub fn parse_instant(raw: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
+    let t = any_instant(raw, zone)?;
+    if !(1970..2100).contains(&t.year()) {
+        return Err(format!(
+            "'{raw}' is outside the years 1970 to 2099 that rebuy accepts; an export that \
+             writes 0000 or 9999 for an unknown date should leave the row out"
+        ));
+    }
+    Ok(t)
+}
+
+/// `parse_instant` without the bound on the year.
+fn any_instant(raw: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -481,6 +577,21 @@ pub fn parse_instant(raw: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
 mod tests {
     use super::parse_instant;
     use chrono_tz::America::{New_York, Santiago};
+
+    #[test]
+    fn years_outside_1970_to_2099_are_refused() {
+        for raw in [
+            "0000-01-01",
+            "9999-12-31",
+            "1969-12-31T23:59:59Z",
+            "2100-01-01T00:00:00Z",
+        ] {
+            let e = parse_instant(raw, New_York).unwrap_err();
+            assert!(e.contains("outside the years 1970 to 2099"), "{raw}: {e}");
+        }
+        assert!(parse_instant("1970-01-01T00:00:00Z", New_York).is_ok());
+        assert!(parse_instant("2099-12-31", New_York).is_ok());
+    }
 
     #[test]
     fn local_times_around_daylight_saving_changes() {

@@ -46,7 +46,7 @@ pub(super) fn minor(raw: &str, field: &str) -> Result<i64, String> {
 
 /// The sum of an order's items, or why it cannot be stored.
 fn items_sum(items: &[ItemView]) -> Result<i64, String> {
-    items
+    let sum = items
         .iter()
         .try_fold(0i64, |sum, i| {
             i.quantity
@@ -58,7 +58,8 @@ fn items_sum(items: &[ItemView]) -> Result<i64, String> {
             format!(
                 "the items add up to more than {MAX_AMOUNT} (minor units), the most rebuy accepts"
             )
-        })
+        })?;
+    Ok(sum)
 }
 
 /// The fields of an order record (JSON; a CSV row also has the item fields).
@@ -122,6 +123,8 @@ fn item_from(v: &serde_json::Value, path: &str, prefix: &str) -> Result<ItemView
 /// Validates one record into an order line, or says what is wrong with it.
 pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, Invalid> {
     let f = &r.fields;
+    super::scalars_only(f, ORDER_FIELDS, "items")?;
+    super::scalars_only(f, ITEM_FIELDS, "")?;
     let order_id = id_text(f, "order_id")?
         .or(id_text(f, "id")?)
         .ok_or_else(|| Invalid::missing("order_id"))?;
@@ -215,11 +218,25 @@ impl Group {
         }
         let line = self.first.line;
         let sum = items_sum(&self.items).map_err(|e| (line, e))?;
+        let total = self.total.unwrap_or(sum);
+        // A line may be negative (a discount written as an item); the order may not: its total
+        // counts as the customer's spend.
+        if total < 0 {
+            return Err((
+                line,
+                format!(
+                    "order '{}': its items add up to {total} (minor units), below zero; a discount \
+                     line may lower an order's total, not below zero (is a 'unit_price' negative \
+                     by mistake?)",
+                    self.first.order_id
+                ),
+            ));
+        }
         let f = self.first;
         Ok((
             line,
             NewOrder {
-                total: self.total.unwrap_or(sum),
+                total,
                 items: serde_json::to_string(&self.items).unwrap_or_else(|_| "[]".into()),
                 id: f.order_id,
                 customer_id: f.customer_id,
@@ -279,7 +296,16 @@ impl Grouper {
 }
 
 pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
-    let (mut reader, mut report) = super::open(path, opts)?;
+    let (mut reader, mut report) = super::open(
+        path,
+        opts,
+        &[
+            &["order_id", "id"],
+            &["customer_id"],
+            &["placed_at"],
+            &["currency"],
+        ],
+    )?;
     // Reading, parsing and grouping run on a thread of their own while the previous chunk is
     // written: the import uses both cores.
     // Checking that the customers exist is a read on a connection of its own, done on that

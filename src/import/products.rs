@@ -27,6 +27,7 @@ pub const PRODUCT_FIELDS: &[&str] = &[
 /// Validates one record into a product, or says what is wrong with it.
 pub fn parse_product(r: &Record) -> Result<Product, Invalid> {
     let f = &r.fields;
+    super::scalars_only(f, PRODUCT_FIELDS, "")?;
     let sku = id_text(f, "sku")?.ok_or_else(|| Invalid::missing("sku"))?;
     let price = text(f, "price")
         .map(|p| super::orders::minor(&p, "price"))
@@ -71,7 +72,7 @@ pub(super) async fn run(
     opts: &ImportOptions,
     now: DateTime<Utc>,
 ) -> Result<ImportReport> {
-    let (mut reader, mut report) = super::open(path, opts)?;
+    let (mut reader, mut report) = super::open(path, opts, &[&["sku"]])?;
     let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     while let Some(chunk) = reader.next_chunk()? {
         let good = super::unique_records(

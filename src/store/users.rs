@@ -226,26 +226,27 @@ impl Store {
             return Ok(Vec::new());
         }
         // The first character past every string that starts with `q`.
-        let upper = format!("{q}\u{10FFFF}");
-        let lower = q.to_lowercase();
-        let upper_lower = format!("{lower}\u{10FFFF}");
+        let past = "\u{10FFFF}";
+        let upper = format!("{q}{past}");
+        // E-mail addresses in any case: the database lower-cases both sides, as its index
+        // `customers_email` on `lower(email)` does.
         let hits: Vec<CustomerHit> = sqlx::query_as(
             "SELECT c.id, c.email, c.name, c.orders_count, c.total_spent, c.currency, m.matched \
              FROM (\
                SELECT id AS cid, 'id' AS matched, 0 AS rank FROM customers WHERE id = $1 \
                UNION ALL SELECT customer_id, 'order', 1 FROM orders WHERE id = $1 \
-               UNION ALL SELECT id, 'email', 2 FROM customers WHERE email IN ($1, $4) \
+               UNION ALL SELECT id, 'email', 2 FROM customers WHERE lower(email) = lower($1) \
                UNION ALL SELECT * FROM (SELECT id, 'name', 3 FROM customers \
                  WHERE name >= $1 AND name < $2 ORDER BY name LIMIT $3) AS n \
                UNION ALL SELECT * FROM (SELECT id, 'email', 4 FROM customers \
-                 WHERE email >= $4 AND email < $5 ORDER BY email LIMIT $3) AS e \
+                 WHERE lower(email) >= lower($1) AND lower(email) < (lower($1) || $4) \
+                 ORDER BY lower(email) LIMIT $3) AS e \
              ) m JOIN customers c ON c.id = m.cid ORDER BY m.rank, c.name, c.id",
         )
         .bind(q)
         .bind(&upper)
         .bind(limit)
-        .bind(&lower)
-        .bind(&upper_lower)
+        .bind(past)
         .fetch_all(&self.pool)
         .await?;
         let mut seen = std::collections::HashSet::new();

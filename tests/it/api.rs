@@ -323,7 +323,13 @@ async fn an_invalid_record_refuses_the_whole_batch_and_names_every_field() {
         {"order_id": "stranger", "customer_id": "nobody", "placed_at": "2026-11-01", "currency": "JPY", "total": 1},
         {"order_id": "items", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY",
          "items": [{"sku": "A", "unit_price": 1}, {"sku": "B", "quantity": 0, "unit_price": 1}]},
-        {"order_id": "ok", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 100}
+        {"order_id": "ok", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 100},
+        {"order_id": {"a": 1}, "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 1},
+        {"order_id": "list", "customer_id": ["c1"], "placed_at": "2026-11-01", "currency": "JPY", "total": 1},
+        {"order_id": true, "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 1},
+        {"order_id": "minus", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY",
+         "items": [{"sku": "A", "unit_price": -500}]},
+        {"order_id": "never", "customer_id": "c1", "placed_at": "0000-01-01", "currency": "JPY", "total": 1}
     ]});
     let r = s.post("/v1/orders", Scope::Ingest, &batch).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -342,7 +348,12 @@ async fn an_invalid_record_refuses_the_whole_batch_and_names_every_field() {
             "/orders/2/totl",
             "/orders/3/customer_id",
             "/orders/4/items/1/quantity",
-            "/orders/5/order_id"
+            "/orders/5/order_id",
+            "/orders/6/order_id",
+            "/orders/7/customer_id",
+            "/orders/8/order_id",
+            "/orders/9/items",
+            "/orders/10/placed_at"
         ],
         "{}",
         r.json

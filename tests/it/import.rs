@@ -689,3 +689,135 @@ async fn a_file_of_many_statements_lands_whole_with_its_aggregates() {
         }
     }
 }
+
+/// Support looks customers up by e-mail address as they are told it, in any case: exactly
+/// (`find_customer`, `rebuy customer show`) and by its beginning (the search of /ui).
+#[tokio::test]
+async fn customers_are_found_by_email_in_any_case() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    let customers = [
+        customer("C1", "Aya.Tanaka@Example.JP", "Aya", "Asia/Tokyo", "{}"),
+        customer("C2", "ayumi@example.jp", "Ayumi", "Asia/Tokyo", "{}"),
+        customer("C3", "ken@example.jp", "Ken", "Asia/Tokyo", "{}"),
+    ];
+    store.upsert_customers(&customers, 0).await.unwrap();
+
+    for asked in [
+        "aya.tanaka@example.jp",
+        "AYA.TANAKA@EXAMPLE.JP",
+        "Aya.Tanaka@Example.JP",
+    ] {
+        assert_eq!(
+            store.find_customer(asked).await.unwrap().id,
+            "C1",
+            "{asked}"
+        );
+        let hits = store.search_customers(asked, 10).await.unwrap();
+        let found: Vec<(&str, &str)> = hits
+            .iter()
+            .map(|h| (h.id.as_str(), h.matched.as_str()))
+            .collect();
+        assert_eq!(found, [("C1", "email")], "{asked}");
+    }
+    let hits = store.search_customers("AY", 10).await.unwrap();
+    let mut found: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+    found.sort_unstable();
+    assert_eq!(found, ["C1", "C2"], "a beginning in another case");
+    assert!(store.find_customer("nobody@example.jp").await.is_err());
+}
+
+/// A discount written as a negative line lowers its order's total; an order whose items add up
+/// below zero (a price negative by mistake) is refused at its line, and a date no shop writes
+/// (0000, 9999) too: the customer's spend and the cohorts stay as they were.
+#[tokio::test]
+async fn orders_below_zero_and_impossible_dates_are_refused_by_line() {
+    let (shop, store) = shop_with("csv").await;
+    let file = shop.file("odd.csv");
+    std::fs::write(
+        &file,
+        "order_id,customer_id,placed_at,currency,total,sku,quantity,unit_price\n\
+         D1,C1,2026-11-02,JPY,,S1,1,3980\n\
+         D1,C1,2026-11-02,JPY,,COUPON,1,-500\n\
+         N1,C1,2026-11-02,JPY,,S1,1,-3980\n\
+         Y0,C1,0000-01-01,JPY,,S1,1,100\n\
+         Y9,C1,9999-12-31,JPY,,S1,1,100\n",
+    )
+    .unwrap();
+    let before = store.find_customer("C1").await.unwrap();
+    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    let lines: Vec<(u64, &str)> = r
+        .rejected
+        .iter()
+        .map(|e| (e.line, e.message.as_str()))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].0 == 4 && lines[0].1.contains("below zero"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1..]
+            .iter()
+            .zip([5, 6])
+            .all(|(l, n)| l.0 == n && l.1.contains("outside the years 1970 to 2099")),
+        "{lines:?}"
+    );
+    let after = store.find_customer("C1").await.unwrap();
+    assert_eq!(after.total_spent, before.total_spent + 3480);
+    assert_eq!(after.orders_count, before.orders_count + 1);
+}
+
+/// Files as Excel and shop platforms write them: lines ending in CR LF are placed on their own
+/// line (not the one before), a Shift_JIS row says the file's encoding is the problem, and a
+/// header without a required column is said once for the file, not once per row.
+#[tokio::test]
+async fn crlf_lines_shift_jis_and_a_missing_column_are_told_as_a_person_fixes_them() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    let now = utc("2026-11-01T00:00:00Z");
+    let crlf = shop.file("crlf.csv");
+    std::fs::write(
+        &crlf,
+        "id,email,name\r\nT1,t1@example.jp,a\r\nT2,bad,b\r\nT3,t3@example.jp,c\r\nT4,bad4,d\r\n",
+    )
+    .unwrap();
+    let r = import_customers(&store, &crlf, &opts(), now).await.unwrap();
+    let lines: Vec<u64> = r.rejected.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [3, 5], "{:?}", r.rejected);
+    assert_eq!(r.inserted, 2);
+
+    // 顧客 in Shift_JIS, on the third line.
+    let sjis = shop.file("sjis.csv");
+    let mut bytes = b"id,email,name\nS1,s1@example.jp,a\nS2,s2@example.jp,".to_vec();
+    bytes.extend_from_slice(b"\x8c\xda\x8b\x71\n");
+    std::fs::write(&sjis, bytes).unwrap();
+    let r = import_customers(&store, &sjis, &opts(), now).await.unwrap();
+    assert_eq!(r.rejected.len(), 1, "{:?}", r.rejected);
+    assert_eq!(r.rejected[0].line, 3);
+    assert!(
+        r.rejected[0].message.contains("field 3 is not UTF-8")
+            && r.rejected[0].message.contains("CSV UTF-8"),
+        "{}",
+        r.rejected[0].message
+    );
+
+    let header = shop.file("header.csv");
+    let rows: String = (0..2000)
+        .map(|i| format!("H{i},h{i}@example.jp\n"))
+        .collect();
+    std::fs::write(&header, format!("customer_id,e-mail\n{rows}")).unwrap();
+    let before = store.all_customers().await.unwrap().len();
+    let e = import_customers(&store, &header, &opts(), now)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.ends_with(
+            "header.csv: the CSV header has no 'email' column (it has: customer_id, e-mail); \
+             is 'e-mail' that column? rename it 'email'"
+        ),
+        "{e}"
+    );
+    assert_eq!(store.all_customers().await.unwrap().len(), before);
+}
