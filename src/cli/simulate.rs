@@ -62,11 +62,38 @@ pub fn database_file(database: &str) -> String {
     }
 }
 
+/// What a back-test cannot show, said before it runs: it replays orders, so scenarios started
+/// by a person or by a custom event enroll nobody in it.
+fn not_replayed(scenarios: &[crate::scenario::Scenario]) -> Vec<String> {
+    use crate::scenario::Trigger;
+    scenarios
+        .iter()
+        .filter(|s| s.enabled)
+        .filter_map(|s| match &s.trigger {
+            Trigger::Event(name) => Some(format!(
+                "note: scenario '{}' starts on the event '{name}': a back-test replays orders, not \
+                 events, so it enrolls nobody here",
+                s.id
+            )),
+            Trigger::Manual => Some(format!(
+                "note: scenario '{}' is started by hand (rebuy trigger): a back-test enrolls nobody in it",
+                s.id
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 fn local_midnight(d: NaiveDate, zone: chrono_tz::Tz) -> DateTime<Utc> {
     from_millis(start_of_day(d, zone))
 }
 
 pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
+    // A back-test renders every message and drops most bodies at once: given back to the
+    // system at once (the binary's default), the same pages were faulted in again and again
+    // (page faults and TLB shootdowns were 7% of a year's back-test). mimalloc's usual delay,
+    // as `rebuy serve` has; measured in BENCHMARKS.md.
+    super::purge_freed_memory_after(100);
     let zone = app.resolved.default_timezone;
     if args.to < args.from {
         eprintln!("error: --to {} is before --from {}", args.to, args.from);
@@ -123,6 +150,9 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
             return Ok(exit::INVALID);
         }
     };
+    for line in not_replayed(engine.scenarios()) {
+        eprintln!("{line}");
+    }
     let bar = if !args.no_progress && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0);
         bar.set_style(ProgressStyle::with_template(

@@ -335,8 +335,7 @@ pub fn bounded_render(
     t: &minijinja::Template<'_, '_>,
     ctx: &Value,
 ) -> Result<String, minijinja::Error> {
-    // Sized for the template's own text: most mail is about as long as its source.
-    let mut out = Bounded(Vec::with_capacity(t.source().len().min(MAX_OUTPUT)));
+    let mut out = Bounded(Vec::new());
     match t.render_captured_to(ctx, &mut out) {
         // minijinja writes whole `str`s, so the output is UTF-8: checked (fast), not copied.
         Ok(_) => Ok(String::from_utf8(out.0)
