@@ -841,6 +841,16 @@ impl Config {
                 );
             }
         }
+        if let Some(Err(e)) = self
+            .shop
+            .get("currency")
+            .map(|c| crate::domain::parse_currency(c))
+        {
+            diags.push(
+                Diagnostic::new(&path, 1, 1, format!("shop.currency: {e}"))
+                    .with_hint("reports read every amount in the currency's minor units"),
+            );
+        }
         if let Some(c) = self.marketing.cap.as_ref().filter(|c| c.max == 0) {
             diags.push(Diagnostic::new(
                 &path,
@@ -1410,13 +1420,26 @@ mod tests {
         let r = c.resolve().unwrap();
         assert!((r.control_group - 0.05).abs() < 1e-12);
         assert_eq!(r.attribution_window, Duration::days(3));
+        let mut c = Config::parse(
+            "c.yaml",
+            "shop:\n  name: S\n  from: S <a@s.example>\n  currency: YEN\n",
+        )
+        .unwrap();
+        c.source = Some("c.yaml".into());
+        let errs = c.resolve().unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.to_string().contains(
+                "shop.currency: 'YEN' is not an ISO 4217 currency code (the yen is JPY)"
+            )),
+            "{errs:?}"
+        );
         let mut c = Config::parse("c.yaml", "experiments:\n  control_group: 100%\n").unwrap();
         c.source = Some("c.yaml".into());
         let errs = c.resolve().unwrap_err();
         assert!(
-            errs[0]
-                .to_string()
-                .starts_with("c.yaml:2:18: bad share '100%'"),
+            errs[0].to_string().starts_with(
+                "c.yaml:2:18: bad share '100%': it must be more than 0% and less than 100%"
+            ),
             "{}",
             errs[0]
         );

@@ -82,25 +82,31 @@ pub fn mask_emails_in(text: &str) -> String {
     out
 }
 
-/// An ISO 4217 currency code, upper case, three letters.
+/// An ISO 4217 currency code (`iso_currency`'s list), upper case. A code that is not one
+/// (`YEN`) is refused: amounts are read in its minor units, so a wrong code misstates every one.
 pub fn parse_currency(raw: &str) -> Result<String, String> {
     let code = raw.trim().to_ascii_uppercase();
-    if code.len() == 3 && code.chars().all(|c| c.is_ascii_alphabetic()) {
-        Ok(code)
-    } else {
-        Err(format!(
-            "'{raw}' is not a currency code; use three letters such as JPY or USD"
-        ))
+    if iso_currency::Currency::from_code(&code).is_some() {
+        return Ok(code);
     }
+    let hint = match code.as_str() {
+        "YEN" | "円" | "¥" => " (the yen is JPY)",
+        "RMB" | "元" => " (the renminbi is CNY)",
+        "WON" | "원" => " (the won is KRW)",
+        "EURO" | "€" => " (the euro is EUR)",
+        "$" => " (the US dollar is USD)",
+        _ => "",
+    };
+    Err(format!(
+        "'{raw}' is not an ISO 4217 currency code{hint}; use three letters such as JPY or USD"
+    ))
 }
 
-/// How many decimal places a currency's minor unit has (ISO 4217).
+/// How many decimal places a currency's minor unit has (ISO 4217; 2 for a code without one).
 pub fn minor_digits(currency: &str) -> u32 {
-    match currency {
-        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "PYG" | "UGX" | "XAF" | "XOF" => 0,
-        "BHD" | "KWD" | "OMR" | "JOD" | "TND" | "IQD" | "LYD" => 3,
-        _ => 2,
-    }
+    iso_currency::Currency::from_code(currency)
+        .and_then(|c| c.exponent())
+        .map_or(2, u32::from)
 }
 
 fn currency_symbol(currency: &str) -> Option<&'static str> {
@@ -273,6 +279,10 @@ pub fn parse_share(raw: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("bad share '{raw}': no '%'; {hint}"))?;
     match number.trim().parse::<f64>() {
         Ok(p) if p > 0.0 && p < 100.0 => Ok(p / 100.0),
+        Ok(p) if p.is_finite() => Err(format!(
+            "bad share '{raw}': it must be more than 0% and less than 100% (a share of none or \
+             of everyone compares nothing), such as 10% or 2.5%"
+        )),
         _ => Err(format!("bad share '{raw}'; {hint}")),
     }
 }
@@ -328,6 +338,22 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn currencies_are_iso_4217_codes_with_their_minor_digits() {
+        assert_eq!(parse_currency(" jpy ").unwrap(), "JPY");
+        let e = parse_currency("YEN").unwrap_err();
+        assert!(
+            e.contains("not an ISO 4217 currency code (the yen is JPY)"),
+            "{e}"
+        );
+        assert!(parse_currency("ABC").is_err());
+        let digits: Vec<u32> = ["JPY", "USD", "KWD", "CLF", "ISK", "ZZZ"]
+            .iter()
+            .map(|c| minor_digits(c))
+            .collect();
+        assert_eq!(digits, [0, 2, 3, 4, 0, 2]);
+    }
 
     #[test]
     fn addresses_in_a_server_reply_are_masked_for_logs() {
