@@ -77,7 +77,7 @@ pub fn parse(path: &str, text: &str) -> Result<Node, Diagnostic> {
                 .location()
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((1, 1));
-            let message = bare_message(&e.to_string()).to_string();
+            let message = in_users_words(bare_message(&e.to_string()));
             Err(Diagnostic::new(
                 path,
                 line,
@@ -245,6 +245,23 @@ pub fn expect_str<'a>(
     s
 }
 
+/// The parser's messages that name its own settings, said as what to fix in the file.
+fn in_users_words(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set ").next().unwrap_or(rest).trim();
+        return format!("the key '{key}' is given twice; keep one");
+    }
+    if message.starts_with("budget breached") {
+        return "the file is too large or expands too far (aliases repeating aliases); rebuy \
+                reads at most 250,000 values from one file"
+            .into();
+    }
+    if message.contains("found a tab") || message.contains("tab character") {
+        return format!("{message} (indent with spaces, not tabs)");
+    }
+    message.to_string()
+}
+
 /// The parser's words for a problem without the place it puts in front ("error: line 3 column
 /// 3: …"): rebuy prints the place itself, as `path:line:col:`.
 pub fn bare_message(text: &str) -> &str {
@@ -276,6 +293,16 @@ mod tests {
         let (key, value) = &step[1];
         assert_eq!((key.line, key.col), (4, 5));
         assert_eq!(value.as_str(), Some("4d"));
+    }
+
+    #[test]
+    fn the_parsers_own_settings_are_not_what_a_user_is_told() {
+        let e = parse("s.yaml", "id: a\nid: b\n").unwrap_err().to_string();
+        assert!(e.contains("the key 'id' is given twice; keep one"), "{e}");
+        let bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\ne: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n";
+        let e = parse("s.yaml", bomb).unwrap_err().to_string();
+        assert!(e.contains("too large or expands too far"), "{e}");
+        assert!(!e.contains("Nodes"), "{e}");
     }
 
     #[test]

@@ -198,7 +198,7 @@ async fn retry(app: &App, store: &Store, ids: &[i64], all_failed: bool) -> anyho
         .collect();
     if !missed.is_empty() {
         eprintln!(
-            "error: not re-queued (no such message, or not failed/unknown):{}",
+            "error: not re-queued (no such message, or not failed, unknown or expired){}",
             list(&missed)
         );
     }

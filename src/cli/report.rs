@@ -118,6 +118,7 @@ async fn rfm(app: &App, args: &RfmArgs) -> anyhow::Result<u8> {
         "orders",
         "average order value",
     ];
+    let money = amount_for(args.format, app.currency());
     let rows = |groups: &[RfmGroup]| -> Vec<Vec<String>> {
         groups
             .iter()
@@ -125,9 +126,9 @@ async fn rfm(app: &App, args: &RfmArgs) -> anyhow::Result<u8> {
                 vec![
                     g.group.clone(),
                     g.customers.to_string(),
-                    g.revenue.to_string(),
+                    money(g.revenue as f64),
                     g.orders.to_string(),
-                    format!("{:.0}", g.revenue as f64 / g.orders.max(1) as f64),
+                    money(g.revenue as f64 / g.orders.max(1) as f64),
                 ]
             })
             .collect()
@@ -267,6 +268,7 @@ async fn ltv(app: &App, args: &LtvArgs) -> anyhow::Result<u8> {
     ];
     let opt =
         |v: Option<f64>, digits: usize| v.map_or("—".to_string(), |v| format!("{v:.digits$}"));
+    let money = amount_for(args.format, app.currency());
     let rows = |groups: &[GroupLtv]| -> Vec<Vec<String>> {
         groups
             .iter()
@@ -274,16 +276,16 @@ async fn ltv(app: &App, args: &LtvArgs) -> anyhow::Result<u8> {
                 let mut row = vec![
                     g.group.clone(),
                     g.customers.to_string(),
-                    format!("{:.0}", g.average_order_value),
+                    money(g.average_order_value),
                     opt(g.purchases_per_year, 2),
                     g.annual_retention
                         .map_or("—".into(), |r| format!("{:.1}%", r * 100.0)),
                     opt(g.retention_years, 2),
-                    opt(g.ltv, 0),
+                    g.ltv.map_or("—".to_string(), &money),
                 ];
                 for k in 0..3 {
                     row.push(match g.revenue_within[k] {
-                        Some(v) => format!("{v:.0} (n={})", g.observed_customers[k]),
+                        Some(v) => format!("{} (n={})", money(v), g.observed_customers[k]),
                         None => "—".into(),
                     });
                 }
@@ -294,9 +296,7 @@ async fn ltv(app: &App, args: &LtvArgs) -> anyhow::Result<u8> {
     let json =
         |groups: &[GroupLtv]| serde_json::json!({ "as_of": as_of.to_string(), "groups": groups });
     if args.format == OutputFormat::Table {
-        println!(
-            "LTV by RFM segment, as of {as_of} (money in minor units; — = not enough history)"
-        );
+        println!("LTV by RFM segment, as of {as_of} (— = not enough history)");
         print_rows(args.format, &headers, &rows(&segments), &json(&segments))?;
         println!("LTV by monthly first-order cohort");
         print_rows(args.format, &headers, &rows(&cohorts), &json(&cohorts))?;
@@ -308,4 +308,13 @@ async fn ltv(app: &App, args: &LtvArgs) -> anyhow::Result<u8> {
         print_rows(args.format, &headers, &rows(chosen), &json(chosen))?;
     }
     Ok(exit::OK)
+}
+
+/// How an amount (in minor units) is shown: in the shop's currency in a table (`¥3,980`), as
+/// the whole number of minor units in CSV and JSON, for spreadsheets and programs.
+fn amount_for(format: OutputFormat, currency: String) -> impl Fn(f64) -> String {
+    move |minor| match format {
+        OutputFormat::Table => crate::domain::format_money(minor.round() as i64, &currency),
+        _ => format!("{minor:.0}"),
+    }
 }

@@ -1136,7 +1136,7 @@ impl Engine {
             // In the shop's zone, like every time the CLI and the API show.
             due_at: due
                 .with_timezone(&self.settings.default_timezone)
-                .to_rfc3339(),
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         })
     }
 

@@ -65,8 +65,13 @@ pub fn parse_event(r: &Record, zone: Tz) -> Result<NewEvent, Invalid> {
         ));
     }
     let id = match text(f, "id") {
-        Some(id) if id.len() <= 200 => id,
-        Some(_) => return Err(Invalid::at("id", "'id' is longer than 200 characters")),
+        Some(id) if id.chars().count() <= super::MAX_ID => id,
+        Some(_) => {
+            return Err(Invalid::at(
+                "id",
+                format!("'id' is longer than {} characters", super::MAX_ID),
+            ))
+        }
         None => derived_id(&customer_id, &name, at, &properties),
     };
     Ok(NewEvent {

@@ -442,13 +442,28 @@ pub fn id_text(
             key,
             format!("'{key}' is the number {n}, not a whole number rebuy can keep exactly; write ids as strings (\"{key}\": \"…\")"),
         )),
-        _ => Ok(text(fields, key)),
+        _ => match text(fields, key) {
+            Some(id) if id.chars().count() > MAX_ID => Err(Invalid::at(
+                key,
+                format!("'{key}' is longer than {MAX_ID} characters; is a whole row in this cell?"),
+            )),
+            id => Ok(id),
+        },
     }
 }
 
+/// The longest id rebuy keeps (a customer's, an order's, a SKU, an event's): a shop's ids are
+/// tens of characters; a longer one is a mistake (a row pasted into one cell) that would
+/// swell every index it is in.
+pub const MAX_ID: usize = 200;
+
+/// The longest text of one field (a name, an e-mail address, a category).
+pub const MAX_TEXT: usize = 1_000;
+
 /// Checks that each of a record's `known` fields but `structured` (an order's `items`, a
 /// customer's `attributes`, an event's `properties`) holds one value (text, a number, true or
-/// false): an object or a list where text belongs is refused, not stored as its JSON text.
+/// false) of at most `MAX_TEXT` characters: an object or a list where text belongs is refused,
+/// not stored as its JSON text.
 pub fn scalars_only(
     fields: &BTreeMap<String, serde_json::Value>,
     known: &[&str],
@@ -458,6 +473,12 @@ pub fn scalars_only(
         let found = match fields.get(*key) {
             Some(serde_json::Value::Object(_)) => "an object",
             Some(serde_json::Value::Array(_)) => "a list",
+            Some(serde_json::Value::String(s)) if s.chars().count() > MAX_TEXT => {
+                return Err(Invalid::at(
+                    *key,
+                    format!("'{key}' is longer than {MAX_TEXT} characters"),
+                ))
+            }
             _ => continue,
         };
         return Err(Invalid::at(

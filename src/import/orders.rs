@@ -95,6 +95,25 @@ fn item_from(v: &serde_json::Value, path: &str, prefix: &str) -> Result<ItemView
     };
     let at = |field: &str, message: String| Invalid::at(format!("{path}{field}"), message);
     let sku = get("sku").ok_or_else(|| at("sku", format!("{prefix}missing 'sku'")))?;
+    if sku.chars().count() > super::MAX_ID {
+        return Err(at(
+            "sku",
+            format!("{prefix}'sku' is longer than {} characters", super::MAX_ID),
+        ));
+    }
+    if let Some((field, _)) = ["name", "item_name", "category"]
+        .iter()
+        .filter_map(|f| get(f).map(|v| (*f, v)))
+        .find(|(_, v)| v.chars().count() > super::MAX_TEXT)
+    {
+        return Err(at(
+            field,
+            format!(
+                "{prefix}'{field}' is longer than {} characters",
+                super::MAX_TEXT
+            ),
+        ));
+    }
     let quantity = match get("quantity") {
         Some(q) => q
             .parse::<i64>()

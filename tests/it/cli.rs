@@ -222,6 +222,21 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
         "{:?}",
         text(&first)
     );
+    // When it is due, to the second in the shop's zone (no nanoseconds).
+    let due = text(&first).0;
+    let due = due
+        .split("is due ")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(due).is_ok()
+            && due.len() == 25
+            && due.ends_with("+09:00"),
+        "{due}"
+    );
     let again = rebuy(dir.path(), &args);
     assert!(
         text(&again).0.contains("already started with key 'CASE-7'"),
@@ -906,6 +921,17 @@ fn simulate_back_tests_october_in_its_own_database_and_leaves_the_shop_alone() {
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    // What it cannot show is said, not left out silently.
+    assert!(
+        text(&o).1.contains(
+            "note: scenario 'abandoned-cart' starts on the event 'cart_added': a back-test \
+             replays orders, not events, so it enrolls nobody here"
+        ) && text(&o)
+            .1
+            .contains("note: scenario 'support-follow-up' is started by hand"),
+        "{:?}",
+        text(&o).1
+    );
     let out: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
     assert_eq!(
         out["run"]["ticks"],
@@ -1065,6 +1091,19 @@ fn the_rfm_and_cohort_reports_come_as_tables_csv_and_json() {
     assert!(
         out.starts_with("group,customers,revenue,orders,average order value\nR"),
         "{out}"
+    );
+    // CSV keeps the minor units for spreadsheets; the table shows money in the shop's currency.
+    let champions = groups
+        .iter()
+        .filter_map(|g| g["revenue"].as_i64())
+        .find(|r| *r > 0)
+        .unwrap();
+    assert!(!out.contains('¥'), "{out}");
+    let o = rebuy(dir.path(), &["report", "rfm"]);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains(&rebuy::domain::format_money(champions, "JPY")),
+        "{champions} as yen in {out}"
     );
 
     let o = rebuy(
