@@ -210,7 +210,6 @@ impl Engine {
         &self.targets
     }
 
-    /// Pins how new orders are read (see [`OrderScan`]).
     /// The engine of a back-test, which replays a daemon that ran without a break, ticked at
     /// the simulation's step, its messages sent as they are queued: every step is sent however
     /// late its tick comes, and a goal cancels no message (each was sent when queued).
@@ -224,6 +223,7 @@ impl Engine {
         !self.back_test
     }
 
+    /// Pins how new orders are read (see [`OrderScan`]).
     pub fn with_order_scan(mut self, scan: OrderScan) -> Self {
         self.order_scan = scan;
         self

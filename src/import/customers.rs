@@ -26,7 +26,7 @@ pub const CUSTOMER_FIELDS: &[&str] = &[
 /// Validates one record into a customer, or says what is wrong with it.
 pub fn parse_customer(r: &Record) -> Result<NewCustomer, Invalid> {
     let f = &r.fields;
-    super::scalars_only(f, CUSTOMER_FIELDS, "attributes")?;
+    super::scalars_only(|k| f.get(k), CUSTOMER_FIELDS, "attributes")?;
     let id = id_text(f, "id")?
         .or(id_text(f, "customer_id")?)
         .ok_or_else(|| Invalid::missing("id"))?;

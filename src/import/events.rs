@@ -23,7 +23,7 @@ pub const MAX_PROPERTIES: usize = 16 * 1024;
 /// Validates one record into an event, or says what is wrong with it.
 pub fn parse_event(r: &Record, zone: Tz) -> Result<NewEvent, Invalid> {
     let f = &r.fields;
-    super::scalars_only(f, EVENT_FIELDS, "properties")?;
+    super::scalars_only(|k| f.get(k), EVENT_FIELDS, "properties")?;
     let customer_id = text(f, "customer")
         .or_else(|| text(f, "customer_id"))
         .ok_or_else(|| Invalid::missing("customer"))?;
@@ -64,14 +64,8 @@ pub fn parse_event(r: &Record, zone: Tz) -> Result<NewEvent, Invalid> {
             ),
         ));
     }
-    let id = match text(f, "id") {
-        Some(id) if id.chars().count() <= super::MAX_ID => id,
-        Some(_) => {
-            return Err(Invalid::at(
-                "id",
-                format!("'id' is longer than {} characters", super::MAX_ID),
-            ))
-        }
+    let id = match super::id_text(f, "id")? {
+        Some(id) => id,
         None => derived_id(&customer_id, &name, at, &properties),
     };
     Ok(NewEvent {

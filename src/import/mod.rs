@@ -157,9 +157,8 @@ pub async fn import_orders(
 }
 
 /// Opens a file for import: its format (from `--format` or the extension), a reader with a
-/// progress bar, and an empty report.
-/// Opens a file to import. `required`: the columns a CSV header must name, each as its
-/// accepted names (`["order_id", "id"]`); a header without one is the file's problem, said
+/// progress bar, and an empty report. `required`: the columns a CSV header must name, each as
+/// its accepted names (`["order_id", "id"]`); a header without one is the file's problem, said
 /// once, not a rejected row per line.
 fn open(
     path: &Path,
@@ -396,6 +395,11 @@ fn csv_reason(e: &csv::Error) -> String {
 /// near miss (`e-mail`), which of its columns is probably meant.
 fn missing_column(headers: &[String], required: &[&[&str]]) -> Option<String> {
     let names: Vec<&str> = headers.iter().map(String::as_str).collect();
+    // An empty file (a nightly export with nothing new) has no header and no rows: nothing to
+    // import, not a mistake.
+    if names.iter().all(|n| n.is_empty()) {
+        return None;
+    }
     let lacking = required
         .iter()
         .find(|accepted| !accepted.iter().any(|a| names.contains(a)))?;
@@ -452,27 +456,38 @@ pub fn id_text(
     }
 }
 
+/// The fields that are yes or no, where JSON's `true` and `false` belong.
+const YES_NO: [&str; 3] = ["marketing_consent", "in_stock", "active"];
+
 /// The longest id rebuy keeps (a customer's, an order's, a SKU, an event's): a shop's ids are
 /// tens of characters; a longer one is a mistake (a row pasted into one cell) that would
 /// swell every index it is in.
-pub const MAX_ID: usize = 200;
+pub const MAX_ID: usize = 255;
 
-/// The longest text of one field (a name, an e-mail address, a category).
-pub const MAX_TEXT: usize = 1_000;
+/// The longest text of one field (a name, an e-mail address, a category, a product's URL with
+/// its signed query).
+pub const MAX_TEXT: usize = 4_096;
 
 /// Checks that each of a record's `known` fields but `structured` (an order's `items`, a
 /// customer's `attributes`, an event's `properties`) holds one value (text, a number, true or
-/// false) of at most `MAX_TEXT` characters: an object or a list where text belongs is refused,
-/// not stored as its JSON text.
-pub fn scalars_only(
-    fields: &BTreeMap<String, serde_json::Value>,
+/// false only where a field is yes or no) of at most `MAX_TEXT` characters: an object, a list
+/// or `true` where text belongs is refused, not stored as its JSON text.
+pub fn scalars_only<'a>(
+    get: impl Fn(&str) -> Option<&'a serde_json::Value>,
     known: &[&str],
     structured: &str,
 ) -> Result<(), Invalid> {
     for key in known.iter().filter(|k| **k != structured) {
-        let found = match fields.get(*key) {
+        let found = match get(key) {
             Some(serde_json::Value::Object(_)) => "an object",
             Some(serde_json::Value::Array(_)) => "a list",
+            Some(serde_json::Value::Bool(b)) if !YES_NO.contains(key) => {
+                if *b {
+                    "true"
+                } else {
+                    "false"
+                }
+            }
             Some(serde_json::Value::String(s)) if s.chars().count() > MAX_TEXT => {
                 return Err(Invalid::at(
                     *key,
@@ -558,7 +573,10 @@ pub fn text(fields: &BTreeMap<String, serde_json::Value>, key: &str) -> Option<S
 /// or `YYYY-MM-DD` in the shop's default time zone.
 pub fn parse_instant(raw: &str, zone: Tz) -> Result<DateTime<Utc>, String> {
     let t = any_instant(raw, zone)?;
-    if !(1970..2100).contains(&t.year()) {
+    // The year as written (every accepted form starts with it), so that 1970-01-01 in Tokyo,
+    // which is still 1969 in UTC, is accepted.
+    let written = raw.trim().get(..4).and_then(|y| y.parse::<i32>().ok());
+    if !written.is_some_and(|y| (1970..2100).contains(&y)) || !(1969..=2100).contains(&t.year()) {
         return Err(format!(
             "'{raw}' is outside the years 1970 to 2099 that rebuy accepts; an export that \
              writes 0000 or 9999 for an unknown date should leave the row out"
@@ -612,6 +630,10 @@ mod tests {
         }
         assert!(parse_instant("1970-01-01T00:00:00Z", New_York).is_ok());
         assert!(parse_instant("2099-12-31", New_York).is_ok());
+        // The year as written: still 1969 in UTC, 1970 in Tokyo.
+        assert!(parse_instant("1970-01-01", chrono_tz::Asia::Tokyo).is_ok());
+        assert!(parse_instant("2099-12-31 23:00", New_York).is_ok());
+        assert!(parse_instant("10000-01-01", New_York).is_err());
     }
 
     #[test]

@@ -94,24 +94,13 @@ fn item_from(v: &serde_json::Value, path: &str, prefix: &str) -> Result<ItemView
         }
     };
     let at = |field: &str, message: String| Invalid::at(format!("{path}{field}"), message);
+    super::scalars_only(|k| v.get(k), ITEM_FIELDS, "")
+        .map_err(|e| at(&e.field, format!("{prefix}{}", e.message)))?;
     let sku = get("sku").ok_or_else(|| at("sku", format!("{prefix}missing 'sku'")))?;
     if sku.chars().count() > super::MAX_ID {
         return Err(at(
             "sku",
             format!("{prefix}'sku' is longer than {} characters", super::MAX_ID),
-        ));
-    }
-    if let Some((field, _)) = ["name", "item_name", "category"]
-        .iter()
-        .filter_map(|f| get(f).map(|v| (*f, v)))
-        .find(|(_, v)| v.chars().count() > super::MAX_TEXT)
-    {
-        return Err(at(
-            field,
-            format!(
-                "{prefix}'{field}' is longer than {} characters",
-                super::MAX_TEXT
-            ),
         ));
     }
     let quantity = match get("quantity") {
@@ -142,8 +131,7 @@ fn item_from(v: &serde_json::Value, path: &str, prefix: &str) -> Result<ItemView
 /// Validates one record into an order line, or says what is wrong with it.
 pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, Invalid> {
     let f = &r.fields;
-    super::scalars_only(f, ORDER_FIELDS, "items")?;
-    super::scalars_only(f, ITEM_FIELDS, "")?;
+    super::scalars_only(|k| f.get(k), ORDER_FIELDS, "items")?;
     let order_id = id_text(f, "order_id")?
         .or(id_text(f, "id")?)
         .ok_or_else(|| Invalid::missing("order_id"))?;
@@ -237,20 +225,10 @@ impl Group {
         }
         let line = self.first.line;
         let sum = items_sum(&self.items).map_err(|e| (line, e))?;
-        let total = self.total.unwrap_or(sum);
-        // A line may be negative (a discount written as an item); the order may not: its total
-        // counts as the customer's spend.
-        if total < 0 {
-            return Err((
-                line,
-                format!(
-                    "order '{}': its items add up to {total} (minor units), below zero; a discount \
-                     line may lower an order's total, not below zero (is a 'unit_price' negative \
-                     by mistake?)",
-                    self.first.order_id
-                ),
-            ));
-        }
+        // A line may be negative (a discount written as an item, a coupon worth more than the
+        // goods): the order is still a purchase, kept so that goals and first orders see it,
+        // and its total counts as the customer's spend, which it never lowers.
+        let total = self.total.unwrap_or(sum.max(0));
         let f = self.first;
         Ok((
             line,

@@ -27,7 +27,7 @@ pub const PRODUCT_FIELDS: &[&str] = &[
 /// Validates one record into a product, or says what is wrong with it.
 pub fn parse_product(r: &Record) -> Result<Product, Invalid> {
     let f = &r.fields;
-    super::scalars_only(f, PRODUCT_FIELDS, "")?;
+    super::scalars_only(|k| f.get(k), PRODUCT_FIELDS, "")?;
     let sku = id_text(f, "sku")?.ok_or_else(|| Invalid::missing("sku"))?;
     let price = text(f, "price")
         .map(|p| super::orders::minor(&p, "price"))

@@ -218,9 +218,11 @@ impl Store {
             return Ok(c);
         }
         let by_email: Vec<CustomerRow> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM customers WHERE lower(email) = lower($1) ORDER BY id LIMIT 2"
+            "SELECT {COLUMNS} FROM customers WHERE lower(email) = $1 ORDER BY id LIMIT 2"
         ))
-        .bind(id_or_email)
+        // ASCII letters only, as both backends lower-case the stored address (see
+        // `search_customers`), so the index on `lower(email)` answers.
+        .bind(id_or_email.to_ascii_lowercase())
         .fetch_all(&self.pool)
         .await?;
         match by_email.len() {

@@ -347,22 +347,8 @@ impl Store {
         qb.push(" RETURNING id");
         let ended: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
         let ended: Vec<i64> = ended.into_iter().map(|(id,)| id).collect();
-        if !ended.is_empty() {
-            let mut qb = QueryBuilder::<Db>::new(
-                self.backend(),
-                "UPDATE outbox SET status = 'cancelled', last_error = ",
-            );
-            qb.push_bind(format!("cancelled: enrollment ended ({reason})"))
-                .push(", updated_at = ")
-                .push_bind(now)
-                .push(" WHERE status = 'queued' AND enrollment_id IN (");
-            let mut sep = qb.separated(", ");
-            for id in &ended {
-                sep.push_bind(*id);
-            }
-            sep.push_unseparated(")");
-            qb.build().execute(&mut *tx).await?;
-        }
+        let why = format!("cancelled: enrollment ended ({reason})");
+        cancel_queued(&mut tx, &ended, &why, now).await?;
         tx.commit().await?;
         Ok(ended)
     }
@@ -443,27 +429,37 @@ fn lite_rows(json: &str) -> Result<Vec<EnrollmentLite>> {
 
 /// The messages still waiting to be sent for enrollments that have just reached their goal are
 /// cancelled with them: a customer who ordered again gets no "time to order again" that was
-/// only queued (for a retry, quiet hours or the cap) when the order came. One being sent
-/// finishes.
+/// only queued (for a retry, quiet hours or the cap) when the order came. One a sender holds
+/// is left to it (docs/scenarios.md says what that leaves open).
 async fn cancel_after_goal(
     tx: &mut sqlx::Transaction<'_, Db>,
     enrollments: &[(i64,)],
     now: i64,
 ) -> Result<()> {
+    let ids: Vec<i64> = enrollments.iter().map(|(id,)| *id).collect();
+    cancel_queued(tx, &ids, GOAL_REACHED, now).await
+}
+
+/// Cancels the queued messages of these enrollments, saying `why`.
+async fn cancel_queued(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    enrollments: &[i64],
+    why: &str,
+    now: i64,
+) -> Result<()> {
     if enrollments.is_empty() {
         return Ok(());
     }
-    let backend = super::backend_of(tx);
     let mut qb = QueryBuilder::<Db>::new(
-        backend,
+        super::backend_of(tx),
         "UPDATE outbox SET status = 'cancelled', last_error = ",
     );
-    qb.push_bind(GOAL_REACHED)
+    qb.push_bind(why)
         .push(", updated_at = ")
         .push_bind(now)
         .push(" WHERE status = 'queued' AND enrollment_id IN (");
     let mut sep = qb.separated(", ");
-    for (id,) in enrollments {
+    for id in enrollments {
         sep.push_bind(*id);
     }
     sep.push_unseparated(")");

@@ -228,18 +228,20 @@ impl Store {
         // The first character past every string that starts with `q`.
         let past = "\u{10FFFF}";
         let upper = format!("{q}{past}");
-        // E-mail addresses in any case: the database lower-cases both sides, as its index
-        // `customers_email` on `lower(email)` does.
+        // E-mail addresses in any case, through the index `customers_email` on `lower(email)`.
+        // Both backends lower-case ASCII letters only there (PostgreSQL's column is
+        // `COLLATE "C"`), so the address asked for is lower-cased the same way here.
+        let lower = q.to_ascii_lowercase();
         let hits: Vec<CustomerHit> = sqlx::query_as(
             "SELECT c.id, c.email, c.name, c.orders_count, c.total_spent, c.currency, m.matched \
              FROM (\
                SELECT id AS cid, 'id' AS matched, 0 AS rank FROM customers WHERE id = $1 \
                UNION ALL SELECT customer_id, 'order', 1 FROM orders WHERE id = $1 \
-               UNION ALL SELECT id, 'email', 2 FROM customers WHERE lower(email) = lower($1) \
+               UNION ALL SELECT id, 'email', 2 FROM customers WHERE lower(email) = $5 \
                UNION ALL SELECT * FROM (SELECT id, 'name', 3 FROM customers \
                  WHERE name >= $1 AND name < $2 ORDER BY name LIMIT $3) AS n \
                UNION ALL SELECT * FROM (SELECT id, 'email', 4 FROM customers \
-                 WHERE lower(email) >= lower($1) AND lower(email) < (lower($1) || $4) \
+                 WHERE lower(email) >= $5 AND lower(email) < ($5 || $4) \
                  ORDER BY lower(email) LIMIT $3) AS e \
              ) m JOIN customers c ON c.id = m.cid ORDER BY m.rank, c.name, c.id",
         )
@@ -247,6 +249,7 @@ impl Store {
         .bind(&upper)
         .bind(limit)
         .bind(past)
+        .bind(&lower)
         .fetch_all(&self.pool)
         .await?;
         let mut seen = std::collections::HashSet::new();

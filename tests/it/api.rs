@@ -330,9 +330,10 @@ async fn an_invalid_record_refuses_the_whole_batch_and_names_every_field() {
         {"order_id": "minus", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY",
          "items": [{"sku": "A", "unit_price": -500}]},
         {"order_id": "never", "customer_id": "c1", "placed_at": "0000-01-01", "currency": "JPY", "total": 1},
-        {"order_id": "x".repeat(201), "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 1},
+        {"order_id": "x".repeat(256), "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 1},
         {"order_id": "long", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY",
-         "items": [{"sku": "A", "name": "名".repeat(1001), "unit_price": 1}]}
+         "items": [{"sku": "A", "name": {"ja": "名"}, "unit_price": 1}]},
+        {"order_id": "yes", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "J".repeat(4097), "total": 1}
     ]});
     let r = s.post("/v1/orders", Scope::Ingest, &batch).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -355,10 +356,10 @@ async fn an_invalid_record_refuses_the_whole_batch_and_names_every_field() {
             "/orders/6/order_id",
             "/orders/7/customer_id",
             "/orders/8/order_id",
-            "/orders/9/items",
             "/orders/10/placed_at",
             "/orders/11/order_id",
-            "/orders/12/items/0/name"
+            "/orders/12/items/0/name",
+            "/orders/13/currency"
         ],
         "{}",
         r.json
