@@ -430,7 +430,8 @@ fn lite_rows(json: &str) -> Result<Vec<EnrollmentLite>> {
 /// The messages still waiting to be sent for enrollments that have just reached their goal are
 /// cancelled with them: a customer who ordered again gets no "time to order again" that was
 /// only queued (for a retry, quiet hours or the cap) when the order came. One a sender holds
-/// is left to it (docs/scenarios.md says what that leaves open).
+/// is left to it, and cancelled if it comes back (`outbox::BACK_TO_QUEUE`,
+/// `cancel_when_goal_reached`).
 async fn cancel_after_goal(
     tx: &mut sqlx::Transaction<'_, Db>,
     enrollments: &[(i64,)],

@@ -381,7 +381,9 @@ impl Store {
         Ok(rows)
     }
 
-    /// Records the outcomes of sends in one short transaction (one statement). Each applies
+    /// Records the outcomes of sends in one short transaction (one statement per chunk). A
+    /// message put back for a later attempt whose enrollment has meanwhile reached its goal is
+    /// cancelled instead (the goal cancelled the queue while the sender held it). Each applies
     /// only while `owner` still holds the message's lease; returns how many applied.
     pub async fn record_outcomes(
         &self,
@@ -411,6 +413,7 @@ impl Store {
             qb.push(") AS v WHERE outbox.id = v.column1 AND outbox.status IN ('claimed', 'sending') AND outbox.lease_owner = ");
             qb.push_bind(owner);
             applied += qb.build().execute(&mut *tx).await?.rows_affected();
+            cancel_when_goal_reached(&mut tx, chunk, now).await?;
         }
         // A bounce is a fact whoever holds the lease now: suppressed with the outcome.
         for (r, b) in outcomes
@@ -437,10 +440,10 @@ impl Store {
     /// visible in `rebuy status`, and are never re-sent silently.
     pub async fn expire_leases(&self, now: i64) -> Result<u64> {
         // A claim that was never sent goes back to the queue, its attempt not counted.
-        sqlx::query(
-            "UPDATE outbox SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, \
-             lease_until = NULL, updated_at = $1 WHERE status = 'claimed' AND lease_until < $1",
-        )
+        sqlx::query(&format!(
+            "UPDATE outbox SET {BACK_TO_QUEUE}, attempts = attempts - 1, lease_owner = NULL, \
+                 lease_until = NULL, updated_at = $1 WHERE status = 'claimed' AND lease_until < $1"
+        ))
         .bind(now)
         .execute(&self.pool)
         .await?;
@@ -507,10 +510,10 @@ impl Store {
             qb.push(")");
             unknown += qb.build().execute(&mut *tx).await?.rows_affected();
         }
-        sqlx::query(
-            "UPDATE outbox SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, \
-             lease_until = NULL, updated_at = $1 WHERE status IN ('claimed', 'sending') AND lease_owner = $2",
-        )
+        sqlx::query(&format!(
+            "UPDATE outbox SET {BACK_TO_QUEUE}, attempts = attempts - 1, lease_owner = NULL, \
+             lease_until = NULL, updated_at = $1 WHERE status IN ('claimed', 'sending') AND lease_owner = $2"
+        ))
         .bind(now)
         .bind(owner)
         .execute(&mut *tx)
@@ -525,8 +528,10 @@ impl Store {
     pub async fn release_unsent(&self, owner: &str, now: i64, handed: &[i64]) -> Result<u64> {
         let mut qb = QueryBuilder::<Db>::new(
             self.backend(),
-            "UPDATE outbox SET status = 'queued', attempts = attempts - 1, lease_owner = NULL, \
-             lease_until = NULL, updated_at = ",
+            format!(
+                "UPDATE outbox SET {BACK_TO_QUEUE}, attempts = attempts - 1, lease_owner = NULL, \
+                 lease_until = NULL, updated_at = "
+            ),
         );
         qb.push_bind(now)
             .push(" WHERE status IN ('claimed', 'sending') AND lease_owner = ")
@@ -698,6 +703,50 @@ impl Store {
         qb.push(" RETURNING id, enrollment_id");
         Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
+}
+
+/// The `SET` of a message a sender gives back unsent (its lease ran out, the sender stopped or
+/// stalled): back in the queue, or cancelled if its enrollment reached its goal meanwhile (the
+/// goal cancelled what waited while the sender held this one; `enrollments::GOAL_REACHED`).
+const BACK_TO_QUEUE: &str = "status = CASE WHEN EXISTS (SELECT 1 FROM enrollments e \
+     WHERE e.id = outbox.enrollment_id AND e.goal_reached_at IS NOT NULL) THEN 'cancelled' ELSE 'queued' END, \
+     last_error = CASE WHEN EXISTS (SELECT 1 FROM enrollments e \
+     WHERE e.id = outbox.enrollment_id AND e.goal_reached_at IS NOT NULL) \
+     THEN 'cancelled: the customer ordered (the scenario''s goal) before this was sent' ELSE last_error END";
+
+/// Of `outcomes`, the messages put back in the queue (a retry, a deferral) whose enrollment has
+/// reached its goal: cancelled, as the goal cancels what waits (`enrollments::GOAL_REACHED`).
+async fn cancel_when_goal_reached(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    outcomes: &[Recorded],
+    now: i64,
+) -> Result<()> {
+    let queued: Vec<i64> = outcomes
+        .iter()
+        .filter(|r| r.status == OutboxStatus::Queued)
+        .map(|r| r.id)
+        .collect();
+    if queued.is_empty() {
+        return Ok(());
+    }
+    let mut qb = QueryBuilder::<Db>::new(
+        super::backend_of(tx),
+        "UPDATE outbox SET status = 'cancelled', last_error = ",
+    );
+    qb.push_bind(super::GOAL_REACHED)
+        .push(", updated_at = ")
+        .push_bind(now)
+        .push(
+            " WHERE status = 'queued' AND EXISTS (SELECT 1 FROM enrollments e \
+             WHERE e.id = outbox.enrollment_id AND e.goal_reached_at IS NOT NULL) AND id IN (",
+        );
+    let mut sep = qb.separated(", ");
+    for id in &queued {
+        sep.push_bind(*id);
+    }
+    sep.push_unseparated(")");
+    qb.build().execute(&mut **tx).await?;
+    Ok(())
 }
 
 impl Store {

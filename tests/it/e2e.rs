@@ -581,3 +581,65 @@ steps:
         .unwrap();
     assert!(smtp.received().is_empty());
 }
+
+/// The goal lands while a sender holds the reminder, and that attempt is deferred (or the
+/// sender gives it back unsent): the message goes back to the queue cancelled, not waiting for
+/// a retry that would remind a customer who has ordered.
+#[tokio::test]
+async fn a_reminder_held_by_a_sender_when_the_goal_lands_is_cancelled_when_put_back() {
+    let smtp = SmtpServer::start();
+    let remind = "id: remind\ntrigger: first_order\ngoal: { event: order_placed, within: 30d }\nsteps:\n  - id: remind\n    send: { template: thanks, subject: \"そろそろ\" }\n";
+    let shop = TestShop::new(
+        &[("remind.yaml", remind)],
+        &[("thanks.html", THANKS_HTML), ("thanks.txt", THANKS_TXT)],
+        Some(&smtp),
+    );
+    let store = shop.store().await;
+    add_customers(&store, &["C1", "C2"]).await;
+    add_orders(
+        &store,
+        &[
+            order("O1", "C1", "2026-11-01T01:00:00Z", 1000),
+            order("O2", "C2", "2026-11-01T01:00:00Z", 1000),
+        ],
+    )
+    .await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    let t0 = now.timestamp_millis();
+    daemon.engine.tick(now).await.unwrap();
+    let claimed = store.claim_ready("w1", t0, t0 + 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    // Both customers order while the sender holds their reminders.
+    let goals: Vec<rebuy::store::GoalHit> = claimed
+        .iter()
+        .map(|m| rebuy::store::GoalHit {
+            enrollment_id: m.enrollment_id,
+            order_id: format!("again-{}", m.customer_id),
+            placed_at: t0,
+            revenue: 2000,
+        })
+        .collect();
+    store
+        .apply_order_batch(&[], &goals, None, t0, true)
+        .await
+        .unwrap();
+    // One attempt is deferred by the server; the other is given back unsent (a stalled round).
+    let retry = rebuy::store::Recorded::retry(claimed[0].id, "451 try later".into(), t0 + 60_000);
+    store.record_outcomes("w1", t0, &[retry]).await.unwrap();
+    store.release_unsent("w1", t0, &[]).await.unwrap();
+    for row in store.outbox_rows().await.unwrap() {
+        assert_eq!(
+            (row.status.as_str(), row.last_error.as_deref()),
+            ("cancelled", Some(rebuy::store::GOAL_REACHED)),
+            "{}",
+            row.customer_id
+        );
+    }
+    // And nothing is left to send.
+    assert!(store
+        .claim_ready("w1", t0 + 120_000, t0 + 180_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
