@@ -368,8 +368,16 @@ impl Store {
             .bind(lease_until)
             .bind(now)
             .bind(limit);
+        // `RETURNING` gives rows in no promised order (PostgreSQL returns them as it finds
+        // them): the batch is put back in due order, so the sender meets a customer's
+        // earlier message first and the frequency cap keeps it, not a later step.
         let decode = |rows: Vec<(String,)>| -> Result<Vec<OutboxRow>> {
-            rows.iter().map(|(json,)| super::from_json(json)).collect()
+            let mut rows = rows
+                .iter()
+                .map(|(json,)| super::from_json(json))
+                .collect::<Result<Vec<OutboxRow>>>()?;
+            rows.sort_by_key(|r| (r.due_at, r.id));
+            Ok(rows)
         };
         if !postgres {
             return decode(query.fetch_all(&self.pool).await?);

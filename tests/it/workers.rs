@@ -246,3 +246,30 @@ async fn a_claimed_message_reads_as_the_stored_one_field_for_field() {
         .any(|r| r.variant.is_some() && r.expires_at.is_some()));
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_claimed_batch_comes_in_due_order_whatever_order_the_database_returns() {
+    // The sender keeps the frequency cap in batch order, so a batch out of order could send a
+    // customer's later step and hold back the earlier one. Each deferral below rewrites its
+    // row, so PostgreSQL stores them 3, 1, 4, 5, 2 and its `RETURNING` tends to follow that.
+    let smtp = SmtpServer::start();
+    let (shop, store) = capped_shop(&smtp, 1, 10).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc(AT);
+    assert_eq!(daemon.engine.tick(now).await.unwrap().queued, 5);
+    let ms = now.timestamp_millis();
+    let first = store.claim_ready("w", ms, ms + 60_000, 10).await.unwrap();
+    let mut ids: Vec<i64> = first.iter().map(|r| r.id).collect();
+    ids.sort();
+    for i in [2, 0, 3, 4, 1] {
+        let later = rebuy::store::Recorded::deferred(ids[i], "cap".into(), ms + 60_000);
+        assert_eq!(store.record_outcomes("w", ms, &[later]).await.unwrap(), 1);
+    }
+    let again = store
+        .claim_ready("w", ms + 120_000, ms + 180_000, 10)
+        .await
+        .unwrap();
+    let got: Vec<i64> = again.iter().map(|r| r.id).collect();
+    assert_eq!(got, ids);
+    store.close().await;
+}
