@@ -24,6 +24,7 @@ pub mod reports;
 pub mod scenario;
 pub mod segment;
 pub mod simulate;
+pub mod status;
 pub mod store;
 pub mod targets;
 pub mod telemetry;

@@ -78,6 +78,11 @@ pub fn parse(path: &str, text: &str) -> Result<Node, Diagnostic> {
                 .map(|l| (l.line(), l.column()))
                 .unwrap_or((1, 1));
             let message = in_users_words(bare_message(&e.to_string()));
+            let (line, col) = if is_about_tabs(&message) {
+                tab_at_or_after(text, line).unwrap_or((line, col))
+            } else {
+                (line, col)
+            };
             Err(Diagnostic::new(
                 path,
                 line,
@@ -256,10 +261,26 @@ fn in_users_words(message: &str) -> String {
                 reads at most 250,000 values from one file"
             .into();
     }
-    if message.contains("found a tab") || message.contains("tab character") {
+    if is_about_tabs(message) {
         return format!("{message} (indent with spaces, not tabs)");
     }
     message.to_string()
+}
+
+fn is_about_tabs(message: &str) -> bool {
+    message.contains("found a tab") || message.contains("tab character")
+}
+
+/// The first tab in a line's indentation from `line` on (1-based line and column): the parser
+/// places a tab at the end of what came before it, often the line above.
+fn tab_at_or_after(text: &str, line: u64) -> Option<(u64, u64)> {
+    let from = usize::try_from(line.max(1) - 1).ok()?;
+    text.lines().enumerate().skip(from).find_map(|(i, l)| {
+        let indent = l.len() - l.trim_start_matches([' ', '\t']).len();
+        l[..indent]
+            .find('\t')
+            .map(|at| (i as u64 + 1, at as u64 + 1))
+    })
 }
 
 /// The parser's words for a problem without the place it puts in front ("error: line 3 column
@@ -276,6 +297,14 @@ pub fn bare_message(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tab_in_the_indentation_is_placed_on_its_own_line() {
+        let text = "id: a\nsteps:\n  - wait: 3d\n\t- wait: 4d\n";
+        let e = parse("t.yaml", text).unwrap_err();
+        assert!(e.message.contains("not tabs"), "{e:?}");
+        assert_eq!((e.line, e.col), (4, 1), "{e:?}");
+    }
 
     #[test]
     fn nodes_know_their_line_and_column() {

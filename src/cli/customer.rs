@@ -35,7 +35,7 @@ pub async fn run(app: &App, cmd: CustomerCommand) -> anyhow::Result<u8> {
     if format == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(&view)?);
     } else {
-        print!("{}", text(&view));
+        print!("{}", text(&view, &app.currency()));
     }
     Ok(exit::OK)
 }
@@ -66,11 +66,12 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     format!("{t}\n")
 }
 
-/// The view for people: a header, then one table per part.
-pub fn text(v: &Value) -> String {
-    let money = |amount: &Value, currency: &Value| match (amount.as_i64(), currency.as_str()) {
-        (Some(a), Some(c)) => crate::domain::format_money(a, c),
-        _ => s(amount),
+/// The view for people: a header, then one table per part. Amounts without a currency of
+/// their own (a customer without orders) are in the shop's.
+pub fn text(v: &Value, shop_currency: &str) -> String {
+    let money = |amount: &Value, currency: &Value| match amount.as_i64() {
+        Some(a) => crate::domain::format_money(a, currency.as_str().unwrap_or(shop_currency)),
+        None => s(amount),
     };
     let consent = match v["consent"]["marketing"].as_bool() {
         Some(true) => "marketing mail: yes",
@@ -178,4 +179,23 @@ pub fn text(v: &Value) -> String {
         out.push_str(&table(&["event", "at", "properties"], events));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_customer_without_orders_has_spent_nothing_in_the_shops_currency() {
+        let v = json!({"id": "C1", "name": "Aya", "email": "aya@example.jp",
+            "orders_count": 0, "total_spent": 0, "currency": null});
+        assert!(text(&v, "JPY").contains("spent ¥0;"), "{}", text(&v, "JPY"));
+        let v = json!({"total_spent": 1250, "currency": "USD"});
+        assert!(
+            text(&v, "JPY").contains("spent $12.50;"),
+            "{}",
+            text(&v, "JPY")
+        );
+    }
 }

@@ -56,7 +56,7 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
     // The demo's daemon has stopped: its row goes, as a stopped `rebuy run`'s does.
     daemon.deliverer.leave().await;
     bar.finish_and_clear();
-    super::status::print_status(&store, args.format).await?;
+    super::status::print_status(&store, args.format, app.resolved.default_timezone).await?;
     if args.format == OutputFormat::Table {
         use crate::clock::Clock;
         println!(
@@ -122,9 +122,9 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
 fn next_steps(dir: &std::path::Path) -> String {
     let db = dir.join("rebuy-demo.db");
     let env = format!("REBUY_DATABASE={}", db.display());
-    let run = format!("{env} cargo run --release --");
+    let run = format!("{env} {}", program());
     format!(
-        "\nnext, in this folder (or with target/release/rebuy instead of cargo run):\n\
+        "\nnext, in this folder:\n\
          \x20 {run} status                        # this table again, from the demo's database\n\
          \x20 {run} outbox list --limit 10        # the last messages, with their state\n\
          \x20 {run} report scenarios              # did each scenario raise the repeat rate?\n\
@@ -133,6 +133,18 @@ fn next_steps(dir: &std::path::Path) -> String {
          \x20 {run} check                         # validate scenarios/ and templates/ after you edit them",
         dir.join("report.html").display()
     )
+}
+
+/// How this program was started, for commands to copy: `cargo run --release --` under cargo
+/// (which sets `CARGO_MANIFEST_DIR` for what it runs), else the path it was called by.
+fn program() -> String {
+    if std::env::var_os("CARGO_MANIFEST_DIR").is_some() {
+        return "cargo run --release --".into();
+    }
+    std::env::args()
+        .next()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "rebuy".into())
 }
 
 /// The simulated start, in the demo shop's zone.

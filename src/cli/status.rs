@@ -32,18 +32,15 @@ pub const HEADERS: &[&str] = &[
 
 pub async fn run(app: &App, args: &StatusArgs) -> anyhow::Result<u8> {
     let store = app.store().await?;
-    print_status(&store, args.format).await?;
+    let zone = app.resolved.default_timezone;
+    print_status(&store, args.format, zone).await?;
     if args.format == OutputFormat::Table {
         println!(
             "{}",
-            flow_line(
-                &store.flow_status().await?,
-                SystemClock.now(),
-                app.resolved.default_timezone
-            )
+            flow_line(&store.flow_status().await?, SystemClock.now(), zone)
         );
         let workers = crate::delivery::workers(&store).await?;
-        for line in worker_lines(&workers, SystemClock.now(), app.resolved.default_timezone) {
+        for line in worker_lines(&workers, SystemClock.now(), zone) {
             println!("{line}");
         }
     }
@@ -51,7 +48,18 @@ pub async fn run(app: &App, args: &StatusArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-pub async fn print_status(store: &Store, format: OutputFormat) -> anyhow::Result<()> {
+/// The per-scenario counts as a table or CSV (one row a scenario); as JSON the whole status
+/// of `GET /v1/status`: the counts, the flow and the workers.
+pub async fn print_status(
+    store: &Store,
+    format: OutputFormat,
+    zone: chrono_tz::Tz,
+) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        let view = crate::status::status_view(store, zone).await?;
+        println!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(());
+    }
     let status: Vec<ScenarioStatus> = store.scenario_status().await?.into_values().collect();
     let rows: Vec<Vec<String>> = status
         .iter()
@@ -74,7 +82,7 @@ pub async fn print_status(store: &Store, format: OutputFormat) -> anyhow::Result
             ]
         })
         .collect();
-    print_rows(format, HEADERS, &rows, &serde_json::to_value(&status)?)
+    print_rows(format, HEADERS, &rows, &serde_json::Value::Null)
 }
 
 /// The workers for people: how many are alive, then one line each (the leader first).

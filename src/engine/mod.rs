@@ -838,13 +838,20 @@ impl Engine {
             let suppressed = self.store.suppressed(&emails).await?;
             let mut advances = Vec::with_capacity(due.len());
             for e in &due {
-                let span = info_span!("step", enrollment_id = e.id, scenario = %e.scenario_id, step = e.next_step);
+                let span = info_span!("step", enrollment_id = e.id, scenario = %e.scenario_id,
+                    step = tracing::field::Empty, step_index = e.next_step);
                 let _guard = span.enter();
                 let Some(s) = self.scenarios.iter().find(|s| s.id == e.scenario_id) else {
                     warn!("scenario no longer exists; the enrollment is cancelled");
                     self.store.cancel_enrollment(e.id, now_ms).await?;
                     continue;
                 };
+                if let Some(step) = usize::try_from(e.next_step)
+                    .ok()
+                    .and_then(|i| s.steps.get(i))
+                {
+                    span.record("step", step.id.as_str());
+                }
                 let Some(c) = customers.get(&e.customer_id) else {
                     continue;
                 };

@@ -6,7 +6,6 @@ use super::auth::{authorize, Scope};
 use super::problem::Problem;
 use super::{Api, Reply};
 use crate::clock::to_millis;
-use crate::store::ScenarioStatus;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -21,45 +20,10 @@ use std::sync::Arc;
 )]
 pub async fn status(State(api): State<Arc<Api>>, headers: HeaderMap) -> Result<Reply, Problem> {
     authorize(&api.store, &headers, Scope::Read).await?;
-    let scenarios: Vec<ScenarioStatus> = api.store.scenario_status().await?.into_values().collect();
-    let flow = api.store.flow_status().await?;
-    let workers = crate::delivery::workers(&api.store)
+    let view = crate::status::status_view(&api.store, api.zone)
         .await
         .map_err(|e| Problem::internal(&e))?;
-    let workers: Vec<serde_json::Value> =
-        workers.iter().map(|w| worker_view(w, api.zone)).collect();
-    Ok(Json(
-        json!({ "scenarios": scenarios, "flow": flow_view(&flow, api.zone), "workers": workers }),
-    )
-    .into_response())
-}
-
-/// A worker with its times in the shop's zone.
-fn worker_view(w: &crate::delivery::WorkerView, zone: chrono_tz::Tz) -> serde_json::Value {
-    let local = |ms| crate::customer_view::local(Some(ms), zone);
-    json!({
-        "owner": w.row.owner,
-        "host": w.row.host,
-        "pid": w.row.pid,
-        "leader": w.row.leader,
-        "alive": w.alive,
-        "started_at": local(w.row.started_at),
-        "heartbeat_at": local(w.row.heartbeat_at),
-    })
-}
-
-/// The flow figures with their times in the shop's zone (RFC 3339), like every time the API
-/// and the CLI show.
-fn flow_view(f: &crate::store::FlowStatus, zone: chrono_tz::Tz) -> serde_json::Value {
-    let local = |ms| crate::customer_view::local(ms, zone);
-    json!({
-        "last_sent_at": local(f.last_sent_at),
-        "oldest_queued_at": local(f.oldest_queued_at),
-        "queued": f.queued,
-        "unknown": f.unknown,
-        "paused_until": local(f.paused_until),
-        "stalled": f.stalled.as_ref().map(|s| json!({ "at": local(Some(s.at)), "said": s.said })),
-    })
+    Ok(Json(view).into_response())
 }
 
 #[utoipa::path(

@@ -11,6 +11,68 @@ pub struct MjmlError {
     pub message: String,
 }
 
+/// The elements of MJML 4 (and `mjml` itself). mrml passes an element it does not know into
+/// the HTML as it is, without a word: a misspelt one would reach every mail as a raw
+/// `<mj-…>` tag without its layout.
+pub const MJML_ELEMENTS: [&str; 37] = [
+    "mjml",
+    "mj-head",
+    "mj-body",
+    "mj-attributes",
+    "mj-all",
+    "mj-class",
+    "mj-breakpoint",
+    "mj-font",
+    "mj-html-attributes",
+    "mj-html-attribute",
+    "mj-selector",
+    "mj-preview",
+    "mj-style",
+    "mj-title",
+    "mj-accordion",
+    "mj-accordion-element",
+    "mj-accordion-title",
+    "mj-accordion-text",
+    "mj-button",
+    "mj-carousel",
+    "mj-carousel-image",
+    "mj-column",
+    "mj-divider",
+    "mj-group",
+    "mj-hero",
+    "mj-image",
+    "mj-navbar",
+    "mj-navbar-link",
+    "mj-raw",
+    "mj-section",
+    "mj-social",
+    "mj-social-element",
+    "mj-spacer",
+    "mj-table",
+    "mj-text",
+    "mj-wrapper",
+    "mj-include",
+];
+
+/// Each `<mj-…>` element of an MJML source that MJML does not have, with its line (1-based),
+/// once per name.
+pub fn unknown_elements(source: &str) -> Vec<(usize, String)> {
+    let mut found: Vec<(usize, String)> = Vec::new();
+    for (i, line) in source.lines().enumerate() {
+        for (at, _) in line.match_indices("<mj-") {
+            let name: String = line[at + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            let known = MJML_ELEMENTS.contains(&name.as_str());
+            if !known && !found.iter().any(|(_, n)| *n == name) {
+                found.push((i + 1, name));
+            }
+        }
+    }
+    found
+}
+
 /// The responsive HTML of a rendered MJML document, its CSS inlined.
 pub fn from_mjml(source: &str) -> Result<String, MjmlError> {
     let parsed = mrml::parse(source).map_err(|e| located(source, &e.to_string()))?;
@@ -233,6 +295,16 @@ mod tests {
     </mj-section>
   </mj-body>
 </mjml>"#;
+
+    #[test]
+    fn an_element_mjml_does_not_have_is_found_with_its_line() {
+        assert!(unknown_elements(MAIL).is_empty());
+        let typo = MAIL.replace("<mj-text>山田", "<mj-txt>山田");
+        assert_eq!(unknown_elements(&typo), [(5, "mj-txt".to_string())]);
+        // mrml itself says nothing: the raw tag goes into the mail.
+        let html = from_mjml(&typo).unwrap();
+        assert!(html.contains("<mj-txt>山田"), "{html}");
+    }
 
     #[test]
     fn mjml_becomes_responsive_html_with_its_css_inlined_and_a_text_part() {

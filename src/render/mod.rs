@@ -7,7 +7,9 @@ mod filters;
 mod mail_html;
 mod recommend;
 
-pub use mail_html::{from_mjml, inline_css, precompile, to_text, MjmlError};
+pub use mail_html::{
+    from_mjml, inline_css, precompile, to_text, unknown_elements, MjmlError, MJML_ELEMENTS,
+};
 pub use recommend::{recording, Recommendations};
 
 pub use context::{

@@ -473,12 +473,29 @@ fn check_mjml(
     checked: &mut HashSet<String>,
     diags: &mut Vec<Diagnostic>,
 ) {
+    let file = renderer.templates_dir().join(part);
+    for (line, name) in crate::render::unknown_elements(t.source()) {
+        if checked.insert(format!("mjml {part} {name}")) {
+            let hint = match did_you_mean(&name, &crate::render::MJML_ELEMENTS) {
+                Some(near) => format!("did you mean <{near}>? mrml would put the raw tag, without its layout, into every mail"),
+                None => "see https://documentation.mjml.io for the elements; mrml would put the raw tag, without its layout, into every mail".into(),
+            };
+            diags.push(
+                Diagnostic::new(
+                    &file.display().to_string(),
+                    line as u64,
+                    1,
+                    format!("<{name}> is not an MJML element"),
+                )
+                .with_hint(hint),
+            );
+        }
+    }
     let Ok(out) = crate::render::bounded_render(t, ctx) else {
         return; // render failures are reported below
     };
     if let Err(e) = crate::render::from_mjml(&out) {
         if checked.insert(format!("mjml {part}")) {
-            let file = renderer.templates_dir().join(part);
             diags.push(
                 Diagnostic::new(
                     &file.display().to_string(),

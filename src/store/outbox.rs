@@ -389,7 +389,8 @@ impl Store {
         Ok(rows)
     }
 
-    /// Records the outcomes of sends in one short transaction (one statement per chunk). A
+    /// Records the outcomes of sends in one short transaction (one statement per chunk). A sent
+    /// message keeps no error (the one of an earlier attempt would read as why it failed). A
     /// message put back for a later attempt whose enrollment has meanwhile reached its goal is
     /// cancelled instead (the goal cancelled the queue while the sender held it). Each applies
     /// only while `owner` still holds the message's lease; returns how many applied.
@@ -404,7 +405,8 @@ impl Store {
         for chunk in outcomes.chunks(super::BATCH) {
             let mut qb = QueryBuilder::<Db>::new(
                 self.backend(),
-                "UPDATE outbox SET status = v.column2, last_error = COALESCE(v.column3, outbox.last_error), \
+                "UPDATE outbox SET status = v.column2, \
+                 last_error = CASE WHEN v.column2 = 'sent' THEN NULL ELSE COALESCE(v.column3, outbox.last_error) END, \
                  sent_at = v.column4, next_attempt_at = COALESCE(v.column5, outbox.next_attempt_at), \
                  attempts = outbox.attempts - v.column6, lease_owner = NULL, lease_until = NULL, updated_at = ",
             );

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn rebuy(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    crate::helpers::binary()
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
@@ -281,7 +281,10 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
     assert!(o.status.success(), "{:?}", text(&o));
     let o = rebuy(dir.path(), &["status", "--format", "json"]);
     let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
-    let support = status
+    // The same object as GET /v1/status: the counts, the flow and the workers.
+    assert!(status["flow"]["queued"].is_number(), "{status}");
+    assert!(status["workers"].is_array(), "{status}");
+    let support = status["scenarios"]
         .as_array()
         .unwrap()
         .iter()
@@ -391,7 +394,14 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
 #[test]
 fn the_demo_writes_mail_and_prints_the_status_table() {
     let dir = tempfile::tempdir().unwrap();
-    let o = rebuy(dir.path(), &["demo", "--customers", "150", "--days", "45"]);
+    // Started as a binary, not by `cargo run` (which is what says so).
+    let o = crate::helpers::binary()
+        .args(["demo", "--customers", "150", "--days", "45"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("CARGO_MANIFEST_DIR")
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}{err}");
     assert!(
@@ -421,23 +431,29 @@ fn the_demo_writes_mail_and_prints_the_status_table() {
     );
     // It says what to try next, and the command it gives reads the demo's database.
     assert!(
-        err.contains("REBUY_DATABASE=./rebuy-demo.db cargo run --release -- status"),
+        err.contains(&format!(
+            "REBUY_DATABASE=./rebuy-demo.db {} status",
+            env!("CARGO_BIN_EXE_rebuy")
+        )),
         "{err}"
     );
-    let o = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let o = crate::helpers::binary()
         .args(["status", "--format", "json"])
         .current_dir(dir.path())
         .env("REBUY_DATABASE", "./rebuy-demo.db")
         .output()
         .unwrap();
     let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
-    assert!(status[0]["enrolled"].as_i64().unwrap() > 0, "{status}");
+    assert!(
+        status["scenarios"][0]["enrolled"].as_i64().unwrap() > 0,
+        "{status}"
+    );
     assert!(!dir.path().join("rebuy.db").exists(), "no stray database");
 
     // The report counts closed goal windows: all of them by now (the demo ran in August), few
     // as of the demo's 20th day, and all enrolled by then with `--include-open`.
     let report = |extra: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+        let o = crate::helpers::binary()
             .args(["report", "scenarios", "--format", "json"])
             .args(extra)
             .current_dir(dir.path())
@@ -463,7 +479,7 @@ fn the_demo_writes_mail_and_prints_the_status_table() {
 #[test]
 fn the_daemon_stops_cleanly_on_sigterm_and_logs_json_when_asked() {
     let dir = folder();
-    let child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let child = crate::helpers::binary()
         .args(["run", "--log-format", "json"])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
@@ -504,7 +520,7 @@ fn the_daemon_stops_cleanly_on_sigterm_and_logs_json_when_asked() {
 fn the_daemon_stops_and_says_so_when_its_database_file_is_deleted_under_it() {
     let dir = folder();
     std::fs::write(dir.path().join("rebuy.yaml"), "tick_interval: 1s\n").unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let child = crate::helpers::binary()
         .args(["run"])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
@@ -548,7 +564,7 @@ fn a_second_signal_exits_at_once() {
     )
     .unwrap();
     follow_ups(dir.path(), &[("C1", "K1")]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let mut child = crate::helpers::binary()
         .args(["run"])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
@@ -622,7 +638,7 @@ fn sighup_reloads_valid_scenarios_and_keeps_the_running_ones_when_the_new_set_is
     use std::io::BufRead;
     let dir = folder();
     std::fs::write(dir.path().join("rebuy.yaml"), "tick_interval: 1s\n").unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let mut child = crate::helpers::binary()
         .args(["run", "--log-format", "json"])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
@@ -898,7 +914,7 @@ fn failed_messages_are_listed_retried_and_queued_ones_cancelled_from_the_command
     assert_eq!(cancelled.as_array().unwrap().len(), 2);
     let o = rebuy(dir.path(), &["status", "--format", "json"]);
     let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
-    assert_eq!(status[0]["cancelled"], 2, "{status}");
+    assert_eq!(status["scenarios"][0]["cancelled"], 2, "{status}");
     // Nothing is sent for a cancelled message.
     let o = rebuy(dir.path(), &["run", "--once"]);
     assert!(text(&o).0.contains("\"claimed\": 0"), "{:?}", text(&o));
@@ -961,7 +977,8 @@ fn simulate_back_tests_october_in_its_own_database_and_leaves_the_shop_alone() {
     assert!(dir.path().join("rebuy.simulation.db").exists());
     // The shop's own database got nothing.
     let o = rebuy(dir.path(), &["status", "--format", "json"]);
-    assert_eq!(text(&o).0.trim(), "[]", "{:?}", text(&o));
+    let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(status["scenarios"], serde_json::json!([]), "{status}");
     // A period that ends before it starts is a usage error.
     let o = rebuy(
         dir.path(),
@@ -1321,7 +1338,7 @@ fn a_retried_message_is_rendered_again_and_is_never_sent_empty() {
 #[test]
 fn a_short_unsubscribe_secret_is_refused_before_anything_is_signed() {
     let dir = imported_folder();
-    let o = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let o = crate::helpers::binary()
         .args(["run", "--once"])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
@@ -1405,7 +1422,7 @@ fn a_follow_up_is_stopped_by_ending_its_enrollment_or_with_its_cancelled_message
     let active = || -> i64 {
         let o = rebuy(dir.path(), &["status", "--format", "json"]);
         let v: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
-        v[0]["active"].as_i64().unwrap()
+        v["scenarios"][0]["active"].as_i64().unwrap()
     };
     assert_eq!(active(), 2);
 
@@ -1474,7 +1491,12 @@ fn a_misspelt_or_missing_variable_is_refused_by_name_before_anything_starts() {
         }
     }
     let o = rebuy(dir.path(), &["status", "--format", "json"]);
-    assert_eq!(text(&o).0.trim(), "[]", "nothing was started");
+    let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(
+        status["scenarios"],
+        serde_json::json!([]),
+        "nothing was started"
+    );
 }
 
 #[test]
@@ -1547,7 +1569,7 @@ fn a_postgres_server_that_is_not_there_is_named_at_once_without_its_password() {
         .unwrap()
         .port();
     let url = format!("postgres://rebuy:hunter2@127.0.0.1:{port}/shop");
-    let o = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let o = crate::helpers::binary()
         .args(["status"])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")

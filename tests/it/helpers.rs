@@ -423,9 +423,27 @@ pub fn day(date: &str) -> i64 {
     (d - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days()
 }
 
+/// The `rebuy` binary, killed when the test that started it ends (passed or failed): a daemon
+/// left behind by a failed test would keep the test run's output open, and the run waiting.
+pub fn binary() -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rebuy"));
+    // SAFETY: prctl is async-signal-safe and touches only the child being started. The signal
+    // goes when the thread that spawned the child (the test's) ends.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
 /// The `rebuy` binary run in `dir` (where its `rebuy.yaml` is), with an unsubscribe secret.
 pub fn rebuy_in(dir: &Path) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rebuy"));
+    let mut c = binary();
     c.current_dir(dir).env_remove("RUST_LOG").env(
         "REBUY_UNSUBSCRIBE_SECRET",
         "test-unsubscribe-secret-0123456789",

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const SECRET: &str = "e2e-shopify-secret-0123456789";
 
 fn rebuy(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_rebuy"));
+    let mut c = crate::helpers::binary();
     c.current_dir(dir)
         .env_remove("RUST_LOG")
         .env(

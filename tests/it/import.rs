@@ -479,7 +479,7 @@ fn an_unreadable_csv_header_is_the_files_fault_exit_1() {
         b"id,em\xffail\nc1,a@b.jp\n",
     )
     .unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let o = binary()
         .args(["import", "customers", "customers.csv"])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")
@@ -498,7 +498,7 @@ fn a_quote_never_closed_is_reported_at_its_line_and_nothing_is_swallowed_silentl
         "id,email,name\nC1,a@example.jp,\"Aya \"\"A\"\"\nline two\"\nC2,b@example.jp,\"Ken\nC3,c@example.jp,Mio\n",
     )
     .unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let o = binary()
         .args(["import", "customers", "customers.csv"])
         .current_dir(dir.path())
         .env_remove("RUST_LOG")

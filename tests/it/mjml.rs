@@ -3,7 +3,6 @@
 //! file is reported at its line, and the preview page shows the mail at two widths.
 
 use crate::helpers::*;
-use std::process::Command;
 
 const NOTE: &str = "id: note\ntrigger: first_order\nsteps:\n  - id: hello\n    wait: 1h\n    send: { template: note, subject: \"hello {{ customer.name }}\" }\n";
 
@@ -20,7 +19,7 @@ const MJML: &str = r#"<mjml>
 
 fn rebuy(shop: &TestShop, args: &[&str]) -> (bool, String, String) {
     let config = shop.file("rebuy.yaml");
-    let o = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let o = crate::helpers::binary()
         .arg("--config")
         .arg(&config)
         .args(args)
@@ -148,6 +147,18 @@ fn broken_mjml_is_reported_by_check_at_its_line() {
     let all = format!("{out}{err}");
     let at = format!("{}:", shop.config.templates_dir.join("note.mjml").display());
     assert!(all.contains(&at) && all.contains("invalid MJML"), "{all}");
+    // A misspelt element is refused at its line, with the element meant.
+    let typo = MJML.replace("<mj-button", "<mj-buton");
+    std::fs::write(shop.config.templates_dir.join("note.mjml"), typo).unwrap();
+    let (ok, out, err) = rebuy(&shop, &["check"]);
+    assert!(!ok, "{out}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains(&format!("{at}6:"))
+            && all.contains("<mj-buton> is not an MJML element")
+            && all.contains("did you mean <mj-button>?"),
+        "{all}"
+    );
     // Fixed, it passes; no text part is needed.
     std::fs::write(shop.config.templates_dir.join("note.mjml"), MJML).unwrap();
     let (ok, out, err) = rebuy(&shop, &["check"]);

@@ -4,10 +4,9 @@
 //! customer's list with its reasons.
 
 use std::path::Path;
-use std::process::Command;
 
 fn rebuy(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_rebuy"))
+    let o = crate::helpers::binary()
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
