@@ -81,6 +81,22 @@ pub async fn ltv_report(
     Ok((segments, cohorts))
 }
 
+/// When a report for the scenario `id` found nothing: the words for an id that is no loaded
+/// scenario (a typo), with the one meant; None for a loaded scenario without enrollments yet.
+pub fn unknown_scenario(id: &str, scenarios: &[crate::scenario::Scenario]) -> Option<String> {
+    if scenarios.iter().any(|s| s.id == id) {
+        return None;
+    }
+    let ids: Vec<&str> = scenarios.iter().map(|s| s.id.as_str()).collect();
+    let hint = match crate::diagnostic::did_you_mean(id, &ids) {
+        Some(m) => format!(" (did you mean '{m}'?)"),
+        None => format!("; the scenarios are: {}", ids.join(", ")),
+    };
+    Some(format!(
+        "no scenario '{id}' has enrollments or is loaded{hint}"
+    ))
+}
+
 /// The report over the enrollments `period` counts (and the orders placed in it), with
 /// last-touch attribution over `attribution_window`; `scenarios` (the loaded ones) give the
 /// per-variant results of steps with variants.

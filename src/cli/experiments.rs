@@ -114,6 +114,15 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
         window,
     )
     .await?;
+    if let Some(why) = args
+        .scenario
+        .as_deref()
+        .filter(|_| report.is_empty())
+        .and_then(|id| crate::reports::unknown_scenario(id, &scenarios))
+    {
+        store.close().await;
+        return Err(crate::engine::InputError(why).into());
+    }
     if let Some(path) = &args.html {
         let period = format!(
             "{}{}",

@@ -76,6 +76,7 @@ pub struct ReportQuery {
     responses(
         (status = 200, description = "the same JSON as rebuy report scenarios --format json", body = Vec<Object>),
         (status = 400, description = "an invalid query", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`scenario` is neither loaded nor in the records", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
@@ -108,6 +109,14 @@ pub async fn scenario_report(
         api.attribution_window,
     )
     .await?;
+    if let Some(why) = q
+        .scenario
+        .as_deref()
+        .filter(|_| report.is_empty())
+        .and_then(|id| crate::reports::unknown_scenario(id, api.engine().scenarios()))
+    {
+        return Err(Problem::not_found(why));
+    }
     Ok(Json(report).into_response())
 }
 

@@ -177,7 +177,8 @@ pub async fn start_followup(State(api): State<Arc<Api>>, headers: HeaderMap, bod
                 .vars
                 .into_iter()
                 .map(|(k, v)| match v {
-                    Value::String(s) => (k, Value::String(s)),
+                    // Null stays null, so that a required variable given as null is missing.
+                    Value::String(_) | Value::Null => (k, v),
                     other => (k, Value::String(other.to_string())),
                 })
                 .collect();

@@ -42,6 +42,11 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
 
+/// The payload's order id for a message (it was mapped, so it is there).
+fn mapped_id(payload: &serde_json::Value) -> String {
+    payload.get("id").map(|v| v.to_string()).unwrap_or_default()
+}
+
 fn ignored(reason: String) -> Reply {
     tracing::warn!(%reason, "Shopify webhook ignored");
     Json(json!({ "ignored": reason })).into_response()
@@ -104,11 +109,17 @@ pub async fn shopify_orders(
     // order rebuy cannot take is answered 200 with the reason, and logged.
     let customer = match parse_customer(&record(mapped.customer)) {
         Ok(c) => c,
-        Err(e) => return Ok(ignored(format!("customer {}: {}", e.field, e.message))),
+        Err(e) => return Ok(ignored(format!("customer: {}", e.message))),
     };
     let order = match order_from_record(&record(mapped.order), api.zone) {
         Ok(o) => o,
-        Err(e) => return Ok(ignored(format!("order {}: {}", e.field, e.message))),
+        Err(e) => {
+            return Ok(ignored(format!(
+                "order {}: {}",
+                mapped_id(&payload),
+                e.message
+            )))
+        }
     };
     let now = to_millis(api.clock.now());
     let customers = api.store.upsert_customers(&[customer], now).await?;

@@ -470,8 +470,8 @@ pub const MAX_TEXT: usize = 4_096;
 
 /// Checks that each of a record's `known` fields but `structured` (an order's `items`, a
 /// customer's `attributes`, an event's `properties`) holds one value (text, a number, true or
-/// false only where a field is yes or no) of at most `MAX_TEXT` characters: an object, a list
-/// or `true` where text belongs is refused, not stored as its JSON text.
+/// false only where a field is yes or no) of at most `MAX_TEXT` characters and without a NUL:
+/// an object, a list or `true` where text belongs is refused, not stored as its JSON text.
 pub fn scalars_only<'a>(
     get: impl Fn(&str) -> Option<&'a serde_json::Value>,
     known: &[&str],
@@ -492,6 +492,13 @@ pub fn scalars_only<'a>(
                 return Err(Invalid::at(
                     *key,
                     format!("'{key}' is longer than {MAX_TEXT} characters"),
+                ))
+            }
+            // PostgreSQL's text cannot hold it, and no page or mail should carry it.
+            Some(serde_json::Value::String(s)) if s.contains('\0') => {
+                return Err(Invalid::at(
+                    *key,
+                    format!("'{key}' contains a NUL character (\\u0000)"),
                 ))
             }
             _ => continue,

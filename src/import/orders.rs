@@ -165,6 +165,13 @@ pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, Invalid> {
     if total.is_some_and(|t| t < 0) {
         return Err(Invalid::at("total", "'total' must not be negative"));
     }
+    if total.is_none() && items.is_empty() {
+        // Stored as 0 it would be a purchase of nothing, counted as a repeat order.
+        return Err(Invalid::at(
+            "total",
+            "missing 'total': an order needs its total or its line items (a free order: total 0)",
+        ));
+    }
     items_sum(&items).map_err(|e| Invalid::at("items", e))?;
     Ok(OrderLine {
         line: r.line,

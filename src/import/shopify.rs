@@ -19,13 +19,19 @@ pub struct Mapped {
     pub order: Map<String, Value>,
 }
 
-/// A JSON id (a number, or a string such as a GraphQL id) as text.
-fn id_text(v: Option<&Value>) -> Option<String> {
-    match v? {
-        Value::Number(n) => Some(n.to_string()),
-        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+/// A JSON id (a whole number, or a string such as a GraphQL id) as text. A number past 64 bits
+/// arrives as a float ("1e+23"), which two different ids can share: refused, not rounded.
+fn id_text(v: Option<&Value>) -> Result<Option<String>, Unmappable> {
+    Ok(match v {
+        Some(Value::Number(n)) if n.is_f64() => {
+            return Err(Unmappable(format!(
+                "id {n} is not a whole number rebuy can keep exactly (at most 64 bits)"
+            )))
+        }
+        Some(Value::Number(n)) => Some(n.to_string()),
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
         _ => None,
-    }
+    })
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -83,10 +89,12 @@ fn trim_zero_decimals<'a>(text: &'a str, currency: &str) -> &'a str {
 fn item(v: &Value, i: usize, currency: &str) -> Result<Value, Unmappable> {
     // A line item without a SKU (a custom item, a product without one) is known by its
     // variant, else its product, else its place.
+    let variant = id_text(v.get("variant_id"))?.map(|id| format!("shopify-variant-{id}"));
+    let product = id_text(v.get("product_id"))?.map(|id| format!("shopify-product-{id}"));
     let sku = str_of(v, "sku")
         .map(str::to_string)
-        .or_else(|| id_text(v.get("variant_id")).map(|id| format!("shopify-variant-{id}")))
-        .or_else(|| id_text(v.get("product_id")).map(|id| format!("shopify-product-{id}")))
+        .or(variant)
+        .or(product)
         .unwrap_or_else(|| format!("shopify-line-{i}"));
     let price = money(v.get("price"), currency, &format!("line_items[{i}].price"))?
         .ok_or_else(|| Unmappable(format!("line_items[{i}] has no price")))?;
@@ -108,7 +116,7 @@ fn item(v: &Value, i: usize, currency: &str) -> Result<Value, Unmappable> {
 /// (from `orders/create`): an `orders/updated` for an old order, arriving late, must not bring
 /// back a consent the customer has withdrawn since.
 pub fn map_order(payload: &Value, consent: bool) -> Result<Mapped, Unmappable> {
-    let order_id = id_text(payload.get("id"))
+    let order_id = id_text(payload.get("id"))?
         .ok_or_else(|| Unmappable("the payload has no order id".into()))?;
     let currency = str_of(payload, "currency")
         .ok_or_else(|| Unmappable(format!("order {order_id} has no currency")))?
@@ -120,9 +128,11 @@ pub fn map_order(payload: &Value, consent: bool) -> Result<Mapped, Unmappable> {
         .or_else(|| str_of(payload, "contact_email"))
         .ok_or_else(|| Unmappable(format!("order {order_id} has no customer e-mail address")))?;
     // A guest checkout has no customer object: the address is the customer.
-    let customer_id = customer
-        .and_then(|c| id_text(c.get("id")))
-        .unwrap_or_else(|| email.to_ascii_lowercase());
+    let customer_id = match customer {
+        Some(c) => id_text(c.get("id"))?,
+        None => None,
+    }
+    .unwrap_or_else(|| email.to_ascii_lowercase());
     let locale = str_of(payload, "customer_locale");
     let placed_at = str_of(payload, "created_at")
         .or_else(|| str_of(payload, "processed_at"))
@@ -245,6 +255,16 @@ mod tests {
             .unwrap_err()
             .0
             .contains("more decimals"));
+        // Past 64 bits an id would be a float that two orders can share.
+        let huge: Value = serde_json::from_str(
+            r#"{"id": 99999999999999999999999, "currency": "JPY", "email": "a@b.c",
+            "created_at": "2026-11-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert!(map_order(&huge, true)
+            .unwrap_err()
+            .0
+            .contains("not a whole number"));
     }
 
     #[test]

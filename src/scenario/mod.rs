@@ -287,16 +287,25 @@ impl Scenario {
                 problems.push(format!("unknown variable '{key}'{hint}"));
             }
         }
-        for v in self
-            .vars
-            .iter()
-            .filter(|v| v.required && !given.contains_key(&v.name))
-        {
+        // A required variable given as nothing, "" or blanks would be a half-filled mail.
+        let blank = |x: &serde_json::Value| match x {
+            serde_json::Value::Null => true,
+            serde_json::Value::String(s) => s.trim().is_empty(),
+            _ => false,
+        };
+        for v in self.vars.iter().filter(|v| v.required) {
             let example = v.example.as_deref().unwrap_or("…");
-            problems.push(format!(
-                "missing variable '{}' (--var {}={example})",
-                v.name, v.name
-            ));
+            match given.get(&v.name) {
+                None => problems.push(format!(
+                    "missing variable '{}' (--var {}={example})",
+                    v.name, v.name
+                )),
+                Some(x) if blank(x) => problems.push(format!(
+                    "variable '{}' is empty; it is required (--var {}={example})",
+                    v.name, v.name
+                )),
+                Some(_) => {}
+            }
         }
         if problems.is_empty() {
             return Ok(());

@@ -232,6 +232,14 @@ impl Store {
         // Both backends lower-case ASCII letters only there (PostgreSQL's column is
         // `COLLATE "C"`), so the address asked for is lower-cased the same way here.
         let lower = q.to_ascii_lowercase();
+        // A Japanese keyboard types a full-width space (U+3000) between family and given name;
+        // names are stored with either: the name is looked up with the other space as well.
+        let other = if q.contains('\u{3000}') {
+            q.replace('\u{3000}', " ")
+        } else {
+            q.replace(' ', "\u{3000}")
+        };
+        let other_upper = format!("{other}{past}");
         let hits: Vec<CustomerHit> = sqlx::query_as(
             "SELECT c.id, c.email, c.name, c.orders_count, c.total_spent, c.currency, m.matched \
              FROM (\
@@ -240,6 +248,8 @@ impl Store {
                UNION ALL SELECT id, 'email', 2 FROM customers WHERE lower(email) = $5 \
                UNION ALL SELECT * FROM (SELECT id, 'name', 3 FROM customers \
                  WHERE name >= $1 AND name < $2 ORDER BY name LIMIT $3) AS n \
+               UNION ALL SELECT * FROM (SELECT id, 'name', 3 FROM customers \
+                 WHERE name >= $6 AND name < $7 ORDER BY name LIMIT $3) AS w \
                UNION ALL SELECT * FROM (SELECT id, 'email', 4 FROM customers \
                  WHERE lower(email) >= $5 AND lower(email) < ($5 || $4) \
                  ORDER BY lower(email) LIMIT $3) AS e \
@@ -250,6 +260,8 @@ impl Store {
         .bind(limit)
         .bind(past)
         .bind(&lower)
+        .bind(&other)
+        .bind(&other_upper)
         .fetch_all(&self.pool)
         .await?;
         let mut seen = std::collections::HashSet::new();

@@ -30,6 +30,9 @@ pub async fn status(
             let flow = store.flow_status().await?;
             let now = crate::clock::to_millis(u.api.clock.now());
             let flowing = flow.stalled.is_none() && flow.paused_until.is_none_or(|p| p <= now);
+            // Mail waits and no worker is there to send it (every one known to have stopped).
+            let workers = crate::delivery::workers(store).await?;
+            let unattended = flow.queued > 0 && workers.iter().all(|w| w.alive == Some(false));
             let queue: BTreeMap<String, i64> = store.outbox_counts().await?.into_iter().collect();
             let mut trouble = Vec::new();
             for state in ["unknown", "failed"] {
@@ -49,7 +52,7 @@ pub async fn status(
                 "status",
                 &title,
                 minijinja::context! {
-                    flowing => flowing, last_send => flow.last_sent_at,
+                    flowing => flowing, unattended => unattended, last_send => flow.last_sent_at,
                     oldest => flow.oldest_queued_at, queue => queue, trouble => trouble,
                     names => u.scenario_names(), may_act => v.role.may(&[Role::Support]),
                     flash => super::flash_of(&q, v.lang), team => team,

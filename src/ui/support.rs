@@ -43,7 +43,7 @@ pub async fn search(
             "search.html",
             "customers",
             &title,
-            minijinja::context! { q => query, hits => hits },
+            minijinja::context! { q => query, hits => hits, limit => HITS },
         )
     })
     .await

@@ -36,7 +36,14 @@ pub fn environment() -> Result<Environment<'static>, Error> {
     env.add_function("t", t);
     env.add_filter("money", money);
     env.add_filter("when", when);
+    env.add_filter("segment", segment);
     Ok(env)
+}
+
+/// An id as one segment of a path: every character but letters and digits escaped, `/`
+/// included (minijinja's `urlencode` keeps `/`, which made `a/b` two segments).
+fn segment(value: String) -> String {
+    super::encode(&value)
 }
 
 fn lang_of(state: &State) -> Lang {
@@ -97,6 +104,18 @@ pub fn local_minute(at: chrono::DateTime<chrono::Utc>, zone: chrono_tz::Tz) -> S
 mod tests {
     use super::*;
     use minijinja::context;
+
+    #[test]
+    fn an_id_in_a_link_is_one_path_segment() {
+        let env = environment().unwrap();
+        let out = env
+            .render_str(
+                "/ui/customers/{{ id|segment }}",
+                context! { id => "a/b?c#d 1" },
+            )
+            .unwrap();
+        assert_eq!(out, "/ui/customers/a%2Fb%3Fc%23d%201");
+    }
 
     #[test]
     fn every_template_parses() {

@@ -333,7 +333,9 @@ async fn an_invalid_record_refuses_the_whole_batch_and_names_every_field() {
         {"order_id": "x".repeat(256), "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 1},
         {"order_id": "long", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY",
          "items": [{"sku": "A", "name": {"ja": "名"}, "unit_price": 1}]},
-        {"order_id": "yes", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "J".repeat(4097), "total": 1}
+        {"order_id": "yes", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "J".repeat(4097), "total": 1},
+        {"order_id": "nothing", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY"},
+        {"order_id": "nul", "customer_id": "c\u{0}1", "placed_at": "2026-11-01", "currency": "JPY", "total": 1}
     ]});
     let r = s.post("/v1/orders", Scope::Ingest, &batch).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -349,6 +351,7 @@ async fn an_invalid_record_refuses_the_whole_batch_and_names_every_field() {
         at,
         [
             "/orders/1/placed_at",
+            "/orders/2/total",
             "/orders/2/totl",
             "/orders/3/customer_id",
             "/orders/4/items/1/quantity",
@@ -359,12 +362,14 @@ async fn an_invalid_record_refuses_the_whole_batch_and_names_every_field() {
             "/orders/10/placed_at",
             "/orders/11/order_id",
             "/orders/12/items/0/name",
-            "/orders/13/currency"
+            "/orders/13/currency",
+            "/orders/14/total",
+            "/orders/15/customer_id"
         ],
         "{}",
         r.json
     );
-    assert!(r.json["errors"][1]["message"]
+    assert!(r.json["errors"][2]["message"]
         .as_str()
         .unwrap()
         .contains("did you mean 'total'"));
@@ -609,6 +614,21 @@ async fn an_order_by_api_wakes_the_daemon_and_becomes_a_mail_the_customer_view_e
         .await;
     assert_eq!(report.status, StatusCode::OK);
     assert_eq!(report.json[0]["scenario"], "welcome", "{}", report.json);
+    // A misspelt scenario is not an empty report.
+    let typo = s
+        .call(
+            "GET",
+            "/v1/reports/scenarios?scenario=welcom",
+            Some(Scope::Read),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(typo.status, StatusCode::NOT_FOUND, "{}", typo.json);
+    assert!(typo.json["detail"]
+        .as_str()
+        .unwrap()
+        .contains("did you mean 'welcome'?"));
     // Operations: Prometheus text with the outbox by state and requests by route pattern.
     let req = Request::builder()
         .uri("/metrics")
@@ -681,6 +701,26 @@ async fn a_follow_up_starts_once_per_key_is_previewed_first_and_its_message_can_
         "{}",
         missing_var.json
     );
+
+    // A required variable given as null or blanks is missing, not a half-filled subject.
+    for vars in [r#"{"case_id": null}"#, r#"{"case_id": " "}"#] {
+        let body = format!(r#"{{"scenario": "apology", "customer": "c1", "vars": {vars}}}"#);
+        let blank = s
+            .call(
+                "POST",
+                "/v1/followups",
+                Some(Scope::Support),
+                Some(&body),
+                None,
+            )
+            .await;
+        assert_eq!(blank.status, StatusCode::UNPROCESSABLE_ENTITY, "{vars}");
+        assert!(
+            blank.json.to_string().contains("'case_id' is empty"),
+            "{}",
+            blank.json
+        );
+    }
 
     let body = r#"{"scenario": "apology", "customer": "c1", "vars": {"case_id": "CASE-7"}}"#;
     let first = s

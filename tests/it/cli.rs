@@ -346,6 +346,17 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
         table.contains("Follow-up after a support case (support-follow-up): "),
         "{table}"
     );
+    // A misspelt scenario is an error that names the one meant, not an empty report.
+    let o = rebuy(
+        dir.path(),
+        &["report", "scenarios", "--scenario", "support-followup"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("did you mean 'support-follow-up'?"),
+        "{:?}",
+        text(&o)
+    );
     // For people, amounts in the shop's currency; CSV keeps plain numbers (below).
     let o = rebuy(dir.path(), &["report", "scenarios", "--view", "steps"]);
     let table = text(&o).0;
@@ -1479,6 +1490,10 @@ fn a_misspelt_or_missing_variable_is_refused_by_name_before_anything_starts() {
             "unknown variable 'caseid' (did you mean 'case_id'?); missing variable 'case_id' (--var case_id=CASE-7); it takes: case_id",
         ),
         (&[][..], "missing variable 'case_id' (--var case_id=CASE-7)"),
+        (
+            &["--var", "case_id=  "][..],
+            "variable 'case_id' is empty; it is required (--var case_id=CASE-7)",
+        ),
     ] {
         for cmd in [
             &["trigger", "support-follow-up", "--customer", "C1"][..],

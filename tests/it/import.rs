@@ -735,6 +735,27 @@ async fn customers_are_found_by_email_in_any_case() {
     assert_eq!(hits.first().map(|h| h.id.as_str()), Some("C4"));
 }
 
+#[tokio::test]
+async fn a_name_is_found_with_either_space_between_family_and_given_name() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    let customers = [
+        customer("J1", "yumi@example.jp", "高橋 由美", "Asia/Tokyo", "{}"),
+        customer("J2", "ken@example.jp", "高橋\u{3000}健", "Asia/Tokyo", "{}"),
+    ];
+    store.upsert_customers(&customers, 0).await.unwrap();
+    for (asked, id) in [
+        ("高橋\u{3000}由美", "J1"),
+        ("高橋 由美", "J1"),
+        ("高橋 健", "J2"),
+        ("高橋\u{3000}健", "J2"),
+    ] {
+        let hits = store.search_customers(asked, 10).await.unwrap();
+        let found: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
+        assert_eq!(found, [id], "{asked}");
+    }
+}
+
 /// A discount written as a negative line lowers its order's total; an order whose items add up
 /// below zero (a coupon worth more than the goods) is kept as a purchase of 0, never lowering
 /// the spend; a date no shop writes (0000, 9999) is refused at its line.

@@ -287,6 +287,22 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
         .iter()
         .any(|a| a.action == "address_suppressed" && a.user_name == "boss"));
 
+    // Mail waits and nothing runs to send it (this server is `rebuy serve`): the page says so
+    // rather than "Mail is flowing".
+    let (_, _, page) = request(&addr, "GET", "/ui/status", cookie, &[]).await;
+    assert!(page.contains("Mail is flowing."), "{page}");
+    let ken = customer("ken", "ken@example.jp", "Ken", "Asia/Tokyo", "{}");
+    store.upsert_customers(&[ken], 0).await.unwrap();
+    let engine = shop.app().engine(&store).await.unwrap().unwrap();
+    let now = chrono::Utc::now();
+    engine
+        .trigger_manual("apology", "ken", Default::default(), None, now)
+        .await
+        .unwrap();
+    assert_eq!(engine.tick(now).await.unwrap().queued, 1);
+    let (_, _, page) = request(&addr, "GET", "/ui/status", cookie, &[]).await;
+    assert!(page.contains("no daemon is running to send it"), "{page}");
+
     // The digest's mail to the team is listed on the status page with its state.
     let id = store
         .claim_team_mail("weekly", 1, "team@shop.example", "Shop: LTV targets", 1)
