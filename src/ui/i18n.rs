@@ -128,6 +128,18 @@ mod tests {
     }
 
     #[test]
+    fn every_rfm_segment_and_group_has_its_words() {
+        let names = crate::metrics::SEGMENTS.map(|s| format!("rfm.{s}"));
+        let groups = ["treatment", "holdout", "control"].map(|g| format!("group.{g}"));
+        for lang in [Lang::En, Lang::Ja] {
+            for key in names.iter().chain(&groups) {
+                assert!(keys(lang).contains(&key.as_str()), "{lang:?}: {key}");
+            }
+        }
+        assert_eq!(text(Lang::Ja, "rfm.at risk"), "離反リスク");
+    }
+
+    #[test]
     fn every_key_the_templates_name_exists() {
         let templates = super::super::templates::ALL;
         let mut missing = Vec::new();

@@ -36,6 +36,7 @@ pub const AUDIT_ACTIONS: &[&str] = &[
     "signed_in",
     "sign_in_refused",
     "followup_started",
+    "followup_ended",
     "message_cancelled",
     "message_retried",
     "address_suppressed",
@@ -132,6 +133,7 @@ pub fn router(api: Arc<Api>, currency: &str, launcher: Option<Launcher>) -> anyh
         )
         .route("/ui/customers/{id}/suppress", post(support::suppress))
         .route("/ui/customers/{id}/unsuppress", post(support::unsuppress))
+        .route("/ui/enrollments/{id}/end", post(support::end_followup))
         .route("/ui/messages/{id}", get(support::message))
         .route("/ui/messages/{id}/cancel", post(support::cancel))
         .route("/ui/messages/{id}/retry", post(ops::retry))
@@ -300,6 +302,7 @@ fn html_response(status: StatusCode, html: String) -> Response {
 const FLASHES: &[&str] = &[
     "followup.started",
     "followup.already",
+    "followup.ended",
     "message.cancelled",
     "message.retried",
     "suppress.done",

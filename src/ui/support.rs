@@ -390,6 +390,52 @@ pub async fn cancel(
     .await
 }
 
+/// `POST /ui/enrollments/{id}/end`: support stops a follow-up (as `rebuy enrollment end`): no
+/// further step, its queued messages cancelled; the reason is the form's, else "ended by
+/// support", with the user's name either way.
+pub async fn end_followup(
+    State(ui): State<Arc<Ui>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<Fields>,
+) -> Response {
+    let u = ui.clone();
+    ui.guard_form(&headers, SUPPORT, &form.clone(), |v| async move {
+        let id: i64 = id.parse().map_err(|_| {
+            UiError::NotFound(format!("no follow-up '{id}': its number is a whole number"))
+        })?;
+        let said = form.get("reason").map(|r| r.trim()).unwrap_or_default();
+        let reason = if said.is_empty() {
+            format!("ended by support ({})", v.name)
+        } else {
+            format!("{said} ({})", v.name)
+        };
+        let now = to_millis(u.api.clock.now());
+        let ended = u
+            .api
+            .store
+            .end_enrollments(&crate::store::EndWhich::Ids(&[id]), &reason, now)
+            .await?;
+        if ended.is_empty() {
+            return Err(UiError::Invalid(format!(
+                "follow-up #{id} is not running (already completed or ended, or no such number)"
+            )));
+        }
+        u.audit(&v.name, "followup_ended", &id.to_string(), &reason)
+            .await;
+        let back = form
+            .get("back")
+            .cloned()
+            .unwrap_or_else(|| "/ui/customers".into());
+        let n = id.to_string();
+        Ok(see_other(
+            &back,
+            Some(("followup.ended", &[("id", n.as_str())])),
+        ))
+    })
+    .await
+}
+
 /// A message id from a path: a whole number, else no such message.
 pub(super) fn message_id(id: &str) -> Result<i64, UiError> {
     id.parse().map_err(|_| {

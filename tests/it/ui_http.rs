@@ -10,6 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const PASSWORD: &str = "a long enough password";
 
 const APOLOGY: &str = "id: apology\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: t, subject: sorry }\n";
+/// Two steps three days apart: a follow-up still running after its first mail.
+const CHECK_IN: &str = "id: check-in\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: t, subject: sorry }\n  - id: b\n    wait: 3d\n    send: { template: t, subject: better? }\n";
 
 /// One request; (status, headers by lower-case name, body).
 async fn request(
@@ -108,7 +110,7 @@ fn write_config(shop: &TestShop) {
 
 async fn shop() -> (TestShop, Served) {
     let shop = TestShop::new(
-        &[("apology.yaml", APOLOGY)],
+        &[("apology.yaml", APOLOGY), ("check-in.yaml", CHECK_IN)],
         &[("t.html", "<p>sorry</p>"), ("t.txt", "sorry")],
         None,
     );
@@ -296,12 +298,42 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     let engine = shop.app().engine(&store).await.unwrap().unwrap();
     let now = chrono::Utc::now();
     engine
-        .trigger_manual("apology", "ken", Default::default(), None, now)
+        .trigger_manual("check-in", "ken", Default::default(), None, now)
         .await
         .unwrap();
     assert_eq!(engine.tick(now).await.unwrap().queued, 1);
     let (_, _, page) = request(&addr, "GET", "/ui/status", cookie, &[]).await;
     assert!(page.contains("no daemon is running to send it"), "{page}");
+
+    // Support stops that follow-up from the customer's page: ended with the reason and who,
+    // its queued message cancelled, audited; a second try says it is not running.
+    let enrollment = store.customer_enrollments("ken").await.unwrap()[0].id;
+    let (_, _, page) = request(&addr, "GET", "/ui/customers/ken", cookie, &[]).await;
+    let action = format!("/ui/enrollments/{enrollment}/end");
+    assert!(page.contains(&action), "{page}");
+    let end = [
+        ("csrf", csrf.as_str()),
+        ("reason", "asked by phone"),
+        ("back", "/ui/customers/ken"),
+    ];
+    let (status, h, _) = request(&addr, "POST", &action, cookie, &end).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        h["location"][0],
+        format!("/ui/customers/ken?flash=followup.ended&id={enrollment}")
+    );
+    let ended = &store.customer_enrollments("ken").await.unwrap()[0];
+    assert_eq!(ended.state, "cancelled");
+    assert_eq!(ended.end_reason.as_deref(), Some("asked by phone (boss)"));
+    let messages = store.customer_messages("ken").await.unwrap();
+    assert_eq!(messages[0].status, "cancelled");
+    let audit = store.audit_log(100).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "followup_ended" && a.user_name == "boss"));
+    let (status, _, body) = request(&addr, "POST", &action, cookie, &end).await;
+    assert_eq!(status, 422);
+    assert!(body.contains("is not running"), "{body}");
 
     // The digest's mail to the team is listed on the status page with its state.
     let id = store
