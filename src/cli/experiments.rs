@@ -124,15 +124,15 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
         return Err(crate::engine::InputError(why).into());
     }
     if let Some(path) = &args.html {
-        let period = format!(
-            "{}{}",
-            args.since
-                .map(|d| format!(" since {d}"))
-                .unwrap_or_default(),
-            args.as_of
-                .map(|d| format!(" as of {d}"))
-                .unwrap_or_default()
-        );
+        let since = args
+            .since
+            .map(|d| format!(" since {d}"))
+            .unwrap_or_default();
+        // Always dated: a chart pasted into a monthly report must say when it was true.
+        let as_of = crate::clock::from_millis(counted.as_of)
+            .with_timezone(&zone)
+            .date_naive();
+        let period = format!("{since} as of {as_of}");
         write_html(
             app,
             &store,

@@ -66,12 +66,25 @@ pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
         }
     };
     print_report(&report, args.json)?;
+    warn_foreign_currencies(&report, &app.currency());
     store.close().await;
     Ok(if report.rejected.is_empty() {
         exit::OK
     } else {
         exit::INVALID
     })
+}
+
+/// Orders in another currency than the shop's are kept (each is a purchase), but rebuy adds
+/// amounts without converting them: said once per currency, with what to do.
+fn warn_foreign_currencies(report: &ImportReport, shop: &str) {
+    for (currency, n) in report.foreign_currencies(shop) {
+        eprintln!(
+            "warning: {n} order(s) in {currency}, not the shop's {shop} (shop.currency): rebuy adds \
+             amounts as they are, so spend, LTV and reports would mix {currency} with {shop}; \
+             convert them to {shop} before importing, or set shop.currency if {currency} is the shop's"
+        );
+    }
 }
 
 pub fn print_report(report: &ImportReport, json: bool) -> anyhow::Result<()> {

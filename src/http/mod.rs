@@ -383,7 +383,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
         Ok(k) if !k.trim().is_empty() && k.len() <= 255 => Ok(Some(k.trim().to_string())),
         _ => Err(
             Problem::new(StatusCode::BAD_REQUEST, "invalid Idempotency-Key")
-                .detail("the Idempotency-Key header must be 1 to 255 visible ASCII characters"),
+                .detail("the Idempotency-Key header must be 1 to 255 printable ASCII characters (spaces around it are dropped)"),
         ),
     }
 }

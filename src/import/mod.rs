@@ -89,6 +89,9 @@ pub struct ImportReport {
     pub updated: u64,
     pub unchanged: u64,
     pub rejected: Vec<RowError>,
+    /// Orders written, by currency (orders only; empty for other records).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub currencies: BTreeMap<String, u64>,
 }
 
 impl ImportReport {
@@ -111,6 +114,18 @@ impl ImportReport {
             line,
             message: message.into(),
         });
+    }
+}
+
+impl ImportReport {
+    /// The orders written in currencies other than `shop` (the shop's), by currency: rebuy adds
+    /// amounts as they are, so they would be summed with the shop's own.
+    pub fn foreign_currencies(&self, shop: &str) -> Vec<(&str, u64)> {
+        self.currencies
+            .iter()
+            .filter(|(c, _)| !c.eq_ignore_ascii_case(shop))
+            .map(|(c, n)| (c.as_str(), *n))
+            .collect()
     }
 }
 

@@ -393,7 +393,10 @@ async fn write(store: &Store, parsed: Orders, report: &mut ImportReport) -> Resu
     let mut good = Vec::with_capacity(parsed.len());
     for p in parsed {
         match p {
-            Ok((_, o)) => good.push(o),
+            Ok((_, o)) => {
+                *report.currencies.entry(o.currency.clone()).or_default() += 1;
+                good.push(o);
+            }
             Err((line, e)) => report.reject(line, e),
         }
     }

@@ -193,6 +193,14 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
         .contains("3 record(s): 3 inserted, 0 updated, 0 unchanged, 0 rejected"));
     let o = rebuy(dir.path(), &["import", "orders", "orders.csv"]);
     assert!(o.status.success(), "{:?}", text(&o));
+    // Ken's order in USD is kept, and the import says it would be summed with the yen.
+    assert!(
+        text(&o)
+            .1
+            .contains("warning: 1 order(s) in USD, not the shop's JPY (shop.currency)"),
+        "{:?}",
+        text(&o)
+    );
 
     let o = rebuy(dir.path(), &["import", "customers", "bad_customers.csv"]);
     let (_, err) = text(&o);
@@ -337,6 +345,14 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(
         page.contains("support-follow-up") && page.contains("</html>"),
+        "{page}"
+    );
+    // Dated even without --as-of: today in the shop's zone.
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Tokyo)
+        .date_naive();
+    assert!(
+        page.contains(&format!("repeat rate? as of {today}")),
         "{page}"
     );
     // For people, scenarios by their names with the id beside.
