@@ -7,6 +7,7 @@ mod ingest;
 pub mod openapi;
 mod problem;
 mod read;
+mod strict_json;
 mod support;
 pub mod tracking;
 pub mod unsubscribe;
@@ -260,8 +261,14 @@ where
         Ok(b) => b,
         Err(e) => return body_problem(&e).into_response(),
     };
-    let json = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+    let json = match strict_json::parse(&bytes) {
         Ok(j) => j,
+        // A key given twice: the JSON is well-formed, the record is not.
+        Err(e) if e.is_data() => {
+            return Problem::new(StatusCode::BAD_REQUEST, "duplicate key")
+                .detail(e.to_string())
+                .into_response()
+        }
         Err(e) => {
             return Problem::new(StatusCode::BAD_REQUEST, "not JSON")
                 .detail(format!(

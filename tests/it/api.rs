@@ -390,6 +390,23 @@ async fn an_invalid_record_refuses_the_whole_batch_and_names_every_field() {
         .await;
     assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
     assert!(not_json.json["detail"].as_str().unwrap().contains("line 1"));
+    // A key given twice is refused, not read as its last value.
+    let twice = s
+        .call(
+            "POST",
+            "/v1/orders",
+            Some(Scope::Ingest),
+            Some(r#"{"order_id": "t2", "customer_id": "c1", "placed_at": "2026-11-01", "currency": "JPY", "total": 100, "total": 100000}"#),
+            None,
+        )
+        .await;
+    assert_eq!(twice.status, StatusCode::BAD_REQUEST, "{}", twice.json);
+    assert_eq!(twice.json["title"], "duplicate key");
+    assert!(twice.json["detail"]
+        .as_str()
+        .unwrap()
+        .contains("the key 'total' is given twice"));
+    assert_eq!(s.store.count_orders().await.unwrap(), 0);
     let unknown = s
         .call("GET", "/v1/nothing", Some(Scope::Admin), None, None)
         .await;
