@@ -81,8 +81,9 @@ pub async fn ltv_report(
     Ok((segments, cohorts))
 }
 
-/// When a report for the scenario `id` found nothing: the words for an id that is no loaded
-/// scenario (a typo), with the one meant; None for a loaded scenario without enrollments yet.
+/// When a report for the scenario `id` found nothing in its period: the words for an id that
+/// is no loaded scenario (a typo, or a retired one without enrollments in the period), with
+/// the one meant; None for a loaded scenario without enrollments yet.
 pub fn unknown_scenario(id: &str, scenarios: &[crate::scenario::Scenario]) -> Option<String> {
     if scenarios.iter().any(|s| s.id == id) {
         return None;
@@ -93,7 +94,7 @@ pub fn unknown_scenario(id: &str, scenarios: &[crate::scenario::Scenario]) -> Op
         None => format!("; the scenarios are: {}", ids.join(", ")),
     };
     Some(format!(
-        "no scenario '{id}' has enrollments or is loaded{hint}"
+        "no scenario '{id}' is loaded, and it has no enrollments in this period{hint}"
     ))
 }
 

@@ -76,7 +76,7 @@ pub struct ReportQuery {
     responses(
         (status = 200, description = "the same JSON as rebuy report scenarios --format json", body = Vec<Object>),
         (status = 400, description = "an invalid query", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`scenario` is neither loaded nor in the records", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`scenario` is not loaded and has no enrollments in the period", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]

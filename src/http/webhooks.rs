@@ -44,7 +44,11 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 
 /// The payload's order id for a message (it was mapped, so it is there).
 fn mapped_id(payload: &serde_json::Value) -> String {
-    payload.get("id").map(|v| v.to_string()).unwrap_or_default()
+    match payload.get("id") {
+        Some(serde_json::Value::String(id)) => id.trim().to_string(),
+        Some(id) => id.to_string(),
+        None => String::new(),
+    }
 }
 
 fn ignored(reason: String) -> Reply {
@@ -95,7 +99,7 @@ pub async fn shopify_orders(
             TOPICS.join(", ")
         )));
     }
-    let payload: serde_json::Value = serde_json::from_slice(&bytes)
+    let payload = super::strict_json::parse(&bytes)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "not JSON").detail(format!("{e}")))?;
     let mapped = match map_order(&payload, topic == "orders/create") {
         Ok(m) => m,

@@ -89,13 +89,13 @@ fn trim_zero_decimals<'a>(text: &'a str, currency: &str) -> &'a str {
 fn item(v: &Value, i: usize, currency: &str) -> Result<Value, Unmappable> {
     // A line item without a SKU (a custom item, a product without one) is known by its
     // variant, else its product, else its place.
-    let variant = id_text(v.get("variant_id"))?.map(|id| format!("shopify-variant-{id}"));
-    let product = id_text(v.get("product_id"))?.map(|id| format!("shopify-product-{id}"));
-    let sku = str_of(v, "sku")
-        .map(str::to_string)
-        .or(variant)
-        .or(product)
-        .unwrap_or_else(|| format!("shopify-line-{i}"));
+    let sku = match str_of(v, "sku") {
+        Some(sku) => sku.to_string(),
+        None => id_text(v.get("variant_id"))?
+            .map(|id| format!("shopify-variant-{id}"))
+            .or(id_text(v.get("product_id"))?.map(|id| format!("shopify-product-{id}")))
+            .unwrap_or_else(|| format!("shopify-line-{i}")),
+    };
     let price = money(v.get("price"), currency, &format!("line_items[{i}].price"))?
         .ok_or_else(|| Unmappable(format!("line_items[{i}] has no price")))?;
     let mut out = json!({

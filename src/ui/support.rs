@@ -31,11 +31,14 @@ pub async fn search(
     let u = ui.clone();
     ui.guard(&headers, SUPPORT, "/ui/customers", |v| async move {
         let query = q.get("q").map(|s| s.trim().to_string()).unwrap_or_default();
-        let hits = if query.is_empty() {
+        // One more than shown: whether there are more is known, not guessed from a full page.
+        let mut hits = if query.is_empty() {
             Vec::new()
         } else {
-            u.api.store.search_customers(&query, HITS).await?
+            u.api.store.search_customers(&query, HITS + 1).await?
         };
+        let more = hits.len() > HITS as usize;
+        hits.truncate(HITS as usize);
         let title = i18n::text(v.lang, "search.title");
         u.page(
             Some(&v),
@@ -43,7 +46,7 @@ pub async fn search(
             "search.html",
             "customers",
             &title,
-            minijinja::context! { q => query, hits => hits, limit => HITS },
+            minijinja::context! { q => query, hits => hits, more => more },
         )
     })
     .await
@@ -405,6 +408,11 @@ pub async fn end_followup(
             UiError::NotFound(format!("no follow-up '{id}': its number is a whole number"))
         })?;
         let said = form.get("reason").map(|r| r.trim()).unwrap_or_default();
+        if said.chars().count() > 200 || said.contains('\0') {
+            return Err(UiError::Invalid(
+                "the reason is at most 200 characters, without control characters".into(),
+            ));
+        }
         let reason = if said.is_empty() {
             format!("ended by support ({})", v.name)
         } else {

@@ -839,6 +839,12 @@ async fn a_signed_shopify_order_is_stored_as_customer_and_order_and_a_forged_one
     }
     assert!(s.store.all_customers().await.unwrap().is_empty());
     assert_eq!(s.store.count_orders().await.unwrap(), 0);
+    // Signed, but a key twice: refused, not read as its last value.
+    let twice = br#"{"id": 1, "id": 2, "currency": "JPY", "email": "a@b.c"}"#;
+    let sig = rebuy::http::sign_shopify(SHOPIFY_SECRET.as_bytes(), twice);
+    let r = s.shopify(twice, &sig, "orders/create").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.json);
+    assert_eq!(s.store.count_orders().await.unwrap(), 0);
 
     let r = s.shopify(SHOPIFY_ORDER, signature, "orders/create").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.json);

@@ -192,6 +192,7 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
         "/ui/customers/aya/followup",
         "/ui/messages/1/cancel",
         "/ui/messages/1/retry",
+        "/ui/enrollments/1/end",
         "/ui/backtests",
         "/ui/settings/lang",
         "/ui/logout",
@@ -230,6 +231,15 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
         "/ui/customers/aya/suppress",
         &marketer.0,
         &[("csrf", &marketer.1), ("reason", "spam")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = request(
+        &addr,
+        "POST",
+        "/ui/enrollments/1/end",
+        &marketer.0,
+        &[("csrf", &marketer.1)],
     )
     .await;
     assert_eq!(status, 403);
@@ -334,6 +344,11 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     let (status, _, body) = request(&addr, "POST", &action, cookie, &end).await;
     assert_eq!(status, 422);
     assert!(body.contains("is not running"), "{body}");
+    let long = "x".repeat(201);
+    let too_long = [("csrf", csrf.as_str()), ("reason", long.as_str())];
+    let (status, _, body) = request(&addr, "POST", &action, cookie, &too_long).await;
+    assert_eq!(status, 422);
+    assert!(body.contains("at most 200 characters"), "{body}");
 
     // The digest's mail to the team is listed on the status page with its state.
     let id = store

@@ -261,8 +261,10 @@ async fn a_claimed_batch_comes_in_due_order_whatever_order_the_database_returns(
     let first = store.claim_ready("w", ms, ms + 60_000, 10).await.unwrap();
     let mut ids: Vec<i64> = first.iter().map(|r| r.id).collect();
     ids.sort();
+    // Deferred to times in reverse order: the claim picks by that time, the batch goes by due.
     for i in [2, 0, 3, 4, 1] {
-        let later = rebuy::store::Recorded::deferred(ids[i], "cap".into(), ms + 60_000);
+        let at = ms + 60_000 - 1_000 * i as i64;
+        let later = rebuy::store::Recorded::deferred(ids[i], "cap".into(), at);
         assert_eq!(store.record_outcomes("w", ms, &[later]).await.unwrap(), 1);
     }
     let again = store
