@@ -2,6 +2,7 @@
 //! last without a word, so `{"total": 100, "total": 100000}` would store 100000).
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 use std::fmt;
 
@@ -75,12 +76,18 @@ impl<'de> Visitor<'de> for StrictVisitor {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             let Strict(value) = map.next_value()?;
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format_args!(
-                    "the key '{key}' is given twice in one object; give each field once"
-                )));
+            // One look-up, as serde_json's own insert makes.
+            match out.entry(key) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                Entry::Occupied(taken) => {
+                    return Err(de::Error::custom(format_args!(
+                        "the key '{}' is given twice in one object; give each field once",
+                        taken.key()
+                    )))
+                }
             }
-            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }
