@@ -52,7 +52,10 @@ pub async fn run(app: &App, cmd: EnrollmentCommand) -> anyhow::Result<u8> {
         );
         return Ok(exit::INVALID);
     }
-    let shown: Vec<String> = ended.iter().map(i64::to_string).collect();
+    let shown: Vec<String> = ended
+        .iter()
+        .map(|e| format!("{} ({} in {})", e.id, e.customer_id, e.scenario_id))
+        .collect();
     println!(
         "ended {} enrollment(s): {}; their queued messages are cancelled",
         ended.len(),

@@ -148,7 +148,8 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
                 let ended = store
                     .end_enrollments(&which, "its message was cancelled by hand", now)
                     .await?;
-                println!("ended {} enrollment(s){}", ended.len(), list(&ended));
+                let ids: Vec<i64> = ended.iter().map(|e| e.id).collect();
+                println!("ended {} enrollment(s){}", ids.len(), list(&ids));
             } else if !enrollments.is_empty() {
                 eprintln!("note: their {} enrollment(s) go on, and their next steps will still be sent; `--end-enrollment` (or `rebuy enrollment end`) stops them", enrollments.len());
             }

@@ -84,6 +84,14 @@ pub enum EndWhich<'a> {
     },
 }
 
+/// An enrollment `Store::end_enrollments` ended.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct EndedEnrollment {
+    pub id: i64,
+    pub customer_id: String,
+    pub scenario_id: String,
+}
+
 /// Moves an enrollment past `expected_step`, recording what the step produced.
 #[derive(Debug, Clone)]
 pub struct StepAdvance {
@@ -312,13 +320,13 @@ impl Store {
 
     /// Ends active enrollments by hand (`id`, or a customer's in a scenario) with a reason:
     /// no further step is scheduled, and their queued messages are cancelled in the same
-    /// transaction (one already being sent finishes). Returns the ids ended.
+    /// transaction (one already being sent finishes). Returns those ended, by id.
     pub async fn end_enrollments(
         &self,
         which: &EndWhich<'_>,
         reason: &str,
         now: i64,
-    ) -> Result<Vec<i64>> {
+    ) -> Result<Vec<EndedEnrollment>> {
         let mut tx = self.write_tx().await?;
         let mut qb = QueryBuilder::<Db>::new(
             self.backend(),
@@ -344,11 +352,12 @@ impl Store {
                     .push_bind(*scenario);
             }
         }
-        qb.push(" RETURNING id");
-        let ended: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-        let ended: Vec<i64> = ended.into_iter().map(|(id,)| id).collect();
+        qb.push(" RETURNING id, customer_id, scenario_id");
+        let mut ended: Vec<EndedEnrollment> = qb.build_query_as().fetch_all(&mut *tx).await?;
+        ended.sort_by_key(|e| e.id);
+        let ids: Vec<i64> = ended.iter().map(|e| e.id).collect();
         let why = format!("cancelled: enrollment ended ({reason})");
-        cancel_queued(&mut tx, &ended, &why, now).await?;
+        cancel_queued(&mut tx, &ids, &why, now).await?;
         tx.commit().await?;
         Ok(ended)
     }

@@ -28,8 +28,8 @@ pub use api::{KeyClaim, TokenRow};
 pub use copy::{CopyRefused, TableCopy, SIMULATION_SOURCE};
 pub use customers::{CustomerRow, NewCustomer};
 pub use enrollments::{
-    DueEnrollment, EndWhich, EnrollmentLite, EnrollmentView, GoalHit, NewEnrollment, StepAdvance,
-    GOAL_REACHED,
+    DueEnrollment, EndWhich, EndedEnrollment, EnrollmentLite, EnrollmentView, GoalHit,
+    NewEnrollment, StepAdvance, GOAL_REACHED,
 };
 pub use events::{EventRow, NewEvent};
 pub use experiments::{

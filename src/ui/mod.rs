@@ -334,18 +334,30 @@ fn see_other(to: &str, flash: Option<(&str, &[(&str, &str)])>) -> Response {
     Redirect::to(&target).into_response()
 }
 
-/// The flash message a page's query asks for, in `lang`.
-fn flash_of(query: &std::collections::HashMap<String, String>, lang: Lang) -> Option<String> {
+/// The flash message a page's query asks for, in `lang`. Its values are checked, not shown as
+/// given: `id` must be a number and `due` an RFC 3339 instant (shown in `zone`); a link with
+/// anything else shows no message, so that it cannot put words of its own on a page.
+fn flash_of(
+    query: &std::collections::HashMap<String, String>,
+    lang: Lang,
+    zone: chrono_tz::Tz,
+) -> Option<String> {
     let key = query.get("flash")?;
     if !FLASHES.contains(&key.as_str()) {
         return None;
     }
-    let get = |k: &str| query.get(k).map(String::as_str).unwrap_or("");
-    Some(i18n::fill(
-        lang,
-        key,
-        &[("id", get("id")), ("due", get("due"))],
-    ))
+    let id = match query.get("id") {
+        Some(id) => id.parse::<u64>().ok()?.to_string(),
+        None => String::new(),
+    };
+    let due = match query.get("due") {
+        Some(due) => {
+            let at = chrono::DateTime::parse_from_rfc3339(due).ok()?;
+            templates::local_minute(at.to_utc(), zone)
+        }
+        None => String::new(),
+    };
+    Some(i18n::fill(lang, key, &[("id", &id), ("due", &due)]))
 }
 
 /// Percent-encodes a path segment or query value.

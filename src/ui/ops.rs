@@ -55,7 +55,7 @@ pub async fn status(
                     flowing => flowing, unattended => unattended, last_send => flow.last_sent_at,
                     oldest => flow.oldest_queued_at, queue => queue, trouble => trouble,
                     names => u.scenario_names(), may_act => v.role.may(&[Role::Support]),
-                    flash => super::flash_of(&q, v.lang), team => team,
+                    flash => super::flash_of(&q, v.lang, v.zone), team => team,
                 },
             )
         },

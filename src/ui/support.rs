@@ -94,7 +94,7 @@ pub async fn customer(
             &title,
             minijinja::context! {
                 c => view, manual => manual, names => u.scenario_names(), recommended => recommended,
-                may_act => v.role.may(SUPPORT), flash => flash_of(&q, v.lang),
+                may_act => v.role.may(SUPPORT), flash => flash_of(&q, v.lang, v.zone),
             },
         )
     })
@@ -253,9 +253,6 @@ pub async fn followup_start(
             )
             .await;
         }
-        let due = chrono::DateTime::parse_from_rfc3339(&out.due_at)
-            .map(|d| super::templates::local_minute(d.to_utc(), v.zone))
-            .unwrap_or(out.due_at);
         let key = if out.created {
             "followup.started"
         } else {
@@ -264,7 +261,7 @@ pub async fn followup_start(
         let back = format!("/ui/customers/{}", super::encode(&id));
         Ok(see_other(
             &back,
-            Some((key, &[("id", eid.as_str()), ("due", due.as_str())])),
+            Some((key, &[("id", eid.as_str()), ("due", out.due_at.as_str())])),
         ))
     })
     .await
@@ -424,12 +421,14 @@ pub async fn end_followup(
             .store
             .end_enrollments(&crate::store::EndWhich::Ids(&[id]), &reason, now)
             .await?;
-        if ended.is_empty() {
+        let Some(e) = ended.first() else {
             return Err(UiError::Invalid(format!(
                 "follow-up #{id} is not running (already completed or ended, or no such number)"
             )));
-        }
-        u.audit(&v.name, "followup_ended", &id.to_string(), &reason)
+        };
+        // Like `followup_started`: the customer, then the scenario and enrollment.
+        let detail = format!("{} (enrollment {id}): {reason}", e.scenario_id);
+        u.audit(&v.name, "followup_ended", &e.customer_id, &detail)
             .await;
         let back = form
             .get("back")

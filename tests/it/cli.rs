@@ -1467,8 +1467,9 @@ fn a_follow_up_is_stopped_by_ending_its_enrollment_or_with_its_cancelled_message
     let o = rebuy(dir.path(), &end);
     assert!(o.status.success(), "{:?}", text(&o));
     assert!(
-        text(&o).0.contains("ended 1 enrollment(s)"),
-        "{:?}",
+        text(&o).0.contains("ended 1 enrollment(s)")
+            && text(&o).0.contains(" in support-follow-up)"),
+        "names the scenario it ended: {:?}",
         text(&o)
     );
     assert_eq!(active(), 1);

@@ -338,9 +338,13 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     let messages = store.customer_messages("ken").await.unwrap();
     assert_eq!(messages[0].status, "cancelled");
     let audit = store.audit_log(100).await.unwrap();
-    assert!(audit
-        .iter()
-        .any(|a| a.action == "followup_ended" && a.user_name == "boss"));
+    assert!(
+        audit.iter().any(|a| a.action == "followup_ended"
+            && a.user_name == "boss"
+            && a.target == "ken"
+            && a.detail.starts_with("check-in (enrollment ")),
+        "the customer and the scenario, as when a follow-up starts: {audit:?}"
+    );
     let (status, _, body) = request(&addr, "POST", &action, cookie, &end).await;
     assert_eq!(status, 422);
     assert!(body.contains("is not running"), "{body}");
@@ -349,6 +353,35 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     let (status, _, body) = request(&addr, "POST", &action, cookie, &too_long).await;
     assert_eq!(status, 422);
     assert!(body.contains("at most 200 characters"), "{body}");
+
+    // The flash shows the numbers the form put in its link; a link with words of its own, or a
+    // time that is not one, shows no message at all.
+    let flash = |page: &str| {
+        page.split("class=\"flash\" role=\"status\"")
+            .nth(1)
+            .map(|s| s.chars().take(200).collect::<String>())
+    };
+    let shown = format!("/ui/customers/ken?flash=followup.ended&id={enrollment}");
+    let (_, _, page) = request(&addr, "GET", &shown, cookie, &[]).await;
+    assert!(
+        flash(&page).is_some_and(|f| f.contains(&format!("#{enrollment} is ended"))),
+        "{page}"
+    );
+    let started =
+        "/ui/customers/ken?flash=followup.started&id=7&due=2026-12-07T10%3A00%3A00%2B00%3A00";
+    let (_, _, page) = request(&addr, "GET", started, cookie, &[]).await;
+    assert!(
+        flash(&page).is_some_and(|f| f.contains("2026-12-07 19:00 JST")),
+        "the due time in the shop's zone: {page}"
+    );
+    for forged in [
+        "/ui/customers/ken?flash=followup.ended&id=7%20Call%20%2B81-3-0000",
+        "/ui/customers/ken?flash=followup.started&id=7&due=now%2C%20call%20us",
+        "/ui/status?flash=message.retried&id=-1",
+    ] {
+        let (_, _, page) = request(&addr, "GET", forged, cookie, &[]).await;
+        assert_eq!(flash(&page), None, "{forged}: {page}");
+    }
 
     // The digest's mail to the team is listed on the status page with its state.
     let id = store
