@@ -190,7 +190,17 @@ pub struct Shown {
     pub reason: Reason,
     pub because: Option<String>,
     pub why: String,
+    /// For a consumable due again: how many of its buyers buy it again, and how often.
+    pub again: Option<Again>,
     pub product: Option<Product>,
+}
+
+/// A consumable's repeat purchases: the share of its buyers who buy it again (0 to 1), and the
+/// mean days between two purchases.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Again {
+    pub share: f32,
+    pub days: f32,
 }
 
 impl Learned {
@@ -485,6 +495,14 @@ impl State {
         &bought[..bought.partition_point(|b| b.day() <= day_number(self.as_of))]
     }
 
+    /// A consumable's repeat figures, when it is on the list for being due again.
+    fn again(&self, p: &Pick) -> Option<Again> {
+        match (p.reason, self.model.consumable(p.sku)) {
+            (Reason::DueAgain, Some((share, days))) => Some(Again { share, days }),
+            _ => None,
+        }
+    }
+
     fn list(&self, customer: &str, kind: Kind, n: usize, category: Option<&str>) -> Vec<Shown> {
         let history = self.history(customer);
         let in_category = |s: u32| match category {
@@ -521,13 +539,15 @@ impl State {
                 score: p.score / top,
                 reason: p.reason,
                 because: p.because.map(|b| sku(b).to_string()),
-                why: match (p.reason, self.model.consumable(p.sku)) {
-                    (Reason::DueAgain, Some((share, days))) => format!(
-                        "due again: {:.0}% of its buyers buy it again, about every {days:.0} days",
-                        share * 100.0
+                why: match self.again(p) {
+                    Some(a) => format!(
+                        "due again: {:.0}% of its buyers buy it again, about every {:.0} days",
+                        a.share * 100.0,
+                        a.days
                     ),
-                    _ => why(p, &sku),
+                    None => why(p, &sku),
                 },
+                again: self.again(p),
                 product: self.catalog.get(sku(p.sku)).cloned(),
             })
             .collect()

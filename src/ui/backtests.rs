@@ -4,7 +4,7 @@
 //! shown as the CLI prints it. One runs at a time; the last few stay listed until the server
 //! stops.
 
-use super::{i18n, Ui, UiError};
+use super::{i18n, Said, Ui, UiError};
 use crate::users::Role;
 use axum::extract::{Form, Path, State};
 use axum::http::HeaderMap;
@@ -152,15 +152,13 @@ impl Backtests {
         clock: Arc<dyn crate::clock::Clock>,
     ) -> Result<u64, UiError> {
         let now = crate::clock::to_millis(clock.now());
-        let launcher = self.launcher.as_ref().ok_or_else(|| {
-            UiError::Invalid("back-tests cannot be started from this server".into())
-        })?;
+        let launcher = self
+            .launcher
+            .as_ref()
+            .ok_or_else(|| UiError::from(Said::new("backtests.unavailable")))?;
         let mut runs = self.runs();
         if runs.iter().any(|r| r.state == "running") {
-            return Err(UiError::Invalid(
-                "a back-test is already running; wait for it to finish and start this one then"
-                    .into(),
-            ));
+            return Err(Said::new("backtests.busy").into());
         }
         let mut child = launcher
             .command(req)
@@ -259,30 +257,30 @@ pub fn request_of(
     form: &HashMap<String, String>,
     today: NaiveDate,
     scenarios: &[String],
-) -> Result<Request, String> {
-    let date = |field: &str| {
+) -> Result<Request, Said> {
+    let date = |field: &str, refused: &'static str| {
         let v = form.get(field).map(|s| s.trim()).unwrap_or_default();
-        NaiveDate::parse_from_str(v, "%Y-%m-%d")
-            .map_err(|_| format!("{field}: '{v}' is not a date; write it as YYYY-MM-DD"))
+        NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| Said::new(refused).with("value", v))
     };
-    let (from, to) = (date("from")?, date("to")?);
+    let (from, to) = (
+        date("from", "backtests.bad_from")?,
+        date("to", "backtests.bad_to")?,
+    );
     if to < from {
-        return Err(format!("the period ends ({to}) before it starts ({from})"));
+        return Err(Said::new("backtests.backwards")
+            .with("from", from)
+            .with("to", to));
     }
     if to > today {
-        return Err(format!(
-            "the period ends after today ({today}): a back-test replays orders that happened"
-        ));
+        return Err(Said::new("backtests.future").with("today", today));
     }
     if (to - from).num_days() >= LONGEST_DAYS {
-        return Err(format!(
-            "the period is longer than {LONGEST_DAYS} days; back-test a shorter one"
-        ));
+        return Err(Said::new("backtests.too_long").with("days", LONGEST_DAYS));
     }
     let scenario = match form.get("scenario").map(|s| s.trim()) {
         None | Some("") => None,
         Some(s) if scenarios.iter().any(|k| k == s) => Some(s.to_string()),
-        Some(s) => return Err(format!("no scenario '{s}' is loaded")),
+        Some(s) => return Err(Said::new("backtests.no_scenario").with("scenario", s)),
     };
     Ok(Request { from, to, scenario })
 }
@@ -332,7 +330,7 @@ pub async fn start(
 ) -> Response {
     let u = ui.clone();
     ui.guard_form(&headers, &[Role::Marketer], &form.clone(), |v| async move {
-        let req = request_of(&form, shop_today(&u), &scenario_ids(&u)).map_err(UiError::Invalid)?;
+        let req = request_of(&form, shop_today(&u), &scenario_ids(&u))?;
         let id = u.backtests.start(&req, &v.name, u.api.clock.clone())?;
         let period = format!("{} – {}", req.from, req.to);
         u.audit(
@@ -417,9 +415,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(one.scenario.as_deref(), Some("welcome"));
-        let err = |pairs: &[(&str, &str)]| request_of(&form(pairs), today, &known).unwrap_err();
-        assert!(err(&[("from", "1 Sept"), ("to", "2026-09-02")]).starts_with("from: '1 Sept'"));
-        assert!(err(&[("from", "2026-09-01")]).starts_with("to: '' is not a date"));
+        let err = |pairs: &[(&str, &str)]| {
+            request_of(&form(pairs), today, &known)
+                .unwrap_err()
+                .text(super::super::Lang::En)
+        };
+        assert!(err(&[("from", "1 Sept"), ("to", "2026-09-02")]).starts_with("From: '1 Sept'"));
+        assert!(err(&[("from", "2026-09-01")]).starts_with("To: '' is not a date"));
         assert!(err(&[("from", "2026-09-02"), ("to", "2026-09-01")]).contains("before it starts"));
         assert!(err(&[("from", "2026-12-01"), ("to", "2026-12-07")]).contains("after today"));
         assert!(err(&[("from", "2024-11-01"), ("to", "2026-12-01")]).contains("longer than"));
@@ -428,7 +430,13 @@ mod tests {
             ("to", "2026-09-02"),
             ("scenario", "nope")
         ])
-        .contains("no scenario 'nope'"));
+        .contains("No scenario 'nope'"));
+        // Worded in the page's language.
+        let ja = request_of(&form(&[("from", "1 Sept")]), today, &known).unwrap_err();
+        assert_eq!(
+            ja.text(super::super::Lang::Ja),
+            "開始日「1 Sept」は日付ではありません。YYYY-MM-DD の形で入力してください。"
+        );
     }
 
     /// A stand-in program (a shell script: the launcher runs whatever it is given) that
@@ -482,7 +490,7 @@ mod tests {
         assert_eq!(running.percent(), 25);
         let second = tests.start(&req, "aki", clock.clone());
         assert!(
-            matches!(&second, Err(UiError::Invalid(m)) if m.contains("already running")),
+            matches!(&second, Err(UiError::Said(m)) if m.key == "backtests.busy"),
             "{second:?}"
         );
         std::fs::write(dir.path().join("go"), "").unwrap();

@@ -72,8 +72,47 @@ pub enum UiError {
     Csrf,
     #[error("{0}")]
     Invalid(String),
+    /// A refusal the pages word themselves, in the viewer's language.
+    #[error("{}", .0.english())]
+    Said(Said),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// A refusal worded in the viewer's language: a key of the i18n tables and its `{name}` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Said {
+    pub key: &'static str,
+    pub values: Vec<(&'static str, String)>,
+}
+
+impl Said {
+    pub fn new(key: &'static str) -> Self {
+        Said {
+            key,
+            values: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, name: &'static str, value: impl ToString) -> Self {
+        self.values.push((name, value.to_string()));
+        self
+    }
+
+    pub fn text(&self, lang: Lang) -> String {
+        let values: Vec<(&str, &str)> = self.values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        i18n::fill(lang, self.key, &values)
+    }
+
+    fn english(&self) -> String {
+        self.text(Lang::En)
+    }
+}
+
+impl From<Said> for UiError {
+    fn from(s: Said) -> Self {
+        UiError::Said(s)
+    }
 }
 
 impl From<crate::store::StoreError> for UiError {
@@ -240,6 +279,11 @@ impl Ui {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 t("error.invalid"),
                 why.clone(),
+            ),
+            UiError::Said(said) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                t("error.invalid"),
+                said.text(lang),
             ),
             UiError::Internal(err) => {
                 tracing::error!(error = %crate::diagnostic::explained(err), "a page failed");

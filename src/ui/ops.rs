@@ -3,7 +3,7 @@
 //! log for admins.
 
 use super::i18n;
-use super::{see_other, Ui, UiError};
+use super::{see_other, Said, Ui, UiError};
 use crate::users::Role;
 use axum::extract::{Form, Path, State};
 use axum::http::HeaderMap;
@@ -80,14 +80,13 @@ pub async fn retry(
             .await
             .map_err(UiError::from_engine)?;
         if let Some((_, why)) = out.refused.first() {
-            return Err(UiError::Invalid(format!(
-                "message {id} was not queued again: {why}"
-            )));
+            return Err(Said::new("message.not_retried")
+                .with("id", id)
+                .with("why", why)
+                .into());
         }
         if out.requeued.is_empty() {
-            return Err(UiError::Invalid(format!(
-                "message {id} is not failed, unknown or expired; nothing was changed"
-            )));
+            return Err(Said::new("message.not_failed").with("id", id).into());
         }
         u.api.wake.notify_one();
         u.audit(&v.name, "message_retried", &id.to_string(), "")

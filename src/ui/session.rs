@@ -342,7 +342,7 @@ pub async fn set_lang(
         &[Role::Support, Role::Marketer],
         &form,
         |v| async move {
-            let lang = lang.ok_or_else(|| UiError::Invalid("lang is en or ja".into()))?;
+            let lang = lang.ok_or_else(|| UiError::from(super::Said::new("lang.unknown")))?;
             store.set_user_lang(&v.name, Some(lang.code())).await?;
             Ok(see_other(&back, None))
         },

@@ -4,7 +4,7 @@
 //! address with a reason.
 
 use super::i18n;
-use super::{flash_of, see_other, PageResult, Ui, UiError};
+use super::{flash_of, see_other, PageResult, Said, Ui, UiError};
 use crate::clock::to_millis;
 use crate::http::new_token;
 use crate::store::SuppressionKind;
@@ -84,7 +84,11 @@ pub async fn customer(
             .filter(|l| l.through() == today)
             .map(|l| {
                 let who = view["id"].as_str().unwrap_or(&id);
-                l.list(who, crate::recommend::model::Kind::CrossSell, 5, None)
+                let mut shown = l.list(who, crate::recommend::model::Kind::CrossSell, 5, None);
+                for p in &mut shown {
+                    p.why = why_in(v.lang, p);
+                }
+                shown
             });
         u.page(
             Some(&v),
@@ -99,6 +103,22 @@ pub async fn customer(
         )
     })
     .await
+}
+
+/// Why a product is recommended, in the page's language (the list's `why` is English).
+fn why_in(lang: i18n::Lang, p: &crate::recommend_view::Shown) -> String {
+    if let Some(a) = p.again {
+        let share = format!("{:.0}", a.share * 100.0);
+        let days = format!("{:.0}", a.days);
+        return i18n::fill(lang, "why.due_again", &[("share", &share), ("days", &days)]);
+    }
+    let reason = serde_json::to_value(p.reason).unwrap_or_default();
+    match (reason.as_str(), p.because.as_deref()) {
+        (Some(code), Some(because)) if code != "popular" => {
+            i18n::fill(lang, &format!("why.{code}"), &[("because", because)])
+        }
+        _ => i18n::text(lang, "why.popular"),
+    }
 }
 
 /// A manual scenario's variables with the values given so far.
@@ -123,6 +143,22 @@ fn given_vars(s: &crate::scenario::Scenario, form: &Fields) -> Map<String, Value
         .filter(|(k, v)| !v.is_empty() || s.vars.iter().any(|d| d.name == *k && d.required))
         .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
         .collect()
+}
+
+/// The required variables a form left empty or blank, as the page says it; the engine would
+/// refuse them too, but in English and with the command line's `--var`.
+fn unfilled(s: &crate::scenario::Scenario, form: &Fields) -> Option<Said> {
+    let names: Vec<&str> = s
+        .vars
+        .iter()
+        .filter(|d| d.required)
+        .filter(|d| {
+            form.get(&format!("var.{}", d.name))
+                .is_none_or(|v| v.trim().is_empty())
+        })
+        .map(|d| d.name.as_str())
+        .collect();
+    (!names.is_empty()).then(|| Said::new("followup.required").with("name", names.join(", ")))
 }
 
 fn manual_scenario(ui: &Ui, id: &str) -> Result<crate::scenario::Scenario, UiError> {
@@ -154,7 +190,9 @@ async fn followup_page(
         "customer": { "id": c.id, "name": c.name, "email": c.email },
         "vars": vars_of(&s, form),
     });
-    if preview {
+    if let Some(said) = unfilled(&s, form).filter(|_| preview) {
+        data["error"] = Value::String(said.text(v.lang));
+    } else if preview {
         let vars = given_vars(&s, form);
         let first = s.steps.first().map(|st| st.id.clone()).unwrap_or_default();
         match ui
@@ -224,12 +262,11 @@ pub async fn followup_start(
             .get("key")
             .filter(|k| k.starts_with("ui-") && k.len() < 100)
             .cloned()
-            .ok_or_else(|| {
-                UiError::Invalid(
-                    "the confirmation lacks its key: start again from the preview".into(),
-                )
-            })?;
+            .ok_or_else(|| UiError::from(Said::new("followup.no_key")))?;
         let s = manual_scenario(&u, &scenario)?;
+        if let Some(said) = unfilled(&s, &form) {
+            return Err(said.into());
+        }
         let out = u
             .api
             .engine()
@@ -278,9 +315,7 @@ pub async fn suppress(
     ui.guard_form(&headers, SUPPORT, &form.clone(), |v| async move {
         let reason = form.get("reason").map(|r| r.trim()).unwrap_or("");
         if reason.is_empty() || reason.chars().count() > 500 {
-            return Err(UiError::Invalid(
-                "give a reason of 1 to 500 characters".into(),
-            ));
+            return Err(Said::new("suppress.bad_reason").into());
         }
         let c = u.api.store.find_customer(&id).await?;
         let now = to_millis(u.api.clock.now());
@@ -368,10 +403,13 @@ pub async fn cancel(
             .ok_or_else(|| UiError::NotFound(format!("no message {id}")))?;
         let cancelled = u.api.store.cancel(Some(id), None, now).await?;
         if cancelled.is_empty() && row.status != "cancelled" {
-            return Err(UiError::Invalid(format!(
-                "message {id} is {}; only a queued message can be cancelled",
-                row.status
-            )));
+            return Err(Said::new("message.not_queued")
+                .with("id", id)
+                .with(
+                    "state",
+                    i18n::text(v.lang, &format!("state.{}", row.status)),
+                )
+                .into());
         }
         if !cancelled.is_empty() {
             u.audit(&v.name, "message_cancelled", &id.to_string(), &row.subject)
@@ -406,9 +444,7 @@ pub async fn end_followup(
         })?;
         let said = form.get("reason").map(|r| r.trim()).unwrap_or_default();
         if said.chars().count() > 200 || said.contains('\0') {
-            return Err(UiError::Invalid(
-                "the reason is at most 200 characters, without control characters".into(),
-            ));
+            return Err(Said::new("enrollment.bad_reason").into());
         }
         let reason = if said.is_empty() {
             format!("ended by support ({})", v.name)
@@ -422,9 +458,7 @@ pub async fn end_followup(
             .end_enrollments(&crate::store::EndWhich::Ids(&[id]), &reason, now)
             .await?;
         let Some(e) = ended.first() else {
-            return Err(UiError::Invalid(format!(
-                "follow-up #{id} is not running (already completed or ended, or no such number)"
-            )));
+            return Err(Said::new("enrollment.not_running").with("id", id).into());
         };
         // Like `followup_started`: the customer, then the scenario and enrollment.
         let detail = format!("{} (enrollment {id}): {reason}", e.scenario_id);
@@ -448,4 +482,50 @@ pub(super) fn message_id(id: &str) -> Result<i64, UiError> {
     id.parse().map_err(|_| {
         UiError::NotFound(format!("no message '{id}': a message id is a whole number"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recommend::model::Reason;
+    use crate::recommend_view::{Again, Shown};
+
+    fn shown(reason: Reason, because: Option<&str>, again: Option<Again>) -> Shown {
+        Shown {
+            sku: "LO-02".into(),
+            name: String::new(),
+            score: 1.0,
+            reason,
+            because: because.map(str::to_string),
+            why: "in English".into(),
+            again,
+            product: None,
+        }
+    }
+
+    #[test]
+    fn why_a_product_is_recommended_is_said_in_the_pages_language() {
+        let ja = i18n::Lang::Ja;
+        let together = shown(Reason::BoughtTogether, Some("LO-01"), None);
+        assert_eq!(why_in(ja, &together), "LO-01 と一緒に買われています");
+        assert_eq!(
+            why_in(i18n::Lang::En, &together),
+            "bought together with LO-01"
+        );
+        let popular = shown(Reason::Popular, None, None);
+        assert_eq!(why_in(ja, &popular), "最近よく買われています");
+        let due = Again {
+            share: 0.424,
+            days: 29.6,
+        };
+        let again = shown(Reason::DueAgain, Some("LO-02"), Some(due));
+        assert_eq!(
+            why_in(ja, &again),
+            "そろそろ買い替えの時期です: 購入者の42%がおよそ30日ごとに買い直しています"
+        );
+        for reason in [Reason::BoughtNext, Reason::UpgradeOf, Reason::MovedUpFrom] {
+            let said = why_in(ja, &shown(reason, Some("LO-01"), None));
+            assert!(said.contains("LO-01") && !said.contains("why."), "{said}");
+        }
+    }
 }

@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "a long enough password";
 
-const APOLOGY: &str = "id: apology\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: t, subject: sorry }\n";
+const APOLOGY: &str = "id: apology\ntrigger: manual\ntransactional: true\nvars:\n  - { name: case_id, required: true }\nsteps:\n  - id: a\n    send: { template: t, subject: sorry }\n";
 /// Two steps three days apart: a follow-up still running after its first mail.
 const CHECK_IN: &str = "id: check-in\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: t, subject: sorry }\n  - id: b\n    wait: 3d\n    send: { template: t, subject: better? }\n";
 
@@ -254,7 +254,7 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     )
     .await;
     assert_eq!(status, 422);
-    assert!(body.contains("give a reason"), "{body}");
+    assert!(body.contains("Give a reason"), "{body}");
     let (status, _, body) = request(
         &addr,
         "POST",
@@ -277,6 +277,36 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     .await;
     assert_eq!(status, 422, "a confirmation without its key");
     assert!(body.contains("start again from the preview"), "{body}");
+    assert!(store.customer_enrollments("aya").await.unwrap().is_empty());
+    // A required variable left blank: the page asks for it by name, in its own words (not the
+    // command line's `--var`), shows no preview, and a confirmation starts nothing.
+    let blank = [
+        ("csrf", csrf.as_str()),
+        ("scenario", "apology"),
+        ("var.case_id", "  "),
+        ("key", "ui-blank"),
+    ];
+    let (status, _, body) = request(
+        &addr,
+        "POST",
+        "/ui/customers/aya/followup/preview",
+        cookie,
+        &blank,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("Fill in &#x27;case_id&#x27;") && !body.contains("--var"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("confirm-followup"),
+        "no preview to confirm: {body}"
+    );
+    let (status, _, body) =
+        request(&addr, "POST", "/ui/customers/aya/followup", cookie, &blank).await;
+    assert_eq!(status, 422);
+    assert!(body.contains("Fill in &#x27;case_id&#x27;"), "{body}");
     assert!(store.customer_enrollments("aya").await.unwrap().is_empty());
 
     // With its token, the admin's suppression works and is audited.
