@@ -22,7 +22,7 @@ pub use worker::{workers, WorkerView};
 
 use crate::clock::to_millis;
 use crate::domain::{mask_email, mask_emails_in};
-use crate::store::{Bounce, OutboxRow, OutboxStatus, Recorded, Stall, Store};
+use crate::store::{Bounce, OutboxRow, OutboxStatus, Recorded, Stall, Store, SuppressionKind};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
 use lettre::Message;
@@ -294,8 +294,6 @@ impl Deliverer {
         now: DateTime<Utc>,
         granted: &mut HashMap<String, Vec<(i64, i64)>>,
     ) -> anyhow::Result<(Vec<OutboxRow>, Vec<Recorded>)> {
-        let emails: Vec<String> = rows.iter().map(|r| r.to_email.clone()).collect();
-        let suppressed = self.store.suppressed(&emails).await?;
         let ids: Vec<String> = rows
             .iter()
             .filter(|r| r.transactional == 0)
@@ -308,6 +306,15 @@ impl Deliverer {
         } else {
             self.store.customers_by_ids(&ids).await?
         };
+        // The address each message was queued for, and for marketing mail also the customer's
+        // address now: an unsubscribe after the address changed suppresses the new one, and
+        // must stop mail still queued for the old one too.
+        let emails: Vec<String> = rows
+            .iter()
+            .map(|r| r.to_email.clone())
+            .chain(customers.values().map(|c| c.email.clone()))
+            .collect();
+        let suppressed = self.store.suppressed(&emails).await?;
         let now_ms = to_millis(now);
         let mut recent = match self.limits.cap {
             Some((_, per)) => {
@@ -321,7 +328,7 @@ impl Deliverer {
         for row in rows {
             let transactional = row.transactional != 0;
             let customer = customers.get(&row.customer_id);
-            let suppression = suppressed.get(&row.to_email.trim().to_lowercase()).copied();
+            let suppression = suppression_of(&suppressed, &row, customer);
             let consents = customer.is_some_and(|c| c.consents());
             if let Some((status, why)) = withheld(suppression, transactional, consents) {
                 let why = format!("not sent: {why}");
@@ -855,6 +862,25 @@ impl Sender {
             }
         }
     }
+}
+
+/// The suppression that applies to a message at send time: its own address's; for marketing
+/// mail, else the customer's address now when that one was unsubscribed or suppressed by
+/// staff (a person's wish, whichever address they gave; a bounce is the address's alone).
+fn suppression_of(
+    suppressed: &HashMap<String, SuppressionKind>,
+    row: &OutboxRow,
+    customer: Option<&crate::store::CustomerRow>,
+) -> Option<SuppressionKind> {
+    let of = |email: &str| suppressed.get(&email.trim().to_lowercase()).copied();
+    of(&row.to_email).or_else(|| {
+        if row.transactional != 0 {
+            return None;
+        }
+        customer
+            .and_then(|c| of(&c.email))
+            .filter(|k| *k != SuppressionKind::Bounce)
+    })
 }
 
 fn recorded(row: &OutboxRow, outcome: Outcome, now: DateTime<Utc>) -> Recorded {

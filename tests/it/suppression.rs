@@ -84,6 +84,60 @@ async fn an_address_suppressed_after_its_message_was_queued_gets_nothing() {
 }
 
 #[tokio::test]
+async fn an_unsubscribe_under_a_new_address_stops_mail_queued_for_the_old_one() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    let before = |email: &str| customer("K", email, "K", "Asia/Tokyo", "{}");
+    store
+        .upsert_customers(&[before("old@example.jp")], 0)
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "K", "2026-11-01T01:00:00Z", 1000)]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon
+        .engine
+        .trigger_manual("support", "K", Default::default(), None, now)
+        .await
+        .unwrap();
+    assert_eq!(daemon.engine.tick(now).await.unwrap().queued, 2);
+    // The shop changes the address; the customer unsubscribes with the link of the new one
+    // (the unsubscribe page suppresses the customer's address now).
+    store
+        .upsert_customers(&[before("new@example.jp")], 0)
+        .await
+        .unwrap();
+    store
+        .suppress(
+            "new@example.jp",
+            SuppressionKind::Unsubscribe,
+            "link",
+            Some("K"),
+            0,
+        )
+        .await
+        .unwrap();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!((r.sent, r.suppressed), (1, 1), "{r:?}");
+    // The thank-you (marketing) is stopped; the support note (transactional) still goes.
+    let got: Vec<String> = smtp
+        .received()
+        .iter()
+        .map(|m| m.parsed().subject().unwrap().to_string())
+        .collect();
+    assert_eq!(got, ["about your order"]);
+    let rows = store.outbox_rows().await.unwrap();
+    let thanks = rows.iter().find(|r| r.subject == "thanks").unwrap();
+    assert_eq!(thanks.status, "suppressed");
+    assert!(thanks
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("unsubscribe"));
+}
+
+#[tokio::test]
 async fn an_unsubscribe_stops_marketing_but_not_transactional_mail_and_a_bounce_stops_both() {
     let smtp = SmtpServer::start();
     let shop = shop(&smtp);
