@@ -141,6 +141,17 @@ pub fn purge_freed_memory_after(millis: i64) {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, millis as std::ffi::c_long) };
 }
 
+/// `rebuy status | head -1`: when the reader of the output goes away, end as Unix tools do
+/// (killed by SIGPIPE, silently) rather than panic on the next `println!`. Rust ignores
+/// SIGPIPE so that a write to a closed socket is an error; the daemons (`run`, `serve`) keep
+/// that, since their sockets are what must not end the process.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: restoring a signal's default disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -153,6 +164,9 @@ pub fn main() -> ExitCode {
             });
         }
     };
+    if !matches!(cli.command, Command::Run(_) | Command::Serve) {
+        end_quietly_on_a_closed_pipe();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -353,12 +353,109 @@ pub fn bounded_render(
     }
 }
 
+/// The filters a template may use: rebuy's (`money`, `date`, a bounded `replace`) and
+/// minijinja's own, for `rebuy check`'s "did you mean".
+pub const FILTERS: &[&str] = &[
+    "money",
+    "date",
+    "replace",
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "format",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+];
+
+/// The tests (`is …`) a template may use: minijinja's.
+pub const TESTS: &[&str] = &[
+    "defined",
+    "undefined",
+    "none",
+    "true",
+    "false",
+    "boolean",
+    "number",
+    "integer",
+    "float",
+    "string",
+    "sequence",
+    "mapping",
+    "iterable",
+    "odd",
+    "even",
+    "divisibleby",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "in",
+    "startingwith",
+    "endingwith",
+    "lower",
+    "upper",
+    "safe",
+    "escaped",
+    "sameas",
+];
+
+/// The functions a template may call: rebuy's `recommend` and minijinja's own.
+pub const FUNCTIONS: &[&str] = &["recommend", "range", "dict", "namespace", "debug"];
+
 /// Whether a render error would strike every customer, whatever their data: a missing or
-/// unreadable included template, or a template that exhausts the fuel or the output bound.
+/// unreadable included template, a filter, test or function that does not exist (a typo:
+/// `| mony`), or a template that exhausts the fuel or the output bound.
 pub fn fails_for_anyone(e: &minijinja::Error) -> bool {
+    use minijinja::ErrorKind;
     matches!(
         e.kind(),
-        minijinja::ErrorKind::OutOfFuel | minijinja::ErrorKind::TemplateNotFound
+        ErrorKind::OutOfFuel
+            | ErrorKind::TemplateNotFound
+            | ErrorKind::UnknownFilter
+            | ErrorKind::UnknownTest
+            | ErrorKind::UnknownFunction
     ) || e
         .detail()
         .is_some_and(|d| d.contains(OUTPUT_BOUND) || d.contains(NOT_UTF8))

@@ -202,7 +202,11 @@ fn check_scenario(
         match renderer.env().compile_expression(&e.source) {
             Ok(compiled) => {
                 let used = compiled.undeclared_variables(true);
-                for (var, msg, hint) in unknown_variables(&used, s, shop) {
+                let unknown = unknown_variables(&used, s, shop);
+                if unknown.is_empty() {
+                    check_condition_runs(s, what, e, &used, renderer, shop, diags);
+                }
+                for (var, msg, hint) in unknown {
                     let d = Diagnostic::new(&s.path, e.line, e.col, format!("{what} uses {msg}"));
                     diags.push(add_hint(d, hint.or(Some(format!("in '{var}'")))));
                 }
@@ -380,7 +384,6 @@ fn check_renders(
     checked: &mut HashSet<String>,
     diags: &mut Vec<Diagnostic>,
 ) {
-    let hint = "guard what an order may lack, e.g. {% if order.items %}…{% else %}…{% endif %}";
     let which = "an order without line items";
     for (key, send) in s.steps.iter().flat_map(|step| step.sends()) {
         // The `vars` and customer attributes the step reads are given sample values: a person
@@ -391,26 +394,7 @@ fn check_renders(
             &send.subject.source,
             &renderer.parts(&send.template),
         );
-        let mut vars = sample_values(&used, "vars.");
-        if let Some(name) = s.trigger.event() {
-            // An event's properties are whatever the shop sends: each one read gets a value.
-            vars["event"] = serde_json::json!({
-                "id": "SAMPLE-EVENT",
-                "name": name,
-                "at": "2026-01-01T00:00:00+00:00",
-                "properties": sample_values(&used, "event.properties."),
-            });
-        }
-        let attributes = sample_values(&used, "customer.attributes.");
-        let sample = |items: &str| {
-            crate::render::sample_context_with(
-                shop,
-                SAMPLE_UNSUBSCRIBE,
-                items,
-                &attributes,
-                vars.clone(),
-            )
-        };
+        let sample = |items: &str| sample_context(s, &used, shop, items);
         let (with, without) = (sample(crate::render::SAMPLE_ITEMS), sample("[]"));
         let subject = renderer.env().template_from_str(&send.subject.source);
         if let Ok(t) = subject {
@@ -425,7 +409,7 @@ fn check_renders(
                             crate::render::describe(&e)
                         ),
                     )
-                    .with_hint(hint),
+                    .with_hint(render_hint(&e, &when)),
                 );
             }
         }
@@ -456,9 +440,94 @@ fn check_renders(
                         s.id
                     ),
                 )
-                .with_hint(hint),
+                .with_hint(render_hint(&e, &when)),
             );
         }
+    }
+}
+
+/// A condition that compiles must also run: one that fails whatever the customer (`| lenght`)
+/// would be false for everyone, and nobody would ever be enrolled, with only a warning in the
+/// log to say why.
+fn check_condition_runs(
+    s: &Scenario,
+    what: &str,
+    e: &Expr,
+    used: &HashSet<String>,
+    renderer: &Renderer,
+    shop: &BTreeMap<String, String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let source = format!("{{% if {} %}}1{{% endif %}}", e.source);
+    let Ok(t) = renderer.env().template_from_str(&source) else {
+        return; // the expression compiled; its error is reported above
+    };
+    let ctx = sample_context(s, used, shop, crate::render::SAMPLE_ITEMS);
+    if let Err(err) = crate::render::bounded_render(&t, &ctx) {
+        if crate::render::fails_for_anyone(&err) {
+            let d = Diagnostic::new(
+                &s.path,
+                e.line,
+                e.col,
+                format!(
+                    "{what} fails for every customer: {}",
+                    crate::render::describe(&err)
+                ),
+            );
+            diags.push(d.with_hint(render_hint(&err, "")));
+        }
+    }
+}
+
+/// The sample customer and order (with `items`, a JSON array) for what a scenario's template
+/// or condition reads: the `vars`, customer attributes and event properties it uses get
+/// sample values, since a person, the shop's import or the shop's events give them.
+fn sample_context(
+    s: &Scenario,
+    used: &HashSet<String>,
+    shop: &BTreeMap<String, String>,
+    items: &str,
+) -> minijinja::Value {
+    let mut vars = sample_values(used, "vars.");
+    if let Some(name) = s.trigger.event() {
+        // An event's properties are whatever the shop sends: each one read gets a value.
+        vars["event"] = serde_json::json!({
+            "id": "SAMPLE-EVENT",
+            "name": name,
+            "at": "2026-01-01T00:00:00+00:00",
+            "properties": sample_values(used, "event.properties."),
+        });
+    }
+    let attributes = sample_values(used, "customer.attributes.");
+    crate::render::sample_context_with(shop, SAMPLE_UNSUBSCRIBE, items, &attributes, vars)
+}
+
+/// What to do about a render failure: for one that strikes every customer, by its kind; for
+/// one that strikes an order without items, guard what the order may lack.
+fn render_hint(e: &minijinja::Error, when: &str) -> String {
+    use minijinja::ErrorKind;
+    if !when.is_empty() {
+        return "guard what an order may lack, e.g. {% if order.items %}…{% else %}…{% endif %}"
+            .into();
+    }
+    let named = |what: &str, known: &[&str]| {
+        let detail = e.detail().unwrap_or_default();
+        let name = detail
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
+        match did_you_mean(name, known) {
+            Some(near) => format!("did you mean '{near}'?"),
+            None => format!("see the {what}s rebuy knows in docs/scenarios.md"),
+        }
+    };
+    match e.kind() {
+        ErrorKind::UnknownFilter => named("filter", crate::render::FILTERS),
+        ErrorKind::UnknownTest => named("test", crate::render::TESTS),
+        ErrorKind::UnknownFunction => named("function", crate::render::FUNCTIONS),
+        ErrorKind::TemplateNotFound => "check the name given to {% include %} or {% extends %}: it is a file in the templates folder".into(),
+        _ => "a loop runs too long or prints too much for one mail: bound it, e.g. {% for i in order.items[:20] %}".into(),
     }
 }
 

@@ -347,6 +347,48 @@ fn check_catches_a_missing_include_and_a_runaway_loop_and_knows_range_and_namesp
     assert_eq!(lines.len(), 2, "{all}");
 }
 
+/// A misspelt filter or test fails for every customer, whatever the data: `check`
+/// refuses it where it is, naming the one meant, in a template, a subject and a condition (a
+/// condition that always fails would enroll nobody, with only a warning in the log).
+#[test]
+fn check_refuses_filters_and_tests_that_do_not_exist() {
+    let (_shop, lines) = diagnostics(
+        &[
+            ("typo.yaml", "id: typo\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: typo, subject: s }\n"),
+            ("subject.yaml", "id: subject\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: { template: fine, subject: \"{{ customer.name | uper }}\" }\n"),
+            ("cond.yaml", "id: cond\ntrigger: first_order\ntransactional: true\naudience: \"order.items | selectattr('sku', 'eq', 'X') | lenght > 0\"\nsteps:\n  - id: a\n    if: \"customer.email is strng\"\n    send: { template: fine, subject: s }\n"),
+        ],
+        &[
+            ("typo.html", "<p>hi</p>\n<p>{{ order.total | mony }}</p>"),
+            ("typo.txt", "{% if order.total is nmber %}{{ order.total }}{% endif %}"),
+            ("fine.html", "<p>{{ order.total | money }}</p>"),
+            ("fine.txt", "{{ order.total | money }}"),
+        ],
+    );
+    let all = lines.join("\n");
+    for (place, meant) in [
+        (
+            "templates/typo.html:2:1: typo.html (step 'a' of scenario 'typo') fails to render: ",
+            "did you mean 'money'?",
+        ),
+        (
+            "templates/typo.txt:1:1: typo.txt (step 'a' of scenario 'typo') fails to render: ",
+            "did you mean 'number'?",
+        ),
+        ("scenarios/subject.yaml:6:", "did you mean 'upper'?"),
+        ("scenarios/cond.yaml:4:", "did you mean 'length'?"),
+        ("scenarios/cond.yaml:7:", "did you mean 'string'?"),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(place) && l.contains(meant)),
+            "{place} … {meant}:\n{all}"
+        );
+    }
+    assert!(!all.contains("fine.html"), "{all}");
+}
+
 /// A template saved as Shift_JIS (or with any byte that is not UTF-8) is found by `rebuy check`
 /// at its first bad byte, whether it is a step's own part or a file it includes; the render
 /// of a message says which file, instead of "could not read template".

@@ -1621,3 +1621,31 @@ fn a_postgres_server_that_is_not_there_is_named_at_once_without_its_password() {
     // The refusal itself, not a pool's timeout after 30 s.
     assert!(!err.contains("timed out"), "{err}");
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_output_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    // `rebuy status | head -1`: the reader is gone before rebuy prints.
+    let dir = imported_folder();
+    for args in [&["status"][..], &["customer", "show", "C1"][..]] {
+        let mut child = crate::helpers::binary()
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .env_remove("RUST_BACKTRACE")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: ended by the closed pipe, as Unix tools are: {:?} {err}",
+            out.status
+        );
+    }
+}
