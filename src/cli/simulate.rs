@@ -62,6 +62,55 @@ pub fn database_file(database: &str) -> String {
     }
 }
 
+/// What would make a back-test fail or harm a file, checked before the last back-test's
+/// database is replaced: `--out` naming a file that is not a back-test's, a folder for
+/// `--html` that does not exist, scenarios with problems, an unknown `--scenario`.
+fn refused_before_start(app: &App, args: &SimulateArgs, out: &std::path::Path) -> Option<u8> {
+    if out.exists() && !crate::store::is_simulation_file(out) {
+        eprintln!(
+            "error: --out {} exists and is not a back-test's database; rebuy simulate replaces \
+             only its own: give a new file, or remove that one if it is not needed",
+            out.display()
+        );
+        return Some(exit::USAGE);
+    }
+    let folder = |p: &std::path::Path| {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map(std::path::Path::to_path_buf)
+    };
+    if let Some(dir) = args.html.as_deref().and_then(folder) {
+        if !dir.is_dir() {
+            eprintln!(
+                "error: --html: the folder {} does not exist; create it or give another path",
+                dir.display()
+            );
+            return Some(exit::USAGE);
+        }
+    }
+    let report = app.check();
+    if !report.diagnostics.is_empty() {
+        for d in &report.diagnostics {
+            eprintln!("{d}");
+        }
+        eprintln!("the scenarios have problems; fix them (see `rebuy check`) and simulate again");
+        return Some(exit::INVALID);
+    }
+    let id = args.scenario.as_deref()?;
+    let ids: Vec<&str> = report.scenarios.iter().map(|s| s.id.as_str()).collect();
+    if ids.contains(&id) {
+        return None;
+    }
+    let hint = crate::diagnostic::did_you_mean(id, &ids)
+        .map(|m| format!(" (did you mean '{m}'?)"))
+        .unwrap_or_default();
+    eprintln!(
+        "error: no scenario has the id '{id}'{hint}; loaded: {}",
+        ids.join(", ")
+    );
+    Some(exit::INVALID)
+}
+
 /// What a back-test cannot show, said before it runs: it replays orders, so scenarios started
 /// by a person or by a custom event enroll nobody in it.
 fn not_replayed(scenarios: &[crate::scenario::Scenario]) -> Vec<String> {
@@ -131,6 +180,10 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
     if shop_file.is_some() && out.canonicalize().ok() == shop_file {
         eprintln!("error: --out must not be the shop's own database");
         return Ok(exit::USAGE);
+    }
+    // Everything that can be wrong is said before the last back-test's database is replaced.
+    if let Some(code) = refused_before_start(app, args, &out) {
+        return Ok(code);
     }
     let from = local_midnight(args.from, zone);
     let to = local_midnight(args.to.succ_opt().unwrap_or(args.to), zone)

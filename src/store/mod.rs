@@ -41,7 +41,7 @@ pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use outbox::{Bounce, Content, NewOutbox, OutboxRow, OutboxStatus, Recorded, RetryTarget};
 pub use products::Product;
 pub use segments::{MembershipChange, SegmentEvent};
-pub use simulation::{Sends, SimulationSource, BODY_SAMPLE};
+pub use simulation::{is_simulation_file, Sends, SimulationSource, BODY_SAMPLE};
 pub(crate) use sql::QueryBuilder;
 pub use status::{FlowStatus, ScenarioStatus, Stall};
 pub use suppressions::{Suppression, SuppressionKind};

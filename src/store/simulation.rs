@@ -28,6 +28,21 @@ pub struct SimulationSource {
     pub period_orders: i64,
 }
 
+/// Whether the file at `path` is a back-test's database (marked by
+/// [`Store::copy_shop_for_simulation`]), read without opening it for writing: `rebuy simulate`
+/// replaces only such a file.
+pub fn is_simulation_file(path: &std::path::Path) -> bool {
+    let Some(conn) = super::bulk::open(path) else {
+        return false;
+    };
+    conn.query_row(
+        "SELECT value FROM settings WHERE key = 'simulation'",
+        [],
+        |r| r.get::<_, String>(0),
+    )
+    .is_ok()
+}
+
 impl Store {
     /// Whether this database is a back-test's (its messages are `simulated`, never sent).
     pub async fn is_simulation(&self) -> Result<bool> {

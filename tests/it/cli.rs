@@ -1013,6 +1013,47 @@ fn simulate_back_tests_october_in_its_own_database_and_leaves_the_shop_alone() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).1.contains("is before --from"), "{:?}", text(&o));
+
+    // A mistake in the arguments leaves the last back-test as it was: an unknown scenario, a
+    // folder for --html that does not exist, an --out that is not a back-test's database.
+    let last = std::fs::read(dir.path().join("rebuy.simulation.db")).unwrap();
+    let october = ["simulate", "--from", "2026-10-01", "--to", "2026-10-31"];
+    let o = rebuy(
+        dir.path(),
+        &[&october[..], &["--scenario", "first-purchse"]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("did you mean 'first-purchase'?"),
+        "{:?}",
+        text(&o)
+    );
+    let o = rebuy(
+        dir.path(),
+        &[&october[..], &["--html", "no-such-folder/r.html"]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("no-such-folder"), "{:?}", text(&o));
+    assert_eq!(
+        std::fs::read(dir.path().join("rebuy.simulation.db")).unwrap(),
+        last,
+        "the last back-test is untouched"
+    );
+    std::fs::write(dir.path().join("notes.txt"), "the plan for December").unwrap();
+    let o = rebuy(
+        dir.path(),
+        &[&october[..], &["--out", "notes.txt"]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("is not a back-test's database"),
+        "{:?}",
+        text(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "the plan for December"
+    );
 }
 
 #[test]
