@@ -709,6 +709,15 @@ impl Config {
                 ),
             ));
         }
+        if d.transport == TransportKind::Smtp && d.smtp.host.trim().is_empty() {
+            let (line, col) = self.place("delivery.smtp.host");
+            diags.push(Diagnostic::new(
+                path,
+                line,
+                col,
+                "delivery.smtp.host is empty: name the mail server (e.g. smtp.example.jp or 127.0.0.1)",
+            ));
+        }
     }
 
     /// Makes every relative path of the file (and the defaults it left) relative to `base`,
@@ -789,6 +798,10 @@ impl Config {
             }),
         };
         let tick_interval = duration(&self.tick_interval, Duration::seconds(60));
+        let no_pause = self
+            .tick_interval
+            .as_ref()
+            .filter(|_| tick_interval < Duration::seconds(1));
         let trigger_lookback = duration(&self.trigger_lookback, Duration::days(3));
         let step_expiry = duration(&self.expires, Duration::days(3));
         let retry_base = duration(&self.delivery.retry_base, Duration::minutes(1));
@@ -809,6 +822,14 @@ impl Config {
                 e.referenced.line(),
                 e.referenced.column(),
                 "expires must be longer than 0 (how late a step may still be sent, such as 3d)",
+            ));
+        }
+        if let Some(t) = no_pause {
+            diags.push(Diagnostic::new(
+                &path,
+                t.referenced.line(),
+                t.referenced.column(),
+                format!("tick_interval is {}: the daemon would tick without a pause; give at least 1s (the default is 1m)", t.value),
             ));
         }
         let default_timezone = match &self.default_timezone {
@@ -1319,6 +1340,39 @@ mod tests {
         );
         assert!(
             said[1].starts_with("config:4:19: delivery.smtp.timeout_secs is 0"),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn a_tick_without_pause_and_an_smtp_server_without_a_name_are_refused() {
+        let c = Config::parse("c.yaml", "shop: {}\ntick_interval: 0s\n").unwrap();
+        let said: Vec<String> = c
+            .resolve()
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(
+            said.iter()
+                .any(|d| d.starts_with("config:2:16: tick_interval is 0s")
+                    && d.contains("at least 1s")),
+            "{said:?}"
+        );
+        let c = Config::parse(
+            "c.yaml",
+            "delivery:\n  transport: smtp\n  smtp:\n    host: \"\"\n",
+        )
+        .unwrap();
+        let said: Vec<String> = c
+            .resolve()
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(
+            said.iter()
+                .any(|d| d.starts_with("config:4:") && d.contains("delivery.smtp.host is empty")),
             "{said:?}"
         );
     }

@@ -265,7 +265,12 @@ fn is_input_error(e: &anyhow::Error) -> bool {
         c.downcast_ref::<crate::engine::InputError>().is_some()
             || matches!(
                 c.downcast_ref::<crate::store::StoreError>(),
-                Some(crate::store::StoreError::NotFound(_) | crate::store::StoreError::Missing(_))
+                Some(
+                    crate::store::StoreError::NotFound(_)
+                        | crate::store::StoreError::Missing(_)
+                        | crate::store::StoreError::NotSqlite(_)
+                        | crate::store::StoreError::BadUrl(_)
+                )
             )
     })
 }

@@ -102,6 +102,12 @@ pub enum StoreError {
     /// missing one rather than quietly working on a new, empty file.
     #[error("no database at {0}; check `database:` in the config (paths are relative to the config file) or create it with `rebuy init`")]
     Missing(String),
+    /// `database:` names a file that is not a SQLite database (a CSV, a config file).
+    #[error("{0} is not a SQLite database; check `database:` in the config (or REBUY_DATABASE): it names rebuy's database file, or a postgres:// URL")]
+    NotSqlite(String),
+    /// `database:` looks like a PostgreSQL URL with a typo (`postgres//host/db`).
+    #[error("database '{0}' looks like a PostgreSQL URL but is not one; write it as postgres://user@host/database")]
+    BadUrl(String),
     /// What the store was asked cannot be done on this backend (a back-test's scratch copy is
     /// always a SQLite file).
     #[error("{0}")]
@@ -234,6 +240,8 @@ impl Target {
     fn parse(target: &str) -> Result<Self> {
         if target.starts_with("postgres://") || target.starts_with("postgresql://") {
             Ok(Target::Postgres(target.to_string()))
+        } else if looks_like_a_url(target) {
+            Err(StoreError::BadUrl(target.to_string()))
         } else {
             Ok(Target::Sqlite(SqliteTarget::parse(target)?))
         }
@@ -244,6 +252,28 @@ impl Target {
             Target::Sqlite(_) => Backend::Sqlite,
             Target::Postgres(_) => Backend::Postgres,
         }
+    }
+}
+
+/// `postgres//host/db`, `postgresql:/host`, `postgres:host`: meant as a URL, not a file name.
+fn looks_like_a_url(target: &str) -> bool {
+    let lower = target.to_ascii_lowercase();
+    ["postgres:", "postgresql:", "postgres/", "postgresql/"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+}
+
+/// Whether an existing, non-empty file at `file` is not a SQLite database (its first 16 bytes
+/// are SQLite's header); an empty or missing file is one SQLite makes.
+fn not_sqlite(file: &Path) -> bool {
+    use std::io::Read;
+    let Ok(f) = std::fs::File::open(file) else {
+        return false;
+    };
+    let mut head = Vec::with_capacity(16);
+    match f.take(16).read_to_end(&mut head) {
+        Ok(0) | Err(_) => false,
+        Ok(_) => head != b"SQLite format 3\0",
     }
 }
 
@@ -399,6 +429,9 @@ impl Store {
     ) -> Result<Self> {
         install_drivers();
         let pool = match &target {
+            Target::Sqlite(sqlite) if not_sqlite(&sqlite.file) => {
+                return Err(StoreError::NotSqlite(sqlite.file.display().to_string()));
+            }
             Target::Sqlite(sqlite) => {
                 let mut options = AnyConnectOptions::from_str(&sqlite.url())?;
                 if quiet {

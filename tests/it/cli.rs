@@ -1690,3 +1690,36 @@ fn a_reader_that_stops_early_ends_the_output_quietly() {
         );
     }
 }
+
+#[test]
+fn a_database_setting_that_names_no_database_is_said_at_once() {
+    let dir = imported_folder();
+    let csv = std::fs::read(dir.path().join("customers.csv")).unwrap();
+    for (database, said) in [
+        ("customers.csv", "customers.csv is not a SQLite database"),
+        (
+            "postgres//localhost/rebuy",
+            "looks like a PostgreSQL URL but is not one",
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let o = crate::helpers::binary()
+            .args(["status"])
+            .current_dir(dir.path())
+            .env("REBUY_DATABASE", database)
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{database}: {err}");
+        assert!(err.contains(said), "{database}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "not after the pool's 30 s of retries: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("customers.csv")).unwrap(),
+        csv,
+        "the file is left as it was"
+    );
+}
