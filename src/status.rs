@@ -4,13 +4,24 @@
 use crate::store::{FlowStatus, ScenarioStatus, Store};
 use serde_json::{json, Value};
 
-/// `{"scenarios": […], "flow": {…}, "workers": […]}`, times in the shop's zone.
+/// `{"scenarios": […], "flow": {…}, "workers": […], "last_stopped": {…}|null}`, times in the
+/// shop's zone.
 pub async fn status_view(store: &Store, zone: chrono_tz::Tz) -> anyhow::Result<Value> {
     let scenarios: Vec<ScenarioStatus> = store.scenario_status().await?.into_values().collect();
     let flow = store.flow_status().await?;
     let workers = crate::delivery::workers(store).await?;
     let workers: Vec<Value> = workers.iter().map(|w| worker_view(w, zone)).collect();
-    Ok(json!({ "scenarios": scenarios, "flow": flow_view(&flow, zone), "workers": workers }))
+    let local = |ms| crate::customer_view::local(Some(ms), zone);
+    // The last worker that stopped: with none running, since when mail has had no daemon.
+    let last_stopped = store.last_worker().await?.map(|w| {
+        json!({ "owner": w.owner, "host": w.host, "pid": w.pid, "heartbeat_at": local(w.heartbeat_at) })
+    });
+    Ok(json!({
+        "scenarios": scenarios,
+        "flow": flow_view(&flow, zone),
+        "workers": workers,
+        "last_stopped": last_stopped,
+    }))
 }
 
 /// A worker with its times in the shop's zone.

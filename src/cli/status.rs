@@ -40,7 +40,8 @@ pub async fn run(app: &App, args: &StatusArgs) -> anyhow::Result<u8> {
             flow_line(&store.flow_status().await?, SystemClock.now(), zone)
         );
         let workers = crate::delivery::workers(&store).await?;
-        for line in worker_lines(&workers, SystemClock.now(), zone) {
+        let last = store.last_worker().await?;
+        for line in worker_lines(&workers, last.as_ref(), SystemClock.now(), zone) {
             println!("{line}");
         }
     }
@@ -86,13 +87,26 @@ pub async fn print_status(
 }
 
 /// The workers for people: how many are alive, then one line each (the leader first).
+/// With none running, the last one that stopped (`last`) says since when mail has had no
+/// daemon.
 pub fn worker_lines(
     workers: &[crate::delivery::WorkerView],
+    last: Option<&crate::store::WorkerRow>,
     now: DateTime<Utc>,
     zone: chrono_tz::Tz,
 ) -> Vec<String> {
     if workers.is_empty() {
-        return vec!["workers: none has run on this database yet".into()];
+        return vec![match last {
+            None => "workers: none has run on this database yet".into(),
+            Some(w) => format!(
+                "workers: none running; the last, {} on {} (pid {}), stopped after its last heartbeat {} ({}): start one with `rebuy run`",
+                w.owner,
+                w.host,
+                w.pid,
+                ago(now, w.heartbeat_at),
+                crate::cli::output::local_minutes(w.heartbeat_at, zone),
+            ),
+        }];
     }
     let alive = workers.iter().filter(|w| w.alive == Some(true)).count();
     let mut sorted: Vec<_> = workers.iter().collect();
@@ -186,6 +200,7 @@ mod tests {
                 worker("9-b", false, Some(false), 90),
                 worker("7-a", true, Some(true), 0),
             ],
+            None,
             now,
             chrono_tz::Asia::Tokyo,
         );
@@ -198,8 +213,14 @@ mod tests {
             ]
         );
         assert_eq!(
-            worker_lines(&[], now, chrono_tz::Asia::Tokyo),
+            worker_lines(&[], None, now, chrono_tz::Asia::Tokyo),
             ["workers: none has run on this database yet"]
+        );
+        // After a clean stop: since when mail has had no daemon.
+        let last = worker("9-b", true, None, 30).row;
+        assert_eq!(
+            worker_lines(&[], Some(&last), now, chrono_tz::Asia::Tokyo),
+            ["workers: none running; the last, 9-b on shop-db (pid 42), stopped after its last heartbeat 30 min ago (1970-01-01 18:30): start one with `rebuy run`"]
         );
     }
 

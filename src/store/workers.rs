@@ -10,7 +10,7 @@ use sqlx::Connection as _;
 const LOCK_CLASS: i64 = 0x7265_6275;
 
 /// A worker as `rebuy status` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct WorkerRow {
     pub owner: String,
     pub host: String,
@@ -165,13 +165,43 @@ impl Store {
         Ok(())
     }
 
-    /// Removes worker `owner`'s row (a clean stop, or a dead worker once dealt with).
+    /// Removes worker `owner`'s row (a clean stop, or a dead worker once dealt with), and keeps
+    /// it as the last worker that stopped, so that `rebuy status` can say when mail last had
+    /// a daemon.
     pub async fn forget_worker(&self, owner: &str) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let row: Option<WorkerRow> = sqlx::query_as(
+            "SELECT owner, host, pid, started_at, heartbeat_at, leader FROM workers \
+             WHERE owner = $1",
+        )
+        .bind(owner)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(w) = row {
+            let json =
+                serde_json::to_string(&w).map_err(|e| super::StoreError::Decode(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO settings (key, value) VALUES ('last_worker', $1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query("DELETE FROM workers WHERE owner = $1")
             .bind(owner)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// The last worker that stopped (see [`Store::forget_worker`]), if one ever did.
+    pub async fn last_worker(&self) -> Result<Option<WorkerRow>> {
+        Ok(self
+            .setting("last_worker")
+            .await?
+            .and_then(|v| serde_json::from_str(&v).ok()))
     }
 
     /// Every worker that has left a heartbeat, most recent first.

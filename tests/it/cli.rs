@@ -541,6 +541,16 @@ fn the_daemon_stops_cleanly_on_sigterm_and_logs_json_when_asked() {
         "{messages:?}"
     );
     assert_eq!(messages.last(), Some(&"stopped cleanly"), "{messages:?}");
+    // Status says that no daemon runs now, and since when, rather than "none has run".
+    let o = rebuy(dir.path(), &["status"]);
+    assert!(
+        text(&o).0.contains("workers: none running; the last, "),
+        "{:?}",
+        text(&o)
+    );
+    let o = rebuy(dir.path(), &["status", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert!(status["last_stopped"]["heartbeat_at"].is_string(), "{status}");
 }
 
 #[test]
