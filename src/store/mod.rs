@@ -263,18 +263,12 @@ fn looks_like_a_url(target: &str) -> bool {
         .any(|p| lower.starts_with(p))
 }
 
-/// Whether an existing, non-empty file at `file` is not a SQLite database (its first 16 bytes
-/// are SQLite's header); an empty or missing file is one SQLite makes.
-fn not_sqlite(file: &Path) -> bool {
-    use std::io::Read;
-    let Ok(f) = std::fs::File::open(file) else {
-        return false;
-    };
-    let mut head = Vec::with_capacity(16);
-    match f.take(16).read_to_end(&mut head) {
-        Ok(0) | Err(_) => false,
-        Ok(_) => head != b"SQLite format 3\0",
-    }
+/// Whether opening a SQLite file failed because it is not a database (SQLite's code 26,
+/// `SQLITE_NOTADB`). Asked of SQLite itself on a connection of its own: the file is never
+/// opened behind SQLite's back, since closing any other descriptor of a database file would
+/// drop the locks this process's connections hold on it (POSIX advisory locks are per process).
+fn is_not_a_database(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("26"))
 }
 
 /// A handle on the database; cheap to clone.
@@ -429,15 +423,24 @@ impl Store {
     ) -> Result<Self> {
         install_drivers();
         let pool = match &target {
-            Target::Sqlite(sqlite) if not_sqlite(&sqlite.file) => {
-                return Err(StoreError::NotSqlite(sqlite.file.display().to_string()));
-            }
             Target::Sqlite(sqlite) => {
                 let mut options = AnyConnectOptions::from_str(&sqlite.url())?;
                 if quiet {
                     options = options.disable_statement_logging();
                 }
                 let setup = std::sync::Arc::new(sqlite.setup());
+                // One connection of its own first: a file that is not a database is told at
+                // once (the pool would retry for 30 s, logging each failure).
+                let mut probe =
+                    <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options).await?;
+                let ready = probe.execute(setup.as_str()).await;
+                sqlx::Connection::close(probe).await?;
+                match ready {
+                    Err(e) if is_not_a_database(&e) => {
+                        return Err(StoreError::NotSqlite(sqlite.file.display().to_string()))
+                    }
+                    other => other?,
+                };
                 AnyPoolOptions::new()
                     .max_connections(connections)
                     .after_connect(move |conn, _| {

@@ -550,7 +550,10 @@ fn the_daemon_stops_cleanly_on_sigterm_and_logs_json_when_asked() {
     );
     let o = rebuy(dir.path(), &["status", "--format", "json"]);
     let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
-    assert!(status["last_stopped"]["heartbeat_at"].is_string(), "{status}");
+    assert!(
+        status["last_stopped"]["heartbeat_at"].is_string(),
+        "{status}"
+    );
 }
 
 #[test]
