@@ -25,6 +25,27 @@ pub fn withheld(
     }
 }
 
+/// The suppression that applies to a message for a customer: its own address's entry, and
+/// the person's wish (an `unsubscribe` or `manual` entry recorded for the customer, or on the
+/// address they have now), which follows them across a change of address; a bounce belongs to
+/// its address alone. Of several, the one that stops this message.
+pub fn suppression_for(
+    own: Option<SuppressionKind>,
+    person: &[Option<SuppressionKind>],
+    transactional: bool,
+) -> Option<SuppressionKind> {
+    let wishes = person
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|k| *k != SuppressionKind::Bounce);
+    let all: Vec<SuppressionKind> = own.into_iter().chain(wishes).collect();
+    all.iter()
+        .copied()
+        .find(|k| k.stops(transactional))
+        .or(all.first().copied())
+}
+
 pub use crate::config::Limits;
 
 /// If `now` falls in the quiet hours `from`–`to` in `zone`, the first instant after them.
@@ -76,6 +97,35 @@ pub fn cap_free_at(sent: &[i64], now: i64, max: u32, per: Duration) -> Option<i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_persons_wish_follows_them_and_a_bounce_stays_with_its_address() {
+        use SuppressionKind::*;
+        // Unsubscribed under another address (or recorded for the customer): marketing stops,
+        // a receipt still goes.
+        assert_eq!(
+            suppression_for(None, &[Some(Unsubscribe)], false),
+            Some(Unsubscribe)
+        );
+        let receipt = suppression_for(None, &[Some(Unsubscribe)], true);
+        assert!(receipt.is_none_or(|k| !k.stops(true)));
+        // Staff suppressed the person: nothing goes, receipts included.
+        assert_eq!(
+            suppression_for(None, &[None, Some(Manual)], true),
+            Some(Manual)
+        );
+        // A bounce of their new address says nothing of the old one.
+        assert_eq!(suppression_for(None, &[Some(Bounce), None], false), None);
+        // The message's own address: as before, a bounce stops everything.
+        assert_eq!(suppression_for(Some(Bounce), &[], true), Some(Bounce));
+        // Of several, the one that stops this message: an unsubscribed address with a person
+        // suppressed by staff stops a receipt too.
+        assert_eq!(
+            suppression_for(Some(Unsubscribe), &[Some(Manual)], true),
+            Some(Manual)
+        );
+        assert_eq!(suppression_for(None, &[None, None], false), None);
+    }
 
     fn t(h: u32, m: u32) -> NaiveTime {
         NaiveTime::from_hms_opt(h, m, 0).unwrap()

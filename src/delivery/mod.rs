@@ -13,7 +13,7 @@ mod smtp;
 mod unsubscribe;
 mod worker;
 
-pub use limits::{cap_free_at, quiet_until, withheld, Limits};
+pub use limits::{cap_free_at, quiet_until, suppression_for, withheld, Limits};
 pub use mailer::{Mailer, SendError};
 pub use retry::RetryPolicy;
 pub use session::parse_reply_line;
@@ -22,7 +22,7 @@ pub use worker::{workers, WorkerView};
 
 use crate::clock::to_millis;
 use crate::domain::{mask_email, mask_emails_in};
-use crate::store::{Bounce, OutboxRow, OutboxStatus, Recorded, Stall, Store, SuppressionKind};
+use crate::store::{Bounce, OutboxRow, OutboxStatus, Recorded, Stall, Store};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
 use lettre::Message;
@@ -301,14 +301,16 @@ impl Deliverer {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        let customers = if ids.is_empty() {
-            Default::default()
-        } else {
-            self.store.customers_by_ids(&ids).await?
-        };
-        // The address each message was queued for, and for marketing mail also the customer's
-        // address now: an unsubscribe after the address changed suppresses the new one, and
-        // must stop mail still queued for the old one too.
+        // Every message's customer: a person's wish (unsubscribe, manual) follows them across
+        // a change of address, recorded for them or on the address they have now.
+        let everyone: Vec<String> = rows
+            .iter()
+            .map(|r| r.customer_id.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let customers = self.store.customers_by_ids(&everyone).await?;
+        let wishes = self.store.suppressed_customers(&everyone).await?;
         let emails: Vec<String> = rows
             .iter()
             .map(|r| r.to_email.clone())
@@ -328,7 +330,15 @@ impl Deliverer {
         for row in rows {
             let transactional = row.transactional != 0;
             let customer = customers.get(&row.customer_id);
-            let suppression = suppression_of(&suppressed, &row, customer);
+            let of = |email: &str| suppressed.get(&email.trim().to_lowercase()).copied();
+            let suppression = suppression_for(
+                of(&row.to_email),
+                &[
+                    customer.and_then(|c| of(&c.email)),
+                    wishes.get(&row.customer_id).copied(),
+                ],
+                transactional,
+            );
             let consents = customer.is_some_and(|c| c.consents());
             if let Some((status, why)) = withheld(suppression, transactional, consents) {
                 let why = format!("not sent: {why}");
@@ -862,25 +872,6 @@ impl Sender {
             }
         }
     }
-}
-
-/// The suppression that applies to a message at send time: its own address's; for marketing
-/// mail, else the customer's address now when that one was unsubscribed or suppressed by
-/// staff (a person's wish, whichever address they gave; a bounce is the address's alone).
-fn suppression_of(
-    suppressed: &HashMap<String, SuppressionKind>,
-    row: &OutboxRow,
-    customer: Option<&crate::store::CustomerRow>,
-) -> Option<SuppressionKind> {
-    let of = |email: &str| suppressed.get(&email.trim().to_lowercase()).copied();
-    of(&row.to_email).or_else(|| {
-        if row.transactional != 0 {
-            return None;
-        }
-        customer
-            .and_then(|c| of(&c.email))
-            .filter(|k| *k != SuppressionKind::Bounce)
-    })
 }
 
 fn recorded(row: &OutboxRow, outcome: Outcome, now: DateTime<Utc>) -> Recorded {

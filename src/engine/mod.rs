@@ -83,13 +83,19 @@ impl TickReport {
 }
 
 /// Why a step of `s` for `c` is not queued (suppressed address, no marketing consent), from
-/// the suppressions of the addresses at hand (lower case).
+/// the suppressions of the addresses at hand (lower case) and the person-level ones recorded
+/// for the customers (`wishes`, by customer id: they follow a change of address).
 fn blocked(
     suppressed: &HashMap<String, crate::store::SuppressionKind>,
+    wishes: &HashMap<String, crate::store::SuppressionKind>,
     s: &Scenario,
     c: &CustomerRow,
 ) -> Option<(OutboxStatus, String)> {
-    let suppression = suppressed.get(&c.email.trim().to_lowercase()).copied();
+    let suppression = crate::delivery::suppression_for(
+        suppressed.get(&c.email.trim().to_lowercase()).copied(),
+        &[wishes.get(&c.id).copied()],
+        s.transactional,
+    );
     withheld(suppression, s.transactional, c.consents())
         .map(|(status, why)| (status, format!("not queued: {why}")))
 }
@@ -836,6 +842,8 @@ impl Engine {
                 .await?;
             let emails: Vec<String> = customers.values().map(|c| c.email.clone()).collect();
             let suppressed = self.store.suppressed(&emails).await?;
+            let ids: Vec<String> = customers.keys().cloned().collect();
+            let wishes = self.store.suppressed_customers(&ids).await?;
             let mut advances = Vec::with_capacity(due.len());
             for e in &due {
                 let span = info_span!("step", enrollment_id = e.id, scenario = %e.scenario_id,
@@ -856,7 +864,7 @@ impl Engine {
                     continue;
                 };
                 let order = e.order_id.as_ref().and_then(|id| orders.get(id));
-                let blocked = blocked(&suppressed, s, c);
+                let blocked = blocked(&suppressed, &wishes, s, c);
                 advances.push(self.advance_one(s, e, c, order, blocked, now));
             }
             for a in &advances {

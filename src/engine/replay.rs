@@ -47,6 +47,8 @@ pub struct Replay {
     due: BTreeSet<(i64, i64)>,
     /// Suppressed addresses (lower case).
     suppressions: HashMap<String, SuppressionKind>,
+    /// Person-level entries by customer id (they follow a change of address).
+    wishes: HashMap<String, SuppressionKind>,
     /// The customers whose simulated mail keeps its body (`None`: all).
     body_sample: Option<HashSet<String>>,
     /// Messages not yet written, with the virtual time of the tick that made them.
@@ -88,6 +90,7 @@ impl Replay {
         let customers = source.customers_as_of(from).await?;
         let orders = source.orders_between(from, to).await?;
         let suppressions = source.all_suppressions().await?;
+        let wishes = source.all_suppressed_customers().await?;
         source.close().await;
         let history = customers.iter().map(|c| c.orders_count).sum();
         let period = orders.len() as i64;
@@ -120,6 +123,7 @@ impl Replay {
             by_customer: HashMap::new(),
             due: BTreeSet::new(),
             suppressions,
+            wishes,
             body_sample,
             unwritten: Vec::new(),
             unwritten_rows: 0,
@@ -606,7 +610,7 @@ impl Engine {
                         .as_ref()
                         .and_then(|id| r.order_at.get(id))
                         .map(|&i| &r.orders[i]);
-                    Some((s, e, c, order, blocked(&r.suppressions, s, c)))
+                    Some((s, e, c, order, blocked(&r.suppressions, &r.wishes, s, c)))
                 })
                 .collect();
             let advances = self.advance_all(steps, now);

@@ -95,6 +95,39 @@ impl Store {
             .collect())
     }
 
+    /// The person-level entries (`unsubscribe`, `manual`: a wish, not an address's fault)
+    /// recorded for these customers, whatever address they were made under; the stronger
+    /// where a customer has both.
+    pub async fn suppressed_customers(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, SuppressionKind>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(super::BATCH) {
+            let mut qb = QueryBuilder::<Db>::new(
+                self.backend(),
+                "SELECT customer_id, kind FROM suppressions WHERE kind <> 'bounce' AND customer_id IN ",
+            );
+            push_in_list(&mut qb, chunk);
+            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.pool).await?;
+            add_wishes(&mut out, rows);
+        }
+        Ok(out)
+    }
+
+    /// [`Store::suppressed_customers`] for every customer (a back-test's copy of the list).
+    pub async fn all_suppressed_customers(&self) -> Result<HashMap<String, SuppressionKind>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT customer_id, kind FROM suppressions \
+             WHERE kind <> 'bounce' AND customer_id IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = HashMap::new();
+        add_wishes(&mut out, rows);
+        Ok(out)
+    }
+
     pub async fn suppressed(&self, emails: &[String]) -> Result<HashMap<String, SuppressionKind>> {
         let lower: Vec<String> = emails.iter().map(|e| e.trim().to_lowercase()).collect();
         let mut out = HashMap::new();
@@ -111,6 +144,20 @@ impl Store {
             );
         }
         Ok(out)
+    }
+}
+
+/// Adds (customer id, kind) rows to `out`, keeping the stronger kind (`manual` over
+/// `unsubscribe`) where a customer has both.
+fn add_wishes(out: &mut HashMap<String, SuppressionKind>, rows: Vec<(String, String)>) {
+    for (id, kind) in rows {
+        let Some(kind) = SuppressionKind::parse(&kind) else {
+            continue;
+        };
+        let held = out.entry(id).or_insert(kind);
+        if kind == SuppressionKind::Manual {
+            *held = kind;
+        }
     }
 }
 

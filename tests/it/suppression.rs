@@ -138,6 +138,52 @@ async fn an_unsubscribe_under_a_new_address_stops_mail_queued_for_the_old_one() 
 }
 
 #[tokio::test]
+async fn an_unsubscribe_follows_the_customer_to_the_address_they_give_next() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    let with = |email: &str| customer("L", email, "L", "Asia/Tokyo", "{}");
+    store
+        .upsert_customers(&[with("old@example.jp")], 0)
+        .await
+        .unwrap();
+    // Unsubscribed with the link of the old address (recorded for the customer), then the shop
+    // imports a new address.
+    store
+        .suppress(
+            "old@example.jp",
+            SuppressionKind::Unsubscribe,
+            "unsubscribe link",
+            Some("L"),
+            0,
+        )
+        .await
+        .unwrap();
+    store
+        .upsert_customers(&[with("new@example.jp")], 0)
+        .await
+        .unwrap();
+    add_orders(&store, &[order("O1", "L", "2026-11-01T01:00:00Z", 1000)]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon
+        .engine
+        .trigger_manual("support", "L", Default::default(), None, now)
+        .await
+        .unwrap();
+    let tick = daemon.engine.tick(now).await.unwrap();
+    // The thank-you is not queued for the new address; the support note still is.
+    assert_eq!((tick.queued, tick.suppressed), (1, 1), "{tick:?}");
+    daemon.deliverer.run_once(now).await.unwrap();
+    let got: Vec<(String, String)> = smtp
+        .received()
+        .iter()
+        .map(|m| (m.to[0].clone(), m.parsed().subject().unwrap().to_string()))
+        .collect();
+    assert_eq!(got, [("new@example.jp".into(), "about your order".into())]);
+}
+
+#[tokio::test]
 async fn an_unsubscribe_stops_marketing_but_not_transactional_mail_and_a_bounce_stops_both() {
     let smtp = SmtpServer::start();
     let shop = shop(&smtp);
