@@ -26,6 +26,7 @@ pub mod segment;
 pub mod simulate;
 pub mod status;
 pub mod store;
+pub mod strict_json;
 pub mod targets;
 pub mod telemetry;
 pub mod tracking;

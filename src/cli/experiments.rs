@@ -337,7 +337,10 @@ fn step_table(
     (headers, rows)
 }
 
-fn variant_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<String>>) {
+fn variant_table(
+    report: &[ScenarioResult],
+    amounts: Amounts,
+) -> (Vec<&'static str>, Vec<Vec<String>>) {
     let headers = vec![
         "scenario",
         "step",
@@ -366,7 +369,7 @@ fn variant_table(report: &[ScenarioResult]) -> (Vec<&'static str>, Vec<Vec<Strin
                     dash(u.map(|u| points(u.absolute))),
                     dash(u.map(interval)),
                     dash(u.map(|u| format!("{:.4}", u.p_value))),
-                    format!("{:.0}", v.revenue_per_enrolled),
+                    amounts.show(v.revenue_per_enrolled),
                     if v.winner {
                         "yes".into()
                     } else {
@@ -406,7 +409,7 @@ fn print_report_view(
     };
     let (sh, sr) = scenario_table(report, amounts, names);
     let (fh, fr) = step_table(report, amounts);
-    let (vh, vr) = variant_table(report);
+    let (vh, vr) = variant_table(report, amounts);
     match (format, view) {
         (OutputFormat::Table, _) => {
             print_rows(format, &sh, &sr, &json)?;

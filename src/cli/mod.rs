@@ -142,14 +142,29 @@ pub fn purge_freed_memory_after(millis: i64) {
 }
 
 /// `rebuy status | head -1`: when the reader of the output goes away, end as Unix tools do
-/// (killed by SIGPIPE, silently) rather than panic on the next `println!`. Rust ignores
-/// SIGPIPE so that a write to a closed socket is an error; the daemons (`run`, `serve`) keep
-/// that, since their sockets are what must not end the process.
+/// (killed by SIGPIPE, silently) rather than with `println!`'s panic and a backtrace. SIGPIPE
+/// itself stays ignored, so that a write to a closed socket (a PostgreSQL server gone) is an
+/// error the command reports; only the panic of a print to a closed stdout ends the process
+/// by the signal. The daemons (`run`, `serve`) keep Rust's default.
 fn end_quietly_on_a_closed_pipe() {
-    // SAFETY: restoring a signal's default disposition before any thread is started.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let said = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if said.starts_with("failed printing to stdout") && said.contains("Broken pipe") {
+            // SAFETY: restoring a signal's default disposition and raising it: the process
+            // ends here, as `head` expects of the command before it.
+            unsafe {
+                libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                libc::raise(libc::SIGPIPE);
+            }
+        }
+        report(info);
+    }));
 }
 
 pub fn main() -> ExitCode {

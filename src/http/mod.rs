@@ -7,7 +7,7 @@ mod ingest;
 pub mod openapi;
 mod problem;
 mod read;
-mod strict_json;
+
 mod support;
 pub mod tracking;
 pub mod unsubscribe;
@@ -261,7 +261,7 @@ where
         Ok(b) => b,
         Err(e) => return body_problem(&e).into_response(),
     };
-    let json = match strict_json::parse(&bytes) {
+    let json = match crate::strict_json::parse(&bytes) {
         Ok(j) => j,
         // A key given twice: the JSON is well-formed, the record is not.
         Err(e) if e.is_data() => {

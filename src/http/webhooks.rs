@@ -99,7 +99,7 @@ pub async fn shopify_orders(
             TOPICS.join(", ")
         )));
     }
-    let payload = super::strict_json::parse(&bytes)
+    let payload = crate::strict_json::parse(&bytes)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "not JSON").detail(format!("{e}")))?;
     let mapped = match map_order(&payload, topic == "orders/create") {
         Ok(m) => m,

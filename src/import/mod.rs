@@ -350,10 +350,20 @@ impl ChunkReader {
                     if text.trim().is_empty() {
                         continue;
                     }
-                    match serde_json::from_str::<BTreeMap<String, serde_json::Value>>(text) {
-                        Ok(fields) => chunk.push(Record {
+                    // Read strictly, as the API reads a body: a key given twice is refused,
+                    // not read as its last value.
+                    match crate::strict_json::parse(text.as_bytes()) {
+                        Ok(serde_json::Value::Object(map)) => chunk.push(Record {
                             line: *line_no,
-                            fields,
+                            fields: map.into_iter().collect(),
+                        }),
+                        Ok(_) => self.unreadable.push(RowError {
+                            line: *line_no,
+                            message: "not a JSON object: each line holds one record, {…}".into(),
+                        }),
+                        Err(e) if e.is_data() => self.unreadable.push(RowError {
+                            line: *line_no,
+                            message: format!("a key is given twice: {e}"),
                         }),
                         Err(e) => self.unreadable.push(RowError {
                             line: *line_no,

@@ -400,7 +400,6 @@ pub const FILTERS: &[&str] = &[
     "string",
     "sum",
     "title",
-    "tojson",
     "trim",
     "unique",
     "upper",
@@ -638,6 +637,34 @@ mod tests {
         env.set_fuel(Some(FUEL));
         filters::register(&mut env);
         env
+    }
+
+    #[test]
+    fn every_filter_test_and_function_check_suggests_exists() {
+        let renderer = Renderer::new(std::path::Path::new("."));
+        let env = renderer.env();
+        let unknown = |source: String| match env.render_str(&source, minijinja::context! {}) {
+            Err(e) => matches!(
+                e.kind(),
+                minijinja::ErrorKind::UnknownFilter
+                    | minijinja::ErrorKind::UnknownTest
+                    | minijinja::ErrorKind::UnknownFunction
+            ),
+            Ok(_) => false,
+        };
+        for f in FILTERS {
+            assert!(!unknown(format!("{{{{ 1 | {f} }}}}")), "filter {f}");
+        }
+        for t in TESTS {
+            assert!(!unknown(format!("{{{{ 1 is {t} }}}}")), "test {t}");
+        }
+        for f in FUNCTIONS {
+            assert!(!unknown(format!("{{{{ {f}() }}}}")), "function {f}");
+        }
+        assert!(
+            unknown("{{ 1 | mony }}".into()),
+            "the check itself can fail"
+        );
     }
 
     #[test]

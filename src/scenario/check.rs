@@ -506,15 +506,13 @@ fn sample_context(
 /// one that strikes an order without items, guard what the order may lack.
 fn render_hint(e: &minijinja::Error, when: &str) -> String {
     use minijinja::ErrorKind;
-    if !when.is_empty() {
-        return "guard what an order may lack, e.g. {% if order.items %}…{% else %}…{% endif %}"
-            .into();
-    }
+    // minijinja says "filter mony is unknown", "test strng is unknown", "recomend is unknown".
     let named = |what: &str, known: &[&str]| {
         let detail = e.detail().unwrap_or_default();
         let name = detail
-            .split_whitespace()
-            .nth(1)
+            .split(" is unknown")
+            .next()
+            .and_then(|s| s.split_whitespace().last())
             .unwrap_or_default()
             .trim_matches(|c: char| !c.is_alphanumeric() && c != '_');
         match did_you_mean(name, known) {
@@ -526,6 +524,9 @@ fn render_hint(e: &minijinja::Error, when: &str) -> String {
         ErrorKind::UnknownFilter => named("filter", crate::render::FILTERS),
         ErrorKind::UnknownTest => named("test", crate::render::TESTS),
         ErrorKind::UnknownFunction => named("function", crate::render::FUNCTIONS),
+        _ if !when.is_empty() => {
+            "guard what an order may lack, e.g. {% if order.items %}…{% else %}…{% endif %}".into()
+        }
         ErrorKind::TemplateNotFound => "check the name given to {% include %} or {% extends %}: it is a file in the templates folder".into(),
         _ => "a loop runs too long or prints too much for one mail: bound it, e.g. {% for i in order.items[:20] %}".into(),
     }

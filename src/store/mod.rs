@@ -255,12 +255,17 @@ impl Target {
     }
 }
 
-/// `postgres//host/db`, `postgresql:/host`, `postgres:host`: meant as a URL, not a file name.
+/// `postgres//host/db`, `postgresql:/host`, `postgress://host`: meant as a URL, not a file
+/// name (a SQLite URL, `sqlite:…`, is one; `postgres/rebuy.db`, a file in a folder, is not).
 fn looks_like_a_url(target: &str) -> bool {
     let lower = target.to_ascii_lowercase();
-    ["postgres:", "postgresql:", "postgres/", "postgresql/"]
-        .iter()
-        .any(|p| lower.starts_with(p))
+    if lower.starts_with("sqlite:") {
+        return false;
+    }
+    lower.contains("://")
+        || ["postgres:", "postgresql:", "postgres//", "postgresql//"]
+            .iter()
+            .any(|p| lower.starts_with(p))
 }
 
 /// Whether opening a SQLite file failed because it is not a database (SQLite's code 26,
@@ -755,6 +760,27 @@ fn configure_sqlite() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_mistyped_postgres_url_is_told_from_a_file_name() {
+        for url in [
+            "postgres//localhost/rebuy",
+            "postgresql:/host/db",
+            "postgress://h/db",
+            "mysql://h/db",
+        ] {
+            assert!(super::looks_like_a_url(url), "{url}");
+        }
+        for file in [
+            "rebuy.db",
+            "postgres/rebuy.db",
+            "./data/shop.db",
+            "sqlite://rebuy.db",
+            "sqlite:rebuy.db",
+        ] {
+            assert!(!super::looks_like_a_url(file), "{file}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -654,13 +654,14 @@ impl Store {
     }
 
     /// Puts a failed, unknown or expired message back in the queue for `now` with its content
-    /// rendered again, its attempts reset and no lateness limit: a deliberate re-send. False if it is no longer failed or
+    /// rendered again, its attempts reset, no lateness limit and no error of the attempt before
+    /// (a queued row showing "not sent: … late" read as a failure): a deliberate re-send. False if it is no longer failed or
     /// unknown (someone else retried or cancelled it meanwhile).
     pub async fn requeue_rendered(&self, id: i64, content: &Content<'_>, now: i64) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = $1, updated_at = $1, \
              subject = $2, html = $3, body_text = $4, expires_at = NULL, to_email = $6, to_name = $7, \
-             recommended = $8 \
+             recommended = $8, last_error = NULL \
              WHERE id = $5 AND status IN ('failed', 'unknown', 'expired')",
         )
         .bind(now)

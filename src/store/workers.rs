@@ -169,7 +169,13 @@ impl Store {
     /// it as the last worker that stopped, so that `rebuy status` can say when mail last had
     /// a daemon.
     pub async fn forget_worker(&self, owner: &str) -> Result<()> {
-        let mut tx = self.write_tx().await?;
+        // On PostgreSQL a transaction of its own, not the store's write lock: a stopping
+        // worker must not wait behind a long write of another (systemd's stop timeout would
+        // kill it first). SQLite's writes are short, and need `BEGIN IMMEDIATE`.
+        let mut tx = match self.backend() {
+            super::Backend::Sqlite => self.write_tx().await?,
+            super::Backend::Postgres => self.pool.begin().await?,
+        };
         let row: Option<WorkerRow> = sqlx::query_as(
             "SELECT owner, host, pid, started_at, heartbeat_at, leader FROM workers \
              WHERE owner = $1",
@@ -180,13 +186,23 @@ impl Store {
         if let Some(w) = row {
             let json =
                 serde_json::to_string(&w).map_err(|e| super::StoreError::Decode(e.to_string()))?;
-            sqlx::query(
-                "INSERT INTO settings (key, value) VALUES ('last_worker', $1) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )
-            .bind(json)
-            .execute(&mut *tx)
-            .await?;
+            // The newest heartbeat wins: a stale row removed after a live one changes nothing.
+            let kept: Option<(String,)> =
+                sqlx::query_as("SELECT value FROM settings WHERE key = 'last_worker'")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let newer = kept
+                .and_then(|(v,)| serde_json::from_str::<WorkerRow>(&v).ok())
+                .is_none_or(|k| k.heartbeat_at <= w.heartbeat_at);
+            if newer {
+                sqlx::query(
+                    "INSERT INTO settings (key, value) VALUES ('last_worker', $1) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(json)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         sqlx::query("DELETE FROM workers WHERE owner = $1")
             .bind(owner)

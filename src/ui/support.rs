@@ -521,7 +521,7 @@ mod tests {
         let again = shown(Reason::DueAgain, Some("LO-02"), Some(due));
         assert_eq!(
             why_in(ja, &again),
-            "そろそろ買い替えの時期です: 購入者の42%がおよそ30日ごとに買い直しています"
+            "そろそろ再購入の時期です: 購入者の42%がおよそ30日ごとに買い直しています"
         );
         for reason in [Reason::BoughtNext, Reason::UpgradeOf, Reason::MovedUpFrom] {
             let said = why_in(ja, &shown(reason, Some("LO-01"), None));

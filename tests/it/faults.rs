@@ -408,6 +408,11 @@ async fn a_deliberate_retry_resends_a_failed_or_unknown_message_in_its_own_row()
             ("queued", 0),
             "{l}"
         );
+        assert!(before[l].last_error.is_some(), "{l}");
+        assert_eq!(
+            requeued[l].last_error, None,
+            "{l}: a queued row does not show the last attempt's error"
+        );
     }
 
     daemon.deliverer.run_once(later).await.unwrap();

@@ -440,6 +440,10 @@ async fn json_lines_reject_a_bad_line_as_csv_does_and_the_rest_lands() {
     );
     bytes.extend_from_slice(b"{\"id\": 42, \"email\": \"num@example.jp\"}\n");
     bytes.extend_from_slice(b"{\"id\": \"c1\", \"email\": \"again@example.jp\"}\n");
+    // A key given twice: refused, as the API refuses it, not read as its last value.
+    bytes.extend_from_slice(
+        b"{\"id\": \"c3\", \"email\": \"one@example.jp\", \"email\": \"two@example.jp\"}\n",
+    );
     std::fs::write(&file, bytes).unwrap();
     let r = import_customers(&store, &file, &opts(), now).await.unwrap();
     let said: Vec<(u64, &str)> = r
@@ -447,7 +451,7 @@ async fn json_lines_reject_a_bad_line_as_csv_does_and_the_rest_lands() {
         .iter()
         .map(|e| (e.line, e.message.as_str()))
         .collect();
-    assert_eq!(said.len(), 3, "{said:?}");
+    assert_eq!(said.len(), 4, "{said:?}");
     assert!(
         said[0].0 == 2 && said[0].1.starts_with("not UTF-8 text"),
         "{said:?}"
@@ -460,7 +464,15 @@ async fn json_lines_reject_a_bad_line_as_csv_does_and_the_rest_lands() {
         said[2].0 == 5 && said[2].1.contains("appears again (first on line 1)"),
         "{said:?}"
     );
-    assert_eq!((r.records, r.inserted), (5, 2));
+    assert!(
+        said[3].0 == 6 && said[3].1.contains("a key is given twice"),
+        "{said:?}"
+    );
+    assert!(
+        store.find_customer("c3").await.is_err(),
+        "nothing stored for it"
+    );
+    assert_eq!((r.records, r.inserted), (6, 2));
     assert_eq!(
         store.find_customer("c1").await.unwrap().email,
         "aya@example.jp"

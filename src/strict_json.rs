@@ -1,5 +1,6 @@
-//! JSON bodies read strictly: a key given twice in one object is refused (serde_json keeps the
-//! last without a word, so `{"total": 100, "total": 100000}` would store 100000).
+//! JSON read strictly (API bodies, JSON Lines imports): a key given twice in one object is
+//! refused (serde_json keeps the last without a word, so `{"total": 100, "total": 100000}` would
+//! store 100000).
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::map::Entry;
