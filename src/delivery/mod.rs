@@ -310,13 +310,13 @@ impl Deliverer {
             .into_iter()
             .collect();
         let customers = self.store.customers_by_ids(&everyone).await?;
-        let wishes = self.store.suppressed_customers(&everyone).await?;
         let emails: Vec<String> = rows
             .iter()
             .map(|r| r.to_email.clone())
             .chain(customers.values().map(|c| c.email.clone()))
             .collect();
-        let suppressed = self.store.suppressed(&emails).await?;
+        let found = self.store.suppressions_for(&emails, &everyone).await?;
+        let (suppressed, wishes) = (found.by_email, found.by_customer);
         let now_ms = to_millis(now);
         let mut recent = match self.limits.cap {
             Some((_, per)) => {

@@ -841,9 +841,9 @@ impl Engine {
                 .orders_by_ids(&distinct(due.iter().filter_map(|e| e.order_id.clone())))
                 .await?;
             let emails: Vec<String> = customers.values().map(|c| c.email.clone()).collect();
-            let suppressed = self.store.suppressed(&emails).await?;
             let ids: Vec<String> = customers.keys().cloned().collect();
-            let wishes = self.store.suppressed_customers(&ids).await?;
+            let found = self.store.suppressions_for(&emails, &ids).await?;
+            let (suppressed, wishes) = (found.by_email, found.by_customer);
             let mut advances = Vec::with_capacity(due.len());
             for e in &due {
                 let span = info_span!("step", enrollment_id = e.id, scenario = %e.scenario_id,

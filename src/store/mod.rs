@@ -44,7 +44,7 @@ pub use segments::{MembershipChange, SegmentEvent};
 pub use simulation::{is_simulation_file, Sends, SimulationSource, BODY_SAMPLE};
 pub(crate) use sql::QueryBuilder;
 pub use status::{FlowStatus, ScenarioStatus, Stall};
-pub use suppressions::{Suppression, SuppressionKind};
+pub use suppressions::{Suppression, SuppressionKind, Suppressions};
 pub use team_mail::TeamMailRow;
 pub use tracking::{TrackedMessage, TrackingCounts, TrackingHit, TrackingRow};
 pub use users::{AuditRow, CustomerHit, Picked, SessionRow, UserRow};

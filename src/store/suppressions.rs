@@ -42,6 +42,15 @@ impl SuppressionKind {
     }
 }
 
+/// What [`Store::suppressions_for`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Suppressions {
+    /// By lower-case address.
+    pub by_email: HashMap<String, SuppressionKind>,
+    /// Person-level entries (`unsubscribe`, `manual`) by customer id.
+    pub by_customer: HashMap<String, SuppressionKind>,
+}
+
 #[derive(Debug, Clone, FromRow, Serialize, PartialEq, Eq)]
 pub struct Suppression {
     pub email: String,
@@ -95,27 +104,66 @@ impl Store {
             .collect())
     }
 
-    /// The person-level entries (`unsubscribe`, `manual`: a wish, not an address's fault)
-    /// recorded for these customers, whatever address they were made under; the stronger
-    /// where a customer has both.
-    pub async fn suppressed_customers(
+    /// In one statement, the entries on these addresses (by lower-case address) and the
+    /// person-level ones (`unsubscribe`, `manual`: a wish, not an address's fault) recorded
+    /// for these customers whatever address they were made under (by customer id, the
+    /// stronger where a customer has both): what the enqueue and the send check.
+    pub async fn suppressions_for(
         &self,
-        ids: &[String],
-    ) -> Result<HashMap<String, SuppressionKind>> {
-        let mut out = HashMap::new();
-        for chunk in ids.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(
-                self.backend(),
-                "SELECT customer_id, kind FROM suppressions WHERE kind <> 'bounce' AND customer_id IN ",
+        emails: &[String],
+        customers: &[String],
+    ) -> Result<Suppressions> {
+        let lower: Vec<String> = emails
+            .iter()
+            .map(|e| e.trim().to_lowercase())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut out = Suppressions::default();
+        let rounds = lower.len().max(customers.len()).div_ceil(super::BATCH);
+        for i in 0..rounds {
+            let part = |v: &[String]| -> Vec<String> {
+                v.iter()
+                    .skip(i * super::BATCH)
+                    .take(super::BATCH)
+                    .cloned()
+                    .collect()
+            };
+            let (e, c) = (part(&lower), part(customers));
+            let mut qb = QueryBuilder::<Db>::new(self.backend(), "");
+            if !e.is_empty() {
+                qb.push("SELECT 'e', email, kind FROM suppressions WHERE email IN ");
+                push_in_list(&mut qb, &e);
+            }
+            if !c.is_empty() {
+                if !e.is_empty() {
+                    qb.push(" UNION ALL ");
+                }
+                qb.push(
+                    "SELECT 'c', customer_id, kind FROM suppressions \
+                     WHERE kind <> 'bounce' AND customer_id IN ",
+                );
+                push_in_list(&mut qb, &c);
+            }
+            let rows: Vec<(String, String, String)> =
+                qb.build_query_as().fetch_all(&self.pool).await?;
+            let (on_address, wishes): (Vec<_>, Vec<_>) =
+                rows.into_iter().partition(|(which, _, _)| which == "e");
+            out.by_email.extend(
+                on_address
+                    .into_iter()
+                    .filter_map(|(_, e, k)| SuppressionKind::parse(&k).map(|k| (e, k))),
             );
-            push_in_list(&mut qb, chunk);
-            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.pool).await?;
-            add_wishes(&mut out, rows);
+            add_wishes(
+                &mut out.by_customer,
+                wishes.into_iter().map(|(_, c, k)| (c, k)).collect(),
+            );
         }
         Ok(out)
     }
 
-    /// [`Store::suppressed_customers`] for every customer (a back-test's copy of the list).
+    /// The person-level entries of [`Store::suppressions_for`] for every customer (a
+    /// back-test's copy of the list).
     pub async fn all_suppressed_customers(&self) -> Result<HashMap<String, SuppressionKind>> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT customer_id, kind FROM suppressions \
