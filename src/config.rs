@@ -846,19 +846,29 @@ impl Config {
         };
         for key in ["name", "from"] {
             if !self.shop.contains_key(key) {
-                diags.push(Diagnostic::new(
-                    &path,
-                    1,
-                    1,
-                    format!("shop.{key} is required"),
-                ));
+                // At `shop:` (the file's start without one), naming a key that looks like it.
+                let (line, col) = self.place("shop");
+                let written: Vec<&str> = self.shop.keys().map(String::as_str).collect();
+                let d = Diagnostic::new(&path, line, col, format!("shop.{key} is required"));
+                diags.push(match crate::diagnostic::did_you_mean(key, &written) {
+                    Some(near) => {
+                        d.with_hint(format!("'{near}' is written: did you mean '{key}'?"))
+                    }
+                    None => d,
+                });
             }
         }
         if let Some(from) = self.shop.get("from") {
             if from.parse::<lettre::message::Mailbox>().is_err() {
+                let (line, col) = self.place("shop.from");
                 diags.push(
-                    Diagnostic::new(&path, 1, 1, format!("shop.from '{from}' is not a mailbox"))
-                        .with_hint("write it as \"Shop Name <hello@shop.example>\""),
+                    Diagnostic::new(
+                        &path,
+                        line,
+                        col,
+                        format!("shop.from '{from}' is not a mailbox"),
+                    )
+                    .with_hint("write it as \"Shop Name <hello@shop.example>\""),
                 );
             }
         }
@@ -867,8 +877,9 @@ impl Config {
             .get("currency")
             .map(|c| crate::domain::parse_currency(c))
         {
+            let (line, col) = self.place("shop.currency");
             diags.push(
-                Diagnostic::new(&path, 1, 1, format!("shop.currency: {e}"))
+                Diagnostic::new(&path, line, col, format!("shop.currency: {e}"))
                     .with_hint("reports read every amount in the currency's minor units"),
             );
         }
@@ -1340,6 +1351,44 @@ mod tests {
         );
         assert!(
             said[1].starts_with("config:4:19: delivery.smtp.timeout_secs is 0"),
+            "{said:?}"
+        );
+    }
+
+    #[test]
+    fn shop_settings_are_placed_at_their_line_and_a_misspelt_key_is_named() {
+        let c = Config::parse(
+            "c.yaml",
+            "tick_interval: 1m\nshop:\n  name: Shop\n  fromm: \"Shop <s@shop.example>\"\n  currency: YEN\n",
+        )
+        .unwrap();
+        let said: Vec<String> = c
+            .resolve()
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(
+            said.iter().any(|d| d.starts_with("config:3:")
+                && d.contains("shop.from is required")
+                && d.contains("'fromm' is written: did you mean 'from'?")),
+            "{said:?}"
+        );
+        assert!(
+            said.iter()
+                .any(|d| d.starts_with("config:5:13: shop.currency")),
+            "{said:?}"
+        );
+        let c = Config::parse("c.yaml", "shop:\n  name: Shop\n  from: not a mailbox\n").unwrap();
+        let said: Vec<String> = c
+            .resolve()
+            .unwrap_err()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(
+            said.iter()
+                .any(|d| d.starts_with("config:3:9: shop.from 'not a mailbox'")),
             "{said:?}"
         );
     }
