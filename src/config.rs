@@ -1278,14 +1278,16 @@ pub fn read_secret(env: &str, file: Option<&Path>) -> anyhow::Result<Option<Stri
 mod tests {
     use super::*;
 
+    /// What `resolve` says of a config text, each diagnostic as shown (none when it is fine).
+    fn said(text: &str) -> Vec<String> {
+        match Config::parse("c.yaml", text).unwrap().resolve() {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
     #[test]
     fn check_refuses_what_run_would_refuse_at_start() {
-        let said = |text: &str| -> Vec<String> {
-            match Config::parse("c.yaml", text).unwrap().resolve() {
-                Ok(_) => Vec::new(),
-                Err(d) => d.iter().map(|d| d.to_string()).collect(),
-            }
-        };
         let bad = said("unsubscribe:\n  listen: localhost:80800\n");
         assert!(
             bad[0].starts_with(
@@ -1357,72 +1359,40 @@ mod tests {
 
     #[test]
     fn shop_settings_are_placed_at_their_line_and_a_misspelt_key_is_named() {
-        let c = Config::parse(
-            "c.yaml",
-            "tick_interval: 1m\nshop:\n  name: Shop\n  fromm: \"Shop <s@shop.example>\"\n  currency: YEN\n",
-        )
-        .unwrap();
-        let said: Vec<String> = c
-            .resolve()
-            .unwrap_err()
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let got = said("tick_interval: 1m\nshop:\n  name: Shop\n  fromm: \"Shop <s@shop.example>\"\n  currency: YEN\n");
         assert!(
-            said.iter().any(|d| d.starts_with("config:3:")
+            got.iter().any(|d| d.starts_with("config:3:")
                 && d.contains("shop.from is required")
                 && d.contains("'fromm' is written: did you mean 'from'?")),
-            "{said:?}"
+            "{got:?}"
         );
         assert!(
-            said.iter()
+            got.iter()
                 .any(|d| d.starts_with("config:5:13: shop.currency")),
-            "{said:?}"
+            "{got:?}"
         );
-        let c = Config::parse("c.yaml", "shop:\n  name: Shop\n  from: not a mailbox\n").unwrap();
-        let said: Vec<String> = c
-            .resolve()
-            .unwrap_err()
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let got = said("shop:\n  name: Shop\n  from: not a mailbox\n");
         assert!(
-            said.iter()
+            got.iter()
                 .any(|d| d.starts_with("config:3:9: shop.from 'not a mailbox'")),
-            "{said:?}"
+            "{got:?}"
         );
     }
 
     #[test]
     fn a_tick_without_pause_and_an_smtp_server_without_a_name_are_refused() {
-        let c = Config::parse("c.yaml", "shop: {}\ntick_interval: 0s\n").unwrap();
-        let said: Vec<String> = c
-            .resolve()
-            .unwrap_err()
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let got = said("shop: {}\ntick_interval: 0s\n");
         assert!(
-            said.iter()
+            got.iter()
                 .any(|d| d.starts_with("config:2:16: tick_interval is 0s")
                     && d.contains("at least 1s")),
-            "{said:?}"
+            "{got:?}"
         );
-        let c = Config::parse(
-            "c.yaml",
-            "delivery:\n  transport: smtp\n  smtp:\n    host: \"\"\n",
-        )
-        .unwrap();
-        let said: Vec<String> = c
-            .resolve()
-            .unwrap_err()
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
+        let got = said("delivery:\n  transport: smtp\n  smtp:\n    host: \"\"\n");
         assert!(
-            said.iter()
+            got.iter()
                 .any(|d| d.starts_with("config:4:") && d.contains("delivery.smtp.host is empty")),
-            "{said:?}"
+            "{got:?}"
         );
     }
 

@@ -93,7 +93,15 @@ pub async fn customer_view(
         .as_deref()
         .and_then(|z| z.parse::<Tz>().ok())
         .unwrap_or(default_zone);
-    let suppressed = store.suppressed(std::slice::from_ref(&c.email)).await?;
+    // What the send would find: the address's entry, or the person's wish recorded for them.
+    let found = store
+        .suppressions_for(std::slice::from_ref(&c.email), std::slice::from_ref(&c.id))
+        .await?;
+    let suppressed = crate::delivery::suppression_for(
+        found.by_email.values().next().copied(),
+        &[found.by_customer.get(&c.id).copied()],
+        false,
+    );
     let orders = store.customer_orders(&c.id, ORDERS_SHOWN).await?;
     let enrollments = store.customer_enrollments(&c.id).await?;
     let messages = store.customer_messages(&c.id).await?;
@@ -119,7 +127,7 @@ pub async fn customer_view(
         "consent": {
             "marketing": c.marketing_consent.map(|v| v != 0),
             "at": local(c.consent_at, zone),
-            "suppressed": suppressed.values().next().map(|k| k.as_str()),
+            "suppressed": suppressed.map(|k| k.as_str()),
         },
         "orders_count": c.orders_count,
         "total_spent": c.total_spent,

@@ -175,24 +175,6 @@ impl Store {
         add_wishes(&mut out, rows);
         Ok(out)
     }
-
-    pub async fn suppressed(&self, emails: &[String]) -> Result<HashMap<String, SuppressionKind>> {
-        let lower: Vec<String> = emails.iter().map(|e| e.trim().to_lowercase()).collect();
-        let mut out = HashMap::new();
-        for chunk in lower.chunks(super::BATCH) {
-            let mut qb = QueryBuilder::<Db>::new(
-                self.backend(),
-                "SELECT email, kind FROM suppressions WHERE email IN ",
-            );
-            push_in_list(&mut qb, chunk);
-            let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.pool).await?;
-            out.extend(
-                rows.into_iter()
-                    .filter_map(|(e, k)| SuppressionKind::parse(&k).map(|k| (e, k))),
-            );
-        }
-        Ok(out)
-    }
 }
 
 /// Adds (customer id, kind) rows to `out`, keeping the stronger kind (`manual` over

@@ -181,6 +181,11 @@ async fn an_unsubscribe_follows_the_customer_to_the_address_they_give_next() {
         .map(|m| (m.to[0].clone(), m.parsed().subject().unwrap().to_string()))
         .collect();
     assert_eq!(got, [("new@example.jp".into(), "about your order".into())]);
+    // Support sees it too: the customer page says what the send finds.
+    let view = rebuy::customer_view::customer_view(&store, &[], chrono_tz::Asia::Tokyo, "L")
+        .await
+        .unwrap();
+    assert_eq!(view["consent"]["suppressed"], "unsubscribe", "{view}");
 }
 
 #[tokio::test]
