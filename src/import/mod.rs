@@ -92,6 +92,9 @@ pub struct ImportReport {
     /// Orders written, by currency (orders only; empty for other records).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub currencies: BTreeMap<String, u64>,
+    /// The orders went into an empty PostgreSQL shop as one bulk load (`store::OrderLoad`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bulk_load: bool,
 }
 
 impl ImportReport {

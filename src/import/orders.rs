@@ -347,17 +347,43 @@ pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Res
             }
         }
     });
+    // Into an empty PostgreSQL shop, all chunks go into one bulk load (`OrderLoad`); otherwise
+    // each chunk's orders are committed with their customers' aggregates (`upsert_orders`).
+    let mut load = store.begin_order_load().await?;
+    if load.is_some() {
+        report.bulk_load = true;
+        tracing::info!(
+            "no orders stored yet: loading them in one transaction (COPY, the indexes built \
+             after); other connections wait for the orders table until it commits"
+        );
+    }
+    let mut loaded = 0;
     let mut unreadable = Vec::new();
     while let Some(message) = rx.recv().await {
         match message? {
-            Parsed::Chunk(orders) => write(store, orders, &mut report).await?,
+            Parsed::Chunk(orders) => {
+                let good = accepted(orders, &mut report);
+                match &mut load {
+                    Some(load) => {
+                        load.add(&good).await?;
+                        loaded += good.len();
+                    }
+                    None => {
+                        let outcome = store.upsert_orders(&good).await?;
+                        report.add(good.len(), (outcome.inserted, outcome.updated));
+                    }
+                }
+            }
             Parsed::End(u) => {
                 unreadable = u;
                 break;
             }
         }
     }
-    // Each chunk's orders were committed with their customers' aggregates (`upsert_orders`).
+    if let Some(load) = load {
+        let outcome = load.finish().await?;
+        report.add(loaded, (outcome.inserted, 0));
+    }
     report.finish(unreadable);
     Ok(report)
 }
@@ -389,7 +415,8 @@ async fn known_customers(
         .collect())
 }
 
-async fn write(store: &Store, parsed: Orders, report: &mut ImportReport) -> Result<()> {
+/// The orders of a chunk that can be written; the others are reported rejected.
+fn accepted(parsed: Orders, report: &mut ImportReport) -> Vec<NewOrder> {
     let mut good = Vec::with_capacity(parsed.len());
     for p in parsed {
         match p {
@@ -400,7 +427,5 @@ async fn write(store: &Store, parsed: Orders, report: &mut ImportReport) -> Resu
             Err((line, e)) => report.reject(line, e),
         }
     }
-    let outcome = store.upsert_orders(&good).await?;
-    report.add(good.len(), (outcome.inserted, outcome.updated));
-    Ok(())
+    good
 }

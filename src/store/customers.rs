@@ -293,6 +293,16 @@ pub(super) async fn recompute_order_aggregates(
         push_in_list(&mut qb, chunk);
         qb.push(AGGREGATES_END);
         qb.build().execute(&mut *tx).await?;
+        // A customer left without orders (their only order moved to another) has no group
+        // above: their aggregates go back to none.
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            "UPDATE customers SET orders_count = 0, total_spent = 0, first_order_at = NULL, \
+             last_order_at = NULL, currency = NULL WHERE orders_count <> 0 AND NOT EXISTS \
+             (SELECT 1 FROM orders o WHERE o.customer_id = customers.id) AND id IN ",
+        );
+        push_in_list(&mut qb, chunk);
+        qb.build().execute(&mut *tx).await?;
     }
     Ok(())
 }

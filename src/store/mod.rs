@@ -12,6 +12,7 @@ mod events;
 mod experiments;
 mod metrics;
 mod orders;
+mod orders_load;
 mod outbox;
 mod products;
 mod segments;
@@ -38,6 +39,7 @@ pub use experiments::{
 };
 pub use metrics::{ChangedOutcome, ChangedPage, MetricsRow, RfmGroup, METRICS_COLUMNS};
 pub use orders::{NewOrder, OrderEvent, OrderRow, UpsertOutcome};
+pub use orders_load::{LoadOutcome, OrderLoad};
 pub use outbox::{Bounce, Content, NewOutbox, OutboxRow, OutboxStatus, Recorded, RetryTarget};
 pub use products::Product;
 pub use segments::{MembershipChange, SegmentEvent};

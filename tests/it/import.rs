@@ -870,3 +870,169 @@ async fn crlf_lines_shift_jis_and_a_missing_column_are_told_as_a_person_fixes_th
         .unwrap();
     assert_eq!((r.records, r.rejected.len()), (0, 0));
 }
+
+/// On PostgreSQL the first import of orders (none stored yet) is one bulk load: `COPY`, the
+/// indexes built after, the aggregates set at the end. It must leave the shop as an import
+/// beside stored orders (the row-by-row upsert) leaves it, and the shop must then take
+/// imports as usual.
+#[tokio::test]
+async fn a_first_import_of_orders_leaves_the_shop_as_an_import_beside_other_orders_does() {
+    let item = r#""items":[{"sku":"A\\B","name":"tab\there, line\nbreak \\ end","quantity":1,"unit_price":3980}]"#;
+    let lines = [
+        format!(r#"{{"id":"O\\1","customer_id":"C1","placed_at":"2026-10-01T10:15:00+09:00","currency":"JPY",{item}}}"#),
+        r#"{"id":"O2","customer_id":"C2","placed_at":"2026-10-02 09:00","currency":"USD","total":4500}"#.to_string(),
+        r#"{"id":"O5","customer_id":"C1","placed_at":"2026-10-03T10:15:00+09:00","currency":"JPY","total":1200}"#.to_string(),
+        r#"{"id":"O3","customer_id":"C9","placed_at":"2026-10-04T10:00:00+09:00","currency":"JPY","total":100}"#.to_string(),
+        format!(r#"{{"id":"O4","customer_id":"C1","placed_at":"2026-10-05T10:00:00+09:00","currency":"EUR",{item}}}"#),
+        format!(r#"{{"id":"O4","customer_id":"C1","placed_at":"2026-10-05T10:00:00+09:00","currency":"EUR",{item}}}"#),
+    ];
+    async fn import_into(
+        lines: &[String],
+        other_order_first: bool,
+    ) -> (TestShop, rebuy::store::Store, ImportReport) {
+        let shop = TestShop::new(&[], &[], None);
+        let store = shop.store().await;
+        let customers = shop.file("customers.csv");
+        std::fs::write(
+            &customers,
+            "id,email\nC1,c1@example.jp\nC2,c2@example.jp\nC3,c3@example.jp\nC4,c4@example.jp\n",
+        )
+        .unwrap();
+        let now = utc("2026-11-01T00:00:00Z");
+        import_customers(&store, &customers, &opts(), now)
+            .await
+            .unwrap();
+        if other_order_first {
+            let other = shop.file("other.csv");
+            std::fs::write(
+                &other,
+                "order_id,customer_id,placed_at,currency,total\nX1,C4,2026-09-01,JPY,700\n",
+            )
+            .unwrap();
+            let r = import_orders(&store, &other, &opts()).await.unwrap();
+            assert_eq!(r.bulk_load, on_postgres(), "{r:?}");
+        }
+        let file = shop.file("orders.jsonl");
+        std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+        let report = import_orders(&store, &file, &opts()).await.unwrap();
+        (shop, store, report)
+    }
+    let (shop, first, loaded) = import_into(&lines, false).await;
+    let (_other, beside, upserted) = import_into(&lines, true).await;
+
+    assert_eq!(loaded.bulk_load, on_postgres(), "{loaded:?}");
+    assert!(!upserted.bulk_load);
+    assert_eq!(counts(&loaded), (5, 4, 0, 0, 1), "{loaded:?}");
+    assert_eq!(counts(&loaded), counts(&upserted));
+    assert_eq!(loaded.rejected, upserted.rejected);
+    assert_eq!(loaded.rejected[0].line, 4);
+    for id in ["O\\1", "O2", "O3", "O4", "O5"] {
+        assert_eq!(
+            first.order(id).await.unwrap(),
+            beside.order(id).await.unwrap(),
+            "{id}"
+        );
+    }
+    let o1 = first.order("O\\1").await.unwrap().unwrap();
+    assert!(o1.items.contains(r#""sku":"A\\B""#), "{}", o1.items);
+    let o4 = first.order("O4").await.unwrap().unwrap();
+    assert!(
+        o4.items.contains(r"tab\there, line\nbreak \\ end"),
+        "{}",
+        o4.items
+    );
+    for id in ["C1", "C2", "C3"] {
+        let (a, b) = (
+            first.find_customer(id).await.unwrap(),
+            beside.find_customer(id).await.unwrap(),
+        );
+        let aggregates = |c: &rebuy::store::CustomerRow| {
+            (
+                c.orders_count,
+                c.total_spent,
+                c.currency.clone(),
+                c.first_order_at,
+                c.last_order_at,
+            )
+        };
+        assert_eq!(aggregates(&a), aggregates(&b), "{id}");
+    }
+    let c1 = first.find_customer("C1").await.unwrap();
+    assert_eq!(
+        (c1.orders_count, c1.total_spent, c1.currency.as_deref()),
+        (3, 3980 + 1200 + 2 * 3980, Some("EUR"))
+    );
+    let dirty: Vec<String> = first
+        .dirty_customers(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(dirty, ["C1", "C2"]);
+
+    // The shop takes imports as usual afterwards: the same file again changes nothing (the
+    // unique index on ids is back), and a changed order is rewritten with its aggregates.
+    let again = import_orders(&first, &shop.file("orders.jsonl"), &opts())
+        .await
+        .unwrap();
+    assert!(!again.bulk_load);
+    assert_eq!(counts(&again), (5, 0, 0, 4, 1), "{again:?}");
+    let changed = shop.file("changed.csv");
+    std::fs::write(
+        &changed,
+        "order_id,customer_id,placed_at,currency,total\nO2,C3,2026-10-02,USD,5000\n",
+    )
+    .unwrap();
+    let r = import_orders(&first, &changed, &opts()).await.unwrap();
+    assert_eq!(counts(&r), (1, 0, 1, 0, 0), "{r:?}");
+    assert_eq!(first.find_customer("C2").await.unwrap().orders_count, 0);
+    assert_eq!(first.find_customer("C3").await.unwrap().total_spent, 5000);
+}
+
+/// The bulk load itself (PostgreSQL only; SQLite has none): dropped unfinished it leaves
+/// nothing and the indexes as they were; of rows with one id the last is kept.
+#[tokio::test]
+async fn a_bulk_load_rolls_back_whole_and_keeps_the_last_row_of_an_id() {
+    let shop = TestShop::new(&[], &[], None);
+    let store = shop.store().await;
+    add_customers(&store, &["C1", "C2"]).await;
+    let Some(mut load) = store.begin_order_load().await.unwrap() else {
+        assert!(!on_postgres(), "an empty PostgreSQL shop loads in bulk");
+        return;
+    };
+    load.add(&[order("O1", "C1", "2026-10-01T00:00:00Z", 100)])
+        .await
+        .unwrap();
+    drop(load);
+    assert_eq!(store.count_orders().await.unwrap(), 0);
+
+    let mut load = store
+        .begin_order_load()
+        .await
+        .unwrap()
+        .expect("still empty");
+    load.add(&[
+        order("O1", "C1", "2026-10-01T00:00:00Z", 100),
+        order("O2", "C2", "2026-10-02T00:00:00Z", 300),
+    ])
+    .await
+    .unwrap();
+    load.add(&[order("O1", "C1", "2026-10-03T00:00:00Z", 250)])
+        .await
+        .unwrap();
+    assert_eq!(load.finish().await.unwrap().inserted, 2);
+    assert_eq!(store.order("O1").await.unwrap().unwrap().total, 250);
+    let c1 = store.find_customer("C1").await.unwrap();
+    assert_eq!((c1.orders_count, c1.total_spent), (1, 250));
+    assert!(
+        store.begin_order_load().await.unwrap().is_none(),
+        "orders are stored now"
+    );
+    // The unique index on ids is back: an upsert meets the stored order.
+    let out = store
+        .upsert_orders(&[order("O1", "C1", "2026-10-03T00:00:00Z", 250)])
+        .await
+        .unwrap();
+    assert_eq!((out.inserted, out.updated), (0, 0));
+}
