@@ -228,7 +228,7 @@ pub async fn post_customers(State(api): State<Arc<Api>>, headers: HeaderMap, bod
                 "customers",
                 CUSTOMER_FIELDS,
                 ("customer", "id"),
-                parse_customer,
+                |r| parse_customer(r, api.zone),
                 |c| &c.id,
             )?;
             if !errors.is_empty() {

@@ -23,8 +23,9 @@ pub const CUSTOMER_FIELDS: &[&str] = &[
     "consent_at",
 ];
 
-/// Validates one record into a customer, or says what is wrong with it.
-pub fn parse_customer(r: &Record) -> Result<NewCustomer, Invalid> {
+/// Validates one record into a customer, or says what is wrong with it. A `consent_at` without
+/// an offset (a date, a local time) is read in `zone`, the shop's, as an order's `placed_at` is.
+pub fn parse_customer(r: &Record, zone: chrono_tz::Tz) -> Result<NewCustomer, Invalid> {
     let f = &r.fields;
     super::scalars_only(|k| f.get(k), CUSTOMER_FIELDS, "attributes")?;
     let id = id_text(f, "id")?
@@ -56,7 +57,7 @@ pub fn parse_customer(r: &Record) -> Result<NewCustomer, Invalid> {
     }
     let marketing_consent = super::yes_no(f, "marketing_consent")?;
     let consent_at = text(f, "consent_at")
-        .map(|v| super::parse_instant(&v, chrono_tz::UTC).map(to_millis))
+        .map(|v| super::parse_instant(&v, zone).map(to_millis))
         .transpose()
         .map_err(|e| Invalid::at("consent_at", format!("'consent_at': {e}")))?;
     Ok(NewCustomer {
@@ -87,7 +88,7 @@ pub(super) async fn run(
             &mut seen,
             &mut report,
             "customer",
-            parse_customer,
+            |r| parse_customer(r, opts.default_timezone),
             |c| &c.id,
         );
         let counts = store.upsert_customers(&good, to_millis(now)).await?;

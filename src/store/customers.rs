@@ -86,24 +86,28 @@ impl Store {
                     .push_bind(now);
             });
             // An empty cell never erases a stored value (name, zone, locale, attributes), and
-            // only rows whose values differ are rewritten: re-imports leave no trace.
-            qb.push(
+            // only rows whose values differ are rewritten: re-imports leave no trace. A consent
+            // statement older than the stored one (both with their time) is ignored: a file
+            // exported before a withdrawal must not give consent back.
+            qb.push(format!(
                 " ON CONFLICT (id) DO UPDATE SET email = excluded.email, \
                  name = CASE WHEN excluded.name = '' THEN customers.name ELSE excluded.name END, \
                  timezone = COALESCE(excluded.timezone, customers.timezone), \
                  locale = COALESCE(excluded.locale, customers.locale), \
-                 attributes = CASE WHEN excluded.attributes = '{}' THEN customers.attributes ELSE excluded.attributes END, \
-                 marketing_consent = COALESCE(excluded.marketing_consent, customers.marketing_consent), \
-                 consent_at = COALESCE(excluded.consent_at, customers.consent_at), \
+                 attributes = CASE WHEN excluded.attributes = '{{}}' THEN customers.attributes ELSE excluded.attributes END, \
+                 marketing_consent = CASE WHEN excluded.marketing_consent IS NOT NULL AND {NOT_OLDER} \
+                   THEN excluded.marketing_consent ELSE customers.marketing_consent END, \
+                 consent_at = CASE WHEN excluded.consent_at IS NOT NULL AND {NOT_OLDER} \
+                   THEN excluded.consent_at ELSE customers.consent_at END, \
                  updated_at = excluded.updated_at \
                  WHERE customers.email IS DISTINCT FROM excluded.email \
                  OR (excluded.name <> '' AND customers.name IS DISTINCT FROM excluded.name) \
                  OR (excluded.timezone IS NOT NULL AND customers.timezone IS DISTINCT FROM excluded.timezone) \
                  OR (excluded.locale IS NOT NULL AND customers.locale IS DISTINCT FROM excluded.locale) \
-                 OR (excluded.attributes <> '{}' AND customers.attributes IS DISTINCT FROM excluded.attributes) \
-                 OR (excluded.marketing_consent IS NOT NULL AND customers.marketing_consent IS DISTINCT FROM excluded.marketing_consent) \
-                 OR (excluded.consent_at IS NOT NULL AND customers.consent_at IS DISTINCT FROM excluded.consent_at)",
-            );
+                 OR (excluded.attributes <> '{{}}' AND customers.attributes IS DISTINCT FROM excluded.attributes) \
+                 OR (excluded.marketing_consent IS NOT NULL AND {NOT_OLDER} AND customers.marketing_consent IS DISTINCT FROM excluded.marketing_consent) \
+                 OR (excluded.consent_at IS NOT NULL AND {NOT_OLDER} AND customers.consent_at IS DISTINCT FROM excluded.consent_at)"
+            ));
             let affected = qb.build().execute(&mut *tx).await?.rows_affected();
             let new = chunk.iter().filter(|c| !existing.contains(&c.id)).count() as u64;
             inserted += new;
@@ -394,6 +398,10 @@ pub(super) async fn mark_metrics_dirty(
     }
     Ok(())
 }
+
+/// True unless the incoming consent statement and the stored one both have a time and the
+/// incoming one is older (SQL, in `upsert_customers`' conflict clause).
+const NOT_OLDER: &str = "COALESCE(excluded.consent_at >= customers.consent_at, TRUE)";
 
 /// Sets customers' order aggregates from their orders: one grouped pass over orders_customer
 /// (UPDATE … FROM runs on SQLite and PostgreSQL alike). Put a WHERE on the orders between the

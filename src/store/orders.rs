@@ -94,7 +94,7 @@ async fn upsert_group<'a>(
         for o in chunk {
             match stored.get(&o.id) {
                 None => changes.fresh.push(*o),
-                Some(old) if old == *o => continue,
+                Some(old) if unchanged_by(old, o) => continue,
                 Some(old) => {
                     out.updated += 1;
                     out.touched.push(old.customer_id.clone());
@@ -118,7 +118,8 @@ async fn upsert_group<'a>(
         qb.push(
             " ON CONFLICT (id) DO UPDATE SET customer_id = excluded.customer_id, \
              placed_at = excluded.placed_at, total = excluded.total, \
-             currency = excluded.currency, items = excluded.items",
+             currency = excluded.currency, \
+             items = CASE WHEN excluded.items = '[]' THEN orders.items ELSE excluded.items END",
         );
         qb.build().execute(&mut **tx).await?;
         rewrite_goal_revenue(tx, &changed, &owners).await?;
@@ -129,6 +130,17 @@ async fn upsert_group<'a>(
 }
 
 const COLUMNS: &str = "id, customer_id, placed_at, total, currency, items";
+
+/// Whether writing `new` over the stored `old` would change nothing. An order sent again
+/// without line items keeps the stored ones (an empty value never erases a stored one: a
+/// nightly file of order totals must not wipe the items a webhook brought).
+fn unchanged_by(old: &NewOrder, new: &NewOrder) -> bool {
+    old.customer_id == new.customer_id
+        && old.placed_at == new.placed_at
+        && old.total == new.total
+        && old.currency == new.currency
+        && (new.items == "[]" || old.items == new.items)
+}
 
 impl Store {
     /// Inserts or updates orders by id; of two rows with the same id the later wins. New

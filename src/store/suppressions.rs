@@ -84,6 +84,22 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Removes what stops a person's mail: the entry for their address, and the unsubscribe
+    /// and manual entries recorded for them under other addresses (a person's wish follows
+    /// them; a bounce stays with its address). Returns the addresses whose entries went.
+    pub async fn unsuppress_person(&self, email: &str, customer_id: &str) -> Result<Vec<String>> {
+        let mut removed: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM suppressions WHERE email = $1 \
+             OR (customer_id = $2 AND kind IN ('unsubscribe', 'manual')) RETURNING email",
+        )
+        .bind(email.trim().to_lowercase())
+        .bind(customer_id)
+        .fetch_all(&self.pool)
+        .await?;
+        removed.sort();
+        Ok(removed)
+    }
+
     pub async fn suppressions(&self) -> Result<Vec<Suppression>> {
         Ok(sqlx::query_as(
             "SELECT email, kind, reason, customer_id, created_at FROM suppressions ORDER BY created_at, email",

@@ -340,12 +340,21 @@ pub async fn unsuppress(
     Form(form): Form<Fields>,
 ) -> Response {
     let u = ui.clone();
-    ui.guard_form(&headers, SUPPORT, &form, |v| async move {
-        let c = u.api.store.find_customer(&id).await?;
-        if u.api.store.unsuppress(&c.email).await? {
-            u.audit(&v.name, "address_unsuppressed", &c.email, "").await;
+    ui.guard_form(&headers, SUPPORT, &form.clone(), |v| async move {
+        // Undoing what may be the customer's own unsubscribe takes a reason, for the audit log.
+        let reason = form.get("reason").map(|r| r.trim()).unwrap_or("");
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(Said::new("suppress.bad_reason").into());
         }
+        let c = u.api.store.find_customer(&id).await?;
+        let removed = u.api.store.unsuppress_person(&c.email, &c.id).await?;
         let back = format!("/ui/customers/{}", super::encode(&c.id));
+        if removed.is_empty() {
+            return Ok(see_other(&back, Some(("suppress.nothing", &[]))));
+        }
+        let detail = format!("{reason} ({})", removed.join(", "));
+        u.audit(&v.name, "address_unsuppressed", &c.email, &detail)
+            .await;
         Ok(see_other(&back, Some(("suppress.undone", &[]))))
     })
     .await

@@ -1036,3 +1036,69 @@ async fn a_bulk_load_rolls_back_whole_and_keeps_the_last_row_of_an_id() {
         .unwrap();
     assert_eq!((out.inserted, out.updated), (0, 0));
 }
+
+/// A nightly file of order totals must not wipe the line items a webhook brought: an order
+/// sent again without items keeps its stored ones (an empty value never erases a stored one).
+#[tokio::test]
+async fn an_order_sent_again_without_items_keeps_its_stored_items() {
+    let (shop, store) = shop_with("csv").await;
+    let before = store.order("O1").await.unwrap().unwrap();
+    assert!(before.items.contains("LO-01"), "{}", before.items);
+    let file = shop.file("totals.csv");
+    let write = |total: i64| {
+        std::fs::write(
+            &file,
+            format!(
+                "order_id,customer_id,placed_at,currency,total\n\
+                 O1,C1,2026-10-01T10:15:00+09:00,JPY,{total}\n"
+            ),
+        )
+        .unwrap()
+    };
+    write(before.total);
+    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    assert_eq!(counts(&r), (1, 0, 0, 1, 0), "{r:?}");
+    assert_eq!(store.order("O1").await.unwrap().unwrap(), before);
+    write(before.total + 100);
+    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    assert_eq!(counts(&r), (1, 0, 1, 0, 0), "{r:?}");
+    let after = store.order("O1").await.unwrap().unwrap();
+    assert_eq!(
+        (after.total, after.items.as_str()),
+        (before.total + 100, before.items.as_str())
+    );
+}
+
+/// A file exported before a customer withdrew consent must not give it back: of two consent
+/// statements with their times, the newer stands. A time without an offset is the shop's.
+#[tokio::test]
+async fn an_older_consent_statement_never_undoes_a_newer_one() {
+    let (shop, store) = shop_with("csv").await;
+    let file = shop.file("consent.csv");
+    let now = utc("2026-12-07T00:00:00Z");
+    let options = opts();
+    let import = |consent: &str, at: &str| {
+        std::fs::write(
+            &file,
+            format!("id,email,marketing_consent,consent_at\nC1,hanako@example.jp,{consent},{at}\n"),
+        )
+        .unwrap();
+        import_customers(&store, &file, &options, now)
+    };
+    let state = || async {
+        let c = store.find_customer("C1").await.unwrap();
+        (c.marketing_consent, c.consent_at)
+    };
+    let dec =
+        |day: u32, hour: u32| utc(&format!("2026-12-{day:02}T{hour:02}:00:00Z")).timestamp_millis();
+    // Withdrawn on 5 December at 10:00 in Tokyo (01:00 UTC).
+    import("no", "2026-12-05 10:00").await.unwrap();
+    assert_eq!(state().await, (Some(0), Some(dec(5, 1))));
+    // An older "yes" (a bare date: midnight in Tokyo) changes nothing.
+    let r = import("yes", "2026-12-01").await.unwrap();
+    assert_eq!((r.updated, r.unchanged), (0, 1), "{r:?}");
+    assert_eq!(state().await, (Some(0), Some(dec(5, 1))));
+    // A newer one stands.
+    import("yes", "2026-12-06T09:00:00+09:00").await.unwrap();
+    assert_eq!(state().await, (Some(1), Some(dec(6, 0))));
+}

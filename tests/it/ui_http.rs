@@ -4,6 +4,7 @@
 //! stored only as argon2id hashes.
 
 use crate::helpers::*;
+use rebuy::store::SuppressionKind;
 use std::collections::HashMap;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -328,6 +329,72 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     assert!(audit
         .iter()
         .any(|a| a.action == "address_suppressed" && a.user_name == "boss"));
+
+    // Removing it takes a reason; it also removes the person's unsubscribe recorded under an
+    // address they had before (it follows them), but not a bounce of that old address; with
+    // nothing left to remove the page says so instead of "removed".
+    for (email, kind) in [
+        ("aya-old@example.jp", SuppressionKind::Unsubscribe),
+        ("aya-older@example.jp", SuppressionKind::Bounce),
+    ] {
+        store
+            .suppress(email, kind, "", Some("aya"), 0)
+            .await
+            .unwrap();
+    }
+    async fn unsuppress(
+        addr: &str,
+        cookie: &str,
+        csrf: &str,
+        reason: &str,
+    ) -> (u16, HashMap<String, Vec<String>>, String) {
+        request(
+            addr,
+            "POST",
+            "/ui/customers/aya/unsuppress",
+            cookie,
+            &[("csrf", csrf), ("reason", reason)],
+        )
+        .await
+    }
+    let unsuppress = |reason| unsuppress(&addr, cookie, csrf, reason);
+    let (status, _, _) = unsuppress(" ").await;
+    assert_eq!(status, 422);
+    assert_eq!(store.suppressions().await.unwrap().len(), 3);
+    let (status, h, _) = unsuppress("asked to hear from us again").await;
+    assert_eq!(status, 303);
+    assert_eq!(h["location"][0], "/ui/customers/aya?flash=suppress.undone");
+    let left: Vec<String> = store
+        .suppressions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.email)
+        .collect();
+    assert_eq!(left, ["aya-older@example.jp"]);
+    let audit = store.audit_log(100).await.unwrap();
+    let removal = audit
+        .iter()
+        .find(|a| a.action == "address_unsuppressed")
+        .unwrap();
+    assert!(
+        removal.detail.contains("asked to hear from us again")
+            && removal.detail.contains("aya-old@example.jp"),
+        "{removal:?}"
+    );
+    let (_, h, _) = unsuppress("again").await;
+    assert_eq!(h["location"][0], "/ui/customers/aya?flash=suppress.nothing");
+    // Suppressed again for what follows.
+    store
+        .suppress(
+            "aya@example.jp",
+            SuppressionKind::Manual,
+            "x",
+            Some("aya"),
+            0,
+        )
+        .await
+        .unwrap();
 
     // Mail waits and nothing runs to send it (this server is `rebuy serve`): the page says so
     // rather than "Mail is flowing".
