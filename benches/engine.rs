@@ -107,7 +107,7 @@ async fn run(n_customers: usize, n_orders: usize) -> anyhow::Result<()> {
     let c = import_customers(&store, &p.join("customers.csv"), &opts, now).await?;
     let tc = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let o = import_orders(&store, &p.join("orders.csv"), &opts).await?;
+    let o = import_orders(&store, &p.join("orders.csv"), &opts, now).await?;
     let to = t.elapsed().as_secs_f64();
     assert!(c.rejected.is_empty() && o.rejected.is_empty());
     println!(

@@ -233,7 +233,7 @@ impl Daemon {
                 );
             }
             if let Some(f) = &job.import_orders {
-                let r = import_orders(store, f, &self.import).await?;
+                let r = import_orders(store, f, &self.import, now).await?;
                 info!(
                     inserted = r.inserted,
                     updated = r.updated,

@@ -54,7 +54,9 @@ pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
         progress: !args.no_progress && std::io::stderr().is_terminal(),
     };
     let report = match cmd {
-        ImportCommand::Orders(_) => import_orders(&store, &args.file, &opts).await?,
+        ImportCommand::Orders(_) => {
+            import_orders(&store, &args.file, &opts, SystemClock.now()).await?
+        }
         ImportCommand::Customers(_) => {
             import_customers(&store, &args.file, &opts, SystemClock.now()).await?
         }

@@ -1155,6 +1155,26 @@ impl Engine {
         })
     }
 
+    /// The same follow-up already running: an active enrollment of the manual scenario for this
+    /// customer with exactly these variables, started under another key than `key` (a second
+    /// tab, the form sent again from a new preview). Its id and when it was enrolled.
+    pub async fn running_followup(
+        &self,
+        scenario_id: &str,
+        customer: &str,
+        vars: &serde_json::Map<String, serde_json::Value>,
+        key: &str,
+    ) -> Result<Option<(i64, i64)>> {
+        let s = self.scenario(scenario_id)?;
+        let c = self.store.find_customer(customer).await?;
+        let vars = serde_json::Value::Object(vars.clone()).to_string();
+        let key = trigger_key(s, &format!("key:{key}"));
+        Ok(self
+            .store
+            .active_enrollment_like(&s.id, &c.id, &vars, &key)
+            .await?)
+    }
+
     /// Renders a step for a customer without sending or recording anything. The triggering
     /// order is the customer's latest; `vars` stand in for a manual trigger's variables.
     pub async fn preview(

@@ -270,7 +270,7 @@ pub async fn post_orders(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
             for (i, (at, m)) in records(json, "orders")?.into_iter().enumerate() {
                 unknown_fields(&at, &m, ORDER_FIELDS, &mut errors);
                 item_fields(&at, &m, &mut errors);
-                match order_from_record(&record(i, m), api.zone) {
+                match order_from_record(&record(i, m), api.zone, api.clock.now()) {
                     Ok(o) if !seen.insert(o.id.clone()) => errors.push(FieldError {
                         at: format!("{at}/order_id"),
                         message: format!("order '{}' appears twice in this request", o.id),

@@ -115,7 +115,7 @@ pub async fn shopify_orders(
         Ok(c) => c,
         Err(e) => return Ok(ignored(format!("customer: {}", e.message))),
     };
-    let order = match order_from_record(&record(mapped.order), api.zone) {
+    let order = match order_from_record(&record(mapped.order), api.zone, api.clock.now()) {
         Ok(o) => o,
         Err(e) => {
             return Ok(ignored(format!(

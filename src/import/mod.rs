@@ -166,12 +166,14 @@ pub async fn import_products(
     products::run(store, path, opts, now).await
 }
 
+/// Imports orders; `now` is the clock, for refusing orders dated in the future.
 pub async fn import_orders(
     store: &Store,
     path: &Path,
     opts: &ImportOptions,
+    now: DateTime<Utc>,
 ) -> Result<ImportReport> {
-    orders::run(store, path, opts).await
+    orders::run(store, path, opts, now).await
 }
 
 /// Opens a file for import: its format (from `--format` or the extension), a reader with a

@@ -8,6 +8,7 @@ use crate::domain::parse_currency;
 use crate::render::ItemView;
 use crate::store::{NewOrder, Store};
 use anyhow::Result;
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
@@ -129,7 +130,7 @@ fn item_from(v: &serde_json::Value, path: &str, prefix: &str) -> Result<ItemView
 }
 
 /// Validates one record into an order line, or says what is wrong with it.
-pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, Invalid> {
+pub fn parse_order_row(r: &Record, zone: Tz, now: DateTime<Utc>) -> Result<OrderLine, Invalid> {
     let f = &r.fields;
     super::scalars_only(|k| f.get(k), ORDER_FIELDS, "items")?;
     let order_id = id_text(f, "order_id")?
@@ -139,6 +140,7 @@ pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, Invalid> {
     let placed = text(f, "placed_at").ok_or_else(|| Invalid::missing("placed_at"))?;
     let placed_at =
         to_millis(parse_instant(&placed, zone).map_err(|e| Invalid::at("placed_at", e))?);
+    not_ahead(placed_at, now, zone).map_err(|e| Invalid::at("placed_at", e))?;
     let currency =
         parse_currency(&text(f, "currency").ok_or_else(|| Invalid::missing("currency"))?)
             .map_err(|e| Invalid::at("currency", e))?;
@@ -184,9 +186,29 @@ pub fn parse_order_row(r: &Record, zone: Tz) -> Result<OrderLine, Invalid> {
     })
 }
 
+/// Refuses an order dated more than a day after `now`: a day covers a time zone mixed up and a
+/// clock a little behind; beyond it the date is wrong, and the mail planned from it (a thank-you,
+/// a replenishment reminder) would go out months late, while the customer's real orders in
+/// between started nothing.
+fn not_ahead(placed_at: i64, now: DateTime<Utc>, zone: Tz) -> std::result::Result<(), String> {
+    if placed_at <= to_millis(now + chrono::Duration::days(1)) {
+        return Ok(());
+    }
+    let shown = |t: DateTime<Utc>| {
+        t.with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M %:z")
+            .to_string()
+    };
+    Err(format!(
+        "'placed_at' {} is in the future (now: {}); an order is dated when it was placed: check the date and its time zone",
+        shown(crate::clock::from_millis(placed_at)),
+        shown(now)
+    ))
+}
+
 /// One whole order from one record (JSON Lines, the API): its items are in the record.
-pub fn order_from_record(r: &Record, zone: Tz) -> Result<NewOrder, Invalid> {
-    let line = parse_order_row(r, zone)?;
+pub fn order_from_record(r: &Record, zone: Tz, now: DateTime<Utc>) -> Result<NewOrder, Invalid> {
+    let line = parse_order_row(r, zone, now)?;
     Group::start(line)
         .finish()
         .map_err(|(_, e)| Invalid::at("items", e))
@@ -299,7 +321,12 @@ impl Grouper {
     }
 }
 
-pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Result<ImportReport> {
+pub(super) async fn run(
+    store: &Store,
+    path: &Path,
+    opts: &ImportOptions,
+    now: DateTime<Utc>,
+) -> Result<ImportReport> {
     let (mut reader, mut report) = super::open(
         path,
         opts,
@@ -323,24 +350,23 @@ pub(super) async fn run(store: &Store, path: &Path, opts: &ImportOptions) -> Res
     tokio::task::spawn_blocking(move || {
         let mut grouper = Grouper::default();
         loop {
-            let message = match reader.next_chunk() {
-                Ok(Some(chunk)) => known(
-                    grouper.add(
-                        chunk
-                            .iter()
-                            .map(|r| parse_order_row(r, zone).map_err(|e| (r.line, e.message))),
-                    ),
-                )
-                .map(Parsed::Chunk),
-                Ok(None) => {
-                    let last = known(grouper.finish()).map(Parsed::Chunk);
-                    if tx.blocking_send(last).is_err() {
-                        return;
+            let message =
+                match reader.next_chunk() {
+                    Ok(Some(chunk)) => {
+                        known(grouper.add(chunk.iter().map(|r| {
+                            parse_order_row(r, zone, now).map_err(|e| (r.line, e.message))
+                        })))
+                        .map(Parsed::Chunk)
                     }
-                    Ok(Parsed::End(std::mem::take(&mut reader.unreadable)))
-                }
-                Err(e) => Err(e),
-            };
+                    Ok(None) => {
+                        let last = known(grouper.finish()).map(Parsed::Chunk);
+                        if tx.blocking_send(last).is_err() {
+                            return;
+                        }
+                        Ok(Parsed::End(std::mem::take(&mut reader.unreadable)))
+                    }
+                    Err(e) => Err(e),
+                };
             let last = !matches!(message, Ok(Parsed::Chunk(_)));
             if tx.blocking_send(message).is_err() || last {
                 return;
@@ -428,4 +454,24 @@ fn accepted(parsed: Orders, report: &mut ImportReport) -> Vec<NewOrder> {
         }
     }
     good
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_more_than_a_day_ahead_of_the_clock_is_refused() {
+        let now = "2026-12-07T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let at = |s: &str| to_millis(s.parse::<DateTime<Utc>>().unwrap());
+        let tokyo = chrono_tz::Asia::Tokyo;
+        assert!(not_ahead(at("2026-12-07T23:59:00Z"), now, tokyo).is_ok());
+        assert!(not_ahead(at("2026-12-08T00:00:00Z"), now, tokyo).is_ok());
+        let e = not_ahead(at("2027-06-01T01:00:00Z"), now, tokyo).unwrap_err();
+        assert!(
+            e.contains("2027-06-01 10:00 +09:00 is in the future")
+                && e.contains("now: 2026-12-07 09:00 +09:00"),
+            "{e}"
+        );
+    }
 }

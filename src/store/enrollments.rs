@@ -564,6 +564,27 @@ pub struct EnrollmentView {
 
 impl Store {
     /// Every enrollment of one customer, newest first.
+    /// An active enrollment of `scenario_id` for the customer with exactly `vars` (as stored)
+    /// and a trigger key other than `except_key`: its id and when it was enrolled.
+    pub async fn active_enrollment_like(
+        &self,
+        scenario_id: &str,
+        customer_id: &str,
+        vars: &str,
+        except_key: &str,
+    ) -> Result<Option<(i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT id, enrolled_at FROM enrollments WHERE scenario_id = $1 AND customer_id = $2 \
+             AND state = 'active' AND vars = $3 AND trigger_key <> $4 ORDER BY id LIMIT 1",
+        )
+        .bind(scenario_id)
+        .bind(customer_id)
+        .bind(vars)
+        .bind(except_key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     pub async fn customer_enrollments(&self, customer_id: &str) -> Result<Vec<EnrollmentView>> {
         Ok(sqlx::query_as(
             "SELECT id, scenario_id, order_id, vars, state, arm, next_step, next_step_id, next_due_at, triggered_at, \

@@ -177,6 +177,7 @@ mod tests {
             "expired",
             "active",
             "completed",
+            "goal",
         ];
         for s in states {
             assert!(

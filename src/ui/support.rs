@@ -204,6 +204,11 @@ async fn followup_page(
             Ok(r) => {
                 data["preview"] = serde_json::json!({ "subject": r.subject, "html": r.html });
                 data["key"] = Value::String(format!("ui-{}", new_token().0));
+                if let Some(kind) = blocked(ui, &c, s.transactional).await? {
+                    let kind = i18n::text(v.lang, &format!("suppression.{}", kind.as_str()));
+                    let said = Said::new("followup.blocked").with("kind", kind);
+                    data["blocked"] = Value::String(said.text(v.lang));
+                }
             }
             Err(e) => match UiError::from_engine(e) {
                 UiError::Invalid(why) => data["error"] = Value::String(why),
@@ -213,6 +218,26 @@ async fn followup_page(
     }
     let title = i18n::text(v.lang, "followup.title");
     ui.page(Some(v), v.lang, "followup.html", "customers", &title, data)
+}
+
+/// The suppression that would stop this customer's mail from a scenario (transactional or
+/// not), as the send will find it: on their address, or their own wish recorded for them.
+async fn blocked(
+    ui: &Ui,
+    c: &crate::store::CustomerRow,
+    transactional: bool,
+) -> Result<Option<SuppressionKind>, UiError> {
+    let found = ui
+        .api
+        .store
+        .suppressions_for(std::slice::from_ref(&c.email), std::slice::from_ref(&c.id))
+        .await?;
+    let kind = crate::delivery::suppression_for(
+        found.by_email.values().next().copied(),
+        &[found.by_customer.get(&c.id).copied()],
+        transactional,
+    );
+    Ok(kind.filter(|k| k.stops(transactional)))
 }
 
 /// `GET /ui/customers/{id}/followup?scenario=…`
@@ -267,16 +292,23 @@ pub async fn followup_start(
         if let Some(said) = unfilled(&s, &form) {
             return Err(said.into());
         }
-        let out = u
-            .api
-            .engine()
-            .trigger_manual(
-                &s.id,
-                &id,
-                given_vars(&s, &form),
-                Some(&key),
-                u.api.clock.now(),
-            )
+        let vars = given_vars(&s, &form);
+        let engine = u.api.engine();
+        // The same follow-up started from another preview (a second tab, Back and resubmit)
+        // would send the same mail twice: refused, with the one that runs.
+        let running = engine
+            .running_followup(&s.id, &id, &vars, &key)
+            .await
+            .map_err(UiError::from_engine)?;
+        if let Some((running, since)) = running {
+            let since = crate::clock::from_millis(since).with_timezone(&u.api.zone);
+            return Err(Said::new("followup.running")
+                .with("id", running)
+                .with("since", since.format("%Y-%m-%d %H:%M"))
+                .into());
+        }
+        let out = engine
+            .trigger_manual(&s.id, &id, vars, Some(&key), u.api.clock.now())
             .await
             .map_err(UiError::from_engine)?;
         let eid = out.enrollment_id.to_string();

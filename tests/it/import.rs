@@ -18,6 +18,11 @@ fn opts() -> ImportOptions {
     }
 }
 
+/// The clock of these imports: past every order the tests import.
+fn clock() -> chrono::DateTime<chrono::Utc> {
+    utc("2030-01-01T00:00:00Z")
+}
+
 fn counts(r: &ImportReport) -> (u64, u64, u64, u64, usize) {
     (
         r.records,
@@ -36,9 +41,14 @@ async fn shop_with(kind: &str) -> (TestShop, rebuy::store::Store) {
         .await
         .unwrap();
     assert_eq!(counts(&c), (3, 3, 0, 0, 0), "{c:?}");
-    let o = import_orders(&store, &fixture(&format!("orders.{kind}")), &opts())
-        .await
-        .unwrap();
+    let o = import_orders(
+        &store,
+        &fixture(&format!("orders.{kind}")),
+        &opts(),
+        clock(),
+    )
+    .await
+    .unwrap();
     assert_eq!(counts(&o), (3, 3, 0, 0, 0), "{o:?}");
     (shop, store)
 }
@@ -131,7 +141,7 @@ async fn importing_the_same_files_twice_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(counts(&c), (3, 0, 0, 3, 0));
-    let o = import_orders(&store, &fixture("orders.csv"), &opts())
+    let o = import_orders(&store, &fixture("orders.csv"), &opts(), clock())
         .await
         .unwrap();
     assert_eq!(counts(&o), (3, 0, 0, 3, 0));
@@ -188,7 +198,7 @@ async fn bad_rows_are_reported_by_line_and_the_good_ones_still_land() {
         Some("Europe/London")
     );
 
-    let o = import_orders(&store, &fixture("bad_orders.csv"), &opts())
+    let o = import_orders(&store, &fixture("bad_orders.csv"), &opts(), clock())
         .await
         .unwrap();
     let lines: Vec<(u64, &str)> = o
@@ -255,7 +265,9 @@ async fn an_order_moved_to_another_customer_updates_both_and_new_ones_land_besid
          O4,C2,2026-10-25 12:00,USD,1200,SU-01,UV milk,sunscreen,1,1200\n",
     )
     .unwrap();
-    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    let r = import_orders(&store, &file, &opts(), clock())
+        .await
+        .unwrap();
     assert_eq!(counts(&r), (3, 1, 1, 1, 0), "{r:?}");
     let c1 = store.find_customer("C1").await.unwrap();
     assert_eq!((c1.orders_count, c1.total_spent), (1, 3980 + 2 * 2980));
@@ -344,7 +356,9 @@ async fn amounts_beyond_the_bound_are_refused_by_line_and_never_wrap() {
     )
     .unwrap();
     let before = store.find_customer("C1").await.unwrap();
-    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    let r = import_orders(&store, &file, &opts(), clock())
+        .await
+        .unwrap();
     let lines: Vec<(u64, String)> = r
         .rejected
         .iter()
@@ -402,7 +416,9 @@ async fn orders_and_the_aggregates_they_change_commit_together() {
     )
     .unwrap();
     let before = store.find_customer("C1").await.unwrap();
-    assert!(import_orders(&store, &file, &opts()).await.is_err());
+    assert!(import_orders(&store, &file, &opts(), clock())
+        .await
+        .is_err());
     assert!(
         store.order("N1").await.unwrap().is_none(),
         "no order without its aggregates"
@@ -417,7 +433,9 @@ async fn orders_and_the_aggregates_they_change_commit_together() {
         .execute(&pool)
         .await
         .unwrap();
-    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    let r = import_orders(&store, &file, &opts(), clock())
+        .await
+        .unwrap();
     assert_eq!(counts(&r), (1, 1, 0, 0, 0));
     let after = store.find_customer("C1").await.unwrap();
     assert_eq!(after.total_spent, before.total_spent + 5000);
@@ -673,7 +691,7 @@ async fn a_file_of_many_statements_lands_whole_with_its_aggregates() {
         let rc = import_customers(&store, &shop.file("many_customers.csv"), &opts(), now)
             .await
             .unwrap();
-        let ro = import_orders(&store, &shop.file("many_orders.csv"), &opts())
+        let ro = import_orders(&store, &shop.file("many_orders.csv"), &opts(), clock())
             .await
             .unwrap();
         let fresh = |n: u64| {
@@ -786,7 +804,9 @@ async fn orders_below_zero_count_as_zero_and_impossible_dates_are_refused_by_lin
     )
     .unwrap();
     let before = store.find_customer("C1").await.unwrap();
-    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    let r = import_orders(&store, &file, &opts(), clock())
+        .await
+        .unwrap();
     let lines: Vec<(u64, &str)> = r
         .rejected
         .iter()
@@ -909,12 +929,16 @@ async fn a_first_import_of_orders_leaves_the_shop_as_an_import_beside_other_orde
                 "order_id,customer_id,placed_at,currency,total\nX1,C4,2026-09-01,JPY,700\n",
             )
             .unwrap();
-            let r = import_orders(&store, &other, &opts()).await.unwrap();
+            let r = import_orders(&store, &other, &opts(), clock())
+                .await
+                .unwrap();
             assert_eq!(r.bulk_load, on_postgres(), "{r:?}");
         }
         let file = shop.file("orders.jsonl");
         std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-        let report = import_orders(&store, &file, &opts()).await.unwrap();
+        let report = import_orders(&store, &file, &opts(), clock())
+            .await
+            .unwrap();
         (shop, store, report)
     }
     let (shop, first, loaded) = import_into(&lines, false).await;
@@ -973,7 +997,7 @@ async fn a_first_import_of_orders_leaves_the_shop_as_an_import_beside_other_orde
 
     // The shop takes imports as usual afterwards: the same file again changes nothing (the
     // unique index on ids is back), and a changed order is rewritten with its aggregates.
-    let again = import_orders(&first, &shop.file("orders.jsonl"), &opts())
+    let again = import_orders(&first, &shop.file("orders.jsonl"), &opts(), clock())
         .await
         .unwrap();
     assert!(!again.bulk_load);
@@ -984,7 +1008,9 @@ async fn a_first_import_of_orders_leaves_the_shop_as_an_import_beside_other_orde
         "order_id,customer_id,placed_at,currency,total\nO2,C3,2026-10-02,USD,5000\n",
     )
     .unwrap();
-    let r = import_orders(&first, &changed, &opts()).await.unwrap();
+    let r = import_orders(&first, &changed, &opts(), clock())
+        .await
+        .unwrap();
     assert_eq!(counts(&r), (1, 0, 1, 0, 0), "{r:?}");
     assert_eq!(first.find_customer("C2").await.unwrap().orders_count, 0);
     assert_eq!(first.find_customer("C3").await.unwrap().total_spent, 5000);
@@ -1056,11 +1082,15 @@ async fn an_order_sent_again_without_items_keeps_its_stored_items() {
         .unwrap()
     };
     write(before.total);
-    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    let r = import_orders(&store, &file, &opts(), clock())
+        .await
+        .unwrap();
     assert_eq!(counts(&r), (1, 0, 0, 1, 0), "{r:?}");
     assert_eq!(store.order("O1").await.unwrap().unwrap(), before);
     write(before.total + 100);
-    let r = import_orders(&store, &file, &opts()).await.unwrap();
+    let r = import_orders(&store, &file, &opts(), clock())
+        .await
+        .unwrap();
     assert_eq!(counts(&r), (1, 0, 1, 0, 0), "{r:?}");
     let after = store.order("O1").await.unwrap().unwrap();
     assert_eq!(
@@ -1101,4 +1131,25 @@ async fn an_older_consent_statement_never_undoes_a_newer_one() {
     // A newer one stands.
     import("yes", "2026-12-06T09:00:00+09:00").await.unwrap();
     assert_eq!(state().await, (Some(1), Some(dec(6, 0))));
+}
+
+/// An order dated months ahead (a typo in the year) is refused at its line: mail planned from
+/// it would go out then, and the customer's real orders in between would start nothing.
+#[tokio::test]
+async fn an_order_dated_in_the_future_is_refused_by_line() {
+    let (shop, store) = shop_with("csv").await;
+    let file = shop.file("ahead.csv");
+    std::fs::write(
+        &file,
+        "order_id,customer_id,placed_at,currency,total\n\
+         F1,C1,2027-06-01 10:00,JPY,5000\n\
+         F2,C1,2026-12-07 10:00,JPY,5000\n",
+    )
+    .unwrap();
+    let now = utc("2026-12-07T03:00:00Z");
+    let r = import_orders(&store, &file, &opts(), now).await.unwrap();
+    assert_eq!(counts(&r), (2, 1, 0, 0, 1), "{r:?}");
+    assert_eq!(r.rejected[0].line, 2);
+    assert!(r.rejected[0].message.contains("is in the future"), "{r:?}");
+    assert!(store.order("F1").await.unwrap().is_none());
 }

@@ -384,7 +384,8 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     );
     let (_, h, _) = unsuppress("again").await;
     assert_eq!(h["location"][0], "/ui/customers/aya?flash=suppress.nothing");
-    // Suppressed again for what follows.
+    // Suppressed again for what follows. The customer page names the kind in words, and a
+    // follow-up's preview warns that its mail will not go out.
     store
         .suppress(
             "aya@example.jp",
@@ -395,6 +396,25 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
         )
         .await
         .unwrap();
+    let (_, _, page) = request(&addr, "GET", "/ui/customers/aya", cookie, &[]).await;
+    assert!(page.contains("Stopped by the shop"), "{page}");
+    let (status, _, page) = request(
+        &addr,
+        "POST",
+        "/ui/customers/aya/followup/preview",
+        cookie,
+        &[
+            ("csrf", csrf),
+            ("scenario", "apology"),
+            ("var.case_id", "C-1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("followup-blocked") && page.contains("will not go out"),
+        "{page}"
+    );
 
     // Mail waits and nothing runs to send it (this server is `rebuy serve`): the page says so
     // rather than "Mail is flowing".
@@ -445,6 +465,34 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     let (status, _, body) = request(&addr, "POST", &action, cookie, &end).await;
     assert_eq!(status, 422);
     assert!(body.contains("is not running"), "{body}");
+
+    // The same follow-up confirmed again: with its own key (a double click) nothing more
+    // starts; from a second preview (another key: a second tab, Back and resubmit) it is
+    // refused, naming the one that runs. Different details start another.
+    let confirm = |key: &'static str, case: &'static str| {
+        [
+            ("csrf", csrf.as_str()),
+            ("scenario", "apology"),
+            ("key", key),
+            ("var.case_id", case),
+        ]
+    };
+    let path = "/ui/customers/ken/followup";
+    let (status, h, _) = request(&addr, "POST", path, cookie, &confirm("ui-a", "x")).await;
+    assert_eq!(status, 303);
+    assert!(h["location"][0].contains("flash=followup.started"), "{h:?}");
+    let (_, h, _) = request(&addr, "POST", path, cookie, &confirm("ui-a", "x")).await;
+    assert!(h["location"][0].contains("flash=followup.already"), "{h:?}");
+    let (status, _, body) = request(&addr, "POST", path, cookie, &confirm("ui-b", "x")).await;
+    assert_eq!(status, 422);
+    assert!(body.contains("already running"), "{body}");
+    let active = |rows: Vec<rebuy::store::EnrollmentView>| {
+        rows.iter().filter(|e| e.state == "active").count()
+    };
+    assert_eq!(active(store.customer_enrollments("ken").await.unwrap()), 1);
+    let (status, _, _) = request(&addr, "POST", path, cookie, &confirm("ui-c", "y")).await;
+    assert_eq!(status, 303);
+    assert_eq!(active(store.customer_enrollments("ken").await.unwrap()), 2);
     let long = "x".repeat(201);
     let too_long = [("csrf", csrf.as_str()), ("reason", long.as_str())];
     let (status, _, body) = request(&addr, "POST", &action, cookie, &too_long).await;
