@@ -84,6 +84,20 @@ pub fn mask_emails_in(text: &str) -> String {
 
 /// An ISO 4217 currency code (`iso_currency`'s list), upper case. A code that is not one
 /// (`YEN`) is refused: amounts are read in its minor units, so a wrong code misstates every one.
+/// An address as the store keeps it, for looking one up: the domain in its ASCII form
+/// (`例え.jp` is stored as `xn--r8jz45g.jp`, as `Email::parse` writes it) and ASCII letters in
+/// lower case; anything that is not an address, as typed, lower-cased the same way.
+pub fn email_lookup_key(q: &str) -> String {
+    let ascii = q
+        .rsplit_once('@')
+        .filter(|(_, domain)| !domain.is_ascii())
+        .and_then(|(local, domain)| {
+            let domain = idna::domain_to_ascii(domain).ok()?;
+            Some(format!("{local}@{domain}"))
+        });
+    ascii.as_deref().unwrap_or(q).to_ascii_lowercase()
+}
+
 pub fn parse_currency(raw: &str) -> Result<String, String> {
     let code = raw.trim().to_ascii_uppercase();
     if iso_currency::Currency::from_code(&code).is_some() {
@@ -321,6 +335,15 @@ pub fn percent_encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_address_is_looked_up_as_it_is_stored() {
+        use super::{email_lookup_key, Email};
+        let stored = Email::parse("ユーザー@例え.jp").unwrap();
+        assert_eq!(email_lookup_key("ユーザー@例え.jp"), stored.as_str());
+        assert_eq!(email_lookup_key("Aya@Example.JP"), "aya@example.jp");
+        assert_eq!(email_lookup_key("山田 花子"), "山田 花子");
+    }
+
     #[test]
     fn addresses_rebuy_cannot_send_to_are_refused_and_international_domains_become_ascii() {
         use super::Email;

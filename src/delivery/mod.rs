@@ -366,7 +366,7 @@ impl Deliverer {
                 if let Some(until) = quiet_until(now, zone, from, to) {
                     let why = format!(
                         "quiet hours in the customer's zone ({zone}) until {}",
-                        until.with_timezone(&zone).format("%Y-%m-%d %H:%M")
+                        until.with_timezone(&zone).format("%Y-%m-%d %H:%M %:z")
                     );
                     held.push(Recorded::deferred(row.id, why, to_millis(until)));
                     continue;

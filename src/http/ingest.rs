@@ -99,7 +99,12 @@ fn records(body: Value, kind: &str) -> Result<Vec<Located>, Problem> {
 /// otherwise store an order without its total).
 fn unknown_fields(at: &str, m: &Map<String, Value>, known: &[&str], errors: &mut Vec<FieldError>) {
     for k in m.keys().filter(|k| !known.contains(&k.as_str())) {
-        let hint = strsim_hint(k, known);
+        let mut hint = strsim_hint(k, known);
+        if hint.is_empty() && known.contains(&"attributes") {
+            // A customer's own data (`skin`) has its place, which the CSV import fills from
+            // any other column.
+            hint = format!("; a customer's own data goes under 'attributes': {{\"attributes\": {{\"{k}\": …}}}}");
+        }
         errors.push(FieldError {
             at: format!("{at}/{k}"),
             message: format!("unknown field '{k}'{hint}"),
@@ -451,6 +456,19 @@ mod tests {
                 at: "/orders/2/totl".into(),
                 message: "unknown field 'totl'; did you mean 'total'?".into()
             }]
+        );
+        // A customer's own data, with no near miss, is shown its place.
+        let mut errors = Vec::new();
+        let m = serde_json::json!({"id": "c", "skin": "dry"});
+        unknown_fields(
+            "/customers/0",
+            m.as_object().unwrap(),
+            CUSTOMER_FIELDS,
+            &mut errors,
+        );
+        assert_eq!(
+            errors[0].message,
+            "unknown field 'skin'; a customer's own data goes under 'attributes': {\"attributes\": {\"skin\": …}}"
         );
     }
 }

@@ -754,7 +754,12 @@ fn template_hint(dir: &Path, template: &str) -> Option<String> {
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    // The template's own name (its .txt is there, its .html is not) is no near miss.
+    let refs: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != template)
+        .collect();
     match did_you_mean(template, &refs) {
         Some(m) => Some(format!("did you mean '{m}'?")),
         None => Some(format!(
@@ -870,6 +875,19 @@ fn unknown_variables(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_template_with_only_its_text_part_is_told_what_it_needs_not_its_own_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ping.txt"), "hi").unwrap();
+        std::fs::write(dir.path().join("pong.html"), "hi").unwrap();
+        let hint = super::template_hint(dir.path(), "ping").unwrap();
+        assert!(
+            hint.starts_with("did you mean 'pong'?") || hint.contains("needs ping.html"),
+            "{hint}"
+        );
+        assert!(!hint.contains("'ping'?"), "{hint}");
+    }
+
     #[test]
     fn an_unclosed_block_is_found_where_it_opened() {
         let src =

@@ -226,7 +226,7 @@ impl Store {
         ))
         // ASCII letters only, as both backends lower-case the stored address (see
         // `search_customers`), so the index on `lower(email)` answers.
-        .bind(id_or_email.to_ascii_lowercase())
+        .bind(crate::domain::email_lookup_key(id_or_email))
         .fetch_all(&self.pool)
         .await?;
         match by_email.len() {

@@ -231,7 +231,7 @@ impl Store {
         // E-mail addresses in any case, through the index `customers_email` on `lower(email)`.
         // Both backends lower-case ASCII letters only there (PostgreSQL's column is
         // `COLLATE "C"`), so the address asked for is lower-cased the same way here.
-        let lower = q.to_ascii_lowercase();
+        let lower = crate::domain::email_lookup_key(q);
         // A Japanese keyboard types a full-width space (U+3000) between family and given name;
         // names are stored with either: the name is looked up with the other space as well.
         let other = if q.contains('\u{3000}') {

@@ -222,6 +222,20 @@ async fn without_a_valid_token_of_the_right_scope_nothing_is_stored() {
         s.router.clone().oneshot(forged).await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
+    // The scheme's name in any case (RFC 9110): `bearer` is `Bearer`.
+    let lower = Request::builder()
+        .uri("/v1/customers/c1")
+        .header(
+            "authorization",
+            format!("bearer {}", s.tokens[&Scope::Support]),
+        )
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        s.router.clone().oneshot(lower).await.unwrap().status(),
+        StatusCode::NOT_FOUND,
+        "authorized, and nobody is there yet"
+    );
     for scope in [Scope::Read, Scope::Support] {
         let wrong = s
             .call("POST", "/v1/customers", Some(scope), Some(AYA), None)
