@@ -100,6 +100,7 @@ async fn run(n_customers: usize, n_orders: usize) -> anyhow::Result<()> {
         format: None,
         default_timezone: chrono_tz::Asia::Tokyo,
         progress: false,
+        bulk: true,
     };
 
     println!("rebuy engine benchmark: {n_customers} customers, {n_orders} orders (one CSV row each), SQLite in a temp folder");

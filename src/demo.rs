@@ -435,6 +435,7 @@ pub async fn prepare(
         format: None,
         default_timezone: app.resolved.default_timezone,
         progress: false,
+        bulk: false,
     };
     let daemon = Daemon {
         engine,

@@ -82,8 +82,6 @@ pub fn mask_emails_in(text: &str) -> String {
     out
 }
 
-/// An ISO 4217 currency code (`iso_currency`'s list), upper case. A code that is not one
-/// (`YEN`) is refused: amounts are read in its minor units, so a wrong code misstates every one.
 /// An address as the store keeps it, for looking one up: the domain in its ASCII form
 /// (`例え.jp` is stored as `xn--r8jz45g.jp`, as `Email::parse` writes it) and ASCII letters in
 /// lower case; anything that is not an address, as typed, lower-cased the same way.
@@ -98,6 +96,8 @@ pub fn email_lookup_key(q: &str) -> String {
     ascii.as_deref().unwrap_or(q).to_ascii_lowercase()
 }
 
+/// An ISO 4217 currency code (`iso_currency`'s list), upper case. A code that is not one
+/// (`YEN`) is refused: amounts are read in its minor units, so a wrong code misstates every one.
 pub fn parse_currency(raw: &str) -> Result<String, String> {
     let code = raw.trim().to_ascii_uppercase();
     if iso_currency::Currency::from_code(&code).is_some() {

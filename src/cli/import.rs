@@ -52,6 +52,7 @@ pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
         format: args.format,
         default_timezone: app.resolved.default_timezone,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
+        bulk: true,
     };
     let report = match cmd {
         ImportCommand::Orders(_) => {

@@ -40,6 +40,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         format: None,
         default_timezone: app.resolved.default_timezone,
         progress: false,
+        bulk: false,
     };
     let mut daemon = Daemon {
         engine,

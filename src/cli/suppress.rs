@@ -61,7 +61,15 @@ pub async fn run(app: &App, cmd: SuppressCommand) -> anyhow::Result<u8> {
             exit::OK
         }
         SuppressCommand::Remove { email } => {
-            if store.unsuppress(&email).await? {
+            // As on the customer page: the address's entry, and the wishes its customer recorded
+            // under addresses they had before.
+            let removed = match store.find_customer(&email).await {
+                Ok(c) if c.email.eq_ignore_ascii_case(email.trim()) => {
+                    !store.unsuppress_person(&email, &c.id).await?.is_empty()
+                }
+                _ => store.unsuppress(&email).await?,
+            };
+            if removed {
                 println!("removed {email}; it gets mail again");
                 exit::OK
             } else {

@@ -137,6 +137,9 @@ pub struct ImportOptions {
     pub format: Option<Format>,
     pub default_timezone: Tz,
     pub progress: bool,
+    /// Orders into an empty PostgreSQL shop may be one bulk load (`store::OrderLoad`), which
+    /// holds the store's write lock until it is done: for `rebuy import`, not the daemon.
+    pub bulk: bool,
 }
 
 pub async fn import_customers(

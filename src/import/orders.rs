@@ -375,7 +375,10 @@ pub(super) async fn run(
     });
     // Into an empty PostgreSQL shop, all chunks go into one bulk load (`OrderLoad`); otherwise
     // each chunk's orders are committed with their customers' aggregates (`upsert_orders`).
-    let mut load = store.begin_order_load().await?;
+    let mut load = match opts.bulk {
+        true => store.begin_order_load().await?,
+        false => None,
+    };
     if load.is_some() {
         report.bulk_load = true;
         tracing::info!(

@@ -1,13 +1,14 @@
 //! `rebuy check`: loads every scenario file and cross-checks it against the templates it uses
 //! and the context they will see. All problems are collected, each with its location.
 
+use super::check_items::{unknown_item_fields, with_noting_items, Noted};
 use super::{parse_scenario, Expr, Scenario, SegmentRef, Trigger};
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::render::{
     part_names, Renderer, CONTEXT_ROOTS, CUSTOMER_FIELDS, METRICS_FIELDS, ORDER_FIELDS,
 };
 use crate::segment::{check_reference, is_segment_file, parse_segments, Segment};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The outcome of loading a scenario folder: the valid scenarios, a renderer with all of them
@@ -396,9 +397,22 @@ fn check_renders(
         );
         let sample = |items: &str| sample_context(s, &used, shop, items);
         let (with, without) = (sample(crate::render::SAMPLE_ITEMS), sample("[]"));
+        let noted = Noted::default();
+        let items_of = |supplied: &BTreeSet<String>| with_noting_items(&with, &noted, supplied);
+        let item_fields = items_of(&BTreeSet::new()).1;
+        let misread = |t: &minijinja::Template<'_, '_>| {
+            unknown_item_fields(
+                |supplied| crate::render::bounded_render(t, &items_of(supplied).0),
+                &noted,
+            )
+        };
         let subject = renderer.env().template_from_str(&send.subject.source);
         if let Ok(t) = subject {
-            if let Some((e, when)) = render_failure(&t, &with, &without, which) {
+            if let Some(fields) = misread(&t) {
+                let what = format!("subject of step '{key}'");
+                let at = (s.path.as_str(), send.subject.line, send.subject.col);
+                diags.push(item_misread(at, &what, &fields, &item_fields));
+            } else if let Some((e, when)) = render_failure(&t, &with, &without, which) {
                 diags.push(
                     Diagnostic::new(
                         &s.path,
@@ -419,6 +433,25 @@ fn check_renders(
             };
             if part.ends_with(".mjml") {
                 check_mjml(renderer, &part, &t, &with, checked, diags);
+            }
+            if let Some(fields) = misread(&t) {
+                if checked.insert(format!("render {part}")) {
+                    let file = renderer.templates_dir().join(&part);
+                    let first = fields.iter().next().map_or("", String::as_str);
+                    let (line, col) = t
+                        .source()
+                        .find(&format!(".{first}"))
+                        .map_or((1, 1), |at| line_col(t.source(), at + 1));
+                    let file = file.display().to_string();
+                    let what = format!("{part} (step '{key}' of scenario '{}')", s.id);
+                    diags.push(item_misread(
+                        (&file, line, col),
+                        &what,
+                        &fields,
+                        &item_fields,
+                    ));
+                }
+                continue;
             }
             let Some((e, when)) = render_failure(&t, &with, &without, which) else {
                 continue;
@@ -444,6 +477,31 @@ fn check_renders(
             );
         }
     }
+}
+
+/// A diagnostic at (path, line, column) for `what` reading fields no line item has.
+fn item_misread(
+    (path, line, col): (&str, u64, u64),
+    what: &str,
+    fields: &BTreeSet<String>,
+    item_fields: &[String],
+) -> Diagnostic {
+    let names: Vec<String> = fields.iter().map(|f| format!("'{f}'")).collect();
+    let known: Vec<&str> = item_fields.iter().map(String::as_str).collect();
+    let message = format!(
+        "{what} reads {} of an order's line item, which no item has (an item has {}): every message whose order has items would fail",
+        names.join(", "),
+        known.join(", ")
+    );
+    let first = fields.iter().next().map_or("", String::as_str);
+    let hint = match did_you_mean(first, &known) {
+        Some(near) => format!("did you mean '{near}'?"),
+        None => {
+            "read one of the item's fields, or guard it: {% if item.gift is defined %}…{% endif %}"
+                .into()
+        }
+    };
+    Diagnostic::new(path, line, col, message).with_hint(hint)
 }
 
 /// A condition that compiles must also run: one that fails whatever the customer (`| lenght`)

@@ -3,6 +3,7 @@
 //! `parse` turns located YAML into these types; `check` cross-checks them against templates.
 
 mod check;
+mod check_items;
 pub mod edits;
 mod parse;
 

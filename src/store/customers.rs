@@ -95,18 +95,17 @@ impl Store {
                  timezone = COALESCE(excluded.timezone, customers.timezone), \
                  locale = COALESCE(excluded.locale, customers.locale), \
                  attributes = CASE WHEN excluded.attributes = '{{}}' THEN customers.attributes ELSE excluded.attributes END, \
-                 marketing_consent = CASE WHEN excluded.marketing_consent IS NOT NULL AND {NOT_OLDER} \
+                 marketing_consent = CASE WHEN {STATED} \
                    THEN excluded.marketing_consent ELSE customers.marketing_consent END, \
-                 consent_at = CASE WHEN excluded.consent_at IS NOT NULL AND {NOT_OLDER} \
-                   THEN excluded.consent_at ELSE customers.consent_at END, \
+                 consent_at = CASE WHEN {STATED} THEN {STATED_AT} ELSE customers.consent_at END, \
                  updated_at = excluded.updated_at \
                  WHERE customers.email IS DISTINCT FROM excluded.email \
                  OR (excluded.name <> '' AND customers.name IS DISTINCT FROM excluded.name) \
                  OR (excluded.timezone IS NOT NULL AND customers.timezone IS DISTINCT FROM excluded.timezone) \
                  OR (excluded.locale IS NOT NULL AND customers.locale IS DISTINCT FROM excluded.locale) \
                  OR (excluded.attributes <> '{{}}' AND customers.attributes IS DISTINCT FROM excluded.attributes) \
-                 OR (excluded.marketing_consent IS NOT NULL AND {NOT_OLDER} AND customers.marketing_consent IS DISTINCT FROM excluded.marketing_consent) \
-                 OR (excluded.consent_at IS NOT NULL AND {NOT_OLDER} AND customers.consent_at IS DISTINCT FROM excluded.consent_at)"
+                 OR ({STATED} AND (customers.marketing_consent IS DISTINCT FROM excluded.marketing_consent \
+                   OR customers.consent_at IS DISTINCT FROM {STATED_AT}))"
             ));
             let affected = qb.build().execute(&mut *tx).await?.rows_affected();
             let new = chunk.iter().filter(|c| !existing.contains(&c.id)).count() as u64;
@@ -399,9 +398,16 @@ pub(super) async fn mark_metrics_dirty(
     Ok(())
 }
 
-/// True unless the incoming consent statement and the stored one both have a time and the
-/// incoming one is older (SQL, in `upsert_customers`' conflict clause).
-const NOT_OLDER: &str = "COALESCE(excluded.consent_at >= customers.consent_at, TRUE)";
+/// Consent and its time change together, and only with a statement (SQL, in
+/// `upsert_customers`' conflict clause): a row with a consent value, unless it and the stored
+/// one both have a time and the row's is older. A time without a value moves nothing.
+const STATED: &str = "(excluded.marketing_consent IS NOT NULL \
+     AND COALESCE(excluded.consent_at >= customers.consent_at, TRUE))";
+/// The time a statement leaves stored: its own; without one, the stored time when the value
+/// stays as it was, and none (unknown) when it changes.
+const STATED_AT: &str = "COALESCE(excluded.consent_at, CASE WHEN \
+     customers.marketing_consent IS NOT DISTINCT FROM excluded.marketing_consent \
+     THEN customers.consent_at END)";
 
 /// Sets customers' order aggregates from their orders: one grouped pass over orders_customer
 /// (UPDATE … FROM runs on SQLite and PostgreSQL alike). Put a WHERE on the orders between the

@@ -563,7 +563,6 @@ pub struct EnrollmentView {
 }
 
 impl Store {
-    /// Every enrollment of one customer, newest first.
     /// An active enrollment of `scenario_id` for the customer with exactly `vars` (as stored)
     /// and a trigger key other than `except_key`: its id and when it was enrolled.
     pub async fn active_enrollment_like(
@@ -585,6 +584,7 @@ impl Store {
         .await?)
     }
 
+    /// Every enrollment of one customer, newest first.
     pub async fn customer_enrollments(&self, customer_id: &str) -> Result<Vec<EnrollmentView>> {
         Ok(sqlx::query_as(
             "SELECT id, scenario_id, order_id, vars, state, arm, next_step, next_step_id, next_due_at, triggered_at, \

@@ -300,6 +300,7 @@ impl TestShop {
             format: None,
             default_timezone: app.resolved.default_timezone,
             progress: false,
+            bulk: false,
         };
         Daemon {
             engine,

@@ -15,6 +15,7 @@ fn opts() -> ImportOptions {
         format: None,
         default_timezone: chrono_tz::Asia::Tokyo,
         progress: false,
+        bulk: true,
     }
 }
 
