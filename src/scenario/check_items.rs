@@ -127,7 +127,8 @@ mod tests {
         let noted = Noted::default();
         assert_eq!(
             with_noting_items(&ctx, &noted, &BTreeSet::new()).1,
-            ["name", "sku"]
+            ["sku", "name"],
+            "the item's fields, in its order"
         );
         let render = |src: &str| {
             let t = env.template_from_str(src).unwrap();
