@@ -208,6 +208,10 @@ async fn followup_page(
                     let kind = i18n::text(v.lang, &format!("suppression.{}", kind.as_str()));
                     let said = Said::new("followup.blocked").with("kind", kind);
                     data["blocked"] = Value::String(said.text(v.lang));
+                } else if !s.transactional && !c.consents() {
+                    // Skipped at send: marketing mail needs the customer's consent.
+                    let said = Said::new("followup.no_consent");
+                    data["blocked"] = Value::String(said.text(v.lang));
                 }
             }
             Err(e) => match UiError::from_engine(e) {

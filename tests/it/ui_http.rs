@@ -10,6 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "a long enough password";
 
+/// A manual scenario that is marketing mail: it needs the customer's consent.
+const NEWS: &str =
+    "id: news\ntrigger: manual\nsteps:\n  - id: a\n    send: { template: t, subject: news }\n";
 const APOLOGY: &str = "id: apology\ntrigger: manual\ntransactional: true\nvars:\n  - { name: case_id, required: true }\nsteps:\n  - id: a\n    send: { template: t, subject: sorry }\n";
 /// Two steps three days apart: a follow-up still running after its first mail.
 const CHECK_IN: &str = "id: check-in\ntrigger: manual\ntransactional: true\nsteps:\n  - id: a\n    send: { template: t, subject: sorry }\n  - id: b\n    wait: 3d\n    send: { template: t, subject: better? }\n";
@@ -111,7 +114,11 @@ fn write_config(shop: &TestShop) {
 
 async fn shop() -> (TestShop, Served) {
     let shop = TestShop::new(
-        &[("apology.yaml", APOLOGY), ("check-in.yaml", CHECK_IN)],
+        &[
+            ("apology.yaml", APOLOGY),
+            ("check-in.yaml", CHECK_IN),
+            ("news.yaml", NEWS),
+        ],
         &[("t.html", "<p>sorry</p>"), ("t.txt", "sorry")],
         None,
     );
@@ -415,6 +422,20 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
         page.contains("followup-blocked") && page.contains("will not go out"),
         "{page}"
     );
+    // Marketing mail to a customer who never agreed to it is skipped at send: said before.
+    let mut refused = customer("rin", "rin@example.jp", "Rin", "Asia/Tokyo", "{}");
+    refused.marketing_consent = Some(false);
+    store.upsert_customers(&[refused], 0).await.unwrap();
+    let (status, _, page) = request(
+        &addr,
+        "POST",
+        "/ui/customers/rin/followup/preview",
+        cookie,
+        &[("csrf", csrf), ("scenario", "news")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("has not agreed to marketing mail"), "{page}");
 
     // Mail waits and nothing runs to send it (this server is `rebuy serve`): the page says so
     // rather than "Mail is flowing".
