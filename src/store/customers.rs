@@ -64,7 +64,11 @@ impl Store {
     /// Inserts or updates customers by id. Returns (inserted, updated); rows whose values are
     /// unchanged are not written at all, so importing a file twice changes nothing.
     pub async fn upsert_customers(&self, rows: &[NewCustomer], now: i64) -> Result<(u64, u64)> {
-        let mut tx = self.pool.begin().await?;
+        // It reads (which ids exist) before it writes: a deferred transaction could not become
+        // a writer once another connection had committed since its read (SQLite's
+        // SQLITE_BUSY, a 500 for a webhook while the daemon wrote), so it takes the write lock
+        // at once.
+        let mut tx = self.write_tx().await?;
         let (mut inserted, mut updated) = (0, 0);
         for chunk in rows.chunks(super::batch(self.backend(), 10)) {
             let ids: Vec<String> = chunk.iter().map(|c| c.id.clone()).collect();
