@@ -6,7 +6,7 @@
 # scripts/bench-experiments.sh (2025, hourly; from PostgreSQL through its SQLite copy) on each. PostgreSQL comes from
 # scripts/postgres.sh (Debian's cluster on loopback, its settings as installed but
 # random_page_cost). Usage:
-# [BACKENDS="sqlite postgres"] [KEEP_POSTGRES=1] scripts/bench-postgres.sh [CUSTOMERS] [DIR]
+# [BACKENDS="sqlite postgres"] [KEEP_POSTGRES=1] [NO_SIMULATE=1] scripts/bench-postgres.sh [CUSTOMERS] [DIR]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000000}
@@ -60,6 +60,7 @@ for backend in ${BACKENDS:-sqlite postgres}; do
   $rebuy import orders "$dir/new_orders.csv" --no-progress > /dev/null
   /usr/bin/time -f "incremental refresh: %e s wall, %M KB peak" $rebuy refresh --changed --as-of "$end" --format json > "$dir/$backend-changed.json"
   python3 -c "import json; d=json.load(open('$dir/$backend-changed.json')); print('  ', {k: d[k] for k in ('customers','removed','secs')})"
+  [ -z "${NO_SIMULATE:-}" ] || continue
   printf 'database: %s\nscenarios_dir: %s\ntemplates_dir: %s\n' "$db" "$dir/sim-scenarios" "$PWD/templates" > "$dir/$backend-sim.yaml"
   /usr/bin/time -f "simulate 2025, hourly: %e s wall, %M KB peak" target/release/rebuy --config "$dir/$backend-sim.yaml" --log-level warn \
     simulate --from 2025-01-01 --to 2025-12-31 --no-progress --out "$dir/$backend-sim.db" --format json > "$dir/$backend-sim.json"

@@ -16,6 +16,7 @@ pub mod experiment;
 pub mod http;
 pub mod import;
 pub mod metrics;
+pub mod reasons;
 pub mod recommend;
 pub mod recommend_view;
 pub mod refresh;

@@ -282,6 +282,7 @@ fn is_input_error(e: &anyhow::Error) -> bool {
                 c.downcast_ref::<crate::store::StoreError>(),
                 Some(
                     crate::store::StoreError::NotFound(_)
+                        | crate::store::StoreError::NoCustomer { .. }
                         | crate::store::StoreError::Missing(_)
                         | crate::store::StoreError::NotSqlite(_)
                         | crate::store::StoreError::BadUrl(_)

@@ -2,24 +2,30 @@
 //! is queued and again at send time), quiet hours in the customer's zone, and a frequency cap
 //! over all marketing scenarios. Pure: facts in, decisions out.
 
+use crate::reasons::Reason;
 use crate::store::{OutboxStatus, SuppressionKind};
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use chrono_tz::Tz;
 
 /// Whether a message must not go at all, and why: a suppression that applies to it, else, for
-/// marketing mail, a customer without consent. The engine and the deliverer both ask this.
+/// marketing mail, a customer without consent. The engine (`queued`: when a step runs) and the
+/// deliverer (at sending) both ask this.
 pub fn withheld(
     suppression: Option<SuppressionKind>,
     transactional: bool,
     consents: bool,
-) -> Option<(OutboxStatus, String)> {
+    queued: bool,
+) -> Option<(OutboxStatus, Reason)> {
     match suppression.filter(|k| k.stops(transactional)) {
         Some(k) => Some((
             OutboxStatus::Suppressed,
-            format!("the address is suppressed ({})", k.as_str()),
+            Reason::Suppressed {
+                queued,
+                kind: k.as_str().to_string(),
+            },
         )),
         None if !transactional && !consents => {
-            Some((OutboxStatus::Skipped, "no marketing consent".to_string()))
+            Some((OutboxStatus::Skipped, Reason::NoConsent { queued }))
         }
         None => None,
     }
@@ -174,7 +180,7 @@ mod tests {
     #[test]
     fn suppression_and_consent_withhold_what_they_should() {
         use SuppressionKind::*;
-        let status = |s, t, c| withheld(s, t, c).map(|(st, _)| st);
+        let status = |s, t, c| withheld(s, t, c, true).map(|(st, _)| st);
         assert_eq!(status(None, false, true), None);
         assert_eq!(status(None, false, false), Some(OutboxStatus::Skipped));
         assert_eq!(

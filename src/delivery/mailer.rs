@@ -32,7 +32,7 @@ pub enum SendError {
     NotTried { why: String, paused: bool },
     /// Not tried: the server refused this address for good earlier in the round (another
     /// message to it was handed over at the same time). It is suppressed, not sent.
-    #[error("not tried: {0}")]
+    #[error("{0}")]
     AlreadyRefused(String),
 }
 

@@ -22,6 +22,7 @@ pub use worker::{workers, WorkerView};
 
 use crate::clock::to_millis;
 use crate::domain::{mask_email, mask_emails_in};
+use crate::reasons::Reason;
 use crate::store::{Bounce, OutboxRow, OutboxStatus, Recorded, Stall, Store};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
@@ -340,8 +341,8 @@ impl Deliverer {
                 transactional,
             );
             let consents = customer.is_some_and(|c| c.consents());
-            if let Some((status, why)) = withheld(suppression, transactional, consents) {
-                let why = format!("not sent: {why}");
+            if let Some((status, why)) = withheld(suppression, transactional, consents, false) {
+                let why = why.to_string();
                 held.push(match status {
                     OutboxStatus::Suppressed => Recorded::suppressed(row.id, why),
                     _ => Recorded::skipped(row.id, why),
@@ -350,7 +351,7 @@ impl Deliverer {
             }
             if let Some(limit) = row.expires_at.filter(|x| now_ms > *x) {
                 let late = crate::domain::format_duration(Duration::milliseconds(now_ms - limit));
-                let why = format!("not sent: {late} past its lateness limit (expires)");
+                let why = Reason::PastLimit { late }.to_string();
                 held.push(Recorded::expired(row.id, why));
                 continue;
             }
@@ -364,10 +365,14 @@ impl Deliverer {
                 .unwrap_or(self.default_zone);
             if let Some((from, to)) = self.limits.quiet {
                 if let Some(until) = quiet_until(now, zone, from, to) {
-                    let why = format!(
-                        "quiet hours in the customer's zone ({zone}) until {}",
-                        until.with_timezone(&zone).format("%Y-%m-%d %H:%M %:z")
-                    );
+                    let why = Reason::QuietHours {
+                        zone: zone.to_string(),
+                        until: until
+                            .with_timezone(&zone)
+                            .format("%Y-%m-%d %H:%M %:z")
+                            .to_string(),
+                    }
+                    .to_string();
                     held.push(Recorded::deferred(row.id, why, to_millis(until)));
                     continue;
                 }
@@ -378,14 +383,13 @@ impl Deliverer {
                 sent.retain(|(id, _)| !mine.iter().any(|(m, _)| m == id));
                 let times: Vec<i64> = sent.iter().chain(mine.iter()).map(|(_, at)| *at).collect();
                 if let Some(free) = cap_free_at(&times, now_ms, max, per) {
-                    let cap = format!(
-                        "frequency cap: {max} marketing messages per {} days",
-                        per.num_days()
-                    );
+                    let (max, days) = (max, per.num_days());
                     held.push(if row.skip_when_capped != 0 {
-                        Recorded::skipped(row.id, format!("skipped by the {cap}"))
+                        let why = Reason::CapSkipped { max, days };
+                        Recorded::skipped(row.id, why.to_string())
                     } else {
-                        Recorded::deferred(row.id, format!("waiting for the {cap}"), free)
+                        let why = Reason::CapWaiting { max, days };
+                        Recorded::deferred(row.id, why.to_string(), free)
                     });
                     continue;
                 }
@@ -759,7 +763,7 @@ impl Sender {
         }
         if self.throttled() {
             let at = to_millis(clock.now() + self.pause);
-            let why = "deferred: the server asked to slow down".to_string();
+            let why = Reason::SlowDown.to_string();
             return Recorded::deferred(row.id, why, at);
         }
         // The batch was checked against the suppression list when it was claimed; an address
@@ -771,9 +775,7 @@ impl Sender {
             .expect("not poisoned")
             .contains(&address)
         {
-            let why =
-                "not sent: the address was refused permanently (bounced) earlier in this round";
-            return Recorded::suppressed(row.id, why.into());
+            return Recorded::suppressed(row.id, Reason::BouncedThisRound.to_string());
         }
         let span = info_span!("message", message_id = row.id, scenario = %row.scenario_id, step = %row.step_id);
         self.handed.lock().expect("not poisoned").insert(row.id);
@@ -845,11 +847,11 @@ impl Sender {
                     .insert(row.to_email.trim().to_lowercase());
                 Outcome::Bounced(e)
             }
-            Err(SendError::AlreadyRefused(why)) => Outcome::Suppressed(format!("not sent: {why}")),
+            Err(SendError::AlreadyRefused(why)) => Outcome::Suppressed(why),
             Err(SendError::NotTried { why, paused }) => {
                 if paused {
                     self.throttle(clock.now());
-                    Outcome::Deferred(format!("deferred: {why}"), self.pause)
+                    Outcome::Deferred(Reason::Paused.to_string(), self.pause)
                 } else {
                     Outcome::Deferred(format!("not tried: {why}"), Duration::zero())
                 }

@@ -161,7 +161,7 @@ async fn work(dialer: Arc<Dialer>, queue: flume::Receiver<Job>) {
                 dialer.tell(job.done, Err(SendError::NotTried { why, paused: true }));
             }
             Some(job) if dialer.was_refused(&job.envelope) => {
-                let why = "the server refused this address for good moments ago".to_string();
+                let why = crate::reasons::Reason::RefusedMomentsAgo.to_string();
                 dialer.tell(job.done, Err(SendError::AlreadyRefused(why)));
             }
             Some(job) => dialer.transact(&mut conn, &mut pending, job).await,

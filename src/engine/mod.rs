@@ -18,6 +18,7 @@ use crate::clock::{from_millis, to_millis};
 use crate::delivery::{withheld, Unsubscriber};
 use crate::domain::parse_timezone;
 use crate::experiment::Arm;
+use crate::reasons::Reason;
 use crate::render::context_name as name_ref;
 use crate::render::{CustomerView, MessageContext, OrderView, Rendered, Renderer};
 use crate::scenario::{variant_key, Scenario, Step, Trigger, Variant};
@@ -96,8 +97,8 @@ fn blocked(
         &[wishes.get(&c.id).copied()],
         s.transactional,
     );
-    withheld(suppression, s.transactional, c.consents())
-        .map(|(status, why)| (status, format!("not queued: {why}")))
+    withheld(suppression, s.transactional, c.consents(), true)
+        .map(|(status, why)| (status, why.to_string()))
 }
 
 /// Settings the engine needs besides scenarios and the store.
@@ -895,8 +896,8 @@ impl Engine {
                 // would replace it; the enrollment ends, saying why.
                 None => {
                     warn!(step = %id, "the step this enrollment waits on was removed from the scenario; the enrollment ends");
-                    let why = format!("its next step '{id}' was removed from the scenario");
-                    return ends_without_mail(e, "cancelled", Some(why));
+                    let why = Reason::StepRemoved { step: id.clone() };
+                    return ends_without_mail(e, "cancelled", Some(why.to_string()));
                 }
             },
             None => e.next_step as usize,
@@ -949,11 +950,11 @@ impl Engine {
             }
             Ok(None) if expired && passed => {
                 outbox.status = OutboxStatus::Expired;
-                outbox.last_error = Some(format!(
-                    "not sent: {} late, over the step's limit of {} (expires)",
-                    crate::domain::format_duration(Duration::milliseconds(late)),
-                    crate::domain::format_duration(limit)
-                ));
+                let why = Reason::LateStep {
+                    late: crate::domain::format_duration(Duration::milliseconds(late)),
+                    limit: crate::domain::format_duration(limit),
+                };
+                outbox.last_error = Some(why.to_string());
             }
             Ok(None) if held_out => {
                 // Only where the mail would have gone: a held-out row of a customer who could
@@ -963,7 +964,8 @@ impl Engine {
                         self.would_recommend(s, step, &send_key, &send.template, &ctx);
                 }
                 outbox.status = OutboxStatus::HeldOut;
-                outbox.last_error = Some(format!("not sent: {} arm of the experiment", e.arm));
+                let why = Reason::HeldOut { arm: e.arm.clone() };
+                outbox.last_error = Some(why.to_string());
             }
             Ok(None) => match blocked {
                 Some((status, why)) => {

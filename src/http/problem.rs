@@ -91,8 +91,9 @@ impl IntoResponse for Problem {
 /// rest is rebuy's (500).
 impl From<anyhow::Error> for Problem {
     fn from(e: anyhow::Error) -> Self {
-        if let Some(crate::store::StoreError::NotFound(what)) = e.downcast_ref() {
-            return Problem::not_found(what.clone());
+        let store = e.downcast_ref::<crate::store::StoreError>();
+        if let Some(what) = store.and_then(crate::store::StoreError::not_found) {
+            return Problem::not_found(what);
         }
         if let Some(crate::engine::InputError(what)) = e.downcast_ref() {
             return Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid request")

@@ -234,12 +234,10 @@ impl Store {
         .await?;
         match by_email.len() {
             1 => Ok(by_email.into_iter().next().expect("one row")),
-            0 => Err(StoreError::NotFound(format!(
-                "no customer with id or e-mail '{id_or_email}'"
-            ))),
-            _ => Err(StoreError::NotFound(format!(
-                "several customers share the e-mail '{id_or_email}'; use the customer id"
-            ))),
+            n => Err(StoreError::NoCustomer {
+                given: id_or_email.to_string(),
+                shared: n > 1,
+            }),
         }
     }
 

@@ -356,7 +356,10 @@ impl Store {
         let mut ended: Vec<EndedEnrollment> = qb.build_query_as().fetch_all(&mut *tx).await?;
         ended.sort_by_key(|e| e.id);
         let ids: Vec<i64> = ended.iter().map(|e| e.id).collect();
-        let why = format!("cancelled: enrollment ended ({reason})");
+        let why = crate::reasons::Reason::EnrollmentEnded {
+            why: reason.to_string(),
+        }
+        .to_string();
         cancel_queued(&mut tx, &ids, &why, now).await?;
         tx.commit().await?;
         Ok(ended)
@@ -439,7 +442,7 @@ fn lite_rows(json: &str) -> Result<Vec<EnrollmentLite>> {
 /// The messages still waiting to be sent for enrollments that have just reached their goal are
 /// cancelled with them: a customer who ordered again gets no "time to order again" that was
 /// only queued (for a retry, quiet hours or the cap) when the order came. One a sender holds
-/// is left to it, and cancelled if it comes back (`outbox::BACK_TO_QUEUE`,
+/// is left to it, and cancelled if it comes back (`outbox::back_to_queue`,
 /// `cancel_when_goal_reached`).
 async fn cancel_after_goal(
     tx: &mut sqlx::Transaction<'_, Db>,
@@ -478,8 +481,7 @@ async fn cancel_queued(
 }
 
 /// Why a message cancelled by its enrollment's goal was not sent.
-pub const GOAL_REACHED: &str =
-    "cancelled: the customer ordered (the scenario's goal) before this was sent";
+pub use crate::reasons::GOAL_REACHED;
 
 async fn move_cursor(tx: &mut sqlx::Transaction<'_, Db>, from: i64, to: i64) -> Result<bool> {
     move_named_cursor(tx, "order_cursor", from, to).await

@@ -91,6 +91,9 @@ pub enum Backend {
 pub enum StoreError {
     #[error("not found: {0}")]
     NotFound(String),
+    /// No customer has this id or address, or (`shared`) several share the address.
+    #[error("not found: {}", no_customer(given, *shared))]
+    NoCustomer { given: String, shared: bool },
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
     /// From a bulk read on a connection of its own (see `bulk`).
@@ -114,6 +117,25 @@ pub enum StoreError {
     /// always a SQLite file).
     #[error("{0}")]
     Unsupported(String),
+}
+
+fn no_customer(given: &str, shared: bool) -> String {
+    if shared {
+        format!("several customers share the e-mail '{given}'; use the customer id")
+    } else {
+        format!("no customer with id or e-mail '{given}'")
+    }
+}
+
+impl StoreError {
+    /// What was not found, for a "not found" answer; `None` for every other error.
+    pub fn not_found(&self) -> Option<String> {
+        match self {
+            StoreError::NotFound(what) => Some(what.clone()),
+            StoreError::NoCustomer { given, shared } => Some(no_customer(given, *shared)),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -450,19 +450,20 @@ impl Store {
     /// visible in `rebuy status`, and are never re-sent silently.
     pub async fn expire_leases(&self, now: i64) -> Result<u64> {
         // A claim that was never sent goes back to the queue, its attempt not counted.
+        let back = back_to_queue();
         sqlx::query(&format!(
-            "UPDATE outbox SET {BACK_TO_QUEUE}, attempts = attempts - 1, lease_owner = NULL, \
+            "UPDATE outbox SET {back}, attempts = attempts - 1, lease_owner = NULL, \
                  lease_until = NULL, updated_at = $1 WHERE status = 'claimed' AND lease_until < $1"
         ))
         .bind(now)
         .execute(&self.pool)
         .await?;
         Ok(sqlx::query(
-            "UPDATE outbox SET status = 'unknown', updated_at = $1, \
-             last_error = 'the sender stopped before recording the outcome; the message may or may not have been delivered' \
+            "UPDATE outbox SET status = 'unknown', updated_at = $1, last_error = $2 \
              WHERE status = 'sending' AND lease_until < $1",
         )
         .bind(now)
+        .bind(crate::reasons::SENDER_STOPPED_BEFORE_RECORDING)
         .execute(&self.pool)
         .await?
         .rows_affected())
@@ -506,10 +507,11 @@ impl Store {
             let mut qb = QueryBuilder::<Db>::new(
                 self.backend(),
                 "UPDATE outbox SET status = 'unknown', lease_owner = NULL, lease_until = NULL, \
-                 last_error = 'the sender stopped while it was sending this message; it may or may not have been delivered', \
-                 updated_at = ",
+                 last_error = ",
             );
-            qb.push_bind(now)
+            qb.push_bind(crate::reasons::SENDER_STOPPED)
+                .push(", updated_at = ")
+                .push_bind(now)
                 .push(" WHERE status = 'sending' AND lease_owner = ")
                 .push_bind(owner)
                 .push(" AND id IN (");
@@ -520,8 +522,9 @@ impl Store {
             qb.push(")");
             unknown += qb.build().execute(&mut *tx).await?.rows_affected();
         }
+        let back = back_to_queue();
         sqlx::query(&format!(
-            "UPDATE outbox SET {BACK_TO_QUEUE}, attempts = attempts - 1, lease_owner = NULL, \
+            "UPDATE outbox SET {back}, attempts = attempts - 1, lease_owner = NULL, \
              lease_until = NULL, updated_at = $1 WHERE status IN ('claimed', 'sending') AND lease_owner = $2"
         ))
         .bind(now)
@@ -536,10 +539,11 @@ impl Store {
     /// counted, except `handed` (given to the mailer: they may have gone out). For a round
     /// abandoned after a stall.
     pub async fn release_unsent(&self, owner: &str, now: i64, handed: &[i64]) -> Result<u64> {
+        let back = back_to_queue();
         let mut qb = QueryBuilder::<Db>::new(
             self.backend(),
             format!(
-                "UPDATE outbox SET {BACK_TO_QUEUE}, attempts = attempts - 1, lease_owner = NULL, \
+                "UPDATE outbox SET {back}, attempts = attempts - 1, lease_owner = NULL, \
                  lease_until = NULL, updated_at = "
             ),
         );
@@ -719,11 +723,16 @@ impl Store {
 /// The `SET` of a message a sender gives back unsent (its lease ran out, the sender stopped or
 /// stalled): back in the queue, or cancelled if its enrollment reached its goal meanwhile (the
 /// goal cancelled what waited while the sender held this one; `enrollments::GOAL_REACHED`).
-const BACK_TO_QUEUE: &str = "status = CASE WHEN EXISTS (SELECT 1 FROM enrollments e \
-     WHERE e.id = outbox.enrollment_id AND e.goal_reached_at IS NOT NULL) THEN 'cancelled' ELSE 'queued' END, \
-     last_error = CASE WHEN EXISTS (SELECT 1 FROM enrollments e \
-     WHERE e.id = outbox.enrollment_id AND e.goal_reached_at IS NOT NULL) \
-     THEN 'cancelled: the customer ordered (the scenario''s goal) before this was sent' ELSE last_error END";
+fn back_to_queue() -> String {
+    let goal = super::GOAL_REACHED.replace('\'', "''");
+    format!(
+        "status = CASE WHEN EXISTS (SELECT 1 FROM enrollments e \
+         WHERE e.id = outbox.enrollment_id AND e.goal_reached_at IS NOT NULL) THEN 'cancelled' ELSE 'queued' END, \
+         last_error = CASE WHEN EXISTS (SELECT 1 FROM enrollments e \
+         WHERE e.id = outbox.enrollment_id AND e.goal_reached_at IS NOT NULL) \
+         THEN '{goal}' ELSE last_error END"
+    )
+}
 
 /// Of `outcomes`, the messages put back in the queue (a retry, a deferral) whose enrollment has
 /// reached its goal: cancelled, as the goal cancels what waits (`enrollments::GOAL_REACHED`).

@@ -359,7 +359,7 @@ pub async fn run(
             .parse::<u64>()
             .ok()
             .and_then(|n| u.backtests.get(n))
-            .ok_or_else(|| UiError::NotFound(format!("back-test {id}")))?;
+            .ok_or_else(|| UiError::NotFound(Said::new("missing.backtest").with("id", &id)))?;
         let title = format!("{} #{}", i18n::text(v.lang, "backtests.one"), run.id);
         u.page(
             Some(&v),

@@ -95,6 +95,39 @@ pub fn fill(lang: Lang, key: &str, values: &[(&str, &str)]) -> String {
     s
 }
 
+/// A reason stored with a message or an enrollment, in `lang`: rebuy's own reasons
+/// (`crate::reasons`) in the language's words, with a suppression's kind and an experiment's
+/// group in words too; anything else (an SMTP server's reply, a staff note) as it was stored.
+pub fn reason(lang: Lang, stored: &str) -> String {
+    let Some((pattern, values)) = crate::reasons::read(stored) else {
+        return stored.to_string();
+    };
+    match lang {
+        Lang::En => stored.to_string(),
+        Lang::Ja => {
+            let values: Vec<(&str, String)> = values
+                .iter()
+                .map(|(name, value)| (name.as_str(), value_words(lang, name, value)))
+                .collect();
+            crate::reasons::fill(pattern.japanese, &values)
+        }
+    }
+}
+
+/// A reason's value in words where the tables have them (`suppression.bounce`,
+/// `group.holdout`), else as it is.
+fn value_words(lang: Lang, name: &str, value: &str) -> String {
+    let key = match name {
+        "kind" => format!("suppression.{value}"),
+        "arm" => format!("group.{value}"),
+        _ => return value.to_string(),
+    };
+    table(lang)
+        .get(&key)
+        .cloned()
+        .unwrap_or_else(|| value.to_string())
+}
+
 #[cfg(test)]
 /// Every key of a language's table (for the tests that keep them whole).
 pub fn keys(lang: Lang) -> Vec<&'static str> {
@@ -193,6 +226,36 @@ mod tests {
         }
         for m in ["id", "email", "order", "name"] {
             assert!(keys(Lang::En).contains(&format!("search.by_{m}").as_str()));
+        }
+    }
+
+    #[test]
+    fn rebuy_s_own_reasons_are_shown_in_japanese_and_others_as_stored() {
+        let held = crate::reasons::Reason::HeldOut {
+            arm: "holdout".into(),
+        }
+        .to_string();
+        assert_eq!(reason(Lang::En, &held), held);
+        assert_eq!(
+            reason(Lang::Ja, &held),
+            "送信しませんでした: 効果測定のホールドアウト群です"
+        );
+        let suppressed = crate::reasons::Reason::Suppressed {
+            queued: false,
+            kind: "unsubscribe".into(),
+        };
+        let ja = reason(Lang::Ja, &suppressed.to_string());
+        assert!(ja.contains("配信停止(販促メールは送りません)"), "{ja}");
+        assert!(!ja.contains("unsubscribe"), "{ja}");
+        let smtp = "550 5.1.1 <a@example.com>: user unknown";
+        assert_eq!(reason(Lang::Ja, smtp), smtp);
+        for p in crate::reasons::PATTERNS {
+            assert!(
+                !p.japanese.contains("not sent"),
+                "{}: {}",
+                p.key,
+                p.japanese
+            );
         }
     }
 

@@ -4,7 +4,7 @@
 //! customer.
 
 use super::i18n;
-use super::{Ui, UiError};
+use super::{Said, Ui, UiError};
 use crate::clock::to_millis;
 use crate::experiment::report::Verdict;
 use crate::experiment::ScenarioResult;
@@ -169,7 +169,7 @@ async fn scenario_data(
         .scenarios()
         .iter()
         .find(|s| s.id == id)
-        .ok_or_else(|| UiError::NotFound(format!("no scenario '{id}'")))?;
+        .ok_or_else(|| UiError::NotFound(Said::new("missing.scenario").with("id", id)))?;
     let snap = ui.snapshot().await?;
     let results: Vec<ScenarioResult> = snap
         .report
@@ -305,9 +305,8 @@ pub async fn preview(
                         json!({ "customer": c, "subject": r.subject, "html": r.html });
                 }
                 Err(e) => match UiError::from_engine(e) {
-                    UiError::Invalid(why) | UiError::NotFound(why) => {
-                        data["preview_error"] = why.into()
-                    }
+                    UiError::Invalid(why) => data["preview_error"] = why.into(),
+                    UiError::NotFound(said) => data["preview_error"] = said.text(v.lang).into(),
                     other => return Err(other),
                 },
             },

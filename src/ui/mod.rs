@@ -64,8 +64,9 @@ pub struct Ui {
 /// What a page handler can fail with; each becomes a page in the viewer's language.
 #[derive(Debug, thiserror::Error)]
 pub enum UiError {
-    #[error("not found: {0}")]
-    NotFound(String),
+    /// Nothing there, worded in the viewer's language.
+    #[error("not found: {}", .0.english())]
+    NotFound(Said),
     #[error("not for this role")]
     Forbidden,
     #[error("the form's CSRF token is missing or wrong")]
@@ -118,7 +119,17 @@ impl From<Said> for UiError {
 impl From<crate::store::StoreError> for UiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
-            crate::store::StoreError::NotFound(what) => UiError::NotFound(what),
+            crate::store::StoreError::NoCustomer { given, shared } => {
+                let key = if shared {
+                    "missing.shared_email"
+                } else {
+                    "missing.customer"
+                };
+                UiError::NotFound(Said::new(key).with("id", given))
+            }
+            crate::store::StoreError::NotFound(what) => {
+                UiError::NotFound(Said::new("missing.other").with("what", what))
+            }
             other => UiError::Internal(other.into()),
         }
     }
@@ -268,7 +279,9 @@ impl Ui {
     fn fail(&self, viewer: Option<&Viewer>, lang: Lang, e: UiError) -> Response {
         let t = |k: &str| i18n::text(lang, k);
         let (status, heading, message) = match &e {
-            UiError::NotFound(what) => (StatusCode::NOT_FOUND, t("error.not_found"), what.clone()),
+            UiError::NotFound(said) => {
+                (StatusCode::NOT_FOUND, t("error.not_found"), said.text(lang))
+            }
             UiError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 t("error.forbidden"),

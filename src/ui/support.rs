@@ -168,7 +168,7 @@ fn manual_scenario(ui: &Ui, id: &str) -> Result<crate::scenario::Scenario, UiErr
         .iter()
         .find(|s| s.id == id && s.trigger == crate::scenario::Trigger::Manual)
         .cloned()
-        .ok_or_else(|| UiError::NotFound(format!("no manual scenario '{id}'")))
+        .ok_or_else(|| UiError::NotFound(Said::new("missing.manual_scenario").with("id", id)))
 }
 
 /// The follow-up page: the variables' form, or (with `preview`) the rendered mail and the
@@ -411,7 +411,7 @@ pub async fn message(
             .store
             .outbox_row(n)
             .await?
-            .ok_or_else(|| UiError::NotFound(format!("no message {n}")))?;
+            .ok_or_else(|| UiError::NotFound(Said::new("missing.message").with("id", n)))?;
         let view = crate::customer_view::message_view(&row, v.zone);
         let title = format!("{} #{n}", i18n::text(v.lang, "message.title"));
         u.page(
@@ -445,7 +445,7 @@ pub async fn cancel(
             .store
             .outbox_row(id)
             .await?
-            .ok_or_else(|| UiError::NotFound(format!("no message {id}")))?;
+            .ok_or_else(|| UiError::NotFound(Said::new("missing.message").with("id", id)))?;
         let cancelled = u.api.store.cancel(Some(id), None, now).await?;
         if cancelled.is_empty() && row.status != "cancelled" {
             return Err(Said::new("message.not_queued")
@@ -484,9 +484,9 @@ pub async fn end_followup(
 ) -> Response {
     let u = ui.clone();
     ui.guard_form(&headers, SUPPORT, &form.clone(), |v| async move {
-        let id: i64 = id.parse().map_err(|_| {
-            UiError::NotFound(format!("no follow-up '{id}': its number is a whole number"))
-        })?;
+        let id: i64 = id
+            .parse()
+            .map_err(|_| UiError::NotFound(Said::new("missing.followup_id").with("id", &id)))?;
         let said = form.get("reason").map(|r| r.trim()).unwrap_or_default();
         if said.chars().count() > 200 || said.contains('\0') {
             return Err(Said::new("enrollment.bad_reason").into());
@@ -524,9 +524,8 @@ pub async fn end_followup(
 
 /// A message id from a path: a whole number, else no such message.
 pub(super) fn message_id(id: &str) -> Result<i64, UiError> {
-    id.parse().map_err(|_| {
-        UiError::NotFound(format!("no message '{id}': a message id is a whole number"))
-    })
+    id.parse()
+        .map_err(|_| UiError::NotFound(Said::new("missing.message_id").with("id", id)))
 }
 
 #[cfg(test)]

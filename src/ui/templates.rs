@@ -1,6 +1,6 @@
 //! The pages' templates (minijinja, shipped in the binary) and the filters and functions
-//! they use: `t(key)` for words in the viewer's language, `money(currency)`, and `when` for
-//! a time in the viewer's zone.
+//! they use: `t(key)` for words in the viewer's language, `money(currency)`, `when` for
+//! a time in the viewer's zone, and `reason` for why a message was not sent.
 
 use super::i18n::{self, Lang};
 use minijinja::{Environment, Error, ErrorKind, State, Value};
@@ -37,6 +37,7 @@ pub fn environment() -> Result<Environment<'static>, Error> {
     env.add_filter("money", money);
     env.add_filter("when", when);
     env.add_filter("segment", segment);
+    env.add_filter("reason", reason);
     Ok(env)
 }
 
@@ -55,6 +56,11 @@ fn lang_of(state: &State) -> Lang {
 
 fn t(state: &State, key: &str) -> String {
     i18n::text(lang_of(state), key)
+}
+
+/// Why a message or an enrollment stopped, in the viewer's language (`i18n::reason`).
+fn reason(state: &State, stored: Option<String>) -> String {
+    stored.map_or_else(String::new, |s| i18n::reason(lang_of(state), &s))
 }
 
 /// An amount in minor units, in `currency` (the shop's when absent): `¥3,980`.

@@ -584,6 +584,70 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn why_a_message_was_not_sent_and_what_is_missing_are_said_in_japanese() {
+    let (shop, server) = shop().await;
+    let addr = server.addr.clone();
+    let store = shop.store().await;
+    let mut rin = customer("rin", "rin@example.jp", "Rin", "Asia/Tokyo", "{}");
+    rin.marketing_consent = Some(false);
+    store.upsert_customers(&[rin], 0).await.unwrap();
+    let engine = shop.app().engine(&store).await.unwrap().unwrap();
+    let now = chrono::Utc::now();
+    engine
+        .trigger_manual("news", "rin", Default::default(), None, now)
+        .await
+        .unwrap();
+    assert_eq!(engine.tick(now).await.unwrap().skipped, 1);
+    let message = store.customer_messages("rin").await.unwrap()[0].clone();
+    assert_eq!(
+        message.last_error.as_deref(),
+        Some("not queued: no marketing consent")
+    );
+    let path = format!("/ui/messages/{}", message.id);
+
+    // In English the page shows the reason as the CLI and the API do.
+    let (cookie, csrf) = sign_in(&addr, "sato").await;
+    let (_, _, page) = request(&addr, "GET", &path, &cookie, &[]).await;
+    assert!(page.contains("not queued: no marketing consent"), "{page}");
+
+    // In Japanese, in Japanese words, on the message, the customer and the status pages.
+    let (status, _, _) = request(
+        &addr,
+        "POST",
+        "/ui/settings/lang",
+        &cookie,
+        &[("csrf", &csrf), ("lang", "ja")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    for page_path in [path.as_str(), "/ui/customers/rin"] {
+        let (status, _, page) = request(&addr, "GET", page_path, &cookie, &[]).await;
+        assert_eq!(status, 200, "{page_path}");
+        assert!(
+            page.contains("販促メールへの同意がありません"),
+            "{page_path}: {page}"
+        );
+        assert!(
+            !page.contains("no marketing consent"),
+            "{page_path}: {page}"
+        );
+    }
+
+    // What is not there is said in Japanese too.
+    for (missing, words) in [
+        ("/ui/customers/nobody", "「nobody」の顧客はいません"),
+        ("/ui/messages/abc", "メッセージ番号は整数です"),
+        ("/ui/messages/99999", "メッセージ #99999 はありません"),
+        ("/ui/customers/rin/followup?scenario=nope", "「nope」"),
+    ] {
+        let (status, _, page) = request(&addr, "GET", missing, &cookie, &[]).await;
+        assert_eq!(status, 404, "{missing}");
+        assert!(page.contains(words), "{missing}: {page}");
+    }
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_marketer_starts_a_back_test_watches_it_and_reads_its_result() {
     let (shop, server) = shop().await;
     let addr = server.addr.clone();
