@@ -45,6 +45,26 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// What is wrong with `text` as an identifier (a scenario, step, segment or target id: ASCII
+/// letters, digits, `-` and `_`, as it names things in URLs, commands and the database), or
+/// `None` when it is one.
+pub fn identifier_problem(text: &str) -> Option<String> {
+    if text.is_empty() {
+        return Some("is empty".into());
+    }
+    let bad = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))?;
+    let what = if bad.is_whitespace() {
+        "a space".to_string()
+    } else {
+        format!("'{bad}'")
+    };
+    Some(format!(
+        "'{text}' has {what}; an id holds only ASCII letters, digits, '-' and '_'"
+    ))
+}
+
 /// The closest of `candidates` to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
@@ -76,6 +96,17 @@ pub fn explained(e: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_identifier_s_problem_names_the_character_it_cannot_hold() {
+        assert_eq!(identifier_problem("first-purchase_2"), None);
+        assert_eq!(identifier_problem("").as_deref(), Some("is empty"));
+        let jp = identifier_problem("初回").unwrap();
+        assert!(jp.contains("'初回' has '初'"), "{jp}");
+        assert!(!jp.contains("empty"), "{jp}");
+        let spaced = identifier_problem("win back").unwrap();
+        assert!(spaced.contains("has a space"), "{spaced}");
+    }
 
     #[derive(Debug, thiserror::Error)]
     enum Outer {

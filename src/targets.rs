@@ -189,16 +189,14 @@ fn goal(
 
 fn identifier(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<String> {
     let s = expect_str(path, n, "id", diags)?;
-    let ok = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !ok {
+    let problem = crate::diagnostic::identifier_problem(s);
+    if let Some(problem) = &problem {
         diags.push(
-            n.diag(path, "a target id must be a non-empty identifier")
-                .with_hint("use letters, digits, '-' and '_', e.g. ltv-plus-20"),
+            n.diag(path, format!("the target id {problem}"))
+                .with_hint("e.g. ltv-plus-20; a title in Japanese goes in `name:`"),
         );
     }
-    ok.then(|| s.to_string())
+    problem.is_none().then(|| s.to_string())
 }
 
 fn metric(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Metric> {

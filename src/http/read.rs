@@ -3,7 +3,7 @@
 //! `/healthz` and `/readyz` for the load balancer.
 
 use super::auth::{authorize, Scope};
-use super::problem::Problem;
+use super::problem::{FieldError, Problem};
 use super::{Api, Reply};
 use crate::clock::to_millis;
 use axum::extract::{Query, State};
@@ -62,12 +62,63 @@ pub struct ReportQuery {
     scenario: Option<String>,
     /// Only enrollments triggered on or after this day (YYYY-MM-DD, the shop's zone).
     #[param(value_type = Option<String>, format = Date)]
-    since: Option<chrono::NaiveDate>,
+    since: Option<String>,
     /// The report as it stood at the end of this day (YYYY-MM-DD, the shop's zone); default now.
     #[param(value_type = Option<String>, format = Date)]
-    as_of: Option<chrono::NaiveDate>,
+    as_of: Option<String>,
     /// Also count enrollments whose goal window is still open (default false).
-    include_open: Option<bool>,
+    #[param(value_type = Option<bool>)]
+    include_open: Option<String>,
+}
+
+/// The report query's values, each read with its own name in what is wrong (400).
+struct ReportPeriod {
+    since: Option<chrono::NaiveDate>,
+    as_of: Option<chrono::NaiveDate>,
+    include_open: bool,
+}
+
+impl ReportQuery {
+    fn period(&self) -> Result<ReportPeriod, Problem> {
+        let mut errors = Vec::new();
+        let mut day = |name: &str, text: &Option<String>| {
+            let text = text.as_deref()?;
+            let parsed = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d");
+            if parsed.is_err() {
+                errors.push(FieldError {
+                    at: format!("?{name}"),
+                    message: format!(
+                        "'{text}' is not a day; write it as YYYY-MM-DD, e.g. 2026-04-01"
+                    ),
+                });
+            }
+            parsed.ok()
+        };
+        let since = day("since", &self.since);
+        let as_of = day("as_of", &self.as_of);
+        let include_open = match self.include_open.as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                errors.push(FieldError {
+                    at: "?include_open".into(),
+                    message: format!("'{other}' is neither true nor false"),
+                });
+                false
+            }
+        };
+        if !errors.is_empty() {
+            return Err(Problem {
+                errors,
+                ..Problem::new(StatusCode::BAD_REQUEST, "invalid query")
+            });
+        }
+        Ok(ReportPeriod {
+            since,
+            as_of,
+            include_open,
+        })
+    }
 }
 
 #[utoipa::path(
@@ -89,17 +140,18 @@ pub async fn scenario_report(
     let Query(q) = query.map_err(|e| {
         Problem::new(StatusCode::BAD_REQUEST, "invalid query").detail(e.body_text())
     })?;
-    let since = q
+    let period = q.period()?;
+    let since = period
         .since
         .map_or(i64::MIN, |d| crate::clock::start_of_day(d, api.zone));
-    let as_of = match q.as_of {
+    let as_of = match period.as_of {
         Some(d) => crate::clock::start_of_day(d + chrono::Days::new(1), api.zone) - 1,
         None => to_millis(api.clock.now()),
     };
     let counted = crate::store::Period {
         since,
         as_of,
-        include_open: q.include_open.unwrap_or(false),
+        include_open: period.include_open,
     };
     let report = crate::reports::scenario_report(
         &api.store,

@@ -216,17 +216,28 @@ pub async fn start_followup(State(api): State<Arc<Api>>, headers: HeaderMap, bod
     responses(
         (status = 200, description = "the step rendered for the customer, sent to no one", body = Object),
         (status = 404, description = "no such scenario, step or customer", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a missing or unknown parameter, or the step cannot be rendered", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a missing, unknown or repeated parameter, or the step cannot be rendered", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
 )]
 pub async fn preview(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    Query(q): Query<BTreeMap<String, String>>,
+    Query(given): Query<Vec<(String, String)>>,
 ) -> Result<Reply, Problem> {
     authorize(&api.store, &headers, Scope::Support).await?;
     let mut errors = Vec::new();
+    // A parameter given twice (two values for one variable) is refused, not half-read.
+    let mut q = BTreeMap::new();
+    for (k, v) in given {
+        if q.contains_key(&k) {
+            errors.push(FieldError {
+                at: format!("?{k}"),
+                message: format!("'{k}' is given twice; give it once"),
+            });
+        }
+        q.insert(k, v);
+    }
     let mut vars = Map::new();
     for (k, v) in &q {
         match k.strip_prefix("var.") {

@@ -225,15 +225,15 @@ fn read_expires(path: &str, n: &Node, diags: &mut Vec<Diagnostic>) -> Option<Dur
 
 fn read_id(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Option<String> {
     let text = n.scalar_text();
-    let ok = text.as_deref().is_some_and(|t| {
-        !t.is_empty()
-            && t.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    });
-    if !ok {
+    let problem = match text.as_deref() {
+        Some(t) => crate::diagnostic::identifier_problem(t),
+        None => Some("must be a text, not a list or a map".into()),
+    };
+    if let Some(problem) = problem {
         diags.push(
-            n.diag(path, format!("'{key}' must be a non-empty identifier"))
-                .with_hint("use letters, digits, '-' and '_', e.g. first-purchase"),
+            n.diag(path, format!("'{key}' {problem}")).with_hint(
+                "e.g. first-purchase; a title in Japanese or with spaces goes in `name:`",
+            ),
         );
         return None;
     }

@@ -104,16 +104,14 @@ fn read_segment(
     let mut m = MapReader::new(path, item, "a segment", diags)?;
     let name = m.require("name", item, diags).and_then(|n| {
         let s = expect_str(path, n, "name", diags)?;
-        let ok = !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !ok {
+        let problem = crate::diagnostic::identifier_problem(s);
+        if let Some(problem) = &problem {
             diags.push(
-                n.diag(path, "a segment name must be a non-empty identifier")
-                    .with_hint("use letters, digits, '-' and '_', e.g. at-risk"),
+                n.diag(path, format!("the segment name {problem}"))
+                    .with_hint("e.g. at-risk; say more in `description:`"),
             );
         }
-        ok.then(|| s.to_string())
+        problem.is_none().then(|| s.to_string())
     });
     let description = m
         .get("description")

@@ -277,6 +277,11 @@ impl Ui {
 
     /// The page for an error, in the viewer's language; internal errors are logged.
     fn fail(&self, viewer: Option<&Viewer>, lang: Lang, e: UiError) -> Response {
+        self.fail_back(viewer, lang, e, "/ui")
+    }
+
+    /// `fail`, the page linking back to `back`.
+    fn fail_back(&self, viewer: Option<&Viewer>, lang: Lang, e: UiError, back: &str) -> Response {
         let t = |k: &str| i18n::text(lang, k);
         let (status, heading, message) = match &e {
             UiError::NotFound(said) => {
@@ -307,7 +312,7 @@ impl Ui {
                 )
             }
         };
-        let data = minijinja::context! { heading => heading, message => message, back => "/ui" };
+        let data = minijinja::context! { heading => heading, message => message, back => back };
         match self.page(viewer, lang, "error.html", "", &heading, data) {
             Ok(mut r) => {
                 *r.status_mut() = status;
@@ -369,12 +374,13 @@ const FLASHES: &[&str] = &[
 
 /// After a form: back to `to` (a path under /ui only), with `flash` (a key of `FLASHES`
 /// and its values) shown once.
+/// Whether `to` is a page of ours to send the viewer back to (never another site's).
+fn is_ours(to: &str) -> bool {
+    to.starts_with("/ui") && !to.starts_with("/ui//")
+}
+
 fn see_other(to: &str, flash: Option<(&str, &[(&str, &str)])>) -> Response {
-    let to = if to.starts_with("/ui") && !to.starts_with("/ui//") {
-        to
-    } else {
-        "/ui"
-    };
+    let to = if is_ours(to) { to } else { "/ui" };
     let mut target = to.to_string();
     if let Some((key, values)) = flash {
         let sep = if to.contains('?') { '&' } else { '?' };

@@ -133,6 +133,22 @@ impl Ui {
         F: FnOnce(Viewer) -> Fut,
         Fut: Future<Output = PageResult>,
     {
+        self.guarded(headers, roles, back_to, "/ui", page).await
+    }
+
+    /// `guard`, with the page an error page links back to.
+    async fn guarded<F, Fut>(
+        self: &Arc<Self>,
+        headers: &HeaderMap,
+        roles: &[Role],
+        back_to: &str,
+        error_back: &str,
+        page: F,
+    ) -> Response
+    where
+        F: FnOnce(Viewer) -> Fut,
+        Fut: Future<Output = PageResult>,
+    {
         let lang = browser_lang(headers);
         let v = match self.viewer(headers).await {
             Ok(Some(v)) => v,
@@ -149,11 +165,12 @@ impl Ui {
         }
         match page(v.clone()).await {
             Ok(r) => r,
-            Err(e) => self.fail(Some(&v), v.lang, e),
+            Err(e) => self.fail_back(Some(&v), v.lang, e, error_back),
         }
     }
 
-    /// `guard` for a form: also refuses (403) a form without this session's CSRF token.
+    /// `guard` for a form: also refuses (403) a form without this session's CSRF token. A
+    /// refusal's page links back to the form's `back` (a page under `/ui`), else to `/ui`.
     pub(super) async fn guard_form<F, Fut>(
         self: &Arc<Self>,
         headers: &HeaderMap,
@@ -166,7 +183,12 @@ impl Ui {
         Fut: Future<Output = PageResult>,
     {
         let presented = form.get("csrf").cloned().unwrap_or_default();
-        self.guard(headers, roles, "/ui", |v| async move {
+        let back = form
+            .get("back")
+            .map(String::as_str)
+            .filter(|b| super::is_ours(b))
+            .unwrap_or("/ui");
+        self.guarded(headers, roles, "/ui", back, |v| async move {
             if !same(&presented, &v.csrf) {
                 tracing::warn!(user = %v.name, "a form without its CSRF token was refused");
                 return Err(UiError::Csrf);

@@ -660,6 +660,23 @@ async fn an_order_by_api_wakes_the_daemon_and_becomes_a_mail_the_customer_view_e
         .as_str()
         .unwrap()
         .contains("did you mean 'welcome'?"));
+    // A day that is not one is named with its parameter, not in a parser's words.
+    let bad = s
+        .call(
+            "GET",
+            "/v1/reports/scenarios?since=2026-13-01&include_open=maybe",
+            Some(Scope::Read),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.json);
+    assert_eq!(bad.json["errors"][0]["at"], "?since", "{}", bad.json);
+    assert!(bad.json["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("'2026-13-01' is not a day"));
+    assert_eq!(bad.json["errors"][1]["at"], "?include_open", "{}", bad.json);
     // Operations: Prometheus text with the outbox by state and requests by route pattern.
     let req = Request::builder()
         .uri("/metrics")
@@ -731,6 +748,27 @@ async fn a_follow_up_starts_once_per_key_is_previewed_first_and_its_message_can_
         StatusCode::UNPROCESSABLE_ENTITY,
         "{}",
         missing_var.json
+    );
+    // Two values for one variable: refused, not one of them kept.
+    let twice = s
+        .call(
+            "GET",
+            "/v1/followups/preview?scenario=apology&customer=c1&var.case_id=A&var.case_id=B",
+            Some(Scope::Support),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(
+        twice.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        twice.json
+    );
+    assert_eq!(
+        twice.json["errors"][0]["at"], "?var.case_id",
+        "{}",
+        twice.json
     );
 
     // A required variable given as null or blanks is missing, not a half-filled subject.

@@ -486,6 +486,11 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     let (status, _, body) = request(&addr, "POST", &action, cookie, &end).await;
     assert_eq!(status, 422);
     assert!(body.contains("is not running"), "{body}");
+    assert!(
+        body.contains("href=\"/ui/customers/ken\"")
+            || body.contains("href=\"&#x2f;ui&#x2f;customers&#x2f;ken\""),
+        "the refusal links back to the customer's page: {body}"
+    );
 
     // The same follow-up confirmed again: with its own key (a double click) nothing more
     // starts; from a second preview (another key: a second tab, Back and resubmit) it is
