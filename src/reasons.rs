@@ -42,6 +42,13 @@ pub enum Reason {
     SenderStoppedBeforeRecording,
     /// An enrollment's next step was removed from its scenario (the enrollment's end reason).
     StepRemoved { step: String },
+    /// A queued message cancelled by hand: `by` says who (support and their name, the API and
+    /// its token, the command line).
+    CancelledBy { by: String },
+    /// A queued message cancelled from the pages by support staff `name`.
+    CancelledBySupport { name: String },
+    /// A follow-up ended from the pages without a reason given (the enrollment's end reason).
+    EndedBySupport { name: String },
 }
 
 /// Why a message cancelled by its enrollment's goal was not sent.
@@ -156,6 +163,21 @@ pub const PATTERNS: &[Pattern] = &[
         japanese: "送信処理が結果を記録する前に止まりました。届いたかどうかは分かりません",
     },
     Pattern {
+        key: "cancelled_by",
+        english: "cancelled by hand: {by}",
+        japanese: "手動で取り消されました: {by}",
+    },
+    Pattern {
+        key: "cancelled_by_support",
+        english: "cancelled by support ({name})",
+        japanese: "サポートが取り消しました({name})",
+    },
+    Pattern {
+        key: "ended_by_support",
+        english: "ended by support ({name})",
+        japanese: "サポートが終了しました({name})",
+    },
+    Pattern {
         key: "step_removed",
         english: "its next step '{step}' was removed from the scenario",
         japanese: "次のステップ「{step}」がシナリオから削除されました",
@@ -203,6 +225,11 @@ impl Reason {
             Reason::SenderStopped => ("sender_stopped", vec![]),
             Reason::SenderStoppedBeforeRecording => ("sender_stopped_before_recording", vec![]),
             Reason::StepRemoved { step } => ("step_removed", vec![("step", step.clone())]),
+            Reason::CancelledBy { by } => ("cancelled_by", vec![("by", by.clone())]),
+            Reason::CancelledBySupport { name } => {
+                ("cancelled_by_support", vec![("name", name.clone())])
+            }
+            Reason::EndedBySupport { name } => ("ended_by_support", vec![("name", name.clone())]),
         }
     }
 }
@@ -318,6 +345,11 @@ mod tests {
             Reason::StepRemoved {
                 step: "reminder".into(),
             },
+            Reason::CancelledBy {
+                by: "support (mei)".into(),
+            },
+            Reason::CancelledBySupport { name: "mei".into() },
+            Reason::EndedBySupport { name: "mei".into() },
         ]
     }
 

@@ -47,6 +47,8 @@ fn flow_view(f: &FlowStatus, zone: chrono_tz::Tz) -> Value {
         "oldest_queued_at": local(f.oldest_queued_at),
         "queued": f.queued,
         "unknown": f.unknown,
+        "retrying": f.retrying,
+        "retry_error": f.retry_error,
         "paused_until": local(f.paused_until),
         "stalled": f.stalled.as_ref().map(|s| json!({ "at": local(Some(s.at)), "said": s.said })),
     })

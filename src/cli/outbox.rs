@@ -135,7 +135,10 @@ pub async fn run(app: &App, cmd: OutboxCommand) -> anyhow::Result<u8> {
             end_enrollment,
             no_input,
         } => {
-            let done = store.cancel(id, scenario.as_deref(), now).await?;
+            let by = crate::reasons::Reason::CancelledBy {
+                by: "rebuy outbox cancel".into(),
+            };
+            let done = store.cancel(id, scenario.as_deref(), &by, now).await?;
             let ids: Vec<i64> = done.iter().map(|(m, _)| *m).collect();
             println!("cancelled {} queued message(s){}", ids.len(), list(&ids));
             let mut enrollments: Vec<i64> = done.iter().map(|(_, e)| *e).collect();

@@ -160,6 +160,11 @@ pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>, zone: chrono_tz::Tz) -> Str
     } else {
         String::new()
     };
+    let retrying = match (f.retrying, &f.retry_error) {
+        (0, _) => String::new(),
+        (n, Some(e)) => format!("; {n} to be tried again after a failed attempt (last: {e})"),
+        (n, None) => format!("; {n} to be tried again after a failed attempt"),
+    };
     let paused = match f.paused_until.filter(|u| *u > now.timestamp_millis()) {
         Some(u) => format!(
             "; sending paused until {} (the server asked to slow down)",
@@ -174,7 +179,7 @@ pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>, zone: chrono_tz::Tz) -> Str
         }
         _ => String::new(),
     };
-    format!("mail: {sent}; {waiting}{doubt}{paused}{stalled}")
+    format!("mail: {sent}; {waiting}{doubt}{retrying}{paused}{stalled}")
 }
 
 #[cfg(test)]
@@ -253,6 +258,18 @@ mod tests {
         assert_eq!(
             flow_line(&f, now, chrono_tz::Asia::Tokyo),
             "mail: nothing sent yet; nothing waiting; sending paused until 1970-01-01 19:01 (the server asked to slow down); delivery stalled 3 min ago (delivery made no progress for 600 s; see the log)"
+        );
+        // Waiting after failed attempts: said, with the last error.
+        let f = FlowStatus {
+            oldest_queued_at: Some(now.timestamp_millis() - 60_000),
+            queued: 3,
+            retrying: 2,
+            retry_error: Some("cannot write outbox/16.eml: Not a directory".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            flow_line(&f, now, chrono_tz::Asia::Tokyo),
+            "mail: nothing sent yet; 3 waiting, the oldest due 1 min ago; 2 to be tried again after a failed attempt (last: cannot write outbox/16.eml: Not a directory)"
         );
         // Over: a pause that ended, a stall more than a day old.
         let f = FlowStatus {

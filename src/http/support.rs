@@ -301,14 +301,17 @@ pub async fn cancel_message(
     headers: HeaderMap,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<Reply, Problem> {
-    authorize(&api.store, &headers, Scope::Support).await?;
+    let token = authorize(&api.store, &headers, Scope::Support).await?;
     let Path(id) = id.map_err(|_| {
         Problem::new(StatusCode::BAD_REQUEST, "invalid message id").detail(
             "a message id is a whole number, as `rebuy outbox list` and /v1/customers/{id} show it",
         )
     })?;
     let now = to_millis(api.clock.now());
-    let cancelled = api.store.cancel(Some(id), None, now).await?;
+    let by = crate::reasons::Reason::CancelledBy {
+        by: format!("the API (token '{}')", token.name),
+    };
+    let cancelled = api.store.cancel(Some(id), None, &by, now).await?;
     let Some(row) = api.store.outbox_row(id).await? else {
         return Err(Problem::not_found(format!("no message {id}")));
     };

@@ -702,13 +702,17 @@ impl Store {
         &self,
         id: Option<i64>,
         scenario: Option<&str>,
+        why: &crate::reasons::Reason,
         now: i64,
     ) -> Result<Vec<(i64, i64)>> {
         let mut qb = QueryBuilder::<Db>::new(
             self.backend(),
-            "UPDATE outbox SET status = 'cancelled', updated_at = ",
+            "UPDATE outbox SET status = 'cancelled', last_error = ",
         );
-        qb.push_bind(now).push(" WHERE status = 'queued'");
+        qb.push_bind(why.to_string())
+            .push(", updated_at = ")
+            .push_bind(now)
+            .push(" WHERE status = 'queued'");
         if let Some(id) = id {
             qb.push(" AND id = ").push_bind(id);
         }

@@ -79,6 +79,10 @@ pub struct FlowStatus {
     pub oldest_queued_at: Option<i64>,
     pub queued: i64,
     pub unknown: i64,
+    /// Of the waiting, those put back after an attempt that failed (a refused connection, an
+    /// unwritable outbox folder): mail is not flowing for them. With the newest such error.
+    pub retrying: i64,
+    pub retry_error: Option<String>,
     /// Sending waits until then: the server asked to slow down.
     pub paused_until: Option<i64>,
     /// The last delivery round abandoned by the watchdog.
@@ -140,11 +144,23 @@ impl Store {
             sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE status = 'unknown'")
                 .fetch_one(&self.pool)
                 .await?;
+        const RETRYING: &str =
+            "FROM outbox WHERE status = 'queued' AND attempts > 0 AND last_error IS NOT NULL";
+        let (retrying,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) {RETRYING}"))
+            .fetch_one(&self.pool)
+            .await?;
+        let retry_error: Option<(Option<String>,)> = sqlx::query_as(&format!(
+            "SELECT last_error {RETRYING} ORDER BY updated_at DESC LIMIT 1"
+        ))
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(FlowStatus {
             last_sent_at,
             oldest_queued_at,
             queued,
             unknown,
+            retrying,
+            retry_error: retry_error.and_then(|(e,)| e),
             paused_until: self.paused_until().await?,
             stalled: self.last_stall().await?,
         })

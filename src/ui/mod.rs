@@ -179,7 +179,7 @@ pub fn router(api: Arc<Api>, currency: &str, launcher: Option<Launcher>) -> anyh
         )
         .route(
             "/ui/customers/{id}/followup/preview",
-            post(support::followup_preview),
+            get(support::back_to_customer).post(support::followup_preview),
         )
         .route("/ui/customers/{id}/suppress", post(support::suppress))
         .route("/ui/customers/{id}/unsuppress", post(support::unsuppress))
@@ -196,7 +196,24 @@ pub fn router(api: Arc<Api>, currency: &str, launcher: Option<Launcher>) -> anyh
         .route("/ui/backtests/{id}", get(backtests::run))
         .route("/ui/status", get(ops::status))
         .route("/ui/audit", get(ops::audit))
+        // Any other address under /ui (a typo, a trailing slash): a page, not the API's JSON.
+        .route("/ui/{*rest}", get(missing_page))
         .with_state(ui))
+}
+
+/// A page for an address under `/ui` that is none of ours, in the viewer's language.
+async fn missing_page(
+    axum::extract::State(ui): axum::extract::State<Arc<Ui>>,
+    headers: axum::http::HeaderMap,
+    axum::extract::Path(rest): axum::extract::Path<String>,
+) -> Response {
+    let back = format!("/ui/{rest}");
+    let said = Said::new("missing.page").with("path", &back);
+    let roles = [Role::Support, Role::Marketer];
+    ui.guard(&headers, &roles, &back, |_| async move {
+        Err(UiError::NotFound(said))
+    })
+    .await
 }
 
 /// `/ui`: each role's first page.
@@ -363,22 +380,26 @@ fn html_response(status: StatusCode, html: String) -> Response {
 /// so that a link cannot put words of its own on a page.
 const FLASHES: &[&str] = &[
     "followup.started",
+    "followup.started_suppressed",
+    "followup.started_no_consent",
     "followup.already",
     "followup.ended",
     "message.cancelled",
+    "message.already_cancelled",
     "message.retried",
     "suppress.done",
     "suppress.undone",
+    "suppress.nothing",
     "login.signed_out",
 ];
 
-/// After a form: back to `to` (a path under /ui only), with `flash` (a key of `FLASHES`
-/// and its values) shown once.
 /// Whether `to` is a page of ours to send the viewer back to (never another site's).
 fn is_ours(to: &str) -> bool {
     to.starts_with("/ui") && !to.starts_with("/ui//")
 }
 
+/// After a form: back to `to` (a path under /ui only), with `flash` (a key of `FLASHES`
+/// and its values) shown once.
 fn see_other(to: &str, flash: Option<(&str, &[(&str, &str)])>) -> Response {
     let to = if is_ours(to) { to } else { "/ui" };
     let mut target = to.to_string();

@@ -29,7 +29,9 @@ pub async fn status(
             let store = &u.api.store;
             let flow = store.flow_status().await?;
             let now = crate::clock::to_millis(u.api.clock.now());
-            let flowing = flow.stalled.is_none() && flow.paused_until.is_none_or(|p| p <= now);
+            let flowing = flow.stalled.is_none()
+                && flow.paused_until.is_none_or(|p| p <= now)
+                && flow.retrying == 0;
             // Mail waits and no worker is there to send it (every one known to have stopped).
             let workers = crate::delivery::workers(store).await?;
             let unattended = flow.queued > 0 && workers.iter().all(|w| w.alive == Some(false));
@@ -53,6 +55,7 @@ pub async fn status(
                 &title,
                 minijinja::context! {
                     flowing => flowing, unattended => unattended, last_send => flow.last_sent_at,
+                    retrying => flow.retrying, retry_error => flow.retry_error,
                     oldest => flow.oldest_queued_at, queue => queue, trouble => trouble,
                     names => u.scenario_names(), may_act => v.role.may(&[Role::Support]),
                     flash => super::flash_of(&q, v.lang, v.zone), team => team,

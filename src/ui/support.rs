@@ -260,6 +260,12 @@ pub async fn followup_form(
     .await
 }
 
+/// `GET /ui/customers/{id}/followup/preview` (the address a preview leaves in the browser,
+/// reloaded or opened again): the customer's page, from where the follow-up starts again.
+pub async fn back_to_customer(Path(id): Path<String>) -> Response {
+    see_other(&format!("/ui/customers/{}", super::encode(&id)), None)
+}
+
 /// `POST /ui/customers/{id}/followup/preview`
 pub async fn followup_preview(
     State(ui): State<Arc<Ui>>,
@@ -297,6 +303,7 @@ pub async fn followup_start(
             return Err(said.into());
         }
         let vars = given_vars(&s, &form);
+        let c = u.api.store.find_customer(&id).await?;
         let engine = u.api.engine();
         // The same follow-up started from another preview (a second tab, Back and resubmit)
         // would send the same mail twice: refused, with the one that runs.
@@ -326,10 +333,14 @@ pub async fn followup_start(
             )
             .await;
         }
-        let key = if out.created {
-            "followup.started"
-        } else {
+        let key = if !out.created {
             "followup.already"
+        } else if blocked(&u, &c, s.transactional).await?.is_some() {
+            "followup.started_suppressed"
+        } else if !s.transactional && !c.consents() {
+            "followup.started_no_consent"
+        } else {
+            "followup.started"
         };
         let back = format!("/ui/customers/{}", super::encode(&id));
         Ok(see_other(
@@ -446,25 +457,30 @@ pub async fn cancel(
             .outbox_row(id)
             .await?
             .ok_or_else(|| UiError::NotFound(Said::new("missing.message").with("id", id)))?;
-        let cancelled = u.api.store.cancel(Some(id), None, now).await?;
-        if cancelled.is_empty() && row.status != "cancelled" {
-            return Err(Said::new("message.not_queued")
-                .with("id", id)
-                .with(
-                    "state",
-                    i18n::text(v.lang, &format!("state.{}", row.status)),
-                )
-                .into());
-        }
-        if !cancelled.is_empty() {
-            u.audit(&v.name, "message_cancelled", &id.to_string(), &row.subject)
-                .await;
-        }
+        let by = crate::reasons::Reason::CancelledBySupport {
+            name: v.name.clone(),
+        };
+        let cancelled = u.api.store.cancel(Some(id), None, &by, now).await?;
         let back = form
             .get("back")
             .cloned()
             .unwrap_or_else(|| format!("/ui/customers/{}", super::encode(&row.customer_id)));
         let n = id.to_string();
+        if cancelled.is_empty() {
+            // Read again: a double click's second request finds it cancelled by the first.
+            let now_status = u.api.store.outbox_row(id).await?.map(|r| r.status);
+            let status = now_status.unwrap_or(row.status);
+            if status == "cancelled" {
+                let flash = ("message.already_cancelled", &[("id", n.as_str())][..]);
+                return Ok(see_other(&back, Some(flash)));
+            }
+            return Err(Said::new("message.not_queued")
+                .with("id", id)
+                .with("state", i18n::text(v.lang, &format!("state.{status}")))
+                .into());
+        }
+        u.audit(&v.name, "message_cancelled", &id.to_string(), &row.subject)
+            .await;
         Ok(see_other(
             &back,
             Some(("message.cancelled", &[("id", n.as_str())])),
@@ -492,7 +508,10 @@ pub async fn end_followup(
             return Err(Said::new("enrollment.bad_reason").into());
         }
         let reason = if said.is_empty() {
-            format!("ended by support ({})", v.name)
+            crate::reasons::Reason::EndedBySupport {
+                name: v.name.clone(),
+            }
+            .to_string()
         } else {
             format!("{said} ({})", v.name)
         };

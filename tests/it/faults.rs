@@ -234,6 +234,10 @@ async fn a_server_down_at_start_delays_mail_and_nothing_is_lost() {
         .as_deref()
         .unwrap()
         .contains("cannot connect"));
+    // Status tells this waiting message from one merely not due yet, with why.
+    let flow = store.flow_status().await.unwrap();
+    assert_eq!((flow.queued, flow.retrying), (1, 1));
+    assert!(flow.retry_error.unwrap().contains("cannot connect"));
 
     let server = FaultServer::start_on(port).await;
     let r = daemon
@@ -243,6 +247,7 @@ async fn a_server_down_at_start_delays_mail_and_nothing_is_lost() {
         .unwrap();
     assert_eq!(r.sent, 1);
     assert_eq!(server.accepted(), ["early@example.jp"]);
+    assert_eq!(store.flow_status().await.unwrap().retrying, 0);
 }
 
 #[tokio::test]

@@ -254,7 +254,8 @@ async fn a_daemon_started_36_days_late_records_stale_steps_as_expired_and_sends_
     daemon.engine.tick(day1).await.unwrap();
     let mut rows = store.outbox_rows().await.unwrap();
     rows.retain(|r| r.customer_id == "LATE");
-    store.cancel(Some(rows[0].id), None, 0).await.unwrap();
+    let by = rebuy::reasons::Reason::CancelledBy { by: "test".into() };
+    store.cancel(Some(rows[0].id), None, &by, 0).await.unwrap();
     let report = daemon
         .deliverer
         .run_once(start + Duration::days(5))

@@ -138,7 +138,8 @@ async fn shop(smtp: &SmtpServer) -> (TestShop, usize) {
         .await
         .unwrap();
     // The thank-you mails of November are not what this test counts: settle them.
-    store.cancel(None, Some("thanks"), 0).await.unwrap();
+    let by = rebuy::reasons::Reason::CancelledBy { by: "test".into() };
+    store.cancel(None, Some("thanks"), &by, 0).await.unwrap();
     store.close().await;
     let c = &shop.config;
     let shop_keys: String = c

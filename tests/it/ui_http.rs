@@ -649,6 +649,93 @@ async fn why_a_message_was_not_sent_and_what_is_missing_are_said_in_japanese() {
         assert_eq!(status, 404, "{missing}");
         assert!(page.contains(words), "{missing}: {page}");
     }
+    // An address under /ui that is no page (a trailing slash) is a page, not the API's JSON;
+    // the address a preview leaves in the browser, opened again, goes to the customer.
+    let (status, _, page) = request(&addr, "GET", "/ui/customers/rin/", &cookie, &[]).await;
+    assert_eq!(status, 404);
+    assert!(page.contains("というページはありません"), "{page}");
+    let (status, h, _) = request(
+        &addr,
+        "GET",
+        "/ui/customers/rin/followup/preview",
+        &cookie,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(h["location"][0], "/ui/customers/rin");
+
+    // Started for a customer whose mail will not go: the page says so, not a send time.
+    let start = [
+        ("csrf", csrf.as_str()),
+        ("scenario", "news"),
+        ("key", "ui-news-rin-2"),
+    ];
+    let (status, h, _) =
+        request(&addr, "POST", "/ui/customers/rin/followup", &cookie, &start).await;
+    assert_eq!(status, 303);
+    assert!(
+        h["location"][0].contains("flash=followup.started_no_consent"),
+        "{:?}",
+        h["location"]
+    );
+    let (_, _, page) = request(&addr, "GET", &h["location"][0], &cookie, &[]).await;
+    assert!(page.contains("メールは送られません"), "{page}");
+
+    // Removing a suppression that is not there says so.
+    let undo = [("csrf", csrf.as_str()), ("reason", "電話で確認")];
+    let (status, h, _) = request(
+        &addr,
+        "POST",
+        "/ui/customers/rin/unsuppress",
+        &cookie,
+        &undo,
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, _, page) = request(&addr, "GET", &h["location"][0], &cookie, &[]).await;
+    assert!(
+        page.contains("解除する配信停止はありませんでした"),
+        "{page}"
+    );
+
+    // A queued message cancelled: why, and who, in words; a double click's second request
+    // finds it cancelled already and says so calmly.
+    let ken = customer("ken", "ken@example.jp", "Ken", "Asia/Tokyo", "{}");
+    store.upsert_customers(&[ken], 0).await.unwrap();
+    engine
+        .trigger_manual("check-in", "ken", Default::default(), None, now)
+        .await
+        .unwrap();
+    assert_eq!(engine.tick(now).await.unwrap().queued, 1);
+    let queued = store.customer_messages("ken").await.unwrap()[0].id;
+    let action = format!("/ui/messages/{queued}/cancel");
+    let form = [("csrf", csrf.as_str()), ("back", "/ui/customers/ken")];
+    let (status, h, _) = request(&addr, "POST", &action, &cookie, &form).await;
+    assert_eq!(status, 303);
+    assert!(h["location"][0].contains("flash=message.cancelled"));
+    let row = store.customer_messages("ken").await.unwrap()[0].clone();
+    assert_eq!(row.status, "cancelled");
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("cancelled by support (sato)")
+    );
+    let (status, h, _) = request(&addr, "POST", &action, &cookie, &form).await;
+    assert_eq!(status, 303, "a second cancel is no error");
+    assert!(
+        h["location"][0].contains("flash=message.already_cancelled"),
+        "{:?}",
+        h["location"]
+    );
+    let (_, _, page) = request(&addr, "GET", &h["location"][0], &cookie, &[]).await;
+    assert!(page.contains("すでに取り消されています"), "{page}");
+    assert!(page.contains("サポートが取り消しました(sato)"), "{page}");
+    let audit = store.audit_log(100).await.unwrap();
+    let cancels = audit
+        .iter()
+        .filter(|a| a.action == "message_cancelled")
+        .count();
+    assert_eq!(cancels, 1, "one cancel, one audit entry");
     store.close().await;
 }
 
