@@ -42,8 +42,8 @@ pub enum Reason {
     SenderStoppedBeforeRecording,
     /// An enrollment's next step was removed from its scenario (the enrollment's end reason).
     StepRemoved { step: String },
-    /// A queued message cancelled by hand: `by` says who (support and their name, the API and
-    /// its token, the command line).
+    /// A queued message cancelled by hand: `by` says how (the API and its token, the command
+    /// line; the pages use `CancelledBySupport`).
     CancelledBy { by: String },
     /// A queued message cancelled from the pages by support staff `name`.
     CancelledBySupport { name: String },
@@ -75,7 +75,7 @@ pub const PATTERNS: &[Pattern] = &[
     Pattern {
         key: "suppressed_queued",
         english: "not queued: the address is suppressed ({kind})",
-        japanese: "作成時に止めました: 配信停止中です({kind})",
+        japanese: "作成時に止めました: {kind}",
     },
     Pattern {
         key: "no_consent_queued",
@@ -85,7 +85,7 @@ pub const PATTERNS: &[Pattern] = &[
     Pattern {
         key: "suppressed",
         english: "not sent: the address is suppressed ({kind})",
-        japanese: "送信しませんでした: 配信停止中です({kind})",
+        japanese: "送信しませんでした: {kind}",
     },
     Pattern {
         key: "no_consent",
@@ -246,12 +246,24 @@ fn pattern(key: &str) -> &'static Pattern {
 }
 
 /// `template` with each `{name}` replaced by its value.
-pub fn fill(template: &str, values: &[(&str, String)]) -> String {
+pub fn fill<V: AsRef<str>>(template: &str, values: &[(&str, V)]) -> String {
     let mut out = template.to_string();
     for (name, value) in values {
-        out = out.replace(&format!("{{{name}}}"), value);
+        out = out.replace(&format!("{{{name}}}"), value.as_ref());
     }
     out
+}
+
+/// The reasons a message waits with, without an attempt having failed (quiet hours, the
+/// frequency cap, a server's request to slow down): the fixed start of each one's text.
+pub fn deferral_prefixes() -> Vec<&'static str> {
+    ["quiet_hours", "cap_waiting", "slow_down", "paused"]
+        .iter()
+        .map(|key| {
+            let english = pattern(key).english;
+            english.split('{').next().unwrap_or(english)
+        })
+        .collect()
 }
 
 impl fmt::Display for Reason {
@@ -346,7 +358,7 @@ mod tests {
                 step: "reminder".into(),
             },
             Reason::CancelledBy {
-                by: "support (mei)".into(),
+                by: "rebuy outbox cancel".into(),
             },
             Reason::CancelledBySupport { name: "mei".into() },
             Reason::EndedBySupport { name: "mei".into() },
@@ -407,6 +419,31 @@ mod tests {
             "",
         ] {
             assert!(read(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_deferral_s_text_starts_with_its_prefix_and_a_failure_s_does_not() {
+        let prefixes = deferral_prefixes();
+        assert_eq!(prefixes.len(), 4);
+        let deferrals = [
+            Reason::QuietHours {
+                zone: "Asia/Tokyo".into(),
+                until: "2026-12-08 08:00 +09:00".into(),
+            },
+            Reason::CapWaiting { max: 2, days: 7 },
+            Reason::SlowDown,
+            Reason::Paused,
+        ];
+        for r in deferrals {
+            let text = r.to_string();
+            assert!(prefixes.iter().any(|p| text.starts_with(p)), "{text}");
+        }
+        for failure in ["cannot connect to 127.0.0.1:25", "451 4.3.0 try later"] {
+            assert!(
+                !prefixes.iter().any(|p| failure.starts_with(p)),
+                "{failure}"
+            );
         }
     }
 

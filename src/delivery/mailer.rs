@@ -30,8 +30,8 @@ pub enum SendError {
     /// went out; no attempt counts.
     #[error("not tried: {why}")]
     NotTried { why: String, paused: bool },
-    /// Not tried: the server refused this address for good earlier in the round (another
-    /// message to it was handed over at the same time). It is suppressed, not sent.
+    /// Not sent: the server refused this address for good earlier in the round (another
+    /// message to it was handed over at the same time). It is suppressed.
     #[error("{0}")]
     AlreadyRefused(String),
 }

@@ -851,7 +851,7 @@ impl Sender {
             Err(SendError::NotTried { why, paused }) => {
                 if paused {
                     self.throttle(clock.now());
-                    Outcome::Deferred(Reason::Paused.to_string(), self.pause)
+                    Outcome::Deferred(why, self.pause)
                 } else {
                     Outcome::Deferred(format!("not tried: {why}"), Duration::zero())
                 }

@@ -157,7 +157,7 @@ async fn work(dialer: Arc<Dialer>, queue: flume::Receiver<Job>) {
         match job {
             // Paused: the messages handed over go back untried; the round stops claiming.
             Some(job) if dialer.paused.load(Ordering::SeqCst) => {
-                let why = "sending is paused: the server asked to slow down".to_string();
+                let why = crate::reasons::Reason::Paused.to_string();
                 dialer.tell(job.done, Err(SendError::NotTried { why, paused: true }));
             }
             Some(job) if dialer.was_refused(&job.envelope) => {

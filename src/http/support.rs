@@ -230,9 +230,10 @@ pub async fn preview(
     // A parameter given twice (two values for one variable) is refused, not half-read.
     let mut q = BTreeMap::new();
     for (k, v) in given {
-        if q.contains_key(&k) {
+        let at = format!("?{k}");
+        if q.contains_key(&k) && !errors.iter().any(|e: &FieldError| e.at == at) {
             errors.push(FieldError {
-                at: format!("?{k}"),
+                at,
                 message: format!("'{k}' is given twice; give it once"),
             });
         }

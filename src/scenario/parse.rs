@@ -231,7 +231,7 @@ fn read_id(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Opti
     };
     if let Some(problem) = problem {
         diags.push(
-            n.diag(path, format!("'{key}' {problem}")).with_hint(
+            n.diag(path, format!("'{key}': {problem}")).with_hint(
                 "e.g. first-purchase; a title in Japanese or with spaces goes in `name:`",
             ),
         );

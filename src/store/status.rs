@@ -144,23 +144,38 @@ impl Store {
             sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE status = 'unknown'")
                 .fetch_one(&self.pool)
                 .await?;
-        const RETRYING: &str =
-            "FROM outbox WHERE status = 'queued' AND attempts > 0 AND last_error IS NOT NULL";
-        let (retrying,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) {RETRYING}"))
+        // Waiting after a failed attempt: an attempt counted and an error that is not one of
+        // rebuy's own deferrals (quiet hours, the cap, a pause), which overwrite it.
+        let mut retrying_sql = String::from(
+            "FROM outbox WHERE status = 'queued' AND attempts > 0 AND last_error IS NOT NULL",
+        );
+        let prefixes = crate::reasons::deferral_prefixes();
+        for p in &prefixes {
+            retrying_sql.push_str(&format!(
+                " AND substr(last_error, 1, {}) <> '{}'",
+                p.chars().count(),
+                p.replace('\'', "''")
+            ));
+        }
+        let (retrying,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) {retrying_sql}"))
             .fetch_one(&self.pool)
             .await?;
         let retry_error: Option<(Option<String>,)> = sqlx::query_as(&format!(
-            "SELECT last_error {RETRYING} ORDER BY updated_at DESC LIMIT 1"
+            "SELECT last_error {retrying_sql} ORDER BY updated_at DESC LIMIT 1"
         ))
         .fetch_optional(&self.pool)
         .await?;
+        // A server's reply may name the address: masked, as in the log.
+        let retry_error = retry_error
+            .and_then(|(e,)| e)
+            .map(|e| crate::domain::mask_emails_in(&e));
         Ok(FlowStatus {
             last_sent_at,
             oldest_queued_at,
             queued,
             unknown,
             retrying,
-            retry_error: retry_error.and_then(|(e,)| e),
+            retry_error,
             paused_until: self.paused_until().await?,
             stalled: self.last_stall().await?,
         })

@@ -86,13 +86,14 @@ pub fn text(lang: Lang, key: &str) -> String {
         .unwrap_or_else(|| key.to_string())
 }
 
+/// Whether `lang`'s table (or English, its fallback) has `key`.
+pub fn has(lang: Lang, key: &str) -> bool {
+    table(lang).contains_key(key) || table(Lang::En).contains_key(key)
+}
+
 /// `text` with each `{name}` replaced by its value.
 pub fn fill(lang: Lang, key: &str, values: &[(&str, &str)]) -> String {
-    let mut s = text(lang, key);
-    for (name, value) in values {
-        s = s.replace(&format!("{{{name}}}"), value);
-    }
-    s
+    crate::reasons::fill(&text(lang, key), values)
 }
 
 /// A reason stored with a message or an enrollment, in `lang`: rebuy's own reasons
@@ -120,6 +121,8 @@ fn value_words(lang: Lang, name: &str, value: &str) -> String {
     let key = match name {
         "kind" => format!("suppression.{value}"),
         "arm" => format!("group.{value}"),
+        // A follow-up's end reason inside a cancelled message's reason.
+        "why" => return reason(lang, value),
         _ => return value.to_string(),
     };
     table(lang)
@@ -247,6 +250,12 @@ mod tests {
         let ja = reason(Lang::Ja, &suppressed.to_string());
         assert!(ja.contains("配信停止(販促メールは送りません)"), "{ja}");
         assert!(!ja.contains("unsubscribe"), "{ja}");
+        let ended = crate::reasons::Reason::EnrollmentEnded {
+            why: crate::reasons::Reason::EndedBySupport { name: "mei".into() }.to_string(),
+        };
+        let ja = reason(Lang::Ja, &ended.to_string());
+        assert!(!ja.contains("ended by"), "{ja}");
+        assert!(ja.contains("サポートが終了しました(mei)"), "{ja}");
         let smtp = "550 5.1.1 <a@example.com>: user unknown";
         assert_eq!(reason(Lang::Ja, smtp), smtp);
         for p in crate::reasons::PATTERNS {

@@ -197,21 +197,19 @@ pub fn router(api: Arc<Api>, currency: &str, launcher: Option<Launcher>) -> anyh
         .route("/ui/status", get(ops::status))
         .route("/ui/audit", get(ops::audit))
         // Any other address under /ui (a typo, a trailing slash): a page, not the API's JSON.
-        .route("/ui/{*rest}", get(missing_page))
+        .route("/ui/{*rest}", axum::routing::any(missing_page))
         .with_state(ui))
 }
 
-/// A page for an address under `/ui` that is none of ours, in the viewer's language.
+/// A page for an address under `/ui` that is none of ours, in the viewer's language (the
+/// address itself is not repeated: a link cannot put words of its own on a page).
 async fn missing_page(
     axum::extract::State(ui): axum::extract::State<Arc<Ui>>,
     headers: axum::http::HeaderMap,
-    axum::extract::Path(rest): axum::extract::Path<String>,
 ) -> Response {
-    let back = format!("/ui/{rest}");
-    let said = Said::new("missing.page").with("path", &back);
     let roles = [Role::Support, Role::Marketer];
-    ui.guard(&headers, &roles, &back, |_| async move {
-        Err(UiError::NotFound(said))
+    ui.guard(&headers, &roles, "/ui", |_| async move {
+        Err(UiError::NotFound(Said::new("missing.page")))
     })
     .await
 }
@@ -395,7 +393,7 @@ const FLASHES: &[&str] = &[
 
 /// Whether `to` is a page of ours to send the viewer back to (never another site's).
 fn is_ours(to: &str) -> bool {
-    to.starts_with("/ui") && !to.starts_with("/ui//")
+    (to == "/ui" || to.starts_with("/ui/") || to.starts_with("/ui?")) && !to.starts_with("/ui//")
 }
 
 /// After a form: back to `to` (a path under /ui only), with `flash` (a key of `FLASHES`

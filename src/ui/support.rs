@@ -7,6 +7,7 @@ use super::i18n;
 use super::{flash_of, see_other, PageResult, Said, Ui, UiError};
 use crate::clock::to_millis;
 use crate::http::new_token;
+use crate::reasons::Reason;
 use crate::store::SuppressionKind;
 use crate::users::Role;
 use axum::extract::{Form, Path, Query, State};
@@ -204,14 +205,18 @@ async fn followup_page(
             Ok(r) => {
                 data["preview"] = serde_json::json!({ "subject": r.subject, "html": r.html });
                 data["key"] = Value::String(format!("ui-{}", new_token().0));
-                if let Some(kind) = blocked(ui, &c, s.transactional).await? {
-                    let kind = i18n::text(v.lang, &format!("suppression.{}", kind.as_str()));
-                    let said = Said::new("followup.blocked").with("kind", kind);
-                    data["blocked"] = Value::String(said.text(v.lang));
-                } else if !s.transactional && !c.consents() {
-                    // Skipped at send: marketing mail needs the customer's consent.
-                    let said = Said::new("followup.no_consent");
-                    data["blocked"] = Value::String(said.text(v.lang));
+                match blocked(ui, &c, s.transactional).await? {
+                    Some(Reason::Suppressed { kind, .. }) => {
+                        let kind = i18n::text(v.lang, &format!("suppression.{kind}"));
+                        let said = Said::new("followup.blocked").with("kind", kind);
+                        data["blocked"] = Value::String(said.text(v.lang));
+                    }
+                    Some(_) => {
+                        // Skipped at send: marketing mail needs the customer's consent.
+                        let said = Said::new("followup.no_consent");
+                        data["blocked"] = Value::String(said.text(v.lang));
+                    }
+                    None => {}
                 }
             }
             Err(e) => match UiError::from_engine(e) {
@@ -224,13 +229,14 @@ async fn followup_page(
     ui.page(Some(v), v.lang, "followup.html", "customers", &title, data)
 }
 
-/// The suppression that would stop this customer's mail from a scenario (transactional or
-/// not), as the send will find it: on their address, or their own wish recorded for them.
+/// Why this customer's mail from a scenario (transactional or not) would not go, as the send
+/// will find it (`delivery::withheld`): a suppression on their address or their own wish
+/// recorded for them, else, for marketing mail, no consent.
 async fn blocked(
     ui: &Ui,
     c: &crate::store::CustomerRow,
     transactional: bool,
-) -> Result<Option<SuppressionKind>, UiError> {
+) -> Result<Option<Reason>, UiError> {
     let found = ui
         .api
         .store
@@ -241,7 +247,8 @@ async fn blocked(
         &[found.by_customer.get(&c.id).copied()],
         transactional,
     );
-    Ok(kind.filter(|k| k.stops(transactional)))
+    let withheld = crate::delivery::withheld(kind, transactional, c.consents(), true);
+    Ok(withheld.map(|(_, why)| why))
 }
 
 /// `GET /ui/customers/{id}/followup?scenario=…`
@@ -333,14 +340,11 @@ pub async fn followup_start(
             )
             .await;
         }
-        let key = if !out.created {
-            "followup.already"
-        } else if blocked(&u, &c, s.transactional).await?.is_some() {
-            "followup.started_suppressed"
-        } else if !s.transactional && !c.consents() {
-            "followup.started_no_consent"
-        } else {
-            "followup.started"
+        let key = match blocked(&u, &c, s.transactional).await? {
+            _ if !out.created => "followup.already",
+            Some(Reason::Suppressed { .. }) => "followup.started_suppressed",
+            Some(_) => "followup.started_no_consent",
+            None => "followup.started",
         };
         let back = format!("/ui/customers/{}", super::encode(&id));
         Ok(see_other(

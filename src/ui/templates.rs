@@ -38,6 +38,7 @@ pub fn environment() -> Result<Environment<'static>, Error> {
     env.add_filter("when", when);
     env.add_filter("segment", segment);
     env.add_filter("reason", reason);
+    env.add_filter("trigger", trigger);
     Ok(env)
 }
 
@@ -56,6 +57,19 @@ fn lang_of(state: &State) -> Lang {
 
 fn t(state: &State, key: &str) -> String {
     i18n::text(lang_of(state), key)
+}
+
+/// A scenario's trigger as its YAML says it (`segment_entered: at-risk`) in the viewer's
+/// words, the YAML after them for the marketer who wrote it.
+fn trigger(state: &State, yaml: String) -> String {
+    let (kind, value) = yaml.split_once(": ").unwrap_or((yaml.as_str(), ""));
+    let key = format!("trigger.{kind}");
+    let lang = lang_of(state);
+    if !i18n::has(lang, &key) {
+        return yaml;
+    }
+    let words = i18n::fill(lang, &key, &[("value", value)]);
+    format!("{words} ({yaml})")
 }
 
 /// Why a message or an enrollment stopped, in the viewer's language (`i18n::reason`).
@@ -142,5 +156,23 @@ mod tests {
             .render_str("{{ t('nav.customers') }}", context! { lang => "en" })
             .unwrap();
         assert_eq!(out, "Customers");
+    }
+
+    #[test]
+    fn a_trigger_is_in_words_with_its_yaml_beside_them() {
+        let env = environment().unwrap();
+        let render = |lang: &str, yaml: &str| {
+            env.render_str("{{ y|trigger }}", context! { lang => lang, y => yaml })
+                .unwrap()
+        };
+        assert_eq!(
+            render("ja", "segment_entered: at-risk"),
+            "セグメント「at-risk」に入ったとき (segment_entered: at-risk)"
+        );
+        assert_eq!(
+            render("en", "first_order"),
+            "a customer's first order (first_order)"
+        );
+        assert_eq!(render("ja", "someday: x"), "someday: x");
     }
 }

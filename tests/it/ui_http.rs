@@ -653,7 +653,7 @@ async fn why_a_message_was_not_sent_and_what_is_missing_are_said_in_japanese() {
     // the address a preview leaves in the browser, opened again, goes to the customer.
     let (status, _, page) = request(&addr, "GET", "/ui/customers/rin/", &cookie, &[]).await;
     assert_eq!(status, 404);
-    assert!(page.contains("というページはありません"), "{page}");
+    assert!(page.contains("このアドレスのページはありません"), "{page}");
     let (status, h, _) = request(
         &addr,
         "GET",
