@@ -386,7 +386,9 @@ const FLASHES: &[&str] = &[
     "message.already_cancelled",
     "message.retried",
     "suppress.done",
+    "suppress.already",
     "suppress.undone",
+    "suppress.undone_running",
     "suppress.nothing",
     "login.signed_out",
 ];
@@ -432,6 +434,10 @@ fn flash_of(
         Some(id) => id.parse::<u64>().ok()?.to_string(),
         None => String::new(),
     };
+    let n = match query.get("n") {
+        Some(n) => n.parse::<u64>().ok()?.to_string(),
+        None => String::new(),
+    };
     let due = match query.get("due") {
         Some(due) => {
             let at = chrono::DateTime::parse_from_rfc3339(due).ok()?;
@@ -439,7 +445,11 @@ fn flash_of(
         }
         None => String::new(),
     };
-    Some(i18n::fill(lang, key, &[("id", &id), ("due", &due)]))
+    Some(i18n::fill(
+        lang,
+        key,
+        &[("id", &id), ("n", &n), ("due", &due)],
+    ))
 }
 
 /// Percent-encodes a path segment or query value.

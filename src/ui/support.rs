@@ -371,13 +371,18 @@ pub async fn suppress(
         let c = u.api.store.find_customer(&id).await?;
         let now = to_millis(u.api.clock.now());
         let detail = format!("{}: {reason}", v.name);
-        u.api
+        let changed = u
+            .api
             .store
             .suppress(&c.email, SuppressionKind::Manual, &detail, Some(&c.id), now)
             .await?;
+        let back = format!("/ui/customers/{}", super::encode(&c.id));
+        // Already stopped (a double click, a second tab): said, and audited once.
+        if !changed {
+            return Ok(see_other(&back, Some(("suppress.already", &[]))));
+        }
         u.audit(&v.name, "address_suppressed", &c.email, reason)
             .await;
-        let back = format!("/ui/customers/{}", super::encode(&c.id));
         Ok(see_other(&back, Some(("suppress.done", &[]))))
     })
     .await
@@ -406,6 +411,15 @@ pub async fn unsuppress(
         let detail = format!("{reason} ({})", removed.join(", "));
         u.audit(&v.name, "address_unsuppressed", &c.email, &detail)
             .await;
+        // Follow-ups that ran on while mail was stopped go on with their next steps, whose
+        // mail may refer to one that never went: said, so that support can end them.
+        let enrollments = u.api.store.customer_enrollments(&c.id).await?;
+        let running = enrollments.iter().filter(|e| e.state == "active").count();
+        if running > 0 {
+            let n = running.to_string();
+            let flash = ("suppress.undone_running", &[("n", n.as_str())][..]);
+            return Ok(see_other(&back, Some(flash)));
+        }
         Ok(see_other(&back, Some(("suppress.undone", &[]))))
     })
     .await

@@ -336,6 +336,20 @@ async fn each_role_opens_its_pages_and_every_form_needs_its_token() {
     assert!(audit
         .iter()
         .any(|a| a.action == "address_suppressed" && a.user_name == "boss"));
+    // Again (a double click): said to be stopped already, not audited twice.
+    let (status, h, _) = request(
+        &addr,
+        "POST",
+        "/ui/customers/aya/suppress",
+        cookie,
+        &[("csrf", csrf), ("reason", "asked by phone")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(h["location"][0], "/ui/customers/aya?flash=suppress.already");
+    let audit = store.audit_log(100).await.unwrap();
+    let suppressed = audit.iter().filter(|a| a.action == "address_suppressed");
+    assert_eq!(suppressed.count(), 1);
 
     // Removing it takes a reason; it also removes the person's unsubscribe recorded under an
     // address they had before (it follows them), but not a bounce of that old address; with
@@ -736,6 +750,21 @@ async fn why_a_message_was_not_sent_and_what_is_missing_are_said_in_japanese() {
         .filter(|a| a.action == "message_cancelled")
         .count();
     assert_eq!(cancels, 1, "one cancel, one audit entry");
+
+    // Ken's follow-up runs on (its second step waits). Stopping his mail and letting it go
+    // again says that the follow-up resumes, so that support can end it.
+    let why = [("csrf", csrf.as_str()), ("reason", "電話で依頼")];
+    let (status, _, _) = request(&addr, "POST", "/ui/customers/ken/suppress", &cookie, &why).await;
+    assert_eq!(status, 303);
+    let (status, h, _) =
+        request(&addr, "POST", "/ui/customers/ken/unsuppress", &cookie, &why).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        h["location"][0],
+        "/ui/customers/ken?flash=suppress.undone_running&n=1"
+    );
+    let (_, _, page) = request(&addr, "GET", &h["location"][0], &cookie, &[]).await;
+    assert!(page.contains("フォローが 1 件あり"), "{page}");
     store.close().await;
 }
 
