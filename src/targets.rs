@@ -416,10 +416,13 @@ pub async fn measure_all(
     }
     let mut targets = Vec::new();
     for (t, [base, now_m, earlier]) in all_targets.iter().zip(all) {
+        // A model that could not predict (no orders in its window) leaves no forecast, not
+        // an infinite or undefined one.
         let forecast = match t.metric {
             Metric::Ltv12m => store.mean_predicted_clv(t.segment.as_deref()).await?,
             _ => None,
-        };
+        }
+        .filter(|f| f.is_finite());
         targets.push(Measured {
             target: t.clone(),
             baseline: base.value(),

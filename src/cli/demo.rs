@@ -92,7 +92,8 @@ pub async fn run(args: &DemoArgs) -> anyhow::Result<u8> {
         }
     }
     let html = args.dir.join("report.html");
-    super::experiments::write_html(&app, &store, &results, counted, "", &html, &names).await?;
+    super::experiments::write_html(&app, &store, &results, counted, "", None, &html, &names)
+        .await?;
     let report = DemoReport {
         customers: shop.customers.len(),
         orders: shop.orders.len(),

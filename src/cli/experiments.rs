@@ -51,12 +51,14 @@ pub enum ScenarioView {
 }
 
 /// Writes `report` as a self-contained HTML page with its charts to `path`.
+#[allow(clippy::too_many_arguments)]
 pub async fn write_html(
     app: &App,
     store: &Store,
     report: &[ScenarioResult],
     counted: Period,
     period: &str,
+    note: Option<&str>,
     path: &std::path::Path,
     names: &HashMap<String, String>,
 ) -> anyhow::Result<()> {
@@ -75,7 +77,7 @@ pub async fn write_html(
     let title = format!("{shop}: did the scenarios raise the repeat rate?{period}");
     std::fs::write(
         path,
-        crate::experiment::html::render(&title, report, &curves, &app.currency(), names),
+        crate::experiment::html::render(&title, note, report, &curves, &app.currency(), names),
     )
     .with_context(|| format!("cannot write {}", path.display()))?;
     eprintln!("wrote {}", path.display());
@@ -139,6 +141,7 @@ pub async fn run(app: &App, args: &ScenarioReportArgs) -> anyhow::Result<u8> {
             &report,
             counted,
             &period,
+            None,
             path,
             &scenario_names(&scenarios),
         )

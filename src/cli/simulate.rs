@@ -15,6 +15,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+/// What a back-test's comparison can say: printed before its report, and on its HTML page.
+const BACKTEST_NOTE: &str = "A back-test replays orders the mails never influenced: the comparison below shows how the groups differ by chance, not what the mails would do. Measure that on live mail.";
+
 #[derive(Debug, clap::Args)]
 pub struct SimulateArgs {
     /// First day of the period (YYYY-MM-DD, the shop's zone).
@@ -275,7 +278,8 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
     if let Some(path) = &args.html {
         let period = format!(" (simulated {} to {})", args.from, args.to);
         let names = super::experiments::scenario_names(engine.scenarios());
-        write_html(app, &store, &report, counted, &period, path, &names).await?;
+        let note = Some(BACKTEST_NOTE);
+        write_html(app, &store, &report, counted, &period, note, path, &names).await?;
     }
     if args.format == OutputFormat::Json {
         let json = serde_json::json!({
@@ -293,7 +297,7 @@ pub async fn run(app: &App, args: &SimulateArgs) -> anyhow::Result<u8> {
         }
         print_rows(args.format, &headers, &rows, &serde_json::Value::Null)?;
         if args.format == OutputFormat::Table {
-            println!("A back-test replays orders the mails never influenced: the comparison below shows how the groups differ by chance, not what the mails would do. Measure that on live mail.");
+            println!("{BACKTEST_NOTE}");
             let names = super::experiments::scenario_names(engine.scenarios());
             print_report(&report, OutputFormat::Table, &app.currency(), &names)?;
             if let Some(line) = super::experiments::open_line(&report, &names) {

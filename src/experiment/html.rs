@@ -12,10 +12,12 @@ const WIDTH: f64 = 760.0;
 const TREATMENT: &str = "#1f6feb";
 const COMPARISON: &str = "#d4731c";
 
-/// The whole page. `title` goes into the heading (e.g. the shop's name and the period);
-/// amounts are written in `currency`; scenarios are shown by their `names` with the id beside.
+/// The whole page. `title` goes into the heading (e.g. the shop's name and the period), `note`
+/// under it (what a back-test's figures can and cannot say); amounts are written in
+/// `currency`; scenarios are shown by their `names` with the id beside.
 pub fn render(
     title: &str,
+    note: Option<&str>,
     report: &[ScenarioResult],
     curves: &[ConversionDays],
     currency: &str,
@@ -31,6 +33,13 @@ pub fn render(
          h2{{margin-top:32px}}svg{{background:#fff}}</style></head><body><h1>{t}</h1>",
         t = esc(title)
     );
+    if let Some(note) = note {
+        let _ = write!(
+            out,
+            "<p class=\"verdict\"><strong>{}</strong></p>",
+            esc(note)
+        );
+    }
     out.push_str(&summary_table(report, currency, names));
     if let Some(line) = super::report::open_line(report, names) {
         let _ = write!(out, "<p class=\"verdict\">{}</p>", esc(&line));
@@ -520,7 +529,7 @@ mod tests {
                 days: vec![(5, 18)],
             },
         ];
-        let html = render("Shop", &report, &curves, "JPY", &HashMap::new());
+        let html = render("Shop", None, &report, &curves, "JPY", &HashMap::new());
         // The curve chart's day axis is labelled (days 0 to 10: every 2 days).
         assert!(html.contains(">0</text>") && html.contains(">10</text>"));
         assert_eq!((day_step(10), day_step(60), day_step(365)), (2, 7, 60));
@@ -545,7 +554,8 @@ mod tests {
         // the chart (the whole label stays in its tooltip).
         let long = "初回購入のお客様へのサンキューメールと使い方のご案内".to_string();
         let names = HashMap::from([("thanks<&>".to_string(), long.clone())]);
-        let named = render("Shop", &report, &curves, "JPY", &names);
+        let named = render("Shop", Some("a note"), &report, &curves, "JPY", &names);
+        assert!(named.contains("<strong>a note</strong>"));
         let full = format!("{long} (thanks&lt;&amp;&gt;)");
         // Table, funnel, verdict, tooltip and curve chart title.
         assert!(named.matches(&full).count() >= 5, "{named}");

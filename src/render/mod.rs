@@ -601,7 +601,9 @@ fn describe_in(e: &minijinja::Error, name: &str, source: &str) -> String {
 /// A minijinja error as `name:line: detail`.
 pub fn describe(e: &minijinja::Error) -> String {
     let place = match (e.name(), e.line()) {
-        (Some(n), Some(l)) if !n.starts_with('@') => format!("{n}:{l}: "),
+        // A template made from a string (a subject) is placed by its caller, not as
+        // minijinja's "<string>".
+        (Some(n), Some(l)) if !n.starts_with('@') && n != "<string>" => format!("{n}:{l}: "),
         _ => String::new(),
     };
     let detail = e
@@ -625,6 +627,10 @@ mod tests {
         let e = t.render(minijinja::context! { vars => minijinja::context! {} });
         let said = describe_in(&e.unwrap_err(), "gift.txt", t.source());
         assert_eq!(said, "gift.txt:2: undefined value: 'vars.case_id'");
+        let subject = env.template_from_str("{{ x | mony }}");
+        let e = subject.and_then(|t| t.render(minijinja::context! {}));
+        let said = describe(&e.unwrap_err());
+        assert!(!said.contains("<string>"), "{said}");
         env.add_template("@subject/first/thanks", "{{ nick }}")
             .unwrap();
         let t = env.get_template("@subject/first/thanks").unwrap();

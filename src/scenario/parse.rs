@@ -231,9 +231,14 @@ fn read_id(path: &str, n: &Node, key: &str, diags: &mut Vec<Diagnostic>) -> Opti
     };
     if let Some(problem) = problem {
         diags.push(
-            n.diag(path, format!("'{key}': {problem}")).with_hint(
-                "e.g. first-purchase; a title in Japanese or with spaces goes in `name:`",
-            ),
+            n.diag(path, format!("'{key}': {problem}"))
+                .with_hint(match key {
+                    // A scenario's or a step's own id: its title goes beside it.
+                    "id" => {
+                        "e.g. first-purchase; a title in Japanese or with spaces goes in `name:`"
+                    }
+                    _ => "e.g. first-purchase",
+                }),
         );
         return None;
     }

@@ -21,10 +21,15 @@ async fn compute(ui: &Ui) -> Result<Figures, UiError> {
         .map_err(UiError::Internal)
 }
 
-/// How far from the baseline to the goal `value` is (0 at the baseline, 1 at the goal).
+/// How far from the baseline to the goal `value` is (0 at the baseline, 1 at the goal). Every
+/// metric is better higher, so a goal at or below the baseline asks only to stay there: met
+/// (1) while the value holds it, missed (0) once it falls below.
 pub fn progress(baseline: f64, goal: f64, value: f64) -> Option<f64> {
     let span = goal - baseline;
-    (span.abs() > f64::EPSILON).then(|| (value - baseline) / span)
+    if span <= f64::EPSILON {
+        return Some(if value >= goal { 1.0 } else { 0.0 });
+    }
+    Some((value - baseline) / span)
 }
 
 /// A progress bar: the share of the way from baseline to goal, capped at the ends.
@@ -44,7 +49,7 @@ fn bar(share: Option<f64>, label: &str) -> String {
 }
 
 fn shown(metric: Metric, v: Option<f64>, currency: &str) -> String {
-    match v {
+    match v.filter(|v| v.is_finite()) {
         None => "—".into(),
         Some(v) if metric.is_money() => crate::domain::format_money(v.round() as i64, currency),
         Some(v) => format!("{:.1}%", v * 100.0),
@@ -132,8 +137,19 @@ mod tests {
     fn progress_runs_from_baseline_to_goal() {
         assert_eq!(progress(100.0, 120.0, 110.0), Some(0.5));
         assert_eq!(progress(100.0, 120.0, 130.0), Some(1.5));
-        assert_eq!(progress(100.0, 80.0, 90.0), Some(0.5), "a goal below");
-        assert_eq!(progress(100.0, 100.0, 90.0), None);
+        // Every metric is better higher: a goal below the baseline is met while held.
+        assert_eq!(progress(100.0, 80.0, 90.0), Some(1.0), "a goal below, held");
+        assert_eq!(
+            progress(0.80, 0.45, 0.538),
+            Some(1.0),
+            "a falling rate still over"
+        );
+        assert_eq!(
+            progress(100.0, 80.0, 70.0),
+            Some(0.0),
+            "a goal below, missed"
+        );
+        assert_eq!(progress(100.0, 100.0, 90.0), Some(0.0));
         assert!(bar(Some(0.5), "p").contains("width=\"100.0\""));
         assert!(bar(Some(2.0), "p").contains("#146c2e"));
     }
@@ -143,5 +159,6 @@ mod tests {
         assert_eq!(shown(Metric::Ltv12m, Some(12_345.4), "JPY"), "¥12,345");
         assert_eq!(shown(Metric::RepeatRate90d, Some(0.3456), "JPY"), "34.6%");
         assert_eq!(shown(Metric::Aov, None, "JPY"), "—");
+        assert_eq!(shown(Metric::Ltv12m, Some(f64::NEG_INFINITY), "JPY"), "—");
     }
 }

@@ -190,7 +190,8 @@ async fn clicks_are_recorded_once_altered_links_refused_bots_not_counted() {
     .unwrap();
     let step = &report[0].steps[0];
     assert_eq!((step.sent, step.opened, step.clicked), (2, 1, 1));
-    let html = rebuy::experiment::html::render("Shop", &report, &[], "JPY", &Default::default());
+    let html =
+        rebuy::experiment::html::render("Shop", None, &report, &[], "JPY", &Default::default());
     assert!(
         html.contains("<td>2</td><td>1</td><td>1</td><td>50.0%</td>"),
         "{html}"
