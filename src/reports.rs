@@ -141,6 +141,18 @@ pub async fn scenario_report(
             r.judged = crate::experiment::report::Verdict::Manual;
             r.verdict = r.judged.english();
         }
+        // A holdout is set but drew nobody yet: not "set a holdout".
+        let holdout = scenarios
+            .iter()
+            .find(|s| s.id == r.scenario)
+            .map_or(0.0, |s| s.holdout);
+        if !manual && holdout > 0.0 && r.judged == crate::experiment::report::Verdict::NoGroup {
+            r.judged = crate::experiment::report::Verdict::HoldoutEmpty {
+                share: format!("{:.0}%", holdout * 100.0),
+                treated: r.treatment,
+            };
+            r.verdict = r.judged.english();
+        }
     }
     for r in &mut report {
         let Some(s) = scenarios

@@ -553,6 +553,11 @@ pub enum Verdict {
     NobodyYet {
         group: String,
     },
+    /// The scenario holds `share` out, but nobody has been held out yet (too few enrollments).
+    HoldoutEmpty {
+        share: String,
+        treated: i64,
+    },
     /// Fewer than `MIN_CELL` in a cell.
     TooEarly {
         treated: i64,
@@ -600,6 +605,7 @@ impl Verdict {
         match self {
             Verdict::NoGroup => "no_group",
             Verdict::NobodyYet { .. } => "nobody_yet",
+            Verdict::HoldoutEmpty { .. } => "holdout_empty",
             Verdict::TooEarly { .. } => "too_early",
             Verdict::AllOpen { .. } => "all_open",
             Verdict::Manual => "manual",
@@ -628,6 +634,9 @@ impl Verdict {
         let mut v = match self {
             Verdict::NoGroup | Verdict::Manual => vec![],
             Verdict::NobodyYet { group } => vec![("group", group.clone())],
+            Verdict::HoldoutEmpty { share, treated } => {
+                vec![("share", share.clone()), ("treated", n(*treated))]
+            }
             Verdict::TooEarly { treated } => vec![("treated", n(*treated))],
             Verdict::AllOpen { open } => vec![("open", n(*open))],
             Verdict::Effect {
@@ -703,6 +712,7 @@ impl Verdict {
 pub const ENGLISH: &[(&str, &str)] = &[
     ("no_group", "no comparison group: set `holdout: 10%` on the scenario to measure its effect"),
     ("nobody_yet", "nobody enrolled in treatment or {group} yet"),
+    ("holdout_empty", "nobody held out yet: the scenario holds {share} out, and its {treated} enrollments so far drew no one for the holdout; wait for more"),
     ("too_early", "Too early to tell: fewer than {min_cell} customers in one group bought again (or did not), so no figure in the table is reliable yet, the p-value included ({treated} treated so far)."),
     ("all_open", "Too early to tell: all {open} enrollments are still inside their goal window, and a window counts once it has closed (`--include-open` counts them now)."),
     ("manual", "a manual scenario: every enrollment was asked for by a person, so none is held out and there is nothing to compare with"),

@@ -332,6 +332,10 @@ mod tests {
             Verdict::NobodyYet {
                 group: "holdout".into(),
             },
+            Verdict::HoldoutEmpty {
+                share: "10%".into(),
+                treated: 1,
+            },
             Verdict::TooEarly { treated: 1234 },
             Verdict::AllOpen { open: 56 },
             Verdict::Manual,

@@ -606,3 +606,45 @@ async fn the_report_counts_closed_goal_windows_by_default_and_says_how_many_are_
     );
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_holdout_that_drew_nobody_yet_is_said_so_not_asked_for() {
+    // One first order, from a customer the 25% holdout does not draw.
+    let who = (0..100)
+        .map(|i| format!("C{i:04}"))
+        .find(|c| arm("thanks", c, 0.25, 0.0, true) == Arm::Treatment)
+        .unwrap();
+    let shop = TestShop::new(&[("thanks.yaml", THANKS)], TEMPLATES, None);
+    let store = shop.store().await;
+    add_customers(&store, &[who.as_str()]).await;
+    add_orders(&store, &[order("F-1", &who, "2026-11-02T03:00:00Z", 3000)]).await;
+    let engine = shop.app().engine(&store).await.unwrap().unwrap();
+    engine.tick(utc("2026-11-02T04:00:00Z")).await.unwrap();
+    let report = scenario_report(
+        &store,
+        engine.scenarios(),
+        rebuy::store::Period::EVERYTHING,
+        None,
+        Duration::days(7),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report[0].held_out, 0);
+    assert_eq!(
+        report[0].judged.key(),
+        "holdout_empty",
+        "{}",
+        report[0].verdict
+    );
+    assert!(
+        report[0].verdict.contains("holds 25% out"),
+        "{}",
+        report[0].verdict
+    );
+    assert!(
+        !report[0].verdict.contains("set `holdout"),
+        "{}",
+        report[0].verdict
+    );
+    store.close().await;
+}
