@@ -340,11 +340,15 @@ pub async fn followup_start(
             )
             .await;
         }
-        let key = match blocked(&u, &c, s.transactional).await? {
-            _ if !out.created => "followup.already",
-            Some(Reason::Suppressed { .. }) => "followup.started_suppressed",
-            Some(_) => "followup.started_no_consent",
-            None => "followup.started",
+        // Whether its mail will go is asked only of a follow-up this request started.
+        let key = if !out.created {
+            "followup.already"
+        } else {
+            match blocked(&u, &c, s.transactional).await? {
+                Some(Reason::Suppressed { .. }) => "followup.started_suppressed",
+                Some(_) => "followup.started_no_consent",
+                None => "followup.started",
+            }
         };
         let back = format!("/ui/customers/{}", super::encode(&id));
         Ok(see_other(
