@@ -49,6 +49,9 @@ pub enum Reason {
     CancelledBySupport { name: String },
     /// A follow-up ended from the pages without a reason given (the enrollment's end reason).
     EndedBySupport { name: String },
+    /// An enrollment ended because its step `step` could not be mailed (suppressed, no
+    /// consent): its later steps would follow a mail the customer never received.
+    StepWithheld { step: String },
 }
 
 /// Why a message cancelled by its enrollment's goal was not sent.
@@ -182,6 +185,11 @@ pub const PATTERNS: &[Pattern] = &[
         english: "its next step '{step}' was removed from the scenario",
         japanese: "次のステップ「{step}」がシナリオから削除されました",
     },
+    Pattern {
+        key: "step_withheld",
+        english: "ended: step '{step}' could not be mailed (suppressed or no consent), so the later steps would follow a mail the customer never received",
+        japanese: "終了しました: ステップ「{step}」を送れなかったため(配信停止または同意なし)、その続きのメールは送りません",
+    },
 ];
 
 impl Reason {
@@ -230,6 +238,7 @@ impl Reason {
                 ("cancelled_by_support", vec![("name", name.clone())])
             }
             Reason::EndedBySupport { name } => ("ended_by_support", vec![("name", name.clone())]),
+            Reason::StepWithheld { step } => ("step_withheld", vec![("step", step.clone())]),
         }
     }
 }
@@ -362,6 +371,9 @@ mod tests {
             },
             Reason::CancelledBySupport { name: "mei".into() },
             Reason::EndedBySupport { name: "mei".into() },
+            Reason::StepWithheld {
+                step: "thanks".into(),
+            },
         ]
     }
 

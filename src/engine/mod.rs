@@ -920,6 +920,7 @@ impl Engine {
             .then(|| e.next_due_at.checked_add(limit.num_milliseconds()))
             .flatten();
         let held_out = Arm::parse(&e.arm) != Arm::Treatment;
+        let withheld = blocked.is_some();
         let late = to_millis(now).saturating_sub(e.next_due_at);
         let expired = self.lateness() && late > limit.num_milliseconds();
         let condition = match &step.condition {
@@ -983,6 +984,19 @@ impl Engine {
         outbox.step_index = e.next_step;
         outbox.step_id = step.id.clone();
         outbox.due_at = e.next_due_at;
+        // A step that could not be mailed ends the enrollment: should the suppression be
+        // lifted or consent given later, the next step ("your coupon expires soon") would
+        // follow a mail the customer never received. Held-out customers end the same way, so
+        // that both arms keep the same later steps.
+        if withheld && s.steps.get(index + 1).is_some() {
+            let why = Reason::StepWithheld {
+                step: step.id.clone(),
+            };
+            return StepAdvance {
+                outbox: Some(outbox),
+                ..ends_without_mail(e, "cancelled", Some(why.to_string()))
+            };
+        }
         let (state, next_due_at) = match s.steps.get(index + 1) {
             Some(next) => (
                 "active",

@@ -415,8 +415,8 @@ pub async fn unsuppress(
         let detail = format!("{reason} ({})", removed.join(", "));
         u.audit(&v.name, "address_unsuppressed", &c.email, &detail)
             .await;
-        // Follow-ups that ran on while mail was stopped go on with their next steps, whose
-        // mail may refer to one that never went: said, so that support can end them.
+        // Follow-ups still running will send their next steps now: said, so that support can
+        // end them (one whose step fell due while mail was stopped has ended there).
         let enrollments = u.api.store.customer_enrollments(&c.id).await?;
         let running = enrollments.iter().filter(|e| e.state == "active").count();
         if running > 0 {

@@ -12,6 +12,17 @@ steps:
     send: { template: t, subject: "thanks" }
 "#;
 
+const COUPON: &str = r#"
+id: coupon
+trigger: manual
+steps:
+  - id: offer
+    send: { template: t, subject: "your coupon" }
+  - id: expiring
+    wait: 5d
+    send: { template: t, subject: "your coupon expires soon" }
+"#;
+
 const SUPPORT: &str = r#"
 id: support
 trigger: manual
@@ -23,7 +34,11 @@ steps:
 
 fn shop(smtp: &SmtpServer) -> TestShop {
     TestShop::new(
-        &[("first.yaml", FIRST), ("support.yaml", SUPPORT)],
+        &[
+            ("first.yaml", FIRST),
+            ("support.yaml", SUPPORT),
+            ("coupon.yaml", COUPON),
+        ],
         &[
             ("t.html", "<p>{{ customer.name }}</p>"),
             ("t.txt", "{{ customer.name }}"),
@@ -371,4 +386,57 @@ async fn marketing_goes_only_to_customers_who_consented_and_a_withdrawal_stops_q
         .as_deref()
         .unwrap()
         .contains("no marketing consent"));
+}
+
+#[tokio::test]
+async fn a_follow_up_whose_step_was_withheld_ends_instead_of_resuming_half_way() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    store
+        .upsert_customers(&[customer("M", "m@example.jp", "M", "Asia/Tokyo", "{}")], 0)
+        .await
+        .unwrap();
+    store
+        .suppress(
+            "m@example.jp",
+            SuppressionKind::Unsubscribe,
+            "unsubscribe link",
+            Some("M"),
+            0,
+        )
+        .await
+        .unwrap();
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon
+        .engine
+        .trigger_manual("coupon", "M", Default::default(), None, now)
+        .await
+        .unwrap();
+    let tick = daemon.engine.tick(now).await.unwrap();
+    assert_eq!((tick.queued, tick.suppressed), (0, 1), "{tick:?}");
+    // Support removes the suppression before the second step is due.
+    store.unsuppress_person("m@example.jp", "M").await.unwrap();
+    let later = now + chrono::Duration::days(6);
+    let tick = daemon.engine.tick(later).await.unwrap();
+    assert_eq!(
+        tick.queued, 0,
+        "the reminder of a coupon never sent: {tick:?}"
+    );
+    daemon.deliverer.run_once(later).await.unwrap();
+    assert!(recipients(&smtp).is_empty());
+    let e = &store.customer_enrollments("M").await.unwrap()[0];
+    assert_eq!(e.state, "cancelled");
+    assert!(
+        e.end_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("step 'offer' could not be mailed")),
+        "{:?}",
+        e.end_reason
+    );
+    // The withheld step keeps its row, with why it was not sent.
+    let rows = store.outbox_rows().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "suppressed");
 }

@@ -752,7 +752,7 @@ async fn why_a_message_was_not_sent_and_what_is_missing_are_said_in_japanese() {
     assert_eq!(cancels, 1, "one cancel, one audit entry");
 
     // Ken's follow-up runs on (its second step waits). Stopping his mail and letting it go
-    // again says that the follow-up resumes, so that support can end it.
+    // again says that the follow-up will send its next step, so that support can end it.
     let why = [("csrf", csrf.as_str()), ("reason", "電話で依頼")];
     let (status, _, _) = request(&addr, "POST", "/ui/customers/ken/suppress", &cookie, &why).await;
     assert_eq!(status, 303);
@@ -764,7 +764,7 @@ async fn why_a_message_was_not_sent_and_what_is_missing_are_said_in_japanese() {
         "/ui/customers/ken?flash=suppress.undone_running&n=1"
     );
     let (_, _, page) = request(&addr, "GET", &h["location"][0], &cookie, &[]).await;
-    assert!(page.contains("フォローが 1 件あり"), "{page}");
+    assert!(page.contains("進行中のフォローが 1 件あり"), "{page}");
     store.close().await;
 }
 
