@@ -10,7 +10,7 @@ use crate::store::{NewOrder, Store};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// One input row of an order (CSV: one line item; JSON Lines: the whole order).
@@ -283,7 +283,8 @@ enum Parsed {
 /// Groups adjacent rows into orders as they are read; runs on the reading thread.
 #[derive(Default)]
 struct Grouper {
-    seen: HashSet<String>,
+    /// Every order id read so far (a million-order file: a million look-ups, hence Fx).
+    seen: rustc_hash::FxHashSet<String>,
     pending: Option<Group>,
 }
 
@@ -344,7 +345,7 @@ pub(super) async fn run(
     let zone = opts.default_timezone;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Parsed>>(1);
     let (lookup, runtime) = (store.clone(), tokio::runtime::Handle::current());
-    let mut confirmed = HashSet::new();
+    let mut confirmed = rustc_hash::FxHashSet::default();
     let mut known =
         move |orders| runtime.block_on(known_customers(&lookup, &mut confirmed, orders));
     tokio::task::spawn_blocking(move || {
@@ -423,7 +424,7 @@ type Orders = Vec<Result<(u64, NewOrder), (u64, String)>>;
 /// customers found in earlier chunks (customers are never deleted), so each is looked up once.
 async fn known_customers(
     store: &Store,
-    confirmed: &mut HashSet<String>,
+    confirmed: &mut rustc_hash::FxHashSet<String>,
     orders: Orders,
 ) -> Result<Orders> {
     let ids: Vec<String> = orders

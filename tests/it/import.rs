@@ -906,6 +906,9 @@ async fn a_first_import_of_orders_leaves_the_shop_as_an_import_beside_other_orde
         r#"{"id":"O3","customer_id":"C9","placed_at":"2026-10-04T10:00:00+09:00","currency":"JPY","total":100}"#.to_string(),
         format!(r#"{{"id":"O4","customer_id":"C1","placed_at":"2026-10-05T10:00:00+09:00","currency":"EUR",{item}}}"#),
         format!(r#"{{"id":"O4","customer_id":"C1","placed_at":"2026-10-05T10:00:00+09:00","currency":"EUR",{item}}}"#),
+        // C2's latest order is in neither its first nor its last currency by name.
+        r#"{"id":"O6","customer_id":"C2","placed_at":"2026-09-30 09:00","currency":"EUR","total":100}"#.to_string(),
+        r#"{"id":"O7","customer_id":"C2","placed_at":"2026-10-03 09:00","currency":"JPY","total":200}"#.to_string(),
     ];
     async fn import_into(
         lines: &[String],
@@ -947,11 +950,11 @@ async fn a_first_import_of_orders_leaves_the_shop_as_an_import_beside_other_orde
 
     assert_eq!(loaded.bulk_load, on_postgres(), "{loaded:?}");
     assert!(!upserted.bulk_load);
-    assert_eq!(counts(&loaded), (5, 4, 0, 0, 1), "{loaded:?}");
+    assert_eq!(counts(&loaded), (7, 6, 0, 0, 1), "{loaded:?}");
     assert_eq!(counts(&loaded), counts(&upserted));
     assert_eq!(loaded.rejected, upserted.rejected);
     assert_eq!(loaded.rejected[0].line, 4);
-    for id in ["O\\1", "O2", "O3", "O4", "O5"] {
+    for id in ["O\\1", "O2", "O3", "O4", "O5", "O6", "O7"] {
         assert_eq!(
             first.order(id).await.unwrap(),
             beside.order(id).await.unwrap(),
@@ -987,6 +990,8 @@ async fn a_first_import_of_orders_leaves_the_shop_as_an_import_beside_other_orde
         (c1.orders_count, c1.total_spent, c1.currency.as_deref()),
         (3, 3980 + 1200 + 2 * 3980, Some("EUR"))
     );
+    let c2 = first.find_customer("C2").await.unwrap();
+    assert_eq!((c2.orders_count, c2.currency.as_deref()), (3, Some("JPY")));
     let dirty: Vec<String> = first
         .dirty_customers(10)
         .await
@@ -1002,7 +1007,7 @@ async fn a_first_import_of_orders_leaves_the_shop_as_an_import_beside_other_orde
         .await
         .unwrap();
     assert!(!again.bulk_load);
-    assert_eq!(counts(&again), (5, 0, 0, 4, 1), "{again:?}");
+    assert_eq!(counts(&again), (7, 0, 0, 6, 1), "{again:?}");
     let changed = shop.file("changed.csv");
     std::fs::write(
         &changed,
@@ -1013,7 +1018,7 @@ async fn a_first_import_of_orders_leaves_the_shop_as_an_import_beside_other_orde
         .await
         .unwrap();
     assert_eq!(counts(&r), (1, 0, 1, 0, 0), "{r:?}");
-    assert_eq!(first.find_customer("C2").await.unwrap().orders_count, 0);
+    assert_eq!(first.find_customer("C2").await.unwrap().orders_count, 2);
     assert_eq!(first.find_customer("C3").await.unwrap().total_spent, 5000);
 }
 
