@@ -74,6 +74,7 @@ pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
     };
     print_report(&report, args.json)?;
     warn_foreign_currencies(&report, &app.currency());
+    warn_moved_orders(&report);
     store.close().await;
     Ok(if report.rejected.is_empty() {
         exit::OK
@@ -92,6 +93,26 @@ fn warn_foreign_currencies(report: &ImportReport, shop: &str) {
              convert them to {shop} before importing, or set shop.currency if {currency} is the shop's"
         );
     }
+}
+
+/// An order id stored for one customer and now given for another moves the order: right for a
+/// correction, wrong when two sources reuse order numbers. Said with an example and what to do.
+fn warn_moved_orders(report: &ImportReport) {
+    let Some(first) = report.moved.first() else {
+        return;
+    };
+    eprintln!(
+        "warning: {n} order(s) were stored for another customer and now belong to the one in the \
+         file, e.g. order '{order}' moved from customer '{from}' to '{to}' (both customers' totals \
+         were recomputed). Right if the file corrects them; if two sources reuse order numbers \
+         (two shops' #1001), the later took the earlier's order over: give each source's ids a \
+         prefix of its own (A-1001, B-1001). The JSON report (--json) lists the first {shown}",
+        n = report.moved_orders,
+        order = first.order,
+        from = first.from,
+        to = first.to,
+        shown = crate::import::MOVED_SHOWN,
+    );
 }
 
 pub fn print_report(report: &ImportReport, json: bool) -> anyhow::Result<()> {

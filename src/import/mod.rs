@@ -95,6 +95,19 @@ pub struct ImportReport {
     /// The orders went into an empty PostgreSQL shop as one bulk load (`store::OrderLoad`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub bulk_load: bool,
+    /// Orders that were stored for another customer and now belong to the one in the file.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub moved_orders: u64,
+    /// The first `MOVED_SHOWN` of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub moved: Vec<crate::store::MovedOrder>,
+}
+
+/// How many moved orders a report names (it counts them all).
+pub const MOVED_SHOWN: usize = 10;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ImportReport {
@@ -109,6 +122,12 @@ impl ImportReport {
         self.records += unreadable.len() as u64;
         self.rejected.extend(unreadable);
         self.rejected.sort_by_key(|e| e.line);
+    }
+
+    fn moved(&mut self, moved: Vec<crate::store::MovedOrder>) {
+        self.moved_orders += moved.len() as u64;
+        let room = MOVED_SHOWN.saturating_sub(self.moved.len());
+        self.moved.extend(moved.into_iter().take(room));
     }
 
     fn reject(&mut self, line: u64, message: impl Into<String>) {

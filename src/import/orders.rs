@@ -401,6 +401,7 @@ pub(super) async fn run(
                     None => {
                         let outcome = store.upsert_orders(&good).await?;
                         report.add(good.len(), (outcome.inserted, outcome.updated));
+                        report.moved(outcome.moved);
                     }
                 }
             }

@@ -39,6 +39,17 @@ pub struct UpsertOutcome {
     pub updated: u64,
     /// Customers whose orders changed: their aggregates need a refresh.
     pub touched: Vec<String>,
+    /// Orders now stored for another customer than before.
+    pub moved: Vec<MovedOrder>,
+}
+
+/// An order written with the id of one stored for another customer: a correction, or two
+/// sources that reuse order numbers (the later then took the order over).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MovedOrder {
+    pub order: String,
+    pub from: String,
+    pub to: String,
 }
 
 /// An order as imported.
@@ -97,6 +108,13 @@ async fn upsert_group<'a>(
                 Some(old) if unchanged_by(old, o) => continue,
                 Some(old) => {
                     out.updated += 1;
+                    if old.customer_id != o.customer_id {
+                        out.moved.push(MovedOrder {
+                            order: o.id.clone(),
+                            from: old.customer_id.clone(),
+                            to: o.customer_id.clone(),
+                        });
+                    }
                     out.touched.push(old.customer_id.clone());
                     owners.push(old.customer_id.clone());
                     changes

@@ -184,6 +184,41 @@ fn a_bad_config_is_located_and_nothing_runs() {
 }
 
 #[test]
+fn an_order_id_given_for_another_customer_moves_the_order_and_the_import_says_so() {
+    let dir = folder();
+    for (what, file) in [("customers", "customers.csv"), ("orders", "orders.csv")] {
+        let o = rebuy(dir.path(), &["import", what, file]);
+        assert!(o.status.success(), "{:?}", text(&o));
+        assert!(!text(&o).1.contains("another customer"), "{:?}", text(&o));
+    }
+    // Another source numbers its orders the same way: order O3, stored for C1, arrives for
+    // C3. The order moves (a correction would), and the import says so, with what to do.
+    std::fs::write(
+        dir.path().join("other_shop.csv"),
+        "order_id,customer_id,placed_at,currency,total\nO3,C3,2026-10-21T09:00:00+09:00,JPY,1200\n",
+    )
+    .unwrap();
+    let o = rebuy(
+        dir.path(),
+        &["import", "orders", "other_shop.csv", "--json"],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let (out, err) = text(&o);
+    assert!(
+        err.contains("warning: 1 order(s) were stored for another customer")
+            && err.contains("order 'O3' moved from customer 'C1' to 'C3'")
+            && err.contains("give each source's ids a prefix"),
+        "{err}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["moved_orders"], 1, "{report}");
+    assert_eq!(
+        report["moved"][0],
+        serde_json::json!({"order": "O3", "from": "C1", "to": "C3"})
+    );
+}
+
+#[test]
 fn import_trigger_preview_and_status_work_from_the_command_line() {
     let dir = folder();
     let o = rebuy(dir.path(), &["import", "customers", "customers.csv"]);
@@ -201,7 +236,6 @@ fn import_trigger_preview_and_status_work_from_the_command_line() {
         "{:?}",
         text(&o)
     );
-
     let o = rebuy(dir.path(), &["import", "customers", "bad_customers.csv"]);
     let (_, err) = text(&o);
     assert_eq!(
