@@ -101,6 +101,7 @@ async fn run(n_customers: usize, n_orders: usize) -> anyhow::Result<()> {
         default_timezone: chrono_tz::Asia::Tokyo,
         progress: false,
         bulk: true,
+        move_orders: false,
     };
 
     println!("rebuy engine benchmark: {n_customers} customers, {n_orders} orders (one CSV row each), SQLite in a temp folder");

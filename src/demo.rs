@@ -436,6 +436,7 @@ pub async fn prepare(
         default_timezone: app.resolved.default_timezone,
         progress: false,
         bulk: false,
+        move_orders: false,
     };
     let daemon = Daemon {
         engine,

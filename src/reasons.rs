@@ -52,6 +52,8 @@ pub enum Reason {
     /// An enrollment ended because its step `step` could not be mailed (suppressed, no
     /// consent): its later steps would follow a mail the customer never received.
     StepWithheld { step: String },
+    /// An enrollment ended because its order moved to another customer.
+    OrderMoved { order: String },
 }
 
 /// Why a message cancelled by its enrollment's goal was not sent.
@@ -190,6 +192,11 @@ pub const PATTERNS: &[Pattern] = &[
         english: "ended: step '{step}' could not be mailed (suppressed or no consent), so the later steps would follow a mail the customer never received",
         japanese: "終了しました: ステップ「{step}」を送れなかったため(配信停止または同意なし)、その続きのメールは送りません",
     },
+    Pattern {
+        key: "order_moved",
+        english: "ended: its order '{order}' now belongs to another customer",
+        japanese: "終了しました: 注文「{order}」が別のお客様の注文になりました",
+    },
 ];
 
 impl Reason {
@@ -239,6 +246,7 @@ impl Reason {
             }
             Reason::EndedBySupport { name } => ("ended_by_support", vec![("name", name.clone())]),
             Reason::StepWithheld { step } => ("step_withheld", vec![("step", step.clone())]),
+            Reason::OrderMoved { order } => ("order_moved", vec![("order", order.clone())]),
         }
     }
 }
@@ -373,6 +381,9 @@ mod tests {
             Reason::EndedBySupport { name: "mei".into() },
             Reason::StepWithheld {
                 step: "thanks".into(),
+            },
+            Reason::OrderMoved {
+                order: "O-1001".into(),
             },
         ]
     }

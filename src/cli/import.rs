@@ -38,6 +38,10 @@ pub struct ImportArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Orders: let an order id stored for one customer move to the customer the file gives
+    /// (a file that corrects whose order it is). Without it such rows are rejected.
+    #[arg(long)]
+    pub move_orders: bool,
 }
 
 pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
@@ -57,6 +61,7 @@ pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
         default_timezone: app.resolved.default_timezone,
         progress: !args.no_progress && std::io::stderr().is_terminal(),
         bulk: true,
+        move_orders: args.move_orders,
     };
     let report = match cmd {
         ImportCommand::Orders(_) => {
@@ -95,18 +100,16 @@ fn warn_foreign_currencies(report: &ImportReport, shop: &str) {
     }
 }
 
-/// An order id stored for one customer and now given for another moves the order: right for a
-/// correction, wrong when two sources reuse order numbers. Said with an example and what to do.
+/// Orders moved to another customer with `--move-orders`: said with an example.
 fn warn_moved_orders(report: &ImportReport) {
     let Some(first) = report.moved.first() else {
         return;
     };
     eprintln!(
-        "warning: {n} order(s) were stored for another customer and now belong to the one in the \
-         file, e.g. order '{order}' moved from customer '{from}' to '{to}' (both customers' totals \
-         were recomputed). Right if the file corrects them; if two sources reuse order numbers \
-         (two shops' #1001), the later took the earlier's order over: give each source's ids a \
-         prefix of its own (A-1001, B-1001). The JSON report (--json) lists the first {shown}",
+        "note: {n} order(s) moved to another customer (--move-orders), e.g. order '{order}' \
+         from customer '{from}' to '{to}'; both customers' totals were recomputed, and a \
+         follow-up planned from a moved order for its former customer ends without mail. The \
+         JSON report (--json) lists the first {shown}",
         n = report.moved_orders,
         order = first.order,
         from = first.from,

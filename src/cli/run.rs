@@ -41,6 +41,7 @@ pub async fn run(app: &App, args: &RunArgs) -> anyhow::Result<u8> {
         default_timezone: app.resolved.default_timezone,
         progress: false,
         bulk: false,
+        move_orders: false,
     };
     let mut daemon = Daemon {
         engine,

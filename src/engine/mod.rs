@@ -865,6 +865,16 @@ impl Engine {
                     continue;
                 };
                 let order = e.order_id.as_ref().and_then(|id| orders.get(id));
+                // An order moved to another customer (`rebuy import --move-orders`) since this
+                // enrollment began: its mail would show someone else's order.
+                if let Some(o) = order.filter(|o| o.customer_id != e.customer_id) {
+                    warn!(order = %o.id, "the enrollment's order now belongs to another customer; the enrollment ends");
+                    let why = Reason::OrderMoved {
+                        order: o.id.clone(),
+                    };
+                    advances.push(ends_without_mail(e, "cancelled", Some(why.to_string())));
+                    continue;
+                }
                 let blocked = blocked(&suppressed, &wishes, s, c);
                 advances.push(self.advance_one(s, e, c, order, blocked, now));
             }

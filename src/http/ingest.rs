@@ -163,6 +163,35 @@ async fn unknown_customers(
     Ok(())
 }
 
+/// A request whose orders include ids stored for other customers (`store::Moves::Refuse`):
+/// those are refused at their `customer_id`; the request's other records were stored.
+fn refused_moves(
+    refused: &[crate::store::MovedOrder],
+    ids: &[String],
+    places: &[String],
+    count: usize,
+) -> Problem {
+    let errors = refused
+        .iter()
+        .map(|r| FieldError {
+            at: ids
+                .iter()
+                .position(|id| *id == r.order)
+                .map_or_else(String::new, |i| format!("{}/customer_id", places[i])),
+            message: format!(
+                "order '{}' is stored for customer '{}', not '{}': an order does not move to \
+                 another customer; if two sources reuse order numbers, give each source's ids a \
+                 prefix of its own (A-1001)",
+                r.order, r.from, r.to
+            ),
+        })
+        .collect();
+    let stored = count - refused.len();
+    Problem::invalid("order stored for another customer", errors).detail(format!(
+        "the request's other {stored} order(s) were stored; sending them again changes nothing"
+    ))
+}
+
 /// The good records of a body with their places, and every problem found.
 type Parsed<T> = (Vec<(String, T)>, Vec<FieldError>);
 
@@ -297,9 +326,13 @@ pub async fn post_orders(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
                 return Err(Problem::invalid("invalid order", errors));
             }
             let count = good.len();
+            let ids: Vec<String> = good.iter().map(|o| o.id.clone()).collect();
             let outcome = api.writer.write_orders(good).await?;
             // The tick enrolls the customers now rather than at its next interval.
             api.wake.notify_one();
+            if !outcome.refused.is_empty() {
+                return Err(refused_moves(&outcome.refused, &ids, &places, count));
+            }
             let done = Ingested::of(count, (outcome.inserted, outcome.updated));
             Ok((
                 StatusCode::OK,

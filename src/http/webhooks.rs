@@ -129,6 +129,14 @@ pub async fn shopify_orders(
     let customers = api.store.upsert_customers(&[customer], now).await?;
     let orders = api.writer.write_orders(vec![order.clone()]).await?;
     api.wake.notify_one();
+    // Answered 200 (Shopify would re-send a refusal for two days, then disable the webhook):
+    // ignored with the reason, as a payload that cannot be mapped is.
+    if let Some(r) = orders.refused.first() {
+        return Ok(ignored(format!(
+            "order {}: stored for customer '{}', not '{}'; an order does not move to another customer",
+            r.order, r.from, r.to
+        )));
+    }
     tracing::info!(order = %order.id, %topic, "Shopify order stored");
     Ok(Json(json!({
         "order_id": order.id,

@@ -159,6 +159,9 @@ pub struct ImportOptions {
     /// Orders into an empty PostgreSQL shop may be one bulk load (`store::OrderLoad`), which
     /// holds the store's write lock until it is done: for `rebuy import`, not the daemon.
     pub bulk: bool,
+    /// An order id stored for another customer moves the order (`store::Moves::Allow`);
+    /// otherwise that row is rejected.
+    pub move_orders: bool,
 }
 
 pub async fn import_customers(

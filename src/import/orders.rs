@@ -6,7 +6,7 @@ use super::{id_text, parse_instant, text, ImportOptions, ImportReport, Invalid, 
 use crate::clock::to_millis;
 use crate::domain::parse_currency;
 use crate::render::ItemView;
-use crate::store::{NewOrder, Store};
+use crate::store::{Moves, NewOrder, Store};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -376,6 +376,10 @@ pub(super) async fn run(
     });
     // Into an empty PostgreSQL shop, all chunks go into one bulk load (`OrderLoad`); otherwise
     // each chunk's orders are committed with their customers' aggregates (`upsert_orders`).
+    let moves = match opts.move_orders {
+        true => Moves::Allow,
+        false => Moves::Refuse,
+    };
     let mut load = match opts.bulk {
         true => store.begin_order_load().await?,
         false => None,
@@ -392,16 +396,23 @@ pub(super) async fn run(
     while let Some(message) = rx.recv().await {
         match message? {
             Parsed::Chunk(orders) => {
-                let good = accepted(orders, &mut report);
+                let (good, lines) = accepted(orders, &mut report);
                 match &mut load {
                     Some(load) => {
                         load.add(&good).await?;
                         loaded += good.len();
                     }
                     None => {
-                        let outcome = store.upsert_orders(&good).await?;
-                        report.add(good.len(), (outcome.inserted, outcome.updated));
+                        let outcome = store.upsert_orders_with(&good, moves).await?;
+                        let refused = outcome.refused.len();
+                        report.add(good.len() - refused, (outcome.inserted, outcome.updated));
                         report.moved(outcome.moved);
+                        for r in outcome.refused {
+                            // The store keeps the last row of an id.
+                            let at = good.iter().rposition(|o| o.id == r.order);
+                            let line = at.map_or(0, |i| lines[i]);
+                            report.reject(line, refused_move(&r));
+                        }
                     }
                 }
             }
@@ -446,19 +457,33 @@ async fn known_customers(
         .collect())
 }
 
-/// The orders of a chunk that can be written; the others are reported rejected.
-fn accepted(parsed: Orders, report: &mut ImportReport) -> Vec<NewOrder> {
+/// The orders of a chunk that can be written, and the line of each; the others are reported
+/// rejected.
+fn accepted(parsed: Orders, report: &mut ImportReport) -> (Vec<NewOrder>, Vec<u64>) {
     let mut good = Vec::with_capacity(parsed.len());
+    let mut lines = Vec::with_capacity(parsed.len());
     for p in parsed {
         match p {
-            Ok((_, o)) => {
+            Ok((line, o)) => {
                 *report.currencies.entry(o.currency.clone()).or_default() += 1;
+                lines.push(line);
                 good.push(o);
             }
             Err((line, e)) => report.reject(line, e),
         }
     }
-    good
+    (good, lines)
+}
+
+/// Why a row whose order id is stored for another customer was not written, and what to do.
+fn refused_move(r: &crate::store::MovedOrder) -> String {
+    format!(
+        "order '{}' is stored for customer '{}', not '{}': an order does not move to another \
+         customer unless asked. If two sources reuse order numbers (two shops' #1001), give \
+         each source's ids a prefix of its own (A-1001); if the file corrects whose order it \
+         is, import it with --move-orders",
+        r.order, r.from, r.to
+    )
 }
 
 #[cfg(test)]

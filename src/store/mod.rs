@@ -38,7 +38,7 @@ pub use experiments::{
     TouchCounts, VariantDecision, VariantOutcome,
 };
 pub use metrics::{ChangedOutcome, ChangedPage, MetricsRow, RfmGroup, METRICS_COLUMNS};
-pub use orders::{MovedOrder, NewOrder, OrderEvent, OrderRow, UpsertOutcome};
+pub use orders::{MovedOrder, Moves, NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use orders_load::{LoadOutcome, OrderLoad};
 pub use outbox::{Bounce, Content, NewOutbox, OutboxRow, OutboxStatus, Recorded, RetryTarget};
 pub use products::Product;

@@ -39,8 +39,21 @@ pub struct UpsertOutcome {
     pub updated: u64,
     /// Customers whose orders changed: their aggregates need a refresh.
     pub touched: Vec<String>,
-    /// Orders now stored for another customer than before.
+    /// Orders now stored for another customer than before (`Moves::Allow`).
     pub moved: Vec<MovedOrder>,
+    /// Orders not written because their id is stored for another customer (`Moves::Refuse`).
+    pub refused: Vec<MovedOrder>,
+}
+
+/// Whether an order id stored for one customer may be written for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moves {
+    /// The row is not written (the default): two sources that reuse order numbers would take
+    /// each other's orders over, and mail planned from an order would show another
+    /// customer's.
+    Refuse,
+    /// The order moves (a file that corrects whose order it is: `--move-orders`).
+    Allow,
 }
 
 /// An order written with the id of one stored for another customer: a correction, or two
@@ -75,6 +88,7 @@ struct GroupChanges<'a> {
 async fn upsert_group<'a>(
     tx: &mut sqlx::Transaction<'static, Db>,
     rows: &'a [NewOrder],
+    moves: Moves,
     changes: &mut GroupChanges<'a>,
 ) -> Result<UpsertOutcome> {
     // Rows at or below this seq were there before this group (an earlier group's included).
@@ -107,14 +121,19 @@ async fn upsert_group<'a>(
                 None => changes.fresh.push(*o),
                 Some(old) if unchanged_by(old, o) => continue,
                 Some(old) => {
-                    out.updated += 1;
                     if old.customer_id != o.customer_id {
-                        out.moved.push(MovedOrder {
+                        let moved = MovedOrder {
                             order: o.id.clone(),
                             from: old.customer_id.clone(),
                             to: o.customer_id.clone(),
-                        });
+                        };
+                        if moves == Moves::Refuse {
+                            out.refused.push(moved);
+                            continue;
+                        }
+                        out.moved.push(moved);
                     }
+                    out.updated += 1;
                     out.touched.push(old.customer_id.clone());
                     owners.push(old.customer_id.clone());
                     changes
@@ -166,9 +185,19 @@ impl Store {
     /// existing ids are those read back and compared, so an import of new orders reads
     /// nothing, only changed orders are rewritten, and the outcome names exactly the customers
     /// whose aggregates changed (for a moved order, both the old and the new customer). Their
-    /// aggregates are recomputed in the same transaction.
+    /// aggregates are recomputed in the same transaction. A row whose id is stored for
+    /// another customer is not written (`UpsertOutcome::refused`; see `Moves`).
     pub async fn upsert_orders(&self, rows: &[NewOrder]) -> Result<UpsertOutcome> {
-        let mut outcomes = self.upsert_order_groups(&[rows]).await?;
+        self.upsert_orders_with(rows, Moves::Refuse).await
+    }
+
+    /// `upsert_orders`, saying whether an order may move to another customer.
+    pub async fn upsert_orders_with(
+        &self,
+        rows: &[NewOrder],
+        moves: Moves,
+    ) -> Result<UpsertOutcome> {
+        let mut outcomes = self.upsert_order_groups_with(&[rows], moves).await?;
         Ok(outcomes.pop().unwrap_or_default())
     }
 
@@ -176,12 +205,21 @@ impl Store {
     /// transaction: one commit for all, and an outcome per group. A later group sees an earlier
     /// one's orders, as if they had been sent one after the other.
     pub async fn upsert_order_groups(&self, groups: &[&[NewOrder]]) -> Result<Vec<UpsertOutcome>> {
+        self.upsert_order_groups_with(groups, Moves::Refuse).await
+    }
+
+    /// `upsert_order_groups`, saying whether an order may move to another customer.
+    pub async fn upsert_order_groups_with(
+        &self,
+        groups: &[&[NewOrder]],
+        moves: Moves,
+    ) -> Result<Vec<UpsertOutcome>> {
         let mut tx = self.write_tx().await?;
         let mut outcomes = Vec::with_capacity(groups.len());
         let mut touched = Vec::new();
         let mut changes = GroupChanges::default();
         for group in groups {
-            let out = upsert_group(&mut tx, group, &mut changes).await?;
+            let out = upsert_group(&mut tx, group, moves, &mut changes).await?;
             touched.extend(out.touched.iter().cloned());
             outcomes.push(out);
         }

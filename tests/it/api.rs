@@ -981,6 +981,51 @@ async fn orders_committed_together_behave_as_if_sent_one_after_the_other() {
     assert_eq!((c2.orders_count, c2.total_spent), (26, 50 + 25 * 10));
 }
 
+/// An order id stored for one customer, posted for another (two sources that reuse order
+/// numbers), is refused at its `customer_id`: the order stays where it is, and mail planned
+/// from it never shows the other customer's order.
+#[tokio::test]
+async fn an_order_posted_for_another_customer_than_its_stored_one_is_refused() {
+    let s = server().await;
+    add_customers(&s.store, &["v1", "v2"]).await;
+    let first = json!({"order_id": "vo1", "customer_id": "v1", "placed_at": "2026-11-01", "currency": "JPY", "total": 1111});
+    let r = s.post("/v1/orders", Scope::Ingest, &first).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.json);
+    let batch = json!({"orders": [
+        {"order_id": "vo2", "customer_id": "v2", "placed_at": "2026-11-01", "currency": "JPY", "total": 5},
+        {"order_id": "vo1", "customer_id": "v2", "placed_at": "2026-11-01", "currency": "JPY", "total": 2222}
+    ]});
+    let r = s.post("/v1/orders", Scope::Ingest, &batch).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.json);
+    assert!(is_problem(&r));
+    assert_eq!(
+        r.json["errors"][0]["at"], "/orders/1/customer_id",
+        "{:?}",
+        r.json
+    );
+    assert!(
+        r.json["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("order 'vo1' is stored for customer 'v1', not 'v2'"),
+        "{:?}",
+        r.json
+    );
+    assert!(
+        r.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("other 1 order(s) were stored"),
+        "{:?}",
+        r.json
+    );
+    let kept = s.store.order("vo1").await.unwrap().unwrap();
+    assert_eq!((kept.customer_id.as_str(), kept.total), ("v1", 1111));
+    let v1 = s.store.find_customer("v1").await.unwrap();
+    assert_eq!((v1.orders_count, v1.total_spent), (1, 1111));
+    assert!(s.store.order("vo2").await.unwrap().is_some());
+}
+
 #[tokio::test]
 async fn an_abandoned_cart_posted_as_an_event_is_reminded_unless_an_order_came_in() {
     let smtp = SmtpServer::start();

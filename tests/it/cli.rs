@@ -184,30 +184,43 @@ fn a_bad_config_is_located_and_nothing_runs() {
 }
 
 #[test]
-fn an_order_id_given_for_another_customer_moves_the_order_and_the_import_says_so() {
+fn an_order_id_given_for_another_customer_is_refused_unless_asked_to_move_it() {
     let dir = folder();
     for (what, file) in [("customers", "customers.csv"), ("orders", "orders.csv")] {
         let o = rebuy(dir.path(), &["import", what, file]);
         assert!(o.status.success(), "{:?}", text(&o));
-        assert!(!text(&o).1.contains("another customer"), "{:?}", text(&o));
     }
     // Another source numbers its orders the same way: order O3, stored for C1, arrives for
-    // C3. The order moves (a correction would), and the import says so, with what to do.
+    // C3. Refused, with its line and what to do; exit 1 as for any rejected row.
     std::fs::write(
         dir.path().join("other_shop.csv"),
         "order_id,customer_id,placed_at,currency,total\nO3,C3,2026-10-21T09:00:00+09:00,JPY,1200\n",
     )
     .unwrap();
+    let o = rebuy(dir.path(), &["import", "orders", "other_shop.csv"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("other_shop.csv:2: order 'O3' is stored for customer 'C1', not 'C3'")
+            && err.contains("give each source's ids a prefix"),
+        "{err}"
+    );
+    // A file that corrects whose order it is moves it when asked, and says so.
     let o = rebuy(
         dir.path(),
-        &["import", "orders", "other_shop.csv", "--json"],
+        &[
+            "import",
+            "orders",
+            "other_shop.csv",
+            "--move-orders",
+            "--json",
+        ],
     );
     assert!(o.status.success(), "{:?}", text(&o));
     let (out, err) = text(&o);
     assert!(
-        err.contains("warning: 1 order(s) were stored for another customer")
-            && err.contains("order 'O3' moved from customer 'C1' to 'C3'")
-            && err.contains("give each source's ids a prefix"),
+        err.contains("note: 1 order(s) moved to another customer (--move-orders)")
+            && err.contains("order 'O3' from customer 'C1' to 'C3'"),
         "{err}"
     );
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();

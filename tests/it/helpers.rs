@@ -301,6 +301,7 @@ impl TestShop {
             default_timezone: app.resolved.default_timezone,
             progress: false,
             bulk: false,
+            move_orders: false,
         };
         Daemon {
             engine,

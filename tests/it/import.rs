@@ -16,6 +16,7 @@ fn opts() -> ImportOptions {
         default_timezone: chrono_tz::Asia::Tokyo,
         progress: false,
         bulk: true,
+        move_orders: false,
     }
 }
 
@@ -266,10 +267,32 @@ async fn an_order_moved_to_another_customer_updates_both_and_new_ones_land_besid
          O4,C2,2026-10-25 12:00,USD,1200,SU-01,UV milk,sunscreen,1,1200\n",
     )
     .unwrap();
+    // By default an order does not move: O3's row is rejected with its line, the rest is
+    // written.
     let r = import_orders(&store, &file, &opts(), clock())
         .await
         .unwrap();
-    assert_eq!(counts(&r), (3, 1, 1, 1, 0), "{r:?}");
+    assert_eq!(counts(&r), (3, 1, 0, 1, 1), "{r:?}");
+    assert_eq!(r.rejected[0].line, 4);
+    assert!(
+        r.rejected[0]
+            .message
+            .contains("order 'O3' is stored for customer 'C1', not 'C3'")
+            && r.rejected[0].message.contains("--move-orders"),
+        "{r:?}"
+    );
+    assert_eq!(store.order("O3").await.unwrap().unwrap().customer_id, "C1");
+    assert_eq!(store.find_customer("C1").await.unwrap().orders_count, 2);
+    // Asked to (a file that corrects whose order it is), it moves.
+    let moving = ImportOptions {
+        move_orders: true,
+        ..opts()
+    };
+    let r = import_orders(&store, &file, &moving, clock())
+        .await
+        .unwrap();
+    assert_eq!(counts(&r), (3, 0, 1, 2, 0), "{r:?}");
+    assert_eq!(r.moved_orders, 1);
     let c1 = store.find_customer("C1").await.unwrap();
     assert_eq!((c1.orders_count, c1.total_spent), (1, 3980 + 2 * 2980));
     let c3 = store.find_customer("C3").await.unwrap();
@@ -602,7 +625,10 @@ async fn aggregates_added_up_order_by_order_equal_a_recomputation() {
             groups.push(group);
         }
         let refs: Vec<&[rebuy::store::NewOrder]> = groups.iter().map(Vec::as_slice).collect();
-        store.upsert_order_groups(&refs).await.unwrap();
+        store
+            .upsert_order_groups_with(&refs, rebuy::store::Moves::Allow)
+            .await
+            .unwrap();
     }
     let aggregates = |c: rebuy::store::CustomerRow| {
         (
@@ -1014,7 +1040,11 @@ async fn a_first_import_of_orders_leaves_the_shop_as_an_import_beside_other_orde
         "order_id,customer_id,placed_at,currency,total\nO2,C3,2026-10-02,USD,5000\n",
     )
     .unwrap();
-    let r = import_orders(&first, &changed, &opts(), clock())
+    let moving = ImportOptions {
+        move_orders: true,
+        ..opts()
+    };
+    let r = import_orders(&first, &changed, &moving, clock())
         .await
         .unwrap();
     assert_eq!(counts(&r), (1, 0, 1, 0, 0), "{r:?}");
@@ -1158,4 +1188,55 @@ async fn an_order_dated_in_the_future_is_refused_by_line() {
     assert_eq!(r.rejected[0].line, 2);
     assert!(r.rejected[0].message.contains("is in the future"), "{r:?}");
     assert!(store.order("F1").await.unwrap().is_none());
+}
+
+/// A follow-up planned from an order that then moves to another customer (`--move-orders`)
+/// ends without mail: its mail would show someone else's order.
+#[tokio::test]
+async fn a_follow_up_whose_order_moved_to_another_customer_ends_without_mail() {
+    let smtp = SmtpServer::start();
+    let later_note = "id: later\ntrigger: order_placed\ntransactional: true\nsteps:\n  - id: note\n    wait: 1d\n    send: { template: t, subject: \"about {{ order.id }}: {{ order.total }}\" }\n";
+    let shop = TestShop::new(
+        &[("later.yaml", later_note)],
+        &[
+            ("t.html", "<p>{{ order.id }}</p>"),
+            ("t.txt", "{{ order.id }}"),
+        ],
+        Some(&smtp),
+    );
+    let store = shop.store().await;
+    store
+        .upsert_customers(
+            &[
+                customer("V1", "v1@example.jp", "V1", "Asia/Tokyo", "{}"),
+                customer("V2", "v2@example.jp", "V2", "Asia/Tokyo", "{}"),
+            ],
+            0,
+        )
+        .await
+        .unwrap();
+    add_orders(&store, &[order("VO1", "V1", "2026-11-01T01:00:00Z", 1111)]).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    assert_eq!(store.customer_enrollments("V1").await.unwrap().len(), 1);
+    let moved = store
+        .upsert_orders_with(
+            &[order("VO1", "V2", "2026-11-01T01:00:00Z", 2222)],
+            rebuy::store::Moves::Allow,
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.moved.len(), 1);
+    let later = now + chrono::Duration::days(2);
+    let tick = daemon.engine.tick(later).await.unwrap();
+    assert_eq!(tick.queued, 0, "V2's order is not mailed to V1: {tick:?}");
+    daemon.deliverer.run_once(later).await.unwrap();
+    assert!(smtp.received().is_empty());
+    let e = &store.customer_enrollments("V1").await.unwrap()[0];
+    assert_eq!(e.state, "cancelled");
+    assert_eq!(
+        e.end_reason.as_deref(),
+        Some("ended: its order 'VO1' now belongs to another customer")
+    );
 }
