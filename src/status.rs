@@ -49,6 +49,8 @@ fn flow_view(f: &FlowStatus, zone: chrono_tz::Tz) -> Value {
         "unknown": f.unknown,
         "retrying": f.retrying,
         "retry_error": f.retry_error,
+        "failed_since_sent": f.failed_since_sent,
+        "failed_error": f.failed_error,
         "paused_until": local(f.paused_until),
         "stalled": f.stalled.as_ref().map(|s| json!({ "at": local(Some(s.at)), "said": s.said })),
     })

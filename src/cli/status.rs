@@ -154,7 +154,7 @@ pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>, zone: chrono_tz::Tz) -> Str
     };
     let doubt = if f.unknown > 0 {
         format!(
-            "; {} unknown (the sender stopped mid-send: check before re-sending)",
+            "; {} unknown (whether they were delivered cannot be known: check before re-sending)",
             f.unknown
         )
     } else {
@@ -164,6 +164,16 @@ pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>, zone: chrono_tz::Tz) -> Str
         (0, _) => String::new(),
         (n, Some(e)) => format!("; {n} to be tried again after a failed attempt (last: {e})"),
         (n, None) => format!("; {n} to be tried again after a failed attempt"),
+    };
+    let failed = match (f.failed_since_sent, &f.failed_error) {
+        (0, _) => String::new(),
+        (n, e) => format!(
+            "; {n} failed for good since the last send{}: fix the cause, then `rebuy outbox \
+             retry --all-failed` sends them again",
+            e.as_ref()
+                .map(|e| format!(" (last: {e})"))
+                .unwrap_or_default()
+        ),
     };
     let paused = match f.paused_until.filter(|u| *u > now.timestamp_millis()) {
         Some(u) => format!(
@@ -179,7 +189,7 @@ pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>, zone: chrono_tz::Tz) -> Str
         }
         _ => String::new(),
     };
-    format!("mail: {sent}; {waiting}{doubt}{retrying}{paused}{stalled}")
+    format!("mail: {sent}; {waiting}{doubt}{retrying}{failed}{paused}{stalled}")
 }
 
 #[cfg(test)]
@@ -241,7 +251,7 @@ mod tests {
         };
         assert_eq!(
             flow_line(&f, now, chrono_tz::Asia::Tokyo),
-            "mail: last sent 5 min ago; 12 waiting, the oldest due 3 h ago; 1 unknown (the sender stopped mid-send: check before re-sending)"
+            "mail: last sent 5 min ago; 12 waiting, the oldest due 3 h ago; 1 unknown (whether they were delivered cannot be known: check before re-sending)"
         );
         assert_eq!(
             flow_line(&FlowStatus::default(), now, chrono_tz::Asia::Tokyo),
@@ -270,6 +280,17 @@ mod tests {
         assert_eq!(
             flow_line(&f, now, chrono_tz::Asia::Tokyo),
             "mail: nothing sent yet; 3 waiting, the oldest due 1 min ago; 2 to be tried again after a failed attempt (last: cannot write outbox/16.eml: Not a directory)"
+        );
+        // Every attempt used up while the relay is down: not "nothing waiting" alone.
+        let f = FlowStatus {
+            last_sent_at: Some(now.timestamp_millis() - 60_000),
+            failed_since_sent: 5,
+            failed_error: Some("cannot connect to 127.0.0.1:2525: Connection refused".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            flow_line(&f, now, chrono_tz::Asia::Tokyo),
+            "mail: last sent 1 min ago; nothing waiting; 5 failed for good since the last send (last: cannot connect to 127.0.0.1:2525: Connection refused): fix the cause, then `rebuy outbox retry --all-failed` sends them again"
         );
         // Over: a pause that ended, a stall more than a day old.
         let f = FlowStatus {

@@ -83,6 +83,11 @@ pub struct FlowStatus {
     /// unwritable outbox folder): mail is not flowing for them. With the newest such error.
     pub retrying: i64,
     pub retry_error: Option<String>,
+    /// Failed for good (attempts used up, refused, not renderable) since the last message that
+    /// was sent, with the newest error: mail has not flowed since. Older failures stop
+    /// counting once a message goes out.
+    pub failed_since_sent: i64,
+    pub failed_error: Option<String>,
     /// Sending waits until then: the server asked to slow down.
     pub paused_until: Option<i64>,
     /// The last delivery round abandoned by the watchdog.
@@ -169,6 +174,23 @@ impl Store {
         let retry_error = retry_error
             .and_then(|(e,)| e)
             .map(|e| crate::domain::mask_emails_in(&e));
+        let since = last_sent_at.unwrap_or(i64::MIN);
+        let (failed_since_sent,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'failed' AND updated_at > $1",
+        )
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        let failed_error: Option<(Option<String>,)> = sqlx::query_as(
+            "SELECT last_error FROM outbox WHERE status = 'failed' AND updated_at > $1 \
+             ORDER BY updated_at DESC LIMIT 1",
+        )
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?;
+        let failed_error = failed_error
+            .and_then(|(e,)| e)
+            .map(|e| crate::domain::mask_emails_in(&e));
         Ok(FlowStatus {
             last_sent_at,
             oldest_queued_at,
@@ -176,6 +198,8 @@ impl Store {
             unknown,
             retrying,
             retry_error,
+            failed_since_sent,
+            failed_error,
             paused_until: self.paused_until().await?,
             stalled: self.last_stall().await?,
         })

@@ -31,7 +31,8 @@ pub async fn status(
             let now = crate::clock::to_millis(u.api.clock.now());
             let flowing = flow.stalled.is_none()
                 && flow.paused_until.is_none_or(|p| p <= now)
-                && flow.retrying == 0;
+                && flow.retrying == 0
+                && flow.failed_since_sent == 0;
             // Mail waits and no worker is there to send it (every one known to have stopped).
             let workers = crate::delivery::workers(store).await?;
             let unattended = flow.queued > 0 && workers.iter().all(|w| w.alive == Some(false));
@@ -56,6 +57,7 @@ pub async fn status(
                 minijinja::context! {
                     flowing => flowing, unattended => unattended, last_send => flow.last_sent_at,
                     retrying => flow.retrying, retry_error => flow.retry_error,
+                    failed => flow.failed_since_sent, failed_error => flow.failed_error,
                     oldest => flow.oldest_queued_at, queue => queue, trouble => trouble,
                     names => u.scenario_names(), may_act => v.role.may(&[Role::Support]),
                     flash => super::flash_of(&q, v.lang, v.zone), team => team,

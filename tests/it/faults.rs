@@ -250,6 +250,45 @@ async fn a_server_down_at_start_delays_mail_and_nothing_is_lost() {
     assert_eq!(store.flow_status().await.unwrap().retrying, 0);
 }
 
+/// Once every attempt is used up while the relay is down, status does not read "nothing
+/// waiting" alone: it counts the failures since the last send, with the last error, until a
+/// message goes out again.
+#[tokio::test]
+async fn failures_for_good_since_the_last_send_are_in_the_flow_until_mail_goes_again() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let shop = shop(port, TlsMode::None);
+    let store = shop.store().await;
+    customers(&store, &["early"]).await;
+    let daemon = shop.daemon(&store).await;
+    let mut now = utc("2026-11-01T03:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    for _ in 0..20 {
+        daemon.deliverer.run_once(now).await.unwrap();
+        now += Duration::days(1);
+    }
+    assert_eq!(by_recipient(&store).await["early"].status, "failed");
+    let flow = store.flow_status().await.unwrap();
+    assert_eq!(
+        (flow.queued, flow.retrying, flow.failed_since_sent),
+        (0, 0, 1)
+    );
+    assert!(flow.failed_error.unwrap().contains("cannot connect"));
+
+    // The relay is back and another message goes out: the old failure stops counting.
+    let _server = FaultServer::start_on(port).await;
+    let later = customer("later", "later@example.jp", "later", "Asia/Tokyo", "{}");
+    store.upsert_customers(&[later], 0).await.unwrap();
+    let placed = (now - Duration::hours(1)).to_rfc3339();
+    add_orders(&store, &[order("O-later", "later", &placed, 1000)]).await;
+    daemon.engine.tick(now).await.unwrap();
+    assert_eq!(daemon.deliverer.run_once(now).await.unwrap().sent, 1);
+    assert_eq!(store.flow_status().await.unwrap().failed_since_sent, 0);
+}
+
 #[tokio::test]
 async fn a_server_without_starttls_fails_the_tls_requirement_clearly_and_sends_nothing_in_clear() {
     let server = FaultServer::start().await;
