@@ -336,13 +336,17 @@ impl ChunkReader {
                                 .iter()
                                 .any(|f| f.contains('\n'))
                                 .then(|| record.position().map_or(0, |p| p.byte()));
-                            let fields = headers
+                            let fields: BTreeMap<_, _> = headers
                                 .iter()
                                 .zip(record.iter())
                                 .filter(|(_, v)| !v.is_empty())
                                 .map(|(h, v)| (h.clone(), serde_json::Value::String(v.to_string())))
                                 .collect();
-                            chunk.push(Record { line, fields });
+                            // A row of empty cells (`,,`: Excel's trailing rows) carries
+                            // nothing: skipped, as a blank line is.
+                            if !fields.is_empty() {
+                                chunk.push(Record { line, fields });
+                            }
                         }
                         Err(e) => {
                             let line = e.position().map_or(0, |p| p.line() + *shift);

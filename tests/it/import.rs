@@ -875,6 +875,17 @@ async fn crlf_lines_shift_jis_and_a_missing_column_are_told_as_a_person_fixes_th
     assert_eq!(lines, [3, 5], "{:?}", r.rejected);
     assert_eq!(r.inserted, 2);
 
+    // Excel's trailing rows of empty cells carry nothing: skipped, not rejected every night.
+    let tail = shop.file("tail.csv");
+    std::fs::write(
+        &tail,
+        "id,email,name\r\nE1,e1@example.jp,e\r\n,,\r\n,  ,\r\n",
+    )
+    .unwrap();
+    let r = import_customers(&store, &tail, &opts(), now).await.unwrap();
+    assert_eq!((r.records, r.inserted), (1, 1), "{r:?}");
+    assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+
     // 顧客 in Shift_JIS, on the third line.
     let sjis = shop.file("sjis.csv");
     let mut bytes = b"id,email,name\nS1,s1@example.jp,a\nS2,s2@example.jp,".to_vec();
