@@ -168,8 +168,8 @@ pub fn flow_line(f: &FlowStatus, now: DateTime<Utc>, zone: chrono_tz::Tz) -> Str
     let failed = match (f.failed_since_sent, &f.failed_error) {
         (0, _) => String::new(),
         (n, e) => format!(
-            "; {n} failed for good since the last send{}: fix the cause, then `rebuy outbox \
-             retry --all-failed` sends them again",
+            "; {n} given up after their attempts since the last send{}: fix the cause, then \
+             `rebuy outbox retry --all-failed` sends them again",
             e.as_ref()
                 .map(|e| format!(" (last: {e})"))
                 .unwrap_or_default()
@@ -285,12 +285,15 @@ mod tests {
         let f = FlowStatus {
             last_sent_at: Some(now.timestamp_millis() - 60_000),
             failed_since_sent: 5,
-            failed_error: Some("cannot connect to 127.0.0.1:2525: Connection refused".into()),
+            failed_error: Some(
+                "gave up after 5 attempts: cannot connect to 127.0.0.1:2525: Connection refused"
+                    .into(),
+            ),
             ..Default::default()
         };
         assert_eq!(
             flow_line(&f, now, chrono_tz::Asia::Tokyo),
-            "mail: last sent 1 min ago; nothing waiting; 5 failed for good since the last send (last: cannot connect to 127.0.0.1:2525: Connection refused): fix the cause, then `rebuy outbox retry --all-failed` sends them again"
+            "mail: last sent 1 min ago; nothing waiting; 5 given up after their attempts since the last send (last: gave up after 5 attempts: cannot connect to 127.0.0.1:2525: Connection refused): fix the cause, then `rebuy outbox retry --all-failed` sends them again"
         );
         // Over: a pause that ended, a stall more than a day old.
         let f = FlowStatus {

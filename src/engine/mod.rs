@@ -997,14 +997,16 @@ impl Engine {
         // A step that could not be mailed ends the enrollment: should the suppression be
         // lifted or consent given later, the next step ("your coupon expires soon") would
         // follow a mail the customer never received. Held-out customers end the same way, so
-        // that both arms keep the same later steps.
+        // that both arms keep the same later steps. `completed`, not `cancelled`: an order
+        // inside the goal window still counts as the goal reached, so that a customer who
+        // unsubscribed stays in the experiment's comparison as enrolled (intent to treat).
         if withheld && s.steps.get(index + 1).is_some() {
             let why = Reason::StepWithheld {
                 step: step.id.clone(),
             };
             return StepAdvance {
                 outbox: Some(outbox),
-                ..ends_without_mail(e, "cancelled", Some(why.to_string()))
+                ..ends_without_mail(e, "completed", Some(why.to_string()))
             };
         }
         let (state, next_due_at) = match s.steps.get(index + 1) {

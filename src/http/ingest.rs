@@ -1,7 +1,9 @@
 //! `POST /v1/customers` and `POST /v1/orders`: one record or a batch of up to 1,000, through
 //! the same validation and upserts as `rebuy import`. A batch is all or nothing: any invalid
 //! record refuses the request with every problem named, and nothing is stored; a 2xx means
-//! the records are committed.
+//! the records are committed. The one exception is found only while writing: an order whose
+//! id is stored for another customer is refused (422 at its `customer_id`) while the request's
+//! other records are written, as its `detail` says.
 
 use super::auth::Scope;
 use super::problem::{FieldError, Problem};
@@ -186,9 +188,10 @@ fn refused_moves(
             ),
         })
         .collect();
-    let stored = count - refused.len();
+    let written = count - refused.len();
     Problem::invalid("order stored for another customer", errors).detail(format!(
-        "the request's other {stored} order(s) were stored; sending them again changes nothing"
+        "the request's other {written} order(s) were written (or were stored already); sending \
+         them again changes nothing"
     ))
 }
 

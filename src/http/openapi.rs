@@ -221,7 +221,12 @@ impl Modify for Common {
                             "413",
                             "the body is over http.max_body_bytes, or a batch over 1,000",
                         ),
-                        ("422", "invalid records: every wrong field in `errors`"),
+                        (
+                            "422",
+                            "invalid records: every wrong field in `errors`, nothing stored; \
+                             except an order whose id is stored for another customer, refused \
+                             while the other records are written (see `detail`)",
+                        ),
                     ]);
                 }
                 let keyed = op.parameters.iter().flatten().any(

@@ -124,6 +124,16 @@ impl ImportReport {
         self.rejected.sort_by_key(|e| e.line);
     }
 
+    /// An order counted in `currencies` that the store then refused.
+    fn unwrite_currency(&mut self, currency: &str) {
+        if let Some(n) = self.currencies.get_mut(currency) {
+            *n -= 1;
+            if *n == 0 {
+                self.currencies.remove(currency);
+            }
+        }
+    }
+
     fn moved(&mut self, moved: Vec<crate::store::MovedOrder>) {
         self.moved_orders += moved.len() as u64;
         let room = MOVED_SHOWN.saturating_sub(self.moved.len());

@@ -376,9 +376,10 @@ pub(super) async fn run(
     });
     // Into an empty PostgreSQL shop, all chunks go into one bulk load (`OrderLoad`); otherwise
     // each chunk's orders are committed with their customers' aggregates (`upsert_orders`).
-    let moves = match opts.move_orders {
-        true => Moves::Allow,
-        false => Moves::Refuse,
+    let moves = if opts.move_orders {
+        Moves::Allow
+    } else {
+        Moves::Refuse
     };
     let mut load = match opts.bulk {
         true => store.begin_order_load().await?,
@@ -410,8 +411,10 @@ pub(super) async fn run(
                         for r in outcome.refused {
                             // The store keeps the last row of an id.
                             let at = good.iter().rposition(|o| o.id == r.order);
-                            let line = at.map_or(0, |i| lines[i]);
-                            report.reject(line, refused_move(&r));
+                            if let Some(i) = at {
+                                report.unwrite_currency(&good[i].currency);
+                            }
+                            report.reject(at.map_or(0, |i| lines[i]), refused_move(&r));
                         }
                     }
                 }

@@ -19,13 +19,17 @@ const INDEX_BUILD_MEMORY: &str = "256MB";
 
 /// Every customer's order aggregates set from their orders, as `AGGREGATES_FROM_ORDERS` sets
 /// them (the currency of the latest order by time, then id), and their metrics marked for the
-/// next refresh: one pass over the orders and one write per customer. The marks are inserted
-/// plainly, leaving out the customers marked already (`MARKS_ASIDE`), without `ON CONFLICT`'s
-/// speculative insertion (3.8 s of a million marks; no other writer can add one meanwhile: the
-/// load holds the store's write lock). The latest order's
-/// currency is looked up only for a customer whose orders have more than one: sorting every
-/// customer's orders for it (`ARRAY_AGG(… ORDER BY …)`) took 1.7 s of a million customers'
-/// 4.3 s and kept PostgreSQL from splitting the pass over two workers.
+/// next refresh: one pass over the orders and one write per customer.
+///
+/// The latest order's currency is looked up only for a customer whose orders have more than
+/// one: sorting every customer's orders for it (`ARRAY_AGG(… ORDER BY …)`) took 1.7 s of a
+/// million customers' 4.3 s and kept PostgreSQL from splitting the pass over two workers.
+///
+/// The marks of customers not marked before the load (`MARKS_ASIDE`: usually all) are
+/// inserted plainly, without `ON CONFLICT`'s speculative insertion (3.8 s of a million marks;
+/// no other writer can add one meanwhile: the load holds the store's write lock); those marked
+/// before, a few, get `ON CONFLICT`'s raised generation (a refresh that read one must not clear
+/// it for orders it did not see), or a new mark if a full refresh cleared theirs meanwhile.
 const AGGREGATES_AND_DIRTY: &str = "WITH a AS (SELECT customer_id, COUNT(*) AS n, \
      CAST(SUM(total) AS BIGINT) AS spent, MIN(placed_at) AS first_at, MAX(placed_at) AS last_at, \
      MIN(currency) AS lo, MAX(currency) AS hi FROM orders GROUP BY customer_id), \
@@ -33,18 +37,19 @@ const AGGREGATES_AND_DIRTY: &str = "WITH a AS (SELECT customer_id, COUNT(*) AS n
      first_order_at = a.first_at, last_order_at = a.last_at, \
      currency = CASE WHEN a.lo = a.hi THEN a.lo ELSE (SELECT o.currency FROM orders o \
      WHERE o.customer_id = a.customer_id ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) END \
-     FROM a WHERE customers.id = a.customer_id RETURNING customers.id) \
+     FROM a WHERE customers.id = a.customer_id RETURNING customers.id), \
+     fresh AS (INSERT INTO metrics_dirty (customer_id) SELECT u.id FROM u \
+     WHERE NOT EXISTS (SELECT 1 FROM load_marked k WHERE k.customer_id = u.id)) \
      INSERT INTO metrics_dirty (customer_id) SELECT u.id FROM u \
-     WHERE NOT EXISTS (SELECT 1 FROM load_marked k WHERE k.customer_id = u.id)";
+     JOIN load_marked k ON k.customer_id = u.id \
+     ON CONFLICT (customer_id) DO UPDATE SET gen = metrics_dirty.gen + 1";
 
-/// Before `AGGREGATES_AND_DIRTY`: the marks there are (usually none), kept aside for its
+/// Before `AGGREGATES_AND_DIRTY`: the customers marked before the load, kept aside for its
 /// look-ups (probing `metrics_dirty` itself while the statement fills it can be a scan of a
-/// growing table per customer), and their generation raised (a refresh that read one of them
-/// must not clear it for orders it did not see).
-const MARKS_ASIDE: [&str; 3] = [
+/// growing table per customer: over ten minutes in one plan).
+const MARKS_ASIDE: [&str; 2] = [
     "CREATE TEMP TABLE load_marked ON COMMIT DROP AS SELECT customer_id FROM metrics_dirty",
     "ANALYZE load_marked",
-    "UPDATE metrics_dirty SET gen = gen + 1",
 ];
 
 /// A load under way; dropping it unfinished rolls everything back (the indexes included: DDL is

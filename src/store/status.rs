@@ -83,9 +83,9 @@ pub struct FlowStatus {
     /// unwritable outbox folder): mail is not flowing for them. With the newest such error.
     pub retrying: i64,
     pub retry_error: Option<String>,
-    /// Failed for good (attempts used up, refused, not renderable) since the last message that
-    /// was sent, with the newest error: mail has not flowed since. Older failures stop
-    /// counting once a message goes out.
+    /// Given up after their attempts (a relay down, refusing for now, timing out) since the
+    /// last message that was sent, with the newest error: mail has not flowed since. Older
+    /// failures stop counting once a message goes out.
     pub failed_since_sent: i64,
     pub failed_error: Option<String>,
     /// Sending waits until then: the server asked to slow down.
@@ -174,16 +174,20 @@ impl Store {
         let retry_error = retry_error
             .and_then(|(e,)| e)
             .map(|e| crate::domain::mask_emails_in(&e));
+        // Only retries given up (the relay down, refusing, timing out): a 550 for one bad
+        // address or a template that fails for one customer is that message's trouble, not the
+        // flow's.
         let since = last_sent_at.unwrap_or(i64::MIN);
         let (failed_since_sent,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM outbox WHERE status = 'failed' AND updated_at > $1",
+            "SELECT COUNT(*) FROM outbox WHERE status = 'failed' AND updated_at > $1 \
+             AND substr(last_error, 1, 13) = 'gave up after'",
         )
         .bind(since)
         .fetch_one(&self.pool)
         .await?;
         let failed_error: Option<(Option<String>,)> = sqlx::query_as(
             "SELECT last_error FROM outbox WHERE status = 'failed' AND updated_at > $1 \
-             ORDER BY updated_at DESC LIMIT 1",
+             AND substr(last_error, 1, 13) = 'gave up after' ORDER BY updated_at DESC LIMIT 1",
         )
         .bind(since)
         .fetch_optional(&self.pool)

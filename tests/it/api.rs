@@ -1015,7 +1015,7 @@ async fn an_order_posted_for_another_customer_than_its_stored_one_is_refused() {
         r.json["detail"]
             .as_str()
             .unwrap()
-            .contains("other 1 order(s) were stored"),
+            .contains("other 1 order(s) were written"),
         "{:?}",
         r.json
     );
