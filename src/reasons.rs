@@ -59,6 +59,9 @@ pub enum Reason {
 /// Why a message cancelled by its enrollment's goal was not sent.
 pub const GOAL_REACHED: &str =
     "cancelled: the customer ordered (the scenario's goal) before this was sent";
+/// How the error of a message given up after its attempts begins ("gave up after 5 attempts:
+/// …"); `rebuy status` counts those.
+pub const GAVE_UP: &str = "gave up after";
 /// Why a message its sender was handing over when it stopped is `unknown`.
 pub const SENDER_STOPPED: &str =
     "the sender stopped while it was sending this message; it may or may not have been delivered";

@@ -868,7 +868,11 @@ impl Sender {
                     }
                     None => {
                         warn!(error = %mask_emails_in(&e), attempts = row.attempts, "transient failure; attempts used up");
-                        Outcome::Failed(format!("gave up after {} attempts: {e}", row.attempts))
+                        Outcome::Failed(format!(
+                            "{} {} attempts: {e}",
+                            crate::reasons::GAVE_UP,
+                            row.attempts
+                        ))
                     }
                 }
             }

@@ -178,17 +178,19 @@ impl Store {
         // address or a template that fails for one customer is that message's trouble, not the
         // flow's.
         let since = last_sent_at.unwrap_or(i64::MIN);
-        let (failed_since_sent,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM outbox WHERE status = 'failed' AND updated_at > $1 \
-             AND substr(last_error, 1, 13) = 'gave up after'",
-        )
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await?;
-        let failed_error: Option<(Option<String>,)> = sqlx::query_as(
-            "SELECT last_error FROM outbox WHERE status = 'failed' AND updated_at > $1 \
-             AND substr(last_error, 1, 13) = 'gave up after' ORDER BY updated_at DESC LIMIT 1",
-        )
+        let gave_up = crate::reasons::GAVE_UP;
+        let failed_sql = format!(
+            "FROM outbox WHERE status = 'failed' AND updated_at > $1 \
+             AND substr(last_error, 1, {}) = '{gave_up}'",
+            gave_up.len()
+        );
+        let (failed_since_sent,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) {failed_sql}"))
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        let failed_error: Option<(Option<String>,)> = sqlx::query_as(&format!(
+            "SELECT last_error {failed_sql} ORDER BY updated_at DESC LIMIT 1"
+        ))
         .bind(since)
         .fetch_optional(&self.pool)
         .await?;

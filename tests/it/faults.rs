@@ -211,14 +211,18 @@ async fn fault_matrix(server: &FaultServer) {
     );
 }
 
-#[tokio::test]
-async fn a_server_down_at_start_delays_mail_and_nothing_is_lost() {
-    // A free port with nobody listening.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+/// A free port with nobody listening.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+#[tokio::test]
+async fn a_server_down_at_start_delays_mail_and_nothing_is_lost() {
+    let port = free_port();
     let shop = shop(port, TlsMode::None);
     let store = shop.store().await;
     customers(&store, &["early"]).await;
@@ -255,11 +259,7 @@ async fn a_server_down_at_start_delays_mail_and_nothing_is_lost() {
 /// message goes out again.
 #[tokio::test]
 async fn failures_for_good_since_the_last_send_are_in_the_flow_until_mail_goes_again() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let shop = shop(port, TlsMode::None);
     let store = shop.store().await;
     customers(&store, &["early"]).await;
