@@ -343,10 +343,16 @@ impl Deliverer {
             let consents = customer.is_some_and(|c| c.consents());
             if let Some((status, why)) = withheld(suppression, transactional, consents, false) {
                 let why = why.to_string();
-                held.push(match status {
+                let outcome = match status {
                     OutboxStatus::Suppressed => Recorded::suppressed(row.id, why),
                     _ => Recorded::skipped(row.id, why),
-                });
+                };
+                // As when the step is withheld at queueing (the engine): no later step may
+                // follow a mail the customer never received.
+                let ends = Reason::StepWithheld {
+                    step: row.step_id.clone(),
+                };
+                held.push(outcome.ending_enrollment(ends.to_string()));
                 continue;
             }
             if let Some(limit) = row.expires_at.filter(|x| now_ms > *x) {

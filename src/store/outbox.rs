@@ -62,6 +62,10 @@ pub struct Recorded {
     /// The server refused the address for good: it goes on the suppression list in the same
     /// transaction as this outcome.
     pub bounce: Option<Bounce>,
+    /// The message was withheld at send time (suppressed, or no consent): its enrollment, if
+    /// still running, ends `completed` with this reason in the same transaction, so that no
+    /// later step follows a mail the customer never received.
+    pub ends_enrollment: Option<String>,
 }
 
 /// An address refused for good (a hard bounce), to suppress with its outcome.
@@ -83,6 +87,15 @@ impl Recorded {
             next_attempt_at: None,
             uncount: false,
             bounce: None,
+            ends_enrollment: None,
+        }
+    }
+
+    /// This outcome also ends the message's enrollment, if still running, with `why`.
+    pub fn ending_enrollment(self, why: String) -> Self {
+        Self {
+            ends_enrollment: Some(why),
+            ..self
         }
     }
 
@@ -424,6 +437,7 @@ impl Store {
             qb.push_bind(owner);
             applied += qb.build().execute(&mut *tx).await?.rows_affected();
             cancel_when_goal_reached(&mut tx, chunk, now).await?;
+            end_withheld_enrollments(&mut tx, chunk, now).await?;
         }
         // A bounce is a fact whoever holds the lease now: suppressed with the outcome.
         for (r, b) in outcomes
@@ -740,6 +754,39 @@ fn back_to_queue() -> String {
 
 /// Of `outcomes`, the messages put back in the queue (a retry, a deferral) whose enrollment has
 /// reached its goal: cancelled, as the goal cancels what waits (`enrollments::GOAL_REACHED`).
+/// Ends, `completed`, the running enrollments of messages withheld at send time (see
+/// `Recorded::ends_enrollment`); only where the outcome applied (the message's state is it).
+async fn end_withheld_enrollments(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    outcomes: &[Recorded],
+    now: i64,
+) -> Result<()> {
+    let ending: Vec<(i64, &str, &str)> = outcomes
+        .iter()
+        .filter_map(|r| {
+            let why = r.ends_enrollment.as_deref()?;
+            Some((r.id, r.status.as_str(), why))
+        })
+        .collect();
+    if ending.is_empty() {
+        return Ok(());
+    }
+    let mut qb = QueryBuilder::<Db>::new(
+        super::backend_of(tx),
+        "UPDATE enrollments SET state = 'completed', next_due_at = NULL, ended_at = ",
+    );
+    qb.push_bind(now).push(", end_reason = v.column3 FROM (");
+    qb.push_values(&ending, |mut b, (id, status, why)| {
+        b.push_bind(*id).push_bind(*status).push_bind(*why);
+    });
+    qb.push(
+        ") AS v, outbox o WHERE o.id = v.column1 AND o.status = v.column2 \
+         AND enrollments.id = o.enrollment_id AND enrollments.state = 'active'",
+    );
+    qb.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
 async fn cancel_when_goal_reached(
     tx: &mut sqlx::Transaction<'_, Db>,
     outcomes: &[Recorded],

@@ -440,3 +440,56 @@ async fn a_follow_up_whose_step_was_withheld_ends_instead_of_resuming_half_way()
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, "suppressed");
 }
+
+#[tokio::test]
+async fn a_step_withheld_at_send_time_ends_its_follow_up_too() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    store
+        .upsert_customers(&[customer("M", "m@example.jp", "M", "Asia/Tokyo", "{}")], 0)
+        .await
+        .unwrap();
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon
+        .engine
+        .trigger_manual("coupon", "M", Default::default(), None, now)
+        .await
+        .unwrap();
+    let tick = daemon.engine.tick(now).await.unwrap();
+    assert_eq!(tick.queued, 1, "{tick:?}");
+    // Unsubscribed between queueing and sending: the offer is withheld by the sender.
+    store
+        .suppress(
+            "m@example.jp",
+            SuppressionKind::Unsubscribe,
+            "unsubscribe link",
+            Some("M"),
+            0,
+        )
+        .await
+        .unwrap();
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!((r.sent, r.suppressed), (0, 1));
+    let e = &store.customer_enrollments("M").await.unwrap()[0];
+    assert_eq!(e.state, "completed", "goals still count for it");
+    assert!(
+        e.end_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("step 'offer' could not be mailed")),
+        "{:?}",
+        e.end_reason
+    );
+    // Support removes the suppression before the reminder is due: it does not go.
+    store.unsuppress_person("m@example.jp", "M").await.unwrap();
+    let later = now + chrono::Duration::days(6);
+    let tick = daemon.engine.tick(later).await.unwrap();
+    assert_eq!(
+        tick.queued, 0,
+        "the reminder of a coupon never sent: {tick:?}"
+    );
+    daemon.deliverer.run_once(later).await.unwrap();
+    assert!(recipients(&smtp).is_empty());
+    assert_eq!(store.outbox_rows().await.unwrap().len(), 1);
+}
