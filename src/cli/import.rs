@@ -48,7 +48,7 @@ pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
     // Chunk after chunk of the same size is read, parsed and freed: giving the freed memory
     // back at once (the binary's default) made the reader fault the same pages in again for
     // every chunk (a tenth of its time). mimalloc's usual delay, as `rebuy serve` has.
-    super::purge_freed_memory_after(100);
+    super::purge_freed_memory_after(1000);
     let store = app.store_or_create().await?;
     let args = match &cmd {
         ImportCommand::Customers(a)

@@ -49,11 +49,8 @@ pub fn parse_customer(r: &Record, zone: chrono_tz::Tz) -> Result<NewCustomer, In
             _ => return Err(Invalid::at("attributes", "'attributes' must be an object")),
         }
     }
-    for (k, v) in f
-        .iter()
-        .filter(|(k, _)| !CUSTOMER_FIELDS.contains(&k.as_str()))
-    {
-        attributes.insert(k.clone(), v.clone());
+    for (k, v) in f.iter().filter(|(k, _)| !CUSTOMER_FIELDS.contains(k)) {
+        attributes.insert(k.to_string(), v.clone());
     }
     let marketing_consent = super::yes_no(f, "marketing_consent")?;
     let consent_at = text(f, "consent_at")

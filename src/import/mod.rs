@@ -6,12 +6,14 @@ mod customers;
 mod events;
 mod orders;
 mod products;
+mod record;
 pub mod shopify;
 
 pub use customers::{parse_customer, CUSTOMER_FIELDS};
 pub use events::{parse_event, EVENT_FIELDS};
 pub use orders::{order_from_record, parse_order_row, OrderLine, ITEM_FIELDS, ORDER_FIELDS};
 pub use products::{parse_product, PRODUCT_FIELDS};
+pub use record::{Fields, Record};
 
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
@@ -256,12 +258,6 @@ fn progress_bar(path: &Path, show: bool) -> Result<ProgressBar> {
     Ok(bar)
 }
 
-/// One input record: its line, and its fields by column name.
-pub struct Record {
-    pub line: u64,
-    pub fields: BTreeMap<String, serde_json::Value>,
-}
-
 /// Reads records from CSV or JSON Lines a chunk at a time. A line that cannot be read at
 /// all becomes a `RowError` in `unreadable`.
 pub struct ChunkReader {
@@ -275,7 +271,7 @@ enum Source {
     /// record's line is short (see `crlf_shift`).
     Csv(
         csv::Reader<std::fs::File>,
-        Vec<String>,
+        Vec<std::sync::Arc<str>>,
         std::path::PathBuf,
         u64,
     ),
@@ -302,7 +298,7 @@ impl ChunkReader {
                         ))
                     })?
                     .iter()
-                    .map(|h| h.to_ascii_lowercase())
+                    .map(|h| h.to_ascii_lowercase().into())
                     .collect();
                 Source::Csv(reader, headers, path.to_path_buf(), crlf_shift(path))
             }
@@ -346,12 +342,12 @@ impl ChunkReader {
                                 .iter()
                                 .any(|f| f.contains('\n'))
                                 .then(|| record.position().map_or(0, |p| p.byte()));
-                            let fields: BTreeMap<_, _> = headers
-                                .iter()
-                                .zip(record.iter())
-                                .filter(|(_, v)| !v.is_empty())
-                                .map(|(h, v)| (h.clone(), serde_json::Value::String(v.to_string())))
-                                .collect();
+                            let mut fields = Fields::with_capacity(headers.len());
+                            for (h, v) in headers.iter().zip(record.iter()) {
+                                if !v.is_empty() {
+                                    fields.push(h.clone(), serde_json::Value::String(v.into()));
+                                }
+                            }
                             // A row of empty cells (`,,`: Excel's trailing rows) carries
                             // nothing: skipped, as a blank line is.
                             if !fields.is_empty() {
@@ -462,8 +458,8 @@ fn csv_reason(e: &csv::Error) -> String {
 
 /// The first of `required` that `headers` lacks, said with what the header has and, for a
 /// near miss (`e-mail`), which of its columns is probably meant.
-fn missing_column(headers: &[String], required: &[&[&str]]) -> Option<String> {
-    let names: Vec<&str> = headers.iter().map(String::as_str).collect();
+fn missing_column(headers: &[std::sync::Arc<str>], required: &[&[&str]]) -> Option<String> {
+    let names: Vec<&str> = headers.iter().map(|h| &**h).collect();
     // An empty file (a nightly export with nothing new) has no header and no rows: nothing to
     // import, not a mistake.
     if names.iter().all(|n| n.is_empty()) {
@@ -502,10 +498,7 @@ fn crlf_shift(path: &Path) -> u64 {
 /// An id field as text: a string, or a whole number written out. A number too long for one
 /// (JSON `123456789012345678901234567890`, read as a float) is refused: stored, it would be
 /// `1.2345678901234568e29`, another customer's id or nobody's.
-pub fn id_text(
-    fields: &BTreeMap<String, serde_json::Value>,
-    key: &str,
-) -> Result<Option<String>, Invalid> {
+pub fn id_text(fields: &Fields, key: &str) -> Result<Option<String>, Invalid> {
     match fields.get(key) {
         Some(serde_json::Value::Bool(b)) => Err(Invalid::at(
             key,
@@ -516,13 +509,18 @@ pub fn id_text(
             format!("'{key}' is the number {n}, not a whole number rebuy can keep exactly; write ids as strings (\"{key}\": \"…\")"),
         )),
         _ => match text(fields, key) {
-            Some(id) if id.chars().count() > MAX_ID => Err(Invalid::at(
+            Some(id) if longer_than(&id, MAX_ID) => Err(Invalid::at(
                 key,
                 format!("'{key}' is longer than {MAX_ID} characters; is a whole row in this cell?"),
             )),
             id => Ok(id),
         },
     }
+}
+
+/// Whether `s` has more than `max` characters (counted only when its bytes could be).
+pub fn longer_than(s: &str, max: usize) -> bool {
+    s.len() > max && s.chars().count() > max
 }
 
 /// The fields that are yes or no, where JSON's `true` and `false` belong.
@@ -557,7 +555,7 @@ pub fn scalars_only<'a>(
                     "false"
                 }
             }
-            Some(serde_json::Value::String(s)) if s.chars().count() > MAX_TEXT => {
+            Some(serde_json::Value::String(s)) if longer_than(s, MAX_TEXT) => {
                 return Err(Invalid::at(
                     *key,
                     format!("'{key}' is longer than {MAX_TEXT} characters"),
@@ -615,10 +613,7 @@ fn unique_records<T>(
 
 /// A yes/no field: a JSON boolean, or true, false, 1, 0, yes, no, y, n (any case); None when
 /// absent or empty.
-pub fn yes_no(
-    fields: &BTreeMap<String, serde_json::Value>,
-    key: &str,
-) -> Result<Option<bool>, Invalid> {
+pub fn yes_no(fields: &Fields, key: &str) -> Result<Option<bool>, Invalid> {
     if let Some(serde_json::Value::Bool(b)) = fields.get(key) {
         return Ok(Some(*b));
     }
@@ -636,7 +631,7 @@ pub fn yes_no(
 }
 
 /// A field as text: strings as they are, numbers written out.
-pub fn text(fields: &BTreeMap<String, serde_json::Value>, key: &str) -> Option<String> {
+pub fn text(fields: &Fields, key: &str) -> Option<String> {
     match fields.get(key)? {
         serde_json::Value::String(s) if s.trim().is_empty() => None,
         serde_json::Value::String(s) => Some(s.trim().to_string()),

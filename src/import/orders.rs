@@ -86,19 +86,23 @@ pub const ITEM_FIELDS: &[&str] = &[
 
 /// One line item; `path` is where it is (`items/2/`, or empty for a CSV row's own columns) and
 /// `prefix` how a message names it (`items[2]: `).
-fn item_from(v: &serde_json::Value, path: &str, prefix: &str) -> Result<ItemView, Invalid> {
+fn item_from<'a>(
+    v: impl Fn(&str) -> Option<&'a serde_json::Value> + Copy,
+    path: &str,
+    prefix: &str,
+) -> Result<ItemView, Invalid> {
     let get = |k: &str| -> Option<String> {
-        match v.get(k)? {
+        match v(k)? {
             serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
             serde_json::Value::Number(n) => Some(n.to_string()),
             _ => None,
         }
     };
     let at = |field: &str, message: String| Invalid::at(format!("{path}{field}"), message);
-    super::scalars_only(|k| v.get(k), ITEM_FIELDS, "")
+    super::scalars_only(v, ITEM_FIELDS, "")
         .map_err(|e| at(&e.field, format!("{prefix}{}", e.message)))?;
     let sku = get("sku").ok_or_else(|| at("sku", format!("{prefix}missing 'sku'")))?;
-    if sku.chars().count() > super::MAX_ID {
+    if super::longer_than(&sku, super::MAX_ID) {
         return Err(at(
             "sku",
             format!("{prefix}'sku' is longer than {} characters", super::MAX_ID),
@@ -152,15 +156,14 @@ pub fn parse_order_row(r: &Record, zone: Tz, now: DateTime<Utc>) -> Result<Order
         Some(serde_json::Value::Array(list)) => list
             .iter()
             .enumerate()
-            .map(|(i, v)| item_from(v, &format!("items/{i}/"), &format!("items[{i}]: ")))
+            .map(|(i, v)| {
+                let get = |k: &str| v.get(k);
+                item_from(get, &format!("items/{i}/"), &format!("items[{i}]: "))
+            })
             .collect::<Result<Vec<_>, _>>()?,
         Some(_) => return Err(Invalid::at("items", "'items' must be a list")),
         None if f.contains_key("sku") => {
-            vec![item_from(
-                &serde_json::to_value(f).unwrap_or_default(),
-                "",
-                "",
-            )?]
+            vec![item_from(|k| f.get(k), "", "")?]
         }
         None => Vec::new(),
     };
@@ -263,7 +266,10 @@ impl Group {
             line,
             NewOrder {
                 total,
-                items: serde_json::to_string(&self.items).unwrap_or_else(|_| "[]".into()),
+                items: match self.items.is_empty() {
+                    true => "[]".into(),
+                    false => serde_json::to_string(&self.items).unwrap_or_else(|_| "[]".into()),
+                },
                 id: f.order_id,
                 customer_id: f.customer_id,
                 placed_at: f.placed_at,
@@ -283,8 +289,9 @@ enum Parsed {
 /// Groups adjacent rows into orders as they are read; runs on the reading thread.
 #[derive(Default)]
 struct Grouper {
-    /// Every order id read so far (a million-order file: a million look-ups, hence Fx).
-    seen: rustc_hash::FxHashSet<String>,
+    /// Every order id read so far (a million-order file: a million look-ups, hence Fx; boxed,
+    /// a third smaller than `String`s in the table).
+    seen: rustc_hash::FxHashSet<Box<str>>,
     pending: Option<Group>,
 }
 
@@ -303,7 +310,7 @@ impl Grouper {
             match &mut self.pending {
                 Some(g) if g.first.order_id == l.order_id => g.push(l),
                 _ => {
-                    if !self.seen.insert(l.order_id.clone()) {
+                    if !self.seen.insert(l.order_id.as_str().into()) {
                         out.push(Err((l.line, format!("order '{}' appears again after other orders; its rows must be adjacent", l.order_id))));
                         continue;
                     }
