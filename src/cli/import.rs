@@ -47,7 +47,8 @@ pub struct ImportArgs {
 pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
     // Chunk after chunk of the same size is read, parsed and freed: giving the freed memory
     // back at once (the binary's default) made the reader fault the same pages in again for
-    // every chunk (a tenth of its time). mimalloc's usual delay, as `rebuy serve` has.
+    // every chunk (a tenth of its time); a second outlasts the time one chunk takes (about
+    // half a second), so its freed pages are reused rather than given back and faulted in.
     super::purge_freed_memory_after(1000);
     let store = app.store_or_create().await?;
     let args = match &cmd {

@@ -23,7 +23,7 @@ pub use worker::{workers, WorkerView};
 use crate::clock::to_millis;
 use crate::domain::{mask_email, mask_emails_in};
 use crate::reasons::Reason;
-use crate::store::{Bounce, OutboxRow, OutboxStatus, Recorded, Stall, Store};
+use crate::store::{Bounce, OutboxRow, OutboxStatus, Recorded, Stall, Store, Withheld};
 use chrono::{DateTime, Duration, Utc};
 use lettre::message::Mailbox;
 use lettre::Message;
@@ -349,10 +349,14 @@ impl Deliverer {
                 };
                 // As when the step is withheld at queueing (the engine): no later step may
                 // follow a mail the customer never received.
-                let ends = Reason::StepWithheld {
+                let why = Reason::StepWithheld {
                     step: row.step_id.clone(),
                 };
-                held.push(outcome.ending_enrollment(ends.to_string()));
+                held.push(outcome.ending_enrollment(Withheld {
+                    enrollment_id: row.enrollment_id,
+                    step_index: row.step_index,
+                    why: why.to_string(),
+                }));
                 continue;
             }
             if let Some(limit) = row.expires_at.filter(|x| now_ms > *x) {

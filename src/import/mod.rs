@@ -320,6 +320,7 @@ impl ChunkReader {
         match &mut self.source {
             Source::Csv(reader, headers, path, shift) => {
                 let mut record = csv::StringRecord::new();
+                let order = record::header_order(headers);
                 // Where the last record began, if one of its fields spans lines.
                 let mut spanning: Option<u64> = None;
                 while chunk.len() < CHUNK {
@@ -343,9 +344,12 @@ impl ChunkReader {
                                 .any(|f| f.contains('\n'))
                                 .then(|| record.position().map_or(0, |p| p.byte()));
                             let mut fields = Fields::with_capacity(headers.len());
-                            for (h, v) in headers.iter().zip(record.iter()) {
-                                if !v.is_empty() {
-                                    fields.push(h.clone(), serde_json::Value::String(v.into()));
+                            for &i in &order {
+                                match (headers.get(i), record.get(i)) {
+                                    (Some(h), Some(v)) if !v.is_empty() => {
+                                        fields.push(h.clone(), serde_json::Value::String(v.into()))
+                                    }
+                                    _ => {}
                                 }
                             }
                             // A row of empty cells (`,,`: Excel's trailing rows) carries

@@ -40,7 +40,9 @@ pub use experiments::{
 pub use metrics::{ChangedOutcome, ChangedPage, MetricsRow, RfmGroup, METRICS_COLUMNS};
 pub use orders::{MovedOrder, Moves, NewOrder, OrderEvent, OrderRow, UpsertOutcome};
 pub use orders_load::{LoadOutcome, OrderLoad};
-pub use outbox::{Bounce, Content, NewOutbox, OutboxRow, OutboxStatus, Recorded, RetryTarget};
+pub use outbox::{
+    Bounce, Content, NewOutbox, OutboxRow, OutboxStatus, Recorded, RetryTarget, Withheld,
+};
 pub use products::Product;
 pub use segments::{MembershipChange, SegmentEvent};
 pub use simulation::{is_simulation_file, Sends, SimulationSource, BODY_SAMPLE};

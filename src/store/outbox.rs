@@ -6,6 +6,7 @@ use super::QueryBuilder;
 use super::{Db, Result, Store};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
+use std::collections::HashSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -62,10 +63,20 @@ pub struct Recorded {
     /// The server refused the address for good: it goes on the suppression list in the same
     /// transaction as this outcome.
     pub bounce: Option<Bounce>,
-    /// The message was withheld at send time (suppressed, or no consent): its enrollment, if
-    /// still running, ends `completed` with this reason in the same transaction, so that no
-    /// later step follows a mail the customer never received.
-    pub ends_enrollment: Option<String>,
+    /// The message was withheld at send time (suppressed, or no consent): its enrollment ends
+    /// in the same transaction, so that no later step follows a mail the customer never
+    /// received (see `Withheld`).
+    pub ends_enrollment: Option<Withheld>,
+}
+
+/// A step withheld at send time: its enrollment, if still running, ends `completed` with
+/// `why`, and its later steps already queued (a step held back by the frequency cap or quiet
+/// hours can be overtaken by the next) are cancelled with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    pub enrollment_id: i64,
+    pub step_index: i64,
+    pub why: String,
 }
 
 /// An address refused for good (a hard bounce), to suppress with its outcome.
@@ -91,10 +102,10 @@ impl Recorded {
         }
     }
 
-    /// This outcome also ends the message's enrollment, if still running, with `why`.
-    pub fn ending_enrollment(self, why: String) -> Self {
+    /// This outcome also ends the message's enrollment (see `Withheld`).
+    pub fn ending_enrollment(self, withheld: Withheld) -> Self {
         Self {
-            ends_enrollment: Some(why),
+            ends_enrollment: Some(withheld),
             ..self
         }
     }
@@ -435,9 +446,21 @@ impl Store {
             });
             qb.push(") AS v WHERE outbox.id = v.column1 AND outbox.status IN ('claimed', 'sending') AND outbox.lease_owner = ");
             qb.push_bind(owner);
-            applied += qb.build().execute(&mut *tx).await?.rows_affected();
+            qb.push(" RETURNING outbox.id");
+            let done: HashSet<i64> = qb
+                .build_query_as::<(i64,)>()
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(id,)| id)
+                .collect();
+            applied += done.len() as u64;
             cancel_when_goal_reached(&mut tx, chunk, now).await?;
-            end_withheld_enrollments(&mut tx, chunk, now).await?;
+            let withheld = chunk
+                .iter()
+                .filter(|r| done.contains(&r.id))
+                .filter_map(|r| r.ends_enrollment.as_ref());
+            end_withheld_enrollments(&mut tx, withheld, now).await?;
         }
         // A bounce is a fact whoever holds the lease now: suppressed with the outcome.
         for (r, b) in outcomes
@@ -754,34 +777,49 @@ fn back_to_queue() -> String {
 
 /// Of `outcomes`, the messages put back in the queue (a retry, a deferral) whose enrollment has
 /// reached its goal: cancelled, as the goal cancels what waits (`enrollments::GOAL_REACHED`).
-/// Ends, `completed`, the running enrollments of messages withheld at send time (see
-/// `Recorded::ends_enrollment`); only where the outcome applied (the message's state is it).
-async fn end_withheld_enrollments(
+/// Ends, `completed`, the running enrollments of steps withheld at send time and cancels their
+/// later steps already queued (see `Withheld`). Only outcomes that applied are given.
+async fn end_withheld_enrollments<'a>(
     tx: &mut sqlx::Transaction<'_, Db>,
-    outcomes: &[Recorded],
+    withheld: impl Iterator<Item = &'a Withheld>,
     now: i64,
 ) -> Result<()> {
-    let ending: Vec<(i64, &str, &str)> = outcomes
-        .iter()
-        .filter_map(|r| {
-            let why = r.ends_enrollment.as_deref()?;
-            Some((r.id, r.status.as_str(), why))
-        })
-        .collect();
-    if ending.is_empty() {
+    // One per enrollment: its earliest withheld step (two of one enrollment in one batch).
+    let mut first: std::collections::BTreeMap<i64, &Withheld> = Default::default();
+    for w in withheld {
+        let kept = first.entry(w.enrollment_id).or_insert(w);
+        if w.step_index < kept.step_index {
+            *kept = w;
+        }
+    }
+    if first.is_empty() {
         return Ok(());
     }
+    let ending: Vec<&Withheld> = first.into_values().collect();
     let mut qb = QueryBuilder::<Db>::new(
         super::backend_of(tx),
-        "UPDATE enrollments SET state = 'completed', next_due_at = NULL, ended_at = ",
+        "UPDATE enrollments SET state = 'completed', next_due_at = NULL, next_step_id = NULL, \
+         end_reason = v.column2, ended_at = ",
     );
-    qb.push_bind(now).push(", end_reason = v.column3 FROM (");
-    qb.push_values(&ending, |mut b, (id, status, why)| {
-        b.push_bind(*id).push_bind(*status).push_bind(*why);
+    qb.push_bind(now).push(" FROM (");
+    qb.push_values(&ending, |mut b, w| {
+        b.push_bind(w.enrollment_id).push_bind(w.why.as_str());
+    });
+    qb.push(") AS v WHERE enrollments.id = v.column1 AND enrollments.state = 'active'");
+    qb.build().execute(&mut **tx).await?;
+    let mut qb = QueryBuilder::<Db>::new(
+        super::backend_of(tx),
+        "UPDATE outbox SET status = 'cancelled', last_error = v.column3, updated_at = ",
+    );
+    qb.push_bind(now).push(" FROM (");
+    qb.push_values(&ending, |mut b, w| {
+        b.push_bind(w.enrollment_id)
+            .push_bind(w.step_index)
+            .push_bind(w.why.as_str());
     });
     qb.push(
-        ") AS v, outbox o WHERE o.id = v.column1 AND o.status = v.column2 \
-         AND enrollments.id = o.enrollment_id AND enrollments.state = 'active'",
+        ") AS v WHERE outbox.enrollment_id = v.column1 AND outbox.step_index > v.column2 \
+         AND outbox.status = 'queued'",
     );
     qb.build().execute(&mut **tx).await?;
     Ok(())

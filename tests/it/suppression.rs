@@ -493,3 +493,55 @@ async fn a_step_withheld_at_send_time_ends_its_follow_up_too() {
     assert!(recipients(&smtp).is_empty());
     assert_eq!(store.outbox_rows().await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_step_withheld_at_send_time_cancels_its_later_step_already_queued() {
+    let smtp = SmtpServer::start();
+    let shop = shop(&smtp);
+    let store = shop.store().await;
+    store
+        .upsert_customers(&[customer("M", "m@example.jp", "M", "Asia/Tokyo", "{}")], 0)
+        .await
+        .unwrap();
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon
+        .engine
+        .trigger_manual("coupon", "M", Default::default(), None, now)
+        .await
+        .unwrap();
+    daemon.engine.tick(now).await.unwrap();
+    // The offer is held back (the frequency cap, quiet hours, a relay down) past the
+    // reminder's due time, so the reminder is queued before the offer goes.
+    let later = now + chrono::Duration::days(6);
+    let tick = daemon.engine.tick(later).await.unwrap();
+    assert_eq!(tick.queued, 1, "{tick:?}");
+    store
+        .suppress(
+            "m@example.jp",
+            SuppressionKind::Unsubscribe,
+            "unsubscribe link",
+            Some("M"),
+            0,
+        )
+        .await
+        .unwrap();
+    // The sender comes to the offer alone (the reminder is not due at its clock yet).
+    let r = daemon.deliverer.run_once(now).await.unwrap();
+    assert_eq!((r.sent, r.suppressed), (0, 1));
+    // Support lifts the suppression: the reminder of a coupon never sent must not go.
+    store.unsuppress_person("m@example.jp", "M").await.unwrap();
+    daemon.deliverer.run_once(later).await.unwrap();
+    assert!(recipients(&smtp).is_empty());
+    let rows = store.outbox_rows().await.unwrap();
+    let reminder = rows.iter().find(|r| r.step_id == "expiring").unwrap();
+    assert_eq!(reminder.status, "cancelled");
+    assert!(
+        reminder
+            .last_error
+            .as_deref()
+            .is_some_and(|r| r.contains("step 'offer' could not be mailed")),
+        "{:?}",
+        reminder.last_error
+    );
+}
