@@ -1048,11 +1048,54 @@ fn type_error(
         .filter(|(_, (l, _))| *l == line)
         .map(|(k, _)| k.as_str())
         .max_by_key(|k| k.len());
+    let hint =
+        unknown_key_hint(&said).unwrap_or_else(|| "see config.example.yaml for every key".into());
     let said = match key {
         Some(k) => format!("{k}: {said}"),
         None => said.to_string(),
     };
-    Diagnostic::new(path, line, col, said).with_hint("see config.example.yaml for every key")
+    Diagnostic::new(path, line, col, said).with_hint(hint)
+}
+
+/// For a key the config does not have there (the parser's "unknown field `x`, expected one of
+/// …"): the key likely meant: the same name elsewhere in `config.example.yaml` (written at the
+/// wrong level: `smtp` for `delivery.smtp`), else a near name at the same level (a typo), else
+/// a near name elsewhere.
+fn unknown_key_hint(said: &str) -> Option<String> {
+    let (name, rest) = said.strip_prefix("unknown field `")?.split_once('`')?;
+    let expected: Vec<&str> = match rest.split_once("expected one of ") {
+        Some((_, list)) => list.split(", ").map(|k| k.trim_matches('`')).collect(),
+        None => rest
+            .split_once("expected ")
+            .map(|(_, k)| vec![k.trim_matches('`')])
+            .unwrap_or_default(),
+    };
+    let example = example_keys();
+    let last = |k: &str| k.rsplit('.').next().unwrap_or(k).to_string();
+    let lasts: Vec<String> = example.iter().map(|k| last(k)).collect();
+    let names: Vec<&str> = lasts.iter().map(String::as_str).collect();
+    let near = match crate::diagnostic::did_you_mean(name, &expected) {
+        _ if names.contains(&name) => name,
+        Some(near) => return Some(format!("did you mean '{near}'?")),
+        None => crate::diagnostic::did_you_mean(name, &names)?,
+    };
+    let whole = example.iter().find(|k| last(k) == near)?;
+    let (parent, _) = whole.rsplit_once('.')?;
+    Some(format!(
+        "'{near}' goes under '{parent}:' ({whole}); see config.example.yaml for every key"
+    ))
+}
+
+/// Every key `config.example.yaml` writes, dotted (`marketing.quiet_hours`), in its order.
+fn example_keys() -> Vec<String> {
+    let text = include_str!("../config.example.yaml");
+    let mut places = BTreeMap::new();
+    if let Ok(root) = crate::yaml::parse("config.example.yaml", text) {
+        record_places(&root, "", &mut places);
+    }
+    let mut keys: Vec<(String, (u64, u64))> = places.into_iter().collect();
+    keys.sort_by_key(|(_, at)| *at);
+    keys.into_iter().map(|(k, _)| k).collect()
 }
 
 /// Comments out line `line` (1-based) and the lines indented under it, and a parent key left
@@ -1453,6 +1496,32 @@ mod tests {
         assert_eq!(r.tick_interval, Duration::seconds(60));
         assert_eq!(r.default_timezone, chrono_tz::Asia::Tokyo);
         assert_eq!(c.delivery.transport, TransportKind::File);
+    }
+
+    #[test]
+    fn an_unknown_key_is_answered_with_the_key_likely_meant() {
+        let hint = |text: &str| {
+            let errs = Config::parse("c.yaml", text).unwrap_err();
+            errs[0].hint.clone().unwrap_or_default()
+        };
+        assert_eq!(
+            hint("delivery:\n  transprot: smtp\n"),
+            "did you mean 'transport'?"
+        );
+        // Written at the wrong level, with or without a typo.
+        let wrong = hint("quiet_hours: { from: \"21:00\", to: \"08:00\" }\n");
+        assert!(
+            wrong.starts_with("'quiet_hours' goes under 'marketing:' (marketing.quiet_hours)"),
+            "{wrong}"
+        );
+        let typo = hint("quiet_hour: { from: \"21:00\", to: \"08:00\" }\n");
+        assert!(typo.contains("marketing.quiet_hours"), "{typo}");
+        assert_eq!(
+            hint("zzzzzzzzzz: 1\n"),
+            "see config.example.yaml for every key"
+        );
+        // Near a key of this level ('shop'), but the name of one of another.
+        assert!(hint("smtp:\n  host: x\n").contains("(delivery.smtp)"));
     }
 
     #[test]

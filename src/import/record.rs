@@ -2,6 +2,7 @@
 //! name, as every importer and the API read them.
 
 use serde_json::Value;
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 /// One input record: its line (or index in a request), and its fields by column name.
@@ -10,7 +11,7 @@ pub struct Record {
     pub fields: Fields,
 }
 
-/// A record's fields by name: a list kept sorted by name, searched by halves. Not a map per
+/// A record's fields by name: a list kept sorted by name (`by_name`), searched by halves. Not a map per
 /// record: a CSV row's names are its header's, shared rather than copied per row, and put in
 /// order by a permutation worked out once per file (the reader of a 5-million-row file spent
 /// a quarter of its time building and searching a `BTreeMap` per row). A name given twice
@@ -21,8 +22,19 @@ pub struct Fields(Vec<(Arc<str>, Value)>);
 impl Fields {
     /// The value of `key`, if the record has it.
     pub fn get(&self, key: &str) -> Option<&Value> {
+        // A few fields (the usual record): one look at each, from the last, is quickest.
+        if self.0.len() <= 16 {
+            return self
+                .0
+                .iter()
+                .rev()
+                .find(|(k, _)| &**k == key)
+                .map(|(_, v)| v);
+        }
         // Past the last entry named `key` (or where it would be).
-        let end = self.0.partition_point(|(k, _)| &**k <= key);
+        let end = self
+            .0
+            .partition_point(|(k, _)| by_name(k, key) != Ordering::Greater);
         let (k, v) = self.0.get(end.checked_sub(1)?)?;
         (&**k == key).then_some(v)
     }
@@ -31,7 +43,7 @@ impl Fields {
         self.get(key).is_some()
     }
 
-    /// Every field once (a name given twice: its last value), by name.
+    /// Every field once (a name given twice: its last value), in `by_name`'s order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         let later = self.0.iter().skip(1).map(|(k, _)| Some(k)).chain([None]);
         self.0
@@ -48,7 +60,10 @@ impl Fields {
     /// Adds a field named as a CSV header's column; names must come in order (see
     /// `header_order`), a repeated one after its earlier columns.
     pub fn push(&mut self, key: Arc<str>, value: Value) {
-        debug_assert!(self.0.last().is_none_or(|(k, _)| *k <= key));
+        debug_assert!(self
+            .0
+            .last()
+            .is_none_or(|(k, _)| by_name(k, &key) != Ordering::Greater));
         self.0.push((key, value));
     }
 
@@ -61,8 +76,17 @@ impl Fields {
 /// repeated name's columns keep theirs), for `Fields::push`.
 pub fn header_order(names: &[Arc<str>]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..names.len()).collect();
-    order.sort_by(|a, b| names[*a].cmp(&names[*b]));
+    order.sort_by(|a, b| by_name(&names[*a], &names[*b]));
     order
+}
+
+/// The order of the names: shorter first, then by their bytes. Names of different lengths
+/// are told apart without reading them (most look-ups: `total` among `order_id`,
+/// `customer_id`…), where comparing their bytes was a sixth of the reader's time.
+fn by_name(a: &str, b: &str) -> Ordering {
+    a.len()
+        .cmp(&b.len())
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
 }
 
 impl FromIterator<(String, Value)> for Fields {
@@ -70,7 +94,7 @@ impl FromIterator<(String, Value)> for Fields {
         let mut all: Vec<(Arc<str>, Value)> =
             pairs.into_iter().map(|(k, v)| (k.into(), v)).collect();
         // Stable: of a name given twice, the later stays later, and is the one read.
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.sort_by(|a, b| by_name(&a.0, &b.0));
         Self(all)
     }
 }
@@ -105,6 +129,18 @@ mod tests {
             [("a", &json!("3")), ("b", &json!("2")), ("c", &json!("4"))]
         );
         assert!(Fields::default().get("a").is_none());
+    }
+
+    #[test]
+    fn a_wide_record_is_searched_as_a_short_one() {
+        let f: Fields = (0..40)
+            .map(|i| (format!("col{i}"), json!(i)))
+            .chain([("col7".to_string(), json!("last"))])
+            .collect();
+        assert_eq!(f.get("col7"), Some(&json!("last")));
+        assert_eq!(f.get("col39"), Some(&json!(39)));
+        assert!(f.get("col40").is_none() && f.get("a").is_none());
+        assert_eq!(f.iter().count(), 40);
     }
 
     #[test]
