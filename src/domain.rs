@@ -100,6 +100,12 @@ pub fn email_lookup_key(q: &str) -> String {
 /// (`YEN`) is refused: amounts are read in its minor units, so a wrong code misstates every one.
 pub fn parse_currency(raw: &str) -> Result<String, String> {
     let code = raw.trim().to_ascii_uppercase();
+    if NOT_MONEY.contains(&code.as_str()) {
+        return Err(format!(
+            "'{raw}' is an ISO 4217 code for no currency, a test, a precious metal or a unit of \
+             account, not money an order is paid in; use the currency it was paid in, such as JPY"
+        ));
+    }
     if iso_currency::Currency::from_code(&code).is_some() {
         return Ok(code);
     }
@@ -115,6 +121,13 @@ pub fn parse_currency(raw: &str) -> Result<String, String> {
         "'{raw}' is not an ISO 4217 currency code{hint}; use three letters such as JPY or USD"
     ))
 }
+
+/// ISO 4217 codes that are not money a shop is paid in: "no currency" (XXX, an export's
+/// placeholder), testing (XTS), precious metals and units of account. Stored, XXX would be
+/// summed as a currency of its own and shown with no symbol or decimals.
+const NOT_MONEY: [&str; 13] = [
+    "XXX", "XTS", "XAU", "XAG", "XPT", "XPD", "XDR", "XSU", "XUA", "XBA", "XBB", "XBC", "XBD",
+];
 
 /// How many decimal places a currency's minor unit has (ISO 4217; 2 for a code without one).
 pub fn minor_digits(currency: &str) -> u32 {
@@ -371,6 +384,11 @@ mod tests {
             "{e}"
         );
         assert!(parse_currency("ABC").is_err());
+        // ISO codes that are no money an order is paid in; the real X-currencies pass.
+        assert!(parse_currency("xxx").unwrap_err().contains("no currency"));
+        assert!(parse_currency("XAU").is_err());
+        assert_eq!(parse_currency("XOF").unwrap(), "XOF");
+        assert_eq!(parse_currency("XCD").unwrap(), "XCD");
         let digits: Vec<u32> = ["JPY", "USD", "KWD", "CLF", "ISK", "ZZZ"]
             .iter()
             .map(|c| minor_digits(c))
