@@ -81,6 +81,7 @@ pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
     print_report(&report, args.json)?;
     warn_foreign_currencies(&report, &app.currency());
     warn_moved_orders(&report);
+    warn_empty(&report);
     store.close().await;
     Ok(if report.rejected.is_empty() {
         exit::OK
@@ -97,6 +98,18 @@ fn warn_foreign_currencies(report: &ImportReport, shop: &str) {
             "warning: {n} order(s) in {currency}, not the shop's {shop} (shop.currency): rebuy adds \
              amounts as they are, so spend, LTV and reports would mix {currency} with {shop}; \
              convert them to {shop} before importing, or set shop.currency if {currency} is the shop's"
+        );
+    }
+}
+
+/// A file without a single record (a header alone, or nothing): not an error, a quiet day's
+/// export can be empty, but a nightly job whose export failed must not pass unnoticed.
+fn warn_empty(report: &ImportReport) {
+    if report.records == 0 && report.rejected.is_empty() {
+        eprintln!(
+            "warning: {} holds no records (a header alone, or nothing): nothing was imported; \
+             if the export should have rows, check what writes it",
+            report.file
         );
     }
 }

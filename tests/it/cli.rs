@@ -1783,3 +1783,20 @@ fn a_database_setting_that_names_no_database_is_said_at_once() {
         "the file is left as it was"
     );
 }
+
+#[test]
+fn an_import_of_a_file_without_records_says_so_and_succeeds() {
+    let dir = folder();
+    std::fs::write(
+        dir.path().join("empty.csv"),
+        "order_id,customer_id,placed_at,currency,total\n",
+    )
+    .unwrap();
+    let o = rebuy(dir.path(), &["import", "orders", "empty.csv"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(err.contains("empty.csv holds no records"), "{err}");
+    // A file with records says nothing of the kind.
+    let o = rebuy(dir.path(), &["import", "customers", "customers.csv"]);
+    assert!(!text(&o).1.contains("holds no records"), "{:?}", text(&o));
+}
