@@ -388,15 +388,19 @@ async fn marketing_goes_only_to_customers_who_consented_and_a_withdrawal_stops_q
         .contains("no marketing consent"));
 }
 
-#[tokio::test]
-async fn a_follow_up_whose_step_was_withheld_ends_instead_of_resuming_half_way() {
-    let smtp = SmtpServer::start();
-    let shop = shop(&smtp);
+/// The shop with one customer, M, who consented.
+async fn shop_with_m(smtp: &SmtpServer) -> (TestShop, rebuy::store::Store) {
+    let shop = shop(smtp);
     let store = shop.store().await;
     store
         .upsert_customers(&[customer("M", "m@example.jp", "M", "Asia/Tokyo", "{}")], 0)
         .await
         .unwrap();
+    (shop, store)
+}
+
+/// M unsubscribes by the link in a mail.
+async fn unsubscribe_m(store: &rebuy::store::Store) {
     store
         .suppress(
             "m@example.jp",
@@ -407,13 +411,42 @@ async fn a_follow_up_whose_step_was_withheld_ends_instead_of_resuming_half_way()
         )
         .await
         .unwrap();
-    let daemon = shop.daemon(&store).await;
+}
+
+/// The daemon, and the two-step coupon follow-up started for M at the returned time.
+async fn coupon_started(
+    shop: &TestShop,
+    store: &rebuy::store::Store,
+) -> (rebuy::daemon::Daemon, chrono::DateTime<chrono::Utc>) {
+    let daemon = shop.daemon(store).await;
     let now = utc("2026-11-01T02:00:00Z");
     daemon
         .engine
         .trigger_manual("coupon", "M", Default::default(), None, now)
         .await
         .unwrap();
+    (daemon, now)
+}
+
+/// M's follow-up ended `completed` (goals still count), saying its offer could not be mailed.
+async fn assert_ended_as_withheld(store: &rebuy::store::Store) {
+    let e = &store.customer_enrollments("M").await.unwrap()[0];
+    assert_eq!(e.state, "completed", "goals still count for it");
+    assert!(
+        e.end_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("step 'offer' could not be mailed")),
+        "{:?}",
+        e.end_reason
+    );
+}
+
+#[tokio::test]
+async fn a_follow_up_whose_step_was_withheld_ends_instead_of_resuming_half_way() {
+    let smtp = SmtpServer::start();
+    let (shop, store) = shop_with_m(&smtp).await;
+    unsubscribe_m(&store).await;
+    let (daemon, now) = coupon_started(&shop, &store).await;
     let tick = daemon.engine.tick(now).await.unwrap();
     assert_eq!((tick.queued, tick.suppressed), (0, 1), "{tick:?}");
     // Support removes the suppression before the second step is due.
@@ -426,15 +459,7 @@ async fn a_follow_up_whose_step_was_withheld_ends_instead_of_resuming_half_way()
     );
     daemon.deliverer.run_once(later).await.unwrap();
     assert!(recipients(&smtp).is_empty());
-    let e = &store.customer_enrollments("M").await.unwrap()[0];
-    assert_eq!(e.state, "completed", "goals still count for it");
-    assert!(
-        e.end_reason
-            .as_deref()
-            .is_some_and(|r| r.contains("step 'offer' could not be mailed")),
-        "{:?}",
-        e.end_reason
-    );
+    assert_ended_as_withheld(&store).await;
     // The withheld step keeps its row, with why it was not sent.
     let rows = store.outbox_rows().await.unwrap();
     assert_eq!(rows.len(), 1);
@@ -444,43 +469,15 @@ async fn a_follow_up_whose_step_was_withheld_ends_instead_of_resuming_half_way()
 #[tokio::test]
 async fn a_step_withheld_at_send_time_ends_its_follow_up_too() {
     let smtp = SmtpServer::start();
-    let shop = shop(&smtp);
-    let store = shop.store().await;
-    store
-        .upsert_customers(&[customer("M", "m@example.jp", "M", "Asia/Tokyo", "{}")], 0)
-        .await
-        .unwrap();
-    let daemon = shop.daemon(&store).await;
-    let now = utc("2026-11-01T02:00:00Z");
-    daemon
-        .engine
-        .trigger_manual("coupon", "M", Default::default(), None, now)
-        .await
-        .unwrap();
+    let (shop, store) = shop_with_m(&smtp).await;
+    let (daemon, now) = coupon_started(&shop, &store).await;
     let tick = daemon.engine.tick(now).await.unwrap();
     assert_eq!(tick.queued, 1, "{tick:?}");
     // Unsubscribed between queueing and sending: the offer is withheld by the sender.
-    store
-        .suppress(
-            "m@example.jp",
-            SuppressionKind::Unsubscribe,
-            "unsubscribe link",
-            Some("M"),
-            0,
-        )
-        .await
-        .unwrap();
+    unsubscribe_m(&store).await;
     let r = daemon.deliverer.run_once(now).await.unwrap();
     assert_eq!((r.sent, r.suppressed), (0, 1));
-    let e = &store.customer_enrollments("M").await.unwrap()[0];
-    assert_eq!(e.state, "completed", "goals still count for it");
-    assert!(
-        e.end_reason
-            .as_deref()
-            .is_some_and(|r| r.contains("step 'offer' could not be mailed")),
-        "{:?}",
-        e.end_reason
-    );
+    assert_ended_as_withheld(&store).await;
     // Support removes the suppression before the reminder is due: it does not go.
     store.unsuppress_person("m@example.jp", "M").await.unwrap();
     let later = now + chrono::Duration::days(6);
@@ -497,35 +494,15 @@ async fn a_step_withheld_at_send_time_ends_its_follow_up_too() {
 #[tokio::test]
 async fn a_step_withheld_at_send_time_cancels_its_later_step_already_queued() {
     let smtp = SmtpServer::start();
-    let shop = shop(&smtp);
-    let store = shop.store().await;
-    store
-        .upsert_customers(&[customer("M", "m@example.jp", "M", "Asia/Tokyo", "{}")], 0)
-        .await
-        .unwrap();
-    let daemon = shop.daemon(&store).await;
-    let now = utc("2026-11-01T02:00:00Z");
-    daemon
-        .engine
-        .trigger_manual("coupon", "M", Default::default(), None, now)
-        .await
-        .unwrap();
+    let (shop, store) = shop_with_m(&smtp).await;
+    let (daemon, now) = coupon_started(&shop, &store).await;
     daemon.engine.tick(now).await.unwrap();
     // The offer is held back (the frequency cap, quiet hours, a relay down) past the
     // reminder's due time, so the reminder is queued before the offer goes.
     let later = now + chrono::Duration::days(6);
     let tick = daemon.engine.tick(later).await.unwrap();
     assert_eq!(tick.queued, 1, "{tick:?}");
-    store
-        .suppress(
-            "m@example.jp",
-            SuppressionKind::Unsubscribe,
-            "unsubscribe link",
-            Some("M"),
-            0,
-        )
-        .await
-        .unwrap();
+    unsubscribe_m(&store).await;
     // The sender comes to the offer alone (the reminder is not due at its clock yet).
     let r = daemon.deliverer.run_once(now).await.unwrap();
     assert_eq!((r.sent, r.suppressed), (0, 1));
