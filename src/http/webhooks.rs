@@ -129,10 +129,14 @@ pub async fn shopify_orders(
     let customers = api.store.upsert_customers(&[customer], now).await?;
     // Shopify's order ids are the shop's own: a customer changed on `orders/updated` is a
     // correction (a guest order linked to an account), so the order moves; a follow-up planned
-    // from it for the former customer then ends without mail (the engine checks).
+    // from it for the former customer then ends without mail (its queued mail is cancelled with
+    // the move; a step not yet queued is ended by the engine).
     let orders = api
         .store
-        .upsert_orders_with(std::slice::from_ref(&order), crate::store::Moves::Allow)
+        .upsert_orders_with(
+            std::slice::from_ref(&order),
+            crate::store::Moves::Allow { now },
+        )
         .await?;
     api.wake.notify_one();
     tracing::info!(order = %order.id, %topic, "Shopify order stored");

@@ -384,7 +384,9 @@ pub(super) async fn run(
     // Into an empty PostgreSQL shop, all chunks go into one bulk load (`OrderLoad`); otherwise
     // each chunk's orders are committed with their customers' aggregates (`upsert_orders`).
     let moves = if opts.move_orders {
-        Moves::Allow
+        Moves::Allow {
+            now: to_millis(now),
+        }
     } else {
         Moves::Refuse
     };

@@ -453,6 +453,86 @@ async fn cancel_after_goal(
     cancel_queued(tx, &ids, GOAL_REACHED, now).await
 }
 
+/// Ends the follow-ups planned from an order that has just moved to another customer
+/// (`--move-orders`, a Shopify correction): their queued messages are cancelled (their mail
+/// would show the former customer someone else's order), and so are the enrollments that were
+/// still active or whose last message was among those. In the transaction that moves the
+/// orders, so no such message can be claimed in between; one already being sent finishes.
+pub(super) async fn end_for_moved_orders(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    moved: &[super::MovedOrder],
+    now: i64,
+) -> Result<()> {
+    let reasons: Vec<(&super::MovedOrder, String)> = moved
+        .iter()
+        .map(|m| {
+            let why = crate::reasons::Reason::OrderMoved {
+                order: m.order.clone(),
+            };
+            (m, why.to_string())
+        })
+        .collect();
+    for chunk in reasons.chunks(super::batch(super::backend_of(tx), 3)) {
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            "UPDATE outbox SET status = 'cancelled', last_error = v.column3, updated_at = ",
+        );
+        qb.push_bind(now).push(" FROM (");
+        push_moved(&mut qb, chunk);
+        qb.push(
+            ") AS v, enrollments AS e WHERE e.customer_id = v.column1 AND e.order_id = v.column2 \
+             AND outbox.enrollment_id = e.id AND outbox.status = 'queued' \
+             RETURNING outbox.enrollment_id, outbox.last_error",
+        );
+        let last_mail: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut **tx).await?;
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            "UPDATE enrollments SET state = 'cancelled', next_due_at = NULL, \
+             end_reason = v.column3, ended_at = ",
+        );
+        qb.push_bind(now).push(" FROM (");
+        push_moved(&mut qb, chunk);
+        qb.push(
+            ") AS v WHERE enrollments.customer_id = v.column1 \
+             AND enrollments.order_id = v.column2 AND enrollments.state = 'active'",
+        );
+        qb.build().execute(&mut **tx).await?;
+        end_completed(tx, &last_mail, now).await?;
+    }
+    Ok(())
+}
+
+/// Moved orders as `VALUES` rows: the former customer, the order, why.
+fn push_moved<'a>(qb: &mut QueryBuilder<'a, Db>, moved: &'a [(&'a super::MovedOrder, String)]) {
+    qb.push_values(moved, |mut b, (m, why)| {
+        b.push_bind(m.from.as_str())
+            .push_bind(m.order.as_str())
+            .push_bind(why.as_str());
+    });
+}
+
+/// Enrollments that had completed with their last message queued, that message now cancelled
+/// (`why`): they end `cancelled`, with the message's reason.
+async fn end_completed(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    cancelled: &[(i64, String)],
+    now: i64,
+) -> Result<()> {
+    for part in cancelled.chunks(super::batch(super::backend_of(tx), 2)) {
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            "UPDATE enrollments SET state = 'cancelled', end_reason = v.column2, ended_at = ",
+        );
+        qb.push_bind(now).push(" FROM (");
+        qb.push_values(part, |mut b, (id, why)| {
+            b.push_bind(*id).push_bind(why.as_str());
+        });
+        qb.push(") AS v WHERE enrollments.id = v.column1 AND enrollments.state = 'completed'");
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Cancels the queued messages of these enrollments, saying `why`.
 async fn cancel_queued(
     tx: &mut sqlx::Transaction<'_, Db>,

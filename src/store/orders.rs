@@ -52,8 +52,9 @@ pub enum Moves {
     /// each other's orders over, and mail planned from an order would show another
     /// customer's.
     Refuse,
-    /// The order moves (a file that corrects whose order it is: `--move-orders`).
-    Allow,
+    /// The order moves (a file that corrects whose order it is: `--move-orders`). The former
+    /// customer's follow-ups planned from it end at `now`, their queued mail cancelled.
+    Allow { now: i64 },
 }
 
 /// An order written with the id of one stored for another customer: a correction, or two
@@ -160,6 +161,9 @@ async fn upsert_group<'a>(
         );
         qb.build().execute(&mut **tx).await?;
         rewrite_goal_revenue(tx, &changed, &owners).await?;
+    }
+    if let Moves::Allow { now } = moves {
+        super::enrollments::end_for_moved_orders(tx, &out.moved, now).await?;
     }
     out.touched.sort();
     out.touched.dedup();

@@ -1,7 +1,9 @@
 //! Imports: CSV and JSON Lines, upserts by the shop's ids, bad rows reported by line.
 
 use crate::helpers::*;
+use chrono::{DateTime, Utc};
 use rebuy::import::{import_customers, import_orders, ImportOptions, ImportReport};
+use rebuy::store::Store;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
@@ -626,7 +628,7 @@ async fn aggregates_added_up_order_by_order_equal_a_recomputation() {
         }
         let refs: Vec<&[rebuy::store::NewOrder]> = groups.iter().map(Vec::as_slice).collect();
         store
-            .upsert_order_groups_with(&refs, rebuy::store::Moves::Allow)
+            .upsert_order_groups_with(&refs, rebuy::store::Moves::Allow { now: 0 })
             .await
             .unwrap();
     }
@@ -1201,11 +1203,9 @@ async fn an_order_dated_in_the_future_is_refused_by_line() {
     assert!(store.order("F1").await.unwrap().is_none());
 }
 
-/// A follow-up planned from an order that then moves to another customer (`--move-orders`)
-/// ends without mail: its mail would show someone else's order.
-#[tokio::test]
-async fn a_follow_up_whose_order_moved_to_another_customer_ends_without_mail() {
-    let smtp = SmtpServer::start();
+/// A shop whose `later` scenario mails a note about an order a day after it, with customers
+/// V1 and V2, and V1's order VO1 placed at 2026-11-01 01:00 UTC.
+async fn shop_with_a_note_about_vo1(smtp: &SmtpServer) -> (TestShop, Store) {
     let later_note = "id: later\ntrigger: order_placed\ntransactional: true\nsteps:\n  - id: note\n    wait: 1d\n    send: { template: t, subject: \"about {{ order.id }}: {{ order.total }}\" }\n";
     let shop = TestShop::new(
         &[("later.yaml", later_note)],
@@ -1213,7 +1213,7 @@ async fn a_follow_up_whose_order_moved_to_another_customer_ends_without_mail() {
             ("t.html", "<p>{{ order.id }}</p>"),
             ("t.txt", "{{ order.id }}"),
         ],
-        Some(&smtp),
+        Some(smtp),
     );
     let store = shop.store().await;
     store
@@ -1227,18 +1227,36 @@ async fn a_follow_up_whose_order_moved_to_another_customer_ends_without_mail() {
         .await
         .unwrap();
     add_orders(&store, &[order("VO1", "V1", "2026-11-01T01:00:00Z", 1111)]).await;
-    let daemon = shop.daemon(&store).await;
-    let now = utc("2026-11-01T02:00:00Z");
-    daemon.engine.tick(now).await.unwrap();
-    assert_eq!(store.customer_enrollments("V1").await.unwrap().len(), 1);
+    (shop, store)
+}
+
+/// VO1 moved to V2 (`--move-orders`), at `now`.
+async fn move_vo1_to_v2(store: &Store, now: DateTime<Utc>) {
     let moved = store
         .upsert_orders_with(
             &[order("VO1", "V2", "2026-11-01T01:00:00Z", 2222)],
-            rebuy::store::Moves::Allow,
+            rebuy::store::Moves::Allow {
+                now: now.timestamp_millis(),
+            },
         )
         .await
         .unwrap();
     assert_eq!(moved.moved.len(), 1);
+}
+
+const VO1_MOVED: &str = "ended: its order 'VO1' now belongs to another customer";
+
+/// A follow-up planned from an order that then moves to another customer (`--move-orders`)
+/// ends without mail: its mail would show someone else's order.
+#[tokio::test]
+async fn a_follow_up_whose_order_moved_to_another_customer_ends_without_mail() {
+    let smtp = SmtpServer::start();
+    let (shop, store) = shop_with_a_note_about_vo1(&smtp).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    assert_eq!(store.customer_enrollments("V1").await.unwrap().len(), 1);
+    move_vo1_to_v2(&store, now).await;
     let later = now + chrono::Duration::days(2);
     let tick = daemon.engine.tick(later).await.unwrap();
     assert_eq!(tick.queued, 0, "V2's order is not mailed to V1: {tick:?}");
@@ -1246,8 +1264,32 @@ async fn a_follow_up_whose_order_moved_to_another_customer_ends_without_mail() {
     assert!(smtp.received().is_empty());
     let e = &store.customer_enrollments("V1").await.unwrap()[0];
     assert_eq!(e.state, "cancelled");
+    assert_eq!(e.end_reason.as_deref(), Some(VO1_MOVED));
+}
+
+/// The same move after the note was queued but before it went (held for the deliverer): the
+/// queued note is cancelled with the move, not sent to V1 about V2's order.
+#[tokio::test]
+async fn a_queued_message_about_an_order_that_moved_is_cancelled_with_the_move() {
+    let smtp = SmtpServer::start();
+    let (shop, store) = shop_with_a_note_about_vo1(&smtp).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let due = now + chrono::Duration::days(1);
+    let tick = daemon.engine.tick(due).await.unwrap();
+    assert_eq!(tick.queued, 1, "{tick:?}");
+    move_vo1_to_v2(&store, due).await;
+    daemon.deliverer.run_once(due).await.unwrap();
+    assert!(smtp.received().is_empty(), "{:?}", smtp.received());
+    let messages = store.customer_messages("V1").await.unwrap();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].status, "cancelled");
+    assert_eq!(messages[0].last_error.as_deref(), Some(VO1_MOVED));
+    let e = &store.customer_enrollments("V1").await.unwrap()[0];
     assert_eq!(
-        e.end_reason.as_deref(),
-        Some("ended: its order 'VO1' now belongs to another customer")
+        (e.state.as_str(), e.end_reason.as_deref()),
+        ("cancelled", Some(VO1_MOVED))
     );
+    assert_eq!(e.ended_at, Some(due.timestamp_millis()));
 }
