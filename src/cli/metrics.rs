@@ -122,7 +122,10 @@ pub async fn refresh_command(app: &App, args: &RefreshArgs) -> anyhow::Result<u8
             print_changed(&r, args.format)?;
             return Ok(exit::OK);
         }
-        eprintln!("no full refresh is stored yet: running one");
+        eprintln!(
+            "the changed customers cannot be recomputed alone (no full refresh is stored yet, \
+             or a first import of orders changed everyone): running a full refresh"
+        );
     }
     let report = run_refresh(app, &store, as_of, !args.no_progress).await?;
     store.close().await;

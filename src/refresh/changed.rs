@@ -59,7 +59,8 @@ async fn basis(store: &Store) -> anyhow::Result<Option<Basis>> {
 }
 
 /// Recomputes the customers marked as changed, as of the end of `as_of`. `None` when no full
-/// refresh has been stored yet (there is nothing to score against): run `refresh` then.
+/// refresh has been stored yet (there is nothing to score against), or when every customer
+/// changed since (a first import of orders: `Store::everyone_changed`): run `refresh` then.
 pub async fn refresh_changed(
     store: &Store,
     as_of: NaiveDate,
@@ -71,6 +72,9 @@ pub async fn refresh_changed(
     let Some(basis) = basis(store).await? else {
         return Ok(None);
     };
+    if store.everyone_changed().await? {
+        return Ok(None);
+    }
     // Small page caches, as for the full refresh (a larger one was measured: no faster).
     let lean = store.lean().await?;
     let report = changed_with(&lean, &basis, as_of, zone, now_ms, segments).await;

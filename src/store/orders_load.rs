@@ -18,39 +18,20 @@ use std::str::FromStr;
 const INDEX_BUILD_MEMORY: &str = "256MB";
 
 /// Every customer's order aggregates set from their orders, as `AGGREGATES_FROM_ORDERS` sets
-/// them (the currency of the latest order by time, then id), and their metrics marked for the
-/// next refresh: one pass over the orders and one write per customer.
+/// them (the currency of the latest order by time, then id): one pass over the orders and one
+/// write per customer.
 ///
 /// The latest order's currency is looked up only for a customer whose orders have more than
 /// one: sorting every customer's orders for it (`ARRAY_AGG(… ORDER BY …)`) took 1.7 s of a
 /// million customers' 4.3 s and kept PostgreSQL from splitting the pass over two workers.
-///
-/// The marks of customers not marked before the load (`MARKS_ASIDE`: usually all) are
-/// inserted plainly, without `ON CONFLICT`'s speculative insertion (3.8 s of a million marks;
-/// no other writer can add one meanwhile: the load holds the store's write lock); those marked
-/// before, a few, get `ON CONFLICT`'s raised generation (a refresh that read one must not clear
-/// it for orders it did not see), or a new mark if a full refresh cleared theirs meanwhile.
-const AGGREGATES_AND_DIRTY: &str = "WITH a AS (SELECT customer_id, COUNT(*) AS n, \
-     CAST(SUM(total) AS BIGINT) AS spent, MIN(placed_at) AS first_at, MAX(placed_at) AS last_at, \
-     MIN(currency) AS lo, MAX(currency) AS hi FROM orders GROUP BY customer_id), \
-     u AS (UPDATE customers SET orders_count = a.n, total_spent = a.spent, \
+const AGGREGATES: &str = "UPDATE customers SET orders_count = a.n, total_spent = a.spent, \
      first_order_at = a.first_at, last_order_at = a.last_at, \
      currency = CASE WHEN a.lo = a.hi THEN a.lo ELSE (SELECT o.currency FROM orders o \
      WHERE o.customer_id = a.customer_id ORDER BY o.placed_at DESC, o.id DESC LIMIT 1) END \
-     FROM a WHERE customers.id = a.customer_id RETURNING customers.id), \
-     fresh AS (INSERT INTO metrics_dirty (customer_id) SELECT u.id FROM u \
-     WHERE NOT EXISTS (SELECT 1 FROM load_marked k WHERE k.customer_id = u.id)) \
-     INSERT INTO metrics_dirty (customer_id) SELECT u.id FROM u \
-     JOIN load_marked k ON k.customer_id = u.id \
-     ON CONFLICT (customer_id) DO UPDATE SET gen = metrics_dirty.gen + 1";
-
-/// Before `AGGREGATES_AND_DIRTY`: the customers marked before the load, kept aside for its
-/// look-ups (probing `metrics_dirty` itself while the statement fills it can be a scan of a
-/// growing table per customer: over ten minutes in one plan).
-const MARKS_ASIDE: [&str; 2] = [
-    "CREATE TEMP TABLE load_marked ON COMMIT DROP AS SELECT customer_id FROM metrics_dirty",
-    "ANALYZE load_marked",
-];
+     FROM (SELECT customer_id, COUNT(*) AS n, CAST(SUM(total) AS BIGINT) AS spent, \
+     MIN(placed_at) AS first_at, MAX(placed_at) AS last_at, \
+     MIN(currency) AS lo, MAX(currency) AS hi FROM orders GROUP BY customer_id) AS a \
+     WHERE customers.id = a.customer_id";
 
 /// A load under way; dropping it unfinished rolls everything back (the indexes included: DDL is
 /// transactional in PostgreSQL).
@@ -193,7 +174,7 @@ impl OrderLoad {
     }
 
     /// Keeps the last row of each id, builds the indexes again, sets the customers'
-    /// aggregates from their orders, marks their metrics for the next refresh, and commits.
+    /// aggregates from their orders, marks everyone's metrics for the next refresh, and commits.
     pub async fn finish(mut self) -> Result<LoadOutcome> {
         let superseded = self.keep_last_of_each_id().await?;
         let tx = &mut self.tx;
@@ -210,10 +191,15 @@ impl OrderLoad {
         }
         // The planner's statistics for a table that was empty a moment ago.
         sqlx::query("ANALYZE orders").execute(&mut **tx).await?;
-        for statement in MARKS_ASIDE {
-            sqlx::query(statement).execute(&mut **tx).await?;
-        }
-        sqlx::query(AGGREGATES_AND_DIRTY).execute(&mut **tx).await?;
+        sqlx::query(AGGREGATES).execute(&mut **tx).await?;
+        // Everyone's metrics marked for the next refresh by one mark, not a row each; marks
+        // made before the load stay (a full refresh clears them with it).
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, '1') ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(super::metrics::EVERYONE_CHANGED)
+        .execute(&mut **tx)
+        .await?;
         self.tx.commit().await?;
         self.pool.close().await;
         Ok(LoadOutcome {
