@@ -76,7 +76,7 @@ impl Store {
         for (name, cond) in segments {
             let mut tx = self.write_tx().await?;
             prepare_temp(&mut tx, None).await?;
-            out.push(evaluate_in(&mut tx, name, cond, false, as_of, now).await?);
+            out.push(evaluate_in(&mut tx, name, cond, as_of, now).await?);
             tx.commit().await?;
         }
         Ok(out)
@@ -192,6 +192,12 @@ impl Store {
 /// Evaluates `segments` for the customers `ids` only, inside `tx`: everyone else's
 /// membership stays as it was, except that a segment never evaluated before is evaluated in
 /// full.
+///
+/// The segments evaluated before are done together (`scoped_changes`): each condition fills
+/// `scope_now` with its matches among the scope, then one statement each writes every
+/// segment's entries and exits as events, removes the exits and adds the entries, and one each
+/// records the counts: some twenty statements for any number of segments, where one segment at a
+/// time took nine each (117 for 13 segments; on PostgreSQL most of the incremental refresh).
 pub(super) async fn evaluate_scoped(
     tx: &mut sqlx::Transaction<'static, Db>,
     segments: &[(&str, &SqlCondition)],
@@ -200,17 +206,190 @@ pub(super) async fn evaluate_scoped(
     now: i64,
 ) -> Result<Vec<MembershipChange>> {
     prepare_temp(tx, Some(ids)).await?;
+    let known: HashMap<String, i64> =
+        sqlx::query_as::<_, (String, i64)>("SELECT segment, members FROM segment_evaluations")
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .collect();
+    let scoped: Vec<(i64, &str, &SqlCondition)> = (0i64..)
+        .zip(segments)
+        .filter(|(_, (name, _))| known.contains_key(*name))
+        .map(|(pos, (name, cond))| (pos, *name, *cond))
+        .collect();
+    let started = std::time::Instant::now();
+    let changed = scoped_changes(tx, &scoped, now).await?;
+    tracing::debug!(
+        segments = scoped.len(),
+        secs = started.elapsed().as_secs_f64(),
+        "segments evaluated for the changed customers"
+    );
     let mut out = Vec::with_capacity(segments.len());
+    let mut counts = Vec::new();
     for (name, cond) in segments {
-        let started = std::time::Instant::now();
-        out.push(evaluate_in(tx, name, cond, true, as_of, now).await?);
-        tracing::debug!(
-            segment = name,
-            secs = started.elapsed().as_secs_f64(),
-            "segment evaluated for the changed customers"
-        );
+        let Some(before) = known.get(*name) else {
+            out.push(evaluate_in(tx, name, cond, as_of, now).await?);
+            continue;
+        };
+        let (entered, exited) = changed.get(*name).copied().unwrap_or((0, 0));
+        let members = before + entered as i64 - exited as i64;
+        counts.push((*name, members));
+        out.push(MembershipChange {
+            members: members as u64,
+            entered,
+            exited,
+            baseline: false,
+        });
     }
+    record_counts(tx, &counts, as_of, now).await?;
     Ok(out)
+}
+
+/// The scoped evaluation of `segments` (position in the definitions, name, condition), all
+/// known before: their matches among the scope's copies (`prepare_temp`) compared with the
+/// scope's memberships (`scope_members`), the changes written as events (in the segments'
+/// order, entries before exits, by customer, as one segment at a time wrote them) and to
+/// `segment_members`. Returns each segment's (entered, exited).
+async fn scoped_changes(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    segments: &[(i64, &str, &SqlCondition)],
+    now: i64,
+) -> Result<HashMap<String, (u64, u64)>> {
+    let mut out = HashMap::new();
+    if segments.is_empty() {
+        return Ok(out);
+    }
+    let text = match super::backend_of(tx) {
+        super::Backend::Sqlite => "TEXT",
+        super::Backend::Postgres => "TEXT COLLATE \"C\"",
+    };
+    for statement in [
+        format!(
+            "CREATE TEMP TABLE IF NOT EXISTS scope_now (pos BIGINT NOT NULL, \
+             segment {text} NOT NULL, customer_id {text} NOT NULL, \
+             PRIMARY KEY (segment, customer_id))"
+        ),
+        "DELETE FROM scope_now".to_string(),
+    ] {
+        sqlx::query(&statement).execute(&mut **tx).await?;
+    }
+    for (pos, name, cond) in segments {
+        // The condition's placeholders are $1..$n; the position and the name follow them.
+        let n = cond.binds.len();
+        let fill = format!(
+            "INSERT INTO scope_now (pos, segment, customer_id) SELECT ${}, ${}, c.id \
+             FROM scope_customers c LEFT JOIN scope_metrics m ON m.customer_id = c.id WHERE {}",
+            n + 1,
+            n + 2,
+            cond.sql
+        );
+        bind_all(sqlx::query(&fill), &cond.binds)
+            .bind(*pos)
+            .bind(*name)
+            .execute(&mut **tx)
+            .await?;
+    }
+    const ENTERED: &str = "FROM scope_now n WHERE NOT EXISTS (SELECT 1 FROM scope_members s \
+         WHERE s.segment = n.segment AND s.customer_id = n.customer_id)";
+    const EXITED: &str = "WHERE NOT EXISTS (SELECT 1 FROM scope_now n \
+         WHERE n.segment = s.segment AND n.customer_id = s.customer_id)";
+    let mut qb = super::QueryBuilder::<Db>::new(
+        super::backend_of(tx),
+        "INSERT INTO segment_events (segment, customer_id, kind, at) \
+         SELECT x.segment, x.customer_id, x.kind, ",
+    );
+    qb.push_bind(now);
+    qb.push(format!(
+        " FROM (SELECT n.pos AS pos, 0 AS k, n.segment AS segment, n.customer_id AS customer_id, \
+         'entered' AS kind {ENTERED} UNION ALL \
+         SELECT g.column2, 1, s.segment, s.customer_id, 'exited' FROM scope_members s JOIN "
+    ));
+    push_evaluated(&mut qb, segments);
+    qb.push(format!(
+        " ON g.column1 = s.segment {EXITED}) AS x ORDER BY x.pos, x.k, x.customer_id \
+         RETURNING segment, kind"
+    ));
+    let events: Vec<(String, String)> = qb.build_query_as().fetch_all(&mut **tx).await?;
+    for (segment, kind) in events {
+        let counts: &mut (u64, u64) = out.entry(segment).or_default();
+        match kind.as_str() {
+            "entered" => counts.0 += 1,
+            _ => counts.1 += 1,
+        }
+    }
+    let mut qb = super::QueryBuilder::<Db>::new(
+        super::backend_of(tx),
+        "DELETE FROM segment_members WHERE (customer_id, segment) IN \
+         (SELECT s.customer_id, s.segment FROM scope_members s JOIN ",
+    );
+    push_evaluated(&mut qb, segments);
+    qb.push(format!(" ON g.column1 = s.segment {EXITED})"));
+    qb.build().execute(&mut **tx).await?;
+    sqlx::query(&format!(
+        "INSERT INTO segment_members (segment, customer_id, since) \
+         SELECT n.segment, n.customer_id, $1 {ENTERED} ON CONFLICT (customer_id, segment) DO NOTHING"
+    ))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(out)
+}
+
+/// `segments` as a table `g` of (name, position): memberships of segments not evaluated here
+/// (removed from the definitions, or new) are not exits, so exits are looked for among these.
+fn push_evaluated<'a>(
+    qb: &mut super::QueryBuilder<'a, Db>,
+    segments: &'a [(i64, &'a str, &'a SqlCondition)],
+) {
+    qb.push("(");
+    qb.push_values(segments, |mut b, (pos, name, _)| {
+        b.push_bind(*name).push_bind(*pos);
+    });
+    qb.push(") AS g");
+}
+
+/// Records each segment's count of members after an evaluation as of `as_of`: the latest
+/// (`segment_evaluations`) and the day's (`segment_history`).
+async fn record_counts(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    counts: &[(&str, i64)],
+    as_of: &str,
+    now: i64,
+) -> Result<()> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let mut qb = super::QueryBuilder::<Db>::new(
+        super::backend_of(tx),
+        "INSERT INTO segment_evaluations (segment, as_of, evaluated_at, members) ",
+    );
+    qb.push_values(counts, |mut b, (name, members)| {
+        b.push_bind(*name)
+            .push_bind(as_of)
+            .push_bind(now)
+            .push_bind(*members);
+    });
+    qb.push(
+        " ON CONFLICT (segment) DO UPDATE SET as_of = excluded.as_of, \
+         evaluated_at = excluded.evaluated_at, members = excluded.members",
+    );
+    qb.build().execute(&mut **tx).await?;
+    let mut qb = super::QueryBuilder::<Db>::new(
+        super::backend_of(tx),
+        "INSERT INTO segment_history (segment, as_of, members, evaluated_at) ",
+    );
+    qb.push_values(counts, |mut b, (name, members)| {
+        b.push_bind(*name)
+            .push_bind(as_of)
+            .push_bind(*members)
+            .push_bind(now);
+    });
+    qb.push(
+        " ON CONFLICT (segment, as_of) DO UPDATE SET \
+         members = excluded.members, evaluated_at = excluded.evaluated_at",
+    );
+    qb.build().execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Gives PostgreSQL's planner the statistics of freshly filled temporary `tables`: autovacuum
@@ -305,13 +484,12 @@ async fn prepare_temp(
     analyze_on_postgres(tx, "scope_customers, scope_metrics, scope_members").await
 }
 
-/// One segment's evaluation inside `tx` (see `Store::evaluate_segments`). Scoped statements
-/// are driven from `segment_scope`, so that they cost the scope's size, not the shop's.
+/// One segment's evaluation over every customer inside `tx` (see `Store::evaluate_segments`);
+/// the members are then exactly `segment_now`.
 async fn evaluate_in(
     tx: &mut sqlx::Transaction<'static, Db>,
     name: &str,
     cond: &SqlCondition,
-    scoped: bool,
     as_of: &str,
     now: i64,
 ) -> Result<MembershipChange> {
@@ -321,64 +499,23 @@ async fn evaluate_in(
             .fetch_optional(&mut **tx)
             .await?;
     let baseline = known.is_none();
-    let scoped = scoped && !baseline;
     sqlx::query("DELETE FROM segment_now")
         .execute(&mut **tx)
         .await?;
-    // Scoped, the condition reads the copies of the scope's rows (`prepare_temp`).
-    let (customers, metrics) = if scoped {
-        ("scope_customers", "scope_metrics")
-    } else {
-        ("customers", "customer_metrics")
-    };
     // The condition's placeholders are $1..$n; it is the only bound text here.
     let fill = format!(
-        "INSERT INTO segment_now (customer_id) SELECT c.id FROM {customers} c \
-         LEFT JOIN {metrics} m ON m.customer_id = c.id WHERE {}",
+        "INSERT INTO segment_now (customer_id) SELECT c.id FROM customers c \
+         LEFT JOIN customer_metrics m ON m.customer_id = c.id WHERE {}",
         cond.sql
     );
     bind_all(sqlx::query(&fill), &cond.binds)
         .execute(&mut **tx)
         .await?;
-    let (entered, exited) = if scoped {
-        record_scoped_changes(tx, name, now).await?
-    } else {
-        record_changes(tx, name, baseline, now).await?
-    };
-    // Scoped, only the scope's memberships changed: the count follows from the last one
-    // instead of counting a segment of perhaps a million members again. In full, the members
-    // are now exactly `segment_now`.
-    let members = match known {
-        Some((before,)) if scoped => before + entered as i64 - exited as i64,
-        _ => {
-            let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM segment_now")
-                .fetch_one(&mut **tx)
-                .await?;
-            n
-        }
-    };
-    sqlx::query(
-        "INSERT INTO segment_evaluations (segment, as_of, evaluated_at, members) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (segment) DO UPDATE SET \
-         as_of = excluded.as_of, evaluated_at = excluded.evaluated_at, members = excluded.members",
-    )
-    .bind(name)
-    .bind(as_of)
-    .bind(now)
-    .bind(members)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO segment_history (segment, as_of, members, evaluated_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (segment, as_of) DO UPDATE SET \
-         members = excluded.members, evaluated_at = excluded.evaluated_at",
-    )
-    .bind(name)
-    .bind(as_of)
-    .bind(members)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let (entered, exited) = record_changes(tx, name, baseline, now).await?;
+    let (members,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM segment_now")
+        .fetch_one(&mut **tx)
+        .await?;
+    record_counts(tx, &[(name, members)], as_of, now).await?;
     Ok(MembershipChange {
         members: members as u64,
         entered,
@@ -432,54 +569,6 @@ async fn record_changes(
          SELECT $1, customer_id, $2 FROM segment_now WHERE true \
          ON CONFLICT (customer_id, segment) DO NOTHING",
     )
-    .bind(name)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok((entered, exited))
-}
-
-/// A scoped evaluation's membership changes, found by comparing `segment_now` with the
-/// scope's memberships as `prepare_temp` read them (`scope_members`): only the entries and
-/// exits touch segment_members. Returns (entered, exited).
-async fn record_scoped_changes(
-    tx: &mut sqlx::Transaction<'static, Db>,
-    name: &str,
-    now: i64,
-) -> Result<(u64, u64)> {
-    const ENTERED: &str = "FROM segment_now n WHERE NOT EXISTS (SELECT 1 FROM scope_members s \
-         WHERE s.segment = $1 AND s.customer_id = n.customer_id)";
-    const EXITED: &str = "FROM scope_members s WHERE s.segment = $1 AND NOT EXISTS \
-         (SELECT 1 FROM segment_now n WHERE n.customer_id = s.customer_id)";
-    let entered = sqlx::query(&format!(
-        "INSERT INTO segment_events (segment, customer_id, kind, at) \
-         SELECT $1, n.customer_id, 'entered', $2 {ENTERED} ORDER BY n.customer_id"
-    ))
-    .bind(name)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    let exited = sqlx::query(&format!(
-        "INSERT INTO segment_events (segment, customer_id, kind, at) \
-         SELECT $1, s.customer_id, 'exited', $2 {EXITED} ORDER BY s.customer_id"
-    ))
-    .bind(name)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    sqlx::query(&format!(
-        "DELETE FROM segment_members WHERE segment = $1 AND customer_id IN \
-         (SELECT s.customer_id {EXITED})"
-    ))
-    .bind(name)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(&format!(
-        "INSERT INTO segment_members (segment, customer_id, since) \
-         SELECT $1, n.customer_id, $2 {ENTERED} ON CONFLICT (customer_id, segment) DO NOTHING"
-    ))
     .bind(name)
     .bind(now)
     .execute(&mut **tx)

@@ -402,12 +402,67 @@ async fn an_incremental_refresh_recomputes_only_the_customers_whose_orders_chang
     // stored memberships.
     assert_eq!(r.named_segments[0].1.members as usize, members.len());
     assert_eq!(r.named_segments[1].1.members as usize, few.len());
+    // The changes are written as events in the segments' order, each segment's entries before
+    // its exits, by customer (the full refresh before was the baseline: no events).
+    let events: Vec<(String, String, bool)> = store
+        .segment_events_after(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.segment, e.customer_id, e.entered))
+        .collect();
+    let mut expected_events: Vec<(String, String, bool)> = Vec::new();
+    let mut entering = entering.clone();
+    entering.sort();
+    expected_events.extend(
+        entering
+            .iter()
+            .map(|c| ("this-week".into(), c.clone(), true)),
+    );
+    expected_events.push(("few-orders".into(), "NEW".into(), true));
+    let mut leaving: Vec<String> = leaving.iter().map(|c| c.to_string()).collect();
+    leaving.sort();
+    expected_events.extend(
+        leaving
+            .iter()
+            .map(|c| ("few-orders".into(), c.clone(), false)),
+    );
+    assert_eq!(events, expected_events);
     // Nothing is left to do.
     let again = refresh_changed(&store, as_of, zone, 2, &segments)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(again.customers, 0);
+    // A segment no longer defined is left as it was: its members among the changed customers
+    // do not exit it.
+    let few_before = store.segment_members("few-orders").await.unwrap();
+    assert!(few_before.contains(&"NEW".to_string()));
+    add_orders(
+        &store,
+        &[order("later-NEW", "NEW", "1998-06-30T04:00:00Z", 900)],
+    )
+    .await;
+    add_orders(
+        &store,
+        &[order("later-NEW-2", "NEW", "1998-06-30T05:00:00Z", 900)],
+    )
+    .await;
+    let only_week = refresh_changed(&store, as_of, zone, 3, &segments[..1])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(only_week.customers, 1);
+    assert_eq!(
+        store.segment_members("few-orders").await.unwrap(),
+        few_before
+    );
+    let later = store.segment_events_after(0, 1000).await.unwrap();
+    assert_eq!(
+        later.len(),
+        expected_events.len(),
+        "no event for NEW: {later:?}"
+    );
 }
 
 #[derive(serde::Deserialize)]
