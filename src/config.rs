@@ -452,26 +452,67 @@ impl Config {
     pub fn load(path: &Path, required: bool) -> Result<Self, Vec<Diagnostic>> {
         let shown = path.display().to_string();
         let mut config = match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&shown, &text)?,
+            Ok(text) => match Self::parse_or_rest(&shown, &text) {
+                Ok(config) => config,
+                Err((mut diags, rest)) => {
+                    diags.extend(
+                        rest.map(|rest| rest.value_problems(path))
+                            .unwrap_or_default(),
+                    );
+                    diags.sort_by_key(|d| (d.line, d.col));
+                    return Err(diags);
+                }
+            },
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Config::default(),
             Err(e) => {
-                return Err(vec![Diagnostic::new(
-                    &shown,
-                    1,
-                    1,
-                    format!("cannot read config: {e}"),
-                )])
+                let said = match path.is_dir() {
+                    true => "is a folder, not a config file".to_string(),
+                    false => format!("cannot read config: {e}"),
+                };
+                return Err(vec![Diagnostic::new(&shown, 0, 0, said).with_hint(
+                    "name the config file with --config (config.example.yaml shows every key), \
+                     or leave --config out to use ./rebuy.yaml when there is one",
+                )]);
             }
         };
-        config.source = Some(path.to_path_buf());
-        if let Some(base) = path.parent().filter(|b| !b.as_os_str().is_empty()) {
-            config.anchor_paths(base);
-        }
-        config.apply_env();
+        config.loaded_from(path);
         Ok(config)
     }
 
+    /// Where the file came from: relative paths are anchored at its folder, and the
+    /// environment's settings applied.
+    fn loaded_from(&mut self, path: &Path) {
+        self.source = Some(path.to_path_buf());
+        if let Some(base) = path.parent().filter(|b| !b.as_os_str().is_empty()) {
+            self.anchor_paths(base);
+        }
+        self.apply_env();
+    }
+
+    /// The problems `resolve` finds in the rest of a file whose other keys did not parse (the
+    /// config read with those left out), so that one round of fixes is enough: `quiet_hours:
+    /// "25:00"` is reported beside a misspelt key, not after it is fixed. Only problems on
+    /// lines of their own are kept: one about something missing could be the keys left out.
+    fn value_problems(mut self: Box<Self>, path: &Path) -> Vec<Diagnostic> {
+        self.loaded_from(path);
+        let written: std::collections::BTreeSet<u64> =
+            self.places.values().map(|(line, _)| *line).collect();
+        match self.resolve() {
+            Ok(_) => Vec::new(),
+            Err(diags) => diags
+                .into_iter()
+                .filter(|d| written.contains(&d.line))
+                .collect(),
+        }
+    }
+
     pub fn parse(path: &str, text: &str) -> Result<Self, Vec<Diagnostic>> {
+        Self::parse_or_rest(path, text).map_err(|(diags, _)| diags)
+    }
+
+    /// `parse`; on failure also the config read without the keys that failed, when the rest
+    /// parses (its values are then checked in the same round: `value_problems`).
+    fn parse_or_rest(path: &str, text: &str) -> Result<Self, (Vec<Diagnostic>, Option<Box<Self>>)> {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
@@ -479,10 +520,20 @@ impl Config {
         if let Ok(root) = crate::yaml::parse(path, text) {
             record_places(&root, "", &mut places);
         }
-        let mut config = serde_saphyr::from_str::<Config>(text)
-            .map_err(|e| every_type_error(path, text, &places, &e))?;
-        config.places = places;
-        Ok(config)
+        match serde_saphyr::from_str::<Config>(text) {
+            Ok(mut config) => {
+                config.places = places;
+                Ok(config)
+            }
+            Err(e) => {
+                let (diags, rest) = every_type_error(path, text, &places, &e);
+                let rest = serde_saphyr::from_str::<Config>(&rest).ok().map(|mut c| {
+                    c.places = places;
+                    Box::new(c)
+                });
+                Err((diags, rest))
+            }
+        }
     }
 
     /// Where `key` (dotted: `delivery.smtp.timeout_secs`) is written, or the file's start.
@@ -987,13 +1038,14 @@ fn listen_address(listen: &str) -> Result<(), String> {
 
 /// Every key of the file that does not fit, not only the first: after an error its line (and
 /// the lines indented under it) is left out and the file read again, up to 50 times. Each
-/// problem names its key and says what is wrong once, at its place.
+/// problem names its key and says what is wrong once, at its place. Returns them with the text
+/// as last read (those lines commented out).
 fn every_type_error(
     path: &str,
     text: &str,
     places: &BTreeMap<String, (u64, u64)>,
     first: &serde_saphyr::Error,
-) -> Vec<Diagnostic> {
+) -> (Vec<Diagnostic>, String) {
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
     let mut diags = Vec::new();
     let mut error = Some(first.to_string());
@@ -1011,7 +1063,7 @@ fn every_type_error(
     if diags.is_empty() {
         diags.push(type_error(path, places, &lines, 1, 1, &first.to_string()));
     }
-    diags
+    (diags, lines.join("\n"))
 }
 
 /// One problem of the config file: its key (found by its line) and the parser's words without
@@ -1353,6 +1405,36 @@ mod tests {
         );
         let fine = format!("{smtp}unsubscribe:\n  base_url: https://hadamaru.jp/u\n");
         assert!(said(&fine).is_empty(), "{:?}", said(&fine));
+    }
+
+    #[test]
+    fn a_misspelt_key_and_a_bad_value_are_reported_in_one_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("rebuy.yaml");
+        std::fs::write(
+            &file,
+            "tick_intervall: 1m\nmarketing:\n  quiet_hours: { from: \"25:00\", to: \"08:00\" }\n",
+        )
+        .unwrap();
+        let said: Vec<(u64, String)> = Config::load(&file, true)
+            .unwrap_err()
+            .into_iter()
+            .map(|d| (d.line, d.message))
+            .collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert_eq!(said[0].0, 1);
+        assert!(said[0].1.contains("tick_intervall"), "{said:?}");
+        assert_eq!(said[1].0, 3);
+        assert!(said[1].1.contains("25:00"), "{said:?}");
+        // A problem the left-out key could explain is not guessed at: `transport: smtp`
+        // without its `smtp:` block (left out for a bad port) is not reported as missing.
+        std::fs::write(
+            &file,
+            "delivery:\n  transport: smtp\n  smtp:\n    port: many\n",
+        )
+        .unwrap();
+        let said = Config::load(&file, true).unwrap_err();
+        assert!(said.iter().all(|d| d.line == 4), "{said:?}");
     }
 
     #[test]

@@ -32,18 +32,29 @@ impl Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
+    /// `path:line:col: message`, or `path: message` for a problem of the file as a whole (line
+    /// 0: it cannot be read).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.path, self.line, self.col, self.message
-        )?;
+        match self.line {
+            0 => write!(f, "{}: {}", self.path, self.message)?,
+            _ => write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path, self.line, self.col, self.message
+            )?,
+        }
         if let Some(hint) = &self.hint {
             write!(f, "\n  hint: {hint}")?;
         }
         Ok(())
     }
 }
+
+/// A command line that names something unusable as asked (a folder where a file is wanted, a
+/// file whose format it cannot tell): exit 2, like clap's usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// What is wrong with `text` as an identifier (a scenario, step, segment or target id: ASCII
 /// letters, digits, `-` and `_`, as it names things in URLs, commands and the database), or

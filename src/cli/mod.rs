@@ -196,7 +196,12 @@ pub fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {}", crate::diagnostic::explained(&e));
-            ExitCode::from(if is_input_error(&e) {
+            let usage = e
+                .chain()
+                .any(|c| c.downcast_ref::<crate::diagnostic::UsageError>().is_some());
+            ExitCode::from(if usage {
+                exit::USAGE
+            } else if is_input_error(&e) {
                 exit::INVALID
             } else {
                 exit::FAILURE

@@ -16,7 +16,7 @@ pub use products::{parse_product, PRODUCT_FIELDS};
 pub use record::{Fields, Record};
 
 use crate::store::Store;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,7 +41,7 @@ impl Format {
         match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("csv") => Ok(Format::Csv),
             Some("jsonl" | "ndjson" | "json") => Ok(Format::Jsonl),
-            _ => bail!("cannot tell the format of {} from its extension; pass --format csv or --format jsonl", path.display()),
+            _ => Err(crate::diagnostic::UsageError(format!("cannot tell the format of {} from its extension; pass --format csv or --format jsonl", path.display())).into()),
         }
     }
 }
@@ -222,6 +222,10 @@ fn open(
     opts: &ImportOptions,
     required: &[&[&str]],
 ) -> Result<(ChunkReader, ImportReport)> {
+    if path.is_dir() {
+        let said = format!("{} is a folder; name the file to import", path.display());
+        return Err(crate::diagnostic::UsageError(said).into());
+    }
     let format = match opts.format {
         Some(f) => f,
         None => Format::detect(path)?,
@@ -407,11 +411,11 @@ impl ChunkReader {
                         }),
                         Err(e) if e.is_data() => self.unreadable.push(RowError {
                             line: *line_no,
-                            message: format!("a key is given twice: {e}"),
+                            message: format!("a key is given twice: {}", in_line(&e)),
                         }),
                         Err(e) => self.unreadable.push(RowError {
                             line: *line_no,
-                            message: format!("not a JSON object: {e}"),
+                            message: format!("not a JSON object: {}", in_line(&e)),
                         }),
                     }
                 }
@@ -424,6 +428,16 @@ impl ChunkReader {
         }
         Ok(Some(chunk))
     }
+}
+
+/// A JSON parser's error within one line of a JSON Lines file, said by its column: the report
+/// names the file's line already, and the parser's own "at line 1" would contradict it.
+fn in_line(e: &serde_json::Error) -> String {
+    let said = e.to_string();
+    let what = said
+        .rsplit_once(" at line ")
+        .map_or(said.as_str(), |(what, _)| what);
+    format!("{what} at column {}", e.column())
 }
 
 /// Whether the file, from byte `from` (the start of a record) to its end, holds an odd number

@@ -1800,3 +1800,29 @@ fn an_import_of_a_file_without_records_says_so_and_succeeds() {
     let o = rebuy(dir.path(), &["import", "customers", "customers.csv"]);
     assert!(!text(&o).1.contains("holds no records"), "{:?}", text(&o));
 }
+
+/// A command line that names something unusable as asked exits 2, as clap's usage errors do:
+/// a folder to import, a file whose format its name does not tell. A config file that cannot be
+/// read is said with its name alone (no line and column: the file as a whole).
+#[test]
+fn an_import_of_a_folder_or_of_a_file_of_unknown_format_is_a_usage_error() {
+    let dir = folder();
+    std::fs::create_dir(dir.path().join("exports")).unwrap();
+    let o = rebuy(dir.path(), &["import", "orders", "exports"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("exports is a folder"), "{:?}", text(&o));
+    std::fs::write(dir.path().join("orders.txt"), "order_id\n").unwrap();
+    let o = rebuy(dir.path(), &["import", "orders", "orders.txt"]);
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(text(&o).1.contains("pass --format csv"), "{:?}", text(&o));
+    let o = rebuy(dir.path(), &["--config", "nope.yaml", "check"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("nope.yaml: cannot read config"), "{err}");
+    let o = rebuy(dir.path(), &["--config", "exports", "check"]);
+    assert!(
+        text(&o).1.starts_with("exports: is a folder"),
+        "{:?}",
+        text(&o)
+    );
+}

@@ -488,6 +488,8 @@ async fn json_lines_reject_a_bad_line_as_csv_does_and_the_rest_lands() {
     bytes.extend_from_slice(
         b"{\"id\": \"c3\", \"email\": \"one@example.jp\", \"email\": \"two@example.jp\"}\n",
     );
+    // Not JSON: said by its column in the file's line, not by the parser's "line 1".
+    bytes.extend_from_slice(b"{\"id\": c9}\n");
     std::fs::write(&file, bytes).unwrap();
     let r = import_customers(&store, &file, &opts(), now).await.unwrap();
     let said: Vec<(u64, &str)> = r
@@ -495,7 +497,12 @@ async fn json_lines_reject_a_bad_line_as_csv_does_and_the_rest_lands() {
         .iter()
         .map(|e| (e.line, e.message.as_str()))
         .collect();
-    assert_eq!(said.len(), 4, "{said:?}");
+    assert_eq!(said.len(), 5, "{said:?}");
+    assert_eq!(
+        said[4],
+        (7, "not a JSON object: expected value at column 8"),
+        "{said:?}"
+    );
     assert!(
         said[0].0 == 2 && said[0].1.starts_with("not UTF-8 text"),
         "{said:?}"
@@ -516,7 +523,7 @@ async fn json_lines_reject_a_bad_line_as_csv_does_and_the_rest_lands() {
         store.find_customer("c3").await.is_err(),
         "nothing stored for it"
     );
-    assert_eq!((r.records, r.inserted), (6, 2));
+    assert_eq!((r.records, r.inserted), (7, 2));
     assert_eq!(
         store.find_customer("c1").await.unwrap().email,
         "aya@example.jp"
