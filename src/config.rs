@@ -8,7 +8,7 @@ use chrono::Duration;
 use chrono_tz::Tz;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The whole configuration, as written (see `config.example.yaml` for every key).
@@ -455,10 +455,9 @@ impl Config {
             Ok(text) => match Self::parse_or_rest(&shown, &text) {
                 Ok(config) => config,
                 Err((mut diags, rest)) => {
-                    diags.extend(
-                        rest.map(|rest| rest.value_problems(path))
-                            .unwrap_or_default(),
-                    );
+                    if let Some((rest, left_out)) = rest {
+                        diags.extend(rest.value_problems(path, &left_out));
+                    }
                     diags.sort_by_key(|d| (d.line, d.col));
                     return Err(diags);
                 }
@@ -491,18 +490,30 @@ impl Config {
 
     /// The problems `resolve` finds in the rest of a file whose other keys did not parse (the
     /// config read with those left out), so that one round of fixes is enough: `quiet_hours:
-    /// "25:00"` is reported beside a misspelt key, not after it is fixed. Only problems on
-    /// lines of their own are kept: one about something missing could be the keys left out.
-    fn value_problems(mut self: Box<Self>, path: &Path) -> Vec<Diagnostic> {
+    /// "25:00"` is reported beside a misspelt key, not after it is fixed. Only problems placed
+    /// at a key still written, in a section (`delivery`, `marketing` …) with nothing left out,
+    /// are kept: a default standing in for a left-out key could cause the others (a block
+    /// found missing, a limit checked against a default).
+    fn value_problems(
+        mut self: Box<Self>,
+        path: &Path,
+        left_out: &BTreeSet<String>,
+    ) -> Vec<Diagnostic> {
         self.loaded_from(path);
-        let written: std::collections::BTreeSet<u64> =
-            self.places.values().map(|(line, _)| *line).collect();
+        let sections: BTreeMap<u64, &str> = self
+            .places
+            .iter()
+            .map(|(key, (line, _))| (*line, section(key)))
+            .collect();
+        let kept = |d: &Diagnostic| {
+            (d.line, d.col) != (1, 1)
+                && sections
+                    .get(&d.line)
+                    .is_some_and(|s| !left_out.contains(*s))
+        };
         match self.resolve() {
             Ok(_) => Vec::new(),
-            Err(diags) => diags
-                .into_iter()
-                .filter(|d| written.contains(&d.line))
-                .collect(),
+            Err(diags) => diags.into_iter().filter(|d| kept(d)).collect(),
         }
     }
 
@@ -512,7 +523,11 @@ impl Config {
 
     /// `parse`; on failure also the config read without the keys that failed, when the rest
     /// parses (its values are then checked in the same round: `value_problems`).
-    fn parse_or_rest(path: &str, text: &str) -> Result<Self, (Vec<Diagnostic>, Option<Box<Self>>)> {
+    #[allow(clippy::type_complexity)]
+    fn parse_or_rest(
+        path: &str,
+        text: &str,
+    ) -> Result<Self, (Vec<Diagnostic>, Option<(Box<Self>, BTreeSet<String>)>)> {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
@@ -527,9 +542,22 @@ impl Config {
             }
             Err(e) => {
                 let (diags, rest) = every_type_error(path, text, &places, &e);
+                // The sections with a line left out, by the keys first written on those lines.
+                let changed: BTreeSet<u64> = (1u64..)
+                    .zip(text.lines().zip(rest.lines()))
+                    .filter(|(_, (was, is))| was != is)
+                    .map(|(line, _)| line)
+                    .collect();
+                let left_out: BTreeSet<String> = places
+                    .iter()
+                    .filter(|(_, (line, _))| changed.contains(line))
+                    .map(|(key, _)| section(key).to_string())
+                    .collect();
                 let rest = serde_saphyr::from_str::<Config>(&rest).ok().map(|mut c| {
-                    c.places = places;
-                    Box::new(c)
+                    if let Ok(root) = crate::yaml::parse(path, &rest) {
+                        record_places(&root, "", &mut c.places);
+                    }
+                    (Box::new(c), left_out)
                 });
                 Err((diags, rest))
             }
@@ -1036,6 +1064,11 @@ fn listen_address(listen: &str) -> Result<(), String> {
     }
 }
 
+/// The top-level section of a dotted key (`delivery` of `delivery.smtp.port`).
+fn section(key: &str) -> &str {
+    key.split('.').next().unwrap_or(key)
+}
+
 /// Every key of the file that does not fit, not only the first: after an error its line (and
 /// the lines indented under it) is left out and the file read again, up to 50 times. Each
 /// problem names its key and says what is wrong once, at its place. Returns them with the text
@@ -1435,6 +1468,19 @@ mod tests {
         .unwrap();
         let said = Config::load(&file, true).unwrap_err();
         assert!(said.iter().all(|d| d.line == 4), "{said:?}");
+        // Nor one a default standing in for a left-out key could cause: the stall limit checked
+        // against the default SMTP timeout, the example's unsubscribe URL for a misspelt key.
+        std::fs::write(
+            &file,
+            "database: rebuy.db\nunsubscribe:\n  base_ulr: https://shop.example/u\ndelivery:\n  transport: smtp\n  stall_secs: 100\n  smtp:\n    host: 127.0.0.1\n    timeout_secs: 20s\n",
+        )
+        .unwrap();
+        let said: Vec<u64> = Config::load(&file, true)
+            .unwrap_err()
+            .iter()
+            .map(|d| d.line)
+            .collect();
+        assert_eq!(said, [3, 9]);
     }
 
     #[test]

@@ -454,10 +454,12 @@ async fn cancel_after_goal(
 }
 
 /// Ends the follow-ups planned from an order that has just moved to another customer
-/// (`--move-orders`, a Shopify correction): their queued messages are cancelled (their mail
-/// would show the former customer someone else's order), and so are the enrollments that were
-/// still active or whose last message was among those. In the transaction that moves the
-/// orders, so no such message can be claimed in between; one already being sent finishes.
+/// (`--move-orders`, a Shopify correction): their messages waiting to be sent are cancelled,
+/// claimed ones included (their mail would show the former customer someone else's order; a
+/// sender starts only messages still claimed), and so are the enrollments that were still active
+/// or whose last message was among those. In the transaction that moves the orders. One already
+/// being sent finishes; if it fails for a while it is cancelled then, not retried
+/// (`outbox::cancel_when_order_moved`).
 pub(super) async fn end_for_moved_orders(
     tx: &mut sqlx::Transaction<'_, Db>,
     moved: &[super::MovedOrder],
@@ -481,7 +483,7 @@ pub(super) async fn end_for_moved_orders(
         push_moved(&mut qb, chunk);
         qb.push(
             ") AS v, enrollments AS e WHERE e.customer_id = v.column1 AND e.order_id = v.column2 \
-             AND outbox.enrollment_id = e.id AND outbox.status = 'queued' \
+             AND outbox.enrollment_id = e.id AND outbox.status IN ('queued', 'claimed') \
              RETURNING outbox.enrollment_id, outbox.last_error",
         );
         let last_mail: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut **tx).await?;

@@ -456,6 +456,7 @@ impl Store {
                 .collect();
             applied += done.len() as u64;
             cancel_when_goal_reached(&mut tx, chunk, now).await?;
+            cancel_when_order_moved(&mut tx, chunk, now).await?;
             let withheld = chunk
                 .iter()
                 .filter(|r| done.contains(&r.id))
@@ -821,6 +822,54 @@ async fn end_withheld_enrollments<'a>(
         ") AS v WHERE outbox.enrollment_id = v.column1 AND outbox.step_index > v.column2 \
          AND outbox.status = 'queued'",
     );
+    qb.build().execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Of `outcomes`, the messages put back in the queue (a retry, a deferral) that were planned
+/// from an order moved to another customer while they were being sent: cancelled with the
+/// move's reason, as the move cancelled what waited (`enrollments::end_for_moved_orders`).
+async fn cancel_when_order_moved(
+    tx: &mut sqlx::Transaction<'_, Db>,
+    outcomes: &[Recorded],
+    now: i64,
+) -> Result<()> {
+    let queued: Vec<i64> = outcomes
+        .iter()
+        .filter(|r| r.status == OutboxStatus::Queued)
+        .map(|r| r.id)
+        .collect();
+    if queued.is_empty() {
+        return Ok(());
+    }
+    let mut qb = QueryBuilder::<Db>::new(
+        super::backend_of(tx),
+        "SELECT outbox.id, e.order_id FROM outbox JOIN enrollments e ON e.id = outbox.enrollment_id \
+         JOIN orders o ON o.id = e.order_id WHERE o.customer_id <> e.customer_id \
+         AND outbox.status = 'queued' AND outbox.id IN (",
+    );
+    let mut sep = qb.separated(", ");
+    for id in &queued {
+        sep.push_bind(*id);
+    }
+    sep.push_unseparated(")");
+    let moved: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut **tx).await?;
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let why: Vec<(i64, String)> = moved
+        .into_iter()
+        .map(|(id, order)| (id, crate::reasons::Reason::OrderMoved { order }.to_string()))
+        .collect();
+    let mut qb = QueryBuilder::<Db>::new(
+        super::backend_of(tx),
+        "UPDATE outbox SET status = 'cancelled', last_error = v.column2, updated_at = ",
+    );
+    qb.push_bind(now).push(" FROM (");
+    qb.push_values(&why, |mut b, (id, why)| {
+        b.push_bind(*id).push_bind(why.as_str());
+    });
+    qb.push(") AS v WHERE outbox.id = v.column1 AND outbox.status = 'queued'");
     qb.build().execute(&mut **tx).await?;
     Ok(())
 }

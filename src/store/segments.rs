@@ -196,8 +196,8 @@ impl Store {
 /// The segments evaluated before are done together (`scoped_changes`): each condition fills
 /// `scope_now` with its matches among the scope, then one statement each writes every
 /// segment's entries and exits as events, removes the exits and adds the entries, and one each
-/// records the counts: some twenty statements for any number of segments, where one segment at a
-/// time took nine each (117 for 13 segments; on PostgreSQL most of the incremental refresh).
+/// records the counts: about eight statements plus one per segment, where one segment at a time
+/// took nine each (21 against 117 for 13 segments).
 pub(super) async fn evaluate_scoped(
     tx: &mut sqlx::Transaction<'static, Db>,
     segments: &[(&str, &SqlCondition)],

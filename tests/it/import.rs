@@ -1358,3 +1358,33 @@ async fn a_queued_message_about_an_order_that_moved_is_cancelled_with_the_move()
     );
     assert_eq!(e.ended_at, Some(due.timestamp_millis()));
 }
+
+/// The same move while a sender holds the note (claimed, not yet started): it is cancelled too,
+/// and the sender, which starts only messages still claimed, sends nothing.
+#[tokio::test]
+async fn a_claimed_message_about_an_order_that_moved_is_cancelled_with_the_move() {
+    let smtp = SmtpServer::start();
+    let (shop, store) = shop_with_a_note_about_vo1(&smtp).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let due = now + chrono::Duration::days(1);
+    assert_eq!(daemon.engine.tick(due).await.unwrap().queued, 1);
+    let ms = due.timestamp_millis();
+    let claimed = store.claim_ready("w1", ms, ms + 60_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    move_vo1_to_v2(&store, due).await;
+    let message = &store.customer_messages("V1").await.unwrap()[0];
+    assert_eq!(
+        (message.status.as_str(), message.last_error.as_deref()),
+        ("cancelled", Some(VO1_MOVED))
+    );
+    // Its lease runs out, another sender comes: nothing goes.
+    let later = due + chrono::Duration::minutes(5);
+    daemon.deliverer.run_once(later).await.unwrap();
+    assert!(smtp.received().is_empty());
+    assert_eq!(
+        store.customer_messages("V1").await.unwrap()[0].status,
+        "cancelled"
+    );
+}
