@@ -236,7 +236,7 @@ impl App {
             },
         )
         .with_limits(self.resolved.limits.clone(), self.resolved.default_timezone)
-        .with_stall_limit(std::time::Duration::from_secs(d.stall_secs))
+        .with_stall_limit(std::time::Duration::from_secs(self.config.stall_secs()))
         .with_owner_files()?;
         Ok(match &d.dkim {
             Some(k) => deliverer.with_dkim(dkim_config(k)?),

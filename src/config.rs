@@ -775,7 +775,7 @@ impl Config {
         }
         // One message's SMTP conversation takes a few of its steps: the watchdog must not
         // take a slow server for a stall.
-        if d.transport == TransportKind::Smtp && d.stall_secs < 4 * d.smtp.timeout_secs {
+        if d.transport == TransportKind::Smtp && self.stall_secs() < 4 * d.smtp.timeout_secs {
             let (line, col) = self.place("delivery.stall_secs");
             diags.push(Diagnostic::new(
                 path,
@@ -1025,7 +1025,20 @@ impl Config {
                 attribution_window,
             })
         } else {
+            // In the file's order, as a person fixes them (the checks run key family by family).
+            diags.sort_by_key(|d| (d.line, d.col));
             Err(diags)
+        }
+    }
+
+    /// The delivery watchdog's limit in seconds: as written, or when left out at least four
+    /// SMTP conversations (`delivery.smtp.timeout_secs`), so that a slow server allowed by its
+    /// timeout is never taken for a stall.
+    pub fn stall_secs(&self) -> u64 {
+        let d = &self.delivery;
+        match self.places.contains_key("delivery.stall_secs") {
+            true => d.stall_secs,
+            false => d.stall_secs.max(4 * d.smtp.timeout_secs),
         }
     }
 }
@@ -1441,6 +1454,29 @@ mod tests {
     }
 
     #[test]
+    fn the_watchdog_left_out_follows_a_long_smtp_timeout_and_problems_come_in_line_order() {
+        let smtp = "delivery:\n  transport: smtp\n  smtp:\n    host: 127.0.0.1\n    timeout_secs: 300\nunsubscribe:\n  base_url: https://shop.example/u\n";
+        assert!(said(smtp).is_empty(), "{:?}", said(smtp));
+        assert_eq!(Config::parse("c.yaml", smtp).unwrap().stall_secs(), 1200);
+        let written = smtp.replace(
+            "  transport: smtp\n",
+            "  transport: smtp\n  stall_secs: 700\n",
+        );
+        let bad = said(&written);
+        assert!(
+            bad.len() == 1 && bad[0].starts_with("config:3:15: delivery.stall_secs is 700"),
+            "{bad:?}"
+        );
+        // Problems of different checks, in the file's order.
+        let two = format!("tick_interval: 5 minutes\n{written}");
+        let lines: Vec<String> = said(&two)
+            .iter()
+            .map(|d| d.split(':').nth(1).unwrap().to_string())
+            .collect();
+        assert_eq!(lines, ["1", "4"], "{:?}", said(&two));
+    }
+
+    #[test]
     fn a_misspelt_key_and_a_bad_value_are_reported_in_one_round() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("rebuy.yaml");
@@ -1592,8 +1628,11 @@ mod tests {
             "delivery:\n  transport: smtp\n  smtp: { host: relay.example, tls: none, username: shop }\n",
         )
         .unwrap();
-        let said = c.resolve().unwrap_err()[0].to_string();
-        assert!(said.contains("in clear"), "{said}");
+        let said = c.resolve().unwrap_err();
+        assert!(
+            said.iter().any(|d| d.message.contains("in clear")),
+            "{said:?}"
+        );
         for ok in [
             "delivery:\n  smtp: { host: 127.0.0.1, tls: none, username: shop }\n",
             "delivery:\n  smtp: { host: relay.example, tls: none, username: shop, allow_plaintext_auth: true }\n",

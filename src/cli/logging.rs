@@ -11,7 +11,15 @@ pub fn init_logging(arg: Option<LogFormatArg>, level: &str, configured: LogForma
     } else {
         level
     };
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+    // PostgreSQL's notices ("relation … already exists, skipping" from the migrations at every
+    // start) are the database's small talk, not the operator's news; its warnings still show.
+    // A level that names sqlx itself decides for sqlx.
+    if !level.contains("sqlx") {
+        if let Ok(directive) = "sqlx::postgres::notice=warn".parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let json = match arg {
         Some(LogFormatArg::Json) => true,
         Some(LogFormatArg::Text) => false,

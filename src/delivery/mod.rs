@@ -482,11 +482,16 @@ impl Deliverer {
                 Some(h) => sending.into_iter().filter(|id| h.contains(id)).collect(),
                 None => sending,
             };
-            let n = self
+            let (n, requeued) = self
                 .store
                 .recover_dead_sender(&other, to_millis(now), &in_doubt)
                 .await?;
-            info!(sender = %other, unknown = n, "a sender's process had stopped: what it had not handed over is back in the queue");
+            // A crash recovered is worth the operator's eye; one that left nothing is not.
+            if n + requeued > 0 {
+                warn!(sender = %other, unknown = n, requeued, "a sender's process had stopped: {requeued} message(s) it had not handed over are back in the queue, {n} it may have sent are marked unknown");
+            } else {
+                info!(sender = %other, "a sender's process had stopped with nothing in hand");
+            }
             if let Some(dir) = dir {
                 owner::forget(dir, &other);
             }

@@ -99,6 +99,14 @@ impl Engine {
             .orders_by_ids(&t.order_id.iter().cloned().collect::<Vec<_>>())
             .await?;
         let order = t.order_id.as_ref().and_then(|id| orders.remove(id));
+        // Moved to another customer since (`--move-orders`): its mail would show them someone
+        // else's order.
+        if let Some(o) = order.as_ref().filter(|o| o.customer_id != t.customer_id) {
+            let why = crate::reasons::Reason::OrderMoved {
+                order: o.id.clone(),
+            };
+            return Err(InputError(why.to_string()).into());
+        }
         let vars: serde_json::Value = serde_json::from_str(&t.vars).unwrap_or_default();
         let ctx = self.context(s, Some(&step.id), &c, order.as_ref(), vars, None, now);
         let rendered = self

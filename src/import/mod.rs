@@ -336,7 +336,7 @@ impl ChunkReader {
                                 let swallowed: Record = chunk.pop().expect("the last record");
                                 self.unreadable.push(RowError {
                                     line: swallowed.line,
-                                    message: "a quoted field opened on this line is never closed, so the rest of the file was read into it; add the closing \" (or remove the opening one) and import again".into(),
+                                    message: QUOTE_NEVER_CLOSED.into(),
                                 });
                             }
                             break;
@@ -364,10 +364,17 @@ impl ChunkReader {
                         }
                         Err(e) => {
                             let line = e.position().map_or(0, |p| p.line() + *shift);
-                            self.unreadable.push(RowError {
-                                line,
-                                message: format!("unreadable CSV row: {}", csv_reason(&e)),
-                            });
+                            // A quote never closed swallows the rest of the file into a row
+                            // that then has too few fields: said as the quote, not the count.
+                            let unclosed =
+                                matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. })
+                                    && e.position()
+                                        .is_some_and(|p| quote_left_open(path, p.byte()));
+                            let message = match unclosed {
+                                true => QUOTE_NEVER_CLOSED.to_string(),
+                                false => format!("unreadable CSV row: {}", csv_reason(&e)),
+                            };
+                            self.unreadable.push(RowError { line, message });
                         }
                     }
                 }
@@ -434,11 +441,17 @@ impl ChunkReader {
 /// names the file's line already, and the parser's own "at line 1" would contradict it.
 fn in_line(e: &serde_json::Error) -> String {
     let said = e.to_string();
+    if e.column() == 0 {
+        return said;
+    }
     let what = said
         .rsplit_once(" at line ")
         .map_or(said.as_str(), |(what, _)| what);
     format!("{what} at column {}", e.column())
 }
+
+/// Why a row whose quote is never closed is refused (the rest of the file went into it).
+const QUOTE_NEVER_CLOSED: &str = "a quoted field opened on this line is never closed, so the rest of the file was read into it; add the closing \" (or remove the opening one) and import again";
 
 /// Whether the file, from byte `from` (the start of a record) to its end, holds an odd number
 /// of `"`: a quote opened and never closed (a doubled `""` inside a field counts two).

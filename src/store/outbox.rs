@@ -538,7 +538,7 @@ impl Store {
         owner: &str,
         now: i64,
         in_doubt: &[i64],
-    ) -> Result<u64> {
+    ) -> Result<(u64, u64)> {
         let mut tx = self.pool.begin().await?;
         let mut unknown = 0;
         for chunk in in_doubt.chunks(super::BATCH) {
@@ -561,16 +561,17 @@ impl Store {
             unknown += qb.build().execute(&mut *tx).await?.rows_affected();
         }
         let back = back_to_queue();
-        sqlx::query(&format!(
+        let requeued = sqlx::query(&format!(
             "UPDATE outbox SET {back}, attempts = attempts - 1, lease_owner = NULL, \
              lease_until = NULL, updated_at = $1 WHERE status IN ('claimed', 'sending') AND lease_owner = $2"
         ))
         .bind(now)
         .bind(owner)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         tx.commit().await?;
-        Ok(unknown)
+        Ok((unknown, requeued))
     }
 
     /// Puts `owner`'s claimed and `sending` messages back in the queue, their attempt not

@@ -581,6 +581,24 @@ fn a_quote_never_closed_is_reported_at_its_line_and_nothing_is_swallowed_silentl
         err.contains("customers.csv:4") && err.contains("never closed"),
         "{err}"
     );
+    // Opened before the last column, the swallowing row is short of fields: said as the quote
+    // all the same (the rows it swallowed are what is lost), not as a count of fields.
+    std::fs::write(
+        dir.path().join("short.csv"),
+        "id,email,name\nc10,\"a10@example.jp,N\nc11,a11@example.jp,M\n",
+    )
+    .unwrap();
+    let o = binary()
+        .args(["import", "customers", "short.csv"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("short.csv:2") && err.contains("never closed"),
+        "{err}"
+    );
 }
 
 /// New orders are added to the stored aggregates rather than recomputed; random writes (new
@@ -1357,6 +1375,67 @@ async fn a_queued_message_about_an_order_that_moved_is_cancelled_with_the_move()
         ("cancelled", Some(VO1_MOVED))
     );
     assert_eq!(e.ended_at, Some(due.timestamp_millis()));
+}
+
+/// The same move while a sender is in the SMTP conversation (`sending`): that attempt finishes;
+/// when it fails for a while, the note is cancelled with the move's reason, not retried.
+#[tokio::test]
+async fn a_message_being_sent_when_its_order_moved_is_not_retried_after_a_transient_failure() {
+    let smtp = SmtpServer::start();
+    let (shop, store) = shop_with_a_note_about_vo1(&smtp).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let due = now + chrono::Duration::days(1);
+    daemon.engine.tick(due).await.unwrap();
+    let ms = due.timestamp_millis();
+    let claimed = store.claim_ready("w1", ms, ms + 60_000, 10).await.unwrap();
+    let id = claimed[0].id;
+    let sending = store
+        .start_sending("w1", ms, ms + 60_000, &[id])
+        .await
+        .unwrap();
+    assert_eq!(sending, [id]);
+    move_vo1_to_v2(&store, due).await;
+    assert_eq!(
+        store.customer_messages("V1").await.unwrap()[0].status,
+        "sending"
+    );
+    let retry = rebuy::store::Recorded::retry(id, "451 try again later".into(), ms + 60_000);
+    store.record_outcomes("w1", ms, &[retry]).await.unwrap();
+    let message = &store.customer_messages("V1").await.unwrap()[0];
+    assert_eq!(
+        (message.status.as_str(), message.last_error.as_deref()),
+        ("cancelled", Some(VO1_MOVED))
+    );
+}
+
+/// A note that failed before its order moved is not re-sent by `rebuy outbox retry`: rendered
+/// again it would show V1 the order V2 now has.
+#[tokio::test]
+async fn a_failed_message_about_an_order_that_moved_is_not_retried() {
+    let smtp = SmtpServer::start();
+    smtp.reject_recipient("v1@");
+    let (shop, store) = shop_with_a_note_about_vo1(&smtp).await;
+    let daemon = shop.daemon(&store).await;
+    let now = utc("2026-11-01T02:00:00Z");
+    daemon.engine.tick(now).await.unwrap();
+    let due = now + chrono::Duration::days(1);
+    daemon.engine.tick(due).await.unwrap();
+    daemon.deliverer.run_once(due).await.unwrap();
+    let failed = store.customer_messages("V1").await.unwrap()[0].clone();
+    assert_eq!(failed.status, "failed");
+    move_vo1_to_v2(&store, due).await;
+    let r = daemon.engine.retry(&[failed.id], false, due).await.unwrap();
+    assert!(r.requeued.is_empty(), "{r:?}");
+    assert!(
+        r.refused[0].1.contains("now belongs to another customer"),
+        "{r:?}"
+    );
+    assert_eq!(
+        store.customer_messages("V1").await.unwrap()[0].status,
+        "failed"
+    );
 }
 
 /// The same move while a sender holds the note (claimed, not yet started): it is cancelled too,
