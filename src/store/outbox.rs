@@ -455,8 +455,13 @@ impl Store {
                 .map(|(id,)| id)
                 .collect();
             applied += done.len() as u64;
-            cancel_when_goal_reached(&mut tx, chunk, now).await?;
-            cancel_when_order_moved(&mut tx, chunk, now).await?;
+            let requeued: Vec<i64> = chunk
+                .iter()
+                .filter(|r| r.status == OutboxStatus::Queued)
+                .map(|r| r.id)
+                .collect();
+            cancel_when_goal_reached(&mut tx, &requeued, now).await?;
+            cancel_when_order_moved(&mut tx, &requeued, now).await?;
             let withheld = chunk
                 .iter()
                 .filter(|r| done.contains(&r.id))
@@ -777,8 +782,6 @@ fn back_to_queue() -> String {
     )
 }
 
-/// Of `outcomes`, the messages put back in the queue (a retry, a deferral) whose enrollment has
-/// reached its goal: cancelled, as the goal cancels what waits (`enrollments::GOAL_REACHED`).
 /// Ends, `completed`, the running enrollments of steps withheld at send time and cancels their
 /// later steps already queued (see `Withheld`). Only outcomes that applied are given.
 async fn end_withheld_enrollments<'a>(
@@ -827,19 +830,14 @@ async fn end_withheld_enrollments<'a>(
     Ok(())
 }
 
-/// Of `outcomes`, the messages put back in the queue (a retry, a deferral) that were planned
-/// from an order moved to another customer while they were being sent: cancelled with the
+/// Of `queued`, the messages an outcome put back in the queue (a retry, a deferral), those
+/// planned from an order moved to another customer while they were being sent: cancelled with the
 /// move's reason, as the move cancelled what waited (`enrollments::end_for_moved_orders`).
 async fn cancel_when_order_moved(
     tx: &mut sqlx::Transaction<'_, Db>,
-    outcomes: &[Recorded],
+    queued: &[i64],
     now: i64,
 ) -> Result<()> {
-    let queued: Vec<i64> = outcomes
-        .iter()
-        .filter(|r| r.status == OutboxStatus::Queued)
-        .map(|r| r.id)
-        .collect();
     if queued.is_empty() {
         return Ok(());
     }
@@ -850,7 +848,7 @@ async fn cancel_when_order_moved(
          AND outbox.status = 'queued' AND outbox.id IN (",
     );
     let mut sep = qb.separated(", ");
-    for id in &queued {
+    for id in queued {
         sep.push_bind(*id);
     }
     sep.push_unseparated(")");
@@ -875,16 +873,14 @@ async fn cancel_when_order_moved(
     Ok(())
 }
 
+/// Of `queued`, the messages an outcome put back in the queue (a retry, a deferral), those whose
+/// enrollment has reached its goal: cancelled, as the goal cancels what waits
+/// (`enrollments::GOAL_REACHED`).
 async fn cancel_when_goal_reached(
     tx: &mut sqlx::Transaction<'_, Db>,
-    outcomes: &[Recorded],
+    queued: &[i64],
     now: i64,
 ) -> Result<()> {
-    let queued: Vec<i64> = outcomes
-        .iter()
-        .filter(|r| r.status == OutboxStatus::Queued)
-        .map(|r| r.id)
-        .collect();
     if queued.is_empty() {
         return Ok(());
     }
@@ -900,7 +896,7 @@ async fn cancel_when_goal_reached(
              WHERE e.id = outbox.enrollment_id AND e.goal_reached_at IS NOT NULL) AND id IN (",
         );
     let mut sep = qb.separated(", ");
-    for id in &queued {
+    for id in queued {
         sep.push_bind(*id);
     }
     sep.push_unseparated(")");

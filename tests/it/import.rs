@@ -561,12 +561,15 @@ fn a_quote_never_closed_is_reported_at_its_line_and_nothing_is_swallowed_silentl
         "id,email,name\nC1,a@example.jp,\"Aya \"\"A\"\"\nline two\"\nC2,b@example.jp,\"Ken\nC3,c@example.jp,Mio\n",
     )
     .unwrap();
-    let o = binary()
-        .args(["import", "customers", "customers.csv"])
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let import = |file: &str| {
+        binary()
+            .args(["import", "customers", file])
+            .current_dir(dir.path())
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let o = import("customers.csv");
     let (out, err) = (
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr),
@@ -588,12 +591,7 @@ fn a_quote_never_closed_is_reported_at_its_line_and_nothing_is_swallowed_silentl
         "id,email,name\nc10,\"a10@example.jp,N\nc11,a11@example.jp,M\n",
     )
     .unwrap();
-    let o = binary()
-        .args(["import", "customers", "short.csv"])
-        .current_dir(dir.path())
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
+    let o = import("short.csv");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("short.csv:2") && err.contains("never closed"),
