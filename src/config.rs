@@ -612,27 +612,101 @@ impl Config {
         }
     }
 
-    /// A tracking base URL must be absolute http(s) without a query: links are built on it.
-    fn check_tracking(&self, path: &str, diags: &mut Vec<Diagnostic>) {
-        let Some(url) = &self.tracking.base_url else {
+    /// The addresses customers follow must be absolute http(s) ones: the tracking base (links
+    /// are built on it, so without a query), the unsubscribe page (its token is added to its
+    /// query) and the shop's `url` when templates are given one.
+    fn check_urls(&self, path: &str, diags: &mut Vec<Diagnostic>) {
+        let urls = [
+            (
+                "tracking.base_url",
+                self.tracking.base_url.as_deref(),
+                false,
+                "give where customers reach rebuy's HTTP server, e.g. https://mail.shop.example",
+            ),
+            (
+                "unsubscribe.base_url",
+                Some(self.unsubscribe.base_url.as_str()),
+                true,
+                "give the public address of rebuy's unsubscribe page, e.g. https://mail.shop.example/unsubscribe",
+            ),
+            (
+                "shop.url",
+                self.shop.get("url").map(String::as_str),
+                true,
+                "give the shop's address as customers open it, e.g. https://shop.example",
+            ),
+        ];
+        for (key, url, query, hint) in urls {
+            let Some(url) = url else { continue };
+            if let Err(why) = absolute_url(url, query) {
+                let (line, col) = self.place(key);
+                diags.push(
+                    Diagnostic::new(path, line, col, format!("{key} '{url}' {why}"))
+                        .with_hint(hint),
+                );
+            }
+        }
+    }
+
+    /// Retries start at `retry_base` and double up to `retry_max`: a base of at least a second
+    /// (none would hammer a server that asked to wait), not above the most.
+    fn check_retries(
+        &self,
+        path: &str,
+        base: Duration,
+        max: Duration,
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let d = &self.delivery;
+        let said = |v: &Option<Spanned<String>>, default: &str| {
+            v.as_ref()
+                .map_or(format!("{default} (the default)"), |s| s.value.clone())
+        };
+        let (key, problem) = if base < Duration::seconds(1) {
+            (
+                "delivery.retry_base",
+                format!(
+                    "delivery.retry_base is {}: the first retry must wait at least 1s, such as 1m",
+                    said(&d.retry_base, "1m")
+                ),
+            )
+        } else if base > max {
+            let key = match d.retry_max.is_some() {
+                true => "delivery.retry_max",
+                false => "delivery.retry_base",
+            };
+            (
+                key,
+                format!(
+                    "delivery.retry_base ({}) is longer than delivery.retry_max ({}): retries start at retry_base and double up to retry_max",
+                    said(&d.retry_base, "1m"),
+                    said(&d.retry_max, "2h")
+                ),
+            )
+        } else {
             return;
         };
-        let lower = url.to_ascii_lowercase();
-        let scheme_ok = lower.starts_with("https://") || lower.starts_with("http://");
-        let host_ok = url
-            .split_once("://")
-            .is_some_and(|(_, rest)| !rest.is_empty() && !rest.starts_with('/'));
-        if !scheme_ok || !host_ok || url.contains(['?', '#', ' ']) {
-            let (line, col) = self.place("tracking.base_url");
-            diags.push(
-                Diagnostic::new(
-                    path,
-                    line,
-                    col,
-                    format!("tracking.base_url '{url}' is not an absolute http(s) address without query"),
-                )
-                .with_hint("give where customers reach rebuy's HTTP server, e.g. https://mail.shop.example"),
-            );
+        let (line, col) = self.place(key);
+        diags.push(Diagnostic::new(path, line, col, problem));
+    }
+
+    /// Every job needs a name of its own: its schedule and its runs are kept by name, so two
+    /// jobs of one name would take each other's runs.
+    fn check_job_names(&self, path: &str, diags: &mut Vec<Diagnostic>) {
+        for (i, job) in self.jobs.iter().enumerate() {
+            let key = format!("jobs[{i}].name");
+            let (line, col) = self
+                .places
+                .get(&key)
+                .copied()
+                .unwrap_or((job.cron.referenced.line(), job.cron.referenced.column()));
+            let first = self.jobs[..i].iter().position(|j| j.name == job.name);
+            let problem = match first {
+                _ if job.name.trim().is_empty() => format!("{key} is empty: name the job (it appears in logs and in rebuy status)"),
+                Some(first) => format!("{key} '{}' is also the name of jobs[{first}]: each job needs its own name (its schedule is kept by name)", job.name),
+                None => continue,
+            };
+            diags.push(Diagnostic::new(path, line, col, problem));
         }
     }
 
@@ -676,7 +750,7 @@ impl Config {
         let d = &self.delivery;
         let day = 86_400;
         let h = &self.http;
-        let checks: [(&str, u64, u64, u64, &str); 12] = [
+        let checks: [(&str, u64, u64, u64, &str); 13] = [
             (
                 "http.max_body_bytes",
                 h.max_body_bytes,
@@ -732,6 +806,13 @@ impl Config {
                 1,
                 3600,
                 "seconds, at most an hour",
+            ),
+            (
+                "delivery.smtp.port",
+                d.smtp.port.into(),
+                1,
+                65_535,
+                "a TCP port: 587 for STARTTLS, 465 for TLS, 25 for a relay",
             ),
             (
                 "delivery.smtp.pool_size",
@@ -863,34 +944,59 @@ impl Config {
         self.check_ranges(&path, &mut diags);
         self.check_secrets(&path, &mut diags);
         self.check_addresses(&path, &mut diags);
-        self.check_tracking(&path, &mut diags);
-        let mut duration = |v: &Option<Spanned<String>>, default: Duration| match v {
+        self.check_urls(&path, &mut diags);
+        let mut duration = |key: &str, v: &Option<Spanned<String>>, default: Duration| match v {
             None => default,
             Some(s) => parse_duration(&s.value).unwrap_or_else(|e| {
                 diags.push(Diagnostic::new(
                     &path,
                     s.referenced.line(),
                     s.referenced.column(),
-                    e,
+                    format!("{key}: {e}"),
                 ));
                 default
             }),
         };
-        let tick_interval = duration(&self.tick_interval, Duration::seconds(60));
+        let tick_interval = duration("tick_interval", &self.tick_interval, Duration::seconds(60));
         let no_pause = self
             .tick_interval
             .as_ref()
             .filter(|_| tick_interval < Duration::seconds(1));
-        let trigger_lookback = duration(&self.trigger_lookback, Duration::days(3));
-        let step_expiry = duration(&self.expires, Duration::days(3));
-        let retry_base = duration(&self.delivery.retry_base, Duration::minutes(1));
-        let retry_max = duration(&self.delivery.retry_max, Duration::hours(2));
-        let attribution_window = duration(&self.experiments.attribution_window, Duration::days(7));
-        let cap = self
+        let trigger_lookback = duration(
+            "trigger_lookback",
+            &self.trigger_lookback,
+            Duration::days(3),
+        );
+        let step_expiry = duration("expires", &self.expires, Duration::days(3));
+        let d = &self.delivery;
+        let retry_base = duration("delivery.retry_base", &d.retry_base, Duration::minutes(1));
+        let retry_max = duration("delivery.retry_max", &d.retry_max, Duration::hours(2));
+        let attribution_window = duration(
+            "experiments.attribution_window",
+            &self.experiments.attribution_window,
+            Duration::days(7),
+        );
+        let cap = self.marketing.cap.as_ref().map(|c| {
+            let per = Some(c.per.clone());
+            (
+                c.max,
+                duration("marketing.cap.per", &per, Duration::days(7)),
+            )
+        });
+        self.check_retries(&path, retry_base, retry_max, &mut diags);
+        if let Some(c) = self
             .marketing
             .cap
             .as_ref()
-            .map(|c| (c.max, duration(&Some(c.per.clone()), Duration::days(7))));
+            .filter(|_| cap.is_some_and(|(_, per)| per <= Duration::zero()))
+        {
+            diags.push(Diagnostic::new(
+                &path,
+                c.per.referenced.line(),
+                c.per.referenced.column(),
+                format!("marketing.cap.per is {}: the window must be longer than 0, such as 7d (to turn the cap off, write cap: null)", c.per.value),
+            ));
+        }
         if let Some(e) = self
             .expires
             .as_ref()
@@ -918,7 +1024,7 @@ impl Config {
                     &path,
                     s.referenced.line(),
                     s.referenced.column(),
-                    e,
+                    format!("default_timezone: {e}"),
                 ));
                 chrono_tz::UTC
             }),
@@ -970,22 +1076,33 @@ impl Config {
                 "marketing.cap.max must be 1 or more (to stop marketing mail, disable the scenarios)",
             ));
         }
-        let mut time = |v: &Spanned<String>| {
-            crate::domain::parse_local_time(&v.value).unwrap_or_else(|e| {
+        let mut time = |key: &str, v: &Spanned<String>| {
+            crate::domain::parse_local_time(&v.value).map_err(|e| {
                 diags.push(Diagnostic::new(
                     &path,
                     v.referenced.line(),
                     v.referenced.column(),
-                    e,
+                    format!("marketing.quiet_hours.{key}: {e}"),
                 ));
-                chrono::NaiveTime::MIN
             })
         };
-        let quiet = self
-            .marketing
-            .quiet_hours
-            .as_ref()
-            .map(|q| (time(&q.from), time(&q.to)));
+        let quiet_hours = self.marketing.quiet_hours.as_ref();
+        let times = quiet_hours.map(|q| (time("from", &q.from), time("to", &q.to)));
+        let quiet = quiet_hours.zip(times).map(|(q, (from, to))| {
+            if from.is_ok() && from == to {
+                diags.push(
+                    Diagnostic::new(
+                        &path,
+                        q.to.referenced.line(),
+                        q.to.referenced.column(),
+                        format!("marketing.quiet_hours: from and to are both {}, which leaves no quiet hours", q.from.value),
+                    )
+                    .with_hint("give the hours to keep quiet, such as from: \"21:00\" and to: \"08:00\"; to send at any hour write quiet_hours: null"),
+                );
+            }
+            let at = |t: Result<chrono::NaiveTime, ()>| t.unwrap_or(chrono::NaiveTime::MIN);
+            (at(from), at(to))
+        });
         let control_group = match &self.experiments.control_group {
             None => 0.0,
             Some(s) => crate::domain::parse_share(&s.value).unwrap_or_else(|e| {
@@ -993,7 +1110,7 @@ impl Config {
                     &path,
                     s.referenced.line(),
                     s.referenced.column(),
-                    e,
+                    format!("experiments.control_group: {e}"),
                 ));
                 0.0
             }),
@@ -1002,11 +1119,12 @@ impl Config {
         for digest in self.jobs.iter().filter_map(|j| j.digest.as_ref()) {
             check_digest(&path, digest, &mut diags);
         }
-        for job in &self.jobs {
+        self.check_job_names(&path, &mut diags);
+        for (i, job) in self.jobs.iter().enumerate() {
             match parse_cron(&job.cron.value) {
                 Ok(s) => jobs.push((job.clone(), s)),
                 Err(e) => diags.push(
-                    Diagnostic::new(&path, job.cron.referenced.line(), job.cron.referenced.column(), e)
+                    Diagnostic::new(&path, job.cron.referenced.line(), job.cron.referenced.column(), format!("jobs[{i}].cron: {e}"))
                         .with_hint("use the 5-field form: minute hour day-of-month month day-of-week, e.g. \"30 2 * * *\""),
                 ),
             }
@@ -1043,10 +1161,20 @@ impl Config {
     }
 }
 
-/// Records the line and column of every mapping key under `prefix`, dotted.
+/// Records the line and column of every mapping key under `prefix`, dotted, and of every
+/// item of a list, indexed (`jobs[1].cron`).
 fn record_places(node: &crate::yaml::Node, prefix: &str, out: &mut BTreeMap<String, (u64, u64)>) {
-    let crate::yaml::Value::Map(entries) = &node.value else {
-        return;
+    let entries = match &node.value {
+        crate::yaml::Value::Map(entries) => entries,
+        crate::yaml::Value::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let key = format!("{prefix}[{i}]");
+                out.insert(key.clone(), (item.line, item.col));
+                record_places(item, &key, out);
+            }
+            return;
+        }
+        _ => return,
     };
     for (k, v) in entries {
         let Some(name) = k.as_str() else { continue };
@@ -1077,9 +1205,32 @@ fn listen_address(listen: &str) -> Result<(), String> {
     }
 }
 
-/// The top-level section of a dotted key (`delivery` of `delivery.smtp.port`).
+/// Whether `url` is an absolute http(s) address with a host (and no query unless `query`).
+fn absolute_url(url: &str, query: bool) -> Result<(), &'static str> {
+    let lower = url.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"))
+        .ok_or("is not an absolute address: it must start with https:// (or http://)")?;
+    if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+        return Err("has no host after the scheme");
+    }
+    if url.contains(char::is_whitespace) {
+        return Err("has a space in it");
+    }
+    if url.contains('#') || (!query && url.contains('?')) {
+        return Err(match query {
+            true => "has a fragment (#…), which links cannot carry on",
+            false => "has a query or a fragment; links are built on it, so give it without",
+        });
+    }
+    Ok(())
+}
+
+/// The top-level section of a dotted key (`delivery` of `delivery.smtp.port`, `jobs` of
+/// `jobs[0].cron`).
 fn section(key: &str) -> &str {
-    key.split('.').next().unwrap_or(key)
+    key.split(['.', '[']).next().unwrap_or(key)
 }
 
 /// Every key of the file that does not fit, not only the first: after an error its line (and
@@ -1129,18 +1280,7 @@ fn type_error(
         .and_then(|l| l.split_once(':'))
         .map(|(_, v)| v.trim().trim_start_matches('#').trim().to_string())
         .unwrap_or_default();
-    let whole = [
-        "invalid u8",
-        "invalid u16",
-        "invalid u32",
-        "invalid u64",
-        "invalid i64",
-    ];
-    let said = if whole.contains(&said) {
-        format!("'{value}' is not a whole number (or is too large)")
-    } else {
-        said.to_string()
-    };
+    let said = parser_words(said, &value);
     let key = places
         .iter()
         .filter(|(_, (l, _))| *l == line)
@@ -1153,6 +1293,33 @@ fn type_error(
         None => said.to_string(),
     };
     Diagnostic::new(path, line, col, said).with_hint(hint)
+}
+
+/// The parser's words about a value, said for a person: `invalid u16` for `70000` is a number
+/// too large, a duplicate key is written twice.
+fn parser_words(said: &str, value: &str) -> String {
+    let most = match said {
+        "invalid u8" => Some(u64::from(u8::MAX)),
+        "invalid u16" => Some(u64::from(u16::MAX)),
+        "invalid u32" => Some(u64::from(u32::MAX)),
+        "invalid u64" | "invalid i64" => Some(i64::MAX as u64),
+        _ => None,
+    };
+    if let Some(most) = most {
+        let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+        return match digits {
+            true => format!("{value} is too large: at most {most}"),
+            false => format!("'{value}' is not a whole number (0 to {most})"),
+        };
+    }
+    if said == "invalid boolean" {
+        return format!("'{value}' is not true or false");
+    }
+    if let Some(rest) = said.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(',').next().unwrap_or(rest).trim();
+        return format!("'{key}' is written twice here; keep one");
+    }
+    said.to_string()
 }
 
 /// For a key the config does not have there (the parser's "unknown field `x`, expected one of
@@ -1191,7 +1358,10 @@ fn example_keys() -> Vec<String> {
     if let Ok(root) = crate::yaml::parse("config.example.yaml", text) {
         record_places(&root, "", &mut places);
     }
-    let mut keys: Vec<(String, (u64, u64))> = places.into_iter().collect();
+    let mut keys: Vec<(String, (u64, u64))> = places
+        .into_iter()
+        .filter(|(k, _)| !k.contains('['))
+        .collect();
     keys.sort_by_key(|(_, at)| *at);
     keys.into_iter().map(|(k, _)| k).collect()
 }
@@ -1328,8 +1498,55 @@ pub fn parse_cron(line: &str) -> Result<cron::Schedule, String> {
         6 | 7 => line.to_string(),
         n => return Err(format!("cron line '{line}' has {n} fields; expected 5")),
     };
-    full.parse::<cron::Schedule>()
-        .map_err(|e| format!("bad cron line '{line}': {e}"))
+    if fields == 5 {
+        if let Some(problem) = line
+            .split_whitespace()
+            .zip(CRON_FIELDS)
+            .find_map(field_problem)
+        {
+            return Err(format!("bad cron line '{line}': {problem}"));
+        }
+    }
+    full.parse::<cron::Schedule>().map_err(|e| {
+        // The crate's last line says what is wrong; the ones before repeat the line.
+        let said = e.to_string();
+        let last = said.lines().rev().find(|l| !l.trim().is_empty());
+        format!("bad cron line '{line}': {}", last.unwrap_or(&said).trim())
+    })
+}
+
+/// The five fields of standard cron with the numbers each accepts.
+const CRON_FIELDS: [(&str, u32, u32); 5] = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of the month", 1, 31),
+    ("month", 1, 12),
+    ("day of the week", 0, 7),
+];
+
+/// A number of one cron field outside what the field accepts (`60` as a minute), in words;
+/// names (`MON`, `JAN`) and the rest of the syntax are left to the cron crate.
+fn field_problem((text, (name, lo, hi)): (&str, (&str, u32, u32))) -> Option<String> {
+    for item in text.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((range, step)) => (range, Some(step)),
+            None => (item, None),
+        };
+        if let Some(step) = step.and_then(|s| s.parse::<u32>().ok()) {
+            if step == 0 {
+                return Some(format!("the {name} field's step /0 must be 1 or more"));
+            }
+        }
+        for part in range.split('-') {
+            match part.parse::<u64>() {
+                Ok(n) if n < u64::from(lo) || n > u64::from(hi) => {
+                    return Some(format!("the {name} field takes {lo} to {hi}, not {n}"))
+                }
+                _ => {}
+            }
+        }
+    }
+    None
 }
 
 /// Standard cron numbers the days of the week from Sunday = 0 (7 is Sunday too); the `cron`
@@ -1451,6 +1668,113 @@ mod tests {
         );
         let fine = format!("{smtp}unsubscribe:\n  base_url: https://hadamaru.jp/u\n");
         assert!(said(&fine).is_empty(), "{:?}", said(&fine));
+    }
+
+    #[test]
+    fn values_that_would_misdirect_mail_or_jobs_are_refused_at_their_key() {
+        let one = |text: &str| -> String {
+            let bad = said(text);
+            assert_eq!(bad.len(), 1, "{text}: {bad:?}");
+            bad[0].clone()
+        };
+        let url = one("unsubscribe:\n  base_url: shop.example/unsub\n");
+        assert!(
+            url.starts_with(
+                "config:2:13: unsubscribe.base_url 'shop.example/unsub' is not an absolute address"
+            ),
+            "{url}"
+        );
+        assert!(
+            one("shop:\n  name: A\n  from: a@b.example\n  url: https://\n")
+                .contains("shop.url 'https://' has no host")
+        );
+        assert!(one("tracking:\n  base_url: https://m.example/?x=1\n").contains("has a query"));
+        assert!(said("unsubscribe:\n  base_url: https://m.example/u?shop=1\n").is_empty());
+        assert!(one("delivery:\n  smtp:\n    port: 0\n")
+            .starts_with("config:3:11: delivery.smtp.port is 0; it must be between 1 and 65535"));
+        assert!(one("marketing:\n  cap: { max: 2, per: 0s }\n")
+            .contains("marketing.cap.per is 0s: the window must be longer than 0"));
+        let quiet = one("marketing:\n  quiet_hours: { from: '21:00', to: '21:00' }\n");
+        assert!(
+            quiet.contains("from and to are both 21:00, which leaves no quiet hours"),
+            "{quiet}"
+        );
+        let retry = one("delivery:\n  retry_base: 3h\n  retry_max: 1h\n");
+        assert!(
+            retry.starts_with(
+                "config:3:14: delivery.retry_base (3h) is longer than delivery.retry_max (1h)"
+            ),
+            "{retry}"
+        );
+        assert!(one("delivery:\n  retry_base: 3h\n").contains("retry_max (2h (the default))"));
+        assert!(
+            one("delivery:\n  retry_base: 0s\n").contains("the first retry must wait at least 1s")
+        );
+        let jobs = "jobs:\n  - name: nightly\n    cron: '0 3 * * *'\n  - name: nightly\n    cron: '0 4 * * *'\n  - name: ' '\n    cron: '60 4 * * *'\n";
+        let bad = said(jobs);
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(
+            bad[0].starts_with("config:4:11: jobs[1].name 'nightly' is also the name of jobs[0]"),
+            "{bad:?}"
+        );
+        assert!(
+            bad[1].starts_with("config:6:11: jobs[2].name is empty"),
+            "{bad:?}"
+        );
+        assert!(
+            bad[2].contains(
+                "jobs[2].cron: bad cron line '60 4 * * *': the minute field takes 0 to 59, not 60"
+            ),
+            "{bad:?}"
+        );
+        // Each duration and time names its key.
+        assert!(one("experiments:\n  attribution_window: 7 days\n")
+            .contains("experiments.attribution_window: bad duration '7 days'"));
+        assert!(
+            one("marketing:\n  quiet_hours: { from: '25:00', to: '08:00' }\n")
+                .contains("marketing.quiet_hours.from: bad time '25:00'")
+        );
+    }
+
+    #[test]
+    fn cron_fields_out_of_range_and_the_crates_words_are_said_plainly() {
+        let e = parse_cron("0 24 * * *").unwrap_err();
+        assert_eq!(
+            e,
+            "bad cron line '0 24 * * *': the hour field takes 0 to 23, not 24"
+        );
+        assert!(parse_cron("0 3 * 13 *")
+            .unwrap_err()
+            .contains("the month field takes 1 to 12, not 13"));
+        assert!(parse_cron("0 3 1-32 * *")
+            .unwrap_err()
+            .contains("the day of the month field takes 1 to 31, not 32"));
+        assert!(parse_cron("0 3 * * 0-7").is_ok());
+        assert!(parse_cron("*/15 9-17 * JAN MON-FRI").is_ok());
+        // What only the crate finds keeps its last line, without the caret drawing.
+        let e = parse_cron("0 3 * FOO *").unwrap_err();
+        assert!(
+            e.starts_with("bad cron line '0 3 * FOO *': ") && !e.contains('\n') && !e.contains('^'),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_parsers_words_about_a_value_are_said_for_a_person() {
+        let said = |text: &str| Config::parse("c.yaml", text).unwrap_err()[0].to_string();
+        assert!(said("delivery:\n  smtp:\n    port: 70000\n")
+            .starts_with("c.yaml:3:11: delivery.smtp.port: 70000 is too large: at most 65535"));
+        assert!(said("delivery:\n  batch_size: lots\n")
+            .contains("delivery.batch_size: 'lots' is not a whole number (0 to 4294967295)"));
+        assert!(
+            said("jobs:\n  - name: x\n    cron: '0 3 * * *'\n    refresh_metrics: maybe\n")
+                .contains("jobs[0].refresh_metrics: 'maybe' is not true or false")
+        );
+        let twice = said("shop:\n  name: A\n  name: B\n");
+        assert!(
+            twice.contains("'name' is written twice here; keep one") && !twice.contains("Policy"),
+            "{twice}"
+        );
     }
 
     #[test]
@@ -1706,15 +2030,15 @@ mod tests {
         let errs = c.resolve().unwrap_err();
         let all: Vec<String> = errs.iter().map(|d| d.to_string()).collect();
         assert!(
-            all[0].starts_with("c.yaml:1:16: bad duration '5x'"),
+            all[0].starts_with("c.yaml:1:16: tick_interval: bad duration '5x'"),
             "{all:?}"
         );
         assert!(
-            all[1].starts_with("c.yaml:2:19: unknown time zone 'Asia/Tokio'"),
+            all[1].starts_with("c.yaml:2:19: default_timezone: unknown time zone 'Asia/Tokio'"),
             "{all:?}"
         );
         assert!(
-            all[2].starts_with("c.yaml:5:11: cron line '* * *' has 3 fields"),
+            all[2].starts_with("c.yaml:5:11: jobs[0].cron: cron line '* * *' has 3 fields"),
             "{all:?}"
         );
     }
@@ -1747,7 +2071,7 @@ mod tests {
         let errs = c.resolve().unwrap_err();
         assert!(
             errs[0].to_string().starts_with(
-                "c.yaml:2:18: bad share '100%': it must be more than 0% and less than 100%"
+                "c.yaml:2:18: experiments.control_group: bad share '100%': it must be more than 0% and less than 100%"
             ),
             "{}",
             errs[0]

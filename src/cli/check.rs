@@ -13,6 +13,20 @@ pub struct CheckArgs {
     pub against_db: bool,
 }
 
+/// The problems as `--json` prints them; with `--against-db` beside no enrollments (a config
+/// that does not load is not compared with the database).
+pub fn print_json(
+    problems: &[crate::diagnostic::Diagnostic],
+    args: &CheckArgs,
+) -> anyhow::Result<()> {
+    let json = match args.against_db {
+        true => serde_json::json!({ "problems": problems, "enrollments": [] }),
+        false => serde_json::to_value(problems)?,
+    };
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
 pub async fn run(app: &App, args: &CheckArgs) -> anyhow::Result<u8> {
     let report = app.check();
     let effects = if args.against_db {

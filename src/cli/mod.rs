@@ -229,8 +229,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 crate::config::LogFormat::Text,
                 false,
             );
-            for d in &diags {
-                eprintln!("{d}");
+            match &cli.command {
+                Command::Check(args) if args.json => check::print_json(&diags, args)?,
+                _ => diags.iter().for_each(|d| eprintln!("{d}")),
             }
             eprintln!(
                 "the configuration has {} problem(s); nothing was done",

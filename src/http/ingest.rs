@@ -422,14 +422,25 @@ pub async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
                 errors.sort_by(|a, b| place_key(&a.at).cmp(&place_key(&b.at)));
                 return Err(Problem::invalid("invalid event", errors));
             }
-            let good: Vec<_> = good.into_iter().map(|(_, e)| e).collect();
+            let (places, good): (Vec<String>, Vec<_>) = good.into_iter().unzip();
             let count = good.len();
-            let inserted = api
+            let stored = api
                 .writer
                 .write_events(good, to_millis(api.clock.now()))
                 .await?;
+            if !stored.conflicts.is_empty() {
+                let errors = stored
+                    .conflicts
+                    .iter()
+                    .map(|(i, row)| FieldError {
+                        at: format!("{}/id", places[*i]),
+                        message: crate::import::conflicting_event(row, api.zone),
+                    })
+                    .collect();
+                return Err(Problem::invalid("invalid event", errors));
+            }
             api.wake.notify_one();
-            let done = Ingested::of(count, (inserted, 0));
+            let done = Ingested::of(count, (stored.inserted, 0));
             Ok((
                 StatusCode::OK,
                 serde_json::to_value(done).unwrap_or_default(),

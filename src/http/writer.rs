@@ -4,7 +4,7 @@
 //! record per request then costs a share of a commit, not a whole one, and requests never wait
 //! on SQLite's busy handler for each other.
 
-use crate::store::{NewEvent, NewOrder, Store, UpsertOutcome};
+use crate::store::{EventsStored, NewEvent, NewOrder, Store, UpsertOutcome};
 use tokio::sync::{mpsc, oneshot};
 
 /// Records gathered into one transaction at most; more wait for the next.
@@ -14,8 +14,9 @@ type Reply<T> = oneshot::Sender<Result<T, String>>;
 
 enum Job {
     Orders(Vec<NewOrder>, Reply<UpsertOutcome>),
-    /// Answered with how many of the events were new; received at the time given (ms).
-    Events(Vec<NewEvent>, i64, Reply<u64>),
+    /// Answered with how many of the events were new, or the conflicts that kept them all
+    /// out; received at the time given (ms).
+    Events(Vec<NewEvent>, i64, Reply<EventsStored>),
 }
 
 impl Job {
@@ -47,8 +48,13 @@ impl IngestWriter {
         self.send(Job::Orders(orders, reply), answer).await
     }
 
-    /// Stores `events` (one already stored by id is left alone); returns how many were new.
-    pub async fn write_events(&self, events: Vec<NewEvent>, now: i64) -> anyhow::Result<u64> {
+    /// Stores `events` (one already stored by id is left alone): how many were new, or, when an
+    /// id names another stored event, those conflicts and nothing stored.
+    pub async fn write_events(
+        &self,
+        events: Vec<NewEvent>,
+        now: i64,
+    ) -> anyhow::Result<EventsStored> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Events(events, now, reply), answer).await
     }

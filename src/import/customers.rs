@@ -1,7 +1,7 @@
 //! Customer records: id, email, name, time zone, locale; every other column (CSV) or key
 //! (JSON Lines, or its `attributes` object) becomes a free attribute.
 
-use super::{id_text, text, ImportOptions, ImportReport, Invalid, Record};
+use super::{either_id, text, ImportOptions, ImportReport, Invalid, Record};
 use crate::clock::to_millis;
 use crate::domain::{parse_timezone, Email};
 use crate::store::{NewCustomer, Store};
@@ -28,9 +28,7 @@ pub const CUSTOMER_FIELDS: &[&str] = &[
 pub fn parse_customer(r: &Record, zone: chrono_tz::Tz) -> Result<NewCustomer, Invalid> {
     let f = &r.fields;
     super::scalars_only(|k| f.get(k), CUSTOMER_FIELDS, "attributes")?;
-    let id = id_text(f, "id")?
-        .or(id_text(f, "customer_id")?)
-        .ok_or_else(|| Invalid::missing("id"))?;
+    let id = either_id(f, "id", "customer_id")?.ok_or_else(|| Invalid::missing("id"))?;
     let email = Email::parse(&text(f, "email").ok_or_else(|| Invalid::missing("email"))?)
         .map_err(|e| Invalid::at("email", e))?;
     let timezone = match text(f, "timezone") {

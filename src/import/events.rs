@@ -6,7 +6,7 @@
 use super::{parse_instant, text, ImportOptions, ImportReport, Invalid, Record};
 use crate::clock::to_millis;
 use crate::domain::valid_event_name;
-use crate::store::{NewEvent, Store};
+use crate::store::{EventRow, NewEvent, Store};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -24,8 +24,7 @@ pub const MAX_PROPERTIES: usize = 16 * 1024;
 pub fn parse_event(r: &Record, zone: Tz) -> Result<NewEvent, Invalid> {
     let f = &r.fields;
     super::scalars_only(|k| f.get(k), EVENT_FIELDS, "properties")?;
-    let customer_id = text(f, "customer")
-        .or_else(|| text(f, "customer_id"))
+    let customer_id = super::either_id(f, "customer", "customer_id")?
         .ok_or_else(|| Invalid::missing("customer"))?;
     let name = text(f, "name").ok_or_else(|| Invalid::missing("name"))?;
     if !valid_event_name(&name) {
@@ -77,6 +76,19 @@ pub fn parse_event(r: &Record, zone: Tz) -> Result<NewEvent, Invalid> {
     })
 }
 
+/// What is said of an event whose id is stored for another event (a repeated id with other
+/// content): the repeat is not stored, and not counted as unchanged.
+pub fn conflicting_event(stored: &EventRow, zone: Tz) -> String {
+    let at = crate::clock::from_millis(stored.at)
+        .with_timezone(&zone)
+        .format("%Y-%m-%d %H:%M %:z");
+    format!(
+        "event id '{}' is already stored for another event ('{}' of customer '{}' at {at}); an \
+         id names one event: give this one its own id, or leave id out",
+        stored.id, stored.name, stored.customer_id
+    )
+}
+
 /// The id of an event sent without one: the same content gives the same id.
 fn derived_id(customer: &str, name: &str, at: i64, properties: &str) -> String {
     let mut h = Sha256::new();
@@ -115,16 +127,21 @@ pub(super) async fn run(
             .into_iter()
             .collect();
         confirmed.extend(store.existing_customer_ids(&ids).await?);
-        let mut good = Vec::with_capacity(parsed.len());
+        let (mut good, mut lines) = (Vec::with_capacity(parsed.len()), Vec::new());
         for (line, e) in parsed {
             if confirmed.contains(&e.customer_id) {
                 good.push(e);
+                lines.push(line);
             } else {
                 report.reject(line, format!("unknown customer '{}'; import the customer first with `rebuy import customers`", e.customer_id));
             }
         }
-        let inserted = store.insert_events(&good, to_millis(now)).await?;
-        report.add(good.len(), (inserted, 0));
+        let stored = store.insert_events(&good, to_millis(now)).await?;
+        for (i, row) in &stored.conflicts {
+            report.reject(lines[*i], conflicting_event(row, opts.default_timezone));
+        }
+        let written = good.len() - stored.conflicts.len();
+        report.add(written, (stored.inserted, 0));
     }
     report.finish(reader.unreadable);
     Ok(report)

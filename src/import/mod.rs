@@ -10,7 +10,7 @@ mod record;
 pub mod shopify;
 
 pub use customers::{parse_customer, CUSTOMER_FIELDS};
-pub use events::{parse_event, EVENT_FIELDS};
+pub use events::{conflicting_event, parse_event, EVENT_FIELDS};
 pub use orders::{order_from_record, parse_order_row, OrderLine, ITEM_FIELDS, ORDER_FIELDS};
 pub use products::{parse_product, PRODUCT_FIELDS};
 pub use record::{Fields, Record};
@@ -232,7 +232,7 @@ fn open(
     };
     let reader = ChunkReader::open(path, format, progress_bar(path, opts.progress)?)?;
     if let Source::Csv(_, headers, ..) = &reader.source {
-        if let Some(why) = missing_column(headers, required) {
+        if let Some(why) = missing_column(headers, required).or_else(|| column_twice(headers)) {
             return Err(crate::engine::InputError(format!("{}: {why}", path.display())).into());
         }
     }
@@ -513,6 +513,21 @@ fn missing_column(headers: &[std::sync::Arc<str>], required: &[&[&str]]) -> Opti
     ))
 }
 
+/// A column the header names twice (`email` in columns 2 and 4): which one holds the value is
+/// not for rebuy to guess, so the file is refused before any row is read.
+fn column_twice(headers: &[std::sync::Arc<str>]) -> Option<String> {
+    let name = |i: usize| headers[i].trim();
+    (0..headers.len()).find_map(|j| {
+        let i = (0..j).find(|&i| !name(i).is_empty() && name(i) == name(j))?;
+        Some(format!(
+            "the CSV header names '{}' twice (columns {} and {}); keep one of them, or rename the other",
+            name(j),
+            i + 1,
+            j + 1
+        ))
+    })
+}
+
 /// How many lines the CSV reader's count of a record's line is short: it counts a line when it
 /// reads its `\n`, and of a `\r\n` it stops at the `\r`, so in a file whose lines end in
 /// `\r\n` (Excel's, most shop exports) every record after the header would be placed on the
@@ -529,6 +544,20 @@ fn crlf_shift(path: &Path) -> u64 {
 /// An id field as text: a string, or a whole number written out. A number too long for one
 /// (JSON `123456789012345678901234567890`, read as a float) is refused: stored, it would be
 /// `1.2345678901234568e29`, another customer's id or nobody's.
+/// An id that a record may give under either of two names (`order_id` or `id`): the one
+/// given, or the problem of both given with different values (which one is meant?).
+pub fn either_id(fields: &Fields, first: &str, second: &str) -> Result<Option<String>, Invalid> {
+    match (id_text(fields, first)?, id_text(fields, second)?) {
+        (Some(a), Some(b)) if a != b => Err(Invalid::at(
+            second,
+            format!(
+                "'{first}' is '{a}' and '{second}' is '{b}': both name the same field; give one"
+            ),
+        )),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
 pub fn id_text(fields: &Fields, key: &str) -> Result<Option<String>, Invalid> {
     match fields.get(key) {
         Some(serde_json::Value::Bool(b)) => Err(Invalid::at(

@@ -28,26 +28,55 @@ pub struct EventRow {
     pub properties: String,
 }
 
+/// What storing events did: how many were new, and each event whose id names another event
+/// already stored (its index, and the stored one). An event sent again as it is, is neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventsStored {
+    pub inserted: u64,
+    pub conflicts: Vec<(usize, EventRow)>,
+}
+
 impl Store {
-    /// Stores events; one whose id is stored already is left as it is. Returns how many were
-    /// new.
-    pub async fn insert_events(&self, events: &[NewEvent], now: i64) -> Result<u64> {
+    /// Stores events; one whose id is stored already is left as it is, and is a conflict when
+    /// its content differs (stored earlier or earlier in `events`): the rest are stored.
+    pub async fn insert_events(&self, events: &[NewEvent], now: i64) -> Result<EventsStored> {
         let mut tx = self.write_tx().await?;
-        let inserted = insert_in(&mut tx, events, now).await?;
+        let stored = insert_in(&mut tx, events, now).await?;
         tx.commit().await?;
-        Ok(inserted)
+        Ok(stored)
     }
 
-    /// `insert_events` for several groups (concurrent API requests) in one transaction, with
-    /// the count of new events per group.
-    pub async fn insert_event_groups(&self, groups: &[&[NewEvent]], now: i64) -> Result<Vec<u64>> {
-        let mut tx = self.write_tx().await?;
-        let mut out = Vec::with_capacity(groups.len());
-        for g in groups {
-            out.push(insert_in(&mut tx, g, now).await?);
+    /// `insert_events` for several groups (concurrent API requests) in one transaction, each
+    /// all or nothing: a group with a conflict stores none of its events (the transaction is
+    /// begun again without it; conflicts are rare, so the usual batch pays nothing for this).
+    pub async fn insert_event_groups(
+        &self,
+        groups: &[&[NewEvent]],
+        now: i64,
+    ) -> Result<Vec<EventsStored>> {
+        let mut refused: Vec<Option<EventsStored>> = vec![None; groups.len()];
+        'again: loop {
+            let mut tx = self.write_tx().await?;
+            let mut out = Vec::with_capacity(groups.len());
+            for (i, g) in groups.iter().enumerate() {
+                if let Some(r) = &refused[i] {
+                    out.push(r.clone());
+                    continue;
+                }
+                let stored = insert_in(&mut tx, g, now).await?;
+                if !stored.conflicts.is_empty() {
+                    refused[i] = Some(EventsStored {
+                        inserted: 0,
+                        conflicts: stored.conflicts,
+                    });
+                    tx.rollback().await?;
+                    continue 'again;
+                }
+                out.push(stored);
+            }
+            tx.commit().await?;
+            return Ok(out);
         }
-        tx.commit().await?;
-        Ok(out)
     }
 
     pub async fn event_cursor(&self) -> Result<i64> {
@@ -86,8 +115,58 @@ impl Store {
     }
 }
 
-/// Inserts events inside `tx`; returns how many were new.
+/// Inserts events inside `tx`; returns how many were new, and the conflicts among those that
+/// were not (read back only when some were not).
 async fn insert_in(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    events: &[NewEvent],
+    now: i64,
+) -> Result<EventsStored> {
+    let inserted = insert_new(tx, events, now).await?;
+    let mut conflicts = Vec::new();
+    if inserted < events.len() as u64 {
+        let stored = stored_by_id(tx, events).await?;
+        for (i, e) in events.iter().enumerate() {
+            match stored.get(e.id.as_str()) {
+                Some(row) if !same_event(e, row) => conflicts.push((i, row.clone())),
+                _ => {}
+            }
+        }
+    }
+    Ok(EventsStored {
+        inserted,
+        conflicts,
+    })
+}
+
+/// Whether a stored event is the one given (sent again).
+fn same_event(e: &NewEvent, row: &EventRow) -> bool {
+    e.customer_id == row.customer_id
+        && e.name == row.name
+        && e.at == row.at
+        && e.properties == row.properties
+}
+
+/// The stored events with the ids of `events`, by id.
+async fn stored_by_id(
+    tx: &mut sqlx::Transaction<'static, Db>,
+    events: &[NewEvent],
+) -> Result<std::collections::HashMap<String, EventRow>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in events.chunks(super::BATCH) {
+        let mut qb = QueryBuilder::<Db>::new(
+            super::backend_of(tx),
+            "SELECT seq, id, customer_id, name, at, properties FROM events WHERE id IN ",
+        );
+        super::push_in_list(&mut qb, chunk.iter().map(|e| &e.id));
+        let rows: Vec<EventRow> = qb.build_query_as().fetch_all(&mut **tx).await?;
+        out.extend(rows.into_iter().map(|r| (r.id.clone(), r)));
+    }
+    Ok(out)
+}
+
+/// Inserts the events whose id is not stored; returns how many.
+async fn insert_new(
     tx: &mut sqlx::Transaction<'static, Db>,
     events: &[NewEvent],
     now: i64,

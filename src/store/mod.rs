@@ -32,7 +32,7 @@ pub use enrollments::{
     DueEnrollment, EndWhich, EndedEnrollment, EnrollmentLite, EnrollmentView, GoalHit,
     NewEnrollment, StepAdvance, GOAL_REACHED,
 };
-pub use events::{EventRow, NewEvent};
+pub use events::{EventRow, EventsStored, NewEvent};
 pub use experiments::{
     ArmCounts, ConversionDays, EnrollmentOutcome, OpenCount, Period, RecommendedCounts, StepCounts,
     TouchCounts, VariantDecision, VariantOutcome,

@@ -1071,6 +1071,34 @@ async fn an_abandoned_cart_posted_as_an_event_is_reminded_unless_an_order_came_i
     // The same event again (a retry of the shop's site): stored once.
     let (_, again) = post("/v1/events", cart("c1")).await;
     assert_eq!(again["unchanged"], 1);
+    // An id given again for another event is refused with the rest of its request.
+    let viewed = |id: &str, sku: &str| json!({"id": id, "customer": "c2", "name": "product_viewed", "at": "2026-11-02T11:00:00+09:00", "properties": {"sku": sku}});
+    assert_eq!(
+        post("/v1/events", viewed("v-1", "LOTION")).await.0,
+        StatusCode::OK
+    );
+    let before = store.count_events().await.unwrap();
+    let (status, taken) = post(
+        "/v1/events",
+        json!({"events": [viewed("v-2", "SOAP"), viewed("v-1", "SOAP")]}),
+    )
+    .await;
+    assert_eq!(
+        (status, taken["errors"][0]["at"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("/events/1/id")),
+        "{taken}"
+    );
+    assert!(
+        taken["errors"][0]["message"].as_str().unwrap().starts_with(
+            "event id 'v-1' is already stored for another event ('product_viewed' of customer 'c2'"
+        ),
+        "{taken}"
+    );
+    assert_eq!(
+        store.count_events().await.unwrap(),
+        before,
+        "v-2 is not stored either"
+    );
     let (status, bad) = post(
         "/v1/events",
         json!({"customer": "c1", "name": "cart added", "at": "2026-11-02"}),

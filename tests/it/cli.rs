@@ -177,10 +177,22 @@ fn a_bad_config_is_located_and_nothing_runs() {
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        err.contains("rebuy.yaml:2:16: bad duration '5 minutes'"),
+        err.contains("rebuy.yaml:2:16: tick_interval: bad duration '5 minutes'"),
         "{err}"
     );
     assert!(!dir.path().join("x.db").exists());
+    // A tool that asked for JSON gets the config's problems as JSON too.
+    let o = rebuy(dir.path(), &["check", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let problems: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(problems[0]["line"], 2, "{problems}");
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("tick_interval: bad duration"),
+        "{problems}"
+    );
 }
 
 #[test]

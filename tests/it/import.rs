@@ -2,7 +2,7 @@
 
 use crate::helpers::*;
 use chrono::{DateTime, Utc};
-use rebuy::import::{import_customers, import_orders, ImportOptions, ImportReport};
+use rebuy::import::{import_customers, import_events, import_orders, ImportOptions, ImportReport};
 use rebuy::store::Store;
 use std::path::PathBuf;
 
@@ -230,6 +230,72 @@ async fn bad_rows_are_reported_by_line_and_the_good_ones_still_land() {
     assert_eq!(o.inserted, 2, "O10 and O15 land");
     assert_eq!(store.count_orders().await.unwrap(), 5);
     assert_eq!(store.find_customer("C1").await.unwrap().orders_count, 3);
+}
+
+#[tokio::test]
+async fn an_event_id_given_again_for_another_event_is_rejected_not_counted_unchanged() {
+    let (shop, store) = shop_with("csv").await;
+    let file = shop.file("events.jsonl");
+    let event = |id: &str, name: &str, customer: &str| {
+        format!(
+            r#"{{"id": "{id}", "customer": "{customer}", "name": "{name}", "at": "2026-11-02T10:00:00+09:00", "properties": {{"sku": "A"}}}}"#
+        )
+    };
+    let lines = [
+        event("e1", "cart_added", "C1"),
+        event("e1", "cart_added", "C1"),     // sent twice: one event
+        event("e1", "product_viewed", "C1"), // the same id for another event in the file
+        event("e2", "cart_added", "C2"),
+        r#"{"customer": "C1", "customer_id": "C2", "name": "x", "at": "2026-11-02"}"#.to_string(),
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let r = import_events(&store, &file, &opts(), clock())
+        .await
+        .unwrap();
+    assert_eq!(counts(&r), (5, 2, 0, 1, 2), "{r:?}");
+    assert_eq!(r.rejected[0].line, 3, "{r:?}");
+    assert!(
+        r.rejected[0].message.starts_with("event id 'e1' is already stored for another event ('cart_added' of customer 'C1' at 2026-11-02 10:00 +09:00)"),
+        "{r:?}"
+    );
+    assert_eq!(r.rejected[1].line, 5, "{r:?}");
+    assert!(
+        r.rejected[1]
+            .message
+            .contains("'customer' is 'C1' and 'customer_id' is 'C2'"),
+        "{r:?}"
+    );
+    // Again in a later file: the stored event is kept as it was, the other one rejected again.
+    std::fs::write(&file, format!("{}\n{}", lines[2], lines[0])).unwrap();
+    let r = import_events(&store, &file, &opts(), clock())
+        .await
+        .unwrap();
+    assert_eq!(counts(&r), (2, 0, 0, 1, 1), "{r:?}");
+    let kept = store.customer_events("C1", 10).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].name, "cart_added");
+}
+
+#[tokio::test]
+async fn a_csv_header_naming_a_column_twice_is_refused_before_any_row() {
+    let (shop, store) = shop_with("csv").await;
+    let file = shop.file("twice.csv");
+    std::fs::write(
+        &file,
+        "id,email,name,email\nC1,a@x.example,Aya,b@x.example\n",
+    )
+    .unwrap();
+    let e = import_customers(&store, &file, &opts(), clock())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().ends_with("the CSV header names 'email' twice (columns 2 and 4); keep one of them, or rename the other"),
+        "{e}"
+    );
+    assert_eq!(
+        store.find_customer("C1").await.unwrap().email,
+        "hanako@example.jp"
+    );
 }
 
 #[tokio::test]
