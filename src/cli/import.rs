@@ -50,13 +50,18 @@ pub async fn run(app: &App, cmd: ImportCommand) -> anyhow::Result<u8> {
     // every chunk (a tenth of its time); a second outlasts the time one chunk takes (about
     // half a second), so its freed pages are reused rather than given back and faulted in.
     super::purge_freed_memory_after(1000);
-    let store = app.store_or_create().await?;
     let args = match &cmd {
         ImportCommand::Customers(a)
         | ImportCommand::Orders(a)
         | ImportCommand::Events(a)
         | ImportCommand::Products(a) => a,
     };
+    if args.move_orders && !matches!(cmd, ImportCommand::Orders(_)) {
+        let said =
+            "--move-orders moves orders between customers: it goes with `rebuy import orders` only";
+        return Err(crate::diagnostic::UsageError(said.into()).into());
+    }
+    let store = app.store_or_create().await?;
     let opts = ImportOptions {
         format: args.format,
         default_timezone: app.resolved.default_timezone,

@@ -96,7 +96,8 @@ pub enum Command {
     /// People who sign in to the pages under /ui: add (with a role), list, password, remove.
     #[command(subcommand)]
     User(user::UserCommand),
-    /// Import customers or orders from CSV or JSON Lines (upsert by the shop's ids).
+    /// Import customers, orders, custom events or the product catalog from CSV or JSON Lines
+    /// (upsert by the shop's ids).
     #[command(subcommand)]
     Import(import::ImportCommand),
     /// Start a manual scenario (a support follow-up) for one customer.

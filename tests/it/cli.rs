@@ -1827,6 +1827,19 @@ fn an_import_of_a_folder_or_of_a_file_of_unknown_format_is_a_usage_error() {
     let o = rebuy(dir.path(), &["import", "orders", "orders.txt"]);
     assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
     assert!(text(&o).1.contains("pass --format csv"), "{:?}", text(&o));
+    // --move-orders belongs to orders: on customers it is a mistake of the command line.
+    let o = rebuy(
+        dir.path(),
+        &["import", "customers", "customers.csv", "--move-orders"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{:?}", text(&o));
+    assert!(
+        text(&o)
+            .1
+            .contains("it goes with `rebuy import orders` only"),
+        "{:?}",
+        text(&o)
+    );
     let o = rebuy(dir.path(), &["--config", "nope.yaml", "check"]);
     let (_, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
