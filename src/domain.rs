@@ -82,6 +82,26 @@ pub fn mask_emails_in(text: &str) -> String {
     out
 }
 
+/// The ways a name typed without a space may be stored with one: an ASCII or a full-width space
+/// (U+3000, what a Japanese keyboard types) between any two of its characters, so that `佐藤彩`
+/// finds `佐藤 彩` and `佐藤　彩花`. Only for a query of 2 to 10 characters, without a space,
+/// that is not plain ASCII (a Latin name is typed with its space); none otherwise.
+pub fn spaced_name_variants(q: &str) -> Vec<String> {
+    let chars: Vec<char> = q.chars().collect();
+    if !(2..=10).contains(&chars.len()) || q.is_ascii() || chars.iter().any(|c| c.is_whitespace()) {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(2 * (chars.len() - 1));
+    for i in 1..chars.len() {
+        let (head, tail): (String, String) =
+            (chars[..i].iter().collect(), chars[i..].iter().collect());
+        for space in [' ', '\u{3000}'] {
+            out.push(format!("{head}{space}{tail}"));
+        }
+    }
+    out
+}
+
 /// An address as the store keeps it, for looking one up: the domain in its ASCII form
 /// (`例え.jp` is stored as `xn--r8jz45g.jp`, as `Email::parse` writes it) and ASCII letters in
 /// lower case; anything that is not an address, as typed, lower-cased the same way.
@@ -348,6 +368,20 @@ pub fn percent_encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_japanese_name_typed_without_a_space_is_looked_up_with_one_between_any_two_characters() {
+        use super::spaced_name_variants;
+        let v = spaced_name_variants("佐藤彩");
+        assert_eq!(
+            v,
+            ["佐 藤彩", "佐\u{3000}藤彩", "佐藤 彩", "佐藤\u{3000}彩"]
+        );
+        assert!(spaced_name_variants("Aya").is_empty());
+        assert!(spaced_name_variants("佐藤 彩").is_empty());
+        assert!(spaced_name_variants("彩").is_empty());
+        assert!(spaced_name_variants("寿限無寿限無五劫の擦り切れ").is_empty());
+    }
+
     #[test]
     fn an_address_is_looked_up_as_it_is_stored() {
         use super::{email_lookup_key, Email};

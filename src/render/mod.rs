@@ -4,6 +4,7 @@
 
 mod context;
 mod filters;
+pub(crate) use filters::NOT_A_DATE_FORMAT;
 mod mail_html;
 mod recommend;
 
@@ -338,7 +339,23 @@ pub fn bounded_render(
     ctx: &Value,
 ) -> Result<String, minijinja::Error> {
     let mut out = Bounded(Vec::new());
-    match t.render_captured_to(ctx, &mut out) {
+    // A panic inside a filter (a bug of rebuy's or of minijinja's) fails this message with a
+    // reason; it must never take the daemon down and again at every start.
+    let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        t.render_captured_to(ctx, &mut out).map(|_| ())
+    }))
+    .unwrap_or_else(|panic| {
+        let said = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("the renderer failed on this template ({said}); simplify the expression and report it"),
+        ))
+    });
+    match rendered {
         // minijinja writes whole `str`s, so the output is UTF-8: checked (fast), not copied.
         Ok(_) => Ok(String::from_utf8(out.0)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
@@ -455,9 +472,9 @@ pub fn fails_for_anyone(e: &minijinja::Error) -> bool {
             | ErrorKind::UnknownFilter
             | ErrorKind::UnknownTest
             | ErrorKind::UnknownFunction
-    ) || e
-        .detail()
-        .is_some_and(|d| d.contains(OUTPUT_BOUND) || d.contains(NOT_UTF8))
+    ) || e.detail().is_some_and(|d| {
+        d.contains(OUTPUT_BOUND) || d.contains(NOT_UTF8) || d.contains(filters::NOT_A_DATE_FORMAT)
+    })
 }
 
 /// Templates are files below the templates folder, read as UTF-8: a file that is not (saved
@@ -518,7 +535,7 @@ pub fn template_text(name: &str, bytes: Vec<u8>) -> Result<String, (u64, u64, St
     })
 }
 
-const OUTPUT_BOUND: &str = "the most one part may hold";
+pub(crate) const OUTPUT_BOUND: &str = "the most one part may hold";
 
 /// A writer that refuses to grow past `MAX_OUTPUT`.
 struct Bounded(Vec<u8>);

@@ -397,6 +397,8 @@ fn check_renders(
         );
         let sample = |items: &str| sample_context(s, &used, shop, items);
         let (with, without) = (sample(crate::render::SAMPLE_ITEMS), sample("[]"));
+        let numbers = sample_context_of(s, &used, shop, crate::render::SAMPLE_ITEMS, true);
+        let with_both = (&with, &numbers);
         let noted = Noted::default();
         let items_of = |supplied: &BTreeSet<String>| with_noting_items(&with, &noted, supplied);
         let item_fields = items_of(&BTreeSet::new()).1;
@@ -412,7 +414,7 @@ fn check_renders(
                 let what = format!("subject of step '{key}'");
                 let at = (s.path.as_str(), send.subject.line, send.subject.col);
                 diags.push(item_misread(at, &what, &fields, &item_fields));
-            } else if let Some((e, when)) = render_failure(&t, &with, &without, which) {
+            } else if let Some((e, when)) = render_failure(&t, with_both, &without, which) {
                 diags.push(
                     Diagnostic::new(
                         &s.path,
@@ -453,7 +455,7 @@ fn check_renders(
                 }
                 continue;
             }
-            let Some((e, when)) = render_failure(&t, &with, &without, which) else {
+            let Some((e, when)) = render_failure(&t, with_both, &without, which) else {
                 continue;
             };
             if !checked.insert(format!("render {part}")) {
@@ -546,6 +548,19 @@ fn sample_context(
     shop: &BTreeMap<String, String>,
     items: &str,
 ) -> minijinja::Value {
+    sample_context_of(s, used, shop, items, false)
+}
+
+/// `sample_context` with `numbers`: every sampled value (vars, attributes, properties) the
+/// number 1 instead of text, to tell a failure of the template from one of the samples.
+fn sample_context_of(
+    s: &Scenario,
+    used: &HashSet<String>,
+    shop: &BTreeMap<String, String>,
+    items: &str,
+    numbers: bool,
+) -> minijinja::Value {
+    let sample_values = |used: &HashSet<String>, prefix: &str| sample_values(used, prefix, numbers);
     let mut vars = sample_values(used, "vars.");
     if let Some(name) = s.trigger.event() {
         // An event's properties are whatever the shop sends: each one read gets a value.
@@ -582,6 +597,15 @@ fn render_hint(e: &minijinja::Error, when: &str) -> String {
         ErrorKind::UnknownFilter => named("filter", crate::render::FILTERS),
         ErrorKind::UnknownTest => named("test", crate::render::TESTS),
         ErrorKind::UnknownFunction => named("function", crate::render::FUNCTIONS),
+        _ if e
+            .detail()
+            .is_some_and(|d| d.contains(crate::render::NOT_A_DATE_FORMAT)) =>
+        {
+            "write the format with % directives: \"%Y-%m-%d\", \"%H:%M\", \"%Y年%m月%d日\"; %% is a percent sign".into()
+        }
+        _ if when.contains("sample customer") => {
+            "it fails whatever the customer's data: fix the expression, then try it with `rebuy preview`".into()
+        }
         _ if !when.is_empty() => {
             "guard what an order may lack, e.g. {% if order.items %}…{% else %}…{% endif %}".into()
         }
@@ -644,12 +668,17 @@ fn check_mjml(
 /// by `which` (an order without items).
 fn render_failure(
     t: &minijinja::Template<'_, '_>,
-    with: &minijinja::Value,
+    (with, numbers): (&minijinja::Value, &minijinja::Value),
     without: &minijinja::Value,
     which: &str,
 ) -> Option<(minijinja::Error, String)> {
     match crate::render::bounded_render(t, with) {
         Err(e) if crate::render::fails_for_anyone(&e) => Some((e, String::new())),
+        // Failing with the sampled values as text and as numbers: the template's own fault
+        // (`1 // 0`, `customer.name.foo`), not a sample's.
+        Err(e) if crate::render::bounded_render(t, numbers).is_err() => {
+            Some((e, " for the sample customer".to_string()))
+        }
         Err(_) => None,
         Ok(_) => crate::render::bounded_render(t, without)
             .err()
@@ -673,11 +702,17 @@ fn used_names(renderer: &Renderer, subject: &str, parts: &[String]) -> HashSet<S
 }
 
 /// Each used name under `prefix` (e.g. `vars.`), with a sample value.
-fn sample_values(used: &HashSet<String>, prefix: &str) -> serde_json::Value {
+fn sample_values(used: &HashSet<String>, prefix: &str, numbers: bool) -> serde_json::Value {
     let values: serde_json::Map<String, serde_json::Value> = used
         .iter()
         .filter_map(|v| v.strip_prefix(prefix))
-        .map(|name| (name.to_string(), format!("SAMPLE-{name}").into()))
+        .map(|name| {
+            let value = match numbers {
+                true => serde_json::Value::from(1),
+                false => format!("SAMPLE-{name}").into(),
+            };
+            (name.to_string(), value)
+        })
         .collect();
     serde_json::Value::Object(values)
 }

@@ -264,12 +264,41 @@ impl Store {
         .bind(&other_upper)
         .fetch_all(&self.pool)
         .await?;
+        let spaced = self.names_spaced(q, limit).await?;
         let mut seen = std::collections::HashSet::new();
         Ok(hits
             .into_iter()
+            .chain(spaced)
             .filter(|h| seen.insert(h.id.clone()))
             .take(usize::try_from(limit).unwrap_or(0))
             .collect())
+    }
+
+    /// Names that start with `q` once a space is put between two of its characters
+    /// (`domain::spaced_name_variants`): each variant one range of the index on `name`.
+    async fn names_spaced(&self, q: &str, limit: i64) -> Result<Vec<CustomerHit>> {
+        let variants = crate::domain::spaced_name_variants(q);
+        if variants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut qb = super::QueryBuilder::<super::Db>::new(
+            self.backend(),
+            "SELECT id, email, name, orders_count, total_spent, currency, 'name' AS matched \
+             FROM customers WHERE ",
+        );
+        for (i, v) in variants.iter().enumerate() {
+            if i > 0 {
+                qb.push(" OR ");
+            }
+            qb.push("(name >= ");
+            qb.push_bind(v.clone());
+            qb.push(" AND name < ");
+            qb.push_bind(format!("{v}\u{10FFFF}"));
+            qb.push(")");
+        }
+        qb.push(" ORDER BY name, id LIMIT ");
+        qb.push_bind(limit);
+        Ok(qb.build_query_as().fetch_all(&self.pool).await?)
     }
 
     /// A customer picked by `pick` (a random number) for a scenario's preview: among those

@@ -347,6 +347,56 @@ fn check_catches_a_missing_include_and_a_runaway_loop_and_knows_range_and_namesp
     assert_eq!(lines.len(), 2, "{all}");
 }
 
+/// What fails whatever the customer's data is found by `check`, not by the first message: an
+/// expression that cannot be calculated, a template that includes itself, a date format chrono
+/// does not know (which used to panic the daemon at every start), a filter asked to build
+/// gigabytes. What fails only for the sample's text (`vars.amount | int`) is not reported.
+#[test]
+fn check_finds_templates_that_fail_for_every_customer_and_leaves_data_dependent_ones() {
+    let scenario = |id: &str| {
+        format!("id: {id}\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: {{ template: {id}, subject: s }}\n")
+    };
+    let names = ["div", "self", "date", "join", "data"];
+    let yaml: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (format!("{n}.yaml"), scenario(n)))
+        .collect();
+    let yaml: Vec<(&str, &str)> = yaml.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let (_shop, lines) = diagnostics(
+        &yaml,
+        &[
+            ("div.html", "<p>{{ 1 // 0 }}</p>"),
+            ("div.txt", "x"),
+            ("self.html", "<p>x</p>"),
+            ("self.txt", "{% include 'self.txt' %}"),
+            ("date.html", "<p>{{ order.placed_at | date('%Q') }}</p>"),
+            ("date.txt", "x"),
+            ("join.html", "{{ range(99999) | join('x' * 100000) }}"),
+            ("join.txt", "x"),
+            (
+                "data.html",
+                "<p>{{ order.total // (order.items | length) }}</p>",
+            ),
+            ("data.txt", "x"),
+        ],
+    );
+    let all = lines.join("\n");
+    for expected in [
+        "templates/div.html:1:1: div.html (step 'a' of scenario 'div') fails to render for the sample customer: unable to calculate 1 // 0",
+        "self.txt (step 'a' of scenario 'self') fails to render for the sample customer",
+        "date.html (step 'a' of scenario 'date') fails to render: date: '%Q' is not a date format",
+        "join.html (step 'a' of scenario 'join') fails to render: join would build more than 1024 KiB",
+    ] {
+        assert!(all.contains(expected), "{expected}\n{all}");
+    }
+    // Dividing by the count of items fails only for an order without items: said as such.
+    assert!(
+        all.contains("data.html (step 'a' of scenario 'data') fails to render for an order without line items"),
+        "{all}"
+    );
+    assert_eq!(lines.len(), 5, "{all}");
+}
+
 /// A misspelt filter or test fails for every customer, whatever the data: `check`
 /// refuses it where it is, naming the one meant, in a template, a subject and a condition (a
 /// condition that always fails would enroll nobody, with only a warning in the log).

@@ -897,6 +897,10 @@ async fn a_name_is_found_with_either_space_between_family_and_given_name() {
         ("高橋 由美", "J1"),
         ("高橋 健", "J2"),
         ("高橋\u{3000}健", "J2"),
+        // Typed without a space, as support staff often do.
+        ("高橋由美", "J1"),
+        ("高橋健", "J2"),
+        ("高橋由", "J1"),
     ] {
         let hits = store.search_customers(asked, 10).await.unwrap();
         let found: Vec<&str> = hits.iter().map(|h| h.id.as_str()).collect();
