@@ -2,7 +2,7 @@
 
 use super::{exit, App};
 use crate::clock::{Clock, SystemClock};
-use anyhow::{bail, Context as _, Result};
+use anyhow::{Context as _, Result};
 
 #[derive(Debug, clap::Args)]
 pub struct TriggerArgs {
@@ -54,13 +54,16 @@ pub enum Part {
 pub fn parse_vars(pairs: &[String]) -> Result<serde_json::Map<String, serde_json::Value>> {
     let mut out = serde_json::Map::new();
     for p in pairs {
+        let usage = |said: String| anyhow::Error::from(crate::diagnostic::UsageError(said));
         let Some((k, v)) = p.split_once('=') else {
-            bail!("--var '{p}' needs the form KEY=VALUE");
+            return Err(usage(format!("--var '{p}' needs the form KEY=VALUE")));
         };
-        out.insert(
-            k.trim().to_string(),
-            serde_json::Value::String(v.to_string()),
-        );
+        let key = k.trim().to_string();
+        // Two values for one variable: which was meant is not guessed (as the API refuses it).
+        if out.contains_key(&key) {
+            return Err(usage(format!("--var '{key}' is given twice; give it once")));
+        }
+        out.insert(key, serde_json::Value::String(v.to_string()));
     }
     Ok(out)
 }

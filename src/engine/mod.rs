@@ -27,7 +27,7 @@ use crate::store::{
     CustomerRow, DueEnrollment, NewEnrollment, NewOutbox, OrderEvent, OrderRow, OutboxStatus,
     StepAdvance, Store,
 };
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 use minijinja::Value;
@@ -1242,9 +1242,24 @@ impl Engine {
         }
         self.learn_recommendations(now).await;
         let ctx = self.context(s, Some(&step.id), &c, order.as_ref(), vars, None, now);
+        // What does not render is the template's or this customer's data's fault: said as
+        // input (exit 1, 422), with the likely cause when the customer has no order.
         self.renderer
             .render_step(&s.id, &step.id, &step.send.template, &ctx)
-            .with_context(|| format!("rendering step '{}' of '{}'", step.id, s.id))
+            .map_err(|e| {
+                let said = e.to_string();
+                let why = match order {
+                    None if said.contains("order") => {
+                        "; the customer has no order yet, and this step reads one"
+                    }
+                    _ => "",
+                };
+                InputError(format!(
+                    "step '{}' of '{}' does not render for customer '{}': {said}{why}",
+                    step.id, s.id, c.id
+                ))
+                .into()
+            })
     }
 
     /// When a template calls `recommend()` or a scenario is triggered by `next_purchase_due`:

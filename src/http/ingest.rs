@@ -265,7 +265,7 @@ pub async fn post_customers(State(api): State<Arc<Api>>, headers: HeaderMap, bod
                 "customers",
                 CUSTOMER_FIELDS,
                 ("customer", "id"),
-                |r| parse_customer(r, api.zone),
+                |r| parse_customer(r, api.zone, api.clock.now()),
                 |c| &c.id,
             )?;
             if !errors.is_empty() {
@@ -411,7 +411,7 @@ pub async fn post_events(State(api): State<Arc<Api>>, headers: HeaderMap, body: 
                 "events",
                 EVENT_FIELDS,
                 ("event", "id"),
-                |r| parse_event(r, api.zone),
+                |r| parse_event(r, api.zone, api.clock.now()),
                 |e| &e.id,
             )?;
             let owners = good

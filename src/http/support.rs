@@ -177,9 +177,11 @@ pub async fn start_followup(State(api): State<Arc<Api>>, headers: HeaderMap, bod
                 .vars
                 .into_iter()
                 .map(|(k, v)| match v {
-                    // Null stays null, so that a required variable given as null is missing.
-                    Value::String(_) | Value::Null => (k, v),
-                    other => (k, Value::String(other.to_string())),
+                    // A number is text as typed; null stays null (a required variable given as
+                    // null is missing), and a list, an object or true is refused by the
+                    // scenario's check rather than printed as JSON.
+                    Value::Number(n) => (k, Value::String(n.to_string())),
+                    other => (k, other),
                 })
                 .collect();
             let out = api

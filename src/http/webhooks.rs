@@ -111,7 +111,7 @@ pub async fn shopify_orders(
     };
     // Shopify would re-send a refused order for two days and then turn the webhook off: an
     // order rebuy cannot take is answered 200 with the reason, and logged.
-    let customer = match parse_customer(&record(mapped.customer), api.zone) {
+    let customer = match parse_customer(&record(mapped.customer), api.zone, api.clock.now()) {
         Ok(c) => c,
         Err(e) => return Ok(ignored(format!("customer: {}", e.message))),
     };

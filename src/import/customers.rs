@@ -23,9 +23,16 @@ pub const CUSTOMER_FIELDS: &[&str] = &[
     "consent_at",
 ];
 
+/// The most a customer's attributes may hold, as JSON.
+pub const MAX_ATTRIBUTES: usize = 16 * 1024;
+
 /// Validates one record into a customer, or says what is wrong with it. A `consent_at` without
 /// an offset (a date, a local time) is read in `zone`, the shop's, as an order's `placed_at` is.
-pub fn parse_customer(r: &Record, zone: chrono_tz::Tz) -> Result<NewCustomer, Invalid> {
+pub fn parse_customer(
+    r: &Record,
+    zone: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> Result<NewCustomer, Invalid> {
     let f = &r.fields;
     super::scalars_only(|k| f.get(k), CUSTOMER_FIELDS, "attributes")?;
     let id = either_id(f, "id", "customer_id")?.ok_or_else(|| Invalid::missing("id"))?;
@@ -50,11 +57,18 @@ pub fn parse_customer(r: &Record, zone: chrono_tz::Tz) -> Result<NewCustomer, In
     for (k, v) in f.iter().filter(|(k, _)| !CUSTOMER_FIELDS.contains(k)) {
         attributes.insert(k.to_string(), v.clone());
     }
+    let attributes = serde_json::Value::Object(attributes);
+    super::structured_fits("attributes", &attributes, MAX_ATTRIBUTES)?;
     let marketing_consent = super::yes_no(f, "marketing_consent")?;
     let consent_at = text(f, "consent_at")
         .map(|v| super::parse_instant(&v, zone).map(to_millis))
         .transpose()
         .map_err(|e| Invalid::at("consent_at", format!("'consent_at': {e}")))?;
+    // A date ahead would outrank every later statement (the latest wins), opt-outs included.
+    if let Some(at) = consent_at {
+        super::orders::not_ahead("consent_at", at, now, zone)
+            .map_err(|e| Invalid::at("consent_at", e))?;
+    }
     Ok(NewCustomer {
         id,
         marketing_consent,
@@ -63,7 +77,7 @@ pub fn parse_customer(r: &Record, zone: chrono_tz::Tz) -> Result<NewCustomer, In
         name: text(f, "name").unwrap_or_default(),
         timezone,
         locale: text(f, "locale"),
-        attributes: serde_json::Value::Object(attributes).to_string(),
+        attributes: attributes.to_string(),
     })
 }
 
@@ -83,7 +97,7 @@ pub(super) async fn run(
             &mut seen,
             &mut report,
             "customer",
-            |r| parse_customer(r, opts.default_timezone),
+            |r| parse_customer(r, opts.default_timezone, now),
             |c| &c.id,
         );
         let counts = store.upsert_customers(&good, to_millis(now)).await?;
@@ -91,4 +105,57 @@ pub(super) async fn run(
     }
     report.finish(reader.unreadable);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consent_dated_ahead_of_the_clock_is_refused_so_that_no_later_opt_out_is_outranked() {
+        let now = super::super::parse_instant("2026-12-07T00:00:00Z", chrono_tz::UTC).unwrap();
+        let record = |at: &str| {
+            Record {
+            line: 1,
+            fields: serde_json::json!({"id": "c1", "email": "a@example.jp", "marketing_consent": true, "consent_at": at})
+                .as_object()
+                .unwrap()
+                .clone()
+                .into(),
+        }
+        };
+        let e = parse_customer(&record("2099-12-01T00:00:00Z"), chrono_tz::Asia::Tokyo, now)
+            .unwrap_err();
+        assert_eq!(e.field, "consent_at");
+        assert!(
+            e.message
+                .contains("'consent_at' 2099-12-01 09:00 +09:00 is in the future"),
+            "{}",
+            e.message
+        );
+        // The clock a little behind the shop's is allowed, as for orders.
+        assert!(parse_customer(&record("2026-12-07T20:00:00Z"), chrono_tz::UTC, now).is_ok());
+    }
+
+    #[test]
+    fn attributes_with_a_nul_or_beyond_their_bound_are_refused() {
+        let now = super::super::parse_instant("2026-12-07T00:00:00Z", chrono_tz::UTC).unwrap();
+        let parse = |attributes: serde_json::Value| {
+            let fields =
+                serde_json::json!({"id": "c1", "email": "a@example.jp", "attributes": attributes});
+            let r = Record {
+                line: 1,
+                fields: fields.as_object().unwrap().clone().into(),
+            };
+            parse_customer(&r, chrono_tz::UTC, now)
+        };
+        let e = parse(serde_json::json!({"k": ["a\u{0}b"]})).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.message.contains("NUL")),
+            ("attributes", true)
+        );
+        let e = parse(serde_json::json!({"k": "x".repeat(MAX_ATTRIBUTES)})).unwrap_err();
+        assert!(e.message.contains("at most 16384"), "{}", e.message);
+        assert!(parse(serde_json::json!({"skin": "dry"})).is_ok());
+    }
 }

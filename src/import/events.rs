@@ -21,7 +21,7 @@ pub const EVENT_FIELDS: &[&str] = &["id", "customer", "customer_id", "name", "at
 pub const MAX_PROPERTIES: usize = 16 * 1024;
 
 /// Validates one record into an event, or says what is wrong with it.
-pub fn parse_event(r: &Record, zone: Tz) -> Result<NewEvent, Invalid> {
+pub fn parse_event(r: &Record, zone: Tz, now: DateTime<Utc>) -> Result<NewEvent, Invalid> {
     let f = &r.fields;
     super::scalars_only(|k| f.get(k), EVENT_FIELDS, "properties")?;
     let customer_id = super::either_id(f, "customer", "customer_id")?
@@ -35,6 +35,8 @@ pub fn parse_event(r: &Record, zone: Tz) -> Result<NewEvent, Invalid> {
     }
     let at = text(f, "at").ok_or_else(|| Invalid::missing("at"))?;
     let at = to_millis(parse_instant(&at, zone).map_err(|e| Invalid::at("at", e))?);
+    // An event ahead would start its scenario on that day and hold the customer until then.
+    super::orders::not_ahead("at", at, now, zone).map_err(|e| Invalid::at("at", e))?;
     let properties = match f.get("properties") {
         None | Some(serde_json::Value::Null) => serde_json::Value::Object(Default::default()),
         Some(serde_json::Value::Object(m)) => serde_json::Value::Object(m.clone()),
@@ -53,16 +55,8 @@ pub fn parse_event(r: &Record, zone: Tz) -> Result<NewEvent, Invalid> {
         },
         Some(_) => return Err(Invalid::at("properties", "'properties' must be an object")),
     };
+    super::structured_fits("properties", &properties, MAX_PROPERTIES)?;
     let properties = properties.to_string();
-    if properties.len() > MAX_PROPERTIES {
-        return Err(Invalid::at(
-            "properties",
-            format!(
-                "'properties' holds {} bytes; at most {MAX_PROPERTIES}",
-                properties.len()
-            ),
-        ));
-    }
     let id = match super::id_text(f, "id")? {
         Some(id) => id,
         None => derived_id(&customer_id, &name, at, &properties),
@@ -114,7 +108,7 @@ pub(super) async fn run(
     while let Some(chunk) = reader.next_chunk()? {
         let mut parsed = Vec::with_capacity(chunk.len());
         for r in &chunk {
-            match parse_event(r, opts.default_timezone) {
+            match parse_event(r, opts.default_timezone, now) {
                 Ok(e) => parsed.push((r.line, e)),
                 Err(e) => report.reject(r.line, e.message),
             }
@@ -158,13 +152,17 @@ mod tests {
         }
     }
 
+    fn now() -> DateTime<Utc> {
+        parse_instant("2026-11-02T00:00:00Z", chrono_tz::UTC).unwrap()
+    }
+
     #[test]
     fn an_event_without_an_id_gets_the_same_id_for_the_same_content() {
         let r = record(
             serde_json::json!({"customer": "c1", "name": "cart_added", "at": "2026-11-01 10:00", "properties": {"skus": ["A"], "value": 3980}}),
         );
-        let a = parse_event(&r, chrono_tz::Asia::Tokyo).unwrap();
-        let b = parse_event(&r, chrono_tz::Asia::Tokyo).unwrap();
+        let a = parse_event(&r, chrono_tz::Asia::Tokyo, now()).unwrap();
+        let b = parse_event(&r, chrono_tz::Asia::Tokyo, now()).unwrap();
         assert_eq!(a.id, b.id);
         assert!(a.id.starts_with("sha256:"));
         assert_eq!(
@@ -175,14 +173,18 @@ mod tests {
             serde_json::json!({"customer_id": "c1", "name": "cart_added", "at": "2026-11-01 10:00", "properties": "{\"value\": 1}"}),
         );
         assert_eq!(
-            parse_event(&csv, chrono_tz::UTC).unwrap().properties,
+            parse_event(&csv, chrono_tz::UTC, now()).unwrap().properties,
             "{\"value\":1}"
         );
     }
 
     #[test]
     fn a_bad_event_names_its_field() {
-        let bad = |j: serde_json::Value| parse_event(&record(j), chrono_tz::UTC).unwrap_err().field;
+        let bad = |j: serde_json::Value| {
+            parse_event(&record(j), chrono_tz::UTC, now())
+                .unwrap_err()
+                .field
+        };
         assert_eq!(
             bad(serde_json::json!({"name": "x", "at": "2026-11-01"})),
             "customer"
@@ -192,6 +194,11 @@ mod tests {
             "name"
         );
         assert_eq!(bad(serde_json::json!({"customer": "c", "name": "x"})), "at");
+        // An event more than a day ahead of the clock: a wrong date or zone.
+        assert_eq!(
+            bad(serde_json::json!({"customer": "c", "name": "x", "at": "2099-12-01T00:00:00Z"})),
+            "at"
+        );
         assert_eq!(
             bad(
                 serde_json::json!({"customer": "c", "name": "x", "at": "2026-11-01", "properties": [1]})

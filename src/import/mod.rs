@@ -638,6 +638,34 @@ pub fn scalars_only<'a>(
     Ok(())
 }
 
+/// Checks a structured field (a customer's `attributes`, an event's `properties`) as written
+/// to be stored: no NUL anywhere in it (no page or mail should carry one) and at most `max`
+/// bytes of JSON in all.
+pub fn structured_fits(key: &str, value: &serde_json::Value, max: usize) -> Result<(), Invalid> {
+    fn has_nul(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(a) => a.iter().any(has_nul),
+            serde_json::Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    if has_nul(value) {
+        return Err(Invalid::at(
+            key,
+            format!("'{key}' contains a NUL character (\\u0000)"),
+        ));
+    }
+    let len = value.to_string().len();
+    if len > max {
+        return Err(Invalid::at(
+            key,
+            format!("'{key}' holds {len} bytes; at most {max}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a chunk with `parse`, reporting each bad record and each record whose `key` an
 /// earlier one in the file already had (`seen`: key to its first line), as a repeated order is,
 /// rather than letting the later silently overwrite the first. The good ones, in order.

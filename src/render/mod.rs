@@ -296,8 +296,9 @@ impl Renderer {
             inline_css(&html)
         };
         let text = text.unwrap_or_else(|| to_text(&html));
+        let subject = sendable_subject(&subject)?;
         Ok(Rendered {
-            subject: one_line(&subject),
+            subject,
             html,
             text,
             recommended,
@@ -585,6 +586,28 @@ fn included(source: &str) -> Vec<String> {
 
 /// A subject is a header: line breaks and other control characters become spaces, so that no
 /// customer data can inject a header.
+/// The most characters a subject may have: a mail server refuses a header line over 998
+/// bytes, and one long word (no space to fold at) would make one.
+pub const MAX_SUBJECT: usize = 500;
+
+/// A rendered subject made one line, or why it cannot be sent: empty, or longer than
+/// `MAX_SUBJECT` (the message fails with this reason rather than at the mail server).
+fn sendable_subject(rendered: &str) -> Result<String, RenderError> {
+    let subject = one_line(rendered);
+    let n = subject.chars().count();
+    if n == 0 {
+        return Err(RenderError(
+            "the subject is empty once rendered: give every message a subject".into(),
+        ));
+    }
+    if n > MAX_SUBJECT {
+        return Err(RenderError(format!(
+            "the subject is {n} characters long once rendered; at most {MAX_SUBJECT} (mail servers refuse longer header lines)"
+        )));
+    }
+    Ok(subject)
+}
+
 pub fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -801,5 +824,25 @@ mod tests {
     fn subjects_cannot_carry_line_breaks() {
         assert_eq!(one_line("Hello\r\nBcc: x@y.z"), "Hello Bcc: x@y.z");
         assert_eq!(one_line("  そろそろ\t化粧水が  "), "そろそろ 化粧水が");
+    }
+
+    #[test]
+    fn an_empty_or_overlong_subject_fails_its_message_with_the_reason() {
+        assert!(sendable_subject(" \n ")
+            .unwrap_err()
+            .0
+            .contains("the subject is empty"));
+        let long = "x".repeat(MAX_SUBJECT + 1);
+        assert!(sendable_subject(&long)
+            .unwrap_err()
+            .0
+            .contains("501 characters long"));
+        assert_eq!(
+            sendable_subject(&"あ".repeat(MAX_SUBJECT))
+                .unwrap()
+                .chars()
+                .count(),
+            MAX_SUBJECT
+        );
     }
 }

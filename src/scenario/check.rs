@@ -674,9 +674,9 @@ fn render_failure(
 ) -> Option<(minijinja::Error, String)> {
     match crate::render::bounded_render(t, with) {
         Err(e) if crate::render::fails_for_anyone(&e) => Some((e, String::new())),
-        // Failing with the sampled values as text and as numbers: the template's own fault
-        // (`1 // 0`, `customer.name.foo`), not a sample's.
-        Err(e) if crate::render::bounded_render(t, numbers).is_err() => {
+        // Failing alike (same error, same line) with the sampled values as text and as
+        // numbers: the template's own fault (`1 // 0`, `customer.name.foo`), not a sample's.
+        Err(e) if same_failure(&e, crate::render::bounded_render(t, numbers)) => {
             Some((e, " for the sample customer".to_string()))
         }
         Err(_) => None,
@@ -684,6 +684,13 @@ fn render_failure(
             .err()
             .map(|e| (e, format!(" for {which}"))),
     }
+}
+
+/// Whether `other` failed as `e` did: the same kind of error, on the same line, saying the same.
+fn same_failure(e: &minijinja::Error, other: Result<String, minijinja::Error>) -> bool {
+    other
+        .err()
+        .is_some_and(|o| (o.kind(), o.line(), o.detail()) == (e.kind(), e.line(), e.detail()))
 }
 
 /// The variables (dotted paths) a subject and its templates read.

@@ -270,8 +270,12 @@ pub struct Scenario {
     pub steps: Vec<Step>,
 }
 
+/// The most characters a manual scenario's variable may hold (a case id, a note).
+pub const MAX_VAR: usize = 1_000;
+
 impl Scenario {
-    /// Refuses variables a manual scenario does not declare, and required ones not given,
+    /// Refuses variables a manual scenario does not declare, required ones not given, and
+    /// values that are not one piece of text or a number of at most `MAX_VAR` characters,
     /// each by name.
     pub fn check_vars(
         &self,
@@ -287,6 +291,26 @@ impl Scenario {
                 };
                 problems.push(format!("unknown variable '{key}'{hint}"));
             }
+        }
+        // A value is text or a number, as a person types it: a list, an object or true would
+        // be printed as its JSON in the mail.
+        for (key, x) in given {
+            let problem = match x {
+                serde_json::Value::String(s) if s.chars().count() > MAX_VAR => Some(format!(
+                    "variable '{key}' is {} characters long; at most {MAX_VAR}",
+                    s.chars().count()
+                )),
+                serde_json::Value::String(s) if s.contains('\0') => {
+                    Some(format!("variable '{key}' contains a NUL character"))
+                }
+                serde_json::Value::Array(_)
+                | serde_json::Value::Object(_)
+                | serde_json::Value::Bool(_) => Some(format!(
+                    "variable '{key}' must be text or a number, found {x}"
+                )),
+                _ => None,
+            };
+            problems.extend(problem);
         }
         // A required variable given as nothing, "" or blanks would be a half-filled mail.
         let blank = |x: &serde_json::Value| match x {

@@ -790,6 +790,35 @@ async fn a_follow_up_starts_once_per_key_is_previewed_first_and_its_message_can_
             blank.json
         );
     }
+    // A list, an object or true would be printed as JSON in the mail; a novel overflows it.
+    let long = format!(r#"{{"case_id": "{}"}}"#, "x".repeat(1001));
+    for (vars, said) in [
+        (
+            r#"{"case_id": []}"#.to_string(),
+            "variable 'case_id' must be text or a number, found []",
+        ),
+        (
+            r#"{"case_id": false}"#.to_string(),
+            "must be text or a number, found false",
+        ),
+        (
+            long,
+            "variable 'case_id' is 1001 characters long; at most 1000",
+        ),
+    ] {
+        let body = format!(r#"{{"scenario": "apology", "customer": "c1", "vars": {vars}}}"#);
+        let bad = s
+            .call(
+                "POST",
+                "/v1/followups",
+                Some(Scope::Support),
+                Some(&body),
+                None,
+            )
+            .await;
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{vars}");
+        assert!(bad.json.to_string().contains(said), "{}", bad.json);
+    }
 
     let body = r#"{"scenario": "apology", "customer": "c1", "vars": {"case_id": "CASE-7"}}"#;
     let first = s

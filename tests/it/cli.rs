@@ -1635,12 +1635,49 @@ fn a_misspelt_or_missing_variable_is_refused_by_name_before_anything_starts() {
             assert!(text(&o).1.contains(said), "{args:?}: {:?}", text(&o));
         }
     }
+    // Two values for one variable, or one without '=': the command line's mistake (exit 2).
+    for (vars, said) in [
+        (
+            &["--var", "case_id=A", "--var", "case_id=B"][..],
+            "--var 'case_id' is given twice; give it once",
+        ),
+        (
+            &["--var", "case_id"][..],
+            "--var 'case_id' needs the form KEY=VALUE",
+        ),
+    ] {
+        let args: Vec<&str> = ["trigger", "support-follow-up", "--customer", "C1"]
+            .iter()
+            .chain(vars)
+            .copied()
+            .collect();
+        let o = rebuy(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {:?}", text(&o));
+        assert!(text(&o).1.contains(said), "{args:?}: {:?}", text(&o));
+    }
     let o = rebuy(dir.path(), &["status", "--format", "json"]);
     let status: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
     assert_eq!(
         status["scenarios"],
         serde_json::json!([]),
         "nothing was started"
+    );
+    // A step that reads an order, previewed for a customer without one: the input's problem
+    // (exit 1), said as such, not a failure of rebuy's (exit 3).
+    std::fs::write(dir.path().join("new.csv"), "id,email\nC9,c9@example.jp\n").unwrap();
+    assert!(rebuy(dir.path(), &["import", "customers", "new.csv"])
+        .status
+        .success());
+    let o = rebuy(
+        dir.path(),
+        &["preview", "first-purchase", "thanks", "--customer", "C9"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert!(
+        text(&o).1.contains("does not render for customer 'C9'")
+            && text(&o).1.contains("the customer has no order yet"),
+        "{:?}",
+        text(&o)
     );
 }
 
