@@ -648,8 +648,8 @@ impl Config {
         }
     }
 
-    /// Retries start at `retry_base` and double up to `retry_max`: a base of at least a second
-    /// (none would hammer a server that asked to wait), not above the most.
+    /// Retries start at `retry_base` and double up to `retry_max`: a base above the most is
+    /// refused.
     fn check_retries(
         &self,
         path: &str,
@@ -662,15 +662,9 @@ impl Config {
             v.as_ref()
                 .map_or(format!("{default} (the default)"), |s| s.value.clone())
         };
-        let (key, problem) = if base < Duration::seconds(1) {
-            (
-                "delivery.retry_base",
-                format!(
-                    "delivery.retry_base is {}: the first retry must wait at least 1s, such as 1m",
-                    said(&d.retry_base, "1m")
-                ),
-            )
-        } else if base > max {
+        // A base of 0 (immediate retries: a staging relay) is allowed; a base above the most
+        // is a contradiction (the doubling would never happen).
+        let (key, problem) = if base > max {
             let key = match d.retry_max.is_some() {
                 true => "delivery.retry_max",
                 false => "delivery.retry_base",
@@ -1277,8 +1271,7 @@ fn type_error(
     let value = usize::try_from(line)
         .ok()
         .and_then(|l| lines.get(l.checked_sub(1)?))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().trim_start_matches('#').trim().to_string())
+        .map(|l| value_at(l, col))
         .unwrap_or_default();
     let said = parser_words(said, &value);
     let key = places
@@ -1293,6 +1286,16 @@ fn type_error(
         None => said.to_string(),
     };
     Diagnostic::new(path, line, col, said).with_hint(hint)
+}
+
+/// The scalar written at column `col` (1-based) of `line`: up to a comment or, in a flow
+/// mapping or list, the next `,`, `}` or `]` (`port: 70000 # TLS` → `70000`).
+fn value_at(line: &str, col: u64) -> String {
+    let start = usize::try_from(col.saturating_sub(1)).unwrap_or(usize::MAX);
+    let rest: String = line.chars().skip(start).collect();
+    let rest = rest.split(" #").next().unwrap_or_default();
+    let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
+    rest[..end].trim().trim_matches(['"', '\'']).to_string()
 }
 
 /// The parser's words about a value, said for a person: `invalid u16` for `70000` is a number
@@ -1707,9 +1710,7 @@ mod tests {
             "{retry}"
         );
         assert!(one("delivery:\n  retry_base: 3h\n").contains("retry_max (2h (the default))"));
-        assert!(
-            one("delivery:\n  retry_base: 0s\n").contains("the first retry must wait at least 1s")
-        );
+        assert!(said("delivery:\n  retry_base: 0s\n").is_empty());
         let jobs = "jobs:\n  - name: nightly\n    cron: '0 3 * * *'\n  - name: nightly\n    cron: '0 4 * * *'\n  - name: ' '\n    cron: '60 4 * * *'\n";
         let bad = said(jobs);
         assert_eq!(bad.len(), 3, "{bad:?}");
@@ -1766,6 +1767,10 @@ mod tests {
             .starts_with("c.yaml:3:11: delivery.smtp.port: 70000 is too large: at most 65535"));
         assert!(said("delivery:\n  batch_size: lots\n")
             .contains("delivery.batch_size: 'lots' is not a whole number (0 to 4294967295)"));
+        assert!(said("delivery:\n  smtp:\n    port: 70000 # TLS\n")
+            .contains("port: 70000 is too large: at most 65535"));
+        assert!(said("delivery:\n  smtp: { host: x, port: 70000 }\n")
+            .contains("70000 is too large: at most 65535"));
         assert!(
             said("jobs:\n  - name: x\n    cron: '0 3 * * *'\n    refresh_metrics: maybe\n")
                 .contains("jobs[0].refresh_metrics: 'maybe' is not true or false")

@@ -1249,7 +1249,7 @@ impl Engine {
             .map_err(|e| {
                 let said = e.to_string();
                 let why = match order {
-                    None if said.contains("order") => {
+                    None if said.contains("'order") || said.contains("order.") => {
                         "; the customer has no order yet, and this step reads one"
                     }
                     _ => "",

@@ -20,10 +20,29 @@ struct Ctx {
     clock: Arc<dyn Clock>,
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, Default)]
 struct Link {
     c: Option<String>,
     t: Option<String>,
+}
+
+impl Link {
+    /// The link's customer and token from its query; one given twice (a link mangled by a mail
+    /// client) counts as not given, so the customer sees the page for an invalid link rather
+    /// than the framework's words.
+    fn of(query: Vec<(String, String)>) -> Self {
+        let one = |key: &str| {
+            let mut values = query.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
+            match (values.next(), values.next()) {
+                (Some(v), None) => Some(v.clone()),
+                _ => None,
+            }
+        };
+        Link {
+            c: one("c"),
+            t: one("t"),
+        }
+    }
 }
 
 type Page = (StatusCode, Html<String>);
@@ -59,7 +78,11 @@ fn verified<'a>(ctx: &Ctx, link: &'a Link) -> Option<&'a str> {
     ctx.unsubscriber.verify(c, t).then_some(c)
 }
 
-async fn confirm_page(State(ctx): State<Arc<Ctx>>, Query(link): Query<Link>) -> Page {
+async fn confirm_page(
+    State(ctx): State<Arc<Ctx>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Page {
+    let link = Link::of(query);
     if verified(&ctx, &link).is_none() {
         return invalid(&ctx);
     }
@@ -71,7 +94,11 @@ async fn confirm_page(State(ctx): State<Arc<Ctx>>, Query(link): Query<Link>) -> 
     )
 }
 
-async fn unsubscribe(State(ctx): State<Arc<Ctx>>, Query(link): Query<Link>) -> Page {
+async fn unsubscribe(
+    State(ctx): State<Arc<Ctx>>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Page {
+    let link = Link::of(query);
     let Some(customer) = verified(&ctx, &link) else {
         return invalid(&ctx);
     };
@@ -81,7 +108,8 @@ async fn unsubscribe(State(ctx): State<Arc<Ctx>>, Query(link): Query<Link>) -> P
             return page(
                 &ctx,
                 StatusCode::NOT_FOUND,
-                "<p>This link's customer no longer exists.</p>",
+                "<p>このリンクのお客様の登録はもうありません。<br>\
+                 This link's customer no longer exists.</p>",
             )
         }
     };
@@ -111,7 +139,8 @@ async fn unsubscribe(State(ctx): State<Arc<Ctx>>, Query(link): Query<Link>) -> P
             page(
                 &ctx,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "<p>Something went wrong on our side; please try again in a minute.</p>",
+                "<p>ただいま処理できませんでした。しばらくしてからもう一度お試しください。<br>\
+                 Something went wrong on our side; please try again in a minute.</p>",
             )
         }
     }

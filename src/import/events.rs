@@ -55,8 +55,7 @@ pub fn parse_event(r: &Record, zone: Tz, now: DateTime<Utc>) -> Result<NewEvent,
         },
         Some(_) => return Err(Invalid::at("properties", "'properties' must be an object")),
     };
-    super::structured_fits("properties", &properties, MAX_PROPERTIES)?;
-    let properties = properties.to_string();
+    let properties = super::structured_fits("properties", &properties, MAX_PROPERTIES)?;
     let id = match super::id_text(f, "id")? {
         Some(id) => id,
         None => derived_id(&customer_id, &name, at, &properties),
@@ -103,6 +102,7 @@ pub(super) async fn run(
         path,
         opts,
         &[&["customer", "customer_id"], &["name"], &["at"]],
+        &[EVENT_FIELDS],
     )?;
     let mut confirmed: HashSet<String> = HashSet::new();
     while let Some(chunk) = reader.next_chunk()? {

@@ -221,6 +221,7 @@ fn open(
     path: &Path,
     opts: &ImportOptions,
     required: &[&[&str]],
+    reads: &[&[&str]],
 ) -> Result<(ChunkReader, ImportReport)> {
     if path.is_dir() {
         let said = format!("{} is a folder; name the file to import", path.display());
@@ -232,7 +233,9 @@ fn open(
     };
     let reader = ChunkReader::open(path, format, progress_bar(path, opts.progress)?)?;
     if let Source::Csv(_, headers, ..) = &reader.source {
-        if let Some(why) = missing_column(headers, required).or_else(|| column_twice(headers)) {
+        if let Some(why) =
+            missing_column(headers, required).or_else(|| column_twice(headers, reads))
+        {
             return Err(crate::engine::InputError(format!("{}: {why}", path.display())).into());
         }
     }
@@ -513,12 +516,15 @@ fn missing_column(headers: &[std::sync::Arc<str>], required: &[&[&str]]) -> Opti
     ))
 }
 
-/// A column the header names twice (`email` in columns 2 and 4): which one holds the value is
-/// not for rebuy to guess, so the file is refused before any row is read.
-fn column_twice(headers: &[std::sync::Arc<str>]) -> Option<String> {
+/// A column rebuy reads that the header names twice (`email` in columns 2 and 4): which one
+/// holds the value is not for rebuy to guess, so the file is refused before any row is read.
+/// `reads`: the fields read (none given: every column is, as a customer's are attributes);
+/// a column read by none may be repeated.
+fn column_twice(headers: &[std::sync::Arc<str>], reads: &[&[&str]]) -> Option<String> {
     let name = |i: usize| headers[i].trim();
+    let read = |n: &str| reads.is_empty() || reads.iter().any(|fields| fields.contains(&n));
     (0..headers.len()).find_map(|j| {
-        let i = (0..j).find(|&i| !name(i).is_empty() && name(i) == name(j))?;
+        let i = (0..j).find(|&i| !name(i).is_empty() && name(i) == name(j) && read(name(j)))?;
         Some(format!(
             "the CSV header names '{}' twice (columns {} and {}); keep one of them, or rename the other",
             name(j),
@@ -541,9 +547,6 @@ fn crlf_shift(path: &Path) -> u64 {
     u64::from(read.is_ok() && first.ends_with(b"\r\n"))
 }
 
-/// An id field as text: a string, or a whole number written out. A number too long for one
-/// (JSON `123456789012345678901234567890`, read as a float) is refused: stored, it would be
-/// `1.2345678901234568e29`, another customer's id or nobody's.
 /// An id that a record may give under either of two names (`order_id` or `id`): the one
 /// given, or the problem of both given with different values (which one is meant?).
 pub fn either_id(fields: &Fields, first: &str, second: &str) -> Result<Option<String>, Invalid> {
@@ -558,6 +561,9 @@ pub fn either_id(fields: &Fields, first: &str, second: &str) -> Result<Option<St
     }
 }
 
+/// An id field as text: a string, or a whole number written out. A number too long for one
+/// (JSON `123456789012345678901234567890`, read as a float) is refused: stored, it would be
+/// `1.2345678901234568e29`, another customer's id or nobody's.
 pub fn id_text(fields: &Fields, key: &str) -> Result<Option<String>, Invalid> {
     match fields.get(key) {
         Some(serde_json::Value::Bool(b)) => Err(Invalid::at(
@@ -640,8 +646,12 @@ pub fn scalars_only<'a>(
 
 /// Checks a structured field (a customer's `attributes`, an event's `properties`) as written
 /// to be stored: no NUL anywhere in it (no page or mail should carry one) and at most `max`
-/// bytes of JSON in all.
-pub fn structured_fits(key: &str, value: &serde_json::Value, max: usize) -> Result<(), Invalid> {
+/// bytes of JSON in all. Returns that JSON, to be stored.
+pub fn structured_fits(
+    key: &str,
+    value: &serde_json::Value,
+    max: usize,
+) -> Result<String, Invalid> {
     fn has_nul(v: &serde_json::Value) -> bool {
         match v {
             serde_json::Value::String(s) => s.contains('\0'),
@@ -656,14 +666,14 @@ pub fn structured_fits(key: &str, value: &serde_json::Value, max: usize) -> Resu
             format!("'{key}' contains a NUL character (\\u0000)"),
         ));
     }
-    let len = value.to_string().len();
-    if len > max {
+    let json = value.to_string();
+    if json.len() > max {
         return Err(Invalid::at(
             key,
-            format!("'{key}' holds {len} bytes; at most {max}"),
+            format!("'{key}' holds {} bytes; at most {max}", json.len()),
         ));
     }
-    Ok(())
+    Ok(json)
 }
 
 /// Parses a chunk with `parse`, reporting each bad record and each record whose `key` an

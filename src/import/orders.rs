@@ -354,6 +354,7 @@ pub(super) async fn run(
             &["placed_at"],
             &["currency"],
         ],
+        &[ORDER_FIELDS, ITEM_FIELDS],
     )?;
     // Reading, parsing and grouping run on a thread of their own while the previous chunk is
     // written: the import uses both cores.

@@ -72,7 +72,7 @@ pub(super) async fn run(
     opts: &ImportOptions,
     now: DateTime<Utc>,
 ) -> Result<ImportReport> {
-    let (mut reader, mut report) = super::open(path, opts, &[&["sku"]])?;
+    let (mut reader, mut report) = super::open(path, opts, &[&["sku"]], &[PRODUCT_FIELDS])?;
     let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     while let Some(chunk) = reader.next_chunk()? {
         let good = super::unique_records(

@@ -69,6 +69,19 @@ fn directive_numbers(spec: &str) -> impl Iterator<Item = u64> + '_ {
     })
 }
 
+/// Whether a directive takes its width or precision from the arguments (`%*s`, `%.*f`); a
+/// `*` in the format's text (`**%s**`) does not.
+fn directive_stars(spec: &str) -> bool {
+    spec.split('%').skip(1).any(|directive| {
+        let rest = directive.trim_start_matches(['-', '+', ' ', '#', '0']);
+        let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+        directive
+            .trim_start_matches(['-', '+', ' ', '#', '0'])
+            .starts_with('*')
+            || rest.starts_with(".*")
+    })
+}
+
 /// The built-in `indent`, bounded: `"x" | indent(1000000000)` would build 1 GB.
 fn indent(
     value: StringInput<'_>,
@@ -97,7 +110,7 @@ fn format(
 ) -> Result<Value, Error> {
     let spec = format_str.as_str().unwrap_or_default();
     let widest = directive_numbers(spec).max().unwrap_or(0);
-    let starred = spec.contains('*')
+    let starred = directive_stars(spec)
         && args.iter().any(|a| {
             i64::try_from(a.clone()).is_ok_and(|n| n.unsigned_abs() > super::MAX_OUTPUT as u64)
         });
@@ -252,6 +265,7 @@ mod tests {
             r#"{{ range(99999) | join("x" * 100000) }}"#,
             r#"{{ "%99999999999999s" | format("x") }}"#,
             r#"{{ "%*s" | format(999999999, "x") }}"#,
+            r#"{{ "%.*f" | format(999999999, 1.5) }}"#,
             r#"{{ "x" | indent(1000000000) }}"#,
             r#"{{ "x" | indent(width=1000000000) }}"#,
         ] {

@@ -584,15 +584,13 @@ fn included(source: &str) -> Vec<String> {
     names
 }
 
-/// A subject is a header: line breaks and other control characters become spaces, so that no
-/// customer data can inject a header.
 /// The most characters a subject may have: a mail server refuses a header line over 998
 /// bytes, and one long word (no space to fold at) would make one.
 pub const MAX_SUBJECT: usize = 500;
 
 /// A rendered subject made one line, or why it cannot be sent: empty, or longer than
 /// `MAX_SUBJECT` (the message fails with this reason rather than at the mail server).
-fn sendable_subject(rendered: &str) -> Result<String, RenderError> {
+pub(crate) fn sendable_subject(rendered: &str) -> Result<String, RenderError> {
     let subject = one_line(rendered);
     let n = subject.chars().count();
     if n == 0 {
@@ -608,6 +606,8 @@ fn sendable_subject(rendered: &str) -> Result<String, RenderError> {
     Ok(subject)
 }
 
+/// A subject is a header: line breaks and other control characters become spaces, so that no
+/// customer data can inject a header.
 pub fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })

@@ -375,9 +375,10 @@ const SAMPLE_UNSUBSCRIBE: &str = "https://rebuy.check/unsubscribe-sample";
 /// Renders each step's subject, HTML and text for a sample order with line items and for one
 /// imported without them (a CSV of orders has none), and reports what renders for the first
 /// but fails for the second, where: a template that indexes `order.items[0]` unguarded fails
-/// at send time for such orders. What fails for the sample too is not judged: made-up values
-/// (an attribute read as a number, say) could be the reason, and a false refusal would stop
-/// the daemon; only failures that no data can avoid are.
+/// at send time for such orders. What fails for the sample too is judged only when it fails
+/// alike with the sampled values as text and as numbers (and is not an undefined value):
+/// made-up values (an attribute read as a number, say) could be the reason otherwise, and a
+/// false refusal would stop the daemon.
 fn check_renders(
     s: &Scenario,
     renderer: &Renderer,
@@ -414,6 +415,19 @@ fn check_renders(
                 let what = format!("subject of step '{key}'");
                 let at = (s.path.as_str(), send.subject.line, send.subject.col);
                 diags.push(item_misread(at, &what, &fields, &item_fields));
+            } else if let Some(why) = crate::render::bounded_render(&t, &with)
+                .ok()
+                .and_then(|subject| crate::render::sendable_subject(&subject).err())
+                // Too long for the sample's short values is too long for anyone; empty for
+                // the sample (a customer in no segment) may not be.
+                .filter(|why| why.0.contains("characters long"))
+            {
+                diags.push(Diagnostic::new(
+                    &s.path,
+                    send.subject.line,
+                    send.subject.col,
+                    format!("subject of step '{key}' for the sample customer: {}", why.0),
+                ));
             } else if let Some((e, when)) = render_failure(&t, with_both, &without, which) {
                 diags.push(
                     Diagnostic::new(
@@ -687,10 +701,13 @@ fn render_failure(
 }
 
 /// Whether `other` failed as `e` did: the same kind of error, on the same line, saying the same.
+/// Never an undefined value: a sample is flat (`skin.type` is one key), so a real attribute
+/// read as `customer.attributes.skin.type` is undefined in both samples.
 fn same_failure(e: &minijinja::Error, other: Result<String, minijinja::Error>) -> bool {
-    other
-        .err()
-        .is_some_and(|o| (o.kind(), o.line(), o.detail()) == (e.kind(), e.line(), e.detail()))
+    e.kind() != minijinja::ErrorKind::UndefinedError
+        && other
+            .err()
+            .is_some_and(|o| (o.kind(), o.line(), o.detail()) == (e.kind(), e.line(), e.detail()))
 }
 
 /// The variables (dotted paths) a subject and its templates read.

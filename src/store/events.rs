@@ -47,36 +47,60 @@ impl Store {
     }
 
     /// `insert_events` for several groups (concurrent API requests) in one transaction, each
-    /// all or nothing: a group with a conflict stores none of its events (the transaction is
-    /// begun again without it; conflicts are rare, so the usual batch pays nothing for this).
+    /// all or nothing: a group with a conflict stores none of its events. Conflicts are rare:
+    /// the batch is first written as it is, and only when a group conflicts is it written
+    /// again with each group in a savepoint of its own (two passes at most, never one per
+    /// conflict).
     pub async fn insert_event_groups(
         &self,
         groups: &[&[NewEvent]],
         now: i64,
     ) -> Result<Vec<EventsStored>> {
-        let mut refused: Vec<Option<EventsStored>> = vec![None; groups.len()];
-        'again: loop {
-            let mut tx = self.write_tx().await?;
-            let mut out = Vec::with_capacity(groups.len());
-            for (i, g) in groups.iter().enumerate() {
-                if let Some(r) = &refused[i] {
-                    out.push(r.clone());
-                    continue;
-                }
+        match self.event_groups_once(groups, now, false).await? {
+            Some(out) => Ok(out),
+            None => Ok(self
+                .event_groups_once(groups, now, true)
+                .await?
+                .unwrap_or_default()),
+        }
+    }
+
+    /// One pass of `insert_event_groups`: None when a group conflicts and `savepoints` is off
+    /// (nothing is kept); with them, each conflicting group is rolled back alone.
+    async fn event_groups_once(
+        &self,
+        groups: &[&[NewEvent]],
+        now: i64,
+        savepoints: bool,
+    ) -> Result<Option<Vec<EventsStored>>> {
+        use sqlx::Connection as _;
+        let mut tx = self.write_tx().await?;
+        let mut out = Vec::with_capacity(groups.len());
+        for g in groups {
+            if !savepoints {
                 let stored = insert_in(&mut tx, g, now).await?;
                 if !stored.conflicts.is_empty() {
-                    refused[i] = Some(EventsStored {
-                        inserted: 0,
-                        conflicts: stored.conflicts,
-                    });
                     tx.rollback().await?;
-                    continue 'again;
+                    return Ok(None);
                 }
                 out.push(stored);
+                continue;
             }
-            tx.commit().await?;
-            return Ok(out);
+            let mut group = tx.begin().await?;
+            let stored = insert_in(&mut group, g, now).await?;
+            if stored.conflicts.is_empty() {
+                group.commit().await?;
+                out.push(stored);
+            } else {
+                group.rollback().await?;
+                out.push(EventsStored {
+                    inserted: 0,
+                    conflicts: stored.conflicts,
+                });
+            }
         }
+        tx.commit().await?;
+        Ok(Some(out))
     }
 
     pub async fn event_cursor(&self) -> Result<i64> {
@@ -118,7 +142,7 @@ impl Store {
 /// Inserts events inside `tx`; returns how many were new, and the conflicts among those that
 /// were not (read back only when some were not).
 async fn insert_in(
-    tx: &mut sqlx::Transaction<'static, Db>,
+    tx: &mut sqlx::AnyConnection,
     events: &[NewEvent],
     now: i64,
 ) -> Result<EventsStored> {
@@ -149,7 +173,7 @@ fn same_event(e: &NewEvent, row: &EventRow) -> bool {
 
 /// The stored events with the ids of `events`, by id.
 async fn stored_by_id(
-    tx: &mut sqlx::Transaction<'static, Db>,
+    tx: &mut sqlx::AnyConnection,
     events: &[NewEvent],
 ) -> Result<std::collections::HashMap<String, EventRow>> {
     let mut out = std::collections::HashMap::new();
@@ -159,18 +183,14 @@ async fn stored_by_id(
             "SELECT seq, id, customer_id, name, at, properties FROM events WHERE id IN ",
         );
         super::push_in_list(&mut qb, chunk.iter().map(|e| &e.id));
-        let rows: Vec<EventRow> = qb.build_query_as().fetch_all(&mut **tx).await?;
+        let rows: Vec<EventRow> = qb.build_query_as().fetch_all(&mut *tx).await?;
         out.extend(rows.into_iter().map(|r| (r.id.clone(), r)));
     }
     Ok(out)
 }
 
 /// Inserts the events whose id is not stored; returns how many.
-async fn insert_new(
-    tx: &mut sqlx::Transaction<'static, Db>,
-    events: &[NewEvent],
-    now: i64,
-) -> Result<u64> {
+async fn insert_new(tx: &mut sqlx::AnyConnection, events: &[NewEvent], now: i64) -> Result<u64> {
     let mut inserted = 0;
     for chunk in events.chunks(super::BATCH) {
         let mut qb = QueryBuilder::<Db>::new(
@@ -186,7 +206,7 @@ async fn insert_new(
                 .push_bind(now);
         });
         qb.push(" ON CONFLICT (id) DO NOTHING");
-        inserted += qb.build().execute(&mut **tx).await?.rows_affected();
+        inserted += qb.build().execute(&mut *tx).await?.rows_affected();
     }
     Ok(inserted)
 }

@@ -264,7 +264,11 @@ impl Store {
         .bind(&other_upper)
         .fetch_all(&self.pool)
         .await?;
-        let spaced = self.names_spaced(q, limit).await?;
+        // Names typed without their space, when the look-ups above left room.
+        let spaced = match hits.len() < usize::try_from(limit).unwrap_or(0) {
+            true => self.names_spaced(q, limit).await?,
+            false => Vec::new(),
+        };
         let mut seen = std::collections::HashSet::new();
         Ok(hits
             .into_iter()

@@ -354,9 +354,14 @@ fn check_catches_a_missing_include_and_a_runaway_loop_and_knows_range_and_namesp
 #[test]
 fn check_finds_templates_that_fail_for_every_customer_and_leaves_data_dependent_ones() {
     let scenario = |id: &str| {
-        format!("id: {id}\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: {{ template: {id}, subject: s }}\n")
+        let subject = if id == "long" {
+            "\"{{ 'x' * 600 }}\""
+        } else {
+            "s"
+        };
+        format!("id: {id}\ntrigger: first_order\ntransactional: true\nsteps:\n  - id: a\n    send: {{ template: {id}, subject: {subject} }}\n")
     };
-    let names = ["div", "self", "date", "join", "data"];
+    let names = ["div", "self", "date", "join", "data", "attr", "long"];
     let yaml: Vec<(String, String)> = names
         .iter()
         .map(|n| (format!("{n}.yaml"), scenario(n)))
@@ -378,6 +383,11 @@ fn check_finds_templates_that_fail_for_every_customer_and_leaves_data_dependent_
                 "<p>{{ order.total // (order.items | length) }}</p>",
             ),
             ("data.txt", "x"),
+            // A real customer's nested attribute: undefined in both flat samples, not judged.
+            ("attr.html", "<p>{{ customer.attributes.skin.type }}</p>"),
+            ("attr.txt", "x"),
+            ("long.html", "<p>x</p>"),
+            ("long.txt", "x"),
         ],
     );
     let all = lines.join("\n");
@@ -394,7 +404,12 @@ fn check_finds_templates_that_fail_for_every_customer_and_leaves_data_dependent_
         all.contains("data.html (step 'a' of scenario 'data') fails to render for an order without line items"),
         "{all}"
     );
-    assert_eq!(lines.len(), 5, "{all}");
+    // A subject over 500 characters once rendered would fail every message.
+    assert!(
+        all.contains("scenarios/long.yaml:6:38: subject of step 'a' for the sample customer: the subject is 600 characters long"),
+        "{all}"
+    );
+    assert_eq!(lines.len(), 6, "{all}");
 }
 
 /// A misspelt filter or test fails for every customer, whatever the data: `check`

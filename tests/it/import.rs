@@ -276,6 +276,53 @@ async fn an_event_id_given_again_for_another_event_is_rejected_not_counted_uncha
     assert_eq!(kept[0].name, "cart_added");
 }
 
+/// Concurrent API requests are written together: one whose event id names another event
+/// stores nothing, the others are stored in full (and a batch of many such requests costs two
+/// passes, not one per conflict).
+#[tokio::test]
+async fn of_requests_written_together_only_the_one_with_a_conflicting_event_id_is_refused() {
+    let (_shop, store) = shop_with("csv").await;
+    let event = |id: &str, name: &str| rebuy::store::NewEvent {
+        id: id.into(),
+        customer_id: "C1".into(),
+        name: name.into(),
+        at: 1_700_000_000_000,
+        properties: "{}".into(),
+    };
+    store
+        .insert_events(&[event("e1", "cart_added")], 0)
+        .await
+        .unwrap();
+    let first = [event("e2", "cart_added")];
+    let taken = [event("e3", "cart_added"), event("e1", "product_viewed")];
+    let third = [event("e4", "cart_added"), event("e1", "cart_added")];
+    let out = store
+        .insert_event_groups(&[&first, &taken, &third, &taken], 0)
+        .await
+        .unwrap();
+    let counts: Vec<(u64, usize)> = out
+        .iter()
+        .map(|o| (o.inserted, o.conflicts.len()))
+        .collect();
+    assert_eq!(counts, [(1, 0), (0, 1), (1, 0), (0, 1)]);
+    assert_eq!(out[1].conflicts[0].0, 1);
+    assert_eq!(out[1].conflicts[0].1.name, "cart_added");
+    let ids: Vec<String> = store
+        .customer_events("C1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        ids,
+        ["e1", "e2", "e4"],
+        "e3 came with the conflict and is not stored"
+    );
+}
+
 #[tokio::test]
 async fn a_csv_header_naming_a_column_twice_is_refused_before_any_row() {
     let (shop, store) = shop_with("csv").await;
