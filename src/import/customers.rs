@@ -66,8 +66,7 @@ pub fn parse_customer(
         .map_err(|e| Invalid::at("consent_at", format!("'consent_at': {e}")))?;
     // A date ahead would outrank every later statement (the latest wins), opt-outs included.
     if let Some(at) = consent_at {
-        super::orders::not_ahead("consent_at", at, now, zone)
-            .map_err(|e| Invalid::at("consent_at", e))?;
+        super::not_ahead("consent_at", at, now, zone).map_err(|e| Invalid::at("consent_at", e))?;
     }
     Ok(NewCustomer {
         id,
@@ -112,21 +111,31 @@ pub(super) async fn run(
 mod tests {
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        super::super::parse_instant("2026-12-07T00:00:00Z", chrono_tz::UTC).unwrap()
+    }
+
+    /// A JSON record, as a line of JSON Lines or an API body gives it.
+    fn record(fields: serde_json::Value) -> Record {
+        Record {
+            line: 1,
+            fields: fields.as_object().unwrap().clone().into(),
+        }
+    }
+
     #[test]
     fn consent_dated_ahead_of_the_clock_is_refused_so_that_no_later_opt_out_is_outranked() {
-        let now = super::super::parse_instant("2026-12-07T00:00:00Z", chrono_tz::UTC).unwrap();
-        let record = |at: &str| {
-            Record {
-            line: 1,
-            fields: serde_json::json!({"id": "c1", "email": "a@example.jp", "marketing_consent": true, "consent_at": at})
-                .as_object()
-                .unwrap()
-                .clone()
-                .into(),
-        }
+        let consent = |at: &str| {
+            record(
+                serde_json::json!({"id": "c1", "email": "a@example.jp", "marketing_consent": true, "consent_at": at}),
+            )
         };
-        let e = parse_customer(&record("2099-12-01T00:00:00Z"), chrono_tz::Asia::Tokyo, now)
-            .unwrap_err();
+        let e = parse_customer(
+            &consent("2099-12-01T00:00:00Z"),
+            chrono_tz::Asia::Tokyo,
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "consent_at");
         assert!(
             e.message
@@ -135,20 +144,15 @@ mod tests {
             e.message
         );
         // The clock a little behind the shop's is allowed, as for orders.
-        assert!(parse_customer(&record("2026-12-07T20:00:00Z"), chrono_tz::UTC, now).is_ok());
+        assert!(parse_customer(&consent("2026-12-07T20:00:00Z"), chrono_tz::UTC, now()).is_ok());
     }
 
     #[test]
     fn attributes_with_a_nul_or_beyond_their_bound_are_refused() {
-        let now = super::super::parse_instant("2026-12-07T00:00:00Z", chrono_tz::UTC).unwrap();
         let parse = |attributes: serde_json::Value| {
             let fields =
                 serde_json::json!({"id": "c1", "email": "a@example.jp", "attributes": attributes});
-            let r = Record {
-                line: 1,
-                fields: fields.as_object().unwrap().clone().into(),
-            };
-            parse_customer(&r, chrono_tz::UTC, now)
+            parse_customer(&record(fields), chrono_tz::UTC, now())
         };
         let e = parse(serde_json::json!({"k": ["a\u{0}b"]})).unwrap_err();
         assert_eq!(

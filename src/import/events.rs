@@ -36,7 +36,7 @@ pub fn parse_event(r: &Record, zone: Tz, now: DateTime<Utc>) -> Result<NewEvent,
     let at = text(f, "at").ok_or_else(|| Invalid::missing("at"))?;
     let at = to_millis(parse_instant(&at, zone).map_err(|e| Invalid::at("at", e))?);
     // An event ahead would start its scenario on that day and hold the customer until then.
-    super::orders::not_ahead("at", at, now, zone).map_err(|e| Invalid::at("at", e))?;
+    super::not_ahead("at", at, now, zone).map_err(|e| Invalid::at("at", e))?;
     let properties = match f.get("properties") {
         None | Some(serde_json::Value::Null) => serde_json::Value::Object(Default::default()),
         Some(serde_json::Value::Object(m)) => serde_json::Value::Object(m.clone()),

@@ -547,6 +547,36 @@ fn crlf_shift(path: &Path) -> u64 {
     u64::from(read.is_ok() && first.ends_with(b"\r\n"))
 }
 
+/// Refuses a date (`field`: an order's `placed_at`, an event's `at`, a `consent_at`) more than
+/// a day after `now`: a day covers a time zone mixed up and a clock a little behind; beyond it
+/// the date is wrong, and the mail planned from it (a thank-you, a replenishment reminder)
+/// would go out months late, while the customer's real orders in between started nothing.
+pub(crate) fn not_ahead(
+    field: &str,
+    placed_at: i64,
+    now: DateTime<Utc>,
+    zone: Tz,
+) -> std::result::Result<(), String> {
+    if placed_at <= crate::clock::to_millis(now + chrono::Duration::days(1)) {
+        return Ok(());
+    }
+    let shown = |t: DateTime<Utc>| {
+        t.with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M %:z")
+            .to_string()
+    };
+    let what = match field {
+        "placed_at" => "an order is dated when it was placed",
+        "consent_at" => "consent is dated when the customer gave or withdrew it",
+        _ => "an event is dated when it happened",
+    };
+    Err(format!(
+        "'{field}' {} is in the future (now: {}); {what}: check the date and its time zone",
+        shown(crate::clock::from_millis(placed_at)),
+        shown(now)
+    ))
+}
+
 /// An id that a record may give under either of two names (`order_id` or `id`): the one
 /// given, or the problem of both given with different values (which one is meant?).
 pub fn either_id(fields: &Fields, first: &str, second: &str) -> Result<Option<String>, Invalid> {

@@ -144,7 +144,7 @@ pub fn parse_order_row(r: &Record, zone: Tz, now: DateTime<Utc>) -> Result<Order
     let placed = text(f, "placed_at").ok_or_else(|| Invalid::missing("placed_at"))?;
     let placed_at =
         to_millis(parse_instant(&placed, zone).map_err(|e| Invalid::at("placed_at", e))?);
-    not_ahead("placed_at", placed_at, now, zone).map_err(|e| Invalid::at("placed_at", e))?;
+    super::not_ahead("placed_at", placed_at, now, zone).map_err(|e| Invalid::at("placed_at", e))?;
     let currency =
         parse_currency(&text(f, "currency").ok_or_else(|| Invalid::missing("currency"))?)
             .map_err(|e| Invalid::at("currency", e))?;
@@ -187,36 +187,6 @@ pub fn parse_order_row(r: &Record, zone: Tz, now: DateTime<Utc>) -> Result<Order
         total,
         items,
     })
-}
-
-/// Refuses an order dated more than a day after `now`: a day covers a time zone mixed up and a
-/// clock a little behind; beyond it the date is wrong, and the mail planned from it (a thank-you,
-/// a replenishment reminder) would go out months late, while the customer's real orders in
-/// between started nothing.
-pub(super) fn not_ahead(
-    field: &str,
-    placed_at: i64,
-    now: DateTime<Utc>,
-    zone: Tz,
-) -> std::result::Result<(), String> {
-    if placed_at <= to_millis(now + chrono::Duration::days(1)) {
-        return Ok(());
-    }
-    let shown = |t: DateTime<Utc>| {
-        t.with_timezone(&zone)
-            .format("%Y-%m-%d %H:%M %:z")
-            .to_string()
-    };
-    let what = match field {
-        "placed_at" => "an order is dated when it was placed",
-        "consent_at" => "consent is dated when the customer gave or withdrew it",
-        _ => "an event is dated when it happened",
-    };
-    Err(format!(
-        "'{field}' {} is in the future (now: {}); {what}: check the date and its time zone",
-        shown(crate::clock::from_millis(placed_at)),
-        shown(now)
-    ))
 }
 
 /// One whole order from one record (JSON Lines, the API): its items are in the record.
@@ -518,9 +488,14 @@ mod tests {
         let now = "2026-12-07T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
         let at = |s: &str| to_millis(s.parse::<DateTime<Utc>>().unwrap());
         let tokyo = chrono_tz::Asia::Tokyo;
-        assert!(not_ahead("placed_at", at("2026-12-07T23:59:00Z"), now, tokyo).is_ok());
-        assert!(not_ahead("placed_at", at("2026-12-08T00:00:00Z"), now, tokyo).is_ok());
-        let e = not_ahead("placed_at", at("2027-06-01T01:00:00Z"), now, tokyo).unwrap_err();
+        assert!(
+            super::super::not_ahead("placed_at", at("2026-12-07T23:59:00Z"), now, tokyo).is_ok()
+        );
+        assert!(
+            super::super::not_ahead("placed_at", at("2026-12-08T00:00:00Z"), now, tokyo).is_ok()
+        );
+        let e = super::super::not_ahead("placed_at", at("2027-06-01T01:00:00Z"), now, tokyo)
+            .unwrap_err();
         assert!(
             e.contains("2027-06-01 10:00 +09:00 is in the future")
                 && e.contains("now: 2026-12-07 09:00 +09:00"),
